@@ -1,0 +1,28 @@
+import { z } from "zod";
+
+export const eventEnvelopeSchema = z.object({
+  id: z.uuid(),
+  type: z.string(),
+  occurredAt: z.string(),
+  correlationId: z.string().nullable(),
+  data: z.record(z.string(), z.unknown()),
+});
+export type EventEnvelope = z.infer<typeof eventEnvelopeSchema>;
+
+export const provisioningTaskMessageSchema = z.object({
+  taskId: z.uuid(),
+  tenantInstanceId: z.uuid(),
+  kind: z.enum(["provision", "deprovision", "update_features"]),
+});
+export type ProvisioningTaskMessage = z.infer<typeof provisioningTaskMessageSchema>;
+
+export const welcomeNotificationSchema = z.object({
+  tenantInstanceId: z.uuid(),
+  customerId: z.uuid(),
+  tenantCode: z.string(),
+});
+
+export const entitlementsChangedSchema = z.object({
+  tenantInstanceId: z.uuid(),
+  reason: z.string(),
+});

@@ -1,0 +1,56 @@
+// Streams y subjects de JetStream (seed 001 §4): cada dominio tiene sus tareas y su DLQ.
+export const domains = ["provisioning", "notifications", "billing", "integration"] as const;
+export type Domain = (typeof domains)[number];
+
+export interface StreamSpec {
+  name: string;
+  domain: Domain;
+  tasksSubject: string;
+  dlqSubject: string;
+}
+
+export const streams: Record<Domain, StreamSpec> = {
+  provisioning: {
+    name: "PROVISIONING",
+    domain: "provisioning",
+    tasksSubject: "provisioning.tasks.>",
+    dlqSubject: "provisioning.dlq",
+  },
+  notifications: {
+    name: "NOTIFICATIONS",
+    domain: "notifications",
+    tasksSubject: "notifications.tasks.>",
+    dlqSubject: "notifications.dlq",
+  },
+  billing: {
+    name: "BILLING",
+    domain: "billing",
+    tasksSubject: "billing.tasks.>",
+    dlqSubject: "billing.dlq",
+  },
+  integration: {
+    name: "INTEGRATION",
+    domain: "integration",
+    tasksSubject: "integration.tasks.>",
+    dlqSubject: "integration.dlq",
+  },
+};
+
+export const subjects = {
+  provision: "provisioning.tasks.provision",
+  deprovision: "provisioning.tasks.deprovision",
+  updateFeatures: "provisioning.tasks.update_features",
+  welcomeNotification: "notifications.tasks.welcome",
+  entitlementsChanged: "integration.tasks.entitlements_changed",
+} as const;
+
+/** Cabeceras propias que acompañan a cada mensaje (además de Nats-Msg-Id). */
+export const headers = {
+  correlationId: "Farutech-Correlation-Id",
+  eventType: "Farutech-Event-Type",
+  originalSubject: "Farutech-Original-Subject",
+  streamSequence: "Farutech-Stream-Sequence",
+  deliveries: "Farutech-Deliveries",
+  lastError: "Farutech-Last-Error",
+  errorKind: "Farutech-Error-Kind",
+} as const;

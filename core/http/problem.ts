@@ -1,0 +1,126 @@
+import type { Context, Env, ErrorHandler, NotFoundHandler } from "hono";
+import { HTTPException } from "hono/http-exception";
+import type { ZodError } from "zod";
+import {
+  AppError,
+  type ErrorCode,
+  errorCodes,
+  type FieldError,
+  statusFor,
+  titleFor,
+} from "../errors";
+import type { Logger } from "../logger";
+import { mapDatabaseError } from "./db-errors";
+
+export const PROBLEM_CONTENT_TYPE = "application/problem+json";
+const PROBLEM_BASE = "https://docs.farutech.com/problems/";
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: ErrorCode;
+  instance?: string;
+  requestId?: string;
+  errors?: FieldError[];
+  [key: string]: unknown;
+}
+
+export function toProblem(err: AppError, instance?: string, requestId?: string): Problem {
+  return {
+    ...(err.extra ?? {}),
+    type: `${PROBLEM_BASE}${err.code}`,
+    title: titleFor(err.code),
+    status: statusFor(err.code),
+    detail: err.message,
+    code: err.code,
+    ...(instance ? { instance } : {}),
+    ...(requestId ? { requestId } : {}),
+    ...(err.fields ? { errors: err.fields } : {}),
+  };
+}
+
+export function problemResponse(problem: Problem, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(problem), {
+    status: problem.status,
+    headers: { "content-type": PROBLEM_CONTENT_TYPE, ...headers },
+  });
+}
+
+export function zodFieldErrors(error: ZodError, prefix = ""): FieldError[] {
+  return error.issues.map((issue) => ({
+    path: [prefix, ...issue.path.map(String)].filter((p) => p !== "").join("."),
+    message: issue.message,
+  }));
+}
+
+function codeForStatus(status: number): ErrorCode {
+  return (
+    errorCodes.find((code) => statusFor(code) === status) ??
+    (status >= 500 ? "internal" : "bad_request")
+  );
+}
+
+// Convierte cualquier error lanzado en AppError; lo desconocido se vuelve 500 sin detalles internos.
+export function normalizeError(err: unknown): AppError {
+  if (err instanceof AppError) return err;
+  if (err instanceof HTTPException) {
+    const code = codeForStatus(err.status);
+    // Los errores de hono (p. ej. JSON malformado) son del cliente: conservamos su mensaje.
+    return new AppError(code, err.message || titleFor(code), { cause: err });
+  }
+  const mapped = mapDatabaseError(err);
+  if (mapped) return mapped;
+  return new AppError("internal", "An unexpected error occurred", { cause: err });
+}
+
+interface ProblemVariables {
+  logger?: Logger;
+  requestId?: string;
+}
+
+function contextLogger(c: Context): Logger | undefined {
+  return (c.var as ProblemVariables).logger;
+}
+
+export function problemErrorHandler<E extends Env>(): ErrorHandler<E> {
+  return (err, c) => {
+    const appError = normalizeError(err);
+    const logger = contextLogger(c);
+    if (appError.status >= 500) {
+      logger?.error({ err, code: appError.code }, "request failed");
+    } else {
+      logger?.info({ code: appError.code, detail: appError.message }, "request rejected");
+    }
+    const headers: Record<string, string> = {};
+    if (appError.code === "unauthorized") headers["www-authenticate"] = 'Bearer realm="farutech"';
+    return problemResponse(
+      toProblem(appError, new URL(c.req.url).pathname, (c.var as ProblemVariables).requestId),
+      headers,
+    );
+  };
+}
+
+export function problemNotFound<E extends Env>(): NotFoundHandler<E> {
+  return (c) =>
+    problemResponse(
+      toProblem(
+        new AppError("not_found", `No route for ${c.req.method} ${new URL(c.req.url).pathname}`),
+        new URL(c.req.url).pathname,
+        (c.var as ProblemVariables).requestId,
+      ),
+    );
+}
+
+// defaultHook de @hono/zod-openapi: toda validación fallida se vuelve un 400 con los campos.
+export function validationHook(
+  result: { success: true } | { success: false; error: ZodError; target?: string },
+): void {
+  if (!result.success) {
+    const target = result.target ?? "body";
+    throw new AppError("validation_failed", `The request ${target} is invalid`, {
+      fields: zodFieldErrors(result.error, target === "json" ? "body" : target),
+    });
+  }
+}

@@ -1,0 +1,25 @@
+import { createLogger } from "../core/logger";
+import { createDb, dbConfigFromEnv } from "./client";
+import { seedDemo } from "./seed";
+
+// `npm run db:migrate` y `npm run db:seed`: misma configuración que el resto (DATABASE_URL o PGlite).
+const logger = createLogger({ service: "db-cli", level: process.env.LOG_LEVEL });
+const command = process.argv[2];
+if (command !== "migrate" && command !== "seed") {
+  logger.error({ command }, "usage: tsx db/cli.ts migrate|seed");
+  process.exit(2);
+}
+const handle = await createDb(dbConfigFromEnv());
+try {
+  await handle.migrate();
+  logger.info({ driver: handle.driver }, "migrations applied");
+  if (command === "seed") {
+    const summary = await seedDemo(handle.db);
+    logger.info({ ...summary }, "demo data loaded");
+  }
+} catch (err) {
+  logger.error({ err }, `${command} failed`);
+  process.exitCode = 1;
+} finally {
+  await handle.close();
+}

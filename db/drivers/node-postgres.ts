@@ -1,0 +1,35 @@
+import { drizzle } from "drizzle-orm/node-postgres";
+import { migrate } from "drizzle-orm/node-postgres/migrator";
+import pg from "pg";
+import * as schema from "../schema";
+import { type DbHandle, MIGRATION_LOCK_ID } from "../types";
+
+export interface NodePostgresOptions {
+  url: string;
+  migrationsFolder: string;
+  max?: number;
+}
+
+export function createNodePostgresDb(options: NodePostgresOptions): DbHandle {
+  const pool = new pg.Pool({ connectionString: options.url, max: options.max ?? 10 });
+  // Un error de una conexión ociosa no debe tumbar el proceso; el pool la reemplaza.
+  pool.on("error", () => {});
+  const db = drizzle({ client: pool, schema });
+  return {
+    db,
+    driver: "node-postgres",
+    databaseName: new URL(options.url).pathname.replace(/^\//, ""),
+    async migrate() {
+      const client = await pool.connect();
+      try {
+        // Varios procesos pueden arrancar a la vez: solo uno migra.
+        await client.query("select pg_advisory_lock($1)", [MIGRATION_LOCK_ID]);
+        await migrate(drizzle({ client, schema }), { migrationsFolder: options.migrationsFolder });
+      } finally {
+        await client.query("select pg_advisory_unlock($1)", [MIGRATION_LOCK_ID]).catch(() => {});
+        client.release();
+      }
+    },
+    close: () => pool.end(),
+  };
+}

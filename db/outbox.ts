@@ -1,0 +1,140 @@
+import { and, asc, eq, inArray, isNull, lt, sql } from "drizzle-orm";
+import type { EventEnvelope } from "../contracts/events";
+import type { Bus } from "../core/bus";
+import { newId } from "../core/ids";
+import type { Logger } from "../core/logger";
+import { outboxEvents } from "./schema";
+import { type Database, type Executor, rowsOf } from "./types";
+
+export interface NewEvent {
+  subject: string;
+  type: string;
+  data: Record<string, unknown>;
+  correlationId?: string | null;
+}
+
+export interface QueuedEvent {
+  subject: string;
+  envelope: EventEnvelope;
+}
+
+/** Escribe el evento en el outbox dentro de la transacción del cambio. */
+export async function enqueueEvent(tx: Executor, event: NewEvent): Promise<QueuedEvent> {
+  const envelope: EventEnvelope = {
+    id: newId(),
+    type: event.type,
+    occurredAt: new Date().toISOString(),
+    correlationId: event.correlationId ?? null,
+    data: event.data,
+  };
+  await tx.insert(outboxEvents).values({
+    id: envelope.id,
+    subject: event.subject,
+    type: event.type,
+    payload: envelope,
+    correlationId: envelope.correlationId,
+  });
+  return { subject: event.subject, envelope };
+}
+
+/**
+ * Publica eventos recién confirmados. Si el broker falla, el evento queda pendiente
+ * y el relay lo publicará: el llamador nunca pierde lo que ya se le confirmó.
+ */
+export async function publishQueued(
+  db: Database,
+  bus: Bus | undefined,
+  events: QueuedEvent[],
+  logger: Logger,
+): Promise<number> {
+  if (!bus || events.length === 0) return 0;
+  const published: string[] = [];
+  for (const event of events) {
+    try {
+      await bus.publishEvent(event.subject, event.envelope);
+      published.push(event.envelope.id);
+    } catch (err) {
+      logger.warn(
+        {
+          err,
+          eventId: event.envelope.id,
+          subject: event.subject,
+          correlationId: event.envelope.correlationId,
+        },
+        "event publish deferred to outbox relay",
+      );
+      break;
+    }
+  }
+  if (published.length > 0) {
+    await db
+      .update(outboxEvents)
+      .set({ publishedAt: sql`now()`, attempts: sql`${outboxEvents.attempts} + 1` })
+      .where(inArray(outboxEvents.id, published));
+  }
+  return published.length;
+}
+
+export const RELAY_LOCK_ID = 727_274_002;
+
+export interface RelayResult {
+  locked: boolean;
+  published: number;
+  failed: boolean;
+}
+
+/**
+ * Una pasada del relay: publica en orden lo pendiente. Solo un relay a la vez
+ * (advisory lock de transacción); si otro lo tiene, no hace nada.
+ */
+export async function relayOnce(
+  db: Database,
+  bus: Bus,
+  logger: Logger,
+  options: { batchSize?: number; graceMs?: number } = {},
+): Promise<RelayResult> {
+  const batchSize = options.batchSize ?? 100;
+  const graceMs = options.graceMs ?? 1_000;
+  return db.transaction(async (tx) => {
+    const [lock] = rowsOf<{ locked: boolean }>(
+      await tx.execute(sql`select pg_try_advisory_xact_lock(${RELAY_LOCK_ID}) as locked`),
+    );
+    if (!lock?.locked) return { locked: false, published: 0, failed: false };
+    // El periodo de gracia deja a la función publicar lo suyo sin carrera con el relay.
+    const pending = await tx
+      .select()
+      .from(outboxEvents)
+      .where(
+        and(
+          isNull(outboxEvents.publishedAt),
+          lt(outboxEvents.createdAt, sql`now() - make_interval(secs => ${graceMs / 1000})`),
+        ),
+      )
+      .orderBy(asc(outboxEvents.seq))
+      .limit(batchSize);
+    let published = 0;
+    for (const row of pending) {
+      try {
+        await bus.publishEvent(row.subject, row.payload as EventEnvelope);
+        await tx
+          .update(outboxEvents)
+          .set({
+            publishedAt: sql`now()`,
+            attempts: sql`${outboxEvents.attempts} + 1`,
+            lastError: null,
+          })
+          .where(eq(outboxEvents.id, row.id));
+        published++;
+      } catch (err) {
+        await tx
+          .update(outboxEvents)
+          .set({ attempts: sql`${outboxEvents.attempts} + 1`, lastError: String(err) })
+          .where(eq(outboxEvents.id, row.id));
+        logger.warn({ err, eventId: row.id, subject: row.subject }, "outbox relay publish failed");
+        return { locked: true, published, failed: true };
+      }
+    }
+    if (published > 0) logger.info({ published }, "outbox relay published pending events");
+    return { locked: true, published, failed: false };
+  });
+}

@@ -1,0 +1,455 @@
+import { sql } from "drizzle-orm";
+import {
+  bigint,
+  bigserial,
+  boolean,
+  check,
+  foreignKey,
+  index,
+  integer,
+  jsonb,
+  numeric,
+  pgEnum,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  unique,
+  uuid,
+} from "drizzle-orm/pg-core";
+
+const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull().defaultNow();
+const updatedAt = () => timestamp("updated_at", { withTimezone: true }).notNull().defaultNow();
+
+export const planTier = pgEnum("plan_tier", ["standard", "professional", "enterprise"]);
+export const databaseTier = pgEnum("database_tier", ["standard", "enterprise"]);
+export const instanceStatus = pgEnum("instance_status", [
+  "provisioning",
+  "active",
+  "failed",
+  "suspended",
+  "decommissioned",
+]);
+export const subscriptionStatus = pgEnum("subscription_status", [
+  "pending",
+  "active",
+  "suspended",
+  "cancelled",
+]);
+export const overrideType = pgEnum("override_type", ["enable", "disable"]);
+export const taskKind = pgEnum("task_kind", ["provision", "deprovision", "update_features"]);
+export const taskStatus = pgEnum("task_status", [
+  "queued",
+  "running",
+  "succeeded",
+  "failed",
+  "dead_lettered",
+]);
+export const stepStatus = pgEnum("step_status", ["running", "succeeded", "failed"]);
+export const clientKind = pgEnum("client_kind", ["admin", "tenant"]);
+
+// ---------- Catálogo: Product → Module → Feature ----------
+
+export const products = pgTable(
+  "products",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    code: text("code").notNull().unique(),
+    name: text("name").notNull(),
+    description: text("description").notNull().default(""),
+    version: text("version").notNull().default("1.0.0"),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [check("products_code_format", sql`${t.code} ~ '^[A-Z][A-Z0-9_]{1,63}$'`)],
+);
+
+// Límites numéricos que un producto reconoce (p. ej. max_users, storage_gb).
+export const productLimits = pgTable(
+  "product_limits",
+  {
+    productId: uuid("product_id")
+      .notNull()
+      .references(() => products.id, { onDelete: "cascade" }),
+    name: text("name").notNull(),
+    description: text("description").notNull().default(""),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.productId, t.name] }),
+    check("product_limits_name_format", sql`${t.name} ~ '^[a-z][a-z0-9_]{1,63}$'`),
+  ],
+);
+
+export const modules = pgTable(
+  "modules",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    productId: uuid("product_id")
+      .notNull()
+      .references(() => products.id, { onDelete: "cascade" }),
+    code: text("code").notNull(),
+    name: text("name").notNull(),
+    description: text("description").notNull().default(""),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    unique("modules_product_code_uq").on(t.productId, t.code),
+    // Permite que features referencie (module_id, product_id) y herede el producto del módulo.
+    unique("modules_id_product_uq").on(t.id, t.productId),
+    check("modules_code_format", sql`${t.code} ~ '^[A-Z][A-Z0-9_]{1,63}$'`),
+  ],
+);
+
+export const features = pgTable(
+  "features",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    moduleId: uuid("module_id").notNull(),
+    productId: uuid("product_id").notNull(),
+    code: text("code").notNull(),
+    name: text("name").notNull(),
+    description: text("description").notNull().default(""),
+    isPremium: boolean("is_premium").notNull().default(false),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    // La jerarquía no puede romperse: el producto de la feature es el de su módulo.
+    foreignKey({
+      name: "features_module_product_fk",
+      columns: [t.moduleId, t.productId],
+      foreignColumns: [modules.id, modules.productId],
+    }).onDelete("cascade"),
+    unique("features_product_code_uq").on(t.productId, t.code),
+    index("features_module_idx").on(t.moduleId),
+    check("features_code_format", sql`${t.code} ~ '^[A-Z][A-Z0-9_]{1,63}$'`),
+  ],
+);
+
+// ---------- Planes ----------
+
+export const plans = pgTable(
+  "plans",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    productId: uuid("product_id")
+      .notNull()
+      .references(() => products.id),
+    code: text("code").notNull().unique(),
+    name: text("name").notNull(),
+    tier: planTier("tier").notNull(),
+    price: numeric("price", { precision: 12, scale: 2 }).notNull(),
+    currency: text("currency").notNull().default("USD"),
+    maxUsers: integer("max_users").notNull(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    unique("plans_id_product_uq").on(t.id, t.productId),
+    index("plans_product_idx").on(t.productId),
+    check("plans_code_format", sql`${t.code} ~ '^[A-Z][A-Z0-9_]{1,63}$'`),
+    check("plans_price_nonnegative", sql`${t.price} >= 0`),
+    check("plans_max_users_positive", sql`${t.maxUsers} > 0`),
+    check("plans_currency_format", sql`${t.currency} ~ '^[A-Z]{3}$'`),
+  ],
+);
+
+export const planFeatures = pgTable(
+  "plan_features",
+  {
+    planId: uuid("plan_id").notNull(),
+    productId: uuid("product_id").notNull(),
+    featureCode: text("feature_code").notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.planId, t.featureCode] }),
+    foreignKey({
+      name: "plan_features_plan_fk",
+      columns: [t.planId, t.productId],
+      foreignColumns: [plans.id, plans.productId],
+    }).onDelete("cascade"),
+    // Un plan solo incluye features de su propio producto.
+    foreignKey({
+      name: "plan_features_feature_fk",
+      columns: [t.productId, t.featureCode],
+      foreignColumns: [features.productId, features.code],
+    }).onUpdate("cascade"),
+  ],
+);
+
+export const planLimits = pgTable(
+  "plan_limits",
+  {
+    planId: uuid("plan_id").notNull(),
+    productId: uuid("product_id").notNull(),
+    limitName: text("limit_name").notNull(),
+    value: bigint("value", { mode: "number" }).notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.planId, t.limitName] }),
+    foreignKey({
+      name: "plan_limits_plan_fk",
+      columns: [t.planId, t.productId],
+      foreignColumns: [plans.id, plans.productId],
+    }).onDelete("cascade"),
+    foreignKey({
+      name: "plan_limits_limit_fk",
+      columns: [t.productId, t.limitName],
+      foreignColumns: [productLimits.productId, productLimits.name],
+    }),
+    check("plan_limits_value_nonnegative", sql`${t.value} >= 0`),
+  ],
+);
+
+// ---------- Clientes y tenancy ----------
+
+export const customers = pgTable(
+  "customers",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    legalName: text("legal_name").notNull(),
+    taxId: text("tax_id").notNull(),
+    billingEmail: text("billing_email").notNull(),
+    country: text("country").notNull(),
+    isActive: boolean("is_active").notNull().default(true),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+    deletedAt: timestamp("deleted_at", { withTimezone: true }),
+  },
+  (t) => [
+    unique("customers_country_tax_id_uq").on(t.country, t.taxId),
+    check("customers_country_format", sql`${t.country} ~ '^[A-Z]{2}$'`),
+  ],
+);
+
+export const tenantInstances = pgTable(
+  "tenant_instances",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    customerId: uuid("customer_id")
+      .notNull()
+      .references(() => customers.id),
+    productId: uuid("product_id")
+      .notNull()
+      .references(() => products.id),
+    instanceCode: text("instance_code").notNull(),
+    tenantCode: text("tenant_code").notNull().unique(),
+    environment: text("environment").notNull().default("production"),
+    databaseTier: databaseTier("database_tier").notNull(),
+    connectionStringEncrypted: text("connection_string_encrypted"),
+    encryptionKeyId: text("encryption_key_id"),
+    status: instanceStatus("status").notNull().default("provisioning"),
+    kubernetesNamespace: text("kubernetes_namespace").notNull(),
+    subdomainUrl: text("subdomain_url").notNull(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    unique("tenant_instances_customer_code_uq").on(t.customerId, t.instanceCode),
+    unique("tenant_instances_id_product_uq").on(t.id, t.productId),
+    unique("tenant_instances_id_customer_uq").on(t.id, t.customerId),
+    index("tenant_instances_customer_idx").on(t.customerId),
+    index("tenant_instances_product_idx").on(t.productId),
+    check("tenant_instances_code_format", sql`${t.instanceCode} ~ '^[a-z0-9][a-z0-9-]{0,39}$'`),
+    // Solo Enterprise guarda cadena de conexión (cifrada).
+    check(
+      "tenant_instances_connection_tier",
+      sql`${t.databaseTier} = 'enterprise' OR ${t.connectionStringEncrypted} IS NULL`,
+    ),
+  ],
+);
+
+export const subscriptions = pgTable(
+  "subscriptions",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    customerId: uuid("customer_id").notNull(),
+    tenantInstanceId: uuid("tenant_instance_id").notNull().unique("subscriptions_instance_uq"),
+    planId: uuid("plan_id").notNull(),
+    productId: uuid("product_id").notNull(),
+    status: subscriptionStatus("status").notNull().default("pending"),
+    startsAt: timestamp("starts_at", { withTimezone: true }).notNull().defaultNow(),
+    expiresAt: timestamp("expires_at", { withTimezone: true }),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    // La instancia y el plan deben ser del mismo producto, y la instancia del mismo cliente.
+    foreignKey({
+      name: "subscriptions_instance_product_fk",
+      columns: [t.tenantInstanceId, t.productId],
+      foreignColumns: [tenantInstances.id, tenantInstances.productId],
+    }).onDelete("cascade"),
+    foreignKey({
+      name: "subscriptions_instance_customer_fk",
+      columns: [t.tenantInstanceId, t.customerId],
+      foreignColumns: [tenantInstances.id, tenantInstances.customerId],
+    }).onDelete("cascade"),
+    foreignKey({
+      name: "subscriptions_plan_product_fk",
+      columns: [t.planId, t.productId],
+      foreignColumns: [plans.id, plans.productId],
+    }),
+    unique("subscriptions_id_product_uq").on(t.id, t.productId),
+    index("subscriptions_customer_idx").on(t.customerId),
+    index("subscriptions_plan_idx").on(t.planId),
+    check(
+      "subscriptions_expiry_after_start",
+      sql`${t.expiresAt} IS NULL OR ${t.expiresAt} > ${t.startsAt}`,
+    ),
+  ],
+);
+
+// Tablas y no JSONB: ver docs/adr/0001-overrides-tablas-vs-jsonb.md.
+export const subscriptionFeatureOverrides = pgTable(
+  "subscription_feature_overrides",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    subscriptionId: uuid("subscription_id").notNull(),
+    productId: uuid("product_id").notNull(),
+    featureCode: text("feature_code"),
+    overrideType: overrideType("override_type"),
+    limitName: text("limit_name"),
+    value: bigint("value", { mode: "number" }),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    foreignKey({
+      name: "overrides_subscription_fk",
+      columns: [t.subscriptionId, t.productId],
+      foreignColumns: [subscriptions.id, subscriptions.productId],
+    }).onDelete("cascade"),
+    // El override nombra una feature (o un límite) del producto de la suscripción.
+    foreignKey({
+      name: "overrides_feature_fk",
+      columns: [t.productId, t.featureCode],
+      foreignColumns: [features.productId, features.code],
+    }).onUpdate("cascade"),
+    foreignKey({
+      name: "overrides_limit_fk",
+      columns: [t.productId, t.limitName],
+      foreignColumns: [productLimits.productId, productLimits.name],
+    }),
+    unique("overrides_subscription_feature_uq").on(t.subscriptionId, t.featureCode),
+    unique("overrides_subscription_limit_uq").on(t.subscriptionId, t.limitName),
+    index("overrides_subscription_idx").on(t.subscriptionId),
+    check(
+      "overrides_shape",
+      sql`(${t.featureCode} IS NOT NULL AND ${t.overrideType} IS NOT NULL AND ${t.limitName} IS NULL AND ${t.value} IS NULL)
+        OR (${t.featureCode} IS NULL AND ${t.overrideType} IS NULL AND ${t.limitName} IS NOT NULL AND ${t.value} IS NOT NULL AND ${t.value} >= 0)`,
+    ),
+  ],
+);
+
+// ---------- Flujos: outbox, tareas, auditoría, idempotencia ----------
+
+export const outboxEvents = pgTable(
+  "outbox_events",
+  {
+    id: uuid("id").primaryKey(),
+    seq: bigserial("seq", { mode: "number" }).notNull().unique(),
+    subject: text("subject").notNull(),
+    type: text("type").notNull(),
+    payload: jsonb("payload").notNull(),
+    correlationId: text("correlation_id"),
+    createdAt: createdAt(),
+    publishedAt: timestamp("published_at", { withTimezone: true }),
+    attempts: integer("attempts").notNull().default(0),
+    lastError: text("last_error"),
+  },
+  (t) => [index("outbox_pending_idx").on(t.seq).where(sql`${t.publishedAt} IS NULL`)],
+);
+
+export const provisioningTasks = pgTable(
+  "provisioning_tasks",
+  {
+    id: uuid("id").primaryKey(),
+    tenantInstanceId: uuid("tenant_instance_id")
+      .notNull()
+      .references(() => tenantInstances.id, { onDelete: "cascade" }),
+    kind: taskKind("kind").notNull(),
+    status: taskStatus("status").notNull().default("queued"),
+    correlationId: text("correlation_id").notNull().unique("provisioning_tasks_correlation_uq"),
+    requestHash: text("request_hash").notNull(),
+    attempts: integer("attempts").notNull().default(0),
+    lastError: text("last_error"),
+    response: jsonb("response").notNull(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+    startedAt: timestamp("started_at", { withTimezone: true }),
+    finishedAt: timestamp("finished_at", { withTimezone: true }),
+  },
+  (t) => [index("provisioning_tasks_instance_idx").on(t.tenantInstanceId)],
+);
+
+export const provisioningTaskSteps = pgTable(
+  "provisioning_task_steps",
+  {
+    taskId: uuid("task_id")
+      .notNull()
+      .references(() => provisioningTasks.id, { onDelete: "cascade" }),
+    name: text("name").notNull(),
+    position: integer("position").notNull(),
+    status: stepStatus("status").notNull(),
+    attempts: integer("attempts").notNull().default(1),
+    startedAt: timestamp("started_at", { withTimezone: true }).notNull().defaultNow(),
+    finishedAt: timestamp("finished_at", { withTimezone: true }),
+    error: text("error"),
+  },
+  (t) => [primaryKey({ columns: [t.taskId, t.name] })],
+);
+
+export const auditLog = pgTable(
+  "audit_log",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    occurredAt: timestamp("occurred_at", { withTimezone: true }).notNull().defaultNow(),
+    actor: text("actor").notNull(),
+    action: text("action").notNull(),
+    entityType: text("entity_type").notNull(),
+    entityId: text("entity_id").notNull(),
+    before: jsonb("before"),
+    after: jsonb("after"),
+    correlationId: text("correlation_id"),
+  },
+  (t) => [
+    index("audit_entity_idx").on(t.entityType, t.entityId),
+    index("audit_actor_idx").on(t.actor),
+    index("audit_occurred_idx").on(t.occurredAt),
+  ],
+);
+
+export const processedMessages = pgTable(
+  "processed_messages",
+  {
+    consumer: text("consumer").notNull(),
+    messageId: text("message_id").notNull(),
+    processedAt: timestamp("processed_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.consumer, t.messageId] })],
+);
+
+// Clientes OAuth (client_credentials); el secreto solo se guarda como hash lento.
+export const apiClients = pgTable(
+  "api_clients",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    clientId: text("client_id").notNull().unique(),
+    secretHash: text("secret_hash").notNull(),
+    name: text("name").notNull(),
+    kind: clientKind("kind").notNull(),
+    customerId: uuid("customer_id").references(() => customers.id, { onDelete: "cascade" }),
+    instanceIds: uuid("instance_ids").array().notNull().default(sql`'{}'::uuid[]`),
+    roles: text("roles").array().notNull().default(sql`'{}'::text[]`),
+    createdAt: createdAt(),
+    revokedAt: timestamp("revoked_at", { withTimezone: true }),
+  },
+  (t) => [
+    check(
+      "api_clients_tenant_has_customer",
+      sql`${t.kind} = 'admin' OR ${t.customerId} IS NOT NULL`,
+    ),
+  ],
+);
