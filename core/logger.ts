@@ -30,7 +30,6 @@ export interface LoggerOptions {
 
 export function createLogger({ service, level }: LoggerOptions): Logger {
   return pino({
-    name: service,
     level: level ?? "info",
     redact: { paths: REDACT, censor: "[redacted]" },
     base: { service },

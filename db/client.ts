@@ -41,7 +41,10 @@ export async function createDb(config: DbConfig = {}): Promise<DbHandle> {
       wsProxy: config.neonWsProxy,
       webSocketConstructor:
         globalThis.WebSocket ?? (WebSocket as unknown as typeof globalThis.WebSocket),
-      migrationsFolder: MIGRATIONS_FOLDER,
+      migrator: async (db) => {
+        const { migrate } = await import("drizzle-orm/neon-serverless/migrator");
+        await migrate(db, { migrationsFolder: MIGRATIONS_FOLDER });
+      },
       max: config.max,
     });
   }

@@ -118,9 +118,9 @@ export function validationHook(
   result: { success: true } | { success: false; error: ZodError; target?: string },
 ): void {
   if (!result.success) {
-    const target = result.target ?? "body";
+    const target = result.target === "json" || !result.target ? "body" : result.target;
     throw new AppError("validation_failed", `The request ${target} is invalid`, {
-      fields: zodFieldErrors(result.error, target === "json" ? "body" : target),
+      fields: zodFieldErrors(result.error, target),
     });
   }
 }

@@ -1,6 +1,5 @@
 import { neonConfig, Pool } from "@neondatabase/serverless";
-import { drizzle } from "drizzle-orm/neon-serverless";
-import { migrate } from "drizzle-orm/neon-serverless/migrator";
+import { drizzle, type NeonDatabase } from "drizzle-orm/neon-serverless";
 import * as schema from "../schema";
 import { type DbHandle, MIGRATION_LOCK_ID } from "../types";
 
@@ -10,7 +9,8 @@ export interface NeonOptions {
   wsProxy?: string;
   /** Node 20 no trae WebSocket global: se inyecta `ws`. */
   webSocketConstructor?: typeof WebSocket;
-  migrationsFolder?: string;
+  /** Solo en Node: el migrador de drizzle usa node:fs y no entra en el bundle del edge. */
+  migrator?: (db: NeonDatabase<typeof schema>) => Promise<void>;
   max?: number;
 }
 
@@ -30,13 +30,13 @@ export function createNeonDb(options: NeonOptions): DbHandle {
     driver: "neon",
     databaseName: new URL(options.url).pathname.replace(/^\//, ""),
     async migrate() {
-      const folder = options.migrationsFolder;
-      if (!folder)
-        throw new Error("migrationsFolder is required to migrate through the Neon driver");
+      const migrator = options.migrator;
+      if (!migrator)
+        throw new Error("migrations run from Node (npm run db:migrate), not from the edge");
       const client = await pool.connect();
       try {
         await client.query("select pg_advisory_lock($1)", [MIGRATION_LOCK_ID]);
-        await migrate(drizzle({ client, schema }), { migrationsFolder: folder });
+        await migrator(drizzle({ client, schema }));
       } finally {
         await client.query("select pg_advisory_unlock($1)", [MIGRATION_LOCK_ID]).catch(() => {});
         client.release();

@@ -1,0 +1,112 @@
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  importJWK,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+  errors as joseErrors,
+  jwtVerify,
+  SignJWT,
+} from "jose";
+import { z } from "zod";
+import { AppError } from "../errors";
+import { type PrivateJwk, type PublicJwks, SIGNING_ALG } from "./keys";
+
+export const roles = ["platform_admin", "catalog_manager", "support", "tenant_app"] as const;
+export type Role = (typeof roles)[number];
+
+export interface AccessClaims {
+  sub: string;
+  tenant_id: string | null;
+  instance_ids: string[];
+  roles: string[];
+}
+
+const claimsSchema = z.object({
+  sub: z.string().min(1),
+  tenant_id: z.string().nullable(),
+  instance_ids: z.array(z.string()),
+  roles: z.array(z.string()),
+});
+
+export interface TokenSettings {
+  issuer: string;
+  audience: string;
+  accessTokenTtlSeconds: number;
+}
+
+export interface TokenSigner {
+  sign(claims: AccessClaims): Promise<{ token: string; expiresIn: number }>;
+}
+
+export async function createTokenSigner(
+  keys: PrivateJwk[],
+  settings: TokenSettings,
+): Promise<TokenSigner> {
+  const active = keys[0];
+  if (!active) throw new Error("at least one signing key is required");
+  const key = await importJWK(active, SIGNING_ALG);
+  return {
+    async sign(claims) {
+      const token = await new SignJWT({ ...claims })
+        .setProtectedHeader({ alg: SIGNING_ALG, kid: active.kid, typ: "at+jwt" })
+        .setIssuer(settings.issuer)
+        .setAudience(settings.audience)
+        .setSubject(claims.sub)
+        .setIssuedAt()
+        .setJti(crypto.randomUUID())
+        .setExpirationTime(`${settings.accessTokenTtlSeconds}s`)
+        .sign(key);
+      return { token, expiresIn: settings.accessTokenTtlSeconds };
+    },
+  };
+}
+
+export interface TokenVerifier {
+  verify(token: string): Promise<AccessClaims & JWTPayload>;
+}
+
+export function createTokenVerifier(
+  source: { jwks: PublicJwks } | { jwksUrl: string },
+  settings: Pick<TokenSettings, "issuer" | "audience">,
+): TokenVerifier {
+  const getKey: JWTVerifyGetKey =
+    "jwks" in source ? createLocalJWKSet(source.jwks) : createRemoteJWKSet(new URL(source.jwksUrl));
+  return {
+    async verify(token) {
+      try {
+        const { payload } = await jwtVerify(token, getKey, {
+          issuer: settings.issuer,
+          audience: settings.audience,
+          algorithms: [SIGNING_ALG],
+          requiredClaims: ["exp", "iat", "sub"],
+        });
+        const claims = claimsSchema.safeParse(payload);
+        if (!claims.success)
+          throw new AppError("unauthorized", "The access token is missing required claims");
+        return { ...payload, ...claims.data };
+      } catch (err) {
+        if (err instanceof AppError) throw err;
+        if (err instanceof joseErrors.JWTExpired) {
+          throw new AppError("unauthorized", "The access token has expired", { cause: err });
+        }
+        throw new AppError("unauthorized", "The access token is invalid", { cause: err });
+      }
+    },
+  };
+}
+
+export function bearerToken(header: string | undefined): string {
+  const match = /^Bearer\s+([A-Za-z0-9._~+/-]+=*)\s*$/i.exec(header ?? "");
+  if (!match?.[1]) throw new AppError("unauthorized", "A Bearer access token is required");
+  return match[1];
+}
+
+export function hasRole(claims: AccessClaims, role: Role): boolean {
+  return claims.roles.includes(role);
+}
+
+/** Un token de tenant solo lee sus instancias; platform_admin lee cualquiera. */
+export function canReadInstance(claims: AccessClaims, instanceId: string): boolean {
+  return hasRole(claims, "platform_admin") || claims.instance_ids.includes(instanceId);
+}

@@ -1,0 +1,60 @@
+import { type Bus, type BusOptions, connectBus, ensureStreams } from "./bus";
+import type { Logger } from "./logger";
+
+export interface BusProvider {
+  get(): Promise<Bus | undefined>;
+  ping(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/**
+ * Conexión perezosa y compartida al bus. Si el broker no está, devuelve undefined:
+ * la escritura ya quedó en el outbox y el relay la publicará.
+ */
+export function createBusProvider(
+  options: BusOptions & { ensureStreams?: boolean; connectTimeoutMs?: number },
+  logger: Logger,
+): BusProvider {
+  let current: Promise<Bus> | undefined;
+  let lastFailure = 0;
+  const connect = async (): Promise<Bus> => {
+    const bus = await connectBus({ ...options });
+    if (options.ensureStreams) await ensureStreams(bus);
+    bus.nc.closed().then(() => {
+      current = undefined;
+    });
+    return bus;
+  };
+  return {
+    async get() {
+      if (!current) {
+        // Evita martillar un broker caído en cada petición.
+        if (Date.now() - lastFailure < 1_000) return undefined;
+        current = connect();
+      }
+      try {
+        return await current;
+      } catch (err) {
+        logger.warn({ err }, "message bus unavailable");
+        current = undefined;
+        lastFailure = Date.now();
+        return undefined;
+      }
+    },
+    async ping() {
+      const bus = await this.get();
+      if (!bus) return false;
+      try {
+        await bus.nc.rtt();
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    async close() {
+      const pending = current;
+      current = undefined;
+      if (pending) await (await pending.catch(() => undefined))?.close();
+    },
+  };
+}

@@ -1,0 +1,69 @@
+import { z } from "zod";
+import {
+  type PrivateJwk,
+  type PublicJwks,
+  parsePublicJwks,
+  parseSigningKeys,
+  publicJwksOf,
+} from "./auth/keys";
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Valida el entorno al arrancar y falla con un mensaje que nombra cada variable mal puesta. */
+export function parseEnv<T extends z.ZodTypeAny>(
+  schema: T,
+  env: Record<string, unknown>,
+): z.infer<T> {
+  const result = schema.safeParse(env);
+  if (!result.success) {
+    const lines = result.error.issues.map(
+      (i) => `  - ${i.path.join(".") || "(env)"}: ${i.message}`,
+    );
+    throw new ConfigError(`Invalid configuration:\n${lines.join("\n")}`);
+  }
+  return result.data;
+}
+
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === "" ? undefined : v));
+
+export const databaseEnv = z.object({
+  DATABASE_URL: optionalString.pipe(z.url().optional()),
+  DATABASE_DRIVER: z.enum(["neon", "node-postgres"]).optional(),
+  NEON_WSPROXY: optionalString,
+  PGLITE_DATA_DIR: optionalString,
+});
+
+export const authEnv = z.object({
+  AUTH_ISSUER: z.string().default("http://127.0.0.1:8787"),
+  AUTH_AUDIENCE: z.string().default("farutech-orchestrator"),
+  AUTH_SIGNING_KEYS: optionalString,
+  AUTH_PUBLIC_JWKS: optionalString,
+  AUTH_JWKS_URL: optionalString.pipe(z.url().optional()),
+  AUTH_ACCESS_TOKEN_TTL: z.coerce.number().int().min(30).max(3600).default(300),
+});
+
+export const commonEnv = z.object({
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  BASE_DOMAIN: z.string().default("farutech.com"),
+});
+
+export function signingKeysFrom(env: z.infer<typeof authEnv>): PrivateJwk[] {
+  if (!env.AUTH_SIGNING_KEYS)
+    throw new ConfigError("AUTH_SIGNING_KEYS is required to issue tokens");
+  return parseSigningKeys(env.AUTH_SIGNING_KEYS);
+}
+
+/** Claves públicas para verificar: JWKS explícito, URL remota o derivadas de las privadas. */
+export function verificationSource(
+  env: z.infer<typeof authEnv>,
+): { jwks: PublicJwks } | { jwksUrl: string } {
+  if (env.AUTH_PUBLIC_JWKS) return { jwks: parsePublicJwks(env.AUTH_PUBLIC_JWKS) };
+  if (env.AUTH_JWKS_URL) return { jwksUrl: env.AUTH_JWKS_URL };
+  if (env.AUTH_SIGNING_KEYS) return { jwks: publicJwksOf(parseSigningKeys(env.AUTH_SIGNING_KEYS)) };
+  throw new ConfigError("One of AUTH_PUBLIC_JWKS, AUTH_JWKS_URL or AUTH_SIGNING_KEYS is required");
+}

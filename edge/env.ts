@@ -1,0 +1,24 @@
+import type { Context } from "hono";
+import type { PublicJwks } from "../core/auth/keys";
+import type { TokenSigner, TokenVerifier } from "../core/auth/tokens";
+import type { Logger } from "../core/logger";
+import type { Database } from "../db/types";
+
+export interface EdgeDeps {
+  /** Ejecuta fn con una base: compartida en Node, un Pool por petición en workerd. */
+  withDb<T>(c: Context, fn: (db: Database) => Promise<T>): Promise<T>;
+  signer: TokenSigner;
+  verifier: TokenVerifier;
+  jwks: PublicJwks;
+  issuer: string;
+  logger: Logger;
+}
+
+export interface EdgeEnv {
+  Variables: {
+    requestId: string;
+    correlationId: string;
+    logger: Logger;
+    deps: EdgeDeps;
+  };
+}

@@ -1,0 +1,16 @@
+import type { Hono } from "hono";
+import type { Logger } from "../core/logger";
+import type { Database } from "../db/types";
+import { createEdgeApp } from "./app";
+import { createEdgeDeps } from "./config";
+import type { EdgeEnv } from "./env";
+
+/** El edge en Node (modo embebido): comparte la base del proceso. */
+export async function createNodeEdgeApp(
+  rawEnv: Record<string, unknown>,
+  db: Database,
+  logger: Logger,
+): Promise<Hono<EdgeEnv>> {
+  const deps = await createEdgeDeps(rawEnv, logger, (_c, fn) => fn(db));
+  return createEdgeApp(deps);
+}

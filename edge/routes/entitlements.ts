@@ -1,0 +1,45 @@
+import type { Hono } from "hono";
+import { z } from "zod";
+import { bearerToken, canReadInstance } from "../../core/auth/tokens";
+import { resolveEntitlements, withVersion } from "../../core/entitlements";
+import { AppError } from "../../core/errors";
+import { zodFieldErrors } from "../../core/http/problem";
+import { loadEntitlementInput } from "../../db/entitlements";
+import type { EdgeEnv } from "../env";
+
+const querySchema = z.object({ instanceId: z.uuid() });
+
+function etagMatches(header: string | undefined, etag: string): boolean {
+  if (!header) return false;
+  if (header.trim() === "*") return true;
+  return header
+    .split(",")
+    .map((t) => t.trim().replace(/^W\//, ""))
+    .includes(etag);
+}
+
+export function registerEntitlements(app: Hono<EdgeEnv>): void {
+  app.get("/v1/entitlements", async (c) => {
+    const claims = await c.var.deps.verifier.verify(bearerToken(c.req.header("authorization")));
+    const parsed = querySchema.safeParse({ instanceId: c.req.query("instanceId") });
+    if (!parsed.success) {
+      throw new AppError("validation_failed", "instanceId must be a tenant instance UUID", {
+        fields: zodFieldErrors(parsed.error, "query"),
+      });
+    }
+    const { instanceId } = parsed.data;
+    // Se comprueba el alcance antes de leer: un token ajeno no sabe si la instancia existe.
+    if (!canReadInstance(claims, instanceId)) {
+      throw new AppError("forbidden", "This token may not read that tenant instance");
+    }
+    const input = await c.var.deps.withDb(c, (db) => loadEntitlementInput(db, instanceId));
+    if (!input) throw new AppError("not_found", `Tenant instance ${instanceId} does not exist`);
+    const body = await withVersion(resolveEntitlements(input));
+    const etag = `"${body.version}"`;
+    const headers = { etag, "cache-control": "private, no-cache", vary: "authorization" };
+    if (etagMatches(c.req.header("if-none-match"), etag)) {
+      return c.body(null, 304, headers);
+    }
+    return c.json(body, 200, headers);
+  });
+}

@@ -1,0 +1,25 @@
+import type { Hono } from "hono";
+import type { EdgeEnv } from "../env";
+
+export function registerWellKnown(app: Hono<EdgeEnv>): void {
+  app.get("/.well-known/jwks.json", (c) =>
+    c.json(c.var.deps.jwks, 200, { "cache-control": "public, max-age=300" }),
+  );
+  app.get("/.well-known/openid-configuration", (c) => {
+    const issuer = c.var.deps.issuer.replace(/\/+$/, "");
+    return c.json(
+      {
+        issuer,
+        token_endpoint: `${issuer}/oauth/token`,
+        jwks_uri: `${issuer}/.well-known/jwks.json`,
+        grant_types_supported: ["client_credentials"],
+        token_endpoint_auth_methods_supported: ["client_secret_basic", "client_secret_post"],
+        id_token_signing_alg_values_supported: ["ES256"],
+        response_types_supported: ["token"],
+        subject_types_supported: ["public"],
+      },
+      200,
+      { "cache-control": "public, max-age=300" },
+    );
+  });
+}

@@ -1,0 +1,61 @@
+import { OpenAPIHono } from "@hono/zod-openapi";
+import { Scalar } from "@scalar/hono-api-reference";
+import { bodyLimit } from "hono/body-limit";
+import { AppError } from "../core/errors";
+import { problemErrorHandler, problemNotFound, validationHook } from "../core/http/problem";
+import { requestContext } from "../core/http/request-context";
+import type { AdminDeps, AdminEnv } from "./env";
+import { registerListPlans } from "./routes/catalog/list-plans";
+import { registerListProducts } from "./routes/catalog/list-products";
+import { registerListCustomers } from "./routes/customers/list";
+import { registerHealth } from "./routes/health";
+import { registerGetTask } from "./routes/provisioning/get-task";
+import { registerProvision } from "./routes/provisioning/provision";
+import { registerListTenantInstances } from "./routes/tenant-instances/list";
+
+export const OPENAPI_INFO = {
+  openapi: "3.1.0",
+  info: {
+    title: "Farutech Orchestrator Admin API",
+    version: "0.1.0",
+    description: "Plano de control de Farutech: catálogo, clientes, instancias y provisioning.",
+  },
+};
+
+export function createAdminApp(deps: AdminDeps): OpenAPIHono<AdminEnv> {
+  const app = new OpenAPIHono<AdminEnv>({ defaultHook: validationHook });
+  app.onError(problemErrorHandler());
+  app.notFound(problemNotFound());
+  app.use("*", requestContext(deps.logger));
+  app.use("*", async (c, next) => {
+    c.set("deps", deps);
+    await next();
+  });
+  app.use(
+    "/api/*",
+    bodyLimit({
+      maxSize: 256 * 1024,
+      onError: () => {
+        throw new AppError("payload_too_large", "The request body exceeds 256 KiB");
+      },
+    }),
+  );
+  app.openAPIRegistry.registerComponent("securitySchemes", "Bearer", {
+    type: "http",
+    scheme: "bearer",
+    bearerFormat: "JWT",
+    description: "Token de acceso emitido por POST /oauth/token del edge",
+  });
+
+  registerHealth(app);
+  registerProvision(app);
+  registerGetTask(app);
+  registerListCustomers(app);
+  registerListProducts(app);
+  registerListPlans(app);
+  registerListTenantInstances(app);
+
+  app.doc31("/openapi.json", OPENAPI_INFO);
+  app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "Farutech Orchestrator Admin API" }));
+  return app;
+}

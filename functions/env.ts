@@ -1,0 +1,22 @@
+import type { AccessClaims, TokenVerifier } from "../core/auth/tokens";
+import type { BusProvider } from "../core/bus-provider";
+import type { Logger } from "../core/logger";
+import type { Database } from "../db/types";
+
+export interface AdminDeps {
+  db: Database;
+  bus: BusProvider;
+  verifier: TokenVerifier;
+  logger: Logger;
+  baseDomain: string;
+}
+
+export interface AdminEnv {
+  Variables: {
+    requestId: string;
+    correlationId: string;
+    logger: Logger;
+    deps: AdminDeps;
+    claims: AccessClaims;
+  };
+}

@@ -1,0 +1,71 @@
+import { z } from "@hono/zod-openapi";
+
+export const problemSchema = z
+  .object({
+    type: z.string().openapi({ example: "https://docs.farutech.com/problems/validation_failed" }),
+    title: z.string().openapi({ example: "Validation failed" }),
+    status: z.number().int().openapi({ example: 400 }),
+    detail: z.string().openapi({ example: "The request body is invalid" }),
+    code: z.string().openapi({ example: "validation_failed" }),
+    instance: z.string().optional().openapi({ example: "/api/provisioning/provision" }),
+    requestId: z.string().optional().openapi({ example: "3f0c3c1e-2b0a-4c43-9d5b-4b2f3a1f6c10" }),
+    errors: z
+      .array(
+        z.object({
+          path: z.string().openapi({ example: "body.customerId" }),
+          message: z.string().openapi({ example: "Invalid UUID" }),
+        }),
+      )
+      .optional()
+      .openapi({ description: "Campos que fallaron la validación" }),
+  })
+  .openapi("Problem", { description: "RFC 9457 problem details" });
+
+const problem = (description: string) => ({
+  description,
+  content: { "application/problem+json": { schema: problemSchema } },
+});
+
+/** Respuestas de error compartidas por todas las rutas. */
+export const errorResponses = {
+  400: problem("La petición es inválida"),
+  401: problem("Falta el token o es inválido"),
+  403: problem("El token no tiene el rol necesario"),
+  404: problem("El recurso no existe"),
+  409: problem("Conflicto con el estado actual"),
+  422: problem("La petición es válida pero no puede aplicarse"),
+  500: problem("Error interno"),
+  503: problem("Dependencia no disponible"),
+} as const;
+
+export const bearerSecurity = [{ Bearer: [] }];
+
+export const uuidParam = (name: string, description: string) =>
+  z.uuid().openapi({
+    param: { name, in: "path" },
+    description,
+    example: "0b8f2c1e-6f7a-4d7e-9a55-2f1d3c4b5a69",
+  });
+
+export const paginationQuery = z.object({
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(100)
+    .default(20)
+    .openapi({ description: "Tamaño de página (1-100)", example: 20 }),
+  cursor: z.string().max(512).optional().openapi({
+    description: "Cursor opaco devuelto como nextCursor",
+    example: "eyJ0IjoiMjAyNi0wMS0wMVQwMDowMDowMFoiLCJpIjoiLi4uIn0",
+  }),
+});
+
+export function pageSchema<T extends z.ZodTypeAny>(item: T, name: string) {
+  return z
+    .object({
+      items: z.array(item),
+      nextCursor: z.string().nullable().openapi({ description: "null en la última página" }),
+    })
+    .openapi(name);
+}

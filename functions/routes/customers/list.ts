@@ -1,0 +1,54 @@
+import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import { and, eq, isNull } from "drizzle-orm";
+import { customers } from "../../../db/schema";
+import type { AdminEnv } from "../../env";
+import { requireRole } from "../../middleware/auth";
+import { bearerSecurity, errorResponses, pageSchema, paginationQuery } from "../../openapi";
+import { keyset, toPage } from "../../services/pagination";
+import { customerSchema, toCustomer } from "./schema";
+
+const route = createRoute({
+  operationId: "listCustomers",
+  method: "get",
+  path: "/api/customers",
+  tags: ["customers"],
+  summary: "Lista clientes (paginado por cursor)",
+  security: bearerSecurity,
+  middleware: [requireRole("platform_admin")] as const,
+  request: {
+    query: paginationQuery.extend({
+      country: z
+        .string()
+        .regex(/^[A-Z]{2}$/)
+        .optional()
+        .openapi({ description: "Filtra por país", example: "CO" }),
+    }),
+  },
+  responses: {
+    200: {
+      description: "Una página",
+      content: { "application/json": { schema: pageSchema(customerSchema, "CustomerPage") } },
+    },
+    ...errorResponses,
+  },
+});
+
+export function registerListCustomers(app: OpenAPIHono<AdminEnv>): void {
+  app.openapi(route, async (c) => {
+    const q = c.req.valid("query");
+    const page = keyset(customers.createdAt, customers.id, q.cursor);
+    const rows = await c.var.deps.db
+      .select()
+      .from(customers)
+      .where(
+        and(
+          isNull(customers.deletedAt),
+          q.country ? eq(customers.country, q.country) : undefined,
+          page.after,
+        ),
+      )
+      .orderBy(...page.orderBy)
+      .limit(q.limit + 1);
+    return c.json(toPage(rows, q.limit, toCustomer), 200);
+  });
+}

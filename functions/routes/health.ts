@@ -1,0 +1,67 @@
+import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import { sql } from "drizzle-orm";
+import type { AdminEnv } from "../env";
+
+const healthSchema = z.object({ status: z.literal("ok") }).openapi("Health");
+const readySchema = z
+  .object({
+    status: z.enum(["ready", "not_ready"]),
+    checks: z.object({ database: z.enum(["ok", "failing"]), broker: z.enum(["ok", "failing"]) }),
+  })
+  .openapi("Readiness");
+
+const healthz = createRoute({
+  operationId: "healthz",
+  method: "get",
+  path: "/healthz",
+  tags: ["health"],
+  summary: "El proceso está vivo",
+  responses: {
+    200: { description: "Vivo", content: { "application/json": { schema: healthSchema } } },
+  },
+});
+
+const readyz = createRoute({
+  operationId: "readyz",
+  method: "get",
+  path: "/readyz",
+  tags: ["health"],
+  summary: "Base de datos y broker alcanzables",
+  responses: {
+    200: { description: "Listo", content: { "application/json": { schema: readySchema } } },
+    503: { description: "No listo", content: { "application/json": { schema: readySchema } } },
+  },
+});
+
+async function within<T>(ms: number, work: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function registerHealth(app: OpenAPIHono<AdminEnv>): void {
+  app.openapi(healthz, (c) => c.json({ status: "ok" as const }, 200));
+  app.openapi(readyz, async (c) => {
+    const database = await within(2_000, c.var.deps.db.execute(sql`select 1`)).then(
+      () => "ok" as const,
+      (err) => {
+        c.var.logger.warn({ err }, "readiness: database check failed");
+        return "failing" as const;
+      },
+    );
+    const broker = (await within(2_000, c.var.deps.bus.ping()).catch(() => false))
+      ? "ok"
+      : "failing";
+    const ready = database === "ok" && broker === "ok";
+    return c.json(
+      { status: ready ? ("ready" as const) : ("not_ready" as const), checks: { database, broker } },
+      ready ? 200 : 503,
+    );
+  });
+}

@@ -1,0 +1,66 @@
+import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import { asc, eq } from "drizzle-orm";
+import { AppError } from "../../../core/errors";
+import { provisioningTaskSteps, provisioningTasks } from "../../../db/schema";
+import type { AdminEnv } from "../../env";
+import { requireRole } from "../../middleware/auth";
+import { bearerSecurity, errorResponses, uuidParam } from "../../openapi";
+import { taskSchema } from "./schema";
+
+const route = createRoute({
+  operationId: "getProvisioningTask",
+  method: "get",
+  path: "/api/provisioning/tasks/{taskId}",
+  tags: ["provisioning"],
+  summary: "Estado de una tarea de provisioning y sus pasos",
+  security: bearerSecurity,
+  middleware: [requireRole("platform_admin")] as const,
+  request: { params: z.object({ taskId: uuidParam("taskId", "Id de la tarea") }) },
+  responses: {
+    200: { description: "La tarea", content: { "application/json": { schema: taskSchema } } },
+    ...errorResponses,
+  },
+});
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+export function registerGetTask(app: OpenAPIHono<AdminEnv>): void {
+  app.openapi(route, async (c) => {
+    const { taskId } = c.req.valid("param");
+    const db = c.var.deps.db;
+    const [task] = await db
+      .select()
+      .from(provisioningTasks)
+      .where(eq(provisioningTasks.id, taskId));
+    if (!task) throw new AppError("not_found", `Task ${taskId} does not exist`);
+    const steps = await db
+      .select()
+      .from(provisioningTaskSteps)
+      .where(eq(provisioningTaskSteps.taskId, taskId))
+      .orderBy(asc(provisioningTaskSteps.position));
+    return c.json(
+      {
+        taskId: task.id,
+        tenantInstanceId: task.tenantInstanceId,
+        kind: task.kind,
+        status: task.status,
+        attempts: task.attempts,
+        lastError: task.lastError,
+        correlationId: task.correlationId,
+        steps: steps.map((s) => ({
+          name: s.name,
+          status: s.status,
+          attempts: s.attempts,
+          startedAt: s.startedAt.toISOString(),
+          finishedAt: iso(s.finishedAt),
+          error: s.error,
+        })),
+        createdAt: task.createdAt.toISOString(),
+        updatedAt: task.updatedAt.toISOString(),
+        startedAt: iso(task.startedAt),
+        finishedAt: iso(task.finishedAt),
+      },
+      200,
+    );
+  });
+}

@@ -1,0 +1,70 @@
+import { WebSocket } from "ws";
+import { z } from "zod";
+import { createTokenVerifier } from "../core/auth/tokens";
+import { type BusProvider, createBusProvider } from "../core/bus-provider";
+import {
+  authEnv,
+  ConfigError,
+  commonEnv,
+  databaseEnv,
+  parseEnv,
+  verificationSource,
+} from "../core/config";
+import { createLogger, type Logger } from "../core/logger";
+import { createDb } from "../db/client";
+import type { DbHandle } from "../db/types";
+import type { AdminDeps } from "./env";
+
+export const functionsEnv = databaseEnv
+  .extend(authEnv.shape)
+  .extend(commonEnv.shape)
+  .extend({
+    PORT: z.coerce.number().int().min(1).max(65535).default(3000),
+    // Las funciones usan el transporte WebSocket de NATS (portable); NATS_URL queda como respaldo.
+    NATS_WS_URL: z.string().optional(),
+    NATS_URL: z.string().optional(),
+  });
+
+export type FunctionsEnv = z.infer<typeof functionsEnv>;
+
+export interface AdminRuntime {
+  deps: AdminDeps;
+  env: FunctionsEnv;
+  db: DbHandle;
+  bus: BusProvider;
+  close(): Promise<void>;
+}
+
+export async function createAdminRuntime(
+  rawEnv: Record<string, unknown>,
+  overrides: { db?: DbHandle; logger?: Logger } = {},
+): Promise<AdminRuntime> {
+  const env = parseEnv(functionsEnv, rawEnv);
+  const logger = overrides.logger ?? createLogger({ service: "admin-api", level: env.LOG_LEVEL });
+  const db =
+    overrides.db ??
+    (await createDb({
+      url: env.DATABASE_URL,
+      driver: env.DATABASE_DRIVER,
+      neonWsProxy: env.NEON_WSPROXY,
+      pgliteDataDir: env.PGLITE_DATA_DIR,
+    }));
+  const servers = env.NATS_WS_URL ?? env.NATS_URL;
+  if (!servers)
+    throw new ConfigError("NATS_WS_URL (or NATS_URL) is required by the admin functions");
+  const bus = createBusProvider({ servers, name: "admin-api", webSocket: WebSocket }, logger);
+  const verifier = createTokenVerifier(verificationSource(env), {
+    issuer: env.AUTH_ISSUER,
+    audience: env.AUTH_AUDIENCE,
+  });
+  return {
+    env,
+    db,
+    bus,
+    deps: { db: db.db, bus, verifier, logger, baseDomain: env.BASE_DOMAIN },
+    async close() {
+      await bus.close();
+      if (!overrides.db) await db.close();
+    },
+  };
+}

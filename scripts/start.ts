@@ -1,0 +1,108 @@
+import { join, resolve } from "node:path";
+import { type ServerType, serve } from "@hono/node-server";
+import getPort, { portNumbers } from "get-port";
+import { createLogger } from "../core/logger";
+import { createDb, dbConfigFromEnv } from "../db/client";
+import { seedDemo } from "../db/seed";
+import { createNodeEdgeApp } from "../edge/node";
+import { createAdminApp } from "../functions/app";
+import { createAdminRuntime } from "../functions/runtime";
+import { type LocalNats, NatsServerMissingError, startLocalNats } from "../infra/nats/local-server";
+import { startWorkers } from "../workers/runtime";
+import { ensureLocalAdminClient, ensureLocalSigningKeys } from "./dev-credentials";
+
+// `npm start`: todo el sistema en un proceso, con PGlite y un nats-server propio por defecto.
+const DATA_DIR = resolve(process.env.FARUTECH_DATA_DIR ?? ".data");
+const logger = createLogger({ service: "local", level: process.env.LOG_LEVEL ?? "info" });
+
+async function main() {
+  const env: Record<string, string | undefined> = { ...process.env };
+  const adminPort = Number(env.ADMIN_PORT ?? 3000);
+  const edgePort = Number(env.EDGE_PORT ?? 8787);
+
+  let nats: LocalNats | undefined;
+  if (!env.NATS_URL) {
+    try {
+      // Puertos propios: no choca con un broker que ya escuche en 4222.
+      nats = await startLocalNats({
+        dataDir: join(DATA_DIR, "nats"),
+        port: await getPort({ host: "127.0.0.1", port: portNumbers(14222, 14240) }),
+        wsPort: await getPort({ host: "127.0.0.1", port: portNumbers(14280, 14299) }),
+      });
+    } catch (err) {
+      if (err instanceof NatsServerMissingError) {
+        console.error(`\n${err.message}\n`);
+        process.exit(1);
+      }
+      throw err;
+    }
+    env.NATS_URL = nats.url;
+    env.NATS_WS_URL = nats.wsUrl;
+    logger.info({ url: nats.url, wsUrl: nats.wsUrl }, "local nats-server started");
+  }
+
+  env.PGLITE_DATA_DIR ??= join(DATA_DIR, "pglite");
+  env.AUTH_SIGNING_KEYS ??= await ensureLocalSigningKeys(join(DATA_DIR, "signing-keys.json"));
+  env.AUTH_ISSUER ??= `http://127.0.0.1:${edgePort}`;
+
+  const db = await createDb(dbConfigFromEnv(env));
+  await db.migrate();
+  const summary = await seedDemo(db.db);
+  logger.info({ driver: db.driver, ...summary }, "database migrated and demo data loaded");
+
+  const adminUrl = `http://127.0.0.1:${adminPort}`;
+  const edgeUrl = `http://127.0.0.1:${edgePort}`;
+  const credentialsPath = join(DATA_DIR, "dev-credentials.json");
+  const admin = await ensureLocalAdminClient(db.db, credentialsPath, { adminUrl, edgeUrl });
+
+  const adminRuntime = await createAdminRuntime(env, {
+    db,
+    logger: logger.child({ component: "admin-api" }),
+  });
+  const edgeApp = await createNodeEdgeApp(env, db.db, logger.child({ component: "edge" }));
+  const workers = await startWorkers(env, { db, logger: logger.child({ component: "workers" }) });
+
+  const servers: ServerType[] = [
+    serve({
+      fetch: createAdminApp(adminRuntime.deps).fetch,
+      port: adminPort,
+      hostname: "127.0.0.1",
+    }),
+    serve({ fetch: edgeApp.fetch, port: edgePort, hostname: "127.0.0.1" }),
+  ];
+
+  console.log(
+    [
+      "",
+      "Farutech Orchestrator en marcha",
+      `  Admin API : ${adminUrl}  (docs: ${adminUrl}/docs)`,
+      `  Edge      : ${edgeUrl}`,
+      `  NATS      : ${env.NATS_URL}  (WebSocket: ${env.NATS_WS_URL ?? "-"})`,
+      `  Base      : ${db.driver === "pglite" ? `PGlite en ${env.PGLITE_DATA_DIR}` : "Postgres (DATABASE_URL)"}`,
+      `  Credencial admin: ${credentialsPath}`,
+      `    client_id=${admin.clientId}`,
+      "  Ctrl-C para detener.",
+      "",
+    ].join("\n"),
+  );
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "stopping");
+    await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    await workers.stop();
+    await adminRuntime.close();
+    await db.close();
+    await nats?.stop();
+    process.exit(0);
+  };
+  process.once("SIGINT", () => void shutdown("SIGINT"));
+  process.once("SIGTERM", () => void shutdown("SIGTERM"));
+}
+
+main().catch((err: unknown) => {
+  logger.fatal({ err }, "npm start failed");
+  process.exit(1);
+});

@@ -1,0 +1,308 @@
+import { and, eq, sql } from "drizzle-orm";
+import {
+  type ProvisioningTaskMessage,
+  provisioningTaskMessageSchema,
+} from "../../contracts/events";
+import { subjects } from "../../contracts/streams";
+import type { Bus } from "../../core/bus";
+import { writeAudit } from "../../db/audit";
+import { enqueueEvent, publishQueued, type QueuedEvent } from "../../db/outbox";
+import {
+  customers,
+  products,
+  provisioningTaskSteps,
+  provisioningTasks,
+  subscriptions,
+  tenantInstances,
+} from "../../db/schema";
+import type { Database, Tx } from "../../db/types";
+import type { HandlerContext, WorkerDefinition } from "../runtime/consumer";
+import { errorMessage, PermanentError } from "../runtime/errors";
+import type { SharedTenantRegistry } from "./shared-registry";
+
+export const PROVISIONING_WORKER = "provisioning-worker";
+const ACTOR = "worker:provisioning";
+
+export interface ProvisioningWorkerDeps {
+  db: Database;
+  bus: Bus;
+  registry: SharedTenantRegistry;
+  /** Fracción de fallos transitorios inyectados en el paso externo (simulación del seed). */
+  failureRate: number;
+  random?: () => number;
+}
+
+interface TaskContext {
+  taskId: string;
+  tenantInstanceId: string;
+  correlationId: string;
+}
+
+type Step =
+  | { name: string; kind: "external"; run(task: TaskContext): Promise<void> }
+  | { name: string; kind: "transactional"; run(tx: Tx, task: TaskContext): Promise<QueuedEvent[]> };
+
+async function loadInstance(db: Database | Tx, tenantInstanceId: string) {
+  const [row] = await db
+    .select({
+      instance: tenantInstances,
+      productCode: products.code,
+      customerName: customers.legalName,
+    })
+    .from(tenantInstances)
+    .innerJoin(products, eq(products.id, tenantInstances.productId))
+    .innerJoin(customers, eq(customers.id, tenantInstances.customerId))
+    .where(eq(tenantInstances.id, tenantInstanceId));
+  if (!row) throw new PermanentError(`tenant instance ${tenantInstanceId} does not exist`);
+  return row;
+}
+
+function provisionSteps(deps: ProvisioningWorkerDeps): Step[] {
+  const random = deps.random ?? Math.random;
+  return [
+    {
+      name: "register_tenant",
+      kind: "external",
+      async run(task) {
+        const { instance, productCode } = await loadInstance(deps.db, task.tenantInstanceId);
+        // Simulación de ProvisionDatabase() del seed: fallos transitorios configurables.
+        if (deps.failureRate > 0 && random() < deps.failureRate) {
+          throw new Error("simulated transient failure in the external provisioning step");
+        }
+        await deps.registry.register(productCode, {
+          tenantInstanceId: instance.id,
+          tenantCode: instance.tenantCode,
+          customerId: instance.customerId,
+        });
+      },
+    },
+    {
+      name: "activate",
+      kind: "transactional",
+      async run(tx, task) {
+        const { instance } = await loadInstance(tx, task.tenantInstanceId);
+        const [updated] = await tx
+          .update(tenantInstances)
+          .set({ status: "active", updatedAt: sql`now()` })
+          .where(eq(tenantInstances.id, instance.id))
+          .returning();
+        await tx
+          .update(subscriptions)
+          .set({ status: "active", updatedAt: sql`now()` })
+          .where(
+            and(
+              eq(subscriptions.tenantInstanceId, instance.id),
+              eq(subscriptions.status, "pending"),
+            ),
+          );
+        await writeAudit(tx, {
+          actor: ACTOR,
+          action: "tenant_instance.activated",
+          entityType: "tenant_instance",
+          entityId: instance.id,
+          before: { status: instance.status },
+          after: { status: updated?.status },
+          correlationId: task.correlationId,
+        });
+        return [
+          await enqueueEvent(tx, {
+            subject: subjects.entitlementsChanged,
+            type: "entitlements.changed",
+            correlationId: task.correlationId,
+            data: { tenantInstanceId: instance.id, reason: "activated" },
+          }),
+        ];
+      },
+    },
+    {
+      name: "request_welcome_notification",
+      kind: "transactional",
+      async run(tx, task) {
+        const { instance } = await loadInstance(tx, task.tenantInstanceId);
+        return [
+          await enqueueEvent(tx, {
+            subject: subjects.welcomeNotification,
+            type: "notification.welcome_requested",
+            correlationId: task.correlationId,
+            data: {
+              tenantInstanceId: instance.id,
+              customerId: instance.customerId,
+              tenantCode: instance.tenantCode,
+            },
+          }),
+        ];
+      },
+    },
+  ];
+}
+
+async function stepDone(db: Database | Tx, taskId: string, name: string): Promise<boolean> {
+  const [row] = await db
+    .select({ status: provisioningTaskSteps.status })
+    .from(provisioningTaskSteps)
+    .where(and(eq(provisioningTaskSteps.taskId, taskId), eq(provisioningTaskSteps.name, name)));
+  return row?.status === "succeeded";
+}
+
+async function markStepStarted(
+  db: Database,
+  taskId: string,
+  name: string,
+  position: number,
+): Promise<void> {
+  await db
+    .insert(provisioningTaskSteps)
+    .values({ taskId, name, position, status: "running" })
+    .onConflictDoUpdate({
+      target: [provisioningTaskSteps.taskId, provisioningTaskSteps.name],
+      set: {
+        status: "running",
+        attempts: sql`${provisioningTaskSteps.attempts} + 1`,
+        startedAt: sql`now()`,
+        finishedAt: null,
+        error: null,
+      },
+    });
+}
+
+async function markStepSucceeded(db: Database | Tx, taskId: string, name: string): Promise<void> {
+  await db
+    .update(provisioningTaskSteps)
+    .set({ status: "succeeded", finishedAt: sql`now()`, error: null })
+    .where(and(eq(provisioningTaskSteps.taskId, taskId), eq(provisioningTaskSteps.name, name)));
+}
+
+async function markStepFailed(
+  db: Database,
+  taskId: string,
+  name: string,
+  error: string,
+): Promise<void> {
+  await db
+    .update(provisioningTaskSteps)
+    .set({ status: "failed", finishedAt: sql`now()`, error })
+    .where(and(eq(provisioningTaskSteps.taskId, taskId), eq(provisioningTaskSteps.name, name)));
+}
+
+// Cada paso es idempotente y queda registrado: tras una caída se saltan los ya hechos.
+async function runSteps(
+  deps: ProvisioningWorkerDeps,
+  steps: Step[],
+  task: TaskContext,
+  ctx: HandlerContext<ProvisioningTaskMessage>,
+) {
+  for (const [position, step] of steps.entries()) {
+    if (await stepDone(deps.db, task.taskId, step.name)) {
+      ctx.logger.debug({ step: step.name }, "step already completed; skipping");
+      continue;
+    }
+    await markStepStarted(deps.db, task.taskId, step.name, position);
+    ctx.heartbeat();
+    try {
+      if (step.kind === "external") {
+        await step.run(task);
+        await markStepSucceeded(deps.db, task.taskId, step.name);
+      } else {
+        // El efecto y la marca del paso se confirman juntos: nunca se repite a medias.
+        const events = await deps.db.transaction(async (tx) => {
+          const queued = await step.run(tx, task);
+          await markStepSucceeded(tx, task.taskId, step.name);
+          return queued;
+        });
+        await publishQueued(deps.db, deps.bus, events, ctx.logger);
+      }
+      ctx.logger.info({ step: step.name }, "step completed");
+    } catch (err) {
+      await markStepFailed(deps.db, task.taskId, step.name, errorMessage(err)).catch(() => {});
+      throw err;
+    }
+  }
+}
+
+export function provisioningWorker(
+  deps: ProvisioningWorkerDeps,
+): WorkerDefinition<ProvisioningTaskMessage> {
+  return {
+    name: PROVISIONING_WORKER,
+    domain: "provisioning",
+    filterSubject: "provisioning.tasks.>",
+    schema: provisioningTaskMessageSchema,
+    logFields: (data) => ({ taskId: data.taskId, tenantInstanceId: data.tenantInstanceId }),
+    async alreadyProcessed(_envelope, data) {
+      const [task] = await deps.db
+        .select({ status: provisioningTasks.status })
+        .from(provisioningTasks)
+        .where(eq(provisioningTasks.id, data.taskId));
+      return task?.status === "succeeded" || task?.status === "dead_lettered";
+    },
+    async handle(ctx) {
+      const { taskId, tenantInstanceId, kind } = ctx.data;
+      const [task] = await deps.db
+        .update(provisioningTasks)
+        .set({
+          status: "running",
+          attempts: ctx.deliveryCount,
+          startedAt: sql`coalesce(${provisioningTasks.startedAt}, now())`,
+          updatedAt: sql`now()`,
+        })
+        .where(eq(provisioningTasks.id, taskId))
+        .returning({ correlationId: provisioningTasks.correlationId });
+      if (!task) throw new PermanentError(`provisioning task ${taskId} does not exist`);
+      if (kind !== "provision") throw new PermanentError(`task kind ${kind} is not handled yet`);
+      await runSteps(
+        deps,
+        provisionSteps(deps),
+        { taskId, tenantInstanceId, correlationId: task.correlationId },
+        ctx,
+      );
+      await deps.db
+        .update(provisioningTasks)
+        .set({
+          status: "succeeded",
+          lastError: null,
+          finishedAt: sql`now()`,
+          updatedAt: sql`now()`,
+        })
+        .where(eq(provisioningTasks.id, taskId));
+      ctx.logger.info("provisioning task succeeded");
+    },
+    async onRetry(ctx, error) {
+      await deps.db
+        .update(provisioningTasks)
+        .set({ status: "queued", lastError: error, updatedAt: sql`now()` })
+        .where(eq(provisioningTasks.id, ctx.data.taskId));
+    },
+    async onDeadLetter(info, data) {
+      if (!data) return;
+      await deps.db.transaction(async (tx) => {
+        await tx
+          .update(provisioningTasks)
+          .set({
+            status: "dead_lettered",
+            attempts: info.deliveries,
+            lastError: info.error,
+            finishedAt: sql`now()`,
+            updatedAt: sql`now()`,
+          })
+          .where(eq(provisioningTasks.id, data.taskId));
+        await tx
+          .update(tenantInstances)
+          .set({ status: "failed", updatedAt: sql`now()` })
+          .where(
+            and(
+              eq(tenantInstances.id, data.tenantInstanceId),
+              eq(tenantInstances.status, "provisioning"),
+            ),
+          );
+        await writeAudit(tx, {
+          actor: ACTOR,
+          action: "provisioning_task.dead_lettered",
+          entityType: "provisioning_task",
+          entityId: data.taskId,
+          after: { error: info.error, deliveries: info.deliveries },
+          correlationId: info.envelope?.correlationId ?? null,
+        });
+      });
+    },
+  };
+}

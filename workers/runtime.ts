@@ -1,0 +1,86 @@
+import { join } from "node:path";
+import { z } from "zod";
+import { type Bus, connectBus, ensureStreams } from "../core/bus";
+import { ConfigError, commonEnv, databaseEnv, parseEnv } from "../core/config";
+import type { Logger } from "../core/logger";
+import { DEFAULT_PGLITE_DIR } from "../db/client";
+import type { DbHandle } from "../db/types";
+import {
+  createPgliteRegistry,
+  createPostgresRegistry,
+  type SharedTenantRegistry,
+} from "./provisioning/shared-registry";
+import { provisioningWorker } from "./provisioning/worker";
+import { type RunningRelay, startOutboxRelay } from "./relay";
+import { type RunningWorker, startWorker } from "./runtime/consumer";
+import { createWorkerMetrics, type WorkerMetrics } from "./runtime/metrics";
+
+export const workersEnv = databaseEnv.extend(commonEnv.shape).extend({
+  NATS_URL: z.string().optional(),
+  WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
+  WORKER_ACK_WAIT_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000),
+  PROVISIONING_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0),
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
+});
+export type WorkersEnv = z.infer<typeof workersEnv>;
+
+export interface WorkersHandle {
+  bus: Bus;
+  metrics: WorkerMetrics;
+  workers: RunningWorker[];
+  relay: RunningRelay;
+  stop(): Promise<void>;
+}
+
+export function registryFor(db: DbHandle, env: WorkersEnv): SharedTenantRegistry {
+  if (db.driver === "pglite") {
+    const dir = env.PGLITE_DATA_DIR ?? DEFAULT_PGLITE_DIR;
+    return createPgliteRegistry(dir.startsWith("memory://") ? dir : join(dir, "..", "apps"));
+  }
+  if (!env.DATABASE_URL)
+    throw new ConfigError("DATABASE_URL is required for the shared product databases");
+  return createPostgresRegistry(env.DATABASE_URL);
+}
+
+export async function startWorkers(
+  rawEnv: Record<string, unknown>,
+  deps: { db: DbHandle; logger: Logger; registry?: SharedTenantRegistry },
+): Promise<WorkersHandle> {
+  const env = parseEnv(workersEnv, rawEnv);
+  if (!env.NATS_URL) throw new ConfigError("NATS_URL is required by the workers");
+  const bus = await connectBus({ servers: env.NATS_URL, name: "farutech-workers" });
+  await ensureStreams(bus);
+  const metrics = createWorkerMetrics();
+  const registry = deps.registry ?? registryFor(deps.db, env);
+  const options = {
+    bus,
+    logger: deps.logger,
+    metrics,
+    concurrency: env.WORKER_CONCURRENCY,
+    ackWaitMs: env.WORKER_ACK_WAIT_MS,
+  };
+  const workers = [
+    await startWorker(
+      provisioningWorker({
+        db: deps.db.db,
+        bus,
+        registry,
+        failureRate: env.PROVISIONING_FAILURE_RATE,
+      }),
+      options,
+    ),
+  ];
+  const relay = startOutboxRelay({ db: deps.db.db, bus, logger: deps.logger });
+  return {
+    bus,
+    metrics,
+    workers,
+    relay,
+    async stop() {
+      await relay.stop();
+      await Promise.allSettled(workers.map((w) => w.stop()));
+      await registry.close();
+      await bus.close();
+    },
+  };
+}

@@ -1,0 +1,266 @@
+import { AckPolicy, type Consumer, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
+import { nanos, headers as natsHeaders } from "@nats-io/nats-core";
+import type { z } from "zod";
+import { type EventEnvelope, eventEnvelopeSchema } from "../../contracts/events";
+import { type Domain, headers, streams } from "../../contracts/streams";
+import type { Bus } from "../../core/bus";
+import type { Logger } from "../../core/logger";
+import { afterFailure, MAX_DELIVER, retryDelayMs } from "../../core/retry-policy";
+import { errorMessage, isPermanent, PermanentError } from "./errors";
+import type { WorkerMetrics } from "./metrics";
+
+export interface HandlerContext<T> {
+  data: T;
+  envelope: EventEnvelope;
+  subject: string;
+  deliveryCount: number;
+  logger: Logger;
+  /** Extiende el plazo de ack durante pasos largos. */
+  heartbeat(): void;
+}
+
+export interface DeadLetterInfo {
+  envelope: EventEnvelope | undefined;
+  subject: string;
+  streamSequence: number;
+  deliveries: number;
+  error: string;
+  permanent: boolean;
+}
+
+export interface WorkerDefinition<T> {
+  /** Nombre del consumer durable (compartido por todos los procesos de este worker). */
+  name: string;
+  domain: Domain;
+  filterSubject: string;
+  schema: z.ZodType<T>;
+  handle(ctx: HandlerContext<T>): Promise<void>;
+  /** Mensaje ya procesado (idempotencia): se confirma sin volver a ejecutarlo. */
+  alreadyProcessed?(envelope: EventEnvelope, data: T): Promise<boolean>;
+  onRetry?(ctx: HandlerContext<T>, error: string, delayMs: number): Promise<void>;
+  onDeadLetter?(info: DeadLetterInfo, data: T | undefined): Promise<void>;
+  /** Campos de log propios del mensaje (p. ej. taskId). */
+  logFields?(data: T): Record<string, unknown>;
+}
+
+export interface WorkerOptions {
+  bus: Bus;
+  logger: Logger;
+  metrics?: WorkerMetrics;
+  concurrency?: number;
+  ackWaitMs?: number;
+}
+
+export interface RunningWorker {
+  name: string;
+  stop(): Promise<void>;
+}
+
+export async function ensureConsumer(
+  bus: Bus,
+  def: Pick<WorkerDefinition<unknown>, "name" | "domain" | "filterSubject">,
+  ackWaitMs: number,
+): Promise<Consumer> {
+  const jsm = await bus.jsm();
+  const stream = streams[def.domain].name;
+  const config = {
+    durable_name: def.name,
+    ack_policy: AckPolicy.Explicit,
+    max_deliver: MAX_DELIVER,
+    ack_wait: nanos(ackWaitMs),
+    filter_subject: def.filterSubject,
+    max_ack_pending: 1_000,
+  };
+  try {
+    await jsm.consumers.info(stream, def.name);
+    await jsm.consumers.update(stream, def.name, {
+      max_deliver: config.max_deliver,
+      ack_wait: config.ack_wait,
+      filter_subject: config.filter_subject,
+      max_ack_pending: config.max_ack_pending,
+    });
+  } catch {
+    await jsm.consumers.add(stream, config);
+  }
+  return bus.js.consumers.get(stream, def.name);
+}
+
+async function publishDeadLetter(bus: Bus, msg: JsMsg, info: DeadLetterInfo): Promise<void> {
+  const h = natsHeaders();
+  h.set(headers.originalSubject, info.subject);
+  h.set(headers.streamSequence, String(info.streamSequence));
+  h.set(headers.deliveries, String(info.deliveries));
+  h.set(headers.lastError, info.error.replace(/[\r\n]+/g, " ").slice(0, 500));
+  h.set(headers.errorKind, info.permanent ? "permanent" : "transient");
+  const correlationId = info.envelope?.correlationId;
+  if (correlationId) h.set(headers.correlationId, correlationId);
+  const stream = msg.info.stream;
+  await bus.js.publish(streams[domainOfStream(stream)].dlqSubject, msg.data, {
+    headers: h,
+    // Idempotente: el mismo mensaje nunca entra dos veces en la DLQ.
+    msgID: `dlq:${stream}:${info.streamSequence}:${info.deliveries}`,
+  });
+}
+
+function domainOfStream(stream: string): Domain {
+  const found = (Object.keys(streams) as Domain[]).find((d) => streams[d].name === stream);
+  if (!found) throw new Error(`unknown stream ${stream}`);
+  return found;
+}
+
+// El único bucle de consumo con reintentos y DLQ; todos los workers lo usan.
+export async function startWorker<T>(
+  def: WorkerDefinition<T>,
+  options: WorkerOptions,
+): Promise<RunningWorker> {
+  const concurrency = Math.max(1, options.concurrency ?? 4);
+  const ackWaitMs = options.ackWaitMs ?? 30_000;
+  const logger = options.logger.child({ worker: def.name });
+  const consumer = await ensureConsumer(options.bus, def, ackWaitMs);
+  const messages: ConsumerMessages = await consumer.consume({ max_messages: concurrency });
+  const inFlight = new Set<Promise<void>>();
+  let slots = concurrency;
+  const waiters: (() => void)[] = [];
+  const acquire = async () => {
+    if (slots > 0) {
+      slots--;
+      return;
+    }
+    await new Promise<void>((resolve) => waiters.push(resolve));
+  };
+  const release = () => {
+    const next = waiters.shift();
+    if (next) next();
+    else slots++;
+  };
+
+  const process = async (msg: JsMsg) => {
+    const deliveryCount = msg.info.deliveryCount;
+    let envelope: EventEnvelope | undefined;
+    let data: T | undefined;
+    let log = logger.child({
+      subject: msg.subject,
+      streamSequence: msg.seq,
+      attempt: deliveryCount,
+    });
+    const timer = options.metrics?.duration.startTimer({ worker: def.name });
+    const heartbeatTimer = setInterval(
+      () => msg.working(),
+      Math.max(1_000, Math.floor(ackWaitMs / 3)),
+    );
+    try {
+      try {
+        envelope = eventEnvelopeSchema.parse(msg.json());
+      } catch (err) {
+        throw new PermanentError(`message is not a valid event envelope: ${errorMessage(err)}`);
+      }
+      const parsed = def.schema.safeParse(envelope.data);
+      if (!parsed.success)
+        throw new PermanentError(`message data failed its schema: ${parsed.error.message}`);
+      data = parsed.data;
+      log = log.child({
+        correlationId: envelope.correlationId,
+        eventId: envelope.id,
+        ...(def.logFields?.(data) ?? {}),
+      });
+      if (await def.alreadyProcessed?.(envelope, data)) {
+        log.info("message already processed; acknowledging");
+        msg.ack();
+        return;
+      }
+      log.info("processing message");
+      await def.handle({
+        data,
+        envelope,
+        subject: msg.subject,
+        deliveryCount,
+        logger: log,
+        heartbeat: () => msg.working(),
+      });
+      msg.ack();
+      options.metrics?.processed.inc({ worker: def.name });
+      timer?.({ outcome: "success" });
+      log.info("message processed");
+    } catch (err) {
+      const error = errorMessage(err);
+      const permanent = isPermanent(err);
+      const outcome = afterFailure(deliveryCount, permanent);
+      timer?.({ outcome: "failure" });
+      if (outcome.action === "retry") {
+        log.warn({ err, delayMs: outcome.delayMs }, "message failed; will retry");
+        if (data !== undefined && envelope) {
+          await def
+            .onRetry?.(
+              {
+                data,
+                envelope,
+                subject: msg.subject,
+                deliveryCount,
+                logger: log,
+                heartbeat: () => msg.working(),
+              },
+              error,
+              outcome.delayMs,
+            )
+            .catch((e: unknown) => log.error({ err: e }, "retry bookkeeping failed"));
+        }
+        msg.nak(outcome.delayMs);
+        options.metrics?.retried.inc({ worker: def.name });
+        return;
+      }
+      const info: DeadLetterInfo = {
+        envelope,
+        subject: msg.subject,
+        streamSequence: msg.seq,
+        deliveries: deliveryCount,
+        error,
+        permanent,
+      };
+      // Sin DLQ no se descarta nada: se reintenta la publicación antes de terminar el mensaje.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await publishDeadLetter(options.bus, msg, info);
+          await def.onDeadLetter?.(info, data);
+          msg.term(error.slice(0, 200));
+          options.metrics?.deadLettered.inc({ worker: def.name });
+          log.error({ err, deliveries: deliveryCount, permanent }, "message dead-lettered");
+          break;
+        } catch (dlqErr) {
+          if (attempt >= 3) {
+            log.error({ err: dlqErr }, "dead-lettering failed; message left unacknowledged");
+            break;
+          }
+          msg.working();
+          await new Promise((r) => setTimeout(r, retryDelayMs(attempt)));
+        }
+      }
+    } finally {
+      clearInterval(heartbeatTimer);
+    }
+  };
+
+  const loop = (async () => {
+    for await (const msg of messages) {
+      await acquire();
+      const p = process(msg)
+        .catch((err: unknown) => logger.error({ err }, "unexpected worker failure"))
+        .finally(() => {
+          inFlight.delete(p);
+          release();
+        });
+      inFlight.add(p);
+    }
+  })();
+
+  logger.info({ concurrency, ackWaitMs }, "worker started");
+  return {
+    name: def.name,
+    async stop() {
+      // Deja de pedir mensajes, termina los que tiene y sale.
+      await messages.close();
+      await loop.catch(() => {});
+      await Promise.allSettled([...inFlight]);
+      logger.info("worker stopped");
+    },
+  };
+}
