@@ -18,7 +18,7 @@ export function createBusProvider(
   let current: Promise<Bus> | undefined;
   let lastFailure = 0;
   const connect = async (): Promise<Bus> => {
-    const bus = await connectBus({ ...options });
+    const bus = await connectBus({ ...options, logger });
     if (options.ensureStreams) await ensureStreams(bus);
     bus.nc.closed().then(() => {
       current = undefined;
@@ -43,7 +43,7 @@ export function createBusProvider(
     },
     async ping() {
       const bus = await this.get();
-      if (!bus) return false;
+      if (!bus?.isConnected()) return false;
       try {
         await bus.nc.rtt();
         return true;

@@ -7,6 +7,7 @@ import {
 import { type NatsConnection, headers as natsHeaders, wsconnect } from "@nats-io/nats-core";
 import type { EventEnvelope } from "../contracts/events";
 import { domains, headers, streams } from "../contracts/streams";
+import type { Logger } from "./logger";
 
 export interface BusOptions {
   /** `nats://host:port` (TCP, workers) o `ws://host:port` (WebSocket, funciones y edge). */
@@ -17,26 +18,46 @@ export interface BusOptions {
   user?: string;
   pass?: string;
   token?: string;
+  logger?: Logger;
 }
 
 export interface Bus {
   nc: NatsConnection;
+  /** false mientras la conexión está caída o reconectando. */
+  isConnected(): boolean;
   js: JetStreamClient;
   jsm(): Promise<JetStreamManager>;
   publishEvent(subject: string, event: EventEnvelope): Promise<{ seq: number; duplicate: boolean }>;
   close(): Promise<void>;
 }
 
+// NATS JS v3 guarda la fábrica de transporte en una variable global: si un proceso mezcla
+// WebSocket y TCP, las reconexiones usan el transporte equivocado y se cuelgan. Se prohíbe.
+let processTransport: "ws" | "tcp" | undefined;
+
+export function transportOf(servers: string): "ws" | "tcp" {
+  return /^wss?:\/\//.test(servers) ? "ws" : "tcp";
+}
+
 async function connectTransport(options: BusOptions): Promise<NatsConnection> {
+  const transport = transportOf(options.servers);
+  if (processTransport && processTransport !== transport) {
+    throw new Error(
+      `This process already uses the NATS ${processTransport} transport; NATS JS v3 supports one transport per process`,
+    );
+  }
+  processTransport = transport;
   const common = {
     servers: options.servers,
     name: options.name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
+    // Un intento de conexión colgado (p. ej. contra un servidor que se está apagando) no bloquea más de 3 s.
+    timeout: 3_000,
     ...(options.user ? { user: options.user, pass: options.pass } : {}),
     ...(options.token ? { token: options.token } : {}),
   };
-  if (/^wss?:\/\//.test(options.servers)) {
+  if (transport === "ws") {
     const Ws = (options.webSocket ?? globalThis.WebSocket) as
       | (new (
           url: string,
@@ -61,18 +82,33 @@ async function connectTransport(options: BusOptions): Promise<NatsConnection> {
 export async function connectBus(options: BusOptions): Promise<Bus> {
   const nc = await connectTransport(options);
   const js = jetstream(nc);
+  let connected = true;
+  // Con el broker caído no se espera el timeout de cada publicación: se delega al relay.
+  (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === "disconnect") {
+        connected = false;
+        options.logger?.warn({ bus: options.name }, "message bus disconnected");
+      } else if (s.type === "reconnect") {
+        connected = true;
+        options.logger?.info({ bus: options.name }, "message bus reconnected");
+      }
+    }
+  })().catch(() => {});
   return {
     nc,
     js,
+    isConnected: () => connected && !nc.isClosed(),
     jsm: () => jetstreamManager(nc),
     async publishEvent(subject, event) {
+      if (!connected || nc.isClosed()) throw new Error("message bus is disconnected");
       const h = natsHeaders();
       h.set(headers.eventType, event.type);
       if (event.correlationId) h.set(headers.correlationId, event.correlationId);
       const ack = await js.publish(subject, JSON.stringify(event), {
         msgID: event.id,
         headers: h,
-        timeout: 5_000,
+        timeout: 3_000,
       });
       return { seq: ack.seq, duplicate: ack.duplicate };
     },

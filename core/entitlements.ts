@@ -80,7 +80,8 @@ export function resolveEntitlements(input: EntitlementInput): Entitlements {
 
   const limits: Record<string, number> = {};
   if (input.plan) {
-    const base: Record<string, number> = { max_users: input.plan.maxUsers, ...input.plan.limits };
+    // MaxUsers del plan es la fuente de max_users; un límite homónimo del plan no lo pisa.
+    const base: Record<string, number> = { ...input.plan.limits, max_users: input.plan.maxUsers };
     for (const name of [...new Set([...Object.keys(base), ...limitOverrides.keys()])].sort()) {
       const value = limitOverrides.get(name) ?? base[name];
       // Sin suscripción activa los límites valen 0: nada puede consumirse.

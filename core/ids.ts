@@ -48,7 +48,11 @@ export async function sha256Hex(input: string): Promise<string> {
 // JSON canónico (claves ordenadas) para hashes estables de documentos.
 export function canonicalJson(value: unknown): string {
   if (value === null || typeof value !== "object") return JSON.stringify(value);
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (Array.isArray(value)) {
+    // Como JSON.stringify: undefined dentro de un arreglo es null.
+    return `[${value.map((v) => (v === undefined ? "null" : canonicalJson(v))).join(",")}]`;
+  }
+  if (value instanceof Date) return JSON.stringify(value);
   const entries = Object.entries(value as Record<string, unknown>)
     .filter(([, v]) => v !== undefined)
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));

@@ -3,6 +3,7 @@ import { base64url, fromBase64url } from "./ids";
 // PBKDF2 de WebCrypto: funciona igual en Node y en workerd (cuyo máximo son 100 000 iteraciones).
 const ITERATIONS = 100_000;
 const SCHEME = "pbkdf2-sha256";
+const B64URL = /^[A-Za-z0-9_-]+$/;
 
 async function derive(secret: string, salt: Uint8Array, iterations: number): Promise<Uint8Array> {
   const key = await crypto.subtle.importKey(
@@ -39,6 +40,12 @@ export async function verifySecret(secret: string, stored: string): Promise<bool
   if (scheme !== SCHEME || !iter || !salt || !hash) return false;
   const iterations = Number(iter);
   if (!Number.isInteger(iterations) || iterations < 1 || iterations > ITERATIONS) return false;
-  const actual = await derive(secret, fromBase64url(salt), iterations);
-  return timingSafeEqual(actual, fromBase64url(hash));
+  if (!B64URL.test(salt) || !B64URL.test(hash)) return false;
+  try {
+    const actual = await derive(secret, fromBase64url(salt), iterations);
+    return timingSafeEqual(actual, fromBase64url(hash));
+  } catch {
+    // Un hash guardado corrupto nunca autentica.
+    return false;
+  }
 }

@@ -18,8 +18,11 @@ import {
   uuid,
 } from "drizzle-orm/pg-core";
 
-const createdAt = () => timestamp("created_at", { withTimezone: true }).notNull().defaultNow();
-const updatedAt = () => timestamp("updated_at", { withTimezone: true }).notNull().defaultNow();
+// Precisión de milisegundos: la misma que Date en JS, así los cursores (created_at, id) son exactos.
+const createdAt = () =>
+  timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow();
+const updatedAt = () =>
+  timestamp("updated_at", { withTimezone: true, precision: 3 }).notNull().defaultNow();
 
 export const planTier = pgEnum("plan_tier", ["standard", "professional", "enterprise"]);
 export const databaseTier = pgEnum("database_tier", ["standard", "enterprise"]);
@@ -216,7 +219,7 @@ export const customers = pgTable(
     isActive: boolean("is_active").notNull().default(true),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
-    deletedAt: timestamp("deleted_at", { withTimezone: true }),
+    deletedAt: timestamp("deleted_at", { withTimezone: true, precision: 3 }),
   },
   (t) => [
     unique("customers_country_tax_id_uq").on(t.country, t.taxId),
@@ -270,8 +273,8 @@ export const subscriptions = pgTable(
     planId: uuid("plan_id").notNull(),
     productId: uuid("product_id").notNull(),
     status: subscriptionStatus("status").notNull().default("pending"),
-    startsAt: timestamp("starts_at", { withTimezone: true }).notNull().defaultNow(),
-    expiresAt: timestamp("expires_at", { withTimezone: true }),
+    startsAt: timestamp("starts_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    expiresAt: timestamp("expires_at", { withTimezone: true, precision: 3 }),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
   },
@@ -355,7 +358,7 @@ export const outboxEvents = pgTable(
     payload: jsonb("payload").notNull(),
     correlationId: text("correlation_id"),
     createdAt: createdAt(),
-    publishedAt: timestamp("published_at", { withTimezone: true }),
+    publishedAt: timestamp("published_at", { withTimezone: true, precision: 3 }),
     attempts: integer("attempts").notNull().default(0),
     lastError: text("last_error"),
   },
@@ -378,8 +381,8 @@ export const provisioningTasks = pgTable(
     response: jsonb("response").notNull(),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
-    startedAt: timestamp("started_at", { withTimezone: true }),
-    finishedAt: timestamp("finished_at", { withTimezone: true }),
+    startedAt: timestamp("started_at", { withTimezone: true, precision: 3 }),
+    finishedAt: timestamp("finished_at", { withTimezone: true, precision: 3 }),
   },
   (t) => [index("provisioning_tasks_instance_idx").on(t.tenantInstanceId)],
 );
@@ -394,8 +397,8 @@ export const provisioningTaskSteps = pgTable(
     position: integer("position").notNull(),
     status: stepStatus("status").notNull(),
     attempts: integer("attempts").notNull().default(1),
-    startedAt: timestamp("started_at", { withTimezone: true }).notNull().defaultNow(),
-    finishedAt: timestamp("finished_at", { withTimezone: true }),
+    startedAt: timestamp("started_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    finishedAt: timestamp("finished_at", { withTimezone: true, precision: 3 }),
     error: text("error"),
   },
   (t) => [primaryKey({ columns: [t.taskId, t.name] })],
@@ -405,7 +408,9 @@ export const auditLog = pgTable(
   "audit_log",
   {
     id: bigserial("id", { mode: "number" }).primaryKey(),
-    occurredAt: timestamp("occurred_at", { withTimezone: true }).notNull().defaultNow(),
+    occurredAt: timestamp("occurred_at", { withTimezone: true, precision: 3 })
+      .notNull()
+      .defaultNow(),
     actor: text("actor").notNull(),
     action: text("action").notNull(),
     entityType: text("entity_type").notNull(),
@@ -426,7 +431,9 @@ export const processedMessages = pgTable(
   {
     consumer: text("consumer").notNull(),
     messageId: text("message_id").notNull(),
-    processedAt: timestamp("processed_at", { withTimezone: true }).notNull().defaultNow(),
+    processedAt: timestamp("processed_at", { withTimezone: true, precision: 3 })
+      .notNull()
+      .defaultNow(),
   },
   (t) => [primaryKey({ columns: [t.consumer, t.messageId] })],
 );
@@ -444,7 +451,7 @@ export const apiClients = pgTable(
     instanceIds: uuid("instance_ids").array().notNull().default(sql`'{}'::uuid[]`),
     roles: text("roles").array().notNull().default(sql`'{}'::text[]`),
     createdAt: createdAt(),
-    revokedAt: timestamp("revoked_at", { withTimezone: true }),
+    revokedAt: timestamp("revoked_at", { withTimezone: true, precision: 3 }),
   },
   (t) => [
     check(

@@ -52,7 +52,10 @@ export async function createAdminRuntime(
   const servers = env.NATS_WS_URL ?? env.NATS_URL;
   if (!servers)
     throw new ConfigError("NATS_WS_URL (or NATS_URL) is required by the admin functions");
-  const bus = createBusProvider({ servers, name: "admin-api", webSocket: WebSocket }, logger);
+  const bus = createBusProvider(
+    { servers, name: "admin-api", webSocket: WebSocket, ensureStreams: true },
+    logger,
+  );
   const verifier = createTokenVerifier(verificationSource(env), {
     issuer: env.AUTH_ISSUER,
     audience: env.AUTH_AUDIENCE,

@@ -55,7 +55,9 @@ async function main() {
   const credentialsPath = join(DATA_DIR, "dev-credentials.json");
   const admin = await ensureLocalAdminClient(db.db, credentialsPath, { adminUrl, edgeUrl });
 
-  const adminRuntime = await createAdminRuntime(env, {
+  // En un solo proceso con los workers (TCP), la función admin usa TCP también (ver core/bus.ts).
+  const { NATS_WS_URL: _ws, ...adminEnv } = env;
+  const adminRuntime = await createAdminRuntime(adminEnv, {
     db,
     logger: logger.child({ component: "admin-api" }),
   });

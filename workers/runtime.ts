@@ -48,7 +48,11 @@ export async function startWorkers(
 ): Promise<WorkersHandle> {
   const env = parseEnv(workersEnv, rawEnv);
   if (!env.NATS_URL) throw new ConfigError("NATS_URL is required by the workers");
-  const bus = await connectBus({ servers: env.NATS_URL, name: "farutech-workers" });
+  const bus = await connectBus({
+    servers: env.NATS_URL,
+    name: "farutech-workers",
+    logger: deps.logger,
+  });
   await ensureStreams(bus);
   const metrics = createWorkerMetrics();
   const registry = deps.registry ?? registryFor(deps.db, env);

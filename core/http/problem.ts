@@ -56,10 +56,10 @@ export function zodFieldErrors(error: ZodError, prefix = ""): FieldError[] {
 }
 
 function codeForStatus(status: number): ErrorCode {
-  return (
-    errorCodes.find((code) => statusFor(code) === status) ??
-    (status >= 500 ? "internal" : "bad_request")
+  const found = errorCodes.find(
+    (code) => code !== "validation_failed" && statusFor(code) === status,
   );
+  return found ?? (status >= 500 ? "internal" : "bad_request");
 }
 
 // Convierte cualquier error lanzado en AppError; lo desconocido se vuelve 500 sin detalles internos.
@@ -67,8 +67,9 @@ export function normalizeError(err: unknown): AppError {
   if (err instanceof AppError) return err;
   if (err instanceof HTTPException) {
     const code = codeForStatus(err.status);
-    // Los errores de hono (p. ej. JSON malformado) son del cliente: conservamos su mensaje.
-    return new AppError(code, err.message || titleFor(code), { cause: err });
+    // Los errores 4xx de hono (p. ej. JSON malformado) conservan su mensaje; los 5xx no se exponen.
+    const detail = err.status < 500 && err.message ? err.message : titleFor(code);
+    return new AppError(code, detail, { cause: err });
   }
   const mapped = mapDatabaseError(err);
   if (mapped) return mapped;

@@ -16,15 +16,15 @@ CREATE TABLE "api_clients" (
 	"customer_id" uuid,
 	"instance_ids" uuid[] DEFAULT '{}'::uuid[] NOT NULL,
 	"roles" text[] DEFAULT '{}'::text[] NOT NULL,
-	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
-	"revoked_at" timestamp with time zone,
+	"created_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
+	"revoked_at" timestamp (3) with time zone,
 	CONSTRAINT "api_clients_client_id_unique" UNIQUE("client_id"),
 	CONSTRAINT "api_clients_tenant_has_customer" CHECK ("api_clients"."kind" = 'admin' OR "api_clients"."customer_id" IS NOT NULL)
 );
 --> statement-breakpoint
 CREATE TABLE "audit_log" (
 	"id" bigserial PRIMARY KEY NOT NULL,
-	"occurred_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"occurred_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
 	"actor" text NOT NULL,
 	"action" text NOT NULL,
 	"entity_type" text NOT NULL,
@@ -41,9 +41,9 @@ CREATE TABLE "customers" (
 	"billing_email" text NOT NULL,
 	"country" text NOT NULL,
 	"is_active" boolean DEFAULT true NOT NULL,
-	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
-	"updated_at" timestamp with time zone DEFAULT now() NOT NULL,
-	"deleted_at" timestamp with time zone,
+	"created_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
+	"updated_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
+	"deleted_at" timestamp (3) with time zone,
 	CONSTRAINT "customers_country_tax_id_uq" UNIQUE("country","tax_id"),
 	CONSTRAINT "customers_country_format" CHECK ("customers"."country" ~ '^[A-Z]{2}$')
 );
@@ -56,8 +56,8 @@ CREATE TABLE "features" (
 	"name" text NOT NULL,
 	"description" text DEFAULT '' NOT NULL,
 	"is_premium" boolean DEFAULT false NOT NULL,
-	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
-	"updated_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"created_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
+	"updated_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
 	CONSTRAINT "features_product_code_uq" UNIQUE("product_id","code"),
 	CONSTRAINT "features_code_format" CHECK ("features"."code" ~ '^[A-Z][A-Z0-9_]{1,63}$')
 );
@@ -68,8 +68,8 @@ CREATE TABLE "modules" (
 	"code" text NOT NULL,
 	"name" text NOT NULL,
 	"description" text DEFAULT '' NOT NULL,
-	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
-	"updated_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"created_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
+	"updated_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
 	CONSTRAINT "modules_product_code_uq" UNIQUE("product_id","code"),
 	CONSTRAINT "modules_id_product_uq" UNIQUE("id","product_id"),
 	CONSTRAINT "modules_code_format" CHECK ("modules"."code" ~ '^[A-Z][A-Z0-9_]{1,63}$')
@@ -82,8 +82,8 @@ CREATE TABLE "outbox_events" (
 	"type" text NOT NULL,
 	"payload" jsonb NOT NULL,
 	"correlation_id" text,
-	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
-	"published_at" timestamp with time zone,
+	"created_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
+	"published_at" timestamp (3) with time zone,
 	"attempts" integer DEFAULT 0 NOT NULL,
 	"last_error" text,
 	CONSTRAINT "outbox_events_seq_unique" UNIQUE("seq")
@@ -114,8 +114,8 @@ CREATE TABLE "plans" (
 	"price" numeric(12, 2) NOT NULL,
 	"currency" text DEFAULT 'USD' NOT NULL,
 	"max_users" integer NOT NULL,
-	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
-	"updated_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"created_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
+	"updated_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
 	CONSTRAINT "plans_code_unique" UNIQUE("code"),
 	CONSTRAINT "plans_id_product_uq" UNIQUE("id","product_id"),
 	CONSTRAINT "plans_code_format" CHECK ("plans"."code" ~ '^[A-Z][A-Z0-9_]{1,63}$'),
@@ -127,7 +127,7 @@ CREATE TABLE "plans" (
 CREATE TABLE "processed_messages" (
 	"consumer" text NOT NULL,
 	"message_id" text NOT NULL,
-	"processed_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"processed_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
 	CONSTRAINT "processed_messages_consumer_message_id_pk" PRIMARY KEY("consumer","message_id")
 );
 --> statement-breakpoint
@@ -135,7 +135,7 @@ CREATE TABLE "product_limits" (
 	"product_id" uuid NOT NULL,
 	"name" text NOT NULL,
 	"description" text DEFAULT '' NOT NULL,
-	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"created_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
 	CONSTRAINT "product_limits_product_id_name_pk" PRIMARY KEY("product_id","name"),
 	CONSTRAINT "product_limits_name_format" CHECK ("product_limits"."name" ~ '^[a-z][a-z0-9_]{1,63}$')
 );
@@ -146,8 +146,8 @@ CREATE TABLE "products" (
 	"name" text NOT NULL,
 	"description" text DEFAULT '' NOT NULL,
 	"version" text DEFAULT '1.0.0' NOT NULL,
-	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
-	"updated_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"created_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
+	"updated_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
 	CONSTRAINT "products_code_unique" UNIQUE("code"),
 	CONSTRAINT "products_code_format" CHECK ("products"."code" ~ '^[A-Z][A-Z0-9_]{1,63}$')
 );
@@ -158,8 +158,8 @@ CREATE TABLE "provisioning_task_steps" (
 	"position" integer NOT NULL,
 	"status" "step_status" NOT NULL,
 	"attempts" integer DEFAULT 1 NOT NULL,
-	"started_at" timestamp with time zone DEFAULT now() NOT NULL,
-	"finished_at" timestamp with time zone,
+	"started_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
+	"finished_at" timestamp (3) with time zone,
 	"error" text,
 	CONSTRAINT "provisioning_task_steps_task_id_name_pk" PRIMARY KEY("task_id","name")
 );
@@ -174,10 +174,10 @@ CREATE TABLE "provisioning_tasks" (
 	"attempts" integer DEFAULT 0 NOT NULL,
 	"last_error" text,
 	"response" jsonb NOT NULL,
-	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
-	"updated_at" timestamp with time zone DEFAULT now() NOT NULL,
-	"started_at" timestamp with time zone,
-	"finished_at" timestamp with time zone,
+	"created_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
+	"updated_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
+	"started_at" timestamp (3) with time zone,
+	"finished_at" timestamp (3) with time zone,
 	CONSTRAINT "provisioning_tasks_correlation_uq" UNIQUE("correlation_id")
 );
 --> statement-breakpoint
@@ -189,7 +189,7 @@ CREATE TABLE "subscription_feature_overrides" (
 	"override_type" "override_type",
 	"limit_name" text,
 	"value" bigint,
-	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"created_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
 	CONSTRAINT "overrides_subscription_feature_uq" UNIQUE("subscription_id","feature_code"),
 	CONSTRAINT "overrides_subscription_limit_uq" UNIQUE("subscription_id","limit_name"),
 	CONSTRAINT "overrides_shape" CHECK (("subscription_feature_overrides"."feature_code" IS NOT NULL AND "subscription_feature_overrides"."override_type" IS NOT NULL AND "subscription_feature_overrides"."limit_name" IS NULL AND "subscription_feature_overrides"."value" IS NULL)
@@ -203,10 +203,10 @@ CREATE TABLE "subscriptions" (
 	"plan_id" uuid NOT NULL,
 	"product_id" uuid NOT NULL,
 	"status" "subscription_status" DEFAULT 'pending' NOT NULL,
-	"starts_at" timestamp with time zone DEFAULT now() NOT NULL,
-	"expires_at" timestamp with time zone,
-	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
-	"updated_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"starts_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
+	"expires_at" timestamp (3) with time zone,
+	"created_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
+	"updated_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
 	CONSTRAINT "subscriptions_instance_uq" UNIQUE("tenant_instance_id"),
 	CONSTRAINT "subscriptions_id_product_uq" UNIQUE("id","product_id"),
 	CONSTRAINT "subscriptions_expiry_after_start" CHECK ("subscriptions"."expires_at" IS NULL OR "subscriptions"."expires_at" > "subscriptions"."starts_at")
@@ -225,8 +225,8 @@ CREATE TABLE "tenant_instances" (
 	"status" "instance_status" DEFAULT 'provisioning' NOT NULL,
 	"kubernetes_namespace" text NOT NULL,
 	"subdomain_url" text NOT NULL,
-	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
-	"updated_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"created_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
+	"updated_at" timestamp (3) with time zone DEFAULT now() NOT NULL,
 	CONSTRAINT "tenant_instances_tenant_code_unique" UNIQUE("tenant_code"),
 	CONSTRAINT "tenant_instances_customer_code_uq" UNIQUE("customer_id","instance_code"),
 	CONSTRAINT "tenant_instances_id_product_uq" UNIQUE("id","product_id"),

@@ -259,8 +259,9 @@ export async function provisionTenant(
     await publishQueued(ctx.db, await ctx.bus.get(), [queued], ctx.logger);
     return { response, replayed: false };
   } catch (err) {
-    // Dos peticiones simultáneas con el mismo correlationId: gana una, la otra devuelve su respuesta.
-    if (pgErrorCode(err) === "23505" && pgConstraint(err) === "provisioning_tasks_correlation_uq") {
+    // Dos peticiones simultáneas con el mismo correlationId: gana una, la otra devuelve su respuesta
+    // (la perdedora puede chocar antes con el código de instancia que con el correlationId).
+    if (pgErrorCode(err) === "23505") {
       const winner = await existingByCorrelation(ctx.db, correlationId, requestHash);
       if (winner) return { response: winner, replayed: true };
     }

@@ -90,8 +90,15 @@ export async function startLocalNats(options: LocalNatsOptions): Promise<LocalNa
     ].join("\n"),
   );
   let child: ChildProcess | undefined;
+  // En Linux, setpriv --pdeathsig mata al servidor si este proceso muere sin limpiar (p. ej. SIGKILL).
+  const usePdeath =
+    process.platform === "linux" && spawnSync("setpriv", ["--version"]).status === 0;
   const launch = async () => {
-    const proc = spawn(binary, ["-c", configPath], { stdio: ["ignore", "ignore", "pipe"] });
+    const proc = usePdeath
+      ? spawn("setpriv", ["--pdeathsig", "SIGKILL", binary, "-c", configPath], {
+          stdio: ["ignore", "ignore", "pipe"],
+        })
+      : spawn(binary, ["-c", configPath], { stdio: ["ignore", "ignore", "pipe"] });
     child = proc;
     await waitForReady(proc, 10_000);
     // Sin consumir stderr el pipe se llenaría y bloquearía al servidor.
@@ -108,6 +115,7 @@ export async function startLocalNats(options: LocalNatsOptions): Promise<LocalNa
     });
   };
   await launch();
+  process.once("exit", () => child?.kill("SIGKILL"));
   return {
     url: `nats://127.0.0.1:${port}`,
     wsUrl: `ws://127.0.0.1:${wsPort}`,

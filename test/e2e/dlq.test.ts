@@ -1,0 +1,120 @@
+import { jetstreamManager } from "@nats-io/jetstream";
+import { eq } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { headers, streams } from "../../contracts/streams";
+import { tenantInstances } from "../../db/schema";
+import { seedDemo } from "../../db/seed";
+import { taskSchema } from "../../functions/routes/provisioning/schema";
+import type { SharedTenantRegistry } from "../../workers/provisioning/shared-registry";
+import { call } from "../support/http";
+import { startTestStack, type TestStack, waitFor } from "../support/stack";
+
+// Registro compartido que siempre falla: inyección de fallos en el paso externo, no un mock del flujo.
+function alwaysFailingRegistry(calls: number[]): SharedTenantRegistry {
+  return {
+    async register() {
+      calls.push(performance.now());
+      throw new Error("shared database unreachable (injected)");
+    },
+    async isRegistered() {
+      return false;
+    },
+    async close() {},
+  };
+}
+
+describe("retries and dead-lettering", () => {
+  let stack: TestStack;
+  const calls: number[] = [];
+
+  beforeAll(async () => {
+    stack = await startTestStack({ database: "postgres", registry: alwaysFailingRegistry(calls) });
+    await seedDemo(stack.db.handle.db);
+  });
+
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  it("delivers 5 times with 0.5/1/2/4 s gaps, then one DLQ message and a dead_lettered task", async () => {
+    const token = await stack.adminToken();
+    const [instance] = await stack.db.handle.db
+      .select()
+      .from(tenantInstances)
+      .where(eq(tenantInstances.instanceCode, "vet-norte"));
+    const plans = await call<{ items: { id: string; code: string }[] }>(
+      `${stack.adminUrl}/api/plans?limit=100`,
+      {
+        token,
+      },
+    );
+    const plan = plans.body.items.find((p) => p.code === "VET_STARTER");
+    if (!instance || !plan) throw new Error("demo data missing");
+    const res = await call<{ taskId: string; tenantInstanceId: string }>(
+      `${stack.adminUrl}/api/provisioning/provision`,
+      {
+        token,
+        json: {
+          customerId: instance.customerId,
+          productId: instance.productId,
+          planId: plan.id,
+          instanceCode: "always-fails",
+          databaseTier: "standard",
+          correlationId: "dlq-correlation-1",
+        },
+      },
+    );
+    expect(res.status).toBe(202);
+
+    const task = await waitFor(
+      async () => {
+        const r = await call(`${stack.adminUrl}/api/provisioning/tasks/${res.body.taskId}`, {
+          token,
+        });
+        const t = taskSchema.parse(r.body);
+        return t.status === "dead_lettered" ? t : undefined;
+      },
+      { timeoutMs: 20_000 },
+    );
+    expect(task.attempts).toBe(5);
+    expect(task.lastError).toContain("shared database unreachable");
+    expect(task.steps[0]).toMatchObject({ name: "register_tenant", status: "failed", attempts: 5 });
+
+    expect(calls).toHaveLength(5);
+    const gaps = calls.slice(1).map((t, i) => t - (calls[i] ?? 0));
+    const expected = [500, 1000, 2000, 4000];
+    gaps.forEach((gap, i) => {
+      const want = expected[i] ?? 0;
+      expect(gap).toBeGreaterThanOrEqual(want * 0.9);
+      expect(gap).toBeLessThan(want + 750);
+    });
+
+    // Exactamente un mensaje en provisioning.dlq, con el contexto del fallo.
+    const jsm = await jetstreamManager(
+      stack.workers?.bus.nc ?? (await Promise.reject(new Error("no bus"))),
+    );
+    const info = await jsm.streams.info(streams.provisioning.name, {
+      subjects_filter: "provisioning.dlq",
+    });
+    expect(info.state.subjects).toEqual({ "provisioning.dlq": 1 });
+    const dlq = await jsm.streams.getMessage(streams.provisioning.name, {
+      last_by_subj: "provisioning.dlq",
+    });
+    if (!dlq) throw new Error("no DLQ message");
+    expect(dlq.header.get(headers.deliveries)).toBe("5");
+    expect(dlq.header.get(headers.correlationId)).toBe("dlq-correlation-1");
+    expect(dlq.header.get(headers.originalSubject)).toBe("provisioning.tasks.provision");
+    expect(dlq.header.get(headers.lastError)).toContain("shared database unreachable");
+    expect(dlq.json<{ data: { taskId: string } }>().data.taskId).toBe(res.body.taskId);
+
+    const [failed] = await stack.db.handle.db
+      .select({ status: tenantInstances.status })
+      .from(tenantInstances)
+      .where(eq(tenantInstances.id, res.body.tenantInstanceId));
+    expect(failed?.status).toBe("failed");
+
+    // No hay una sexta entrega.
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(calls).toHaveLength(5);
+  });
+});

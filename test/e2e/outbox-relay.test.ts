@@ -1,0 +1,77 @@
+import { eq, isNull } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { outboxEvents, provisioningTasks, tenantInstances } from "../../db/schema";
+import { seedDemo } from "../../db/seed";
+import { call } from "../support/http";
+import { startTestStack, type TestStack, waitFor } from "../support/stack";
+
+// Lo confirmado al llamador no se pierde: con el broker caído el evento queda en el outbox.
+describe("outbox relay", () => {
+  let stack: TestStack;
+
+  beforeAll(async () => {
+    stack = await startTestStack({ database: "postgres" });
+    await seedDemo(stack.db.handle.db);
+  });
+
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  it("publishes what the function could not while NATS was down", { timeout: 60_000 }, async () => {
+    const token = await stack.adminToken();
+    const [instance] = await stack.db.handle.db
+      .select()
+      .from(tenantInstances)
+      .where(eq(tenantInstances.instanceCode, "vet-norte"));
+    const plans = await call<{ items: { id: string; code: string }[] }>(
+      `${stack.adminUrl}/api/plans?limit=100`,
+      {
+        token,
+      },
+    );
+    const plan = plans.body.items.find((p) => p.code === "VET_STARTER");
+    if (!instance || !plan) throw new Error("demo data missing");
+
+    await stack.nats.stop();
+    const started = performance.now();
+    const res = await call<{ taskId: string }>(`${stack.adminUrl}/api/provisioning/provision`, {
+      token,
+      json: {
+        customerId: instance.customerId,
+        productId: instance.productId,
+        planId: plan.id,
+        instanceCode: "while-broker-down",
+        databaseTier: "standard",
+      },
+    });
+    expect(res.status).toBe(202);
+    // No espera el timeout de publicación: responde y deja el evento al relay.
+    expect(performance.now() - started).toBeLessThan(2_500);
+    const pending = await stack.db.handle.db
+      .select()
+      .from(outboxEvents)
+      .where(isNull(outboxEvents.publishedAt));
+    expect(pending.map((e) => (e.payload as { data: { taskId: string } }).data.taskId)).toContain(
+      res.body.taskId,
+    );
+
+    await stack.nats.restart();
+    const done = await waitFor(
+      async () => {
+        const [t] = await stack.db.handle.db
+          .select({ status: provisioningTasks.status })
+          .from(provisioningTasks)
+          .where(eq(provisioningTasks.id, res.body.taskId));
+        return t?.status === "succeeded" ? t : undefined;
+      },
+      { timeoutMs: 30_000 },
+    );
+    expect(done.status).toBe("succeeded");
+    const stillPending = await stack.db.handle.db
+      .select()
+      .from(outboxEvents)
+      .where(isNull(outboxEvents.publishedAt));
+    expect(stillPending).toEqual([]);
+  });
+});

@@ -1,0 +1,60 @@
+import pg from "pg";
+import { inject } from "vitest";
+import { createDb } from "../../db/client";
+import type { DbHandle } from "../../db/types";
+
+export interface TestDatabase {
+  url: string | undefined;
+  handle: DbHandle;
+  drop(): Promise<void>;
+}
+
+let counter = 0;
+
+/** Base Postgres nueva (clon de la plantilla migrada) para un archivo o prueba. */
+export async function createPostgresTestDatabase(): Promise<TestDatabase> {
+  const adminUrl = inject("pgAdminUrl");
+  const name = `farutech_test_${inject("runId")}_${process.pid}_${counter++}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    await admin.query(`create database "${name}" template "${inject("pgTemplate")}"`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  const handle = await createDb({ url: url.toString() });
+  return {
+    url: url.toString(),
+    handle,
+    async drop() {
+      await handle.close();
+      const c = new pg.Client({ connectionString: adminUrl });
+      await c.connect();
+      try {
+        const { rows } = await c.query<{ datname: string }>(
+          "select datname from pg_database where datname = $1 or datname like $2",
+          [name, `${name}_app_%`],
+        );
+        for (const { datname } of rows)
+          await c.query(`drop database if exists "${datname}" with (force)`);
+      } finally {
+        await c.end();
+      }
+    },
+  };
+}
+
+/** PGlite en memoria, migrado: la ruta embebida de `npm start`. */
+export async function createPgliteTestDatabase(): Promise<TestDatabase> {
+  const handle = await createDb({ pgliteDataDir: "memory://" });
+  await handle.migrate();
+  return { url: undefined, handle, drop: () => handle.close() };
+}
+
+export type DatabaseKind = "postgres" | "pglite";
+
+export function createTestDatabase(kind: DatabaseKind): Promise<TestDatabase> {
+  return kind === "postgres" ? createPostgresTestDatabase() : createPgliteTestDatabase();
+}
