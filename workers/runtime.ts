@@ -4,6 +4,7 @@ import { type Bus, connectBus, ensureStreams } from "../core/bus";
 import { ConfigError, commonEnv, databaseEnv, parseEnv } from "../core/config";
 import type { Logger } from "../core/logger";
 import { DEFAULT_PGLITE_DIR } from "../db/client";
+import { createProcessedStore } from "../db/processed";
 import type { DbHandle } from "../db/types";
 import {
   createPgliteRegistry,
@@ -57,6 +58,7 @@ export async function startWorkers(
   const metrics = createWorkerMetrics();
   const registry = deps.registry ?? registryFor(deps.db, env);
   const options = {
+    processed: createProcessedStore(deps.db.db),
     bus,
     logger: deps.logger,
     metrics,

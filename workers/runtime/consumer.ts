@@ -6,6 +6,7 @@ import { type Domain, headers, streams } from "../../contracts/streams";
 import type { Bus } from "../../core/bus";
 import type { Logger } from "../../core/logger";
 import { afterFailure, MAX_DELIVER, retryDelayMs } from "../../core/retry-policy";
+import type { ProcessedStore } from "../../db/processed";
 import { errorMessage, isPermanent, PermanentError } from "./errors";
 import type { WorkerMetrics } from "./metrics";
 
@@ -46,6 +47,8 @@ export interface WorkerDefinition<T> {
 export interface WorkerOptions {
   bus: Bus;
   logger: Logger;
+  /** Idempotencia por (consumer, tipo de evento, correlation id). */
+  processed?: ProcessedStore;
   metrics?: WorkerMetrics;
   concurrency?: number;
   ackWaitMs?: number;
@@ -163,7 +166,11 @@ export async function startWorker<T>(
         eventId: envelope.id,
         ...(def.logFields?.(data) ?? {}),
       });
-      if (await def.alreadyProcessed?.(envelope, data)) {
+      const key = `${envelope.type}:${envelope.correlationId ?? envelope.id}`;
+      if (
+        (await options.processed?.seen(def.name, key)) ||
+        (await def.alreadyProcessed?.(envelope, data))
+      ) {
         log.info("message already processed; acknowledging");
         msg.ack();
         return;
@@ -177,6 +184,7 @@ export async function startWorker<T>(
         logger: log,
         heartbeat: () => msg.working(),
       });
+      await options.processed?.mark(def.name, key);
       msg.ack();
       options.metrics?.processed.inc({ worker: def.name });
       timer?.({ outcome: "success" });
