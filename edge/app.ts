@@ -1,6 +1,5 @@
 import { Hono } from "hono";
-import { problemErrorHandler, problemNotFound } from "../core/http/problem";
-import { requestContext } from "../core/http/request-context";
+import { installBase } from "../core/http/base";
 import type { EdgeDeps, EdgeEnv } from "./env";
 import { registerEntitlements } from "./routes/entitlements";
 import { registerOAuthToken } from "./routes/oauth-token";
@@ -9,13 +8,7 @@ import { registerWellKnown } from "./routes/well-known";
 // App hono portable: la misma corre en workerd (Cloudflare) y en Node (npm start).
 export function createEdgeApp(deps: EdgeDeps): Hono<EdgeEnv> {
   const app = new Hono<EdgeEnv>();
-  app.onError(problemErrorHandler());
-  app.notFound(problemNotFound());
-  app.use("*", requestContext(deps.logger));
-  app.use("*", async (c, next) => {
-    c.set("deps", deps);
-    await next();
-  });
+  installBase(app, deps);
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   registerOAuthToken(app);
   registerWellKnown(app);

@@ -4,13 +4,12 @@ import { createLocalJWKSet, decodeProtectedHeader, type JSONWebKeySet, jwtVerify
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Unstable_DevWorker, unstable_dev } from "wrangler";
 import { generateSigningKey } from "../core/auth/keys";
-import { randomToken } from "../core/ids";
 import { silentLogger } from "../core/logger";
-import { hashSecret } from "../core/secret-hash";
 import { demoProducts } from "../db/demo-data";
-import { apiClients, customers, tenantInstances } from "../db/schema";
+import { customers, tenantInstances } from "../db/schema";
 import { seedDemo } from "../db/seed";
 import { type RunningWsProxy, startWsProxy } from "../infra/wsproxy/wsproxy";
+import { type ClientSpec, createApiClient } from "../test/support/clients";
 import { createPostgresTestDatabase, type TestDatabase } from "../test/support/databases";
 import { createNodeEdgeApp } from "./node";
 
@@ -30,28 +29,7 @@ const AUDIENCE = "farutech-orchestrator";
 let fixture: Fixture;
 const targets = new Map<string, { fetch: Fetch; stop(): Promise<void> }>();
 
-async function createClient(
-  db: TestDatabase,
-  values: {
-    kind: "admin" | "tenant";
-    roles: string[];
-    customerId?: string;
-    instanceIds?: string[];
-  },
-) {
-  const id = `edge-${randomToken(6)}`;
-  const secret = randomToken(24);
-  await db.handle.db.insert(apiClients).values({
-    clientId: id,
-    secretHash: await hashSecret(secret),
-    name: id,
-    kind: values.kind,
-    roles: values.roles,
-    customerId: values.customerId ?? null,
-    instanceIds: values.instanceIds ?? [],
-  });
-  return { id, secret };
-}
+const createClient = (db: TestDatabase, spec: ClientSpec) => createApiClient(db.handle.db, spec);
 
 beforeAll(async () => {
   const db = await createPostgresTestDatabase();

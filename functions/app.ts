@@ -2,8 +2,8 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { Scalar } from "@scalar/hono-api-reference";
 import { bodyLimit } from "hono/body-limit";
 import { AppError } from "../core/errors";
-import { problemErrorHandler, problemNotFound, validationHook } from "../core/http/problem";
-import { requestContext } from "../core/http/request-context";
+import { installBase } from "../core/http/base";
+import { validationHook } from "../core/http/problem";
 import type { AdminDeps, AdminEnv } from "./env";
 import { registerListPlans } from "./routes/catalog/list-plans";
 import { registerListProducts } from "./routes/catalog/list-products";
@@ -24,13 +24,7 @@ export const OPENAPI_INFO = {
 
 export function createAdminApp(deps: AdminDeps): OpenAPIHono<AdminEnv> {
   const app = new OpenAPIHono<AdminEnv>({ defaultHook: validationHook });
-  app.onError(problemErrorHandler());
-  app.notFound(problemNotFound());
-  app.use("*", requestContext(deps.logger));
-  app.use("*", async (c, next) => {
-    c.set("deps", deps);
-    await next();
-  });
+  installBase(app, deps);
   app.use(
     "/api/*",
     bodyLimit({

@@ -6,6 +6,7 @@ import { tenantInstances } from "../../db/schema";
 import { seedDemo } from "../../db/seed";
 import { taskSchema } from "../../functions/routes/provisioning/schema";
 import type { SharedTenantRegistry } from "../../workers/provisioning/shared-registry";
+import { demoProvisionBody } from "../support/demo";
 import { call } from "../support/http";
 import { startTestStack, type TestStack, waitFor } from "../support/stack";
 
@@ -38,30 +39,13 @@ describe("retries and dead-lettering", () => {
 
   it("delivers 5 times with 0.5/1/2/4 s gaps, then one DLQ message and a dead_lettered task", async () => {
     const token = await stack.adminToken();
-    const [instance] = await stack.db.handle.db
-      .select()
-      .from(tenantInstances)
-      .where(eq(tenantInstances.instanceCode, "vet-norte"));
-    const plans = await call<{ items: { id: string; code: string }[] }>(
-      `${stack.adminUrl}/api/plans?limit=100`,
-      {
-        token,
-      },
-    );
-    const plan = plans.body.items.find((p) => p.code === "VET_STARTER");
-    if (!instance || !plan) throw new Error("demo data missing");
     const res = await call<{ taskId: string; tenantInstanceId: string }>(
       `${stack.adminUrl}/api/provisioning/provision`,
       {
         token,
-        json: {
-          customerId: instance.customerId,
-          productId: instance.productId,
-          planId: plan.id,
-          instanceCode: "always-fails",
-          databaseTier: "standard",
+        json: await demoProvisionBody(stack.db.handle.db, "always-fails", {
           correlationId: "dlq-correlation-1",
-        },
+        }),
       },
     );
     expect(res.status).toBe(202);

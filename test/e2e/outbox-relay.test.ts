@@ -1,7 +1,8 @@
 import { eq, isNull } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { outboxEvents, provisioningTasks, tenantInstances } from "../../db/schema";
+import { outboxEvents, provisioningTasks } from "../../db/schema";
 import { seedDemo } from "../../db/seed";
+import { demoProvisionBody } from "../support/demo";
 import { call } from "../support/http";
 import { startTestStack, type TestStack, waitFor } from "../support/stack";
 
@@ -20,30 +21,12 @@ describe("outbox relay", () => {
 
   it("publishes what the function could not while NATS was down", { timeout: 60_000 }, async () => {
     const token = await stack.adminToken();
-    const [instance] = await stack.db.handle.db
-      .select()
-      .from(tenantInstances)
-      .where(eq(tenantInstances.instanceCode, "vet-norte"));
-    const plans = await call<{ items: { id: string; code: string }[] }>(
-      `${stack.adminUrl}/api/plans?limit=100`,
-      {
-        token,
-      },
-    );
-    const plan = plans.body.items.find((p) => p.code === "VET_STARTER");
-    if (!instance || !plan) throw new Error("demo data missing");
-
+    const body = await demoProvisionBody(stack.db.handle.db, "while-broker-down");
     await stack.nats.stop();
     const started = performance.now();
     const res = await call<{ taskId: string }>(`${stack.adminUrl}/api/provisioning/provision`, {
       token,
-      json: {
-        customerId: instance.customerId,
-        productId: instance.productId,
-        planId: plan.id,
-        instanceCode: "while-broker-down",
-        databaseTier: "standard",
-      },
+      json: body,
     });
     expect(res.status).toBe(202);
     // No espera el timeout de publicación: responde y deja el evento al relay.

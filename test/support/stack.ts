@@ -6,14 +6,13 @@ import { type ServerType, serve } from "@hono/node-server";
 import { generateSigningKey } from "../../core/auth/keys";
 import { randomToken } from "../../core/ids";
 import { createLogger, silentLogger } from "../../core/logger";
-import { hashSecret } from "../../core/secret-hash";
-import { apiClients } from "../../db/schema";
 import { createNodeEdgeApp } from "../../edge/node";
 import { createAdminApp } from "../../functions/app";
 import { type AdminRuntime, createAdminRuntime } from "../../functions/runtime";
 import { type LocalNats, startLocalNats } from "../../infra/nats/local-server";
 import type { SharedTenantRegistry } from "../../workers/provisioning/shared-registry";
 import { startWorkers, type WorkersHandle } from "../../workers/runtime";
+import { createApiClient } from "./clients";
 import { createTestDatabase, type DatabaseKind, type TestDatabase } from "./databases";
 
 export interface StackOptions {
@@ -91,17 +90,7 @@ export async function startTestStack(options: StackOptions): Promise<TestStack> 
       : await startWorkers(env, { db: db.handle, logger: stackLogger, registry: options.registry });
 
   const token: TestStack["token"] = async (client) => {
-    const clientId = `test-${randomToken(6)}`;
-    const secret = randomToken(24);
-    await db.handle.db.insert(apiClients).values({
-      clientId,
-      secretHash: await hashSecret(secret),
-      name: clientId,
-      kind: client.kind,
-      roles: client.roles,
-      customerId: client.customerId ?? null,
-      instanceIds: client.instanceIds ?? [],
-    });
+    const { id: clientId, secret } = await createApiClient(db.handle.db, client);
     const res = await fetch(`${edgeServer.url}/oauth/token`, {
       method: "POST",
       headers: { "content-type": "application/x-www-form-urlencoded" },

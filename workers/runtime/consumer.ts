@@ -141,6 +141,7 @@ export async function startWorker<T>(
     const deliveryCount = msg.info.deliveryCount;
     let envelope: EventEnvelope | undefined;
     let data: T | undefined;
+    let handlerCtx: HandlerContext<T> | undefined;
     let log = logger.child({
       subject: msg.subject,
       streamSequence: msg.seq,
@@ -176,14 +177,15 @@ export async function startWorker<T>(
         return;
       }
       log.info("processing message");
-      await def.handle({
+      handlerCtx = {
         data,
         envelope,
         subject: msg.subject,
         deliveryCount,
         logger: log,
         heartbeat: () => msg.working(),
-      });
+      };
+      await def.handle(handlerCtx);
       await options.processed?.mark(def.name, key);
       msg.ack();
       options.metrics?.processed.inc({ worker: def.name });
@@ -196,20 +198,9 @@ export async function startWorker<T>(
       timer?.({ outcome: "failure" });
       if (outcome.action === "retry") {
         log.warn({ err, delayMs: outcome.delayMs }, "message failed; will retry");
-        if (data !== undefined && envelope) {
+        if (handlerCtx) {
           await def
-            .onRetry?.(
-              {
-                data,
-                envelope,
-                subject: msg.subject,
-                deliveryCount,
-                logger: log,
-                heartbeat: () => msg.working(),
-              },
-              error,
-              outcome.delayMs,
-            )
+            .onRetry?.(handlerCtx, error, outcome.delayMs)
             .catch((e: unknown) => log.error({ err: e }, "retry bookkeeping failed"));
         }
         msg.nak(outcome.delayMs);
