@@ -44,6 +44,11 @@ export const subjects = {
   entitlementsChanged: "integration.tasks.entitlements_changed",
 } as const;
 
+/** Eventos de dominio de cada mutación del plano de control (entidad y acción). */
+export function domainEventSubject(entity: string, action: string): string {
+  return `integration.tasks.${entity}.${action}`;
+}
+
 /** Cabeceras propias que acompañan a cada mensaje (además de Nats-Msg-Id). */
 export const headers = {
   correlationId: "Farutech-Correlation-Id",

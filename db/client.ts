@@ -1,5 +1,5 @@
 import { fileURLToPath } from "node:url";
-import type { DbHandle } from "./types";
+import type { DbHandle, QueryObserver } from "./types";
 
 export type { Database, DbHandle, Executor, Tx } from "./types";
 
@@ -14,6 +14,7 @@ export interface DbConfig {
   neonWsProxy?: string | undefined;
   pgliteDataDir?: string | undefined;
   max?: number | undefined;
+  onQuery?: QueryObserver | undefined;
 }
 
 // La única fábrica de clientes de base de datos del proyecto (en Node).
@@ -24,6 +25,7 @@ export async function createDb(config: DbConfig = {}): Promise<DbHandle> {
     return createPgliteDb({
       dataDir: config.pgliteDataDir ?? DEFAULT_PGLITE_DIR,
       migrationsFolder: MIGRATIONS_FOLDER,
+      onQuery: config.onQuery,
     });
   }
   const url = new URL(config.url);
@@ -46,6 +48,7 @@ export async function createDb(config: DbConfig = {}): Promise<DbHandle> {
         await migrate(db, { migrationsFolder: MIGRATIONS_FOLDER });
       },
       max: config.max,
+      onQuery: config.onQuery,
     });
   }
   const { createNodePostgresDb } = await import("./drivers/node-postgres");
@@ -53,6 +56,7 @@ export async function createDb(config: DbConfig = {}): Promise<DbHandle> {
     url: config.url,
     migrationsFolder: MIGRATIONS_FOLDER,
     max: config.max,
+    onQuery: config.onQuery,
   });
 }
 

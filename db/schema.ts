@@ -21,6 +21,8 @@ import {
 // Precisión de milisegundos: la misma que Date en JS, así los cursores (created_at, id) son exactos.
 const createdAt = () =>
   timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow();
+// Versión para ETag / If-Match: cada UPDATE la incrementa.
+const rowVersion = () => integer("row_version").notNull().default(1);
 const updatedAt = () =>
   timestamp("updated_at", { withTimezone: true, precision: 3 }).notNull().defaultNow();
 
@@ -62,6 +64,7 @@ export const products = pgTable(
     description: text("description").notNull().default(""),
     version: text("version").notNull().default("1.0.0"),
     createdAt: createdAt(),
+    rowVersion: rowVersion(),
     updatedAt: updatedAt(),
   },
   (t) => [check("products_code_format", sql`${t.code} ~ '^[A-Z][A-Z0-9_]{1,63}$'`)],
@@ -95,6 +98,7 @@ export const modules = pgTable(
     name: text("name").notNull(),
     description: text("description").notNull().default(""),
     createdAt: createdAt(),
+    rowVersion: rowVersion(),
     updatedAt: updatedAt(),
   },
   (t) => [
@@ -116,6 +120,7 @@ export const features = pgTable(
     description: text("description").notNull().default(""),
     isPremium: boolean("is_premium").notNull().default(false),
     createdAt: createdAt(),
+    rowVersion: rowVersion(),
     updatedAt: updatedAt(),
   },
   (t) => [
@@ -147,6 +152,7 @@ export const plans = pgTable(
     currency: text("currency").notNull().default("USD"),
     maxUsers: integer("max_users").notNull(),
     createdAt: createdAt(),
+    rowVersion: rowVersion(),
     updatedAt: updatedAt(),
   },
   (t) => [
@@ -218,8 +224,10 @@ export const customers = pgTable(
     country: text("country").notNull(),
     isActive: boolean("is_active").notNull().default(true),
     createdAt: createdAt(),
+    rowVersion: rowVersion(),
     updatedAt: updatedAt(),
     deletedAt: timestamp("deleted_at", { withTimezone: true, precision: 3 }),
+    erasedAt: timestamp("erased_at", { withTimezone: true, precision: 3 }),
   },
   (t) => [
     unique("customers_country_tax_id_uq").on(t.country, t.taxId),
@@ -247,6 +255,7 @@ export const tenantInstances = pgTable(
     kubernetesNamespace: text("kubernetes_namespace").notNull(),
     subdomainUrl: text("subdomain_url").notNull(),
     createdAt: createdAt(),
+    rowVersion: rowVersion(),
     updatedAt: updatedAt(),
   },
   (t) => [
@@ -276,6 +285,7 @@ export const subscriptions = pgTable(
     startsAt: timestamp("starts_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
     expiresAt: timestamp("expires_at", { withTimezone: true, precision: 3 }),
     createdAt: createdAt(),
+    rowVersion: rowVersion(),
     updatedAt: updatedAt(),
   },
   (t) => [
@@ -379,6 +389,8 @@ export const provisioningTasks = pgTable(
     attempts: integer("attempts").notNull().default(0),
     lastError: text("last_error"),
     response: jsonb("response").notNull(),
+    /** Datos propios del tipo de tarea (p. ej. las features de update_features). */
+    payload: jsonb("payload"),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
     startedAt: timestamp("started_at", { withTimezone: true, precision: 3 }),
@@ -458,5 +470,26 @@ export const apiClients = pgTable(
       "api_clients_tenant_has_customer",
       sql`${t.kind} = 'admin' OR ${t.customerId} IS NOT NULL`,
     ),
+  ],
+);
+
+// Idempotency-Key de los POST: la misma clave y cuerpo repiten la primera respuesta.
+export const idempotencyKeys = pgTable(
+  "idempotency_keys",
+  {
+    actor: text("actor").notNull(),
+    key: text("key").notNull(),
+    method: text("method").notNull(),
+    path: text("path").notNull(),
+    requestHash: text("request_hash").notNull(),
+    status: integer("status"),
+    responseBody: text("response_body"),
+    responseHeaders: jsonb("response_headers"),
+    createdAt: createdAt(),
+    completedAt: timestamp("completed_at", { withTimezone: true, precision: 3 }),
+  },
+  (t) => [
+    primaryKey({ columns: [t.actor, t.key] }),
+    index("idempotency_created_idx").on(t.createdAt),
   ],
 );

@@ -21,6 +21,13 @@ export interface DbHandle {
 
 export const MIGRATION_LOCK_ID = 727_274_001;
 
+/** Observador opcional de cada consulta SQL (p. ej. contar consultas en una prueba de N+1). */
+export type QueryObserver = (query: string) => void;
+
+export function queryLogger(onQuery: QueryObserver | undefined) {
+  return onQuery ? { logQuery: (query: string) => onQuery(query) } : undefined;
+}
+
 /** Filas de un `execute` crudo; los tres drivers devuelven `{ rows }`. */
 export function rowsOf<T>(result: unknown): T[] {
   const rows = (result as { rows?: unknown } | null)?.rows;

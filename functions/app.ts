@@ -5,13 +5,17 @@ import { AppError } from "../core/errors";
 import { installBase } from "../core/http/base";
 import { validationHook } from "../core/http/problem";
 import type { AdminDeps, AdminEnv } from "./env";
-import { registerListPlans } from "./routes/catalog/list-plans";
-import { registerListProducts } from "./routes/catalog/list-products";
-import { registerListCustomers } from "./routes/customers/list";
+import { registerAccess } from "./routes/access";
+import { registerAudit } from "./routes/audit";
+import { registerCustomers } from "./routes/customers";
+import { registerFeatures } from "./routes/features";
 import { registerHealth } from "./routes/health";
-import { registerGetTask } from "./routes/provisioning/get-task";
-import { registerProvision } from "./routes/provisioning/provision";
-import { registerListTenantInstances } from "./routes/tenant-instances/list";
+import { registerModules } from "./routes/modules";
+import { registerPlans } from "./routes/plans";
+import { registerProducts } from "./routes/products";
+import { registerProvisioning } from "./routes/provisioning";
+import { registerSubscriptions } from "./routes/subscriptions";
+import { registerTenantInstances } from "./routes/tenant-instances";
 
 export const OPENAPI_INFO = {
   openapi: "3.1.0",
@@ -42,12 +46,16 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<AdminEnv> {
   });
 
   registerHealth(app);
-  registerProvision(app);
-  registerGetTask(app);
-  registerListCustomers(app);
-  registerListProducts(app);
-  registerListPlans(app);
-  registerListTenantInstances(app);
+  registerProducts(app);
+  registerModules(app);
+  registerFeatures(app);
+  registerPlans(app);
+  registerCustomers(app);
+  registerTenantInstances(app);
+  registerSubscriptions(app);
+  registerProvisioning(app);
+  registerAccess(app);
+  registerAudit(app);
 
   app.doc31("/openapi.json", OPENAPI_INFO);
   app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "Farutech Orchestrator Admin API" }));

@@ -1,7 +1,7 @@
 import { neonConfig, Pool } from "@neondatabase/serverless";
 import { drizzle, type NeonDatabase } from "drizzle-orm/neon-serverless";
 import * as schema from "../schema";
-import { type DbHandle, MIGRATION_LOCK_ID } from "../types";
+import { type DbHandle, MIGRATION_LOCK_ID, type QueryObserver, queryLogger } from "../types";
 
 export interface NeonOptions {
   url: string;
@@ -12,6 +12,7 @@ export interface NeonOptions {
   /** Solo en Node: el migrador de drizzle usa node:fs y no entra en el bundle del edge. */
   migrator?: (db: NeonDatabase<typeof schema>) => Promise<void>;
   max?: number;
+  onQuery?: QueryObserver;
 }
 
 export function createNeonDb(options: NeonOptions): DbHandle {
@@ -24,7 +25,7 @@ export function createNeonDb(options: NeonOptions): DbHandle {
   }
   if (options.webSocketConstructor) neonConfig.webSocketConstructor = options.webSocketConstructor;
   const pool = new Pool({ connectionString: options.url, max: options.max ?? 5 });
-  const db = drizzle({ client: pool, schema });
+  const db = drizzle({ client: pool, schema, logger: queryLogger(options.onQuery) });
   return {
     db,
     driver: "neon",

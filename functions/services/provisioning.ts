@@ -1,10 +1,8 @@
 import { and, eq, inArray, isNull } from "drizzle-orm";
 import { subjects } from "../../contracts/streams";
-import type { BusProvider } from "../../core/bus-provider";
 import { AppError } from "../../core/errors";
 import { pgConstraint, pgErrorCode } from "../../core/http/db-errors";
 import { canonicalJson, newId, sha256Hex } from "../../core/ids";
-import type { Logger } from "../../core/logger";
 import { kubernetesNamespaceFor, subdomainUrlFor, tenantCodeFor } from "../../core/tenancy";
 import { writeAudit } from "../../db/audit";
 import { enqueueEvent, publishQueued } from "../../db/outbox";
@@ -21,15 +19,7 @@ import {
 } from "../../db/schema";
 import type { Database, Executor } from "../../db/types";
 import type { ProvisionRequest, ProvisionResponse } from "../routes/provisioning/schema";
-
-export interface ServiceContext {
-  db: Database;
-  bus: BusProvider;
-  logger: Logger;
-  actor: string;
-  correlationId: string;
-  baseDomain: string;
-}
+import type { ServiceContext } from "./mutation";
 
 type OverrideRow = typeof subscriptionFeatureOverrides.$inferInsert;
 

@@ -2,7 +2,8 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { and, eq, isNull } from "drizzle-orm";
 import { customers } from "../../../db/schema";
 import type { AdminEnv } from "../../env";
-import { requireRole } from "../../middleware/auth";
+import { readGuard } from "../../middleware/guards";
+import { TENANT_READ } from "../../middleware/roles";
 import { bearerSecurity, errorResponses, pageSchema, paginationQuery } from "../../openapi";
 import { keyset, toPage } from "../../services/pagination";
 import { customerSchema, toCustomer } from "./schema";
@@ -14,7 +15,7 @@ const route = createRoute({
   tags: ["customers"],
   summary: "Lista clientes (paginado por cursor)",
   security: bearerSecurity,
-  middleware: [requireRole("platform_admin")] as const,
+  middleware: readGuard(TENANT_READ),
   request: {
     query: paginationQuery.extend({
       country: z

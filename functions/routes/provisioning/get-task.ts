@@ -3,7 +3,8 @@ import { asc, eq } from "drizzle-orm";
 import { AppError } from "../../../core/errors";
 import { provisioningTaskSteps, provisioningTasks } from "../../../db/schema";
 import type { AdminEnv } from "../../env";
-import { requireRole } from "../../middleware/auth";
+import { readGuard } from "../../middleware/guards";
+import { TENANT_READ } from "../../middleware/roles";
 import { bearerSecurity, errorResponses, uuidParam } from "../../openapi";
 import { taskSchema } from "./schema";
 
@@ -14,7 +15,7 @@ const route = createRoute({
   tags: ["provisioning"],
   summary: "Estado de una tarea de provisioning y sus pasos",
   security: bearerSecurity,
-  middleware: [requireRole("platform_admin")] as const,
+  middleware: readGuard(TENANT_READ),
   request: { params: z.object({ taskId: uuidParam("taskId", "Id de la tarea") }) },
   responses: {
     200: { description: "La tarea", content: { "application/json": { schema: taskSchema } } },

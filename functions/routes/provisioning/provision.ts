@@ -1,7 +1,9 @@
 import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import type { AdminEnv } from "../../env";
-import { requireRole } from "../../middleware/auth";
+import { writeGuard } from "../../middleware/guards";
+import { TENANT_WRITE } from "../../middleware/roles";
 import { bearerSecurity, errorResponses } from "../../openapi";
+import { serviceContext } from "../../services/context";
 import { provisionTenant } from "../../services/provisioning";
 import { provisionRequestSchema, provisionResponseSchema } from "./schema";
 
@@ -12,7 +14,7 @@ const route = createRoute({
   tags: ["provisioning"],
   summary: "Provisiona una instancia de tenant (asíncrono)",
   security: bearerSecurity,
-  middleware: [requireRole("platform_admin")] as const,
+  middleware: writeGuard(TENANT_WRITE),
   request: {
     body: { required: true, content: { "application/json": { schema: provisionRequestSchema } } },
   },
@@ -27,17 +29,7 @@ const route = createRoute({
 
 export function registerProvision(app: OpenAPIHono<AdminEnv>): void {
   app.openapi(route, async (c) => {
-    const { response, replayed } = await provisionTenant(
-      {
-        db: c.var.deps.db,
-        bus: c.var.deps.bus,
-        logger: c.var.logger,
-        actor: c.var.claims.sub,
-        correlationId: c.var.correlationId,
-        baseDomain: c.var.deps.baseDomain,
-      },
-      c.req.valid("json"),
-    );
+    const { response, replayed } = await provisionTenant(serviceContext(c), c.req.valid("json"));
     if (replayed) c.header("idempotent-replayed", "true");
     c.header("location", `/api/provisioning/tasks/${response.taskId}`);
     return c.json(response, 202);

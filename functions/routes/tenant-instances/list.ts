@@ -2,7 +2,8 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { and, eq } from "drizzle-orm";
 import { customers, plans, products, subscriptions, tenantInstances } from "../../../db/schema";
 import type { AdminEnv } from "../../env";
-import { requireRole } from "../../middleware/auth";
+import { readGuard } from "../../middleware/guards";
+import { TENANT_READ } from "../../middleware/roles";
 import { bearerSecurity, errorResponses, pageSchema, paginationQuery } from "../../openapi";
 import { keyset, toPage } from "../../services/pagination";
 
@@ -43,7 +44,7 @@ const route = createRoute({
   tags: ["tenants"],
   summary: "Lista instancias con su cliente, suscripción y plan",
   security: bearerSecurity,
-  middleware: [requireRole("platform_admin")] as const,
+  middleware: readGuard(TENANT_READ),
   request: {
     query: paginationQuery.extend({
       customerId: z.uuid().optional().openapi({

@@ -2,7 +2,8 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { and, eq, inArray } from "drizzle-orm";
 import { planFeatures, planLimits, plans } from "../../../db/schema";
 import type { AdminEnv } from "../../env";
-import { requireRole } from "../../middleware/auth";
+import { readGuard } from "../../middleware/guards";
+import { CATALOG_READ } from "../../middleware/roles";
 import { bearerSecurity, errorResponses, pageSchema, paginationQuery } from "../../openapi";
 import { keyset, toPage } from "../../services/pagination";
 import { planSchema } from "./schema";
@@ -14,7 +15,7 @@ const route = createRoute({
   tags: ["catalog"],
   summary: "Lista planes con sus features y límites",
   security: bearerSecurity,
-  middleware: [requireRole("platform_admin")] as const,
+  middleware: readGuard(CATALOG_READ),
   request: {
     query: paginationQuery.extend({
       productId: z.uuid().optional().openapi({

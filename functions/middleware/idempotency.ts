@@ -1,0 +1,87 @@
+import { and, eq, lt, sql } from "drizzle-orm";
+import type { MiddlewareHandler } from "hono";
+import { AppError } from "../../core/errors";
+import { sha256Hex } from "../../core/ids";
+import { idempotencyKeys } from "../../db/schema";
+import type { AdminEnv } from "../env";
+
+const KEY_RE = /^[\x21-\x7e]{1,255}$/;
+const REPLAYED_HEADERS = ["content-type", "location", "etag"];
+
+/**
+ * Idempotency-Key en los POST: misma clave y mismo cuerpo → se repite la primera respuesta;
+ * misma clave con otro cuerpo → 422; la primera aún en curso → 409. Va después de la
+ * autenticación: las claves son por actor, así nadie envenena las de otro.
+ */
+export function idempotency(): MiddlewareHandler<AdminEnv> {
+  return async function idempotencyMiddleware(c, next) {
+    const key = c.req.header("idempotency-key");
+    if (c.req.method !== "POST" || key === undefined) return next();
+    if (!KEY_RE.test(key)) {
+      throw new AppError(
+        "validation_failed",
+        "Idempotency-Key must be 1-255 visible ASCII characters",
+        {
+          fields: [{ path: "header.Idempotency-Key", message: "Invalid key" }],
+        },
+      );
+    }
+    const db = c.var.deps.db;
+    const actor = c.var.claims.sub;
+    const path = new URL(c.req.url).pathname;
+    const requestHash = await sha256Hex(`${c.req.method} ${path}\n${await c.req.text()}`);
+    const mine = and(eq(idempotencyKeys.actor, actor), eq(idempotencyKeys.key, key));
+    // Las claves valen 24 h.
+    await db
+      .delete(idempotencyKeys)
+      .where(and(mine, lt(idempotencyKeys.createdAt, sql`now() - interval '24 hours'`)));
+    const [reserved] = await db
+      .insert(idempotencyKeys)
+      .values({ actor, key, method: c.req.method, path, requestHash })
+      .onConflictDoNothing()
+      .returning({ key: idempotencyKeys.key });
+    if (!reserved) {
+      const [previous] = await db.select().from(idempotencyKeys).where(mine);
+      if (!previous || previous.requestHash !== requestHash) {
+        throw new AppError(
+          "unprocessable",
+          "This Idempotency-Key was already used with a different request",
+          {
+            fields: [{ path: "header.Idempotency-Key", message: "Reused with another request" }],
+          },
+        );
+      }
+      if (previous.status === null) {
+        throw new AppError(
+          "conflict",
+          "A request with this Idempotency-Key is still being processed",
+        );
+      }
+      const headers = new Headers((previous.responseHeaders ?? {}) as Record<string, string>);
+      headers.set("idempotent-replayed", "true");
+      return new Response(previous.responseBody, { status: previous.status, headers });
+    }
+    await next();
+    if (c.res.status >= 500) {
+      // Un fallo del servidor no se fija: el cliente puede reintentar con la misma clave.
+      await db.delete(idempotencyKeys).where(mine);
+      return;
+    }
+    const body = await c.res.clone().text();
+    const headers = Object.fromEntries(
+      REPLAYED_HEADERS.flatMap((h) => {
+        const v = c.res.headers.get(h);
+        return v ? [[h, v]] : [];
+      }),
+    );
+    await db
+      .update(idempotencyKeys)
+      .set({
+        status: c.res.status,
+        responseBody: body,
+        responseHeaders: headers,
+        completedAt: sql`now()`,
+      })
+      .where(mine);
+  };
+}

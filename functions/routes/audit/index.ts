@@ -1,0 +1,4 @@
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import type { AdminEnv } from "../../env";
+
+export function registerAudit(_app: OpenAPIHono<AdminEnv>): void {}

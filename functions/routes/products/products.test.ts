@@ -1,0 +1,222 @@
+import { and, eq } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { auditLog, outboxEvents } from "../../../db/schema";
+import { seedDemo } from "../../../db/seed";
+import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
+import { expectProblem } from "../../../test/support/http";
+import { productSchema } from "./schema";
+
+const unique = () => `P${crypto.randomUUID().replace(/-/g, "").slice(0, 10).toUpperCase()}`;
+
+describe.each(["postgres", "pglite"] as const)("products on %s", (kind) => {
+  let h: AdminHarness;
+  let admin: string;
+  let catalog: string;
+  let support: string;
+
+  beforeAll(async () => {
+    h = await startAdminHarness(kind);
+    await seedDemo(h.db.handle.db);
+    admin = await h.token(["platform_admin"]);
+    catalog = await h.token(["catalog_manager"]);
+    support = await h.token(["support"]);
+  });
+  afterAll(async () => h?.stop());
+
+  describe("happy path", () => {
+    it("creates, reads, updates with If-Match and deletes a product, auditing each change", async () => {
+      const code = unique();
+      const created = await h.request("POST", "/api/products", {
+        token: catalog,
+        json: { code, name: "Farutech POS", limits: [{ name: "registers", description: "Cajas" }] },
+      });
+      expect(created.status).toBe(201);
+      const product = productSchema.parse(created.body);
+      expect(product.limits.map((l) => l.name)).toEqual(["max_users", "registers"]);
+      expect(created.headers.get("location")).toBe(`/api/products/${product.id}`);
+
+      const got = await h.request("GET", `/api/products/${product.id}`, { token: support });
+      expect(got.status).toBe(200);
+      expect(got.body).toEqual(created.body);
+      const etag = got.headers.get("etag");
+      expect(etag).toBe('"v1"');
+      const byCode = await h.request("GET", `/api/products/by-code/${code}`, { token: support });
+      expect((byCode.body as { id: string }).id).toBe(product.id);
+
+      const patched = await h.request("PATCH", `/api/products/${product.id}`, {
+        token: catalog,
+        json: { name: "Farutech POS 2" },
+        headers: { "if-match": etag ?? "" },
+      });
+      expect(patched.status).toBe(200);
+      expect(patched.body).toMatchObject({ name: "Farutech POS 2", code });
+      expect(patched.headers.get("etag")).toBe('"v2"');
+      const stale = await h.request("PATCH", `/api/products/${product.id}`, {
+        token: catalog,
+        json: { name: "lost update" },
+        headers: { "if-match": etag ?? "" },
+      });
+      expectProblem(stale, 412, "precondition_failed");
+
+      const limit = await h.request("POST", `/api/products/${product.id}/limits`, {
+        token: catalog,
+        json: { name: "terminals" },
+      });
+      expect(limit.status).toBe(201);
+      expect((limit.body as { limits: { name: string }[] }).limits.map((l) => l.name)).toContain(
+        "terminals",
+      );
+
+      expect(
+        (await h.request("DELETE", `/api/products/${product.id}`, { token: admin })).status,
+      ).toBe(204);
+      expectProblem(
+        await h.request("GET", `/api/products/${product.id}`, { token: admin }),
+        404,
+        "not_found",
+      );
+
+      const audit = await h.db.handle.db
+        .select()
+        .from(auditLog)
+        .where(eq(auditLog.entityId, product.id));
+      expect(audit.map((a) => a.action)).toEqual([
+        "product.created",
+        "product.updated",
+        "product.limit_added",
+        "product.deleted",
+      ]);
+      expect(audit[0]?.actor).toBe("tester-catalog_manager");
+      const events = await h.db.handle.db
+        .select()
+        .from(outboxEvents)
+        .where(and(eq(outboxEvents.type, "product.created")));
+      expect(
+        events.some(
+          (e) => (e.payload as { data: { productId: string } }).data.productId === product.id,
+        ),
+      ).toBe(true);
+    });
+
+    it("lists products with their limits", async () => {
+      const res = await h.request<{ items: { code: string; limits: { name: string }[] }[] }>(
+        "GET",
+        "/api/products?limit=100",
+        { token: support },
+      );
+      const vet = res.body.items.find((p) => p.code === "FARUTECH_VET");
+      expect(vet?.limits.map((l) => l.name)).toEqual([
+        "max_users",
+        "monthly_appointments",
+        "storage_gb",
+      ]);
+    });
+
+    it("replays a POST with the same Idempotency-Key and rejects the key with another body", async () => {
+      const code = unique();
+      const first = await h.request("POST", "/api/products", {
+        token: admin,
+        json: { code, name: "Idem" },
+        headers: { "idempotency-key": `k-${code}` },
+      });
+      expect(first.status).toBe(201);
+      const again = await h.request("POST", "/api/products", {
+        token: admin,
+        json: { code, name: "Idem" },
+        headers: { "idempotency-key": `k-${code}` },
+      });
+      expect(again.status).toBe(201);
+      expect(again.headers.get("idempotent-replayed")).toBe("true");
+      expect(again.body).toEqual(first.body);
+      const other = await h.request("POST", "/api/products", {
+        token: admin,
+        json: { code: unique(), name: "Other" },
+        headers: { "idempotency-key": `k-${code}` },
+      });
+      expectProblem(other, 422, "unprocessable");
+    });
+  });
+
+  describe("errors", () => {
+    it("names the failing fields of a bad body", async () => {
+      const res = await h.request("POST", "/api/products", {
+        token: admin,
+        json: { code: "lower", extra: 1 },
+      });
+      expectProblem(res, 400, "validation_failed");
+      const paths = (res.body as { errors: { path: string }[] }).errors.map((e) => e.path);
+      expect(paths).toEqual(expect.arrayContaining(["body.code", "body.name"]));
+    });
+
+    it("maps a duplicate code to 409 and a product in use to 409 on delete", async () => {
+      expectProblem(
+        await h.request("POST", "/api/products", {
+          token: admin,
+          json: { code: "FARUTECH_VET", name: "dup" },
+        }),
+        409,
+        "conflict",
+      );
+      const vet = await h.request<{ id: string }>("GET", "/api/products/by-code/FARUTECH_VET", {
+        token: admin,
+      });
+      expectProblem(
+        await h.request("DELETE", `/api/products/${vet.body.id}`, { token: admin }),
+        409,
+        "conflict",
+      );
+    });
+
+    it("answers 404 for unknown ids and 400 for malformed ones", async () => {
+      expectProblem(
+        await h.request("GET", `/api/products/${crypto.randomUUID()}`, { token: admin }),
+        404,
+      );
+      expectProblem(
+        await h.request("GET", "/api/products/nope", { token: admin }),
+        400,
+        "validation_failed",
+      );
+      expectProblem(
+        await h.request("PATCH", `/api/products/${crypto.randomUUID()}`, {
+          token: admin,
+          json: { name: "x" },
+        }),
+        404,
+      );
+      const vet = await h.request<{ id: string }>("GET", "/api/products/by-code/FARUTECH_VET", {
+        token: admin,
+      });
+      expectProblem(
+        await h.request("PATCH", `/api/products/${vet.body.id}`, {
+          token: admin,
+          json: { name: "x" },
+          headers: { "if-match": "garbage" },
+        }),
+        412,
+        "precondition_failed",
+      );
+    });
+  });
+
+  describe("security", () => {
+    it("requires a token and the right role", async () => {
+      expectProblem(await h.request("GET", "/api/products"), 401, "unauthorized");
+      expectProblem(
+        await h.request("GET", "/api/products", { token: "x.y.z" }),
+        401,
+        "unauthorized",
+      );
+      const tenant = await h.token(["tenant_app"]);
+      expectProblem(await h.request("GET", "/api/products", { token: tenant }), 403, "forbidden");
+      expectProblem(
+        await h.request("POST", "/api/products", {
+          token: support,
+          json: { code: unique(), name: "n" },
+        }),
+        403,
+        "forbidden",
+      );
+    });
+  });
+});

@@ -1,0 +1,9 @@
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import type { AdminEnv } from "../../env";
+import { registerGetTask } from "./get-task";
+import { registerProvision } from "./provision";
+
+export function registerProvisioning(app: OpenAPIHono<AdminEnv>): void {
+  registerProvision(app);
+  registerGetTask(app);
+}

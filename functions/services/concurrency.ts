@@ -1,0 +1,40 @@
+import type { Context } from "hono";
+import { AppError } from "../../core/errors";
+
+/** ETag fuerte a partir de la versión de fila. */
+export function etagFor(rowVersion: number): string {
+  return `"v${rowVersion}"`;
+}
+
+/** If-Match → versión esperada; sin cabecera (o `*`) no hay precondición. */
+export function expectedVersion(c: Context): number | undefined {
+  const header = c.req.header("if-match");
+  if (!header || header.trim() === "*") return undefined;
+  const match = /^"v(\d{1,9})"$/.exec(header.trim());
+  if (!match?.[1]) {
+    throw new AppError("precondition_failed", "If-Match must be an ETag returned by this API");
+  }
+  return Number(match[1]);
+}
+
+/**
+ * Tras un UPDATE condicionado por versión: sin fila actualizada, 404 si no existe o 412 si la
+ * versión ya cambió (escritura sobre datos viejos).
+ */
+export function assertUpdated<T>(
+  row: T | undefined,
+  exists: boolean,
+  entity: string,
+  id: string,
+): T {
+  if (row) return row;
+  if (!exists) throw new AppError("not_found", `${entity} ${id} does not exist`);
+  throw new AppError(
+    "precondition_failed",
+    `${entity} ${id} was modified since it was read (stale If-Match)`,
+  );
+}
+
+export function notFound(entity: string, id: string): AppError {
+  return new AppError("not_found", `${entity} ${id} does not exist`);
+}

@@ -1,0 +1,15 @@
+import type { Context } from "hono";
+import type { AdminEnv } from "../env";
+import type { ServiceContext } from "./mutation";
+
+/** Contexto de servicio de una petición autenticada: quién actúa y con qué correlación. */
+export function serviceContext(c: Context<AdminEnv>): ServiceContext {
+  return {
+    db: c.var.deps.db,
+    bus: c.var.deps.bus,
+    logger: c.var.logger,
+    actor: c.var.claims.sub,
+    correlationId: c.var.correlationId,
+    baseDomain: c.var.deps.baseDomain,
+  };
+}

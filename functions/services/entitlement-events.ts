@@ -1,0 +1,40 @@
+import { eq, inArray } from "drizzle-orm";
+import { subjects } from "../../contracts/streams";
+import type { NewEvent } from "../../db/outbox";
+import { subscriptions } from "../../db/schema";
+import type { Executor } from "../../db/types";
+
+/** Un evento entitlements.changed por instancia afectada (lo usan el edge y el IntegrationWorker). */
+export function entitlementsChanged(
+  instanceIds: readonly string[],
+  reason: string,
+): Omit<NewEvent, "correlationId">[] {
+  return [...new Set(instanceIds)].map((tenantInstanceId) => ({
+    subject: subjects.entitlementsChanged,
+    type: "entitlements.changed",
+    data: { tenantInstanceId, reason },
+  }));
+}
+
+export async function instancesOnPlans(
+  tx: Executor,
+  planIds: readonly string[],
+): Promise<string[]> {
+  if (planIds.length === 0) return [];
+  const rows = await tx
+    .select({ id: subscriptions.tenantInstanceId })
+    .from(subscriptions)
+    .where(inArray(subscriptions.planId, [...planIds]));
+  return rows.map((r) => r.id);
+}
+
+export async function instanceOfSubscription(
+  tx: Executor,
+  subscriptionId: string,
+): Promise<string | undefined> {
+  const [row] = await tx
+    .select({ id: subscriptions.tenantInstanceId })
+    .from(subscriptions)
+    .where(eq(subscriptions.id, subscriptionId));
+  return row?.id;
+}

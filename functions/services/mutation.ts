@@ -1,0 +1,53 @@
+import { domainEventSubject } from "../../contracts/streams";
+import type { BusProvider } from "../../core/bus-provider";
+import type { Logger } from "../../core/logger";
+import { type AuditEntry, writeAudit } from "../../db/audit";
+import { enqueueEvent, type NewEvent, publishQueued, type QueuedEvent } from "../../db/outbox";
+import type { Database, Tx } from "../../db/types";
+
+export interface ServiceContext {
+  db: Database;
+  bus: BusProvider;
+  logger: Logger;
+  actor: string;
+  correlationId: string;
+  baseDomain: string;
+}
+
+export interface MutationOutcome<T> {
+  result: T;
+  audit: Omit<AuditEntry, "actor" | "correlationId">[];
+  events?: Omit<NewEvent, "correlationId">[];
+}
+
+/**
+ * Toda mutación pasa por aquí: el cambio, sus filas de auditoría y sus eventos de outbox se
+ * confirman en una transacción (si la auditoría falla, el cambio se revierte); luego se publica.
+ */
+export async function mutate<T>(
+  ctx: ServiceContext,
+  work: (tx: Tx) => Promise<MutationOutcome<T>>,
+): Promise<T> {
+  const { result, queued } = await ctx.db.transaction(async (tx) => {
+    const outcome = await work(tx);
+    for (const entry of outcome.audit) {
+      await writeAudit(tx, { ...entry, actor: ctx.actor, correlationId: ctx.correlationId });
+    }
+    const queued: QueuedEvent[] = [];
+    for (const event of outcome.events ?? []) {
+      queued.push(await enqueueEvent(tx, { ...event, correlationId: ctx.correlationId }));
+    }
+    return { result: outcome.result, queued };
+  });
+  if (queued.length > 0) await publishQueued(ctx.db, await ctx.bus.get(), queued, ctx.logger);
+  return result;
+}
+
+/** Evento de dominio de una mutación (`integration.tasks.<entidad>.<acción>`). */
+export function domainEvent(
+  entity: string,
+  action: string,
+  data: Record<string, unknown>,
+): Omit<NewEvent, "correlationId"> {
+  return { subject: domainEventSubject(entity, action), type: `${entity}.${action}`, data };
+}

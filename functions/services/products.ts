@@ -1,0 +1,154 @@
+import { and, eq, sql } from "drizzle-orm";
+import { AppError } from "../../core/errors";
+import { pgErrorCode } from "../../core/http/db-errors";
+import { newId } from "../../core/ids";
+import { productLimits, products } from "../../db/schema";
+import type { Executor } from "../../db/types";
+import { assertUpdated, notFound } from "./concurrency";
+import { domainEvent, mutate, type ServiceContext } from "./mutation";
+
+export interface ProductInput {
+  code: string;
+  name: string;
+  description: string;
+  version: string;
+  limits: { name: string; description: string }[];
+}
+
+export async function loadProduct(db: Executor, id: string) {
+  const [product] = await db.select().from(products).where(eq(products.id, id));
+  if (!product) return undefined;
+  const limits = await db.select().from(productLimits).where(eq(productLimits.productId, id));
+  return { product, limits };
+}
+
+export async function createProduct(ctx: ServiceContext, input: ProductInput) {
+  return mutate(ctx, async (tx) => {
+    const [product] = await tx
+      .insert(products)
+      .values({
+        id: newId(),
+        code: input.code,
+        name: input.name,
+        description: input.description,
+        version: input.version,
+      })
+      .returning();
+    if (!product) throw new Error("product insert returned nothing");
+    // max_users existe siempre: es el MaxUsers de cada plan.
+    const limits = [
+      { name: "max_users", description: "Usuarios máximos" },
+      ...input.limits.filter((l) => l.name !== "max_users"),
+    ];
+    const limitRows = await tx
+      .insert(productLimits)
+      .values(limits.map((l) => ({ productId: product.id, ...l })))
+      .returning();
+    return {
+      result: { product, limits: limitRows },
+      audit: [
+        {
+          action: "product.created",
+          entityType: "product",
+          entityId: product.id,
+          after: { ...product, limits },
+        },
+      ],
+      events: [domainEvent("product", "created", { productId: product.id, code: product.code })],
+    };
+  });
+}
+
+export async function updateProduct(
+  ctx: ServiceContext,
+  id: string,
+  input: { name?: string; description?: string; version?: string },
+  ifMatch: number | undefined,
+) {
+  return mutate(ctx, async (tx) => {
+    const before = await loadProduct(tx, id);
+    const [product] = await tx
+      .update(products)
+      .set({ ...input, rowVersion: sql`${products.rowVersion} + 1`, updatedAt: sql`now()` })
+      .where(
+        and(
+          eq(products.id, id),
+          ifMatch === undefined ? undefined : eq(products.rowVersion, ifMatch),
+        ),
+      )
+      .returning();
+    const updated = assertUpdated(product, before !== undefined, "Product", id);
+    return {
+      result: { product: updated, limits: before?.limits ?? [] },
+      audit: [
+        {
+          action: "product.updated",
+          entityType: "product",
+          entityId: id,
+          before: before?.product,
+          after: updated,
+        },
+      ],
+      events: [domainEvent("product", "updated", { productId: id })],
+    };
+  });
+}
+
+export async function deleteProduct(ctx: ServiceContext, id: string, ifMatch: number | undefined) {
+  try {
+    await mutate(ctx, async (tx) => {
+      const before = await loadProduct(tx, id);
+      if (!before) throw notFound("Product", id);
+      if (ifMatch !== undefined && before.product.rowVersion !== ifMatch) {
+        throw new AppError(
+          "precondition_failed",
+          `Product ${id} was modified since it was read (stale If-Match)`,
+        );
+      }
+      await tx.delete(products).where(eq(products.id, id));
+      return {
+        result: undefined,
+        audit: [
+          {
+            action: "product.deleted",
+            entityType: "product",
+            entityId: id,
+            before: before.product,
+          },
+        ],
+        events: [domainEvent("product", "deleted", { productId: id, code: before.product.code })],
+      };
+    });
+  } catch (err) {
+    if (pgErrorCode(err) === "23503") {
+      throw new AppError(
+        "conflict",
+        "The product still has plans or tenant instances; remove them first",
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+}
+
+export async function addProductLimit(
+  ctx: ServiceContext,
+  productId: string,
+  limit: { name: string; description: string },
+) {
+  return mutate(ctx, async (tx) => {
+    const existing = await loadProduct(tx, productId);
+    if (!existing) throw notFound("Product", productId);
+    const [row] = await tx
+      .insert(productLimits)
+      .values({ productId, ...limit })
+      .returning();
+    return {
+      result: { product: existing.product, limits: [...existing.limits, ...(row ? [row] : [])] },
+      audit: [
+        { action: "product.limit_added", entityType: "product", entityId: productId, after: limit },
+      ],
+      events: [domainEvent("product", "limit_added", { productId, limit: limit.name })],
+    };
+  });
+}

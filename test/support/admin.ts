@@ -1,0 +1,75 @@
+import { generateSigningKey, publicJwksOf } from "../../core/auth/keys";
+import { createTokenSigner, createTokenVerifier, type TokenSigner } from "../../core/auth/tokens";
+import type { BusProvider } from "../../core/bus-provider";
+import { silentLogger } from "../../core/logger";
+import { createAdminApp } from "../../functions/app";
+import { createTestDatabase, type DatabaseKind, type TestDatabase } from "./databases";
+import type { JsonResponse } from "./http";
+
+const SETTINGS = {
+  issuer: "http://edge.test",
+  audience: "farutech-orchestrator",
+  accessTokenTtlSeconds: 300,
+};
+
+/**
+ * Bus sin broker: las pruebas de CRUD verifican los eventos en el outbox (lo que el relay
+ * publicaría). Las de publicación real usan un nats-server (test/e2e).
+ */
+export const offlineBus: BusProvider = {
+  get: async () => undefined,
+  ping: async () => false,
+  close: async () => {},
+};
+
+export interface AdminHarness {
+  db: TestDatabase;
+  app: ReturnType<typeof createAdminApp>;
+  token(roles: string[], sub?: string): Promise<string>;
+  request<T = Record<string, unknown>>(
+    method: string,
+    path: string,
+    init?: { token?: string; json?: unknown; body?: string; headers?: Record<string, string> },
+  ): Promise<JsonResponse<T>>;
+  stop(): Promise<void>;
+}
+
+/** La API admin en proceso (app.request) sobre una base real, con tokens firmados de verdad. */
+export async function startAdminHarness(kind: DatabaseKind): Promise<AdminHarness> {
+  const db = await createTestDatabase(kind);
+  const key = await generateSigningKey("admin-test");
+  const signer: TokenSigner = await createTokenSigner([key], SETTINGS);
+  const app = createAdminApp({
+    db: db.handle.db,
+    bus: offlineBus,
+    verifier: createTokenVerifier({ jwks: publicJwksOf([key]) }, SETTINGS),
+    logger: silentLogger,
+    baseDomain: "farutech.test",
+  });
+  return {
+    db,
+    app,
+    async token(roles, sub = `tester-${roles.join("-") || "none"}`) {
+      return (await signer.sign({ sub, tenant_id: null, instance_ids: [], roles })).token;
+    },
+    async request(method, path, init = {}) {
+      const headers: Record<string, string> = { ...(init.headers ?? {}) };
+      if (init.token) headers.authorization = `Bearer ${init.token}`;
+      let body = init.body;
+      if (init.json !== undefined) {
+        headers["content-type"] ??= "application/json";
+        body = JSON.stringify(init.json);
+      }
+      const res = await app.request(path, { method, headers, body });
+      const text = await res.text();
+      let parsed: unknown = text;
+      try {
+        parsed = text ? JSON.parse(text) : null;
+      } catch {
+        // cuerpo no JSON
+      }
+      return { status: res.status, headers: res.headers, body: parsed as never };
+    },
+    stop: () => db.drop(),
+  };
+}
