@@ -2,18 +2,27 @@ import { z } from "@hono/zod-openapi";
 
 export const problemSchema = z
   .object({
-    type: z.string().openapi({ example: "https://docs.farutech.com/problems/validation_failed" }),
-    title: z.string().openapi({ example: "Validation failed" }),
-    status: z.number().int().openapi({ example: 400 }),
-    detail: z.string().openapi({ example: "The request body is invalid" }),
-    code: z.string().openapi({ example: "validation_failed" }),
-    instance: z.string().optional().openapi({ example: "/api/provisioning/provision" }),
-    requestId: z.string().optional().openapi({ example: "3f0c3c1e-2b0a-4c43-9d5b-4b2f3a1f6c10" }),
+    type: z.string().openapi({
+      description: "URI del tipo de problema",
+      example: "https://docs.farutech.com/problems/validation_failed",
+    }),
+    title: z.string().openapi({ description: "Resumen del tipo de problema", example: "Validation failed" }),
+    status: z.number().int().openapi({ description: "Código HTTP", example: 400 }),
+    detail: z.string().openapi({ description: "Explicación de este caso", example: "The request body is invalid" }),
+    code: z.string().openapi({ description: "Código estable para programas", example: "validation_failed" }),
+    instance: z
+      .string()
+      .optional()
+      .openapi({ description: "Ruta de la petición", example: "/api/provisioning/provision" }),
+    requestId: z
+      .string()
+      .optional()
+      .openapi({ description: "Id de la petición (x-request-id)", example: "3f0c3c1e-2b0a-4c43-9d5b-4b2f3a1f6c10" }),
     errors: z
       .array(
         z.object({
-          path: z.string().openapi({ example: "body.customerId" }),
-          message: z.string().openapi({ example: "Invalid UUID" }),
+          path: z.string().openapi({ description: "Campo que falló", example: "body.customerId" }),
+          message: z.string().openapi({ description: "Por qué falló", example: "Invalid UUID" }),
         }),
       )
       .optional()
@@ -64,8 +73,11 @@ export const paginationQuery = z.object({
 export function pageSchema<T extends z.ZodTypeAny>(item: T, name: string) {
   return z
     .object({
-      items: z.array(item),
-      nextCursor: z.string().nullable().openapi({ description: "null en la última página" }),
+      items: z.array(item).openapi({ description: "Elementos de esta página" }),
+      nextCursor: z
+        .string()
+        .nullable()
+        .openapi({ description: "Cursor de la página siguiente; null en la última", example: null }),
     })
     .openapi(name);
 }

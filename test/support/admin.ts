@@ -2,6 +2,7 @@ import { generateSigningKey, publicJwksOf } from "../../core/auth/keys";
 import { createTokenSigner, createTokenVerifier, type TokenSigner } from "../../core/auth/tokens";
 import type { BusProvider } from "../../core/bus-provider";
 import { silentLogger } from "../../core/logger";
+import type { QueryObserver } from "../../db/types";
 import { createAdminApp } from "../../functions/app";
 import { createTestDatabase, type DatabaseKind, type TestDatabase } from "./databases";
 import type { JsonResponse } from "./http";
@@ -35,8 +36,11 @@ export interface AdminHarness {
 }
 
 /** La API admin en proceso (app.request) sobre una base real, con tokens firmados de verdad. */
-export async function startAdminHarness(kind: DatabaseKind): Promise<AdminHarness> {
-  const db = await createTestDatabase(kind);
+export async function startAdminHarness(
+  kind: DatabaseKind,
+  onQuery?: QueryObserver,
+): Promise<AdminHarness> {
+  const db = await createTestDatabase(kind, onQuery);
   const key = await generateSigningKey("admin-test");
   const signer: TokenSigner = await createTokenSigner([key], SETTINGS);
   const app = createAdminApp({

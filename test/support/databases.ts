@@ -1,7 +1,7 @@
 import pg from "pg";
 import { inject } from "vitest";
 import { createDb } from "../../db/client";
-import type { DbHandle } from "../../db/types";
+import type { DbHandle, QueryObserver } from "../../db/types";
 
 export interface TestDatabase {
   url: string | undefined;
@@ -12,7 +12,7 @@ export interface TestDatabase {
 let counter = 0;
 
 /** Base Postgres nueva (clon de la plantilla migrada) para un archivo o prueba. */
-export async function createPostgresTestDatabase(): Promise<TestDatabase> {
+export async function createPostgresTestDatabase(onQuery?: QueryObserver): Promise<TestDatabase> {
   const adminUrl = inject("pgAdminUrl");
   const name = `farutech_test_${inject("runId")}_${process.pid}_${counter++}`;
   const admin = new pg.Client({ connectionString: adminUrl });
@@ -24,7 +24,7 @@ export async function createPostgresTestDatabase(): Promise<TestDatabase> {
   }
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
-  const handle = await createDb({ url: url.toString() });
+  const handle = await createDb({ url: url.toString(), onQuery });
   return {
     url: url.toString(),
     handle,
@@ -47,14 +47,19 @@ export async function createPostgresTestDatabase(): Promise<TestDatabase> {
 }
 
 /** PGlite en memoria, migrado: la ruta embebida de `npm start`. */
-export async function createPgliteTestDatabase(): Promise<TestDatabase> {
-  const handle = await createDb({ pgliteDataDir: "memory://" });
+export async function createPgliteTestDatabase(onQuery?: QueryObserver): Promise<TestDatabase> {
+  const handle = await createDb({ pgliteDataDir: "memory://", onQuery });
   await handle.migrate();
   return { url: undefined, handle, drop: () => handle.close() };
 }
 
 export type DatabaseKind = "postgres" | "pglite";
 
-export function createTestDatabase(kind: DatabaseKind): Promise<TestDatabase> {
-  return kind === "postgres" ? createPostgresTestDatabase() : createPgliteTestDatabase();
+export function createTestDatabase(
+  kind: DatabaseKind,
+  onQuery?: QueryObserver,
+): Promise<TestDatabase> {
+  return kind === "postgres"
+    ? createPostgresTestDatabase(onQuery)
+    : createPgliteTestDatabase(onQuery);
 }
