@@ -1,0 +1,72 @@
+import pg from "pg";
+
+export interface LatencyStats {
+  count: number;
+  perSecond: number;
+  p50: number;
+  p99: number;
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  const index = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
+  return sorted[Math.max(0, index)] ?? 0;
+}
+
+/** Corre `work` con `concurrency` bucles durante `durationMs` y mide latencias. */
+export async function closedLoop(
+  concurrency: number,
+  durationMs: number,
+  work: (i: number) => Promise<void>,
+): Promise<LatencyStats> {
+  const latencies: number[] = [];
+  const deadline = performance.now() + durationMs;
+  let counter = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < deadline) {
+        const t = performance.now();
+        await work(counter++);
+        latencies.push(performance.now() - t);
+      }
+    }),
+  );
+  const elapsed = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  return {
+    count: latencies.length,
+    perSecond: latencies.length / elapsed,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+  };
+}
+
+/** Base Postgres nueva para un benchmark; se borra al final. */
+export async function freshDatabase(
+  adminUrl: string,
+  name: string,
+): Promise<{ url: string; drop(): Promise<void> }> {
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`drop database if exists "${name}" with (force)`);
+  await admin.query(`create database "${name}"`);
+  await admin.end();
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const c = new pg.Client({ connectionString: adminUrl });
+      await c.connect();
+      const { rows } = await c.query<{ datname: string }>(
+        "select datname from pg_database where datname like $1",
+        [`${name}%`],
+      );
+      for (const r of rows) await c.query(`drop database if exists "${r.datname}" with (force)`);
+      await c.end();
+    },
+  };
+}
+
+export const fmt = (n: number, digits = 1) => n.toFixed(digits);
