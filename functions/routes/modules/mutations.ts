@@ -1,0 +1,90 @@
+import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import type { AdminEnv } from "../../env";
+import { writeGuard } from "../../middleware/guards";
+import { CATALOG_WRITE } from "../../middleware/roles";
+import { bearerSecurity, errorResponses, uuidParam } from "../../openapi";
+import { etagFor, expectedVersion } from "../../services/concurrency";
+import { serviceContext } from "../../services/context";
+import { createModule, deleteModule, updateModule } from "../../services/modules";
+import { createModuleSchema, moduleSchema, toModule, updateModuleSchema } from "./schema";
+
+const moduleId = z.object({ id: uuidParam("id", "Id del módulo") });
+const json = <T extends z.ZodTypeAny>(schema: T) => ({
+  content: { "application/json": { schema } },
+  required: true,
+});
+const ifMatch = z.object({
+  "if-match": z
+    .string()
+    .optional()
+    .openapi({ description: "ETag leído antes; 412 si cambió", example: '"v3"' }),
+});
+
+const create = createRoute({
+  operationId: "createModule",
+  method: "post",
+  path: "/api/products/{id}/modules",
+  tags: ["modules"],
+  summary: "Crea un módulo en un producto",
+  security: bearerSecurity,
+  middleware: writeGuard(CATALOG_WRITE),
+  request: {
+    params: z.object({ id: uuidParam("id", "Id del producto") }),
+    body: json(createModuleSchema),
+  },
+  responses: {
+    201: { description: "Creado", content: { "application/json": { schema: moduleSchema } } },
+    ...errorResponses,
+  },
+});
+
+const update = createRoute({
+  operationId: "updateModule",
+  method: "patch",
+  path: "/api/modules/{id}",
+  tags: ["modules"],
+  summary: "Modifica nombre o descripción de un módulo (If-Match opcional)",
+  security: bearerSecurity,
+  middleware: writeGuard(CATALOG_WRITE),
+  request: { params: moduleId, headers: ifMatch, body: json(updateModuleSchema) },
+  responses: {
+    200: { description: "Modificado", content: { "application/json": { schema: moduleSchema } } },
+    ...errorResponses,
+    412: errorResponses[409],
+  },
+});
+
+const remove = createRoute({
+  operationId: "deleteModule",
+  method: "delete",
+  path: "/api/modules/{id}",
+  tags: ["modules"],
+  summary: "Borra un módulo y sus features (409 si alguna está en un plan o un override)",
+  security: bearerSecurity,
+  middleware: writeGuard(CATALOG_WRITE),
+  request: { params: moduleId, headers: ifMatch },
+  responses: { 204: { description: "Borrado" }, ...errorResponses, 412: errorResponses[409] },
+});
+
+export function registerModuleMutations(app: OpenAPIHono<AdminEnv>): void {
+  app.openapi(create, async (c) => {
+    const mod = await createModule(serviceContext(c), c.req.valid("param").id, c.req.valid("json"));
+    c.header("location", `/api/modules/${mod.id}`);
+    c.header("etag", etagFor(mod.rowVersion));
+    return c.json(toModule(mod), 201);
+  });
+  app.openapi(update, async (c) => {
+    const mod = await updateModule(
+      serviceContext(c),
+      c.req.valid("param").id,
+      c.req.valid("json"),
+      expectedVersion(c),
+    );
+    c.header("etag", etagFor(mod.rowVersion));
+    return c.json(toModule(mod), 200);
+  });
+  app.openapi(remove, async (c) => {
+    await deleteModule(serviceContext(c), c.req.valid("param").id, expectedVersion(c));
+    return c.body(null, 204);
+  });
+}
