@@ -8,21 +8,26 @@ import { bearerSecurity, errorResponses, pageSchema, paginationQuery } from "../
 import { keyset, toPage } from "../../services/pagination";
 import { customerSchema, toCustomer } from "./schema";
 
+const booleanQuery = (description: string, example: "true" | "false") =>
+  z.enum(["true", "false"]).optional().openapi({ description, example });
+
 const route = createRoute({
   operationId: "listCustomers",
   method: "get",
   path: "/api/customers",
   tags: ["customers"],
-  summary: "Lista clientes (paginado por cursor)",
+  summary: "Lista clientes (paginado por cursor; sin los borrados salvo includeDeleted)",
   security: bearerSecurity,
   middleware: readGuard(TENANT_READ),
   request: {
     query: paginationQuery.extend({
       country: z
         .string()
-        .regex(/^[A-Z]{2}$/)
+        .regex(/^[A-Z]{2}$/, "ISO 3166-1 alpha-2 code in upper case")
         .optional()
-        .openapi({ description: "Filtra por país", example: "CO" }),
+        .openapi({ description: "Filtra por país (ISO 3166-1 alfa-2)", example: "CO" }),
+      isActive: booleanQuery("Filtra por clientes activos o inactivos", "true"),
+      includeDeleted: booleanQuery("Incluye los clientes borrados (GDPR)", "false"),
     }),
   },
   responses: {
@@ -43,8 +48,9 @@ export function registerListCustomers(app: OpenAPIHono<AdminEnv>): void {
       .from(customers)
       .where(
         and(
-          isNull(customers.deletedAt),
+          q.includeDeleted === "true" ? undefined : isNull(customers.deletedAt),
           q.country ? eq(customers.country, q.country) : undefined,
+          q.isActive ? eq(customers.isActive, q.isActive === "true") : undefined,
           page.after,
         ),
       )

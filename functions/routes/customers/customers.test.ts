@@ -1,0 +1,518 @@
+import { and, eq, inArray } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { silentLogger } from "../../../core/logger";
+import {
+  apiClients,
+  auditLog,
+  customers,
+  idempotencyKeys,
+  outboxEvents,
+  tenantInstances,
+} from "../../../db/schema";
+import { seedDemo } from "../../../db/seed";
+import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
+import { createApiClient } from "../../../test/support/clients";
+import { expectProblem } from "../../../test/support/http";
+import {
+  DEFAULT_GDPR_RETENTION_DAYS,
+  eraseExpiredCustomers,
+  gdprRetentionDays,
+} from "../../services/gdpr";
+import {
+  entitlementsOf,
+  insertInstance,
+  newCustomer,
+  planIdOf,
+  suffix,
+} from "../subscriptions/test-fixtures";
+import { customerSchema } from "./schema";
+
+type Customer = ReturnType<typeof customerSchema.parse>;
+type Page = { items: Customer[]; nextCursor: string | null };
+const DAY = 86_400_000;
+
+describe.each(["postgres", "pglite"] as const)("customers on %s", (kind) => {
+  let h: AdminHarness;
+  let admin: string;
+  let support: string;
+
+  beforeAll(async () => {
+    h = await startAdminHarness(kind);
+    await seedDemo(h.db.handle.db);
+    admin = await h.token(["platform_admin"]);
+    support = await h.token(["support"]);
+  });
+  afterAll(async () => h?.stop());
+
+  const db = () => h.db.handle.db;
+  const listIds = async (query: string) =>
+    (
+      await h.request<Page>("GET", `/api/customers?limit=100&${query}`, { token: admin })
+    ).body.items.map((c) => c.id);
+  const auditOf = (id: string) =>
+    db().select().from(auditLog).where(eq(auditLog.entityId, id)).orderBy(auditLog.id);
+  const eventsOfType = (type: string) =>
+    db().select().from(outboxEvents).where(eq(outboxEvents.type, type));
+
+  /** Instancia VET con suscripción activa, para ver el efecto en los entitlements. */
+  async function subscribedInstance(customerId: string, status: "active" | "decommissioned") {
+    const instanceId = await insertInstance(db(), { customerId, productCode: "FARUTECH_VET" });
+    const res = await h.request("POST", "/api/subscriptions", {
+      token: admin,
+      json: {
+        tenantInstanceId: instanceId,
+        planId: await planIdOf(db(), "VET_STARTER"),
+        status: "active",
+        startsAt: "2026-01-01T00:00:00Z",
+      },
+    });
+    expect(res.status).toBe(201);
+    if (status !== "active") {
+      await db().update(tenantInstances).set({ status }).where(eq(tenantInstances.id, instanceId));
+    }
+    return instanceId;
+  }
+
+  describe("happy path", () => {
+    it("creates, reads, updates with If-Match and filters customers, auditing each change", async () => {
+      const s = suffix();
+      const created = await h.request("POST", "/api/customers", {
+        token: admin,
+        json: {
+          legalName: `Veterinaria Los Andes ${s}`,
+          taxId: `20${s}`,
+          billingEmail: `pagos-${s}@losandes.example`,
+          country: "PE",
+        },
+      });
+      expect(created.status).toBe(201);
+      const customer = customerSchema.parse(created.body);
+      expect(customer).toMatchObject({
+        country: "PE",
+        isActive: true,
+        deletedAt: null,
+        erasedAt: null,
+      });
+      expect(created.headers.get("location")).toBe(`/api/customers/${customer.id}`);
+
+      const got = await h.request("GET", `/api/customers/${customer.id}`, { token: support });
+      expect(got.status).toBe(200);
+      expect(got.body).toEqual(created.body);
+      expect(got.headers.get("etag")).toBe('"v1"');
+
+      const patched = await h.request<Customer>("PATCH", `/api/customers/${customer.id}`, {
+        token: admin,
+        json: { billingEmail: `tesoreria-${s}@losandes.example`, isActive: false },
+        headers: { "if-match": '"v1"' },
+      });
+      expect(patched.status).toBe(200);
+      expect(patched.body).toMatchObject({
+        billingEmail: `tesoreria-${s}@losandes.example`,
+        isActive: false,
+        legalName: customer.legalName,
+      });
+      expect(patched.headers.get("etag")).toBe('"v2"');
+      expectProblem(
+        await h.request("PATCH", `/api/customers/${customer.id}`, {
+          token: admin,
+          json: { legalName: "lost update" },
+          headers: { "if-match": '"v1"' },
+        }),
+        412,
+        "precondition_failed",
+      );
+
+      expect(await listIds("country=PE&isActive=false")).toContain(customer.id);
+      expect(await listIds("country=PE&isActive=true")).not.toContain(customer.id);
+      expect(await listIds("country=CO")).not.toContain(customer.id);
+
+      const audit = await auditOf(customer.id);
+      expect(audit.map((a) => a.action)).toEqual(["customer.created", "customer.updated"]);
+      expect(audit[1]?.before).toMatchObject({ isActive: true });
+      expect(audit[1]?.after).toMatchObject({ isActive: false });
+      expect(
+        (await eventsOfType("customer.created")).some(
+          (e) => (e.payload as { data: { customerId: string } }).data.customerId === customer.id,
+        ),
+      ).toBe(true);
+    });
+
+    it("paginates the list with a cursor", async () => {
+      const first = await h.request<Page>("GET", "/api/customers?limit=2", { token: support });
+      expect(first.body.items).toHaveLength(2);
+      const second = await h.request<Page>(
+        "GET",
+        `/api/customers?limit=2&cursor=${first.body.nextCursor}`,
+        { token: support },
+      );
+      expect(second.body.items).toHaveLength(2);
+      const seen = new Set(first.body.items.map((c) => c.id));
+      expect(second.body.items.some((c) => seen.has(c.id))).toBe(false);
+    });
+  });
+
+  describe("GDPR", () => {
+    it("soft delete deactivates the customer, suspends its instances and hides it from the list", async () => {
+      const customer = await newCustomer(h, admin);
+      const live = await subscribedInstance(customer.id, "active");
+      const gone = await subscribedInstance(customer.id, "decommissioned");
+      expect((await entitlementsOf(db(), live)).features.DIGITAL_RECORDS).toBe(true);
+
+      expectProblem(
+        await h.request("DELETE", `/api/customers/${customer.id}`, {
+          token: admin,
+          headers: { "if-match": '"v7"' },
+        }),
+        412,
+        "precondition_failed",
+      );
+      const res = await h.request("DELETE", `/api/customers/${customer.id}`, {
+        token: admin,
+        headers: { "if-match": '"v1"' },
+      });
+      expect(res.status).toBe(204);
+
+      const got = await h.request<Customer>("GET", `/api/customers/${customer.id}`, {
+        token: support,
+      });
+      expect(got.status).toBe(200);
+      expect(got.body).toMatchObject({
+        isActive: false,
+        legalName: customer.legalName,
+        erasedAt: null,
+      });
+      expect(got.body.deletedAt).toEqual(expect.any(String));
+
+      const statuses = await db()
+        .select({ id: tenantInstances.id, status: tenantInstances.status })
+        .from(tenantInstances)
+        .where(inArray(tenantInstances.id, [live, gone]));
+      expect(Object.fromEntries(statuses.map((r) => [r.id, r.status]))).toEqual({
+        [live]: "suspended",
+        [gone]: "decommissioned",
+      });
+      const ent = await entitlementsOf(db(), live);
+      expect(ent.status).toBe("suspended");
+      expect(Object.values(ent.features).some((on) => on)).toBe(false);
+
+      const changed = (await eventsOfType("entitlements.changed"))
+        .map((e) => (e.payload as { data: { tenantInstanceId: string; reason: string } }).data)
+        .filter((d) => d.reason === "customer.deleted")
+        .map((d) => d.tenantInstanceId);
+      expect(changed).toContain(live);
+      expect(changed).not.toContain(gone);
+
+      expect(await listIds("")).not.toContain(customer.id);
+      expect(await listIds("country=CO")).not.toContain(customer.id);
+      expect(await listIds("includeDeleted=true")).toContain(customer.id);
+
+      // Repetir el DELETE no cambia nada.
+      expect(
+        (await h.request("DELETE", `/api/customers/${customer.id}`, { token: admin })).status,
+      ).toBe(204);
+      const audit = await auditOf(customer.id);
+      expect(audit.map((a) => a.action)).toEqual(["customer.created", "customer.deleted"]);
+      expect(audit[1]?.after).toMatchObject({ isActive: false, suspendedInstanceIds: [live] });
+      const instanceAudit = await auditOf(live);
+      expect(instanceAudit.map((a) => a.action)).toContain("tenant_instance.suspended");
+
+      // Un cliente borrado no se reactiva ni recibe suscripciones nuevas.
+      expectProblem(
+        await h.request("PATCH", `/api/customers/${customer.id}`, {
+          token: admin,
+          json: { isActive: true },
+        }),
+        409,
+        "conflict",
+      );
+      const fresh = await insertInstance(db(), {
+        customerId: customer.id,
+        productCode: "FARUTECH_VET",
+      });
+      expectProblem(
+        await h.request("POST", "/api/subscriptions", {
+          token: admin,
+          json: { tenantInstanceId: fresh, planId: await planIdOf(db(), "VET_STARTER") },
+        }),
+        422,
+        "unprocessable",
+      );
+    });
+
+    it("erase replaces the personal data, revokes API clients and keeps it out of the audit trail", async () => {
+      const s = suffix();
+      const personal = {
+        legalName: `Consultorio Dra. Olvido ${s}`,
+        taxId: `OLV${s}`.toUpperCase(),
+        billingEmail: `olvido-${s}@consultorio.example`,
+        country: "MX",
+      };
+      const customer = await newCustomer(h, admin, personal, { "idempotency-key": `gdpr-${s}` });
+      await h.request("PATCH", `/api/customers/${customer.id}`, {
+        token: admin,
+        json: { billingEmail: `otro-${s}@consultorio.example` },
+      });
+      const instanceId = await subscribedInstance(customer.id, "active");
+      const client = await createApiClient(db(), {
+        kind: "tenant",
+        roles: ["tenant_app"],
+        customerId: customer.id,
+        instanceIds: [instanceId],
+      });
+
+      const res = await h.request<Customer>("POST", `/api/customers/${customer.id}/erase`, {
+        token: admin,
+      });
+      expect(res.status).toBe(200);
+      const id = customer.id;
+      expect(res.body).toMatchObject({
+        id,
+        legalName: `erased-${id.slice(0, 8)}`,
+        taxId: `erased-${id}`,
+        billingEmail: `erased+${id}@invalid.farutech`,
+        country: "MX",
+        isActive: false,
+      });
+      expect(res.body.erasedAt).toEqual(expect.any(String));
+      expect(res.body.deletedAt).toEqual(expect.any(String));
+
+      const [row] = await db().select().from(customers).where(eq(customers.id, id));
+      const secrets = [personal.legalName, personal.taxId, personal.billingEmail, `otro-${s}`];
+      for (const secret of secrets) expect(JSON.stringify(row)).not.toContain(secret);
+
+      const [apiClient] = await db()
+        .select()
+        .from(apiClients)
+        .where(eq(apiClients.clientId, client.id));
+      expect(apiClient?.revokedAt).toBeInstanceOf(Date);
+      const [instance] = await db()
+        .select({ status: tenantInstances.status })
+        .from(tenantInstances)
+        .where(eq(tenantInstances.id, instanceId));
+      expect(instance?.status).toBe("suspended");
+
+      const audit = await auditOf(id);
+      expect(audit.map((a) => a.action)).toEqual([
+        "customer.created",
+        "customer.updated",
+        "customer.deleted",
+        "customer.erased",
+      ]);
+      const erased = audit[3];
+      expect(erased?.before).toEqual({ erasedFields: ["legalName", "taxId", "billingEmail"] });
+      expect(erased?.after).toMatchObject({ revokedApiClientIds: [apiClient?.id] });
+      // Ni la entrada del borrado ni la historia previa del cliente conservan los datos.
+      for (const secret of secrets) expect(JSON.stringify(audit)).not.toContain(secret);
+      const outbox = [
+        ...(await eventsOfType("customer.erased")),
+        ...(await eventsOfType("customer.created")),
+      ];
+      expect(
+        outbox.some((e) => (e.payload as { data: { customerId: string } }).data.customerId === id),
+      ).toBe(true);
+      for (const secret of secrets) expect(JSON.stringify(outbox)).not.toContain(secret);
+      const stored = await db()
+        .select()
+        .from(idempotencyKeys)
+        .where(eq(idempotencyKeys.key, `gdpr-${s}`));
+      expect(stored).toHaveLength(1);
+      for (const secret of secrets) expect(JSON.stringify(stored)).not.toContain(secret);
+
+      // Borrado: ya no se modifica; repetir el borrado no vuelve a auditar.
+      expectProblem(
+        await h.request("PATCH", `/api/customers/${id}`, {
+          token: admin,
+          json: { legalName: "Vuelve" },
+        }),
+        409,
+        "conflict",
+      );
+      const again = await h.request("POST", `/api/customers/${id}/erase`, { token: admin });
+      expect(again.status).toBe(200);
+      expect(again.body).toEqual(res.body);
+      expect(await auditOf(id)).toHaveLength(4);
+      // El taxId quedó libre: el mismo contribuyente puede volver a registrarse.
+      expect((await newCustomer(h, admin, personal)).id).not.toBe(id);
+    });
+
+    it("eraseExpiredCustomers erases only customers deleted longer ago than the retention", async () => {
+      const expired = await newCustomer(h, admin);
+      const kept = await newCustomer(h, admin);
+      expect(
+        (await h.request("DELETE", `/api/customers/${expired.id}`, { token: admin })).status,
+      ).toBe(204);
+      const options = { retentionDays: 30, actor: "system:gdpr-eraser", logger: silentLogger };
+
+      const early = await eraseExpiredCustomers(db(), {
+        ...options,
+        now: new Date(Date.now() + 29 * DAY),
+      });
+      expect(early.erasedCustomerIds).not.toContain(expired.id);
+      let [row] = await db().select().from(customers).where(eq(customers.id, expired.id));
+      expect(row?.erasedAt).toBeNull();
+      expect(row?.legalName).toBe(expired.legalName);
+
+      const now = new Date(Date.now() + 31 * DAY);
+      const late = await eraseExpiredCustomers(db(), { ...options, now });
+      expect(late.erasedCustomerIds).toContain(expired.id);
+      expect(late.erasedCustomerIds).not.toContain(kept.id);
+      [row] = await db().select().from(customers).where(eq(customers.id, expired.id));
+      expect(row).toMatchObject({
+        legalName: `erased-${expired.id.slice(0, 8)}`,
+        taxId: `erased-${expired.id}`,
+        billingEmail: `erased+${expired.id}@invalid.farutech`,
+      });
+      expect(row?.erasedAt?.toISOString()).toBe(now.toISOString());
+      const [untouched] = await db().select().from(customers).where(eq(customers.id, kept.id));
+      expect(untouched).toMatchObject({ legalName: kept.legalName, erasedAt: null });
+
+      const [entry] = await db()
+        .select()
+        .from(auditLog)
+        .where(and(eq(auditLog.entityId, expired.id), eq(auditLog.action, "customer.erased")));
+      expect(entry?.actor).toBe("system:gdpr-eraser");
+      const history = await auditOf(expired.id);
+      expect(JSON.stringify(history)).not.toContain(expired.billingEmail);
+      expect(
+        (await eventsOfType("customer.erased")).some(
+          (e) => (e.payload as { data: { customerId: string } }).data.customerId === expired.id,
+        ),
+      ).toBe(true);
+
+      // Una segunda pasada no vuelve a borrar.
+      const rerun = await eraseExpiredCustomers(db(), { ...options, now });
+      expect(rerun.erasedCustomerIds).not.toContain(expired.id);
+      expect(
+        await db()
+          .select()
+          .from(auditLog)
+          .where(and(eq(auditLog.entityId, expired.id), eq(auditLog.action, "customer.erased"))),
+      ).toHaveLength(1);
+    });
+
+    it("reads the retention period from GDPR_RETENTION_DAYS", () => {
+      expect(gdprRetentionDays({})).toBe(DEFAULT_GDPR_RETENTION_DAYS);
+      expect(DEFAULT_GDPR_RETENTION_DAYS).toBe(30);
+      expect(gdprRetentionDays({ GDPR_RETENTION_DAYS: "7" })).toBe(7);
+      expect(() => gdprRetentionDays({ GDPR_RETENTION_DAYS: "-1" })).toThrow(/GDPR_RETENTION_DAYS/);
+      expect(() => gdprRetentionDays({ GDPR_RETENTION_DAYS: "soon" })).toThrow();
+    });
+  });
+
+  describe("errors", () => {
+    it("maps a duplicate tax id in the same country to 409, not in another country", async () => {
+      const first = await newCustomer(h, admin);
+      const dup = await h.request("POST", "/api/customers", {
+        token: admin,
+        json: {
+          legalName: "Otra razón social",
+          taxId: first.taxId,
+          billingEmail: "otra@example.com",
+          country: "CO",
+        },
+      });
+      expectProblem(dup, 409, "conflict");
+      expect((dup.body as { errors: { path: string }[] }).errors[0]?.path).toBe("body.taxId");
+      expect((await newCustomer(h, admin, { taxId: first.taxId, country: "EC" })).country).toBe(
+        "EC",
+      );
+    });
+
+    it("names the failing fields of a bad body", async () => {
+      const res = await h.request("POST", "/api/customers", {
+        token: admin,
+        json: { legalName: "", taxId: "1", billingEmail: "not-an-email", country: "co", x: 1 },
+      });
+      expectProblem(res, 400, "validation_failed");
+      const paths = (res.body as { errors: { path: string }[] }).errors.map((e) => e.path);
+      expect(paths).toEqual(
+        expect.arrayContaining(["body.legalName", "body.billingEmail", "body.country"]),
+      );
+      for (const country of ["XX", "ZZ", "EU", "COL"]) {
+        expectProblem(
+          await h.request("POST", "/api/customers", {
+            token: admin,
+            json: { legalName: "n", taxId: suffix(), billingEmail: "a@b.co", country },
+          }),
+          400,
+          "validation_failed",
+        );
+      }
+      const some = await newCustomer(h, admin);
+      expectProblem(
+        await h.request("PATCH", `/api/customers/${some.id}`, { token: admin, json: {} }),
+        400,
+        "validation_failed",
+      );
+      expectProblem(
+        await h.request("PATCH", `/api/customers/${some.id}`, {
+          token: admin,
+          json: { country: "MX" },
+        }),
+        400,
+        "validation_failed",
+      );
+      expectProblem(
+        await h.request("GET", "/api/customers?isActive=yes", { token: admin }),
+        400,
+        "validation_failed",
+      );
+    });
+
+    it("answers 404 for unknown ids and 400 for malformed ones", async () => {
+      const missing = crypto.randomUUID();
+      for (const [method, path, json] of [
+        ["GET", `/api/customers/${missing}`, undefined],
+        ["PATCH", `/api/customers/${missing}`, { legalName: "x" }],
+        ["DELETE", `/api/customers/${missing}`, undefined],
+        ["POST", `/api/customers/${missing}/erase`, undefined],
+      ] as const) {
+        expectProblem(await h.request(method, path, { token: admin, json }), 404, "not_found");
+      }
+      expectProblem(
+        await h.request("GET", "/api/customers/nope", { token: admin }),
+        400,
+        "validation_failed",
+      );
+    });
+  });
+
+  describe("security", () => {
+    it("requires a token; support reads only; catalog_manager has no access", async () => {
+      expectProblem(await h.request("GET", "/api/customers"), 401, "unauthorized");
+      const target = await newCustomer(h, admin);
+      expect(
+        (await h.request("GET", `/api/customers/${target.id}`, { token: support })).status,
+      ).toBe(200);
+      const catalog = await h.token(["catalog_manager"]);
+      expectProblem(await h.request("GET", "/api/customers", { token: catalog }), 403, "forbidden");
+      for (const token of [support, catalog]) {
+        expectProblem(
+          await h.request("POST", "/api/customers", {
+            token,
+            json: { legalName: "n", taxId: suffix(), billingEmail: "a@b.co", country: "CO" },
+          }),
+          403,
+          "forbidden",
+        );
+        expectProblem(
+          await h.request("DELETE", `/api/customers/${target.id}`, { token }),
+          403,
+          "forbidden",
+        );
+        expectProblem(
+          await h.request("POST", `/api/customers/${target.id}/erase`, { token }),
+          403,
+          "forbidden",
+        );
+      }
+      expectProblem(
+        await h.request("POST", `/api/customers/${target.id}/erase`),
+        401,
+        "unauthorized",
+      );
+      const [row] = await db().select().from(customers).where(eq(customers.id, target.id));
+      expect(row).toMatchObject({ legalName: target.legalName, deletedAt: null, erasedAt: null });
+    });
+  });
+});

@@ -1,0 +1,288 @@
+import { and, asc, eq, isNotNull, isNull, like, lt, type SQL, sql } from "drizzle-orm";
+import type { Bus } from "../../core/bus";
+import { newId } from "../../core/ids";
+import type { Logger } from "../../core/logger";
+import { type AuditEntry, writeAudit } from "../../db/audit";
+import { enqueueEvent, type NewEvent, publishQueued, type QueuedEvent } from "../../db/outbox";
+import { apiClients, auditLog, customers, idempotencyKeys } from "../../db/schema";
+import type { Database, Executor } from "../../db/types";
+import type { CustomerRow } from "../routes/customers/schema";
+import { notFound } from "./concurrency";
+import { softDeleteWithin } from "./customers";
+import { domainEvent, mutate, type ServiceContext } from "./mutation";
+
+/*
+ * GDPR (seed 001 §5): derecho al olvido = borrado lógico (DELETE /api/customers/{id}) y borrado
+ * definitivo programado de los datos personales. El proceso de workers llama periódicamente a
+ * `eraseExpiredCustomers` con el plazo de retención de la variable de entorno
+ * GDPR_RETENTION_DAYS (días enteros, 30 por defecto; ver `gdprRetentionDays`).
+ * `POST /api/customers/{id}/erase` hace el borrado definitivo al momento.
+ */
+export const GDPR_RETENTION_DAYS_ENV = "GDPR_RETENTION_DAYS";
+export const DEFAULT_GDPR_RETENTION_DAYS = 30;
+
+/** Plazo de retención leído del entorno; un valor inválido es un error de configuración. */
+export function gdprRetentionDays(env: Readonly<Record<string, string | undefined>>): number {
+  const raw = env[GDPR_RETENTION_DAYS_ENV]?.trim();
+  if (raw === undefined || raw === "") return DEFAULT_GDPR_RETENTION_DAYS;
+  const days = Number(raw);
+  if (!/^\d{1,5}$/.test(raw) || !Number.isSafeInteger(days)) {
+    throw new Error(`${GDPR_RETENTION_DAYS_ENV} must be a whole number of days, got "${raw}"`);
+  }
+  return days;
+}
+
+/** Campos con datos personales que el borrado reemplaza. */
+export const ERASED_FIELDS = ["legalName", "taxId", "billingEmail"] as const;
+
+export function erasedValues(id: string) {
+  return {
+    legalName: `erased-${id.slice(0, 8)}`,
+    taxId: `erased-${id}`,
+    billingEmail: `erased+${id}@invalid.farutech`,
+  };
+}
+
+type Audit = Omit<AuditEntry, "actor" | "correlationId">;
+type Event = Omit<NewEvent, "correlationId">;
+
+/** Reemplaza, en cualquier profundidad, los textos que son datos personales. */
+function redact(value: unknown, replacements: ReadonlyMap<string, string>): unknown {
+  if (typeof value === "string") return replacements.get(value) ?? value;
+  if (Array.isArray(value)) return value.map((v) => redact(v, replacements));
+  if (value && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redact(v, replacements)]));
+  }
+  return value;
+}
+
+interface ErasureOutcome {
+  customer: CustomerRow;
+  audit: Audit[];
+  events: Event[];
+}
+
+/**
+ * Borrado definitivo dentro de una transacción abierta (el cliente ya está borrado lógicamente y
+ * bloqueado). Se conservan los ids para la integridad referencial. También se tachan los datos
+ * personales de la auditoría previa del cliente y de las respuestas guardadas por Idempotency-Key:
+ * si no, el "olvido" sería solo aparente.
+ */
+async function eraseWithin(
+  tx: Executor,
+  customer: CustomerRow,
+  erasedAt: Date | undefined,
+): Promise<ErasureOutcome> {
+  const id = customer.id;
+  const values = erasedValues(id);
+  const at: Date | SQL = erasedAt ?? sql`now()`;
+  const [erased] = await tx
+    .update(customers)
+    .set({
+      ...values,
+      erasedAt: at,
+      isActive: false,
+      rowVersion: sql`${customers.rowVersion} + 1`,
+      updatedAt: sql`now()`,
+    })
+    .where(and(eq(customers.id, id), isNull(customers.erasedAt)))
+    .returning();
+  if (!erased) throw new Error(`customer ${id} could not be erased`);
+
+  const revoked = await tx
+    .update(apiClients)
+    .set({ revokedAt: at })
+    .where(and(eq(apiClients.customerId, id), isNull(apiClients.revokedAt)))
+    .returning({ id: apiClients.id });
+
+  const history = await tx
+    .select({ id: auditLog.id, before: auditLog.before, after: auditLog.after })
+    .from(auditLog)
+    .where(and(eq(auditLog.entityType, "customer"), eq(auditLog.entityId, id)));
+  // Valores actuales y los que tuvo antes (p. ej. un correo cambiado con PATCH).
+  const replacements = new Map<string, string>(
+    ERASED_FIELDS.map((f) => [customer[f], values[f]] as const),
+  );
+  for (const row of history) {
+    for (const snapshot of [row.before, row.after]) {
+      if (!snapshot || typeof snapshot !== "object") continue;
+      for (const f of ERASED_FIELDS) {
+        const old: unknown = (snapshot as Record<string, unknown>)[f];
+        if (typeof old === "string" && old !== values[f]) replacements.set(old, values[f]);
+      }
+    }
+  }
+  let redactedAuditEntries = 0;
+  for (const row of history) {
+    const before = redact(row.before, replacements);
+    const after = redact(row.after, replacements);
+    if (
+      JSON.stringify(before) === JSON.stringify(row.before) &&
+      JSON.stringify(after) === JSON.stringify(row.after)
+    ) {
+      continue;
+    }
+    await tx.update(auditLog).set({ before, after }).where(eq(auditLog.id, row.id));
+    redactedAuditEntries++;
+  }
+
+  const stored = await tx
+    .select({
+      actor: idempotencyKeys.actor,
+      key: idempotencyKeys.key,
+      body: idempotencyKeys.responseBody,
+    })
+    .from(idempotencyKeys)
+    .where(like(idempotencyKeys.responseBody, `%${id}%`));
+  for (const row of stored) {
+    if (row.body === null) continue;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(row.body);
+    } catch {
+      continue;
+    }
+    await tx
+      .update(idempotencyKeys)
+      .set({ responseBody: JSON.stringify(redact(parsed, replacements)) })
+      .where(and(eq(idempotencyKeys.actor, row.actor), eq(idempotencyKeys.key, row.key)));
+  }
+
+  const revokedApiClientIds = revoked.map((r) => r.id);
+  const erasedAtIso = erased.erasedAt?.toISOString() ?? null;
+  return {
+    customer: erased,
+    audit: [
+      {
+        action: "customer.erased",
+        entityType: "customer",
+        entityId: id,
+        // Solo qué se borró, nunca el valor borrado.
+        before: { erasedFields: [...ERASED_FIELDS] },
+        after: { erasedAt: erasedAtIso, revokedApiClientIds, redactedAuditEntries },
+      },
+      ...revokedApiClientIds.map((clientId) => ({
+        action: "api_client.revoked",
+        entityType: "api_client",
+        entityId: clientId,
+        after: { revokedAt: erasedAtIso, reason: "customer.erased" },
+      })),
+    ],
+    events: [
+      domainEvent("customer", "erased", {
+        customerId: id,
+        erasedAt: erasedAtIso,
+        revokedApiClientIds,
+      }),
+    ],
+  };
+}
+
+/**
+ * Derecho al olvido inmediato: borra lógicamente si hacía falta (suspende instancias) y borra los
+ * datos personales. Sobre un cliente ya borrado devuelve el cliente sin cambiar nada.
+ */
+export async function eraseCustomerNow(ctx: ServiceContext, id: string): Promise<CustomerRow> {
+  return mutate(ctx, async (tx) => {
+    const [current] = await tx.select().from(customers).where(eq(customers.id, id)).for("update");
+    if (!current) throw notFound("Customer", id);
+    if (current.erasedAt) return { result: current, audit: [] };
+    const audit: Audit[] = [];
+    const events: Event[] = [];
+    let target = current;
+    if (!current.deletedAt) {
+      const deleted = await softDeleteWithin(tx, current);
+      audit.push(...deleted.audit);
+      events.push(...deleted.events);
+      target = deleted.customer;
+    }
+    // Los reemplazos usan los valores originales (el borrado lógico no los cambia).
+    const erased = await eraseWithin(tx, target, undefined);
+    return {
+      result: erased.customer,
+      audit: [...audit, ...erased.audit],
+      events: [...events, ...erased.events],
+    };
+  });
+}
+
+export interface EraseExpiredOptions {
+  /** Días que un cliente borrado lógicamente conserva sus datos (GDPR_RETENTION_DAYS). */
+  retentionDays: number;
+  /** Instante de referencia (explícito para que las pruebas y las repeticiones sean deterministas). */
+  now: Date;
+  /** Quién figura en la auditoría, p. ej. "system:gdpr-eraser". */
+  actor: string;
+  correlationId?: string;
+  /** Máximo de clientes por pasada; el resto queda para la siguiente. */
+  batchSize?: number;
+  /** Si se dan, los eventos se publican al momento; si no, los publica el relay del outbox. */
+  bus?: Bus;
+  logger?: Logger;
+}
+
+export interface EraseExpiredResult {
+  erasedCustomerIds: string[];
+}
+
+/**
+ * Borrado definitivo programado: todo cliente borrado lógicamente hace más de `retentionDays`
+ * y aún no borrado. Cada cliente va en su propia transacción (uno que falle no bloquea al resto);
+ * el bloqueo de fila y la condición `erased_at IS NULL` hacen seguras las pasadas concurrentes.
+ */
+export async function eraseExpiredCustomers(
+  db: Database,
+  options: EraseExpiredOptions,
+): Promise<EraseExpiredResult> {
+  if (!Number.isInteger(options.retentionDays) || options.retentionDays < 0) {
+    throw new Error("retentionDays must be a non-negative integer");
+  }
+  const cutoff = new Date(options.now.getTime() - options.retentionDays * 86_400_000);
+  const correlationId = options.correlationId ?? newId();
+  const due = and(
+    isNotNull(customers.deletedAt),
+    isNull(customers.erasedAt),
+    lt(customers.deletedAt, cutoff),
+  );
+  const candidates = await db
+    .select({ id: customers.id })
+    .from(customers)
+    .where(due)
+    .orderBy(asc(customers.deletedAt), asc(customers.id))
+    .limit(options.batchSize ?? 500);
+
+  const erasedCustomerIds: string[] = [];
+  const queued: QueuedEvent[] = [];
+  for (const { id } of candidates) {
+    const done = await db.transaction(async (tx) => {
+      const [customer] = await tx
+        .select()
+        .from(customers)
+        .where(and(eq(customers.id, id), due))
+        .for("update");
+      // Otra pasada (o un POST /erase) se adelantó.
+      if (!customer) return undefined;
+      const outcome = await eraseWithin(tx, customer, options.now);
+      for (const entry of outcome.audit) {
+        await writeAudit(tx, { ...entry, actor: options.actor, correlationId });
+      }
+      const events: QueuedEvent[] = [];
+      for (const event of outcome.events) {
+        events.push(await enqueueEvent(tx, { ...event, correlationId }));
+      }
+      return events;
+    });
+    if (done) {
+      erasedCustomerIds.push(id);
+      queued.push(...done);
+    }
+  }
+  if (options.bus && options.logger && queued.length > 0) {
+    await publishQueued(db, options.bus, queued, options.logger);
+  }
+  options.logger?.info(
+    { erased: erasedCustomerIds.length, retentionDays: options.retentionDays, correlationId },
+    "gdpr erasure pass finished",
+  );
+  return { erasedCustomerIds };
+}

@@ -1,0 +1,163 @@
+import { and, eq } from "drizzle-orm";
+import { AppError } from "../../core/errors";
+import { pgErrorCode } from "../../core/http/db-errors";
+import { newId } from "../../core/ids";
+import {
+  features,
+  productLimits,
+  subscriptionFeatureOverrides,
+  subscriptions,
+} from "../../db/schema";
+import type { Executor } from "../../db/types";
+import type { CreateOverrideInput, OverrideRow } from "../routes/subscriptions/schema";
+import { notFound } from "./concurrency";
+import { entitlementsChanged } from "./entitlement-events";
+import { domainEvent, mutate, type ServiceContext } from "./mutation";
+
+export async function subscriptionHead(db: Executor, id: string) {
+  const [row] = await db
+    .select({
+      id: subscriptions.id,
+      productId: subscriptions.productId,
+      tenantInstanceId: subscriptions.tenantInstanceId,
+    })
+    .from(subscriptions)
+    .where(eq(subscriptions.id, id));
+  return row;
+}
+
+function describe(input: CreateOverrideInput): { field: string; name: string } {
+  return "featureCode" in input
+    ? { field: "featureCode", name: input.featureCode }
+    : { field: "limitName", name: input.limitName };
+}
+
+function duplicate(subscriptionId: string, input: CreateOverrideInput, cause?: unknown) {
+  const { field, name } = describe(input);
+  return new AppError(
+    "conflict",
+    `Subscription ${subscriptionId} already has an override for ${name}; delete it first`,
+    { cause, fields: [{ path: `body.${field}`, message: "Already overridden" }] },
+  );
+}
+
+export async function addOverride(
+  ctx: ServiceContext,
+  subscriptionId: string,
+  input: CreateOverrideInput,
+): Promise<OverrideRow> {
+  try {
+    return await mutate(ctx, async (tx) => {
+      const sub = await subscriptionHead(tx, subscriptionId);
+      if (!sub) throw notFound("Subscription", subscriptionId);
+      const { field, name } = describe(input);
+      // La feature o el límite deben ser del producto de la suscripción (la FK también lo exige).
+      const known =
+        "featureCode" in input
+          ? await tx
+              .select({ code: features.code })
+              .from(features)
+              .where(and(eq(features.productId, sub.productId), eq(features.code, name)))
+          : await tx
+              .select({ name: productLimits.name })
+              .from(productLimits)
+              .where(and(eq(productLimits.productId, sub.productId), eq(productLimits.name, name)));
+      if (known.length === 0) {
+        const what = "featureCode" in input ? "feature code" : "limit name";
+        throw new AppError("unprocessable", `Unknown ${what} for this product: ${name}`, {
+          fields: [{ path: `body.${field}`, message: `Unknown ${what} ${name}` }],
+          extra: { unknownCodes: [name] },
+        });
+      }
+      const [existing] = await tx
+        .select({ id: subscriptionFeatureOverrides.id })
+        .from(subscriptionFeatureOverrides)
+        .where(
+          and(
+            eq(subscriptionFeatureOverrides.subscriptionId, subscriptionId),
+            "featureCode" in input
+              ? eq(subscriptionFeatureOverrides.featureCode, name)
+              : eq(subscriptionFeatureOverrides.limitName, name),
+          ),
+        );
+      if (existing) throw duplicate(subscriptionId, input);
+      const [row] = await tx
+        .insert(subscriptionFeatureOverrides)
+        .values({
+          id: newId(),
+          subscriptionId,
+          productId: sub.productId,
+          ...("featureCode" in input
+            ? { featureCode: input.featureCode, overrideType: input.type }
+            : { limitName: input.limitName, value: input.value }),
+        })
+        .returning();
+      if (!row) throw new Error("override insert returned nothing");
+      return {
+        result: row,
+        audit: [
+          {
+            action: "subscription.override_added",
+            entityType: "subscription",
+            entityId: subscriptionId,
+            after: row,
+          },
+        ],
+        events: [
+          domainEvent("subscription", "override_added", {
+            subscriptionId,
+            tenantInstanceId: sub.tenantInstanceId,
+            overrideId: row.id,
+            ...input,
+          }),
+          ...entitlementsChanged([sub.tenantInstanceId], "subscription.override_added"),
+        ],
+      };
+    });
+  } catch (err) {
+    if (pgErrorCode(err) === "23505") throw duplicate(subscriptionId, input, err);
+    throw err;
+  }
+}
+
+export async function removeOverride(
+  ctx: ServiceContext,
+  subscriptionId: string,
+  overrideId: string,
+): Promise<void> {
+  await mutate(ctx, async (tx) => {
+    const sub = await subscriptionHead(tx, subscriptionId);
+    if (!sub) throw notFound("Subscription", subscriptionId);
+    const [row] = await tx
+      .delete(subscriptionFeatureOverrides)
+      .where(
+        and(
+          eq(subscriptionFeatureOverrides.id, overrideId),
+          eq(subscriptionFeatureOverrides.subscriptionId, subscriptionId),
+        ),
+      )
+      .returning();
+    if (!row) throw notFound(`Override of subscription ${subscriptionId}`, overrideId);
+    return {
+      result: undefined,
+      audit: [
+        {
+          action: "subscription.override_removed",
+          entityType: "subscription",
+          entityId: subscriptionId,
+          before: row,
+        },
+      ],
+      events: [
+        domainEvent("subscription", "override_removed", {
+          subscriptionId,
+          tenantInstanceId: sub.tenantInstanceId,
+          overrideId,
+          featureCode: row.featureCode,
+          limitName: row.limitName,
+        }),
+        ...entitlementsChanged([sub.tenantInstanceId], "subscription.override_removed"),
+      ],
+    };
+  });
+}
