@@ -28,6 +28,7 @@ export async function overridesFromCustomFeatures(
   tx: Executor,
   productId: string,
   custom: Record<string, boolean | number>,
+  fieldPrefix = "body.customFeatures",
 ): Promise<Omit<OverrideRow, "subscriptionId">[]> {
   const entries = Object.entries(custom);
   if (entries.length === 0) return [];
@@ -70,7 +71,7 @@ export async function overridesFromCustomFeatures(
       `Unknown feature codes or limit names for this product: ${unknown.join(", ")}`,
       {
         fields: unknown.map((k) => ({
-          path: `body.customFeatures.${k}`,
+          path: `${fieldPrefix}.${k}`,
           message: "Unknown feature code or limit name",
         })),
         extra: { unknownCodes: unknown },

@@ -1,10 +1,13 @@
-import { and, eq, sql } from "drizzle-orm";
+import { and, eq, inArray, ne, sql } from "drizzle-orm";
+import { z } from "zod";
 import {
   type ProvisioningTaskMessage,
   provisioningTaskMessageSchema,
 } from "../../contracts/events";
-import { subjects } from "../../contracts/streams";
+import { domainEventSubject, subjects } from "../../contracts/streams";
 import type { Bus } from "../../core/bus";
+import { pgErrorCode } from "../../core/http/db-errors";
+import { newId } from "../../core/ids";
 import { writeAudit } from "../../db/audit";
 import { enqueueEvent, publishQueued, type QueuedEvent } from "../../db/outbox";
 import {
@@ -12,6 +15,7 @@ import {
   products,
   provisioningTaskSteps,
   provisioningTasks,
+  subscriptionFeatureOverrides,
   subscriptions,
   tenantInstances,
 } from "../../db/schema";
@@ -36,6 +40,8 @@ interface TaskContext {
   taskId: string;
   tenantInstanceId: string;
   correlationId: string;
+  /** provisioning_tasks.payload: datos propios del tipo de tarea. */
+  payload: unknown;
 }
 
 type Step =
@@ -83,12 +89,20 @@ function provisionSteps(deps: ProvisioningWorkerDeps): Step[] {
         const { instance } = await loadInstance(tx, task.tenantInstanceId);
         const [updated] = await tx
           .update(tenantInstances)
-          .set({ status: "active", updatedAt: sql`now()` })
+          .set({
+            status: "active",
+            rowVersion: sql`${tenantInstances.rowVersion} + 1`,
+            updatedAt: sql`now()`,
+          })
           .where(eq(tenantInstances.id, instance.id))
           .returning();
         await tx
           .update(subscriptions)
-          .set({ status: "active", updatedAt: sql`now()` })
+          .set({
+            status: "active",
+            rowVersion: sql`${subscriptions.rowVersion} + 1`,
+            updatedAt: sql`now()`,
+          })
           .where(
             and(
               eq(subscriptions.tenantInstanceId, instance.id),
@@ -134,6 +148,213 @@ function provisionSteps(deps: ProvisioningWorkerDeps): Step[] {
       },
     },
   ];
+}
+
+function entitlementsEvent(tx: Tx, task: TaskContext, reason: string): Promise<QueuedEvent> {
+  return enqueueEvent(tx, {
+    subject: subjects.entitlementsChanged,
+    type: "entitlements.changed",
+    correlationId: task.correlationId,
+    data: { tenantInstanceId: task.tenantInstanceId, reason },
+  });
+}
+
+const deprovisionPayloadSchema = z.object({ purge: z.boolean().default(false) }).nullable();
+
+function deprovisionSteps(): Step[] {
+  return [
+    {
+      name: "suspend_instance",
+      kind: "transactional",
+      async run(tx, task) {
+        const { instance } = await loadInstance(tx, task.tenantInstanceId);
+        // Primero se corta el acceso: los entitlements se apagan antes de tocar datos.
+        await tx
+          .update(tenantInstances)
+          .set({
+            status: "suspended",
+            rowVersion: sql`${tenantInstances.rowVersion} + 1`,
+            updatedAt: sql`now()`,
+          })
+          .where(
+            and(eq(tenantInstances.id, instance.id), ne(tenantInstances.status, "decommissioned")),
+          );
+        await tx
+          .update(subscriptions)
+          .set({
+            status: "suspended",
+            rowVersion: sql`${subscriptions.rowVersion} + 1`,
+            updatedAt: sql`now()`,
+          })
+          .where(
+            and(
+              eq(subscriptions.tenantInstanceId, instance.id),
+              inArray(subscriptions.status, ["pending", "active"]),
+            ),
+          );
+        await writeAudit(tx, {
+          actor: ACTOR,
+          action: "tenant_instance.suspended",
+          entityType: "tenant_instance",
+          entityId: instance.id,
+          before: { status: instance.status },
+          after: { status: "suspended", taskId: task.taskId },
+          correlationId: task.correlationId,
+        });
+        return [await entitlementsEvent(tx, task, "deprovision_suspended")];
+      },
+    },
+    {
+      name: "decommission",
+      kind: "transactional",
+      async run(tx, task) {
+        const { instance } = await loadInstance(tx, task.tenantInstanceId);
+        const payload = deprovisionPayloadSchema.safeParse(task.payload ?? null);
+        if (!payload.success) throw new PermanentError("deprovision payload is invalid");
+        const purge = payload.data?.purge ?? false;
+        // Por ahora solo cambia el estado: borrar los datos del tenant (base compartida o propia,
+        // y purge) llega con el issue 4.
+        await tx
+          .update(tenantInstances)
+          .set({
+            status: "decommissioned",
+            rowVersion: sql`${tenantInstances.rowVersion} + 1`,
+            updatedAt: sql`now()`,
+          })
+          .where(eq(tenantInstances.id, instance.id));
+        await tx
+          .update(subscriptions)
+          .set({
+            status: "cancelled",
+            rowVersion: sql`${subscriptions.rowVersion} + 1`,
+            updatedAt: sql`now()`,
+          })
+          .where(
+            and(
+              eq(subscriptions.tenantInstanceId, instance.id),
+              ne(subscriptions.status, "cancelled"),
+            ),
+          );
+        await writeAudit(tx, {
+          actor: ACTOR,
+          action: "tenant_instance.decommissioned",
+          entityType: "tenant_instance",
+          entityId: instance.id,
+          before: { status: instance.status },
+          after: { status: "decommissioned", taskId: task.taskId, purgeRequested: purge },
+          correlationId: task.correlationId,
+        });
+        return [
+          await enqueueEvent(tx, {
+            subject: domainEventSubject("tenant_instance", "decommissioned"),
+            type: "tenant_instance.decommissioned",
+            correlationId: task.correlationId,
+            data: { tenantInstanceId: instance.id, purgeRequested: purge },
+          }),
+          await entitlementsEvent(tx, task, "decommissioned"),
+        ];
+      },
+    },
+  ];
+}
+
+const featuresPayloadSchema = z.object({
+  features: z.record(
+    z.string().min(1),
+    z.union([z.boolean(), z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)]),
+  ),
+});
+
+function updateFeatureSteps(): Step[] {
+  return [
+    {
+      name: "apply_overrides",
+      kind: "transactional",
+      async run(tx, task) {
+        const payload = featuresPayloadSchema.safeParse(task.payload);
+        if (!payload.success) throw new PermanentError("update_features payload is invalid");
+        const [subscription] = await tx
+          .select()
+          .from(subscriptions)
+          .where(eq(subscriptions.tenantInstanceId, task.tenantInstanceId));
+        if (!subscription) {
+          throw new PermanentError(`tenant instance ${task.tenantInstanceId} has no subscription`);
+        }
+        const entries = Object.entries(payload.data.features);
+        const base = { subscriptionId: subscription.id, productId: subscription.productId };
+        const toggles = entries.flatMap(([code, v]) =>
+          typeof v === "boolean"
+            ? [
+                {
+                  ...base,
+                  id: newId(),
+                  featureCode: code.toUpperCase(),
+                  overrideType: v ? ("enable" as const) : ("disable" as const),
+                },
+              ]
+            : [],
+        );
+        const limits = entries.flatMap(([name, v]) =>
+          typeof v === "number"
+            ? [{ ...base, id: newId(), limitName: name.toLowerCase(), value: v }]
+            : [],
+        );
+        const o = subscriptionFeatureOverrides;
+        try {
+          // Upsert: lo que el mapa no nombra se queda como estaba.
+          if (toggles.length > 0) {
+            await tx
+              .insert(o)
+              .values(toggles)
+              .onConflictDoUpdate({
+                target: [o.subscriptionId, o.featureCode],
+                set: { overrideType: sql`excluded.override_type` },
+              });
+          }
+          if (limits.length > 0) {
+            await tx
+              .insert(o)
+              .values(limits)
+              .onConflictDoUpdate({
+                target: [o.subscriptionId, o.limitName],
+                set: { value: sql`excluded.value` },
+              });
+          }
+        } catch (err) {
+          // Una feature o límite que ya no existe en el catálogo no se arregla reintentando.
+          const code = pgErrorCode(err);
+          if (code === "23503" || code === "23514") {
+            throw new PermanentError(`overrides no longer match the catalog (${code})`);
+          }
+          throw err;
+        }
+        await tx
+          .update(subscriptions)
+          .set({ rowVersion: sql`${subscriptions.rowVersion} + 1`, updatedAt: sql`now()` })
+          .where(eq(subscriptions.id, subscription.id));
+        await writeAudit(tx, {
+          actor: ACTOR,
+          action: "subscription.overrides_updated",
+          entityType: "subscription",
+          entityId: subscription.id,
+          after: { tenantInstanceId: task.tenantInstanceId, taskId: task.taskId, ...payload.data },
+          correlationId: task.correlationId,
+        });
+        return [await entitlementsEvent(tx, task, "features_updated")];
+      },
+    },
+  ];
+}
+
+function stepsFor(kind: ProvisioningTaskMessage["kind"], deps: ProvisioningWorkerDeps): Step[] {
+  switch (kind) {
+    case "provision":
+      return provisionSteps(deps);
+    case "deprovision":
+      return deprovisionSteps();
+    case "update_features":
+      return updateFeatureSteps();
+  }
 }
 
 async function stepDone(db: Database | Tx, taskId: string, name: string): Promise<boolean> {
@@ -246,13 +467,20 @@ export function provisioningWorker(
           updatedAt: sql`now()`,
         })
         .where(eq(provisioningTasks.id, taskId))
-        .returning({ correlationId: provisioningTasks.correlationId });
+        .returning({
+          correlationId: provisioningTasks.correlationId,
+          kind: provisioningTasks.kind,
+          payload: provisioningTasks.payload,
+          tenantInstanceId: provisioningTasks.tenantInstanceId,
+        });
       if (!task) throw new PermanentError(`provisioning task ${taskId} does not exist`);
-      if (kind !== "provision") throw new PermanentError(`task kind ${kind} is not handled yet`);
+      if (task.kind !== kind || task.tenantInstanceId !== tenantInstanceId) {
+        throw new PermanentError(`message does not match provisioning task ${taskId}`);
+      }
       await runSteps(
         deps,
-        provisionSteps(deps),
-        { taskId, tenantInstanceId, correlationId: task.correlationId },
+        stepsFor(task.kind, deps),
+        { taskId, tenantInstanceId, correlationId: task.correlationId, payload: task.payload },
         ctx,
       );
       await deps.db

@@ -1,4 +1,9 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { AdminEnv } from "../../env";
+import { registerAdminClients } from "./admin-clients";
+import { registerTenantClients } from "./tenant-clients";
 
-export function registerAccess(_app: OpenAPIHono<AdminEnv>): void {}
+export function registerAccess(app: OpenAPIHono<AdminEnv>): void {
+  registerAdminClients(app);
+  registerTenantClients(app);
+}

@@ -1,4 +1,7 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { AdminEnv } from "../../env";
+import { registerListAudit } from "./list";
 
-export function registerAudit(_app: OpenAPIHono<AdminEnv>): void {}
+export function registerAudit(app: OpenAPIHono<AdminEnv>): void {
+  registerListAudit(app);
+}

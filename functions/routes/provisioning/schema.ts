@@ -53,41 +53,147 @@ export type ProvisionRequest = z.infer<typeof provisionRequestSchema>;
 
 export const provisionResponseSchema = z
   .object({
-    tenantInstanceId: z.uuid().openapi({ example: "5c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f" }),
-    tenantCode: z.string().openapi({ example: "acme-norte-5c1d2e3f" }),
-    status: z.literal("provisioning"),
-    taskId: z.uuid().openapi({ example: "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b" }),
-    createdAt: z.string().openapi({ example: "2026-01-24T13:20:00.000Z" }),
+    tenantInstanceId: z.uuid().openapi({
+      description: "Instancia creada",
+      example: "5c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
+    }),
+    tenantCode: z
+      .string()
+      .openapi({ description: "Código global del tenant", example: "acme-norte-5c1d2e3f" }),
+    status: z
+      .literal("provisioning")
+      .openapi({ description: "El provisioning está en curso", example: "provisioning" }),
+    taskId: z.uuid().openapi({
+      description: "Tarea que ejecuta los pasos",
+      example: "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b",
+    }),
+    createdAt: z
+      .string()
+      .openapi({ description: "Creación (ISO 8601)", example: "2026-01-24T13:20:00.000Z" }),
   })
   .openapi("ProvisionAccepted");
 
 export type ProvisionResponse = z.infer<typeof provisionResponseSchema>;
 
+const isoExample = "2026-01-24T13:20:00.000Z";
+
 export const taskStepSchema = z.object({
-  name: z.string().openapi({ example: "register_tenant" }),
-  status: z.enum(["running", "succeeded", "failed"]),
-  attempts: z.number().int(),
-  startedAt: z.string(),
-  finishedAt: z.string().nullable(),
-  error: z.string().nullable(),
+  name: z.string().openapi({ description: "Nombre del paso", example: "register_tenant" }),
+  status: z
+    .enum(["running", "succeeded", "failed"])
+    .openapi({ description: "Estado del paso", example: "succeeded" }),
+  attempts: z.number().int().openapi({ description: "Veces que se intentó", example: 1 }),
+  startedAt: z.string().openapi({ description: "Último inicio (ISO 8601)", example: isoExample }),
+  finishedAt: z
+    .string()
+    .nullable()
+    .openapi({ description: "Fin (ISO 8601) o null si sigue", example: isoExample }),
+  error: z.string().nullable().openapi({ description: "Último error o null", example: null }),
 });
 
 export const taskSchema = z
   .object({
-    taskId: z.uuid(),
-    tenantInstanceId: z.uuid(),
-    kind: z.enum(["provision", "deprovision", "update_features"]),
+    taskId: z.uuid().openapi({
+      description: "Id de la tarea",
+      example: "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b",
+    }),
+    tenantInstanceId: z.uuid().openapi({
+      description: "Instancia de la tarea",
+      example: "5c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
+    }),
+    kind: z
+      .enum(["provision", "deprovision", "update_features"])
+      .openapi({ description: "Tipo de tarea", example: "provision" }),
     status: z.enum(["queued", "running", "succeeded", "failed", "dead_lettered"]).openapi({
       description: "queued también indica que espera un reintento",
       example: "succeeded",
     }),
     attempts: z.number().int().openapi({ description: "Entregas procesadas", example: 1 }),
-    lastError: z.string().nullable(),
-    correlationId: z.string(),
-    steps: z.array(taskStepSchema),
-    createdAt: z.string(),
-    updatedAt: z.string(),
-    startedAt: z.string().nullable(),
-    finishedAt: z.string().nullable(),
+    lastError: z.string().nullable().openapi({ description: "Último error o null", example: null }),
+    correlationId: z
+      .string()
+      .openapi({ description: "Correlación de la petición", example: "crm-order-2026-0001" }),
+    steps: z.array(taskStepSchema).openapi({ description: "Pasos en orden de ejecución" }),
+    createdAt: z.string().openapi({ description: "Creación (ISO 8601)", example: isoExample }),
+    updatedAt: z
+      .string()
+      .openapi({ description: "Última modificación (ISO 8601)", example: isoExample }),
+    startedAt: z
+      .string()
+      .nullable()
+      .openapi({ description: "Primer inicio (ISO 8601) o null", example: isoExample }),
+    finishedAt: z
+      .string()
+      .nullable()
+      .openapi({ description: "Fin (ISO 8601) o null", example: isoExample }),
   })
   .openapi("ProvisioningTask");
+
+// ---------- Operaciones sobre una instancia existente (deprovision, update_features) ----------
+
+export const featureMapSchema = z
+  .record(
+    z.string().regex(/^[A-Za-z][A-Za-z0-9_]{1,63}$/, "feature code or limit name"),
+    z.union([z.boolean(), z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)]),
+  )
+  .refine((m) => Object.keys(m).length > 0, { message: "At least one feature or limit" })
+  .refine((m) => Object.keys(m).length <= 200, { message: "At most 200 entries" })
+  .openapi("FeatureUpdate", {
+    description:
+      "Mapa plano: un booleano habilita (true) o deshabilita (false) una feature; un número fija un límite",
+    example: { max_users: 200, advanced_reports: true },
+  });
+
+export type FeatureMap = z.infer<typeof featureMapSchema>;
+
+export const featureUpdateResponseSchema = z
+  .object({
+    tenantInstanceId: z.uuid().openapi({
+      description: "Instancia afectada",
+      example: "5c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
+    }),
+    taskId: z.uuid().openapi({
+      description: "Tarea que aplica los overrides",
+      example: "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b",
+    }),
+    kind: z
+      .literal("update_features")
+      .openapi({ description: "Tipo de tarea", example: "update_features" }),
+    status: z
+      .literal("updating_features")
+      .openapi({ description: "La tarea está en cola", example: "updating_features" }),
+    features: z.record(z.string(), z.union([z.boolean(), z.number()])).openapi({
+      description: "Overrides pedidos, normalizados (FEATURE_CODE, limit_name)",
+      example: { max_users: 200, ADVANCED_REPORTS: true },
+    }),
+  })
+  .openapi("FeatureUpdateAccepted");
+
+export type FeatureUpdateResponse = z.infer<typeof featureUpdateResponseSchema>;
+
+export const deprovisionQuerySchema = z.object({
+  purge: z.enum(["true", "false"]).optional().openapi({
+    description:
+      "true: además de dar de baja, borrar los datos del tenant (se registra en la tarea)",
+    example: "false",
+  }),
+});
+
+export const deprovisionResponseSchema = z
+  .object({
+    tenantInstanceId: z.uuid().openapi({
+      description: "Instancia que se da de baja",
+      example: "5c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
+    }),
+    taskId: z.uuid().openapi({
+      description: "Tarea de deprovision",
+      example: "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b",
+    }),
+    status: z
+      .literal("deprovisioning")
+      .openapi({ description: "La baja está en curso", example: "deprovisioning" }),
+    purge: z.boolean().openapi({ description: "Si se pidió borrar los datos", example: false }),
+  })
+  .openapi("DeprovisionAccepted");
+
+export type DeprovisionResponse = z.infer<typeof deprovisionResponseSchema>;

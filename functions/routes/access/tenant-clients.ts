@@ -1,0 +1,46 @@
+import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import type { AdminEnv } from "../../env";
+import { requireRole } from "../../middleware/auth";
+import { TENANT_WRITE } from "../../middleware/roles";
+import { bearerSecurity, errorResponses, uuidParam } from "../../openapi";
+import { createTenantClient } from "../../services/clients";
+import { serviceContext } from "../../services/context";
+import { apiClientCredentialsSchema, createTenantClientSchema } from "./schema";
+
+const create = createRoute({
+  operationId: "createTenantClient",
+  method: "post",
+  path: "/api/tenant-instances/{id}/clients",
+  tags: ["access"],
+  summary: "Crea el cliente OAuth de una app hija para esta instancia; secreto visible una vez",
+  security: bearerSecurity,
+  // Sin Idempotency-Key: su middleware guarda la respuesta y el secreto no debe persistir.
+  middleware: [requireRole(...TENANT_WRITE)],
+  request: {
+    params: z.object({ id: uuidParam("id", "Id de la instancia") }),
+    body: {
+      required: true,
+      content: { "application/json": { schema: createTenantClientSchema } },
+    },
+  },
+  responses: {
+    201: {
+      description: "Creado: guarde clientSecret, no se puede volver a leer",
+      content: { "application/json": { schema: apiClientCredentialsSchema } },
+    },
+    ...errorResponses,
+  },
+});
+
+export function registerTenantClients(app: OpenAPIHono<AdminEnv>): void {
+  app.openapi(create, async (c) => {
+    const created = await createTenantClient(
+      serviceContext(c),
+      c.req.valid("param").id,
+      c.req.valid("json"),
+    );
+    c.header("location", `/api/admin-clients/${created.clientId}`);
+    c.header("cache-control", "no-store");
+    return c.json(created, 201);
+  });
+}

@@ -1,0 +1,233 @@
+import { eq } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { newId } from "../../../core/ids";
+import { auditLog, outboxEvents, provisioningTasks } from "../../../db/schema";
+import { seedDemo } from "../../../db/seed";
+import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
+import { demoProvisionBody } from "../../../test/support/demo";
+import { expectProblem } from "../../../test/support/http";
+import { createTestInstance } from "../tenant-instances/test-fixtures";
+import { deprovisionResponseSchema, featureUpdateResponseSchema } from "./schema";
+
+describe.each(["postgres", "pglite"] as const)("provisioning operations on %s", (kind) => {
+  let h: AdminHarness;
+  let admin: string;
+
+  beforeAll(async () => {
+    h = await startAdminHarness(kind);
+    await seedDemo(h.db.handle.db);
+    admin = await h.token(["platform_admin"]);
+  });
+  afterAll(async () => h?.stop());
+
+  const db = () => h.db.handle.db;
+  const tasksOf = (id: string) =>
+    db().select().from(provisioningTasks).where(eq(provisioningTasks.tenantInstanceId, id));
+  const eventsOf = async (id: string) =>
+    (await db().select().from(outboxEvents)).filter(
+      (e) => (e.payload as { data: { tenantInstanceId?: string } }).data.tenantInstanceId === id,
+    );
+  const auditOf = (id: string) => db().select().from(auditLog).where(eq(auditLog.entityId, id));
+  const putFeatures = (id: string, json: unknown, token = admin, headers = {}) =>
+    h.request("PUT", `/api/provisioning/${id}/features`, { token, json, headers });
+  const deprovision = (id: string, query = "", token = admin, headers = {}) =>
+    h.request("DELETE", `/api/provisioning/${id}${query}`, { token, headers });
+
+  describe("happy path", () => {
+    it("accepts a feature update as an update_features task holding the normalized map", async () => {
+      const inst = await createTestInstance(db());
+      const res = await putFeatures(inst.id, { max_users: 200, advanced_reports: true });
+      expect(res.status).toBe(202);
+      const accepted = featureUpdateResponseSchema.parse(res.body);
+      expect(accepted).toEqual({
+        tenantInstanceId: inst.id,
+        taskId: accepted.taskId,
+        kind: "update_features",
+        status: "updating_features",
+        features: { max_users: 200, ADVANCED_REPORTS: true },
+      });
+      expect(res.headers.get("location")).toBe(`/api/provisioning/tasks/${accepted.taskId}`);
+
+      const [task] = await tasksOf(inst.id);
+      expect(task).toMatchObject({
+        id: accepted.taskId,
+        kind: "update_features",
+        status: "queued",
+        payload: { features: { max_users: 200, ADVANCED_REPORTS: true } },
+      });
+      const events = await eventsOf(inst.id);
+      expect(events.map((e) => [e.subject, e.type, (e.payload as { data: unknown }).data])).toEqual(
+        [
+          [
+            "provisioning.tasks.update_features",
+            "provisioning.update_features_requested",
+            { taskId: accepted.taskId, tenantInstanceId: inst.id, kind: "update_features" },
+          ],
+        ],
+      );
+      expect(events[0]?.correlationId).toBe(task?.correlationId);
+      const audit = await auditOf(inst.id);
+      expect(audit).toHaveLength(1);
+      expect(audit[0]).toMatchObject({
+        action: "tenant_instance.features_update_requested",
+        after: { taskId: accepted.taskId, features: { max_users: 200, ADVANCED_REPORTS: true } },
+        correlationId: task?.correlationId,
+      });
+
+      // La tarea se consulta por la API de tareas.
+      const read = await h.request("GET", `/api/provisioning/tasks/${accepted.taskId}`, {
+        token: admin,
+      });
+      expect(read.body).toMatchObject({ kind: "update_features", status: "queued", steps: [] });
+    });
+
+    it("accepts a deprovision, records purge and answers the same task while it is queued", async () => {
+      const inst = await createTestInstance(db());
+      const res = await deprovision(inst.id, "?purge=true");
+      expect(res.status).toBe(202);
+      const accepted = deprovisionResponseSchema.parse(res.body);
+      expect(accepted).toMatchObject({ tenantInstanceId: inst.id, status: "deprovisioning" });
+      expect(res.headers.get("location")).toBe(`/api/provisioning/tasks/${accepted.taskId}`);
+
+      const again = await deprovision(inst.id);
+      expect(again.status).toBe(202);
+      expect(again.body).toEqual(res.body);
+      expect(again.headers.get("idempotent-replayed")).toBe("true");
+
+      const tasks = await tasksOf(inst.id);
+      expect(tasks).toHaveLength(1);
+      expect(tasks[0]).toMatchObject({
+        id: accepted.taskId,
+        kind: "deprovision",
+        status: "queued",
+        payload: { purge: true },
+      });
+      const events = await eventsOf(inst.id);
+      expect(events.map((e) => [e.subject, (e.payload as { data: unknown }).data])).toEqual([
+        [
+          "provisioning.tasks.deprovision",
+          { taskId: accepted.taskId, tenantInstanceId: inst.id, kind: "deprovision" },
+        ],
+      ]);
+      expect((await auditOf(inst.id)).map((a) => a.action)).toEqual([
+        "tenant_instance.deprovision_requested",
+      ]);
+    });
+
+    it("records purge=false by default and honours If-Match", async () => {
+      const inst = await createTestInstance(db());
+      expectProblem(
+        await deprovision(inst.id, "", admin, { "if-match": '"v9"' }),
+        412,
+        "precondition_failed",
+      );
+      const res = await deprovision(inst.id, "", admin, { "if-match": '"v1"' });
+      expect(res.status).toBe(202);
+      expect(res.body).toMatchObject({ purge: false });
+      const [task] = await tasksOf(inst.id);
+      expect(task?.payload).toEqual({ purge: false });
+    });
+
+    it("turns a repeated correlation id into a no-op and refuses it for another request", async () => {
+      const inst = await createTestInstance(db());
+      const headers = { "x-correlation-id": `corr-${inst.id}` };
+      const first = await putFeatures(inst.id, { STOCK_ALERTS: true }, admin, headers);
+      const second = await putFeatures(inst.id, { STOCK_ALERTS: true }, admin, headers);
+      expect(first.status).toBe(202);
+      expect(second.status).toBe(202);
+      expect(second.headers.get("idempotent-replayed")).toBe("true");
+      expect(second.body).toEqual(first.body);
+      expect(await tasksOf(inst.id)).toHaveLength(1);
+      const other = await putFeatures(inst.id, { STOCK_ALERTS: false }, admin, headers);
+      expectProblem(other, 422, "unprocessable");
+      const [task] = await tasksOf(inst.id);
+      expect(task?.correlationId).toBe(`corr-${inst.id}`);
+    });
+  });
+
+  describe("errors", () => {
+    it("answers 404 for unknown instances and 400 for malformed ids or bodies", async () => {
+      const unknown = newId();
+      expectProblem(await deprovision(unknown), 404, "not_found");
+      expectProblem(await putFeatures(unknown, { max_users: 3 }), 404, "not_found");
+      expectProblem(await deprovision("nope"), 400, "validation_failed");
+      expectProblem(await deprovision(unknown, "?purge=maybe"), 400, "validation_failed");
+      const inst = await createTestInstance(db());
+      for (const body of [
+        {},
+        { max_users: -1 },
+        { max_users: "x" },
+        { max_users: 1.5 },
+        [1],
+        null,
+      ]) {
+        expectProblem(await putFeatures(inst.id, body), 400, "validation_failed");
+      }
+      const dup = await putFeatures(inst.id, { stock_alerts: true, STOCK_ALERTS: false });
+      expectProblem(dup, 400, "validation_failed");
+      expect(await tasksOf(inst.id)).toEqual([]);
+    });
+
+    it("names unknown feature codes and limit names with a 422", async () => {
+      const inst = await createTestInstance(db());
+      const res = await putFeatures(inst.id, { NOT_A_FEATURE: true, nope_limit: 3, max_users: 9 });
+      expectProblem(res, 422, "unprocessable");
+      expect((res.body as { unknownCodes: string[] }).unknownCodes.sort()).toEqual([
+        "NOT_A_FEATURE",
+        "nope_limit",
+      ]);
+      const paths = (res.body as { errors: { path: string }[] }).errors.map((e) => e.path);
+      expect(paths.sort()).toEqual(["body.NOT_A_FEATURE", "body.nope_limit"]);
+      // Un código de otro producto tampoco vale (PRODUCTION_ORDERS es del ERP).
+      expectProblem(await putFeatures(inst.id, { PRODUCTION_ORDERS: true }), 422, "unprocessable");
+      expect(await tasksOf(inst.id)).toEqual([]);
+      expect(await eventsOf(inst.id)).toEqual([]);
+    });
+
+    it("refuses to touch decommissioned instances or ones still being provisioned", async () => {
+      const gone = await createTestInstance(db(), {
+        status: "decommissioned",
+        subscriptionStatus: "cancelled",
+      });
+      const dep = await deprovision(gone.id);
+      expectProblem(dep, 409, "conflict");
+      expect(dep.body).toMatchObject({ currentStatus: "decommissioned" });
+      expectProblem(await putFeatures(gone.id, { max_users: 3 }), 409, "conflict");
+
+      const body = await demoProvisionBody(db(), `ops-${newId().slice(0, 8)}`);
+      const provisioned = await h.request<{ tenantInstanceId: string }>(
+        "POST",
+        "/api/provisioning/provision",
+        { token: admin, json: body },
+      );
+      expect(provisioned.status).toBe(202);
+      const pending = provisioned.body.tenantInstanceId;
+      expectProblem(await deprovision(pending), 409, "conflict");
+      // Los overrides sí pueden pedirse: la suscripción ya existe (pending).
+      expect((await putFeatures(pending, { max_users: 7 })).status).toBe(202);
+
+      const leaving = await createTestInstance(db());
+      expect((await deprovision(leaving.id)).status).toBe(202);
+      expectProblem(await putFeatures(leaving.id, { max_users: 3 }), 409, "conflict");
+      expect((await tasksOf(gone.id)).length).toBe(0);
+    });
+  });
+
+  describe("security", () => {
+    it("requires platform_admin for both operations", async () => {
+      const inst = await createTestInstance(db());
+      expectProblem(await h.request("DELETE", `/api/provisioning/${inst.id}`), 401, "unauthorized");
+      expectProblem(
+        await h.request("PUT", `/api/provisioning/${inst.id}/features`, { json: { max_users: 3 } }),
+        401,
+        "unauthorized",
+      );
+      for (const role of ["support", "catalog_manager", "tenant_app"]) {
+        const token = await h.token([role]);
+        expectProblem(await deprovision(inst.id, "", token), 403, "forbidden");
+        expectProblem(await putFeatures(inst.id, { max_users: 3 }, token), 403, "forbidden");
+      }
+      expect(await tasksOf(inst.id)).toEqual([]);
+    });
+  });
+});

@@ -1,0 +1,351 @@
+import { eq } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { newId } from "../../../core/ids";
+import { auditLog, outboxEvents, provisioningTasks, tenantInstances } from "../../../db/schema";
+import { seedDemo } from "../../../db/seed";
+import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
+import { expectProblem } from "../../../test/support/http";
+import { tenantInstanceSchema } from "./schema";
+import { createTestInstance } from "./test-fixtures";
+
+interface Page {
+  items: { id: string }[];
+  nextCursor: string | null;
+}
+
+describe.each(["postgres", "pglite"] as const)("tenant instances on %s", (kind) => {
+  let h: AdminHarness;
+  let admin: string;
+  let support: string;
+  let catalog: string;
+
+  beforeAll(async () => {
+    h = await startAdminHarness(kind);
+    await seedDemo(h.db.handle.db);
+    admin = await h.token(["platform_admin"]);
+    support = await h.token(["support"]);
+    catalog = await h.token(["catalog_manager"]);
+  });
+  afterAll(async () => h?.stop());
+
+  const db = () => h.db.handle.db;
+  const auditOf = async (id: string) =>
+    (await db().select().from(auditLog).where(eq(auditLog.entityId, id))).sort(
+      (a, b) => a.id - b.id,
+    );
+  const eventsOf = async (id: string) =>
+    (await db().select().from(outboxEvents)).filter(
+      (e) => (e.payload as { data: { tenantInstanceId?: string } }).data.tenantInstanceId === id,
+    );
+
+  describe("happy path", () => {
+    it("reads an instance by id and by tenant code, with an ETag and the list's shape", async () => {
+      const inst = await createTestInstance(db());
+      const got = await h.request("GET", `/api/tenant-instances/${inst.id}`, { token: support });
+      expect(got.status).toBe(200);
+      expect(got.headers.get("etag")).toBe('"v1"');
+      const view = tenantInstanceSchema.parse(got.body);
+      expect(view).toMatchObject({
+        id: inst.id,
+        tenantCode: inst.tenantCode,
+        productCode: "FARUTECH_VET",
+        status: "active",
+        subscription: { id: inst.subscriptionId, planCode: "VET_STARTER", status: "active" },
+      });
+
+      const list = await h.request<Page>(
+        "GET",
+        `/api/tenant-instances?customerId=${inst.customerId}&limit=100`,
+        { token: support },
+      );
+      expect(list.body.items.find((i) => i.id === inst.id)).toEqual(got.body);
+
+      const byCode = await h.request("GET", `/api/tenant-instances/by-code/${inst.tenantCode}`, {
+        token: admin,
+      });
+      expect(byCode.status).toBe(200);
+      expect(byCode.body).toEqual(got.body);
+      expect(byCode.headers.get("etag")).toBe('"v1"');
+    });
+
+    it("patches environment and subdomain with If-Match and audits the change", async () => {
+      const inst = await createTestInstance(db());
+      const patched = await h.request("PATCH", `/api/tenant-instances/${inst.id}`, {
+        token: admin,
+        json: { environment: "staging", subdomainUrl: "qa.norte.farutech.test" },
+        headers: { "if-match": '"v1"' },
+      });
+      expect(patched.status).toBe(200);
+      expect(patched.headers.get("etag")).toBe('"v2"');
+      expect(patched.body).toMatchObject({
+        id: inst.id,
+        environment: "staging",
+        subdomainUrl: "qa.norte.farutech.test",
+      });
+      const stale = await h.request("PATCH", `/api/tenant-instances/${inst.id}`, {
+        token: admin,
+        json: { environment: "lost-update" },
+        headers: { "if-match": '"v1"' },
+      });
+      expectProblem(stale, 412, "precondition_failed");
+      const only = await h.request("PATCH", `/api/tenant-instances/${inst.id}`, {
+        token: admin,
+        json: { environment: "production" },
+      });
+      expect(only.body).toMatchObject({
+        environment: "production",
+        subdomainUrl: "qa.norte.farutech.test",
+      });
+
+      const audit = await auditOf(inst.id);
+      expect(audit.map((a) => a.action)).toEqual([
+        "tenant_instance.updated",
+        "tenant_instance.updated",
+      ]);
+      expect(audit[0]).toMatchObject({
+        actor: "tester-platform_admin",
+        before: { environment: "production" },
+        after: { environment: "staging", subdomainUrl: "qa.norte.farutech.test" },
+      });
+      expect((await eventsOf(inst.id)).map((e) => e.type)).toEqual([
+        "tenant_instance.updated",
+        "tenant_instance.updated",
+      ]);
+    });
+
+    it("suspends and reactivates, bumping the version and emitting entitlementsChanged", async () => {
+      const inst = await createTestInstance(db());
+      const suspended = await h.request("POST", `/api/tenant-instances/${inst.id}/suspend`, {
+        token: admin,
+      });
+      expect(suspended.status).toBe(200);
+      expect(suspended.body).toMatchObject({ id: inst.id, status: "suspended" });
+      expect(suspended.headers.get("etag")).toBe('"v2"');
+
+      const again = await h.request("POST", `/api/tenant-instances/${inst.id}/suspend`, {
+        token: admin,
+      });
+      expectProblem(again, 409, "conflict");
+      expect(again.body).toMatchObject({ currentStatus: "suspended" });
+      expect((again.body as { detail: string }).detail).toContain("suspended");
+
+      const reactivated = await h.request("POST", `/api/tenant-instances/${inst.id}/reactivate`, {
+        token: admin,
+        headers: { "if-match": '"v2"' },
+      });
+      expect(reactivated.status).toBe(200);
+      expect(reactivated.body).toMatchObject({ status: "active" });
+      expect(reactivated.headers.get("etag")).toBe('"v3"');
+      const twice = await h.request("POST", `/api/tenant-instances/${inst.id}/reactivate`, {
+        token: admin,
+      });
+      expectProblem(twice, 409, "conflict");
+      expect((twice.body as { detail: string }).detail).toContain("active");
+
+      const [row] = await db()
+        .select()
+        .from(tenantInstances)
+        .where(eq(tenantInstances.id, inst.id));
+      expect(row).toMatchObject({ status: "active", rowVersion: 3 });
+      expect((await auditOf(inst.id)).map((a) => [a.action, a.before, a.after])).toEqual([
+        [
+          "tenant_instance.suspended",
+          { status: "active", rowVersion: 1 },
+          { status: "suspended", rowVersion: 2 },
+        ],
+        [
+          "tenant_instance.reactivated",
+          { status: "suspended", rowVersion: 2 },
+          { status: "active", rowVersion: 3 },
+        ],
+      ]);
+      const events = await eventsOf(inst.id);
+      expect(
+        events
+          .filter((e) => e.type === "entitlements.changed")
+          .map((e) => [e.subject, (e.payload as { data: { reason: string } }).data.reason]),
+      ).toEqual([
+        ["integration.tasks.entitlements_changed", "instance_suspended"],
+        ["integration.tasks.entitlements_changed", "instance_reactivated"],
+      ]);
+    });
+
+    it("replays a suspend sent twice with the same Idempotency-Key without suspending twice", async () => {
+      const inst = await createTestInstance(db());
+      const key = `suspend-${inst.id}`;
+      const first = await h.request("POST", `/api/tenant-instances/${inst.id}/suspend`, {
+        token: admin,
+        headers: { "idempotency-key": key },
+      });
+      const second = await h.request("POST", `/api/tenant-instances/${inst.id}/suspend`, {
+        token: admin,
+        headers: { "idempotency-key": key },
+      });
+      expect(first.status).toBe(200);
+      expect(second.status).toBe(200);
+      expect(second.headers.get("idempotent-replayed")).toBe("true");
+      expect(second.body).toEqual(first.body);
+      expect((await auditOf(inst.id)).map((a) => a.action)).toEqual(["tenant_instance.suspended"]);
+    });
+  });
+
+  describe("errors", () => {
+    it("answers 404 for unknown ids and codes and 400 for malformed ones", async () => {
+      const unknown = newId();
+      for (const [method, path] of [
+        ["GET", `/api/tenant-instances/${unknown}`],
+        ["POST", `/api/tenant-instances/${unknown}/suspend`],
+        ["POST", `/api/tenant-instances/${unknown}/reactivate`],
+        ["GET", "/api/tenant-instances/by-code/no-such-tenant-code"],
+      ] as const) {
+        expectProblem(await h.request(method, path, { token: admin }), 404, "not_found");
+      }
+      expectProblem(
+        await h.request("PATCH", `/api/tenant-instances/${unknown}`, {
+          token: admin,
+          json: { environment: "staging" },
+        }),
+        404,
+        "not_found",
+      );
+      expectProblem(
+        await h.request("GET", "/api/tenant-instances/not-a-uuid", { token: admin }),
+        400,
+        "validation_failed",
+      );
+    });
+
+    it("rejects bad PATCH bodies naming the fields", async () => {
+      const inst = await createTestInstance(db());
+      const bad = await h.request("PATCH", `/api/tenant-instances/${inst.id}`, {
+        token: admin,
+        json: { environment: "Not Valid", subdomainUrl: "http://x/y", status: "active" },
+      });
+      expectProblem(bad, 400, "validation_failed");
+      const paths = (bad.body as { errors: { path: string }[] }).errors.map((e) => e.path);
+      expect(paths).toEqual(expect.arrayContaining(["body.environment", "body.subdomainUrl"]));
+      expectProblem(
+        await h.request("PATCH", `/api/tenant-instances/${inst.id}`, { token: admin, json: {} }),
+        400,
+        "validation_failed",
+      );
+      expectProblem(
+        await h.request("PATCH", `/api/tenant-instances/${inst.id}`, {
+          token: admin,
+          json: { environment: "qa" },
+          headers: { "if-match": "garbage" },
+        }),
+        412,
+        "precondition_failed",
+      );
+      expect(await auditOf(inst.id)).toEqual([]);
+    });
+
+    it("refuses transitions other than active→suspended and suspended→active", async () => {
+      const provisioning = await createTestInstance(db(), { status: "provisioning" });
+      const res = await h.request("POST", `/api/tenant-instances/${provisioning.id}/suspend`, {
+        token: admin,
+      });
+      expectProblem(res, 409, "conflict");
+      expect(res.body).toMatchObject({ currentStatus: "provisioning" });
+
+      const gone = await createTestInstance(db(), { status: "decommissioned" });
+      const reactivate = await h.request("POST", `/api/tenant-instances/${gone.id}/reactivate`, {
+        token: admin,
+      });
+      expectProblem(reactivate, 409, "conflict");
+      expect((reactivate.body as { detail: string }).detail).toContain("decommissioned");
+      expectProblem(
+        await h.request("PATCH", `/api/tenant-instances/${gone.id}`, {
+          token: admin,
+          json: { environment: "staging" },
+        }),
+        409,
+        "conflict",
+      );
+
+      // Con una baja en cola, reactivar sería deshecho por el worker.
+      const leaving = await createTestInstance(db(), { status: "suspended" });
+      await db()
+        .insert(provisioningTasks)
+        .values({
+          id: newId(),
+          tenantInstanceId: leaving.id,
+          kind: "deprovision",
+          status: "queued",
+          correlationId: `test-${newId()}`,
+          requestHash: "x",
+          response: {},
+        });
+      expectProblem(
+        await h.request("POST", `/api/tenant-instances/${leaving.id}/reactivate`, { token: admin }),
+        409,
+        "conflict",
+      );
+      for (const id of [provisioning.id, gone.id, leaving.id])
+        expect(await auditOf(id)).toEqual([]);
+    });
+
+    it("stops a suspend whose If-Match is stale", async () => {
+      const inst = await createTestInstance(db());
+      expectProblem(
+        await h.request("POST", `/api/tenant-instances/${inst.id}/suspend`, {
+          token: admin,
+          headers: { "if-match": '"v7"' },
+        }),
+        412,
+        "precondition_failed",
+      );
+      const [row] = await db()
+        .select()
+        .from(tenantInstances)
+        .where(eq(tenantInstances.id, inst.id));
+      expect(row?.status).toBe("active");
+    });
+  });
+
+  describe("security", () => {
+    it("requires a token, lets support read but not write, and keeps catalog managers out", async () => {
+      const inst = await createTestInstance(db());
+      const base = `/api/tenant-instances/${inst.id}`;
+      expectProblem(await h.request("GET", base), 401, "unauthorized");
+      expectProblem(await h.request("POST", `${base}/suspend`), 401, "unauthorized");
+      expect((await h.request("GET", base, { token: support })).status).toBe(200);
+      expectProblem(
+        await h.request("PATCH", base, { token: support, json: { environment: "qa" } }),
+        403,
+        "forbidden",
+      );
+      expectProblem(
+        await h.request("POST", `${base}/suspend`, { token: support }),
+        403,
+        "forbidden",
+      );
+      expectProblem(
+        await h.request("POST", `${base}/reactivate`, { token: support }),
+        403,
+        "forbidden",
+      );
+      expectProblem(await h.request("GET", base, { token: catalog }), 403, "forbidden");
+      expectProblem(
+        await h.request("GET", `/api/tenant-instances/by-code/${inst.tenantCode}`, {
+          token: catalog,
+        }),
+        403,
+        "forbidden",
+      );
+      expectProblem(
+        await h.request("POST", `${base}/suspend`, { token: catalog }),
+        403,
+        "forbidden",
+      );
+      const tenant = await h.token(["tenant_app"]);
+      expectProblem(await h.request("GET", base, { token: tenant }), 403, "forbidden");
+      const [row] = await db()
+        .select()
+        .from(tenantInstances)
+        .where(eq(tenantInstances.id, inst.id));
+      expect(row).toMatchObject({ status: "active", rowVersion: 1 });
+    });
+  });
+});

@@ -1,0 +1,82 @@
+import { and, desc, eq, gte, lt } from "drizzle-orm";
+import { z } from "zod";
+import { AppError } from "../../core/errors";
+import { base64url, fromBase64url } from "../../core/ids";
+import { auditLog } from "../../db/schema";
+import type { Executor } from "../../db/types";
+
+export interface AuditFilters {
+  entityType?: string | undefined;
+  entityId?: string | undefined;
+  actor?: string | undefined;
+  action?: string | undefined;
+  correlationId?: string | undefined;
+  from?: string | undefined;
+  to?: string | undefined;
+}
+
+// Cursor opaco sobre el id (bigserial): la auditoría se lee de la más nueva a la más vieja.
+const cursorSchema = z.object({ i: z.number().int().positive() });
+
+function encodeCursor(id: number): string {
+  return base64url(new TextEncoder().encode(JSON.stringify({ i: id })));
+}
+
+function decodeCursor(cursor: string): number {
+  try {
+    return cursorSchema.parse(JSON.parse(new TextDecoder().decode(fromBase64url(cursor)))).i;
+  } catch (err) {
+    throw new AppError("validation_failed", "The cursor is invalid", {
+      cause: err,
+      fields: [{ path: "query.cursor", message: "Invalid cursor" }],
+    });
+  }
+}
+
+export async function listAudit(
+  db: Executor,
+  filters: AuditFilters,
+  page: { limit: number; cursor?: string | undefined },
+) {
+  const from = filters.from ? new Date(filters.from) : undefined;
+  const to = filters.to ? new Date(filters.to) : undefined;
+  if (from && to && from.getTime() > to.getTime()) {
+    throw new AppError("validation_failed", "from must not be later than to", {
+      fields: [{ path: "query.from", message: "Later than query.to" }],
+    });
+  }
+  const before = page.cursor ? decodeCursor(page.cursor) : undefined;
+  const rows = await db
+    .select()
+    .from(auditLog)
+    .where(
+      and(
+        filters.entityType ? eq(auditLog.entityType, filters.entityType) : undefined,
+        filters.entityId ? eq(auditLog.entityId, filters.entityId) : undefined,
+        filters.actor ? eq(auditLog.actor, filters.actor) : undefined,
+        filters.action ? eq(auditLog.action, filters.action) : undefined,
+        filters.correlationId ? eq(auditLog.correlationId, filters.correlationId) : undefined,
+        from ? gte(auditLog.occurredAt, from) : undefined,
+        to ? lt(auditLog.occurredAt, to) : undefined,
+        before !== undefined ? lt(auditLog.id, before) : undefined,
+      ),
+    )
+    .orderBy(desc(auditLog.id))
+    .limit(page.limit + 1);
+  const items = rows.slice(0, page.limit);
+  const last = items[items.length - 1];
+  return {
+    items: items.map((r) => ({
+      id: r.id,
+      occurredAt: r.occurredAt.toISOString(),
+      actor: r.actor,
+      action: r.action,
+      entityType: r.entityType,
+      entityId: r.entityId,
+      before: r.before ?? null,
+      after: r.after ?? null,
+      correlationId: r.correlationId,
+    })),
+    nextCursor: rows.length > page.limit && last ? encodeCursor(last.id) : null,
+  };
+}

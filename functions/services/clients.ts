@@ -1,0 +1,146 @@
+import { and, eq, isNull, sql } from "drizzle-orm";
+import { AppError } from "../../core/errors";
+import { randomToken } from "../../core/ids";
+import { hashSecret } from "../../core/secret-hash";
+import { apiClients, tenantInstances } from "../../db/schema";
+import type { Tx } from "../../db/types";
+import type { ApiClientView } from "../routes/access/schema";
+import { notFound } from "./concurrency";
+import { domainEvent, mutate, type ServiceContext } from "./mutation";
+
+type ClientRow = typeof apiClients.$inferSelect;
+
+export function toApiClient(row: ClientRow): ApiClientView {
+  return {
+    clientId: row.clientId,
+    name: row.name,
+    kind: row.kind,
+    customerId: row.customerId,
+    instanceIds: row.instanceIds,
+    roles: row.roles,
+    createdAt: row.createdAt.toISOString(),
+    revokedAt: row.revokedAt ? row.revokedAt.toISOString() : null,
+  };
+}
+
+// Lo que se audita y se publica de un cliente: nunca el secreto ni su hash.
+function publicFields(row: ClientRow) {
+  const { revokedAt: _r, ...view } = toApiClient(row);
+  return view;
+}
+
+async function insertClient(
+  ctx: ServiceContext,
+  values: Pick<ClientRow, "name" | "kind" | "customerId" | "instanceIds" | "roles">,
+  validate?: (tx: Tx) => Promise<void>,
+) {
+  // El secreto solo existe en esta respuesta; en la base queda su hash PBKDF2.
+  const clientSecret = `fsec_${randomToken(32)}`;
+  const clientId = `${values.kind === "admin" ? "adm" : "tnt"}_${randomToken(12)}`;
+  const secretHash = await hashSecret(clientSecret);
+  const row = await mutate(ctx, async (tx) => {
+    await validate?.(tx);
+    const [created] = await tx
+      .insert(apiClients)
+      .values({ ...values, clientId, secretHash })
+      .returning();
+    if (!created) throw new Error("api client insert returned nothing");
+    const view = publicFields(created);
+    return {
+      result: created,
+      audit: [
+        { action: "api_client.created", entityType: "api_client", entityId: clientId, after: view },
+      ],
+      events: [
+        domainEvent("api_client", "created", {
+          clientId,
+          kind: created.kind,
+          customerId: created.customerId,
+          roles: created.roles,
+        }),
+      ],
+    };
+  });
+  return { ...publicFields(row), clientSecret };
+}
+
+export function createAdminClient(ctx: ServiceContext, input: { name: string; roles: string[] }) {
+  return insertClient(ctx, {
+    name: input.name,
+    kind: "admin",
+    customerId: null,
+    instanceIds: [],
+    roles: input.roles,
+  });
+}
+
+/** Cliente de una app hija: solo lee la instancia para la que se creó. */
+export async function createTenantClient(
+  ctx: ServiceContext,
+  tenantInstanceId: string,
+  input: { name: string },
+) {
+  const [instance] = await ctx.db
+    .select({ customerId: tenantInstances.customerId, status: tenantInstances.status })
+    .from(tenantInstances)
+    .where(eq(tenantInstances.id, tenantInstanceId));
+  if (!instance) throw notFound("Tenant instance", tenantInstanceId);
+  return insertClient(
+    ctx,
+    {
+      name: input.name,
+      kind: "tenant",
+      customerId: instance.customerId,
+      instanceIds: [tenantInstanceId],
+      roles: ["tenant_app"],
+    },
+    async (tx) => {
+      // Dentro de la transacción: una baja concurrente no deja credenciales nuevas colgando.
+      const [current] = await tx
+        .select({ status: tenantInstances.status })
+        .from(tenantInstances)
+        .where(eq(tenantInstances.id, tenantInstanceId))
+        .for("update");
+      if (!current) throw notFound("Tenant instance", tenantInstanceId);
+      if (current.status === "decommissioned") {
+        throw new AppError(
+          "conflict",
+          `Tenant instance ${tenantInstanceId} is decommissioned; it cannot get new clients`,
+          { extra: { currentStatus: current.status } },
+        );
+      }
+    },
+  );
+}
+
+/** Revoca un cliente; revocar uno ya revocado no cambia nada (DELETE idempotente). */
+export async function revokeClient(ctx: ServiceContext, clientId: string): Promise<void> {
+  await mutate(ctx, async (tx) => {
+    const [revoked] = await tx
+      .update(apiClients)
+      .set({ revokedAt: sql`now()` })
+      .where(and(eq(apiClients.clientId, clientId), isNull(apiClients.revokedAt)))
+      .returning();
+    if (!revoked) {
+      const [existing] = await tx
+        .select({ id: apiClients.id })
+        .from(apiClients)
+        .where(eq(apiClients.clientId, clientId));
+      if (!existing) throw notFound("API client", clientId);
+      return { result: undefined, audit: [] };
+    }
+    return {
+      result: undefined,
+      audit: [
+        {
+          action: "api_client.revoked",
+          entityType: "api_client",
+          entityId: clientId,
+          before: { revokedAt: null },
+          after: { revokedAt: revoked.revokedAt?.toISOString() ?? null },
+        },
+      ],
+      events: [domainEvent("api_client", "revoked", { clientId, kind: revoked.kind })],
+    };
+  });
+}

@@ -1,0 +1,251 @@
+import { eq } from "drizzle-orm";
+import type { z } from "zod";
+import { subjects } from "../../contracts/streams";
+import { AppError } from "../../core/errors";
+import { pgConstraint, pgErrorCode } from "../../core/http/db-errors";
+import { canonicalJson, newId, sha256Hex } from "../../core/ids";
+import { provisioningTasks, subscriptions, tenantInstances } from "../../db/schema";
+import type { Tx } from "../../db/types";
+import {
+  type DeprovisionResponse,
+  deprovisionResponseSchema,
+  type FeatureMap,
+  type FeatureUpdateResponse,
+  featureUpdateResponseSchema,
+} from "../routes/provisioning/schema";
+import { mutate, type ServiceContext } from "./mutation";
+import { overridesFromCustomFeatures } from "./provisioning";
+import { taskInFlight } from "./tenant-instances";
+
+// Tareas sobre una instancia ya existente: baja (deprovision) y cambio de features.
+// El correlation id de la petición es el de la tarea: repetir la misma petición con el mismo id
+// devuelve la misma tarea (seed: "un correlationId hace de una petición repetida un no-op").
+
+type TaskKind = "deprovision" | "update_features";
+
+export interface TaskAccepted<T> {
+  response: T;
+  replayed: boolean;
+}
+
+interface Planned<T> {
+  kind: TaskKind;
+  payload: Record<string, unknown>;
+  response: (taskId: string) => T;
+  audit: { action: string; after: Record<string, unknown> };
+}
+
+async function byCorrelation<T>(
+  ctx: ServiceContext,
+  requestHash: string,
+  schema: z.ZodType<T>,
+): Promise<T | undefined> {
+  const [task] = await ctx.db
+    .select({ requestHash: provisioningTasks.requestHash, response: provisioningTasks.response })
+    .from(provisioningTasks)
+    .where(eq(provisioningTasks.correlationId, ctx.correlationId));
+  if (!task) return undefined;
+  const parsed = schema.safeParse(task.response);
+  if (task.requestHash !== requestHash || !parsed.success) {
+    throw new AppError(
+      "unprocessable",
+      "This correlation id was already used for a different provisioning request",
+      {
+        fields: [{ path: "header.X-Correlation-Id", message: "Already used with another request" }],
+      },
+    );
+  }
+  return parsed.data;
+}
+
+async function lockInstance(tx: Tx, id: string) {
+  const [row] = await tx
+    .select()
+    .from(tenantInstances)
+    .where(eq(tenantInstances.id, id))
+    .for("update");
+  if (!row) throw new AppError("not_found", `Tenant instance ${id} does not exist`);
+  return row;
+}
+
+type InstanceRow = Awaited<ReturnType<typeof lockInstance>>;
+
+/**
+ * Crea la tarea, su evento en el outbox (mismo formato que provision) y su auditoría en una
+ * transacción con la instancia bloqueada: dos peticiones simultáneas no crean dos tareas.
+ */
+async function acceptTask<T>(
+  ctx: ServiceContext,
+  tenantInstanceId: string,
+  request: Record<string, unknown>,
+  schema: z.ZodType<T>,
+  plan: (tx: Tx, instance: InstanceRow) => Promise<Planned<T> | { existing: T }>,
+): Promise<TaskAccepted<T>> {
+  const requestHash = await sha256Hex(canonicalJson({ tenantInstanceId, ...request }));
+  const previous = await byCorrelation(ctx, requestHash, schema);
+  if (previous) return { response: previous, replayed: true };
+  try {
+    return await mutate<TaskAccepted<T>>(ctx, async (tx) => {
+      const instance = await lockInstance(tx, tenantInstanceId);
+      const planned = await plan(tx, instance);
+      if ("existing" in planned) {
+        return { result: { response: planned.existing, replayed: true }, audit: [] };
+      }
+      const taskId = newId();
+      const response = planned.response(taskId);
+      await tx.insert(provisioningTasks).values({
+        id: taskId,
+        tenantInstanceId,
+        kind: planned.kind,
+        status: "queued",
+        correlationId: ctx.correlationId,
+        requestHash,
+        response,
+        payload: planned.payload,
+      });
+      return {
+        result: { response, replayed: false },
+        audit: [
+          {
+            action: planned.audit.action,
+            entityType: "tenant_instance",
+            entityId: tenantInstanceId,
+            before: { status: instance.status },
+            after: { taskId, ...planned.audit.after },
+          },
+        ],
+        events: [
+          {
+            subject:
+              planned.kind === "deprovision" ? subjects.deprovision : subjects.updateFeatures,
+            type: `provisioning.${planned.kind}_requested`,
+            data: { taskId, tenantInstanceId, kind: planned.kind },
+          },
+        ],
+      };
+    });
+  } catch (err) {
+    // La misma petición (mismo correlation id) en paralelo: gana una y la otra devuelve su tarea.
+    if (pgErrorCode(err) === "23505" && pgConstraint(err) === "provisioning_tasks_correlation_uq") {
+      const winner = await byCorrelation(ctx, requestHash, schema);
+      if (winner) return { response: winner, replayed: true };
+    }
+    throw err;
+  }
+}
+
+function statusConflict(instance: InstanceRow, what: string): AppError {
+  return new AppError("conflict", `Tenant instance ${instance.id} is ${instance.status}; ${what}`, {
+    extra: { currentStatus: instance.status },
+  });
+}
+
+/** DELETE /api/provisioning/{id}: baja asíncrona; repetirla con la baja en curso da la misma tarea. */
+export async function requestDeprovision(
+  ctx: ServiceContext,
+  tenantInstanceId: string,
+  options: { purge: boolean },
+  ifMatch: number | undefined,
+): Promise<TaskAccepted<DeprovisionResponse>> {
+  return acceptTask<DeprovisionResponse>(
+    ctx,
+    tenantInstanceId,
+    { kind: "deprovision", purge: options.purge },
+    deprovisionResponseSchema,
+    async (tx, instance) => {
+      const running = await taskInFlight(tx, tenantInstanceId, ["deprovision"]);
+      if (running) {
+        const existing = deprovisionResponseSchema.safeParse(running.response);
+        if (existing.success) return { existing: existing.data };
+      }
+      if (ifMatch !== undefined && instance.rowVersion !== ifMatch) {
+        throw new AppError(
+          "precondition_failed",
+          `Tenant instance ${tenantInstanceId} was modified since it was read (stale If-Match)`,
+        );
+      }
+      if (instance.status === "decommissioned") {
+        throw statusConflict(instance, "it is already decommissioned");
+      }
+      // Dar de baja a mitad del provisioning dejaría al worker reactivándola después.
+      if (await taskInFlight(tx, tenantInstanceId, ["provision"])) {
+        throw statusConflict(instance, "wait until its provisioning task finishes");
+      }
+      return {
+        kind: "deprovision",
+        payload: { purge: options.purge },
+        response: (taskId) => ({
+          tenantInstanceId,
+          taskId,
+          status: "deprovisioning",
+          purge: options.purge,
+        }),
+        audit: { action: "tenant_instance.deprovision_requested", after: { purge: options.purge } },
+      };
+    },
+  );
+}
+
+/** Normaliza las claves (FEATURE_CODE / limit_name); dos claves que colapsan son un 400. */
+function normalizeFeatureMap(features: FeatureMap): Record<string, boolean | number> {
+  const out: Record<string, boolean | number> = {};
+  const duplicated: string[] = [];
+  for (const [key, value] of Object.entries(features)) {
+    const normalized = typeof value === "boolean" ? key.toUpperCase() : key.toLowerCase();
+    if (normalized in out) duplicated.push(key);
+    out[normalized] = value;
+  }
+  if (duplicated.length > 0) {
+    throw new AppError("validation_failed", "Some keys name the same feature or limit twice", {
+      fields: duplicated.map((k) => ({ path: `body.${k}`, message: "Duplicated key" })),
+    });
+  }
+  return out;
+}
+
+/** PUT /api/provisioning/{id}/features: el worker aplica los overrides en una transacción. */
+export async function requestFeatureUpdate(
+  ctx: ServiceContext,
+  tenantInstanceId: string,
+  input: FeatureMap,
+): Promise<TaskAccepted<FeatureUpdateResponse>> {
+  const features = normalizeFeatureMap(input);
+  return acceptTask<FeatureUpdateResponse>(
+    ctx,
+    tenantInstanceId,
+    { kind: "update_features", features },
+    featureUpdateResponseSchema,
+    async (tx, instance) => {
+      if (instance.status === "decommissioned") {
+        throw statusConflict(instance, "its features cannot change");
+      }
+      if (await taskInFlight(tx, tenantInstanceId, ["deprovision"])) {
+        throw statusConflict(instance, "it is being deprovisioned");
+      }
+      const [subscription] = await tx
+        .select({ id: subscriptions.id })
+        .from(subscriptions)
+        .where(eq(subscriptions.tenantInstanceId, tenantInstanceId));
+      if (!subscription) {
+        throw new AppError(
+          "conflict",
+          `Tenant instance ${tenantInstanceId} has no subscription to override`,
+        );
+      }
+      // Valida ya los códigos (422 que los nombra); el worker vuelve a escribirlos desde el payload.
+      await overridesFromCustomFeatures(tx, instance.productId, input, "body");
+      return {
+        kind: "update_features",
+        payload: { features },
+        response: (taskId) => ({
+          tenantInstanceId,
+          taskId,
+          kind: "update_features",
+          status: "updating_features",
+          features,
+        }),
+        audit: { action: "tenant_instance.features_update_requested", after: { features } },
+      };
+    },
+  );
+}
