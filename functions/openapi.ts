@@ -6,10 +6,16 @@ export const problemSchema = z
       description: "URI del tipo de problema",
       example: "https://docs.farutech.com/problems/validation_failed",
     }),
-    title: z.string().openapi({ description: "Resumen del tipo de problema", example: "Validation failed" }),
+    title: z
+      .string()
+      .openapi({ description: "Resumen del tipo de problema", example: "Validation failed" }),
     status: z.number().int().openapi({ description: "Código HTTP", example: 400 }),
-    detail: z.string().openapi({ description: "Explicación de este caso", example: "The request body is invalid" }),
-    code: z.string().openapi({ description: "Código estable para programas", example: "validation_failed" }),
+    detail: z
+      .string()
+      .openapi({ description: "Explicación de este caso", example: "The request body is invalid" }),
+    code: z
+      .string()
+      .openapi({ description: "Código estable para programas", example: "validation_failed" }),
     instance: z
       .string()
       .optional()
@@ -17,7 +23,10 @@ export const problemSchema = z
     requestId: z
       .string()
       .optional()
-      .openapi({ description: "Id de la petición (x-request-id)", example: "3f0c3c1e-2b0a-4c43-9d5b-4b2f3a1f6c10" }),
+      .openapi({
+        description: "Id de la petición (x-request-id)",
+        example: "3f0c3c1e-2b0a-4c43-9d5b-4b2f3a1f6c10",
+      }),
     errors: z
       .array(
         z.object({
@@ -77,7 +86,10 @@ export function pageSchema<T extends z.ZodTypeAny>(item: T, name: string) {
       nextCursor: z
         .string()
         .nullable()
-        .openapi({ description: "Cursor de la página siguiente; null en la última", example: null }),
+        .openapi({
+          description: "Cursor de la página siguiente; null en la última",
+          example: null,
+        }),
     })
     .openapi(name);
 }

@@ -3,13 +3,17 @@ import { sql } from "drizzle-orm";
 import type { AdminEnv } from "../env";
 
 const healthSchema = z
-  .object({ status: z.literal("ok").openapi({ description: "El proceso responde", example: "ok" }) })
+  .object({
+    status: z.literal("ok").openapi({ description: "El proceso responde", example: "ok" }),
+  })
   .openapi("Health");
 const check = (what: string) =>
   z.enum(["ok", "failing"]).openapi({ description: `Estado de ${what}`, example: "ok" });
 const readySchema = z
   .object({
-    status: z.enum(["ready", "not_ready"]).openapi({ description: "Listo para recibir tráfico", example: "ready" }),
+    status: z
+      .enum(["ready", "not_ready"])
+      .openapi({ description: "Listo para recibir tráfico", example: "ready" }),
     checks: z
       .object({ database: check("la base de datos"), broker: check("NATS JetStream") })
       .openapi({ description: "Resultado de cada dependencia" }),

@@ -87,6 +87,20 @@ function provisionSteps(deps: ProvisioningWorkerDeps): Step[] {
       kind: "transactional",
       async run(tx, task) {
         const { instance } = await loadInstance(tx, task.tenantInstanceId);
+        // Solo se activa lo que sigue en provisioning: si mientras tanto se suspendió (p. ej. el
+        // cliente fue borrado) o se dio de baja, el worker no lo revive.
+        if (instance.status !== "provisioning" && instance.status !== "active") {
+          await writeAudit(tx, {
+            actor: ACTOR,
+            action: "tenant_instance.activation_skipped",
+            entityType: "tenant_instance",
+            entityId: instance.id,
+            before: { status: instance.status },
+            after: { status: instance.status },
+            correlationId: task.correlationId,
+          });
+          return [];
+        }
         const [updated] = await tx
           .update(tenantInstances)
           .set({
@@ -133,6 +147,8 @@ function provisionSteps(deps: ProvisioningWorkerDeps): Step[] {
       kind: "transactional",
       async run(tx, task) {
         const { instance } = await loadInstance(tx, task.tenantInstanceId);
+        // Sin activación no hay bienvenida.
+        if (instance.status !== "active") return [];
         return [
           await enqueueEvent(tx, {
             subject: subjects.welcomeNotification,

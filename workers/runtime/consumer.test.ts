@@ -54,11 +54,14 @@ describe("worker runtime", () => {
     data,
   });
 
-  it("processes a correlation id once even when the event arrives twice", async () => {
-    await bus.publishEvent("notifications.tasks.test", envelope("corr-a", { n: 1 }));
-    await bus.publishEvent("notifications.tasks.test", envelope("corr-a", { n: 1 }));
-    await bus.publishEvent("notifications.tasks.test", envelope("corr-b", { n: 2 }));
-    await waitFor(async () => (handled.includes("corr-b:2") ? true : undefined));
+  it("processes an event once even when it is delivered twice", async () => {
+    const event = envelope("corr-a", { n: 1 });
+    // Dos publicaciones del mismo evento con Nats-Msg-Id distintos: llegan ambas al consumer.
+    await bus.js.publish("notifications.tasks.test", JSON.stringify(event), { msgID: "copy-1" });
+    await bus.js.publish("notifications.tasks.test", JSON.stringify(event), { msgID: "copy-2" });
+    // Mismo correlation id pero otro evento: se procesa.
+    await bus.publishEvent("notifications.tasks.test", envelope("corr-a", { n: 2 }));
+    await waitFor(async () => (handled.includes("corr-a:2") ? true : undefined));
     await new Promise((r) => setTimeout(r, 300));
     expect(handled.filter((h) => h === "corr-a:1")).toHaveLength(1);
   });

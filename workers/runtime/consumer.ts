@@ -47,7 +47,7 @@ export interface WorkerDefinition<T> {
 export interface WorkerOptions {
   bus: Bus;
   logger: Logger;
-  /** Idempotencia por (consumer, tipo de evento, correlation id). */
+  /** Idempotencia por (consumer, id de evento): una reentrega no repite el trabajo. */
   processed?: ProcessedStore;
   metrics?: WorkerMetrics;
   concurrency?: number;
@@ -167,7 +167,9 @@ export async function startWorker<T>(
         eventId: envelope.id,
         ...(def.logFields?.(data) ?? {}),
       });
-      const key = `${envelope.type}:${envelope.correlationId ?? envelope.id}`;
+      // Por id de evento: una petición puede emitir varios eventos legítimos con la misma
+      // correlación; las peticiones repetidas ya se deduplican por correlationId en la API.
+      const key = envelope.id;
       if (
         (await options.processed?.seen(def.name, key)) ||
         (await def.alreadyProcessed?.(envelope, data))
