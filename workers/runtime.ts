@@ -6,6 +6,7 @@ import type { Logger } from "../core/logger";
 import { DEFAULT_PGLITE_DIR } from "../db/client";
 import { createProcessedStore } from "../db/processed";
 import type { DbHandle } from "../db/types";
+import { startMaintenance } from "./maintenance";
 import {
   createPgliteRegistry,
   createPostgresRegistry,
@@ -22,6 +23,8 @@ export const workersEnv = databaseEnv.extend(commonEnv.shape).extend({
   WORKER_ACK_WAIT_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000),
   PROVISIONING_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0),
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
+  GDPR_RETENTION_DAYS: z.coerce.number().int().min(0).max(3650).default(30),
+  MAINTENANCE_INTERVAL_MS: z.coerce.number().int().min(1_000).default(3_600_000),
 });
 export type WorkersEnv = z.infer<typeof workersEnv>;
 
@@ -77,12 +80,20 @@ export async function startWorkers(
     ),
   ];
   const relay = startOutboxRelay({ db: deps.db.db, bus, logger: deps.logger });
+  const maintenance = startMaintenance({
+    db: deps.db.db,
+    bus,
+    logger: deps.logger,
+    retentionDays: env.GDPR_RETENTION_DAYS,
+    intervalMs: env.MAINTENANCE_INTERVAL_MS,
+  });
   return {
     bus,
     metrics,
     workers,
     relay,
     async stop() {
+      await maintenance.stop();
       await relay.stop();
       await Promise.allSettled(workers.map((w) => w.stop()));
       await registry.close();
