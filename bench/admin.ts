@@ -1,18 +1,15 @@
+import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { serve } from "@hono/node-server";
 import autocannon from "autocannon";
 import { eq, sql } from "drizzle-orm";
+import getPort from "get-port";
 import { generateSigningKey } from "../core/auth/keys";
 import { createTokenSigner } from "../core/auth/tokens";
-import { silentLogger } from "../core/logger";
 import { createDb } from "../db/client";
 import { plans, tenantInstances } from "../db/schema";
 import { seedDemo } from "../db/seed";
-import { createAdminApp } from "../functions/app";
-import { createAdminRuntime } from "../functions/runtime";
 import { startLocalNats } from "../infra/nats/local-server";
 import { closedLoop, fmt, freshDatabase } from "./support";
 
@@ -36,13 +33,21 @@ const env = {
   AUTH_ISSUER: "http://bench",
   LOG_LEVEL: "silent",
 };
-const runtime = await createAdminRuntime(env, { db: handle, logger: silentLogger });
-const app = createAdminApp(runtime.deps);
-const server = await new Promise<{ url: string; close(): void }>((resolve) => {
-  const s = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, (info: AddressInfo) =>
-    resolve({ url: `http://127.0.0.1:${info.port}`, close: () => s.close() }),
-  );
+// La API corre en su propio proceso, como una función desplegada; autocannon no le roba CPU.
+const port = await getPort({ host: "127.0.0.1" });
+const serverProc = spawn(process.execPath, ["--import", "tsx", "functions/server.ts"], {
+  env: { ...process.env, ...env, PORT: String(port) },
+  stdio: "ignore",
 });
+const server = { url: `http://127.0.0.1:${port}`, close: () => serverProc.kill("SIGTERM") };
+for (let i = 0; ; i++) {
+  const ok = await fetch(`${server.url}/readyz`)
+    .then((r) => r.ok)
+    .catch(() => false);
+  if (ok) break;
+  if (i > 200) throw new Error("admin API did not become ready");
+  await new Promise((r) => setTimeout(r, 100));
+}
 const signer = await createTokenSigner([key], {
   issuer: "http://bench",
   audience: "farutech-orchestrator",
@@ -58,7 +63,6 @@ const [instance] = await handle.db
   .where(eq(tenantInstances.instanceCode, "vet-norte"));
 const [plan] = await handle.db.select().from(plans).where(eq(plans.code, "VET_STARTER"));
 if (!instance || !plan) throw new Error("demo data missing");
-await runtime.bus.get();
 
 // Techo: transacción de una fila con el mismo driver y pool, la misma concurrencia.
 await handle.db.execute(
@@ -133,7 +137,6 @@ for (const [name, rps, p50, p99, errors, ratio] of rows) {
 console.log("Target: write ratio >= 0.50 of the ceiling.");
 
 server.close();
-await runtime.close();
 await handle.close();
 await nats.stop();
 rmSync(natsDir, { recursive: true, force: true });

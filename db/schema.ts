@@ -67,7 +67,11 @@ export const products = pgTable(
     rowVersion: rowVersion(),
     updatedAt: updatedAt(),
   },
-  (t) => [check("products_code_format", sql`${t.code} ~ '^[A-Z][A-Z0-9_]{1,63}$'`)],
+  (t) => [
+    // Paginación por cursor (created_at, id) sin ordenar toda la tabla.
+    index("products_keyset_idx").on(t.createdAt, t.id),
+    check("products_code_format", sql`${t.code} ~ '^[A-Z][A-Z0-9_]{1,63}$'`),
+  ],
 );
 
 // Límites numéricos que un producto reconoce (p. ej. max_users, storage_gb).
@@ -102,6 +106,8 @@ export const modules = pgTable(
     updatedAt: updatedAt(),
   },
   (t) => [
+    // Paginación por cursor (created_at, id) sin ordenar toda la tabla.
+    index("modules_keyset_idx").on(t.createdAt, t.id),
     unique("modules_product_code_uq").on(t.productId, t.code),
     // Permite que features referencie (module_id, product_id) y herede el producto del módulo.
     unique("modules_id_product_uq").on(t.id, t.productId),
@@ -124,6 +130,8 @@ export const features = pgTable(
     updatedAt: updatedAt(),
   },
   (t) => [
+    // Paginación por cursor (created_at, id) sin ordenar toda la tabla.
+    index("features_keyset_idx").on(t.createdAt, t.id),
     // La jerarquía no puede romperse: el producto de la feature es el de su módulo.
     foreignKey({
       name: "features_module_product_fk",
@@ -156,6 +164,8 @@ export const plans = pgTable(
     updatedAt: updatedAt(),
   },
   (t) => [
+    // Paginación por cursor (created_at, id) sin ordenar toda la tabla.
+    index("plans_keyset_idx").on(t.createdAt, t.id),
     unique("plans_id_product_uq").on(t.id, t.productId),
     index("plans_product_idx").on(t.productId),
     check("plans_code_format", sql`${t.code} ~ '^[A-Z][A-Z0-9_]{1,63}$'`),
@@ -230,6 +240,8 @@ export const customers = pgTable(
     erasedAt: timestamp("erased_at", { withTimezone: true, precision: 3 }),
   },
   (t) => [
+    // Paginación por cursor (created_at, id) sin ordenar toda la tabla.
+    index("customers_keyset_idx").on(t.createdAt, t.id),
     unique("customers_country_tax_id_uq").on(t.country, t.taxId),
     check("customers_country_format", sql`${t.country} ~ '^[A-Z]{2}$'`),
   ],
@@ -259,6 +271,8 @@ export const tenantInstances = pgTable(
     updatedAt: updatedAt(),
   },
   (t) => [
+    // Paginación por cursor (created_at, id) sin ordenar toda la tabla.
+    index("tenant_instances_keyset_idx").on(t.createdAt, t.id),
     unique("tenant_instances_customer_code_uq").on(t.customerId, t.instanceCode),
     unique("tenant_instances_id_product_uq").on(t.id, t.productId),
     unique("tenant_instances_id_customer_uq").on(t.id, t.customerId),
@@ -289,6 +303,8 @@ export const subscriptions = pgTable(
     updatedAt: updatedAt(),
   },
   (t) => [
+    // Paginación por cursor (created_at, id) sin ordenar toda la tabla.
+    index("subscriptions_keyset_idx").on(t.createdAt, t.id),
     // La instancia y el plan deben ser del mismo producto, y la instancia del mismo cliente.
     foreignKey({
       name: "subscriptions_instance_product_fk",
