@@ -104,7 +104,9 @@ describe("admin API fuzzing", () => {
             url = url.replace(`{${name}}`, encodeURIComponent(pathValues[i] ?? "x"));
           });
           const qs = new URLSearchParams(extraQuery);
-          op.query.forEach((name, i) => qs.set(name, knownQuery[i] ?? ""));
+          op.query.forEach((name, i) => {
+            qs.set(name, knownQuery[i] ?? "");
+          });
           const init: RequestInit = {
             method: op.method,
             headers: { ...headers, ...(withToken ? { authorization: `Bearer ${token}` } : {}) },

@@ -20,13 +20,10 @@ export const problemSchema = z
       .string()
       .optional()
       .openapi({ description: "Ruta de la petición", example: "/api/provisioning/provision" }),
-    requestId: z
-      .string()
-      .optional()
-      .openapi({
-        description: "Id de la petición (x-request-id)",
-        example: "3f0c3c1e-2b0a-4c43-9d5b-4b2f3a1f6c10",
-      }),
+    requestId: z.string().optional().openapi({
+      description: "Id de la petición (x-request-id)",
+      example: "3f0c3c1e-2b0a-4c43-9d5b-4b2f3a1f6c10",
+    }),
     errors: z
       .array(
         z.object({
@@ -83,13 +80,10 @@ export function pageSchema<T extends z.ZodTypeAny>(item: T, name: string) {
   return z
     .object({
       items: z.array(item).openapi({ description: "Elementos de esta página" }),
-      nextCursor: z
-        .string()
-        .nullable()
-        .openapi({
-          description: "Cursor de la página siguiente; null en la última",
-          example: null,
-        }),
+      nextCursor: z.string().nullable().openapi({
+        description: "Cursor de la página siguiente; null en la última",
+        example: null,
+      }),
     })
     .openapi(name);
 }
