@@ -509,3 +509,31 @@ export const idempotencyKeys = pgTable(
     index("idempotency_created_idx").on(t.createdAt),
   ],
 );
+
+// Mensajes muertos: copia consultable de lo publicado en `<dominio>.dlq`, para inspección y replay.
+export const dlqEntries = pgTable(
+  "dlq_entries",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    domain: text("domain").notNull(),
+    stream: text("stream").notNull(),
+    streamSequence: bigint("stream_sequence", { mode: "number" }).notNull(),
+    subject: text("subject").notNull(),
+    eventId: uuid("event_id"),
+    eventType: text("event_type"),
+    correlationId: text("correlation_id"),
+    envelope: jsonb("envelope"),
+    rawPayload: text("raw_payload").notNull(),
+    error: text("error").notNull(),
+    errorKind: text("error_kind").notNull(),
+    deliveries: integer("deliveries").notNull(),
+    createdAt: createdAt(),
+    replayCount: integer("replay_count").notNull().default(0),
+    replayedAt: timestamp("replayed_at", { withTimezone: true, precision: 3 }),
+  },
+  (t) => [
+    unique("dlq_entries_stream_seq_uq").on(t.stream, t.streamSequence),
+    index("dlq_entries_keyset_idx").on(t.createdAt, t.id),
+    index("dlq_entries_correlation_idx").on(t.correlationId),
+  ],
+);

@@ -8,6 +8,7 @@ import type { AdminDeps, AdminEnv } from "./env";
 import { registerAccess } from "./routes/access";
 import { registerAudit } from "./routes/audit";
 import { registerCustomers } from "./routes/customers";
+import { registerDlq } from "./routes/dlq";
 import { registerFeatures } from "./routes/features";
 import { registerHealth } from "./routes/health";
 import { registerModules } from "./routes/modules";
@@ -56,6 +57,7 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<AdminEnv> {
   registerProvisioning(app);
   registerAccess(app);
   registerAudit(app);
+  registerDlq(app);
 
   app.doc31("/openapi.json", OPENAPI_INFO);
   app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "Farutech Orchestrator Admin API" }));

@@ -4,6 +4,7 @@ import { type Bus, connectBus, ensureStreams } from "../core/bus";
 import { ConfigError, commonEnv, databaseEnv, parseEnv } from "../core/config";
 import type { Logger } from "../core/logger";
 import { DEFAULT_PGLITE_DIR } from "../db/client";
+import { createDeadLetterStore } from "../db/dead-letters";
 import { createProcessedStore } from "../db/processed";
 import type { DbHandle } from "../db/types";
 import { startMaintenance } from "./maintenance";
@@ -62,6 +63,7 @@ export async function startWorkers(
   const registry = deps.registry ?? registryFor(deps.db, env);
   const options = {
     processed: createProcessedStore(deps.db.db),
+    deadLetters: createDeadLetterStore(deps.db.db),
     bus,
     logger: deps.logger,
     metrics,

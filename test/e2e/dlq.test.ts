@@ -11,11 +11,11 @@ import { call } from "../support/http";
 import { startTestStack, type TestStack, waitFor } from "../support/stack";
 
 // Registro compartido que siempre falla: inyección de fallos en el paso externo, no un mock del flujo.
-function alwaysFailingRegistry(calls: number[]): SharedTenantRegistry {
+function alwaysFailingRegistry(calls: number[], state: { healthy: boolean }): SharedTenantRegistry {
   return {
     async register() {
       calls.push(performance.now());
-      throw new Error("shared database unreachable (injected)");
+      if (!state.healthy) throw new Error("shared database unreachable (injected)");
     },
     async isRegistered() {
       return false;
@@ -27,9 +27,13 @@ function alwaysFailingRegistry(calls: number[]): SharedTenantRegistry {
 describe("retries and dead-lettering", () => {
   let stack: TestStack;
   const calls: number[] = [];
+  const state = { healthy: false };
 
   beforeAll(async () => {
-    stack = await startTestStack({ database: "postgres", registry: alwaysFailingRegistry(calls) });
+    stack = await startTestStack({
+      database: "postgres",
+      registry: alwaysFailingRegistry(calls, state),
+    });
     await seedDemo(stack.db.handle.db);
   });
 
@@ -100,5 +104,41 @@ describe("retries and dead-lettering", () => {
     // No hay una sexta entrega.
     await new Promise((r) => setTimeout(r, 1_500));
     expect(calls).toHaveLength(5);
-  });
+
+    // El operador ve la entrada y, arreglada la causa, la reprocesa con la misma correlación.
+    const listed = await call<{
+      items: { id: string; deliveries: number; correlationId: string }[];
+    }>(`${stack.adminUrl}/api/dlq?domain=provisioning&replayed=false`, { token });
+    expect(listed.body.items).toHaveLength(1);
+    const entry = listed.body.items[0];
+    expect(entry).toMatchObject({ deliveries: 5, correlationId: "dlq-correlation-1" });
+    state.healthy = true;
+    const replayed = await call<{ replayCount: number }>(
+      `${stack.adminUrl}/api/dlq/${entry?.id}/replay`,
+      {
+        token,
+        json: {},
+      },
+    );
+    expect(replayed.status).toBe(202);
+    expect(replayed.body.replayCount).toBe(1);
+    const recovered = await waitFor(async () => {
+      const r = await call(`${stack.adminUrl}/api/provisioning/tasks/${res.body.taskId}`, {
+        token,
+      });
+      const t = taskSchema.parse(r.body);
+      return t.status === "succeeded" ? t : undefined;
+    });
+    expect(recovered.correlationId).toBe("dlq-correlation-1");
+    expect(calls).toHaveLength(6);
+    const [active] = await stack.db.handle.db
+      .select({ status: tenantInstances.status })
+      .from(tenantInstances)
+      .where(eq(tenantInstances.id, res.body.tenantInstanceId));
+    expect(active?.status).toBe("active");
+    const pending = await call<{ items: unknown[] }>(`${stack.adminUrl}/api/dlq?replayed=false`, {
+      token,
+    });
+    expect(pending.body.items).toEqual([]);
+  }, 60_000);
 });

@@ -6,6 +6,7 @@ import { type Domain, headers, streams } from "../../contracts/streams";
 import type { Bus } from "../../core/bus";
 import type { Logger } from "../../core/logger";
 import { afterFailure, MAX_DELIVER, retryDelayMs } from "../../core/retry-policy";
+import type { DeadLetterStore } from "../../db/dead-letters";
 import type { ProcessedStore } from "../../db/processed";
 import { errorMessage, isPermanent, PermanentError } from "./errors";
 import type { WorkerMetrics } from "./metrics";
@@ -47,6 +48,8 @@ export interface WorkerDefinition<T> {
 export interface WorkerOptions {
   bus: Bus;
   logger: Logger;
+  /** Copia consultable de la DLQ (GET /api/dlq, npm run dlq). */
+  deadLetters?: DeadLetterStore;
   /** Idempotencia por (consumer, id de evento): una reentrega no repite el trabajo. */
   processed?: ProcessedStore;
   metrics?: WorkerMetrics;
@@ -221,6 +224,20 @@ export async function startWorker<T>(
       for (let attempt = 1; ; attempt++) {
         try {
           await publishDeadLetter(options.bus, msg, info);
+          await options.deadLetters?.record({
+            domain: def.domain,
+            stream: msg.info.stream,
+            streamSequence: msg.seq,
+            subject: msg.subject,
+            eventId: envelope?.id ?? null,
+            eventType: envelope?.type ?? null,
+            correlationId: envelope?.correlationId ?? null,
+            envelope: envelope ?? null,
+            rawPayload: msg.string(),
+            error,
+            errorKind: permanent ? "permanent" : "transient",
+            deliveries: deliveryCount,
+          });
           await def.onDeadLetter?.(info, data);
           msg.term(error.slice(0, 200));
           options.metrics?.deadLettered.inc({ worker: def.name });

@@ -1,0 +1,106 @@
+import { and, eq, inArray, sql } from "drizzle-orm";
+import {
+  type EventEnvelope,
+  eventEnvelopeSchema,
+  provisioningTaskMessageSchema,
+} from "../../contracts/events";
+import { AppError } from "../../core/errors";
+import { dlqEntries, provisioningTasks, tenantInstances } from "../../db/schema";
+import { notFound } from "./concurrency";
+import { mutate, type ServiceContext } from "./mutation";
+
+export type DlqEntryRow = typeof dlqEntries.$inferSelect;
+
+/**
+ * Replay de un mensaje muerto: se vuelve a publicar (vía outbox) en su subject original, con la
+ * misma correlación y un id de evento nuevo, así JetStream le da un presupuesto de entregas nuevo.
+ */
+export async function replayDeadLetter(ctx: ServiceContext, id: string): Promise<DlqEntryRow> {
+  return (await replay(ctx, id)).entry;
+}
+
+async function replay(ctx: ServiceContext, id: string): Promise<{ entry: DlqEntryRow }> {
+  const [found] = await ctx.db.select().from(dlqEntries).where(eq(dlqEntries.id, id));
+  if (!found) throw notFound("DLQ entry", id);
+  const parsed = eventEnvelopeSchema.safeParse(found.envelope);
+  if (!parsed.success) {
+    throw new AppError(
+      "unprocessable",
+      "This message is not a valid event envelope and cannot be replayed",
+    );
+  }
+  const original: EventEnvelope = parsed.data;
+  // La auditoría y el evento conservan la correlación original del mensaje.
+  const replayCtx = { ...ctx, correlationId: original.correlationId ?? ctx.correlationId };
+  return mutate(replayCtx, async (tx) => {
+    const task = provisioningTaskMessageSchema.safeParse(original.data);
+    if (found.domain === "provisioning" && task.success) {
+      // La tarea vuelve a la cola; la instancia que quedó failed vuelve a provisioning.
+      await tx
+        .update(provisioningTasks)
+        .set({ status: "queued", finishedAt: null, updatedAt: sql`now()` })
+        .where(
+          and(
+            eq(provisioningTasks.id, task.data.taskId),
+            inArray(provisioningTasks.status, ["dead_lettered", "failed"]),
+          ),
+        );
+      await tx
+        .update(tenantInstances)
+        .set({
+          status: "provisioning",
+          rowVersion: sql`${tenantInstances.rowVersion} + 1`,
+          updatedAt: sql`now()`,
+        })
+        .where(
+          and(
+            eq(tenantInstances.id, task.data.tenantInstanceId),
+            eq(tenantInstances.status, "failed"),
+          ),
+        );
+    }
+    const [entry] = await tx
+      .update(dlqEntries)
+      .set({ replayCount: sql`${dlqEntries.replayCount} + 1`, replayedAt: sql`now()` })
+      .where(eq(dlqEntries.id, id))
+      .returning();
+    if (!entry) throw notFound("DLQ entry", id);
+    return {
+      result: { entry },
+      audit: [
+        {
+          action: "dlq.replayed",
+          entityType: "dlq_entry",
+          entityId: id,
+          before: { replayCount: found.replayCount },
+          after: {
+            replayCount: entry.replayCount,
+            subject: found.subject,
+            eventType: original.type,
+          },
+        },
+      ],
+      events: [{ subject: found.subject, type: original.type, data: original.data }],
+    };
+  });
+}
+
+export function toDlqEntry(e: DlqEntryRow) {
+  return {
+    id: e.id,
+    domain: e.domain,
+    stream: e.stream,
+    streamSequence: e.streamSequence,
+    subject: e.subject,
+    eventId: e.eventId,
+    eventType: e.eventType,
+    correlationId: e.correlationId,
+    error: e.error,
+    errorKind: e.errorKind === "permanent" ? ("permanent" as const) : ("transient" as const),
+    deliveries: e.deliveries,
+    payload: e.envelope ?? e.rawPayload,
+    replayCount: e.replayCount,
+    replayedAt: e.replayedAt ? e.replayedAt.toISOString() : null,
+    createdAt: e.createdAt.toISOString(),
+  };
+}
