@@ -1,7 +1,10 @@
 import { dlqEntries } from "./schema";
 import type { Database } from "./types";
 
-export type NewDeadLetter = Omit<typeof dlqEntries.$inferInsert, "id" | "createdAt" | "replayCount">;
+export type NewDeadLetter = Omit<
+  typeof dlqEntries.$inferInsert,
+  "id" | "createdAt" | "replayCount"
+>;
 
 export interface DeadLetterStore {
   record(entry: NewDeadLetter): Promise<void>;

@@ -18,12 +18,10 @@ import { keyset, toPage } from "../../services/pagination";
 
 const dlqEntrySchema = z
   .object({
-    id: z
-      .uuid()
-      .openapi({
-        description: "Id de la entrada",
-        example: "3a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
-      }),
+    id: z.uuid().openapi({
+      description: "Id de la entrada",
+      example: "3a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
+    }),
     domain: z.string().openapi({ description: "Dominio del worker", example: "provisioning" }),
     stream: z.string().openapi({ description: "Stream de JetStream", example: "PROVISIONING" }),
     streamSequence: z
@@ -33,13 +31,10 @@ const dlqEntrySchema = z
     subject: z
       .string()
       .openapi({ description: "Subject original", example: "provisioning.tasks.provision" }),
-    eventId: z
-      .uuid()
-      .nullable()
-      .openapi({
-        description: "Id del evento original",
-        example: "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b",
-      }),
+    eventId: z.uuid().nullable().openapi({
+      description: "Id del evento original",
+      example: "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b",
+    }),
     eventType: z
       .string()
       .nullable()
@@ -55,12 +50,10 @@ const dlqEntrySchema = z
       .enum(["transient", "permanent"])
       .openapi({ description: "transient: agotó reintentos", example: "transient" }),
     deliveries: z.number().int().openapi({ description: "Entregas hechas", example: 5 }),
-    payload: z
-      .unknown()
-      .openapi({
-        description: "Mensaje original (sobre del evento o texto crudo)",
-        example: { type: "provisioning.requested" },
-      }),
+    payload: z.unknown().openapi({
+      description: "Mensaje original (sobre del evento o texto crudo)",
+      example: { type: "provisioning.requested" },
+    }),
     replayCount: z.number().int().openapi({ description: "Veces que se reprocesó", example: 0 }),
     replayedAt: z.string().nullable().openapi({ description: "Último replay", example: null }),
     createdAt: z
