@@ -1,15 +1,18 @@
 import { rmSync } from "node:fs";
+import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { headers, streams } from "../../contracts/streams";
 import { type Bus, connectBus, ensureStreams } from "../../core/bus";
 import { newId } from "../../core/ids";
 import { silentLogger } from "../../core/logger";
+import { createDeadLetterStore } from "../../db/dead-letters";
 import { createProcessedStore } from "../../db/processed";
+import { dlqEntries } from "../../db/schema";
 import type { LocalNats } from "../../infra/nats/local-server";
 import { createPgliteTestDatabase, type TestDatabase } from "../../test/support/databases";
 import { startNatsForTest, waitFor } from "../../test/support/stack";
-import { type RunningWorker, startWorker } from "./consumer";
+import { ensureConsumer, listenMaxDeliveries, type RunningWorker, startWorker } from "./consumer";
 
 // El runtime de consumo contra un nats-server real: idempotencia y errores permanentes.
 describe("worker runtime", () => {
@@ -84,4 +87,46 @@ describe("worker runtime", () => {
     expect(dlq?.header.get(headers.correlationId)).toBe("corr-bad");
     expect(handled.some((h) => h.startsWith("corr-bad"))).toBe(false);
   });
+
+  it("dead-letters a message whose worker died on its last delivery (MAX_DELIVERIES advisory)", async () => {
+    const def = {
+      name: "advisory-test-worker",
+      domain: "billing" as const,
+      filterSubject: "billing.tasks.>",
+      schema: z.object({ n: z.number() }),
+      async handle() {},
+    };
+    const options = {
+      bus,
+      logger: silentLogger,
+      deadLetters: createDeadLetterStore(db.handle.db),
+    };
+    const sub = listenMaxDeliveries(def, options, silentLogger);
+    // Un "worker" que recibe el mensaje y muere sin responder, cinco veces.
+    const consumer = await ensureConsumer(bus, def, 1_000);
+    await bus.publishEvent("billing.tasks.cycle", envelope("corr-dead", { n: 7 }));
+    for (let delivery = 1; delivery <= 5; delivery++) {
+      const msg = await consumer.next({ expires: 5_000 });
+      expect(msg?.info.deliveryCount).toBe(delivery);
+    }
+    // Otro worker sigue pidiendo: el servidor ve el tope de entregas y emite el advisory.
+    expect(await consumer.next({ expires: 3_000 })).toBeNull();
+    const rows = await waitFor(async () => {
+      const r = await db.handle.db
+        .select()
+        .from(dlqEntries)
+        .where(eq(dlqEntries.correlationId, "corr-dead"));
+      return r.length > 0 ? r : undefined;
+    });
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({
+      domain: "billing",
+      deliveries: 5,
+      subject: "billing.tasks.cycle",
+    });
+    const jsm = await bus.jsm();
+    const info = await jsm.streams.info(streams.billing.name, { subjects_filter: "billing.dlq" });
+    expect(info.state.subjects).toEqual({ "billing.dlq": 1 });
+    sub.unsubscribe();
+  }, 30_000);
 });

@@ -1,6 +1,6 @@
 import { AckPolicy, type Consumer, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
-import { nanos, headers as natsHeaders } from "@nats-io/nats-core";
-import type { z } from "zod";
+import { nanos, headers as natsHeaders, type Subscription } from "@nats-io/nats-core";
+import { z } from "zod";
 import { type EventEnvelope, eventEnvelopeSchema } from "../../contracts/events";
 import { type Domain, headers, streams } from "../../contracts/streams";
 import type { Bus } from "../../core/bus";
@@ -91,7 +91,12 @@ export async function ensureConsumer(
   return bus.js.consumers.get(stream, def.name);
 }
 
-async function publishDeadLetter(bus: Bus, msg: JsMsg, info: DeadLetterInfo): Promise<void> {
+interface DeadMessage {
+  stream: string;
+  data: Uint8Array;
+}
+
+async function publishDeadLetter(bus: Bus, msg: DeadMessage, info: DeadLetterInfo): Promise<void> {
   const h = natsHeaders();
   h.set(headers.originalSubject, info.subject);
   h.set(headers.streamSequence, String(info.streamSequence));
@@ -100,12 +105,92 @@ async function publishDeadLetter(bus: Bus, msg: JsMsg, info: DeadLetterInfo): Pr
   h.set(headers.errorKind, info.permanent ? "permanent" : "transient");
   const correlationId = info.envelope?.correlationId;
   if (correlationId) h.set(headers.correlationId, correlationId);
-  const stream = msg.info.stream;
-  await bus.js.publish(streams[domainOfStream(stream)].dlqSubject, msg.data, {
+  await bus.js.publish(streams[domainOfStream(msg.stream)].dlqSubject, msg.data, {
     headers: h,
     // Idempotente: el mismo mensaje nunca entra dos veces en la DLQ.
-    msgID: `dlq:${stream}:${info.streamSequence}:${info.deliveries}`,
+    msgID: `dlq:${msg.stream}:${info.streamSequence}`,
   });
+}
+
+/** DLQ completa: publicación en `<dominio>.dlq`, copia consultable y efectos del worker. */
+async function deadLetter<T>(
+  def: WorkerDefinition<T>,
+  options: WorkerOptions,
+  msg: DeadMessage,
+  info: DeadLetterInfo,
+  data: T | undefined,
+): Promise<void> {
+  await publishDeadLetter(options.bus, msg, info);
+  await options.deadLetters?.record({
+    domain: def.domain,
+    stream: msg.stream,
+    streamSequence: info.streamSequence,
+    subject: info.subject,
+    eventId: info.envelope?.id ?? null,
+    eventType: info.envelope?.type ?? null,
+    correlationId: info.envelope?.correlationId ?? null,
+    envelope: info.envelope ?? null,
+    rawPayload: new TextDecoder().decode(msg.data),
+    error: info.error,
+    errorKind: info.permanent ? "permanent" : "transient",
+    deliveries: info.deliveries,
+  });
+  await def.onDeadLetter?.(info, data);
+  options.metrics?.deadLettered.inc({ worker: def.name });
+}
+
+const maxDeliveriesAdvisorySchema = z.object({
+  stream: z.string(),
+  consumer: z.string(),
+  stream_seq: z.number(),
+  deliveries: z.number(),
+});
+
+/**
+ * Un worker que muere en su último intento no llega a publicar en la DLQ: JetStream deja de
+ * reentregar y emite el advisory MAX_DELIVERIES. Este oyente (uno por grupo de procesos) lo completa.
+ */
+export function listenMaxDeliveries<T>(
+  def: WorkerDefinition<T>,
+  options: WorkerOptions,
+  logger: Logger,
+): Subscription {
+  const stream = streams[def.domain].name;
+  const subject = `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${stream}.${def.name}`;
+  const sub = options.bus.nc.subscribe(subject, { queue: `${def.name}-advisories` });
+  (async () => {
+    for await (const m of sub) {
+      try {
+        const advisory = maxDeliveriesAdvisorySchema.parse(m.json());
+        const jsm = await options.bus.jsm();
+        const stored = await jsm.streams.getMessage(stream, { seq: advisory.stream_seq });
+        if (!stored) continue;
+        const envelope = eventEnvelopeSchema.safeParse(stored.json());
+        const data = envelope.success ? def.schema.safeParse(envelope.data.data) : undefined;
+        await deadLetter(
+          def,
+          options,
+          { stream, data: stored.data },
+          {
+            envelope: envelope.success ? envelope.data : undefined,
+            subject: stored.subject,
+            streamSequence: advisory.stream_seq,
+            deliveries: advisory.deliveries,
+            error: "worker stopped responding on its last delivery (MAX_DELIVERIES advisory)",
+            permanent: false,
+          },
+          data?.success ? data.data : undefined,
+        );
+        logger.error(
+          { streamSequence: advisory.stream_seq },
+          "message dead-lettered from MAX_DELIVERIES advisory",
+        );
+      } catch (err) {
+        logger.error({ err }, "handling MAX_DELIVERIES advisory failed");
+      }
+    }
+  })().catch(() => {});
+  return sub;
 }
 
 function domainOfStream(stream: string): Domain {
@@ -223,24 +308,8 @@ export async function startWorker<T>(
       // Sin DLQ no se descarta nada: se reintenta la publicación antes de terminar el mensaje.
       for (let attempt = 1; ; attempt++) {
         try {
-          await publishDeadLetter(options.bus, msg, info);
-          await options.deadLetters?.record({
-            domain: def.domain,
-            stream: msg.info.stream,
-            streamSequence: msg.seq,
-            subject: msg.subject,
-            eventId: envelope?.id ?? null,
-            eventType: envelope?.type ?? null,
-            correlationId: envelope?.correlationId ?? null,
-            envelope: envelope ?? null,
-            rawPayload: msg.string(),
-            error,
-            errorKind: permanent ? "permanent" : "transient",
-            deliveries: deliveryCount,
-          });
-          await def.onDeadLetter?.(info, data);
+          await deadLetter(def, options, { stream: msg.info.stream, data: msg.data }, info, data);
           msg.term(error.slice(0, 200));
-          options.metrics?.deadLettered.inc({ worker: def.name });
           log.error({ err, deliveries: deliveryCount, permanent }, "message dead-lettered");
           break;
         } catch (dlqErr) {
@@ -270,12 +339,14 @@ export async function startWorker<T>(
     }
   })();
 
+  const advisories = listenMaxDeliveries(def, options, logger);
   logger.info({ concurrency, ackWaitMs }, "worker started");
   return {
     name: def.name,
     async stop() {
       // Deja de pedir mensajes, termina los que tiene y sale.
       await messages.close();
+      advisories.unsubscribe();
       await loop.catch(() => {});
       await Promise.allSettled([...inFlight]);
       logger.info("worker stopped");
