@@ -33,6 +33,8 @@ export interface ProvisioningWorkerDeps {
   registry: SharedTenantRegistry;
   /** Fracción de fallos transitorios inyectados en el paso externo (simulación del seed). */
   failureRate: number;
+  /** Latencia simulada del paso externo (ms), como la simulación de ProvisionDatabase() del seed. */
+  externalDelayMs?: number;
   random?: () => number;
 }
 
@@ -72,6 +74,7 @@ function provisionSteps(deps: ProvisioningWorkerDeps): Step[] {
       async run(task) {
         const { instance, productCode } = await loadInstance(deps.db, task.tenantInstanceId);
         // Simulación de ProvisionDatabase() del seed: fallos transitorios configurables.
+        if (deps.externalDelayMs) await new Promise((r) => setTimeout(r, deps.externalDelayMs));
         if (deps.failureRate > 0 && random() < deps.failureRate) {
           throw new Error("simulated transient failure in the external provisioning step");
         }
