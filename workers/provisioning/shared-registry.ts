@@ -58,7 +58,19 @@ export function createPostgresRegistry(controlUrl: string): SharedTenantRegistry
         url.pathname = `/${name}`;
         const p = new pgModule.Pool({ connectionString: url.toString(), max: 2 });
         p.on("error", () => {});
-        await p.query(BASELINE);
+        // Varios procesos pueden crear el esquema base a la vez: se serializa con un lock.
+        const c = await p.connect();
+        try {
+          await c.query("begin");
+          await c.query("select pg_advisory_xact_lock(727274004)");
+          await c.query(BASELINE);
+          await c.query("commit");
+        } catch (err) {
+          await c.query("rollback").catch(() => {});
+          throw err;
+        } finally {
+          c.release();
+        }
         return p;
       })();
       pool.catch(() => pools.delete(productCode));
