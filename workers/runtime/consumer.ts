@@ -340,6 +340,10 @@ export async function startWorker<T>(
   })();
 
   const advisories = listenMaxDeliveries(def, options, logger);
+  options.metrics?.trackPending(def.name, async () => {
+    const jsm = await options.bus.jsm();
+    return (await jsm.consumers.info(streams[def.domain].name, def.name)).num_pending;
+  });
   logger.info({ concurrency, ackWaitMs }, "worker started");
   return {
     name: def.name,

@@ -1,4 +1,4 @@
-import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 export interface WorkerMetrics {
   registry: Registry;
@@ -6,10 +6,14 @@ export interface WorkerMetrics {
   retried: Counter<"worker">;
   deadLettered: Counter<"worker">;
   duration: Histogram<"worker" | "outcome">;
+  pending: Gauge<"worker">;
+  /** Registra de dónde leer los mensajes pendientes del consumer de un worker (al hacer scrape). */
+  trackPending(worker: string, read: () => Promise<number>): void;
 }
 
 export function createWorkerMetrics(): WorkerMetrics {
   const registry = new Registry();
+  const pendingSources = new Map<string, () => Promise<number>>();
   collectDefaultMetrics({ register: registry });
   return {
     registry,
@@ -38,5 +42,23 @@ export function createWorkerMetrics(): WorkerMetrics {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: [registry],
     }),
+    pending: new Gauge({
+      name: "farutech_worker_consumer_pending",
+      help: "Messages waiting in the worker's durable consumer",
+      labelNames: ["worker"],
+      registers: [registry],
+      async collect() {
+        for (const [worker, read] of pendingSources) {
+          try {
+            this.set({ worker }, await read());
+          } catch {
+            // Sin broker no hay dato; el scrape no falla por eso.
+          }
+        }
+      },
+    }),
+    trackPending(worker, read) {
+      pendingSources.set(worker, read);
+    },
   };
 }

@@ -1,0 +1,68 @@
+import { rmSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { z } from "zod";
+import { type Bus, connectBus, ensureStreams } from "../../core/bus";
+import { newId } from "../../core/ids";
+import { silentLogger } from "../../core/logger";
+import type { LocalNats } from "../../infra/nats/local-server";
+import { startNatsForTest, waitFor } from "../../test/support/stack";
+import { type RunningWorker, startWorker } from "./consumer";
+import { createWorkerMetrics } from "./metrics";
+
+// /metrics: procesados, reintentos y pendientes del consumer, por worker.
+describe("worker metrics", () => {
+  let nats: LocalNats & { dir: string };
+  let bus: Bus;
+  let worker: RunningWorker;
+  const metrics = createWorkerMetrics();
+  let failOnce = true;
+
+  beforeAll(async () => {
+    nats = await startNatsForTest();
+    bus = await connectBus({ servers: nats.url, name: "metrics-test" });
+    await ensureStreams(bus);
+    worker = await startWorker(
+      {
+        name: "metrics-test-worker",
+        domain: "integration",
+        filterSubject: "integration.tasks.>",
+        schema: z.object({}),
+        async handle() {
+          if (failOnce) {
+            failOnce = false;
+            throw new Error("transient");
+          }
+        },
+      },
+      { bus, logger: silentLogger, metrics },
+    );
+  });
+  afterAll(async () => {
+    await worker?.stop();
+    await bus?.close();
+    await nats?.stop();
+    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+  });
+
+  it("exposes processed, retried and pending counts in Prometheus text", async () => {
+    const event = {
+      id: newId(),
+      type: "t",
+      occurredAt: new Date().toISOString(),
+      correlationId: "m",
+      data: {},
+    };
+    await bus.publishEvent("integration.tasks.test", event);
+    const text = await waitFor(async () => {
+      const t = await metrics.registry.metrics();
+      return t.includes('farutech_worker_messages_processed_total{worker="metrics-test-worker"} 1')
+        ? t
+        : undefined;
+    });
+    expect(text).toContain(
+      'farutech_worker_messages_retried_total{worker="metrics-test-worker"} 1',
+    );
+    expect(text).toContain('farutech_worker_consumer_pending{worker="metrics-test-worker"} 0');
+    expect(text).toContain("farutech_worker_handler_duration_seconds_bucket");
+  });
+});
