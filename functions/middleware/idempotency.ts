@@ -13,7 +13,12 @@ const REPLAYED_HEADERS = ["content-type", "location", "etag"];
  * misma clave con otro cuerpo → 422; la primera aún en curso → 409. Va después de la
  * autenticación: las claves son por actor, así nadie envenena las de otro.
  */
-export function idempotency(): MiddlewareHandler<AdminEnv> {
+export interface IdempotencyOptions {
+  /** Transforma el cuerpo antes de guardarlo (p. ej. quitar un secreto que no debe persistir). */
+  redactStoredBody?: (body: string) => string;
+}
+
+export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler<AdminEnv> {
   return async function idempotencyMiddleware(c, next) {
     const key = c.req.header("idempotency-key");
     if (c.req.method !== "POST" || key === undefined) return next();
@@ -67,7 +72,8 @@ export function idempotency(): MiddlewareHandler<AdminEnv> {
       await db.delete(idempotencyKeys).where(mine);
       return;
     }
-    const body = await c.res.clone().text();
+    const raw = await c.res.clone().text();
+    const body = options.redactStoredBody ? options.redactStoredBody(raw) : raw;
     const headers = Object.fromEntries(
       REPLAYED_HEADERS.flatMap((h) => {
         const v = c.res.headers.get(h);

@@ -3,8 +3,7 @@ import { and, arrayContains, eq, isNotNull, isNull } from "drizzle-orm";
 import type { Role } from "../../../core/auth/tokens";
 import { apiClients } from "../../../db/schema";
 import type { AdminEnv } from "../../env";
-import { requireRole } from "../../middleware/auth";
-import { readGuard, writeGuard } from "../../middleware/guards";
+import { readGuard, withoutClientSecret, writeGuard } from "../../middleware/guards";
 import { TENANT_READ } from "../../middleware/roles";
 import { bearerSecurity, errorResponses, pageSchema, paginationQuery } from "../../openapi";
 import { createAdminClient, revokeClient, toApiClient } from "../../services/clients";
@@ -29,7 +28,7 @@ const create = createRoute({
   summary: "Crea un cliente OAuth de operador; el secreto se muestra una sola vez",
   security: bearerSecurity,
   // Sin Idempotency-Key: su middleware guarda la respuesta y el secreto no debe persistir.
-  middleware: [requireRole(...ACCESS_WRITE)],
+  middleware: writeGuard(ACCESS_WRITE, { redactStoredBody: withoutClientSecret }),
   request: {
     body: { required: true, content: { "application/json": { schema: createAdminClientSchema } } },
   },

@@ -2,6 +2,7 @@ import { eq } from "drizzle-orm";
 import type { Hono } from "hono";
 import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { z } from "zod";
 import { generateSigningKey } from "../../../core/auth/keys";
 import { newId } from "../../../core/ids";
 import { silentLogger } from "../../../core/logger";
@@ -71,6 +72,10 @@ describe.each(["postgres", "pglite"] as const)("API clients on %s", (kind) => {
     for (const body of responses) expect(JSON.stringify(body)).not.toContain(secret);
   }
 
+  // Una creación (no una repetición) siempre trae el secreto.
+  const freshCredentials = apiClientCredentialsSchema.extend({ clientSecret: z.string() });
+  const freshCreds = (body: unknown) => freshCredentials.parse(body);
+
   describe("happy path", () => {
     it("creates an admin client whose secret works once shown and is stored only hashed", async () => {
       const res = await h.request("POST", "/api/admin-clients", {
@@ -78,7 +83,7 @@ describe.each(["postgres", "pglite"] as const)("API clients on %s", (kind) => {
         json: { name: "Catálogo CI", roles: ["catalog_manager", "support"] },
       });
       expect(res.status).toBe(201);
-      const created = apiClientCredentialsSchema.parse(res.body);
+      const created = freshCreds(res.body);
       expect(created).toMatchObject({
         name: "Catálogo CI",
         kind: "admin",
@@ -136,7 +141,7 @@ describe.each(["postgres", "pglite"] as const)("API clients on %s", (kind) => {
         json: { name: "App Vet Norte" },
       });
       expect(res.status).toBe(201);
-      const created = apiClientCredentialsSchema.parse(res.body);
+      const created = freshCreds(res.body);
       expect(created).toMatchObject({
         kind: "tenant",
         customerId: inst.customerId,
@@ -315,16 +320,24 @@ describe.each(["postgres", "pglite"] as const)("API clients on %s", (kind) => {
       );
     });
 
-    it("never stores the secret for replay, even when an Idempotency-Key is sent", async () => {
+    it("replays a POST with the same Idempotency-Key without ever storing the secret", async () => {
+      const key = `client-${newId()}`;
       const send = () =>
-        h.request<{ clientId: string; clientSecret: string }>("POST", "/api/admin-clients", {
+        h.request<{ clientId: string; clientSecret: string | null }>("POST", "/api/admin-clients", {
           token: admin,
           json: { name: "retrying CI", roles: ["support"] },
-          headers: { "idempotency-key": `client-${newId()}` },
+          headers: { "idempotency-key": key },
         });
       const first = await send();
       expect(first.status).toBe(201);
-      await expectSecretNowhere(first.body.clientSecret, []);
+      const again = await send();
+      expect(again.status).toBe(201);
+      expect(again.headers.get("idempotent-replayed")).toBe("true");
+      expect(again.body.clientId).toBe(first.body.clientId);
+      expect(again.body.clientSecret).toBeNull();
+      const rows = await db().select().from(apiClients).where(eq(apiClients.name, "retrying CI"));
+      expect(rows).toHaveLength(1);
+      await expectSecretNowhere(first.body.clientSecret ?? "", []);
     });
   });
 

@@ -65,8 +65,9 @@ export const apiClientSchema = z
 export const apiClientCredentialsSchema = z
   .object({
     ...clientFields,
-    clientSecret: z.string().openapi({
-      description: "Secreto: se muestra solo en esta respuesta; guárdelo en un gestor de secretos",
+    clientSecret: z.string().nullable().openapi({
+      description:
+        "Secreto: se muestra solo en esta respuesta (null si es la repetición de un POST con la misma Idempotency-Key: el secreto nunca se guarda)",
       example: "fsec_Zq3x7w-EXAMPLE-ONLY-8Jk0aP1rT5vY9mB2nC6dE0fG4hJ",
     }),
   })

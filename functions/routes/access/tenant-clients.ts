@@ -1,6 +1,6 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AdminEnv } from "../../env";
-import { requireRole } from "../../middleware/auth";
+import { withoutClientSecret, writeGuard } from "../../middleware/guards";
 import { TENANT_WRITE } from "../../middleware/roles";
 import { bearerSecurity, errorResponses, uuidParam } from "../../openapi";
 import { createTenantClient } from "../../services/clients";
@@ -15,7 +15,7 @@ const create = createRoute({
   summary: "Crea el cliente OAuth de una app hija para esta instancia; secreto visible una vez",
   security: bearerSecurity,
   // Sin Idempotency-Key: su middleware guarda la respuesta y el secreto no debe persistir.
-  middleware: [requireRole(...TENANT_WRITE)],
+  middleware: writeGuard(TENANT_WRITE, { redactStoredBody: withoutClientSecret }),
   request: {
     params: z.object({ id: uuidParam("id", "Id de la instancia") }),
     body: {
