@@ -136,4 +136,54 @@ describe("worker killed mid-step", () => {
     await client.end();
     expect(registered.rows[0]).toEqual({ n: 1 });
   }, 90_000);
+
+  it("drains on SIGTERM: finishes the task it holds and exits 0 within 30 s", async () => {
+    for (const c of children) c.kill("SIGKILL");
+    const worker = await startWorkerProcess();
+    const signer = await createTokenSigner(JSON.parse(env.AUTH_SIGNING_KEYS ?? "[]"), {
+      issuer: "http://edge.test",
+      audience: "farutech-orchestrator",
+      accessTokenTtlSeconds: 60,
+    });
+    const { token } = await signer.sign({
+      sub: "drain",
+      tenant_id: null,
+      instance_ids: [],
+      roles: ["platform_admin"],
+    });
+    const res = await createAdminApp(runtime.deps).request("/api/provisioning/provision", {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify(await demoProvisionBody(db.handle.db, "drain-on-sigterm")),
+    });
+    const { taskId } = (await res.json()) as { taskId: string };
+    await waitFor(
+      async () => {
+        const [step] = await db.handle.db
+          .select()
+          .from(provisioningTaskSteps)
+          .where(
+            and(
+              eq(provisioningTaskSteps.taskId, taskId),
+              eq(provisioningTaskSteps.name, "register_tenant"),
+            ),
+          );
+        return step?.status === "running" ? step : undefined;
+      },
+      { timeoutMs: 30_000 },
+    );
+    const started = performance.now();
+    const exit = new Promise<number | null>((resolve) =>
+      worker.once("exit", (code) => resolve(code)),
+    );
+    worker.kill("SIGTERM");
+    expect(await exit).toBe(0);
+    expect(performance.now() - started).toBeLessThan(30_000);
+    const [task] = await db.handle.db
+      .select()
+      .from(provisioningTasks)
+      .where(eq(provisioningTasks.id, taskId));
+    expect(task?.status).toBe("succeeded");
+    expect(task?.attempts).toBe(1);
+  }, 90_000);
 });
