@@ -22,6 +22,18 @@ export const welcomeNotificationSchema = z.object({
   tenantCode: z.string(),
 });
 
+export const provisioningFailedNotificationSchema = z.object({
+  taskId: z.uuid(),
+  tenantInstanceId: z.uuid(),
+  error: z.string(),
+  deliveries: z.number().int(),
+});
+
+export const notificationSchema = z.union([
+  welcomeNotificationSchema,
+  provisioningFailedNotificationSchema,
+]);
+
 export const entitlementsChangedSchema = z.object({
   tenantInstanceId: z.uuid(),
   reason: z.string(),

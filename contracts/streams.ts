@@ -41,6 +41,7 @@ export const subjects = {
   deprovision: "provisioning.tasks.deprovision",
   updateFeatures: "provisioning.tasks.update_features",
   welcomeNotification: "notifications.tasks.welcome",
+  provisioningFailedNotification: "notifications.tasks.provisioning_failed",
   entitlementsChanged: "integration.tasks.entitlements_changed",
 } as const;
 

@@ -8,6 +8,8 @@ import { createDeadLetterStore } from "../db/dead-letters";
 import { createProcessedStore } from "../db/processed";
 import type { DbHandle } from "../db/types";
 import { startMaintenance } from "./maintenance";
+import { createMailer } from "./notifications/mailer";
+import { notificationWorker } from "./notifications/worker";
 import {
   createPgliteRegistry,
   createPostgresRegistry,
@@ -25,6 +27,9 @@ export const workersEnv = databaseEnv.extend(commonEnv.shape).extend({
   PROVISIONING_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0),
   PROVISIONING_EXTERNAL_DELAY_MS: z.coerce.number().int().min(0).max(600_000).default(0),
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
+  SMTP_URL: z.string().optional(),
+  MAIL_FROM: z.string().default("Farutech <no-reply@farutech.com>"),
+  OPS_ALERT_EMAIL: z.string().default("ops@farutech.com"),
   GDPR_RETENTION_DAYS: z.coerce.number().int().min(0).max(3650).default(30),
   MAINTENANCE_INTERVAL_MS: z.coerce.number().int().min(1_000).default(3_600_000),
 });
@@ -71,6 +76,8 @@ export async function startWorkers(
     concurrency: env.WORKER_CONCURRENCY,
     ackWaitMs: env.WORKER_ACK_WAIT_MS,
   };
+  // Sin SMTP_URL (modo embebido) los correos solo se registran en el log.
+  const mailer = createMailer({ smtpUrl: env.SMTP_URL, from: env.MAIL_FROM });
   const workers = [
     await startWorker(
       provisioningWorker({
@@ -79,7 +86,12 @@ export async function startWorkers(
         registry,
         failureRate: env.PROVISIONING_FAILURE_RATE,
         externalDelayMs: env.PROVISIONING_EXTERNAL_DELAY_MS,
+        logger: deps.logger,
       }),
+      options,
+    ),
+    await startWorker(
+      notificationWorker({ db: deps.db.db, mailer, opsEmail: env.OPS_ALERT_EMAIL }),
       options,
     ),
   ];
@@ -101,6 +113,7 @@ export async function startWorkers(
       await relay.stop();
       await Promise.allSettled(workers.map((w) => w.stop()));
       await registry.close();
+      mailer.close();
       await bus.close();
     },
   };

@@ -20,6 +20,8 @@ export interface StackOptions {
   failureRate?: number;
   registry?: SharedTenantRegistry;
   startWorkers?: boolean;
+  /** Variables de entorno extra para el stack (p. ej. SMTP_URL). */
+  env?: Record<string, string>;
 }
 
 export interface TestStack {
@@ -77,6 +79,7 @@ export async function startTestStack(options: StackOptions): Promise<TestStack> 
     WORKER_ACK_WAIT_MS: "10000",
     PGLITE_DATA_DIR: "memory://",
     ...(db.url ? { DATABASE_URL: db.url } : {}),
+    ...(options.env ?? {}),
   };
   // Mismo proceso que los workers (TCP): la función admin usa también TCP (ver core/bus.ts).
   const { NATS_WS_URL: _ws, ...adminEnv } = env;

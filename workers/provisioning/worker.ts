@@ -8,6 +8,7 @@ import { domainEventSubject, subjects } from "../../contracts/streams";
 import type { Bus } from "../../core/bus";
 import { pgErrorCode } from "../../core/http/db-errors";
 import { newId } from "../../core/ids";
+import { type Logger, silentLogger } from "../../core/logger";
 import { writeAudit } from "../../db/audit";
 import { enqueueEvent, publishQueued, type QueuedEvent } from "../../db/outbox";
 import {
@@ -33,6 +34,8 @@ export interface ProvisioningWorkerDeps {
   registry: SharedTenantRegistry;
   /** Fracción de fallos transitorios inyectados en el paso externo (simulación del seed). */
   failureRate: number;
+  /** Para avisos fuera del contexto de un mensaje (p. ej. al publicar tras la DLQ). */
+  logger?: Logger;
   /** Latencia simulada del paso externo (ms), como la simulación de ProvisionDatabase() del seed. */
   externalDelayMs?: number;
   random?: () => number;
@@ -521,7 +524,7 @@ export function provisioningWorker(
     },
     async onDeadLetter(info, data) {
       if (!data) return;
-      await deps.db.transaction(async (tx) => {
+      const alert = await deps.db.transaction(async (tx) => {
         await tx
           .update(provisioningTasks)
           .set({
@@ -549,7 +552,20 @@ export function provisioningWorker(
           after: { error: info.error, deliveries: info.deliveries },
           correlationId: info.envelope?.correlationId ?? null,
         });
+        // Operaciones recibe un aviso (NotificationWorker) en la misma transacción.
+        return enqueueEvent(tx, {
+          subject: subjects.provisioningFailedNotification,
+          type: "notification.provisioning_failed",
+          correlationId: info.envelope?.correlationId ?? null,
+          data: {
+            taskId: data.taskId,
+            tenantInstanceId: data.tenantInstanceId,
+            error: info.error,
+            deliveries: info.deliveries,
+          },
+        });
       });
+      await publishQueued(deps.db, deps.bus, [alert], deps.logger ?? silentLogger);
     },
   };
 }

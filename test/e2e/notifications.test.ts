@@ -1,0 +1,106 @@
+import { eq } from "drizzle-orm";
+import { type ParsedMail, simpleParser } from "mailparser";
+import { SMTPServer } from "smtp-server";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { customers } from "../../db/schema";
+import { seedDemo } from "../../db/seed";
+import {
+  createPostgresRegistry,
+  type SharedTenantRegistry,
+} from "../../workers/provisioning/shared-registry";
+import { demoProvisionBody } from "../support/demo";
+import { call } from "../support/http";
+import { startTestStack, type TestStack, waitFor } from "../support/stack";
+
+// NotificationWorker contra un servidor SMTP real levantado en la prueba (smtp-server).
+describe("notification worker", () => {
+  let stack: TestStack;
+  let smtp: SMTPServer;
+  const mails: ParsedMail[] = [];
+  let real: SharedTenantRegistry | undefined;
+
+  beforeAll(async () => {
+    smtp = new SMTPServer({
+      authOptional: true,
+      disabledCommands: ["STARTTLS"],
+      onData(stream, _session, callback) {
+        simpleParser(stream)
+          .then((mail) => {
+            mails.push(mail);
+            callback();
+          })
+          .catch(callback);
+      },
+    });
+    const port = await new Promise<number>((resolve) => {
+      smtp.listen(0, "127.0.0.1", () => {
+        const addr = smtp.server.address();
+        resolve(typeof addr === "object" && addr ? addr.port : 0);
+      });
+    });
+    // Las instancias "fail-…" fallan siempre en el paso externo: terminan en la DLQ.
+    const registry: SharedTenantRegistry = {
+      async register(productCode, tenant) {
+        if (tenant.tenantCode.includes("-fail-"))
+          throw new Error("external system down (injected)");
+        await real?.register(productCode, tenant);
+      },
+      isRegistered: async (productCode, id) => (await real?.isRegistered(productCode, id)) ?? false,
+      close: async () => real?.close(),
+    };
+    stack = await startTestStack({
+      database: "postgres",
+      registry,
+      env: { SMTP_URL: `smtp://127.0.0.1:${port}`, OPS_ALERT_EMAIL: "ops@farutech.test" },
+    });
+    real = createPostgresRegistry(stack.db.url ?? "");
+    await seedDemo(stack.db.handle.db);
+  });
+
+  afterAll(async () => {
+    await stack?.stop();
+    await new Promise<void>((r) => smtp?.close(() => r()));
+  });
+
+  it("sends the welcome email to the customer's billing address after provisioning", async () => {
+    const token = await stack.adminToken();
+    const body = await demoProvisionBody(stack.db.handle.db, "welcome-1");
+    const res = await call<{ tenantCode: string }>(`${stack.adminUrl}/api/provisioning/provision`, {
+      token,
+      json: body,
+    });
+    expect(res.status).toBe(202);
+    const [customer] = await stack.db.handle.db
+      .select()
+      .from(customers)
+      .where(eq(customers.id, String(body.customerId)));
+    const mail = await waitFor(async () =>
+      mails.find((m) => m.text?.includes(res.body.tenantCode)),
+    );
+    expect(mail.subject).toContain("Bienvenido");
+    expect(JSON.stringify(mail.to)).toContain(customer?.billingEmail);
+    expect(mail.messageId).toMatch(/@farutech\.orchestrator>$/);
+  });
+
+  it("alerts operations when a provisioning task is dead-lettered", async () => {
+    const token = await stack.adminToken();
+    const res = await call<{ taskId: string; tenantCode: string }>(
+      `${stack.adminUrl}/api/provisioning/provision`,
+      {
+        token,
+        json: await demoProvisionBody(stack.db.handle.db, "fail-1"),
+      },
+    );
+    expect(res.status).toBe(202);
+    const mail = await waitFor(
+      async () => mails.find((m) => m.subject?.includes(res.body.tenantCode)),
+      {
+        timeoutMs: 25_000,
+      },
+    );
+    expect(mail.subject).toContain("DLQ");
+    expect(JSON.stringify(mail.to)).toContain("ops@farutech.test");
+    expect(mail.text).toContain(res.body.taskId);
+    expect(mail.text).toContain("external system down");
+  }, 40_000);
+});

@@ -1,0 +1,85 @@
+import { eq } from "drizzle-orm";
+import type { z } from "zod";
+import { notificationSchema } from "../../contracts/events";
+import { customers, products, tenantInstances } from "../../db/schema";
+import type { Database } from "../../db/types";
+import type { WorkerDefinition } from "../runtime/consumer";
+import { PermanentError } from "../runtime/errors";
+import type { Mailer } from "./mailer";
+
+export const NOTIFICATION_WORKER = "notification-worker";
+
+type Notification = z.infer<typeof notificationSchema>;
+
+export interface NotificationWorkerDeps {
+  db: Database;
+  mailer: Mailer;
+  /** Buzón de operaciones para fallos de provisioning y tareas en la DLQ. */
+  opsEmail: string;
+}
+
+async function instanceContext(db: Database, tenantInstanceId: string) {
+  const [row] = await db
+    .select({
+      tenantCode: tenantInstances.tenantCode,
+      subdomainUrl: tenantInstances.subdomainUrl,
+      productName: products.name,
+      customerName: customers.legalName,
+      billingEmail: customers.billingEmail,
+      erasedAt: customers.erasedAt,
+    })
+    .from(tenantInstances)
+    .innerJoin(customers, eq(customers.id, tenantInstances.customerId))
+    .innerJoin(products, eq(products.id, tenantInstances.productId))
+    .where(eq(tenantInstances.id, tenantInstanceId));
+  if (!row) throw new PermanentError(`tenant instance ${tenantInstanceId} does not exist`);
+  return row;
+}
+
+// Correo de bienvenida al cliente y alertas a operaciones (seed 001 §4, NotificationWorker).
+export function notificationWorker(deps: NotificationWorkerDeps): WorkerDefinition<Notification> {
+  return {
+    name: NOTIFICATION_WORKER,
+    domain: "notifications",
+    filterSubject: "notifications.tasks.>",
+    schema: notificationSchema,
+    logFields: (data) => ({ tenantInstanceId: data.tenantInstanceId }),
+    async handle(ctx) {
+      const info = await instanceContext(deps.db, ctx.data.tenantInstanceId);
+      if ("customerId" in ctx.data) {
+        // Un cliente borrado por GDPR ya no recibe correos.
+        if (info.erasedAt) {
+          ctx.logger.info("welcome skipped: customer erased");
+          return;
+        }
+        await deps.mailer.send({
+          to: info.billingEmail,
+          subject: `Bienvenido a ${info.productName}`,
+          text: [
+            `Hola ${info.customerName},`,
+            "",
+            `Su instancia ${info.tenantCode} de ${info.productName} está lista en https://${info.subdomainUrl}.`,
+            "",
+            "Equipo Farutech",
+          ].join("\n"),
+          messageId: ctx.envelope.id,
+        });
+      } else {
+        await deps.mailer.send({
+          to: deps.opsEmail,
+          subject: `[Farutech] Provisioning en DLQ: ${info.tenantCode}`,
+          text: [
+            `La tarea ${ctx.data.taskId} de la instancia ${info.tenantCode} (${info.customerName})`,
+            `falló ${ctx.data.deliveries} veces y quedó en la DLQ.`,
+            `Último error: ${ctx.data.error}`,
+            `Correlación: ${ctx.envelope.correlationId ?? "-"}`,
+            "",
+            "Inspeccione y reprocese: npm run dlq -- list",
+          ].join("\n"),
+          messageId: ctx.envelope.id,
+        });
+      }
+      ctx.logger.info({ logOnly: deps.mailer.logOnly }, "notification sent");
+    },
+  };
+}
