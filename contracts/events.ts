@@ -34,6 +34,10 @@ export const notificationSchema = z.union([
   provisioningFailedNotificationSchema,
 ]);
 
+export const billingCycleSchema = z.object({
+  period: z.string().regex(/^[0-9]{4}-(0[1-9]|1[0-2])$/),
+});
+
 export const entitlementsChangedSchema = z.object({
   tenantInstanceId: z.uuid(),
   reason: z.string(),

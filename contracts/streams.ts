@@ -43,6 +43,7 @@ export const subjects = {
   welcomeNotification: "notifications.tasks.welcome",
   provisioningFailedNotification: "notifications.tasks.provisioning_failed",
   entitlementsChanged: "integration.tasks.entitlements_changed",
+  billingCycle: "billing.tasks.cycle",
 } as const;
 
 /** Eventos de dominio de cada mutación del plano de control (entidad y acción). */

@@ -537,3 +537,30 @@ export const dlqEntries = pgTable(
     index("dlq_entries_correlation_idx").on(t.correlationId),
   ],
 );
+
+// Facturas del BillingWorker: una por suscripción activa y periodo (idempotente por diseño).
+export const invoices = pgTable(
+  "invoices",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    subscriptionId: uuid("subscription_id")
+      .notNull()
+      .references(() => subscriptions.id, { onDelete: "cascade" }),
+    customerId: uuid("customer_id")
+      .notNull()
+      .references(() => customers.id),
+    tenantInstanceId: uuid("tenant_instance_id").notNull(),
+    planId: uuid("plan_id")
+      .notNull()
+      .references(() => plans.id),
+    period: text("period").notNull(),
+    amount: numeric("amount", { precision: 12, scale: 2 }).notNull(),
+    currency: text("currency").notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    unique("invoices_subscription_period_uq").on(t.subscriptionId, t.period),
+    index("invoices_customer_idx").on(t.customerId),
+    check("invoices_period_format", sql`${t.period} ~ '^[0-9]{4}-(0[1-9]|1[0-2])$'`),
+  ],
+);

@@ -7,6 +7,7 @@ import { validationHook } from "../core/http/problem";
 import type { AdminDeps, AdminEnv } from "./env";
 import { registerAccess } from "./routes/access";
 import { registerAudit } from "./routes/audit";
+import { registerBilling } from "./routes/billing";
 import { registerCustomers } from "./routes/customers";
 import { registerDlq } from "./routes/dlq";
 import { registerFeatures } from "./routes/features";
@@ -58,6 +59,7 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<AdminEnv> {
   registerAccess(app);
   registerAudit(app);
   registerDlq(app);
+  registerBilling(app);
 
   app.doc31("/openapi.json", OPENAPI_INFO);
   app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "Farutech Orchestrator Admin API" }));

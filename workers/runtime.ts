@@ -7,6 +7,7 @@ import { DEFAULT_PGLITE_DIR } from "../db/client";
 import { createDeadLetterStore } from "../db/dead-letters";
 import { createProcessedStore } from "../db/processed";
 import type { DbHandle } from "../db/types";
+import { billingWorker } from "./billing/worker";
 import { startMaintenance } from "./maintenance";
 import { createMailer } from "./notifications/mailer";
 import { notificationWorker } from "./notifications/worker";
@@ -94,6 +95,7 @@ export async function startWorkers(
       notificationWorker({ db: deps.db.db, mailer, opsEmail: env.OPS_ALERT_EMAIL }),
       options,
     ),
+    await startWorker(billingWorker({ db: deps.db.db }), options),
   ];
   const relay = startOutboxRelay({ db: deps.db.db, bus, logger: deps.logger });
   const maintenance = startMaintenance({
