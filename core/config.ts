@@ -47,6 +47,11 @@ export const authEnv = z.object({
   AUTH_ACCESS_TOKEN_TTL: z.coerce.number().int().min(30).max(3600).default(300),
 });
 
+export const encryptionEnv = z.object({
+  /** JSON `[{ kid, key }]` (32 bytes base64url); la primera cifra. Ver core/secret-box.ts. */
+  ENCRYPTION_KEYS: optionalString,
+});
+
 export const commonEnv = z.object({
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   BASE_DOMAIN: z.string().default("farutech.com"),

@@ -564,3 +564,29 @@ export const invoices = pgTable(
     check("invoices_period_format", sql`${t.period} ~ '^[0-9]{4}-(0[1-9]|1[0-2])$'`),
   ],
 );
+
+// Webhooks del IntegrationWorker: por producto o por instancia; el secreto de firma va cifrado.
+export const webhookEndpoints = pgTable(
+  "webhook_endpoints",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    productId: uuid("product_id").references(() => products.id, { onDelete: "cascade" }),
+    tenantInstanceId: uuid("tenant_instance_id").references(() => tenantInstances.id, {
+      onDelete: "cascade",
+    }),
+    url: text("url").notNull(),
+    secretEncrypted: text("secret_encrypted").notNull(),
+    encryptionKeyId: text("encryption_key_id").notNull(),
+    active: boolean("active").notNull().default(true),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    check(
+      "webhook_endpoints_one_target",
+      sql`(${t.productId} IS NULL) <> (${t.tenantInstanceId} IS NULL)`,
+    ),
+    index("webhook_endpoints_product_idx").on(t.productId),
+    index("webhook_endpoints_instance_idx").on(t.tenantInstanceId),
+    index("webhook_endpoints_keyset_idx").on(t.createdAt, t.id),
+  ],
+);

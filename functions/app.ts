@@ -18,6 +18,7 @@ import { registerProducts } from "./routes/products";
 import { registerProvisioning } from "./routes/provisioning";
 import { registerSubscriptions } from "./routes/subscriptions";
 import { registerTenantInstances } from "./routes/tenant-instances";
+import { registerWebhooks } from "./routes/webhooks";
 
 export const OPENAPI_INFO = {
   openapi: "3.1.0",
@@ -60,6 +61,7 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<AdminEnv> {
   registerAudit(app);
   registerDlq(app);
   registerBilling(app);
+  registerWebhooks(app);
 
   app.doc31("/openapi.json", OPENAPI_INFO);
   app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "Farutech Orchestrator Admin API" }));

@@ -1,6 +1,7 @@
 import type { AccessClaims, TokenVerifier } from "../core/auth/tokens";
 import type { BusProvider } from "../core/bus-provider";
 import type { Logger } from "../core/logger";
+import type { SecretBox } from "../core/secret-box";
 import type { Database } from "../db/types";
 
 export interface AdminDeps {
@@ -9,6 +10,8 @@ export interface AdminDeps {
   verifier: TokenVerifier;
   logger: Logger;
   baseDomain: string;
+  /** Cifra secretos en reposo (webhooks); sin ENCRYPTION_KEYS esas rutas responden 503. */
+  secretBox?: SecretBox;
 }
 
 export interface AdminEnv {

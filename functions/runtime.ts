@@ -7,15 +7,18 @@ import {
   ConfigError,
   commonEnv,
   databaseEnv,
+  encryptionEnv,
   parseEnv,
   verificationSource,
 } from "../core/config";
 import { createLogger, type Logger } from "../core/logger";
+import { createSecretBox } from "../core/secret-box";
 import { createDb } from "../db/client";
 import type { DbHandle } from "../db/types";
 import type { AdminDeps } from "./env";
 
-export const functionsEnv = databaseEnv
+export const functionsEnv = encryptionEnv
+  .extend(databaseEnv.shape)
   .extend(authEnv.shape)
   .extend(commonEnv.shape)
   .extend({
@@ -64,7 +67,14 @@ export async function createAdminRuntime(
     env,
     db,
     bus,
-    deps: { db: db.db, bus, verifier, logger, baseDomain: env.BASE_DOMAIN },
+    deps: {
+      db: db.db,
+      bus,
+      verifier,
+      logger,
+      baseDomain: env.BASE_DOMAIN,
+      ...(env.ENCRYPTION_KEYS ? { secretBox: await createSecretBox(env.ENCRYPTION_KEYS) } : {}),
+    },
     async close() {
       await bus.close();
       if (!overrides.db) await db.close();

@@ -3,6 +3,7 @@ import { dirname } from "node:path";
 import { eq } from "drizzle-orm";
 import { generateSigningKey } from "../core/auth/keys";
 import { randomToken } from "../core/ids";
+import { generateEncryptionKey } from "../core/secret-box";
 import { hashSecret, verifySecret } from "../core/secret-hash";
 import { apiClients } from "../db/schema";
 import type { Database } from "../db/types";
@@ -14,6 +15,17 @@ export async function ensureLocalSigningKeys(path: string): Promise<string> {
   if (existsSync(path)) return readFileSync(path, "utf8");
   const keys = JSON.stringify([
     await generateSigningKey(`local-${new Date().toISOString().slice(0, 10)}`),
+  ]);
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, keys, { mode: 0o600 });
+  return keys;
+}
+
+/** Claves de cifrado locales (AES-256-GCM) para secretos en reposo. */
+export function ensureLocalEncryptionKeys(path: string): string {
+  if (existsSync(path)) return readFileSync(path, "utf8");
+  const keys = JSON.stringify([
+    generateEncryptionKey(`local-${new Date().toISOString().slice(0, 10)}`),
   ]);
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, keys, { mode: 0o600 });

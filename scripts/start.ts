@@ -9,7 +9,11 @@ import { createAdminApp } from "../functions/app";
 import { createAdminRuntime } from "../functions/runtime";
 import { type LocalNats, NatsServerMissingError, startLocalNats } from "../infra/nats/local-server";
 import { startWorkers } from "../workers/runtime";
-import { ensureLocalAdminClient, ensureLocalSigningKeys } from "./dev-credentials";
+import {
+  ensureLocalAdminClient,
+  ensureLocalEncryptionKeys,
+  ensureLocalSigningKeys,
+} from "./dev-credentials";
 
 // `npm start`: todo el sistema en un proceso, con PGlite y un nats-server propio por defecto.
 const DATA_DIR = resolve(process.env.FARUTECH_DATA_DIR ?? ".data");
@@ -43,6 +47,7 @@ async function main() {
 
   env.PGLITE_DATA_DIR ??= join(DATA_DIR, "pglite");
   env.AUTH_SIGNING_KEYS ??= await ensureLocalSigningKeys(join(DATA_DIR, "signing-keys.json"));
+  env.ENCRYPTION_KEYS ??= ensureLocalEncryptionKeys(join(DATA_DIR, "encryption-keys.json"));
   env.AUTH_ISSUER ??= `http://127.0.0.1:${edgePort}`;
 
   const db = await createDb(dbConfigFromEnv(env));

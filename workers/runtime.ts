@@ -1,13 +1,15 @@
 import { join } from "node:path";
 import { z } from "zod";
 import { type Bus, connectBus, ensureStreams } from "../core/bus";
-import { ConfigError, commonEnv, databaseEnv, parseEnv } from "../core/config";
+import { ConfigError, commonEnv, databaseEnv, encryptionEnv, parseEnv } from "../core/config";
 import type { Logger } from "../core/logger";
+import { createSecretBox } from "../core/secret-box";
 import { DEFAULT_PGLITE_DIR } from "../db/client";
 import { createDeadLetterStore } from "../db/dead-letters";
 import { createProcessedStore } from "../db/processed";
 import type { DbHandle } from "../db/types";
 import { billingWorker } from "./billing/worker";
+import { integrationWorker } from "./integration/worker";
 import { startMaintenance } from "./maintenance";
 import { createMailer } from "./notifications/mailer";
 import { notificationWorker } from "./notifications/worker";
@@ -21,19 +23,22 @@ import { type RunningRelay, startOutboxRelay } from "./relay";
 import { type RunningWorker, startWorker } from "./runtime/consumer";
 import { createWorkerMetrics, type WorkerMetrics } from "./runtime/metrics";
 
-export const workersEnv = databaseEnv.extend(commonEnv.shape).extend({
-  NATS_URL: z.string().optional(),
-  WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
-  WORKER_ACK_WAIT_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000),
-  PROVISIONING_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0),
-  PROVISIONING_EXTERNAL_DELAY_MS: z.coerce.number().int().min(0).max(600_000).default(0),
-  METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
-  SMTP_URL: z.string().optional(),
-  MAIL_FROM: z.string().default("Farutech <no-reply@farutech.com>"),
-  OPS_ALERT_EMAIL: z.string().default("ops@farutech.com"),
-  GDPR_RETENTION_DAYS: z.coerce.number().int().min(0).max(3650).default(30),
-  MAINTENANCE_INTERVAL_MS: z.coerce.number().int().min(1_000).default(3_600_000),
-});
+export const workersEnv = encryptionEnv
+  .extend(databaseEnv.shape)
+  .extend(commonEnv.shape)
+  .extend({
+    NATS_URL: z.string().optional(),
+    WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
+    WORKER_ACK_WAIT_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000),
+    PROVISIONING_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0),
+    PROVISIONING_EXTERNAL_DELAY_MS: z.coerce.number().int().min(0).max(600_000).default(0),
+    METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
+    SMTP_URL: z.string().optional(),
+    MAIL_FROM: z.string().default("Farutech <no-reply@farutech.com>"),
+    OPS_ALERT_EMAIL: z.string().default("ops@farutech.com"),
+    GDPR_RETENTION_DAYS: z.coerce.number().int().min(0).max(3650).default(30),
+    MAINTENANCE_INTERVAL_MS: z.coerce.number().int().min(1_000).default(3_600_000),
+  });
 export type WorkersEnv = z.infer<typeof workersEnv>;
 
 export interface WorkersHandle {
@@ -97,6 +102,12 @@ export async function startWorkers(
     ),
     await startWorker(billingWorker({ db: deps.db.db }), options),
   ];
+  if (env.ENCRYPTION_KEYS) {
+    const secretBox = await createSecretBox(env.ENCRYPTION_KEYS);
+    workers.push(await startWorker(integrationWorker({ db: deps.db.db, secretBox }), options));
+  } else {
+    deps.logger.warn("ENCRYPTION_KEYS not set: the integration worker (webhooks) is not running");
+  }
   const relay = startOutboxRelay({ db: deps.db.db, bus, logger: deps.logger });
   const maintenance = startMaintenance({
     db: deps.db.db,

@@ -6,6 +6,7 @@ import { type ServerType, serve } from "@hono/node-server";
 import { generateSigningKey } from "../../core/auth/keys";
 import { randomToken } from "../../core/ids";
 import { createLogger, silentLogger } from "../../core/logger";
+import { generateEncryptionKey } from "../../core/secret-box";
 import { createNodeEdgeApp } from "../../edge/node";
 import { createAdminApp } from "../../functions/app";
 import { type AdminRuntime, createAdminRuntime } from "../../functions/runtime";
@@ -72,6 +73,7 @@ export async function startTestStack(options: StackOptions): Promise<TestStack> 
     NATS_URL: nats.url,
     NATS_WS_URL: nats.wsUrl,
     AUTH_SIGNING_KEYS: keys,
+    ENCRYPTION_KEYS: JSON.stringify([generateEncryptionKey("test")]),
     AUTH_ISSUER: "http://edge.test",
     AUTH_AUDIENCE: "farutech-orchestrator",
     LOG_LEVEL: "silent",

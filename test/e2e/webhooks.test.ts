@@ -1,0 +1,104 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { eq } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SIGNATURE_HEADER, verifyWebhook } from "../../core/webhook-signature";
+import { tenantInstances } from "../../db/schema";
+import { seedDemo } from "../../db/seed";
+import { call, expectProblem } from "../support/http";
+import { startTestStack, type TestStack, waitFor } from "../support/stack";
+
+interface Received {
+  body: string;
+  signature: string;
+  eventId: string;
+}
+
+// IntegrationWorker: entitlements.changed llega firmado (HMAC-SHA256) y con reintentos.
+describe("signed webhooks", () => {
+  let stack: TestStack;
+  let receiver: Server;
+  let url: string;
+  const received: Received[] = [];
+  let failuresLeft = 1;
+
+  beforeAll(async () => {
+    receiver = createServer((req, res) => {
+      let body = "";
+      req.on("data", (c: Buffer) => {
+        body += c.toString();
+      });
+      req.on("end", () => {
+        if (failuresLeft > 0) {
+          failuresLeft--;
+          res.writeHead(503).end();
+          return;
+        }
+        received.push({
+          body,
+          signature: String(req.headers[SIGNATURE_HEADER.toLowerCase()] ?? ""),
+          eventId: String(req.headers["farutech-event-id"] ?? ""),
+        });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
+    url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`;
+    stack = await startTestStack({ database: "postgres" });
+    await seedDemo(stack.db.handle.db);
+  });
+  afterAll(async () => {
+    await stack?.stop();
+    await new Promise<void>((r) => receiver?.close(() => r()));
+  });
+
+  it("delivers entitlements.changed for the instance, signed, after a transient failure", async () => {
+    const token = await stack.adminToken();
+    const [instance] = await stack.db.handle.db
+      .select()
+      .from(tenantInstances)
+      .where(eq(tenantInstances.instanceCode, "vet-norte"));
+    if (!instance) throw new Error("demo data missing");
+    const created = await call<{ id: string; secret: string }>(`${stack.adminUrl}/api/webhooks`, {
+      token,
+      json: { tenantInstanceId: instance.id, url },
+    });
+    expect(created.status).toBe(201);
+    expect(created.body.secret).toMatch(/^whsec_/);
+    const listed = await call<{ items: Record<string, unknown>[] }>(
+      `${stack.adminUrl}/api/webhooks`,
+      { token },
+    );
+    expect(JSON.stringify(listed.body)).not.toContain(created.body.secret);
+
+    const suspended = await call(`${stack.adminUrl}/api/tenant-instances/${instance.id}/suspend`, {
+      token,
+      json: {},
+    });
+    expect(suspended.status).toBe(200);
+    const delivery = await waitFor(async () => received[0], { timeoutMs: 15_000 });
+    expect(failuresLeft).toBe(0);
+    const payload = JSON.parse(delivery.body) as {
+      id: string;
+      type: string;
+      data: { tenantInstanceId: string };
+    };
+    expect(payload.type).toBe("entitlements.changed");
+    expect(payload.data.tenantInstanceId).toBe(instance.id);
+    expect(delivery.eventId).toBe(payload.id);
+    const now = Math.floor(Date.now() / 1000);
+    expect(await verifyWebhook(created.body.secret, delivery.body, delivery.signature, now)).toBe(
+      true,
+    );
+    expect(await verifyWebhook("whsec_wrong", delivery.body, delivery.signature, now)).toBe(false);
+    expect(
+      await verifyWebhook(created.body.secret, `${delivery.body} `, delivery.signature, now),
+    ).toBe(false);
+
+    expectProblem(
+      await call(`${stack.adminUrl}/api/webhooks`, { token, json: { url } }),
+      400,
+      "validation_failed",
+    );
+  }, 40_000);
+});
