@@ -14,6 +14,11 @@ import { startMaintenance } from "./maintenance";
 import { createMailer } from "./notifications/mailer";
 import { notificationWorker } from "./notifications/worker";
 import {
+  createPgliteDedicated,
+  createPostgresDedicated,
+  type DedicatedDatabases,
+} from "./provisioning/dedicated-databases";
+import {
   createPgliteRegistry,
   createPostgresRegistry,
   type SharedTenantRegistry,
@@ -59,6 +64,16 @@ export function registryFor(db: DbHandle, env: WorkersEnv): SharedTenantRegistry
   return createPostgresRegistry(env.DATABASE_URL);
 }
 
+export function dedicatedFor(db: DbHandle, env: WorkersEnv): DedicatedDatabases {
+  if (db.driver === "pglite") {
+    const dir = env.PGLITE_DATA_DIR ?? DEFAULT_PGLITE_DIR;
+    return createPgliteDedicated(dir.startsWith("memory://") ? dir : join(dir, "..", "tenants"));
+  }
+  if (!env.DATABASE_URL)
+    throw new ConfigError("DATABASE_URL is required for Enterprise tenant databases");
+  return createPostgresDedicated(env.DATABASE_URL);
+}
+
 export async function startWorkers(
   rawEnv: Record<string, unknown>,
   deps: { db: DbHandle; logger: Logger; registry?: SharedTenantRegistry },
@@ -84,6 +99,7 @@ export async function startWorkers(
   };
   // Sin SMTP_URL (modo embebido) los correos solo se registran en el log.
   const mailer = createMailer({ smtpUrl: env.SMTP_URL, from: env.MAIL_FROM });
+  const secretBox = env.ENCRYPTION_KEYS ? await createSecretBox(env.ENCRYPTION_KEYS) : undefined;
   const workers = [
     await startWorker(
       provisioningWorker({
@@ -93,6 +109,8 @@ export async function startWorkers(
         failureRate: env.PROVISIONING_FAILURE_RATE,
         externalDelayMs: env.PROVISIONING_EXTERNAL_DELAY_MS,
         logger: deps.logger,
+        dedicated: dedicatedFor(deps.db, env),
+        ...(secretBox ? { secretBox } : {}),
       }),
       options,
     ),
@@ -102,8 +120,7 @@ export async function startWorkers(
     ),
     await startWorker(billingWorker({ db: deps.db.db }), options),
   ];
-  if (env.ENCRYPTION_KEYS) {
-    const secretBox = await createSecretBox(env.ENCRYPTION_KEYS);
+  if (secretBox) {
     workers.push(await startWorker(integrationWorker({ db: deps.db.db, secretBox }), options));
   } else {
     deps.logger.warn("ENCRYPTION_KEYS not set: the integration worker (webhooks) is not running");

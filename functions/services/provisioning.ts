@@ -128,17 +128,6 @@ export async function provisionTenant(
   const previous = await existingByCorrelation(ctx.db, correlationId, requestHash);
   if (previous) return { response: previous, replayed: true };
 
-  if (input.databaseTier === "enterprise") {
-    // Todavía no: el worker Enterprise (base propia y cadena cifrada) llega con el issue de workers.
-    throw new AppError(
-      "unprocessable",
-      "Enterprise database tier provisioning is not available yet",
-      {
-        fields: [{ path: "body.databaseTier", message: "Only 'standard' is available" }],
-      },
-    );
-  }
-
   const tenantInstanceId = newId();
   const taskId = newId();
   try {

@@ -9,6 +9,7 @@ import type { Bus } from "../../core/bus";
 import { pgErrorCode } from "../../core/http/db-errors";
 import { newId } from "../../core/ids";
 import { type Logger, silentLogger } from "../../core/logger";
+import type { SecretBox } from "../../core/secret-box";
 import { writeAudit } from "../../db/audit";
 import { enqueueEvent, publishQueued, type QueuedEvent } from "../../db/outbox";
 import {
@@ -23,6 +24,7 @@ import {
 import type { Database, Tx } from "../../db/types";
 import type { HandlerContext, WorkerDefinition } from "../runtime/consumer";
 import { errorMessage, PermanentError } from "../runtime/errors";
+import type { DedicatedDatabases } from "./dedicated-databases";
 import type { SharedTenantRegistry } from "./shared-registry";
 
 export const PROVISIONING_WORKER = "provisioning-worker";
@@ -34,6 +36,9 @@ export interface ProvisioningWorkerDeps {
   registry: SharedTenantRegistry;
   /** Fracción de fallos transitorios inyectados en el paso externo (simulación del seed). */
   failureRate: number;
+  /** Tier Enterprise: bases propias y cifrado de su cadena de conexión. */
+  dedicated?: DedicatedDatabases;
+  secretBox?: SecretBox;
   /** Para avisos fuera del contexto de un mensaje (p. ej. al publicar tras la DLQ). */
   logger?: Logger;
   /** Latencia simulada del paso externo (ms), como la simulación de ProvisionDatabase() del seed. */
@@ -68,8 +73,58 @@ async function loadInstance(db: Database | Tx, tenantInstanceId: string) {
   return row;
 }
 
-function provisionSteps(deps: ProvisioningWorkerDeps): Step[] {
+function enterpriseSteps(deps: ProvisioningWorkerDeps): Step[] {
+  const need = () => {
+    if (!deps.dedicated || !deps.secretBox) {
+      throw new PermanentError("Enterprise provisioning needs ENCRYPTION_KEYS in the workers");
+    }
+    return { dedicated: deps.dedicated, box: deps.secretBox };
+  };
+  return [
+    {
+      // Crear base y rol y guardar la cadena cifrada van juntos: un reintento genera una
+      // contraseña nueva y la guarda, así la cadena almacenada siempre sirve.
+      name: "create_database",
+      kind: "external",
+      async run(task) {
+        const { dedicated, box } = need();
+        const { instance } = await loadInstance(deps.db, task.tenantInstanceId);
+        const connectionString = await dedicated.create(instance.tenantCode);
+        await deps.db
+          .update(tenantInstances)
+          .set({
+            connectionStringEncrypted: await box.encrypt(connectionString),
+            encryptionKeyId: box.activeKeyId,
+            updatedAt: sql`now()`,
+          })
+          .where(eq(tenantInstances.id, instance.id));
+      },
+    },
+    {
+      name: "apply_schema",
+      kind: "external",
+      async run(task) {
+        const { dedicated, box } = need();
+        const { instance, productCode } = await loadInstance(deps.db, task.tenantInstanceId);
+        if (!instance.connectionStringEncrypted) throw new Error("connection string missing");
+        await dedicated.applyBaseline(
+          await box.decrypt(instance.connectionStringEncrypted),
+          productCode,
+        );
+      },
+    },
+  ];
+}
+
+function provisionSteps(deps: ProvisioningWorkerDeps, tier: "standard" | "enterprise"): Step[] {
   const random = deps.random ?? Math.random;
+  const [, ...common] = standardProvisionSteps(deps, random);
+  return tier === "enterprise"
+    ? [...enterpriseSteps(deps), ...common]
+    : standardProvisionSteps(deps, random);
+}
+
+function standardProvisionSteps(deps: ProvisioningWorkerDeps, random: () => number): Step[] {
   return [
     {
       name: "register_tenant",
@@ -368,10 +423,14 @@ function updateFeatureSteps(): Step[] {
   ];
 }
 
-function stepsFor(kind: ProvisioningTaskMessage["kind"], deps: ProvisioningWorkerDeps): Step[] {
+function stepsFor(
+  kind: ProvisioningTaskMessage["kind"],
+  deps: ProvisioningWorkerDeps,
+  tier: "standard" | "enterprise",
+): Step[] {
   switch (kind) {
     case "provision":
-      return provisionSteps(deps);
+      return provisionSteps(deps, tier);
     case "deprovision":
       return deprovisionSteps();
     case "update_features":
@@ -499,9 +558,10 @@ export function provisioningWorker(
       if (task.kind !== kind || task.tenantInstanceId !== tenantInstanceId) {
         throw new PermanentError(`message does not match provisioning task ${taskId}`);
       }
+      const { instance } = await loadInstance(deps.db, tenantInstanceId);
       await runSteps(
         deps,
-        stepsFor(task.kind, deps),
+        stepsFor(task.kind, deps, instance.databaseTier),
         { taskId, tenantInstanceId, correlationId: task.correlationId, payload: task.payload },
         ctx,
       );

@@ -1,0 +1,90 @@
+import { eq } from "drizzle-orm";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createSecretBox, generateEncryptionKey } from "../../core/secret-box";
+import { tenantInstances } from "../../db/schema";
+import { seedDemo } from "../../db/seed";
+import { taskSchema } from "../../functions/routes/provisioning/schema";
+import { demoProvisionBody } from "../support/demo";
+import { call } from "../support/http";
+import { startTestStack, type TestStack, waitFor } from "../support/stack";
+
+// Tier Enterprise: base y rol propios, esquema aplicado y cadena de conexión cifrada.
+describe("Enterprise tier provisioning", () => {
+  let stack: TestStack;
+
+  beforeAll(async () => {
+    stack = await startTestStack({ database: "postgres" });
+    await seedDemo(stack.db.handle.db);
+  });
+  afterAll(async () => {
+    if (stack) {
+      // Las bases y roles de tenant viven en el servidor: se borran aquí.
+      const admin = new pg.Client({ connectionString: stack.db.url });
+      await admin.connect();
+      const dbs = await admin.query<{ datname: string }>(
+        "select datname from pg_database where datname like 't\\_%'",
+      );
+      const rows = await stack.db.handle.db.select().from(tenantInstances);
+      const mine = new Set(
+        rows.map((r) => `t_${r.tenantCode.replace(/[^a-z0-9]/g, "_")}`.slice(0, 63)),
+      );
+      for (const { datname } of dbs.rows.filter((d) => mine.has(d.datname))) {
+        await admin.query(`drop database if exists "${datname}" with (force)`);
+        await admin.query(`drop role if exists "${datname}"`);
+      }
+      await admin.end();
+      await stack.stop();
+    }
+  });
+
+  it("creates the tenant's own database and role, applies the schema and stores the URL encrypted", async () => {
+    const token = await stack.adminToken();
+    const res = await call<{ taskId: string; tenantInstanceId: string }>(
+      `${stack.adminUrl}/api/provisioning/provision`,
+      {
+        token,
+        json: await demoProvisionBody(stack.db.handle.db, "ent-1", { databaseTier: "enterprise" }),
+      },
+    );
+    expect(res.status).toBe(202);
+    const task = await waitFor(async () => {
+      const r = await call(`${stack.adminUrl}/api/provisioning/tasks/${res.body.taskId}`, {
+        token,
+      });
+      const t = taskSchema.parse(r.body);
+      return t.status === "succeeded" || t.status === "dead_lettered" ? t : undefined;
+    });
+    expect(task.status).toBe("succeeded");
+    expect(task.steps.map((s) => s.name)).toEqual([
+      "create_database",
+      "apply_schema",
+      "activate",
+      "request_welcome_notification",
+    ]);
+
+    const [instance] = await stack.db.handle.db
+      .select()
+      .from(tenantInstances)
+      .where(eq(tenantInstances.id, res.body.tenantInstanceId));
+    const sealed = instance?.connectionStringEncrypted ?? "";
+    expect(sealed).toMatch(/^v1\.test\./);
+    expect(sealed).not.toMatch(/postgres|@|127\.0\.0\.1/);
+    expect(instance?.encryptionKeyId).toBe("test");
+
+    // Sin la clave no se lee; con ella, la cadena entra como el rol del tenant y ve su esquema.
+    const stranger = await createSecretBox(JSON.stringify([{ ...generateEncryptionKey("test") }]));
+    await expect(stranger.decrypt(sealed)).rejects.toThrow();
+    const box = await createSecretBox(stack.env.ENCRYPTION_KEYS ?? "");
+    const url = await box.decrypt(sealed);
+    const tenant = new pg.Client({ connectionString: url });
+    await tenant.connect();
+    const who = await tenant.query<{ user: string }>("select current_user as user");
+    const meta = await tenant.query<{ value: string }>(
+      "select value from farutech_tenant_metadata where key = 'product'",
+    );
+    await tenant.end();
+    expect(who.rows[0]?.user).toBe(new URL(url).username);
+    expect(meta.rows).toEqual([{ value: "FARUTECH_VET" }]);
+  }, 60_000);
+});

@@ -1,0 +1,89 @@
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import pg from "pg";
+import { pgErrorCode } from "../../core/http/db-errors";
+import { randomToken } from "../../core/ids";
+
+/** Tier Enterprise: una base y un rol propios por tenant, con el esquema base del producto. */
+export interface DedicatedDatabases {
+  /** Crea (o reusa) base y rol con una contraseña nueva; devuelve la cadena de conexión. */
+  create(tenantCode: string): Promise<string>;
+  /** Aplica el esquema base del producto usando la cadena del tenant (idempotente). */
+  applyBaseline(connectionString: string, productCode: string): Promise<void>;
+}
+
+const BASELINE = (productCode: string) => `
+  create table if not exists farutech_tenant_metadata (
+    key text primary key,
+    value text not null
+  );
+  insert into farutech_tenant_metadata (key, value) values ('product', '${productCode.replace(/'/g, "")}')
+    on conflict (key) do nothing;`;
+
+export function dedicatedName(tenantCode: string): string {
+  return `t_${tenantCode.replace(/[^a-z0-9]/g, "_")}`.slice(0, 63);
+}
+
+export function createPostgresDedicated(adminUrl: string): DedicatedDatabases {
+  return {
+    async create(tenantCode) {
+      const name = dedicatedName(tenantCode);
+      const password = randomToken(24);
+      const admin = new pg.Client({ connectionString: adminUrl });
+      await admin.connect();
+      try {
+        // Rol primero; si ya existe (reintento), se le da una contraseña nueva: la cadena guardada
+        // después de este paso es siempre la válida.
+        const exists = await admin.query("select 1 from pg_roles where rolname = $1", [name]);
+        const escaped = password.replace(/'/g, "''");
+        if (exists.rowCount)
+          await admin.query(`alter role "${name}" with login password '${escaped}'`);
+        else await admin.query(`create role "${name}" with login password '${escaped}'`);
+        try {
+          await admin.query(`create database "${name}" owner "${name}"`);
+        } catch (err) {
+          if (pgErrorCode(err) !== "42P04" && pgErrorCode(err) !== "23505") throw err;
+        }
+        await admin.query(`revoke all on database "${name}" from public`);
+      } finally {
+        await admin.end();
+      }
+      const url = new URL(adminUrl);
+      url.username = name;
+      url.password = password;
+      url.pathname = `/${name}`;
+      return url.toString();
+    },
+    async applyBaseline(connectionString, productCode) {
+      const client = new pg.Client({ connectionString });
+      await client.connect();
+      try {
+        await client.query(BASELINE(productCode));
+      } finally {
+        await client.end();
+      }
+    },
+  };
+}
+
+/** Modo embebido: la base propia de un tenant es una carpeta PGlite (`pglite://<ruta>`). */
+export function createPgliteDedicated(dataDir: string): DedicatedDatabases {
+  return {
+    async create(tenantCode) {
+      if (dataDir.startsWith("memory://")) return "pglite://memory";
+      const dir = join(dataDir, dedicatedName(tenantCode));
+      mkdirSync(dir, { recursive: true });
+      return `pglite://${dir}`;
+    },
+    async applyBaseline(connectionString, productCode) {
+      const { PGlite } = await import("@electric-sql/pglite");
+      const path = connectionString.replace(/^pglite:\/\//, "");
+      const db = await PGlite.create(path === "memory" ? "memory://" : path);
+      try {
+        await db.exec(BASELINE(productCode));
+      } finally {
+        await db.close();
+      }
+    },
+  };
+}
