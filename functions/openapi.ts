@@ -87,3 +87,22 @@ export function pageSchema<T extends z.ZodTypeAny>(item: T, name: string) {
     })
     .openapi(name);
 }
+
+/** Cuerpo JSON obligatorio de una ruta. */
+export const jsonBody = <T extends z.ZodTypeAny>(schema: T) => ({
+  content: { "application/json": { schema } },
+  required: true,
+});
+
+/** Cabecera If-Match opcional de PATCH/DELETE (412 si la versión cambió). */
+export const ifMatchHeader = z.object({
+  "if-match": z
+    .string()
+    .optional()
+    .openapi({ description: "ETag leído antes; 412 si cambió", example: '"v3"' }),
+});
+
+/** Cabecera ETag de los GET de un recurso. */
+export const etagHeader = {
+  ETag: { schema: { type: "string" as const }, description: "Versión para If-Match" },
+};

@@ -18,6 +18,7 @@ import { demoProvisionBody } from "../support/demo";
 import { startNatsForTest, waitFor } from "../support/stack";
 
 // Un worker muerto con SIGKILL a mitad de un paso no pierde nada: el mensaje vuelve,
+// (paso externo de 3 s: deja margen para matarlo en curso aunque la máquina esté cargada)
 // otro proceso salta lo ya hecho y la tarea termina con cada paso completado una vez.
 describe("worker killed mid-step", () => {
   let db: TestDatabase;
@@ -45,7 +46,7 @@ describe("worker killed mid-step", () => {
       NATS_URL: nats.url,
       LOG_LEVEL: "silent",
       WORKER_ACK_WAIT_MS: "2000",
-      PROVISIONING_EXTERNAL_DELAY_MS: "1500",
+      PROVISIONING_EXTERNAL_DELAY_MS: "3000",
       AUTH_SIGNING_KEYS: JSON.stringify([await generateSigningKey("crash-test")]),
       AUTH_ISSUER: "http://edge.test",
     };

@@ -2,25 +2,21 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AdminEnv } from "../../env";
 import { writeGuard } from "../../middleware/guards";
 import { TENANT_WRITE } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, uuidParam } from "../../openapi";
+import {
+  bearerSecurity,
+  errorResponses,
+  etagHeader,
+  ifMatchHeader,
+  jsonBody,
+  uuidParam,
+} from "../../openapi";
 import { etagFor, expectedVersion } from "../../services/concurrency";
 import { serviceContext } from "../../services/context";
 import { createCustomer, softDeleteCustomer, updateCustomer } from "../../services/customers";
 import { eraseCustomerNow } from "../../services/gdpr";
-import { etagHeader } from "./get";
 import { createCustomerSchema, customerSchema, toCustomer, updateCustomerSchema } from "./schema";
 
 const idParams = z.object({ id: uuidParam("id", "Id del cliente") });
-const json = <T extends z.ZodTypeAny>(schema: T) => ({
-  content: { "application/json": { schema } },
-  required: true,
-});
-const ifMatch = z.object({
-  "if-match": z
-    .string()
-    .optional()
-    .openapi({ description: "ETag leído antes; 412 si cambió", example: '"v3"' }),
-});
 const customerBody = (description: string) => ({
   description,
   headers: etagHeader,
@@ -35,7 +31,7 @@ const create = createRoute({
   summary: "Crea un cliente (taxId único por país)",
   security: bearerSecurity,
   middleware: writeGuard(TENANT_WRITE),
-  request: { body: json(createCustomerSchema) },
+  request: { body: jsonBody(createCustomerSchema) },
   responses: { 201: customerBody("Creado"), ...errorResponses },
 });
 
@@ -47,7 +43,7 @@ const update = createRoute({
   summary: "Modifica un cliente (If-Match opcional; 409 si fue borrado por GDPR)",
   security: bearerSecurity,
   middleware: writeGuard(TENANT_WRITE),
-  request: { params: idParams, headers: ifMatch, body: json(updateCustomerSchema) },
+  request: { params: idParams, headers: ifMatchHeader, body: jsonBody(updateCustomerSchema) },
   responses: { 200: customerBody("Modificado"), ...errorResponses, 412: errorResponses[409] },
 });
 
@@ -62,7 +58,7 @@ const remove = createRoute({
     "(o al momento con POST /api/customers/{id}/erase). Repetirlo no cambia nada.",
   security: bearerSecurity,
   middleware: writeGuard(TENANT_WRITE),
-  request: { params: idParams, headers: ifMatch },
+  request: { params: idParams, headers: ifMatchHeader },
   responses: { 204: { description: "Borrado" }, ...errorResponses, 412: errorResponses[409] },
 });
 

@@ -2,23 +2,13 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AdminEnv } from "../../env";
 import { writeGuard } from "../../middleware/guards";
 import { CATALOG_WRITE } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, uuidParam } from "../../openapi";
+import { bearerSecurity, errorResponses, ifMatchHeader, jsonBody, uuidParam } from "../../openapi";
 import { etagFor, expectedVersion } from "../../services/concurrency";
 import { serviceContext } from "../../services/context";
 import { createFeature, deleteFeature, updateFeature } from "../../services/features";
 import { createFeatureSchema, featureSchema, toFeature, updateFeatureSchema } from "./schema";
 
 const featureId = z.object({ id: uuidParam("id", "Id de la feature") });
-const json = <T extends z.ZodTypeAny>(schema: T) => ({
-  content: { "application/json": { schema } },
-  required: true,
-});
-const ifMatch = z.object({
-  "if-match": z
-    .string()
-    .optional()
-    .openapi({ description: "ETag leído antes; 412 si cambió", example: '"v3"' }),
-});
 
 const create = createRoute({
   operationId: "createFeature",
@@ -30,7 +20,7 @@ const create = createRoute({
   middleware: writeGuard(CATALOG_WRITE),
   request: {
     params: z.object({ id: uuidParam("id", "Id del módulo") }),
-    body: json(createFeatureSchema),
+    body: jsonBody(createFeatureSchema),
   },
   responses: {
     201: { description: "Creada", content: { "application/json": { schema: featureSchema } } },
@@ -46,7 +36,7 @@ const update = createRoute({
   summary: "Modifica nombre, descripción o isPremium de una feature (If-Match opcional)",
   security: bearerSecurity,
   middleware: writeGuard(CATALOG_WRITE),
-  request: { params: featureId, headers: ifMatch, body: json(updateFeatureSchema) },
+  request: { params: featureId, headers: ifMatchHeader, body: jsonBody(updateFeatureSchema) },
   responses: {
     200: { description: "Modificada", content: { "application/json": { schema: featureSchema } } },
     ...errorResponses,
@@ -62,7 +52,7 @@ const remove = createRoute({
   summary: "Borra una feature (409 si está en un plan o un override)",
   security: bearerSecurity,
   middleware: writeGuard(CATALOG_WRITE),
-  request: { params: featureId, headers: ifMatch },
+  request: { params: featureId, headers: ifMatchHeader },
   responses: { 204: { description: "Borrada" }, ...errorResponses, 412: errorResponses[409] },
 });
 

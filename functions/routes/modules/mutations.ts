@@ -2,23 +2,13 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AdminEnv } from "../../env";
 import { writeGuard } from "../../middleware/guards";
 import { CATALOG_WRITE } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, uuidParam } from "../../openapi";
+import { bearerSecurity, errorResponses, ifMatchHeader, jsonBody, uuidParam } from "../../openapi";
 import { etagFor, expectedVersion } from "../../services/concurrency";
 import { serviceContext } from "../../services/context";
 import { createModule, deleteModule, updateModule } from "../../services/modules";
 import { createModuleSchema, moduleSchema, toModule, updateModuleSchema } from "./schema";
 
 const moduleId = z.object({ id: uuidParam("id", "Id del módulo") });
-const json = <T extends z.ZodTypeAny>(schema: T) => ({
-  content: { "application/json": { schema } },
-  required: true,
-});
-const ifMatch = z.object({
-  "if-match": z
-    .string()
-    .optional()
-    .openapi({ description: "ETag leído antes; 412 si cambió", example: '"v3"' }),
-});
 
 const create = createRoute({
   operationId: "createModule",
@@ -30,7 +20,7 @@ const create = createRoute({
   middleware: writeGuard(CATALOG_WRITE),
   request: {
     params: z.object({ id: uuidParam("id", "Id del producto") }),
-    body: json(createModuleSchema),
+    body: jsonBody(createModuleSchema),
   },
   responses: {
     201: { description: "Creado", content: { "application/json": { schema: moduleSchema } } },
@@ -46,7 +36,7 @@ const update = createRoute({
   summary: "Modifica nombre o descripción de un módulo (If-Match opcional)",
   security: bearerSecurity,
   middleware: writeGuard(CATALOG_WRITE),
-  request: { params: moduleId, headers: ifMatch, body: json(updateModuleSchema) },
+  request: { params: moduleId, headers: ifMatchHeader, body: jsonBody(updateModuleSchema) },
   responses: {
     200: { description: "Modificado", content: { "application/json": { schema: moduleSchema } } },
     ...errorResponses,
@@ -62,7 +52,7 @@ const remove = createRoute({
   summary: "Borra un módulo y sus features (409 si alguna está en un plan o un override)",
   security: bearerSecurity,
   middleware: writeGuard(CATALOG_WRITE),
-  request: { params: moduleId, headers: ifMatch },
+  request: { params: moduleId, headers: ifMatchHeader },
   responses: { 204: { description: "Borrado" }, ...errorResponses, 412: errorResponses[409] },
 });
 

@@ -2,23 +2,13 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AdminEnv } from "../../env";
 import { writeGuard } from "../../middleware/guards";
 import { CATALOG_WRITE } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, uuidParam } from "../../openapi";
+import { bearerSecurity, errorResponses, ifMatchHeader, jsonBody, uuidParam } from "../../openapi";
 import { etagFor, expectedVersion } from "../../services/concurrency";
 import { serviceContext } from "../../services/context";
 import { createPlan, deletePlan, updatePlan } from "../../services/plans";
 import { createPlanSchema, planSchema, toPlan, updatePlanSchema } from "./schema";
 
 const planId = z.object({ id: uuidParam("id", "Id del plan") });
-const json = <T extends z.ZodTypeAny>(schema: T) => ({
-  content: { "application/json": { schema } },
-  required: true,
-});
-const ifMatch = z.object({
-  "if-match": z
-    .string()
-    .optional()
-    .openapi({ description: "ETag leído antes; 412 si cambió", example: '"v3"' }),
-});
 
 const create = createRoute({
   operationId: "createPlan",
@@ -28,7 +18,7 @@ const create = createRoute({
   summary: "Crea un plan de un producto con sus features y límites",
   security: bearerSecurity,
   middleware: writeGuard(CATALOG_WRITE),
-  request: { body: json(createPlanSchema) },
+  request: { body: jsonBody(createPlanSchema) },
   responses: {
     201: { description: "Creado", content: { "application/json": { schema: planSchema } } },
     ...errorResponses,
@@ -45,7 +35,7 @@ const update = createRoute({
     "notifican a cada instancia suscrita",
   security: bearerSecurity,
   middleware: writeGuard(CATALOG_WRITE),
-  request: { params: planId, headers: ifMatch, body: json(updatePlanSchema) },
+  request: { params: planId, headers: ifMatchHeader, body: jsonBody(updatePlanSchema) },
   responses: {
     200: { description: "Modificado", content: { "application/json": { schema: planSchema } } },
     ...errorResponses,
@@ -61,7 +51,7 @@ const remove = createRoute({
   summary: "Borra un plan sin suscripciones (409 si alguna lo usa)",
   security: bearerSecurity,
   middleware: writeGuard(CATALOG_WRITE),
-  request: { params: planId, headers: ifMatch },
+  request: { params: planId, headers: ifMatchHeader },
   responses: { 204: { description: "Borrado" }, ...errorResponses, 412: errorResponses[409] },
 });
 

@@ -4,14 +4,10 @@ import { products } from "../../../db/schema";
 import type { AdminEnv } from "../../env";
 import { readGuard } from "../../middleware/guards";
 import { CATALOG_READ } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, uuidParam } from "../../openapi";
+import { bearerSecurity, errorResponses, etagHeader, uuidParam } from "../../openapi";
 import { etagFor, notFound } from "../../services/concurrency";
 import { loadProduct } from "../../services/products";
 import { productSchema, toProduct } from "./schema";
-
-const etagHeader = {
-  ETag: { schema: { type: "string" as const }, description: "Versión para If-Match" },
-};
 
 const byId = createRoute({
   operationId: "getProduct",

@@ -2,7 +2,7 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AdminEnv } from "../../env";
 import { writeGuard } from "../../middleware/guards";
 import { CATALOG_WRITE } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, uuidParam } from "../../openapi";
+import { bearerSecurity, errorResponses, ifMatchHeader, jsonBody, uuidParam } from "../../openapi";
 import { etagFor, expectedVersion } from "../../services/concurrency";
 import { serviceContext } from "../../services/context";
 import {
@@ -20,16 +20,6 @@ import {
 } from "./schema";
 
 const idParams = z.object({ id: uuidParam("id", "Id del producto") });
-const json = <T extends z.ZodTypeAny>(schema: T) => ({
-  content: { "application/json": { schema } },
-  required: true,
-});
-const ifMatch = z.object({
-  "if-match": z
-    .string()
-    .optional()
-    .openapi({ description: "ETag leído antes; 412 si cambió", example: '"v3"' }),
-});
 
 const create = createRoute({
   operationId: "createProduct",
@@ -39,7 +29,7 @@ const create = createRoute({
   summary: "Crea un producto",
   security: bearerSecurity,
   middleware: writeGuard(CATALOG_WRITE),
-  request: { body: json(createProductSchema) },
+  request: { body: jsonBody(createProductSchema) },
   responses: {
     201: { description: "Creado", content: { "application/json": { schema: productSchema } } },
     ...errorResponses,
@@ -54,7 +44,7 @@ const update = createRoute({
   summary: "Modifica un producto (If-Match opcional)",
   security: bearerSecurity,
   middleware: writeGuard(CATALOG_WRITE),
-  request: { params: idParams, headers: ifMatch, body: json(updateProductSchema) },
+  request: { params: idParams, headers: ifMatchHeader, body: jsonBody(updateProductSchema) },
   responses: {
     200: { description: "Modificado", content: { "application/json": { schema: productSchema } } },
     ...errorResponses,
@@ -70,7 +60,7 @@ const remove = createRoute({
   summary: "Borra un producto sin planes ni instancias",
   security: bearerSecurity,
   middleware: writeGuard(CATALOG_WRITE),
-  request: { params: idParams, headers: ifMatch },
+  request: { params: idParams, headers: ifMatchHeader },
   responses: { 204: { description: "Borrado" }, ...errorResponses, 412: errorResponses[409] },
 });
 
@@ -82,7 +72,7 @@ const addLimit = createRoute({
   summary: "Agrega un límite numérico al producto",
   security: bearerSecurity,
   middleware: writeGuard(CATALOG_WRITE),
-  request: { params: idParams, body: json(addLimitSchema) },
+  request: { params: idParams, body: jsonBody(addLimitSchema) },
   responses: {
     201: { description: "Agregado", content: { "application/json": { schema: productSchema } } },
     ...errorResponses,

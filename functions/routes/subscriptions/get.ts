@@ -2,14 +2,10 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AdminEnv } from "../../env";
 import { readGuard } from "../../middleware/guards";
 import { TENANT_READ } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, uuidParam } from "../../openapi";
+import { bearerSecurity, errorResponses, etagHeader, uuidParam } from "../../openapi";
 import { etagFor, notFound } from "../../services/concurrency";
 import { loadSubscription } from "../../services/subscriptions";
 import { subscriptionSchema, toSubscription } from "./schema";
-
-export const etagHeader = {
-  ETag: { schema: { type: "string" as const }, description: "Versión para If-Match" },
-};
 
 const route = createRoute({
   operationId: "getSubscription",

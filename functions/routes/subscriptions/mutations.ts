@@ -2,7 +2,14 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AdminEnv } from "../../env";
 import { writeGuard } from "../../middleware/guards";
 import { TENANT_WRITE } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, uuidParam } from "../../openapi";
+import {
+  bearerSecurity,
+  errorResponses,
+  etagHeader,
+  ifMatchHeader,
+  jsonBody,
+  uuidParam,
+} from "../../openapi";
 import { etagFor, expectedVersion } from "../../services/concurrency";
 import { serviceContext } from "../../services/context";
 import {
@@ -10,7 +17,6 @@ import {
   createSubscription,
   updateSubscription,
 } from "../../services/subscriptions";
-import { etagHeader } from "./get";
 import {
   createSubscriptionSchema,
   subscriptionSchema,
@@ -19,16 +25,6 @@ import {
 } from "./schema";
 
 const idParams = z.object({ id: uuidParam("id", "Id de la suscripción") });
-const json = <T extends z.ZodTypeAny>(schema: T) => ({
-  content: { "application/json": { schema } },
-  required: true,
-});
-const ifMatch = z.object({
-  "if-match": z
-    .string()
-    .optional()
-    .openapi({ description: "ETag leído antes; 412 si cambió", example: '"v3"' }),
-});
 const subscriptionBody = (description: string) => ({
   description,
   headers: etagHeader,
@@ -46,7 +42,7 @@ const create = createRoute({
     "Una instancia ya suscrita responde 409.",
   security: bearerSecurity,
   middleware: writeGuard(TENANT_WRITE),
-  request: { body: json(createSubscriptionSchema) },
+  request: { body: jsonBody(createSubscriptionSchema) },
   responses: { 201: subscriptionBody("Creada"), ...errorResponses },
 });
 
@@ -58,7 +54,7 @@ const update = createRoute({
   summary: "Cambia plan, estado o vigencia (If-Match opcional)",
   security: bearerSecurity,
   middleware: writeGuard(TENANT_WRITE),
-  request: { params: idParams, headers: ifMatch, body: json(updateSubscriptionSchema) },
+  request: { params: idParams, headers: ifMatchHeader, body: jsonBody(updateSubscriptionSchema) },
   responses: { 200: subscriptionBody("Modificada"), ...errorResponses, 412: errorResponses[409] },
 });
 
@@ -70,7 +66,7 @@ const cancel = createRoute({
   summary: "Cancela la suscripción (queda con estado cancelled)",
   security: bearerSecurity,
   middleware: writeGuard(TENANT_WRITE),
-  request: { params: idParams, headers: ifMatch },
+  request: { params: idParams, headers: ifMatchHeader },
   responses: { 204: { description: "Cancelada" }, ...errorResponses, 412: errorResponses[409] },
 });
 

@@ -4,14 +4,10 @@ import { tenantInstances } from "../../../db/schema";
 import type { AdminEnv } from "../../env";
 import { readGuard } from "../../middleware/guards";
 import { TENANT_READ } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, uuidParam } from "../../openapi";
+import { bearerSecurity, errorResponses, etagHeader, uuidParam } from "../../openapi";
 import { etagFor, notFound } from "../../services/concurrency";
 import { loadInstanceView } from "../../services/tenant-instances";
 import { tenantCodeParam, tenantInstanceSchema } from "./schema";
-
-export const etagHeader = {
-  ETag: { schema: { type: "string" as const }, description: "Versión para If-Match" },
-};
 
 const ok = {
   description: "La instancia",

@@ -2,20 +2,19 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AdminEnv } from "../../env";
 import { writeGuard } from "../../middleware/guards";
 import { TENANT_WRITE } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, uuidParam } from "../../openapi";
+import {
+  bearerSecurity,
+  errorResponses,
+  etagHeader,
+  ifMatchHeader,
+  uuidParam,
+} from "../../openapi";
 import { etagFor, expectedVersion } from "../../services/concurrency";
 import { serviceContext } from "../../services/context";
 import { changeInstanceStatus, updateTenantInstance } from "../../services/tenant-instances";
-import { etagHeader } from "./get";
 import { tenantInstanceSchema, updateTenantInstanceSchema } from "./schema";
 
 const idParams = z.object({ id: uuidParam("id", "Id de la instancia") });
-const ifMatch = z.object({
-  "if-match": z
-    .string()
-    .optional()
-    .openapi({ description: "ETag leído antes; 412 si cambió", example: '"v3"' }),
-});
 const ok = (description: string) => ({
   description,
   headers: etagHeader,
@@ -32,7 +31,7 @@ const update = createRoute({
   middleware: writeGuard(TENANT_WRITE),
   request: {
     params: idParams,
-    headers: ifMatch,
+    headers: ifMatchHeader,
     body: {
       required: true,
       content: { "application/json": { schema: updateTenantInstanceSchema } },
@@ -53,7 +52,7 @@ const statusRoute = (transition: "suspend" | "reactivate") =>
         : "Reactiva una instancia suspendida",
     security: bearerSecurity,
     middleware: writeGuard(TENANT_WRITE),
-    request: { params: idParams, headers: ifMatch },
+    request: { params: idParams, headers: ifMatchHeader },
     responses: {
       200: ok(transition === "suspend" ? "Suspendida" : "Reactivada"),
       ...errorResponses,
