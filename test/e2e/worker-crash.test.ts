@@ -18,8 +18,8 @@ import { demoProvisionBody } from "../support/demo";
 import { startNatsForTest, waitFor } from "../support/stack";
 
 // Un worker muerto con SIGKILL a mitad de un paso no pierde nada: el mensaje vuelve,
-// (paso externo de 3 s: deja margen para matarlo en curso aunque la máquina esté cargada)
 // otro proceso salta lo ya hecho y la tarea termina con cada paso completado una vez.
+// El paso externo dura 3 s para poder matarlo en curso aunque la máquina esté cargada.
 describe("worker killed mid-step", () => {
   let db: TestDatabase;
   let nats: LocalNats & { dir: string };
