@@ -489,6 +489,35 @@ export const apiClients = pgTable(
   ],
 );
 
+// Refresh tokens opacos (RFC 6749 §6): solo el SHA-256 (son 256 bits aleatorios, no hace falta
+// un hash lento). Cada uso rota dentro de la misma familia; reusar uno revoca la familia entera.
+export const refreshTokens = pgTable(
+  "refresh_tokens",
+  {
+    tokenHash: text("token_hash").primaryKey(),
+    familyId: uuid("family_id").notNull(),
+    clientId: text("client_id")
+      .notNull()
+      .references(() => apiClients.clientId, { onDelete: "cascade" }),
+    createdAt: createdAt(),
+    expiresAt: timestamp("expires_at", { withTimezone: true, precision: 3 }).notNull(),
+    usedAt: timestamp("used_at", { withTimezone: true, precision: 3 }),
+    revokedAt: timestamp("revoked_at", { withTimezone: true, precision: 3 }),
+  },
+  (t) => [
+    index("refresh_tokens_family_idx").on(t.familyId),
+    index("refresh_tokens_expires_idx").on(t.expiresAt),
+  ],
+);
+
+// Fallos de autenticación de cliente por client_id, compartidos entre isolates del edge:
+// con `failures` >= límite dentro de la ventana el cliente queda bloqueado (429).
+export const clientAuthFailures = pgTable("client_auth_failures", {
+  clientId: text("client_id").primaryKey(),
+  windowStartedAt: timestamp("window_started_at", { withTimezone: true, precision: 3 }).notNull(),
+  failures: integer("failures").notNull(),
+});
+
 // Idempotency-Key de los POST: la misma clave y cuerpo repiten la primera respuesta.
 export const idempotencyKeys = pgTable(
   "idempotency_keys",
