@@ -1,10 +1,22 @@
+import { z } from "zod";
 import { publicJwksOf } from "../core/auth/keys";
 import { createTokenSigner, createTokenVerifier } from "../core/auth/tokens";
 import { authEnv, commonEnv, parseEnv, signingKeysFrom } from "../core/config";
 import type { Logger } from "../core/logger";
 import type { EdgeDeps } from "./env";
 
-export const edgeEnv = authEnv.extend(commonEnv.shape);
+const oauthEnv = z.object({
+  AUTH_REFRESH_TOKEN_TTL: z.coerce
+    .number()
+    .int()
+    .min(60)
+    .max(365 * 86_400)
+    .default(30 * 86_400),
+  AUTH_CLIENT_FAILURE_LIMIT: z.coerce.number().int().min(1).default(5),
+  AUTH_CLIENT_FAILURE_WINDOW: z.coerce.number().int().min(1).max(86_400).default(60),
+});
+
+export const edgeEnv = authEnv.extend(commonEnv.shape).extend(oauthEnv.shape);
 
 /** Dependencias del edge salvo la base, que cada runtime aporta a su manera. */
 export async function createEdgeDeps(
@@ -26,6 +38,11 @@ export async function createEdgeDeps(
     verifier: createTokenVerifier({ jwks }, settings),
     jwks,
     issuer: env.AUTH_ISSUER,
+    oauth: {
+      refreshTokenTtlSeconds: env.AUTH_REFRESH_TOKEN_TTL,
+      maxClientAuthFailures: env.AUTH_CLIENT_FAILURE_LIMIT,
+      clientAuthFailureWindowSeconds: env.AUTH_CLIENT_FAILURE_WINDOW,
+    },
     logger,
   };
 }

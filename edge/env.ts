@@ -11,7 +11,15 @@ export interface EdgeDeps {
   verifier: TokenVerifier;
   jwks: PublicJwks;
   issuer: string;
+  oauth: OAuthSettings;
   logger: Logger;
+}
+
+export interface OAuthSettings {
+  refreshTokenTtlSeconds: number;
+  /** Fallos de autenticación de un client_id que lo bloquean (429) durante la ventana. */
+  maxClientAuthFailures: number;
+  clientAuthFailureWindowSeconds: number;
 }
 
 export interface EdgeEnv {
