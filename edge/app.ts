@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { installBase } from "../core/http/base";
 import type { EdgeDeps, EdgeEnv } from "./env";
 import { registerEntitlements } from "./routes/entitlements";
+import { registerOAuthRevoke } from "./routes/oauth-revoke";
 import { registerOAuthToken } from "./routes/oauth-token";
 import { registerWellKnown } from "./routes/well-known";
 
@@ -11,6 +12,7 @@ export function createEdgeApp(deps: EdgeDeps): Hono<EdgeEnv> {
   installBase(app, deps);
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   registerOAuthToken(app);
+  registerOAuthRevoke(app);
   registerWellKnown(app);
   registerEntitlements(app);
   return app;

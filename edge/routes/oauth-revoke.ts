@@ -1,0 +1,33 @@
+import type { Hono } from "hono";
+import { revokeRefreshTokenFamily } from "../../db/refresh-tokens";
+import type { EdgeEnv } from "../env";
+import { authenticateClient, clientCredentials } from "../oauth/client-auth";
+import { noStore, OAuthFailure, oauthHandler, readForm } from "../oauth/errors";
+
+// Un JWT tiene tres partes con puntos; nuestros refresh tokens son base64url sin puntos.
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+/** RFC 7009: revocación de tokens. Responde 200 también si el token no existe o es de otro. */
+export function registerOAuthRevoke(app: Hono<EdgeEnv>): void {
+  app.post(
+    "/oauth/revoke",
+    oauthHandler(async (c) => {
+      const form = await readForm(c);
+      const token = form.get("token");
+      if (!token) throw new OAuthFailure("invalid_request", "token is required", 400);
+      const credentials = clientCredentials(c.req.header("authorization"), form);
+      const { deps, logger } = c.var;
+      // token_type_hint es solo una pista (RFC 7009 §2.1): la forma del token decide.
+      await deps.withDb(c, async (db) => {
+        const client = await authenticateClient(db, credentials, deps.oauth, logger);
+        // Los access tokens son JWT autocontenidos que vencen en minutos
+        // (AUTH_ACCESS_TOKEN_TTL): no se revocan uno a uno. Para cortar el acceso ya, se revoca
+        // el cliente o su familia de refresh tokens; el access token vigente muere al vencer.
+        if (JWT_SHAPE.test(token)) return;
+        const revoked = await revokeRefreshTokenFamily(db, token, client.clientId);
+        if (revoked) logger.info({ clientId: client.clientId }, "refresh token family revoked");
+      });
+      return c.body(null, 200, noStore);
+    }),
+  );
+}
