@@ -1,0 +1,395 @@
+import { createPublicKey, type JsonWebKey } from "node:crypto";
+import { eq } from "drizzle-orm";
+import { base64url, importJWK, SignJWT } from "jose";
+import jwt from "jsonwebtoken";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { generateSigningKey, type PrivateJwk } from "../core/auth/keys";
+import { sha256Hex } from "../core/ids";
+import { apiClients, refreshTokens, tenantInstances } from "../db/schema";
+import { seedDemo } from "../db/seed";
+import { type RunningWsProxy, startWsProxy } from "../infra/wsproxy/wsproxy";
+import { type ClientSpec, createApiClient } from "../test/support/clients";
+import { createPostgresTestDatabase, type TestDatabase } from "../test/support/databases";
+import {
+  type EdgeFetch,
+  type EdgeTarget,
+  formPost,
+  startNodeEdge,
+  startWorkerdEdge,
+} from "../test/support/edge";
+
+const ISSUER = "http://edge.test";
+const AUDIENCE = "farutech-orchestrator";
+const FAILURE_LIMIT = 5;
+
+interface Client {
+  id: string;
+  secret: string;
+}
+interface TokenBody {
+  access_token: string;
+  token_type: string;
+  expires_in: number;
+  refresh_token: string;
+}
+
+let db: TestDatabase;
+let proxy: RunningWsProxy;
+let signingKey: PrivateJwk;
+let customerId: string;
+let norteId: string;
+let otherId: string;
+const targets = new Map<string, EdgeTarget>();
+
+beforeAll(async () => {
+  db = await createPostgresTestDatabase();
+  await seedDemo(db.handle.db);
+  proxy = await startWsProxy();
+  const instances = await db.handle.db.select().from(tenantInstances);
+  const norte = instances.find((i) => i.instanceCode === "vet-norte");
+  const other = instances.find((i) => i.instanceCode === "erp-principal");
+  if (!norte || !other || !db.url) throw new Error("demo data missing");
+  customerId = norte.customerId;
+  norteId = norte.id;
+  otherId = other.id;
+  signingKey = await generateSigningKey("edge-oauth-1");
+  const env = {
+    DATABASE_URL: db.url,
+    NEON_WSPROXY: proxy.url,
+    AUTH_SIGNING_KEYS: JSON.stringify([signingKey]),
+    AUTH_ISSUER: ISSUER,
+    AUTH_AUDIENCE: AUDIENCE,
+    AUTH_CLIENT_FAILURE_LIMIT: String(FAILURE_LIMIT),
+    AUTH_CLIENT_FAILURE_WINDOW: "60",
+    LOG_LEVEL: "silent",
+  };
+  targets.set("node", await startNodeEdge(env, db.handle.db));
+  targets.set("workerd", await startWorkerdEdge(env));
+}, 120_000);
+
+afterAll(async () => {
+  for (const t of targets.values()) await t.stop();
+  await proxy?.close();
+  await db?.drop();
+});
+
+const fetchOn =
+  (runtime: string): EdgeFetch =>
+  (path, init) => {
+    const target = targets.get(runtime);
+    if (!target) throw new Error(`no ${runtime} target`);
+    return target.fetch(path, init);
+  };
+
+const tenantClient = (extra: Partial<ClientSpec> = {}) =>
+  createApiClient(db.handle.db, {
+    kind: "tenant",
+    roles: ["tenant_app"],
+    customerId,
+    instanceIds: [norteId],
+    ...extra,
+  });
+
+const basic = (client: Client) => ({
+  authorization: `Basic ${btoa(`${client.id}:${client.secret}`)}`,
+});
+
+describe.each(["node", "workerd"])("OAuth on %s", (runtime) => {
+  const fetchEdge = fetchOn(runtime);
+
+  const clientCredentials = async (client: Client): Promise<TokenBody> => {
+    const res = await fetchEdge(
+      "/oauth/token",
+      formPost({ grant_type: "client_credentials" }, basic(client)),
+    );
+    expect(res.status).toBe(200);
+    return (await res.json()) as TokenBody;
+  };
+  const refresh = (client: Client, refreshToken: string) =>
+    fetchEdge(
+      "/oauth/token",
+      formPost({
+        grant_type: "refresh_token",
+        refresh_token: refreshToken,
+        client_id: client.id,
+        client_secret: client.secret,
+      }),
+    );
+  const refreshed = async (client: Client, refreshToken: string): Promise<TokenBody> => {
+    const res = await refresh(client, refreshToken);
+    expect(res.status).toBe(200);
+    return (await res.json()) as TokenBody;
+  };
+  const expectInvalidGrant = async (res: Response) => {
+    expect(res.status).toBe(400);
+    expect(res.headers.get("cache-control")).toBe("no-store");
+    expect(await res.json()).toMatchObject({ error: "invalid_grant" });
+  };
+  const entitlements = (token: string, instanceId = norteId) =>
+    fetchEdge(`/v1/entitlements?instanceId=${instanceId}`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+  const revoke = (client: Client, values: Record<string, string>) =>
+    fetchEdge("/oauth/revoke", formPost(values, basic(client)));
+
+  it("returns an opaque refresh token with client_credentials and stores only its hash", async () => {
+    const client = await tenantClient();
+    const body = await clientCredentials(client);
+    expect(body).toMatchObject({ token_type: "Bearer", expires_in: 300 });
+    expect(body.refresh_token).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const rows = await db.handle.db
+      .select()
+      .from(refreshTokens)
+      .where(eq(refreshTokens.clientId, client.id));
+    expect(rows).toHaveLength(1);
+    const [row] = rows;
+    expect(row?.tokenHash).toBe(await sha256Hex(body.refresh_token));
+    expect(JSON.stringify(rows)).not.toContain(body.refresh_token);
+    // Vence a los 30 días por defecto (AUTH_REFRESH_TOKEN_TTL).
+    expect((row?.expiresAt.getTime() ?? 0) - (row?.createdAt.getTime() ?? 0)).toBe(30 * 86_400_000);
+    expect(row).toMatchObject({ usedAt: null, revokedAt: null });
+  });
+
+  it("rotates refresh tokens and revokes the whole family when a used one comes back", async () => {
+    const client = await tenantClient();
+    const first = await clientCredentials(client);
+    const second = await refreshed(client, first.refresh_token);
+    expect(second.refresh_token).not.toBe(first.refresh_token);
+    expect(second.token_type).toBe("Bearer");
+    expect((await entitlements(second.access_token)).status).toBe(200);
+    // Basic también vale para el grant refresh_token.
+    const thirdRes = await fetchEdge(
+      "/oauth/token",
+      formPost({ grant_type: "refresh_token", refresh_token: second.refresh_token }, basic(client)),
+    );
+    expect(thirdRes.status).toBe(200);
+    const third = (await thirdRes.json()) as TokenBody;
+
+    // Reusar uno ya usado: invalid_grant y cae la familia, incluido el más nuevo.
+    await expectInvalidGrant(await refresh(client, second.refresh_token));
+    await expectInvalidGrant(await refresh(client, third.refresh_token));
+    const family = await db.handle.db
+      .select()
+      .from(refreshTokens)
+      .where(eq(refreshTokens.clientId, client.id));
+    expect(family).toHaveLength(3);
+    expect(new Set(family.map((r) => r.familyId)).size).toBe(1);
+    expect(family.every((r) => r.revokedAt !== null)).toBe(true);
+  });
+
+  it("lets only one of two simultaneous uses of a refresh token win", async () => {
+    const client = await tenantClient();
+    const { refresh_token } = await clientCredentials(client);
+    const results = await Promise.all([
+      refresh(client, refresh_token),
+      refresh(client, refresh_token),
+    ]);
+    expect(results.map((r) => r.status).sort()).toEqual([200, 400]);
+  });
+
+  it("binds a refresh token to its client", async () => {
+    const owner = await tenantClient();
+    const thief = await tenantClient();
+    const { refresh_token } = await clientCredentials(owner);
+    await expectInvalidGrant(await refresh(thief, refresh_token));
+    // Sin efecto sobre el dueño.
+    await refreshed(owner, refresh_token);
+  });
+
+  it("authenticates the client and re-reads its scope on refresh", async () => {
+    const client = await tenantClient();
+    const { refresh_token } = await clientCredentials(client);
+    const anonymous = await fetchEdge(
+      "/oauth/token",
+      formPost({ grant_type: "refresh_token", refresh_token, client_id: client.id }),
+    );
+    expect(anonymous.status).toBe(401);
+    expect(await anonymous.json()).toMatchObject({ error: "invalid_client" });
+    const wrong = await refresh({ id: client.id, secret: "wrong" }, refresh_token);
+    expect(wrong.status).toBe(401);
+    const missing = await fetchEdge(
+      "/oauth/token",
+      formPost({ grant_type: "refresh_token" }, basic(client)),
+    );
+    expect(missing.status).toBe(400);
+    expect(await missing.json()).toMatchObject({ error: "invalid_request" });
+
+    // Otro alcance de instancias: el siguiente refresh lo refleja.
+    await db.handle.db
+      .update(apiClients)
+      .set({ instanceIds: [otherId] })
+      .where(eq(apiClients.clientId, client.id));
+    const next = await refreshed(client, refresh_token);
+    expect((await entitlements(next.access_token, otherId)).status).toBe(200);
+    expect((await entitlements(next.access_token, norteId)).status).toBe(403);
+
+    // Un cliente revocado ya no refresca.
+    await db.handle.db
+      .update(apiClients)
+      .set({ revokedAt: new Date() })
+      .where(eq(apiClients.clientId, client.id));
+    const revoked = await refresh(client, next.refresh_token);
+    expect(revoked.status).toBe(401);
+    expect(await revoked.json()).toMatchObject({ error: "invalid_client" });
+  });
+
+  it("revokes refresh token families (RFC 7009) and answers 200 for anything else", async () => {
+    const client = await tenantClient();
+    const other = await tenantClient();
+    const first = await clientCredentials(client);
+    const second = await refreshed(client, first.refresh_token);
+
+    // Token de otro cliente o desconocido: 200 sin efecto.
+    const foreign = await revoke(other, { token: second.refresh_token });
+    expect(foreign.status).toBe(200);
+    expect((await revoke(other, { token: "unknown-token" })).status).toBe(200);
+    const third = await refreshed(client, second.refresh_token);
+
+    // Revocar uno ya usado de la familia revoca también el vigente.
+    const res = await revoke(client, {
+      token: first.refresh_token,
+      token_type_hint: "refresh_token",
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("cache-control")).toBe("no-store");
+    await expectInvalidGrant(await refresh(client, third.refresh_token));
+
+    // Los access tokens no se revocan uno a uno: 200 y siguen valiendo hasta su exp.
+    const access = await revoke(client, {
+      token: third.access_token,
+      token_type_hint: "access_token",
+    });
+    expect(access.status).toBe(200);
+    expect((await entitlements(third.access_token)).status).toBe(200);
+
+    const anonymous = await fetchEdge("/oauth/revoke", formPost({ token: third.refresh_token }));
+    expect(anonymous.status).toBe(401);
+    expect(await anonymous.json()).toMatchObject({ error: "invalid_client" });
+    const noToken = await revoke(client, {});
+    expect(noToken.status).toBe(400);
+    expect(await noToken.json()).toMatchObject({ error: "invalid_request" });
+  });
+
+  it("locks a client id out after repeated failed authentication, even with the right secret", async () => {
+    const client = await tenantClient();
+    const bystander = await tenantClient();
+    const attempt = (secret: string) =>
+      fetchEdge(
+        "/oauth/token",
+        formPost({ grant_type: "client_credentials", client_id: client.id, client_secret: secret }),
+      );
+    for (let i = 0; i < FAILURE_LIMIT; i++) expect((await attempt("wrong")).status).toBe(401);
+    const locked = await attempt("wrong");
+    expect(locked.status).toBe(429);
+    expect(await locked.json()).toEqual({
+      error: "invalid_client",
+      error_description: "Too many failed attempts",
+    });
+    const retryAfter = Number(locked.headers.get("retry-after"));
+    expect(retryAfter).toBeGreaterThanOrEqual(1);
+    expect(retryAfter).toBeLessThanOrEqual(60);
+    expect((await attempt(client.secret)).status).toBe(429);
+    expect((await revoke(client, { token: "x" })).status).toBe(429);
+    // Otro client_id no se ve afectado.
+    await clientCredentials(bystander);
+  });
+
+  it("advertises the revocation endpoint and the refresh_token grant", async () => {
+    const discovery = (await (
+      await fetchEdge("/.well-known/openid-configuration")
+    ).json()) as Record<string, unknown>;
+    expect(discovery).toMatchObject({
+      revocation_endpoint: `${ISSUER}/oauth/revoke`,
+      grant_types_supported: ["client_credentials", "refresh_token"],
+    });
+  });
+
+  it("issues access tokens that an independent JWT library verifies with the published JWKS", async () => {
+    const client = await tenantClient();
+    const { access_token } = await refreshed(
+      client,
+      (await clientCredentials(client)).refresh_token,
+    );
+    const jwks = (await (await fetchEdge("/.well-known/jwks.json")).json()) as {
+      keys: (JsonWebKey & { kid: string })[];
+    };
+    const header = jwt.decode(access_token, { complete: true })?.header;
+    const jwk = jwks.keys.find((k) => k.kid === header?.kid);
+    if (!jwk) throw new Error("kid not published");
+    const key = createPublicKey({ key: jwk, format: "jwk" });
+    const payload = jwt.verify(access_token, key, {
+      algorithms: ["ES256"],
+      issuer: ISSUER,
+      audience: AUDIENCE,
+    });
+    expect(payload).toMatchObject({
+      sub: client.id,
+      tenant_id: customerId,
+      instance_ids: [norteId],
+      roles: ["tenant_app"],
+    });
+    // Y la misma biblioteca rechaza una firma alterada.
+    const forged = `${access_token.slice(0, -4)}AAAA`;
+    expect(() => jwt.verify(forged, key, { algorithms: ["ES256"] })).toThrow();
+  });
+
+  it("rejects expired, unsigned, foreign-issuer, foreign-audience and foreign-key tokens", async () => {
+    const claims = { tenant_id: customerId, instance_ids: [norteId], roles: ["tenant_app"] };
+    const now = Math.floor(Date.now() / 1000);
+    const sign = async (
+      key: PrivateJwk,
+      opts: { iss?: string; aud?: string; iat?: number; exp?: number } = {},
+    ) =>
+      new SignJWT(claims)
+        .setProtectedHeader({ alg: "ES256", kid: key.kid, typ: "at+jwt" })
+        .setIssuer(opts.iss ?? ISSUER)
+        .setAudience(opts.aud ?? AUDIENCE)
+        .setSubject("attacker")
+        .setIssuedAt(opts.iat ?? now)
+        .setExpirationTime(opts.exp ?? now + 300)
+        .sign(await importJWK(key, "ES256"));
+
+    // Control: firmado bien, pasa. Así cada caso de abajo falla solo por lo que cambia.
+    expect((await entitlements(await sign(signingKey))).status).toBe(200);
+
+    const encode = (value: object) => base64url.encode(JSON.stringify(value));
+    const unsigned = `${encode({ alg: "none", typ: "JWT" })}.${encode({
+      ...claims,
+      sub: "attacker",
+      iss: ISSUER,
+      aud: AUDIENCE,
+      iat: now,
+      exp: now + 300,
+    })}.`;
+    const impostor = await generateSigningKey(signingKey.kid);
+    const bad = {
+      expired: await sign(signingKey, { iat: now - 900, exp: now - 600 }),
+      unsigned,
+      wrongIssuer: await sign(signingKey, { iss: "http://evil.test" }),
+      wrongAudience: await sign(signingKey, { aud: "someone-else" }),
+      wrongKey: await sign(impostor),
+    };
+    for (const [name, token] of Object.entries(bad)) {
+      const res = await entitlements(token);
+      expect(res.status, name).toBe(401);
+      expect(res.headers.get("content-type"), name).toContain("application/problem+json");
+    }
+  });
+});
+
+describe("client lockout across runtimes", () => {
+  it("counts failures in Postgres, so every isolate sees the same lockout", async () => {
+    const client = await tenantClient();
+    const attempt = (runtime: string, secret: string) =>
+      fetchOn(runtime)(
+        "/oauth/token",
+        formPost({ grant_type: "client_credentials", client_id: client.id, client_secret: secret }),
+      );
+    for (let i = 0; i < FAILURE_LIMIT; i++) {
+      const runtime = i % 2 === 0 ? "node" : "workerd";
+      expect((await attempt(runtime, "wrong")).status).toBe(401);
+    }
+    expect((await attempt("node", client.secret)).status).toBe(429);
+    expect((await attempt("workerd", client.secret)).status).toBe(429);
+  });
+});
