@@ -266,6 +266,9 @@ export const tenantInstances = pgTable(
     status: instanceStatus("status").notNull().default("provisioning"),
     kubernetesNamespace: text("kubernetes_namespace").notNull(),
     subdomainUrl: text("subdomain_url").notNull(),
+    // La retención de datos cuenta desde la baja; data_dropped_at marca el borrado ya hecho.
+    decommissionedAt: timestamp("decommissioned_at", { withTimezone: true, precision: 3 }),
+    dataDroppedAt: timestamp("data_dropped_at", { withTimezone: true, precision: 3 }),
     createdAt: createdAt(),
     rowVersion: rowVersion(),
     updatedAt: updatedAt(),
@@ -278,6 +281,10 @@ export const tenantInstances = pgTable(
     unique("tenant_instances_id_customer_uq").on(t.id, t.customerId),
     index("tenant_instances_customer_idx").on(t.customerId),
     index("tenant_instances_product_idx").on(t.productId),
+    // Pasada de mantenimiento: bajas cuyos datos siguen sin borrar.
+    index("tenant_instances_data_retention_idx")
+      .on(t.decommissionedAt)
+      .where(sql`${t.status} = 'decommissioned' AND ${t.dataDroppedAt} IS NULL`),
     check("tenant_instances_code_format", sql`${t.instanceCode} ~ '^[a-z0-9][a-z0-9-]{0,39}$'`),
     // Solo Enterprise guarda cadena de conexión (cifrada).
     check(

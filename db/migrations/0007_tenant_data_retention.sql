@@ -1,0 +1,3 @@
+ALTER TABLE "tenant_instances" ADD COLUMN "decommissioned_at" timestamp (3) with time zone;--> statement-breakpoint
+ALTER TABLE "tenant_instances" ADD COLUMN "data_dropped_at" timestamp (3) with time zone;--> statement-breakpoint
+CREATE INDEX "tenant_instances_data_retention_idx" ON "tenant_instances" USING btree ("decommissioned_at") WHERE "tenant_instances"."status" = 'decommissioned' AND "tenant_instances"."data_dropped_at" IS NULL;
