@@ -18,23 +18,85 @@ export interface QueuedEvent {
   envelope: EventEnvelope;
 }
 
+/**
+ * Arma el INSERT de varios eventos en el outbox, para ejecutarlo junto al cambio (db/batch.ts).
+ * Un solo INSERT conserva el orden de los eventos en `seq`, que es el orden de publicación.
+ */
+export function outboxInsert(tx: Executor, events: NewEvent[]) {
+  const queued: QueuedEvent[] = events.map((event) => ({
+    subject: event.subject,
+    envelope: {
+      id: newId(),
+      type: event.type,
+      occurredAt: new Date().toISOString(),
+      correlationId: event.correlationId ?? null,
+      data: event.data,
+    },
+  }));
+  const statement = tx.insert(outboxEvents).values(
+    queued.map(({ subject, envelope }) => ({
+      id: envelope.id,
+      subject,
+      type: envelope.type,
+      payload: envelope,
+      correlationId: envelope.correlationId,
+    })),
+  );
+  return { statement, queued };
+}
+
 /** Escribe el evento en el outbox dentro de la transacción del cambio. */
 export async function enqueueEvent(tx: Executor, event: NewEvent): Promise<QueuedEvent> {
-  const envelope: EventEnvelope = {
-    id: newId(),
-    type: event.type,
-    occurredAt: new Date().toISOString(),
-    correlationId: event.correlationId ?? null,
-    data: event.data,
-  };
-  await tx.insert(outboxEvents).values({
-    id: envelope.id,
-    subject: event.subject,
-    type: event.type,
-    payload: envelope,
-    correlationId: envelope.correlationId,
-  });
-  return { subject: event.subject, envelope };
+  const { statement, queued } = outboxInsert(tx, [event]);
+  await statement;
+  const [only] = queued;
+  if (!only) throw new Error("outbox insert built no event");
+  return only;
+}
+
+/**
+ * Marca publicados en lotes: las peticiones concurrentes comparten un solo UPDATE. Si el proceso
+ * muere antes de marcar, el relay vuelve a publicar y JetStream lo descarta por Nats-Msg-Id
+ * (y los consumidores son idempotentes por id de evento).
+ */
+class PublishedMarker {
+  private pending: string[] = [];
+  private next: Promise<void> | undefined;
+  private running: Promise<void> | undefined;
+
+  constructor(private readonly db: Database) {}
+
+  mark(ids: string[]): Promise<void> {
+    this.pending.push(...ids);
+    this.next ??= (async () => {
+      // Espera al lote en curso: mientras tanto se juntan más ids en este.
+      await this.running?.catch(() => {});
+      const batch = this.pending;
+      this.pending = [];
+      this.next = undefined;
+      this.running = this.flush(batch);
+      await this.running;
+    })();
+    return this.next;
+  }
+
+  private async flush(ids: string[]): Promise<void> {
+    await this.db
+      .update(outboxEvents)
+      .set({ publishedAt: sql`now()`, attempts: sql`${outboxEvents.attempts} + 1` })
+      .where(inArray(outboxEvents.id, ids));
+  }
+}
+
+const markers = new WeakMap<Database, PublishedMarker>();
+
+function markerFor(db: Database): PublishedMarker {
+  let marker = markers.get(db);
+  if (!marker) {
+    marker = new PublishedMarker(db);
+    markers.set(db, marker);
+  }
+  return marker;
 }
 
 /**
@@ -67,10 +129,12 @@ export async function publishQueued(
     }
   }
   if (published.length > 0) {
-    await db
-      .update(outboxEvents)
-      .set({ publishedAt: sql`now()`, attempts: sql`${outboxEvents.attempts} + 1` })
-      .where(inArray(outboxEvents.id, published));
+    try {
+      await markerFor(db).mark(published);
+    } catch (err) {
+      // Ya está en JetStream: si no se pudo marcar, el relay lo republica y se deduplica.
+      logger.warn({ err, eventIds: published }, "outbox publish mark failed; relay will retry");
+    }
   }
   return published.length;
 }

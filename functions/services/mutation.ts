@@ -1,8 +1,10 @@
+import type { SQLWrapper } from "drizzle-orm";
 import { domainEventSubject } from "../../contracts/streams";
 import type { BusProvider } from "../../core/bus-provider";
 import type { Logger } from "../../core/logger";
-import { type AuditEntry, writeAudit } from "../../db/audit";
-import { enqueueEvent, type NewEvent, publishQueued, type QueuedEvent } from "../../db/outbox";
+import { type AuditEntry, auditInsert } from "../../db/audit";
+import { executeAll } from "../../db/batch";
+import { type NewEvent, outboxInsert, publishQueued, type QueuedEvent } from "../../db/outbox";
 import type { Database, Tx } from "../../db/types";
 
 export interface ServiceContext {
@@ -30,13 +32,31 @@ export async function mutate<T>(
 ): Promise<T> {
   const { result, queued } = await ctx.db.transaction(async (tx) => {
     const outcome = await work(tx);
-    for (const entry of outcome.audit) {
-      await writeAudit(tx, { ...entry, actor: ctx.actor, correlationId: ctx.correlationId });
+    // Auditoría y outbox en una sola sentencia: un viaje a la base por mutación, no uno por fila.
+    const statements: SQLWrapper[] = [];
+    if (outcome.audit.length > 0) {
+      statements.push(
+        auditInsert(
+          tx,
+          outcome.audit.map((entry) => ({
+            ...entry,
+            actor: ctx.actor,
+            correlationId: ctx.correlationId,
+          })),
+        ),
+      );
     }
-    const queued: QueuedEvent[] = [];
-    for (const event of outcome.events ?? []) {
-      queued.push(await enqueueEvent(tx, { ...event, correlationId: ctx.correlationId }));
+    let queued: QueuedEvent[] = [];
+    const events = outcome.events ?? [];
+    if (events.length > 0) {
+      const outbox = outboxInsert(
+        tx,
+        events.map((event) => ({ ...event, correlationId: ctx.correlationId })),
+      );
+      statements.push(outbox.statement);
+      queued = outbox.queued;
     }
+    await executeAll(tx, statements);
     return { result: outcome.result, queued };
   });
   if (queued.length > 0) await publishQueued(ctx.db, await ctx.bus.get(), queued, ctx.logger);
