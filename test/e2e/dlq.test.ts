@@ -20,6 +20,9 @@ function alwaysFailingRegistry(calls: number[], state: { healthy: boolean }): Sh
     async isRegistered() {
       return false;
     },
+    async dropTenant() {
+      return { rowsDeleted: 0 };
+    },
     async close() {},
   };
 }

@@ -46,6 +46,8 @@ describe("notification worker", () => {
         await real?.register(productCode, tenant);
       },
       isRegistered: async (productCode, id) => (await real?.isRegistered(productCode, id)) ?? false,
+      dropTenant: async (productCode, id) =>
+        (await real?.dropTenant(productCode, id)) ?? { rowsDeleted: 0 },
       close: async () => real?.close(),
     };
     stack = await startTestStack({

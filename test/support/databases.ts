@@ -39,6 +39,12 @@ export async function createPostgresTestDatabase(onQuery?: QueryObserver): Promi
         );
         for (const { datname } of rows)
           await c.query(`drop database if exists "${datname}" with (force)`);
+        // Roles de aplicación de las bases compartidas (son del servidor, no de la base).
+        const roles = await c.query<{ rolname: string }>(
+          "select rolname from pg_roles where rolname like $1",
+          [`${name}_app_%`],
+        );
+        for (const { rolname } of roles.rows) await c.query(`drop role if exists "${rolname}"`);
       } finally {
         await c.end();
       }

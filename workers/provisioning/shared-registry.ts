@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { PGlite } from "@electric-sql/pglite";
@@ -10,33 +11,114 @@ export interface TenantRegistration {
   customerId: string;
 }
 
-/** Base compartida de cada producto (tier Standard): una tabla de tenants como discriminador. */
+/**
+ * Base compartida de cada producto (tier Standard): `farutech_tenants` como discriminador y
+ * tablas de la app con row-level security por `app.tenant_id` (ver ADR 0003).
+ */
 export interface SharedTenantRegistry {
   register(productCode: string, tenant: TenantRegistration): Promise<void>;
   isRegistered(productCode: string, tenantInstanceId: string): Promise<boolean>;
+  /** Borra las filas del tenant en todas las tablas con `tenant_id` y su registro; idempotente. */
+  dropTenant(productCode: string, tenantInstanceId: string): Promise<{ rowsDeleted: number }>;
   close(): Promise<void>;
 }
 
-const BASELINE = `
+/** Rol de aplicación (sin login, no dueño): el que usan las apps hijas, sujeto a las políticas. */
+export function sharedAppRoleName(databaseName: string): string {
+  const name = `${databaseName}_rw`;
+  if (name.length <= 63) return name;
+  const hash = createHash("sha256").update(databaseName).digest("hex").slice(0, 8);
+  return `${databaseName.slice(0, 51)}_${hash}_rw`;
+}
+
+// Sin `app.tenant_id` (o vacío, como queda tras un set_config local en una conexión de pool)
+// el tenant es NULL y la política no deja ver ni escribir nada.
+const CURRENT_TENANT = "nullif(current_setting('app.tenant_id', true), '')::uuid";
+
+// Idempotente: se aplica al abrir la base en cada proceso (serializado con un advisory lock).
+const BASELINE = (role: string) => `
   create table if not exists farutech_tenants (
     tenant_id uuid primary key,
     tenant_code text not null unique,
     customer_id uuid not null,
     registered_at timestamptz not null default now()
-  )`;
+  );
+  create table if not exists farutech_app_records (
+    id uuid primary key default gen_random_uuid(),
+    tenant_id uuid not null default ${CURRENT_TENANT}
+      references farutech_tenants (tenant_id) on delete cascade,
+    kind text not null,
+    data jsonb not null default '{}'::jsonb,
+    created_at timestamptz not null default now(),
+    updated_at timestamptz not null default now()
+  );
+  create index if not exists farutech_app_records_tenant_idx
+    on farutech_app_records (tenant_id, kind, created_at);
+  do $$ begin
+    create role "${role}" nologin;
+  exception when duplicate_object or unique_violation then null;
+  end $$;
+  grant usage on schema public to "${role}";
+  grant select on farutech_tenants to "${role}";
+  grant select, insert, update, delete on farutech_app_records to "${role}";
+  -- Las tablas que el dueño cree después (migraciones de la app) también quedan para el rol.
+  alter default privileges in schema public
+    grant select, insert, update, delete on tables to "${role}";
+  alter default privileges in schema public grant usage, select on sequences to "${role}";
+  -- El registro lo escribe el dueño (el orquestador): sin FORCE; la app solo ve su fila.
+  alter table farutech_tenants enable row level security;
+  drop policy if exists farutech_tenant_self on farutech_tenants;
+  create policy farutech_tenant_self on farutech_tenants for select to "${role}"
+    using (tenant_id = ${CURRENT_TENANT});
+  -- FORCE: la política vale también para el dueño (no para superusuarios, que la saltan).
+  alter table farutech_app_records enable row level security;
+  alter table farutech_app_records force row level security;
+  drop policy if exists farutech_tenant_isolation on farutech_app_records;
+  create policy farutech_tenant_isolation on farutech_app_records
+    using (tenant_id = ${CURRENT_TENANT})
+    with check (tenant_id = ${CURRENT_TENANT});`;
 
 const INSERT = `insert into farutech_tenants (tenant_id, tenant_code, customer_id)
   values ($1, $2, $3) on conflict (tenant_id) do nothing`;
+
+// Toda tabla con `tenant_id` (también las que añada la app hija), salvo el registro mismo.
+const TENANT_TABLES = `
+  select quote_ident(c.relname) as name
+    from pg_class c
+    join pg_namespace n on n.oid = c.relnamespace
+    join pg_attribute a on a.attrelid = c.oid
+   where n.nspname = 'public' and c.relkind in ('r', 'p') and not c.relispartition
+     and a.attname = 'tenant_id' and not a.attisdropped and c.relname <> 'farutech_tenants'
+   order by c.relname`;
+
+type Query = (text: string, params?: unknown[]) => Promise<{ rows: unknown[]; count: number }>;
+
+// Dentro de una transacción y con `app.tenant_id` puesto: con FORCE RLS el dueño solo ve (y
+// borra) las filas de ese tenant aunque no sea superusuario.
+async function deleteTenantRows(query: Query, tenantId: string): Promise<number> {
+  await query("select set_config('app.tenant_id', $1, true)", [tenantId]);
+  const { rows } = await query(TENANT_TABLES);
+  let deleted = 0;
+  for (const row of rows as { name: string }[]) {
+    deleted += (await query(`delete from ${row.name} where tenant_id = $1`, [tenantId])).count;
+  }
+  deleted += (await query("delete from farutech_tenants where tenant_id = $1", [tenantId])).count;
+  return deleted;
+}
 
 export function sharedDatabaseName(controlDatabase: string, productCode: string): string {
   return `${controlDatabase}_app_${productCode.toLowerCase()}`.slice(0, 63);
 }
 
 /** Servidor Postgres: una base por producto junto a la del plano de control. */
-export function createPostgresRegistry(controlUrl: string): SharedTenantRegistry {
+export function createPostgresRegistry(
+  controlUrl: string,
+): SharedTenantRegistry & { appRole(productCode: string): string } {
   const pools = new Map<string, Promise<pg.Pool>>();
   const control = new URL(controlUrl);
   const controlDb = control.pathname.replace(/^\//, "");
+  const appRole = (productCode: string) =>
+    sharedAppRoleName(sharedDatabaseName(controlDb, productCode));
 
   const poolFor = (productCode: string) => {
     let pool = pools.get(productCode);
@@ -63,7 +145,7 @@ export function createPostgresRegistry(controlUrl: string): SharedTenantRegistry
         try {
           await c.query("begin");
           await c.query("select pg_advisory_xact_lock(727274004)");
-          await c.query(BASELINE);
+          await c.query(BASELINE(appRole(productCode)));
           await c.query("commit");
         } catch (err) {
           await c.query("rollback").catch(() => {});
@@ -80,6 +162,7 @@ export function createPostgresRegistry(controlUrl: string): SharedTenantRegistry
   };
 
   return {
+    appRole,
     async register(productCode, t) {
       const pool = await poolFor(productCode);
       await pool.query(INSERT, [t.tenantInstanceId, t.tenantCode, t.customerId]);
@@ -89,6 +172,23 @@ export function createPostgresRegistry(controlUrl: string): SharedTenantRegistry
       const r = await pool.query("select 1 from farutech_tenants where tenant_id = $1", [id]);
       return (r.rowCount ?? 0) > 0;
     },
+    async dropTenant(productCode, id) {
+      const c = await (await poolFor(productCode)).connect();
+      try {
+        await c.query("begin");
+        const rowsDeleted = await deleteTenantRows(async (text, params) => {
+          const r = await c.query(text, params);
+          return { rows: r.rows, count: r.rowCount ?? 0 };
+        }, id);
+        await c.query("commit");
+        return { rowsDeleted };
+      } catch (err) {
+        await c.query("rollback").catch(() => {});
+        throw err;
+      } finally {
+        c.release();
+      }
+    },
     async close() {
       const all = [...pools.values()];
       pools.clear();
@@ -96,6 +196,9 @@ export function createPostgresRegistry(controlUrl: string): SharedTenantRegistry
     },
   };
 }
+
+/** Nombre del rol de aplicación en el modo embebido (cada producto es su propio PGlite). */
+export const PGLITE_APP_ROLE = "farutech_app_rw";
 
 /** Modo embebido: la base compartida de cada producto es una carpeta PGlite propia. */
 export function createPgliteRegistry(dataDir: string): SharedTenantRegistry {
@@ -110,7 +213,8 @@ export function createPgliteRegistry(dataDir: string): SharedTenantRegistry {
           : join(dataDir, productCode.toLowerCase());
         if (dir !== "memory://") mkdirSync(dir, { recursive: true });
         const instance = await PGlite.create(dir);
-        await instance.exec(BASELINE);
+        // Un solo proceso abre la carpeta: no hace falta lock.
+        await instance.transaction((tx) => tx.exec(BASELINE(PGLITE_APP_ROLE)));
         return instance;
       })();
       db.catch(() => dbs.delete(productCode));
@@ -132,6 +236,16 @@ export function createPgliteRegistry(dataDir: string): SharedTenantRegistry {
         [id],
       );
       return r.rows.length > 0;
+    },
+    async dropTenant(productCode, id) {
+      const db = await dbFor(productCode);
+      const rowsDeleted = await db.transaction((tx) =>
+        deleteTenantRows(async (text, params) => {
+          const r = await tx.query(text, params);
+          return { rows: r.rows, count: r.affectedRows ?? 0 };
+        }, id),
+      );
+      return { rowsDeleted };
     },
     async close() {
       const all = [...dbs.values()];

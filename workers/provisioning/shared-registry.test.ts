@@ -1,0 +1,264 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PGlite } from "@electric-sql/pglite";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { newId } from "../../core/ids";
+import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
+import {
+  createPgliteRegistry,
+  createPostgresRegistry,
+  PGLITE_APP_ROLE,
+  type SharedTenantRegistry,
+  sharedDatabaseName,
+} from "./shared-registry";
+
+const PRODUCT = "FARUTECH_VET";
+type Row = Record<string, unknown>;
+type Q = (text: string, params?: unknown[]) => Promise<Row[]>;
+
+/** Conexión directa a la base compartida, como la tendría una app hija. */
+interface AppSession {
+  /** Una transacción como el rol de aplicación, con `app.tenant_id` puesto (o sin poner). */
+  asTenant<T>(tenantId: string | null, fn: (q: Q) => Promise<T>): Promise<T>;
+  /** Como el dueño de la base (migraciones de la app hija). */
+  asOwner(sql: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface Fixture {
+  registry(): SharedTenantRegistry;
+  role: string;
+  /** En PGlite la carpeta la abre un solo proceso: se cierra el registro mientras dura la sesión. */
+  session(): Promise<AppSession>;
+  /** Registros nuevos (otros procesos) que vuelven a aplicar la base; ¿ven al tenant? */
+  reopen(tenantId: string): Promise<boolean[]>;
+  dispose(): Promise<void>;
+}
+
+async function postgresFixture(): Promise<Fixture> {
+  const db: TestDatabase = await createPostgresTestDatabase();
+  const controlUrl = db.url ?? "";
+  const registry = createPostgresRegistry(controlUrl);
+  const url = new URL(controlUrl);
+  url.pathname = `/${sharedDatabaseName(url.pathname.slice(1), PRODUCT)}`;
+  const role = registry.appRole(PRODUCT);
+  return {
+    registry: () => registry,
+    role,
+    async session() {
+      const client = new pg.Client({ connectionString: url.toString() });
+      await client.connect();
+      const q: Q = async (text, params) => (await client.query(text, params)).rows;
+      return {
+        async asTenant(tenantId, fn) {
+          await client.query("begin");
+          try {
+            await client.query(`set local role "${role}"`);
+            if (tenantId)
+              await client.query("select set_config('app.tenant_id', $1, true)", [tenantId]);
+            const out = await fn(q);
+            await client.query("commit");
+            return out;
+          } catch (err) {
+            await client.query("rollback");
+            throw err;
+          }
+        },
+        async asOwner(sql) {
+          await client.query(sql);
+        },
+        close: () => client.end(),
+      };
+    },
+    async reopen(tenantId) {
+      // Dos procesos a la vez: el advisory lock serializa la base.
+      const others = [createPostgresRegistry(controlUrl), createPostgresRegistry(controlUrl)];
+      try {
+        return await Promise.all(others.map((r) => r.isRegistered(PRODUCT, tenantId)));
+      } finally {
+        await Promise.all(others.map((r) => r.close()));
+      }
+    },
+    async dispose() {
+      await registry.close();
+      await db.drop();
+    },
+  };
+}
+
+async function pgliteFixture(): Promise<Fixture> {
+  const dir = mkdtempSync(join(tmpdir(), "farutech-shared-"));
+  let registry = createPgliteRegistry(dir);
+  return {
+    registry: () => registry,
+    role: PGLITE_APP_ROLE,
+    async session() {
+      await registry.close();
+      const db = await PGlite.create(join(dir, PRODUCT.toLowerCase()));
+      return {
+        asTenant: (tenantId, fn) =>
+          db.transaction(async (tx) => {
+            await tx.query(`set local role "${PGLITE_APP_ROLE}"`);
+            if (tenantId)
+              await tx.query("select set_config('app.tenant_id', $1, true)", [tenantId]);
+            return fn(async (text, params) => (await tx.query<Row>(text, params)).rows);
+          }),
+        async asOwner(sql) {
+          await db.exec(sql);
+        },
+        async close() {
+          await db.close();
+          registry = createPgliteRegistry(dir);
+        },
+      };
+    },
+    async reopen(tenantId) {
+      await registry.close();
+      registry = createPgliteRegistry(dir);
+      return [await registry.isRegistered(PRODUCT, tenantId)];
+    },
+    async dispose() {
+      await registry.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const errorCode = (err: unknown) =>
+  err && typeof err === "object" && "code" in err ? String(err.code) : String(err);
+
+// Row-level security de la base compartida (tier Standard): cada tenant solo ve y escribe lo suyo.
+describe.each([
+  ["postgres", postgresFixture],
+  ["pglite", pgliteFixture],
+] as const)("shared tenant database on %s", (_name, makeFixture) => {
+  let fx: Fixture;
+  const a = { tenantInstanceId: newId(), tenantCode: "acme-vet-1", customerId: newId() };
+  const b = { tenantInstanceId: newId(), tenantCode: "beta-vet-1", customerId: newId() };
+
+  beforeAll(async () => {
+    fx = await makeFixture();
+    await fx.registry().register(PRODUCT, a);
+    await fx.registry().register(PRODUCT, b);
+    await fx.registry().register(PRODUCT, a);
+  });
+  afterAll(async () => fx?.dispose());
+
+  it("isolates tenants with RLS for the application role", async () => {
+    const s = await fx.session();
+    try {
+      const insert = (tenantId: string | null, rowTenant: string | null, name: string) =>
+        s.asTenant(tenantId, (q) =>
+          rowTenant
+            ? q("insert into farutech_app_records (tenant_id, kind, data) values ($1, 'pet', $2)", [
+                rowTenant,
+                JSON.stringify({ name }),
+              ])
+            : q("insert into farutech_app_records (kind, data) values ('pet', $1)", [
+                JSON.stringify({ name }),
+              ]),
+        );
+      const names = (tenantId: string | null) =>
+        s.asTenant(tenantId, async (q) =>
+          (await q("select data->>'name' as name from farutech_app_records order by 1")).map(
+            (r) => r.name,
+          ),
+        );
+
+      await insert(a.tenantInstanceId, a.tenantInstanceId, "firulais");
+      // Sin tenant_id explícito, la columna toma el de la sesión.
+      await insert(a.tenantInstanceId, null, "michi");
+      await insert(b.tenantInstanceId, b.tenantInstanceId, "rex");
+
+      expect(await names(a.tenantInstanceId)).toEqual(["firulais", "michi"]);
+      expect(await names(b.tenantInstanceId)).toEqual(["rex"]);
+      // Misma conexión tras una transacción con set_config local: el valor queda vacío, no falla.
+      expect(await names(null)).toEqual([]);
+
+      // WITH CHECK: escribir para otro tenant, o mover una fila a otro tenant, se rechaza.
+      await expect(insert(a.tenantInstanceId, b.tenantInstanceId, "intruso")).rejects.toSatisfy(
+        (e) => errorCode(e) === "42501",
+      );
+      await expect(
+        s.asTenant(a.tenantInstanceId, (q) =>
+          q("update farutech_app_records set tenant_id = $1", [b.tenantInstanceId]),
+        ),
+      ).rejects.toSatisfy((e) => errorCode(e) === "42501");
+      // Sin tenant no se puede escribir nada.
+      await expect(insert(null, null, "huérfano")).rejects.toSatisfy((e) =>
+        ["23502", "42501"].includes(errorCode(e)),
+      );
+      // Borrar o tocar filas ajenas no afecta nada.
+      await s.asTenant(b.tenantInstanceId, (q) => q("delete from farutech_app_records"));
+      expect(await names(a.tenantInstanceId)).toEqual(["firulais", "michi"]);
+      expect(await names(b.tenantInstanceId)).toEqual([]);
+      await insert(b.tenantInstanceId, null, "rex");
+
+      // El registro de tenants: la app solo ve su propia fila.
+      const visible = await s.asTenant(a.tenantInstanceId, (q) =>
+        q("select tenant_code from farutech_tenants"),
+      );
+      expect(visible).toEqual([{ tenant_code: "acme-vet-1" }]);
+      const who = await s.asTenant(a.tenantInstanceId, (q) => q("select current_user as u"));
+      expect(who).toEqual([{ u: fx.role }]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("applies the baseline again without losing data, and an app table added later inherits the grants", async () => {
+    // Otros procesos (o un reinicio) vuelven a aplicar la base: es idempotente.
+    expect(new Set(await fx.reopen(a.tenantInstanceId))).toEqual(new Set([true]));
+    const s = await fx.session();
+    try {
+      await s.asOwner(`
+        create table if not exists vet_patients (
+          id bigserial primary key,
+          tenant_id uuid not null default nullif(current_setting('app.tenant_id', true), '')::uuid
+            references farutech_tenants (tenant_id) on delete cascade,
+          name text not null
+        );
+        alter table vet_patients enable row level security;
+        alter table vet_patients force row level security;
+        drop policy if exists isolation on vet_patients;
+        create policy isolation on vet_patients
+          using (tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid);`);
+      await s.asTenant(a.tenantInstanceId, (q) =>
+        q("insert into vet_patients (name) values ('luna'), ('sol')"),
+      );
+      await s.asTenant(b.tenantInstanceId, (q) =>
+        q("insert into vet_patients (name) values ('rex')"),
+      );
+      const seen = await s.asTenant(b.tenantInstanceId, (q) => q("select name from vet_patients"));
+      expect(seen).toEqual([{ name: "rex" }]);
+      const records = await s.asTenant(a.tenantInstanceId, (q) =>
+        q("select count(*)::int as n from farutech_app_records"),
+      );
+      expect(records).toEqual([{ n: 2 }]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("drops one tenant's rows in every tenant table and keeps the others", async () => {
+    const dropped = await fx.registry().dropTenant(PRODUCT, a.tenantInstanceId);
+    // 2 registros + 2 pacientes + la fila de farutech_tenants.
+    expect(dropped).toEqual({ rowsDeleted: 5 });
+    expect(await fx.registry().dropTenant(PRODUCT, a.tenantInstanceId)).toEqual({ rowsDeleted: 0 });
+    expect(await fx.registry().isRegistered(PRODUCT, a.tenantInstanceId)).toBe(false);
+    expect(await fx.registry().isRegistered(PRODUCT, b.tenantInstanceId)).toBe(true);
+    const s = await fx.session();
+    try {
+      const count = (tenantId: string, table: string) =>
+        s.asTenant(tenantId, (q) => q(`select count(*)::int as n from ${table}`));
+      expect(await count(a.tenantInstanceId, "farutech_app_records")).toEqual([{ n: 0 }]);
+      expect(await count(a.tenantInstanceId, "vet_patients")).toEqual([{ n: 0 }]);
+      expect(await count(b.tenantInstanceId, "farutech_app_records")).toEqual([{ n: 1 }]);
+      expect(await count(b.tenantInstanceId, "vet_patients")).toEqual([{ n: 1 }]);
+    } finally {
+      await s.close();
+    }
+  });
+});
