@@ -1,0 +1,73 @@
+import { FarutechUnavailableError } from "./errors";
+
+export type FetchLike = (input: RequestInfo | URL, init?: RequestInit) => Promise<Response>;
+
+/** Lo mínimo de un logger pino; el SDK no depende de pino. */
+export interface FarutechLogger {
+  debug(obj: Record<string, unknown>, msg: string): void;
+  warn(obj: Record<string, unknown>, msg: string): void;
+}
+
+export const silentSdkLogger: FarutechLogger = { debug() {}, warn() {} };
+
+export interface Transport {
+  fetch: FetchLike;
+  baseUrl: string;
+  timeoutMs: number;
+}
+
+/** Une la base del edge (puede llevar prefijo de ruta) con una ruta absoluta del contrato. */
+export function edgeUrl(baseUrl: string, path: string): string {
+  return `${baseUrl.replace(/\/+$/, "")}${path}`;
+}
+
+/** fetch con timeout; la red caída y el timeout salen como FarutechUnavailableError. */
+export async function send(
+  transport: Transport,
+  path: string,
+  init: RequestInit,
+): Promise<Response> {
+  const url = edgeUrl(transport.baseUrl, path);
+  try {
+    return await transport.fetch(url, {
+      ...init,
+      signal: AbortSignal.timeout(transport.timeoutMs),
+    });
+  } catch (err) {
+    const timedOut = err instanceof DOMException && err.name === "TimeoutError";
+    throw new FarutechUnavailableError(
+      timedOut ? "timeout" : "unreachable",
+      timedOut
+        ? `Farutech edge did not answer within ${transport.timeoutMs} ms`
+        : `Farutech edge is unreachable: ${err instanceof Error ? err.message : String(err)}`,
+      undefined,
+      { cause: err },
+    );
+  }
+}
+
+/** Cuerpo JSON si lo hay; un cuerpo roto no debe tapar el status real. */
+export async function readJson(res: Response): Promise<Record<string, unknown> | undefined> {
+  try {
+    const body: unknown = await res.json();
+    return body && typeof body === "object" ? (body as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function stringField(
+  body: Record<string, unknown> | undefined,
+  key: string,
+): string | undefined {
+  const value = body?.[key];
+  return typeof value === "string" ? value : undefined;
+}
+
+export function serverFailure(res: Response, what: string): FarutechUnavailableError {
+  return new FarutechUnavailableError(
+    "server_error",
+    `Farutech edge failed on ${what} (HTTP ${res.status})`,
+    res.status,
+  );
+}
