@@ -1,0 +1,125 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, rmSync } from "node:fs";
+import { join, resolve } from "node:path";
+import getPort from "get-port";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { generateSigningKey } from "../../core/auth/keys";
+import { type BuildResult, buildBundles } from "../../scripts/build";
+import { createPostgresTestDatabase, type TestDatabase } from "../support/databases";
+import { startNatsForTest, waitFor } from "../support/stack";
+import { args, readStages, stageNamed } from "./dockerfile";
+
+// `npm run build` de verdad y los bundles corriendo con `node` (sin tsx), como en las imágenes,
+// contra el Postgres de las pruebas y un nats-server propio.
+// El directorio de salida queda dentro del repo para que `node` resuelva node_modules.
+const outdir = resolve(".data", `build-test-${process.pid}`);
+
+interface Run {
+  child: ChildProcess;
+  output: () => string;
+  exit: Promise<number | null>;
+}
+
+function runBundle(file: string, env: Record<string, string>): Run {
+  const { DATABASE_URL: _d, NATS_URL: _n, NATS_WS_URL: _w, ...inherited } = process.env;
+  const child = spawn(process.execPath, [join(outdir, file), ...(env.ARGV ? [env.ARGV] : [])], {
+    env: { ...inherited, LOG_LEVEL: "info", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout?.on("data", (d: Buffer) => {
+    output += d.toString();
+  });
+  child.stderr?.on("data", (d: Buffer) => {
+    output += d.toString();
+  });
+  const exit = new Promise<number | null>((res) => child.on("exit", (code) => res(code)));
+  return { child, output: () => output, exit };
+}
+
+async function okAt(url: string): Promise<true | undefined> {
+  const res = await fetch(url).catch(() => undefined);
+  return res?.ok ? true : undefined;
+}
+
+describe("npm run build bundles", () => {
+  let built: BuildResult;
+  let db: TestDatabase;
+  let nats: Awaited<ReturnType<typeof startNatsForTest>>;
+  const running: Run[] = [];
+
+  beforeAll(async () => {
+    built = await buildBundles(outdir);
+    db = await createPostgresTestDatabase();
+    nats = await startNatsForTest();
+  });
+
+  afterAll(async () => {
+    for (const r of running) r.child.kill("SIGKILL");
+    await nats?.stop();
+    rmSync(nats?.dir ?? "", { recursive: true, force: true });
+    await db?.drop();
+    rmSync(outdir, { recursive: true, force: true });
+  });
+
+  it("produces one bundle per entry point plus the migrations, from directories the Dockerfile copies", () => {
+    for (const file of built.files) expect(existsSync(file)).toBe(true);
+    expect(existsSync(join(outdir, "migrations", "meta", "_journal.json"))).toBe(true);
+    // La etapa build del Dockerfile copia cada carpeta del repo que entra en un bundle.
+    const copied = stageNamed(readStages(), "build")
+      .instructions.filter((i) => i.getKeyword() === "COPY")
+      .flatMap((i) => args(i).slice(0, -1));
+    const dirs = new Set(
+      built.inputs.filter((i) => !i.startsWith("node_modules/")).map((i) => i.split("/")[0]),
+    );
+    expect(dirs.size).toBeGreaterThan(2);
+    for (const dir of dirs) expect(copied, `Dockerfile build stage misses ${dir}/`).toContain(dir);
+  });
+
+  it("db-cli migrates a Postgres database from the bundled migrations", async () => {
+    const run = runBundle("db-cli.js", { DATABASE_URL: db.url ?? "", ARGV: "migrate" });
+    expect(await run.exit, run.output()).toBe(0);
+    expect(run.output()).toContain("migrations applied");
+  });
+
+  it("the admin functions fail fast and name the missing setting", async () => {
+    const run = runBundle("functions-server.js", { DATABASE_URL: db.url ?? "" });
+    expect(await run.exit).not.toBe(0);
+    expect(run.output()).toContain("NATS_WS_URL");
+  });
+
+  it("the admin functions serve /healthz and /readyz, and stop on SIGTERM", {
+    timeout: 60_000,
+  }, async () => {
+    const port = await getPort();
+    const run = runBundle("functions-server.js", {
+      DATABASE_URL: db.url ?? "",
+      NATS_WS_URL: nats.wsUrl,
+      AUTH_SIGNING_KEYS: JSON.stringify([await generateSigningKey("build-test")]),
+      PORT: String(port),
+    });
+    running.push(run);
+    await waitFor(() => okAt(`http://127.0.0.1:${port}/healthz`), { timeoutMs: 30_000 });
+    await waitFor(() => okAt(`http://127.0.0.1:${port}/readyz`), { timeoutMs: 30_000 });
+    run.child.kill("SIGTERM");
+    expect(await run.exit, run.output()).toBe(0);
+  });
+
+  it("the workers serve health and metrics on METRICS_PORT and drain on SIGTERM", {
+    timeout: 60_000,
+  }, async () => {
+    const port = await getPort();
+    const run = runBundle("workers.js", {
+      DATABASE_URL: db.url ?? "",
+      NATS_URL: nats.url,
+      METRICS_PORT: String(port),
+    });
+    running.push(run);
+    await waitFor(() => okAt(`http://127.0.0.1:${port}/healthz`), { timeoutMs: 30_000 });
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(metrics).toContain("farutech_worker_messages_processed_total");
+    run.child.kill("SIGTERM");
+    expect(await run.exit, run.output()).toBe(0);
+    expect(run.output()).toContain("workers draining");
+  });
+});
