@@ -1,6 +1,6 @@
 import { FarutechUnavailableError } from "./errors";
 
-export type FetchLike = (input: RequestInfo | URL, init?: RequestInit) => Promise<Response>;
+export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
 /** Lo mínimo de un logger pino; el SDK no depende de pino. */
 export interface FarutechLogger {
