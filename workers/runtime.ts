@@ -43,6 +43,11 @@ export const workersEnv = encryptionEnv
     OPS_ALERT_EMAIL: z.string().default("ops@farutech.com"),
     GDPR_RETENTION_DAYS: z.coerce.number().int().min(0).max(3650).default(30),
     MAINTENANCE_INTERVAL_MS: z.coerce.number().int().min(1_000).default(3_600_000),
+    // Días que se guardan los datos de un tenant dado de baja sin purge (luego se borran).
+    TENANT_DATA_RETENTION_DAYS: z.coerce.number().int().min(0).max(3650).default(30),
+    // Pools por base de tenant Enterprise: conexiones por pool y pools abiertos a la vez.
+    TENANT_DB_POOL_SIZE: z.coerce.number().int().min(1).max(20).default(2),
+    TENANT_DB_MAX_POOLS: z.coerce.number().int().min(1).max(1000).default(20),
   });
 export type WorkersEnv = z.infer<typeof workersEnv>;
 
@@ -71,7 +76,10 @@ export function dedicatedFor(db: DbHandle, env: WorkersEnv): DedicatedDatabases 
   }
   if (!env.DATABASE_URL)
     throw new ConfigError("DATABASE_URL is required for Enterprise tenant databases");
-  return createPostgresDedicated(env.DATABASE_URL);
+  return createPostgresDedicated(env.DATABASE_URL, {
+    maxConnections: env.TENANT_DB_POOL_SIZE,
+    maxPools: env.TENANT_DB_MAX_POOLS,
+  });
 }
 
 export async function startWorkers(
@@ -100,6 +108,7 @@ export async function startWorkers(
   // Sin SMTP_URL (modo embebido) los correos solo se registran en el log.
   const mailer = createMailer({ smtpUrl: env.SMTP_URL, from: env.MAIL_FROM });
   const secretBox = env.ENCRYPTION_KEYS ? await createSecretBox(env.ENCRYPTION_KEYS) : undefined;
+  const dedicated = dedicatedFor(deps.db, env);
   const workers = [
     await startWorker(
       provisioningWorker({
@@ -109,7 +118,7 @@ export async function startWorkers(
         failureRate: env.PROVISIONING_FAILURE_RATE,
         externalDelayMs: env.PROVISIONING_EXTERNAL_DELAY_MS,
         logger: deps.logger,
-        dedicated: dedicatedFor(deps.db, env),
+        dedicated,
         ...(secretBox ? { secretBox } : {}),
       }),
       options,
@@ -143,6 +152,7 @@ export async function startWorkers(
       await relay.stop();
       await Promise.allSettled(workers.map((w) => w.stop()));
       await registry.close();
+      await dedicated.close();
       mailer.close();
       await bus.close();
     },

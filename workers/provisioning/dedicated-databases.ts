@@ -1,8 +1,9 @@
-import { mkdirSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
 import { pgErrorCode } from "../../core/http/db-errors";
 import { randomToken } from "../../core/ids";
+import { createTenantPools, type TenantPools, type TenantPoolsOptions } from "./tenant-pools";
 
 /** Tier Enterprise: una base y un rol propios por tenant, con el esquema base del producto. */
 export interface DedicatedDatabases {
@@ -10,6 +11,10 @@ export interface DedicatedDatabases {
   create(tenantCode: string): Promise<string>;
   /** Aplica el esquema base del producto usando la cadena del tenant (idempotente). */
   applyBaseline(connectionString: string, productCode: string): Promise<void>;
+  /** Borra base y rol del tenant (idempotente: lo que ya no existe se salta). */
+  drop(tenantCode: string): Promise<void>;
+  /** Cierra las conexiones abiertas (al parar el worker). */
+  close(): Promise<void>;
 }
 
 const BASELINE = (productCode: string) => `
@@ -24,8 +29,13 @@ export function dedicatedName(tenantCode: string): string {
   return `t_${tenantCode.replace(/[^a-z0-9]/g, "_")}`.slice(0, 63);
 }
 
-export function createPostgresDedicated(adminUrl: string): DedicatedDatabases {
+export function createPostgresDedicated(
+  adminUrl: string,
+  poolOptions: TenantPoolsOptions = {},
+): DedicatedDatabases & { pools: TenantPools } {
+  const pools = createTenantPools(poolOptions);
   return {
+    pools,
     async create(tenantCode) {
       const name = dedicatedName(tenantCode);
       const password = randomToken(24);
@@ -55,14 +65,22 @@ export function createPostgresDedicated(adminUrl: string): DedicatedDatabases {
       return url.toString();
     },
     async applyBaseline(connectionString, productCode) {
-      const client = new pg.Client({ connectionString });
-      await client.connect();
+      await pools.acquire(connectionString).query(BASELINE(productCode));
+    },
+    async drop(tenantCode) {
+      const name = dedicatedName(tenantCode);
+      // Primero se cierran nuestras conexiones; `with (force)` (PG13+) corta las de la app hija.
+      await pools.release(name);
+      const admin = new pg.Client({ connectionString: adminUrl });
+      await admin.connect();
       try {
-        await client.query(BASELINE(productCode));
+        await admin.query(`drop database if exists "${name}" with (force)`);
+        await admin.query(`drop role if exists "${name}"`);
       } finally {
-        await client.end();
+        await admin.end();
       }
     },
+    close: () => pools.closeAll(),
   };
 }
 
@@ -85,5 +103,10 @@ export function createPgliteDedicated(dataDir: string): DedicatedDatabases {
         await db.close();
       }
     },
+    async drop(tenantCode) {
+      if (dataDir.startsWith("memory://")) return;
+      rmSync(join(dataDir, dedicatedName(tenantCode)), { recursive: true, force: true });
+    },
+    async close() {},
   };
 }
