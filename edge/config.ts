@@ -3,6 +3,7 @@ import { publicJwksOf } from "../core/auth/keys";
 import { createTokenSigner, createTokenVerifier } from "../core/auth/tokens";
 import { authEnv, commonEnv, parseEnv, signingKeysFrom } from "../core/config";
 import type { Logger } from "../core/logger";
+import { createEntitlementsStore } from "./entitlements-store";
 import type { EdgeDeps } from "./env";
 
 const oauthEnv = z.object({
@@ -16,7 +17,19 @@ const oauthEnv = z.object({
   AUTH_CLIENT_FAILURE_WINDOW: z.coerce.number().int().min(1).max(86_400).default(60),
 });
 
-export const edgeEnv = authEnv.extend(commonEnv.shape).extend(oauthEnv.shape);
+// Cota de la especificación: un cambio en la API admin se ve en el edge en ≤ 2 s.
+const entitlementsCacheEnv = z.object({
+  ENTITLEMENTS_FRESH_MS: z.coerce.number().int().min(0).max(2_000).default(1_000),
+  ENTITLEMENTS_MAX_AGE_MS: z.coerce.number().int().min(0).max(2_000).default(2_000),
+  ENTITLEMENTS_STALE_IF_ERROR_S: z.coerce.number().int().min(0).max(86_400).default(3_600),
+  ENTITLEMENTS_LOAD_TIMEOUT_MS: z.coerce.number().int().min(50).max(30_000).default(1_500),
+  ENTITLEMENTS_CACHE_MAX_ENTRIES: z.coerce.number().int().min(1).default(10_000),
+});
+
+export const edgeEnv = authEnv
+  .extend(commonEnv.shape)
+  .extend(oauthEnv.shape)
+  .extend(entitlementsCacheEnv.shape);
 
 /** Dependencias del edge salvo la base, que cada runtime aporta a su manera. */
 export async function createEdgeDeps(
@@ -43,6 +56,16 @@ export async function createEdgeDeps(
       maxClientAuthFailures: env.AUTH_CLIENT_FAILURE_LIMIT,
       clientAuthFailureWindowSeconds: env.AUTH_CLIENT_FAILURE_WINDOW,
     },
+    entitlements: createEntitlementsStore(
+      {
+        freshMs: Math.min(env.ENTITLEMENTS_FRESH_MS, env.ENTITLEMENTS_MAX_AGE_MS),
+        maxAgeMs: env.ENTITLEMENTS_MAX_AGE_MS,
+        staleIfErrorMs: env.ENTITLEMENTS_STALE_IF_ERROR_S * 1000,
+        loadTimeoutMs: env.ENTITLEMENTS_LOAD_TIMEOUT_MS,
+        maxEntries: env.ENTITLEMENTS_CACHE_MAX_ENTRIES,
+      },
+      logger,
+    ),
     logger,
   };
 }

@@ -3,6 +3,7 @@ import type { PublicJwks } from "../core/auth/keys";
 import type { TokenSigner, TokenVerifier } from "../core/auth/tokens";
 import type { Logger } from "../core/logger";
 import type { Database } from "../db/types";
+import type { EntitlementsStore } from "./entitlements-store";
 
 export interface EdgeDeps {
   /** Ejecuta fn con una base: compartida en Node, un Pool por petición en workerd. */
@@ -12,6 +13,8 @@ export interface EdgeDeps {
   jwks: PublicJwks;
   issuer: string;
   oauth: OAuthSettings;
+  /** Entitlements resueltos con cache SWR por niveles (docs/edge-cache.md). */
+  entitlements: EntitlementsStore;
   logger: Logger;
 }
 

@@ -1,15 +1,17 @@
 import type { Hono } from "hono";
 import { z } from "zod";
 import { bearerToken, canReadInstance } from "../../core/auth/tokens";
-import { resolveEntitlements, withVersion } from "../../core/entitlements";
 import { AppError } from "../../core/errors";
 import { zodFieldErrors } from "../../core/http/problem";
-import { loadEntitlementInput } from "../../db/entitlements";
+import { OriginUnavailableError } from "../cache";
 import type { EdgeEnv } from "../env";
 
 const querySchema = z.object({ instanceId: z.uuid() });
 
-function etagMatches(header: string | undefined, etag: string): boolean {
+/** Cabecera de respuesta servida pasada la cota de frescura porque la base no respondió. */
+export const STALE_HEADER = "x-entitlements-stale";
+
+export function etagMatches(header: string | undefined, etag: string): boolean {
   if (!header) return false;
   if (header.trim() === "*") return true;
   return header
@@ -32,11 +34,23 @@ export function registerEntitlements(app: Hono<EdgeEnv>): void {
     if (!canReadInstance(claims, instanceId)) {
       throw new AppError("forbidden", "This token may not read that tenant instance");
     }
-    const input = await c.var.deps.withDb(c, (db) => loadEntitlementInput(db, instanceId));
-    if (!input) throw new AppError("not_found", `Tenant instance ${instanceId} does not exist`);
-    const body = await withVersion(resolveEntitlements(input));
+    const result = await c.var.deps.entitlements.read(c, instanceId).catch((err: unknown) => {
+      if (!(err instanceof OriginUnavailableError)) throw err;
+      throw new AppError("unavailable", "Entitlements are unavailable right now; retry shortly", {
+        cause: err,
+      });
+    });
+    if (!result.value) {
+      throw new AppError("not_found", `Tenant instance ${instanceId} does not exist`);
+    }
+    const body = result.value.entitlements;
     const etag = `"${body.version}"`;
-    const headers = { etag, "cache-control": "private, no-cache", vary: "authorization" };
+    const headers: Record<string, string> = {
+      etag,
+      "cache-control": "private, no-cache",
+      vary: "authorization",
+    };
+    if (result.stale) headers[STALE_HEADER] = "1";
     if (etagMatches(c.req.header("if-none-match"), etag)) {
       return c.body(null, 304, headers);
     }
