@@ -4,6 +4,7 @@ import type { EdgeDeps, EdgeEnv } from "./env";
 import { registerEntitlements } from "./routes/entitlements";
 import { registerOAuthRevoke } from "./routes/oauth-revoke";
 import { registerOAuthToken } from "./routes/oauth-token";
+import { registerOfrep } from "./routes/ofrep";
 import { registerWellKnown } from "./routes/well-known";
 
 // App hono portable: la misma corre en workerd (Cloudflare) y en Node (npm start).
@@ -15,5 +16,6 @@ export function createEdgeApp(deps: EdgeDeps): Hono<EdgeEnv> {
   registerOAuthRevoke(app);
   registerWellKnown(app);
   registerEntitlements(app);
+  registerOfrep(app);
   return app;
 }
