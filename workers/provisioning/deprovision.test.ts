@@ -19,6 +19,8 @@ import { call, expectProblem } from "../../test/support/http";
 import { startTestStack, type TestStack, waitFor } from "../../test/support/stack";
 
 type Task = ReturnType<typeof taskSchema.parse>;
+// Cota de frescura del edge (issue 5) más margen para la petición.
+const FRESHNESS_MS = 2_500;
 interface Entitlements {
   status: string;
   features: Record<string, boolean>;
@@ -85,12 +87,14 @@ describe.each(["postgres", "pglite"] as const)(
       expect(updateTask.steps.map((s) => [s.name, s.status])).toEqual([
         ["apply_overrides", "succeeded"],
       ]);
-      const after = await entitlements(id);
-      expect(after).toMatchObject({
-        status: "active",
-        limits: { max_users: 200, storage_gb: 5 },
-        features: { ADVANCED_REPORTS: true, DIGITAL_RECORDS: false, BASIC_REPORTING: true },
-      });
+      // El edge cachea: el cambio debe verse dentro de su cota de frescura (2 s).
+      await expect
+        .poll(() => entitlements(id), { timeout: FRESHNESS_MS })
+        .toMatchObject({
+          status: "active",
+          limits: { max_users: 200, storage_gb: 5 },
+          features: { ADVANCED_REPORTS: true, DIGITAL_RECORDS: false, BASIC_REPORTING: true },
+        });
 
       // Un segundo PUT actualiza los overrides existentes en vez de duplicarlos.
       const second = await api(`/api/provisioning/${id}/features`, {
@@ -100,10 +104,12 @@ describe.each(["postgres", "pglite"] as const)(
       expect((await finished(featureUpdateResponseSchema.parse(second.body).taskId)).status).toBe(
         "succeeded",
       );
-      expect(await entitlements(id)).toMatchObject({
-        limits: { max_users: 20 },
-        features: { ADVANCED_REPORTS: true, DIGITAL_RECORDS: true },
-      });
+      await expect
+        .poll(() => entitlements(id), { timeout: FRESHNESS_MS })
+        .toMatchObject({
+          limits: { max_users: 20 },
+          features: { ADVANCED_REPORTS: true, DIGITAL_RECORDS: true },
+        });
       const [sub] = await db()
         .select()
         .from(subscriptions)
@@ -138,9 +144,10 @@ describe.each(["postgres", "pglite"] as const)(
         status: "decommissioned",
         subscription: { status: "cancelled" },
       });
+      await expect
+        .poll(async () => (await entitlements(id)).status, { timeout: FRESHNESS_MS })
+        .toBe("decommissioned");
       const gone = await entitlements(id);
-      expect(gone.status).not.toBe("active");
-      expect(gone.status).toBe("decommissioned");
       expect(Object.values(gone.features).some(Boolean)).toBe(false);
 
       // Ya dada de baja: otro DELETE es un 409 y no crea tareas.

@@ -1,4 +1,4 @@
-import { and, eq, inArray, ne, sql } from "drizzle-orm";
+import { and, eq, inArray, ne, type SQLWrapper, sql } from "drizzle-orm";
 import { z } from "zod";
 import {
   type ProvisioningTaskMessage,
@@ -10,8 +10,15 @@ import { pgErrorCode } from "../../core/http/db-errors";
 import { newId } from "../../core/ids";
 import { type Logger, silentLogger } from "../../core/logger";
 import type { SecretBox } from "../../core/secret-box";
-import { writeAudit } from "../../db/audit";
-import { enqueueEvent, publishQueued, type QueuedEvent } from "../../db/outbox";
+import { type AuditEntry, auditInsert, writeAudit } from "../../db/audit";
+import { executeAll } from "../../db/batch";
+import {
+  enqueueEvent,
+  type NewEvent,
+  outboxInsert,
+  publishQueued,
+  type QueuedEvent,
+} from "../../db/outbox";
 import {
   customers,
   products,
@@ -54,9 +61,19 @@ interface TaskContext {
   payload: unknown;
 }
 
+/**
+ * Lo que un paso transaccional quiere escribir: el runner lo ejecuta, con la auditoría, el outbox
+ * y la marca del paso, en una sola sentencia dentro de la transacción del paso.
+ */
+interface StepWrites {
+  statements?: SQLWrapper[];
+  audit?: Omit<AuditEntry, "actor" | "correlationId">[];
+  events?: Omit<NewEvent, "correlationId">[];
+}
+
 type Step =
   | { name: string; kind: "external"; run(task: TaskContext): Promise<void> }
-  | { name: string; kind: "transactional"; run(tx: Tx, task: TaskContext): Promise<QueuedEvent[]> };
+  | { name: string; kind: "transactional"; run(tx: Tx, task: TaskContext): Promise<StepWrites> };
 
 async function loadInstance(db: Database | Tx, tenantInstanceId: string) {
   const [row] = await db
@@ -151,56 +168,53 @@ function standardProvisionSteps(deps: ProvisioningWorkerDeps, random: () => numb
         // Solo se activa lo que sigue en provisioning: si mientras tanto se suspendió (p. ej. el
         // cliente fue borrado) o se dio de baja, el worker no lo revive.
         if (instance.status !== "provisioning" && instance.status !== "active") {
-          await writeAudit(tx, {
-            actor: ACTOR,
-            action: "tenant_instance.activation_skipped",
-            entityType: "tenant_instance",
-            entityId: instance.id,
-            before: { status: instance.status },
-            after: { status: instance.status },
-            correlationId: task.correlationId,
-          });
-          return [];
+          return {
+            audit: [
+              {
+                action: "tenant_instance.activation_skipped",
+                entityType: "tenant_instance",
+                entityId: instance.id,
+                before: { status: instance.status },
+                after: { status: instance.status },
+              },
+            ],
+          };
         }
-        const [updated] = await tx
-          .update(tenantInstances)
-          .set({
-            status: "active",
-            rowVersion: sql`${tenantInstances.rowVersion} + 1`,
-            updatedAt: sql`now()`,
-          })
-          .where(eq(tenantInstances.id, instance.id))
-          .returning();
-        await tx
-          .update(subscriptions)
-          .set({
-            status: "active",
-            rowVersion: sql`${subscriptions.rowVersion} + 1`,
-            updatedAt: sql`now()`,
-          })
-          .where(
-            and(
-              eq(subscriptions.tenantInstanceId, instance.id),
-              eq(subscriptions.status, "pending"),
-            ),
-          );
-        await writeAudit(tx, {
-          actor: ACTOR,
-          action: "tenant_instance.activated",
-          entityType: "tenant_instance",
-          entityId: instance.id,
-          before: { status: instance.status },
-          after: { status: updated?.status },
-          correlationId: task.correlationId,
-        });
-        return [
-          await enqueueEvent(tx, {
-            subject: subjects.entitlementsChanged,
-            type: "entitlements.changed",
-            correlationId: task.correlationId,
-            data: { tenantInstanceId: instance.id, reason: "activated" },
-          }),
-        ];
+        return {
+          statements: [
+            tx
+              .update(tenantInstances)
+              .set({
+                status: "active",
+                rowVersion: sql`${tenantInstances.rowVersion} + 1`,
+                updatedAt: sql`now()`,
+              })
+              .where(eq(tenantInstances.id, instance.id)),
+            tx
+              .update(subscriptions)
+              .set({
+                status: "active",
+                rowVersion: sql`${subscriptions.rowVersion} + 1`,
+                updatedAt: sql`now()`,
+              })
+              .where(
+                and(
+                  eq(subscriptions.tenantInstanceId, instance.id),
+                  eq(subscriptions.status, "pending"),
+                ),
+              ),
+          ],
+          audit: [
+            {
+              action: "tenant_instance.activated",
+              entityType: "tenant_instance",
+              entityId: instance.id,
+              before: { status: instance.status },
+              after: { status: "active" },
+            },
+          ],
+          events: [entitlementsEvent(task, "activated")],
+        };
       },
     },
     {
@@ -209,31 +223,31 @@ function standardProvisionSteps(deps: ProvisioningWorkerDeps, random: () => numb
       async run(tx, task) {
         const { instance } = await loadInstance(tx, task.tenantInstanceId);
         // Sin activación no hay bienvenida.
-        if (instance.status !== "active") return [];
-        return [
-          await enqueueEvent(tx, {
-            subject: subjects.welcomeNotification,
-            type: "notification.welcome_requested",
-            correlationId: task.correlationId,
-            data: {
-              tenantInstanceId: instance.id,
-              customerId: instance.customerId,
-              tenantCode: instance.tenantCode,
+        if (instance.status !== "active") return {};
+        return {
+          events: [
+            {
+              subject: subjects.welcomeNotification,
+              type: "notification.welcome_requested",
+              data: {
+                tenantInstanceId: instance.id,
+                customerId: instance.customerId,
+                tenantCode: instance.tenantCode,
+              },
             },
-          }),
-        ];
+          ],
+        };
       },
     },
   ];
 }
 
-function entitlementsEvent(tx: Tx, task: TaskContext, reason: string): Promise<QueuedEvent> {
-  return enqueueEvent(tx, {
+function entitlementsEvent(task: TaskContext, reason: string): Omit<NewEvent, "correlationId"> {
+  return {
     subject: subjects.entitlementsChanged,
     type: "entitlements.changed",
-    correlationId: task.correlationId,
     data: { tenantInstanceId: task.tenantInstanceId, reason },
-  });
+  };
 }
 
 const deprovisionPayloadSchema = z.object({ purge: z.boolean().default(false) }).nullable();
@@ -246,39 +260,46 @@ function deprovisionSteps(): Step[] {
       async run(tx, task) {
         const { instance } = await loadInstance(tx, task.tenantInstanceId);
         // Primero se corta el acceso: los entitlements se apagan antes de tocar datos.
-        await tx
-          .update(tenantInstances)
-          .set({
-            status: "suspended",
-            rowVersion: sql`${tenantInstances.rowVersion} + 1`,
-            updatedAt: sql`now()`,
-          })
-          .where(
-            and(eq(tenantInstances.id, instance.id), ne(tenantInstances.status, "decommissioned")),
-          );
-        await tx
-          .update(subscriptions)
-          .set({
-            status: "suspended",
-            rowVersion: sql`${subscriptions.rowVersion} + 1`,
-            updatedAt: sql`now()`,
-          })
-          .where(
-            and(
-              eq(subscriptions.tenantInstanceId, instance.id),
-              inArray(subscriptions.status, ["pending", "active"]),
-            ),
-          );
-        await writeAudit(tx, {
-          actor: ACTOR,
-          action: "tenant_instance.suspended",
-          entityType: "tenant_instance",
-          entityId: instance.id,
-          before: { status: instance.status },
-          after: { status: "suspended", taskId: task.taskId },
-          correlationId: task.correlationId,
-        });
-        return [await entitlementsEvent(tx, task, "deprovision_suspended")];
+        return {
+          statements: [
+            tx
+              .update(tenantInstances)
+              .set({
+                status: "suspended",
+                rowVersion: sql`${tenantInstances.rowVersion} + 1`,
+                updatedAt: sql`now()`,
+              })
+              .where(
+                and(
+                  eq(tenantInstances.id, instance.id),
+                  ne(tenantInstances.status, "decommissioned"),
+                ),
+              ),
+            tx
+              .update(subscriptions)
+              .set({
+                status: "suspended",
+                rowVersion: sql`${subscriptions.rowVersion} + 1`,
+                updatedAt: sql`now()`,
+              })
+              .where(
+                and(
+                  eq(subscriptions.tenantInstanceId, instance.id),
+                  inArray(subscriptions.status, ["pending", "active"]),
+                ),
+              ),
+          ],
+          audit: [
+            {
+              action: "tenant_instance.suspended",
+              entityType: "tenant_instance",
+              entityId: instance.id,
+              before: { status: instance.status },
+              after: { status: "suspended", taskId: task.taskId },
+            },
+          ],
+          events: [entitlementsEvent(task, "deprovision_suspended")],
+        };
       },
     },
     {
@@ -291,45 +312,48 @@ function deprovisionSteps(): Step[] {
         const purge = payload.data?.purge ?? false;
         // Por ahora solo cambia el estado: borrar los datos del tenant (base compartida o propia,
         // y purge) llega con el issue 4.
-        await tx
-          .update(tenantInstances)
-          .set({
-            status: "decommissioned",
-            rowVersion: sql`${tenantInstances.rowVersion} + 1`,
-            updatedAt: sql`now()`,
-          })
-          .where(eq(tenantInstances.id, instance.id));
-        await tx
-          .update(subscriptions)
-          .set({
-            status: "cancelled",
-            rowVersion: sql`${subscriptions.rowVersion} + 1`,
-            updatedAt: sql`now()`,
-          })
-          .where(
-            and(
-              eq(subscriptions.tenantInstanceId, instance.id),
-              ne(subscriptions.status, "cancelled"),
-            ),
-          );
-        await writeAudit(tx, {
-          actor: ACTOR,
-          action: "tenant_instance.decommissioned",
-          entityType: "tenant_instance",
-          entityId: instance.id,
-          before: { status: instance.status },
-          after: { status: "decommissioned", taskId: task.taskId, purgeRequested: purge },
-          correlationId: task.correlationId,
-        });
-        return [
-          await enqueueEvent(tx, {
-            subject: domainEventSubject("tenant_instance", "decommissioned"),
-            type: "tenant_instance.decommissioned",
-            correlationId: task.correlationId,
-            data: { tenantInstanceId: instance.id, purgeRequested: purge },
-          }),
-          await entitlementsEvent(tx, task, "decommissioned"),
-        ];
+        return {
+          statements: [
+            tx
+              .update(tenantInstances)
+              .set({
+                status: "decommissioned",
+                rowVersion: sql`${tenantInstances.rowVersion} + 1`,
+                updatedAt: sql`now()`,
+              })
+              .where(eq(tenantInstances.id, instance.id)),
+            tx
+              .update(subscriptions)
+              .set({
+                status: "cancelled",
+                rowVersion: sql`${subscriptions.rowVersion} + 1`,
+                updatedAt: sql`now()`,
+              })
+              .where(
+                and(
+                  eq(subscriptions.tenantInstanceId, instance.id),
+                  ne(subscriptions.status, "cancelled"),
+                ),
+              ),
+          ],
+          audit: [
+            {
+              action: "tenant_instance.decommissioned",
+              entityType: "tenant_instance",
+              entityId: instance.id,
+              before: { status: instance.status },
+              after: { status: "decommissioned", taskId: task.taskId, purgeRequested: purge },
+            },
+          ],
+          events: [
+            {
+              subject: domainEventSubject("tenant_instance", "decommissioned"),
+              type: "tenant_instance.decommissioned",
+              data: { tenantInstanceId: instance.id, purgeRequested: purge },
+            },
+            entitlementsEvent(task, "decommissioned"),
+          ],
+        };
       },
     },
   ];
@@ -405,19 +429,27 @@ function updateFeatureSteps(): Step[] {
           }
           throw err;
         }
-        await tx
-          .update(subscriptions)
-          .set({ rowVersion: sql`${subscriptions.rowVersion} + 1`, updatedAt: sql`now()` })
-          .where(eq(subscriptions.id, subscription.id));
-        await writeAudit(tx, {
-          actor: ACTOR,
-          action: "subscription.overrides_updated",
-          entityType: "subscription",
-          entityId: subscription.id,
-          after: { tenantInstanceId: task.tenantInstanceId, taskId: task.taskId, ...payload.data },
-          correlationId: task.correlationId,
-        });
-        return [await entitlementsEvent(tx, task, "features_updated")];
+        return {
+          statements: [
+            tx
+              .update(subscriptions)
+              .set({ rowVersion: sql`${subscriptions.rowVersion} + 1`, updatedAt: sql`now()` })
+              .where(eq(subscriptions.id, subscription.id)),
+          ],
+          audit: [
+            {
+              action: "subscription.overrides_updated",
+              entityType: "subscription",
+              entityId: subscription.id,
+              after: {
+                tenantInstanceId: task.tenantInstanceId,
+                taskId: task.taskId,
+                ...payload.data,
+              },
+            },
+          ],
+          events: [entitlementsEvent(task, "features_updated")],
+        };
       },
     },
   ];
@@ -438,52 +470,48 @@ function stepsFor(
   }
 }
 
-async function stepDone(db: Database | Tx, taskId: string, name: string): Promise<boolean> {
-  const [row] = await db
-    .select({ status: provisioningTaskSteps.status })
+/** Estado de los pasos de la tarea en una consulta (no una por paso). */
+async function completedSteps(db: Database, taskId: string): Promise<Set<string>> {
+  const rows = await db
+    .select({ name: provisioningTaskSteps.name })
     .from(provisioningTaskSteps)
-    .where(and(eq(provisioningTaskSteps.taskId, taskId), eq(provisioningTaskSteps.name, name)));
-  return row?.status === "succeeded";
+    .where(
+      and(eq(provisioningTaskSteps.taskId, taskId), eq(provisioningTaskSteps.status, "succeeded")),
+    );
+  return new Set(rows.map((r) => r.name));
 }
 
-async function markStepStarted(
-  db: Database,
+/** Upsert de la fila del paso; `attempt` suma un intento (inicio de un paso externo o fin de uno transaccional). */
+function stepRecord(
+  db: Database | Tx,
   taskId: string,
   name: string,
   position: number,
-): Promise<void> {
-  await db
+  status: "running" | "succeeded" | "failed",
+  options: { attempt: boolean; error?: string },
+) {
+  const finished = status === "running" ? null : sql`now()`;
+  return db
     .insert(provisioningTaskSteps)
-    .values({ taskId, name, position, status: "running" })
+    .values({
+      taskId,
+      name,
+      position,
+      status,
+      finishedAt: finished,
+      error: options.error ?? null,
+    })
     .onConflictDoUpdate({
       target: [provisioningTaskSteps.taskId, provisioningTaskSteps.name],
       set: {
-        status: "running",
-        attempts: sql`${provisioningTaskSteps.attempts} + 1`,
-        startedAt: sql`now()`,
-        finishedAt: null,
-        error: null,
+        status,
+        ...(options.attempt
+          ? { attempts: sql`${provisioningTaskSteps.attempts} + 1`, startedAt: sql`now()` }
+          : {}),
+        finishedAt: finished,
+        error: options.error ?? null,
       },
     });
-}
-
-async function markStepSucceeded(db: Database | Tx, taskId: string, name: string): Promise<void> {
-  await db
-    .update(provisioningTaskSteps)
-    .set({ status: "succeeded", finishedAt: sql`now()`, error: null })
-    .where(and(eq(provisioningTaskSteps.taskId, taskId), eq(provisioningTaskSteps.name, name)));
-}
-
-async function markStepFailed(
-  db: Database,
-  taskId: string,
-  name: string,
-  error: string,
-): Promise<void> {
-  await db
-    .update(provisioningTaskSteps)
-    .set({ status: "failed", finishedAt: sql`now()`, error })
-    .where(and(eq(provisioningTaskSteps.taskId, taskId), eq(provisioningTaskSteps.name, name)));
 }
 
 // Cada paso es idempotente y queda registrado: tras una caída se saltan los ya hechos.
@@ -493,29 +521,63 @@ async function runSteps(
   task: TaskContext,
   ctx: HandlerContext<ProvisioningTaskMessage>,
 ) {
+  const done = await completedSteps(deps.db, task.taskId);
   for (const [position, step] of steps.entries()) {
-    if (await stepDone(deps.db, task.taskId, step.name)) {
+    if (done.has(step.name)) {
       ctx.logger.debug({ step: step.name }, "step already completed; skipping");
       continue;
     }
-    await markStepStarted(deps.db, task.taskId, step.name, position);
     ctx.heartbeat();
+    // Un paso externo marca su inicio antes de actuar: si el worker muere, queda "running" con
+    // su intento contado. Uno transaccional no lo necesita: efecto y marca van juntos.
+    const external = step.kind === "external";
     try {
       if (step.kind === "external") {
+        await stepRecord(deps.db, task.taskId, step.name, position, "running", { attempt: true });
         await step.run(task);
-        await markStepSucceeded(deps.db, task.taskId, step.name);
-      } else {
-        // El efecto y la marca del paso se confirman juntos: nunca se repite a medias.
-        const events = await deps.db.transaction(async (tx) => {
-          const queued = await step.run(tx, task);
-          await markStepSucceeded(tx, task.taskId, step.name);
-          return queued;
+        await stepRecord(deps.db, task.taskId, step.name, position, "succeeded", {
+          attempt: false,
         });
-        await publishQueued(deps.db, deps.bus, events, ctx.logger);
+      } else {
+        const queued = await deps.db.transaction(async (tx) => {
+          const writes = await step.run(tx, task);
+          const statements: SQLWrapper[] = [...(writes.statements ?? [])];
+          if (writes.audit?.length) {
+            statements.push(
+              auditInsert(
+                tx,
+                writes.audit.map((a) => ({
+                  ...a,
+                  actor: ACTOR,
+                  correlationId: task.correlationId,
+                })),
+              ),
+            );
+          }
+          let events: QueuedEvent[] = [];
+          if (writes.events?.length) {
+            const outbox = outboxInsert(
+              tx,
+              writes.events.map((e) => ({ ...e, correlationId: task.correlationId })),
+            );
+            statements.push(outbox.statement);
+            events = outbox.queued;
+          }
+          statements.push(
+            stepRecord(tx, task.taskId, step.name, position, "succeeded", { attempt: true }),
+          );
+          // El efecto, su auditoría, sus eventos y la marca del paso: una sentencia, un viaje.
+          await executeAll(tx, statements);
+          return events;
+        });
+        await publishQueued(deps.db, deps.bus, queued, ctx.logger);
       }
       ctx.logger.info({ step: step.name }, "step completed");
     } catch (err) {
-      await markStepFailed(deps.db, task.taskId, step.name, errorMessage(err)).catch(() => {});
+      await stepRecord(deps.db, task.taskId, step.name, position, "failed", {
+        attempt: !external,
+        error: errorMessage(err),
+      }).catch(() => {});
       throw err;
     }
   }
