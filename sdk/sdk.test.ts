@@ -1,0 +1,470 @@
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { serve } from "@hono/node-server";
+import { and, eq, isNull } from "drizzle-orm";
+import getPort from "get-port";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { generateSigningKey } from "../core/auth/keys";
+import { silentLogger } from "../core/logger";
+import { demoProducts } from "../db/demo-data";
+import {
+  customers,
+  subscriptionFeatureOverrides,
+  subscriptions,
+  tenantInstances,
+} from "../db/schema";
+import { seedDemo } from "../db/seed";
+import type { Database } from "../db/types";
+import { createNodeEdgeApp } from "../edge/node";
+import { createApiClient } from "../test/support/clients";
+import { createPostgresTestDatabase, type TestDatabase } from "../test/support/databases";
+import { formPost } from "../test/support/edge";
+import {
+  createFarutechClient,
+  FarutechAuthError,
+  type FarutechClientOptions,
+  FarutechError,
+  FarutechForbiddenError,
+  FarutechUnavailableError,
+  type FetchLike,
+} from "./index";
+
+// El edge real (createNodeEdgeApp) servido por HTTP en un puerto propio, sobre Postgres con la
+// demo. Nada del edge se simula: las pruebas cuentan peticiones con un fetch que envuelve al real.
+
+const ACCESS_TOKEN_TTL_S = 30;
+const MAX_AGE_MS = 1_000;
+
+interface Call {
+  path: string;
+  grantType: string | null;
+  status: number;
+  ifNoneMatch: string | null;
+  refreshToken?: string;
+}
+
+let db: TestDatabase;
+let edge: { url: string; port: number; server: Server | undefined; start(): Promise<void> };
+let tenant: { id: string; secret: string };
+let norteId: string;
+let otherInstanceId: string;
+
+const stopServer = (server: Server) =>
+  new Promise<void>((resolve, reject) => {
+    server.close((err) => (err ? reject(err) : resolve()));
+    server.closeAllConnections();
+  });
+
+beforeAll(async () => {
+  db = await createPostgresTestDatabase();
+  await seedDemo(db.handle.db);
+  const [patitas] = await db.handle.db
+    .select()
+    .from(customers)
+    .where(eq(customers.taxId, "VPA010203AB1"));
+  const [norte] = await db.handle.db
+    .select()
+    .from(tenantInstances)
+    .where(eq(tenantInstances.instanceCode, "vet-norte"));
+  const [other] = await db.handle.db
+    .select()
+    .from(tenantInstances)
+    .where(eq(tenantInstances.instanceCode, "erp-principal"));
+  if (!patitas || !norte || !other || !db.url) throw new Error("demo data missing");
+  norteId = norte.id;
+  otherInstanceId = other.id;
+  tenant = await createApiClient(db.handle.db, {
+    kind: "tenant",
+    roles: ["tenant_app"],
+    customerId: patitas.id,
+    instanceIds: [norte.id],
+  });
+  const app = await createNodeEdgeApp(
+    {
+      DATABASE_URL: db.url,
+      AUTH_SIGNING_KEYS: JSON.stringify([await generateSigningKey("sdk-test-1")]),
+      AUTH_ISSUER: "http://edge.test",
+      AUTH_AUDIENCE: "farutech-orchestrator",
+      AUTH_ACCESS_TOKEN_TTL: String(ACCESS_TOKEN_TTL_S),
+      // Sin la caché SWR del edge (se prueba en edge/): aquí cuenta solo la del SDK.
+      ENTITLEMENTS_FRESH_MS: "0",
+      ENTITLEMENTS_MAX_AGE_MS: "0",
+      LOG_LEVEL: "silent",
+    },
+    db.handle.db,
+    silentLogger,
+  );
+  const port = await getPort();
+  edge = {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    server: undefined,
+    // Mismo puerto al volver: así se prueba "el edge se cayó y volvió".
+    start: () =>
+      new Promise<void>((resolve) => {
+        const server = serve(
+          { fetch: app.fetch, port, hostname: "127.0.0.1" },
+          (info: AddressInfo) => {
+            expect(info.port).toBe(port);
+            resolve();
+          },
+        ) as Server;
+        edge.server = server;
+      }),
+  };
+  await edge.start();
+}, 60_000);
+
+afterAll(async () => {
+  if (edge?.server) await stopServer(edge.server);
+  await db?.drop();
+});
+
+/** fetch real que anota cada petición al edge (y los refresh tokens que emite). */
+function recordingFetch(transform?: (body: Record<string, unknown>) => Record<string, unknown>) {
+  const calls: Call[] = [];
+  const fetchImpl: FetchLike = async (input, init) => {
+    const request = new Request(input, init);
+    const path = new URL(request.url).pathname;
+    const grantType =
+      path === "/oauth/token"
+        ? new URLSearchParams(await request.clone().text()).get("grant_type")
+        : null;
+    const call: Call = {
+      path,
+      grantType,
+      status: 0,
+      ifNoneMatch: request.headers.get("if-none-match"),
+    };
+    calls.push(call);
+    let res = await fetch(request);
+    call.status = res.status;
+    if (path === "/oauth/token" && res.ok) {
+      let body = (await res.json()) as Record<string, unknown>;
+      if (typeof body.refresh_token === "string") call.refreshToken = body.refresh_token;
+      if (transform) body = transform(body);
+      res = new Response(JSON.stringify(body), { status: res.status, headers: res.headers });
+    }
+    return res;
+  };
+  const of = (path: string) => calls.filter((c) => c.path === path);
+  return {
+    fetch: fetchImpl,
+    calls,
+    tokens: () => of("/oauth/token"),
+    entitlements: () => of("/v1/entitlements"),
+    lastRefreshToken: () => of("/oauth/token").findLast((c) => c.refreshToken)?.refreshToken,
+  };
+}
+
+function testClient(overrides: Partial<FarutechClientOptions> = {}) {
+  const clock = { t: Date.now() };
+  const recorder = recordingFetch();
+  const client = createFarutechClient({
+    edgeUrl: edge.url,
+    clientId: tenant.id,
+    clientSecret: tenant.secret,
+    instanceId: norteId,
+    fetch: recorder.fetch,
+    maxAgeMs: MAX_AGE_MS,
+    // El logger pino del proyecto encaja en la interfaz del SDK.
+    logger: silentLogger,
+    now: () => clock.t,
+    ...overrides,
+  });
+  return { client, clock, recorder };
+}
+
+// Demo: vet-norte tiene VET_PROFESSIONAL, Disable BATCH_CONTROL y max_users = 100.
+function expectedNorte() {
+  const vet = demoProducts.find((p) => p.code === "FARUTECH_VET");
+  const plan = vet?.plans.find((p) => p.code === "VET_PROFESSIONAL");
+  if (!vet || !plan || plan.features === "all") throw new Error("demo data changed");
+  const on = new Set(plan.features.filter((f) => f !== "BATCH_CONTROL"));
+  const codes = vet.modules.flatMap((m) => m.features.map((f) => f.code));
+  return {
+    features: Object.fromEntries(codes.map((c) => [c, on.has(c)])),
+    limits: { ...plan.limits, max_users: 100 },
+  };
+}
+
+async function norteSubscriptionId(database: Database) {
+  const [subscription] = await database
+    .select()
+    .from(subscriptions)
+    .where(eq(subscriptions.tenantInstanceId, norteId));
+  if (!subscription) throw new Error("vet-norte has no subscription");
+  return subscription.id;
+}
+
+describe("tokens", () => {
+  it("gets one token for concurrent callers and reuses it", async () => {
+    const { client, recorder } = testClient();
+    await Promise.all([
+      client.isEnabled("DIGITAL_RECORDS"),
+      client.limit("max_users"),
+      client.snapshot(),
+      client.accessToken(),
+    ]);
+    expect(recorder.tokens()).toEqual([
+      expect.objectContaining({ grantType: "client_credentials", status: 200 }),
+    ]);
+    expect(recorder.entitlements()).toHaveLength(1);
+    await client.isEnabled("DIGITAL_RECORDS");
+    await client.accessToken();
+    expect(recorder.calls).toHaveLength(2);
+    await client.close();
+  });
+
+  it("renews before expiry with the refresh token, and falls back to client credentials when it is rejected", async () => {
+    const { client, clock, recorder } = testClient();
+    const first = await client.accessToken();
+    // 80 % de 30 s = 24 s: a los 23 s el token sigue sirviendo.
+    clock.t += 23_000;
+    expect(await client.accessToken()).toBe(first);
+    expect(recorder.tokens()).toHaveLength(1);
+
+    clock.t += 2_000;
+    const [a, b] = await Promise.all([client.accessToken(), client.refresh()]);
+    expect(recorder.tokens().map((c) => [c.grantType, c.status])).toEqual([
+      ["client_credentials", 200],
+      ["refresh_token", 200],
+    ]);
+    expect(b.source).toBe("edge");
+    expect(a).toEqual(await client.accessToken());
+
+    // Otro renuevo usa el refresh token rotado (el edge rechaza el anterior por reuso).
+    clock.t += 25_000;
+    await client.accessToken();
+    expect(recorder.tokens().at(-1)).toMatchObject({ grantType: "refresh_token", status: 200 });
+
+    // Revocado por fuera (p. ej. un operador): invalid_grant y vuelta a client_credentials.
+    const current = recorder.lastRefreshToken();
+    if (!current) throw new Error("the edge issued no refresh token");
+    const revoke = await fetch(
+      `${edge.url}/oauth/revoke`,
+      formPost({ token: current, client_id: tenant.id, client_secret: tenant.secret }),
+    );
+    expect(revoke.status).toBe(200);
+    clock.t += 25_000;
+    expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(true);
+    expect(
+      recorder
+        .tokens()
+        .slice(-2)
+        .map((c) => [c.grantType, c.status]),
+    ).toEqual([
+      ["refresh_token", 400],
+      ["client_credentials", 200],
+    ]);
+    await client.close();
+  });
+
+  it("works with an edge that returns no refresh_token", async () => {
+    const clock = { t: Date.now() };
+    // Simula el edge anterior al grant refresh_token quitando el campo de la respuesta real.
+    const recorder = recordingFetch(({ refresh_token: _drop, ...rest }) => rest);
+    const client = createFarutechClient({
+      edgeUrl: edge.url,
+      clientId: tenant.id,
+      clientSecret: tenant.secret,
+      instanceId: norteId,
+      fetch: recorder.fetch,
+      now: () => clock.t,
+    });
+    await client.accessToken();
+    clock.t += 25_000;
+    await client.accessToken();
+    expect(recorder.tokens().map((c) => c.grantType)).toEqual([
+      "client_credentials",
+      "client_credentials",
+    ]);
+    await client.close();
+  });
+
+  it("rejects a wrong secret with FarutechAuthError, even with a fallback", async () => {
+    const { client } = testClient({
+      clientSecret: "wrong",
+      fallback: { features: { DIGITAL_RECORDS: true } },
+    });
+    const error = await client.isEnabled("DIGITAL_RECORDS").catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(FarutechAuthError);
+    expect(error).toMatchObject({ code: "invalid_client", status: 401 });
+  });
+
+  it("authorizedFetch and ofrepHeaders carry a token the edge accepts", async () => {
+    const { client } = testClient();
+    const url = `${edge.url}/v1/entitlements?instanceId=${norteId}`;
+    const viaFetch = await client.authorizedFetch(url);
+    expect(viaFetch.status).toBe(200);
+    const viaHeaders = await fetch(url, { headers: await client.ofrepHeaders() });
+    expect(viaHeaders.status).toBe(200);
+    expect(await viaHeaders.json()).toMatchObject({ instanceId: norteId });
+    await client.close();
+  });
+
+  it("close revokes the refresh token and refuses further calls", async () => {
+    const { client, recorder } = testClient();
+    await client.isEnabled("DIGITAL_RECORDS");
+    const refreshToken = recorder.lastRefreshToken();
+    if (!refreshToken) throw new Error("the edge issued no refresh token");
+    await client.close();
+    const reuse = await fetch(
+      `${edge.url}/oauth/token`,
+      formPost({
+        grant_type: "refresh_token",
+        refresh_token: refreshToken,
+        client_id: tenant.id,
+        client_secret: tenant.secret,
+      }),
+    );
+    expect(reuse.status).toBe(400);
+    expect(await reuse.json()).toMatchObject({ error: "invalid_grant" });
+    await expect(client.isEnabled("DIGITAL_RECORDS")).rejects.toMatchObject({ code: "closed" });
+    await expect(client.isEnabled("DIGITAL_RECORDS")).rejects.toBeInstanceOf(FarutechError);
+  });
+});
+
+describe("entitlements", () => {
+  it("answers isEnabled and limit with the demo data", async () => {
+    const { client } = testClient();
+    const expected = expectedNorte();
+    for (const [code, on] of Object.entries(expected.features)) {
+      expect(await client.isEnabled(code)).toBe(on);
+    }
+    for (const [name, value] of Object.entries(expected.limits)) {
+      expect(await client.limit(name)).toBe(value);
+    }
+    expect(await client.isEnabled("BATCH_CONTROL")).toBe(false);
+    expect(await client.isEnabled("NO_SUCH_FEATURE")).toBe(false);
+    expect(await client.limit("no_such_limit")).toBeUndefined();
+    expect(await client.snapshot()).toMatchObject({
+      source: "edge",
+      stale: false,
+      instanceId: norteId,
+      productCode: "FARUTECH_VET",
+      planCode: "VET_PROFESSIONAL",
+      status: "active",
+      ...expected,
+    });
+    expect(client.peek()).toMatchObject({ source: "edge", features: expected.features });
+    await client.close();
+  });
+
+  it("revalidates after maxAge with If-None-Match and keeps the snapshot on 304", async () => {
+    const { client, clock, recorder } = testClient();
+    const first = await client.snapshot();
+    if (first.source !== "edge") throw new Error("expected an edge snapshot");
+    clock.t += MAX_AGE_MS - 1;
+    await client.snapshot();
+    expect(recorder.entitlements()).toHaveLength(1);
+
+    clock.t += 1;
+    const [a, b] = await Promise.all([client.snapshot(), client.isEnabled("DIGITAL_RECORDS")]);
+    expect(recorder.entitlements()).toEqual([
+      expect.objectContaining({ status: 200, ifNoneMatch: null }),
+      expect.objectContaining({ status: 304, ifNoneMatch: `"${first.version}"` }),
+    ]);
+    expect(b).toBe(true);
+    expect(a).toEqual({ ...first, validatedAt: clock.t });
+    expect(recorder.tokens()).toHaveLength(1);
+    await client.close();
+  });
+
+  it("shows a database change after maxAge", async () => {
+    const { client, clock, recorder } = testClient();
+    expect(await client.limit("max_users")).toBe(100);
+    expect(await client.isEnabled("BATCH_CONTROL")).toBe(false);
+    const database = db.handle.db;
+    const subscriptionId = await norteSubscriptionId(database);
+    const maxUsers = and(
+      eq(subscriptionFeatureOverrides.subscriptionId, subscriptionId),
+      eq(subscriptionFeatureOverrides.limitName, "max_users"),
+    );
+    const batchControl = and(
+      eq(subscriptionFeatureOverrides.subscriptionId, subscriptionId),
+      eq(subscriptionFeatureOverrides.featureCode, "BATCH_CONTROL"),
+      isNull(subscriptionFeatureOverrides.limitName),
+    );
+    const [disable] = await database
+      .select()
+      .from(subscriptionFeatureOverrides)
+      .where(batchControl);
+    if (!disable) throw new Error("demo override missing");
+    await database.update(subscriptionFeatureOverrides).set({ value: 150 }).where(maxUsers);
+    await database.delete(subscriptionFeatureOverrides).where(batchControl);
+    try {
+      // Dentro de maxAge se sirve el snapshot sin preguntar.
+      expect(await client.limit("max_users")).toBe(100);
+      clock.t += MAX_AGE_MS;
+      expect(await client.limit("max_users")).toBe(150);
+      expect(await client.isEnabled("BATCH_CONTROL")).toBe(true);
+      expect(recorder.entitlements().map((c) => c.status)).toEqual([200, 200]);
+    } finally {
+      await database.update(subscriptionFeatureOverrides).set({ value: 100 }).where(maxUsers);
+      await database.insert(subscriptionFeatureOverrides).values(disable);
+      await client.close();
+    }
+  });
+
+  it("serves the last snapshot as stale while the edge is down", async () => {
+    const { client, clock, recorder } = testClient();
+    const expected = expectedNorte();
+    expect(await client.limit("max_users")).toBe(100);
+    if (!edge.server) throw new Error("edge not running");
+    await stopServer(edge.server);
+    edge.server = undefined;
+    try {
+      clock.t += MAX_AGE_MS;
+      expect(await client.limit("max_users")).toBe(100);
+      expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(true);
+      expect(await client.snapshot()).toMatchObject({ source: "edge", stale: true, ...expected });
+      expect(client.peek()).toMatchObject({ stale: true });
+      // Un intento por maxAge, no uno por llamada.
+      expect(recorder.entitlements()).toHaveLength(2);
+      await expect(client.refresh()).rejects.toBeInstanceOf(FarutechUnavailableError);
+      await expect(client.refresh()).rejects.toMatchObject({ code: "unreachable" });
+    } finally {
+      await edge.start();
+    }
+    clock.t += MAX_AGE_MS;
+    expect(await client.snapshot()).toMatchObject({ source: "edge", stale: false });
+    await client.close();
+  });
+
+  it("without a snapshot and with the edge down, uses the fallback or throws", async () => {
+    const deadEdge = `http://127.0.0.1:${await getPort()}`;
+    const { client: withFallback } = testClient({
+      edgeUrl: deadEdge,
+      fallback: { features: { DIGITAL_RECORDS: true }, limits: { max_users: 5 } },
+    });
+    expect(await withFallback.isEnabled("DIGITAL_RECORDS")).toBe(true);
+    expect(await withFallback.isEnabled("APPOINTMENTS_SCHEDULING")).toBe(false);
+    expect(await withFallback.limit("max_users")).toBe(5);
+    expect(await withFallback.limit("storage_gb")).toBeUndefined();
+    expect(await withFallback.snapshot()).toEqual({
+      source: "fallback",
+      stale: true,
+      instanceId: norteId,
+      features: { DIGITAL_RECORDS: true },
+      limits: { max_users: 5 },
+    });
+
+    const { client: bare } = testClient({ edgeUrl: deadEdge });
+    const error = await bare.isEnabled("DIGITAL_RECORDS").catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(FarutechUnavailableError);
+    expect(error).toMatchObject({ code: "unreachable", status: undefined });
+    expect(bare.peek()).toBeUndefined();
+  });
+
+  it("throws FarutechForbiddenError for an instance the client may not read", async () => {
+    const { client } = testClient({
+      instanceId: otherInstanceId,
+      fallback: { features: {}, limits: {} },
+    });
+    const error = await client.isEnabled("DIGITAL_RECORDS").catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(FarutechForbiddenError);
+    expect(error).toMatchObject({ code: "forbidden", status: 403 });
+    await client.close();
+  });
+});
