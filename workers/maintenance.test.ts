@@ -51,7 +51,7 @@ describe("workers maintenance pass", () => {
       { db: db.handle.db, logger: silentLogger, retentionDays: 30 },
       now,
     );
-    expect(result).toEqual({ erasedCustomers: 1, expiredIdempotencyKeys: 1 });
+    expect(result).toEqual({ erasedCustomers: 1, expiredIdempotencyKeys: 1, droppedTenantData: 0 });
     const [erased] = await db.handle.db.select().from(customers).where(eq(customers.id, old.id));
     expect(erased?.erasedAt).toBeInstanceOf(Date);
     expect(erased?.legalName).not.toBe(old.legalName);
@@ -63,6 +63,6 @@ describe("workers maintenance pass", () => {
       { db: db.handle.db, logger: silentLogger, retentionDays: 30 },
       now,
     );
-    expect(again).toEqual({ erasedCustomers: 0, expiredIdempotencyKeys: 0 });
+    expect(again).toEqual({ erasedCustomers: 0, expiredIdempotencyKeys: 0, droppedTenantData: 0 });
   });
 });

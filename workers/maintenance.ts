@@ -4,6 +4,11 @@ import type { Logger } from "../core/logger";
 import { idempotencyKeys } from "../db/schema";
 import type { Database } from "../db/types";
 import { eraseExpiredCustomers } from "../functions/services/gdpr";
+import {
+  dropTenantData,
+  type TenantDataStores,
+  tenantsPastRetention,
+} from "./provisioning/tenant-data";
 
 export interface MaintenanceOptions {
   db: Database;
@@ -11,14 +16,42 @@ export interface MaintenanceOptions {
   logger: Logger;
   retentionDays: number;
   intervalMs?: number;
+  /** Borrado de datos de tenants dados de baja cuando vence su retención. */
+  tenantData?: Omit<TenantDataStores, "db"> & { retentionDays: number };
 }
 
 export interface MaintenanceResult {
   erasedCustomers: number;
   expiredIdempotencyKeys: number;
+  droppedTenantData: number;
 }
 
-/** Una pasada: borrado GDPR programado y limpieza de Idempotency-Key vencidas (24 h). */
+async function dropExpiredTenantData(
+  options: Omit<MaintenanceOptions, "intervalMs">,
+  now: Date,
+): Promise<number> {
+  const tenantData = options.tenantData;
+  if (!tenantData) return 0;
+  let dropped = 0;
+  for (const id of await tenantsPastRetention(options.db, tenantData.retentionDays, now)) {
+    // Un tenant que falla (p. ej. su base no responde) no frena a los demás: se reintenta luego.
+    try {
+      const outcome = await dropTenantData({ ...tenantData, db: options.db }, id, {
+        actor: "worker:maintenance",
+        reason: "retention",
+      });
+      if (outcome === "dropped") dropped++;
+    } catch (err) {
+      options.logger.error({ err, tenantInstanceId: id }, "tenant data drop failed");
+    }
+  }
+  return dropped;
+}
+
+/**
+ * Una pasada: borrado GDPR programado, limpieza de Idempotency-Key vencidas (24 h) y borrado de
+ * los datos de tenants dados de baja cuya retención venció.
+ */
 export async function runMaintenanceOnce(
   options: Omit<MaintenanceOptions, "intervalMs">,
   now: Date = new Date(),
@@ -36,13 +69,16 @@ export async function runMaintenanceOnce(
       lt(idempotencyKeys.createdAt, sql`${now.toISOString()}::timestamptz - interval '24 hours'`),
     )
     .returning({ key: idempotencyKeys.key });
-  if (erasedCustomerIds.length > 0 || expired.length > 0) {
-    options.logger.info(
-      { erasedCustomers: erasedCustomerIds.length, expiredIdempotencyKeys: expired.length },
-      "maintenance pass completed",
-    );
+  const droppedTenantData = await dropExpiredTenantData(options, now);
+  const result = {
+    erasedCustomers: erasedCustomerIds.length,
+    expiredIdempotencyKeys: expired.length,
+    droppedTenantData,
+  };
+  if (Object.values(result).some((n) => n > 0)) {
+    options.logger.info(result, "maintenance pass completed");
   }
-  return { erasedCustomers: erasedCustomerIds.length, expiredIdempotencyKeys: expired.length };
+  return result;
 }
 
 export interface RunningMaintenance {

@@ -141,6 +141,7 @@ export async function startWorkers(
     logger: deps.logger,
     retentionDays: env.GDPR_RETENTION_DAYS,
     intervalMs: env.MAINTENANCE_INTERVAL_MS,
+    tenantData: { registry, dedicated, retentionDays: env.TENANT_DATA_RETENTION_DAYS },
   });
   return {
     bus,

@@ -17,6 +17,7 @@ import {
 import { demoProvisionBody } from "../../test/support/demo";
 import { call, expectProblem } from "../../test/support/http";
 import { startTestStack, type TestStack, waitFor } from "../../test/support/stack";
+import { createPostgresRegistry } from "./shared-registry";
 
 type Task = ReturnType<typeof taskSchema.parse>;
 // Cota de frescura del edge (issue 5) más margen para la petición.
@@ -137,6 +138,7 @@ describe.each(["postgres", "pglite"] as const)(
       expect(deprovTask.steps.map((s) => [s.name, s.status])).toEqual([
         ["suspend_instance", "succeeded"],
         ["decommission", "succeeded"],
+        ["drop_tenant_data", "succeeded"],
       ]);
 
       const instance = await api(`/api/tenant-instances/${id}`);
@@ -161,8 +163,16 @@ describe.each(["postgres", "pglite"] as const)(
         "tenant_instance.activated",
         "tenant_instance.suspended",
         "tenant_instance.decommissioned",
+        "tenant_instance.data_dropped",
       ]);
       expect(audit[2]?.after).toMatchObject({ purgeRequested: true });
+      // purge=true: la fila del tenant en la base compartida se borró en la misma tarea.
+      expect(audit[3]?.after).toMatchObject({
+        reason: "purge",
+        databaseTier: "standard",
+        rowsDeleted: 1,
+        taskId: deprov.taskId,
+      });
       const reasons = (await db().select().from(outboxEvents))
         .filter((e) => e.type === "entitlements.changed")
         .map((e) => (e.payload as { data: { tenantInstanceId: string; reason: string } }).data)
@@ -177,6 +187,13 @@ describe.each(["postgres", "pglite"] as const)(
       ]);
       const [row] = await db().select().from(tenantInstances).where(eq(tenantInstances.id, id));
       expect(row?.status).toBe("decommissioned");
+      expect(row?.decommissionedAt).toBeInstanceOf(Date);
+      expect(row?.dataDroppedAt).toBeInstanceOf(Date);
+      if (database === "postgres") {
+        const registry = createPostgresRegistry(stack.db.url ?? "");
+        expect(await registry.isRegistered("FARUTECH_VET", id)).toBe(false);
+        await registry.close();
+      }
     });
   },
 );

@@ -33,6 +33,7 @@ import type { HandlerContext, WorkerDefinition } from "../runtime/consumer";
 import { errorMessage, PermanentError } from "../runtime/errors";
 import type { DedicatedDatabases } from "./dedicated-databases";
 import type { SharedTenantRegistry } from "./shared-registry";
+import { dropTenantData } from "./tenant-data";
 
 export const PROVISIONING_WORKER = "provisioning-worker";
 const ACTOR = "worker:provisioning";
@@ -252,7 +253,21 @@ function entitlementsEvent(task: TaskContext, reason: string): Omit<NewEvent, "c
 
 const deprovisionPayloadSchema = z.object({ purge: z.boolean().default(false) }).nullable();
 
-function deprovisionSteps(): Step[] {
+function deprovisionSteps(deps: ProvisioningWorkerDeps, payload: unknown): Step[] {
+  const parsed = deprovisionPayloadSchema.safeParse(payload ?? null);
+  // Con purge los datos se borran ya; sin él, la pasada de mantenimiento al vencer la retención.
+  const dropStep: Step = {
+    name: "drop_tenant_data",
+    kind: "external",
+    async run(task) {
+      await dropTenantData(deps, task.tenantInstanceId, {
+        actor: ACTOR,
+        reason: "purge",
+        correlationId: task.correlationId,
+        taskId: task.taskId,
+      });
+    },
+  };
   return [
     {
       name: "suspend_instance",
@@ -310,14 +325,14 @@ function deprovisionSteps(): Step[] {
         const payload = deprovisionPayloadSchema.safeParse(task.payload ?? null);
         if (!payload.success) throw new PermanentError("deprovision payload is invalid");
         const purge = payload.data?.purge ?? false;
-        // Por ahora solo cambia el estado: borrar los datos del tenant (base compartida o propia,
-        // y purge) llega con el issue 4.
         return {
           statements: [
             tx
               .update(tenantInstances)
               .set({
                 status: "decommissioned",
+                // La retención de datos cuenta desde la primera baja.
+                decommissionedAt: sql`coalesce(${tenantInstances.decommissionedAt}, now())`,
                 rowVersion: sql`${tenantInstances.rowVersion} + 1`,
                 updatedAt: sql`now()`,
               })
@@ -356,6 +371,7 @@ function deprovisionSteps(): Step[] {
         };
       },
     },
+    ...(parsed.success && parsed.data?.purge ? [dropStep] : []),
   ];
 }
 
@@ -459,12 +475,13 @@ function stepsFor(
   kind: ProvisioningTaskMessage["kind"],
   deps: ProvisioningWorkerDeps,
   tier: "standard" | "enterprise",
+  payload: unknown,
 ): Step[] {
   switch (kind) {
     case "provision":
       return provisionSteps(deps, tier);
     case "deprovision":
-      return deprovisionSteps();
+      return deprovisionSteps(deps, payload);
     case "update_features":
       return updateFeatureSteps();
   }
@@ -623,7 +640,7 @@ export function provisioningWorker(
       const { instance } = await loadInstance(deps.db, tenantInstanceId);
       await runSteps(
         deps,
-        stepsFor(task.kind, deps, instance.databaseTier),
+        stepsFor(task.kind, deps, instance.databaseTier, task.payload),
         { taskId, tenantInstanceId, correlationId: task.correlationId, payload: task.payload },
         ctx,
       );
