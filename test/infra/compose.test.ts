@@ -94,7 +94,7 @@ describe("docker-compose.yml", () => {
     // El archivo declara draft 2019-09 con una URI (`http…#`) que ajv no registra: se compila el cuerpo.
     const { $schema: draft, ...body } = schema;
     expect(String(draft)).toContain("2019-09");
-    const validate = ajv.compile(withoutDraft4Ids(body));
+    const validate = ajv.compile(withoutDraft4Ids(body) as Record<string, unknown>);
     const ok = validate(compose);
     expect(validate.errors ?? [], JSON.stringify(validate.errors, null, 2)).toEqual([]);
     expect(ok).toBe(true);
