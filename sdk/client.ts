@@ -66,12 +66,15 @@ export interface FarutechClient {
 interface EdgeState {
   body: Entitlements;
   etag: string | undefined;
+  /** El edge respondió con su propia copia vieja (x-entitlements-stale: su base no respondió). */
+  servedStale: boolean;
   fetchedAt: number;
   validatedAt: number;
 }
 
 const DEFAULT_MAX_AGE_MS = 5_000;
 const DEFAULT_TIMEOUT_MS = 5_000;
+const EDGE_STALE_HEADER = "x-entitlements-stale";
 
 function toFarutechError(err: unknown): FarutechError {
   if (err instanceof FarutechError) return err;
@@ -215,7 +218,7 @@ class Client implements FarutechClient {
       return {
         ...this.edge.body,
         source: "edge",
-        stale: this.failure !== undefined,
+        stale: this.failure !== undefined || this.edge.servedStale,
         fetchedAt: this.edge.fetchedAt,
         validatedAt: this.edge.validatedAt,
       };
@@ -278,8 +281,10 @@ class Client implements FarutechClient {
       res = await this.getEntitlements(token);
     }
     const now = this.now();
+    const servedStale = res.headers.get(EDGE_STALE_HEADER) === "1";
     if (res.status === 304 && this.edge) {
       this.edge.validatedAt = now;
+      this.edge.servedStale = servedStale;
       return this.edgeView(this.edge);
     }
     if (res.status === 200) {
@@ -287,6 +292,7 @@ class Client implements FarutechClient {
       this.edge = {
         body,
         etag: res.headers.get("etag") ?? undefined,
+        servedStale,
         fetchedAt: now,
         validatedAt: now,
       };
@@ -309,7 +315,7 @@ class Client implements FarutechClient {
     return {
       ...state.body,
       source: "edge",
-      stale: false,
+      stale: state.servedStale,
       fetchedAt: state.fetchedAt,
       validatedAt: state.validatedAt,
     };

@@ -14,7 +14,10 @@ export interface Entitlements {
 /** Lo que el edge dijo la última vez que respondió. */
 export interface EdgeSnapshot extends Entitlements {
   source: "edge";
-  /** true si el último intento de revalidar falló: se sirve lo último conocido. */
+  /**
+   * true si el último intento de revalidar falló (se sirve lo último conocido) o si el edge
+   * respondió con su propia copia vieja porque su base no respondía.
+   */
   stale: boolean;
   /** Cuándo llegó este contenido (200), en ms del reloj del cliente. */
   fetchedAt: number;

@@ -6,6 +6,7 @@ import getPort from "get-port";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateSigningKey } from "../core/auth/keys";
 import { silentLogger } from "../core/logger";
+import { createDb } from "../db/client";
 import { demoProducts } from "../db/demo-data";
 import {
   customers,
@@ -44,6 +45,7 @@ interface Call {
 }
 
 let db: TestDatabase;
+let edgeEnv: Record<string, string>;
 let edge: { url: string; port: number; server: Server | undefined; start(): Promise<void> };
 let tenant: { id: string; secret: string };
 let norteId: string;
@@ -79,21 +81,18 @@ beforeAll(async () => {
     customerId: patitas.id,
     instanceIds: [norte.id],
   });
-  const app = await createNodeEdgeApp(
-    {
-      DATABASE_URL: db.url,
-      AUTH_SIGNING_KEYS: JSON.stringify([await generateSigningKey("sdk-test-1")]),
-      AUTH_ISSUER: "http://edge.test",
-      AUTH_AUDIENCE: "farutech-orchestrator",
-      AUTH_ACCESS_TOKEN_TTL: String(ACCESS_TOKEN_TTL_S),
-      // Sin la caché SWR del edge (se prueba en edge/): aquí cuenta solo la del SDK.
-      ENTITLEMENTS_FRESH_MS: "0",
-      ENTITLEMENTS_MAX_AGE_MS: "0",
-      LOG_LEVEL: "silent",
-    },
-    db.handle.db,
-    silentLogger,
-  );
+  edgeEnv = {
+    DATABASE_URL: db.url,
+    AUTH_SIGNING_KEYS: JSON.stringify([await generateSigningKey("sdk-test-1")]),
+    AUTH_ISSUER: "http://edge.test",
+    AUTH_AUDIENCE: "farutech-orchestrator",
+    AUTH_ACCESS_TOKEN_TTL: String(ACCESS_TOKEN_TTL_S),
+    // Sin la caché SWR del edge (se prueba en edge/): aquí cuenta solo la del SDK.
+    ENTITLEMENTS_FRESH_MS: "0",
+    ENTITLEMENTS_MAX_AGE_MS: "0",
+    LOG_LEVEL: "silent",
+  };
+  const app = await createNodeEdgeApp(edgeEnv, db.handle.db, silentLogger);
   const port = await getPort();
   edge = {
     url: `http://127.0.0.1:${port}`,
@@ -430,6 +429,28 @@ describe("entitlements", () => {
     clock.t += MAX_AGE_MS;
     expect(await client.snapshot()).toMatchObject({ source: "edge", stale: false });
     await client.close();
+  });
+
+  it("marks the snapshot stale when the edge answers from its own copy", async () => {
+    if (!db.url) throw new Error("postgres url missing");
+    // El mismo edge, en proceso y con su propia conexión: cerrarla es "la base del edge cayó",
+    // y el edge responde con su copia (stale-if-error) y x-entitlements-stale.
+    const ownDb = await createDb({ url: db.url });
+    const app = await createNodeEdgeApp(edgeEnv, ownDb.db, silentLogger);
+    const { client, clock } = testClient({
+      edgeUrl: "http://edge.local",
+      fetch: async (input, init) => app.request(new Request(input, init)),
+    });
+    expect(await client.snapshot()).toMatchObject({ source: "edge", stale: false });
+    await ownDb.close();
+    clock.t += MAX_AGE_MS;
+    expect(await client.snapshot()).toMatchObject({
+      source: "edge",
+      stale: true,
+      ...expectedNorte(),
+    });
+    expect(await client.limit("max_users")).toBe(100);
+    expect(client.peek()).toMatchObject({ stale: true });
   });
 
   it("without a snapshot and with the edge down, uses the fallback or throws", async () => {
