@@ -1,0 +1,186 @@
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { and, eq } from "drizzle-orm";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { silentLogger } from "../../core/logger";
+import { auditLog, products, tenantInstances } from "../../db/schema";
+import { seedDemo } from "../../db/seed";
+import { createTestDatabase, type TestDatabase } from "../../test/support/databases";
+import { runMaintenanceOnce } from "../maintenance";
+import { PermanentError } from "../runtime/errors";
+import {
+  createPgliteDedicated,
+  createPostgresDedicated,
+  type DedicatedDatabases,
+  dedicatedName,
+} from "./dedicated-databases";
+import {
+  createPgliteRegistry,
+  createPostgresRegistry,
+  type SharedTenantRegistry,
+} from "./shared-registry";
+import { dropTenantData } from "./tenant-data";
+
+const DAY = 86_400_000;
+
+// Retención: la pasada de mantenimiento borra los datos de las bajas vencidas, una sola vez.
+describe.each(["postgres", "pglite"] as const)("tenant data retention on %s", (kind) => {
+  let db: TestDatabase;
+  let dir: string;
+  let registry: SharedTenantRegistry;
+  let dedicated: DedicatedDatabases;
+  const now = new Date();
+  const suffix = `${process.pid}${Date.now().toString(36)}`;
+  // Bases de tenant del servidor: el nombre no debe chocar con otras ejecuciones.
+  const enterpriseCode = `retention-${kind}-${suffix}`;
+
+  const instances = async () =>
+    (
+      await db.handle.db
+        .select({ instance: tenantInstances, productCode: products.code })
+        .from(tenantInstances)
+        .innerJoin(products, eq(products.id, tenantInstances.productId))
+        .orderBy(tenantInstances.tenantCode)
+    ).slice(0, 5);
+  const setInstance = (id: string, values: Partial<typeof tenantInstances.$inferInsert>) =>
+    db.handle.db.update(tenantInstances).set(values).where(eq(tenantInstances.id, id));
+  const enterpriseExists = async () => {
+    if (kind === "pglite") return existsSync(join(dir, "tenants", dedicatedName(enterpriseCode)));
+    const admin = new pg.Client({ connectionString: db.url });
+    await admin.connect();
+    try {
+      const { rows } = await admin.query<{ n: number }>(
+        `select (select count(*) from pg_database where datname = $1)
+              + (select count(*) from pg_roles where rolname = $1) as n`,
+        [dedicatedName(enterpriseCode)],
+      );
+      return Number(rows[0]?.n) > 0;
+    } finally {
+      await admin.end();
+    }
+  };
+
+  beforeAll(async () => {
+    db = await createTestDatabase(kind);
+    await seedDemo(db.handle.db);
+    dir = mkdtempSync(join(tmpdir(), "farutech-retention-"));
+    registry =
+      kind === "postgres"
+        ? createPostgresRegistry(db.url ?? "")
+        : createPgliteRegistry(join(dir, "apps"));
+    dedicated =
+      kind === "postgres"
+        ? createPostgresDedicated(db.url ?? "")
+        : createPgliteDedicated(join(dir, "tenants"));
+  });
+  afterAll(async () => {
+    await dedicated?.drop(enterpriseCode).catch(() => {});
+    await dedicated?.close();
+    await registry?.close();
+    await db?.drop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("drops Standard rows and the Enterprise database once retention has passed", async () => {
+    const [expired, recent, active, enterprise] = await instances();
+    if (!expired || !recent || !active || !enterprise) throw new Error("demo data missing");
+    for (const row of [expired, recent, active]) {
+      await registry.register(row.productCode, {
+        tenantInstanceId: row.instance.id,
+        tenantCode: row.instance.tenantCode,
+        customerId: row.instance.customerId,
+      });
+    }
+    const url = await dedicated.create(enterpriseCode);
+    await dedicated.applyBaseline(url, enterprise.productCode);
+    expect(await enterpriseExists()).toBe(true);
+
+    const ago = (days: number) => new Date(now.getTime() - days * DAY);
+    await setInstance(expired.instance.id, { status: "decommissioned", decommissionedAt: ago(31) });
+    await setInstance(recent.instance.id, { status: "decommissioned", decommissionedAt: ago(29) });
+    // Activo desde hace mucho: nunca se toca.
+    await setInstance(active.instance.id, { status: "active", updatedAt: ago(400) });
+    // Baja anterior a decommissioned_at: cuenta desde updated_at.
+    await setInstance(enterprise.instance.id, {
+      tenantCode: enterpriseCode,
+      databaseTier: "enterprise",
+      connectionStringEncrypted: "v1.test.sealed",
+      encryptionKeyId: "test",
+      status: "decommissioned",
+      updatedAt: ago(45),
+    });
+
+    const options = {
+      db: db.handle.db,
+      logger: silentLogger,
+      retentionDays: 3650,
+      tenantData: { registry, dedicated, retentionDays: 30 },
+    };
+    expect(await runMaintenanceOnce(options, now)).toMatchObject({ droppedTenantData: 2 });
+
+    expect(await registry.isRegistered(expired.productCode, expired.instance.id)).toBe(false);
+    expect(await registry.isRegistered(recent.productCode, recent.instance.id)).toBe(true);
+    expect(await registry.isRegistered(active.productCode, active.instance.id)).toBe(true);
+    expect(await enterpriseExists()).toBe(false);
+
+    const byId = async (id: string) =>
+      (await db.handle.db.select().from(tenantInstances).where(eq(tenantInstances.id, id)))[0];
+    expect(await byId(enterprise.instance.id)).toMatchObject({
+      connectionStringEncrypted: null,
+      encryptionKeyId: null,
+      dataDroppedAt: expect.any(Date),
+    });
+    expect((await byId(expired.instance.id))?.dataDroppedAt).toBeInstanceOf(Date);
+    expect((await byId(recent.instance.id))?.dataDroppedAt).toBeNull();
+    const dropped = await db.handle.db
+      .select()
+      .from(auditLog)
+      .where(
+        and(
+          eq(auditLog.action, "tenant_instance.data_dropped"),
+          eq(auditLog.actor, "worker:maintenance"),
+        ),
+      );
+    expect(dropped.map((a) => [a.entityId, a.after]).sort()).toEqual(
+      [
+        [
+          expired.instance.id,
+          expect.objectContaining({
+            reason: "retention",
+            databaseTier: "standard",
+            rowsDeleted: 1,
+          }),
+        ],
+        [
+          enterprise.instance.id,
+          expect.objectContaining({ reason: "retention", databaseTier: "enterprise" }),
+        ],
+      ].sort(),
+    );
+
+    // Otra pasada (u otro proceso) no repite nada.
+    expect(await runMaintenanceOnce(options, now)).toMatchObject({ droppedTenantData: 0 });
+    expect(
+      await dropTenantData({ db: db.handle.db, registry, dedicated }, expired.instance.id, {
+        actor: "test",
+        reason: "purge",
+      }),
+    ).toBe("already_dropped");
+    // Un tenant activo nunca pierde sus datos por error.
+    await expect(
+      dropTenantData({ db: db.handle.db, registry, dedicated }, active.instance.id, {
+        actor: "test",
+        reason: "purge",
+      }),
+    ).rejects.toBeInstanceOf(PermanentError);
+    expect(await registry.isRegistered(active.productCode, active.instance.id)).toBe(true);
+
+    // Al vencer su plazo, la baja reciente también se borra.
+    expect(await runMaintenanceOnce(options, new Date(now.getTime() + 2 * DAY))).toMatchObject({
+      droppedTenantData: 1,
+    });
+    expect(await registry.isRegistered(recent.productCode, recent.instance.id)).toBe(false);
+  });
+});
