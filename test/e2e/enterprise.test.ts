@@ -1,8 +1,8 @@
-import { eq } from "drizzle-orm";
+import { and, eq } from "drizzle-orm";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createSecretBox, generateEncryptionKey } from "../../core/secret-box";
-import { tenantInstances } from "../../db/schema";
+import { auditLog, tenantInstances } from "../../db/schema";
 import { seedDemo } from "../../db/seed";
 import { taskSchema } from "../../functions/routes/provisioning/schema";
 import { demoProvisionBody } from "../support/demo";
@@ -38,7 +38,7 @@ describe("Enterprise tier provisioning", () => {
     }
   });
 
-  it("creates the tenant's own database and role, applies the schema and stores the URL encrypted", async () => {
+  it("creates the tenant's own database and role, applies the schema, stores the URL encrypted, and purge drops them", async () => {
     const token = await stack.adminToken();
     const res = await call<{ taskId: string; tenantInstanceId: string }>(
       `${stack.adminUrl}/api/provisioning/provision`,
@@ -83,8 +83,58 @@ describe("Enterprise tier provisioning", () => {
     const meta = await tenant.query<{ value: string }>(
       "select value from farutech_tenant_metadata where key = 'product'",
     );
-    await tenant.end();
     expect(who.rows[0]?.user).toBe(new URL(url).username);
     expect(meta.rows).toEqual([{ value: "FARUTECH_VET" }]);
+
+    // Baja con purge mientras la app hija sigue conectada: su base y su rol desaparecen igual.
+    tenant.on("error", () => {});
+    const del = await call<{ taskId: string }>(
+      `${stack.adminUrl}/api/provisioning/${res.body.tenantInstanceId}?purge=true`,
+      { token, method: "DELETE" },
+    );
+    expect(del.status).toBe(202);
+    const deprov = await waitFor(async () => {
+      const r = await call(`${stack.adminUrl}/api/provisioning/tasks/${del.body.taskId}`, {
+        token,
+      });
+      const t = taskSchema.parse(r.body);
+      return t.status === "succeeded" || t.status === "dead_lettered" ? t : undefined;
+    });
+    expect(deprov.steps.map((s) => [s.name, s.status])).toEqual([
+      ["suspend_instance", "succeeded"],
+      ["decommission", "succeeded"],
+      ["drop_tenant_data", "succeeded"],
+    ]);
+    await expect(tenant.query("select 1")).rejects.toThrow();
+    await tenant.end().catch(() => {});
+    const admin = new pg.Client({ connectionString: stack.db.url });
+    await admin.connect();
+    const left = await admin.query(
+      `select (select count(*)::int from pg_database where datname = $1) as dbs,
+              (select count(*)::int from pg_roles where rolname = $1) as roles`,
+      [new URL(url).username],
+    );
+    await admin.end();
+    expect(left.rows).toEqual([{ dbs: 0, roles: 0 }]);
+    const [after] = await stack.db.handle.db
+      .select()
+      .from(tenantInstances)
+      .where(eq(tenantInstances.id, res.body.tenantInstanceId));
+    expect(after).toMatchObject({
+      status: "decommissioned",
+      connectionStringEncrypted: null,
+      encryptionKeyId: null,
+      dataDroppedAt: expect.any(Date),
+    });
+    const [audit] = await stack.db.handle.db
+      .select()
+      .from(auditLog)
+      .where(
+        and(
+          eq(auditLog.entityId, res.body.tenantInstanceId),
+          eq(auditLog.action, "tenant_instance.data_dropped"),
+        ),
+      );
+    expect(audit?.after).toMatchObject({ reason: "purge", databaseTier: "enterprise" });
   }, 60_000);
 });
