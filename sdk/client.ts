@@ -44,6 +44,9 @@ export interface FarutechClientOptions {
 }
 
 export interface FarutechClient {
+  /** Las mismas de las opciones: útiles para configurar el provider OFREP. */
+  readonly edgeUrl: string;
+  readonly instanceId: string;
   /** ¿Está activa la feature? Falso si el código no existe (fail closed). */
   isEnabled(code: string): Promise<boolean>;
   /** Valor del límite, o undefined si el plan no lo define. */
@@ -89,6 +92,8 @@ function toFarutechError(err: unknown): FarutechError {
 }
 
 class Client implements FarutechClient {
+  readonly edgeUrl: string;
+  readonly instanceId: string;
   private readonly transport: Transport;
   private readonly tokens: TokenSource;
   private readonly logger: FarutechLogger;
@@ -103,6 +108,8 @@ class Client implements FarutechClient {
     for (const key of ["edgeUrl", "clientId", "clientSecret", "instanceId"] as const) {
       if (!options[key]) throw new FarutechError("invalid_options", `${key} is required`);
     }
+    this.edgeUrl = options.edgeUrl;
+    this.instanceId = options.instanceId;
     const fetchImpl: FetchLike = options.fetch ?? ((input, init) => fetch(input, init));
     this.transport = {
       fetch: fetchImpl,
