@@ -37,19 +37,53 @@ interface Fixture {
   dispose(): Promise<void>;
 }
 
-async function postgresFixture(): Promise<Fixture> {
+/**
+ * Servidor Postgres. `owner: "superuser"` usa la cuenta de las pruebas; `"plain"` crea la base
+ * compartida con un dueño sin superusuario (CREATEDB, CREATEROLE), como en producción, donde
+ * FORCE RLS también le aplica. La app hija entra siempre con su propio usuario de login,
+ * miembro del rol de aplicación.
+ */
+async function postgresFixture(owner: "superuser" | "plain"): Promise<Fixture> {
   const db: TestDatabase = await createPostgresTestDatabase();
-  const controlUrl = db.url ?? "";
-  const registry = createPostgresRegistry(controlUrl);
-  const url = new URL(controlUrl);
-  url.pathname = `/${sharedDatabaseName(url.pathname.slice(1), PRODUCT)}`;
+  const adminUrl = db.url ?? "";
+  const controlDb = new URL(adminUrl).pathname.slice(1);
+  // Nombres bajo `<base>_app_%`: la limpieza de databases.ts los borra.
+  const ownerRole = `${controlDb}_app_owner`;
+  const loginRole = `${controlDb}_app_child`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  const ownerUrl = new URL(adminUrl);
+  if (owner === "plain") {
+    await admin.query(`create role "${ownerRole}" login createdb createrole password 'owner-pw'`);
+    ownerUrl.username = ownerRole;
+    ownerUrl.password = "owner-pw";
+  }
+  const registry = createPostgresRegistry(ownerUrl.toString());
   const role = registry.appRole(PRODUCT);
+  const shared = (url: URL, user?: { name: string; password: string }) => {
+    const u = new URL(url);
+    u.pathname = `/${sharedDatabaseName(controlDb, PRODUCT)}`;
+    if (user) {
+      u.username = user.name;
+      u.password = user.password;
+    }
+    return u.toString();
+  };
   return {
     registry: () => registry,
     role,
     async session() {
-      const client = new pg.Client({ connectionString: url.toString() });
+      await admin.query(`do $$ begin
+          create role "${loginRole}" login password 'child-pw';
+        exception when duplicate_object then null;
+        end $$`);
+      await admin.query(`grant "${role}" to "${loginRole}"`);
+      const client = new pg.Client({
+        connectionString: shared(ownerUrl, { name: loginRole, password: "child-pw" }),
+      });
+      const ownerClient = new pg.Client({ connectionString: shared(ownerUrl) });
       await client.connect();
+      await ownerClient.connect();
       const q: Q = async (text, params) => (await client.query(text, params)).rows;
       return {
         async asTenant(tenantId, fn) {
@@ -67,14 +101,17 @@ async function postgresFixture(): Promise<Fixture> {
           }
         },
         async asOwner(sql) {
-          await client.query(sql);
+          await ownerClient.query(sql);
         },
-        close: () => client.end(),
+        async close() {
+          await client.end();
+          await ownerClient.end();
+        },
       };
     },
     async reopen(tenantId) {
       // Dos procesos a la vez: el advisory lock serializa la base.
-      const others = [createPostgresRegistry(controlUrl), createPostgresRegistry(controlUrl)];
+      const others = [1, 2].map(() => createPostgresRegistry(ownerUrl.toString()));
       try {
         return await Promise.all(others.map((r) => r.isRegistered(PRODUCT, tenantId)));
       } finally {
@@ -83,6 +120,7 @@ async function postgresFixture(): Promise<Fixture> {
     },
     async dispose() {
       await registry.close();
+      await admin.end();
       await db.drop();
     },
   };
@@ -131,7 +169,8 @@ const errorCode = (err: unknown) =>
 
 // Row-level security de la base compartida (tier Standard): cada tenant solo ve y escribe lo suyo.
 describe.each([
-  ["postgres", postgresFixture],
+  ["postgres", () => postgresFixture("superuser")],
+  ["postgres with a non-superuser owner", () => postgresFixture("plain")],
   ["pglite", pgliteFixture],
 ] as const)("shared tenant database on %s", (_name, makeFixture) => {
   let fx: Fixture;
