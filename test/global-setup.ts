@@ -43,6 +43,14 @@ export default async function setup(project: TestProject) {
     for (const { datname } of rows) {
       await admin.query(`drop database if exists "${datname}" with (force)`).catch(() => {});
     }
+    // Roles de aplicación de las bases compartidas que un archivo caído no alcanzó a borrar.
+    const roles = await admin.query<{ rolname: string }>(
+      "select rolname from pg_roles where rolname like $1",
+      [`farutech_test_%${runId}%`],
+    );
+    for (const { rolname } of roles.rows) {
+      await admin.query(`drop role if exists "${rolname}"`).catch(() => {});
+    }
     await admin.end();
   };
 }
