@@ -1,15 +1,18 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { fileURLToPath } from "node:url";
 import { serve } from "@hono/node-server";
 import { and, eq, isNull } from "drizzle-orm";
 import getPort from "get-port";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { unstable_dev } from "wrangler";
 import { generateSigningKey } from "../core/auth/keys";
 import { silentLogger } from "../core/logger";
 import { createDb } from "../db/client";
 import { demoProducts } from "../db/demo-data";
 import {
   customers,
+  refreshTokens,
   subscriptionFeatureOverrides,
   subscriptions,
   tenantInstances,
@@ -49,6 +52,7 @@ let edgeEnv: Record<string, string>;
 let edge: { url: string; port: number; server: Server | undefined; start(): Promise<void> };
 let tenant: { id: string; secret: string };
 let norteId: string;
+let patitasId: string;
 let otherInstanceId: string;
 
 const stopServer = (server: Server) =>
@@ -74,6 +78,7 @@ beforeAll(async () => {
     .where(eq(tenantInstances.instanceCode, "erp-principal"));
   if (!patitas || !norte || !other || !db.url) throw new Error("demo data missing");
   norteId = norte.id;
+  patitasId = patitas.id;
   otherInstanceId = other.id;
   tenant = await createApiClient(db.handle.db, {
     kind: "tenant",
@@ -488,4 +493,54 @@ describe("entitlements", () => {
     expect(error).toMatchObject({ code: "forbidden", status: 403 });
     await client.close();
   });
+});
+
+describe("in workerd", () => {
+  it("runs inside workerd without nodejs_compat and keeps its token between requests", async () => {
+    const probe = await createApiClient(db.handle.db, {
+      kind: "tenant",
+      roles: ["tenant_app"],
+      customerId: patitasId,
+      instanceIds: [norteId],
+    });
+    const worker = await unstable_dev(
+      fileURLToPath(new URL("./testing/worker.ts", import.meta.url)),
+      {
+        config: fileURLToPath(new URL("./testing/wrangler.toml", import.meta.url)),
+        vars: {
+          EDGE_URL: edge.url,
+          CLIENT_ID: probe.id,
+          CLIENT_SECRET: probe.secret,
+          INSTANCE_ID: norteId,
+        },
+        ip: "127.0.0.1",
+        persist: false,
+        logLevel: "error",
+        experimental: { disableExperimentalWarning: true, testMode: true },
+      },
+    );
+    try {
+      const first = await worker.fetch("/?feature=DIGITAL_RECORDS&limit=max_users");
+      expect(await first.json()).toMatchObject({
+        enabled: true,
+        limit: 100,
+        snapshot: {
+          source: "edge",
+          stale: false,
+          instanceId: norteId,
+          planCode: "VET_PROFESSIONAL",
+        },
+      });
+      const second = await worker.fetch("/?feature=BATCH_CONTROL&limit=storage_gb");
+      expect(await second.json()).toMatchObject({ enabled: false, limit: 50 });
+      // Cada client_credentials deja un refresh token: uno solo significa un solo token pedido.
+      const issued = await db.handle.db
+        .select()
+        .from(refreshTokens)
+        .where(eq(refreshTokens.clientId, probe.id));
+      expect(issued).toHaveLength(1);
+    } finally {
+      await worker.stop();
+    }
+  }, 60_000);
 });
