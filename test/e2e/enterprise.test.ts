@@ -48,13 +48,13 @@ describe("Enterprise tier provisioning", () => {
       },
     );
     expect(res.status).toBe(202);
-    const task = await waitFor(async () => {
-      const r = await call(`${stack.adminUrl}/api/provisioning/tasks/${res.body.taskId}`, {
-        token,
+    const finished = (taskId: string) =>
+      waitFor(async () => {
+        const r = await call(`${stack.adminUrl}/api/provisioning/tasks/${taskId}`, { token });
+        const t = taskSchema.parse(r.body);
+        return t.status === "succeeded" || t.status === "dead_lettered" ? t : undefined;
       });
-      const t = taskSchema.parse(r.body);
-      return t.status === "succeeded" || t.status === "dead_lettered" ? t : undefined;
-    });
+    const task = await finished(res.body.taskId);
     expect(task.status).toBe("succeeded");
     expect(task.steps.map((s) => s.name)).toEqual([
       "create_database",
@@ -93,13 +93,7 @@ describe("Enterprise tier provisioning", () => {
       { token, method: "DELETE" },
     );
     expect(del.status).toBe(202);
-    const deprov = await waitFor(async () => {
-      const r = await call(`${stack.adminUrl}/api/provisioning/tasks/${del.body.taskId}`, {
-        token,
-      });
-      const t = taskSchema.parse(r.body);
-      return t.status === "succeeded" || t.status === "dead_lettered" ? t : undefined;
-    });
+    const deprov = await finished(del.body.taskId);
     expect(deprov.steps.map((s) => [s.name, s.status])).toEqual([
       ["suspend_instance", "succeeded"],
       ["decommission", "succeeded"],
