@@ -52,6 +52,24 @@ export const encryptionEnv = z.object({
   ENCRYPTION_KEYS: optionalString,
 });
 
+/** Credenciales de NATS (usuario y clave, o token); sin ellas se conecta sin autenticación. */
+export const natsAuthEnv = z.object({
+  NATS_USER: optionalString,
+  NATS_PASSWORD: optionalString,
+  NATS_TOKEN: optionalString,
+});
+
+export function natsAuthFrom(env: z.infer<typeof natsAuthEnv>): {
+  user?: string;
+  pass?: string;
+  token?: string;
+} {
+  return {
+    ...(env.NATS_USER ? { user: env.NATS_USER, pass: env.NATS_PASSWORD ?? "" } : {}),
+    ...(env.NATS_TOKEN ? { token: env.NATS_TOKEN } : {}),
+  };
+}
+
 export const commonEnv = z.object({
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   BASE_DOMAIN: z.string().default("farutech.com"),

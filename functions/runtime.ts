@@ -8,6 +8,8 @@ import {
   commonEnv,
   databaseEnv,
   encryptionEnv,
+  natsAuthEnv,
+  natsAuthFrom,
   parseEnv,
   verificationSource,
 } from "../core/config";
@@ -21,6 +23,7 @@ export const functionsEnv = encryptionEnv
   .extend(databaseEnv.shape)
   .extend(authEnv.shape)
   .extend(commonEnv.shape)
+  .extend(natsAuthEnv.shape)
   .extend({
     PORT: z.coerce.number().int().min(1).max(65535).default(3000),
     // Las funciones usan el transporte WebSocket de NATS (portable); NATS_URL queda como respaldo.
@@ -56,7 +59,13 @@ export async function createAdminRuntime(
   if (!servers)
     throw new ConfigError("NATS_WS_URL (or NATS_URL) is required by the admin functions");
   const bus = createBusProvider(
-    { servers, name: "admin-api", webSocket: WebSocket, ensureStreams: true },
+    {
+      servers,
+      name: "admin-api",
+      webSocket: WebSocket,
+      ensureStreams: true,
+      ...natsAuthFrom(env),
+    },
     logger,
   );
   const verifier = createTokenVerifier(verificationSource(env), {

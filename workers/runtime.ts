@@ -1,7 +1,15 @@
 import { join } from "node:path";
 import { z } from "zod";
 import { type Bus, connectBus, ensureStreams } from "../core/bus";
-import { ConfigError, commonEnv, databaseEnv, encryptionEnv, parseEnv } from "../core/config";
+import {
+  ConfigError,
+  commonEnv,
+  databaseEnv,
+  encryptionEnv,
+  natsAuthEnv,
+  natsAuthFrom,
+  parseEnv,
+} from "../core/config";
 import type { Logger } from "../core/logger";
 import { createSecretBox } from "../core/secret-box";
 import { DEFAULT_PGLITE_DIR } from "../db/client";
@@ -31,6 +39,7 @@ import { createWorkerMetrics, type WorkerMetrics } from "./runtime/metrics";
 export const workersEnv = encryptionEnv
   .extend(databaseEnv.shape)
   .extend(commonEnv.shape)
+  .extend(natsAuthEnv.shape)
   .extend({
     NATS_URL: z.string().optional(),
     WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
@@ -91,6 +100,7 @@ export async function startWorkers(
   const bus = await connectBus({
     servers: env.NATS_URL,
     name: "farutech-workers",
+    ...natsAuthFrom(env),
     logger: deps.logger,
   });
   await ensureStreams(bus);
