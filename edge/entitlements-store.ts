@@ -47,6 +47,38 @@ export async function loadResolvedEntitlements(
   return { entitlements, overridden, ofrepVersion };
 }
 
+// Cuerpos JSON ya serializados por valor cacheado: el camino caliente no re-serializa en cada
+// petición. WeakMap: se van con la entrada cuando la cache la reemplaza o la expulsa.
+const serialized = new WeakMap<
+  ResolvedEntitlements,
+  { entitlements?: string; ofrepBulk?: string }
+>();
+
+function memoOf(value: ResolvedEntitlements): { entitlements?: string; ofrepBulk?: string } {
+  let memo = serialized.get(value);
+  if (!memo) {
+    memo = {};
+    serialized.set(value, memo);
+  }
+  return memo;
+}
+
+/** Documento de /v1/entitlements serializado. */
+export function entitlementsJson(value: ResolvedEntitlements): string {
+  const memo = memoOf(value);
+  memo.entitlements ??= JSON.stringify(value.entitlements);
+  return memo.entitlements;
+}
+
+/** Respuesta bulk de OFREP serializada (`{flags: [...]}`). */
+export function ofrepBulkJson(value: ResolvedEntitlements): string {
+  const memo = memoOf(value);
+  memo.ofrepBulk ??= JSON.stringify({
+    flags: evaluateAllFlags(value.entitlements, value.overridden),
+  });
+  return memo.ofrepBulk;
+}
+
 function waitUntilOf(c: Context): WaitUntil | undefined {
   try {
     const ctx = c.executionCtx;

@@ -4,6 +4,7 @@ import { bearerToken, canReadInstance } from "../../core/auth/tokens";
 import { AppError } from "../../core/errors";
 import { zodFieldErrors } from "../../core/http/problem";
 import { OriginUnavailableError } from "../cache";
+import { entitlementsJson } from "../entitlements-store";
 import type { EdgeEnv } from "../env";
 
 const querySchema = z.object({ instanceId: z.uuid() });
@@ -43,9 +44,9 @@ export function registerEntitlements(app: Hono<EdgeEnv>): void {
     if (!result.value) {
       throw new AppError("not_found", `Tenant instance ${instanceId} does not exist`);
     }
-    const body = result.value.entitlements;
-    const etag = `"${body.version}"`;
+    const etag = `"${result.value.entitlements.version}"`;
     const headers: Record<string, string> = {
+      "content-type": "application/json",
       etag,
       "cache-control": "private, no-cache",
       vary: "authorization",
@@ -54,6 +55,6 @@ export function registerEntitlements(app: Hono<EdgeEnv>): void {
     if (etagMatches(c.req.header("if-none-match"), etag)) {
       return c.body(null, 304, headers);
     }
-    return c.json(body, 200, headers);
+    return c.body(entitlementsJson(result.value), 200, headers);
   });
 }

@@ -2,14 +2,13 @@ import type { Context, Hono } from "hono";
 import { type AccessClaims, bearerToken, canReadInstance } from "../../core/auth/tokens";
 import { AppError } from "../../core/errors";
 import {
-  evaluateAllFlags,
   evaluateFlag,
   type OfrepErrorCode,
   type OfrepFailure,
   parseOfrepRequest,
 } from "../../core/ofrep";
 import type { CacheResult } from "../cache";
-import type { ResolvedEntitlements } from "../entitlements-store";
+import { ofrepBulkJson, type ResolvedEntitlements } from "../entitlements-store";
 import type { EdgeEnv } from "../env";
 import { etagMatches, STALE_HEADER } from "./entitlements";
 
@@ -75,13 +74,14 @@ export function registerOfrep(app: Hono<EdgeEnv>): void {
     const { value, stale } = evaluated.result;
     const etag = `"${value.ofrepVersion}"`;
     const headers: Record<string, string> = {
+      "content-type": "application/json",
       etag,
       "cache-control": "private, no-cache",
       vary: "authorization",
     };
     if (stale) headers[STALE_HEADER] = "1";
     if (etagMatches(c.req.header("if-none-match"), etag)) return c.body(null, 304, headers);
-    return c.json({ flags: evaluateAllFlags(value.entitlements, value.overridden) }, 200, headers);
+    return c.body(ofrepBulkJson(value), 200, headers);
   });
 
   app.post("/ofrep/v1/evaluate/flags/:key", async (c) => {
