@@ -1,5 +1,6 @@
 import type { Hono } from "hono";
 import { createLogger } from "../core/logger";
+import { envWithSstLinks } from "../core/sst-links";
 import { createNeonDb } from "../db/drivers/neon";
 import { createEdgeApp } from "./app";
 import { createEdgeDeps } from "./config";
@@ -40,7 +41,8 @@ function appFor(env: WorkerBindings): Promise<Hono<EdgeEnv>> {
 
 export default {
   async fetch(request: Request, env: WorkerBindings, ctx: ExecutionContextLike): Promise<Response> {
-    const app = await appFor(env);
+    // Desplegado con SST, los secretos son bindings con el nombre del link (sst.config.ts).
+    const app = await appFor(envWithSstLinks(env));
     return app.fetch(request, env, ctx);
   },
 };

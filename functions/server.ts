@@ -1,10 +1,11 @@
 import { serve } from "@hono/node-server";
 import { createLogger } from "../core/logger";
+import { envWithSstLinks } from "../core/sst-links";
 import { createAdminApp } from "./app";
 import { createAdminRuntime } from "./runtime";
 
 // Servidor Node de las funciones de administración (local, contenedor, docker-compose).
-const runtime = await createAdminRuntime(process.env).catch((err: unknown) => {
+const runtime = await createAdminRuntime(envWithSstLinks(process.env)).catch((err: unknown) => {
   createLogger({ service: "admin-api" }).fatal({ err }, "admin API failed to start");
   process.exit(1);
 });

@@ -2,11 +2,14 @@ import { serve } from "@hono/node-server";
 import { Hono } from "hono";
 import { parseEnv } from "../core/config";
 import { createLogger } from "../core/logger";
+import { envWithSstLinks } from "../core/sst-links";
 import { createDb } from "../db/client";
 import { startWorkers, workersEnv } from "./runtime";
 
 // Proceso de workers (contenedor de larga vida): consumidores, relay del outbox, salud y métricas.
-const env = parseEnv(workersEnv, process.env);
+// Con SST (servicio en ECS o `sst dev`) los secretos llegan como links SST_RESOURCE_*.
+const rawEnv = envWithSstLinks(process.env);
+const env = parseEnv(workersEnv, rawEnv);
 const logger = createLogger({ service: "workers", level: env.LOG_LEVEL });
 const db = await createDb({
   url: env.DATABASE_URL,
@@ -14,7 +17,7 @@ const db = await createDb({
   neonWsProxy: env.NEON_WSPROXY,
   pgliteDataDir: env.PGLITE_DATA_DIR,
 });
-const handle = await startWorkers(process.env, { db, logger }).catch((err: unknown) => {
+const handle = await startWorkers(rawEnv, { db, logger }).catch((err: unknown) => {
   logger.fatal({ err }, "workers failed to start");
   process.exit(1);
 });
