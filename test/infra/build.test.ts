@@ -105,13 +105,14 @@ describe("npm run build bundles", () => {
     expect(await run.exit, run.output()).toBe(0);
   });
 
-  it("the workers serve health and metrics on METRICS_PORT and drain on SIGTERM", {
+  it("the workers take their secrets from SST links, serve health and metrics, and drain on SIGTERM", {
     timeout: 60_000,
   }, async () => {
     const port = await getPort();
+    // Como los pasa SST a un Service de ECS: SST_RESOURCE_<link> con JSON `{"value": …}`.
     const run = runBundle("workers.js", {
-      DATABASE_URL: db.url ?? "",
-      NATS_URL: nats.url,
+      SST_RESOURCE_DatabaseUrl: JSON.stringify({ type: "sst.sst.Secret", value: db.url }),
+      SST_RESOURCE_NatsUrl: JSON.stringify({ type: "sst.sst.Secret", value: nats.url }),
       METRICS_PORT: String(port),
     });
     running.push(run);
