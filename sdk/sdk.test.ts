@@ -161,9 +161,12 @@ function recordingFetch(transform?: (body: Record<string, unknown>) => Record<st
   };
 }
 
-function testClient(overrides: Partial<FarutechClientOptions> = {}) {
+function testClient(
+  overrides: Partial<FarutechClientOptions> = {},
+  transform?: (body: Record<string, unknown>) => Record<string, unknown>,
+) {
   const clock = { t: Date.now() };
-  const recorder = recordingFetch();
+  const recorder = recordingFetch(transform);
   const client = createFarutechClient({
     edgeUrl: edge.url,
     clientId: tenant.id,
@@ -265,17 +268,8 @@ describe("tokens", () => {
   });
 
   it("works with an edge that returns no refresh_token", async () => {
-    const clock = { t: Date.now() };
     // Simula el edge anterior al grant refresh_token quitando el campo de la respuesta real.
-    const recorder = recordingFetch(({ refresh_token: _drop, ...rest }) => rest);
-    const client = createFarutechClient({
-      edgeUrl: edge.url,
-      clientId: tenant.id,
-      clientSecret: tenant.secret,
-      instanceId: norteId,
-      fetch: recorder.fetch,
-      now: () => clock.t,
-    });
+    const { client, clock, recorder } = testClient({}, ({ refresh_token: _drop, ...rest }) => rest);
     await client.accessToken();
     clock.t += 25_000;
     await client.accessToken();
