@@ -1,7 +1,13 @@
-/// <reference path="./.sst/platform/config.d.ts" />
+// Despliegue con SST: funciones admin en AWS Lambda (API Gateway HTTP API), edge en Cloudflare
+// Workers y workers como contenedores en ECS Fargate. `sst dev` corre las funciones en vivo, los
+// workers con `npm run dev:workers`, un nats-server local y las migraciones.
+// Los secretos son sst.Secret enlazados (`link`): core/sst-links.ts los traduce a las variables de
+// core/config.ts. Tipos de los globales en infra/sst/globals.d.ts (sin `sst install` aquí);
+// test/infra/sst-config.test.ts evalúa run() con dobles de SST.
 
-// Despliegue con SST: funciones admin en AWS Lambda, edge en Cloudflare Workers y workers en ECS.
-// `sst dev` corre las funciones en vivo, los workers con `npm run dev:workers` y un nats-server local.
+/** El worker drena hasta 30 s tras SIGTERM (workers/main.ts); ECS espera un poco más. */
+const WORKER_STOP_TIMEOUT_S = 45;
+
 export default $config({
   app(input) {
     return {
@@ -13,24 +19,44 @@ export default $config({
     };
   },
   async run() {
+    // `sst secret set <Nombre> <valor> --stage <stage>` (ver README).
     const databaseUrl = new sst.Secret("DatabaseUrl");
     const natsUrl = new sst.Secret("NatsUrl");
     const natsWsUrl = new sst.Secret("NatsWsUrl");
+    const natsToken = new sst.Secret("NatsToken");
     const signingKeys = new sst.Secret("AuthSigningKeys");
-    const encryptionKey = new sst.Secret("EncryptionKey");
+    const encryptionKeys = new sst.Secret("EncryptionKeys");
+
+    // El edge emite los tokens; las funciones los verifican con su JWKS público.
+    const edgeDomain =
+      $app.stage === "production" ? "edge.farutech.com" : `edge-${$app.stage}.farutech.com`;
+    const issuer = `https://${edgeDomain}`;
+    const common = {
+      AUTH_ISSUER: issuer,
+      AUTH_AUDIENCE: "farutech-orchestrator",
+      LOG_LEVEL: "info",
+    };
+
+    const edge = new sst.cloudflare.Worker("Edge", {
+      handler: "edge/worker.ts",
+      url: true,
+      domain: edgeDomain,
+      link: [databaseUrl, signingKeys],
+      environment: common,
+    });
 
     const api = new sst.aws.ApiGatewayV2("AdminApi");
     api.route("$default", {
       handler: "functions/lambda.handler",
       runtime: "nodejs20.x",
       timeout: "30 seconds",
-      link: [databaseUrl, natsWsUrl, signingKeys],
-    });
-
-    const edge = new sst.cloudflare.Worker("Edge", {
-      handler: "edge/worker.ts",
-      url: true,
-      link: [databaseUrl, signingKeys],
+      memory: "1024 MB",
+      link: [databaseUrl, natsWsUrl, natsToken, encryptionKeys],
+      environment: {
+        ...common,
+        DATABASE_DRIVER: "neon",
+        AUTH_JWKS_URL: `${issuer}/.well-known/jwks.json`,
+      },
     });
 
     const vpc = new sst.aws.Vpc("Vpc");
@@ -38,17 +64,50 @@ export default $config({
     new sst.aws.Service("Workers", {
       cluster,
       image: { context: ".", dockerfile: "infra/docker/Dockerfile", target: "worker" },
-      link: [databaseUrl, natsUrl, encryptionKey],
-      scaling: { min: 1, max: 4, cpuUtilization: 70 },
+      cpu: "0.5 vCPU",
+      memory: "1 GB",
+      link: [databaseUrl, natsUrl, natsToken, encryptionKeys],
+      environment: { ...common, METRICS_PORT: "9464" },
+      health: {
+        command: [
+          "CMD",
+          "node",
+          "-e",
+          "fetch('http://127.0.0.1:9464/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))",
+        ],
+        startPeriod: "30 seconds",
+        interval: "15 seconds",
+        timeout: "5 seconds",
+        retries: 3,
+      },
+      scaling: { min: 2, max: 10, cpuUtilization: 70, memoryUtilization: false },
       dev: { command: "npm run dev:workers" },
+      transform: {
+        // ECS manda SIGKILL a los 30 s por defecto: justo lo que dura el drenaje.
+        taskDefinition: (args) => {
+          args.containerDefinitions = $jsonParse(args.containerDefinitions).apply((defs) =>
+            JSON.stringify(
+              (defs as Record<string, unknown>[]).map((d) => ({
+                ...d,
+                stopTimeout: WORKER_STOP_TIMEOUT_S,
+              })),
+            ),
+          );
+        },
+      },
     });
 
+    // Solo en `sst dev`: broker local con JetStream y WebSocket, y migraciones al arrancar.
     new sst.x.DevCommand("Nats", {
-      dev: { command: "nats-server -c infra/nats/nats.conf", autostart: true },
+      dev: {
+        title: "nats-server",
+        command: "nats-server -c infra/nats/nats.conf -sd .data/sst-nats",
+        autostart: true,
+      },
     });
     new sst.x.DevCommand("Migrate", {
       link: [databaseUrl],
-      dev: { command: "npm run db:migrate", autostart: true },
+      dev: { title: "migrations", command: "npm run db:migrate", autostart: true },
     });
 
     return { adminApi: api.url, edge: edge.url };
