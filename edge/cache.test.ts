@@ -286,6 +286,33 @@ describe("SwrCache stale-if-error", () => {
     expect(res).toMatchObject({ value: "v1", stale: true });
   });
 
+  it("after a failure answers at once from the last known and retries once in the background", async () => {
+    const clock = new FakeClock();
+    const origin = new ControlledOrigin();
+    const cache = makeCache(clock);
+    await prime(cache, origin, "a", "v1");
+    clock.advance(3_000);
+    const first = cache.get("a", origin.loader);
+    await flush();
+    origin.rejectNext(new Error("down"));
+    expect(await first).toMatchObject({ value: "v1", stale: true });
+    clock.advance(100);
+    // Dentro del backoff: ninguna petición espera al origen; un solo reintento para todas.
+    const burst = await Promise.all(Array.from({ length: 5 }, () => cache.get("a", origin.loader)));
+    expect(burst.every((r) => r.value === "v1" && r.stale)).toBe(true);
+    await flush();
+    expect(origin.calls).toBe(3);
+    origin.resolveNext("v2");
+    await flush();
+    expect(await cache.get("a", origin.loader)).toMatchObject({ value: "v2", stale: false });
+    // Sin nada conocido, el error también es inmediato dentro del backoff.
+    const none = cache.get("b", origin.loader);
+    await flush();
+    origin.rejectNext(new Error("down"));
+    await expect(none).rejects.toBeInstanceOf(OriginUnavailableError);
+    await expect(cache.get("b", origin.loader)).rejects.toBeInstanceOf(OriginUnavailableError);
+  });
+
   it("a failing shared tier never breaks a read", async () => {
     const clock = new FakeClock();
     const origin = new ControlledOrigin();

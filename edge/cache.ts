@@ -25,6 +25,11 @@ export interface SwrCacheOptions<V> {
   staleIfErrorMs: number;
   /** Una carga que tarda más deja de esperarse (sigue en segundo plano) y se usa la última conocida. */
   loadTimeoutMs: number;
+  /**
+   * Tras un fallo del origen, durante este tiempo no se le espera: se responde al instante (la
+   * última conocida marcada stale, o el error) y se reintenta en segundo plano. Por defecto freshMs.
+   */
+  failureBackoffMs?: number;
   maxEntries: number;
   shared?: SharedTier<V>;
   now?: () => number;
@@ -56,6 +61,8 @@ export class OriginUnavailableError extends Error {
 export class SwrCache<V> {
   private readonly memory = new Map<string, CacheEntry<V>>();
   private readonly inFlight = new Map<string, InFlight<V>>();
+  /** Último fallo del origen por clave (se borra con la siguiente carga buena). */
+  private readonly failedAt = new Map<string, number>();
   private readonly now: () => number;
 
   constructor(private readonly options: SwrCacheOptions<V>) {
@@ -96,6 +103,14 @@ export class SwrCache<V> {
       }
     }
 
+    const failed = this.failedAt.get(key);
+    const backoff = this.options.failureBackoffMs ?? freshMs;
+    if (failed !== undefined && this.now() - failed < backoff) {
+      // Origen caído hace poco: no se hace esperar a cada petición; un reintento en segundo plano.
+      this.revalidate(key, loader, waitUntil);
+      return this.fallback(rawKey, known, new OriginUnavailableError("origin failed recently"));
+    }
+
     try {
       const entry = await this.loadWithTimeout(key, loader, waitUntil);
       return {
@@ -105,15 +120,35 @@ export class SwrCache<V> {
         tier: "origin",
       };
     } catch (err) {
+      this.markFailed(key);
       this.options.onError?.(err, rawKey, "load");
-      const age = known ? this.now() - known.loadedAt : Number.POSITIVE_INFINITY;
-      if (known && age < this.options.staleIfErrorMs) {
-        return { value: known.value, stale: true, ageMs: age, tier: "memory" };
-      }
-      throw new OriginUnavailableError(`origin unavailable and nothing known for ${rawKey}`, {
-        cause: err,
-      });
+      return this.fallback(rawKey, known, err);
     }
+  }
+
+  private markFailed(key: string): void {
+    this.failedAt.delete(key);
+    this.failedAt.set(key, this.now());
+    // Acotado como la memoria: en una caída larga no crece con cada clave pedida.
+    if (this.failedAt.size > this.options.maxEntries) {
+      const oldest = this.failedAt.keys().next().value;
+      if (oldest !== undefined) this.failedAt.delete(oldest);
+    }
+  }
+
+  /** La última conocida marcada stale si no es demasiado vieja; si no, OriginUnavailableError. */
+  private fallback(
+    rawKey: string,
+    known: CacheEntry<V> | undefined,
+    cause: unknown,
+  ): CacheResult<V> {
+    const age = known ? this.now() - known.loadedAt : Number.POSITIVE_INFINITY;
+    if (known && age < this.options.staleIfErrorMs) {
+      return { value: known.value, stale: true, ageMs: age, tier: "memory" };
+    }
+    throw new OriginUnavailableError(`origin unavailable and nothing known for ${rawKey}`, {
+      cause,
+    });
   }
 
   private fromMemory(key: string): CacheEntry<V> | undefined {
@@ -166,7 +201,14 @@ export class SwrCache<V> {
     // Una carga empezada hace más de maxAgeMs (colgada) ya no garantiza la cota: se lanza otra.
     if (current && startedAt - current.startedAt < this.options.maxAgeMs) return current.promise;
     const promise = (async () => {
-      const value = await loader();
+      let value: V | null;
+      try {
+        value = await loader();
+      } catch (err) {
+        this.markFailed(key);
+        throw err;
+      }
+      this.failedAt.delete(key);
       const entry: CacheEntry<V> = { value, loadedAt: startedAt };
       this.remember(key, entry);
       const shared = this.options.shared;
@@ -199,10 +241,10 @@ export class SwrCache<V> {
     const timeoutMs = this.options.loadTimeoutMs;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new OriginUnavailableError(`origin load exceeded ${timeoutMs} ms`)),
-        timeoutMs,
-      );
+      timer = setTimeout(() => {
+        this.markFailed(key);
+        reject(new OriginUnavailableError(`origin load exceeded ${timeoutMs} ms`));
+      }, timeoutMs);
     });
     return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
   }
