@@ -16,16 +16,18 @@ import { provisionTenant } from "../functions/services/provisioning";
 import { startLocalNats } from "../infra/nats/local-server";
 import { demoProvisionBody } from "../test/support/demo";
 import { startWorkers } from "../workers/runtime";
-import { fmt, freshDatabase, percentile } from "./support";
+import { fmt, freshDatabase, inParallel, percentile } from "./support";
 
 // npm run bench:pipeline — tareas de provisioning de punta a punta (publicación → succeeded) frente
 // al techo del mismo servidor: publicar, consumir y confirmar mensajes del mismo tamaño en JetStream.
 const TASKS = Number(process.env.BENCH_TASKS ?? 2000);
+// Productores concurrentes, los mismos en el techo y en el pipeline (como peticiones simultáneas a la API).
+const PRODUCERS = Number(process.env.BENCH_PRODUCERS ?? 16);
 const adminUrl = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const database = await freshDatabase(adminUrl, `farutech_bench_pipeline_${process.pid}`);
 const natsDir = mkdtempSync(join(tmpdir(), "farutech-bench-nats-"));
 const nats = await startLocalNats({ dataDir: natsDir });
-const handle = await createDb({ url: database.url });
+const handle = await createDb({ url: database.url, max: Number(process.env.BENCH_POOL ?? 10) });
 await handle.migrate();
 await seedDemo(handle.db);
 
@@ -55,12 +57,12 @@ const consumed = (async () => {
     if (++n >= TASKS) break;
   }
 })();
-for (let i = 0; i < TASKS; i++) {
+await inParallel(PRODUCERS, TASKS, async (i) => {
   const h = headers();
   h.set("i", String(i));
   sent.set(i, performance.now());
   await bus.js.publish(`bench.${i % 8}`, sample, { headers: h });
-}
+});
 await consumed;
 const ceilingSeconds = (performance.now() - ceilingStart) / 1000;
 await messages.close();
@@ -86,10 +88,10 @@ const ctx = {
 const taskIds: string[] = [];
 const pipelineStart = performance.now();
 const base = await demoProvisionBody(handle.db, "pipe");
-for (let i = 0; i < TASKS; i++) {
+await inParallel(PRODUCERS, TASKS, async (i) => {
   const body = provisionRequestSchema.parse({ ...base, instanceCode: `pipe-${i}` });
   taskIds.push((await provisionTenant(ctx, body)).response.taskId);
-}
+});
 for (;;) {
   const rows = await handle.db
     .select({
@@ -108,7 +110,7 @@ for (;;) {
     const pipelineRate = TASKS / pipelineSeconds;
     const ceilingRate = TASKS / ceilingSeconds;
     console.log(
-      `\nbench:pipeline — ${TASKS} tasks, no-op external step, worker concurrency ${env.WORKER_CONCURRENCY}`,
+      `\nbench:pipeline — ${TASKS} tasks, ${PRODUCERS} producers, no-op external step, worker concurrency ${env.WORKER_CONCURRENCY}`,
     );
     console.log("| scenario | tasks/s | p50 ms | p99 ms | ratio to ceiling |");
     console.log("| --- | ---: | ---: | ---: | ---: |");

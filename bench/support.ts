@@ -42,6 +42,20 @@ export async function closedLoop(
   };
 }
 
+/** Corre `work(i)` para i en [0, total) con `concurrency` bucles a la vez. */
+export async function inParallel(
+  concurrency: number,
+  total: number,
+  work: (i: number) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      for (let i = next++; i < total; i = next++) await work(i);
+    }),
+  );
+}
+
 /** Base Postgres nueva para un benchmark; se borra al final. */
 export async function freshDatabase(
   adminUrl: string,

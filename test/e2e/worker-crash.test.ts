@@ -4,6 +4,7 @@ import { and, eq } from "drizzle-orm";
 import getPort from "get-port";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { streams } from "../../contracts/streams";
 import { generateSigningKey } from "../../core/auth/keys";
 import { createTokenSigner } from "../../core/auth/tokens";
 import { silentLogger } from "../../core/logger";
@@ -13,6 +14,7 @@ import { createAdminApp } from "../../functions/app";
 import { type AdminRuntime, createAdminRuntime } from "../../functions/runtime";
 import type { LocalNats } from "../../infra/nats/local-server";
 import { sharedDatabaseName } from "../../workers/provisioning/shared-registry";
+import { PROVISIONING_WORKER } from "../../workers/provisioning/worker";
 import { createPostgresTestDatabase, type TestDatabase } from "../support/databases";
 import { demoProvisionBody } from "../support/demo";
 import { startNatsForTest, waitFor } from "../support/stack";
@@ -139,7 +141,18 @@ describe("worker killed mid-step", () => {
   }, 90_000);
 
   it("drains on SIGTERM: finishes the task it holds and exits 0 within 30 s", async () => {
-    for (const c of children) c.kill("SIGKILL");
+    // Los workers anteriores mueren del todo antes: un pull pendiente de un proceso muerto
+    // recibiría la tarea y la haría reentregar al vencer el ack wait.
+    await Promise.all(
+      children
+        .filter((c) => c.exitCode === null && c.signalCode === null)
+        .map((c) => new Promise((resolve) => c.once("exit", resolve).kill("SIGKILL"))),
+    );
+    const jsm = await (await runtime.deps.bus.get())?.jsm();
+    await waitFor(async () => {
+      const info = await jsm?.consumers.info(streams.provisioning.name, PROVISIONING_WORKER);
+      return info?.num_waiting === 0 ? info : undefined;
+    });
     const worker = await startWorkerProcess();
     const signer = await createTokenSigner(JSON.parse(env.AUTH_SIGNING_KEYS ?? "[]"), {
       issuer: "http://edge.test",

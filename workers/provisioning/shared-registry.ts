@@ -106,6 +106,8 @@ async function deleteTenantRows(query: Query, tenantId: string): Promise<number>
   return deleted;
 }
 
+const SHARED_POOL_SIZE = 6;
+
 export function sharedDatabaseName(controlDatabase: string, productCode: string): string {
   return `${controlDatabase}_app_${productCode.toLowerCase()}`.slice(0, 63);
 }
@@ -138,7 +140,9 @@ export function createPostgresRegistry(
         }
         const url = new URL(controlUrl);
         url.pathname = `/${name}`;
-        const p = new pgModule.Pool({ connectionString: url.toString(), max: 2 });
+        // Acotado por producto y proceso; con la concurrencia del worker (16) un pool de 2
+        // encolaba los registros y era el cuello de botella del pipeline.
+        const p = new pgModule.Pool({ connectionString: url.toString(), max: SHARED_POOL_SIZE });
         p.on("error", () => {});
         // Varios procesos pueden crear el esquema base a la vez: se serializa con un lock.
         const c = await p.connect();

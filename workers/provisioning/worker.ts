@@ -531,73 +531,114 @@ function stepRecord(
     });
 }
 
-// Cada paso es idempotente y queda registrado: tras una caída se saltan los ya hechos.
+/** Escribe lo que pidió un paso transaccional junto con su marca de éxito, en una sentencia. */
+async function applyStepWrites(
+  tx: Tx,
+  task: TaskContext,
+  step: Step,
+  position: number,
+  writes: StepWrites,
+  extra: SQLWrapper[],
+): Promise<QueuedEvent[]> {
+  const statements: SQLWrapper[] = [...(writes.statements ?? [])];
+  if (writes.audit?.length) {
+    statements.push(
+      auditInsert(
+        tx,
+        writes.audit.map((a) => ({ ...a, actor: ACTOR, correlationId: task.correlationId })),
+      ),
+    );
+  }
+  let events: QueuedEvent[] = [];
+  if (writes.events?.length) {
+    const outbox = outboxInsert(
+      tx,
+      writes.events.map((e) => ({ ...e, correlationId: task.correlationId })),
+    );
+    statements.push(outbox.statement);
+    events = outbox.queued;
+  }
+  statements.push(stepRecord(tx, task.taskId, step.name, position, "succeeded", { attempt: true }));
+  await executeAll(tx, [...statements, ...extra]);
+  return events;
+}
+
+/**
+ * Cada paso es idempotente y queda registrado: tras una caída se saltan los ya hechos.
+ * Los pasos transaccionales seguidos comparten una transacción (un commit, no uno por paso), y si
+ * son los últimos, `finish` (la tarea como terminada) va en ella. Devuelve si `finish` ya se aplicó.
+ */
 async function runSteps(
   deps: ProvisioningWorkerDeps,
   steps: Step[],
   task: TaskContext,
   ctx: HandlerContext<ProvisioningTaskMessage>,
-) {
+  finish: (db: Database | Tx) => SQLWrapper,
+): Promise<boolean> {
   const done = await completedSteps(deps.db, task.taskId);
-  for (const [position, step] of steps.entries()) {
-    if (done.has(step.name)) {
-      ctx.logger.debug({ step: step.name }, "step already completed; skipping");
-      continue;
-    }
+  const pending = [...steps.entries()].filter(([, step]) => {
+    if (!done.has(step.name)) return true;
+    ctx.logger.debug({ step: step.name }, "step already completed; skipping");
+    return false;
+  });
+  let finished = false;
+  for (let i = 0; i < pending.length; ) {
+    const first = pending[i];
+    if (!first) break;
+    const [position, step] = first;
     ctx.heartbeat();
-    // Un paso externo marca su inicio antes de actuar: si el worker muere, queda "running" con
-    // su intento contado. Uno transaccional no lo necesita: efecto y marca van juntos.
-    const external = step.kind === "external";
-    try {
-      if (step.kind === "external") {
-        await stepRecord(deps.db, task.taskId, step.name, position, "running", { attempt: true });
+    if (step.kind === "external") {
+      // Un paso externo marca su inicio antes de actuar: si el worker muere, queda "running"
+      // con su intento contado.
+      await stepRecord(deps.db, task.taskId, step.name, position, "running", { attempt: true });
+      try {
         await step.run(task);
         await stepRecord(deps.db, task.taskId, step.name, position, "succeeded", {
           attempt: false,
         });
-      } else {
-        const queued = await deps.db.transaction(async (tx) => {
-          const writes = await step.run(tx, task);
-          const statements: SQLWrapper[] = [...(writes.statements ?? [])];
-          if (writes.audit?.length) {
-            statements.push(
-              auditInsert(
-                tx,
-                writes.audit.map((a) => ({
-                  ...a,
-                  actor: ACTOR,
-                  correlationId: task.correlationId,
-                })),
-              ),
-            );
-          }
-          let events: QueuedEvent[] = [];
-          if (writes.events?.length) {
-            const outbox = outboxInsert(
-              tx,
-              writes.events.map((e) => ({ ...e, correlationId: task.correlationId })),
-            );
-            statements.push(outbox.statement);
-            events = outbox.queued;
-          }
-          statements.push(
-            stepRecord(tx, task.taskId, step.name, position, "succeeded", { attempt: true }),
-          );
-          // El efecto, su auditoría, sus eventos y la marca del paso: una sentencia, un viaje.
-          await executeAll(tx, statements);
-          return events;
-        });
-        await publishQueued(deps.db, deps.bus, queued, ctx.logger);
+      } catch (err) {
+        await stepRecord(deps.db, task.taskId, step.name, position, "failed", {
+          attempt: false,
+          error: errorMessage(err),
+        }).catch(() => {});
+        throw err;
       }
       ctx.logger.info({ step: step.name }, "step completed");
+      i++;
+      continue;
+    }
+    let group = 0;
+    while (pending[i + group]?.[1].kind === "transactional") group++;
+    const batch = pending.slice(i, i + group);
+    const last = i + group === pending.length;
+    let current = first;
+    try {
+      // Efecto, auditoría, eventos y marca de cada paso se confirman juntos: nunca a medias.
+      const queued = await deps.db.transaction(async (tx) => {
+        const events: QueuedEvent[] = [];
+        for (const [n, entry] of batch.entries()) {
+          current = entry;
+          const [pos, s] = entry;
+          if (s.kind !== "transactional") continue;
+          const extra = last && n === batch.length - 1 ? [finish(tx)] : [];
+          events.push(...(await applyStepWrites(tx, task, s, pos, await s.run(tx, task), extra)));
+        }
+        return events;
+      });
+      finished = last;
+      await publishQueued(deps.db, deps.bus, queued, ctx.logger);
     } catch (err) {
-      await stepRecord(deps.db, task.taskId, step.name, position, "failed", {
-        attempt: !external,
+      const [pos, s] = current;
+      await stepRecord(deps.db, task.taskId, s.name, pos, "failed", {
+        attempt: true,
         error: errorMessage(err),
       }).catch(() => {});
       throw err;
     }
+    for (const [, s] of batch) ctx.logger.info({ step: s.name }, "step completed");
+    i += group;
   }
+  return finished;
 }
 
 export function provisioningWorker(
@@ -638,21 +679,24 @@ export function provisioningWorker(
         throw new PermanentError(`message does not match provisioning task ${taskId}`);
       }
       const { instance } = await loadInstance(deps.db, tenantInstanceId);
-      await runSteps(
+      const finish = (db: Database | Tx) =>
+        db
+          .update(provisioningTasks)
+          .set({
+            status: "succeeded",
+            lastError: null,
+            finishedAt: sql`now()`,
+            updatedAt: sql`now()`,
+          })
+          .where(eq(provisioningTasks.id, taskId));
+      const finished = await runSteps(
         deps,
         stepsFor(task.kind, deps, instance.databaseTier, task.payload),
         { taskId, tenantInstanceId, correlationId: task.correlationId, payload: task.payload },
         ctx,
+        finish,
       );
-      await deps.db
-        .update(provisioningTasks)
-        .set({
-          status: "succeeded",
-          lastError: null,
-          finishedAt: sql`now()`,
-          updatedAt: sql`now()`,
-        })
-        .where(eq(provisioningTasks.id, taskId));
+      if (!finished) await finish(deps.db);
       ctx.logger.info("provisioning task succeeded");
     },
     async onRetry(ctx, error) {

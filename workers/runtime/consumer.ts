@@ -37,7 +37,7 @@ export interface WorkerDefinition<T> {
   filterSubject: string;
   schema: z.ZodType<T>;
   handle(ctx: HandlerContext<T>): Promise<void>;
-  /** Mensaje ya procesado (idempotencia): se confirma sin volver a ejecutarlo. */
+  /** Mensaje ya procesado según el estado propio del worker; si existe, sustituye a processed_messages. */
   alreadyProcessed?(envelope: EventEnvelope, data: T): Promise<boolean>;
   onRetry?(ctx: HandlerContext<T>, error: string, delayMs: number): Promise<void>;
   onDeadLetter?(info: DeadLetterInfo, data: T | undefined): Promise<void>;
@@ -258,8 +258,11 @@ export async function startWorker<T>(
       // Por id de evento: una petición puede emitir varios eventos legítimos con la misma
       // correlación; las peticiones repetidas ya se deduplican por correlationId en la API.
       const key = envelope.id;
+      // Un worker que sabe por su propio estado si ya hizo el trabajo no necesita el registro
+      // genérico: una consulta y un commit menos por mensaje.
+      const processed = def.alreadyProcessed ? undefined : options.processed;
       if (
-        (await options.processed?.seen(def.name, key)) ||
+        (await processed?.seen(def.name, key)) ||
         (await def.alreadyProcessed?.(envelope, data))
       ) {
         log.info("message already processed; acknowledging");
@@ -276,7 +279,7 @@ export async function startWorker<T>(
         heartbeat: () => msg.working(),
       };
       await def.handle(handlerCtx);
-      await options.processed?.mark(def.name, key);
+      await processed?.mark(def.name, key);
       msg.ack();
       options.metrics?.processed.inc({ worker: def.name });
       timer?.({ outcome: "success" });
