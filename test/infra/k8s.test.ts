@@ -146,7 +146,8 @@ describe("infra/k8s manifests", () => {
 
   it("the schemas reject a broken manifest", () => {
     const broken = structuredClone(objects.find((o) => o.metadata.name === "farutech-worker"));
-    const pod = (broken?.spec?.template as { spec: PodSpec }).spec;
+    if (!broken) throw new Error("no worker Deployment");
+    const pod = (broken.spec?.template as { spec: PodSpec }).spec;
     (pod.containers[0] as unknown as { ports: unknown }).ports = [{ containerPort: "9464" }];
     expect(() => new appsV1.Deployment(broken as never).validate()).toThrow(/integer/);
   });
@@ -204,8 +205,9 @@ describe("infra/k8s manifests", () => {
     const worker = workload("farutech-worker");
     expect(worker.pod.terminationGracePeriodSeconds ?? 30).toBeGreaterThan(30);
     expect(readFileSync("workers/main.ts", "utf8")).toContain("process.exit(1), 30_000)");
-    const hpa = byKind("HorizontalPodAutoscaler")[0];
-    const target = (hpa?.spec as { scaleTargetRef: { kind: string; name: string } }).scaleTargetRef;
+    const [hpa] = byKind("HorizontalPodAutoscaler");
+    if (!hpa) throw new Error("no HorizontalPodAutoscaler");
+    const target = (hpa.spec as { scaleTargetRef: { kind: string; name: string } }).scaleTargetRef;
     expect(target).toEqual(
       expect.objectContaining({ kind: "Deployment", name: "farutech-worker" }),
     );
