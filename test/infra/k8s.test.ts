@@ -92,6 +92,12 @@ function workloads(): Workload[] {
   });
 }
 
+function workloadPod(object: K8sObject): PodSpec {
+  const template = object.spec?.template as { spec: PodSpec } | undefined;
+  if (!template) throw new Error(`${object.metadata.name} has no pod template`);
+  return template.spec;
+}
+
 function byKind(kind: string): (K8sObject & { file: string })[] {
   return objects.filter((o) => o.kind === kind);
 }
@@ -147,7 +153,7 @@ describe("infra/k8s manifests", () => {
   it("the schemas reject a broken manifest", () => {
     const broken = structuredClone(objects.find((o) => o.metadata.name === "farutech-worker"));
     if (!broken) throw new Error("no worker Deployment");
-    const pod = (broken.spec?.template as { spec: PodSpec }).spec;
+    const pod = workloadPod(broken);
     (pod.containers[0] as unknown as { ports: unknown }).ports = [{ containerPort: "9464" }];
     expect(() => new appsV1.Deployment(broken as never).validate()).toThrow(/integer/);
   });
