@@ -1,12 +1,15 @@
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { newId } from "../core/ids";
 import { silentLogger } from "../core/logger";
-import { customers, idempotencyKeys } from "../db/schema";
+import { clientAuthFailures, customers, idempotencyKeys, refreshTokens } from "../db/schema";
 import { seedDemo } from "../db/seed";
+import { createApiClient } from "../test/support/clients";
 import { createPgliteTestDatabase, type TestDatabase } from "../test/support/databases";
 import { runMaintenanceOnce } from "./maintenance";
 
-// La pasada periódica de los workers: borrado GDPR vencido y claves de idempotencia viejas.
+// La pasada periódica de los workers: borrado GDPR vencido, claves de idempotencia viejas,
+// refresh tokens vencidos y ventanas de bloqueo viejas.
 describe("workers maintenance pass", () => {
   let db: TestDatabase;
 
@@ -47,11 +50,42 @@ describe("workers maintenance pass", () => {
       },
     ]);
 
+    const family = newId();
+    const client = await createApiClient(db.handle.db, { kind: "admin", roles: ["support"] });
+    await db.handle.db.insert(refreshTokens).values([
+      {
+        tokenHash: "expired-long-ago",
+        familyId: family,
+        clientId: client.id,
+        expiresAt: new Date("2026-05-20T00:00:00Z"),
+        usedAt: new Date("2026-05-01T00:00:00Z"),
+      },
+      {
+        tokenHash: "still-valid",
+        familyId: family,
+        clientId: client.id,
+        expiresAt: new Date("2026-06-20T00:00:00Z"),
+      },
+    ]);
+    await db.handle.db.insert(clientAuthFailures).values([
+      { clientId: "old", failures: 3, windowStartedAt: new Date("2026-05-20T00:00:00Z") },
+      { clientId: "new", failures: 1, windowStartedAt: new Date("2026-05-31T23:59:00Z") },
+    ]);
+
     const result = await runMaintenanceOnce(
       { db: db.handle.db, logger: silentLogger, retentionDays: 30 },
       now,
     );
-    expect(result).toEqual({ erasedCustomers: 1, expiredIdempotencyKeys: 1, droppedTenantData: 0 });
+    expect(result).toEqual({
+      erasedCustomers: 1,
+      expiredIdempotencyKeys: 1,
+      droppedTenantData: 0,
+      expiredRefreshTokens: 1,
+    });
+    const tokens = await db.handle.db.select().from(refreshTokens);
+    expect(tokens.map((t) => t.tokenHash)).toEqual(["still-valid"]);
+    const failures = await db.handle.db.select().from(clientAuthFailures);
+    expect(failures.map((f) => f.clientId)).toEqual(["new"]);
     const [erased] = await db.handle.db.select().from(customers).where(eq(customers.id, old.id));
     expect(erased?.erasedAt).toBeInstanceOf(Date);
     expect(erased?.legalName).not.toBe(old.legalName);
@@ -63,6 +97,11 @@ describe("workers maintenance pass", () => {
       { db: db.handle.db, logger: silentLogger, retentionDays: 30 },
       now,
     );
-    expect(again).toEqual({ erasedCustomers: 0, expiredIdempotencyKeys: 0, droppedTenantData: 0 });
+    expect(again).toEqual({
+      erasedCustomers: 0,
+      expiredIdempotencyKeys: 0,
+      droppedTenantData: 0,
+      expiredRefreshTokens: 0,
+    });
   });
 });

@@ -1,7 +1,7 @@
 import { lt, sql } from "drizzle-orm";
 import type { Bus } from "../core/bus";
 import type { Logger } from "../core/logger";
-import { idempotencyKeys } from "../db/schema";
+import { clientAuthFailures, idempotencyKeys, refreshTokens } from "../db/schema";
 import type { Database } from "../db/types";
 import { eraseExpiredCustomers } from "../functions/services/gdpr";
 import {
@@ -24,6 +24,7 @@ export interface MaintenanceResult {
   erasedCustomers: number;
   expiredIdempotencyKeys: number;
   droppedTenantData: number;
+  expiredRefreshTokens: number;
 }
 
 async function dropExpiredTenantData(
@@ -49,8 +50,9 @@ async function dropExpiredTenantData(
 }
 
 /**
- * Una pasada: borrado GDPR programado, limpieza de Idempotency-Key vencidas (24 h) y borrado de
- * los datos de tenants dados de baja cuya retención venció.
+ * Una pasada: borrado GDPR programado, limpieza de Idempotency-Key vencidas (24 h), de refresh
+ * tokens vencidos y de ventanas de bloqueo viejas, y borrado de los datos de tenants dados de
+ * baja cuya retención venció.
  */
 export async function runMaintenanceOnce(
   options: Omit<MaintenanceOptions, "intervalMs">,
@@ -70,10 +72,25 @@ export async function runMaintenanceOnce(
     )
     .returning({ key: idempotencyKeys.key });
   const droppedTenantData = await dropExpiredTenantData(options, now);
+  // Refresh tokens vencidos (usados o no) ya no sirven ni para detectar reuso: un token vencido
+  // es invalid_grant sin tocar su familia. Las ventanas de bloqueo viejas tampoco cuentan.
+  const expiredRefreshTokens = await options.db
+    .delete(refreshTokens)
+    .where(lt(refreshTokens.expiresAt, sql`${now.toISOString()}::timestamptz - interval '1 day'`))
+    .returning({ tokenHash: refreshTokens.tokenHash });
+  await options.db
+    .delete(clientAuthFailures)
+    .where(
+      lt(
+        clientAuthFailures.windowStartedAt,
+        sql`${now.toISOString()}::timestamptz - interval '1 day'`,
+      ),
+    );
   const result = {
     erasedCustomers: erasedCustomerIds.length,
     expiredIdempotencyKeys: expired.length,
     droppedTenantData,
+    expiredRefreshTokens: expiredRefreshTokens.length,
   };
   if (Object.values(result).some((n) => n > 0)) {
     options.logger.info(result, "maintenance pass completed");

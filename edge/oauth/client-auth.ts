@@ -1,6 +1,6 @@
 import { and, eq, isNull } from "drizzle-orm";
 import type { Logger } from "../../core/logger";
-import { verifySecret } from "../../core/secret-hash";
+import { hashSecret, verifySecret } from "../../core/secret-hash";
 import { clientLockedFor, recordClientAuthFailure } from "../../db/client-auth-failures";
 import { apiClients } from "../../db/schema";
 import type { Database } from "../../db/types";
@@ -18,6 +18,12 @@ export interface ClientCredentials {
 const MAX_CLIENT_ID_LENGTH = 200;
 
 const invalidClient = () => new OAuthFailure("invalid_client", "Client authentication failed", 401);
+
+let dummy: Promise<string> | undefined;
+function dummyHash(): Promise<string> {
+  dummy ??= hashSecret(crypto.randomUUID());
+  return dummy;
+}
 
 function basicCredentials(header: string | undefined): ClientCredentials | undefined {
   const match = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header ?? "");
@@ -84,7 +90,11 @@ export async function authenticateClient(
     .select()
     .from(apiClients)
     .where(and(eq(apiClients.clientId, clientId), isNull(apiClients.revokedAt)));
-  if (!client || !(await verifySecret(credentials.secret, client.secretHash))) {
+  // Un client_id desconocido también paga el hash lento: el tiempo de respuesta no revela
+  // qué clientes existen.
+  const stored = client?.secretHash ?? (await dummyHash());
+  const valid = await verifySecret(credentials.secret, stored);
+  if (!client || !valid) {
     const failures = await recordClientAuthFailure(db, clientId, policy);
     logger.info({ clientId, failures }, "client authentication failed");
     throw invalidClient();
