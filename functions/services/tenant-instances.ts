@@ -70,6 +70,8 @@ export function toTenantInstance(row: InstanceViewRow): TenantInstanceView {
         : null,
     createdAt: i.createdAt.toISOString(),
     updatedAt: i.updatedAt.toISOString(),
+    decommissionedAt: i.decommissionedAt ? i.decommissionedAt.toISOString() : null,
+    dataDroppedAt: i.dataDroppedAt ? i.dataDroppedAt.toISOString() : null,
   };
 }
 

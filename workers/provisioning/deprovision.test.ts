@@ -145,6 +145,9 @@ describe.each(["postgres", "pglite"] as const)(
       expect(instance.body).toMatchObject({
         status: "decommissioned",
         subscription: { status: "cancelled" },
+        // purge=true: los datos se borran ya, no al vencer la retención.
+        decommissionedAt: expect.any(String),
+        dataDroppedAt: expect.any(String),
       });
       await expect
         .poll(async () => (await entitlements(id)).status, { timeout: FRESHNESS_MS })

@@ -82,6 +82,14 @@ export const tenantInstanceSchema = z
       description: "Última modificación (ISO 8601)",
       example: "2026-01-24T13:20:00.000Z",
     }),
+    decommissionedAt: z.string().nullable().openapi({
+      description: "Baja definitiva (ISO 8601) o null; la retención de datos cuenta desde aquí",
+      example: null,
+    }),
+    dataDroppedAt: z.string().nullable().openapi({
+      description: "Borrado de los datos del tenant (purge o fin de la retención) o null",
+      example: null,
+    }),
   })
   .openapi("TenantInstance");
 
