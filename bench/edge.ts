@@ -118,6 +118,8 @@ const edge = await startWorker(edgeBundle.script, {
   AUTH_ISSUER: "http://bench",
   AUTH_AUDIENCE: "farutech-orchestrator",
   LOG_LEVEL,
+  // Para probar otras configuraciones de la cache: BENCH_EDGE_VARS='{"ENTITLEMENTS_FRESH_MS":"500"}'.
+  ...(JSON.parse(process.env.BENCH_EDGE_VARS ?? "{}") as Record<string, string>),
 });
 const edgeUrl = edge.url;
 const auth = { authorization: `Bearer ${token}` };
