@@ -11,6 +11,7 @@ export const ENTRY_POINTS = {
   "functions-lambda": "functions/lambda.ts",
   workers: "workers/main.ts",
   "db-cli": "db/cli.ts",
+  "functions-cli": "functions/cli.ts",
 } as const;
 
 export interface BuildResult {

@@ -1,9 +1,12 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { eq } from "drizzle-orm";
 import getPort from "get-port";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateSigningKey } from "../../core/auth/keys";
+import { verifySecret } from "../../core/secret-hash";
+import { apiClients } from "../../db/schema";
 import { type BuildResult, buildBundles } from "../../scripts/build";
 import { createPostgresTestDatabase, type TestDatabase } from "../support/databases";
 import { startNatsForTest, waitFor } from "../support/stack";
@@ -20,9 +23,9 @@ interface Run {
   exit: Promise<number | null>;
 }
 
-function runBundle(file: string, env: Record<string, string>): Run {
+function runBundle(file: string, env: Record<string, string>, args: string[] = []): Run {
   const { DATABASE_URL: _d, NATS_URL: _n, NATS_WS_URL: _w, ...inherited } = process.env;
-  const child = spawn(process.execPath, [join(outdir, file), ...(env.ARGV ? [env.ARGV] : [])], {
+  const child = spawn(process.execPath, [join(outdir, file), ...args], {
     env: { ...inherited, LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -77,9 +80,27 @@ describe("npm run build bundles", () => {
   });
 
   it("db-cli migrates a Postgres database from the bundled migrations", async () => {
-    const run = runBundle("db-cli.js", { DATABASE_URL: db.url ?? "", ARGV: "migrate" });
+    const run = runBundle("db-cli.js", { DATABASE_URL: db.url ?? "" }, ["migrate"]);
     expect(await run.exit, run.output()).toBe(0);
     expect(run.output()).toContain("migrations applied");
+  });
+
+  it("functions-cli creates the first admin client of a new deployment and prints its secret once", async () => {
+    const run = runBundle("functions-cli.js", { DATABASE_URL: db.url ?? "" }, ["ops bootstrap"]);
+    expect(await run.exit, run.output()).toBe(0);
+    const created = JSON.parse(run.output()) as {
+      clientId: string;
+      clientSecret: string;
+      roles: string[];
+    };
+    expect(created.roles).toEqual(["platform_admin"]);
+    const [row] = await db.handle.db
+      .select()
+      .from(apiClients)
+      .where(eq(apiClients.clientId, created.clientId));
+    expect(row && (await verifySecret(created.clientSecret, row.secretHash))).toBe(true);
+    const bad = runBundle("functions-cli.js", { DATABASE_URL: db.url ?? "" }, ["x", "root"]);
+    expect(await bad.exit).toBe(2);
   });
 
   it("the admin functions fail fast and name the missing setting", async () => {

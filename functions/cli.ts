@@ -1,0 +1,60 @@
+import { userInfo } from "node:os";
+import { type BusProvider, createBusProvider } from "../core/bus-provider";
+import { natsAuthEnv, natsAuthFrom, parseEnv } from "../core/config";
+import { newId } from "../core/ids";
+import { createLogger } from "../core/logger";
+import { envWithSstLinks } from "../core/sst-links";
+import { createDb, dbConfigFromEnv } from "../db/client";
+import { adminRoles } from "./routes/access/schema";
+import { createAdminClient } from "./services/clients";
+
+// `npm run admin:client -- <nombre> [rol…]`: crea un cliente admin (platform_admin por defecto) y
+// imprime su secreto una sola vez. Es el primer acceso de un despliegue nuevo (compose, ECS,
+// Kubernetes), donde todavía no hay token para llamar a POST /api/admin-clients.
+// En las imágenes: `node dist/functions-cli.js <nombre>`.
+const env = envWithSstLinks(process.env);
+const logger = createLogger({ service: "admin-cli", level: process.env.LOG_LEVEL ?? "warn" });
+const [name, ...roles] = process.argv.slice(2);
+const unknownRole = roles.find((r) => !(adminRoles as readonly string[]).includes(r));
+if (!name || unknownRole) {
+  logger.error(
+    { unknownRole, roles: adminRoles },
+    "usage: npm run admin:client -- <name> [platform_admin|catalog_manager|support…]",
+  );
+  process.exit(2);
+}
+
+const db = await createDb(dbConfigFromEnv(env as NodeJS.ProcessEnv));
+// Sin NATS_URL el evento queda en el outbox y lo publica el relay de los workers.
+const offline: BusProvider = {
+  get: async () => undefined,
+  ping: async () => false,
+  close: async () => {},
+};
+const bus =
+  typeof env.NATS_URL === "string" && env.NATS_URL
+    ? createBusProvider(
+        { servers: env.NATS_URL, name: "admin-cli", ...natsAuthFrom(parseEnv(natsAuthEnv, env)) },
+        logger,
+      )
+    : offline;
+try {
+  const created = await createAdminClient(
+    {
+      db: db.db,
+      bus,
+      logger,
+      actor: `cli:${userInfo().username}`,
+      correlationId: newId(),
+      baseDomain: typeof env.BASE_DOMAIN === "string" ? env.BASE_DOMAIN : "farutech.com",
+    },
+    { name, roles: roles.length > 0 ? roles : ["platform_admin"] },
+  );
+  process.stdout.write(`${JSON.stringify(created, null, 2)}\n`);
+} catch (err) {
+  logger.error({ err }, "could not create the admin client");
+  process.exitCode = 1;
+} finally {
+  await bus.close();
+  await db.close();
+}
