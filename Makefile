@@ -31,7 +31,7 @@ build-worker:
 
 ## Docker: todo el sistema local (genera .env con claves nuevas la primera vez).
 docker-up:
-	test -f .env || npm run -s keys:generate > .env
+	test -f .env || npm run -s keys:generate -- all > .env
 	$(COMPOSE) up -d --build
 
 ## Docker: detiene el stack (los volúmenes quedan; `$(COMPOSE) down -v` los borra).

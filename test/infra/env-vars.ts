@@ -13,11 +13,12 @@ const SOURCE_DIRS = [
   "scripts",
   "infra",
   "bench",
+  "test/support",
 ];
 const PATTERNS = [
   /^\s+([A-Z][A-Z0-9_]{2,}):\s*(?:z\.|optionalString)/gm,
   /\bprocess\.env\.([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*)\b/g,
-  /\benv\.([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)\b/g,
+  /(?<![.\w])env\.([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)\b/g,
 ];
 
 function sourceFiles(dir: string): string[] {

@@ -33,7 +33,7 @@ const EXPECTED: Record<string, RegExp[]> = {
     /^npx wrangler deploy --dry-run --config edge\/wrangler\.toml --outdir dist\/edge$/,
   ],
   "docker-up": [
-    /^test -f \.env \|\| npm run -s keys:generate > \.env$/,
+    /^test -f \.env \|\| npm run -s keys:generate -- all > \.env$/,
     /^docker compose up -d --build$/,
   ],
   "docker-down": [/^docker compose down$/],
