@@ -1,11 +1,15 @@
 import { describe, expect, it } from "vitest";
 import { decryptSstResources, envWithSstLinks, SST_LINKS } from "./sst-links";
 
+type Env = Record<string, string | undefined>;
+const withLinks = (env: Env, resources?: Record<string, unknown>): Env =>
+  envWithSstLinks(env, resources);
+
 // Los formatos son los que produce SST al desplegar; aquí se fabrican igual que los escribe
 // (JSON en variables o bindings, y el archivo de Lambda cifrado con AES-256-GCM y nonce de ceros).
 describe("SST links to environment variables", () => {
   it("reads SST_RESOURCE_* (containers, sst dev) and bindings named after the link (Cloudflare)", () => {
-    const env = envWithSstLinks({
+    const env = withLinks({
       SST_RESOURCE_DatabaseUrl: JSON.stringify({ value: "postgres://db/x" }),
       SST_RESOURCE_NatsToken: JSON.stringify({ value: "t0k" }),
       AuthSigningKeys: JSON.stringify({ value: '[{"kid":"k1"}]' }),
@@ -18,7 +22,7 @@ describe("SST links to environment variables", () => {
   });
 
   it("keeps a variable that is already set, and ignores empty or malformed links", () => {
-    const env = envWithSstLinks({
+    const env = withLinks({
       DATABASE_URL: "postgres://override/y",
       SST_RESOURCE_DatabaseUrl: JSON.stringify({ value: "postgres://db/x" }),
       SST_RESOURCE_NatsUrl: "not json",
@@ -46,7 +50,7 @@ describe("SST links to environment variables", () => {
       ),
     );
     const decrypted = await decryptSstResources(file, Buffer.from(keyBytes).toString("base64"));
-    const env = envWithSstLinks({}, decrypted);
+    const env = withLinks({}, decrypted);
     for (const [name, variable] of Object.entries(SST_LINKS))
       expect(env[variable]).toBe(`v-${name}`);
     // Otra clave no descifra: la etiqueta GCM lo detecta.

@@ -37,13 +37,13 @@ function safeJson(text: string): unknown {
 }
 
 /**
- * Entorno con los links de SST traducidos. Una variable ya definida gana (permite sobrescribir);
- * `resources` son los recursos descifrados de Lambda, si los hay.
+ * Entorno con los links de SST traducidos (solo agrega variables de texto, así que conserva el
+ * tipo del entorno). Una variable ya definida gana; `resources` son los recursos de Lambda.
  */
 export function envWithSstLinks<T extends Record<string, unknown>>(
   env: T,
   resources: Record<string, unknown> = {},
-): T & Record<string, unknown> {
+): T {
   const linked: Record<string, string> = {};
   for (const [name, variable] of Object.entries(SST_LINKS)) {
     const value =
@@ -53,7 +53,7 @@ export function envWithSstLinks<T extends Record<string, unknown>>(
   const defined = Object.fromEntries(
     Object.entries(env).filter(([, v]) => v !== undefined && v !== ""),
   );
-  return { ...env, ...linked, ...defined } as T & Record<string, unknown>;
+  return { ...env, ...linked, ...defined } as T;
 }
 
 /** Descifra el archivo de recursos de Lambda (`SST_KEY_FILE`) con la clave `SST_KEY`. */

@@ -1,4 +1,5 @@
 import { createLogger } from "../core/logger";
+import { envWithSstLinks } from "../core/sst-links";
 import { createDb, dbConfigFromEnv } from "./client";
 import { seedDemo } from "./seed";
 
@@ -9,7 +10,8 @@ if (command !== "migrate" && command !== "seed") {
   logger.error({ command }, "usage: tsx db/cli.ts migrate|seed");
   process.exit(2);
 }
-const handle = await createDb(dbConfigFromEnv());
+// En `sst dev` (DevCommand Migrate) la base llega como link de SST.
+const handle = await createDb(dbConfigFromEnv(envWithSstLinks(process.env)));
 try {
   await handle.migrate();
   logger.info({ driver: handle.driver }, "migrations applied");

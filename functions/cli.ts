@@ -24,7 +24,7 @@ if (!name || unknownRole) {
   process.exit(2);
 }
 
-const db = await createDb(dbConfigFromEnv(env as NodeJS.ProcessEnv));
+const db = await createDb(dbConfigFromEnv(env));
 // Sin NATS_URL el evento queda en el outbox y lo publica el relay de los workers.
 const offline: BusProvider = {
   get: async () => undefined,

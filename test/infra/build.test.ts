@@ -83,6 +83,14 @@ describe("npm run build bundles", () => {
     const run = runBundle("db-cli.js", { DATABASE_URL: db.url ?? "" }, ["migrate"]);
     expect(await run.exit, run.output()).toBe(0);
     expect(run.output()).toContain("migrations applied");
+    // Como la corre `sst dev` (DevCommand Migrate): la base llega como link.
+    const linked = runBundle(
+      "db-cli.js",
+      { SST_RESOURCE_DatabaseUrl: JSON.stringify({ value: db.url }) },
+      ["migrate"],
+    );
+    expect(await linked.exit, linked.output()).toBe(0);
+    expect(linked.output()).toContain('"driver":"node-postgres"');
   });
 
   it("functions-cli creates the first admin client of a new deployment and prints its secret once", async () => {
