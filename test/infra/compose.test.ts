@@ -204,6 +204,13 @@ describe("docker-compose.yml", () => {
       }
   });
 
+  it("runs the edge under wrangler dev with the worker's compatibility date", () => {
+    const command = [services.edge?.command ?? []].flat().join(" ");
+    expect(command).toMatch(/\bwrangler dev worker\.js --no-bundle\b/);
+    const date = /--compatibility-date (\S+)/.exec(command)?.[1];
+    expect(readFileSync("edge/wrangler.toml", "utf8")).toContain(`compatibility_date = "${date}"`);
+  });
+
   it("gives the workers more time to stop than their 30 s drain", () => {
     const grace = services.workers?.stop_grace_period ?? "10s";
     expect(Number(grace.replace(/s$/, ""))).toBeGreaterThan(30);
