@@ -5,7 +5,7 @@ import { and, eq } from "drizzle-orm";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../../core/logger";
-import { auditLog, products, tenantInstances } from "../../db/schema";
+import { auditLog, outboxEvents, products, tenantInstances } from "../../db/schema";
 import { seedDemo } from "../../db/seed";
 import { createTestDatabase, type TestDatabase } from "../../test/support/databases";
 import { runMaintenanceOnce } from "../maintenance";
@@ -159,6 +159,15 @@ describe.each(["postgres", "pglite"] as const)("tenant data retention on %s", (k
         ],
       ].sort(),
     );
+    const events = await db.handle.db
+      .select()
+      .from(outboxEvents)
+      .where(eq(outboxEvents.type, "tenant_instance.data_dropped"));
+    expect(
+      events
+        .map((e) => (e.payload as { data: { tenantInstanceId: string } }).data.tenantInstanceId)
+        .sort(),
+    ).toEqual([expired.instance.id, enterprise.instance.id].sort());
 
     // Otra pasada (u otro proceso) no repite nada.
     expect(await runMaintenanceOnce(options, now)).toMatchObject({ droppedTenantData: 0 });
@@ -168,6 +177,12 @@ describe.each(["postgres", "pglite"] as const)("tenant data retention on %s", (k
         reason: "purge",
       }),
     ).toBe("already_dropped");
+    expect(
+      await db.handle.db
+        .select()
+        .from(outboxEvents)
+        .where(eq(outboxEvents.type, "tenant_instance.data_dropped")),
+    ).toHaveLength(2);
     // Un tenant activo nunca pierde sus datos por error.
     await expect(
       dropTenantData({ db: db.handle.db, registry, dedicated }, active.instance.id, {

@@ -1,5 +1,7 @@
 import { and, eq, isNull, sql } from "drizzle-orm";
+import { domainEventSubject } from "../../contracts/streams";
 import { writeAudit } from "../../db/audit";
+import { enqueueEvent } from "../../db/outbox";
 import { products, tenantInstances } from "../../db/schema";
 import type { Database } from "../../db/types";
 import { PermanentError } from "../runtime/errors";
@@ -82,6 +84,14 @@ export async function dropTenantData(
         ...(options.taskId ? { taskId: options.taskId } : {}),
       },
       correlationId: options.correlationId ?? null,
+    });
+    // Evento de dominio por el outbox (lo publica el relay): integraciones y auditoría externa
+    // se enteran de que los datos del tenant ya no existen.
+    await enqueueEvent(tx, {
+      subject: domainEventSubject("tenant_instance", "data_dropped"),
+      type: "tenant_instance.data_dropped",
+      correlationId: options.correlationId ?? null,
+      data: { tenantInstanceId: instance.id, reason: options.reason },
     });
   });
   return "dropped";
