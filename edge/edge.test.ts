@@ -1,19 +1,22 @@
-import { fileURLToPath } from "node:url";
 import { and, eq } from "drizzle-orm";
 import { createLocalJWKSet, decodeProtectedHeader, type JSONWebKeySet, jwtVerify } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Unstable_DevWorker, unstable_dev } from "wrangler";
 import { generateSigningKey } from "../core/auth/keys";
-import { silentLogger } from "../core/logger";
 import { demoProducts } from "../db/demo-data";
 import { customers, tenantInstances } from "../db/schema";
 import { seedDemo } from "../db/seed";
 import { type RunningWsProxy, startWsProxy } from "../infra/wsproxy/wsproxy";
 import { type ClientSpec, createApiClient } from "../test/support/clients";
 import { createPostgresTestDatabase, type TestDatabase } from "../test/support/databases";
-import { createNodeEdgeApp } from "./node";
+import {
+  type EdgeFetch,
+  type EdgeTarget,
+  formPost,
+  startNodeEdge,
+  startWorkerdEdge,
+} from "../test/support/edge";
 
-type Fetch = (path: string, init?: RequestInit) => Promise<Response>;
+type Fetch = EdgeFetch;
 
 interface Fixture {
   db: TestDatabase;
@@ -27,7 +30,7 @@ interface Fixture {
 const ISSUER = "http://edge.test";
 const AUDIENCE = "farutech-orchestrator";
 let fixture: Fixture;
-const targets = new Map<string, { fetch: Fetch; stop(): Promise<void> }>();
+const targets = new Map<string, EdgeTarget>();
 
 const createClient = (db: TestDatabase, spec: ClientSpec) => createApiClient(db.handle.db, spec);
 
@@ -76,30 +79,8 @@ beforeAll(async () => {
 
   // El mismo app en Node (modo embebido) y dentro de workerd (wrangler), que llega a
   // Postgres como llega a Neon: WebSocket a través de un proxy wsproxy.
-  const nodeApp = await createNodeEdgeApp(env, db.handle.db, silentLogger);
-  targets.set("node", {
-    fetch: async (path, init) => nodeApp.request(path, init),
-    stop: async () => {},
-  });
-  const worker: Unstable_DevWorker = await unstable_dev(
-    fileURLToPath(new URL("./worker.ts", import.meta.url)),
-    {
-      config: fileURLToPath(new URL("./wrangler.toml", import.meta.url)),
-      vars: env,
-      ip: "127.0.0.1",
-      persist: false,
-      logLevel: "error",
-      experimental: { disableExperimentalWarning: true, testMode: true },
-    },
-  );
-  targets.set("workerd", {
-    fetch: (path, init) =>
-      worker.fetch(
-        path,
-        init as Parameters<Unstable_DevWorker["fetch"]>[1],
-      ) as unknown as Promise<Response>,
-    stop: () => worker.stop(),
-  });
+  targets.set("node", await startNodeEdge(env, db.handle.db));
+  targets.set("workerd", await startWorkerdEdge(env));
 }, 120_000);
 
 afterAll(async () => {
@@ -108,11 +89,7 @@ afterAll(async () => {
   await fixture?.db.drop();
 });
 
-const form = (values: Record<string, string>) => ({
-  method: "POST",
-  headers: { "content-type": "application/x-www-form-urlencoded" },
-  body: new URLSearchParams(values).toString(),
-});
+const form = (values: Record<string, string>) => formPost(values);
 
 describe.each(["node", "workerd"])("edge on %s", (runtime) => {
   const fetchEdge: Fetch = (path, init) => {
