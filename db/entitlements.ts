@@ -1,4 +1,4 @@
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import type { EntitlementInput, Override } from "../core/entitlements";
 import {
   features,
@@ -12,7 +12,18 @@ import {
 } from "./schema";
 import type { Database } from "./types";
 
-/** Lee todo lo que decide los entitlements de una instancia; null si no existe. */
+interface OverrideRow {
+  featureCode: string | null;
+  overrideType: "enable" | "disable" | null;
+  limitName: string | null;
+  value: number | string | null;
+}
+
+/**
+ * Lee todo lo que decide los entitlements de una instancia en UNA consulta (subconsultas
+ * agregadas en JSON); null si no existe. Es la ruta fría y la revalidación del edge, que llega a
+ * Neon por WebSocket: un viaje en lugar de dos en serie más cuatro en paralelo.
+ */
 export async function loadEntitlementInput(
   db: Database,
   instanceId: string,
@@ -22,10 +33,25 @@ export async function loadEntitlementInput(
     .select({
       instanceId: tenantInstances.id,
       instanceStatus: tenantInstances.status,
-      productId: products.id,
       productCode: products.code,
       subscription: subscriptions,
       plan: plans,
+      productFeatures: sql<string[]>`(select coalesce(json_agg(${features.code}), '[]'::json)
+        from ${features} where ${features.productId} = ${tenantInstances.productId})`,
+      includedFeatures: sql<
+        string[]
+      >`(select coalesce(json_agg(${planFeatures.featureCode}), '[]'::json)
+        from ${planFeatures} where ${planFeatures.planId} = ${plans.id})`,
+      limits: sql<Record<string, number | string>>`(select
+        coalesce(json_object_agg(${planLimits.limitName}, ${planLimits.value}), '{}'::json)
+        from ${planLimits} where ${planLimits.planId} = ${plans.id})`,
+      overrides: sql<OverrideRow[]>`(select coalesce(json_agg(json_build_object(
+          'featureCode', ${subscriptionFeatureOverrides.featureCode},
+          'overrideType', ${subscriptionFeatureOverrides.overrideType},
+          'limitName', ${subscriptionFeatureOverrides.limitName},
+          'value', ${subscriptionFeatureOverrides.value})), '[]'::json)
+        from ${subscriptionFeatureOverrides}
+        where ${subscriptionFeatureOverrides.subscriptionId} = ${subscriptions.id})`,
     })
     .from(tenantInstances)
     .innerJoin(products, eq(products.id, tenantInstances.productId))
@@ -33,33 +59,10 @@ export async function loadEntitlementInput(
     .leftJoin(plans, eq(plans.id, subscriptions.planId))
     .where(eq(tenantInstances.id, instanceId));
   if (!head) return null;
-  const planId = head.plan?.id;
-  const subscriptionId = head.subscription?.id;
-  const [productFeatures, includedFeatures, limits, overrides] = await Promise.all([
-    db.select({ code: features.code }).from(features).where(eq(features.productId, head.productId)),
-    planId
-      ? db
-          .select({ code: planFeatures.featureCode })
-          .from(planFeatures)
-          .where(eq(planFeatures.planId, planId))
-      : Promise.resolve([]),
-    planId
-      ? db
-          .select({ name: planLimits.limitName, value: planLimits.value })
-          .from(planLimits)
-          .where(eq(planLimits.planId, planId))
-      : Promise.resolve([]),
-    subscriptionId
-      ? db
-          .select()
-          .from(subscriptionFeatureOverrides)
-          .where(eq(subscriptionFeatureOverrides.subscriptionId, subscriptionId))
-      : Promise.resolve([]),
-  ]);
   return {
     instance: { id: head.instanceId, status: head.instanceStatus },
     productCode: head.productCode,
-    productFeatures: productFeatures.map((f) => f.code),
+    productFeatures: head.productFeatures,
     subscription: head.subscription
       ? {
           status: head.subscription.status,
@@ -71,15 +74,17 @@ export async function loadEntitlementInput(
       ? {
           code: head.plan.code,
           maxUsers: head.plan.maxUsers,
-          features: includedFeatures.map((f) => f.code),
-          limits: Object.fromEntries(limits.map((l) => [l.name, l.value])),
+          features: head.includedFeatures,
+          limits: Object.fromEntries(
+            Object.entries(head.limits).map(([name, value]) => [name, Number(value)]),
+          ),
         }
       : null,
-    overrides: overrides.flatMap((o): Override[] => {
+    overrides: head.overrides.flatMap((o): Override[] => {
       if (o.featureCode && o.overrideType)
         return [{ kind: "feature", code: o.featureCode, type: o.overrideType }];
       if (o.limitName && o.value !== null)
-        return [{ kind: "limit", name: o.limitName, value: o.value }];
+        return [{ kind: "limit", name: o.limitName, value: Number(o.value) }];
       return [];
     }),
     now,
