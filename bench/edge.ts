@@ -1,6 +1,6 @@
-import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { cpus, loadavg, tmpdir } from "node:os";
+import { spawn } from "node:child_process";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
@@ -12,6 +12,7 @@ import { createTokenSigner } from "../core/auth/tokens";
 import { createDb } from "../db/client";
 import { tenantInstances } from "../db/schema";
 import { seedDemo } from "../db/seed";
+import { bundleEdge, bundleWorker, EDGE_COMPATIBILITY_DATE } from "../test/support/edge";
 import { fmt, freshDatabase } from "./support";
 
 // npm run bench:edge — GET /v1/entitlements y el bulk OFREP con la cache caliente, dentro de
@@ -70,41 +71,19 @@ const token = (
   })
 ).token;
 
-// Cada worker se empaqueta como lo sube `wrangler deploy` y corre en workerd vía Miniflare, sin
-// el proxy Node de `wrangler dev` delante (que sería el cuello de botella medido).
-function bundle(entry: string, extra: string[]): { dir: string; script: string } {
-  const dir = mkdtempSync(join(tmpdir(), "farutech-edge-bundle-"));
-  execFileSync(
-    process.execPath,
-    [
-      here("../node_modules/wrangler/bin/wrangler.js"),
-      "deploy",
-      "--dry-run",
-      "--outdir",
-      dir,
-      ...extra,
-      entry,
-    ].filter(Boolean),
-    { stdio: "ignore", env: { ...process.env, WRANGLER_SEND_METRICS: "false" } },
-  );
-  const script = readdirSync(dir).find((f) => f.endsWith(".js"));
-  if (!script) throw new Error(`wrangler produced no bundle for ${entry}`);
-  return { dir, script: join(dir, script) };
-}
-const COMPATIBILITY_DATE = "2025-09-01";
-const edgeBundle = bundle("", ["--config", here("../edge/wrangler.toml")]);
-const ceilingBundle = bundle(here("./ceiling-worker.ts"), [
+const edgeBundle = bundleEdge();
+const ceilingBundle = bundleWorker(here("./ceiling-worker.ts"), [
   "--name",
   "bench-ceiling",
   "--compatibility-date",
-  COMPATIBILITY_DATE,
+  EDGE_COMPATIBILITY_DATE,
 ]);
 const startWorker = async (scriptPath: string, bindings: Record<string, string>) => {
   const mf = new Miniflare({
     modules: true,
     scriptPath,
     modulesRoot: dirname(scriptPath),
-    compatibilityDate: COMPATIBILITY_DATE,
+    compatibilityDate: EDGE_COMPATIBILITY_DATE,
     bindings,
     host: "127.0.0.1",
   });
@@ -247,7 +226,7 @@ const bundleFiles = readdirSync(edgeBundle.dir)
   .map((f) => join(edgeBundle.dir, f));
 const raw = bundleFiles.reduce((n, f) => n + statSync(f).size, 0);
 const gzip = bundleFiles.reduce((n, f) => n + gzipSync(readFileSync(f)).length, 0);
-for (const b of [edgeBundle, ceilingBundle]) rmSync(b.dir, { recursive: true, force: true });
+for (const b of [edgeBundle, ceilingBundle]) b.remove();
 const KiB = 1024;
 const MiB = 1024 * KiB;
 

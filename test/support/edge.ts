@@ -1,3 +1,7 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Unstable_DevWorker, unstable_dev } from "wrangler";
 import { silentLogger } from "../../core/logger";
@@ -44,6 +48,46 @@ export async function startWorkerdEdge(env: Record<string, string>): Promise<Edg
       ) as unknown as Promise<Response>,
     stop: () => worker.stop(),
   };
+}
+
+/** Compatibilidad con la que corren los bundles fuera de wrangler (la de edge/wrangler.toml). */
+export const EDGE_COMPATIBILITY_DATE = "2025-09-01";
+
+export interface WorkerBundle {
+  dir: string;
+  /** El módulo de entrada que `wrangler deploy` subiría. */
+  script: string;
+  remove(): void;
+}
+
+/**
+ * Empaqueta un worker exactamente como lo sube `wrangler deploy` (`--dry-run --outdir`), para
+ * correrlo en workerd con Miniflare sin el proxy Node de `wrangler dev` delante. Sin `entry`
+ * usa el `main` del `--config` dado en `args`.
+ */
+export function bundleWorker(entry: string, args: string[]): WorkerBundle {
+  const dir = mkdtempSync(join(tmpdir(), "farutech-edge-bundle-"));
+  const wrangler = fileURLToPath(
+    new URL("../../node_modules/wrangler/bin/wrangler.js", import.meta.url),
+  );
+  execFileSync(
+    process.execPath,
+    [wrangler, "deploy", "--dry-run", "--outdir", dir, ...args, entry].filter(Boolean),
+    { stdio: "ignore", env: { ...process.env, WRANGLER_SEND_METRICS: "false" } },
+  );
+  const script = readdirSync(dir).find((f) => f.endsWith(".js"));
+  if (!script) throw new Error(`wrangler produced no bundle for ${entry || args.join(" ")}`);
+  return {
+    dir,
+    script: join(dir, script),
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/** El bundle del edge tal como se despliega. */
+export function bundleEdge(): WorkerBundle {
+  const config = fileURLToPath(new URL("../../edge/wrangler.toml", import.meta.url));
+  return bundleWorker("", ["--config", config]);
 }
 
 /** POST form-encoded, como piden /oauth/token y /oauth/revoke. */
