@@ -1,13 +1,16 @@
 import { eq } from "drizzle-orm";
 import { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generateSigningKey } from "../core/auth/keys";
-import { createTokenSigner } from "../core/auth/tokens";
 import { tenantInstances } from "../db/schema";
 import { seedDemo } from "../db/seed";
 import { type RunningWsProxy, startWsProxy } from "../infra/wsproxy/wsproxy";
 import { createPostgresTestDatabase, type TestDatabase } from "../test/support/databases";
-import { bundleEdge, EDGE_COMPATIBILITY_DATE, type WorkerBundle } from "../test/support/edge";
+import {
+  bundleEdge,
+  EDGE_COMPATIBILITY_DATE,
+  edgeTestSigning,
+  type WorkerBundle,
+} from "../test/support/edge";
 import { expectProblem } from "../test/support/http";
 
 // El segundo nivel de la cache (Cache API) es lo que comparten los isolates de un mismo colo.
@@ -31,20 +34,8 @@ beforeAll(async () => {
     .where(eq(tenantInstances.status, "active"));
   if (!db.url) throw new Error("postgres url missing");
   proxy = await startWsProxy();
-  const key = await generateSigningKey("cache-api-test");
-  const signer = await createTokenSigner([key], {
-    issuer: ISSUER,
-    audience: "farutech-orchestrator",
-    accessTokenTtlSeconds: 600,
-  });
-  token = (
-    await signer.sign({
-      sub: "reader",
-      tenant_id: null,
-      instance_ids: [],
-      roles: ["platform_admin"],
-    })
-  ).token;
+  const signing = await edgeTestSigning("cache-api-test", ISSUER);
+  token = await signing.sign();
   bundle = bundleEdge();
   const isolate = (name: string) => ({
     name,
@@ -55,8 +46,7 @@ beforeAll(async () => {
     bindings: {
       DATABASE_URL: db.url ?? "",
       NEON_WSPROXY: proxy.url,
-      AUTH_SIGNING_KEYS: JSON.stringify([key]),
-      AUTH_ISSUER: ISSUER,
+      ...signing.env,
       AUTH_AUDIENCE: "farutech-orchestrator",
       LOG_LEVEL: "silent",
     },

@@ -1,7 +1,5 @@
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generateSigningKey } from "../core/auth/keys";
-import { createTokenSigner } from "../core/auth/tokens";
 import { createDb } from "../db/client";
 import { tenantInstances } from "../db/schema";
 import { seedDemo } from "../db/seed";
@@ -12,7 +10,12 @@ import {
 } from "../functions/routes/subscriptions/test-fixtures";
 import { type RunningWsProxy, startWsProxy } from "../infra/wsproxy/wsproxy";
 import { type AdminHarness, startAdminHarness } from "../test/support/admin";
-import { type EdgeTarget, startNodeEdge, startWorkerdEdge } from "../test/support/edge";
+import {
+  type EdgeTarget,
+  edgeTestSigning,
+  startNodeEdge,
+  startWorkerdEdge,
+} from "../test/support/edge";
 import { expectProblem } from "../test/support/http";
 
 // Cota de la especificación (no un benchmark): un cambio hecho por la API admin real se ve en
@@ -35,27 +38,14 @@ beforeAll(async () => {
   admin = await h.token(["platform_admin"]);
   proxy = await startWsProxy();
   if (!h.db.url) throw new Error("postgres url missing");
-  const key = await generateSigningKey("freshness-test");
+  const signing = await edgeTestSigning("freshness-test", ISSUER);
   baseEnv = {
     DATABASE_URL: h.db.url,
     NEON_WSPROXY: proxy.url,
-    AUTH_SIGNING_KEYS: JSON.stringify([key]),
-    AUTH_ISSUER: ISSUER,
+    ...signing.env,
     LOG_LEVEL: "silent",
   };
-  const signer = await createTokenSigner([key], {
-    issuer: ISSUER,
-    audience: "farutech-orchestrator",
-    accessTokenTtlSeconds: 600,
-  });
-  edgeToken = (
-    await signer.sign({
-      sub: "reader",
-      tenant_id: null,
-      instance_ids: [],
-      roles: ["platform_admin"],
-    })
-  ).token;
+  edgeToken = await signing.sign({ sub: "reader" });
   targets.set("node", await startNodeEdge(baseEnv, h.db.handle.db));
   targets.set("workerd", await startWorkerdEdge(baseEnv));
 }, 120_000);

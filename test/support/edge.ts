@@ -4,6 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Unstable_DevWorker, unstable_dev } from "wrangler";
+import { generateSigningKey } from "../../core/auth/keys";
+import { type AccessClaims, createTokenSigner } from "../../core/auth/tokens";
 import { silentLogger } from "../../core/logger";
 import type { Database } from "../../db/types";
 import { createNodeEdgeApp } from "../../edge/node";
@@ -47,6 +49,36 @@ export async function startWorkerdEdge(env: Record<string, string>): Promise<Edg
         init as Parameters<Unstable_DevWorker["fetch"]>[1],
       ) as unknown as Promise<Response>,
     stop: () => worker.stop(),
+  };
+}
+
+export interface EdgeTestSigning {
+  /** Variables del edge que fijan la clave y el emisor. */
+  env: { AUTH_SIGNING_KEYS: string; AUTH_ISSUER: string };
+  /** Firma un access token; por defecto platform_admin sin tenant. */
+  sign(claims?: Partial<AccessClaims>): Promise<string>;
+}
+
+/** Una clave de firma nueva y un firmador de tokens para el edge de una prueba. */
+export async function edgeTestSigning(kid: string, issuer: string): Promise<EdgeTestSigning> {
+  const key = await generateSigningKey(kid);
+  const signer = await createTokenSigner([key], {
+    issuer,
+    audience: "farutech-orchestrator",
+    accessTokenTtlSeconds: 600,
+  });
+  return {
+    env: { AUTH_SIGNING_KEYS: JSON.stringify([key]), AUTH_ISSUER: issuer },
+    sign: async (claims = {}) =>
+      (
+        await signer.sign({
+          sub: kid,
+          tenant_id: null,
+          instance_ids: [],
+          roles: ["platform_admin"],
+          ...claims,
+        })
+      ).token,
   };
 }
 
