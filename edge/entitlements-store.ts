@@ -105,7 +105,7 @@ export function createEntitlementsStore(
       // El loader es perezoso: un acierto de cache nunca abre conexión (ni Pool de Neon).
       return cache.get(
         instanceId,
-        () => c.var.deps.withDb(c, (db) => loadResolvedEntitlements(db, instanceId)),
+        () => c.get("deps").withDb(c, (db) => loadResolvedEntitlements(db, instanceId)),
         waitUntilOf(c),
       );
     },

@@ -1,6 +1,7 @@
 import type { Context } from "hono";
 import type { PublicJwks } from "../core/auth/keys";
 import type { TokenSigner, TokenVerifier } from "../core/auth/tokens";
+import type { RequestContextVariables } from "../core/http/request-context";
 import type { Logger } from "../core/logger";
 import type { Database } from "../db/types";
 import type { EntitlementsStore } from "./entitlements-store";
@@ -26,10 +27,5 @@ export interface OAuthSettings {
 }
 
 export interface EdgeEnv {
-  Variables: {
-    requestId: string;
-    correlationId: string;
-    logger: Logger;
-    deps: EdgeDeps;
-  };
+  Variables: RequestContextVariables & { deps: EdgeDeps };
 }

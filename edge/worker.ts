@@ -42,7 +42,7 @@ function appFor(env: WorkerBindings): Promise<Hono<EdgeEnv>> {
 export default {
   async fetch(request: Request, env: WorkerBindings, ctx: ExecutionContextLike): Promise<Response> {
     // Desplegado con SST, los secretos son bindings con el nombre del link (sst.config.ts).
-    const app = await appFor(envWithSstLinks(env));
+    const app = await (appPromise ?? appFor(envWithSstLinks(env)));
     return app.fetch(request, env, ctx);
   },
 };

@@ -1,5 +1,6 @@
 import type { AccessClaims, TokenVerifier } from "../core/auth/tokens";
 import type { BusProvider } from "../core/bus-provider";
+import type { RequestContextVariables } from "../core/http/request-context";
 import type { Logger } from "../core/logger";
 import type { SecretBox } from "../core/secret-box";
 import type { Database } from "../db/types";
@@ -15,11 +16,5 @@ export interface AdminDeps {
 }
 
 export interface AdminEnv {
-  Variables: {
-    requestId: string;
-    correlationId: string;
-    logger: Logger;
-    deps: AdminDeps;
-    claims: AccessClaims;
-  };
+  Variables: RequestContextVariables & { deps: AdminDeps; claims: AccessClaims };
 }

@@ -11,6 +11,7 @@ import {
 } from "../errors";
 import type { Logger } from "../logger";
 import { mapDatabaseError } from "./db-errors";
+import { requestLogger } from "./request-context";
 
 export const PROBLEM_CONTENT_TYPE = "application/problem+json";
 const PROBLEM_BASE = "https://docs.farutech.com/problems/";
@@ -77,12 +78,11 @@ export function normalizeError(err: unknown): AppError {
 }
 
 interface ProblemVariables {
-  logger?: Logger;
   requestId?: string;
 }
 
 function contextLogger(c: Context): Logger | undefined {
-  return (c.var as ProblemVariables).logger;
+  return c.get("baseLogger") ? requestLogger(c) : undefined;
 }
 
 export function problemErrorHandler<E extends Env>(): ErrorHandler<E> {

@@ -1,10 +1,13 @@
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import type { Logger } from "../logger";
 
 export interface RequestContextVariables {
   requestId: string;
   correlationId: string;
-  logger: Logger;
+  /** Logger del servicio; el de la petición se obtiene con requestLogger(c). */
+  baseLogger: Logger;
+  /** Hijo con los ids de la petición, creado al primer uso (requestLogger). */
+  logger?: Logger;
 }
 
 const ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -19,21 +22,37 @@ export function requestContext(
     const incomingCorrelation = c.req.header("x-correlation-id");
     const correlationId =
       incomingCorrelation && ID_RE.test(incomingCorrelation) ? incomingCorrelation : requestId;
-    const logger = baseLogger.child({ requestId, correlationId });
     c.set("requestId", requestId);
     c.set("correlationId", correlationId);
-    c.set("logger", logger);
+    c.set("baseLogger", baseLogger);
     const started = performance.now();
     await next();
     c.header("x-request-id", requestId);
-    logger.info(
+    // En el camino caliente del edge el nivel suele ser warn: sin línea que escribir no se crea
+    // el logger hijo (con redacción, es lo más caro de una petición servida desde cache).
+    if (!baseLogger.isLevelEnabled("info")) return;
+    requestLogger(c).info(
       {
         method: c.req.method,
-        path: new URL(c.req.url).pathname,
+        path: c.req.path,
         status: c.res.status,
         durationMs: Math.round((performance.now() - started) * 10) / 10,
       },
       "request completed",
     );
   };
+}
+
+/** Logger de la petición (requestId y correlationId en cada línea); se crea una vez, al usarlo. */
+export function requestLogger(c: Context): Logger {
+  const existing: Logger | undefined = c.get("logger");
+  if (existing) return existing;
+  const base: Logger | undefined = c.get("baseLogger");
+  if (!base) throw new Error("requestLogger used outside the requestContext middleware");
+  const logger = base.child({
+    requestId: c.get("requestId"),
+    correlationId: c.get("correlationId"),
+  });
+  c.set("logger", logger);
+  return logger;
 }

@@ -23,7 +23,7 @@ export function etagMatches(header: string | undefined, etag: string): boolean {
 
 export function registerEntitlements(app: Hono<EdgeEnv>): void {
   app.get("/v1/entitlements", async (c) => {
-    const claims = await c.var.deps.verifier.verify(bearerToken(c.req.header("authorization")));
+    const claims = await c.get("deps").verifier.verify(bearerToken(c.req.header("authorization")));
     const parsed = querySchema.safeParse({ instanceId: c.req.query("instanceId") });
     if (!parsed.success) {
       throw new AppError("validation_failed", "instanceId must be a tenant instance UUID", {
@@ -35,12 +35,15 @@ export function registerEntitlements(app: Hono<EdgeEnv>): void {
     if (!canReadInstance(claims, instanceId)) {
       throw new AppError("forbidden", "This token may not read that tenant instance");
     }
-    const result = await c.var.deps.entitlements.read(c, instanceId).catch((err: unknown) => {
-      if (!(err instanceof OriginUnavailableError)) throw err;
-      throw new AppError("unavailable", "Entitlements are unavailable right now; retry shortly", {
-        cause: err,
+    const result = await c
+      .get("deps")
+      .entitlements.read(c, instanceId)
+      .catch((err: unknown) => {
+        if (!(err instanceof OriginUnavailableError)) throw err;
+        throw new AppError("unavailable", "Entitlements are unavailable right now; retry shortly", {
+          cause: err,
+        });
       });
-    });
     if (!result.value) {
       throw new AppError("not_found", `Tenant instance ${instanceId} does not exist`);
     }

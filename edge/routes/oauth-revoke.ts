@@ -1,4 +1,5 @@
 import type { Hono } from "hono";
+import { requestLogger } from "../../core/http/request-context";
 import { revokeRefreshTokenFamily } from "../../db/refresh-tokens";
 import type { EdgeEnv } from "../env";
 import { authenticateClient, clientCredentials } from "../oauth/client-auth";
@@ -16,7 +17,8 @@ export function registerOAuthRevoke(app: Hono<EdgeEnv>): void {
       const token = form.get("token");
       if (!token) throw new OAuthFailure("invalid_request", "token is required", 400);
       const credentials = clientCredentials(c.req.header("authorization"), form);
-      const { deps, logger } = c.var;
+      const deps = c.get("deps");
+      const logger = requestLogger(c);
       // token_type_hint es solo una pista (RFC 7009 §2.1): la forma del token decide.
       await deps.withDb(c, async (db) => {
         const client = await authenticateClient(db, credentials, deps.oauth, logger);

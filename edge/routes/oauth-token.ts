@@ -1,4 +1,5 @@
 import type { Hono } from "hono";
+import { requestLogger } from "../../core/http/request-context";
 import { consumeRefreshToken, issueRefreshToken } from "../../db/refresh-tokens";
 import type { EdgeEnv } from "../env";
 import { claimsForClient } from "../oauth/claims";
@@ -28,7 +29,8 @@ export function registerOAuthToken(app: Hono<EdgeEnv>): void {
         throw new OAuthFailure("invalid_request", "refresh_token is required", 400);
       }
       const credentials = clientCredentials(c.req.header("authorization"), form);
-      const { deps, logger } = c.var;
+      const deps = c.get("deps");
+      const logger = requestLogger(c);
       const ttlSeconds = deps.oauth.refreshTokenTtlSeconds;
 
       const issued = await deps.withDb(c, async (db) => {

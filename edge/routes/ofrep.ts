@@ -1,6 +1,7 @@
 import type { Context, Hono } from "hono";
 import { type AccessClaims, bearerToken, canReadInstance } from "../../core/auth/tokens";
 import { AppError } from "../../core/errors";
+import { requestLogger } from "../../core/http/request-context";
 import {
   evaluateFlag,
   type OfrepErrorCode,
@@ -23,7 +24,7 @@ const failure = (c: OfrepContext, status: 400 | 404 | 500, body: OfrepFailure) =
 /** Token válido o la respuesta 401 sin cuerpo. */
 async function authenticate(c: OfrepContext): Promise<AccessClaims | Response> {
   try {
-    return await c.var.deps.verifier.verify(bearerToken(c.req.header("authorization")));
+    return await c.get("deps").verifier.verify(bearerToken(c.req.header("authorization")));
   } catch (err) {
     if (err instanceof AppError && err.code === "unauthorized") {
       return c.body(null, 401, { "www-authenticate": 'Bearer realm="farutech"' });
@@ -53,9 +54,9 @@ async function evaluate(c: OfrepContext, key?: string): Promise<Evaluated> {
   }
   let result: CacheResult<ResolvedEntitlements>;
   try {
-    result = await c.var.deps.entitlements.read(c, parsed.instanceId);
+    result = await c.get("deps").entitlements.read(c, parsed.instanceId);
   } catch (err) {
-    c.var.logger.error({ err, tenantInstanceId: parsed.instanceId }, "ofrep evaluation failed");
+    requestLogger(c).error({ err, tenantInstanceId: parsed.instanceId }, "ofrep evaluation failed");
     const details = "Entitlements are unavailable right now; retry shortly";
     return { ok: false, response: failure(c, 500, withKey("GENERAL", details)) };
   }

@@ -1,6 +1,7 @@
 import type { MiddlewareHandler } from "hono";
 import { bearerToken, hasRole, type Role } from "../../core/auth/tokens";
 import { AppError } from "../../core/errors";
+import { requestLogger } from "../../core/http/request-context";
 import type { AdminEnv } from "../env";
 
 // 401 sin token o con uno inválido; 403 con un token válido sin el rol.
@@ -15,7 +16,7 @@ export function requireRole(...allowed: Role[]): MiddlewareHandler<AdminEnv> {
       );
     }
     c.set("claims", claims);
-    c.set("logger", c.var.logger.child({ actor: claims.sub }));
+    c.set("logger", requestLogger(c).child({ actor: claims.sub }));
     await next();
   };
 }

@@ -1,5 +1,6 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { sql } from "drizzle-orm";
+import { requestLogger } from "../../core/http/request-context";
 import type { AdminEnv } from "../env";
 
 const healthSchema = z
@@ -61,7 +62,7 @@ export function registerHealth(app: OpenAPIHono<AdminEnv>): void {
     const database = await within(2_000, c.var.deps.db.execute(sql`select 1`)).then(
       () => "ok" as const,
       (err) => {
-        c.var.logger.warn({ err }, "readiness: database check failed");
+        requestLogger(c).warn({ err }, "readiness: database check failed");
         return "failing" as const;
       },
     );

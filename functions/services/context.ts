@@ -1,4 +1,5 @@
 import type { Context } from "hono";
+import { requestLogger } from "../../core/http/request-context";
 import type { AdminEnv } from "../env";
 import type { ServiceContext } from "./mutation";
 
@@ -7,7 +8,7 @@ export function serviceContext(c: Context<AdminEnv>): ServiceContext {
   return {
     db: c.var.deps.db,
     bus: c.var.deps.bus,
-    logger: c.var.logger,
+    logger: requestLogger(c),
     actor: c.var.claims.sub,
     correlationId: c.var.correlationId,
     baseDomain: c.var.deps.baseDomain,
