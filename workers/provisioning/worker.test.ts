@@ -1,0 +1,175 @@
+import { rmSync } from "node:fs";
+import { eq } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ProvisioningTaskMessage } from "../../contracts/events";
+import { type Bus, connectBus, ensureStreams } from "../../core/bus";
+import { type BusProvider, createBusProvider } from "../../core/bus-provider";
+import { newId } from "../../core/ids";
+import { silentLogger } from "../../core/logger";
+import { provisioningTaskSteps, provisioningTasks, tenantInstances } from "../../db/schema";
+import { seedDemo } from "../../db/seed";
+import { provisionRequestSchema } from "../../functions/routes/provisioning/schema";
+import { provisionTenant } from "../../functions/services/provisioning";
+import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
+import { demoProvisionBody } from "../../test/support/demo";
+import { startNatsForTest } from "../../test/support/stack";
+import type { HandlerContext } from "../runtime/consumer";
+import { PermanentError } from "../runtime/errors";
+import { createPostgresRegistry } from "./shared-registry";
+import { provisioningWorker } from "./worker";
+
+// El handler del ProvisioningWorker llamado directamente (sin consumer), contra Postgres y un
+// nats-server reales: lo que decide al empezar una entrega y cuántos viajes a la base cuesta.
+describe("provisioning worker handler", () => {
+  let database: TestDatabase;
+  let nats: Awaited<ReturnType<typeof startNatsForTest>>;
+  let bus: Bus;
+  let provider: BusProvider;
+  const queries: string[] = [];
+
+  beforeAll(async () => {
+    database = await createPostgresTestDatabase((q) => queries.push(q));
+    await seedDemo(database.handle.db);
+    nats = await startNatsForTest();
+    bus = await connectBus({ servers: nats.url, name: "worker-handler-test" });
+    await ensureStreams(bus);
+    provider = createBusProvider(
+      { servers: nats.url, name: "worker-handler-test-fn" },
+      silentLogger,
+    );
+  });
+  afterAll(async () => {
+    await provider?.close();
+    await bus?.close();
+    await nats?.stop();
+    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+    await database?.drop();
+  });
+
+  const db = () => database.handle.db;
+  const worker = (failureRate = 0) =>
+    provisioningWorker({
+      db: db(),
+      bus,
+      registry: createPostgresRegistry(database.url ?? ""),
+      failureRate,
+      random: () => 0,
+    });
+
+  async function newTask(code: string) {
+    const base = await demoProvisionBody(db(), code);
+    const body = provisionRequestSchema.parse({ ...base, instanceCode: code });
+    const { response } = await provisionTenant(
+      {
+        db: db(),
+        bus: provider,
+        logger: silentLogger,
+        actor: "test",
+        correlationId: newId(),
+        baseDomain: "test.local",
+      },
+      body,
+    );
+    return response;
+  }
+
+  function delivery(data: ProvisioningTaskMessage, deliveryCount = 1) {
+    return {
+      data,
+      envelope: {
+        id: newId(),
+        type: "provisioning.requested",
+        occurredAt: new Date().toISOString(),
+        correlationId: null,
+        data,
+      },
+      subject: `provisioning.tasks.${data.kind}`,
+      deliveryCount,
+      logger: silentLogger,
+      heartbeat: () => {},
+    } satisfies HandlerContext<ProvisioningTaskMessage>;
+  }
+
+  it("provisions a standard tenant in a fixed number of statements, one of them to start", async () => {
+    const task = await newTask("handler-ok");
+    queries.length = 0;
+    await worker().handle(
+      delivery(
+        { taskId: task.taskId, tenantInstanceId: task.tenantInstanceId, kind: "provision" },
+        2,
+      ),
+    );
+    const handled = [...queries];
+    const [row] = await db()
+      .select()
+      .from(provisioningTasks)
+      .where(eq(provisioningTasks.id, task.taskId));
+    expect(row).toMatchObject({ status: "succeeded", attempts: 2 });
+    const [instance] = await db()
+      .select({ status: tenantInstances.status })
+      .from(tenantInstances)
+      .where(eq(tenantInstances.id, task.tenantInstanceId));
+    expect(instance?.status).toBe("active");
+    // Marcar la tarea, leer la instancia y los pasos hechos: una sola sentencia.
+    const starts = handled.filter((q) =>
+      /^with "started" as \(update "provisioning_tasks"/.test(q),
+    );
+    expect(starts).toHaveLength(1);
+    expect(handled.filter((q) => /"provisioning_task_steps"/.test(q) && /^select/.test(q))).toEqual(
+      [],
+    );
+    // Sin contar el registro en la base compartida del producto (otro pool): inicio, 2 marcas del
+    // paso externo, begin, 2 lecturas y 2 escrituras de los pasos transaccionales, commit y la
+    // marca del outbox publicado. Antes eran 13.
+    expect(handled.length).toBeLessThanOrEqual(10);
+  });
+
+  it("skips steps already completed by an earlier delivery", async () => {
+    const task = await newTask("handler-resume");
+    // Una entrega anterior completó el paso externo; con failureRate 1 fallaría si se repitiera.
+    await db().insert(provisioningTaskSteps).values({
+      taskId: task.taskId,
+      name: "register_tenant",
+      position: 0,
+      status: "succeeded",
+      attempts: 1,
+      finishedAt: new Date(),
+    });
+    await worker(1).handle(
+      delivery({ taskId: task.taskId, tenantInstanceId: task.tenantInstanceId, kind: "provision" }),
+    );
+    const steps = await db()
+      .select({ name: provisioningTaskSteps.name, attempts: provisioningTaskSteps.attempts })
+      .from(provisioningTaskSteps)
+      .where(eq(provisioningTaskSteps.taskId, task.taskId))
+      .orderBy(provisioningTaskSteps.position);
+    expect(steps).toEqual([
+      { name: "register_tenant", attempts: 1 },
+      { name: "activate", attempts: 1 },
+      { name: "request_welcome_notification", attempts: 1 },
+    ]);
+  });
+
+  it("rejects as permanent an unknown task and a message that does not match its task", async () => {
+    const task = await newTask("handler-mismatch");
+    await expect(
+      worker().handle(
+        delivery({ taskId: newId(), tenantInstanceId: task.tenantInstanceId, kind: "provision" }),
+      ),
+    ).rejects.toThrow(PermanentError);
+    await expect(
+      worker().handle(
+        delivery({ taskId: task.taskId, tenantInstanceId: newId(), kind: "provision" }),
+      ),
+    ).rejects.toThrow(/does not match provisioning task/);
+    await expect(
+      worker().handle(
+        delivery({
+          taskId: task.taskId,
+          tenantInstanceId: task.tenantInstanceId,
+          kind: "deprovision",
+        }),
+      ),
+    ).rejects.toThrow(PermanentError);
+  });
+});
