@@ -18,6 +18,29 @@ export type OfrepErrorCode =
   | "GENERAL"
   | "FLAG_NOT_FOUND";
 
+/** Respuesta de GET /ofrep/v1/configuration (extensión opcional del protocolo). */
+export interface OfrepConfiguration {
+  name: string;
+  capabilities: {
+    cacheInvalidation: { polling: { enabled: true; minPollingIntervalMs: number } };
+    flagEvaluation: { supportedTypes: ("boolean" | "int")[] };
+  };
+}
+
+/**
+ * Features booleanas y límites enteros; sondear más rápido que la frescura de la cache del edge
+ * solo devolvería lo mismo, por eso ese es el intervalo mínimo.
+ */
+export function ofrepConfiguration(freshMs: number): OfrepConfiguration {
+  return {
+    name: "farutech-orchestrator",
+    capabilities: {
+      cacheInvalidation: { polling: { enabled: true, minPollingIntervalMs: Math.max(freshMs, 1) } },
+      flagEvaluation: { supportedTypes: ["boolean", "int"] },
+    },
+  };
+}
+
 /** Claves decididas por overrides: lo que convierte STATIC en TARGETING_MATCH. */
 export interface OverriddenKeys {
   features: string[];

@@ -3,6 +3,7 @@ import { publicJwksOf } from "../core/auth/keys";
 import { createTokenSigner, createTokenVerifier } from "../core/auth/tokens";
 import { authEnv, commonEnv, parseEnv, signingKeysFrom } from "../core/config";
 import type { Logger } from "../core/logger";
+import { ofrepConfiguration } from "../core/ofrep";
 import { createEntitlementsStore } from "./entitlements-store";
 import type { EdgeDeps } from "./env";
 
@@ -39,6 +40,7 @@ export async function createEdgeDeps(
 ): Promise<EdgeDeps> {
   const env = parseEnv(edgeEnv, rawEnv);
   const keys = signingKeysFrom(env);
+  const freshMs = Math.min(env.ENTITLEMENTS_FRESH_MS, env.ENTITLEMENTS_MAX_AGE_MS);
   const jwks = publicJwksOf(keys);
   const settings = {
     issuer: env.AUTH_ISSUER,
@@ -58,7 +60,7 @@ export async function createEdgeDeps(
     },
     entitlements: createEntitlementsStore(
       {
-        freshMs: Math.min(env.ENTITLEMENTS_FRESH_MS, env.ENTITLEMENTS_MAX_AGE_MS),
+        freshMs,
         maxAgeMs: env.ENTITLEMENTS_MAX_AGE_MS,
         staleIfErrorMs: env.ENTITLEMENTS_STALE_IF_ERROR_S * 1000,
         loadTimeoutMs: env.ENTITLEMENTS_LOAD_TIMEOUT_MS,
@@ -66,6 +68,7 @@ export async function createEdgeDeps(
       },
       logger,
     ),
+    ofrepConfiguration: ofrepConfiguration(freshMs),
     logger,
   };
 }

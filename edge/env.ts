@@ -3,6 +3,7 @@ import type { PublicJwks } from "../core/auth/keys";
 import type { TokenSigner, TokenVerifier } from "../core/auth/tokens";
 import type { RequestContextVariables } from "../core/http/request-context";
 import type { Logger } from "../core/logger";
+import type { OfrepConfiguration } from "../core/ofrep";
 import type { Database } from "../db/types";
 import type { EntitlementsStore } from "./entitlements-store";
 
@@ -16,6 +17,8 @@ export interface EdgeDeps {
   oauth: OAuthSettings;
   /** Entitlements resueltos con cache SWR por niveles (docs/edge-cache.md). */
   entitlements: EntitlementsStore;
+  /** Cuerpo de GET /ofrep/v1/configuration: depende solo de la configuración del despliegue. */
+  ofrepConfiguration: OfrepConfiguration;
   logger: Logger;
 }
 

@@ -218,6 +218,37 @@ describe.each(["node", "workerd"] as const)("OFREP on %s", (runtime) => {
     expect(await again.text()).toBe("");
   });
 
+  it("publishes its configuration (optional extension) with an ETag and 304", async () => {
+    const path = "/ofrep/v1/configuration";
+    const anonymous = await edge(path);
+    expect(anonymous.status).toBe(401);
+    expect(await anonymous.text()).toBe("");
+    const auth = { authorization: `Bearer ${tokens.tenant}` };
+    const res = await edge(path, { headers: auth });
+    expect(res.status).toBe(200);
+    const config = (await res.json()) as {
+      capabilities: { cacheInvalidation: { polling: { minPollingIntervalMs: number } } };
+    };
+    expect(config).toEqual({
+      name: "farutech-orchestrator",
+      capabilities: {
+        cacheInvalidation: {
+          polling: { enabled: true, minPollingIntervalMs: expect.any(Number) },
+        },
+        flagEvaluation: { supportedTypes: ["boolean", "int"] },
+      },
+    });
+    // El mínimo es la frescura de la cache del edge, dentro de la cota de 2 s.
+    const { minPollingIntervalMs } = config.capabilities.cacheInvalidation.polling;
+    expect(minPollingIntervalMs).toBeGreaterThan(0);
+    expect(minPollingIntervalMs).toBeLessThanOrEqual(2_000);
+    const etag = res.headers.get("etag") ?? "";
+    expect(etag).toMatch(/^"[0-9a-f]{32}"$/);
+    const again = await edge(path, { headers: { ...auth, "if-none-match": etag } });
+    expect(again.status).toBe(304);
+    expect(await again.text()).toBe("");
+  });
+
   it("answers 401 and 403 without a body", async () => {
     const flagsBody = { context: { targetingKey: ids.norte } };
     for (const path of ["/ofrep/v1/evaluate/flags", "/ofrep/v1/evaluate/flags/DIGITAL_RECORDS"]) {

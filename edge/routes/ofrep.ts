@@ -2,6 +2,7 @@ import type { Context, Hono } from "hono";
 import { type AccessClaims, bearerToken, canReadInstance } from "../../core/auth/tokens";
 import { AppError } from "../../core/errors";
 import { requestLogger } from "../../core/http/request-context";
+import { canonicalJson, sha256Hex } from "../../core/ids";
 import {
   evaluateFlag,
   type OfrepErrorCode,
@@ -69,6 +70,21 @@ async function evaluate(c: OfrepContext, key?: string): Promise<Evaluated> {
 }
 
 export function registerOfrep(app: Hono<EdgeEnv>): void {
+  app.get("/ofrep/v1/configuration", async (c) => {
+    const claims = await authenticate(c);
+    if (claims instanceof Response) return claims;
+    const body = canonicalJson(c.get("deps").ofrepConfiguration);
+    const etag = `"${(await sha256Hex(body)).slice(0, 32)}"`;
+    // Igual para todo cliente autenticado; cambia solo con la configuración del despliegue.
+    const headers = {
+      "content-type": "application/json",
+      etag,
+      "cache-control": "private, max-age=300",
+    };
+    if (etagMatches(c.req.header("if-none-match"), etag)) return c.body(null, 304, headers);
+    return c.body(body, 200, headers);
+  });
+
   app.post("/ofrep/v1/evaluate/flags", async (c) => {
     const evaluated = await evaluate(c);
     if (!evaluated.ok) return evaluated.response;
