@@ -10,19 +10,27 @@ interface Operation {
   query: string[];
 }
 
+// NUL explícito: al azar casi nunca sale, y Postgres lo rechaza en text y jsonb.
+const withNul = fc.string({ maxLength: 10 }).map((s) => `${s}\u0000x`);
 const pathValue = fc.oneof(
+  withNul,
   fc.uuid(),
   fc.string({ maxLength: 40 }),
+  // Cualquier punto de código, NUL incluido (Postgres no lo guarda en text).
+  fc.string({ unit: "binary", maxLength: 20 }),
   fc.constantFrom("FARUTECH_VET", "by-code", "%00", "..", "a".repeat(300), "0"),
 );
 const queryValue = fc.oneof(
   fc.string({ maxLength: 30 }),
+  fc.string({ unit: "binary", maxLength: 20 }),
+  withNul,
   fc.integer().map(String),
   fc.uuid(),
   fc.constant(""),
 );
 const bodyValue = fc.oneof(
   fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v)),
+  fc.jsonValue({ maxDepth: 3, stringUnit: "binary" }).map((v) => JSON.stringify(v)),
   fc.string({ maxLength: 200 }),
   fc.constant("{"),
   fc.constant('{"customerId":null}'),
@@ -37,7 +45,7 @@ const bodyValue = fc.oneof(
         "includedFeatures",
         "max_users",
       ),
-      fc.jsonValue({ maxDepth: 2 }),
+      fc.oneof(fc.jsonValue({ maxDepth: 2 }), withNul),
     )
     .map((v) => JSON.stringify(v)),
 );

@@ -62,6 +62,18 @@ export function mapDatabaseError(err: unknown): AppError | undefined {
     case "22007":
     case "22008":
       return new AppError("bad_request", "A value has an invalid format", { cause: err });
+    // NUL (\u0000) u otros caracteres que Postgres no puede guardar en text/jsonb.
+    case "22021":
+    case "22P05":
+      return new AppError(
+        "bad_request",
+        "A value contains a character that cannot be stored (such as NUL)",
+        { cause: err },
+      );
+    // Valor demasiado grande para un índice u otro límite del motor.
+    case "54000":
+    case "22001":
+      return new AppError("bad_request", "A value is too long", { cause: err });
     case "40001":
     case "40P01":
       return new AppError("conflict", "The change conflicted with a concurrent one; retry it", {
