@@ -6,6 +6,7 @@ import { apiClients, tenantInstances } from "../../db/schema";
 import type { Tx } from "../../db/types";
 import type { ApiClientView } from "../routes/access/schema";
 import { notFound } from "./concurrency";
+import { assertCustomerNotDeleted } from "./customers";
 import { domainEvent, mutate, type ServiceContext } from "./mutation";
 
 type ClientRow = typeof apiClients.$inferSelect;
@@ -109,6 +110,7 @@ export async function createTenantClient(
           { extra: { currentStatus: current.status } },
         );
       }
+      await assertCustomerNotDeleted(tx, instance.customerId, "it cannot get new API clients");
     },
   );
 }

@@ -23,6 +23,27 @@ export async function loadCustomer(db: Executor, id: string): Promise<CustomerRo
   return row;
 }
 
+/**
+ * Un cliente borrado (GDPR) no recupera acceso: sus instancias no se reactivan, sus suscripciones
+ * no vuelven a activarse y no recibe credenciales nuevas. Lectura simple: el borrado lógico bloquea
+ * las instancias después que el cliente, así que una carrera termina con la instancia suspendida.
+ */
+export async function assertCustomerNotDeleted(
+  db: Executor,
+  customerId: string,
+  what: string,
+): Promise<void> {
+  const [row] = await db
+    .select({ deletedAt: customers.deletedAt })
+    .from(customers)
+    .where(eq(customers.id, customerId));
+  if (row?.deletedAt) {
+    throw new AppError("conflict", `Customer ${customerId} is deleted; ${what}`, {
+      extra: { customerId, customerDeletedAt: row.deletedAt.toISOString() },
+    });
+  }
+}
+
 function stale(id: string): AppError {
   return new AppError(
     "precondition_failed",

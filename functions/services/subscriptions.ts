@@ -10,6 +10,7 @@ import type {
   UpdateSubscriptionInput,
 } from "../routes/subscriptions/schema";
 import { assertUpdated, notFound } from "./concurrency";
+import { assertCustomerNotDeleted } from "./customers";
 import { entitlementsChanged } from "./entitlement-events";
 import { domainEvent, mutate, type ServiceContext } from "./mutation";
 
@@ -188,6 +189,13 @@ export async function updateSubscription(
     if (!before) throw notFound("Subscription", id);
     const current = before.subscription;
     if (ifMatch !== undefined && current.rowVersion !== ifMatch) throw stale(id);
+    if (input.status === "active") {
+      await assertCustomerNotDeleted(
+        tx,
+        current.customerId,
+        "its subscription cannot be activated",
+      );
+    }
     const plan =
       input.planId === undefined
         ? { id: current.planId, code: before.planCode }

@@ -11,6 +11,7 @@ import {
 import type { Executor } from "../../db/types";
 import type { TenantInstanceView } from "../routes/tenant-instances/schema";
 import { notFound } from "./concurrency";
+import { assertCustomerNotDeleted } from "./customers";
 import { entitlementsChanged } from "./entitlement-events";
 import { domainEvent, mutate, type ServiceContext } from "./mutation";
 
@@ -196,6 +197,13 @@ export async function changeInstanceStatus(
         "conflict",
         `Tenant instance ${id} is being deprovisioned; it cannot be reactivated`,
         { extra: { currentStatus: before.status } },
+      );
+    }
+    if (transition === "reactivate") {
+      await assertCustomerNotDeleted(
+        tx,
+        before.customerId,
+        "its tenant instance cannot be reactivated",
       );
     }
     await tx

@@ -7,6 +7,7 @@ import {
   customers,
   idempotencyKeys,
   outboxEvents,
+  subscriptions,
   tenantInstances,
 } from "../../../db/schema";
 import { seedDemo } from "../../../db/seed";
@@ -237,6 +238,65 @@ describe.each(["postgres", "pglite"] as const)("customers on %s", (kind) => {
         422,
         "unprocessable",
       );
+    });
+
+    it("a deleted or erased customer gets no access back through its instances", async () => {
+      const customer = await newCustomer(h, admin);
+      const live = await subscribedInstance(customer.id, "active");
+      const [sub] = await h.db.handle.db
+        .select({ id: subscriptions.id })
+        .from(subscriptions)
+        .where(eq(subscriptions.tenantInstanceId, live));
+      if (!sub) throw new Error("the fixture has no subscription");
+      const cancelled = await h.request("PATCH", `/api/subscriptions/${sub.id}`, {
+        token: admin,
+        json: { status: "cancelled" },
+      });
+      expect(cancelled.status).toBe(200);
+      expect(
+        (await h.request("DELETE", `/api/customers/${customer.id}`, { token: admin })).status,
+      ).toBe(204);
+
+      const attempts = async () => {
+        expectProblem(
+          await h.request("POST", `/api/tenant-instances/${live}/reactivate`, { token: admin }),
+          409,
+          "conflict",
+        );
+        expectProblem(
+          await h.request("PATCH", `/api/subscriptions/${sub.id}`, {
+            token: admin,
+            json: { status: "active" },
+          }),
+          409,
+          "conflict",
+        );
+        expectProblem(
+          await h.request("POST", `/api/tenant-instances/${live}/clients`, {
+            token: admin,
+            json: { name: "vet-app" },
+          }),
+          409,
+          "conflict",
+        );
+      };
+      await attempts();
+      expect(
+        (await h.request("POST", `/api/customers/${customer.id}/erase`, { token: admin })).status,
+      ).toBe(200);
+      await attempts();
+
+      const [instance] = await db()
+        .select({ status: tenantInstances.status })
+        .from(tenantInstances)
+        .where(eq(tenantInstances.id, live));
+      expect(instance?.status).toBe("suspended");
+      const clients = await db()
+        .select({ id: apiClients.id })
+        .from(apiClients)
+        .where(eq(apiClients.customerId, customer.id));
+      expect(clients).toEqual([]);
+      expect((await entitlementsOf(db(), live)).status).toBe("suspended");
     });
 
     it("erase replaces the personal data, revokes API clients and keeps it out of the audit trail", async () => {
