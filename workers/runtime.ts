@@ -159,9 +159,10 @@ export async function startWorkers(
     workers,
     relay,
     async stop() {
+      // Primero los consumidores: mientras terminan lo que tienen, el relay sigue publicando sus eventos.
+      await Promise.allSettled(workers.map((w) => w.stop()));
       await maintenance.stop();
       await relay.stop();
-      await Promise.allSettled(workers.map((w) => w.stop()));
       await registry.close();
       await dedicated.close();
       mailer.close();

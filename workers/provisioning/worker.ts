@@ -1,4 +1,4 @@
-import { and, eq, inArray, ne, type SQLWrapper, sql } from "drizzle-orm";
+import { and, eq, inArray, ne, notInArray, type SQLWrapper, sql } from "drizzle-orm";
 import { z } from "zod";
 import {
   type ProvisioningTaskMessage,
@@ -744,7 +744,8 @@ export function provisioningWorker(
     async onDeadLetter(info, data) {
       if (!data) return;
       const alert = await deps.db.transaction(async (tx) => {
-        await tx
+        // Una tarea terminada (o ya en la DLQ) no cambia: ni instancia fallida ni segundo aviso.
+        const marked = await tx
           .update(provisioningTasks)
           .set({
             status: "dead_lettered",
@@ -753,7 +754,14 @@ export function provisioningWorker(
             finishedAt: sql`now()`,
             updatedAt: sql`now()`,
           })
-          .where(eq(provisioningTasks.id, data.taskId));
+          .where(
+            and(
+              eq(provisioningTasks.id, data.taskId),
+              notInArray(provisioningTasks.status, ["succeeded", "dead_lettered"]),
+            ),
+          )
+          .returning({ id: provisioningTasks.id });
+        if (marked.length === 0) return undefined;
         await tx
           .update(tenantInstances)
           .set({ status: "failed", updatedAt: sql`now()` })
@@ -784,7 +792,7 @@ export function provisioningWorker(
           },
         });
       });
-      await publishQueued(deps.db, deps.bus, [alert], deps.logger ?? silentLogger);
+      if (alert) await publishQueued(deps.db, deps.bus, [alert], deps.logger ?? silentLogger);
     },
   };
 }

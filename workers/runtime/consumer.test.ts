@@ -129,4 +129,92 @@ describe("worker runtime", () => {
     expect(info.state.subjects).toEqual({ "billing.dlq": 1 });
     sub.unsubscribe();
   }, 30_000);
+
+  it("keeps every message it holds alive while handlers run longer than the ack wait", async () => {
+    const seen: { n: number; delivery: number }[] = [];
+    const slow = await startWorker(
+      {
+        name: "slow-handler-worker",
+        domain: "provisioning",
+        filterSubject: "provisioning.tasks.slow",
+        schema: z.object({ n: z.number() }),
+        async handle(ctx) {
+          seen.push({ n: ctx.data.n, delivery: ctx.deliveryCount });
+          await new Promise((r) => setTimeout(r, 1_600));
+        },
+      },
+      { bus, logger: silentLogger, concurrency: 1, ackWaitMs: 1_000 },
+    );
+    try {
+      for (const n of [1, 2, 3]) {
+        await bus.publishEvent("provisioning.tasks.slow", envelope(`corr-slow-${n}`, { n }));
+      }
+      const jsm = await bus.jsm();
+      const info = await waitFor(
+        async () => {
+          const i = await jsm.consumers.info(streams.provisioning.name, "slow-handler-worker");
+          return i.num_pending === 0 && i.num_ack_pending === 0 && seen.length >= 3 ? i : undefined;
+        },
+        { timeoutMs: 20_000 },
+      );
+      // Ningún mensaje esperó hueco sin latido: ni reentregas ni trabajo repetido.
+      expect(info.num_redelivered).toBe(0);
+      expect(seen).toEqual([
+        { n: 1, delivery: 1 },
+        { n: 2, delivery: 1 },
+        { n: 3, delivery: 1 },
+      ]);
+    } finally {
+      await slow.stop();
+    }
+  }, 30_000);
+
+  it("does not dead-letter from the advisory a message whose last delivery did the work and lost its ack", async () => {
+    const def = {
+      name: "advisory-processed-worker",
+      domain: "integration" as const,
+      filterSubject: "integration.tasks.>",
+      schema: z.object({ n: z.number() }),
+      async handle() {},
+    };
+    const processed = createProcessedStore(db.handle.db);
+    const options = {
+      bus,
+      logger: silentLogger,
+      deadLetters: createDeadLetterStore(db.handle.db),
+      processed,
+    };
+    const sub = listenMaxDeliveries(def, options, silentLogger);
+    const consumer = await ensureConsumer(bus, def, 1_000);
+    const event = envelope("corr-done", { n: 8 });
+    await bus.publishEvent("integration.tasks.test", event);
+    for (let delivery = 1; delivery <= 5; delivery++) {
+      const msg = await consumer.next({ expires: 5_000 });
+      expect(msg?.info.deliveryCount).toBe(delivery);
+    }
+    // El quinto intento terminó el trabajo y murió antes del ack.
+    await processed.mark(def.name, event.id);
+    expect(await consumer.next({ expires: 3_000 })).toBeNull();
+    // Control: otro mensaje del mismo consumer, nunca procesado, sí llega a la DLQ; cuando
+    // aparece, el advisory del primero ya se atendió (mismo oyente, en orden).
+    await bus.publishEvent("integration.tasks.test", envelope("corr-undone", { n: 9 }));
+    for (let delivery = 1; delivery <= 5; delivery++) {
+      const msg = await consumer.next({ expires: 5_000 });
+      expect(msg?.info.deliveryCount).toBe(delivery);
+    }
+    expect(await consumer.next({ expires: 3_000 })).toBeNull();
+    await waitFor(async () => {
+      const r = await db.handle.db
+        .select()
+        .from(dlqEntries)
+        .where(eq(dlqEntries.correlationId, "corr-undone"));
+      return r.length > 0 ? r : undefined;
+    });
+    const done = await db.handle.db
+      .select()
+      .from(dlqEntries)
+      .where(eq(dlqEntries.correlationId, "corr-done"));
+    expect(done).toEqual([]);
+    sub.unsubscribe();
+  }, 40_000);
 });

@@ -139,6 +139,17 @@ async function deadLetter<T>(
   options.metrics?.deadLettered.inc({ worker: def.name });
 }
 
+/** Ya procesado: por el estado propio del worker si lo sabe, si no por processed_messages. */
+async function wasProcessed<T>(
+  def: WorkerDefinition<T>,
+  options: WorkerOptions,
+  envelope: EventEnvelope,
+  data: T,
+): Promise<boolean> {
+  if (def.alreadyProcessed) return def.alreadyProcessed(envelope, data);
+  return (await options.processed?.seen(def.name, envelope.id)) ?? false;
+}
+
 const maxDeliveriesAdvisorySchema = z.object({
   stream: z.string(),
   consumer: z.string(),
@@ -167,6 +178,18 @@ export function listenMaxDeliveries<T>(
         if (!stored) continue;
         const envelope = eventEnvelopeSchema.safeParse(stored.json());
         const data = envelope.success ? def.schema.safeParse(envelope.data.data) : undefined;
+        // El último intento pudo terminar el trabajo y perder solo el ack: no es un fallo.
+        if (
+          envelope.success &&
+          data?.success &&
+          (await wasProcessed(def, options, envelope.data, data.data))
+        ) {
+          logger.info(
+            { streamSequence: advisory.stream_seq, correlationId: envelope.data.correlationId },
+            "MAX_DELIVERIES advisory for a message already processed; not dead-lettered",
+          );
+          continue;
+        }
         await deadLetter(
           def,
           options,
@@ -199,6 +222,10 @@ function domainOfStream(stream: string): Domain {
   return found;
 }
 
+// Espera máxima de cada petición de mensajes: acota también lo que tarda en parar.
+const FETCH_EXPIRES_MS = 2_000;
+const FETCH_RETRY_MS = 1_000;
+
 // El único bucle de consumo con reintentos y DLQ; todos los workers lo usan.
 export async function startWorker<T>(
   def: WorkerDefinition<T>,
@@ -208,7 +235,6 @@ export async function startWorker<T>(
   const ackWaitMs = options.ackWaitMs ?? 30_000;
   const logger = options.logger.child({ worker: def.name });
   const consumer = await ensureConsumer(options.bus, def, ackWaitMs);
-  const messages: ConsumerMessages = await consumer.consume({ max_messages: concurrency });
   const inFlight = new Set<Promise<void>>();
   let slots = concurrency;
   const waiters: (() => void)[] = [];
@@ -224,6 +250,15 @@ export async function startWorker<T>(
     if (next) next();
     else slots++;
   };
+  /** Reserva todos los huecos libres además del ya adquirido. */
+  const takeFreeSlots = () => {
+    const taken = slots;
+    slots = 0;
+    return taken;
+  };
+  let stopping = false;
+  let batch: ConsumerMessages | undefined;
+  let wakeUp: (() => void) | undefined;
 
   const process = async (msg: JsMsg) => {
     const deliveryCount = msg.info.deliveryCount;
@@ -238,7 +273,8 @@ export async function startWorker<T>(
     const timer = options.metrics?.duration.startTimer({ worker: def.name });
     const heartbeatTimer = setInterval(
       () => msg.working(),
-      Math.max(1_000, Math.floor(ackWaitMs / 3)),
+      // Tres latidos por plazo de ack, también con plazos cortos (un piso de 1 s los dejaba llegar tarde).
+      Math.max(100, Math.floor(ackWaitMs / 3)),
     );
     try {
       try {
@@ -261,10 +297,7 @@ export async function startWorker<T>(
       // Un worker que sabe por su propio estado si ya hizo el trabajo no necesita el registro
       // genérico: una consulta y un commit menos por mensaje.
       const processed = def.alreadyProcessed ? undefined : options.processed;
-      if (
-        (await processed?.seen(def.name, key)) ||
-        (await def.alreadyProcessed?.(envelope, data))
-      ) {
+      if (await wasProcessed(def, options, envelope, data)) {
         log.info("message already processed; acknowledging");
         msg.ack();
         return;
@@ -329,16 +362,53 @@ export async function startWorker<T>(
     }
   };
 
+  const start = (msg: JsMsg) => {
+    const p = process(msg)
+      .catch((err: unknown) => logger.error({ err }, "unexpected worker failure"))
+      .finally(() => {
+        inFlight.delete(p);
+        release();
+      });
+    inFlight.add(p);
+  };
+
+  /*
+   * Se piden solo tantos mensajes como huecos libres: todo mensaje recibido empieza en el acto
+   * (con su latido). Con un búfer de prefetch, los que esperaban hueco no latían y JetStream los
+   * reentregaba a otro proceso mientras este seguía ocupado.
+   */
   const loop = (async () => {
-    for await (const msg of messages) {
+    while (!stopping) {
       await acquire();
-      const p = process(msg)
-        .catch((err: unknown) => logger.error({ err }, "unexpected worker failure"))
-        .finally(() => {
-          inFlight.delete(p);
-          release();
-        });
-      inFlight.add(p);
+      if (stopping) {
+        release();
+        break;
+      }
+      const wanted = 1 + takeFreeSlots();
+      let received = 0;
+      try {
+        batch = await consumer.fetch({ max_messages: wanted, expires: FETCH_EXPIRES_MS });
+        for await (const msg of batch) {
+          if (stopping) {
+            // Llegó tras la orden de parar y no empezó: otro proceso lo toma ya.
+            msg.nak();
+            continue;
+          }
+          received++;
+          start(msg);
+        }
+      } catch (err) {
+        if (!stopping) {
+          logger.warn({ err }, "fetching messages failed; retrying");
+          await new Promise<void>((resolve) => {
+            wakeUp = resolve;
+            setTimeout(resolve, FETCH_RETRY_MS);
+          });
+        }
+      } finally {
+        batch = undefined;
+        for (let i = received; i < wanted; i++) release();
+      }
     }
   })();
 
@@ -352,7 +422,11 @@ export async function startWorker<T>(
     name: def.name,
     async stop() {
       // Deja de pedir mensajes, termina los que tiene y sale.
-      await messages.close();
+      stopping = true;
+      await batch?.close();
+      wakeUp?.();
+      // Un lazo que espera hueco despierta con el primer mensaje que termine, o aquí.
+      release();
       advisories.unsubscribe();
       await loop.catch(() => {});
       await Promise.allSettled([...inFlight]);
