@@ -1,6 +1,7 @@
 import { userInfo } from "node:os";
 import { asc, eq, isNull } from "drizzle-orm";
 import { createBusProvider } from "../core/bus-provider";
+import { AppError } from "../core/errors";
 import { newId } from "../core/ids";
 import { createLogger } from "../core/logger";
 import { createDb, dbConfigFromEnv } from "../db/client";
@@ -45,11 +46,20 @@ try {
       .select({ id: dlqEntries.id })
       .from(dlqEntries)
       .where(isNull(dlqEntries.replayedAt));
+    let skipped = 0;
     for (const { id } of pending) {
-      const entry = await replayDeadLetter(ctx, id);
-      console.log(`replayed ${entry.id} (${entry.subject})`);
+      try {
+        const entry = await replayDeadLetter(ctx, id);
+        console.log(`replayed ${entry.id} (${entry.subject})`);
+      } catch (err) {
+        // Una entrada que no se puede reprocesar (tarea ya en curso, instancia dada de baja) no
+        // detiene al resto; el operador ve por qué.
+        if (!(err instanceof AppError)) throw err;
+        skipped++;
+        console.log(`skipped ${id}: ${err.message}`);
+      }
     }
-    console.log(`${pending.length} entries replayed`);
+    console.log(`${pending.length - skipped} entries replayed, ${skipped} skipped`);
   } else if (command === "replay" && arg) {
     const entry = await replayDeadLetter(ctx, arg);
     console.log(`replayed ${entry.id} (${entry.subject}), replay #${entry.replayCount}`);

@@ -2,10 +2,12 @@ import { and, eq, inArray, sql } from "drizzle-orm";
 import {
   type EventEnvelope,
   eventEnvelopeSchema,
+  type ProvisioningTaskMessage,
   provisioningTaskMessageSchema,
 } from "../../contracts/events";
 import { AppError } from "../../core/errors";
 import { dlqEntries, provisioningTasks, tenantInstances } from "../../db/schema";
+import type { Tx } from "../../db/types";
 import { notFound } from "./concurrency";
 import { mutate, type ServiceContext } from "./mutation";
 
@@ -35,6 +37,7 @@ async function replay(ctx: ServiceContext, id: string): Promise<{ entry: DlqEntr
   return mutate(replayCtx, async (tx) => {
     const task = provisioningTaskMessageSchema.safeParse(original.data);
     if (found.domain === "provisioning" && task.success) {
+      await assertReplayable(tx, task.data);
       // La tarea vuelve a la cola; la instancia que quedó failed vuelve a provisioning.
       await tx
         .update(provisioningTasks)
@@ -83,6 +86,39 @@ async function replay(ctx: ServiceContext, id: string): Promise<{ entry: DlqEntr
       events: [{ subject: found.subject, type: original.type, data: original.data }],
     };
   });
+}
+
+/**
+ * Solo una tarea que sigue muerta se reprocesa: un segundo replay (o uno de una tarea ya
+ * terminada) correría el trabajo dos veces, y una instancia dada de baja no vuelve a crearse ni a
+ * cambiar de features (repetir la baja sí es inocuo).
+ */
+async function assertReplayable(tx: Tx, message: ProvisioningTaskMessage): Promise<void> {
+  const [current] = await tx
+    .select({
+      status: provisioningTasks.status,
+      kind: provisioningTasks.kind,
+      instanceStatus: tenantInstances.status,
+    })
+    .from(provisioningTasks)
+    .leftJoin(tenantInstances, eq(tenantInstances.id, provisioningTasks.tenantInstanceId))
+    .where(eq(provisioningTasks.id, message.taskId))
+    .for("update", { of: provisioningTasks });
+  if (!current) return;
+  if (current.status !== "dead_lettered" && current.status !== "failed") {
+    throw new AppError(
+      "conflict",
+      `Provisioning task ${message.taskId} is ${current.status}; only a dead-lettered task can be replayed`,
+      { extra: { taskStatus: current.status } },
+    );
+  }
+  if (current.instanceStatus === "decommissioned" && current.kind !== "deprovision") {
+    throw new AppError(
+      "conflict",
+      `Tenant instance ${message.tenantInstanceId} is decommissioned; its ${current.kind} task cannot be replayed`,
+      { extra: { taskStatus: current.status, instanceStatus: current.instanceStatus } },
+    );
+  }
 }
 
 export function toDlqEntry(e: DlqEntryRow) {

@@ -117,6 +117,9 @@ const replay = createRoute({
   path: "/api/dlq/{id}/replay",
   tags: ["dlq"],
   summary: "Reprocesa un mensaje: misma correlación, presupuesto de entregas nuevo",
+  description:
+    "Una tarea de provisioning solo se reprocesa si sigue muerta (409 si ya se reprocesó o " +
+    "terminó) y nunca sobre una instancia dada de baja, salvo su propia baja (409).",
   security: bearerSecurity,
   middleware: writeGuard(TENANT_WRITE),
   request: { params: z.object({ id: uuidParam("id", "Id de la entrada") }) },

@@ -1,0 +1,111 @@
+import { eq } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { newId } from "../../../core/ids";
+import { dlqEntries, outboxEvents, provisioningTasks, tenantInstances } from "../../../db/schema";
+import { seedDemo } from "../../../db/seed";
+import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
+import { expectProblem } from "../../../test/support/http";
+import { insertInstance, newCustomer } from "../subscriptions/test-fixtures";
+
+type Kind = "provision" | "deprovision" | "update_features";
+
+// Reglas del replay sobre la base real (sin broker: el mensaje nuevo queda en el outbox).
+describe.each(["postgres", "pglite"] as const)("DLQ replay on %s", (kind) => {
+  let h: AdminHarness;
+  let admin: string;
+  let customerId: string;
+
+  beforeAll(async () => {
+    h = await startAdminHarness(kind);
+    await seedDemo(h.db.handle.db);
+    admin = await h.token(["platform_admin"]);
+    customerId = (await newCustomer(h, admin)).id;
+  });
+  afterAll(async () => h?.stop());
+
+  /** Una tarea muerta en la DLQ, como la deja el worker tras el último intento. */
+  async function deadTask(taskKind: Kind, instanceStatus: "failed" | "decommissioned") {
+    const db = h.db.handle.db;
+    const instanceId = await insertInstance(db, {
+      customerId,
+      productCode: "FARUTECH_VET",
+      status: instanceStatus,
+    });
+    const taskId = newId();
+    const correlationId = `dlq-${taskId}`;
+    await db.insert(provisioningTasks).values({
+      id: taskId,
+      tenantInstanceId: instanceId,
+      kind: taskKind,
+      status: "dead_lettered",
+      correlationId,
+      requestHash: "x",
+      response: {},
+      attempts: 5,
+    });
+    const envelope = {
+      id: newId(),
+      type: `provisioning.${taskKind}`,
+      occurredAt: new Date().toISOString(),
+      correlationId,
+      data: { taskId, tenantInstanceId: instanceId, kind: taskKind },
+    };
+    const [entry] = await db
+      .insert(dlqEntries)
+      .values({
+        domain: "provisioning",
+        stream: "PROVISIONING",
+        streamSequence: Math.floor(Math.random() * 1e9),
+        subject: `provisioning.tasks.${taskKind}`,
+        eventId: envelope.id,
+        eventType: envelope.type,
+        correlationId,
+        envelope,
+        rawPayload: JSON.stringify(envelope),
+        error: "injected",
+        errorKind: "transient",
+        deliveries: 5,
+      })
+      .returning();
+    if (!entry) throw new Error("no DLQ entry");
+    return { entryId: entry.id, taskId, instanceId, correlationId };
+  }
+
+  const replay = (id: string) => h.request("POST", `/api/dlq/${id}/replay`, { token: admin });
+  const republished = async (correlationId: string) =>
+    (
+      await h.db.handle.db
+        .select({ id: outboxEvents.id })
+        .from(outboxEvents)
+        .where(eq(outboxEvents.correlationId, correlationId))
+    ).length;
+
+  it("replays a dead task once; a second replay while it is queued is a 409", async () => {
+    const dead = await deadTask("provision", "failed");
+    expect((await replay(dead.entryId)).status).toBe(202);
+    const [task] = await h.db.handle.db
+      .select({ status: provisioningTasks.status })
+      .from(provisioningTasks)
+      .where(eq(provisioningTasks.id, dead.taskId));
+    expect(task?.status).toBe("queued");
+    const [instance] = await h.db.handle.db
+      .select({ status: tenantInstances.status })
+      .from(tenantInstances)
+      .where(eq(tenantInstances.id, dead.instanceId));
+    expect(instance?.status).toBe("provisioning");
+
+    expectProblem(await replay(dead.entryId), 409, "conflict");
+    expect(await republished(dead.correlationId)).toBe(1);
+  });
+
+  it("refuses to replay a provision or feature update of a decommissioned instance, not its deprovision", async () => {
+    for (const taskKind of ["provision", "update_features"] as const) {
+      const dead = await deadTask(taskKind, "decommissioned");
+      expectProblem(await replay(dead.entryId), 409, "conflict");
+      expect(await republished(dead.correlationId)).toBe(0);
+    }
+    const deprovision = await deadTask("deprovision", "decommissioned");
+    expect((await replay(deprovision.entryId)).status).toBe(202);
+    expect(await republished(deprovision.correlationId)).toBe(1);
+  });
+});
