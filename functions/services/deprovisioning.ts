@@ -156,6 +156,15 @@ export async function requestDeprovision(
       const running = await taskInFlight(tx, tenantInstanceId, ["deprovision"]);
       if (running) {
         const existing = deprovisionResponseSchema.safeParse(running.response);
+        // Devolver una baja en curso sin purge a quien pide purge ignoraría en silencio el borrado.
+        // Al revés no: quien no pide purge (el valor por defecto) recibe la baja que ya corre.
+        if (existing.success && options.purge && !existing.data.purge) {
+          throw new AppError(
+            "conflict",
+            `Tenant instance ${tenantInstanceId} is already being deprovisioned with purge=${existing.data.purge}`,
+            { extra: { taskId: existing.data.taskId, purge: existing.data.purge } },
+          );
+        }
         if (existing.success) return { existing: existing.data };
       }
       if (ifMatch !== undefined && instance.rowVersion !== ifMatch) {

@@ -114,6 +114,18 @@ describe.each(["postgres", "pglite"] as const)("provisioning operations on %s", 
       ]);
     });
 
+    it("answers 409 to a purge while a deprovision without purge is running", async () => {
+      const inst = await createTestInstance(db());
+      const res = await deprovision(inst.id);
+      expect(res.status).toBe(202);
+      const accepted = deprovisionResponseSchema.parse(res.body);
+      expect(accepted.purge).toBe(false);
+      const purge = await deprovision(inst.id, "?purge=true");
+      expectProblem(purge, 409, "conflict");
+      expect(purge.body).toMatchObject({ taskId: accepted.taskId, purge: false });
+      expect(await tasksOf(inst.id)).toHaveLength(1);
+    });
+
     it("records purge=false by default and honours If-Match", async () => {
       const inst = await createTestInstance(db());
       expectProblem(
