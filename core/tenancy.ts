@@ -15,12 +15,20 @@ export function kubernetesNamespaceFor(tenantCode: string): string {
   return `tenant-${tenantCode}`.slice(0, 63).replace(/-+$/, "");
 }
 
+/**
+ * Subdominio de la instancia. Dos clientes cuyos nombres dan el mismo slug chocarían con el mismo
+ * código de instancia: entonces se añade el prefijo del id de la instancia (`instanceId`).
+ */
 export function subdomainUrlFor(
   customerLegalName: string,
   instanceCode: string,
   baseDomain: string,
+  instanceId?: string,
 ): string {
-  return `${instanceCode}.${slugify(customerLegalName, 30)}.${baseDomain}`;
+  const host = instanceId
+    ? `${instanceCode}-${instanceId.replace(/-/g, "").slice(0, 8)}`
+    : instanceCode;
+  return `${host}.${slugify(customerLegalName, 30)}.${baseDomain}`;
 }
 
 export const DEFAULT_BASE_DOMAIN = "farutech.com";

@@ -15,6 +15,7 @@ import {
   text,
   timestamp,
   unique,
+  uniqueIndex,
   uuid,
 } from "drizzle-orm/pg-core";
 
@@ -277,6 +278,10 @@ export const tenantInstances = pgTable(
     // Paginación por cursor (created_at, id) sin ordenar toda la tabla.
     index("tenant_instances_keyset_idx").on(t.createdAt, t.id),
     unique("tenant_instances_customer_code_uq").on(t.customerId, t.instanceCode),
+    // Un subdominio vivo lleva a un solo tenant (sin mayúsculas: el DNS no las distingue).
+    uniqueIndex("tenant_instances_subdomain_uq")
+      .on(sql`lower(${t.subdomainUrl})`)
+      .where(sql`${t.status} <> 'decommissioned'`),
     unique("tenant_instances_id_product_uq").on(t.id, t.productId),
     unique("tenant_instances_id_customer_uq").on(t.id, t.customerId),
     index("tenant_instances_customer_idx").on(t.customerId),

@@ -27,6 +27,7 @@ describe.each(["postgres", "pglite"] as const)("no N+1 on %s", (kind) => {
         id,
         instanceCode: `bulk-${i}`,
         tenantCode: `bulk-${i}-${id.slice(0, 8)}`,
+        subdomainUrl: `bulk-${i}.${template.subdomainUrl}`,
         createdAt: undefined,
         updatedAt: undefined,
       });

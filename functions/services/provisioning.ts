@@ -211,52 +211,68 @@ export async function provisionTenant(
         data: { taskId, tenantInstanceId, kind: "provision" },
       },
     ]);
-    await executeAll(ctx.db, [
-      ctx.db.insert(tenantInstances).values(instance),
-      ctx.db.insert(subscriptions).values({
-        id: subscriptionId,
-        customerId: customer.id,
-        tenantInstanceId,
-        planId: plan.id,
-        productId: product.id,
-        status: "pending",
-      }),
-      ...(overrides.length > 0
-        ? [
-            ctx.db
-              .insert(subscriptionFeatureOverrides)
-              .values(overrides.map((o) => ({ ...o, subscriptionId }))),
-          ]
-        : []),
-      ctx.db.insert(provisioningTasks).values({
-        id: taskId,
-        tenantInstanceId,
-        kind: "provision",
-        status: "queued",
-        correlationId,
-        requestHash,
-        response,
-      }),
-      event.statement,
-      auditInsert(ctx.db, [
-        {
-          actor: ctx.actor,
-          action: "tenant_instance.provision_requested",
-          entityType: "tenant_instance",
-          entityId: tenantInstanceId,
-          after: {
-            ...instance,
-            rowVersion: 1,
-            connectionStringEncrypted: null,
-            encryptionKeyId: null,
-            subscriptionId,
-            planCode: plan.code,
-            overrides: input.customFeatures,
-          },
+    const write = () =>
+      executeAll(ctx.db, [
+        ctx.db.insert(tenantInstances).values(instance),
+        ctx.db.insert(subscriptions).values({
+          id: subscriptionId,
+          customerId: customer.id,
+          tenantInstanceId,
+          planId: plan.id,
+          productId: product.id,
+          status: "pending",
+        }),
+        ...(overrides.length > 0
+          ? [
+              ctx.db
+                .insert(subscriptionFeatureOverrides)
+                .values(overrides.map((o) => ({ ...o, subscriptionId }))),
+            ]
+          : []),
+        ctx.db.insert(provisioningTasks).values({
+          id: taskId,
+          tenantInstanceId,
+          kind: "provision",
+          status: "queued",
           correlationId,
-        },
-      ]),
-    ]);
+          requestHash,
+          response,
+        }),
+        event.statement,
+        auditInsert(ctx.db, [
+          {
+            actor: ctx.actor,
+            action: "tenant_instance.provision_requested",
+            entityType: "tenant_instance",
+            entityId: tenantInstanceId,
+            after: {
+              ...instance,
+              rowVersion: 1,
+              connectionStringEncrypted: null,
+              encryptionKeyId: null,
+              subscriptionId,
+              planCode: plan.code,
+              overrides: input.customFeatures,
+            },
+            correlationId,
+          },
+        ]),
+      ]);
+    try {
+      await write();
+    } catch (err) {
+      // Subdominio ya usado por otro tenant (slugs iguales): se distingue con el id y se reintenta.
+      if (pgErrorCode(err) !== "23505" || pgConstraint(err) !== "tenant_instances_subdomain_uq") {
+        throw err;
+      }
+      instance.subdomainUrl = subdomainUrlFor(
+        customer.legalName,
+        input.instanceCode,
+        ctx.baseDomain,
+        tenantInstanceId,
+      );
+      await write();
+    }
     ctx.logger.info({ tenantInstanceId, taskId, correlationId }, "tenant provisioning accepted");
     await publishQueued(ctx.db, await ctx.bus.get(), event.queued, ctx.logger);
     return { response, replayed: false };

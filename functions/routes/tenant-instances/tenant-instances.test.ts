@@ -4,6 +4,7 @@ import { newId } from "../../../core/ids";
 import { auditLog, outboxEvents, provisioningTasks, tenantInstances } from "../../../db/schema";
 import { seedDemo } from "../../../db/seed";
 import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
+import { demoProvisionBody } from "../../../test/support/demo";
 import { expectProblem } from "../../../test/support/http";
 import { tenantInstanceSchema } from "./schema";
 import { createTestInstance } from "./test-fixtures";
@@ -190,6 +191,63 @@ describe.each(["postgres", "pglite"] as const)("tenant instances on %s", (kind) 
   });
 
   describe("errors", () => {
+    it("never gives two live instances the same subdomain", async () => {
+      const s = newId().slice(0, 6);
+      // Dos clientes distintos cuyos nombres dan el mismo slug.
+      const customerIds: string[] = [];
+      for (const [i, legalName] of [`Clínica Norte ${s}`, `Clinica Norte ${s}`].entries()) {
+        const res = await h.request<{ id: string }>("POST", "/api/customers", {
+          token: admin,
+          json: {
+            legalName,
+            taxId: `9${s}${i}`,
+            billingEmail: `b${i}@norte.example`,
+            country: "CO",
+          },
+        });
+        expect(res.status).toBe(201);
+        customerIds.push(res.body.id);
+      }
+      const base = await demoProvisionBody(db(), "main");
+      const subdomains: string[] = [];
+      for (const customerId of customerIds) {
+        const res = await h.request<{ tenantInstanceId: string }>(
+          "POST",
+          "/api/provisioning/provision",
+          { token: admin, json: { ...base, customerId } },
+        );
+        expect(res.status).toBe(202);
+        const got = await h.request<{ subdomainUrl: string }>(
+          "GET",
+          `/api/tenant-instances/${res.body.tenantInstanceId}`,
+          { token: admin },
+        );
+        subdomains.push(got.body.subdomainUrl);
+      }
+      expect(subdomains[0]).toBe(`main.clinica-norte-${s.toLowerCase()}.farutech.test`);
+      expect(subdomains[1]).toMatch(
+        new RegExp(`^main-[0-9a-f]{8}\\.clinica-norte-${s.toLowerCase()}\\.farutech\\.test$`),
+      );
+
+      // Cambiarlo a mano al de otra instancia viva es un 409.
+      const other = await createTestInstance(db());
+      const taken = await h.request("PATCH", `/api/tenant-instances/${other.id}`, {
+        token: admin,
+        json: { subdomainUrl: subdomains[0] },
+      });
+      expectProblem(taken, 409, "conflict");
+      // El de una instancia dada de baja queda libre.
+      await db()
+        .update(tenantInstances)
+        .set({ status: "decommissioned" })
+        .where(eq(tenantInstances.subdomainUrl, subdomains[0] ?? ""));
+      const reused = await h.request("PATCH", `/api/tenant-instances/${other.id}`, {
+        token: admin,
+        json: { subdomainUrl: subdomains[0] },
+      });
+      expect(reused.status).toBe(200);
+    });
+
     it("answers 404 for unknown ids and codes and 400 for malformed ones", async () => {
       const unknown = newId();
       for (const [method, path] of [

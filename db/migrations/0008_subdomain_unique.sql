@@ -1,0 +1,1 @@
+CREATE UNIQUE INDEX "tenant_instances_subdomain_uq" ON "tenant_instances" USING btree (lower("subdomain_url")) WHERE "tenant_instances"."status" <> 'decommissioned';
