@@ -1,3 +1,5 @@
+import { pgErrorCode } from "../../core/http/db-errors";
+
 /** Error que ningún reintento arreglará (p. ej. un payload que no cumple su esquema): va directo a la DLQ. */
 export class PermanentError extends Error {
   override name = "PermanentError";
@@ -14,8 +16,8 @@ export function isPermanent(err: unknown): boolean {
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) {
     if (err.message.startsWith("Failed query:") && err.cause instanceof Error) {
-      const code = (err.cause as { code?: unknown }).code;
-      const suffix = typeof code === "string" ? ` (${code})` : "";
+      const code = pgErrorCode(err);
+      const suffix = code ? ` (${code})` : "";
       // Postgres repite el valor rechazado al final (`…: "valor"`): se quita también.
       const message = err.cause.message.replace(/: ".*"$/s, ': "…"');
       return `database error: ${message}${suffix}`.slice(0, 1000);
