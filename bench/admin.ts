@@ -98,6 +98,14 @@ const write = await autocannon({
     },
   ],
 });
+// Referencia: el GET autenticado más simple (una fila por id). Es el suelo de HTTP + auth +
+// validación + un SELECT en esta máquina; ninguna escritura puede ir más rápido que esto.
+const floor = await autocannon({
+  url: `${server.url}/api/products/${instance.productId}`,
+  connections: CONNECTIONS,
+  duration: DURATION_S,
+  headers: { authorization: `Bearer ${token}` },
+});
 const read = await autocannon({
   url: `${server.url}/api/tenant-instances?limit=20`,
   connections: CONNECTIONS,
@@ -114,6 +122,14 @@ const rows = [
     write.latency.p99,
     write.non2xx,
     write.requests.average / ceiling.perSecond,
+  ],
+  [
+    "reference: GET /api/products/{id} (HTTP floor)",
+    floor.requests.average,
+    floor.latency.p50,
+    floor.latency.p99,
+    floor.non2xx,
+    floor.requests.average / ceiling.perSecond,
   ],
   [
     "GET /api/tenant-instances?limit=20",

@@ -1,6 +1,7 @@
+import { createHash } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { base64url, canonicalJson, fromBase64url, isUuid, newId, slugify } from "./ids";
+import { base64url, canonicalJson, fromBase64url, isUuid, newId, sha256Hex, slugify } from "./ids";
 
 describe("canonicalJson", () => {
   it("no depende del orden de inserción de las claves, también anidadas", () => {
@@ -110,5 +111,18 @@ describe("isUuid", () => {
     expect(isUuid("g23e4567-e89b-12d3-a456-426614174000")).toBe(false);
     expect(isUuid(" 123e4567-e89b-12d3-a456-426614174000")).toBe(false);
     expect(isUuid("123e4567-e89b-12d3-a456-426614174000\n")).toBe(false);
+  });
+});
+
+describe("sha256Hex", () => {
+  it("matches the FIPS 180-2 vector and node:crypto for any text, including astral code points", async () => {
+    expect(await sha256Hex("abc")).toBe(
+      "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.string({ unit: "grapheme" }), async (text) => {
+        expect(await sha256Hex(text)).toBe(createHash("sha256").update(text, "utf8").digest("hex"));
+      }),
+    );
   });
 });
