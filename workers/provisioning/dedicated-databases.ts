@@ -3,6 +3,7 @@ import { join } from "node:path";
 import pg from "pg";
 import { pgErrorCode } from "../../core/http/db-errors";
 import { randomToken } from "../../core/ids";
+import { scramSha256Verifier } from "./scram";
 import { createTenantPools, type TenantPools, type TenantPoolsOptions } from "./tenant-pools";
 
 /** Tier Enterprise: una base y un rol propios por tenant, con el esquema base del producto. */
@@ -44,11 +45,12 @@ export function createPostgresDedicated(
       try {
         // Rol primero; si ya existe (reintento), se le da una contraseña nueva: la cadena guardada
         // después de este paso es siempre la válida.
+        // El SQL lleva el verificador SCRAM, no la contraseña (ver scram.ts).
         const exists = await admin.query("select 1 from pg_roles where rolname = $1", [name]);
-        const escaped = password.replace(/'/g, "''");
+        const verifier = scramSha256Verifier(password);
         if (exists.rowCount)
-          await admin.query(`alter role "${name}" with login password '${escaped}'`);
-        else await admin.query(`create role "${name}" with login password '${escaped}'`);
+          await admin.query(`alter role "${name}" with login password '${verifier}'`);
+        else await admin.query(`create role "${name}" with login password '${verifier}'`);
         try {
           await admin.query(`create database "${name}" owner "${name}"`);
         } catch (err) {
