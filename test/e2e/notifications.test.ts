@@ -17,12 +17,25 @@ describe("notification worker", () => {
   let stack: TestStack;
   let smtp: SMTPServer;
   const mails: ParsedMail[] = [];
+  // Intentos RCPT TO por dirección: el greylisting rechaza el primero con 451.
+  const rcptAttempts = new Map<string, number>();
   let real: SharedTenantRegistry | undefined;
 
   beforeAll(async () => {
     smtp = new SMTPServer({
       authOptional: true,
       disabledCommands: ["STARTTLS"],
+      onRcptTo(address, _session, callback) {
+        const n = (rcptAttempts.get(address.address) ?? 0) + 1;
+        rcptAttempts.set(address.address, n);
+        const reject = (code: number, message: string) =>
+          callback(Object.assign(new Error(message), { responseCode: code }));
+        if (address.address.endsWith("@rejected.test")) return reject(550, "No such mailbox");
+        if (address.address.endsWith("@greylist.test") && n === 1) {
+          return reject(451, "Greylisted, try again later");
+        }
+        callback();
+      },
       onData(stream, _session, callback) {
         simpleParser(stream)
           .then((mail) => {
@@ -105,4 +118,59 @@ describe("notification worker", () => {
     expect(mail.text).toContain(res.body.taskId);
     expect(mail.text).toContain("external system down");
   }, 40_000);
+
+  const customerWithEmail = async (billingEmail: string) => {
+    const token = await stack.adminToken();
+    const res = await call<{ id: string }>(`${stack.adminUrl}/api/customers`, {
+      token,
+      json: {
+        legalName: `Cliente ${billingEmail}`,
+        taxId: `9${Date.now().toString().slice(-8)}${rcptAttempts.size}`,
+        billingEmail,
+        country: "CO",
+      },
+    });
+    expect(res.status).toBe(201);
+    return res.body.id;
+  };
+
+  it("dead-letters a welcome the SMTP server rejects for good (5xx) after one attempt", async () => {
+    const token = await stack.adminToken();
+    const address = `nadie-${process.pid}@rejected.test`;
+    const customerId = await customerWithEmail(address);
+    const res = await call<{ tenantInstanceId: string }>(
+      `${stack.adminUrl}/api/provisioning/provision`,
+      { token, json: await demoProvisionBody(stack.db.handle.db, "rejected-1", { customerId }) },
+    );
+    expect(res.status).toBe(202);
+    const entry = await waitFor(async () => {
+      const listed = await call<{
+        items: { deliveries: number; errorKind: string; error: string; payload: unknown }[];
+      }>(`${stack.adminUrl}/api/dlq?domain=notifications`, { token });
+      return listed.body.items.find((e) =>
+        JSON.stringify(e.payload).includes(res.body.tenantInstanceId),
+      );
+    });
+    // Sin los 5 intentos con backoff: un 550 no cambia reintentando.
+    expect(entry).toMatchObject({ deliveries: 1, errorKind: "permanent" });
+    expect(entry.error).toMatch(/SMTP rejected the message.*550/);
+    expect(rcptAttempts.get(address)).toBe(1);
+  });
+
+  it("retries a welcome the SMTP server defers (4xx) and delivers it", async () => {
+    const address = `gris-${process.pid}@greylist.test`;
+    const customerId = await customerWithEmail(address);
+    const token = await stack.adminToken();
+    const res = await call<{ tenantCode: string }>(`${stack.adminUrl}/api/provisioning/provision`, {
+      token,
+      json: await demoProvisionBody(stack.db.handle.db, "greylist-1", { customerId }),
+    });
+    expect(res.status).toBe(202);
+    const mail = await waitFor(
+      async () => mails.find((m) => m.text?.includes(res.body.tenantCode)),
+      { timeoutMs: 15_000 },
+    );
+    expect(JSON.stringify(mail.to)).toContain(address);
+    expect(rcptAttempts.get(address)).toBe(2);
+  }, 30_000);
 });

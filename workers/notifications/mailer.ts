@@ -1,4 +1,5 @@
-import nodemailer, { type Transporter } from "nodemailer";
+import nodemailer, { type NodemailerError, type Transporter } from "nodemailer";
+import { PermanentError } from "../runtime/errors";
 
 export interface Mail {
   to: string;
@@ -22,14 +23,32 @@ export function createMailer(options: { smtpUrl?: string; from: string }): Maile
   return {
     logOnly: !options.smtpUrl,
     async send(mail) {
-      await transport.sendMail({
-        from: options.from,
-        to: mail.to,
-        subject: mail.subject,
-        text: mail.text,
-        messageId: `<${mail.messageId}@farutech.orchestrator>`,
-      });
+      try {
+        await transport.sendMail({
+          from: options.from,
+          to: mail.to,
+          subject: mail.subject,
+          text: mail.text,
+          messageId: `<${mail.messageId}@farutech.orchestrator>`,
+        });
+      } catch (err) {
+        throw classifySmtpError(err);
+      }
     },
     close: () => transport.close(),
   };
+}
+
+/**
+ * Un rechazo definitivo del servidor SMTP (5xx salvo 503, según nodemailer: buzón inexistente,
+ * dirección inválida) o una dirección que ni se puede enviar no se arreglan reintentando: van
+ * directo a la DLQ y se reprocesan tras corregir el dato. 4xx (greylisting, buzón lleno), 503 y
+ * los fallos de conexión siguen siendo transitorios.
+ */
+export function classifySmtpError(err: unknown): unknown {
+  if (!(err instanceof Error)) return err;
+  const { permanent, responseCode, code } = err as NodemailerError;
+  const rejected = permanent === true || (responseCode === undefined && code === "EENVELOPE");
+  if (!rejected) return err;
+  return new PermanentError(`SMTP rejected the message: ${err.message}`, { cause: err });
 }
