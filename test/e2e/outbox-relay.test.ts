@@ -51,10 +51,18 @@ describe("outbox relay", () => {
       { timeoutMs: 30_000 },
     );
     expect(done.status).toBe("succeeded");
-    const stillPending = await stack.db.handle.db
-      .select()
-      .from(outboxEvents)
-      .where(isNull(outboxEvents.publishedAt));
-    expect(stillPending).toEqual([]);
+    // El worker escribe eventos nuevos al terminar (entitlements, bienvenida): el relay los
+    // publica poco después, así que se espera a que el outbox quede vacío en vez de mirarlo una vez.
+    const drained = await waitFor(
+      async () => {
+        const rows = await stack.db.handle.db
+          .select({ id: outboxEvents.id })
+          .from(outboxEvents)
+          .where(isNull(outboxEvents.publishedAt));
+        return rows.length === 0 ? rows : undefined;
+      },
+      { timeoutMs: 15_000 },
+    );
+    expect(drained).toEqual([]);
   });
 });
