@@ -1,3 +1,4 @@
+import { createServer, type Server } from "node:net";
 import { sql } from "drizzle-orm";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -57,5 +58,34 @@ describe("createDb with the Neon serverless driver", () => {
     await expect(createDb({ url: "mysql://localhost/x" })).rejects.toThrow(
       /Unsupported database URL/,
     );
+  });
+});
+
+// Una base que acepta la conexión TCP y nunca responde (red partida, proxy colgado): la petición
+// falla al vencer el tope de conexión en lugar de colgarse para siempre.
+describe("createDb against a database that never answers", () => {
+  let server: Server;
+  let url: string;
+
+  beforeAll(async () => {
+    server = createServer(() => {});
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const address = server.address();
+    if (!address || typeof address === "string") throw new Error("no port");
+    url = `postgres://postgres@127.0.0.1:${address.port}/silent`;
+  });
+  afterAll(() => {
+    server?.close();
+  });
+
+  it("fails the query once the connection timeout passes", async () => {
+    const handle = await createDb({ url, connectTimeoutMs: 300 });
+    try {
+      const started = performance.now();
+      await expect(handle.db.execute(sql`select 1`)).rejects.toThrow();
+      expect(performance.now() - started).toBeLessThan(5_000);
+    } finally {
+      await handle.close().catch(() => {});
+    }
   });
 });

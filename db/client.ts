@@ -14,6 +14,8 @@ export interface DbConfig {
   neonWsProxy?: string | undefined;
   pgliteDataDir?: string | undefined;
   max?: number | undefined;
+  /** Espera máxima para abrir una conexión (10 s): una base que no responde falla, no cuelga. */
+  connectTimeoutMs?: number | undefined;
   onQuery?: QueryObserver | undefined;
 }
 
@@ -48,6 +50,7 @@ export async function createDb(config: DbConfig = {}): Promise<DbHandle> {
         await migrate(db, { migrationsFolder: MIGRATIONS_FOLDER });
       },
       max: config.max,
+      connectTimeoutMs: config.connectTimeoutMs,
       onQuery: config.onQuery,
     });
   }
@@ -56,6 +59,7 @@ export async function createDb(config: DbConfig = {}): Promise<DbHandle> {
     url: config.url,
     migrationsFolder: MIGRATIONS_FOLDER,
     max: config.max,
+    connectTimeoutMs: config.connectTimeoutMs,
     onQuery: config.onQuery,
   });
 }

@@ -22,6 +22,9 @@ export interface DbHandle {
 export const MIGRATION_LOCK_ID = 727_274_001;
 
 /** Observador opcional de cada consulta SQL (p. ej. contar consultas en una prueba de N+1). */
+/** Espera máxima para abrir una conexión a Postgres, en todos los pools del proyecto. */
+export const CONNECT_TIMEOUT_MS = 10_000;
+
 export type QueryObserver = (query: string) => void;
 
 export function queryLogger(onQuery: QueryObserver | undefined) {

@@ -1,7 +1,13 @@
 import { neonConfig, Pool } from "@neondatabase/serverless";
 import { drizzle, type NeonDatabase } from "drizzle-orm/neon-serverless";
 import * as schema from "../schema";
-import { type DbHandle, MIGRATION_LOCK_ID, type QueryObserver, queryLogger } from "../types";
+import {
+  CONNECT_TIMEOUT_MS,
+  type DbHandle,
+  MIGRATION_LOCK_ID,
+  type QueryObserver,
+  queryLogger,
+} from "../types";
 
 export interface NeonOptions {
   url: string;
@@ -12,6 +18,7 @@ export interface NeonOptions {
   /** Solo en Node: el migrador de drizzle usa node:fs y no entra en el bundle del edge. */
   migrator?: (db: NeonDatabase<typeof schema>) => Promise<void>;
   max?: number;
+  connectTimeoutMs?: number | undefined;
   onQuery?: QueryObserver;
 }
 
@@ -24,7 +31,11 @@ export function createNeonDb(options: NeonOptions): DbHandle {
     neonConfig.pipelineTLS = false;
   }
   if (options.webSocketConstructor) neonConfig.webSocketConstructor = options.webSocketConstructor;
-  const pool = new Pool({ connectionString: options.url, max: options.max ?? 5 });
+  const pool = new Pool({
+    connectionString: options.url,
+    max: options.max ?? 5,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
+  });
   const db = drizzle({ client: pool, schema, logger: queryLogger(options.onQuery) });
   return {
     db,

@@ -2,17 +2,29 @@ import { drizzle } from "drizzle-orm/node-postgres";
 import { migrate } from "drizzle-orm/node-postgres/migrator";
 import pg from "pg";
 import * as schema from "../schema";
-import { type DbHandle, MIGRATION_LOCK_ID, type QueryObserver, queryLogger } from "../types";
+import {
+  CONNECT_TIMEOUT_MS,
+  type DbHandle,
+  MIGRATION_LOCK_ID,
+  type QueryObserver,
+  queryLogger,
+} from "../types";
 
 export interface NodePostgresOptions {
   url: string;
   migrationsFolder: string;
   max?: number;
+  connectTimeoutMs?: number | undefined;
   onQuery?: QueryObserver;
 }
 
 export function createNodePostgresDb(options: NodePostgresOptions): DbHandle {
-  const pool = new pg.Pool({ connectionString: options.url, max: options.max ?? 10 });
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max: options.max ?? 10,
+    // Sin tope, una base que acepta la conexión y no responde colgaría cada petición.
+    connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
+  });
   // Un error de una conexión ociosa no debe tumbar el proceso; el pool la reemplaza.
   pool.on("error", () => {});
   const db = drizzle({ client: pool, schema, logger: queryLogger(options.onQuery) });

@@ -1,4 +1,5 @@
 import pg from "pg";
+import { CONNECT_TIMEOUT_MS } from "../../db/types";
 
 export interface TenantPoolsOptions {
   /** Conexiones máximas por base de tenant. */
@@ -59,6 +60,7 @@ export function createTenantPools(options: TenantPoolsOptions = {}): TenantPools
         connectionString,
         max: options.maxConnections ?? 2,
         idleTimeoutMillis: options.idleTimeoutMs ?? 10_000,
+        connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
         allowExitOnIdle: true,
       });
       // Un error de una conexión ociosa (p. ej. base borrada) no debe tumbar el proceso.
