@@ -36,6 +36,16 @@ export const streams: Record<Domain, StreamSpec> = {
   },
 };
 
+/**
+ * Advisories MAX_DELIVERIES de nuestros streams, guardados en un stream propio: si ningún worker
+ * escucha en ese momento o la base no responde, el advisory espera y no se pierde el mensaje.
+ */
+export const advisoryStream = {
+  name: "FARUTECH_ADVISORIES",
+  subjectFor: (stream: string, consumer: string) =>
+    `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${stream}.${consumer}`,
+} as const;
+
 export const subjects = {
   provision: "provisioning.tasks.provision",
   deprovision: "provisioning.tasks.deprovision",

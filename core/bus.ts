@@ -3,10 +3,11 @@ import {
   type JetStreamManager,
   jetstream,
   jetstreamManager,
+  type StreamConfig,
 } from "@nats-io/jetstream";
 import { type NatsConnection, headers as natsHeaders, wsconnect } from "@nats-io/nats-core";
 import type { EventEnvelope } from "../contracts/events";
-import { domains, headers, streams } from "../contracts/streams";
+import { advisoryStream, domains, headers, streams } from "../contracts/streams";
 import type { Logger } from "./logger";
 
 export interface BusOptions {
@@ -129,13 +130,26 @@ export async function ensureStreams(bus: Bus): Promise<void> {
       // Ventana de duplicados: reenvíos del relay con el mismo Nats-Msg-Id se descartan.
       duplicate_window: 2 * 60 * 1_000_000_000,
     };
-    try {
-      await jsm.streams.info(spec.name);
-      await jsm.streams.update(spec.name, config);
-    } catch (err) {
-      if (!isStreamNotFound(err)) throw err;
-      await jsm.streams.add(config);
-    }
+    await upsertStream(jsm, config);
+  }
+  await upsertStream(jsm, {
+    name: advisoryStream.name,
+    subjects: domains.map((d) => advisoryStream.subjectFor(streams[d].name, "*")),
+    // Un advisory sin atender más de dos semanas ya no tiene mensaje original que recuperar.
+    max_age: 14 * 86_400 * 1_000_000_000,
+  });
+}
+
+async function upsertStream(
+  jsm: JetStreamManager,
+  config: Partial<StreamConfig> & { name: string },
+): Promise<void> {
+  try {
+    await jsm.streams.info(config.name);
+    await jsm.streams.update(config.name, config);
+  } catch (err) {
+    if (!isStreamNotFound(err)) throw err;
+    await jsm.streams.add(config);
   }
 }
 

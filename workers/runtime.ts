@@ -44,6 +44,8 @@ export const workersEnv = encryptionEnv
     NATS_URL: z.string().optional(),
     WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
     WORKER_ACK_WAIT_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000),
+    // Tope de una entrega: un handler colgado se da por fallido y el mensaje se reintenta.
+    WORKER_HANDLER_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(86_400_000).default(900_000),
     PROVISIONING_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0),
     PROVISIONING_EXTERNAL_DELAY_MS: z.coerce.number().int().min(0).max(600_000).default(0),
     METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
@@ -114,6 +116,7 @@ export async function startWorkers(
     metrics,
     concurrency: env.WORKER_CONCURRENCY,
     ackWaitMs: env.WORKER_ACK_WAIT_MS,
+    handlerTimeoutMs: env.WORKER_HANDLER_TIMEOUT_MS,
   };
   // Sin SMTP_URL (modo embebido) los correos solo se registran en el log.
   const mailer = createMailer({ smtpUrl: env.SMTP_URL, from: env.MAIL_FROM });

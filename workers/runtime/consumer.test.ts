@@ -1,8 +1,9 @@
 import { rmSync } from "node:fs";
+import type { Consumer } from "@nats-io/jetstream";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
-import { headers, streams } from "../../contracts/streams";
+import { advisoryStream, headers, streams } from "../../contracts/streams";
 import { type Bus, connectBus, ensureStreams } from "../../core/bus";
 import { newId } from "../../core/ids";
 import { silentLogger } from "../../core/logger";
@@ -48,6 +49,14 @@ describe("worker runtime", () => {
     if (nats) rmSync(nats.dir, { recursive: true, force: true });
     await db?.drop();
   });
+
+  /** Un "worker" que recibe el mensaje y muere sin responder, en cada una de sus 5 entregas. */
+  const receiveWithoutAck = async (consumer: Consumer) => {
+    for (let delivery = 1; delivery <= 5; delivery++) {
+      const msg = await consumer.next({ expires: 5_000 });
+      expect(msg?.info.deliveryCount).toBe(delivery);
+    }
+  };
 
   const envelope = (correlationId: string, data: Record<string, unknown>) => ({
     id: newId(),
@@ -101,14 +110,11 @@ describe("worker runtime", () => {
       logger: silentLogger,
       deadLetters: createDeadLetterStore(db.handle.db),
     };
-    const sub = listenMaxDeliveries(def, options, silentLogger);
+    const sub = await listenMaxDeliveries(def, options, silentLogger);
     // Un "worker" que recibe el mensaje y muere sin responder, cinco veces.
     const consumer = await ensureConsumer(bus, def, 1_000);
     await bus.publishEvent("billing.tasks.cycle", envelope("corr-dead", { n: 7 }));
-    for (let delivery = 1; delivery <= 5; delivery++) {
-      const msg = await consumer.next({ expires: 5_000 });
-      expect(msg?.info.deliveryCount).toBe(delivery);
-    }
+    await receiveWithoutAck(consumer);
     // Otro worker sigue pidiendo: el servidor ve el tope de entregas y emite el advisory.
     expect(await consumer.next({ expires: 3_000 })).toBeNull();
     const rows = await waitFor(async () => {
@@ -127,7 +133,7 @@ describe("worker runtime", () => {
     const jsm = await bus.jsm();
     const info = await jsm.streams.info(streams.billing.name, { subjects_filter: "billing.dlq" });
     expect(info.state.subjects).toEqual({ "billing.dlq": 1 });
-    sub.unsubscribe();
+    await sub.stop();
   }, 30_000);
 
   it("keeps every message it holds alive while handlers run longer than the ack wait", async () => {
@@ -184,24 +190,18 @@ describe("worker runtime", () => {
       deadLetters: createDeadLetterStore(db.handle.db),
       processed,
     };
-    const sub = listenMaxDeliveries(def, options, silentLogger);
+    const sub = await listenMaxDeliveries(def, options, silentLogger);
     const consumer = await ensureConsumer(bus, def, 1_000);
     const event = envelope("corr-done", { n: 8 });
     await bus.publishEvent("integration.tasks.test", event);
-    for (let delivery = 1; delivery <= 5; delivery++) {
-      const msg = await consumer.next({ expires: 5_000 });
-      expect(msg?.info.deliveryCount).toBe(delivery);
-    }
+    await receiveWithoutAck(consumer);
     // El quinto intento terminó el trabajo y murió antes del ack.
     await processed.mark(def.name, event.id);
     expect(await consumer.next({ expires: 3_000 })).toBeNull();
     // Control: otro mensaje del mismo consumer, nunca procesado, sí llega a la DLQ; cuando
     // aparece, el advisory del primero ya se atendió (mismo oyente, en orden).
     await bus.publishEvent("integration.tasks.test", envelope("corr-undone", { n: 9 }));
-    for (let delivery = 1; delivery <= 5; delivery++) {
-      const msg = await consumer.next({ expires: 5_000 });
-      expect(msg?.info.deliveryCount).toBe(delivery);
-    }
+    await receiveWithoutAck(consumer);
     expect(await consumer.next({ expires: 3_000 })).toBeNull();
     await waitFor(async () => {
       const r = await db.handle.db
@@ -215,6 +215,96 @@ describe("worker runtime", () => {
       .from(dlqEntries)
       .where(eq(dlqEntries.correlationId, "corr-done"));
     expect(done).toEqual([]);
-    sub.unsubscribe();
+    await sub.stop();
   }, 40_000);
+
+  it("keeps a MAX_DELIVERIES advisory until it is dead-lettered, even with no listener and the database down", async () => {
+    const def = {
+      name: "advisory-durable-worker",
+      domain: "billing" as const,
+      filterSubject: "billing.tasks.durable",
+      schema: z.object({ n: z.number() }),
+      async handle() {},
+    };
+    // Caída de la base al registrar la DLQ: el store real, con fallos inyectados mientras `down`.
+    const store = createDeadLetterStore(db.handle.db);
+    let down = true;
+    let failedRecords = 0;
+    const options = {
+      bus,
+      logger: silentLogger,
+      deadLetters: {
+        async record(entry: Parameters<typeof store.record>[0]) {
+          if (down) {
+            failedRecords++;
+            throw new Error("database unreachable (injected)");
+          }
+          await store.record(entry);
+        },
+      },
+    };
+    // El mensaje agota sus entregas sin que ningún oyente de advisories esté en marcha.
+    const consumer = await ensureConsumer(bus, def, 1_000);
+    await bus.publishEvent("billing.tasks.durable", envelope("corr-durable", { n: 10 }));
+    await receiveWithoutAck(consumer);
+    expect(await consumer.next({ expires: 3_000 })).toBeNull();
+
+    const sub = await listenMaxDeliveries(def, options, silentLogger);
+    try {
+      // El advisory guardado llega aunque el oyente empezó después, y se reintenta.
+      await waitFor(async () => (failedRecords >= 2 ? true : undefined), { timeoutMs: 15_000 });
+      down = false;
+      const rows = await waitFor(async () => {
+        const r = await db.handle.db
+          .select()
+          .from(dlqEntries)
+          .where(eq(dlqEntries.correlationId, "corr-durable"));
+        return r.length > 0 ? r : undefined;
+      });
+      expect(rows).toHaveLength(1);
+      expect(rows[0]).toMatchObject({ deliveries: 5, subject: "billing.tasks.durable" });
+      const jsm = await bus.jsm();
+      const info = await waitFor(async () => {
+        const i = await jsm.consumers.info(advisoryStream.name, `${def.name}-advisories`);
+        return i.num_ack_pending === 0 && i.num_pending === 0 ? i : undefined;
+      });
+      expect(info.delivered.stream_seq).toBeGreaterThan(0);
+    } finally {
+      await sub.stop();
+    }
+  }, 40_000);
+
+  it("gives up on a hung handler after its timeout and redelivers the message", async () => {
+    const deliveries: number[] = [];
+    const hung = await startWorker(
+      {
+        name: "hung-handler-worker",
+        domain: "provisioning",
+        filterSubject: "provisioning.tasks.hung",
+        schema: z.object({ n: z.number() }),
+        async handle(ctx) {
+          deliveries.push(ctx.deliveryCount);
+          // Primera entrega: una llamada que nunca responde (y el latido la mantendría viva).
+          if (ctx.deliveryCount === 1) await new Promise(() => {});
+        },
+      },
+      { bus, logger: silentLogger, concurrency: 1, ackWaitMs: 1_000, handlerTimeoutMs: 500 },
+    );
+    try {
+      await bus.publishEvent("provisioning.tasks.hung", envelope("corr-hung", { n: 11 }));
+      const jsm = await bus.jsm();
+      await waitFor(
+        async () => {
+          const i = await jsm.consumers.info(streams.provisioning.name, "hung-handler-worker");
+          return i.num_pending === 0 && i.num_ack_pending === 0 && deliveries.length >= 2
+            ? i
+            : undefined;
+        },
+        { timeoutMs: 15_000 },
+      );
+      expect(deliveries).toEqual([1, 2]);
+    } finally {
+      await hung.stop();
+    }
+  }, 30_000);
 });

@@ -1,8 +1,8 @@
 import { AckPolicy, type Consumer, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
-import { nanos, headers as natsHeaders, type Subscription } from "@nats-io/nats-core";
+import { nanos, headers as natsHeaders } from "@nats-io/nats-core";
 import { z } from "zod";
 import { type EventEnvelope, eventEnvelopeSchema } from "../../contracts/events";
-import { type Domain, headers, streams } from "../../contracts/streams";
+import { advisoryStream, type Domain, headers, streams } from "../../contracts/streams";
 import type { Bus } from "../../core/bus";
 import type { Logger } from "../../core/logger";
 import { afterFailure, MAX_DELIVER, retryDelayMs } from "../../core/retry-policy";
@@ -55,6 +55,32 @@ export interface WorkerOptions {
   metrics?: WorkerMetrics;
   concurrency?: number;
   ackWaitMs?: number;
+  /**
+   * Tope de una entrega. Un handler colgado (socket que no responde) latiría para siempre y el
+   * mensaje nunca volvería a entregarse: al vencer, la entrega falla como transitoria y se
+   * reintenta (los pasos son idempotentes).
+   */
+  handlerTimeoutMs?: number;
+}
+
+export class HandlerTimeoutError extends Error {
+  override name = "HandlerTimeoutError";
+}
+
+/** Espera `work` como mucho `ms`; después rechaza (el trabajo sigue, pero ya no se espera). */
+async function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new HandlerTimeoutError(`handler did not finish within ${ms} ms`)),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export interface RunningWorker {
@@ -157,63 +183,113 @@ const maxDeliveriesAdvisorySchema = z.object({
   deliveries: z.number(),
 });
 
+export interface AdvisoryListener {
+  stop(): Promise<void>;
+}
+
 /**
  * Un worker que muere en su último intento no llega a publicar en la DLQ: JetStream deja de
- * reentregar y emite el advisory MAX_DELIVERIES. Este oyente (uno por grupo de procesos) lo completa.
+ * reentregar y emite el advisory MAX_DELIVERIES. El advisory queda en FARUTECH_ADVISORIES y un
+ * consumer durable por worker (compartido por sus procesos) lo completa. Si la base o el broker
+ * fallan al hacerlo, el advisory se reintenta con la política de siempre y sin tope de entregas:
+ * nunca se pierde el mensaje, aunque en ese momento no hubiera ningún worker escuchando.
  */
-export function listenMaxDeliveries<T>(
+export async function listenMaxDeliveries<T>(
   def: WorkerDefinition<T>,
   options: WorkerOptions,
   logger: Logger,
-): Subscription {
+): Promise<AdvisoryListener> {
   const stream = streams[def.domain].name;
-  const subject = `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${stream}.${def.name}`;
-  const sub = options.bus.nc.subscribe(subject, { queue: `${def.name}-advisories` });
-  (async () => {
-    for await (const m of sub) {
+  const durable = `${def.name}-advisories`;
+  const jsm = await options.bus.jsm();
+  try {
+    await jsm.consumers.info(advisoryStream.name, durable);
+  } catch {
+    await jsm.consumers.add(advisoryStream.name, {
+      durable_name: durable,
+      ack_policy: AckPolicy.Explicit,
+      filter_subject: advisoryStream.subjectFor(stream, def.name),
+      max_deliver: -1,
+      ack_wait: nanos(30_000),
+    });
+  }
+  const consumer = await options.bus.js.consumers.get(advisoryStream.name, durable);
+  const messages = await consumer.consume({ max_messages: 16 });
+  const loop = (async () => {
+    for await (const m of messages) {
       try {
-        const advisory = maxDeliveriesAdvisorySchema.parse(m.json());
-        const jsm = await options.bus.jsm();
-        const stored = await jsm.streams.getMessage(stream, { seq: advisory.stream_seq });
-        if (!stored) continue;
-        const envelope = eventEnvelopeSchema.safeParse(stored.json());
-        const data = envelope.success ? def.schema.safeParse(envelope.data.data) : undefined;
-        // El último intento pudo terminar el trabajo y perder solo el ack: no es un fallo.
-        if (
-          envelope.success &&
-          data?.success &&
-          (await wasProcessed(def, options, envelope.data, data.data))
-        ) {
-          logger.info(
-            { streamSequence: advisory.stream_seq, correlationId: envelope.data.correlationId },
-            "MAX_DELIVERIES advisory for a message already processed; not dead-lettered",
-          );
-          continue;
-        }
-        await deadLetter(
-          def,
-          options,
-          { stream, data: stored.data },
-          {
-            envelope: envelope.success ? envelope.data : undefined,
-            subject: stored.subject,
-            streamSequence: advisory.stream_seq,
-            deliveries: advisory.deliveries,
-            error: "worker stopped responding on its last delivery (MAX_DELIVERIES advisory)",
-            permanent: false,
-          },
-          data?.success ? data.data : undefined,
-        );
-        logger.error(
-          { streamSequence: advisory.stream_seq },
-          "message dead-lettered from MAX_DELIVERIES advisory",
-        );
+        await handleMaxDeliveriesAdvisory(def, options, logger, stream, m.json());
+        m.ack();
       } catch (err) {
-        logger.error({ err }, "handling MAX_DELIVERIES advisory failed");
+        const delayMs = retryDelayMs(m.info.deliveryCount);
+        logger.error(
+          { err, attempt: m.info.deliveryCount, delayMs },
+          "handling MAX_DELIVERIES advisory failed; will retry",
+        );
+        m.nak(delayMs);
       }
     }
-  })().catch(() => {});
-  return sub;
+  })().catch((err: unknown) => logger.error({ err }, "MAX_DELIVERIES listener stopped"));
+  return {
+    async stop() {
+      await messages.close();
+      await loop;
+    },
+  };
+}
+
+async function handleMaxDeliveriesAdvisory<T>(
+  def: WorkerDefinition<T>,
+  options: WorkerOptions,
+  logger: Logger,
+  stream: string,
+  payload: unknown,
+): Promise<void> {
+  const advisory = maxDeliveriesAdvisorySchema.parse(payload);
+  const jsm = await options.bus.jsm();
+  const stored = await jsm.streams.getMessage(stream, { seq: advisory.stream_seq });
+  if (!stored) {
+    logger.warn(
+      { streamSequence: advisory.stream_seq },
+      "MAX_DELIVERIES advisory for a message no longer in the stream; nothing to dead-letter",
+    );
+    return;
+  }
+  const envelope = eventEnvelopeSchema.safeParse(stored.json());
+  const data = envelope.success ? def.schema.safeParse(envelope.data.data) : undefined;
+  // El último intento pudo terminar el trabajo y perder solo el ack: no es un fallo.
+  if (
+    envelope.success &&
+    data?.success &&
+    (await wasProcessed(def, options, envelope.data, data.data))
+  ) {
+    logger.info(
+      { streamSequence: advisory.stream_seq, correlationId: envelope.data.correlationId },
+      "MAX_DELIVERIES advisory for a message already processed; not dead-lettered",
+    );
+    return;
+  }
+  await deadLetter(
+    def,
+    options,
+    { stream, data: stored.data },
+    {
+      envelope: envelope.success ? envelope.data : undefined,
+      subject: stored.subject,
+      streamSequence: advisory.stream_seq,
+      deliveries: advisory.deliveries,
+      error: "worker stopped responding on its last delivery (MAX_DELIVERIES advisory)",
+      permanent: false,
+    },
+    data?.success ? data.data : undefined,
+  );
+  logger.error(
+    {
+      streamSequence: advisory.stream_seq,
+      correlationId: envelope.success ? envelope.data.correlationId : undefined,
+    },
+    "message dead-lettered from MAX_DELIVERIES advisory",
+  );
 }
 
 function domainOfStream(stream: string): Domain {
@@ -233,6 +309,7 @@ export async function startWorker<T>(
 ): Promise<RunningWorker> {
   const concurrency = Math.max(1, options.concurrency ?? 4);
   const ackWaitMs = options.ackWaitMs ?? 30_000;
+  const handlerTimeoutMs = options.handlerTimeoutMs ?? 15 * 60_000;
   const logger = options.logger.child({ worker: def.name });
   const consumer = await ensureConsumer(options.bus, def, ackWaitMs);
   const inFlight = new Set<Promise<void>>();
@@ -311,7 +388,10 @@ export async function startWorker<T>(
         logger: log,
         heartbeat: () => msg.working(),
       };
-      await def.handle(handlerCtx);
+      const handling = def.handle(handlerCtx);
+      // Si vence el tope, el handler colgado sigue sin latir ni confirmar: que no quede un rechazo sin atender.
+      handling.catch(() => {});
+      await withTimeout(handling, handlerTimeoutMs);
       await processed?.mark(def.name, key);
       msg.ack();
       options.metrics?.processed.inc({ worker: def.name });
@@ -412,12 +492,12 @@ export async function startWorker<T>(
     }
   })();
 
-  const advisories = listenMaxDeliveries(def, options, logger);
+  const advisories = await listenMaxDeliveries(def, options, logger);
   options.metrics?.trackPending(def.name, async () => {
     const jsm = await options.bus.jsm();
     return (await jsm.consumers.info(streams[def.domain].name, def.name)).num_pending;
   });
-  logger.info({ concurrency, ackWaitMs }, "worker started");
+  logger.info({ concurrency, ackWaitMs, handlerTimeoutMs }, "worker started");
   return {
     name: def.name,
     async stop() {
@@ -427,8 +507,8 @@ export async function startWorker<T>(
       wakeUp?.();
       // Un lazo que espera hueco despierta con el primer mensaje que termine, o aquí.
       release();
-      advisories.unsubscribe();
       await loop.catch(() => {});
+      await advisories.stop();
       await Promise.allSettled([...inFlight]);
       logger.info("worker stopped");
     },
