@@ -9,6 +9,15 @@ const KEY_RE = /^[\x21-\x7e]{1,255}$/;
 const REPLAYED_HEADERS = ["content-type", "location", "etag"];
 
 /**
+ * Respuestas que se guardan para repetirlas: los éxitos y los errores que el mismo cuerpo
+ * siempre producirá (400, 413, 415, 422). 404, 409, 412, 429 y 5xx dependen del estado del
+ * momento; como hace Stripe, no se fijan.
+ */
+function isFinalOutcome(status: number): boolean {
+  return status < 400 || [400, 413, 415, 422].includes(status);
+}
+
+/**
  * Idempotency-Key en los POST: misma clave y mismo cuerpo → se repite la primera respuesta;
  * misma clave con otro cuerpo → 422; la primera aún en curso → 409. Va después de la
  * autenticación: las claves son por actor, así nadie envenena las de otro.
@@ -67,8 +76,9 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
       return new Response(previous.responseBody, { status: previous.status, headers });
     }
     await next();
-    if (c.res.status >= 500) {
-      // Un fallo del servidor no se fija: el cliente puede reintentar con la misma clave.
+    if (!isFinalOutcome(c.res.status)) {
+      // Un fallo que depende del momento (servidor, conflicto, precondición, referencia aún
+      // inexistente) no se fija: reintentar con la misma clave vuelve a ejecutar la petición.
       await db.delete(idempotencyKeys).where(mine);
       return;
     }
