@@ -35,6 +35,21 @@ export function assertUpdated<T>(
   );
 }
 
+/** If-Match comprobado contra una fila ya bloqueada (FOR UPDATE): 412 si la versión cambió. */
+export function assertVersion(
+  rowVersion: number,
+  ifMatch: number | undefined,
+  entity: string,
+  id: string,
+): void {
+  if (ifMatch !== undefined && rowVersion !== ifMatch) {
+    throw new AppError(
+      "precondition_failed",
+      `${entity} ${id} was modified since it was read (stale If-Match)`,
+    );
+  }
+}
+
 export function notFound(entity: string, id: string): AppError {
   return new AppError("not_found", `${entity} ${id} does not exist`);
 }

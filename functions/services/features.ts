@@ -10,7 +10,7 @@ import {
   subscriptionFeatureOverrides,
 } from "../../db/schema";
 import type { Executor } from "../../db/types";
-import { assertUpdated, notFound } from "./concurrency";
+import { assertUpdated, assertVersion, notFound } from "./concurrency";
 import { domainEvent, mutate, type ServiceContext } from "./mutation";
 
 export interface FeatureInput {
@@ -29,21 +29,6 @@ export interface FeatureChanges {
 export async function loadFeature(db: Executor, id: string) {
   const [feature] = await db.select().from(features).where(eq(features.id, id));
   return feature;
-}
-
-/** 412 cuando el If-Match no coincide con la versión leída (bajo bloqueo). */
-export function assertVersion(
-  rowVersion: number,
-  ifMatch: number | undefined,
-  entity: string,
-  id: string,
-): void {
-  if (ifMatch !== undefined && rowVersion !== ifMatch) {
-    throw new AppError(
-      "precondition_failed",
-      `${entity} ${id} was modified since it was read (stale If-Match)`,
-    );
-  }
 }
 
 /**

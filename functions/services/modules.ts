@@ -4,8 +4,8 @@ import { pgErrorCode } from "../../core/http/db-errors";
 import { newId } from "../../core/ids";
 import { features, modules, products } from "../../db/schema";
 import type { Executor } from "../../db/types";
-import { assertUpdated, notFound } from "./concurrency";
-import { assertFeaturesUnused, assertVersion } from "./features";
+import { assertUpdated, assertVersion, notFound } from "./concurrency";
+import { assertFeaturesUnused } from "./features";
 import { domainEvent, mutate, type ServiceContext } from "./mutation";
 
 export interface ModuleInput {

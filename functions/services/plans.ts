@@ -11,9 +11,9 @@ import {
   subscriptions,
 } from "../../db/schema";
 import type { Executor } from "../../db/types";
-import { assertUpdated, notFound } from "./concurrency";
+import { assertUpdated, assertVersion, notFound } from "./concurrency";
 import { entitlementsChanged, instancesOnPlans } from "./entitlement-events";
-import { assertVersion } from "./features";
+
 import { productExists } from "./modules";
 import { domainEvent, mutate, type ServiceContext } from "./mutation";
 

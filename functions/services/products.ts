@@ -4,7 +4,7 @@ import { pgErrorCode } from "../../core/http/db-errors";
 import { newId } from "../../core/ids";
 import { productLimits, products } from "../../db/schema";
 import type { Executor } from "../../db/types";
-import { assertUpdated, notFound } from "./concurrency";
+import { assertUpdated, assertVersion, notFound } from "./concurrency";
 import { domainEvent, mutate, type ServiceContext } from "./mutation";
 
 export interface ProductInput {
@@ -97,14 +97,11 @@ export async function updateProduct(
 export async function deleteProduct(ctx: ServiceContext, id: string, ifMatch: number | undefined) {
   try {
     await mutate(ctx, async (tx) => {
-      const before = await loadProduct(tx, id);
-      if (!before) throw notFound("Product", id);
-      if (ifMatch !== undefined && before.product.rowVersion !== ifMatch) {
-        throw new AppError(
-          "precondition_failed",
-          `Product ${id} was modified since it was read (stale If-Match)`,
-        );
-      }
+      // Bloqueada: una edición concurrente no puede cambiarla entre la comprobación de If-Match
+      // y el borrado (sin el bloqueo, el DELETE borraba igual con una versión ya vieja).
+      const [locked] = await tx.select().from(products).where(eq(products.id, id)).for("update");
+      if (!locked) throw notFound("Product", id);
+      assertVersion(locked.rowVersion, ifMatch, "Product", id);
       await tx.delete(products).where(eq(products.id, id));
       return {
         result: undefined,
@@ -113,10 +110,10 @@ export async function deleteProduct(ctx: ServiceContext, id: string, ifMatch: nu
             action: "product.deleted",
             entityType: "product",
             entityId: id,
-            before: before.product,
+            before: locked,
           },
         ],
-        events: [domainEvent("product", "deleted", { productId: id, code: before.product.code })],
+        events: [domainEvent("product", "deleted", { productId: id, code: locked.code })],
       };
     });
   } catch (err) {

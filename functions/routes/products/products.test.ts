@@ -1,4 +1,5 @@
 import { and, eq } from "drizzle-orm";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { auditLog, outboxEvents } from "../../../db/schema";
 import { seedDemo } from "../../../db/seed";
@@ -135,6 +136,32 @@ describe.each(["postgres", "pglite"] as const)("products on %s", (kind) => {
       });
       expectProblem(other, 422, "unprocessable");
     });
+
+    it("does not pin a 409 to an Idempotency-Key: the retry runs again once the conflict is gone", async () => {
+      const code = unique();
+      const taken = await h.request<{ id: string }>("POST", "/api/products", {
+        token: admin,
+        json: { code, name: "Ocupa el código" },
+      });
+      expect(taken.status).toBe(201);
+      const attempt = () =>
+        h.request("POST", "/api/products", {
+          token: admin,
+          json: { code, name: "Reintento" },
+          headers: { "idempotency-key": `retry-${code}` },
+        });
+      expectProblem(await attempt(), 409, "conflict");
+      expect(
+        (await h.request("DELETE", `/api/products/${taken.body.id}`, { token: admin })).status,
+      ).toBe(204);
+      const retried = await attempt();
+      expect(retried.status).toBe(201);
+      expect(retried.headers.get("idempotent-replayed")).toBeNull();
+      // Ahora sí queda fijada: otra repetición devuelve el 201.
+      const replayed = await attempt();
+      expect(replayed.status).toBe(201);
+      expect(replayed.headers.get("idempotent-replayed")).toBe("true");
+    });
   });
 
   describe("errors", () => {
@@ -147,6 +174,43 @@ describe.each(["postgres", "pglite"] as const)("products on %s", (kind) => {
       const paths = (res.body as { errors: { path: string }[] }).errors.map((e) => e.path);
       expect(paths).toEqual(expect.arrayContaining(["body.code", "body.name"]));
     });
+
+    // Dos conexiones reales: solo en Postgres (PGlite tiene una sola).
+    it.runIf(kind === "postgres")(
+      "answers 412 to a DELETE whose If-Match went stale while an edit held the row",
+      async () => {
+        const created = await h.request<{ id: string }>("POST", "/api/products", {
+          token: admin,
+          json: { code: unique(), name: "Carrera" },
+        });
+        expect(created.status).toBe(201);
+        const etag = created.headers.get("etag") ?? "";
+        const editor = new pg.Client({ connectionString: h.db.url });
+        await editor.connect();
+        try {
+          // Una edición concurrente tiene la fila y sube su versión; el DELETE llega en medio.
+          await editor.query("begin");
+          await editor.query(
+            "update products set row_version = row_version + 1, name = 'Editado' where id = $1",
+            [created.body.id],
+          );
+          const deleting = h.request("DELETE", `/api/products/${created.body.id}`, {
+            token: admin,
+            headers: { "if-match": etag },
+          });
+          await new Promise((r) => setTimeout(r, 300));
+          await editor.query("commit");
+          expectProblem(await deleting, 412, "precondition_failed");
+        } finally {
+          await editor.end();
+        }
+        const still = await h.request<{ name: string }>("GET", `/api/products/${created.body.id}`, {
+          token: admin,
+        });
+        expect(still.status).toBe(200);
+        expect(still.body.name).toBe("Editado");
+      },
+    );
 
     it("maps a duplicate code to 409 and a product in use to 409 on delete", async () => {
       expectProblem(
