@@ -355,6 +355,13 @@ export const subscriptionFeatureOverrides = pgTable(
     limitName: text("limit_name"),
     value: bigint("value", { mode: "number" }),
     createdAt: createdAt(),
+    /**
+     * Cuándo se pidió el valor vigente (la creación de su tarea update_features, o el momento de
+     * la edición directa): un pedido más viejo que llega tarde al worker no pisa uno más nuevo.
+     */
+    requestedAt: timestamp("requested_at", { withTimezone: true, precision: 3 })
+      .notNull()
+      .defaultNow(),
   },
   (t) => [
     foreignKey({

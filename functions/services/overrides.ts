@@ -13,6 +13,7 @@ import type { CreateOverrideInput, OverrideRow } from "../routes/subscriptions/s
 import { notFound } from "./concurrency";
 import { entitlementsChanged } from "./entitlement-events";
 import { domainEvent, mutate, type ServiceContext } from "./mutation";
+import { taskInFlight } from "./tenant-instances";
 
 export async function subscriptionHead(db: Executor, id: string) {
   const [row] = await db
@@ -128,6 +129,16 @@ export async function removeOverride(
   await mutate(ctx, async (tx) => {
     const sub = await subscriptionHead(tx, subscriptionId);
     if (!sub) throw notFound("Subscription", subscriptionId);
+    // Un PUT de features aún sin aplicar volvería a crear la fila borrada: el borrado, más nuevo,
+    // se perdería. Se pide esperar a que el worker termine esa tarea.
+    const pending = await taskInFlight(tx, sub.tenantInstanceId, ["update_features"]);
+    if (pending) {
+      throw new AppError(
+        "conflict",
+        `A feature update of tenant instance ${sub.tenantInstanceId} is still being applied (task ${pending.id}); remove the override once it finishes`,
+        { extra: { taskId: pending.id } },
+      );
+    }
     const [row] = await tx
       .delete(subscriptionFeatureOverrides)
       .where(

@@ -6,9 +6,16 @@ import { type Bus, connectBus, ensureStreams } from "../../core/bus";
 import { type BusProvider, createBusProvider } from "../../core/bus-provider";
 import { newId } from "../../core/ids";
 import { silentLogger } from "../../core/logger";
-import { provisioningTaskSteps, provisioningTasks, tenantInstances } from "../../db/schema";
+import {
+  provisioningTaskSteps,
+  provisioningTasks,
+  subscriptionFeatureOverrides,
+  subscriptions,
+  tenantInstances,
+} from "../../db/schema";
 import { seedDemo } from "../../db/seed";
 import { provisionRequestSchema } from "../../functions/routes/provisioning/schema";
+import { requestFeatureUpdate } from "../../functions/services/deprovisioning";
 import { provisionTenant } from "../../functions/services/provisioning";
 import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
 import { demoProvisionBody } from "../../test/support/demo";
@@ -56,20 +63,19 @@ describe("provisioning worker handler", () => {
       random: () => 0,
     });
 
+  const serviceContext = () => ({
+    db: db(),
+    bus: provider,
+    logger: silentLogger,
+    actor: "test",
+    correlationId: newId(),
+    baseDomain: "test.local",
+  });
+
   async function newTask(code: string) {
     const base = await demoProvisionBody(db(), code);
     const body = provisionRequestSchema.parse({ ...base, instanceCode: code });
-    const { response } = await provisionTenant(
-      {
-        db: db(),
-        bus: provider,
-        logger: silentLogger,
-        actor: "test",
-        correlationId: newId(),
-        baseDomain: "test.local",
-      },
-      body,
-    );
+    const { response } = await provisionTenant(serviceContext(), body);
     return response;
   }
 
@@ -171,5 +177,45 @@ describe("provisioning worker handler", () => {
         }),
       ),
     ).rejects.toThrow(PermanentError);
+  });
+
+  it("keeps the newest feature request when the worker applies two of them out of order", async () => {
+    const task = await newTask("handler-order");
+    const id = task.tenantInstanceId;
+    await worker().handle(
+      delivery({ taskId: task.taskId, tenantInstanceId: id, kind: "provision" }),
+    );
+    const older = await requestFeatureUpdate(serviceContext(), id, {
+      max_users: 100,
+      storage_gb: 5,
+    });
+    // created_at tiene milisegundos: el segundo pedido es estrictamente posterior.
+    await new Promise((r) => setTimeout(r, 5));
+    const newer = await requestFeatureUpdate(serviceContext(), id, { max_users: 200 });
+    const apply = (taskId: string) =>
+      worker().handle(delivery({ taskId, tenantInstanceId: id, kind: "update_features" }));
+    // El más nuevo llega primero (otro proceso, o el viejo estaba reintentando).
+    await apply(newer.response.taskId);
+    await apply(older.response.taskId);
+
+    const rows = await db()
+      .select({
+        limitName: subscriptionFeatureOverrides.limitName,
+        value: subscriptionFeatureOverrides.value,
+      })
+      .from(subscriptionFeatureOverrides)
+      .innerJoin(subscriptions, eq(subscriptions.id, subscriptionFeatureOverrides.subscriptionId))
+      .where(eq(subscriptions.tenantInstanceId, id))
+      .orderBy(subscriptionFeatureOverrides.limitName);
+    // max_users: el pedido más nuevo; storage_gb: solo el viejo lo nombra, así que se aplica.
+    expect(rows).toEqual([
+      { limitName: "max_users", value: 200 },
+      { limitName: "storage_gb", value: 5 },
+    ]);
+    const statuses = await db()
+      .select({ status: provisioningTasks.status })
+      .from(provisioningTasks)
+      .where(eq(provisioningTasks.tenantInstanceId, id));
+    expect(statuses.map((r) => r.status)).toEqual(["succeeded", "succeeded", "succeeded"]);
   });
 });

@@ -60,6 +60,8 @@ interface TaskContext {
   correlationId: string;
   /** provisioning_tasks.payload: datos propios del tipo de tarea. */
   payload: unknown;
+  /** Cuándo se aceptó la petición (provisioning_tasks.created_at): ordena los update_features. */
+  requestedAt: Date;
   /**
    * La instancia leída al empezar la entrega. Solo sus datos inmutables (id, códigos, cliente,
    * producto, tier) valen para los pasos; el estado o la cadena de conexión se releen.
@@ -258,7 +260,13 @@ function entitlementsEvent(task: TaskContext, reason: string): Omit<NewEvent, "c
   };
 }
 
-const deprovisionPayloadSchema = z.object({ purge: z.boolean().default(false) }).nullable();
+const deprovisionPayloadSchema = z
+  .object({
+    purge: z.boolean().default(false),
+    // Instancia ya dada de baja: solo se borran sus datos (purge adelantado).
+    dataOnly: z.boolean().default(false),
+  })
+  .nullable();
 
 function deprovisionSteps(deps: ProvisioningWorkerDeps, payload: unknown): Step[] {
   const parsed = deprovisionPayloadSchema.safeParse(payload ?? null);
@@ -275,6 +283,7 @@ function deprovisionSteps(deps: ProvisioningWorkerDeps, payload: unknown): Step[
       });
     },
   };
+  if (parsed.success && parsed.data?.dataOnly) return [dropStep];
   return [
     {
       name: "suspend_instance",
@@ -405,7 +414,11 @@ function updateFeatureSteps(): Step[] {
           throw new PermanentError(`tenant instance ${task.tenantInstanceId} has no subscription`);
         }
         const entries = Object.entries(payload.data.features);
-        const base = { subscriptionId: subscription.id, productId: subscription.productId };
+        const base = {
+          subscriptionId: subscription.id,
+          productId: subscription.productId,
+          requestedAt: task.requestedAt,
+        };
         const toggles = entries.flatMap(([code, v]) =>
           typeof v === "boolean"
             ? [
@@ -424,6 +437,9 @@ function updateFeatureSteps(): Step[] {
             : [],
         );
         const o = subscriptionFeatureOverrides;
+        // Dos PUT seguidos pueden aplicarse en otro orden (concurrencia, reintentos): cada clave
+        // guarda cuándo se pidió su valor y solo un pedido igual o más nuevo la reemplaza.
+        const newerOrSame = sql`${o.requestedAt} <= excluded.requested_at`;
         try {
           // Upsert: lo que el mapa no nombra se queda como estaba.
           if (toggles.length > 0) {
@@ -432,7 +448,11 @@ function updateFeatureSteps(): Step[] {
               .values(toggles)
               .onConflictDoUpdate({
                 target: [o.subscriptionId, o.featureCode],
-                set: { overrideType: sql`excluded.override_type` },
+                set: {
+                  overrideType: sql`excluded.override_type`,
+                  requestedAt: sql`excluded.requested_at`,
+                },
+                setWhere: newerOrSame,
               });
           }
           if (limits.length > 0) {
@@ -441,7 +461,8 @@ function updateFeatureSteps(): Step[] {
               .values(limits)
               .onConflictDoUpdate({
                 target: [o.subscriptionId, o.limitName],
-                set: { value: sql`excluded.value` },
+                set: { value: sql`excluded.value`, requestedAt: sql`excluded.requested_at` },
+                setWhere: newerOrSame,
               });
           }
         } catch (err) {
@@ -514,6 +535,7 @@ async function startTask(db: Database, taskId: string, deliveryCount: number) {
         kind: provisioningTasks.kind,
         payload: provisioningTasks.payload,
         tenantInstanceId: provisioningTasks.tenantInstanceId,
+        createdAt: provisioningTasks.createdAt,
       }),
   );
   const [row] = await db
@@ -523,6 +545,7 @@ async function startTask(db: Database, taskId: string, deliveryCount: number) {
       kind: started.kind,
       payload: started.payload,
       tenantInstanceId: started.tenantInstanceId,
+      createdAt: started.createdAt,
       instance: tenantInstances,
       productCode: products.code,
       customerName: customers.legalName,
@@ -726,6 +749,7 @@ export function provisioningWorker(
           tenantInstanceId,
           correlationId: task.correlationId,
           payload: task.payload,
+          requestedAt: task.createdAt,
           snapshot: { instance, productCode, customerName },
         },
         ctx,

@@ -1,6 +1,11 @@
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { auditLog, outboxEvents, subscriptionFeatureOverrides } from "../../../db/schema";
+import {
+  auditLog,
+  outboxEvents,
+  provisioningTasks,
+  subscriptionFeatureOverrides,
+} from "../../../db/schema";
 import { seedDemo } from "../../../db/seed";
 import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
 import { expectProblem } from "../../../test/support/http";
@@ -222,6 +227,31 @@ describe.each(["postgres", "pglite"] as const)("subscription overrides on %s", (
         409,
         "conflict",
       );
+    });
+
+    it("refuses to remove an override while a feature update of the instance is pending (409)", async () => {
+      const { subscriptionId, instanceId } = await activeSubscription();
+      const created = await addOverride(subscriptionId, { limitName: "max_users", value: 30 });
+      expect(created.status).toBe(201);
+      // Sin worker en la prueba: la tarea queda en cola, como cuando el worker va atrasado.
+      const put = await h.request<{ taskId: string }>(
+        "PUT",
+        `/api/provisioning/${instanceId}/features`,
+        { token: admin, json: { max_users: 40 } },
+      );
+      expect(put.status).toBe(202);
+      const remove = () =>
+        h.request("DELETE", `/api/subscriptions/${subscriptionId}/overrides/${created.body.id}`, {
+          token: admin,
+        });
+      const refused = await remove();
+      expectProblem(refused, 409, "conflict");
+      expect(refused.body).toMatchObject({ taskId: put.body.taskId });
+      await h.db.handle.db
+        .update(provisioningTasks)
+        .set({ status: "succeeded" })
+        .where(eq(provisioningTasks.id, put.body.taskId));
+      expect((await remove()).status).toBe(204);
     });
 
     it("validates the body shape and the value", async () => {
