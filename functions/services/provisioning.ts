@@ -24,6 +24,29 @@ import type { ServiceContext } from "./mutation";
 
 type OverrideRow = typeof subscriptionFeatureOverrides.$inferInsert;
 
+/**
+ * Normaliza las claves (FEATURE_CODE en mayúsculas, limit_name en minúsculas); dos claves que
+ * colapsan en la misma (`max_users` y `MAX_USERS`) son un 400 que las nombra, no un 409 de la base.
+ */
+export function normalizeFeatureMap(
+  features: Record<string, boolean | number>,
+  fieldPrefix: string,
+): Record<string, boolean | number> {
+  const out: Record<string, boolean | number> = {};
+  const duplicated: string[] = [];
+  for (const [key, value] of Object.entries(features)) {
+    const normalized = typeof value === "boolean" ? key.toUpperCase() : key.toLowerCase();
+    if (normalized in out) duplicated.push(key);
+    out[normalized] = value;
+  }
+  if (duplicated.length > 0) {
+    throw new AppError("validation_failed", "Some keys name the same feature or limit twice", {
+      fields: duplicated.map((k) => ({ path: `${fieldPrefix}.${k}`, message: "Duplicated key" })),
+    });
+  }
+  return out;
+}
+
 /** Traduce customFeatures a overrides; códigos desconocidos son un 422 que los nombra. */
 export async function overridesFromCustomFeatures(
   tx: Executor,
@@ -31,6 +54,7 @@ export async function overridesFromCustomFeatures(
   custom: Record<string, boolean | number>,
   fieldPrefix = "body.customFeatures",
 ): Promise<Omit<OverrideRow, "subscriptionId">[]> {
+  normalizeFeatureMap(custom, fieldPrefix);
   const entries = Object.entries(custom);
   if (entries.length === 0) return [];
   const featureCodes = entries

@@ -230,6 +230,15 @@ describe.each(["postgres", "pglite"] as const)("provisioning slice on %s", (data
       "validation_failed",
     );
 
+    // Dos claves que nombran el mismo límite (o la misma feature) son un error del cuerpo.
+    const twice = await provision(
+      body("ok-code", { customFeatures: { max_users: 10, MAX_USERS: 20, advanced_reports: true } }),
+    );
+    expectProblem(twice, 400, "validation_failed");
+    expect((twice.body as { errors: { path: string }[] }).errors.map((e) => e.path)).toEqual([
+      "body.customFeatures.MAX_USERS",
+    ]);
+
     const unknown = await provision(
       body("ok-code", { customFeatures: { NOT_A_FEATURE: true, nope_limit: 3 } }),
     );
