@@ -14,7 +14,7 @@ import {
   featureUpdateResponseSchema,
 } from "../routes/provisioning/schema";
 import { mutate, type ServiceContext } from "./mutation";
-import { overridesFromCustomFeatures } from "./provisioning";
+import { normalizeFeatureMap, overridesFromCustomFeatures } from "./provisioning";
 import { taskInFlight } from "./tenant-instances";
 
 // Tareas sobre una instancia ya existente: baja (deprovision) y cambio de features.
@@ -174,7 +174,23 @@ export async function requestDeprovision(
         );
       }
       if (instance.status === "decommissioned") {
-        throw statusConflict(instance, "it is already decommissioned");
+        // Ya dada de baja: solo queda adelantar el borrado de datos que haría la retención
+        // (p. ej. un pedido de borrado del cliente). Sin purge no hay nada que hacer.
+        if (!options.purge) throw statusConflict(instance, "it is already decommissioned");
+        if (instance.dataDroppedAt) {
+          throw statusConflict(instance, "it is already decommissioned and its data was dropped");
+        }
+        return {
+          kind: "deprovision",
+          payload: { purge: true, dataOnly: true },
+          response: (taskId) => ({
+            tenantInstanceId,
+            taskId,
+            status: "deprovisioning",
+            purge: true,
+          }),
+          audit: { action: "tenant_instance.purge_requested", after: { purge: true } },
+        };
       }
       // Dar de baja a mitad del provisioning dejaría al worker reactivándola después.
       if (await taskInFlight(tx, tenantInstanceId, ["provision"])) {
@@ -195,30 +211,13 @@ export async function requestDeprovision(
   );
 }
 
-/** Normaliza las claves (FEATURE_CODE / limit_name); dos claves que colapsan son un 400. */
-function normalizeFeatureMap(features: FeatureMap): Record<string, boolean | number> {
-  const out: Record<string, boolean | number> = {};
-  const duplicated: string[] = [];
-  for (const [key, value] of Object.entries(features)) {
-    const normalized = typeof value === "boolean" ? key.toUpperCase() : key.toLowerCase();
-    if (normalized in out) duplicated.push(key);
-    out[normalized] = value;
-  }
-  if (duplicated.length > 0) {
-    throw new AppError("validation_failed", "Some keys name the same feature or limit twice", {
-      fields: duplicated.map((k) => ({ path: `body.${k}`, message: "Duplicated key" })),
-    });
-  }
-  return out;
-}
-
 /** PUT /api/provisioning/{id}/features: el worker aplica los overrides en una transacción. */
 export async function requestFeatureUpdate(
   ctx: ServiceContext,
   tenantInstanceId: string,
   input: FeatureMap,
 ): Promise<TaskAccepted<FeatureUpdateResponse>> {
-  const features = normalizeFeatureMap(input);
+  const features = normalizeFeatureMap(input, "body");
   return acceptTask<FeatureUpdateResponse>(
     ctx,
     tenantInstanceId,

@@ -198,5 +198,44 @@ describe.each(["postgres", "pglite"] as const)(
         await registry.close();
       }
     });
+
+    it("drops the data of an instance decommissioned without purge when purge is asked later", async () => {
+      const provisioned = await call(`${stack.adminUrl}/api/provisioning/provision`, {
+        token,
+        json: await demoProvisionBody(db(), `late-purge-${database}`),
+      });
+      const { tenantInstanceId: id, taskId } = provisionResponseSchema.parse(provisioned.body);
+      expect((await finished(taskId)).status).toBe("succeeded");
+      const kept = await api(`/api/provisioning/${id}`, { method: "DELETE" });
+      expect((await finished(deprovisionResponseSchema.parse(kept.body).taskId)).status).toBe(
+        "succeeded",
+      );
+      const [decommissioned] = await db()
+        .select()
+        .from(tenantInstances)
+        .where(eq(tenantInstances.id, id));
+      // Sin purge: los datos esperan a la retención.
+      expect(decommissioned?.dataDroppedAt).toBeNull();
+
+      const purge = await api(`/api/provisioning/${id}?purge=true`, { method: "DELETE" });
+      expect(purge.status).toBe(202);
+      const purgeTask = await finished(deprovisionResponseSchema.parse(purge.body).taskId);
+      expect(purgeTask.status).toBe("succeeded");
+      // Solo el borrado: la instancia no pasa otra vez por suspendida ni por la baja.
+      expect(purgeTask.steps.map((s) => [s.name, s.status])).toEqual([
+        ["drop_tenant_data", "succeeded"],
+      ]);
+      const [row] = await db().select().from(tenantInstances).where(eq(tenantInstances.id, id));
+      expect(row).toMatchObject({
+        status: "decommissioned",
+        decommissionedAt: decommissioned?.decommissionedAt,
+        dataDroppedAt: expect.any(Date),
+      });
+      if (database === "postgres") {
+        const registry = createPostgresRegistry(stack.db.url ?? "");
+        expect(await registry.isRegistered("FARUTECH_VET", id)).toBe(false);
+        await registry.close();
+      }
+    });
   },
 );

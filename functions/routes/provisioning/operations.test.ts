@@ -1,7 +1,7 @@
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../../../core/ids";
-import { auditLog, outboxEvents, provisioningTasks } from "../../../db/schema";
+import { auditLog, outboxEvents, provisioningTasks, tenantInstances } from "../../../db/schema";
 import { seedDemo } from "../../../db/seed";
 import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
 import { demoProvisionBody } from "../../../test/support/demo";
@@ -194,6 +194,41 @@ describe.each(["postgres", "pglite"] as const)("provisioning operations on %s", 
       expectProblem(await putFeatures(inst.id, { PRODUCTION_ORDERS: true }), 422, "unprocessable");
       expect(await tasksOf(inst.id)).toEqual([]);
       expect(await eventsOf(inst.id)).toEqual([]);
+    });
+
+    it("brings the data drop of a decommissioned instance forward with purge, once", async () => {
+      const gone = await createTestInstance(db(), {
+        status: "decommissioned",
+        subscriptionStatus: "cancelled",
+      });
+      const res = await deprovision(gone.id, "?purge=true");
+      expect(res.status).toBe(202);
+      const accepted = deprovisionResponseSchema.parse(res.body);
+      expect(accepted).toMatchObject({ purge: true, status: "deprovisioning" });
+      // Un segundo pedido mientras corre devuelve la misma tarea.
+      expect((await deprovision(gone.id, "?purge=true")).body).toEqual(res.body);
+      const tasks = await tasksOf(gone.id);
+      expect(tasks).toHaveLength(1);
+      expect(tasks[0]).toMatchObject({
+        kind: "deprovision",
+        payload: { purge: true, dataOnly: true },
+      });
+      expect((await auditOf(gone.id)).map((a) => a.action)).toEqual([
+        "tenant_instance.purge_requested",
+      ]);
+
+      // Con los datos ya borrados no queda nada que adelantar.
+      await db()
+        .update(provisioningTasks)
+        .set({ status: "succeeded" })
+        .where(eq(provisioningTasks.id, accepted.taskId));
+      await db()
+        .update(tenantInstances)
+        .set({ dataDroppedAt: new Date() })
+        .where(eq(tenantInstances.id, gone.id));
+      const dropped = await deprovision(gone.id, "?purge=true");
+      expectProblem(dropped, 409, "conflict");
+      expect((dropped.body as { detail: string }).detail).toMatch(/data was dropped/);
     });
 
     it("refuses to touch decommissioned instances or ones still being provisioned", async () => {
