@@ -1,6 +1,8 @@
-import { and, eq, lt, sql } from "drizzle-orm";
+import { and, eq, isNull, lt, sql } from "drizzle-orm";
 import type { MiddlewareHandler } from "hono";
 import { AppError } from "../../core/errors";
+import { errorMessage } from "../../core/http/db-errors";
+import { requestLogger } from "../../core/http/request-context";
 import { sha256Hex } from "../../core/ids";
 import { idempotencyKeys } from "../../db/schema";
 import type { AdminEnv } from "../env";
@@ -10,12 +12,18 @@ const REPLAYED_HEADERS = ["content-type", "location", "etag"];
 
 /**
  * Respuestas que se guardan para repetirlas: los éxitos y los errores que el mismo cuerpo
- * siempre producirá (400, 413, 415, 422). 404, 409, 412, 429 y 5xx dependen del estado del
- * momento; como hace Stripe, no se fijan.
+ * siempre producirá (400, 413, 415). 404, 409, 412, 422 (cliente inactivo, código aún
+ * inexistente), 429 y 5xx dependen del estado del momento; como hace Stripe, no se fijan.
  */
 function isFinalOutcome(status: number): boolean {
-  return status < 400 || [400, 413, 415, 422].includes(status);
+  return status < 400 || [400, 413, 415].includes(status);
 }
+
+/**
+ * Una reserva sin respuesta más vieja que esto es de una petición que murió (Lambda cortada a
+ * los 30 s, proceso caído): otra petición con la misma clave la toma en vez de esperar 24 h.
+ */
+const RESERVATION_LEASE = sql`now() - interval '60 seconds'`;
 
 /**
  * Idempotency-Key en los POST: misma clave y mismo cuerpo → se repite la primera respuesta;
@@ -49,14 +57,42 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
     await db
       .delete(idempotencyKeys)
       .where(and(mine, lt(idempotencyKeys.createdAt, sql`now() - interval '24 hours'`)));
-    const [reserved] = await db
-      .insert(idempotencyKeys)
-      .values({ actor, key, method: c.req.method, path, requestHash })
-      .onConflictDoNothing()
-      .returning({ key: idempotencyKeys.key });
-    if (!reserved) {
+    const reserve = async () => {
+      const [reserved] = await db
+        .insert(idempotencyKeys)
+        .values({ actor, key, method: c.req.method, path, requestHash })
+        .onConflictDoNothing()
+        .returning({ key: idempotencyKeys.key });
+      if (reserved) return { reserved: true as const };
+      // Reserva abandonada con el mismo pedido: se toma (la condición evita que dos la tomen).
+      const [taken] = await db
+        .update(idempotencyKeys)
+        .set({ createdAt: sql`now()` })
+        .where(
+          and(
+            mine,
+            isNull(idempotencyKeys.status),
+            eq(idempotencyKeys.requestHash, requestHash),
+            lt(idempotencyKeys.createdAt, RESERVATION_LEASE),
+          ),
+        )
+        .returning({ key: idempotencyKeys.key });
+      if (taken) return { reserved: true as const };
       const [previous] = await db.select().from(idempotencyKeys).where(mine);
-      if (!previous || previous.requestHash !== requestHash) {
+      return { reserved: false as const, previous };
+    };
+    let outcome = await reserve();
+    // La otra petición acaba de liberar la clave (su fallo no se fija): se vuelve a reservar.
+    for (let i = 0; i < 3 && !outcome.reserved && !outcome.previous; i++) outcome = await reserve();
+    if (!outcome.reserved) {
+      const previous = outcome.previous;
+      if (!previous) {
+        throw new AppError(
+          "conflict",
+          "A request with this Idempotency-Key is still being processed",
+        );
+      }
+      if (previous.requestHash !== requestHash) {
         throw new AppError(
           "unprocessable",
           "This Idempotency-Key was already used with a different request",
@@ -90,14 +126,23 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
         return v ? [[h, v]] : [];
       }),
     );
-    await db
-      .update(idempotencyKeys)
-      .set({
-        status: c.res.status,
-        responseBody: body,
-        responseHeaders: headers,
-        completedAt: sql`now()`,
-      })
-      .where(mine);
+    try {
+      await db
+        .update(idempotencyKeys)
+        .set({
+          status: c.res.status,
+          responseBody: body,
+          responseHeaders: headers,
+          completedAt: sql`now()`,
+        })
+        .where(mine);
+    } catch (err) {
+      // El cambio ya se confirmó: se responde igual. Un reintento verá la clave en curso (409)
+      // hasta que venza la reserva.
+      requestLogger(c).error(
+        { error: errorMessage(err), idempotencyKey: key },
+        "idempotency response could not be stored",
+      );
+    }
   };
 }

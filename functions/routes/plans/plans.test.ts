@@ -334,6 +334,42 @@ describe.each(["postgres", "pglite"] as const)("plans on %s", (kind) => {
   });
 
   describe("errors", () => {
+    it("does not pin a 422 that depends on the catalog to an Idempotency-Key", async () => {
+      const { productId } = await catalogProduct();
+      const later = unique("F");
+      const planCode = unique();
+      const attempt = () =>
+        h.request("POST", "/api/plans", {
+          token: catalog,
+          json: {
+            productId,
+            code: planCode,
+            name: "Plan con una feature que aún no existe",
+            tier: "professional",
+            price: "10.00",
+            maxUsers: 5,
+            includedFeatures: [later],
+          },
+          headers: { "idempotency-key": `plan-${later}` },
+        });
+      expectProblem(await attempt(), 422, "unprocessable");
+      // La feature se crea después: el mismo pedido con la misma clave ahora es válido.
+      const modules = await h.request<{ items: { id: string }[] }>(
+        "GET",
+        `/api/products/${productId}/modules`,
+        { token: admin },
+      );
+      const moduleId = modules.body.items[0]?.id;
+      const feature = await h.request("POST", `/api/modules/${moduleId}/features`, {
+        token: admin,
+        json: { code: later, name: later },
+      });
+      expect(feature.status).toBe(201);
+      const retried = await attempt();
+      expect(retried.status).toBe(201);
+      expect(retried.headers.get("idempotent-replayed")).toBeNull();
+    });
+
     it("names the failing fields of a bad body", async () => {
       const { productId } = await catalogProduct();
       const res = await h.request("POST", "/api/plans", {

@@ -1,7 +1,8 @@
 import { and, eq } from "drizzle-orm";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { auditLog, outboxEvents } from "../../../db/schema";
+import { sha256Hex } from "../../../core/ids";
+import { auditLog, idempotencyKeys, outboxEvents } from "../../../db/schema";
 import { seedDemo } from "../../../db/seed";
 import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
 import { expectProblem } from "../../../test/support/http";
@@ -158,6 +159,38 @@ describe.each(["postgres", "pglite"] as const)("products on %s", (kind) => {
       expect(retried.status).toBe(201);
       expect(retried.headers.get("idempotent-replayed")).toBeNull();
       // Ahora sí queda fijada: otra repetición devuelve el 201.
+      const replayed = await attempt();
+      expect(replayed.status).toBe(201);
+      expect(replayed.headers.get("idempotent-replayed")).toBe("true");
+    });
+    it("lets a retry take over an Idempotency-Key whose first request died before answering", async () => {
+      const code = unique();
+      const json = { code, name: "Reserva abandonada" };
+      const key = `orphan-${code}`;
+      const fresh = {
+        actor: "tester-platform_admin",
+        key,
+        method: "POST",
+        path: "/api/products",
+        requestHash: await sha256Hex(`POST /api/products\n${JSON.stringify(json)}`),
+      };
+      // Reserva reciente sin respuesta: la primera petición sigue en curso.
+      await h.db.handle.db.insert(idempotencyKeys).values(fresh);
+      const attempt = () =>
+        h.request("POST", "/api/products", {
+          token: admin,
+          json,
+          headers: { "idempotency-key": key },
+        });
+      expectProblem(await attempt(), 409, "conflict");
+      // La misma reserva, de hace dos minutos: la petición murió (Lambda cortada, proceso caído).
+      await h.db.handle.db
+        .update(idempotencyKeys)
+        .set({ createdAt: new Date(Date.now() - 120_000) })
+        .where(and(eq(idempotencyKeys.actor, fresh.actor), eq(idempotencyKeys.key, key)));
+      const retried = await attempt();
+      expect(retried.status).toBe(201);
+      expect(retried.headers.get("idempotent-replayed")).toBeNull();
       const replayed = await attempt();
       expect(replayed.status).toBe(201);
       expect(replayed.headers.get("idempotent-replayed")).toBe("true");
