@@ -43,6 +43,13 @@ export function mapDatabaseError(err: unknown): AppError | undefined {
         },
       );
     case "23503":
+      // Trigger de tenant_instances: el cliente se borró mientras se creaba la instancia.
+      if (pg.constraint === "tenant_instances_live_customer") {
+        return new AppError("not_found", "The customer does not exist or was deleted", {
+          cause: err,
+          fields: [{ path: "body.customerId", message: "Unknown customer" }],
+        });
+      }
       return new AppError(
         "unprocessable",
         `A referenced resource does not exist or does not match${constraint}`,

@@ -1,4 +1,5 @@
 import { and, eq, inArray } from "drizzle-orm";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../../../core/logger";
 import {
@@ -10,7 +11,7 @@ import {
   subscriptions,
   tenantInstances,
 } from "../../../db/schema";
-import { seedDemo } from "../../../db/seed";
+import { demoProvisionBody, seedDemo } from "../../../db/seed";
 import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
 import { createApiClient } from "../../../test/support/clients";
 import { expectProblem } from "../../../test/support/http";
@@ -157,6 +158,12 @@ describe.each(["postgres", "pglite"] as const)("customers on %s", (kind) => {
       const customer = await newCustomer(h, admin);
       const live = await subscribedInstance(customer.id, "active");
       const gone = await subscribedInstance(customer.id, "decommissioned");
+      // Suspendida y sin suscripción: el borrado no la toca (ya suspendida).
+      const spare = await insertInstance(db(), {
+        customerId: customer.id,
+        productCode: "FARUTECH_VET",
+        status: "suspended",
+      });
       expect((await entitlementsOf(db(), live)).features.DIGITAL_RECORDS).toBe(true);
 
       expectProblem(
@@ -226,19 +233,76 @@ describe.each(["postgres", "pglite"] as const)("customers on %s", (kind) => {
         409,
         "conflict",
       );
-      const fresh = await insertInstance(db(), {
-        customerId: customer.id,
-        productCode: "FARUTECH_VET",
-      });
       expectProblem(
         await h.request("POST", "/api/subscriptions", {
           token: admin,
-          json: { tenantInstanceId: fresh, planId: await planIdOf(db(), "VET_STARTER") },
+          json: { tenantInstanceId: spare, planId: await planIdOf(db(), "VET_STARTER") },
         }),
         422,
         "unprocessable",
       );
+      // Ni siquiera escribiendo directo en la base nace una instancia de un cliente borrado.
+      await expect(
+        insertInstance(db(), { customerId: customer.id, productCode: "FARUTECH_VET" }),
+      ).rejects.toThrow();
     });
+
+    it.runIf(kind === "postgres")(
+      "a provision racing the customer's deletion never leaves a live instance of a deleted customer",
+      async () => {
+        // Orden 1: el borrado tiene la fila cuando llega la provisión (ya pasó su lectura previa).
+        const first = await newCustomer(h, admin);
+        const body = {
+          ...(await demoProvisionBody(db(), `race-${suffix()}`)),
+          customerId: first.id,
+        };
+        const deleter = new pg.Client({ connectionString: h.db.url });
+        await deleter.connect();
+        try {
+          await deleter.query("begin");
+          await deleter.query(
+            "update customers set deleted_at = now(), is_active = false, row_version = row_version + 1 where id = $1",
+            [first.id],
+          );
+          const provisioning = h.request("POST", "/api/provisioning/provision", {
+            token: admin,
+            json: body,
+          });
+          await new Promise((r) => setTimeout(r, 300));
+          await deleter.query("commit");
+          expectProblem(await provisioning, 404, "not_found");
+          const rows = await db()
+            .select({ id: tenantInstances.id })
+            .from(tenantInstances)
+            .where(eq(tenantInstances.customerId, first.id));
+          expect(rows).toEqual([]);
+
+          // Orden 2: la instancia nueva está sin confirmar cuando llega el borrado; este la
+          // espera y la suspende.
+          const second = await newCustomer(h, admin);
+          const instanceId = crypto.randomUUID();
+          await deleter.query("begin");
+          await deleter.query(
+            `insert into tenant_instances (id, customer_id, product_id, instance_code, tenant_code,
+               database_tier, status, kubernetes_namespace, subdomain_url)
+             select $1, $2, id, $3, $3, 'standard', 'provisioning', $3, $3 || '.farutech.test'
+             from products where code = 'FARUTECH_VET'`,
+            [instanceId, second.id, `race-${suffix()}`],
+          );
+          const deleting = h.request("DELETE", `/api/customers/${second.id}`, { token: admin });
+          await new Promise((r) => setTimeout(r, 300));
+          await deleter.query("commit");
+          expect((await deleting).status).toBe(204);
+          const [instance] = await db()
+            .select({ status: tenantInstances.status })
+            .from(tenantInstances)
+            .where(eq(tenantInstances.id, instanceId));
+          expect(instance?.status).toBe("suspended");
+        } finally {
+          await deleter.end();
+        }
+      },
+    );
 
     it("a deleted or erased customer gets no access back through its instances", async () => {
       const customer = await newCustomer(h, admin);
