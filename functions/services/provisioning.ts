@@ -36,7 +36,8 @@ export function normalizeFeatureMap(
   const duplicated: string[] = [];
   for (const [key, value] of Object.entries(features)) {
     const normalized = typeof value === "boolean" ? key.toUpperCase() : key.toLowerCase();
-    if (normalized in out) duplicated.push(key);
+    // Object.hasOwn y no `in`: un límite llamado `constructor` no es un duplicado.
+    if (Object.hasOwn(out, normalized)) duplicated.push(key);
     out[normalized] = value;
   }
   if (duplicated.length > 0) {

@@ -208,6 +208,21 @@ describe.each(["postgres", "pglite"] as const)("products on %s", (kind) => {
       expect(paths).toEqual(expect.arrayContaining(["body.code", "body.name"]));
     });
 
+    it("names a limit listed twice instead of answering a key conflict", async () => {
+      const res = await h.request("POST", "/api/products", {
+        token: admin,
+        json: {
+          code: unique(),
+          name: "Límites repetidos",
+          limits: [{ name: "registers" }, { name: "storage_gb" }, { name: "registers" }],
+        },
+      });
+      expectProblem(res, 400, "validation_failed");
+      expect((res.body as { errors: { path: string }[] }).errors.map((e) => e.path)).toEqual([
+        "body.limits.2.name",
+      ]);
+    });
+
     // Dos conexiones reales: solo en Postgres (PGlite tiene una sola).
     it.runIf(kind === "postgres")(
       "answers 412 to a DELETE whose If-Match went stale while an edit held the row",

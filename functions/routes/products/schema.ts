@@ -70,6 +70,16 @@ export const createProductSchema = z
     limits: z
       .array(productLimitSchema)
       .max(50)
+      // Un nombre repetido es un error del cuerpo que lo nombra, no un 409 de la clave primaria.
+      .superRefine((limits, ctx) => {
+        const seen = new Set<string>();
+        limits.forEach((l, i) => {
+          if (seen.has(l.name)) {
+            ctx.addIssue({ code: "custom", path: [i, "name"], message: "Duplicated limit name" });
+          }
+          seen.add(l.name);
+        });
+      })
       .default([])
       .openapi({
         description: "Límites además de max_users",
