@@ -10,6 +10,7 @@ import { dlqEntries, provisioningTasks, tenantInstances } from "../../db/schema"
 import type { Tx } from "../../db/types";
 import { notFound } from "./concurrency";
 import { mutate, type ServiceContext } from "./mutation";
+import { taskInFlight } from "./tenant-instances";
 
 export type DlqEntryRow = typeof dlqEntries.$inferSelect;
 
@@ -118,6 +119,24 @@ async function assertReplayable(tx: Tx, message: ProvisioningTaskMessage): Promi
       `Tenant instance ${message.tenantInstanceId} is decommissioned; its ${current.kind} task cannot be replayed`,
       { extra: { taskStatus: current.status, instanceStatus: current.instanceStatus } },
     );
+  }
+  if (current.kind !== "deprovision") {
+    // Con una baja pedida, reprocesar el alta o las features correría contra una instancia que
+    // está por desaparecer (y una base creada tras el purge no se borraría nunca). La fila de la
+    // instancia bloqueada ordena este replay con el DELETE, que también la bloquea.
+    await tx
+      .select({ id: tenantInstances.id })
+      .from(tenantInstances)
+      .where(eq(tenantInstances.id, message.tenantInstanceId))
+      .for("update");
+    const deprovision = await taskInFlight(tx, message.tenantInstanceId, ["deprovision"]);
+    if (deprovision) {
+      throw new AppError(
+        "conflict",
+        `Tenant instance ${message.tenantInstanceId} is being deprovisioned (task ${deprovision.id}); its ${current.kind} task cannot be replayed`,
+        { extra: { taskStatus: current.status, deprovisionTaskId: deprovision.id } },
+      );
+    }
   }
 }
 

@@ -108,4 +108,23 @@ describe.each(["postgres", "pglite"] as const)("DLQ replay on %s", (kind) => {
     expect((await replay(deprovision.entryId)).status).toBe(202);
     expect(await republished(deprovision.correlationId)).toBe(1);
   });
+
+  it("refuses to replay a dead provision while a deprovision of its instance is pending", async () => {
+    const dead = await deadTask("provision", "failed");
+    const gone = await h.request<{ taskId: string }>(
+      "DELETE",
+      `/api/provisioning/${dead.instanceId}?purge=true`,
+      { token: admin },
+    );
+    expect(gone.status).toBe(202);
+    const res = await replay(dead.entryId);
+    expectProblem(res, 409, "conflict");
+    expect((res.body as { deprovisionTaskId?: string }).deprovisionTaskId).toBe(gone.body.taskId);
+    expect(await republished(dead.correlationId)).toBe(0);
+    const [instance] = await h.db.handle.db
+      .select({ status: tenantInstances.status })
+      .from(tenantInstances)
+      .where(eq(tenantInstances.id, dead.instanceId));
+    expect(instance?.status).not.toBe("provisioning");
+  });
 });
