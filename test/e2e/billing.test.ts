@@ -1,7 +1,7 @@
-import { count, eq } from "drizzle-orm";
+import { asc, count, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { demoInstances, demoProducts } from "../../db/demo-data";
-import { auditLog, invoices, plans } from "../../db/schema";
+import { auditLog, invoices, plans, subscriptions } from "../../db/schema";
 import { seedDemo } from "../../db/seed";
 import { call, expectProblem } from "../support/http";
 import { startTestStack, type TestStack, waitFor } from "../support/stack";
@@ -52,5 +52,39 @@ describe("billing cycle", () => {
       await call(`${stack.adminUrl}/api/billing/cycles`, { token, json: { period: "2026-13" } }),
       400,
     );
+  });
+
+  it("does not bill a period to a subscription that expired exactly when it began", async () => {
+    const db = stack.db.handle.db;
+    const [endsAtStart, endsInside] = await db
+      .select({ id: subscriptions.id })
+      .from(subscriptions)
+      .orderBy(asc(subscriptions.id))
+      .limit(2);
+    if (!endsAtStart || !endsInside) throw new Error("demo subscriptions missing");
+    // Vence a las 00:00 UTC del 1 de diciembre: diciembre no se le cobra; un milisegundo después, sí.
+    await db
+      .update(subscriptions)
+      .set({ expiresAt: new Date("2026-12-01T00:00:00.000Z") })
+      .where(eq(subscriptions.id, endsAtStart.id));
+    await db
+      .update(subscriptions)
+      .set({ expiresAt: new Date("2026-12-01T00:00:00.001Z") })
+      .where(eq(subscriptions.id, endsInside.id));
+    const token = await stack.adminToken();
+    const res = await call(`${stack.adminUrl}/api/billing/cycles`, {
+      token,
+      json: { period: "2026-12" },
+    });
+    expect(res.status).toBe(202);
+    const issued = await waitFor(async () => {
+      const rows = await db.select().from(invoices).where(eq(invoices.period, "2026-12"));
+      return rows.length >= demoInstances.length - 1 ? rows : undefined;
+    });
+    // El worker ya terminó el ciclo: una factura de más llegaría en la misma transacción.
+    const billed = issued.map((i) => i.subscriptionId);
+    expect(billed).toHaveLength(demoInstances.length - 1);
+    expect(billed).not.toContain(endsAtStart.id);
+    expect(billed).toContain(endsInside.id);
   });
 });

@@ -1,4 +1,4 @@
-import { and, eq, gte, isNull, lt, or } from "drizzle-orm";
+import { and, eq, gt, isNull, lt, or } from "drizzle-orm";
 import type { z } from "zod";
 import { billingCycleSchema } from "../../contracts/events";
 import { writeAudit } from "../../db/audit";
@@ -47,7 +47,7 @@ export function billingWorker(deps: {
               eq(subscriptions.status, "active"),
               eq(tenantInstances.status, "active"),
               lt(subscriptions.startsAt, end),
-              or(isNull(subscriptions.expiresAt), gte(subscriptions.expiresAt, start)),
+              or(isNull(subscriptions.expiresAt), gt(subscriptions.expiresAt, start)),
             ),
           );
         if (billable.length === 0) return [];
