@@ -136,6 +136,36 @@ describe("worker runtime", () => {
     await sub.stop();
   }, 30_000);
 
+  it("dead-letters from the advisory a message that is not JSON instead of retrying the advisory forever", async () => {
+    const def = {
+      name: "advisory-garbage-worker",
+      domain: "billing" as const,
+      filterSubject: "billing.tasks.garbage",
+      schema: z.object({ n: z.number() }),
+      async handle() {},
+    };
+    const options = { bus, logger: silentLogger, deadLetters: createDeadLetterStore(db.handle.db) };
+    const sub = await listenMaxDeliveries(def, options, silentLogger);
+    try {
+      const consumer = await ensureConsumer(bus, def, 1_000);
+      const raw = `not json ${newId()}`;
+      await bus.js.publish("billing.tasks.garbage", new TextEncoder().encode(raw));
+      await receiveWithoutAck(consumer);
+      expect(await consumer.next({ expires: 3_000 })).toBeNull();
+      const rows = await waitFor(async () => {
+        const r = await db.handle.db
+          .select()
+          .from(dlqEntries)
+          .where(eq(dlqEntries.rawPayload, raw));
+        return r.length > 0 ? r : undefined;
+      });
+      expect(rows).toHaveLength(1);
+      expect(rows[0]).toMatchObject({ eventId: null, envelope: null, deliveries: 5 });
+    } finally {
+      await sub.stop();
+    }
+  }, 30_000);
+
   it("keeps every message it holds alive while handlers run longer than the ack wait", async () => {
     const seen: { n: number; delivery: number }[] = [];
     const slow = await startWorker(

@@ -217,8 +217,19 @@ export async function listenMaxDeliveries<T>(
   const messages = await consumer.consume({ max_messages: 16 });
   const loop = (async () => {
     for await (const m of messages) {
+      // Un advisory ilegible no mejora reintentándolo: sin stream_seq no hay mensaje que llevar a
+      // la DLQ. Se registra y se termina en vez de reintentarlo para siempre.
+      const advisory = maxDeliveriesAdvisorySchema.safeParse(jsonOrUndefined(m.data));
+      if (!advisory.success) {
+        logger.error(
+          { advisorySequence: m.seq },
+          "unreadable MAX_DELIVERIES advisory; terminated without dead-lettering",
+        );
+        m.term();
+        continue;
+      }
       try {
-        await handleMaxDeliveriesAdvisory(def, options, logger, stream, m.json());
+        await handleMaxDeliveriesAdvisory(def, options, logger, stream, advisory.data);
         m.ack();
       } catch (err) {
         const delayMs = retryDelayMs(m.info.deliveryCount);
@@ -243,9 +254,8 @@ async function handleMaxDeliveriesAdvisory<T>(
   options: WorkerOptions,
   logger: Logger,
   stream: string,
-  payload: unknown,
+  advisory: z.infer<typeof maxDeliveriesAdvisorySchema>,
 ): Promise<void> {
-  const advisory = maxDeliveriesAdvisorySchema.parse(payload);
   const jsm = await options.bus.jsm();
   const stored = await jsm.streams.getMessage(stream, { seq: advisory.stream_seq });
   if (!stored) {
@@ -255,7 +265,8 @@ async function handleMaxDeliveriesAdvisory<T>(
     );
     return;
   }
-  const envelope = eventEnvelopeSchema.safeParse(stored.json());
+  // Un mensaje que no es JSON también va a la DLQ (con su contenido crudo), no a un bucle.
+  const envelope = eventEnvelopeSchema.safeParse(jsonOrUndefined(stored.data));
   const data = envelope.success ? def.schema.safeParse(envelope.data.data) : undefined;
   // El último intento pudo terminar el trabajo y perder solo el ack: no es un fallo.
   if (
@@ -290,6 +301,14 @@ async function handleMaxDeliveriesAdvisory<T>(
     },
     "message dead-lettered from MAX_DELIVERIES advisory",
   );
+}
+
+function jsonOrUndefined(data: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(data));
+  } catch {
+    return undefined;
+  }
 }
 
 function domainOfStream(stream: string): Domain {
