@@ -60,7 +60,7 @@ export interface FarutechClient {
   accessToken(): Promise<string>;
   /** `{ Authorization: "Bearer …" }` con un token vigente (OFREP u otras llamadas al edge). */
   ofrepHeaders(): Promise<Record<string, string>>;
-  /** fetch que añade el bearer token y reintenta una vez si el edge responde 401. */
+  /** fetch que añade el bearer token y reintenta una vez si el edge responde 401 (con backoff). */
   authorizedFetch: FetchLike;
   /** Revoca el refresh token (mejor esfuerzo) y deja el cliente inservible. */
   close(): Promise<void>;
@@ -186,9 +186,15 @@ class Client implements FarutechClient {
       return { token, res: await this.transport.fetch(request) };
     };
     const first = await attempt(original.clone());
-    if (first.res.status !== 401) return first.res;
-    this.tokens.invalidate(first.token);
-    return (await attempt(original)).res;
+    if (first.res.status !== 401) {
+      this.tokens.accepted(first.token);
+      return first.res;
+    }
+    // Un solo reintento por petición, y ninguno si otro token forzado hace poco también fue rechazado.
+    if (!this.tokens.invalidate(first.token)) return first.res;
+    const second = await attempt(original);
+    if (second.res.status !== 401) this.tokens.accepted(second.token);
+    return second.res;
   };
 
   async close(): Promise<void> {
@@ -281,12 +287,12 @@ class Client implements FarutechClient {
   private async load(): Promise<EdgeSnapshot> {
     let token = await this.tokens.accessToken();
     let res = await this.getEntitlements(token);
-    if (res.status === 401) {
-      // Puede ser una rotación de claves del edge: un token nuevo y un solo reintento.
-      this.tokens.invalidate(token);
+    // Puede ser una rotación de claves del edge: un token nuevo y un solo reintento, con backoff.
+    if (res.status === 401 && this.tokens.invalidate(token)) {
       token = await this.tokens.accessToken();
       res = await this.getEntitlements(token);
     }
+    if (res.status !== 401) this.tokens.accepted(token);
     const now = this.now();
     const servedStale = res.headers.get(EDGE_STALE_HEADER) === "1";
     if (res.status === 304 && this.edge) {

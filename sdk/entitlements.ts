@@ -4,7 +4,8 @@ import { FarutechError } from "./errors";
 export interface Entitlements {
   instanceId: string;
   productCode: string;
-  planCode: string;
+  /** null si la instancia no tiene suscripción ni plan (status `no_subscription`). */
+  planCode: string | null;
   status: string;
   features: Record<string, boolean>;
   limits: Record<string, number>;
@@ -57,7 +58,7 @@ export function parseEntitlements(body: unknown): Entitlements {
   if (
     typeof instanceId !== "string" ||
     typeof productCode !== "string" ||
-    typeof planCode !== "string" ||
+    (typeof planCode !== "string" && planCode !== null) ||
     typeof status !== "string" ||
     typeof version !== "string" ||
     !isRecordOf(features, isBoolean) ||

@@ -20,6 +20,7 @@ import {
 import { seedDemo } from "../db/seed";
 import type { Database } from "../db/types";
 import { createNodeEdgeApp } from "../edge/node";
+import { insertInstance } from "../functions/routes/subscriptions/test-fixtures";
 import { createApiClient } from "../test/support/clients";
 import { createPostgresTestDatabase, type TestDatabase } from "../test/support/databases";
 import { formPost } from "../test/support/edge";
@@ -124,8 +125,15 @@ afterAll(async () => {
   await db?.drop();
 });
 
+interface Tamper {
+  /** Reescribe el cuerpo de un 200 de /oauth/token. */
+  transform?: (body: Record<string, unknown>) => Record<string, unknown>;
+  /** Respuesta simulada en lugar de la del edge (fallos que el edge real no da a voluntad). */
+  fault?: (path: string) => Response | undefined;
+}
+
 /** fetch real que anota cada petición al edge (y los refresh tokens que emite). */
-function recordingFetch(transform?: (body: Record<string, unknown>) => Record<string, unknown>) {
+function recordingFetch({ transform, fault }: Tamper = {}) {
   const calls: Call[] = [];
   const fetchImpl: FetchLike = async (input, init) => {
     const request = new Request(input, init);
@@ -141,7 +149,7 @@ function recordingFetch(transform?: (body: Record<string, unknown>) => Record<st
       ifNoneMatch: request.headers.get("if-none-match"),
     };
     calls.push(call);
-    let res = await fetch(request);
+    let res = fault?.(path) ?? (await fetch(request));
     call.status = res.status;
     if (path === "/oauth/token" && res.ok) {
       let body = (await res.json()) as Record<string, unknown>;
@@ -161,12 +169,9 @@ function recordingFetch(transform?: (body: Record<string, unknown>) => Record<st
   };
 }
 
-function testClient(
-  overrides: Partial<FarutechClientOptions> = {},
-  transform?: (body: Record<string, unknown>) => Record<string, unknown>,
-) {
+function testClient(overrides: Partial<FarutechClientOptions> = {}, tamper: Tamper = {}) {
   const clock = { t: Date.now() };
-  const recorder = recordingFetch(transform);
+  const recorder = recordingFetch(tamper);
   const client = createFarutechClient({
     edgeUrl: edge.url,
     clientId: tenant.id,
@@ -269,7 +274,10 @@ describe("tokens", () => {
 
   it("works with an edge that returns no refresh_token", async () => {
     // Simula el edge anterior al grant refresh_token quitando el campo de la respuesta real.
-    const { client, clock, recorder } = testClient({}, ({ refresh_token: _drop, ...rest }) => rest);
+    const { client, clock, recorder } = testClient(
+      {},
+      { transform: ({ refresh_token: _drop, ...rest }) => rest },
+    );
     await client.accessToken();
     clock.t += 25_000;
     await client.accessToken();
@@ -277,6 +285,111 @@ describe("tokens", () => {
       "client_credentials",
       "client_credentials",
     ]);
+    await client.close();
+  });
+
+  it("keeps the valid token after a failed renewal (5xx or 429) and backs off up to 30 s", async () => {
+    let tokenFault: (() => Response) | undefined;
+    const { client, clock, recorder } = testClient(
+      {},
+      {
+        // 600 s de vida (renueva a los 480 s): cabe toda la espera antes de que venza.
+        transform: (body) => ({ ...body, expires_in: 600 }),
+        fault: (path) => (path === "/oauth/token" ? tokenFault?.() : undefined),
+      },
+    );
+    const first = await client.accessToken();
+    const statuses = () => recorder.tokens().map((c) => c.status);
+    clock.t += 480_000;
+
+    // Un 429 con el token aún válido no se lanza, y su Retry-After (5 s) pesa más que el paso de 1 s.
+    tokenFault = () =>
+      Response.json(
+        { error: "invalid_client", error_description: "too many failures" },
+        { status: 429, headers: { "retry-after": "5" } },
+      );
+    expect(await client.accessToken()).toBe(first);
+    clock.t += 4_999;
+    expect(await client.accessToken()).toBe(first);
+    expect(statuses()).toEqual([200, 429]);
+    clock.t += 1;
+
+    tokenFault = () => new Response(null, { status: 503 });
+    const steps = [2_000, 4_000, 8_000, 16_000, 30_000, 30_000];
+    for (const waitMs of steps) {
+      expect(await client.accessToken()).toBe(first);
+      clock.t += waitMs - 1;
+      // Dentro de la espera: el token actual y ninguna petición (ni un timeout por llamada).
+      expect(await client.accessToken()).toBe(first);
+      expect(await client.accessToken()).toBe(first);
+      clock.t += 1;
+    }
+    expect(statuses()).toEqual([200, 429, ...steps.map(() => 503)]);
+
+    tokenFault = undefined;
+    const renewed = await client.accessToken();
+    expect(renewed).not.toBe(first);
+    expect(recorder.tokens().at(-1)).toMatchObject({ grantType: "refresh_token", status: 200 });
+
+    // Sin token válido no hay a qué recurrir: cada llamada pide y el error se lanza, como siempre.
+    clock.t += 600_000;
+    tokenFault = () => new Response(null, { status: 503 });
+    await expect(client.accessToken()).rejects.toBeInstanceOf(FarutechUnavailableError);
+    await expect(client.accessToken()).rejects.toMatchObject({ code: "server_error", status: 503 });
+    tokenFault = () =>
+      Response.json({ error: "invalid_client" }, { status: 429, headers: { "retry-after": "5" } });
+    await expect(client.accessToken()).rejects.toMatchObject({
+      name: "FarutechAuthError",
+      status: 429,
+      retryAfterSeconds: 5,
+    });
+    expect(statuses().slice(-3)).toEqual([503, 503, 429]);
+    tokenFault = undefined;
+    await client.close();
+  });
+
+  it("retries a 401 once per request and backs off while fresh tokens are rejected too", async () => {
+    let reject = true;
+    const { client, clock, recorder } = testClient(
+      {},
+      {
+        // Un edge que rechaza todo token (p. ej. claves mal rotadas), sin tocar su configuración.
+        fault: (path) =>
+          reject && path === "/v1/entitlements"
+            ? Response.json(
+                { code: "invalid_token", detail: "Token signed with an unknown key" },
+                { status: 401, headers: { "content-type": "application/problem+json" } },
+              )
+            : undefined,
+      },
+    );
+    const url = `${edge.url}/v1/entitlements?instanceId=${norteId}`;
+    const counts = () => [recorder.tokens().length, recorder.entitlements().length];
+
+    // Primer 401: un token nuevo y un solo reintento.
+    expect((await client.authorizedFetch(url)).status).toBe(401);
+    expect(counts()).toEqual([2, 2]);
+    // El token nuevo también fue rechazado: dentro de la espera (1 s) ni token nuevo ni reintento.
+    expect((await client.authorizedFetch(url)).status).toBe(401);
+    expect(counts()).toEqual([2, 3]);
+    clock.t += 1_000;
+    expect((await client.authorizedFetch(url)).status).toBe(401);
+    expect(counts()).toEqual([3, 5]);
+    // La espera crece a 2 s; la lectura de entitlements respeta la misma.
+    clock.t += 1_999;
+    expect((await client.authorizedFetch(url)).status).toBe(401);
+    await expect(client.refresh()).rejects.toMatchObject({ code: "invalid_token", status: 401 });
+    expect(counts()).toEqual([3, 7]);
+    clock.t += 1;
+    await expect(client.refresh()).rejects.toBeInstanceOf(FarutechAuthError);
+    expect(counts()).toEqual([4, 9]);
+
+    // Cuando el edge acepta el token, el siguiente 401 vuelve a reintentarse enseguida.
+    reject = false;
+    expect((await client.authorizedFetch(url)).status).toBe(200);
+    reject = true;
+    expect((await client.authorizedFetch(url)).status).toBe(401);
+    expect(counts()).toEqual([5, 12]);
     await client.close();
   });
 
@@ -346,6 +459,36 @@ describe("entitlements", () => {
       ...expected,
     });
     expect(client.peek()).toMatchObject({ source: "edge", features: expected.features });
+    await client.close();
+  });
+
+  it("reads an instance without subscription: planCode null and everything off", async () => {
+    const database = db.handle.db;
+    const instanceId = await insertInstance(database, {
+      customerId: patitasId,
+      productCode: "FARUTECH_VET",
+    });
+    const bare = await createApiClient(database, {
+      kind: "tenant",
+      roles: ["tenant_app"],
+      customerId: patitasId,
+      instanceIds: [instanceId],
+    });
+    const { client } = testClient({ clientId: bare.id, clientSecret: bare.secret, instanceId });
+    expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(false);
+    expect(await client.limit("max_users")).toBeUndefined();
+    const snapshot = await client.snapshot();
+    expect(snapshot).toMatchObject({
+      source: "edge",
+      stale: false,
+      instanceId,
+      productCode: "FARUTECH_VET",
+      planCode: null,
+      status: "no_subscription",
+      limits: {},
+    });
+    expect(Object.keys(snapshot.features)).toEqual(Object.keys(expectedNorte().features).sort());
+    expect(Object.values(snapshot.features).every((on) => !on)).toBe(true);
     await client.close();
   });
 

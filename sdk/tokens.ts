@@ -32,11 +32,48 @@ function basicAuth(id: string, secret: string): string {
   return `Basic ${btoa(`${enc(id)}:${enc(secret)}`)}`;
 }
 
+const BACKOFF_BASE_MS = 1_000;
+const BACKOFF_MAX_MS = 30_000;
+
+/** Espera exponencial con tope entre intentos fallidos seguidos. */
+class Backoff {
+  private failures = 0;
+  private until = 0;
+
+  active(now: number): boolean {
+    return now < this.until;
+  }
+
+  /** Registra un fallo; `atLeastMs` respeta un Retry-After mayor que el paso exponencial. */
+  fail(now: number, atLeastMs = 0): void {
+    const step = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.failures);
+    this.failures += 1;
+    this.until = now + Math.max(step, atLeastMs);
+  }
+
+  reset(): void {
+    this.failures = 0;
+    this.until = 0;
+  }
+}
+
+// 429 (client_id bloqueado por fallos) dice "aún no", no "credenciales malas": como un 5xx.
+function isTransient(err: unknown): err is FarutechError {
+  return (
+    err instanceof FarutechUnavailableError ||
+    (err instanceof FarutechAuthError && err.status === 429)
+  );
+}
+
 /** Tokens OAuth del cliente: uno a la vez (single-flight), renovado antes de vencer. */
 export class TokenSource {
   private current: Token | undefined;
   private inflight: Promise<Token> | undefined;
   private readonly refreshRatio: number;
+  /** Renovaciones fallidas por indisponibilidad o 429. */
+  private readonly renewal = new Backoff();
+  /** Tokens rechazados con 401: limita cuántas veces se fuerza uno nuevo. */
+  private readonly rejection = new Backoff();
 
   constructor(private readonly options: TokenSourceOptions) {
     this.refreshRatio = options.refreshRatio ?? 0.8;
@@ -47,28 +84,68 @@ export class TokenSource {
     const now = this.options.now();
     const current = this.current;
     if (current && now < current.refreshAt) return current.accessToken;
+    const valid = current && now < current.expiresAt ? current : undefined;
+    // Tras un fallo no se vuelve a pedir hasta que pase la espera: el token actual aún vale
+    // y así ninguna llamada de la app paga un timeout por intento.
+    if (valid && this.renewal.active(now)) return valid.accessToken;
     if (!this.inflight) {
-      this.inflight = this.obtain().finally(() => {
-        this.inflight = undefined;
-      });
+      this.inflight = this.obtain()
+        .then(
+          (token) => {
+            this.renewal.reset();
+            return token;
+          },
+          (err: unknown) => {
+            if (isTransient(err)) {
+              const retryAfterMs =
+                err instanceof FarutechAuthError ? (err.retryAfterSeconds ?? 0) * 1000 : 0;
+              this.renewal.fail(this.options.now(), retryAfterMs);
+            }
+            throw err;
+          },
+        )
+        .finally(() => {
+          this.inflight = undefined;
+        });
     }
     try {
       return (await this.inflight).accessToken;
     } catch (err) {
       // Renovar antes de tiempo da margen: si el edge no responde, el token aún válido sirve.
-      if (err instanceof FarutechUnavailableError && current && now < current.expiresAt) {
-        this.options.logger.warn({ code: err.code }, "token renewal failed, current token kept");
-        return current.accessToken;
+      if (valid && isTransient(err)) {
+        this.options.logger.warn(
+          { code: err.code, status: err.status },
+          "token renewal failed, current token kept",
+        );
+        return valid.accessToken;
       }
       throw err;
     }
   }
 
-  /** El edge rechazó este access token (p. ej. rotación de claves): el siguiente se pide de nuevo. */
-  invalidate(accessToken: string): void {
-    if (this.current?.accessToken === accessToken) {
-      this.current = { ...this.current, refreshAt: 0, expiresAt: 0 };
+  /**
+   * El edge rechazó este access token (p. ej. rotación de claves). Devuelve si conviene reintentar
+   * con otro: no si ya se forzó uno hace poco, para que un 401 persistente no pida un token por
+   * petición.
+   */
+  invalidate(accessToken: string): boolean {
+    const current = this.current;
+    if (!current) return false;
+    // Otra petición ya lo invalidó o lo cambió: se reintenta con el siguiente sin forzar nada.
+    if (current.accessToken !== accessToken || current.expiresAt === 0) return true;
+    const now = this.options.now();
+    if (this.rejection.active(now)) {
+      this.options.logger.debug({}, "access token rejected again, renewal deferred");
+      return false;
     }
+    this.rejection.fail(now);
+    this.current = { ...current, refreshAt: 0, expiresAt: 0 };
+    return true;
+  }
+
+  /** El edge aceptó este token: el próximo 401 ya no es "el mismo problema" y se reintenta. */
+  accepted(accessToken: string): void {
+    if (this.current?.accessToken === accessToken) this.rejection.reset();
   }
 
   /** Refresh token vigente, para revocarlo al cerrar. */
