@@ -97,7 +97,8 @@ export async function updateCustomer(
   ifMatch: number | undefined,
 ) {
   return mutate(ctx, async (tx) => {
-    const before = await loadCustomer(tx, id);
+    // Bloqueada: dos PATCH sin If-Match se ordenan en vez de responder 412 al segundo.
+    const [before] = await tx.select().from(customers).where(eq(customers.id, id)).for("update");
     if (!before) throw notFound("Customer", id);
     if (ifMatch !== undefined && before.rowVersion !== ifMatch) throw stale(id);
     if (before.erasedAt) {

@@ -22,12 +22,15 @@ export interface LoadedSubscription {
 export async function loadSubscription(
   db: Executor,
   id: string,
+  options: { forUpdate?: boolean } = {},
 ): Promise<LoadedSubscription | undefined> {
-  const [row] = await db
+  const query = db
     .select({ subscription: subscriptions, planCode: plans.code })
     .from(subscriptions)
     .innerJoin(plans, eq(plans.id, subscriptions.planId))
     .where(eq(subscriptions.id, id));
+  // Las escrituras bloquean la fila: dos cambios sin If-Match se ordenan en vez de dar 412.
+  const [row] = options.forUpdate ? await query.for("update", { of: subscriptions }) : await query;
   return row;
 }
 
@@ -185,7 +188,7 @@ export async function updateSubscription(
   ifMatch: number | undefined,
 ): Promise<LoadedSubscription> {
   return mutate(ctx, async (tx) => {
-    const before = await loadSubscription(tx, id);
+    const before = await loadSubscription(tx, id, { forUpdate: true });
     if (!before) throw notFound("Subscription", id);
     const current = before.subscription;
     if (ifMatch !== undefined && current.rowVersion !== ifMatch) throw stale(id);
@@ -251,7 +254,7 @@ export async function cancelSubscription(
   ifMatch: number | undefined,
 ): Promise<LoadedSubscription> {
   return mutate(ctx, async (tx) => {
-    const before = await loadSubscription(tx, id);
+    const before = await loadSubscription(tx, id, { forUpdate: true });
     if (!before) throw notFound("Subscription", id);
     const current = before.subscription;
     if (ifMatch !== undefined && current.rowVersion !== ifMatch) throw stale(id);

@@ -524,6 +524,33 @@ describe.each(["postgres", "pglite"] as const)("customers on %s", (kind) => {
   });
 
   describe("errors", () => {
+    it.runIf(kind === "postgres")(
+      "serializes a PATCH without If-Match behind a concurrent change instead of answering 412",
+      async () => {
+        const customer = await newCustomer(h, admin);
+        const other = new pg.Client({ connectionString: h.db.url });
+        await other.connect();
+        try {
+          await other.query("begin");
+          await other.query(
+            "update customers set row_version = row_version + 1, updated_at = now() where id = $1",
+            [customer.id],
+          );
+          const patching = h.request("PATCH", `/api/customers/${customer.id}`, {
+            token: admin,
+            json: { billingEmail: `otra-${suffix()}@clinica.example` },
+          });
+          await new Promise((r) => setTimeout(r, 300));
+          await other.query("commit");
+          const res = await patching;
+          expect(res.status).toBe(200);
+          expect(res.headers.get("etag")).toBe('"v3"');
+        } finally {
+          await other.end();
+        }
+      },
+    );
+
     it("maps a duplicate tax id in the same country to 409, not in another country", async () => {
       const first = await newCustomer(h, admin);
       const dup = await h.request("POST", "/api/customers", {

@@ -1,4 +1,5 @@
 import { and, eq } from "drizzle-orm";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { auditLog, outboxEvents } from "../../../db/schema";
 import { seedDemo } from "../../../db/seed";
@@ -269,6 +270,40 @@ describe.each(["postgres", "pglite"] as const)("subscriptions on %s", (kind) => 
   });
 
   describe("errors", () => {
+    // Dos conexiones reales: solo en Postgres.
+    it.runIf(kind === "postgres")(
+      "serializes a PATCH without If-Match behind a concurrent change instead of answering 412",
+      async () => {
+        const { instanceId } = await bareInstance();
+        const { sub, res: created } = await subscribe({
+          tenantInstanceId: instanceId,
+          planId: vetStarter,
+        });
+        expect(created.headers.get("etag")).toBe('"v1"');
+        const other = new pg.Client({ connectionString: h.db.url });
+        await other.connect();
+        try {
+          await other.query("begin");
+          await other.query(
+            "update subscriptions set row_version = row_version + 1, updated_at = now() where id = $1",
+            [sub.id],
+          );
+          const patching = h.request<Sub>("PATCH", `/api/subscriptions/${sub.id}`, {
+            token: admin,
+            json: { planId: vetEnterprise },
+          });
+          await new Promise((r) => setTimeout(r, 300));
+          await other.query("commit");
+          const res = await patching;
+          expect(res.status).toBe(200);
+          // Se aplicó sobre la versión 2 que dejó la otra transacción.
+          expect(res.headers.get("etag")).toBe('"v3"');
+        } finally {
+          await other.end();
+        }
+      },
+    );
+
     it("rejects a plan of another product with 422 and a subscribed instance with 409", async () => {
       const { instanceId } = await bareInstance();
       const other = await h.request("POST", "/api/subscriptions", {
