@@ -638,3 +638,21 @@ export const webhookEndpoints = pgTable(
     index("webhook_endpoints_keyset_idx").on(t.createdAt, t.id),
   ],
 );
+
+// Entregas confirmadas por (evento, endpoint): una reentrega o un replay solo envía a los pendientes.
+export const webhookDeliveries = pgTable(
+  "webhook_deliveries",
+  {
+    eventId: uuid("event_id").notNull(),
+    endpointId: uuid("endpoint_id")
+      .notNull()
+      .references(() => webhookEndpoints.id, { onDelete: "cascade" }),
+    deliveredAt: timestamp("delivered_at", { withTimezone: true, precision: 3 })
+      .notNull()
+      .defaultNow(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.eventId, t.endpointId] }),
+    index("webhook_deliveries_endpoint_idx").on(t.endpointId),
+  ],
+);

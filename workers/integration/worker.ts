@@ -1,15 +1,18 @@
-import { and, eq, or } from "drizzle-orm";
-import type { z } from "zod";
+import { and, asc, eq, or, sql } from "drizzle-orm";
+import { z } from "zod";
 import { entitlementsChangedSchema } from "../../contracts/events";
-import { subjects } from "../../contracts/streams";
+import { streams, subjects } from "../../contracts/streams";
 import type { SecretBox } from "../../core/secret-box";
 import { SIGNATURE_HEADER, signWebhook } from "../../core/webhook-signature";
-import { tenantInstances, webhookEndpoints } from "../../db/schema";
+import { dlqEntries, tenantInstances, webhookDeliveries, webhookEndpoints } from "../../db/schema";
 import type { Database } from "../../db/types";
 import type { WorkerDefinition } from "../runtime/consumer";
-import { PermanentError } from "../runtime/errors";
+import { errorMessage, PermanentError } from "../runtime/errors";
 
 export const INTEGRATION_WORKER = "integration-worker";
+
+// Envíos simultáneos por mensaje: un endpoint lento no retrasa a los demás.
+const DELIVERY_LANES = 4;
 
 export interface IntegrationWorkerDeps {
   db: Database;
@@ -17,23 +20,134 @@ export interface IntegrationWorkerDeps {
   timeoutMs?: number;
 }
 
-// Entrega firmada de entitlements.changed a los endpoints del producto o de la instancia, con la
-// misma política de reintentos y DLQ. Un receptor puede recibir un evento más de una vez:
-// deduplica por Farutech-Event-Id.
-export function integrationWorker(
-  deps: IntegrationWorkerDeps,
-): WorkerDefinition<z.infer<typeof entitlementsChangedSchema>> {
+/**
+ * El replay de la DLQ publica los mismos datos con un id de evento nuevo: la clave de entrega
+ * (id del evento original) viaja en los datos para no reenviar a los endpoints ya servidos.
+ */
+export const integrationEventSchema = entitlementsChangedSchema.extend({
+  webhookEventId: z.uuid().optional(),
+});
+export type IntegrationEvent = z.infer<typeof integrationEventSchema>;
+
+type Endpoint = typeof webhookEndpoints.$inferSelect;
+
+type DeliveryOutcome = { ok: true } | { ok: false; permanent: boolean; reason: string };
+
+interface EndpointFailure {
+  endpoint: Endpoint;
+  permanent: boolean;
+  reason: string;
+}
+
+/** 4xx (salvo 408 y 429) no mejora reintentando. */
+function isPermanentStatus(status: number): boolean {
+  return status >= 400 && status < 500 && status !== 408 && status !== 429;
+}
+
+/** URL sin credenciales ni query (pueden llevar tokens) para logs y la DLQ. */
+function displayUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.origin}${u.pathname}`;
+  } catch {
+    return "<invalid url>";
+  }
+}
+
+/** Aplica `fn` a cada elemento, como mucho `lanes` a la vez, empezando en el orden dado. */
+async function inLanes<T, R>(items: T[], lanes: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = [];
+  let next = 0;
+  const lane = async () => {
+    for (let i = next++; i < items.length; i = next++) {
+      const item = items[i];
+      if (item !== undefined) results[i] = await fn(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(lanes, items.length) }, lane));
+  return results;
+}
+
+function describeFailures(failures: EndpointFailure[], total: number): string {
+  const parts = failures.map(
+    (f) =>
+      `endpoint ${f.endpoint.id} (${displayUrl(f.endpoint.url)}) ${f.reason} [${f.permanent ? "permanent" : "transient"}]`,
+  );
+  return `webhook delivery failed for ${failures.length} of ${total} endpoints: ${parts.join("; ")}`;
+}
+
+/*
+ * Entrega firmada de entitlements.changed a los endpoints del producto o de la instancia. Cada
+ * endpoint es independiente: las entregas confirmadas se registran por (evento, endpoint) y una
+ * reentrega o un replay solo envía a los pendientes. Mientras quede alguno, el mensaje falla con
+ * la política común: se reintenta si algún fallo es transitorio y va a la DLQ cuando solo quedan
+ * permanentes (o se agotan las entregas). Un receptor puede recibir un evento más de una vez:
+ * deduplica por Farutech-Event-Id, que se conserva también en un replay.
+ */
+export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition<IntegrationEvent> {
+  const timeoutMs = deps.timeoutMs ?? 5_000;
+
+  const post = async (endpoint: Endpoint, eventId: string, body: string) => {
+    const secret = await deps.secretBox.decrypt(endpoint.secretEncrypted);
+    const timestamp = Math.floor(Date.now() / 1000);
+    const res = await fetch(endpoint.url, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        [SIGNATURE_HEADER]: await signWebhook(secret, body, timestamp),
+        "Farutech-Event-Id": eventId,
+      },
+      body,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    // Un cuerpo sin leer retiene la conexión; no se necesita, así que se descarta siempre.
+    await res.body?.cancel().catch(() => {});
+    return res.status;
+  };
+
+  const deliver = async (
+    endpoint: Endpoint,
+    eventId: string,
+    body: string,
+  ): Promise<DeliveryOutcome> => {
+    let status: number;
+    try {
+      status = await post(endpoint, eventId, body);
+    } catch (err) {
+      return { ok: false, permanent: false, reason: `failed: ${errorMessage(err)}` };
+    }
+    if (status < 200 || status >= 300) {
+      return { ok: false, permanent: isPermanentStatus(status), reason: `answered ${status}` };
+    }
+    try {
+      await deps.db
+        .insert(webhookDeliveries)
+        .values({ eventId, endpointId: endpoint.id })
+        .onConflictDoNothing();
+    } catch (err) {
+      // Entregado pero sin registrar: se reenviará (el receptor deduplica por id de evento).
+      return {
+        ok: false,
+        permanent: false,
+        reason: `delivered but not recorded: ${errorMessage(err)}`,
+      };
+    }
+    return { ok: true };
+  };
+
   return {
     name: INTEGRATION_WORKER,
     domain: "integration",
     filterSubject: subjects.entitlementsChanged,
-    schema: entitlementsChangedSchema,
+    schema: integrationEventSchema,
     logFields: (data) => ({ tenantInstanceId: data.tenantInstanceId }),
     async handle(ctx) {
+      const { webhookEventId, ...data } = ctx.data;
+      const eventId = webhookEventId ?? ctx.envelope.id;
       const [instance] = await deps.db
         .select({ productId: tenantInstances.productId })
         .from(tenantInstances)
-        .where(eq(tenantInstances.id, ctx.data.tenantInstanceId));
+        .where(eq(tenantInstances.id, data.tenantInstanceId));
       if (!instance) return;
       const endpoints = await deps.db
         .select()
@@ -42,40 +156,63 @@ export function integrationWorker(
           and(
             eq(webhookEndpoints.active, true),
             or(
-              eq(webhookEndpoints.tenantInstanceId, ctx.data.tenantInstanceId),
+              eq(webhookEndpoints.tenantInstanceId, data.tenantInstanceId),
               eq(webhookEndpoints.productId, instance.productId),
             ),
           ),
-        );
+        )
+        .orderBy(asc(webhookEndpoints.id));
+      const delivered = new Set(
+        (
+          await deps.db
+            .select({ endpointId: webhookDeliveries.endpointId })
+            .from(webhookDeliveries)
+            .where(eq(webhookDeliveries.eventId, eventId))
+        ).map((r) => r.endpointId),
+      );
+      const pending = endpoints.filter((e) => !delivered.has(e.id));
+      if (pending.length === 0) return;
       const body = JSON.stringify({
-        id: ctx.envelope.id,
+        id: eventId,
         type: ctx.envelope.type,
         occurredAt: ctx.envelope.occurredAt,
-        data: ctx.data,
+        data,
       });
-      for (const endpoint of endpoints) {
-        const secret = await deps.secretBox.decrypt(endpoint.secretEncrypted);
-        const timestamp = Math.floor(Date.now() / 1000);
-        const res = await fetch(endpoint.url, {
-          method: "POST",
-          headers: {
-            "content-type": "application/json",
-            [SIGNATURE_HEADER]: await signWebhook(secret, body, timestamp),
-            "Farutech-Event-Id": ctx.envelope.id,
-          },
-          body,
-          signal: AbortSignal.timeout(deps.timeoutMs ?? 5_000),
-        });
-        if (!res.ok) {
-          const message = `webhook ${endpoint.url} answered ${res.status}`;
-          // 4xx (salvo 408 y 429) no mejora reintentando: va a la DLQ.
-          if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429) {
-            throw new PermanentError(message);
-          }
-          throw new Error(message);
-        }
-        ctx.logger.info({ webhookId: endpoint.id }, "webhook delivered");
-      }
+      const outcomes = await inLanes(pending, DELIVERY_LANES, async (endpoint) => {
+        const outcome = await deliver(endpoint, eventId, body);
+        if (outcome.ok) ctx.logger.info({ webhookId: endpoint.id }, "webhook delivered");
+        else
+          ctx.logger.warn(
+            { webhookId: endpoint.id, permanent: outcome.permanent, reason: outcome.reason },
+            "webhook delivery failed",
+          );
+        return outcome;
+      });
+      const failures: EndpointFailure[] = [];
+      pending.forEach((endpoint, i) => {
+        const outcome = outcomes[i];
+        if (outcome && !outcome.ok) failures.push({ endpoint, ...outcome });
+      });
+      if (failures.length === 0) return;
+      const message = describeFailures(failures, endpoints.length);
+      // Con algún fallo transitorio se reintenta (también los permanentes, que no bloquean a nadie).
+      if (failures.every((f) => f.permanent)) throw new PermanentError(message);
+      throw new Error(message);
+    },
+    async onDeadLetter(info, data) {
+      if (!info.envelope || !data || data.webhookEventId) return;
+      // La copia consultable guarda la clave de entrega: su replay salta los endpoints ya servidos.
+      await deps.db
+        .update(dlqEntries)
+        .set({
+          envelope: sql`jsonb_set(${dlqEntries.envelope}, '{data,webhookEventId}', to_jsonb(${info.envelope.id}::text))`,
+        })
+        .where(
+          and(
+            eq(dlqEntries.stream, streams.integration.name),
+            eq(dlqEntries.streamSequence, info.streamSequence),
+          ),
+        );
     },
   };
 }

@@ -1,0 +1,150 @@
+import { randomUUID } from "node:crypto";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { and, eq, sql } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createSecretBox } from "../../core/secret-box";
+import { dlqEntries, tenantInstances, webhookEndpoints } from "../../db/schema";
+import { seedDemo } from "../../db/seed";
+import { call } from "../../test/support/http";
+import { startTestStack, type TestStack, waitFor } from "../../test/support/stack";
+
+interface Hit {
+  path: string;
+  status: number;
+  eventId: string;
+}
+
+// Entregas por endpoint independientes: el fallo de uno no bloquea ni reenvía a los demás.
+describe("integration worker: independent webhook endpoints", () => {
+  let stack: TestStack;
+  let receiver: Server;
+  let baseUrl: string;
+  const hits: Hit[] = [];
+  // Respuesta de cada ruta; sin entrada, 204.
+  const answers = new Map<string, () => number>();
+
+  beforeAll(async () => {
+    receiver = createServer((req, res) => {
+      req.resume();
+      req.on("end", () => {
+        const path = req.url ?? "";
+        const status = answers.get(path)?.() ?? 204;
+        hits.push({ path, status, eventId: String(req.headers["farutech-event-id"] ?? "") });
+        res.writeHead(status).end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
+    baseUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
+    stack = await startTestStack({ database: "postgres" });
+    await seedDemo(stack.db.handle.db);
+  });
+  afterAll(async () => {
+    await stack?.stop();
+    await new Promise<void>((r) => receiver?.close(() => r()));
+  });
+
+  const instanceId = async (instanceCode: string) => {
+    const [row] = await stack.db.handle.db
+      .select({ id: tenantInstances.id })
+      .from(tenantInstances)
+      .where(eq(tenantInstances.instanceCode, instanceCode));
+    if (!row) throw new Error(`demo instance ${instanceCode} missing`);
+    return row.id;
+  };
+
+  /**
+   * Endpoints de la instancia, insertados en orden de id: así el orden físico de la tabla es el
+   * mismo que el de ORDER BY id y el código anterior (sin orden) los recorría igual.
+   */
+  const addEndpoints = async (tenantInstanceId: string, paths: string[]) => {
+    const box = await createSecretBox(stack.env.ENCRYPTION_KEYS ?? "");
+    const ids = paths.map(() => randomUUID()).sort();
+    const rows = [];
+    for (const [i, path] of paths.entries()) {
+      const id = ids[i] ?? randomUUID();
+      rows.push({ id, path });
+      await stack.db.handle.db.insert(webhookEndpoints).values({
+        id,
+        tenantInstanceId,
+        url: `${baseUrl}${path}`,
+        secretEncrypted: await box.encrypt(`whsec_${randomUUID()}`),
+        encryptionKeyId: box.activeKeyId,
+      });
+    }
+    return rows;
+  };
+
+  const suspend = async (id: string) => {
+    const res = await call(`${stack.adminUrl}/api/tenant-instances/${id}/suspend`, {
+      token: await stack.adminToken(),
+      json: {},
+    });
+    expect(res.status).toBe(200);
+  };
+
+  const deadLetterFor = (tenantInstanceId: string) =>
+    and(
+      eq(dlqEntries.domain, "integration"),
+      sql`${dlqEntries.envelope} -> 'data' ->> 'tenantInstanceId' = ${tenantInstanceId}`,
+    );
+  const hitsOf = (path: string) => hits.filter((h) => h.path === path);
+  const settle = () => new Promise((r) => setTimeout(r, 1_500));
+
+  it("delivers to every endpoint once when the middle one answers 404, names it in the DLQ and replays only to it", async () => {
+    const id = await instanceId("vet-norte");
+    const [first, middle, last] = await addEndpoints(id, ["/t1/first", "/t1/middle", "/t1/last"]);
+    if (!first || !middle || !last) throw new Error("endpoints missing");
+    answers.set(middle.path, () => 404);
+
+    await suspend(id);
+    const entry = await waitFor(async () => {
+      const [row] = await stack.db.handle.db.select().from(dlqEntries).where(deadLetterFor(id));
+      return row;
+    });
+    await settle();
+    expect(hitsOf(first.path).map((h) => h.status)).toEqual([204]);
+    expect(hitsOf(last.path).map((h) => h.status)).toEqual([204]);
+    expect(hitsOf(middle.path).map((h) => h.status)).toEqual([404]);
+    expect(entry.errorKind).toBe("permanent");
+    expect(entry.deliveries).toBe(1);
+    expect(entry.error).toContain(middle.id);
+    expect(entry.error).toContain("answered 404");
+    expect(entry.error).not.toContain(first.id);
+    expect(entry.error).not.toContain(last.id);
+
+    // El endpoint se arregla y el operador hace replay: solo lo recibe él, con el mismo id de evento.
+    answers.delete(middle.path);
+    const replayed = await call(`${stack.adminUrl}/api/dlq/${entry.id}/replay`, {
+      token: await stack.adminToken(),
+      json: {},
+    });
+    expect(replayed.status).toBe(202);
+    await waitFor(async () => hitsOf(middle.path).find((h) => h.status === 204));
+    await settle();
+    expect(hitsOf(first.path)).toHaveLength(1);
+    expect(hitsOf(last.path)).toHaveLength(1);
+    const eventIds = new Set(
+      [first, middle, last].flatMap((e) => hitsOf(e.path).map((h) => h.eventId)),
+    );
+    expect(eventIds.size).toBe(1);
+  }, 60_000);
+
+  it("does not resend to a healthy endpoint while another one is retried", async () => {
+    const id = await instanceId("vet-sur");
+    const [healthy, flaky] = await addEndpoints(id, ["/t2/healthy", "/t2/flaky"]);
+    if (!healthy || !flaky) throw new Error("endpoints missing");
+    let failuresLeft = 2;
+    answers.set(flaky.path, () => (failuresLeft-- > 0 ? 503 : 204));
+
+    await suspend(id);
+    await waitFor(async () => hitsOf(flaky.path).find((h) => h.status === 204), {
+      timeoutMs: 20_000,
+    });
+    await settle();
+    expect(hitsOf(flaky.path).map((h) => h.status)).toEqual([503, 503, 204]);
+    expect(hitsOf(healthy.path).map((h) => h.status)).toEqual([204]);
+    const [dead] = await stack.db.handle.db.select().from(dlqEntries).where(deadLetterFor(id));
+    expect(dead).toBeUndefined();
+  }, 60_000);
+});
