@@ -37,6 +37,13 @@ export const streams: Record<Domain, StreamSpec> = {
 };
 
 /**
+ * Cuánto guarda JetStream un mensaje de tareas o de DLQ. Sin tope, cada tarea publicada quedaba en
+ * disco para siempre; un mes cubre de sobra reintentos y una caída larga de los workers (la DLQ
+ * además queda en dlq_entries). Las marcas de idempotencia viven un poco más que el mensaje.
+ */
+export const TASK_MESSAGE_RETENTION_DAYS = 30;
+
+/**
  * Advisories MAX_DELIVERIES de nuestros streams, guardados en un stream propio: si ningún worker
  * escucha en ese momento o la base no responde, el advisory espera y no se pierde el mensaje.
  */

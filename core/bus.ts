@@ -7,7 +7,13 @@ import {
 } from "@nats-io/jetstream";
 import { type NatsConnection, headers as natsHeaders, wsconnect } from "@nats-io/nats-core";
 import type { EventEnvelope } from "../contracts/events";
-import { advisoryStream, domains, headers, streams } from "../contracts/streams";
+import {
+  advisoryStream,
+  domains,
+  headers,
+  streams,
+  TASK_MESSAGE_RETENTION_DAYS,
+} from "../contracts/streams";
 import type { Logger } from "./logger";
 
 export interface BusOptions {
@@ -129,6 +135,7 @@ export async function ensureStreams(bus: Bus): Promise<void> {
       subjects: [spec.tasksSubject, spec.dlqSubject],
       // Ventana de duplicados: reenvíos del relay con el mismo Nats-Msg-Id se descartan.
       duplicate_window: 2 * 60 * 1_000_000_000,
+      max_age: TASK_MESSAGE_RETENTION_DAYS * 86_400 * 1_000_000_000,
     };
     await upsertStream(jsm, config);
   }

@@ -1,8 +1,18 @@
-import { eq } from "drizzle-orm";
+import { eq, inArray } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../core/ids";
 import { silentLogger } from "../core/logger";
-import { clientAuthFailures, customers, idempotencyKeys, refreshTokens } from "../db/schema";
+import {
+  clientAuthFailures,
+  customers,
+  idempotencyKeys,
+  outboxEvents,
+  processedMessages,
+  products,
+  refreshTokens,
+  webhookDeliveries,
+  webhookEndpoints,
+} from "../db/schema";
 import { seedDemo } from "../db/seed";
 import { createApiClient } from "../test/support/clients";
 import { createPgliteTestDatabase, type TestDatabase } from "../test/support/databases";
@@ -81,6 +91,7 @@ describe("workers maintenance pass", () => {
       expiredIdempotencyKeys: 1,
       droppedTenantData: 0,
       expiredRefreshTokens: 1,
+      prunedDeliveryRecords: 0,
     });
     const tokens = await db.handle.db.select().from(refreshTokens);
     expect(tokens.map((t) => t.tokenHash)).toEqual(["still-valid"]);
@@ -102,6 +113,62 @@ describe("workers maintenance pass", () => {
       expiredIdempotencyKeys: 0,
       droppedTenantData: 0,
       expiredRefreshTokens: 0,
+      prunedDeliveryRecords: 0,
     });
+  });
+
+  it("prunes published outbox rows after a week and delivery marks after the stream keeps messages", async () => {
+    const now = new Date("2026-09-01T00:00:00Z");
+    const day = 86_400_000;
+    const ago = (days: number) => new Date(now.getTime() - days * day);
+    const event = (publishedAt: Date | null) => {
+      const id = newId();
+      return {
+        id,
+        subject: "integration.tasks.entitlements_changed",
+        type: "entitlements.changed",
+        payload: { id },
+        publishedAt,
+      };
+    };
+    const published = [event(ago(8)), event(ago(6)), event(null)];
+    await db.handle.db.insert(outboxEvents).values(published);
+    await db.handle.db.insert(processedMessages).values([
+      { consumer: "billing-worker", messageId: "old", processedAt: ago(32) },
+      { consumer: "billing-worker", messageId: "recent", processedAt: ago(20) },
+    ]);
+    const [webhook] = await db.handle.db
+      .insert(webhookEndpoints)
+      .values({
+        url: "https://hooks.example/x",
+        secretEncrypted: "x",
+        encryptionKeyId: "k1",
+        productId: (await db.handle.db.select({ id: products.id }).from(products).limit(1))[0]?.id,
+      })
+      .returning();
+    if (!webhook) throw new Error("no webhook");
+    await db.handle.db.insert(webhookDeliveries).values([
+      { eventId: newId(), endpointId: webhook.id, deliveredAt: ago(40) },
+      { eventId: newId(), endpointId: webhook.id, deliveredAt: ago(2) },
+    ]);
+
+    const result = await runMaintenanceOnce(
+      { db: db.handle.db, logger: silentLogger, retentionDays: 30 },
+      now,
+    );
+    expect(result.prunedDeliveryRecords).toBe(3);
+    const left = await db.handle.db
+      .select({ id: outboxEvents.id })
+      .from(outboxEvents)
+      .where(
+        inArray(
+          outboxEvents.id,
+          published.map((e) => e.id),
+        ),
+      );
+    expect(left.map((e) => e.id).sort()).toEqual([published[1]?.id, published[2]?.id].sort());
+    const marks = await db.handle.db.select().from(processedMessages);
+    expect(marks.map((m) => m.messageId)).toEqual(["recent"]);
+    expect(await db.handle.db.select().from(webhookDeliveries)).toHaveLength(1);
   });
 });

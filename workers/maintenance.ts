@@ -1,7 +1,15 @@
-import { lt, sql } from "drizzle-orm";
+import { and, isNotNull, lt, sql } from "drizzle-orm";
+import { TASK_MESSAGE_RETENTION_DAYS } from "../contracts/streams";
 import type { Bus } from "../core/bus";
 import type { Logger } from "../core/logger";
-import { clientAuthFailures, idempotencyKeys, refreshTokens } from "../db/schema";
+import {
+  clientAuthFailures,
+  idempotencyKeys,
+  outboxEvents,
+  processedMessages,
+  refreshTokens,
+  webhookDeliveries,
+} from "../db/schema";
 import type { Database } from "../db/types";
 import { eraseExpiredCustomers } from "../functions/services/gdpr";
 import {
@@ -25,6 +33,36 @@ export interface MaintenanceResult {
   expiredIdempotencyKeys: number;
   droppedTenantData: number;
   expiredRefreshTokens: number;
+  /** Filas de outbox publicadas, marcas de procesado y entregas de webhooks ya viejas. */
+  prunedDeliveryRecords: number;
+}
+
+/** El outbox publicado solo sirve para diagnosticar: una semana basta. */
+const PUBLISHED_OUTBOX_RETENTION_DAYS = 7;
+/** Marcas de idempotencia: más que lo que JetStream guarda el mensaje (no puede reaparecer). */
+const DELIVERY_MARK_RETENTION_DAYS = TASK_MESSAGE_RETENTION_DAYS + 1;
+
+async function pruneDeliveryRecords(db: Database, now: Date): Promise<number> {
+  const olderThan = (days: number) =>
+    sql`${now.toISOString()}::timestamptz - make_interval(days => ${days})`;
+  const outbox = await db
+    .delete(outboxEvents)
+    .where(
+      and(
+        isNotNull(outboxEvents.publishedAt),
+        lt(outboxEvents.publishedAt, olderThan(PUBLISHED_OUTBOX_RETENTION_DAYS)),
+      ),
+    )
+    .returning({ id: outboxEvents.id });
+  const processed = await db
+    .delete(processedMessages)
+    .where(lt(processedMessages.processedAt, olderThan(DELIVERY_MARK_RETENTION_DAYS)))
+    .returning({ id: processedMessages.messageId });
+  const deliveries = await db
+    .delete(webhookDeliveries)
+    .where(lt(webhookDeliveries.deliveredAt, olderThan(DELIVERY_MARK_RETENTION_DAYS)))
+    .returning({ id: webhookDeliveries.eventId });
+  return outbox.length + processed.length + deliveries.length;
 }
 
 async function dropExpiredTenantData(
@@ -51,8 +89,8 @@ async function dropExpiredTenantData(
 
 /**
  * Una pasada: borrado GDPR programado, limpieza de Idempotency-Key vencidas (24 h), de refresh
- * tokens vencidos y de ventanas de bloqueo viejas, y borrado de los datos de tenants dados de
- * baja cuya retención venció.
+ * tokens vencidos y de ventanas de bloqueo viejas, de outbox publicado y marcas de entrega viejas,
+ * y borrado de los datos de tenants dados de baja cuya retención venció.
  */
 export async function runMaintenanceOnce(
   options: Omit<MaintenanceOptions, "intervalMs">,
@@ -91,6 +129,7 @@ export async function runMaintenanceOnce(
     expiredIdempotencyKeys: expired.length,
     droppedTenantData,
     expiredRefreshTokens: expiredRefreshTokens.length,
+    prunedDeliveryRecords: await pruneDeliveryRecords(options.db, now),
   };
   if (Object.values(result).some((n) => n > 0)) {
     options.logger.info(result, "maintenance pass completed");

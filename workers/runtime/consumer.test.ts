@@ -3,7 +3,12 @@ import type { Consumer } from "@nats-io/jetstream";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
-import { advisoryStream, headers, streams } from "../../contracts/streams";
+import {
+  advisoryStream,
+  headers,
+  streams,
+  TASK_MESSAGE_RETENTION_DAYS,
+} from "../../contracts/streams";
 import { type Bus, connectBus, ensureStreams } from "../../core/bus";
 import { newId } from "../../core/ids";
 import { silentLogger } from "../../core/logger";
@@ -64,6 +69,14 @@ describe("worker runtime", () => {
     occurredAt: new Date().toISOString(),
     correlationId,
     data,
+  });
+
+  it("bounds how long every task stream keeps its messages", async () => {
+    const jsm = await bus.jsm();
+    for (const spec of Object.values(streams)) {
+      const info = await jsm.streams.info(spec.name);
+      expect(info.config.max_age).toBe(TASK_MESSAGE_RETENTION_DAYS * 86_400 * 1_000_000_000);
+    }
   });
 
   it("processes an event once even when it is delivered twice", async () => {
