@@ -39,7 +39,12 @@ export const databaseEnv = z.object({
 });
 
 export const authEnv = z.object({
-  AUTH_ISSUER: z.string().default("http://127.0.0.1:8787"),
+  // Sin "/" final: el `iss` firmado, el que verifican las funciones y el del descubrimiento
+  // coinciden aunque la variable se escriba con barra.
+  AUTH_ISSUER: z
+    .string()
+    .default("http://127.0.0.1:8787")
+    .transform((issuer) => issuer.replace(/\/+$/, "")),
   AUTH_AUDIENCE: z.string().default("farutech-orchestrator"),
   AUTH_SIGNING_KEYS: optionalString,
   AUTH_PUBLIC_JWKS: optionalString,

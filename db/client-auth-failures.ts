@@ -1,4 +1,4 @@
-import { and, eq, gt, gte, sql } from "drizzle-orm";
+import { and, eq, gt, sql } from "drizzle-orm";
 import { clientAuthFailures } from "./schema";
 import type { Executor } from "./types";
 
@@ -7,50 +7,73 @@ export interface LockoutPolicy {
   windowSeconds: number;
 }
 
-const windowOpen = (seconds: number) =>
-  gt(clientAuthFailures.windowStartedAt, sql`now() - make_interval(secs => ${seconds})`);
-
-/** Segundos que le quedan de bloqueo al client_id, o undefined si puede intentar. */
-export async function clientLockedFor(
-  db: Executor,
-  clientId: string,
-  policy: LockoutPolicy,
-): Promise<number | undefined> {
-  const [row] = await db
-    .select({
-      retryAfter: sql<number>`ceil(extract(epoch from (${clientAuthFailures.windowStartedAt} + make_interval(secs => ${policy.windowSeconds}) - now())))::int`,
-    })
-    .from(clientAuthFailures)
-    .where(
-      and(
-        eq(clientAuthFailures.clientId, clientId),
-        gte(clientAuthFailures.failures, policy.maxFailures),
-        windowOpen(policy.windowSeconds),
-      ),
-    );
-  return row ? Math.max(1, Number(row.retryAfter)) : undefined;
+/** Un client_id visto desde un origen (dirección o bloque de direcciones). */
+export interface AuthAttemptKey {
+  clientId: string;
+  source: string;
 }
 
+export type AttemptReservation =
+  | { allowed: true; attempts: number; windowStartedAt: Date }
+  | { allowed: false; attempts: number; retryAfter: number };
+
 /**
- * Cuenta un fallo en un solo upsert (atómico entre isolates): si la ventana venció empieza
- * otra con 1 fallo. Un acierto no reinicia el contador. Devuelve los fallos de la ventana.
+ * Cuenta el intento antes de mirar el secreto, en un solo upsert: N intentos en paralelo reciben
+ * N cuentas distintas, así que solo `maxFailures` llegan al hash. Si la ventana venció empieza
+ * otra con 1. Un acierto devuelve su intento con releaseClientAuthAttempt.
  */
-export async function recordClientAuthFailure(
+export async function reserveClientAuthAttempt(
   db: Executor,
-  clientId: string,
+  key: AuthAttemptKey,
   policy: LockoutPolicy,
-): Promise<number> {
-  const expired = sql`${clientAuthFailures.windowStartedAt} <= now() - make_interval(secs => ${policy.windowSeconds})`;
+): Promise<AttemptReservation> {
+  const window = sql`make_interval(secs => ${policy.windowSeconds})`;
+  const expired = sql`${clientAuthFailures.windowStartedAt} <= now() - ${window}`;
   const [row] = await db
     .insert(clientAuthFailures)
-    .values({ clientId, windowStartedAt: sql`now()`, failures: 1 })
+    .values({ ...key, windowStartedAt: sql`now()`, failures: 1 })
     .onConflictDoUpdate({
-      target: clientAuthFailures.clientId,
+      target: [clientAuthFailures.clientId, clientAuthFailures.source],
       set: {
         failures: sql`CASE WHEN ${expired} THEN 1 ELSE ${clientAuthFailures.failures} + 1 END`,
         windowStartedAt: sql`CASE WHEN ${expired} THEN now() ELSE ${clientAuthFailures.windowStartedAt} END`,
       },
     })
-    .returning({ failures: clientAuthFailures.failures });
-  return row?.failures ?? 1;
+    .returning({
+      attempts: clientAuthFailures.failures,
+      windowStartedAt: clientAuthFailures.windowStartedAt,
+      retryAfter: sql<number>`ceil(extract(epoch from (${clientAuthFailures.windowStartedAt} + ${window} - now())))::int`,
+    });
+  if (!row) throw new Error("client_auth_failures upsert returned no row");
+  if (row.attempts <= policy.maxFailures) {
+    return { allowed: true, attempts: row.attempts, windowStartedAt: row.windowStartedAt };
+  }
+  return {
+    allowed: false,
+    attempts: row.attempts,
+    // window_started_at se guarda al milisegundo y puede quedar un pelo por delante de now().
+    retryAfter: Math.min(policy.windowSeconds, Math.max(1, Number(row.retryAfter))),
+  };
+}
+
+/**
+ * Descuenta el intento de una autenticación correcta: los aciertos no acercan al bloqueo y los
+ * fallos ajenos del mismo origen siguen contando. Si la ventana ya cambió, no toca la nueva.
+ */
+export async function releaseClientAuthAttempt(
+  db: Executor,
+  key: AuthAttemptKey,
+  windowStartedAt: Date,
+): Promise<void> {
+  await db
+    .update(clientAuthFailures)
+    .set({ failures: sql`${clientAuthFailures.failures} - 1` })
+    .where(
+      and(
+        eq(clientAuthFailures.clientId, key.clientId),
+        eq(clientAuthFailures.source, key.source),
+        eq(clientAuthFailures.windowStartedAt, windowStartedAt),
+        gt(clientAuthFailures.failures, 0),
+      ),
+    );
 }

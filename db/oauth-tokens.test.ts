@@ -7,7 +7,7 @@ import {
   type DatabaseKind,
   type TestDatabase,
 } from "../test/support/databases";
-import { clientLockedFor, recordClientAuthFailure } from "./client-auth-failures";
+import { releaseClientAuthAttempt, reserveClientAuthAttempt } from "./client-auth-failures";
 import { consumeRefreshToken, issueRefreshToken, revokeRefreshTokenFamily } from "./refresh-tokens";
 import { clientAuthFailures, refreshTokens } from "./schema";
 
@@ -62,24 +62,62 @@ describe.each<DatabaseKind>(["postgres", "pglite"])("OAuth tables on %s", (kind)
     expect((await consumeRefreshToken(db.handle.db, token, clientId)).kind).toBe("reused");
   });
 
-  it("counts failures atomically and reopens once the window has passed", async () => {
-    const id = `lockout-${kind}`;
+  it("reserves attempts atomically per client id and source, and reopens after the window", async () => {
+    const key = { clientId: `lockout-${kind}`, source: "203.0.113.7" };
     const policy = { maxFailures: 5, windowSeconds: 60 };
-    const counts = await Promise.all(
-      Array.from({ length: 5 }, () => recordClientAuthFailure(db.handle.db, id, policy)),
+    const reservations = await Promise.all(
+      Array.from({ length: 8 }, () => reserveClientAuthAttempt(db.handle.db, key, policy)),
     );
-    expect(counts.sort()).toEqual([1, 2, 3, 4, 5]);
-    const retryAfter = await clientLockedFor(db.handle.db, id, policy);
-    expect(retryAfter).toBeGreaterThanOrEqual(59);
-    expect(retryAfter).toBeLessThanOrEqual(60);
-    expect(await clientLockedFor(db.handle.db, id, { ...policy, maxFailures: 6 })).toBeUndefined();
+    expect(reservations.map((r) => r.attempts).sort((a, b) => a - b)).toEqual([
+      1, 2, 3, 4, 5, 6, 7, 8,
+    ]);
+    expect(reservations.filter((r) => r.allowed)).toHaveLength(5);
+    const retryAfters = reservations.flatMap((r) => (r.allowed ? [] : [r.retryAfter]));
+    expect(retryAfters).toHaveLength(3);
+    for (const seconds of retryAfters) {
+      expect(seconds).toBeGreaterThanOrEqual(59);
+      expect(seconds).toBeLessThanOrEqual(60);
+    }
+    // Mismo client_id desde otro origen: su propio contador.
+    const elsewhere = await reserveClientAuthAttempt(
+      db.handle.db,
+      { ...key, source: "198.51.100.9" },
+      policy,
+    );
+    expect(elsewhere).toMatchObject({ allowed: true, attempts: 1 });
 
-    // La ventana empezó hace más de 60 s: libre, y el siguiente fallo abre otra con 1.
+    // La ventana empezó hace más de 60 s: el siguiente intento abre otra con 1.
     await db.handle.db
       .update(clientAuthFailures)
       .set({ windowStartedAt: sql`now() - interval '61 seconds'` })
-      .where(eq(clientAuthFailures.clientId, id));
-    expect(await clientLockedFor(db.handle.db, id, policy)).toBeUndefined();
-    expect(await recordClientAuthFailure(db.handle.db, id, policy)).toBe(1);
+      .where(eq(clientAuthFailures.clientId, key.clientId));
+    expect(await reserveClientAuthAttempt(db.handle.db, key, policy)).toMatchObject({
+      allowed: true,
+      attempts: 1,
+    });
+  });
+
+  it("gives a successful attempt back, but not one from a window that has since closed", async () => {
+    const key = { clientId: `release-${kind}`, source: "unknown" };
+    const policy = { maxFailures: 2, windowSeconds: 60 };
+    for (let i = 0; i < 5; i++) {
+      const r = await reserveClientAuthAttempt(db.handle.db, key, policy);
+      if (!r.allowed) throw new Error("a released attempt must not count");
+      await releaseClientAuthAttempt(db.handle.db, key, r.windowStartedAt);
+    }
+    const stale = await reserveClientAuthAttempt(db.handle.db, key, policy);
+    if (!stale.allowed) throw new Error("expected an allowed attempt");
+    await db.handle.db
+      .update(clientAuthFailures)
+      .set({ windowStartedAt: sql`now() - interval '61 seconds'` })
+      .where(eq(clientAuthFailures.clientId, key.clientId));
+    const fresh = await reserveClientAuthAttempt(db.handle.db, key, policy);
+    await releaseClientAuthAttempt(db.handle.db, key, stale.windowStartedAt);
+    const [row] = await db.handle.db
+      .select()
+      .from(clientAuthFailures)
+      .where(eq(clientAuthFailures.clientId, key.clientId));
+    expect(fresh.attempts).toBe(1);
+    expect(row?.failures).toBe(1);
   });
 });

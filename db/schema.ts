@@ -529,13 +529,20 @@ export const refreshTokens = pgTable(
   ],
 );
 
-// Fallos de autenticación de cliente por client_id, compartidos entre isolates del edge:
-// con `failures` >= límite dentro de la ventana el cliente queda bloqueado (429).
-export const clientAuthFailures = pgTable("client_auth_failures", {
-  clientId: text("client_id").primaryKey(),
-  windowStartedAt: timestamp("window_started_at", { withTimezone: true, precision: 3 }).notNull(),
-  failures: integer("failures").notNull(),
-});
+// Intentos de autenticación de cliente por (client_id, origen), compartidos entre isolates del
+// edge. Por origen: quien conoce un client_id (el `sub` de cada token) no bloquea al cliente
+// legítimo desde otra dirección. `failures` cuenta fallos e intentos en curso; por encima del
+// límite dentro de la ventana ese origen recibe 429.
+export const clientAuthFailures = pgTable(
+  "client_auth_failures",
+  {
+    clientId: text("client_id").notNull(),
+    source: text("source").notNull().default("unknown"),
+    windowStartedAt: timestamp("window_started_at", { withTimezone: true, precision: 3 }).notNull(),
+    failures: integer("failures").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.clientId, t.source] })],
+);
 
 // Idempotency-Key de los POST: la misma clave y cuerpo repiten la primera respuesta.
 export const idempotencyKeys = pgTable(

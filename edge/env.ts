@@ -20,11 +20,17 @@ export interface EdgeDeps {
   /** Cuerpo de GET /ofrep/v1/configuration: depende solo de la configuración del despliegue. */
   ofrepConfiguration: OfrepConfiguration;
   logger: Logger;
+  /**
+   * Dirección del cliente para el límite de fallos de autenticación. En workerd no se define y
+   * vale `cf-connecting-ip` (Cloudflare la pone y pisa la del cliente); en Node, la del socket:
+   * ahí la cabecera la elige el propio cliente y daría un cubo nuevo por intento.
+   */
+  clientAddress?: (c: Context) => string | undefined;
 }
 
 export interface OAuthSettings {
   refreshTokenTtlSeconds: number;
-  /** Fallos de autenticación de un client_id que lo bloquean (429) durante la ventana. */
+  /** Fallos de un client_id desde un mismo origen que bloquean ese origen (429) en la ventana. */
   maxClientAuthFailures: number;
   clientAuthFailureWindowSeconds: number;
 }

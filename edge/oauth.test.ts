@@ -1,10 +1,13 @@
 import { createPublicKey, type JsonWebKey } from "node:crypto";
+import type { AddressInfo } from "node:net";
+import { type ServerType, serve } from "@hono/node-server";
 import { eq } from "drizzle-orm";
 import { base64url, importJWK, SignJWT } from "jose";
 import jwt from "jsonwebtoken";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateSigningKey, type PrivateJwk } from "../core/auth/keys";
 import { sha256Hex } from "../core/ids";
+import { silentLogger } from "../core/logger";
 import { apiClients, refreshTokens, tenantInstances } from "../db/schema";
 import { seedDemo } from "../db/seed";
 import { type RunningWsProxy, startWsProxy } from "../infra/wsproxy/wsproxy";
@@ -17,6 +20,7 @@ import {
   startNodeEdge,
   startWorkerdEdge,
 } from "../test/support/edge";
+import { createNodeEdgeApp } from "./node";
 
 const ISSUER = "http://edge.test";
 const AUDIENCE = "farutech-orchestrator";
@@ -270,16 +274,23 @@ describe.each(["node", "workerd"])("OAuth on %s", (runtime) => {
     expect(await noToken.json()).toMatchObject({ error: "invalid_request" });
   });
 
-  it("locks a client id out after repeated failed authentication, even with the right secret", async () => {
+  it("locks a client id out from the failing source only, even with the right secret", async () => {
     const client = await tenantClient();
     const bystander = await tenantClient();
-    const attempt = (secret: string) =>
+    const attacker = { "cf-connecting-ip": "203.0.113.66" };
+    const owner = { "cf-connecting-ip": "198.51.100.20" };
+    const attempt = (secret: string, from: Record<string, string>) =>
       fetchEdge(
         "/oauth/token",
-        formPost({ grant_type: "client_credentials", client_id: client.id, client_secret: secret }),
+        formPost(
+          { grant_type: "client_credentials", client_id: client.id, client_secret: secret },
+          from,
+        ),
       );
-    for (let i = 0; i < FAILURE_LIMIT; i++) expect((await attempt("wrong")).status).toBe(401);
-    const locked = await attempt("wrong");
+    for (let i = 0; i < FAILURE_LIMIT; i++) {
+      expect((await attempt("wrong", attacker)).status).toBe(401);
+    }
+    const locked = await attempt("wrong", attacker);
     expect(locked.status).toBe(429);
     expect(await locked.json()).toEqual({
       error: "invalid_client",
@@ -288,10 +299,73 @@ describe.each(["node", "workerd"])("OAuth on %s", (runtime) => {
     const retryAfter = Number(locked.headers.get("retry-after"));
     expect(retryAfter).toBeGreaterThanOrEqual(1);
     expect(retryAfter).toBeLessThanOrEqual(60);
-    expect((await attempt(client.secret)).status).toBe(429);
-    expect((await revoke(client, { token: "x" })).status).toBe(429);
-    // Otro client_id no se ve afectado.
-    await clientCredentials(bystander);
+    expect((await attempt(client.secret, attacker)).status).toBe(429);
+    const revokeFromAttacker = await fetchEdge(
+      "/oauth/revoke",
+      formPost({ token: "x" }, { ...basic(client), ...attacker }),
+    );
+    expect(revokeFromAttacker.status).toBe(429);
+    // Quien conoce el client_id (es el `sub` de cada token) no deja fuera al dueño.
+    expect((await attempt(client.secret, owner)).status).toBe(200);
+    // Otro client_id no se ve afectado ni desde el origen bloqueado.
+    const other = await fetchEdge(
+      "/oauth/token",
+      formPost({ grant_type: "client_credentials" }, { ...basic(bystander), ...attacker }),
+    );
+    expect(other.status).toBe(200);
+  });
+
+  it("lets only the allowed number of simultaneous bad guesses reach the secret check", async () => {
+    const client = await tenantClient();
+    const from = { "cf-connecting-ip": "2001:db8:77:1::5" };
+    const guesses = await Promise.all(
+      Array.from({ length: 3 * FAILURE_LIMIT }, () =>
+        fetchEdge(
+          "/oauth/token",
+          formPost(
+            { grant_type: "client_credentials", client_id: client.id, client_secret: "wrong" },
+            from,
+          ),
+        ),
+      ),
+    );
+    const statuses = guesses.map((r) => r.status);
+    expect(statuses.filter((s) => s === 401)).toHaveLength(FAILURE_LIMIT);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(2 * FAILURE_LIMIT);
+    // Otra dirección de la misma /64 cuenta en el mismo cubo.
+    const neighbour = await fetchEdge(
+      "/oauth/token",
+      formPost(
+        { grant_type: "client_credentials" },
+        { ...basic(client), "cf-connecting-ip": "2001:db8:77:1:abcd::9" },
+      ),
+    );
+    expect(neighbour.status).toBe(429);
+  });
+
+  it("does not count successful authentication towards the lockout", async () => {
+    const client = await tenantClient();
+    for (let i = 0; i < FAILURE_LIMIT + 2; i++) await clientCredentials(client);
+    const wrong = await fetchEdge(
+      "/oauth/token",
+      formPost({ grant_type: "client_credentials" }, basic({ id: client.id, secret: "wrong" })),
+    );
+    expect(wrong.status).toBe(401);
+    await clientCredentials(client);
+  });
+
+  it("reads an instance named in upper case on entitlements and OFREP alike", async () => {
+    const { access_token } = await clientCredentials(await tenantClient());
+    const upper = norteId.toUpperCase();
+    const res = await entitlements(access_token, upper);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ instanceId: norteId });
+    const ofrep = await fetchEdge("/ofrep/v1/evaluate/flags", {
+      method: "POST",
+      headers: { authorization: `Bearer ${access_token}`, "content-type": "application/json" },
+      body: JSON.stringify({ context: { targetingKey: upper } }),
+    });
+    expect(ofrep.status).toBe(200);
   });
 
   it("advertises the revocation endpoint and the refresh_token grant", async () => {
@@ -333,15 +407,19 @@ describe.each(["node", "workerd"])("OAuth on %s", (runtime) => {
     expect(() => jwt.verify(forged, key, { algorithms: ["ES256"] })).toThrow();
   });
 
-  it("rejects expired, unsigned, foreign-issuer, foreign-audience and foreign-key tokens", async () => {
+  it("rejects expired, unsigned, foreign-issuer, foreign-audience, foreign-key and non-access tokens", async () => {
     const claims = { tenant_id: customerId, instance_ids: [norteId], roles: ["tenant_app"] };
     const now = Math.floor(Date.now() / 1000);
     const sign = async (
       key: PrivateJwk,
-      opts: { iss?: string; aud?: string; iat?: number; exp?: number } = {},
+      opts: { iss?: string; aud?: string; iat?: number; exp?: number; typ?: string | null } = {},
     ) =>
       new SignJWT(claims)
-        .setProtectedHeader({ alg: "ES256", kid: key.kid, typ: "at+jwt" })
+        .setProtectedHeader({
+          alg: "ES256",
+          kid: key.kid,
+          ...(opts.typ === null ? {} : { typ: opts.typ ?? "at+jwt" }),
+        })
         .setIssuer(opts.iss ?? ISSUER)
         .setAudience(opts.aud ?? AUDIENCE)
         .setSubject("attacker")
@@ -368,6 +446,9 @@ describe.each(["node", "workerd"])("OAuth on %s", (runtime) => {
       wrongIssuer: await sign(signingKey, { iss: "http://evil.test" }),
       wrongAudience: await sign(signingKey, { aud: "someone-else" }),
       wrongKey: await sign(impostor),
+      // RFC 9068: un JWT firmado con la misma clave pero de otro tipo no es un access token.
+      wrongType: await sign(signingKey, { typ: "JWT" }),
+      missingType: await sign(signingKey, { typ: null }),
     };
     for (const [name, token] of Object.entries(bad)) {
       const res = await entitlements(token);
@@ -380,10 +461,14 @@ describe.each(["node", "workerd"])("OAuth on %s", (runtime) => {
 describe("client lockout across runtimes", () => {
   it("counts failures in Postgres, so every isolate sees the same lockout", async () => {
     const client = await tenantClient();
+    // El mismo origen en ambos runtimes: sin cabecera, workerd pone 127.0.0.1 y Node no pone nada.
     const attempt = (runtime: string, secret: string) =>
       fetchOn(runtime)(
         "/oauth/token",
-        formPost({ grant_type: "client_credentials", client_id: client.id, client_secret: secret }),
+        formPost(
+          { grant_type: "client_credentials", client_id: client.id, client_secret: secret },
+          { "cf-connecting-ip": "192.0.2.44" },
+        ),
       );
     for (let i = 0; i < FAILURE_LIMIT; i++) {
       const runtime = i % 2 === 0 ? "node" : "workerd";
@@ -391,5 +476,50 @@ describe("client lockout across runtimes", () => {
     }
     expect((await attempt("node", client.secret)).status).toBe(429);
     expect((await attempt("workerd", client.secret)).status).toBe(429);
+  });
+});
+
+describe("client lockout on the Node edge behind a real socket", () => {
+  it("counts by the socket address, so a client cannot pick a fresh bucket with cf-connecting-ip", async () => {
+    const app = await createNodeEdgeApp(
+      {
+        DATABASE_URL: db.url ?? "",
+        AUTH_SIGNING_KEYS: JSON.stringify([signingKey]),
+        AUTH_ISSUER: ISSUER,
+        AUTH_AUDIENCE: AUDIENCE,
+        AUTH_CLIENT_FAILURE_LIMIT: String(FAILURE_LIMIT),
+        AUTH_CLIENT_FAILURE_WINDOW: "60",
+        LOG_LEVEL: "silent",
+      },
+      db.handle.db,
+      silentLogger,
+    );
+    const server = await new Promise<ServerType>((resolve) => {
+      const s = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0 }, () => resolve(s));
+    });
+    try {
+      const { port } = server.address() as AddressInfo;
+      const client = await tenantClient();
+      const attempt = (secret: string, spoofed: string) =>
+        fetch(`http://127.0.0.1:${port}/oauth/token`, {
+          method: "POST",
+          headers: {
+            "content-type": "application/x-www-form-urlencoded",
+            "cf-connecting-ip": spoofed,
+          },
+          body: new URLSearchParams({
+            grant_type: "client_credentials",
+            client_id: client.id,
+            client_secret: secret,
+          }),
+        });
+      // Cada intento dice venir de otra dirección; todos llegan del mismo socket.
+      for (let i = 0; i < FAILURE_LIMIT; i++) {
+        expect((await attempt("wrong", `198.18.0.${i + 1}`)).status).toBe(401);
+      }
+      expect((await attempt("wrong", "198.18.1.1")).status).toBe(429);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
   });
 });

@@ -1,6 +1,7 @@
+import { importJWK, SignJWT } from "jose";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { generateSigningKey, publicJwksOf } from "./keys";
-import { createTokenSigner, createTokenVerifier } from "./tokens";
+import { canReadInstance, createTokenSigner, createTokenVerifier } from "./tokens";
 
 const settings = {
   issuer: "http://edge.test",
@@ -25,8 +26,56 @@ describe("token verifier", () => {
     });
     expect((await verifier.verify(token)).sub).toBe("a");
     expect((await verifier.verify(token)).roles).toEqual(["support"]);
-    vi.useFakeTimers({ now: Date.now() + 61_000, toFake: ["Date"] });
+    // Pasada la tolerancia de reloj (30 s) tras exp.
+    vi.useFakeTimers({ now: Date.now() + 91_000, toFake: ["Date"] });
     await expect(verifier.verify(token)).rejects.toMatchObject({ code: "unauthorized" });
+  });
+
+  it("tolerates 30 s of clock drift past exp, and no more", async () => {
+    const key = await generateSigningKey("k1");
+    const { token } = await (await createTokenSigner([key], settings)).sign({
+      sub: "a",
+      tenant_id: null,
+      instance_ids: [],
+      roles: ["support"],
+    });
+    const start = Date.now();
+    // Un verificador nuevo cada vez: se prueba jwtVerify, no la cache.
+    const freshVerifier = () => createTokenVerifier({ jwks: publicJwksOf([key]) }, settings);
+    vi.useFakeTimers({ now: start + 80_000, toFake: ["Date"] });
+    expect((await freshVerifier().verify(token)).sub).toBe("a");
+    vi.setSystemTime(start + 95_000);
+    await expect(freshVerifier().verify(token)).rejects.toMatchObject({ code: "unauthorized" });
+  });
+
+  it("accepts only at+jwt access tokens (RFC 9068)", async () => {
+    const key = await generateSigningKey("k1");
+    const verifier = createTokenVerifier({ jwks: publicJwksOf([key]) }, settings);
+    const { token } = await (await createTokenSigner([key], settings)).sign({
+      sub: "a",
+      tenant_id: null,
+      instance_ids: [],
+      roles: ["support"],
+    });
+    expect(JSON.parse(atob(token.split(".")[0] ?? ""))).toMatchObject({ typ: "at+jwt" });
+    expect((await verifier.verify(token)).sub).toBe("a");
+    const signWith = async (header: { typ?: string }) =>
+      new SignJWT({ tenant_id: null, instance_ids: [], roles: ["platform_admin"] })
+        .setProtectedHeader({ alg: "ES256", kid: key.kid, ...header })
+        .setIssuer(settings.issuer)
+        .setAudience(settings.audience)
+        .setSubject("a")
+        .setIssuedAt()
+        .setExpirationTime("60s")
+        .sign(await importJWK(key, "ES256"));
+    for (const header of [{}, { typ: "JWT" }, { typ: "id_token+jwt" }]) {
+      await expect(
+        verifier.verify(await signWith(header)),
+        JSON.stringify(header),
+      ).rejects.toMatchObject({
+        code: "unauthorized",
+      });
+    }
   });
 
   it("does not accept a tampered copy of a cached token or one signed by another key", async () => {
@@ -59,5 +108,15 @@ describe("token verifier", () => {
       roles: ["platform_admin"],
     });
     await expect(verifier.verify(foreign.token)).rejects.toMatchObject({ code: "unauthorized" });
+  });
+});
+
+describe("canReadInstance", () => {
+  it("compares instance ids without regard to case", () => {
+    const id = "0b7e4c2a-5f1d-4e8a-9c3b-2d6f8a1e4b7c";
+    const claims = { sub: "c", tenant_id: "t", instance_ids: [id.toUpperCase()], roles: [] };
+    expect(canReadInstance(claims, id)).toBe(true);
+    expect(canReadInstance({ ...claims, instance_ids: [id] }, id.toUpperCase())).toBe(true);
+    expect(canReadInstance(claims, "1b7e4c2a-5f1d-4e8a-9c3b-2d6f8a1e4b7c")).toBe(false);
   });
 });

@@ -29,6 +29,11 @@ const claimsSchema = z.object({
   roles: z.array(z.string()),
 });
 
+/** RFC 9068: el `typ` distingue un access token de cualquier otro JWT firmado con la misma clave. */
+export const ACCESS_TOKEN_TYPE = "at+jwt";
+// Las funciones en Lambda verifican tokens del edge: un reloj algo adelantado no debe dar 401.
+export const CLOCK_TOLERANCE_SECONDS = 30;
+
 export interface TokenSettings {
   issuer: string;
   audience: string;
@@ -49,7 +54,7 @@ export async function createTokenSigner(
   return {
     async sign(claims) {
       const token = await new SignJWT({ ...claims })
-        .setProtectedHeader({ alg: SIGNING_ALG, kid: active.kid, typ: "at+jwt" })
+        .setProtectedHeader({ alg: SIGNING_ALG, kid: active.kid, typ: ACCESS_TOKEN_TYPE })
         .setIssuer(settings.issuer)
         .setAudience(settings.audience)
         .setSubject(claims.sub)
@@ -79,7 +84,10 @@ export function createTokenVerifier(
   return {
     async verify(token) {
       const hit = verified.get(token);
-      if (hit && typeof hit.exp === "number" && hit.exp * 1000 > Date.now()) return hit;
+      // La cache acepta lo mismo que jwtVerify: hasta exp más la tolerancia de reloj.
+      const validUntil =
+        typeof hit?.exp === "number" ? (hit.exp + CLOCK_TOLERANCE_SECONDS) * 1000 : 0;
+      if (hit && validUntil > Date.now()) return hit;
       if (hit) verified.delete(token);
       const claims = await verifyUncached(token);
       if (verified.size >= CACHE_MAX) {
@@ -97,6 +105,8 @@ export function createTokenVerifier(
         issuer: settings.issuer,
         audience: settings.audience,
         algorithms: [SIGNING_ALG],
+        typ: ACCESS_TOKEN_TYPE,
+        clockTolerance: CLOCK_TOLERANCE_SECONDS,
         requiredClaims: ["exp", "iat", "sub"],
       });
       const claims = claimsSchema.safeParse(payload);
@@ -123,7 +133,12 @@ export function hasRole(claims: AccessClaims, role: Role): boolean {
   return claims.roles.includes(role);
 }
 
-/** Un token de tenant solo lee sus instancias; platform_admin lee cualquiera. */
+/**
+ * Un token de tenant solo lee sus instancias; platform_admin lee cualquiera. Los UUID se comparan
+ * en minúsculas: el mismo id en mayúsculas no puede dar 403 en una ruta y 200 en otra.
+ */
 export function canReadInstance(claims: AccessClaims, instanceId: string): boolean {
-  return hasRole(claims, "platform_admin") || claims.instance_ids.includes(instanceId);
+  if (hasRole(claims, "platform_admin")) return true;
+  const wanted = instanceId.toLowerCase();
+  return claims.instance_ids.some((id) => id.toLowerCase() === wanted);
 }

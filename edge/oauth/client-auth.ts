@@ -1,10 +1,11 @@
 import { and, eq, isNull } from "drizzle-orm";
+import type { Context } from "hono";
 import type { Logger } from "../../core/logger";
 import { hashSecret, verifySecret } from "../../core/secret-hash";
-import { clientLockedFor, recordClientAuthFailure } from "../../db/client-auth-failures";
+import { releaseClientAuthAttempt, reserveClientAuthAttempt } from "../../db/client-auth-failures";
 import { apiClients } from "../../db/schema";
 import type { Database } from "../../db/types";
-import type { OAuthSettings } from "../env";
+import type { EdgeEnv, OAuthSettings } from "../env";
 import { OAuthFailure } from "./errors";
 
 export type ApiClient = typeof apiClients.$inferSelect;
@@ -64,26 +65,68 @@ export function clientCredentials(
   return { id, secret };
 }
 
+/** Origen de quien se presenta cuando la petición no trae dirección de cliente fiable. */
+export const UNKNOWN_SOURCE = "unknown";
+
+const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+
+function ipv6Groups(ip: string): string[] | undefined {
+  if (ip.length > 39 || !/^[0-9a-f:]+$/.test(ip)) return undefined;
+  const halves = ip.split("::");
+  if (halves.length > 2) return undefined;
+  const part = (text: string | undefined) => (text ? text.split(":") : []);
+  const head = part(halves[0]);
+  const tail = part(halves[1]);
+  const missing = 8 - head.length - tail.length;
+  if (halves.length === 1 ? missing !== 0 : missing < 1) return undefined;
+  const groups = [...head, ...Array<string>(halves.length === 2 ? missing : 0).fill("0"), ...tail];
+  if (!groups.every((g) => /^[0-9a-f]{1,4}$/.test(g))) return undefined;
+  return groups.map((g) => g.replace(/^0+(?=.)/, ""));
+}
+
 /**
- * Autentica un cliente confidencial (todos los nuestros lo son: tienen secreto). Un client_id
- * bloqueado por demasiados fallos recibe 429 sin que se mire el secreto; el contador vive en
- * Postgres para que valga entre isolates de workerd.
+ * Origen del intento para el contador de fallos, a partir de `cf-connecting-ip` (Cloudflare la
+ * pone y pisa la del cliente). IPv6 cuenta por /64: quien tiene una /64 tiene 2^64 direcciones.
+ * Sin cabecera o con basura, todos comparten UNKNOWN_SOURCE: no se estrenan cubos inventando.
+ */
+export function clientAuthSource(header: string | undefined): string {
+  const raw = header?.trim().toLowerCase() ?? "";
+  // Una IPv4 escrita como IPv6 (::ffff:a.b.c.d) es la misma dirección y el mismo cubo.
+  const ip = raw.startsWith("::ffff:") && IPV4.test(raw.slice(7)) ? raw.slice(7) : raw;
+  if (IPV4.test(ip)) return ip;
+  const groups = ipv6Groups(ip);
+  return groups ? `${groups.slice(0, 4).join(":")}::/64` : UNKNOWN_SOURCE;
+}
+
+/** Origen de la petición según el runtime (ver EdgeDeps.clientAddress). */
+export function requestSource(c: Context<EdgeEnv>): string {
+  const fromRuntime = c.get("deps").clientAddress?.(c);
+  return clientAuthSource(fromRuntime ?? c.req.header("cf-connecting-ip"));
+}
+
+/**
+ * Autentica un cliente confidencial (todos los nuestros lo son: tienen secreto). El límite de
+ * fallos es por client_id y por origen: desde un origen que lo superó se responde 429 sin mirar
+ * el secreto, pero el cliente legítimo sigue entrando desde el suyo. El intento se cuenta antes
+ * del hash (en Postgres, para que valga entre isolates de workerd) y un acierto lo descuenta.
  */
 export async function authenticateClient(
   db: Database,
   credentials: ClientCredentials,
+  source: string,
   settings: OAuthSettings,
   logger: Logger,
 ): Promise<ApiClient> {
   const clientId = credentials.id;
   if (clientId.length > MAX_CLIENT_ID_LENGTH) throw invalidClient();
-  const policy = {
+  const key = { clientId, source };
+  const reservation = await reserveClientAuthAttempt(db, key, {
     maxFailures: settings.maxClientAuthFailures,
     windowSeconds: settings.clientAuthFailureWindowSeconds,
-  };
-  const retryAfter = await clientLockedFor(db, clientId, policy);
-  if (retryAfter !== undefined) {
-    logger.warn({ clientId, retryAfter }, "client authentication locked out");
+  });
+  if (!reservation.allowed) {
+    const { retryAfter } = reservation;
+    logger.warn({ clientId, source, retryAfter }, "client authentication locked out");
     throw new OAuthFailure("invalid_client", "Too many failed attempts", 429, retryAfter);
   }
   const [client] = await db
@@ -95,9 +138,12 @@ export async function authenticateClient(
   const stored = client?.secretHash ?? (await dummyHash());
   const valid = await verifySecret(credentials.secret, stored);
   if (!client || !valid) {
-    const failures = await recordClientAuthFailure(db, clientId, policy);
-    logger.info({ clientId, failures }, "client authentication failed");
+    logger.info(
+      { clientId, source, failures: reservation.attempts },
+      "client authentication failed",
+    );
     throw invalidClient();
   }
+  await releaseClientAuthAttempt(db, key, reservation.windowStartedAt);
   return client;
 }

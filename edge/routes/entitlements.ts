@@ -7,7 +7,8 @@ import { OriginUnavailableError } from "../cache";
 import { entitlementsJson } from "../entitlements-store";
 import type { EdgeEnv } from "../env";
 
-const querySchema = z.object({ instanceId: z.uuid() });
+// En minúsculas como en OFREP (core/ofrep.ts): misma clave de cache y mismo alcance en ambas.
+const querySchema = z.object({ instanceId: z.uuid().transform((id) => id.toLowerCase()) });
 
 /** Cabecera de respuesta servida pasada la cota de frescura porque la base no respondió. */
 export const STALE_HEADER = "x-entitlements-stale";

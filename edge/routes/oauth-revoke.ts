@@ -2,7 +2,7 @@ import type { Hono } from "hono";
 import { requestLogger } from "../../core/http/request-context";
 import { revokeRefreshTokenFamily } from "../../db/refresh-tokens";
 import type { EdgeEnv } from "../env";
-import { authenticateClient, clientCredentials } from "../oauth/client-auth";
+import { authenticateClient, clientCredentials, requestSource } from "../oauth/client-auth";
 import { noStore, OAuthFailure, oauthHandler, readForm } from "../oauth/errors";
 
 // Un JWT tiene tres partes con puntos; nuestros refresh tokens son base64url sin puntos.
@@ -17,11 +17,12 @@ export function registerOAuthRevoke(app: Hono<EdgeEnv>): void {
       const token = form.get("token");
       if (!token) throw new OAuthFailure("invalid_request", "token is required", 400);
       const credentials = clientCredentials(c.req.header("authorization"), form);
+      const source = requestSource(c);
       const deps = c.get("deps");
       const logger = requestLogger(c);
       // token_type_hint es solo una pista (RFC 7009 §2.1): la forma del token decide.
       await deps.withDb(c, async (db) => {
-        const client = await authenticateClient(db, credentials, deps.oauth, logger);
+        const client = await authenticateClient(db, credentials, source, deps.oauth, logger);
         // Los access tokens son JWT autocontenidos que vencen en minutos
         // (AUTH_ACCESS_TOKEN_TTL): no se revocan uno a uno. Para cortar el acceso ya, se revoca
         // el cliente o su familia de refresh tokens; el access token vigente muere al vencer.

@@ -3,7 +3,7 @@ import { requestLogger } from "../../core/http/request-context";
 import { consumeRefreshToken, issueRefreshToken } from "../../db/refresh-tokens";
 import type { EdgeEnv } from "../env";
 import { claimsForClient } from "../oauth/claims";
-import { authenticateClient, clientCredentials } from "../oauth/client-auth";
+import { authenticateClient, clientCredentials, requestSource } from "../oauth/client-auth";
 import { noStore, OAuthFailure, oauthHandler, readForm } from "../oauth/errors";
 
 // El mismo mensaje para token desconocido, vencido, revocado, reusado o de otro cliente.
@@ -29,6 +29,7 @@ export function registerOAuthToken(app: Hono<EdgeEnv>): void {
         throw new OAuthFailure("invalid_request", "refresh_token is required", 400);
       }
       const credentials = clientCredentials(c.req.header("authorization"), form);
+      const source = requestSource(c);
       const deps = c.get("deps");
       const logger = requestLogger(c);
       const ttlSeconds = deps.oauth.refreshTokenTtlSeconds;
@@ -36,7 +37,7 @@ export function registerOAuthToken(app: Hono<EdgeEnv>): void {
       const issued = await deps.withDb(c, async (db) => {
         // Refrescar vuelve a autenticar al cliente y a leer sus claims: un cliente revocado o
         // con otras instancias lo nota en el siguiente refresh, no dentro de 30 días.
-        const client = await authenticateClient(db, credentials, deps.oauth, logger);
+        const client = await authenticateClient(db, credentials, source, deps.oauth, logger);
         const claims = await claimsForClient(db, client);
         const clientId = client.clientId;
         if (!presented) {

@@ -6,7 +6,8 @@ export function registerWellKnown(app: Hono<EdgeEnv>): void {
     c.json(c.var.deps.jwks, 200, { "cache-control": "public, max-age=300" }),
   );
   app.get("/.well-known/openid-configuration", (c) => {
-    const issuer = c.var.deps.issuer.replace(/\/+$/, "");
+    // Ya normalizado en la configuración: es el mismo `iss` que llevan los tokens.
+    const issuer = c.var.deps.issuer;
     return c.json(
       {
         issuer,
