@@ -2,7 +2,7 @@ import { and, eq, sql } from "drizzle-orm";
 import { AppError } from "../../core/errors";
 import { pgErrorCode } from "../../core/http/db-errors";
 import { newId } from "../../core/ids";
-import { productLimits, products } from "../../db/schema";
+import { features, modules, productLimits, products } from "../../db/schema";
 import type { Executor } from "../../db/types";
 import { assertUpdated, assertVersion, notFound } from "./concurrency";
 import { domainEvent, mutate, type ServiceContext } from "./mutation";
@@ -102,6 +102,20 @@ export async function deleteProduct(ctx: ServiceContext, id: string, ifMatch: nu
       const [locked] = await tx.select().from(products).where(eq(products.id, id)).for("update");
       if (!locked) throw notFound("Product", id);
       assertVersion(locked.rowVersion, ifMatch, "Product", id);
+      // El borrado arrastra límites, módulos y features (ON DELETE CASCADE): quedan en la
+      // auditoría y cada módulo avisa como si se hubiera borrado solo.
+      const limits = await tx.select().from(productLimits).where(eq(productLimits.productId, id));
+      const ownedModules = await tx
+        .select()
+        .from(modules)
+        .where(eq(modules.productId, id))
+        .orderBy(modules.code);
+      const ownedFeatures = await tx
+        .select()
+        .from(features)
+        .where(eq(features.productId, id))
+        .orderBy(features.code);
+      const featuresOf = (moduleId: string) => ownedFeatures.filter((f) => f.moduleId === moduleId);
       await tx.delete(products).where(eq(products.id, id));
       return {
         result: undefined,
@@ -110,10 +124,26 @@ export async function deleteProduct(ctx: ServiceContext, id: string, ifMatch: nu
             action: "product.deleted",
             entityType: "product",
             entityId: id,
-            before: locked,
+            before: { ...locked, limits, modules: ownedModules.map((m) => m.code) },
           },
+          ...ownedModules.map((m) => ({
+            action: "module.deleted",
+            entityType: "module",
+            entityId: m.id,
+            before: { ...m, features: featuresOf(m.id) },
+          })),
         ],
-        events: [domainEvent("product", "deleted", { productId: id, code: locked.code })],
+        events: [
+          ...ownedModules.map((m) =>
+            domainEvent("module", "deleted", {
+              moduleId: m.id,
+              productId: id,
+              code: m.code,
+              featureCodes: featuresOf(m.id).map((f) => f.code),
+            }),
+          ),
+          domainEvent("product", "deleted", { productId: id, code: locked.code }),
+        ],
       };
     });
   } catch (err) {

@@ -100,6 +100,55 @@ describe.each(["postgres", "pglite"] as const)("products on %s", (kind) => {
       ).toBe(true);
     });
 
+    it("audits and announces the modules and features a product delete takes with it", async () => {
+      const product = await h.request<{ id: string }>("POST", "/api/products", {
+        token: admin,
+        json: { code: unique(), name: "Con módulos" },
+      });
+      const mod = await h.request<{ id: string }>(
+        "POST",
+        `/api/products/${product.body.id}/modules`,
+        { token: admin, json: { code: unique(), name: "Caja" } },
+      );
+      const featureCodes = [unique(), unique()].sort();
+      for (const code of featureCodes) {
+        const res = await h.request("POST", `/api/modules/${mod.body.id}/features`, {
+          token: admin,
+          json: { code, name: code },
+        });
+        expect(res.status).toBe(201);
+      }
+      const deleted = await h.request("DELETE", `/api/products/${product.body.id}`, {
+        token: admin,
+        headers: { "x-correlation-id": `cascade-${product.body.id}` },
+      });
+      expect(deleted.status).toBe(204);
+      const audit = await h.db.handle.db
+        .select()
+        .from(auditLog)
+        .where(eq(auditLog.correlationId, `cascade-${product.body.id}`));
+      expect(audit.map((a) => [a.action, a.entityId]).sort()).toEqual(
+        [
+          ["module.deleted", mod.body.id],
+          ["product.deleted", product.body.id],
+        ].sort(),
+      );
+      const moduleAudit = audit.find((a) => a.action === "module.deleted");
+      expect(
+        (moduleAudit?.before as { features: { code: string }[] }).features.map((f) => f.code),
+      ).toEqual(featureCodes);
+      const events = await h.db.handle.db
+        .select()
+        .from(outboxEvents)
+        .where(eq(outboxEvents.correlationId, `cascade-${product.body.id}`));
+      const moduleEvent = events.find((e) => e.type === "module.deleted");
+      expect((moduleEvent?.payload as { data: { featureCodes: string[] } }).data).toMatchObject({
+        moduleId: mod.body.id,
+        featureCodes,
+      });
+      expect(events.map((e) => e.type)).toContain("product.deleted");
+    });
+
     it("lists products with their limits", async () => {
       const res = await h.request<{ items: { code: string; limits: { name: string }[] }[] }>(
         "GET",
