@@ -101,4 +101,41 @@ describe("signed webhooks", () => {
       "validation_failed",
     );
   }, 40_000);
+
+  it("lists webhook endpoints a page at a time and by instance", async () => {
+    const token = await stack.adminToken();
+    const instances = await stack.db.handle.db.select().from(tenantInstances).limit(2);
+    const [a, b] = instances;
+    if (!a || !b) throw new Error("demo data missing");
+    const mine: string[] = [];
+    for (const target of [a, a, a, b]) {
+      const res = await call<{ id: string }>(`${stack.adminUrl}/api/webhooks`, {
+        token,
+        json: { tenantInstanceId: target.id, url: `${url}?n=${mine.length}` },
+      });
+      expect(res.status).toBe(201);
+      if (target === a) mine.push(res.body.id);
+    }
+    type Page = { items: { id: string }[]; nextCursor: string | null };
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const query: string = `tenantInstanceId=${a.id}&limit=2${cursor ? `&cursor=${cursor}` : ""}`;
+      const page: { status: number; body: Page } = await call<Page>(
+        `${stack.adminUrl}/api/webhooks?${query}`,
+        { token },
+      );
+      expect(page.status).toBe(200);
+      expect(page.body.items.length).toBeLessThanOrEqual(2);
+      seen.push(...page.body.items.map((i) => i.id));
+      cursor = page.body.nextCursor;
+    } while (cursor);
+    expect(seen.filter((id) => mine.includes(id)).sort()).toEqual([...mine].sort());
+    expect(new Set(seen).size).toBe(seen.length);
+    expectProblem(
+      await call(`${stack.adminUrl}/api/webhooks?limit=1000`, { token }),
+      400,
+      "validation_failed",
+    );
+  });
 });

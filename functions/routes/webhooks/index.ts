@@ -1,15 +1,22 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
-import { eq } from "drizzle-orm";
+import { and, eq } from "drizzle-orm";
 import { AppError } from "../../../core/errors";
 import { randomToken } from "../../../core/ids";
 import { webhookEndpoints } from "../../../db/schema";
 import type { AdminEnv } from "../../env";
 import { readGuard, writeGuard } from "../../middleware/guards";
 import { TENANT_READ, TENANT_WRITE } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, uuidParam } from "../../openapi";
+import {
+  bearerSecurity,
+  errorResponses,
+  pageSchema,
+  paginationQuery,
+  uuidParam,
+} from "../../openapi";
 import { notFound } from "../../services/concurrency";
 import { serviceContext } from "../../services/context";
 import { domainEvent, mutate } from "../../services/mutation";
+import { keyset, toPage } from "../../services/pagination";
 
 const webhookSchema = z
   .object({
@@ -106,15 +113,23 @@ const listRoute = createRoute({
   summary: "Endpoints de webhooks registrados (sin secretos)",
   security: bearerSecurity,
   middleware: readGuard(TENANT_READ),
+  request: {
+    query: paginationQuery.extend({
+      productId: z.uuid().optional().openapi({
+        description: "Filtra por producto",
+        example: "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+      }),
+      tenantInstanceId: z.uuid().optional().openapi({
+        description: "Filtra por instancia",
+        example: "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+      }),
+    }),
+  },
   responses: {
     200: {
-      description: "Todos",
+      description: "Una página",
       content: {
-        "application/json": {
-          schema: z
-            .object({ items: z.array(webhookSchema).openapi({ description: "Endpoints" }) })
-            .openapi("WebhookEndpointList"),
-        },
+        "application/json": { schema: pageSchema(webhookSchema, "WebhookEndpointPage") },
       },
     },
     ...errorResponses,
@@ -173,8 +188,23 @@ export function registerWebhooks(app: OpenAPIHono<AdminEnv>): void {
     return c.json({ ...toWebhook(row), secret }, 201);
   });
   app.openapi(listRoute, async (c) => {
-    const rows = await c.var.deps.db.select().from(webhookEndpoints);
-    return c.json({ items: rows.map(toWebhook) }, 200);
+    const q = c.req.valid("query");
+    const page = keyset(webhookEndpoints.createdAt, webhookEndpoints.id, q.cursor);
+    const rows = await c.var.deps.db
+      .select()
+      .from(webhookEndpoints)
+      .where(
+        and(
+          q.productId ? eq(webhookEndpoints.productId, q.productId) : undefined,
+          q.tenantInstanceId
+            ? eq(webhookEndpoints.tenantInstanceId, q.tenantInstanceId)
+            : undefined,
+          page.after,
+        ),
+      )
+      .orderBy(...page.orderBy)
+      .limit(q.limit + 1);
+    return c.json(toPage(rows, q.limit, toWebhook), 200);
   });
   app.openapi(deleteRoute, async (c) => {
     const { id } = c.req.valid("param");
