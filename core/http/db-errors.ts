@@ -27,8 +27,44 @@ export function pgConstraint(err: unknown): string | undefined {
   return findPgError(err)?.constraint;
 }
 
+const CONNECTION_ERRNOS = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EPIPE",
+]);
+// pg-pool y node-postgres no dan código en estos casos: solo el mensaje.
+const CONNECTION_MESSAGE =
+  /connection terminated|timeout exceeded when trying to connect|connection timeout|server closed the connection|connect ECONNREFUSED/i;
+
+/**
+ * La base no responde (caída, reinicio, sin conexiones libres): no es un fallo del pedido, es un
+ * 503 que se puede reintentar. Clase 08 de Postgres, 57P01-03, 53300, o un error de red.
+ */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  const code = pgErrorCode(err);
+  if (code) return code.startsWith("08") || /^57P0[123]$/.test(code) || code === "53300";
+  let current: unknown = err;
+  for (let depth = 0; depth < 4 && current && typeof current === "object"; depth++) {
+    const candidate = current as { code?: unknown; message?: unknown; cause?: unknown };
+    if (typeof candidate.code === "string" && CONNECTION_ERRNOS.has(candidate.code)) return true;
+    if (typeof candidate.message === "string" && CONNECTION_MESSAGE.test(candidate.message)) {
+      return true;
+    }
+    current = candidate.cause;
+  }
+  return false;
+}
+
 // Traduce violaciones de restricciones de Postgres en errores de cliente, nunca en 500.
 export function mapDatabaseError(err: unknown): AppError | undefined {
+  if (isDatabaseUnavailable(err)) {
+    return new AppError("unavailable", "The database is unavailable; retry later", { cause: err });
+  }
   const pg = findPgError(err);
   if (!pg) return undefined;
   const constraint = pg.constraint ? ` (${pg.constraint})` : "";
@@ -107,4 +143,22 @@ export function errorMessage(err: unknown): string {
     return err.message.slice(0, 1000);
   }
   return String(err).slice(0, 1000);
+}
+
+/**
+ * Error para los logs: tipo, texto sin SQL ni parámetros (errorMessage) y los marcos de la pila
+ * (sin el mensaje completo que la encabeza).
+ */
+export function loggableError(err: unknown): Record<string, unknown> {
+  if (!(err instanceof Error)) return { message: errorMessage(err) };
+  return {
+    type: err.name,
+    message: errorMessage(err),
+    code: pgErrorCode(err),
+    // Solo los marcos: el mensaje de drizzle ocupa varias líneas (consulta y `params:`).
+    stack: err.stack
+      ?.split("\n")
+      .filter((line) => line.trimStart().startsWith("at "))
+      .join("\n"),
+  };
 }
