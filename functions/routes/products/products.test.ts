@@ -134,15 +134,15 @@ describe.each(["postgres", "pglite"] as const)("products on %s", (kind) => {
         ].sort(),
       );
       const moduleAudit = audit.find((a) => a.action === "module.deleted");
-      expect(
-        (moduleAudit?.before as { features: { code: string }[] }).features.map((f) => f.code),
-      ).toEqual(featureCodes);
+      const cascaded = moduleAudit?.before as { features: { code: string }[] } | undefined;
+      expect(cascaded?.features.map((f) => f.code)).toEqual(featureCodes);
       const events = await h.db.handle.db
         .select()
         .from(outboxEvents)
         .where(eq(outboxEvents.correlationId, `cascade-${product.body.id}`));
       const moduleEvent = events.find((e) => e.type === "module.deleted");
-      expect((moduleEvent?.payload as { data: { featureCodes: string[] } }).data).toMatchObject({
+      const announced = moduleEvent?.payload as { data: { featureCodes: string[] } } | undefined;
+      expect(announced?.data).toMatchObject({
         moduleId: mod.body.id,
         featureCodes,
       });
