@@ -9,6 +9,7 @@ import {
   type Override,
   resolveEntitlements,
   type SubscriptionStatus,
+  statusChangesAfter,
   withVersion,
 } from "./entitlements";
 
@@ -192,6 +193,38 @@ describe("resolveEntitlements: nada activo fuera de una suscripción vigente", (
       subscription: { status: "cancelled", startsAt: at(DAY), expiresAt: at(-DAY) },
     });
     expect(effectiveStatus(input)).toBe("suspended");
+  });
+});
+
+describe("statusChangesAfter: lo que el paso del tiempo cambia sin tocar la base", () => {
+  const sub = (startsAt: Date, expiresAt: Date | null, status: SubscriptionStatus = "active") => ({
+    subscription: { status, startsAt, expiresAt },
+  });
+
+  it("una suscripción activa que vence cambia (a expired) justo en expiresAt", () => {
+    const input = baseInput(sub(at(-DAY), at(1_500)));
+    expect(statusChangesAfter(input)).toEqual([at(1_500)]);
+    expect(effectiveStatus({ ...input, now: at(1_499) })).toBe("active");
+    expect(effectiveStatus({ ...input, now: at(1_500) })).toBe("expired");
+  });
+
+  it("una que aún no empieza cambia en startsAt y, si vence, otra vez en expiresAt", () => {
+    expect(statusChangesAfter(baseInput(sub(at(10), null)))).toEqual([at(10)]);
+    expect(statusChangesAfter(baseInput(sub(at(10), at(20))))).toEqual([at(10), at(20)]);
+  });
+
+  it("sin fechas futuras, o si otra cosa decide el estado, no cambia nunca", () => {
+    expect(statusChangesAfter(baseInput(sub(at(-DAY), null)))).toEqual([]);
+    expect(statusChangesAfter(baseInput(sub(at(-2 * DAY), at(-DAY))))).toEqual([]);
+    expect(statusChangesAfter(baseInput(sub(at(-DAY), at(0))))).toEqual([]);
+    expect(statusChangesAfter(baseInput(sub(at(-DAY), at(DAY), "cancelled")))).toEqual([]);
+    expect(statusChangesAfter(baseInput({ subscription: null }))).toEqual([]);
+    expect(statusChangesAfter(baseInput({ ...sub(at(-DAY), at(DAY)), plan: null }))).toEqual([]);
+    const suspended = baseInput({
+      ...sub(at(DAY), at(2 * DAY)),
+      instance: { id: "inst-1", status: "suspended" },
+    });
+    expect(statusChangesAfter(suspended)).toEqual([]);
   });
 });
 
@@ -401,6 +434,21 @@ describe("propiedades de resolveEntitlements", () => {
           if (after.features[c]) expect(before.features[c]).toBe(true);
           if (c !== code) expect(after.features[c]).toBe(before.features[c]);
         }
+      }),
+    );
+  });
+
+  it("statusChangesAfter + resolver en cada cambio = resolver de nuevo en cualquier instante", () => {
+    fc.assert(
+      fc.property(scenarioArb, fc.integer({ min: 0, max: 12 * DAY }), (s, later) => {
+        const input = toInput(s);
+        const t = at(later);
+        const changes = statusChangesAfter(input);
+        for (const c of changes) expect(c.getTime()).toBeGreaterThan(NOW.getTime());
+        // Lo que rige en t: el último cambio ya ocurrido (o lo resuelto al cargar).
+        const last = changes.filter((c) => c <= t).at(-1);
+        const known = resolveEntitlements(last ? { ...input, now: last } : input);
+        expect(known).toEqual(resolveEntitlements({ ...input, now: t }));
       }),
     );
   });

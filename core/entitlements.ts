@@ -58,6 +58,29 @@ export function effectiveStatus(input: EntitlementInput): EffectiveStatus {
   return "active";
 }
 
+/**
+ * Instantes posteriores a `input.now` en que el estado efectivo cambia solo porque pasa el tiempo
+ * (la suscripción empieza o vence). Quien cachea el resultado los necesita para no seguir
+ * sirviendo como activa una suscripción vencida cuando no puede volver a la base.
+ */
+export function statusChangesAfter(input: EntitlementInput): Date[] {
+  const sub = input.subscription;
+  if (!sub) return [];
+  const now = input.now.getTime();
+  const candidates = [sub.startsAt, sub.expiresAt]
+    .filter((d): d is Date => d !== null && d.getTime() > now)
+    .sort((a, b) => a.getTime() - b.getTime());
+  const changes: Date[] = [];
+  let status = effectiveStatus(input);
+  for (const at of candidates) {
+    // La misma regla evaluada en ese instante: sin una segunda copia de la lógica de fechas.
+    const next = effectiveStatus({ ...input, now: at });
+    if (next !== status) changes.push(at);
+    status = next;
+  }
+  return changes;
+}
+
 // Regla del dominio: activa si (el plan la incluye o hay override Enable) y no hay Disable;
 // el override siempre gana. Nada está activo si la instancia o la suscripción no lo están.
 export function resolveEntitlements(input: EntitlementInput): Entitlements {

@@ -1,13 +1,14 @@
 import { eq } from "drizzle-orm";
 import { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { tenantInstances } from "../db/schema";
+import { subscriptions, tenantInstances } from "../db/schema";
 import { seedDemo } from "../db/seed";
 import { type RunningWsProxy, startWsProxy } from "../infra/wsproxy/wsproxy";
 import { createPostgresTestDatabase, type TestDatabase } from "../test/support/databases";
 import {
   bundleEdge,
   EDGE_COMPATIBILITY_DATE,
+  type EdgeTestSigning,
   edgeTestSigning,
   type WorkerBundle,
 } from "../test/support/edge";
@@ -18,10 +19,11 @@ import { expectProblem } from "../test/support/http";
 // misma `caches.default`: lo que carga uno lo sirve el otro aunque la base ya no responda.
 const ISSUER = "http://edge.test";
 
+type Isolate = "isolate-a" | "isolate-b";
+
 let db: TestDatabase;
-let proxy: RunningWsProxy;
 let bundle: WorkerBundle;
-let mf: Miniflare;
+let signing: EdgeTestSigning;
 let token: string;
 let instances: { id: string; instanceCode: string }[];
 
@@ -32,12 +34,21 @@ beforeAll(async () => {
     .select({ id: tenantInstances.id, instanceCode: tenantInstances.instanceCode })
     .from(tenantInstances)
     .where(eq(tenantInstances.status, "active"));
-  if (!db.url) throw new Error("postgres url missing");
-  proxy = await startWsProxy();
-  const signing = await edgeTestSigning("cache-api-test", ISSUER);
+  signing = await edgeTestSigning("cache-api-test", ISSUER);
   token = await signing.sign();
   bundle = bundleEdge();
-  const isolate = (name: string) => ({
+}, 120_000);
+
+afterAll(async () => {
+  bundle?.remove();
+  await db?.drop();
+});
+
+/** Dos isolates con la misma Cache API que llegan a Postgres por su propio wsproxy. */
+async function isolatePair(): Promise<{ mf: Miniflare; proxy: RunningWsProxy }> {
+  if (!db.url) throw new Error("postgres url missing");
+  const proxy = await startWsProxy();
+  const isolate = (name: Isolate) => ({
     name,
     modules: true,
     scriptPath: bundle.script,
@@ -51,18 +62,15 @@ beforeAll(async () => {
       LOG_LEVEL: "silent",
     },
   });
-  mf = new Miniflare({ workers: [isolate("isolate-a"), isolate("isolate-b")], host: "127.0.0.1" });
+  const mf = new Miniflare({
+    workers: [isolate("isolate-a"), isolate("isolate-b")],
+    host: "127.0.0.1",
+  });
   await mf.ready;
-}, 120_000);
+  return { mf, proxy };
+}
 
-afterAll(async () => {
-  await mf?.dispose();
-  bundle?.remove();
-  await proxy?.close();
-  await db?.drop();
-});
-
-async function read(isolate: "isolate-a" | "isolate-b", instanceId: string) {
+async function read(mf: Miniflare, isolate: Isolate, instanceId: string) {
   // Los tipos de Miniflare describen el Fetcher de workerd; en Node es un fetch normal.
   const worker = (await mf.getWorker(isolate)) as unknown as {
     fetch(url: string, init: RequestInit): Promise<Response>;
@@ -77,26 +85,63 @@ async function read(isolate: "isolate-a" | "isolate-b", instanceId: string) {
   };
 }
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 describe("Cache API tier inside workerd", () => {
   it("serves what another isolate loaded when the database is unreachable", async () => {
     const [loaded, neverLoaded] = instances;
     if (!loaded || !neverLoaded) throw new Error("demo needs two active instances");
+    const { mf, proxy } = await isolatePair();
+    try {
+      const fromOrigin = await read(mf, "isolate-a", loaded.id);
+      expect(fromOrigin.status).toBe(200);
+      const etag = fromOrigin.headers.get("etag");
+      expect(etag).toBeTruthy();
 
-    const fromOrigin = await read("isolate-a", loaded.id);
-    expect(fromOrigin.status).toBe(200);
-    const etag = fromOrigin.headers.get("etag");
-    expect(etag).toBeTruthy();
+      // Sin base para nadie: lo único que puede responder ya es la cache.
+      await proxy.close();
 
-    // Sin base para nadie: lo único que puede responder ya es la cache.
-    await proxy.close();
+      const fromShared = await read(mf, "isolate-b", loaded.id);
+      expect(fromShared.status).toBe(200);
+      expect(fromShared.headers.get("etag")).toBe(etag);
+      expect(fromShared.body).toEqual(fromOrigin.body);
 
-    const fromShared = await read("isolate-b", loaded.id);
-    expect(fromShared.status).toBe(200);
-    expect(fromShared.headers.get("etag")).toBe(etag);
-    expect(fromShared.body).toEqual(fromOrigin.body);
+      // Control: una instancia que ningún isolate cargó no está en la cache y no se inventa.
+      const missing = await read(mf, "isolate-b", neverLoaded.id);
+      expectProblem(missing, 503, "unavailable");
+    } finally {
+      await mf.dispose();
+      await proxy.close();
+    }
+  }, 60_000);
 
-    // Control: una instancia que ningún isolate cargó no está en la cache y no se inventa.
-    const missing = await read("isolate-b", neverLoaded.id);
-    expectProblem(missing, 503, "unavailable");
+  it("what another isolate loaded as active is served expired once expiresAt passes", async () => {
+    const [warm, , loaded] = instances;
+    if (!warm || !loaded) throw new Error("demo needs three active instances");
+    const { mf, proxy } = await isolatePair();
+    try {
+      // Primera lectura de isolate-a (lenta) antes de fijar el vencimiento.
+      expect((await read(mf, "isolate-a", warm.id)).status).toBe(200);
+      const expiresAt = Date.now() + 1_500;
+      await db.handle.db
+        .update(subscriptions)
+        .set({ expiresAt: new Date(expiresAt) })
+        .where(eq(subscriptions.tenantInstanceId, loaded.id));
+      const fromOrigin = await read(mf, "isolate-a", loaded.id);
+      expect(fromOrigin.body).toMatchObject({ status: "active" });
+      expect(Date.now()).toBeLessThan(expiresAt);
+
+      await proxy.close();
+      await sleep(Math.max(0, expiresAt - Date.now()) + 200);
+
+      // isolate-b nunca la cargó: solo la tiene por la Cache API, y aun así ya venció.
+      const fromShared = await read(mf, "isolate-b", loaded.id);
+      expect(fromShared.status).toBe(200);
+      expect(fromShared.body).toMatchObject({ status: "expired" });
+      expect(fromShared.headers.get("etag")).not.toBe(fromOrigin.headers.get("etag"));
+    } finally {
+      await mf.dispose();
+      await proxy.close();
+    }
   }, 60_000);
 });

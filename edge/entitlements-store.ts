@@ -1,5 +1,12 @@
 import type { Context } from "hono";
-import { resolveEntitlements, type VersionedEntitlements, withVersion } from "../core/entitlements";
+import {
+  type EntitlementInput,
+  type Entitlements,
+  resolveEntitlements,
+  statusChangesAfter,
+  type VersionedEntitlements,
+  withVersion,
+} from "../core/entitlements";
 import { canonicalJson, sha256Hex } from "../core/ids";
 import type { Logger } from "../core/logger";
 import { evaluateAllFlags, type OverriddenKeys, overriddenKeys } from "../core/ofrep";
@@ -8,15 +15,36 @@ import type { Database } from "../db/types";
 import { type CacheResult, cacheApiTier, SwrCache, type WaitUntil } from "./cache";
 import type { EdgeEnv } from "./env";
 
-/** Súbelo cuando cambie la forma de ResolvedEntitlements: las claves viejas dejan de leerse. */
-export const ENTITLEMENTS_CACHE_SCHEMA = "resolved-entitlements:v1";
+/** Súbelo cuando cambie la forma de CachedEntitlements: las claves viejas dejan de leerse. */
+export const ENTITLEMENTS_CACHE_SCHEMA = "resolved-entitlements:v2";
 
-/** Lo que se cachea por instancia: el documento de /v1/entitlements y lo que OFREP necesita. */
+/** Lo que se sirve: el documento de /v1/entitlements y lo que OFREP necesita. */
 export interface ResolvedEntitlements {
   entitlements: VersionedEntitlements;
   overridden: OverriddenKeys;
   /** ETag del bulk OFREP: cambia si cambia un valor o una razón. */
   ofrepVersion: string;
+}
+
+/**
+ * Lo que se cachea por instancia: lo vigente al cargar y, en orden, lo que regirá cuando la
+ * suscripción empiece o venza. El paso del tiempo se aplica al servir, no al recargar: una copia
+ * stale (base caída) nunca sigue activa pasado expiresAt.
+ */
+export interface CachedEntitlements {
+  current: ResolvedEntitlements;
+  /** `from` en ms epoch, creciente; cada uno rige desde ese instante (incluido). */
+  upcoming: { from: number; value: ResolvedEntitlements }[];
+}
+
+/** Lo que rige en `now`. Sin cambios pendientes (lo común) no compara nada. */
+export function entitlementsAt(cached: CachedEntitlements, now: number): ResolvedEntitlements {
+  let value = cached.current;
+  for (const next of cached.upcoming) {
+    if (now < next.from) break;
+    value = next.value;
+  }
+  return value;
 }
 
 export interface EntitlementsCacheSettings {
@@ -25,6 +53,8 @@ export interface EntitlementsCacheSettings {
   staleIfErrorMs: number;
   loadTimeoutMs: number;
   maxEntries: number;
+  /** Reloj de la cache y del tramo que se sirve; las pruebas lo controlan. */
+  now?: () => number;
 }
 
 export interface EntitlementsStore {
@@ -32,19 +62,39 @@ export interface EntitlementsStore {
   read(c: Context<EdgeEnv>, instanceId: string): Promise<CacheResult<ResolvedEntitlements>>;
 }
 
-/** Carga desde la base y resuelve (puro); solo corre en un fallo de cache. */
-export async function loadResolvedEntitlements(
-  db: Database,
-  instanceId: string,
-): Promise<ResolvedEntitlements | null> {
-  const input = await loadEntitlementInput(db, instanceId);
-  if (!input) return null;
-  const entitlements = await withVersion(resolveEntitlements(input));
-  const overridden = overriddenKeys(input);
+async function resolved(
+  doc: Entitlements,
+  overridden: OverriddenKeys,
+): Promise<ResolvedEntitlements> {
+  const entitlements = await withVersion(doc);
   const ofrepVersion = (
     await sha256Hex(canonicalJson(evaluateAllFlags(entitlements, overridden)))
   ).slice(0, 32);
   return { entitlements, overridden, ofrepVersion };
+}
+
+/** Resuelve ahora y en cada cambio futuro por tiempo; cada tramo con su versión (ETag). */
+export async function cacheableEntitlements(input: EntitlementInput): Promise<CachedEntitlements> {
+  const overridden = overriddenKeys(input);
+  const [current, upcoming] = await Promise.all([
+    resolved(resolveEntitlements(input), overridden),
+    Promise.all(
+      statusChangesAfter(input).map(async (at) => ({
+        from: at.getTime(),
+        value: await resolved(resolveEntitlements({ ...input, now: at }), overridden),
+      })),
+    ),
+  ]);
+  return { current, upcoming };
+}
+
+/** Carga desde la base y resuelve (puro); solo corre en un fallo de cache. */
+export async function loadResolvedEntitlements(
+  db: Database,
+  instanceId: string,
+): Promise<CachedEntitlements | null> {
+  const input = await loadEntitlementInput(db, instanceId);
+  return input && cacheableEntitlements(input);
 }
 
 // Cuerpos JSON ya serializados por valor cacheado: el camino caliente no re-serializa en cada
@@ -93,7 +143,8 @@ export function createEntitlementsStore(
   settings: EntitlementsCacheSettings,
   logger: Logger,
 ): EntitlementsStore {
-  const cache = new SwrCache<ResolvedEntitlements>({
+  const now = settings.now ?? Date.now;
+  const cache = new SwrCache<CachedEntitlements>({
     namespace: ENTITLEMENTS_CACHE_SCHEMA,
     ...settings,
     shared: cacheApiTier(settings.staleIfErrorMs / 1000),
@@ -101,13 +152,15 @@ export function createEntitlementsStore(
       logger.warn({ err, key, phase }, "entitlements cache could not reach its origin"),
   });
   return {
-    read(c, instanceId) {
+    async read(c, instanceId) {
       // El loader es perezoso: un acierto de cache nunca abre conexión (ni Pool de Neon).
-      return cache.get(
+      const result = await cache.get(
         instanceId,
         () => c.get("deps").withDb(c, (db) => loadResolvedEntitlements(db, instanceId)),
         waitUntilOf(c),
       );
+      // En todo nivel (memoria, Cache API, origen) y fresca o stale: rige el tramo de ahora.
+      return { ...result, value: result.value && entitlementsAt(result.value, now()) };
     },
   };
 }

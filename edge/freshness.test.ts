@@ -276,6 +276,105 @@ describe("stale-if-error: the database goes away", () => {
     expect(await none.json()).toMatchObject({ errorCode: "GENERAL" });
   }
 
+  /**
+   * Vencer es cosa del reloj, no de la base: con la base caída, una suscripción cuyo expiresAt
+   * pasa se sirve vencida (aún marcada stale) y con otro ETag, en /v1/entitlements y en OFREP.
+   */
+  async function expiryScenario(edge: EdgeTarget, stopDatabase: () => Promise<void>) {
+    const auth = { authorization: `Bearer ${edgeToken}` };
+    const json = { ...auth, "content-type": "application/json" };
+    const customer = await newCustomer(h, admin);
+    const instanceId = await insertInstance(h.db.handle.db, {
+      customerId: customer.id,
+      productCode: "FARUTECH_VET",
+    });
+    const ofrep = (path: string, headers: Record<string, string> = {}) =>
+      edge.fetch(path, {
+        method: "POST",
+        headers: { ...json, ...headers },
+        body: JSON.stringify({ context: { targetingKey: instanceId } }),
+      });
+    const entitlements = (headers: Record<string, string> = {}) =>
+      edge.fetch(`/v1/entitlements?instanceId=${instanceId}`, { headers: { ...auth, ...headers } });
+    // La primera lectura de un edge recién arrancado es lenta: que no gaste el margen de abajo.
+    const [demo] = await h.db.handle.db
+      .select({ id: tenantInstances.id })
+      .from(tenantInstances)
+      .where(eq(tenantInstances.instanceCode, "vet-norte"));
+    if (!demo) throw new Error("demo instance missing");
+    const warmUp = await edge.fetch(`/v1/entitlements?instanceId=${demo.id}`, { headers: auth });
+    expect(warmUp.status).toBe(200);
+
+    const expiresAt = Date.now() + 1_500;
+    const created = await h.request("POST", "/api/subscriptions", {
+      token: admin,
+      json: {
+        tenantInstanceId: instanceId,
+        planId: await planIdOf(h.db.handle.db, "VET_PROFESSIONAL"),
+        status: "active",
+        startsAt: "2025-01-01T00:00:00Z",
+        expiresAt: new Date(expiresAt).toISOString(),
+      },
+    });
+    expect(created.status).toBe(201);
+
+    const active = await entitlements();
+    expect(active.status).toBe(200);
+    expect(active.headers.get("x-entitlements-stale")).toBeNull();
+    const activeEtag = active.headers.get("etag") ?? "";
+    const activeBody = (await active.json()) as {
+      status: string;
+      features: Record<string, boolean>;
+    };
+    expect(activeBody.status).toBe("active");
+    expect(activeBody.features.DIGITAL_RECORDS).toBe(true);
+    const activeBulk = await ofrep("/ofrep/v1/evaluate/flags");
+    const activeBulkEtag = activeBulk.headers.get("etag") ?? "";
+    const activeFlags = ((await activeBulk.json()) as { flags: { reason: string }[] }).flags;
+    expect(activeFlags.some((f) => f.reason === "STATIC")).toBe(true);
+    const activeFlag = await ofrep("/ofrep/v1/evaluate/flags/DIGITAL_RECORDS");
+    expect(await activeFlag.json()).toMatchObject({ value: true, reason: "STATIC" });
+    // La copia cacheada se tomó antes del vencimiento.
+    expect(Date.now()).toBeLessThan(expiresAt);
+
+    await stopDatabase();
+    await sleep(Math.max(0, expiresAt - Date.now()) + 200);
+
+    // Con el ETag activo: 200 con el documento vencido, nunca 304.
+    const expired = await entitlements({ "if-none-match": activeEtag });
+    expect(expired.status).toBe(200);
+    expect(expired.headers.get("x-entitlements-stale")).toBe("1");
+    expect(expired.headers.get("etag")).not.toBe(activeEtag);
+    const body = (await expired.json()) as {
+      status: string;
+      version: string;
+      features: Record<string, boolean>;
+      limits: Record<string, number>;
+    };
+    expect(body.status).toBe("expired");
+    expect(`"${body.version}"`).toBe(expired.headers.get("etag"));
+    expect(Object.values(body.features).some(Boolean)).toBe(false);
+    expect(Object.values(body.limits).every((v) => v === 0)).toBe(true);
+
+    const bulk = await ofrep("/ofrep/v1/evaluate/flags", { "if-none-match": activeBulkEtag });
+    expect(bulk.status).toBe(200);
+    expect(bulk.headers.get("x-entitlements-stale")).toBe("1");
+    expect(bulk.headers.get("etag")).not.toBe(activeBulkEtag);
+    const flags = ((await bulk.json()) as { flags: { value: boolean | number; reason: string }[] })
+      .flags;
+    expect(flags.length).toBe(activeFlags.length);
+    expect(
+      flags.every((f) => f.reason === "DISABLED" && (f.value === false || f.value === 0)),
+    ).toBe(true);
+    const flag = await ofrep("/ofrep/v1/evaluate/flags/DIGITAL_RECORDS");
+    expect(flag.headers.get("x-entitlements-stale")).toBe("1");
+    expect(await flag.json()).toMatchObject({
+      value: false,
+      reason: "DISABLED",
+      metadata: { status: "expired" },
+    });
+  }
+
   it("inside workerd: the wsproxy to Postgres stops", async () => {
     const ownProxy = await startWsProxy();
     const edge = await startWorkerdEdge({ ...env(), NEON_WSPROXY: ownProxy.url });
@@ -291,5 +390,22 @@ describe("stale-if-error: the database goes away", () => {
     const handle = await createDb({ url: h.db.url });
     const edge = await startNodeEdge(env(), handle.db);
     await scenario(edge, () => handle.close());
+  }, 60_000);
+
+  it("inside workerd: a subscription expiring during the outage is served expired", async () => {
+    const ownProxy = await startWsProxy();
+    const edge = await startWorkerdEdge({ ...env(), NEON_WSPROXY: ownProxy.url });
+    try {
+      await expiryScenario(edge, () => ownProxy.close());
+    } finally {
+      await edge.stop();
+    }
+  }, 60_000);
+
+  it("on Node: a subscription expiring during the outage is served expired", async () => {
+    if (!h.db.url) throw new Error("postgres url missing");
+    const handle = await createDb({ url: h.db.url });
+    const edge = await startNodeEdge(env(), handle.db);
+    await expiryScenario(edge, () => handle.close());
   }, 60_000);
 });
