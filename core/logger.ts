@@ -1,4 +1,5 @@
-import { type Logger as PinoLogger, pino } from "pino";
+import { type DestinationStream, type Logger as PinoLogger, pino } from "pino";
+import { loggableError } from "./http/db-errors";
 
 export type Logger = PinoLogger;
 
@@ -26,16 +27,24 @@ const REDACT = [
 export interface LoggerOptions {
   service: string;
   level?: string;
+  /** Destino de las líneas (stdout si no se da). */
+  destination?: DestinationStream;
 }
 
-export function createLogger({ service, level }: LoggerOptions): Logger {
-  return pino({
-    level: level ?? "info",
-    redact: { paths: REDACT, censor: "[redacted]" },
-    base: { service },
-    timestamp: pino.stdTimeFunctions.isoTime,
-    formatters: { level: (label) => ({ level: label }) },
-  });
+export function createLogger({ service, level, destination }: LoggerOptions): Logger {
+  return pino(
+    {
+      level: level ?? "info",
+      redact: { paths: REDACT, censor: "[redacted]" },
+      base: { service },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+      // `{ err }` en cualquier log: el error de drizzle lleva el SQL y sus parámetros (datos
+      // personales, cadenas de conexión cifradas); solo queda el error de la base y la pila.
+      serializers: { err: loggableError },
+    },
+    destination,
+  );
 }
 
 export const silentLogger: Logger = pino({ level: "silent" });

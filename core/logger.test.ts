@@ -1,0 +1,49 @@
+import { Writable } from "node:stream";
+import { describe, expect, it } from "vitest";
+import { createLogger } from "./logger";
+
+/** Un logger que guarda sus líneas ya parseadas. */
+function recordingLogger() {
+  const lines: Record<string, unknown>[] = [];
+  const destination = new Writable({
+    write(chunk, _enc, done) {
+      lines.push(JSON.parse(String(chunk)) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { logger: createLogger({ service: "test", destination }), lines };
+}
+
+describe("createLogger", () => {
+  it("logs a failed drizzle query without its SQL parameters, keeping the database error", () => {
+    const { logger, lines } = recordingLogger();
+    const cause = Object.assign(new Error('duplicate key value violates unique constraint "x"'), {
+      code: "23505",
+    });
+    const err = new Error(
+      'Failed query: insert into "customers" ("legal_name") values ($1)\nparams: Juan Pérez',
+      { cause },
+    );
+    logger.error({ err }, "request failed");
+    const line = JSON.stringify(lines[0]);
+    expect(line).not.toContain("Juan Pérez");
+    expect(line).not.toContain("insert into");
+    expect(lines[0]?.err).toMatchObject({
+      message: 'database error: duplicate key value violates unique constraint "x" (23505)',
+      code: "23505",
+    });
+  });
+
+  it("keeps the type, message and stack frames of any other error", () => {
+    const { logger, lines } = recordingLogger();
+    logger.warn({ err: new TypeError("bad thing") }, "oops");
+    expect(lines[0]?.err).toMatchObject({ type: "TypeError", message: "bad thing" });
+    expect(String((lines[0]?.err as { stack: string }).stack)).toMatch(/^\s+at /);
+  });
+
+  it("redacts secrets", () => {
+    const { logger, lines } = recordingLogger();
+    logger.info({ clientSecret: "s3cr3t", nested: { password: "p" } }, "x");
+    expect(JSON.stringify(lines[0])).not.toMatch(/s3cr3t|"p"/);
+  });
+});
