@@ -38,6 +38,12 @@ export interface FarutechClientOptions {
   maxAgeMs?: number;
   /** Timeout de cada petición al edge (por defecto 5 s). */
   timeoutMs?: number;
+  /**
+   * Cuánto tiempo, sin poder revalidar, se sigue sirviendo el último snapshot (por defecto 1 h,
+   * como el stale-if-error del edge). Pasado ese tiempo se usa el fallback o se lanza
+   * FarutechUnavailableError: una suspensión no puede quedar oculta para siempre.
+   */
+  maxStaleMs?: number;
   logger?: FarutechLogger;
   /** Reloj en ms (por defecto Date.now); las pruebas lo controlan. */
   now?: () => number;
@@ -76,6 +82,7 @@ interface EdgeState {
 }
 
 const DEFAULT_MAX_AGE_MS = 5_000;
+const DEFAULT_MAX_STALE_MS = 3_600_000;
 const DEFAULT_TIMEOUT_MS = 5_000;
 const EDGE_STALE_HEADER = "x-entitlements-stale";
 
@@ -99,6 +106,7 @@ class Client implements FarutechClient {
   private readonly logger: FarutechLogger;
   private readonly now: () => number;
   private readonly maxAgeMs: number;
+  private readonly maxStaleMs: number;
   private edge: EdgeState | undefined;
   private failure: { at: number; error: FarutechError } | undefined;
   private inflight: Promise<EdgeSnapshot> | undefined;
@@ -119,6 +127,7 @@ class Client implements FarutechClient {
     this.logger = options.logger ?? silentSdkLogger;
     this.now = options.now ?? Date.now;
     this.maxAgeMs = options.maxAgeMs ?? DEFAULT_MAX_AGE_MS;
+    this.maxStaleMs = options.maxStaleMs ?? DEFAULT_MAX_STALE_MS;
     this.tokens = new TokenSource({
       transport: this.transport,
       clientId: options.clientId,
@@ -227,7 +236,12 @@ class Client implements FarutechClient {
   }
 
   private view(): EntitlementsSnapshot | undefined {
-    if (this.edge) {
+    // Sin revalidar hace más de maxStaleMs, el snapshot ya no se sirve (fallback o error).
+    const tooOld =
+      this.failure !== undefined &&
+      this.edge !== undefined &&
+      this.now() - this.edge.validatedAt > this.maxStaleMs;
+    if (this.edge && !tooOld) {
       return {
         ...this.edge.body,
         source: "edge",

@@ -573,6 +573,40 @@ describe("entitlements", () => {
     await client.close();
   });
 
+  it("stops serving the last snapshot after maxStaleMs without the edge: fallback or error", async () => {
+    const { client, clock } = testClient({
+      maxStaleMs: 3 * MAX_AGE_MS,
+      fallback: { features: {}, limits: { max_users: 5 } },
+    });
+    const { client: bare, clock: bareClock } = testClient({ maxStaleMs: 3 * MAX_AGE_MS });
+    expect(await client.limit("max_users")).toBe(100);
+    expect(await bare.limit("max_users")).toBe(100);
+    if (!edge.server) throw new Error("edge not running");
+    await stopServer(edge.server);
+    edge.server = undefined;
+    try {
+      clock.t += MAX_AGE_MS;
+      bareClock.t += MAX_AGE_MS;
+      expect(await client.limit("max_users")).toBe(100);
+      expect(await bare.limit("max_users")).toBe(100);
+      // Pasado maxStaleMs desde la última validación: lo que diga el snapshot ya no vale.
+      clock.t += 3 * MAX_AGE_MS;
+      bareClock.t += 3 * MAX_AGE_MS;
+      expect(await client.limit("max_users")).toBe(5);
+      expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(false);
+      expect(await client.snapshot()).toMatchObject({ source: "fallback", stale: true });
+      await expect(bare.isEnabled("DIGITAL_RECORDS")).rejects.toBeInstanceOf(
+        FarutechUnavailableError,
+      );
+    } finally {
+      await edge.start();
+    }
+    clock.t += MAX_AGE_MS;
+    expect(await client.snapshot()).toMatchObject({ source: "edge", stale: false });
+    await client.close();
+    await bare.close();
+  });
+
   it("marks the snapshot stale when the edge answers from its own copy", async () => {
     if (!db.url) throw new Error("postgres url missing");
     // El mismo edge, en proceso y con su propia conexión: cerrarla es "la base del edge cayó",
