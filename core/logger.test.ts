@@ -38,7 +38,8 @@ describe("createLogger", () => {
     const { logger, lines } = recordingLogger();
     logger.warn({ err: new TypeError("bad thing") }, "oops");
     expect(lines[0]?.err).toMatchObject({ type: "TypeError", message: "bad thing" });
-    expect(String((lines[0]?.err as { stack: string }).stack)).toMatch(/^\s+at /);
+    const logged = lines[0]?.err as { stack?: string } | undefined;
+    expect(String(logged?.stack)).toMatch(/^\s+at /);
   });
 
   it("redacts secrets", () => {
