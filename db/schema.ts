@@ -430,6 +430,11 @@ export const provisioningTasks = pgTable(
     updatedAt: updatedAt(),
     startedAt: timestamp("started_at", { withTimezone: true, precision: 3 }),
     finishedAt: timestamp("finished_at", { withTimezone: true, precision: 3 }),
+    /**
+     * Hasta cuándo la ejecución en curso tiene la tarea: otra entrega solo la toma cuando vence.
+     * Su valor identifica además a esa ejecución (cada prórroga lo cambia).
+     */
+    leaseUntil: timestamp("lease_until", { withTimezone: true, precision: 3 }),
   },
   (t) => [index("provisioning_tasks_instance_idx").on(t.tenantInstanceId)],
 );

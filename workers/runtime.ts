@@ -130,6 +130,7 @@ export async function startWorkers(
         registry,
         failureRate: env.PROVISIONING_FAILURE_RATE,
         externalDelayMs: env.PROVISIONING_EXTERNAL_DELAY_MS,
+        leaseMs: env.WORKER_ACK_WAIT_MS,
         logger: deps.logger,
         dedicated,
         ...(secretBox ? { secretBox } : {}),

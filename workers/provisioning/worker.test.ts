@@ -93,6 +93,7 @@ describe("provisioning worker handler", () => {
       deliveryCount,
       logger: silentLogger,
       heartbeat: () => {},
+      signal: new AbortController().signal,
     } satisfies HandlerContext<ProvisioningTaskMessage>;
   }
 

@@ -1,6 +1,20 @@
-import { and, eq, inArray, ne, notInArray, type SQLWrapper, sql } from "drizzle-orm";
+import { setTimeout as delay } from "node:timers/promises";
+import {
+  and,
+  eq,
+  inArray,
+  isNull,
+  lt,
+  ne,
+  notInArray,
+  or,
+  type SQL,
+  type SQLWrapper,
+  sql,
+} from "drizzle-orm";
 import { z } from "zod";
 import {
+  type EventEnvelope,
   type ProvisioningTaskMessage,
   provisioningTaskMessageSchema,
 } from "../../contracts/events";
@@ -29,7 +43,7 @@ import {
   tenantInstances,
 } from "../../db/schema";
 import type { Database, Tx } from "../../db/types";
-import type { HandlerContext, WorkerDefinition } from "../runtime/consumer";
+import type { DeadLetterInfo, HandlerContext, WorkerDefinition } from "../runtime/consumer";
 import { errorMessage, PermanentError } from "../runtime/errors";
 import type { DedicatedDatabases } from "./dedicated-databases";
 import type { SharedTenantRegistry } from "./shared-registry";
@@ -52,6 +66,151 @@ export interface ProvisioningWorkerDeps {
   /** Latencia simulada del paso externo (ms), como la simulación de ProvisionDatabase() del seed. */
   externalDelayMs?: number;
   random?: () => number;
+  /**
+   * Duración del lease de una tarea en curso (ms): el ack wait de los workers (WORKER_ACK_WAIT_MS),
+   * así vence a la par que la entrega de un proceso que dejó de responder.
+   */
+  leaseMs?: number;
+}
+
+const DEFAULT_LEASE_MS = 30_000;
+/** Holgura tras el vencimiento de un lease ajeno antes de volver a intentar tomarlo. */
+const LEASE_SLACK_MS = 50;
+const FINISHED_STATUSES: ("succeeded" | "dead_lettered")[] = ["succeeded", "dead_lettered"];
+
+/** Otra ejecución tiene la tarea con su lease vigente: la entrega se reintenta más tarde. */
+export class TaskBusyError extends Error {
+  override name = "TaskBusyError";
+}
+
+/** Esta ejecución ya no tiene la tarea (su lease venció o lo tomó otra): no sigue con los pasos. */
+export class TaskLeaseLostError extends Error {
+  override name = "TaskLeaseLostError";
+}
+
+const leaseExpiry = (leaseMs: number) => sql`now() + make_interval(secs => ${leaseMs / 1000})`;
+
+/** Nadie ejecuta la tarea: no está en curso, o su lease está vacío o vencido. */
+const leaseFree = () =>
+  or(
+    ne(provisioningTasks.status, "running"),
+    isNull(provisioningTasks.leaseUntil),
+    lt(provisioningTasks.leaseUntil, sql`now()`),
+  );
+
+/** Milisegundos que le quedan al lease de la fila (negativo si venció, null si no hay). */
+const leaseRemainingMs = () =>
+  sql<
+    number | null
+  >`(extract(epoch from ${provisioningTasks.leaseUntil} - now()) * 1000)::float8`.mapWith(Number);
+
+/**
+ * El lease de una ejecución. Su lease_until la identifica: las sentencias que solo valen si la
+ * tarea sigue siendo suya lo comparan, y por eso se serializan con la prórroga, que lo cambia.
+ */
+class TaskLease {
+  private queue: Promise<unknown> = Promise.resolve();
+  private timer: NodeJS.Timeout | undefined;
+  private lost = false;
+  private current: Date;
+  /** Vencimiento según el reloj local, contado desde que se pidió la prórroga: conservador. */
+  private localExpiry: number;
+
+  constructor(
+    private readonly db: Database,
+    readonly taskId: string,
+    readonly leaseMs: number,
+    claimed: { until: Date; requestedAt: number },
+    private readonly ctx: HandlerContext<ProvisioningTaskMessage>,
+  ) {
+    this.current = claimed.until;
+    this.localExpiry = claimed.requestedAt + leaseMs;
+    this.timer = setInterval(
+      () => {
+        this.renew().catch((err: unknown) =>
+          ctx.logger.warn({ err }, "renewing the provisioning task lease failed"),
+        );
+      },
+      Math.max(10, Math.floor(leaseMs / 3)),
+    );
+    this.timer.unref();
+    // Un handler abandonado por el runtime deja vencer su lease: otra entrega toma la tarea.
+    ctx.signal.addEventListener("abort", () => this.stopRenewing(), { once: true });
+  }
+
+  get until(): Date {
+    return this.current;
+  }
+
+  /** Corre `fn` con el lease_until vigente, sin una prórroga en medio. */
+  withToken<T>(fn: (until: Date) => Promise<T>): Promise<T> {
+    const next = this.queue.then(() => fn(this.current));
+    this.queue = next.catch(() => {});
+    return next;
+  }
+
+  /** Sentencia que prorroga el lease si sigue siendo de esta ejecución. */
+  renewal(until: Date) {
+    const t = provisioningTasks;
+    return this.db
+      .update(t)
+      .set({ leaseUntil: leaseExpiry(this.leaseMs) })
+      .where(and(eq(t.id, this.taskId), eq(t.status, "running"), eq(t.leaseUntil, until)))
+      .returning({ leaseUntil: t.leaseUntil });
+  }
+
+  /** Condición SQL: la tarea sigue siendo de esta ejecución. */
+  owns(until: Date): SQL {
+    const t = provisioningTasks;
+    return sql`exists (select 1 from ${t} where ${and(eq(t.id, this.taskId), eq(t.leaseUntil, until))})`;
+  }
+
+  /** Registra el resultado de una prórroga pedida en `requestedAt` (null: el lease ya no es suyo). */
+  renewed(until: Date | null, requestedAt: number): void {
+    if (!until) {
+      this.lose();
+      return;
+    }
+    this.current = until;
+    this.localExpiry = requestedAt + this.leaseMs;
+  }
+
+  lose(): void {
+    if (this.lost) return;
+    this.lost = true;
+    this.stopRenewing();
+    this.ctx.logger.warn("provisioning task lease lost; this delivery stops");
+  }
+
+  /** Antes de cada paso: no se sigue sin el lease (abortado, perdido o vencido sin prorrogar). */
+  check(): void {
+    this.ctx.signal.throwIfAborted();
+    if (this.lost || Date.now() >= this.localExpiry) {
+      throw new TaskLeaseLostError(
+        `provisioning task ${this.taskId} is no longer leased to this delivery`,
+      );
+    }
+  }
+
+  async renew(): Promise<void> {
+    await this.withToken(async (until) => {
+      if (this.lost || this.ctx.signal.aborted) return;
+      const requestedAt = Date.now();
+      const [row] = await this.renewal(until);
+      this.renewed(row?.leaseUntil ?? null, requestedAt);
+    });
+  }
+
+  stopRenewing(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Deja de prorrogar y espera la prórroga en curso: después `until` ya no cambia. */
+  async stop(): Promise<void> {
+    this.stopRenewing();
+    await this.queue;
+  }
 }
 
 interface TaskContext {
@@ -62,6 +221,7 @@ interface TaskContext {
   payload: unknown;
   /** Cuándo se aceptó la petición (provisioning_tasks.created_at): ordena los update_features. */
   requestedAt: Date;
+  lease: TaskLease;
   /**
    * La instancia leída al empezar la entrega. Solo sus datos inmutables (id, códigos, cliente,
    * producto, tier) valen para los pasos; el estado o la cadena de conexión se releen.
@@ -117,14 +277,24 @@ function enterpriseSteps(deps: ProvisioningWorkerDeps): Step[] {
         const { dedicated, box } = need();
         const { instance } = task.snapshot;
         const connectionString = await dedicated.create(instance.tenantCode);
-        await deps.db
-          .update(tenantInstances)
-          .set({
-            connectionStringEncrypted: await box.encrypt(connectionString),
-            encryptionKeyId: box.activeKeyId,
-            updatedAt: sql`now()`,
-          })
-          .where(eq(tenantInstances.id, instance.id));
+        const encrypted = await box.encrypt(connectionString);
+        // Solo quien tiene el lease guarda su contraseña: una ejecución abandonada que termina
+        // tarde no pisa la cadena de la que la reemplazó.
+        const stored = await task.lease.withToken((until) =>
+          deps.db
+            .update(tenantInstances)
+            .set({
+              connectionStringEncrypted: encrypted,
+              encryptionKeyId: box.activeKeyId,
+              updatedAt: sql`now()`,
+            })
+            .where(and(eq(tenantInstances.id, instance.id), task.lease.owns(until)))
+            .returning({ id: tenantInstances.id }),
+        );
+        if (stored.length === 0) {
+          task.lease.lose();
+          throw new TaskLeaseLostError(`provisioning task ${task.taskId} lost its lease`);
+        }
       },
     },
     {
@@ -516,31 +686,55 @@ function stepsFor(
 }
 
 /**
- * Marca la tarea en curso y lee en la misma sentencia su instancia y los pasos ya hechos: un viaje
- * a la base al empezar cada entrega, no tres (con Neon cada viaje son milisegundos).
+ * Toma la tarea (en curso, con lease) y lee en la misma sentencia su instancia y los pasos ya
+ * hechos: un viaje a la base al empezar cada entrega, no tres (con Neon cada viaje son
+ * milisegundos). Solo la toma si nadie la ejecuta; si no, la fila previa dice por qué.
  */
-async function startTask(db: Database, taskId: string, deliveryCount: number) {
+async function startTask(
+  db: Database,
+  message: ProvisioningTaskMessage,
+  deliveryCount: number,
+  leaseMs: number,
+) {
+  const { taskId } = message;
+  const t = provisioningTasks;
   const started = db.$with("started").as(
     db
-      .update(provisioningTasks)
+      .update(t)
       .set({
         status: "running",
         attempts: deliveryCount,
-        startedAt: sql`coalesce(${provisioningTasks.startedAt}, now())`,
+        startedAt: sql`coalesce(${t.startedAt}, now())`,
         updatedAt: sql`now()`,
+        leaseUntil: leaseExpiry(leaseMs),
       })
-      .where(eq(provisioningTasks.id, taskId))
+      .where(
+        and(
+          eq(t.id, taskId),
+          // Un mensaje que no corresponde a su tarea no la toma.
+          eq(t.kind, message.kind),
+          eq(t.tenantInstanceId, message.tenantInstanceId),
+          notInArray(t.status, FINISHED_STATUSES),
+          leaseFree(),
+        ),
+      )
       .returning({
-        correlationId: provisioningTasks.correlationId,
-        kind: provisioningTasks.kind,
-        payload: provisioningTasks.payload,
-        tenantInstanceId: provisioningTasks.tenantInstanceId,
-        createdAt: provisioningTasks.createdAt,
+        correlationId: t.correlationId,
+        kind: t.kind,
+        payload: t.payload,
+        tenantInstanceId: t.tenantInstanceId,
+        createdAt: t.createdAt,
+        leaseUntil: t.leaseUntil,
       }),
   );
   const [row] = await db
     .with(started)
     .select({
+      // La fila tal como estaba antes de esta sentencia.
+      status: t.status,
+      busyForMs: leaseRemainingMs(),
+      matches: sql<boolean>`${and(eq(t.kind, message.kind), eq(t.tenantInstanceId, message.tenantInstanceId))}`,
+      leaseUntil: started.leaseUntil,
       correlationId: started.correlationId,
       kind: started.kind,
       payload: started.payload,
@@ -554,21 +748,84 @@ async function startTask(db: Database, taskId: string, deliveryCount: number) {
         where ${provisioningTaskSteps.taskId} = ${taskId}
           and ${provisioningTaskSteps.status} = 'succeeded')`,
     })
-    .from(started)
+    .from(t)
+    .leftJoin(started, sql`true`)
     .leftJoin(tenantInstances, eq(tenantInstances.id, started.tenantInstanceId))
     .leftJoin(products, eq(products.id, tenantInstances.productId))
-    .leftJoin(customers, eq(customers.id, tenantInstances.customerId));
-  return row;
+    .leftJoin(customers, eq(customers.id, tenantInstances.customerId))
+    .where(eq(t.id, taskId));
+  if (!row) return undefined;
+  const { leaseUntil, correlationId, kind, createdAt, tenantInstanceId } = row;
+  if (leaseUntil && correlationId !== null && kind && createdAt && tenantInstanceId) {
+    return {
+      state: "claimed" as const,
+      leaseUntil,
+      task: { correlationId, kind, payload: row.payload, createdAt, tenantInstanceId },
+      instance: row.instance,
+      productCode: row.productCode,
+      customerName: row.customerName,
+      done: row.done,
+    };
+  }
+  if (!row.matches) return { state: "mismatch" as const };
+  if (row.status === "succeeded" || row.status === "dead_lettered") {
+    return { state: "finished" as const };
+  }
+  // Una toma bloqueada por otra que ganó ve la fila previa: sin lease vigente, se reintenta pronto.
+  return { state: "busy" as const, busyForMs: Math.max(0, row.busyForMs ?? 0) };
 }
 
-/** Upsert de la fila del paso; `attempt` suma un intento (inicio de un paso externo o fin de uno transaccional). */
+/**
+ * Toma la tarea o espera, como mucho un lease, a que la suelte quien la tiene: el lease de un
+ * handler abandonado vence en ese plazo, y los pocos reintentos del runtime (segundos) se
+ * agotarían antes. Si sigue ocupada, TaskBusyError: la entrega se reintenta más tarde.
+ */
+async function claimTask(
+  db: Database,
+  ctx: HandlerContext<ProvisioningTaskMessage>,
+  leaseMs: number,
+) {
+  const { taskId } = ctx.data;
+  const deadline = Date.now() + leaseMs + LEASE_SLACK_MS;
+  for (let poll = 0; ; poll++) {
+    const requestedAt = Date.now();
+    const claim = await startTask(db, ctx.data, ctx.deliveryCount, leaseMs);
+    if (!claim) throw new PermanentError(`provisioning task ${taskId} does not exist`);
+    if (claim.state === "mismatch") {
+      throw new PermanentError(`message does not match provisioning task ${taskId}`);
+    }
+    if (claim.state !== "busy") return { ...claim, requestedAt };
+    const waitMs = Math.min(
+      claim.busyForMs + LEASE_SLACK_MS,
+      Math.max(10, Math.floor(leaseMs / 3)),
+      deadline - Date.now(),
+    );
+    if (waitMs <= 0) {
+      ctx.logger.warn({ taskId }, "provisioning task is still leased by another run; will retry");
+      throw new TaskBusyError(`provisioning task ${taskId} is running in another delivery`);
+    }
+    if (poll === 0) {
+      ctx.logger.info(
+        { taskId, busyForMs: claim.busyForMs },
+        "provisioning task is leased by another run; waiting for it",
+      );
+    }
+    await delay(waitMs, undefined, { signal: ctx.signal }).catch(() => {});
+    ctx.signal.throwIfAborted();
+  }
+}
+
+/**
+ * Upsert de la fila del paso; `attempt` suma un intento (inicio de un paso externo o fin de uno
+ * transaccional). Con `onlyIf`, una fila existente solo cambia si se cumple.
+ */
 function stepRecord(
-  db: Database | Tx,
+  db: Pick<Database, "insert">,
   taskId: string,
   name: string,
   position: number,
   status: "running" | "succeeded" | "failed",
-  options: { attempt: boolean; error?: string },
+  options: { attempt: boolean; error?: string; onlyIf?: SQL },
 ) {
   const finished = status === "running" ? null : sql`now()`;
   return db
@@ -591,7 +848,49 @@ function stepRecord(
         finishedAt: finished,
         error: options.error ?? null,
       },
+      ...(options.onlyIf ? { setWhere: options.onlyIf } : {}),
     });
+}
+
+/**
+ * Inicio de un paso externo: prorroga el lease y marca el paso en una sola sentencia. Sin lease
+ * el paso no empieza (y una fila ya existente del paso, de quien tiene la tarea, no cambia).
+ */
+async function startExternalStep(db: Database, task: TaskContext, name: string, position: number) {
+  const { lease } = task;
+  await lease.withToken(async (until) => {
+    lease.check();
+    const renewed = db.$with("lease").as(lease.renewal(until));
+    const requestedAt = Date.now();
+    const [row] = await stepRecord(db.with(renewed), task.taskId, name, position, "running", {
+      attempt: true,
+      onlyIf: sql`exists (select 1 from ${renewed})`,
+    }).returning({
+      leaseUntil: sql<Date | null>`(select ${renewed.leaseUntil} from ${renewed})`.mapWith(
+        provisioningTasks.leaseUntil,
+      ),
+    });
+    lease.renewed(row?.leaseUntil ?? null, requestedAt);
+  });
+  lease.check();
+}
+
+/** Marca el fin de un paso si la tarea sigue siendo de esta ejecución; devuelve si la marcó. */
+async function markStep(
+  db: Database,
+  task: TaskContext,
+  name: string,
+  position: number,
+  status: "succeeded" | "failed",
+  options: { attempt: boolean; error?: string },
+): Promise<boolean> {
+  const rows = await task.lease.withToken((until) =>
+    stepRecord(db, task.taskId, name, position, status, {
+      ...options,
+      onlyIf: task.lease.owns(until),
+    }).returning({ name: provisioningTaskSteps.name }),
+  );
+  return rows.length > 0;
 }
 
 /** Escribe lo que pidió un paso transaccional junto con su marca de éxito, en una sentencia. */
@@ -650,17 +949,21 @@ async function runSteps(
     if (!first) break;
     const [position, step] = first;
     ctx.heartbeat();
+    task.lease.check();
     if (step.kind === "external") {
       // Un paso externo marca su inicio antes de actuar: si el worker muere, queda "running"
       // con su intento contado.
-      await stepRecord(deps.db, task.taskId, step.name, position, "running", { attempt: true });
+      await startExternalStep(deps.db, task, step.name, position);
       try {
         await step.run(task);
-        await stepRecord(deps.db, task.taskId, step.name, position, "succeeded", {
-          attempt: false,
-        });
+        if (
+          !(await markStep(deps.db, task, step.name, position, "succeeded", { attempt: false }))
+        ) {
+          task.lease.lose();
+          throw new TaskLeaseLostError(`provisioning task ${task.taskId} lost its lease`);
+        }
       } catch (err) {
-        await stepRecord(deps.db, task.taskId, step.name, position, "failed", {
+        await markStep(deps.db, task, step.name, position, "failed", {
           attempt: false,
           error: errorMessage(err),
         }).catch(() => {});
@@ -674,6 +977,8 @@ async function runSteps(
     while (pending[i + group]?.[1].kind === "transactional") group++;
     const batch = pending.slice(i, i + group);
     const last = i + group === pending.length;
+    // La transacción que termina la tarea vacía su lease: ninguna prórroga debe cruzarse con ella.
+    if (last) await task.lease.stop();
     let current = first;
     try {
       // Efecto, auditoría, eventos y marca de cada paso se confirman juntos: nunca a medias.
@@ -692,7 +997,7 @@ async function runSteps(
       await publishQueued(deps.db, deps.bus, queued, ctx.logger);
     } catch (err) {
       const [pos, s] = current;
-      await stepRecord(deps.db, task.taskId, s.name, pos, "failed", {
+      await markStep(deps.db, task, s.name, pos, "failed", {
         attempt: true,
         error: errorMessage(err),
       }).catch(() => {});
@@ -707,6 +1012,9 @@ async function runSteps(
 export function provisioningWorker(
   deps: ProvisioningWorkerDeps,
 ): WorkerDefinition<ProvisioningTaskMessage> {
+  const leaseMs = deps.leaseMs ?? DEFAULT_LEASE_MS;
+  // El lease de cada entrega que tomó su tarea, para onRetry y onDeadLetter (mismo sobre).
+  const leases = new WeakMap<EventEnvelope, TaskLease>();
   return {
     name: PROVISIONING_WORKER,
     domain: "provisioning",
@@ -721,102 +1029,185 @@ export function provisioningWorker(
       return task?.status === "succeeded" || task?.status === "dead_lettered";
     },
     async handle(ctx) {
-      const { taskId, tenantInstanceId, kind } = ctx.data;
-      const task = await startTask(deps.db, taskId, ctx.deliveryCount);
-      if (!task) throw new PermanentError(`provisioning task ${taskId} does not exist`);
-      if (task.kind !== kind || task.tenantInstanceId !== tenantInstanceId) {
-        throw new PermanentError(`message does not match provisioning task ${taskId}`);
+      const { taskId, tenantInstanceId } = ctx.data;
+      const claim = await claimTask(deps.db, ctx, leaseMs);
+      if (claim.state === "finished") {
+        // Otra entrega la terminó mientras esta esperaba.
+        ctx.logger.info("provisioning task already finished by another run; acknowledging");
+        return;
       }
-      const { instance, productCode, customerName } = task;
-      if (!instance || productCode === null || customerName === null) {
-        throw new PermanentError(`tenant instance ${tenantInstanceId} does not exist`);
-      }
-      const finish = (db: Database | Tx) =>
-        db
-          .update(provisioningTasks)
-          .set({
-            status: "succeeded",
-            lastError: null,
-            finishedAt: sql`now()`,
-            updatedAt: sql`now()`,
-          })
-          .where(eq(provisioningTasks.id, taskId));
-      const finished = await runSteps(
-        deps,
-        stepsFor(task.kind, deps, instance.databaseTier, task.payload),
-        {
-          taskId,
-          tenantInstanceId,
-          correlationId: task.correlationId,
-          payload: task.payload,
-          requestedAt: task.createdAt,
-          snapshot: { instance, productCode, customerName },
-        },
+      const lease = new TaskLease(
+        deps.db,
+        taskId,
+        leaseMs,
+        { until: claim.leaseUntil, requestedAt: claim.requestedAt },
         ctx,
-        finish,
-        new Set(task.done),
       );
-      if (!finished) await finish(deps.db);
-      ctx.logger.info("provisioning task succeeded");
+      leases.set(ctx.envelope, lease);
+      try {
+        const { task, instance, productCode, customerName } = claim;
+        if (!instance || productCode === null || customerName === null) {
+          throw new PermanentError(`tenant instance ${tenantInstanceId} does not exist`);
+        }
+        const finish = (db: Database | Tx) =>
+          db
+            .update(provisioningTasks)
+            .set({
+              status: "succeeded",
+              lastError: null,
+              finishedAt: sql`now()`,
+              updatedAt: sql`now()`,
+              leaseUntil: null,
+            })
+            .where(eq(provisioningTasks.id, taskId));
+        const finished = await runSteps(
+          deps,
+          stepsFor(task.kind, deps, instance.databaseTier, task.payload),
+          {
+            taskId,
+            tenantInstanceId,
+            correlationId: task.correlationId,
+            payload: task.payload,
+            requestedAt: task.createdAt,
+            snapshot: { instance, productCode, customerName },
+            lease,
+          },
+          ctx,
+          finish,
+          new Set(claim.done),
+        );
+        if (!finished) {
+          await lease.stop();
+          await finish(deps.db);
+        }
+        ctx.logger.info("provisioning task succeeded");
+      } finally {
+        await lease.stop();
+      }
     },
     async onRetry(ctx, error) {
+      const t = provisioningTasks;
+      const lease = leases.get(ctx.envelope);
+      // Sin lease propio (la tarea era de otra ejecución) la fila no es de esta entrega.
+      if (!lease) return;
+      if (ctx.signal.aborted) {
+        // El handler abandonado sigue corriendo: la tarea sigue en curso hasta que venza su lease.
+        await deps.db
+          .update(t)
+          .set({ lastError: error, updatedAt: sql`now()` })
+          .where(and(eq(t.id, ctx.data.taskId), eq(t.status, "running")));
+        return;
+      }
+      // El handler ya terminó (y con él sus prórrogas): `until` es el valor final.
       await deps.db
-        .update(provisioningTasks)
-        .set({ status: "queued", lastError: error, updatedAt: sql`now()` })
-        .where(eq(provisioningTasks.id, ctx.data.taskId));
+        .update(t)
+        .set({ status: "queued", lastError: error, leaseUntil: null, updatedAt: sql`now()` })
+        .where(and(eq(t.id, ctx.data.taskId), eq(t.leaseUntil, lease.until)));
     },
     async onDeadLetter(info, data) {
       if (!data) return;
-      const alert = await deps.db.transaction(async (tx) => {
-        // Una tarea terminada (o ya en la DLQ) no cambia: ni instancia fallida ni segundo aviso.
-        const marked = await tx
-          .update(provisioningTasks)
-          .set({
-            status: "dead_lettered",
-            attempts: info.deliveries,
-            lastError: info.error,
-            finishedAt: sql`now()`,
-            updatedAt: sql`now()`,
-          })
-          .where(
-            and(
-              eq(provisioningTasks.id, data.taskId),
-              notInArray(provisioningTasks.status, ["succeeded", "dead_lettered"]),
-            ),
-          )
-          .returning({ id: provisioningTasks.id });
-        if (marked.length === 0) return undefined;
-        await tx
-          .update(tenantInstances)
-          .set({ status: "failed", updatedAt: sql`now()` })
-          .where(
-            and(
-              eq(tenantInstances.id, data.tenantInstanceId),
-              eq(tenantInstances.status, "provisioning"),
-            ),
-          );
-        await writeAudit(tx, {
-          actor: ACTOR,
-          action: "provisioning_task.dead_lettered",
-          entityType: "provisioning_task",
-          entityId: data.taskId,
-          after: { error: info.error, deliveries: info.deliveries },
-          correlationId: info.envelope?.correlationId ?? null,
-        });
-        // Operaciones recibe un aviso (NotificationWorker) en la misma transacción.
-        return enqueueEvent(tx, {
-          subject: subjects.provisioningFailedNotification,
-          type: "notification.provisioning_failed",
-          correlationId: info.envelope?.correlationId ?? null,
-          data: {
-            taskId: data.taskId,
-            tenantInstanceId: data.tenantInstanceId,
-            error: info.error,
-            deliveries: info.deliveries,
-          },
-        });
+      const log = (deps.logger ?? silentLogger).child({
+        taskId: data.taskId,
+        tenantInstanceId: data.tenantInstanceId,
       });
-      if (alert) await publishQueued(deps.db, deps.bus, [alert], deps.logger ?? silentLogger);
+      const mine = info.envelope ? leases.get(info.envelope)?.until : undefined;
+      for (let attempt = 1; ; attempt++) {
+        const outcome = await markDeadLettered(deps.db, info, data, mine);
+        if (outcome.state === "marked") {
+          await publishQueued(deps.db, deps.bus, [outcome.alert], log);
+          return;
+        }
+        if (outcome.state === "finished") return;
+        if (attempt > 1) {
+          // Solo murió este mensaje (un duplicado): la ejecución viva termina la tarea.
+          log.info(
+            { busyForMs: outcome.busyForMs },
+            "dead-lettered message left its task alone: another live run holds the task lease",
+          );
+          return;
+        }
+        // El lease puede ser de una ejecución muerta (la que agotó las entregas): vence solo en
+        // como mucho un lease; si para entonces alguien lo prorrogó, está viva.
+        await delay(Math.min(outcome.busyForMs + LEASE_SLACK_MS, leaseMs + LEASE_SLACK_MS));
+      }
     },
   };
+}
+
+/**
+ * Marca la tarea como muerta, con su instancia fallida, la auditoría y el aviso a operaciones,
+ * salvo que esté terminada o que otra ejecución tenga su lease vigente (`mine`: el de esta entrega).
+ */
+async function markDeadLettered(
+  db: Database,
+  info: DeadLetterInfo,
+  data: ProvisioningTaskMessage,
+  mine: Date | undefined,
+): Promise<
+  | { state: "marked"; alert: QueuedEvent }
+  | { state: "finished" }
+  | { state: "held"; busyForMs: number }
+> {
+  const t = provisioningTasks;
+  return db.transaction(async (tx) => {
+    // Una tarea terminada (o ya en la DLQ) no cambia: ni instancia fallida ni segundo aviso.
+    const marked = await tx
+      .update(t)
+      .set({
+        status: "dead_lettered",
+        attempts: info.deliveries,
+        lastError: info.error,
+        finishedAt: sql`now()`,
+        updatedAt: sql`now()`,
+        leaseUntil: null,
+      })
+      .where(
+        and(
+          eq(t.id, data.taskId),
+          notInArray(t.status, FINISHED_STATUSES),
+          mine ? or(leaseFree(), eq(t.leaseUntil, mine)) : leaseFree(),
+        ),
+      )
+      .returning({ id: t.id });
+    if (marked.length === 0) {
+      const [row] = await tx
+        .select({ status: t.status, busyForMs: leaseRemainingMs() })
+        .from(t)
+        .where(eq(t.id, data.taskId));
+      if (!row || row.status === "succeeded" || row.status === "dead_lettered") {
+        return { state: "finished" as const };
+      }
+      return { state: "held" as const, busyForMs: Math.max(0, row.busyForMs ?? 0) };
+    }
+    await tx
+      .update(tenantInstances)
+      .set({ status: "failed", updatedAt: sql`now()` })
+      .where(
+        and(
+          eq(tenantInstances.id, data.tenantInstanceId),
+          eq(tenantInstances.status, "provisioning"),
+        ),
+      );
+    await writeAudit(tx, {
+      actor: ACTOR,
+      action: "provisioning_task.dead_lettered",
+      entityType: "provisioning_task",
+      entityId: data.taskId,
+      after: { error: info.error, deliveries: info.deliveries },
+      correlationId: info.envelope?.correlationId ?? null,
+    });
+    // Operaciones recibe un aviso (NotificationWorker) en la misma transacción.
+    const alert = await enqueueEvent(tx, {
+      subject: subjects.provisioningFailedNotification,
+      type: "notification.provisioning_failed",
+      correlationId: info.envelope?.correlationId ?? null,
+      data: {
+        taskId: data.taskId,
+        tenantInstanceId: data.tenantInstanceId,
+        error: info.error,
+        deliveries: info.deliveries,
+      },
+    });
+    return { state: "marked" as const, alert };
+  });
 }

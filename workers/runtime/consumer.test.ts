@@ -18,7 +18,13 @@ import { dlqEntries } from "../../db/schema";
 import type { LocalNats } from "../../infra/nats/local-server";
 import { createPgliteTestDatabase, type TestDatabase } from "../../test/support/databases";
 import { startNatsForTest, waitFor } from "../../test/support/stack";
-import { ensureConsumer, listenMaxDeliveries, type RunningWorker, startWorker } from "./consumer";
+import {
+  ensureConsumer,
+  HandlerTimeoutError,
+  listenMaxDeliveries,
+  type RunningWorker,
+  startWorker,
+} from "./consumer";
 
 // El runtime de consumo contra un nats-server real: idempotencia y errores permanentes.
 describe("worker runtime", () => {
@@ -346,6 +352,34 @@ describe("worker runtime", () => {
         { timeoutMs: 15_000 },
       );
       expect(deliveries).toEqual([1, 2]);
+    } finally {
+      await hung.stop();
+    }
+  }, 30_000);
+
+  it("aborts the signal of a handler it gives up on, so the handler can release what it holds", async () => {
+    const signals: AbortSignal[] = [];
+    const hung = await startWorker(
+      {
+        name: "aborted-handler-worker",
+        domain: "provisioning",
+        filterSubject: "provisioning.tasks.aborted",
+        schema: z.object({ n: z.number() }),
+        async handle(ctx) {
+          signals.push(ctx.signal);
+          if (ctx.deliveryCount === 1) await new Promise(() => {});
+        },
+      },
+      { bus, logger: silentLogger, concurrency: 1, ackWaitMs: 1_000, handlerTimeoutMs: 300 },
+    );
+    try {
+      await bus.publishEvent("provisioning.tasks.aborted", envelope("corr-aborted", { n: 12 }));
+      await waitFor(async () => (signals.length >= 2 ? true : undefined), { timeoutMs: 15_000 });
+      const [abandoned, finished] = signals;
+      expect(abandoned?.aborted).toBe(true);
+      expect(abandoned?.reason).toBeInstanceOf(HandlerTimeoutError);
+      // Una entrega que termina a tiempo no se aborta.
+      expect(finished?.aborted).toBe(false);
     } finally {
       await hung.stop();
     }

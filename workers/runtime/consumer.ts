@@ -19,6 +19,11 @@ export interface HandlerContext<T> {
   logger: Logger;
   /** Extiende el plazo de ack durante pasos largos. */
   heartbeat(): void;
+  /**
+   * Se aborta cuando el runtime deja de esperar al handler (vence handlerTimeoutMs): lo que siga
+   * corriendo ya no tiene el mensaje y debe soltar lo que retenga (p. ej. un lease).
+   */
+  signal: AbortSignal;
 }
 
 export interface DeadLetterInfo {
@@ -67,14 +72,18 @@ export class HandlerTimeoutError extends Error {
   override name = "HandlerTimeoutError";
 }
 
-/** Espera `work` como mucho `ms`; después rechaza (el trabajo sigue, pero ya no se espera). */
-async function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+/**
+ * Espera `work` como mucho `ms`; después aborta `abort` y rechaza (el trabajo sigue, pero ya no se
+ * espera).
+ */
+async function withTimeout<T>(work: Promise<T>, ms: number, abort: AbortController): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new HandlerTimeoutError(`handler did not finish within ${ms} ms`)),
-      ms,
-    );
+    timer = setTimeout(() => {
+      const error = new HandlerTimeoutError(`handler did not finish within ${ms} ms`);
+      abort.abort(error);
+      reject(error);
+    }, ms);
   });
   try {
     return await Promise.race([work, timeout]);
@@ -399,6 +408,7 @@ export async function startWorker<T>(
         return;
       }
       log.info("processing message");
+      const abort = new AbortController();
       handlerCtx = {
         data,
         envelope,
@@ -406,11 +416,12 @@ export async function startWorker<T>(
         deliveryCount,
         logger: log,
         heartbeat: () => msg.working(),
+        signal: abort.signal,
       };
       const handling = def.handle(handlerCtx);
       // Si vence el tope, el handler colgado sigue sin latir ni confirmar: que no quede un rechazo sin atender.
       handling.catch(() => {});
-      await withTimeout(handling, handlerTimeoutMs);
+      await withTimeout(handling, handlerTimeoutMs, abort);
       await processed?.mark(def.name, key);
       msg.ack();
       options.metrics?.processed.inc({ worker: def.name });

@@ -1,0 +1,307 @@
+import { rmSync } from "node:fs";
+import { and, eq, like } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { eventEnvelopeSchema, type ProvisioningTaskMessage } from "../../contracts/events";
+import { type Bus, connectBus, ensureStreams } from "../../core/bus";
+import { type BusProvider, createBusProvider } from "../../core/bus-provider";
+import { newId } from "../../core/ids";
+import { silentLogger } from "../../core/logger";
+import { outboxEvents, provisioningTasks, tenantInstances } from "../../db/schema";
+import { seedDemo } from "../../db/seed";
+import { provisionRequestSchema } from "../../functions/routes/provisioning/schema";
+import { provisionTenant } from "../../functions/services/provisioning";
+import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
+import { demoProvisionBody } from "../../test/support/demo";
+import { startNatsForTest, waitFor } from "../../test/support/stack";
+import { type HandlerContext, type RunningWorker, startWorker } from "../runtime/consumer";
+import { createPostgresRegistry, type SharedTenantRegistry } from "./shared-registry";
+import { provisioningWorker } from "./worker";
+
+interface Gate {
+  promise: Promise<void>;
+  open(): void;
+  fail(err: Error): void;
+}
+
+function gate(): Gate {
+  let open = () => {};
+  let fail: (err: Error) => void = () => {};
+  const promise = new Promise<void>((resolve, reject) => {
+    open = resolve;
+    fail = reject;
+  });
+  return { promise, open, fail };
+}
+
+// El lease de una tarea de aprovisionamiento contra Postgres y un nats-server reales: dos
+// entregas de la misma tarea nunca ejecutan sus pasos a la vez.
+describe("provisioning task lease", () => {
+  let database: TestDatabase;
+  let nats: Awaited<ReturnType<typeof startNatsForTest>>;
+  let bus: Bus;
+  let provider: BusProvider;
+  let real: SharedTenantRegistry;
+  /** Cada llamada al paso externo: instancia y cuándo empezó. */
+  const calls: { tenantInstanceId: string; at: number }[] = [];
+  /** Las próximas llamadas esperan, en orden, a estas compuertas. */
+  const gates: Gate[] = [];
+  let registry: SharedTenantRegistry;
+
+  beforeAll(async () => {
+    database = await createPostgresTestDatabase();
+    await seedDemo(database.handle.db);
+    nats = await startNatsForTest();
+    bus = await connectBus({ servers: nats.url, name: "task-lease-test" });
+    await ensureStreams(bus);
+    provider = createBusProvider({ servers: nats.url, name: "task-lease-test-fn" }, silentLogger);
+    real = createPostgresRegistry(database.url ?? "");
+    registry = {
+      register: async (productCode, tenant) => {
+        calls.push({ tenantInstanceId: tenant.tenantInstanceId, at: Date.now() });
+        const next = gates.shift();
+        if (next) await next.promise;
+        await real.register(productCode, tenant);
+      },
+      isRegistered: (p, id) => real.isRegistered(p, id),
+      dropTenant: (p, id) => real.dropTenant(p, id),
+      close: () => real.close(),
+    };
+  });
+  afterAll(async () => {
+    for (const g of gates.splice(0)) g.fail(new Error("test finished"));
+    await real?.close();
+    await provider?.close();
+    await bus?.close();
+    await nats?.stop();
+    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+    await database?.drop();
+  });
+
+  const db = () => database.handle.db;
+  const callsFor = (id: string) => calls.filter((c) => c.tenantInstanceId === id);
+
+  async function newTask(code: string) {
+    const correlationId = newId();
+    const base = await demoProvisionBody(db(), code);
+    const body = provisionRequestSchema.parse({ ...base, instanceCode: code, correlationId });
+    const { response } = await provisionTenant(
+      {
+        db: db(),
+        bus: provider,
+        logger: silentLogger,
+        actor: "test",
+        correlationId,
+        baseDomain: "test.local",
+      },
+      body,
+    );
+    return { ...response, correlationId };
+  }
+
+  async function taskRow(taskId: string) {
+    const [row] = await db()
+      .select()
+      .from(provisioningTasks)
+      .where(eq(provisioningTasks.id, taskId));
+    if (!row) throw new Error(`task ${taskId} not found`);
+    return row;
+  }
+
+  /** El mismo evento de la tarea publicado otra vez con otro id (relay y función a destiempo). */
+  async function publishDuplicate(correlationId: string) {
+    const [row] = await db()
+      .select({ subject: outboxEvents.subject, payload: outboxEvents.payload })
+      .from(outboxEvents)
+      .where(
+        and(
+          eq(outboxEvents.correlationId, correlationId),
+          like(outboxEvents.subject, "provisioning.tasks.%"),
+        ),
+      );
+    if (!row) throw new Error("task event not found in the outbox");
+    const duplicate = { ...eventEnvelopeSchema.parse(row.payload), id: newId() };
+    await bus.publishEvent(row.subject, duplicate);
+    return duplicate.id;
+  }
+
+  /** El worker real, con el resultado de cada entrega y los acks por "ya procesado" a la vista. */
+  function observedWorker(name: string, leaseMs: number) {
+    const def = provisioningWorker({ db: db(), bus, registry, failureRate: 0, leaseMs });
+    const outcomes: { eventId: string; delivery: number; error?: string }[] = [];
+    const acknowledged: string[] = [];
+    const contexts: HandlerContext<ProvisioningTaskMessage>[] = [];
+    return {
+      outcomes,
+      acknowledged,
+      contexts,
+      def: {
+        ...def,
+        // Consumer propio por prueba: los eventos de otras pruebas llegan ya terminados.
+        name,
+        async handle(ctx: HandlerContext<ProvisioningTaskMessage>) {
+          contexts.push(ctx);
+          const base = { eventId: ctx.envelope.id, delivery: ctx.deliveryCount };
+          try {
+            await def.handle(ctx);
+            outcomes.push(base);
+          } catch (err) {
+            outcomes.push({ ...base, error: err instanceof Error ? err.name : String(err) });
+            throw err;
+          }
+        },
+        alreadyProcessed: async (
+          envelope: Parameters<NonNullable<typeof def.alreadyProcessed>>[0],
+          data: ProvisioningTaskMessage,
+        ) => {
+          const done = (await def.alreadyProcessed?.(envelope, data)) ?? false;
+          if (done) acknowledged.push(envelope.id);
+          return done;
+        },
+      },
+    };
+  }
+
+  it("runs the external step once when a duplicate event overlaps, and acknowledges the duplicate once the task finished", async () => {
+    const observed = observedWorker("lease-overlap-worker", 600);
+    let worker: RunningWorker | undefined;
+    const held = gate();
+    gates.push(held);
+    try {
+      worker = await startWorker(observed.def, {
+        bus,
+        logger: silentLogger,
+        concurrency: 2,
+        ackWaitMs: 1_000,
+      });
+      const task = await newTask("lease-overlap");
+      // La primera entrega está dentro del paso externo, bloqueada.
+      await waitFor(async () => (callsFor(task.tenantInstanceId).length > 0 ? true : undefined));
+      const duplicateId = await publishDuplicate(task.correlationId);
+      const busy = await waitFor(async () =>
+        observed.outcomes.find((o) => o.eventId === duplicateId),
+      );
+      // El duplicado esperó un lease, vio la tarea tomada y pidió reintento sin tocarla.
+      expect(busy).toMatchObject({ delivery: 1, error: "TaskBusyError" });
+      expect(callsFor(task.tenantInstanceId)).toHaveLength(1);
+      const during = await taskRow(task.taskId);
+      expect(during.status).toBe("running");
+      expect(during.leaseUntil).not.toBeNull();
+
+      held.open();
+      await waitFor(async () => (observed.acknowledged.includes(duplicateId) ? true : undefined));
+      expect(callsFor(task.tenantInstanceId)).toHaveLength(1);
+      expect(observed.outcomes.filter((o) => o.eventId === duplicateId && !o.error)).toEqual([]);
+      const after = await taskRow(task.taskId);
+      expect(after).toMatchObject({ status: "succeeded", leaseUntil: null, lastError: null });
+    } finally {
+      held.open();
+      await worker?.stop();
+    }
+  }, 30_000);
+
+  it("lets a handler abandoned by the timeout lose its lease, and a later delivery take the task once it lapsed", async () => {
+    const leaseMs = 1_500;
+    const observed = observedWorker("lease-timeout-worker", leaseMs);
+    let worker: RunningWorker | undefined;
+    // La primera llamada al paso externo no responde nunca (hasta el final de la prueba).
+    const hung = gate();
+    gates.push(hung);
+    try {
+      worker = await startWorker(observed.def, {
+        bus,
+        logger: silentLogger,
+        concurrency: 1,
+        ackWaitMs: 1_000,
+        handlerTimeoutMs: 1_200,
+      });
+      const task = await newTask("lease-timeout");
+      const first = await waitFor(async () => observed.contexts[0]);
+      let abortedAt = 0;
+      first.signal.addEventListener("abort", () => {
+        abortedAt = Date.now();
+      });
+      await waitFor(async () => (abortedAt > 0 ? true : undefined), { timeoutMs: 5_000 });
+      // Abandonado, el handler deja de prorrogar: el lease no se mueve hasta vencer.
+      await new Promise((r) => setTimeout(r, 100));
+      const lapsesAt = (await taskRow(task.taskId)).leaseUntil;
+      expect(lapsesAt).toBeInstanceOf(Date);
+      await new Promise((r) => setTimeout(r, leaseMs / 3 + 100));
+      expect((await taskRow(task.taskId)).leaseUntil).toEqual(lapsesAt);
+      expect(callsFor(task.tenantInstanceId)).toHaveLength(1);
+
+      const done = await waitFor(
+        async () => {
+          const row = await taskRow(task.taskId);
+          return row.status === "succeeded" ? row : undefined;
+        },
+        { timeoutMs: 15_000 },
+      );
+      const [, second] = callsFor(task.tenantInstanceId);
+      // La reentrega tomó la tarea solo cuando venció el lease del handler abandonado.
+      expect(second?.at).toBeGreaterThanOrEqual(lapsesAt?.getTime() ?? Number.POSITIVE_INFINITY);
+      expect(callsFor(task.tenantInstanceId)).toHaveLength(2);
+      expect(done).toMatchObject({ leaseUntil: null, lastError: null });
+      const [instance] = await db()
+        .select({ status: tenantInstances.status })
+        .from(tenantInstances)
+        .where(eq(tenantInstances.id, task.tenantInstanceId));
+      expect(instance?.status).toBe("active");
+    } finally {
+      hung.fail(new Error("hung call released at the end of the test"));
+      await worker?.stop();
+    }
+  }, 30_000);
+
+  it("does not dead-letter a task whose lease another live run holds when only a duplicate message died", async () => {
+    const def = provisioningWorker({ db: db(), bus, registry, failureRate: 0, leaseMs: 600 });
+    const held = gate();
+    gates.push(held);
+    const task = await newTask("lease-dlq");
+    const data: ProvisioningTaskMessage = {
+      taskId: task.taskId,
+      tenantInstanceId: task.tenantInstanceId,
+      kind: "provision",
+    };
+    const envelope = () => ({
+      id: newId(),
+      type: "provisioning.requested",
+      occurredAt: new Date().toISOString(),
+      correlationId: task.correlationId,
+      data,
+    });
+    const running = def.handle({
+      data,
+      envelope: envelope(),
+      subject: "provisioning.tasks.provision",
+      deliveryCount: 1,
+      logger: silentLogger,
+      heartbeat: () => {},
+      signal: new AbortController().signal,
+    });
+    try {
+      await waitFor(async () => (callsFor(task.tenantInstanceId).length > 0 ? true : undefined));
+      // Un duplicado agotó sus entregas mientras la primera ejecución sigue viva.
+      await def.onDeadLetter?.(
+        {
+          envelope: envelope(),
+          subject: "provisioning.tasks.provision",
+          streamSequence: 1,
+          deliveries: 5,
+          error: "provisioning task is running in another delivery",
+          permanent: false,
+        },
+        data,
+      );
+      expect(await taskRow(task.taskId)).toMatchObject({ status: "running", finishedAt: null });
+      const [instance] = await db()
+        .select({ status: tenantInstances.status })
+        .from(tenantInstances)
+        .where(eq(tenantInstances.id, task.tenantInstanceId));
+      expect(instance?.status).toBe("provisioning");
+    } finally {
+      held.open();
+      await running;
+    }
+    expect((await taskRow(task.taskId)).status).toBe("succeeded");
+  }, 30_000);
+});
