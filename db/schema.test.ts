@@ -182,7 +182,7 @@ describe.each(["postgres", "pglite"] as const)("schema constraints (%s)", (kind)
     await expectViolation(
       db().insert(customers).values(customerRow(taxId, "CO")),
       "23505",
-      "customers_country_tax_id_uq",
+      "customers_country_tax_id_key_uq",
     );
     await db().insert(customers).values(customerRow(taxId, "MX"));
     const rows = await db()

@@ -231,6 +231,11 @@ export const customers = pgTable(
     id: uuid("id").primaryKey().defaultRandom(),
     legalName: text("legal_name").notNull(),
     taxId: text("tax_id").notNull(),
+    // Forma canónica para la unicidad: `900.123.456-7`, `900 123 456 7` y `9001234567` son el
+    // mismo contribuyente (sin separadores, en mayúsculas).
+    taxIdKey: text("tax_id_key")
+      .notNull()
+      .generatedAlwaysAs(sql`upper(regexp_replace(tax_id, '[^0-9A-Za-z]', '', 'g'))`),
     billingEmail: text("billing_email").notNull(),
     country: text("country").notNull(),
     isActive: boolean("is_active").notNull().default(true),
@@ -243,7 +248,7 @@ export const customers = pgTable(
   (t) => [
     // Paginación por cursor (created_at, id) sin ordenar toda la tabla.
     index("customers_keyset_idx").on(t.createdAt, t.id),
-    unique("customers_country_tax_id_uq").on(t.country, t.taxId),
+    unique("customers_country_tax_id_key_uq").on(t.country, t.taxIdKey),
     check("customers_country_format", sql`${t.country} ~ '^[A-Z]{2}$'`),
   ],
 );

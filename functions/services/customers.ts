@@ -79,7 +79,7 @@ export async function createCustomer(ctx: ServiceContext, input: CreateCustomerI
       };
     });
   } catch (err) {
-    if (pgErrorCode(err) === "23505" && pgConstraint(err) === "customers_country_tax_id_uq") {
+    if (pgErrorCode(err) === "23505" && pgConstraint(err) === "customers_country_tax_id_key_uq") {
       throw new AppError(
         "conflict",
         `A customer with tax id ${input.taxId} already exists in ${input.country}`,

@@ -35,6 +35,11 @@ export function gdprRetentionDays(env: Readonly<Record<string, string | undefine
 /** Campos con datos personales que el borrado reemplaza. */
 export const ERASED_FIELDS = ["legalName", "taxId", "billingEmail"] as const;
 
+/** Lo mismo que calcula la columna generada customers.tax_id_key. */
+export function taxIdKeyOf(taxId: string): string {
+  return taxId.replace(/[^0-9A-Za-z]/g, "").toUpperCase();
+}
+
 export function erasedValues(id: string) {
   return {
     legalName: `erased-${id.slice(0, 8)}`,
@@ -100,9 +105,12 @@ async function eraseWithin(
     .from(auditLog)
     .where(and(eq(auditLog.entityType, "customer"), eq(auditLog.entityId, id)));
   // Valores actuales y los que tuvo antes (p. ej. un correo cambiado con PATCH).
-  const replacements = new Map<string, string>(
-    ERASED_FIELDS.map((f) => [customer[f], values[f]] as const),
-  );
+  // tax_id_key (columna generada) es el mismo dato sin separadores: se borra igual.
+  const erasedKey = taxIdKeyOf(values.taxId);
+  const replacements = new Map<string, string>([
+    ...ERASED_FIELDS.map((f) => [customer[f], values[f]] as const),
+    [customer.taxIdKey, erasedKey],
+  ]);
   for (const row of history) {
     for (const snapshot of [row.before, row.after]) {
       if (!snapshot || typeof snapshot !== "object") continue;
@@ -110,6 +118,8 @@ async function eraseWithin(
         const old: unknown = (snapshot as Record<string, unknown>)[f];
         if (typeof old === "string" && old !== values[f]) replacements.set(old, values[f]);
       }
+      const oldKey: unknown = (snapshot as Record<string, unknown>).taxIdKey;
+      if (typeof oldKey === "string" && oldKey !== erasedKey) replacements.set(oldKey, erasedKey);
     }
   }
   let redactedAuditEntries = 0;

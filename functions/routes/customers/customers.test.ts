@@ -19,6 +19,7 @@ import {
   DEFAULT_GDPR_RETENTION_DAYS,
   eraseExpiredCustomers,
   gdprRetentionDays,
+  taxIdKeyOf,
 } from "../../services/gdpr";
 import {
   entitlementsOf,
@@ -367,7 +368,8 @@ describe.each(["postgres", "pglite"] as const)("customers on %s", (kind) => {
       const s = suffix();
       const personal = {
         legalName: `Consultorio Dra. Olvido ${s}`,
-        taxId: `OLV${s}`.toUpperCase(),
+        // Con separadores: su forma canónica (tax_id_key) es otro texto y también se borra.
+        taxId: `olv-${s}.9`,
         billingEmail: `olvido-${s}@consultorio.example`,
         country: "MX",
       };
@@ -401,7 +403,13 @@ describe.each(["postgres", "pglite"] as const)("customers on %s", (kind) => {
       expect(res.body.deletedAt).toEqual(expect.any(String));
 
       const [row] = await db().select().from(customers).where(eq(customers.id, id));
-      const secrets = [personal.legalName, personal.taxId, personal.billingEmail, `otro-${s}`];
+      const secrets = [
+        personal.legalName,
+        personal.taxId,
+        taxIdKeyOf(personal.taxId),
+        personal.billingEmail,
+        `otro-${s}`,
+      ];
       for (const secret of secrets) expect(JSON.stringify(row)).not.toContain(secret);
 
       const [apiClient] = await db()
@@ -564,6 +572,25 @@ describe.each(["postgres", "pglite"] as const)("customers on %s", (kind) => {
       });
       expectProblem(dup, 409, "conflict");
       expect((dup.body as { errors: { path: string }[] }).errors[0]?.path).toBe("body.taxId");
+      // El mismo TaxId escrito con otros separadores o en minúsculas es el mismo contribuyente.
+      for (const variant of [
+        `${first.taxId.slice(0, 3)}.${first.taxId.slice(3)}`,
+        ` ${first.taxId.toLowerCase()} `,
+      ]) {
+        expectProblem(
+          await h.request("POST", "/api/customers", {
+            token: admin,
+            json: {
+              legalName: "Otra razón social",
+              taxId: variant,
+              billingEmail: "otra@example.com",
+              country: "CO",
+            },
+          }),
+          409,
+          "conflict",
+        );
+      }
       expect((await newCustomer(h, admin, { taxId: first.taxId, country: "EC" })).country).toBe(
         "EC",
       );
