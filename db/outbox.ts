@@ -1,6 +1,7 @@
 import { and, asc, eq, inArray, isNull, lt, sql } from "drizzle-orm";
 import type { EventEnvelope } from "../contracts/events";
 import type { Bus } from "../core/bus";
+import { errorMessage } from "../core/http/db-errors";
 import { newId } from "../core/ids";
 import type { Logger } from "../core/logger";
 import { outboxEvents } from "./schema";
@@ -141,15 +142,33 @@ export async function publishQueued(
 
 export const RELAY_LOCK_ID = 727_274_002;
 
+/** Fallos seguidos de un mismo evento con NATS sano antes de apartarlo (parked_at). */
+export const PARK_AFTER_ATTEMPTS = 5;
+
 export interface RelayResult {
   locked: boolean;
   published: number;
   failed: boolean;
+  /** Eventos apartados en esta pasada. */
+  parked: number;
+}
+
+/** ¿JetStream responde? Distingue "este evento no se puede publicar" de "NATS está caído". */
+async function jetStreamHealthy(bus: Bus): Promise<boolean> {
+  if (!bus.isConnected()) return false;
+  try {
+    await (await bus.jsm()).getAccountInfo();
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
  * Una pasada del relay: publica en orden lo pendiente. Solo un relay a la vez
- * (advisory lock de transacción); si otro lo tiene, no hace nada.
+ * (advisory lock de transacción); si otro lo tiene, no hace nada. Un evento que falla con
+ * JetStream sano se reintenta en pasadas siguientes y, tras PARK_AFTER_ATTEMPTS, se aparta para
+ * que no frene a los demás para siempre.
  */
 export async function relayOnce(
   db: Database,
@@ -159,11 +178,14 @@ export async function relayOnce(
 ): Promise<RelayResult> {
   const batchSize = options.batchSize ?? 100;
   const graceMs = options.graceMs ?? 1_000;
+  // Con NATS desconectado no se abre la transacción: en PGlite (una sola conexión) retenerla
+  // durante el timeout de publicación frenaría a todo el proceso.
+  if (!bus.isConnected()) return { locked: false, published: 0, failed: true, parked: 0 };
   return db.transaction(async (tx) => {
     const [lock] = rowsOf<{ locked: boolean }>(
       await tx.execute(sql`select pg_try_advisory_xact_lock(${RELAY_LOCK_ID}) as locked`),
     );
-    if (!lock?.locked) return { locked: false, published: 0, failed: false };
+    if (!lock?.locked) return { locked: false, published: 0, failed: false, parked: 0 };
     // El periodo de gracia deja a la función publicar lo suyo sin carrera con el relay.
     const pending = await tx
       .select()
@@ -171,12 +193,14 @@ export async function relayOnce(
       .where(
         and(
           isNull(outboxEvents.publishedAt),
+          isNull(outboxEvents.parkedAt),
           lt(outboxEvents.createdAt, sql`now() - make_interval(secs => ${graceMs / 1000})`),
         ),
       )
       .orderBy(asc(outboxEvents.seq))
       .limit(batchSize);
     let published = 0;
+    let parked = 0;
     for (const row of pending) {
       try {
         await bus.publishEvent(row.subject, row.payload as EventEnvelope);
@@ -190,15 +214,30 @@ export async function relayOnce(
           .where(eq(outboxEvents.id, row.id));
         published++;
       } catch (err) {
+        const lastError = errorMessage(err);
+        const healthy = await jetStreamHealthy(bus);
+        const park = healthy && row.attempts + 1 >= PARK_AFTER_ATTEMPTS;
         await tx
           .update(outboxEvents)
-          .set({ attempts: sql`${outboxEvents.attempts} + 1`, lastError: String(err) })
+          .set({
+            attempts: sql`${outboxEvents.attempts} + 1`,
+            lastError,
+            ...(park ? { parkedAt: sql`now()` } : {}),
+          })
           .where(eq(outboxEvents.id, row.id));
-        logger.warn({ err, eventId: row.id, subject: row.subject }, "outbox relay publish failed");
-        return { locked: true, published, failed: true };
+        const fields = { err, eventId: row.id, subject: row.subject, attempts: row.attempts + 1 };
+        if (park) {
+          parked++;
+          logger.error(fields, "outbox event parked: publishing keeps failing while NATS is up");
+          continue;
+        }
+        logger.warn(fields, "outbox relay publish failed");
+        // NATS caído: se espera (backoff). Con NATS sano el evento se reintenta en la próxima
+        // pasada antes que los siguientes, para conservar el orden mientras no se aparte.
+        return { locked: true, published, failed: true, parked };
       }
     }
     if (published > 0) logger.info({ published }, "outbox relay published pending events");
-    return { locked: true, published, failed: false };
+    return { locked: true, published, failed: false, parked };
   });
 }

@@ -411,8 +411,15 @@ export const outboxEvents = pgTable(
     publishedAt: timestamp("published_at", { withTimezone: true, precision: 3 }),
     attempts: integer("attempts").notNull().default(0),
     lastError: text("last_error"),
+    // Apartado por el relay: falla una y otra vez con NATS sano (p. ej. ningún stream lo
+    // captura, o excede max_payload). No bloquea a los que vienen detrás; un operador lo revisa.
+    parkedAt: timestamp("parked_at", { withTimezone: true, precision: 3 }),
   },
-  (t) => [index("outbox_pending_idx").on(t.seq).where(sql`${t.publishedAt} IS NULL`)],
+  (t) => [
+    index("outbox_pending_idx")
+      .on(t.seq)
+      .where(sql`${t.publishedAt} IS NULL AND ${t.parkedAt} IS NULL`),
+  ],
 );
 
 export const provisioningTasks = pgTable(

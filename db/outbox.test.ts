@@ -1,0 +1,88 @@
+import { rmSync } from "node:fs";
+import { eq, inArray } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Bus, connectBus, ensureStreams } from "../core/bus";
+import { newId } from "../core/ids";
+import { silentLogger } from "../core/logger";
+import type { LocalNats } from "../infra/nats/local-server";
+import { createPgliteTestDatabase, type TestDatabase } from "../test/support/databases";
+import { startNatsForTest } from "../test/support/stack";
+import { PARK_AFTER_ATTEMPTS, relayOnce } from "./outbox";
+import { outboxEvents } from "./schema";
+
+// El relay contra un nats-server real: un evento imposible de publicar no frena a los demás.
+describe("outbox relay pass", () => {
+  let nats: LocalNats & { dir: string };
+  let bus: Bus;
+  let db: TestDatabase;
+
+  beforeAll(async () => {
+    nats = await startNatsForTest();
+    bus = await connectBus({ servers: nats.url, name: "outbox-test" });
+    await ensureStreams(bus);
+    db = await createPgliteTestDatabase();
+  });
+  afterAll(async () => {
+    await bus?.close();
+    await nats?.stop();
+    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+    await db?.drop();
+  });
+
+  const row = (subject: string) => {
+    const id = newId();
+    return {
+      id,
+      subject,
+      type: "test.event",
+      payload: { id, type: "test.event", occurredAt: new Date().toISOString(), data: {} },
+    };
+  };
+
+  it("parks an event no stream accepts after repeated failures and publishes the ones behind it", async () => {
+    // Ningún stream captura `nowhere.>`: JetStream lo rechaza aunque esté sano.
+    const poison = row("nowhere.tasks.lost");
+    const behind = row("billing.tasks.cycle");
+    await db.handle.db.insert(outboxEvents).values([poison, behind]);
+    const passes = [];
+    for (let i = 0; i < PARK_AFTER_ATTEMPTS; i++) {
+      passes.push(await relayOnce(db.handle.db, bus, silentLogger, { graceMs: 0 }));
+    }
+    // Mientras no se aparta, el de atrás espera (orden); al apartarlo, sale en la misma pasada.
+    expect(passes.map((p) => p.failed)).toEqual([true, true, true, true, false]);
+    expect(passes.at(-1)).toMatchObject({ parked: 1, published: 1 });
+    const rows = await db.handle.db
+      .select()
+      .from(outboxEvents)
+      .where(inArray(outboxEvents.id, [poison.id, behind.id]));
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    expect(byId.get(poison.id)).toMatchObject({
+      attempts: PARK_AFTER_ATTEMPTS,
+      publishedAt: null,
+      parkedAt: expect.any(Date),
+    });
+    expect(byId.get(poison.id)?.lastError).toBeTruthy();
+    expect(byId.get(behind.id)?.publishedAt).toBeInstanceOf(Date);
+    // Apartado: las pasadas siguientes ya no lo intentan.
+    expect(await relayOnce(db.handle.db, bus, silentLogger, { graceMs: 0 })).toMatchObject({
+      failed: false,
+      published: 0,
+      parked: 0,
+    });
+  });
+
+  it("does not open a transaction nor count attempts while NATS is disconnected", async () => {
+    const waiting = row("billing.tasks.cycle");
+    await db.handle.db.insert(outboxEvents).values(waiting);
+    const down = await connectBus({ servers: nats.url, name: "outbox-test-down" });
+    await down.close();
+    const result = await relayOnce(db.handle.db, down, silentLogger, { graceMs: 0 });
+    expect(result).toMatchObject({ failed: true, published: 0 });
+    const [after] = await db.handle.db
+      .select()
+      .from(outboxEvents)
+      .where(eq(outboxEvents.id, waiting.id));
+    expect(after).toMatchObject({ attempts: 0, lastError: null, publishedAt: null });
+    expect((await relayOnce(db.handle.db, bus, silentLogger, { graceMs: 0 })).published).toBe(1);
+  });
+});
