@@ -35,17 +35,41 @@ const server = serve({ fetch: health.fetch, port: env.METRICS_PORT, hostname: "0
   logger.info({ port: info.port }, "worker health and metrics listening"),
 );
 
+// El requisito: fuera en ≤ 30 s pase lo que pase (compose, ECS y Kubernetes esperan más).
+const SHUTDOWN_DEADLINE_MS = 30_000;
+// Tras el drenado: relay, broker y base cierran en este margen, dentro de ese plazo.
+const TEARDOWN_MS = 4_000;
+let shuttingDown = false;
+
+async function shutdown(signal: NodeJS.Signals): Promise<void> {
+  // SIGINT tras SIGTERM (o al revés) no empieza otro cierre.
+  if (shuttingDown) return;
+  shuttingDown = true;
+  const drainTimeoutMs = Math.min(env.WORKER_DRAIN_TIMEOUT_MS, SHUTDOWN_DEADLINE_MS - TEARDOWN_MS);
+  logger.info({ signal, drainTimeoutMs }, "workers draining");
+  // Último recurso si un cierre se cuelga (una conexión que no responde): se sale igual.
+  setTimeout(() => {
+    logger.error("shutdown did not finish in time; exiting");
+    process.exit(1);
+  }, SHUTDOWN_DEADLINE_MS).unref();
+  let failed = false;
+  try {
+    await handle.stop({ drainTimeoutMs });
+  } catch (err) {
+    failed = true;
+    logger.error({ err }, "stopping the workers failed");
+  }
+  server.close();
+  try {
+    await db.close();
+  } catch (err) {
+    failed = true;
+    logger.error({ err }, "closing the database failed");
+  }
+  logger.info("workers stopped");
+  process.exit(failed ? 1 : 0);
+}
+
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.once(signal, () => {
-    logger.info({ signal }, "workers draining");
-    const deadline = setTimeout(() => process.exit(1), 30_000);
-    handle
-      .stop()
-      .then(() => db.close())
-      .finally(() => {
-        clearTimeout(deadline);
-        server.close();
-        process.exit(0);
-      });
-  });
+  process.once(signal, () => void shutdown(signal));
 }

@@ -33,7 +33,12 @@ import {
 } from "./provisioning/shared-registry";
 import { provisioningWorker } from "./provisioning/worker";
 import { type RunningRelay, startOutboxRelay } from "./relay";
-import { type RunningWorker, startWorker } from "./runtime/consumer";
+import {
+  DEFAULT_DRAIN_TIMEOUT_MS,
+  type RunningWorker,
+  type StopOptions,
+  startWorker,
+} from "./runtime/consumer";
 import { createWorkerMetrics, type WorkerMetrics } from "./runtime/metrics";
 
 export const workersEnv = encryptionEnv
@@ -46,6 +51,13 @@ export const workersEnv = encryptionEnv
     WORKER_ACK_WAIT_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000),
     // Tope de una entrega: un handler colgado se da por fallido y el mensaje se reintenta.
     WORKER_HANDLER_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(86_400_000).default(900_000),
+    // Al parar (SIGTERM), espera máxima a los handlers en curso antes de devolver sus mensajes.
+    WORKER_DRAIN_TIMEOUT_MS: z.coerce
+      .number()
+      .int()
+      .min(0)
+      .max(3_600_000)
+      .default(DEFAULT_DRAIN_TIMEOUT_MS),
     PROVISIONING_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0),
     PROVISIONING_EXTERNAL_DELAY_MS: z.coerce.number().int().min(0).max(600_000).default(0),
     METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
@@ -67,7 +79,21 @@ export interface WorkersHandle {
   metrics: WorkerMetrics;
   workers: RunningWorker[];
   relay: RunningRelay;
-  stop(): Promise<void>;
+  /** Drena (hasta `drainTimeoutMs`, por defecto WORKER_DRAIN_TIMEOUT_MS) y cierra todo en orden. */
+  stop(options?: StopOptions): Promise<void>;
+}
+
+/** Espera `work` como mucho hasta `deadline` (epoch ms); false si no terminó a tiempo. */
+async function settledBy(work: Promise<unknown>, deadline: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
+  });
+  try {
+    return await Promise.race([work.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export function registryFor(db: DbHandle, env: WorkersEnv): SharedTenantRegistry {
@@ -162,10 +188,17 @@ export async function startWorkers(
     metrics,
     workers,
     relay,
-    async stop() {
-      // Primero los consumidores: mientras terminan lo que tienen, el relay sigue publicando sus eventos.
-      await Promise.allSettled(workers.map((w) => w.stop()));
-      await maintenance.stop();
+    async stop(options: StopOptions = {}) {
+      const drainTimeoutMs = options.drainTimeoutMs ?? env.WORKER_DRAIN_TIMEOUT_MS;
+      const deadline = Date.now() + drainTimeoutMs;
+      // Consumidores y mantenimiento drenan a la vez y con el mismo plazo; el relay sigue
+      // publicando los eventos que escriban y para después.
+      const maintenanceStopped = maintenance.stop();
+      await Promise.allSettled(workers.map((w) => w.stop({ drainTimeoutMs })));
+      if (!(await settledBy(maintenanceStopped, deadline))) {
+        // Una pasada cortada se rehace en la siguiente (de este u otro proceso).
+        deps.logger.warn({ drainTimeoutMs }, "maintenance pass abandoned at the drain deadline");
+      }
       await relay.stop();
       await registry.close();
       await dedicated.close();

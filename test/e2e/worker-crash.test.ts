@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { rmSync } from "node:fs";
+import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import { and, eq } from "drizzle-orm";
 import getPort from "get-port";
 import pg from "pg";
@@ -29,14 +30,71 @@ describe("worker killed mid-step", () => {
   const children: ChildProcess[] = [];
   let env: Record<string, string>;
 
-  const startWorkerProcess = async () => {
+  const startWorkerProcess = async (extraEnv: Record<string, string> = {}) => {
     const child = spawn(process.execPath, ["--import", "tsx", "workers/main.ts"], {
-      env: { ...process.env, ...env, METRICS_PORT: String(await getPort()) },
+      env: { ...process.env, ...env, ...extraEnv, METRICS_PORT: String(await getPort()) },
       stdio: "ignore",
     });
     children.push(child);
     return child;
   };
+
+  // Los workers anteriores mueren del todo antes: un pull pendiente de un proceso muerto
+  // recibiría la tarea y la haría reentregar al vencer el ack wait.
+  const killRunningWorkers = async () => {
+    await Promise.all(
+      children
+        .filter((c) => c.exitCode === null && c.signalCode === null)
+        .map((c) => new Promise((resolve) => c.once("exit", resolve).kill("SIGKILL"))),
+    );
+    const jsm = await (await runtime.deps.bus.get())?.jsm();
+    await waitFor(async () => {
+      // Sin consumer (primer test que corre) nadie está pidiendo.
+      const info = await jsm?.consumers
+        .info(streams.provisioning.name, PROVISIONING_WORKER)
+        .catch((err: unknown) => {
+          if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.ConsumerNotFound)
+            return null;
+          throw err;
+        });
+      return info === null || info?.num_waiting === 0 ? true : undefined;
+    });
+  };
+
+  const provision = async (correlation: string) => {
+    const signer = await createTokenSigner(JSON.parse(env.AUTH_SIGNING_KEYS ?? "[]"), {
+      issuer: "http://edge.test",
+      audience: "farutech-orchestrator",
+      accessTokenTtlSeconds: 60,
+    });
+    const { token } = await signer.sign({
+      sub: correlation,
+      tenant_id: null,
+      instance_ids: [],
+      roles: ["platform_admin"],
+    });
+    const res = await createAdminApp(runtime.deps).request("/api/provisioning/provision", {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify(await demoProvisionBody(db.handle.db, correlation)),
+    });
+    expect(res.status).toBe(202);
+    return (await res.json()) as { taskId: string; tenantInstanceId: string };
+  };
+
+  const waitForRunningStep = (taskId: string, name: string) =>
+    waitFor(
+      async () => {
+        const [step] = await db.handle.db
+          .select()
+          .from(provisioningTaskSteps)
+          .where(
+            and(eq(provisioningTaskSteps.taskId, taskId), eq(provisioningTaskSteps.name, name)),
+          );
+        return step?.status === "running" ? step : undefined;
+      },
+      { timeoutMs: 30_000 },
+    );
 
   beforeAll(async () => {
     db = await createPostgresTestDatabase();
@@ -141,18 +199,7 @@ describe("worker killed mid-step", () => {
   }, 90_000);
 
   it("drains on SIGTERM: finishes the task it holds and exits 0 within 30 s", async () => {
-    // Los workers anteriores mueren del todo antes: un pull pendiente de un proceso muerto
-    // recibiría la tarea y la haría reentregar al vencer el ack wait.
-    await Promise.all(
-      children
-        .filter((c) => c.exitCode === null && c.signalCode === null)
-        .map((c) => new Promise((resolve) => c.once("exit", resolve).kill("SIGKILL"))),
-    );
-    const jsm = await (await runtime.deps.bus.get())?.jsm();
-    await waitFor(async () => {
-      const info = await jsm?.consumers.info(streams.provisioning.name, PROVISIONING_WORKER);
-      return info?.num_waiting === 0 ? info : undefined;
-    });
+    await killRunningWorkers();
     const worker = await startWorkerProcess();
     const signer = await createTokenSigner(JSON.parse(env.AUTH_SIGNING_KEYS ?? "[]"), {
       issuer: "http://edge.test",
@@ -199,5 +246,48 @@ describe("worker killed mid-step", () => {
       .where(eq(provisioningTasks.id, taskId));
     expect(task?.status).toBe("succeeded");
     expect(task?.attempts).toBe(1);
+  }, 90_000);
+
+  it("on SIGTERM returns a task that outlasts the drain deadline and exits 0 at once; another worker finishes it", async () => {
+    await killRunningWorkers();
+    // Un paso externo de 20 s no cabe en un drenado de 1 s.
+    const worker = await startWorkerProcess({
+      WORKER_DRAIN_TIMEOUT_MS: "1000",
+      PROVISIONING_EXTERNAL_DELAY_MS: "20000",
+    });
+    const { taskId } = await provision("drain-deadline-on-sigterm");
+    await waitForRunningStep(taskId, "register_tenant");
+    const started = performance.now();
+    const exit = new Promise<number | null>((resolve) =>
+      worker.once("exit", (code) => resolve(code)),
+    );
+    worker.kill("SIGTERM");
+    expect(await exit).toBe(0);
+    // Plazo de 1 s más el cierre ordenado (relay, broker, base), lejos de los 20 s del paso.
+    expect(performance.now() - started).toBeLessThan(6_000);
+
+    // El mensaje volvió con nak: otro proceso retoma la tarea (tras vencer el lease abandonado).
+    await startWorkerProcess();
+    const task = await waitFor(
+      async () => {
+        const [t] = await db.handle.db
+          .select()
+          .from(provisioningTasks)
+          .where(eq(provisioningTasks.id, taskId));
+        return t?.status === "succeeded" ? t : undefined;
+      },
+      { timeoutMs: 30_000 },
+    );
+    expect(task.attempts).toBe(2);
+    const [step] = await db.handle.db
+      .select()
+      .from(provisioningTaskSteps)
+      .where(
+        and(
+          eq(provisioningTaskSteps.taskId, taskId),
+          eq(provisioningTaskSteps.name, "register_tenant"),
+        ),
+      );
+    expect(step?.attempts).toBe(2);
   }, 90_000);
 });

@@ -210,7 +210,7 @@ describe("infra/k8s manifests", () => {
   it("gives the worker more than its 30 s drain and scales it with an HPA", () => {
     const worker = workload("farutech-worker");
     expect(worker.pod.terminationGracePeriodSeconds ?? 30).toBeGreaterThan(30);
-    expect(readFileSync("workers/main.ts", "utf8")).toContain("process.exit(1), 30_000)");
+    expect(readFileSync("workers/main.ts", "utf8")).toContain("SHUTDOWN_DEADLINE_MS = 30_000;");
     const [hpa] = byKind("HorizontalPodAutoscaler");
     if (!hpa) throw new Error("no HorizontalPodAutoscaler");
     const target = (hpa.spec as { scaleTargetRef: { kind: string; name: string } }).scaleTargetRef;

@@ -237,7 +237,7 @@ describe("sst.config.ts (evaluated with stand-ins for SST)", () => {
       stopTimeout: number;
     }[];
     expect(defs[0]?.stopTimeout).toBeGreaterThan(30);
-    expect(readFileSync("workers/main.ts", "utf8")).toContain("process.exit(1), 30_000)");
+    expect(readFileSync("workers/main.ts", "utf8")).toContain("SHUTDOWN_DEADLINE_MS = 30_000;");
   });
 
   it("`sst dev` starts a local nats-server with JetStream and WebSocket, and the migrations", () => {

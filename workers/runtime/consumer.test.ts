@@ -20,11 +20,14 @@ import { createPgliteTestDatabase, type TestDatabase } from "../../test/support/
 import { startNatsForTest, waitFor } from "../../test/support/stack";
 import {
   ensureConsumer,
+  type HandlerContext,
   HandlerTimeoutError,
   listenMaxDeliveries,
   type RunningWorker,
   startWorker,
+  WorkerStoppingError,
 } from "./consumer";
+import { createWorkerMetrics } from "./metrics";
 
 // El runtime de consumo contra un nats-server real: idempotencia y errores permanentes.
 describe("worker runtime", () => {
@@ -383,5 +386,108 @@ describe("worker runtime", () => {
     } finally {
       await hung.stop();
     }
+  }, 30_000);
+
+  it("on stop returns a message whose handler outlasts the drain deadline, so another instance takes it at once", async () => {
+    const seen: { delivery: number; signal: AbortSignal }[] = [];
+    const def = {
+      name: "drain-deadline-worker",
+      domain: "provisioning" as const,
+      filterSubject: "provisioning.tasks.drain",
+      schema: z.object({ n: z.number() }),
+      async handle(ctx: HandlerContext<{ n: number }>) {
+        seen.push({ delivery: ctx.deliveryCount, signal: ctx.signal });
+        // Primera entrega: un handler que no termina antes del plazo de drenado.
+        if (ctx.deliveryCount === 1) await new Promise(() => {});
+      },
+    };
+    const metrics = createWorkerMetrics();
+    const options = {
+      bus,
+      logger: silentLogger,
+      metrics,
+      deadLetters: createDeadLetterStore(db.handle.db),
+      concurrency: 1,
+      // Ack wait y tope del handler largos: solo el nak puede explicar una reentrega rápida.
+      ackWaitMs: 30_000,
+      handlerTimeoutMs: 60_000,
+    };
+    const first = await startWorker(def, options);
+    let second: RunningWorker | undefined;
+    try {
+      await bus.publishEvent("provisioning.tasks.drain", envelope("corr-drain", { n: 13 }));
+      await waitFor(async () => (seen.length >= 1 ? true : undefined), { timeoutMs: 10_000 });
+
+      const stopStarted = performance.now();
+      const stopped = await Promise.race([
+        first.stop({ drainTimeoutMs: 500 }).then(() => true),
+        new Promise<false>((resolve) => setTimeout(() => resolve(false), 5_000)),
+      ]);
+      const stopMs = performance.now() - stopStarted;
+      expect(stopped).toBe(true);
+      expect(stopMs).toBeGreaterThanOrEqual(450);
+      expect(stopMs).toBeLessThan(3_000);
+      expect(seen[0]?.signal.aborted).toBe(true);
+      expect(seen[0]?.signal.reason).toBeInstanceOf(WorkerStoppingError);
+
+      // Otra instancia del mismo consumer lo recibe enseguida, no al vencer el ack wait de 30 s.
+      const restarted = performance.now();
+      second = await startWorker(def, options);
+      const jsm = await bus.jsm();
+      await waitFor(
+        async () => {
+          const i = await jsm.consumers.info(streams.provisioning.name, def.name);
+          return i.num_pending === 0 && i.num_ack_pending === 0 && seen.length >= 2 ? i : undefined;
+        },
+        { timeoutMs: 10_000 },
+      );
+      expect(performance.now() - restarted).toBeLessThan(5_000);
+      expect(seen.map((s) => s.delivery)).toEqual([1, 2]);
+      expect(seen[1]?.signal.aborted).toBe(false);
+
+      // El intento devuelto no es un fallo: ni reintento, ni DLQ, ni duración como "failure".
+      const mine = async (metric: Pick<typeof metrics.retried, "get">) =>
+        (await metric.get()).values.find((v) => v.labels.worker === def.name)?.value ?? 0;
+      expect(await mine(metrics.retried)).toBe(0);
+      expect(await mine(metrics.deadLettered)).toBe(0);
+      expect(await mine(metrics.processed)).toBe(1);
+      const failures = (await metrics.duration.get()).values.find(
+        (v) =>
+          v.metricName === "farutech_worker_handler_duration_seconds_count" &&
+          v.labels.worker === def.name &&
+          v.labels.outcome === "failure",
+      );
+      expect(failures).toBeUndefined();
+      const dead = await db.handle.db
+        .select()
+        .from(dlqEntries)
+        .where(eq(dlqEntries.correlationId, "corr-drain"));
+      expect(dead).toEqual([]);
+    } finally {
+      await second?.stop();
+    }
+  }, 30_000);
+
+  it("on stop waits for a handler that finishes within the drain deadline and acknowledges it", async () => {
+    const signals: AbortSignal[] = [];
+    const def = {
+      name: "drain-finish-worker",
+      domain: "provisioning" as const,
+      filterSubject: "provisioning.tasks.drainok",
+      schema: z.object({ n: z.number() }),
+      async handle(ctx: HandlerContext<{ n: number }>) {
+        signals.push(ctx.signal);
+        await new Promise((r) => setTimeout(r, 400));
+      },
+    };
+    const worker = await startWorker(def, { bus, logger: silentLogger, concurrency: 1 });
+    await bus.publishEvent("provisioning.tasks.drainok", envelope("corr-drain-ok", { n: 14 }));
+    await waitFor(async () => (signals.length >= 1 ? true : undefined), { timeoutMs: 10_000 });
+    await worker.stop({ drainTimeoutMs: 5_000 });
+    expect(signals[0]?.aborted).toBe(false);
+    const info = await (await bus.jsm()).consumers.info(streams.provisioning.name, def.name);
+    expect(info.num_ack_pending).toBe(0);
+    expect(info.num_pending).toBe(0);
+    expect(info.num_redelivered).toBe(0);
   }, 30_000);
 });

@@ -20,8 +20,9 @@ export interface HandlerContext<T> {
   /** Extiende el plazo de ack durante pasos largos. */
   heartbeat(): void;
   /**
-   * Se aborta cuando el runtime deja de esperar al handler (vence handlerTimeoutMs): lo que siga
-   * corriendo ya no tiene el mensaje y debe soltar lo que retenga (p. ej. un lease).
+   * Se aborta cuando el runtime deja de esperar al handler (vence handlerTimeoutMs, o el plazo de
+   * drenado al parar el proceso): lo que siga corriendo ya no tiene el mensaje y debe soltar lo
+   * que retenga (p. ej. un lease).
    */
   signal: AbortSignal;
 }
@@ -72,29 +73,70 @@ export class HandlerTimeoutError extends Error {
   override name = "HandlerTimeoutError";
 }
 
+/** Razón del abort de un handler que seguía en curso al vencer el plazo de drenado. */
+export class WorkerStoppingError extends Error {
+  override name = "WorkerStoppingError";
+}
+
 /**
- * Espera `work` como mucho `ms`; después aborta `abort` y rechaza (el trabajo sigue, pero ya no se
- * espera).
+ * Deja margen bajo el grace period del orquestador (40 s en compose, 45 s en Kubernetes) para
+ * cerrar relay, broker y base después de drenar.
+ */
+export const DEFAULT_DRAIN_TIMEOUT_MS = 25_000;
+
+/** Espera `work` hasta que `signal` se aborte; entonces rechaza con su razón (el trabajo sigue). */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
+/**
+ * Espera `work` como mucho `ms`, o hasta que otro aborte `abort`; al vencer aborta `abort` y
+ * rechaza (el trabajo sigue, pero ya no se espera).
  */
 async function withTimeout<T>(work: Promise<T>, ms: number, abort: AbortController): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const error = new HandlerTimeoutError(`handler did not finish within ${ms} ms`);
-      abort.abort(error);
-      reject(error);
-    }, ms);
-  });
+  const timer = setTimeout(
+    () => abort.abort(new HandlerTimeoutError(`handler did not finish within ${ms} ms`)),
+    ms,
+  );
   try {
-    return await Promise.race([work, timeout]);
+    return await untilAborted(work, abort.signal);
   } finally {
     clearTimeout(timer);
   }
 }
 
+export interface StopOptions {
+  /**
+   * Cuánto se espera a los handlers en curso. Después sus mensajes se devuelven (nak sin demora)
+   * para que otro proceso los tome ya, y se aborta su `ctx.signal`.
+   */
+  drainTimeoutMs?: number;
+}
+
 export interface RunningWorker {
   name: string;
-  stop(): Promise<void>;
+  stop(options?: StopOptions): Promise<void>;
+}
+
+/** Un mensaje cuyo handler sigue en curso: al vencer el drenado se devuelve al broker. */
+interface HeldMessage {
+  msg: JsMsg;
+  abort: AbortController;
+  released: boolean;
 }
 
 export async function ensureConsumer(
@@ -364,6 +406,22 @@ export async function startWorker<T>(
   let stopping = false;
   let batch: ConsumerMessages | undefined;
   let wakeUp: (() => void) | undefined;
+  const held = new Set<HeldMessage>();
+
+  // Sin demora y sin contar como fallo: el intento no falló, el proceso se va.
+  const releaseHeld = (drainTimeoutMs: number) => {
+    if (held.size === 0) return;
+    logger.warn(
+      { messages: held.size, drainTimeoutMs },
+      "drain deadline reached; returning unfinished messages to the broker",
+    );
+    for (const h of held) {
+      h.released = true;
+      h.msg.nak();
+      h.abort.abort(new WorkerStoppingError(`worker stopped after a ${drainTimeoutMs} ms drain`));
+    }
+    held.clear();
+  };
 
   const process = async (msg: JsMsg) => {
     const deliveryCount = msg.info.deliveryCount;
@@ -376,6 +434,8 @@ export async function startWorker<T>(
       attempt: deliveryCount,
     });
     const timer = options.metrics?.duration.startTimer({ worker: def.name });
+    const holding: HeldMessage = { msg, abort: new AbortController(), released: false };
+    held.add(holding);
     const heartbeatTimer = setInterval(
       () => msg.working(),
       // Tres latidos por plazo de ack, también con plazos cortos (un piso de 1 s los dejaba llegar tarde).
@@ -402,13 +462,13 @@ export async function startWorker<T>(
       // Un worker que sabe por su propio estado si ya hizo el trabajo no necesita el registro
       // genérico: una consulta y un commit menos por mensaje.
       const processed = def.alreadyProcessed ? undefined : options.processed;
-      if (await wasProcessed(def, options, envelope, data)) {
+      if (await untilAborted(wasProcessed(def, options, envelope, data), holding.abort.signal)) {
+        held.delete(holding);
         log.info("message already processed; acknowledging");
         msg.ack();
         return;
       }
       log.info("processing message");
-      const abort = new AbortController();
       handlerCtx = {
         data,
         envelope,
@@ -416,18 +476,24 @@ export async function startWorker<T>(
         deliveryCount,
         logger: log,
         heartbeat: () => msg.working(),
-        signal: abort.signal,
+        signal: holding.abort.signal,
       };
       const handling = def.handle(handlerCtx);
       // Si vence el tope, el handler colgado sigue sin latir ni confirmar: que no quede un rechazo sin atender.
       handling.catch(() => {});
-      await withTimeout(handling, handlerTimeoutMs, abort);
+      await withTimeout(handling, handlerTimeoutMs, holding.abort);
+      held.delete(holding);
       await processed?.mark(def.name, key);
       msg.ack();
       options.metrics?.processed.inc({ worker: def.name });
       timer?.({ outcome: "success" });
       log.info("message processed");
     } catch (err) {
+      held.delete(holding);
+      if (holding.released) {
+        log.info("message returned to the broker on shutdown; another process takes it");
+        return;
+      }
       const error = errorMessage(err);
       const permanent = isPermanent(err);
       const outcome = afterFailure(deliveryCount, permanent);
@@ -468,6 +534,7 @@ export async function startWorker<T>(
         }
       }
     } finally {
+      held.delete(holding);
       clearInterval(heartbeatTimer);
     }
   };
@@ -530,8 +597,11 @@ export async function startWorker<T>(
   logger.info({ concurrency, ackWaitMs, handlerTimeoutMs }, "worker started");
   return {
     name: def.name,
-    async stop() {
-      // Deja de pedir mensajes, termina los que tiene y sale.
+    async stop(stopOptions: StopOptions = {}) {
+      const drainTimeoutMs = stopOptions.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
+      // Deja de pedir mensajes y termina los que tiene, pero solo hasta el plazo: un handler largo
+      // (hasta handlerTimeoutMs) no puede retener el apagado ni sus mensajes hasta el ack wait.
+      const deadline = setTimeout(() => releaseHeld(drainTimeoutMs), drainTimeoutMs);
       stopping = true;
       await batch?.close();
       wakeUp?.();
@@ -540,6 +610,7 @@ export async function startWorker<T>(
       await loop.catch(() => {});
       await advisories.stop();
       await Promise.allSettled([...inFlight]);
+      clearTimeout(deadline);
       logger.info("worker stopped");
     },
   };
