@@ -162,6 +162,8 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
           ),
         )
         .orderBy(asc(webhookEndpoints.id));
+      // Sin endpoints (lo común) no hace falta mirar entregas: una consulta menos por evento.
+      if (endpoints.length === 0) return;
       const delivered = new Set(
         (
           await deps.db
