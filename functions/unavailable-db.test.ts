@@ -1,9 +1,9 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { Writable } from "node:stream";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateSigningKey, publicJwksOf } from "../core/auth/keys";
 import { createTokenSigner, createTokenVerifier } from "../core/auth/tokens";
+import { createLogger } from "../core/logger";
 import { createDb } from "../db/client";
 import type { DbHandle } from "../db/types";
 import { offlineBus } from "../test/support/admin";
@@ -29,7 +29,7 @@ async function adminOver(db: DbHandle["db"], lines: string[]) {
     db,
     bus: offlineBus,
     verifier: createTokenVerifier({ jwks: publicJwksOf([key]) }, SETTINGS),
-    logger: pino({ level: "info" }, sink),
+    logger: createLogger({ service: "unavailable-test", destination: sink }),
     baseDomain: "farutech.test",
   });
   const signer = await createTokenSigner([key], SETTINGS);

@@ -10,7 +10,7 @@ import {
   titleFor,
 } from "../errors";
 import type { Logger } from "../logger";
-import { loggableError, mapDatabaseError } from "./db-errors";
+import { mapDatabaseError } from "./db-errors";
 import { requestLogger } from "./request-context";
 
 export const PROBLEM_CONTENT_TYPE = "application/problem+json";
@@ -90,8 +90,8 @@ export function problemErrorHandler<E extends Env>(): ErrorHandler<E> {
     const appError = normalizeError(err);
     const logger = contextLogger(c);
     if (appError.status >= 500) {
-      // El error de drizzle trae el SQL y sus parámetros (datos personales): no van al log.
-      logger?.error({ err: loggableError(err), code: appError.code }, "request failed");
+      // El serializador `err` del logger (core/logger.ts) quita el SQL y los parámetros.
+      logger?.error({ err, code: appError.code }, "request failed");
     } else {
       logger?.info({ code: appError.code, detail: appError.message }, "request rejected");
     }
