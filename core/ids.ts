@@ -50,6 +50,15 @@ export async function sha256Hex(input: string): Promise<string> {
   return bytesToHex(sha256(utf8ToBytes(input)));
 }
 
+/** JSON.parse que devuelve undefined en vez de lanzar con un texto que no es JSON. */
+export function parseJsonOrUndefined(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
 // JSON canónico (claves ordenadas) para hashes estables de documentos.
 export function canonicalJson(value: unknown): string {
   if (value === null || typeof value !== "object") return JSON.stringify(value);

@@ -6,6 +6,8 @@
 // - Lambda: JSON `{<Nombre>: {"value": …}}` cifrado en `SST_KEY_FILE` con AES-256-GCM, clave
 //   `SST_KEY` (base64), nonce de ceros y la etiqueta al final.
 
+import { parseJsonOrUndefined } from "./ids";
+
 /** Nombre del link (sst.Secret) → variable de entorno que lo consume. */
 export const SST_LINKS = {
   DatabaseUrl: "DATABASE_URL",
@@ -20,20 +22,12 @@ export const SST_LINKS = {
 export type SstLinkName = keyof typeof SST_LINKS;
 
 function linkValue(raw: unknown): string | undefined {
-  const parsed: unknown = typeof raw === "string" ? safeJson(raw) : raw;
+  const parsed: unknown = typeof raw === "string" ? parseJsonOrUndefined(raw) : raw;
   if (parsed && typeof parsed === "object" && "value" in parsed) {
     const value = (parsed as { value: unknown }).value;
     return typeof value === "string" && value !== "" ? value : undefined;
   }
   return undefined;
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
 }
 
 /**

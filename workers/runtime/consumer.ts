@@ -4,6 +4,7 @@ import { z } from "zod";
 import { type EventEnvelope, eventEnvelopeSchema } from "../../contracts/events";
 import { advisoryStream, type Domain, headers, streams } from "../../contracts/streams";
 import type { Bus } from "../../core/bus";
+import { parseJsonOrUndefined } from "../../core/ids";
 import type { Logger } from "../../core/logger";
 import { afterFailure, MAX_DELIVER, retryDelayMs } from "../../core/retry-policy";
 import type { DeadLetterStore } from "../../db/dead-letters";
@@ -270,7 +271,9 @@ export async function listenMaxDeliveries<T>(
     for await (const m of messages) {
       // Un advisory ilegible no mejora reintentándolo: sin stream_seq no hay mensaje que llevar a
       // la DLQ. Se registra y se termina en vez de reintentarlo para siempre.
-      const advisory = maxDeliveriesAdvisorySchema.safeParse(jsonOrUndefined(m.data));
+      const advisory = maxDeliveriesAdvisorySchema.safeParse(
+        parseJsonOrUndefined(new TextDecoder().decode(m.data)),
+      );
       if (!advisory.success) {
         logger.error(
           { advisorySequence: m.seq },
@@ -317,7 +320,9 @@ async function handleMaxDeliveriesAdvisory<T>(
     return;
   }
   // Un mensaje que no es JSON también va a la DLQ (con su contenido crudo), no a un bucle.
-  const envelope = eventEnvelopeSchema.safeParse(jsonOrUndefined(stored.data));
+  const envelope = eventEnvelopeSchema.safeParse(
+    parseJsonOrUndefined(new TextDecoder().decode(stored.data)),
+  );
   const data = envelope.success ? def.schema.safeParse(envelope.data.data) : undefined;
   // El último intento pudo terminar el trabajo y perder solo el ack: no es un fallo.
   if (
@@ -352,14 +357,6 @@ async function handleMaxDeliveriesAdvisory<T>(
     },
     "message dead-lettered from MAX_DELIVERIES advisory",
   );
-}
-
-function jsonOrUndefined(data: Uint8Array): unknown {
-  try {
-    return JSON.parse(new TextDecoder().decode(data));
-  } catch {
-    return undefined;
-  }
 }
 
 function domainOfStream(stream: string): Domain {
