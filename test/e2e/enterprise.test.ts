@@ -1,13 +1,16 @@
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PGlite } from "@electric-sql/pglite";
 import { and, eq } from "drizzle-orm";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createSecretBox, generateEncryptionKey } from "../../core/secret-box";
 import { auditLog, tenantInstances } from "../../db/schema";
 import { seedDemo } from "../../db/seed";
-import { taskSchema } from "../../functions/routes/provisioning/schema";
 import { demoProvisionBody } from "../support/demo";
 import { call } from "../support/http";
-import { startTestStack, type TestStack, waitFor } from "../support/stack";
+import { startTestStack, type TestStack, waitForTask } from "../support/stack";
 
 // Tier Enterprise: base y rol propios, esquema aplicado y cadena de conexión cifrada.
 describe("Enterprise tier provisioning", () => {
@@ -48,12 +51,7 @@ describe("Enterprise tier provisioning", () => {
       },
     );
     expect(res.status).toBe(202);
-    const finished = (taskId: string) =>
-      waitFor(async () => {
-        const r = await call(`${stack.adminUrl}/api/provisioning/tasks/${taskId}`, { token });
-        const t = taskSchema.parse(r.body);
-        return t.status === "succeeded" || t.status === "dead_lettered" ? t : undefined;
-      });
+    const finished = (taskId: string) => waitForTask(stack.adminUrl, token, taskId);
     const task = await finished(res.body.taskId);
     expect(task.status).toBe("succeeded");
     expect(task.steps.map((s) => s.name)).toEqual([
@@ -130,5 +128,76 @@ describe("Enterprise tier provisioning", () => {
         ),
       );
     expect(audit?.after).toMatchObject({ reason: "purge", databaseTier: "enterprise" });
+  }, 60_000);
+});
+
+// Modo embebido (sin servidor): la base propia del tenant es una carpeta PGlite de datos suya.
+describe("Enterprise tier provisioning, embedded (PGlite)", () => {
+  let stack: TestStack;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "farutech-enterprise-"));
+    stack = await startTestStack({
+      database: "pglite",
+      env: { PGLITE_DATA_DIR: join(dir, "control") },
+    });
+    await seedDemo(stack.db.handle.db);
+  });
+  afterAll(async () => {
+    await stack?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("gives the tenant its own PGlite data directory with the schema, stores its URL encrypted, and purge removes it", async () => {
+    const token = await stack.adminToken();
+    const res = await call<{ taskId: string; tenantInstanceId: string }>(
+      `${stack.adminUrl}/api/provisioning/provision`,
+      {
+        token,
+        json: await demoProvisionBody(stack.db.handle.db, "ent-embedded", {
+          databaseTier: "enterprise",
+        }),
+      },
+    );
+    expect(res.status).toBe(202);
+    const finished = (taskId: string) => waitForTask(stack.adminUrl, token, taskId);
+    const task = await finished(res.body.taskId);
+    expect(task.steps.map((s) => [s.name, s.status])).toEqual([
+      ["create_database", "succeeded"],
+      ["apply_schema", "succeeded"],
+      ["activate", "succeeded"],
+      ["request_welcome_notification", "succeeded"],
+    ]);
+    const [instance] = await stack.db.handle.db
+      .select()
+      .from(tenantInstances)
+      .where(eq(tenantInstances.id, res.body.tenantInstanceId));
+    const sealed = instance?.connectionStringEncrypted ?? "";
+    expect(sealed).toMatch(/^v1\.test\./);
+    const box = await createSecretBox(stack.env.ENCRYPTION_KEYS ?? "");
+    const url = await box.decrypt(sealed);
+    const tenantDir = join(
+      dir,
+      "tenants",
+      `t_${(instance?.tenantCode ?? "").replace(/[^a-z0-9]/g, "_")}`,
+    );
+    expect(url).toBe(`pglite://${tenantDir}`);
+
+    // La carpeta del tenant es una base PGlite con el esquema base del producto.
+    const tenant = await PGlite.create(tenantDir);
+    const meta = await tenant.query<{ value: string }>(
+      "select value from farutech_tenant_metadata where key = 'product'",
+    );
+    await tenant.close();
+    expect(meta.rows).toEqual([{ value: "FARUTECH_VET" }]);
+
+    const del = await call<{ taskId: string }>(
+      `${stack.adminUrl}/api/provisioning/${res.body.tenantInstanceId}?purge=true`,
+      { token, method: "DELETE" },
+    );
+    expect(del.status).toBe(202);
+    expect((await finished(del.body.taskId)).status).toBe("succeeded");
+    expect(existsSync(tenantDir)).toBe(false);
   }, 60_000);
 });

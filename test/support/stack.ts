@@ -9,12 +9,14 @@ import { createLogger, silentLogger } from "../../core/logger";
 import { generateEncryptionKey } from "../../core/secret-box";
 import { createNodeEdgeApp } from "../../edge/node";
 import { createAdminApp } from "../../functions/app";
+import { taskSchema } from "../../functions/routes/provisioning/schema";
 import { type AdminRuntime, createAdminRuntime } from "../../functions/runtime";
 import { type LocalNats, startLocalNats } from "../../infra/nats/local-server";
 import type { SharedTenantRegistry } from "../../workers/provisioning/shared-registry";
 import { startWorkers, type WorkersHandle } from "../../workers/runtime";
 import { createApiClient } from "./clients";
 import { createTestDatabase, type DatabaseKind, type TestDatabase } from "./databases";
+import { call } from "./http";
 
 export interface StackOptions {
   database: DatabaseKind;
@@ -147,4 +149,17 @@ export async function waitFor<T>(
     if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, intervalMs));
   }
+}
+
+/** Espera a que una tarea de aprovisionamiento termine (bien o en la DLQ) y la devuelve. */
+export function waitForTask(
+  adminUrl: string,
+  token: string,
+  taskId: string,
+): Promise<ReturnType<typeof taskSchema.parse>> {
+  return waitFor(async () => {
+    const r = await call(`${adminUrl}/api/provisioning/tasks/${taskId}`, { token });
+    const t = taskSchema.parse(r.body);
+    return t.status === "succeeded" || t.status === "dead_lettered" ? t : undefined;
+  });
 }

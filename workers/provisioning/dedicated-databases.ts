@@ -2,14 +2,18 @@ import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
 import { pgErrorCode } from "../../core/http/db-errors";
-import { randomToken } from "../../core/ids";
 import { scramSha256Verifier } from "./scram";
 import { createTenantPools, type TenantPools, type TenantPoolsOptions } from "./tenant-pools";
 
 /** Tier Enterprise: una base y un rol propios por tenant, con el esquema base del producto. */
 export interface DedicatedDatabases {
-  /** Crea (o reusa) base y rol con una contraseña nueva; devuelve la cadena de conexión. */
-  create(tenantCode: string): Promise<string>;
+  /** La cadena de conexión del tenant con esa contraseña (sin tocar el servidor). */
+  connectionString(tenantCode: string, password: string): string;
+  /**
+   * Crea (o reusa) base y rol, y deja al rol esa contraseña. Idempotente con la misma contraseña:
+   * una ejecución repetida o tardía del paso no invalida la cadena guardada.
+   */
+  create(tenantCode: string, password: string): Promise<void>;
   /** Aplica el esquema base del producto usando la cadena del tenant (idempotente). */
   applyBaseline(connectionString: string, productCode: string): Promise<void>;
   /** Borra base y rol del tenant (idempotente: lo que ya no existe se salta). */
@@ -37,14 +41,20 @@ export function createPostgresDedicated(
   const pools = createTenantPools(poolOptions);
   return {
     pools,
-    async create(tenantCode) {
+    connectionString(tenantCode, password) {
       const name = dedicatedName(tenantCode);
-      const password = randomToken(24);
+      const url = new URL(adminUrl);
+      url.username = name;
+      url.password = password;
+      url.pathname = `/${name}`;
+      return url.toString();
+    },
+    async create(tenantCode, password) {
+      const name = dedicatedName(tenantCode);
       const admin = new pg.Client({ connectionString: adminUrl });
       await admin.connect();
       try {
-        // Rol primero; si ya existe (reintento), se le da una contraseña nueva: la cadena guardada
-        // después de este paso es siempre la válida.
+        // Rol primero; si ya existe (reintento), se le vuelve a poner la misma contraseña.
         // El SQL lleva el verificador SCRAM, no la contraseña (ver scram.ts).
         const exists = await admin.query("select 1 from pg_roles where rolname = $1", [name]);
         const verifier = scramSha256Verifier(password);
@@ -60,11 +70,6 @@ export function createPostgresDedicated(
       } finally {
         await admin.end();
       }
-      const url = new URL(adminUrl);
-      url.username = name;
-      url.password = password;
-      url.pathname = `/${name}`;
-      return url.toString();
     },
     async applyBaseline(connectionString, productCode) {
       await pools.acquire(connectionString).query(BASELINE(productCode));
@@ -88,12 +93,14 @@ export function createPostgresDedicated(
 
 /** Modo embebido: la base propia de un tenant es una carpeta PGlite (`pglite://<ruta>`). */
 export function createPgliteDedicated(dataDir: string): DedicatedDatabases {
+  const dirOf = (tenantCode: string) => join(dataDir, dedicatedName(tenantCode));
   return {
+    // PGlite no tiene roles: la contraseña no se usa.
+    connectionString: (tenantCode) =>
+      dataDir.startsWith("memory://") ? "pglite://memory" : `pglite://${dirOf(tenantCode)}`,
     async create(tenantCode) {
-      if (dataDir.startsWith("memory://")) return "pglite://memory";
-      const dir = join(dataDir, dedicatedName(tenantCode));
-      mkdirSync(dir, { recursive: true });
-      return `pglite://${dir}`;
+      if (dataDir.startsWith("memory://")) return;
+      mkdirSync(dirOf(tenantCode), { recursive: true });
     },
     async applyBaseline(connectionString, productCode) {
       const { PGlite } = await import("@electric-sql/pglite");
@@ -107,7 +114,7 @@ export function createPgliteDedicated(dataDir: string): DedicatedDatabases {
     },
     async drop(tenantCode) {
       if (dataDir.startsWith("memory://")) return;
-      rmSync(join(dataDir, dedicatedName(tenantCode)), { recursive: true, force: true });
+      rmSync(dirOf(tenantCode), { recursive: true, force: true });
     },
     async close() {},
   };

@@ -12,14 +12,12 @@ import {
   deprovisionResponseSchema,
   featureUpdateResponseSchema,
   provisionResponseSchema,
-  type taskSchema,
 } from "../../functions/routes/provisioning/schema";
 import { demoProvisionBody } from "../../test/support/demo";
 import { call, expectProblem } from "../../test/support/http";
-import { startTestStack, type TestStack, waitFor } from "../../test/support/stack";
+import { startTestStack, type TestStack, waitForTask } from "../../test/support/stack";
 import { createPostgresRegistry } from "./shared-registry";
 
-type Task = ReturnType<typeof taskSchema.parse>;
 // Cota de frescura del edge (issue 5) más margen para la petición.
 const FRESHNESS_MS = 2_500;
 interface Entitlements {
@@ -47,12 +45,7 @@ describe.each(["postgres", "pglite"] as const)(
     const db = () => stack.db.handle.db;
     const api = (path: string, init: Parameters<typeof call>[1] = {}) =>
       call(`${stack.adminUrl}${path}`, { token, ...init });
-    const finished = (taskId: string) =>
-      waitFor(async () => {
-        const r = await api(`/api/provisioning/tasks/${taskId}`);
-        const t = r.body as unknown as Task;
-        return t.status === "succeeded" || t.status === "dead_lettered" ? t : undefined;
-      });
+    const finished = (taskId: string) => waitForTask(stack.adminUrl, token, taskId);
     const entitlements = async (id: string) => {
       const r = await call<Entitlements>(`${stack.edgeUrl}/v1/entitlements?instanceId=${id}`, {
         token,

@@ -1,46 +1,10 @@
-import { createHash, createHmac, randomBytes } from "node:crypto";
-import { createRequire } from "node:module";
 import { createConnection, createServer, type Server } from "node:net";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { randomToken } from "../../core/ids";
 import { createTestDatabase, type TestDatabase } from "../../test/support/databases";
+import { scramLogin, storedRoleVerifier } from "../../test/support/scram";
 import { createPostgresDedicated, dedicatedName } from "./dedicated-databases";
 import { scramSha256Verifier } from "./scram";
-
-// El cliente SCRAM de `pg` (el que usan las apps hijas para entrar con esa contraseña) es la
-// implementación independiente contra la que se comprueba el verificador.
-interface SaslSession {
-  response: string;
-  clientNonce: string;
-}
-const sasl = createRequire(import.meta.url)("pg/lib/crypto/sasl.js") as {
-  startSession(mechanisms: string[]): SaslSession;
-  continueSession(session: SaslSession, password: string, serverData: string): Promise<void>;
-  finalizeSession(session: SaslSession, serverData: string): void;
-};
-
-/** Hace de servidor Postgres en un intercambio SCRAM: true si el cliente prueba la contraseña. */
-async function scramLogin(verifier: string, password: string): Promise<boolean> {
-  const match = /^SCRAM-SHA-256\$(\d+):([^$]+)\$([^:]+):(.+)$/.exec(verifier);
-  if (!match) throw new Error(`not a SCRAM verifier: ${verifier}`);
-  const [, iterations, salt, storedKeyB64, serverKeyB64] = match;
-  const storedKey = Buffer.from(storedKeyB64 ?? "", "base64");
-  const session = sasl.startSession(["SCRAM-SHA-256"]);
-  const nonce = session.clientNonce + randomBytes(12).toString("base64");
-  const serverFirst = `r=${nonce},s=${salt},i=${iterations}`;
-  await sasl.continueSession(session, password, serverFirst);
-  const clientFinal = session.response;
-  const proof = Buffer.from(/,p=(.+)$/.exec(clientFinal)?.[1] ?? "", "base64");
-  const authMessage = `n=*,r=${session.clientNonce},${serverFirst},${clientFinal.replace(/,p=.+$/, "")}`;
-  const clientSignature = createHmac("sha256", storedKey).update(authMessage).digest();
-  const clientKey = Buffer.from(proof.map((b, i) => b ^ (clientSignature[i] ?? 0)));
-  if (!createHash("sha256").update(clientKey).digest().equals(storedKey)) return false;
-  const serverKey = Buffer.from(serverKeyB64 ?? "", "base64");
-  const serverSignature = createHmac("sha256", serverKey).update(authMessage).digest("base64");
-  // El cliente comprueba a su vez la firma del servidor (lanza si no coincide).
-  sasl.finalizeSession(session, `v=${serverSignature}`);
-  return true;
-}
 
 describe("SCRAM-SHA-256 verifier", () => {
   it("lets pg's SCRAM client in with the password and nobody else", async () => {
@@ -81,7 +45,7 @@ async function recordingProxy(
 }
 
 // Tier Enterprise en Postgres real: el rol guarda el verificador, la contraseña de la cadena de
-// conexión es la que lo satisface (también tras un reintento, que la rota) y nunca viaja en el SQL.
+// conexión es la que lo satisface (también tras un reintento o una rotación) y nunca viaja en el SQL.
 describe("Enterprise role password", () => {
   let db: TestDatabase;
   const code = `scram-${process.pid}${Date.now().toString(36)}`;
@@ -100,33 +64,29 @@ describe("Enterprise role password", () => {
     await db?.drop();
   });
 
-  const storedVerifier = async () => {
-    const admin = new pg.Client({ connectionString: db.url });
-    await admin.connect();
-    try {
-      const { rows } = await admin.query<{ rolpassword: string | null }>(
-        "select rolpassword from pg_authid where rolname = $1",
-        [dedicatedName(code)],
-      );
-      return rows[0]?.rolpassword ?? "";
-    } finally {
-      await admin.end();
-    }
-  };
+  const storedVerifier = () => storedRoleVerifier(db.url ?? "", dedicatedName(code));
 
   it("stores a SCRAM verifier that the connection string's password satisfies", async () => {
-    const first = new URL(await dedicated.create(code));
+    const firstPassword = randomToken(24);
+    await dedicated.create(code, firstPassword);
+    const first = new URL(dedicated.connectionString(code, firstPassword));
     const firstVerifier = await storedVerifier();
+    expect(decodeURIComponent(first.password)).toBe(firstPassword);
     expect(firstVerifier).toMatch(/^SCRAM-SHA-256\$4096:/);
-    expect(firstVerifier).not.toContain(decodeURIComponent(first.password));
-    expect(await scramLogin(firstVerifier, decodeURIComponent(first.password))).toBe(true);
+    expect(firstVerifier).not.toContain(firstPassword);
+    expect(await scramLogin(firstVerifier, firstPassword)).toBe(true);
 
-    // Reintento del paso: contraseña nueva; la vieja ya no entra.
-    const second = new URL(await dedicated.create(code));
+    // Reintento con la misma contraseña (la guardada): sigue entrando.
+    await dedicated.create(code, firstPassword);
+    expect(await scramLogin(await storedVerifier(), firstPassword)).toBe(true);
+
+    // Otra contraseña (rotación): la vieja ya no entra.
+    const secondPassword = randomToken(24);
+    await dedicated.create(code, secondPassword);
+    const second = new URL(dedicated.connectionString(code, secondPassword));
     const secondVerifier = await storedVerifier();
-    expect(second.password).not.toBe(first.password);
-    expect(await scramLogin(secondVerifier, decodeURIComponent(second.password))).toBe(true);
-    expect(await scramLogin(secondVerifier, decodeURIComponent(first.password))).toBe(false);
+    expect(await scramLogin(secondVerifier, secondPassword)).toBe(true);
+    expect(await scramLogin(secondVerifier, firstPassword)).toBe(false);
 
     // Lo que llegó al servidor: las sentencias de rol con el verificador, ninguna contraseña.
     const sent = proxy.sent();

@@ -6,16 +6,19 @@ import { type Bus, connectBus, ensureStreams } from "../../core/bus";
 import { type BusProvider, createBusProvider } from "../../core/bus-provider";
 import { newId } from "../../core/ids";
 import { silentLogger } from "../../core/logger";
+import { createSecretBox, generateEncryptionKey } from "../../core/secret-box";
 import { outboxEvents, provisioningTasks, tenantInstances } from "../../db/schema";
 import { seedDemo } from "../../db/seed";
 import { provisionRequestSchema } from "../../functions/routes/provisioning/schema";
 import { provisionTenant } from "../../functions/services/provisioning";
 import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
 import { demoProvisionBody } from "../../test/support/demo";
+import { scramLogin, storedRoleVerifier } from "../../test/support/scram";
 import { startNatsForTest, waitFor } from "../../test/support/stack";
 import { type HandlerContext, type RunningWorker, startWorker } from "../runtime/consumer";
+import { createPostgresDedicated, type DedicatedDatabases } from "./dedicated-databases";
 import { createPostgresRegistry, type SharedTenantRegistry } from "./shared-registry";
-import { provisioningWorker } from "./worker";
+import { provisioningWorker, TaskBusyError } from "./worker";
 
 interface Gate {
   promise: Promise<void>;
@@ -80,9 +83,9 @@ describe("provisioning task lease", () => {
   const db = () => database.handle.db;
   const callsFor = (id: string) => calls.filter((c) => c.tenantInstanceId === id);
 
-  async function newTask(code: string) {
+  async function newTask(code: string, overrides: { databaseTier?: "enterprise" } = {}) {
     const correlationId = newId();
-    const base = await demoProvisionBody(db(), code);
+    const base = await demoProvisionBody(db(), code, overrides);
     const body = provisionRequestSchema.parse({ ...base, instanceCode: code, correlationId });
     const { response } = await provisionTenant(
       {
@@ -303,5 +306,102 @@ describe("provisioning task lease", () => {
       await running;
     }
     expect((await taskRow(task.taskId)).status).toBe("succeeded");
+  }, 30_000);
+
+  it("keeps the stored Enterprise connection string valid when an abandoned run reaches ALTER ROLE late", async () => {
+    const real = createPostgresDedicated(database.url ?? "");
+    const box = await createSecretBox(JSON.stringify([generateEncryptionKey("lease")]));
+    // La primera ejecución se queda colgada justo antes de tocar el rol (conexión lenta, GC…).
+    const held = gate();
+    let creates = 0;
+    const dedicated: DedicatedDatabases = {
+      connectionString: (code, password) => real.connectionString(code, password),
+      create: async (code, password) => {
+        creates += 1;
+        if (creates === 1) await held.promise;
+        return real.create(code, password);
+      },
+      applyBaseline: (url, product) => real.applyBaseline(url, product),
+      drop: (code) => real.drop(code),
+      close: () => real.close(),
+    };
+    const def = provisioningWorker({
+      db: db(),
+      bus,
+      registry,
+      failureRate: 0,
+      leaseMs: 600,
+      dedicated,
+      secretBox: box,
+    });
+    const task = await newTask("lease-enterprise", { databaseTier: "enterprise" });
+    const data: ProvisioningTaskMessage = {
+      taskId: task.taskId,
+      tenantInstanceId: task.tenantInstanceId,
+      kind: "provision",
+    };
+    const run = (deliveryCount: number, signal: AbortSignal) =>
+      def.handle({
+        data,
+        envelope: {
+          id: newId(),
+          type: "provisioning.requested",
+          occurredAt: new Date().toISOString(),
+          correlationId: task.correlationId,
+          data,
+        },
+        subject: "provisioning.tasks.provision",
+        deliveryCount,
+        logger: silentLogger,
+        heartbeat: () => {},
+        signal,
+      });
+    const [row] = await db()
+      .select({ tenantCode: tenantInstances.tenantCode })
+      .from(tenantInstances)
+      .where(eq(tenantInstances.id, task.tenantInstanceId));
+    const tenantCode = row?.tenantCode ?? "";
+    try {
+      const timedOut = new AbortController();
+      const abandoned = run(1, timedOut.signal).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      await waitFor(async () => (creates > 0 ? true : undefined));
+      // El runtime abandona el handler por timeout: deja de prorrogar y otra entrega lo reemplaza.
+      timedOut.abort();
+      await waitFor(
+        async () => {
+          try {
+            await run(2, new AbortController().signal);
+            return true;
+          } catch (err) {
+            if (err instanceof TaskBusyError) return undefined;
+            throw err;
+          }
+        },
+        { timeoutMs: 10_000 },
+      );
+      expect((await taskRow(task.taskId)).status).toBe("succeeded");
+
+      // La ejecución abandonada llega tarde al ALTER ROLE y después ve que perdió el lease.
+      held.open();
+      expect(await abandoned).toMatchObject({ name: "TaskLeaseLostError" });
+      expect(creates).toBe(2);
+
+      // La contraseña de la cadena guardada es la que el rol acepta (el Postgres local entra con
+      // trust: se comprueba contra el verificador SCRAM del rol).
+      const [instance] = await db()
+        .select({ sealed: tenantInstances.connectionStringEncrypted })
+        .from(tenantInstances)
+        .where(eq(tenantInstances.id, task.tenantInstanceId));
+      const url = new URL(await box.decrypt(instance?.sealed ?? ""));
+      const verifier = await storedRoleVerifier(database.url ?? "", url.username);
+      expect(await scramLogin(verifier, decodeURIComponent(url.password))).toBe(true);
+    } finally {
+      held.open();
+      await real.drop(tenantCode).catch(() => {});
+      await real.close();
+    }
   }, 30_000);
 });

@@ -93,7 +93,8 @@ describe.each(["postgres", "pglite"] as const)("tenant data retention on %s", (k
         customerId: row.instance.customerId,
       });
     }
-    const url = await dedicated.create(enterpriseCode);
+    await dedicated.create(enterpriseCode, "tenant-pw");
+    const url = dedicated.connectionString(enterpriseCode, "tenant-pw");
     await dedicated.applyBaseline(url, enterprise.productCode);
     expect(await enterpriseExists()).toBe(true);
 

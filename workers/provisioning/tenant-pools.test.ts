@@ -1,5 +1,6 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { randomToken } from "../../core/ids";
 import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
 import { waitFor } from "../../test/support/stack";
 import { createPostgresDedicated, dedicatedName } from "./dedicated-databases";
@@ -33,7 +34,11 @@ describe("tenant database pools", () => {
     admin = new pg.Client({ connectionString: control.url });
     await admin.connect();
     dedicated = createPostgresDedicated(control.url ?? "", { maxPools: 2, maxConnections: 2 });
-    for (const code of codes) urls.push(await dedicated.create(code));
+    for (const code of codes) {
+      const password = randomToken(24);
+      await dedicated.create(code, password);
+      urls.push(dedicated.connectionString(code, password));
+    }
   });
   afterAll(async () => {
     for (const code of codes) await dedicated?.drop(code).catch(() => {});
@@ -74,8 +79,10 @@ describe("tenant database pools", () => {
     got.release();
     held[1]?.release();
 
-    // Contraseña nueva (reintento de create_database): el pool viejo se cierra y se rehace.
-    const rotated = await dedicated.create(codes[0] ?? "");
+    // Contraseña nueva (rotación): el pool viejo se cierra y se rehace.
+    const password = randomToken(24);
+    await dedicated.create(codes[0] ?? "", password);
+    const rotated = dedicated.connectionString(codes[0] ?? "", password);
     await dedicated.applyBaseline(rotated, "FARUTECH_ERP");
     expect(pools.created).toBe(4);
     expect(pools.size).toBe(2);

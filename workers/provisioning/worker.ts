@@ -21,7 +21,7 @@ import {
 import { domainEventSubject, subjects } from "../../contracts/streams";
 import type { Bus } from "../../core/bus";
 import { pgErrorCode } from "../../core/http/db-errors";
-import { newId } from "../../core/ids";
+import { newId, randomToken } from "../../core/ids";
 import { type Logger, silentLogger } from "../../core/logger";
 import type { SecretBox } from "../../core/secret-box";
 import { type AuditEntry, auditInsert, writeAudit } from "../../db/audit";
@@ -260,6 +260,15 @@ async function loadInstance(db: Database | Tx, tenantInstanceId: string) {
   return row;
 }
 
+/** La contraseña de una cadena de conexión guardada ("" si no lleva, como las de PGlite). */
+function passwordOf(connectionString: string): string {
+  try {
+    return decodeURIComponent(new URL(connectionString).password);
+  } catch {
+    return "";
+  }
+}
+
 function enterpriseSteps(deps: ProvisioningWorkerDeps): Step[] {
   const need = () => {
     if (!deps.dedicated || !deps.secretBox) {
@@ -269,32 +278,33 @@ function enterpriseSteps(deps: ProvisioningWorkerDeps): Step[] {
   };
   return [
     {
-      // Crear base y rol y guardar la cadena cifrada van juntos: un reintento genera una
-      // contraseña nueva y la guarda, así la cadena almacenada siempre sirve.
+      // La contraseña se fija una sola vez, bajo el lease y antes de tocar el rol: un reintento, o
+      // una ejecución abandonada que llega tarde al ALTER ROLE, pone la misma contraseña que la
+      // cadena guardada, así esta siempre sirve.
       name: "create_database",
       kind: "external",
       async run(task) {
         const { dedicated, box } = need();
         const { instance } = task.snapshot;
-        const connectionString = await dedicated.create(instance.tenantCode);
-        const encrypted = await box.encrypt(connectionString);
-        // Solo quien tiene el lease guarda su contraseña: una ejecución abandonada que termina
-        // tarde no pisa la cadena de la que la reemplazó.
-        const stored = await task.lease.withToken((until) =>
+        const candidate = await box.encrypt(
+          dedicated.connectionString(instance.tenantCode, randomToken(24)),
+        );
+        const [stored] = await task.lease.withToken((until) =>
           deps.db
             .update(tenantInstances)
             .set({
-              connectionStringEncrypted: encrypted,
-              encryptionKeyId: box.activeKeyId,
+              connectionStringEncrypted: sql`coalesce(${tenantInstances.connectionStringEncrypted}, ${candidate})`,
+              encryptionKeyId: sql`case when ${tenantInstances.connectionStringEncrypted} is null then ${box.activeKeyId} else ${tenantInstances.encryptionKeyId} end`,
               updatedAt: sql`now()`,
             })
             .where(and(eq(tenantInstances.id, instance.id), task.lease.owns(until)))
-            .returning({ id: tenantInstances.id }),
+            .returning({ sealed: tenantInstances.connectionStringEncrypted }),
         );
-        if (stored.length === 0) {
+        if (!stored?.sealed) {
           task.lease.lose();
           throw new TaskLeaseLostError(`provisioning task ${task.taskId} lost its lease`);
         }
+        await dedicated.create(instance.tenantCode, passwordOf(await box.decrypt(stored.sealed)));
       },
     },
     {
