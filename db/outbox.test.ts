@@ -85,4 +85,48 @@ describe("outbox relay pass", () => {
     expect(after).toMatchObject({ attempts: 0, lastError: null, publishedAt: null });
     expect((await relayOnce(db.handle.db, bus, silentLogger, { graceMs: 0 })).published).toBe(1);
   });
+
+  it("retries a parked event later and publishes it once its stream is back", async () => {
+    // Sin stream para `limbo.>` (como un stream recreado o en elección de líder): se aparta.
+    const stranded = row("limbo.tasks.waiting");
+    await db.handle.db.insert(outboxEvents).values(stranded);
+    for (let i = 0; i < PARK_AFTER_ATTEMPTS; i++) {
+      await relayOnce(db.handle.db, bus, silentLogger, { graceMs: 0 });
+    }
+    const parkedRow = async () => {
+      const [r] = await db.handle.db
+        .select()
+        .from(outboxEvents)
+        .where(eq(outboxEvents.id, stranded.id));
+      return r;
+    };
+    const parked = await parkedRow();
+    expect(parked?.parkedAt).toBeInstanceOf(Date);
+
+    // Vencido el plazo, se reintenta; si sigue fallando queda apartado con el plazo renovado.
+    const retried = await relayOnce(db.handle.db, bus, silentLogger, {
+      graceMs: 0,
+      parkedRetryMs: 0,
+    });
+    expect(retried).toMatchObject({ failed: false, unparked: 0 });
+    const still = await parkedRow();
+    expect(still).toMatchObject({ publishedAt: null, attempts: PARK_AFTER_ATTEMPTS + 1 });
+    expect(still?.parkedAt?.getTime()).toBeGreaterThan(parked?.parkedAt?.getTime() ?? 0);
+
+    // El stream vuelve: la siguiente pasada lo publica y deja de estar apartado.
+    const jsm = await bus.jsm();
+    await jsm.streams.add({ name: "LIMBO", subjects: ["limbo.>"] });
+    const recovered = await relayOnce(db.handle.db, bus, silentLogger, {
+      graceMs: 0,
+      parkedRetryMs: 0,
+    });
+    expect(recovered).toMatchObject({ failed: false });
+    expect(recovered.unparked).toBeGreaterThanOrEqual(1);
+    expect(await parkedRow()).toMatchObject({
+      publishedAt: expect.any(Date),
+      parkedAt: null,
+      lastError: null,
+    });
+    expect((await jsm.streams.info("LIMBO")).state.messages).toBe(1);
+  });
 });

@@ -1,4 +1,4 @@
-import { and, asc, eq, inArray, isNull, lt, sql } from "drizzle-orm";
+import { and, asc, eq, inArray, isNotNull, isNull, lt, lte, sql } from "drizzle-orm";
 import type { EventEnvelope } from "../contracts/events";
 import type { Bus } from "../core/bus";
 import { errorMessage } from "../core/http/db-errors";
@@ -144,6 +144,13 @@ export const RELAY_LOCK_ID = 727_274_002;
 
 /** Fallos seguidos de un mismo evento con NATS sano antes de apartarlo (parked_at). */
 export const PARK_AFTER_ATTEMPTS = 5;
+/**
+ * Un evento apartado se reintenta pasado este plazo desde el último intento: apartar solo deja
+ * pasar a los demás; un stream que vuelve (recreado, elección de líder) no pierde el evento.
+ */
+export const PARKED_RETRY_MS = 60_000;
+/** Apartados reintentados por pasada, para que no retrasen a los pendientes nuevos. */
+const PARKED_RETRY_BATCH = 10;
 
 export interface RelayResult {
   locked: boolean;
@@ -151,6 +158,8 @@ export interface RelayResult {
   failed: boolean;
   /** Eventos apartados en esta pasada. */
   parked: number;
+  /** Eventos apartados que esta pasada logró publicar (incluidos en `published`). */
+  unparked: number;
 }
 
 /** ¿JetStream responde? Distingue "este evento no se puede publicar" de "NATS está caído". */
@@ -174,18 +183,21 @@ export async function relayOnce(
   db: Database,
   bus: Bus,
   logger: Logger,
-  options: { batchSize?: number; graceMs?: number } = {},
+  options: { batchSize?: number; graceMs?: number; parkedRetryMs?: number } = {},
 ): Promise<RelayResult> {
   const batchSize = options.batchSize ?? 100;
   const graceMs = options.graceMs ?? 1_000;
+  const parkedRetryMs = options.parkedRetryMs ?? PARKED_RETRY_MS;
   // Con NATS desconectado no se abre la transacción: en PGlite (una sola conexión) retenerla
   // durante el timeout de publicación frenaría a todo el proceso.
-  if (!bus.isConnected()) return { locked: false, published: 0, failed: true, parked: 0 };
+  if (!bus.isConnected())
+    return { locked: false, published: 0, failed: true, parked: 0, unparked: 0 };
   return db.transaction(async (tx) => {
     const [lock] = rowsOf<{ locked: boolean }>(
       await tx.execute(sql`select pg_try_advisory_xact_lock(${RELAY_LOCK_ID}) as locked`),
     );
-    if (!lock?.locked) return { locked: false, published: 0, failed: false, parked: 0 };
+    if (!lock?.locked)
+      return { locked: false, published: 0, failed: false, parked: 0, unparked: 0 };
     // El periodo de gracia deja a la función publicar lo suyo sin carrera con el relay.
     const pending = await tx
       .select()
@@ -203,41 +215,95 @@ export async function relayOnce(
     let parked = 0;
     for (const row of pending) {
       try {
-        await bus.publishEvent(row.subject, row.payload as EventEnvelope);
-        await tx
-          .update(outboxEvents)
-          .set({
-            publishedAt: sql`now()`,
-            attempts: sql`${outboxEvents.attempts} + 1`,
-            lastError: null,
-          })
-          .where(eq(outboxEvents.id, row.id));
+        await publishRow(tx, bus, row);
         published++;
       } catch (err) {
         const lastError = errorMessage(err);
         const healthy = await jetStreamHealthy(bus);
-        const park = healthy && row.attempts + 1 >= PARK_AFTER_ATTEMPTS;
+        // Solo cuentan los fallos con JetStream sano: los de una caída no dicen nada del evento.
+        const attempts = healthy ? row.attempts + 1 : row.attempts;
+        const park = healthy && attempts >= PARK_AFTER_ATTEMPTS;
         await tx
           .update(outboxEvents)
-          .set({
-            attempts: sql`${outboxEvents.attempts} + 1`,
-            lastError,
-            ...(park ? { parkedAt: sql`now()` } : {}),
-          })
+          .set({ attempts, lastError, ...(park ? { parkedAt: sql`now()` } : {}) })
           .where(eq(outboxEvents.id, row.id));
-        const fields = { err, eventId: row.id, subject: row.subject, attempts: row.attempts + 1 };
+        const fields = { err, eventId: row.id, subject: row.subject, attempts };
         if (park) {
           parked++;
-          logger.error(fields, "outbox event parked: publishing keeps failing while NATS is up");
+          logger.error(
+            { ...fields, retryInMs: parkedRetryMs },
+            "outbox event parked: publishing keeps failing while NATS is up",
+          );
           continue;
         }
         logger.warn(fields, "outbox relay publish failed");
         // NATS caído: se espera (backoff). Con NATS sano el evento se reintenta en la próxima
         // pasada antes que los siguientes, para conservar el orden mientras no se aparte.
-        return { locked: true, published, failed: true, parked };
+        return { locked: true, published, failed: true, parked, unparked: 0 };
       }
     }
+    const unparked = await retryParked(tx, bus, logger, parkedRetryMs);
+    published += unparked;
     if (published > 0) logger.info({ published }, "outbox relay published pending events");
-    return { locked: true, published, failed: false, parked };
+    return { locked: true, published, failed: false, parked, unparked };
   });
+}
+
+async function publishRow(tx: Executor, bus: Bus, row: typeof outboxEvents.$inferSelect) {
+  await bus.publishEvent(row.subject, row.payload as EventEnvelope);
+  await tx
+    .update(outboxEvents)
+    .set({
+      publishedAt: sql`now()`,
+      parkedAt: null,
+      attempts: sql`${outboxEvents.attempts} + 1`,
+      lastError: null,
+    })
+    .where(eq(outboxEvents.id, row.id));
+}
+
+/** Reintenta los apartados cuyo plazo venció; devuelve cuántos se publicaron. */
+async function retryParked(
+  tx: Executor,
+  bus: Bus,
+  logger: Logger,
+  parkedRetryMs: number,
+): Promise<number> {
+  const due = await tx
+    .select()
+    .from(outboxEvents)
+    .where(
+      and(
+        isNull(outboxEvents.publishedAt),
+        isNotNull(outboxEvents.parkedAt),
+        lte(outboxEvents.parkedAt, sql`now() - make_interval(secs => ${parkedRetryMs / 1000})`),
+      ),
+    )
+    .orderBy(asc(outboxEvents.seq))
+    .limit(PARKED_RETRY_BATCH);
+  let unparked = 0;
+  for (const row of due) {
+    const fields = { eventId: row.id, subject: row.subject, parkedAt: row.parkedAt };
+    try {
+      await publishRow(tx, bus, row);
+      unparked++;
+      logger.info(fields, "parked outbox event published on retry");
+    } catch (err) {
+      const healthy = await jetStreamHealthy(bus);
+      await tx
+        .update(outboxEvents)
+        .set({
+          parkedAt: sql`now()`,
+          lastError: errorMessage(err),
+          ...(healthy ? { attempts: sql`${outboxEvents.attempts} + 1` } : {}),
+        })
+        .where(eq(outboxEvents.id, row.id));
+      logger.error(
+        { ...fields, err, retryInMs: parkedRetryMs },
+        "parked outbox event still failing",
+      );
+      if (!healthy) break;
+    }
+  }
+  return unparked;
 }
