@@ -1,10 +1,34 @@
-import { and, asc, eq, isNotNull, isNull, like, lt, type SQL, sql } from "drizzle-orm";
+import {
+  type AnyColumn,
+  and,
+  asc,
+  eq,
+  inArray,
+  isNotNull,
+  isNull,
+  like,
+  lt,
+  or,
+  type SQL,
+  sql,
+} from "drizzle-orm";
 import type { Bus } from "../../core/bus";
-import { newId } from "../../core/ids";
+import { newId, parseJsonOrUndefined } from "../../core/ids";
 import type { Logger } from "../../core/logger";
+import { kubernetesNamespaceFor, subdomainUrlFor, tenantCodeFor } from "../../core/tenancy";
 import { type AuditEntry, writeAudit } from "../../db/audit";
 import { enqueueEvent, type NewEvent, publishQueued, type QueuedEvent } from "../../db/outbox";
-import { apiClients, auditLog, customers, idempotencyKeys } from "../../db/schema";
+import {
+  apiClients,
+  auditLog,
+  customers,
+  dlqEntries,
+  idempotencyKeys,
+  outboxEvents,
+  provisioningTasks,
+  subscriptions,
+  tenantInstances,
+} from "../../db/schema";
 import type { Database, Executor } from "../../db/types";
 import type { CustomerRow } from "../routes/customers/schema";
 import { notFound } from "./concurrency";
@@ -59,6 +83,25 @@ function redact(value: unknown, replacements: ReadonlyMap<string, string>): unkn
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redact(v, replacements)]));
   }
   return value;
+}
+
+/** Lo mismo sobre un texto JSON guardado; si no es JSON, reemplaza los valores dentro del texto. */
+function redactJsonText(text: string, replacements: ReadonlyMap<string, string>): string {
+  const parsed = parseJsonOrUndefined(text);
+  if (parsed !== undefined) return JSON.stringify(redact(parsed, replacements));
+  let out = text;
+  for (const [from, to] of replacements) if (from) out = out.split(from).join(to);
+  return out;
+}
+
+/** El subdominio con la etiqueta del cliente (la segunda) sacada del nombre borrado. */
+function erasedSubdomain(
+  current: string,
+  erasedLegalName: string,
+  instance: { id: string; instanceCode: string },
+): string {
+  const baseDomain = current.split(".").slice(2).join(".") || "invalid";
+  return subdomainUrlFor(erasedLegalName, instance.instanceCode, baseDomain, instance.id);
 }
 
 interface ErasureOutcome {
@@ -122,8 +165,58 @@ async function eraseWithin(
       if (typeof oldKey === "string" && oldKey !== erasedKey) replacements.set(oldKey, erasedKey);
     }
   }
+  // Código, namespace y subdominio de las instancias salen de la razón social: se renombran con
+  // el nombre borrado (la base propia se nombra por el id, así que nada físico depende de ellos).
+  const instances = await tx
+    .select({
+      id: tenantInstances.id,
+      instanceCode: tenantInstances.instanceCode,
+      tenantCode: tenantInstances.tenantCode,
+      kubernetesNamespace: tenantInstances.kubernetesNamespace,
+      subdomainUrl: tenantInstances.subdomainUrl,
+    })
+    .from(tenantInstances)
+    .where(eq(tenantInstances.customerId, id))
+    .for("update");
+  for (const instance of instances) {
+    const tenantCode = tenantCodeFor(values.legalName, instance.instanceCode, instance.id);
+    const renamed = {
+      tenantCode,
+      kubernetesNamespace: kubernetesNamespaceFor(tenantCode),
+      subdomainUrl: erasedSubdomain(instance.subdomainUrl, values.legalName, instance),
+    };
+    for (const field of ["tenantCode", "kubernetesNamespace", "subdomainUrl"] as const) {
+      if (instance[field]) replacements.set(instance[field], renamed[field]);
+    }
+    await tx
+      .update(tenantInstances)
+      .set({
+        ...renamed,
+        rowVersion: sql`${tenantInstances.rowVersion} + 1`,
+        updatedAt: sql`now()`,
+      })
+      .where(eq(tenantInstances.id, instance.id));
+  }
+  const instanceIds = instances.map((i) => i.id);
+  const related = [id, ...instanceIds];
+
+  // Historia de las instancias y sus suscripciones: la auditoría de la provisión copió los nombres.
+  const subscriptionIds = instanceIds.length
+    ? (
+        await tx
+          .select({ id: subscriptions.id })
+          .from(subscriptions)
+          .where(inArray(subscriptions.tenantInstanceId, instanceIds))
+      ).map((r) => r.id)
+    : [];
+  const relatedHistory = instanceIds.length
+    ? await tx
+        .select({ id: auditLog.id, before: auditLog.before, after: auditLog.after })
+        .from(auditLog)
+        .where(inArray(auditLog.entityId, [...instanceIds, ...subscriptionIds]))
+    : [];
   let redactedAuditEntries = 0;
-  for (const row of history) {
+  for (const row of [...history, ...relatedHistory]) {
     const before = redact(row.before, replacements);
     const after = redact(row.after, replacements);
     if (
@@ -136,6 +229,8 @@ async function eraseWithin(
     redactedAuditEntries++;
   }
 
+  const mentions = (column: SQL | AnyColumn) =>
+    or(...related.map((relatedId) => like(sql`${column}::text`, `%${relatedId}%`)));
   const stored = await tx
     .select({
       actor: idempotencyKeys.actor,
@@ -143,19 +238,60 @@ async function eraseWithin(
       body: idempotencyKeys.responseBody,
     })
     .from(idempotencyKeys)
-    .where(like(idempotencyKeys.responseBody, `%${id}%`));
+    .where(mentions(idempotencyKeys.responseBody));
   for (const row of stored) {
     if (row.body === null) continue;
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(row.body);
-    } catch {
-      continue;
-    }
+    const body = redactJsonText(row.body, replacements);
+    if (body === row.body) continue;
     await tx
       .update(idempotencyKeys)
-      .set({ responseBody: JSON.stringify(redact(parsed, replacements)) })
+      .set({ responseBody: body })
       .where(and(eq(idempotencyKeys.actor, row.actor), eq(idempotencyKeys.key, row.key)));
+  }
+
+  // Respuestas y datos de las tareas, eventos del outbox (p. ej. el correo de bienvenida) y
+  // mensajes en la DLQ: copias de los mismos datos.
+  if (instanceIds.length) {
+    const tasks = await tx
+      .select({
+        id: provisioningTasks.id,
+        response: provisioningTasks.response,
+        payload: provisioningTasks.payload,
+      })
+      .from(provisioningTasks)
+      .where(inArray(provisioningTasks.tenantInstanceId, instanceIds));
+    for (const task of tasks) {
+      await tx
+        .update(provisioningTasks)
+        .set({
+          response: redact(task.response, replacements),
+          payload: redact(task.payload, replacements),
+        })
+        .where(eq(provisioningTasks.id, task.id));
+    }
+  }
+  const events = await tx
+    .select({ id: outboxEvents.id, payload: outboxEvents.payload })
+    .from(outboxEvents)
+    .where(mentions(outboxEvents.payload));
+  for (const event of events) {
+    await tx
+      .update(outboxEvents)
+      .set({ payload: redact(event.payload, replacements) })
+      .where(eq(outboxEvents.id, event.id));
+  }
+  const dead = await tx
+    .select({ id: dlqEntries.id, envelope: dlqEntries.envelope, raw: dlqEntries.rawPayload })
+    .from(dlqEntries)
+    .where(mentions(dlqEntries.rawPayload));
+  for (const entry of dead) {
+    await tx
+      .update(dlqEntries)
+      .set({
+        envelope: redact(entry.envelope, replacements),
+        rawPayload: redactJsonText(entry.raw, replacements),
+      })
+      .where(eq(dlqEntries.id, entry.id));
   }
 
   const revokedApiClientIds = revoked.map((r) => r.id);
@@ -169,7 +305,12 @@ async function eraseWithin(
         entityId: id,
         // Solo qué se borró, nunca el valor borrado.
         before: { erasedFields: [...ERASED_FIELDS] },
-        after: { erasedAt: erasedAtIso, revokedApiClientIds, redactedAuditEntries },
+        after: {
+          erasedAt: erasedAtIso,
+          revokedApiClientIds,
+          redactedAuditEntries,
+          renamedInstanceIds: instanceIds,
+        },
       },
       ...revokedApiClientIds.map((clientId) => ({
         action: "api_client.revoked",

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createSecretBox, generateEncryptionKey } from "../../core/secret-box";
 import { auditLog, tenantInstances } from "../../db/schema";
 import { seedDemo } from "../../db/seed";
+import { dedicatedName } from "../../workers/provisioning/dedicated-databases";
 import { demoProvisionBody } from "../support/demo";
 import { call } from "../support/http";
 import { startTestStack, type TestStack, waitForTask } from "../support/stack";
@@ -29,9 +30,7 @@ describe("Enterprise tier provisioning", () => {
         "select datname from pg_database where datname like 't\\_%'",
       );
       const rows = await stack.db.handle.db.select().from(tenantInstances);
-      const mine = new Set(
-        rows.map((r) => `t_${r.tenantCode.replace(/[^a-z0-9]/g, "_")}`.slice(0, 63)),
-      );
+      const mine = new Set(rows.map((r) => dedicatedName(r.id)));
       for (const { datname } of dbs.rows.filter((d) => mine.has(d.datname))) {
         await admin.query(`drop database if exists "${datname}" with (force)`);
         await admin.query(`drop role if exists "${datname}"`);
@@ -82,6 +81,9 @@ describe("Enterprise tier provisioning", () => {
       "select value from farutech_tenant_metadata where key = 'product'",
     );
     expect(who.rows[0]?.user).toBe(new URL(url).username);
+    // Base y rol se nombran por el id de la instancia: el catálogo del servidor no lleva la razón social.
+    expect(new URL(url).username).toBe(dedicatedName(res.body.tenantInstanceId));
+    expect(new URL(url).pathname).toBe(`/${dedicatedName(res.body.tenantInstanceId)}`);
     expect(meta.rows).toEqual([{ value: "FARUTECH_VET" }]);
 
     // Baja con purge mientras la app hija sigue conectada: su base y su rol desaparecen igual.
@@ -177,11 +179,7 @@ describe("Enterprise tier provisioning, embedded (PGlite)", () => {
     expect(sealed).toMatch(/^v1\.test\./);
     const box = await createSecretBox(stack.env.ENCRYPTION_KEYS ?? "");
     const url = await box.decrypt(sealed);
-    const tenantDir = join(
-      dir,
-      "tenants",
-      `t_${(instance?.tenantCode ?? "").replace(/[^a-z0-9]/g, "_")}`,
-    );
+    const tenantDir = join(dir, "tenants", dedicatedName(res.body.tenantInstanceId));
     expect(url).toBe(`pglite://${tenantDir}`);
 
     // La carpeta del tenant es una base PGlite con el esquema base del producto.

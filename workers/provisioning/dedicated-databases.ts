@@ -8,16 +8,16 @@ import { createTenantPools, type TenantPools, type TenantPoolsOptions } from "./
 /** Tier Enterprise: una base y un rol propios por tenant, con el esquema base del producto. */
 export interface DedicatedDatabases {
   /** La cadena de conexión del tenant con esa contraseña (sin tocar el servidor). */
-  connectionString(tenantCode: string, password: string): string;
+  connectionString(tenantInstanceId: string, password: string): string;
   /**
    * Crea (o reusa) base y rol, y deja al rol esa contraseña. Idempotente con la misma contraseña:
    * una ejecución repetida o tardía del paso no invalida la cadena guardada.
    */
-  create(tenantCode: string, password: string): Promise<void>;
+  create(tenantInstanceId: string, password: string): Promise<void>;
   /** Aplica el esquema base del producto usando la cadena del tenant (idempotente). */
   applyBaseline(connectionString: string, productCode: string): Promise<void>;
   /** Borra base y rol del tenant (idempotente: lo que ya no existe se salta). */
-  drop(tenantCode: string): Promise<void>;
+  drop(tenantInstanceId: string): Promise<void>;
   /** Cierra las conexiones abiertas (al parar el worker). */
   close(): Promise<void>;
 }
@@ -30,8 +30,13 @@ const BASELINE = (productCode: string) => `
   insert into farutech_tenant_metadata (key, value) values ('product', '${productCode.replace(/'/g, "")}')
     on conflict (key) do nothing;`;
 
-export function dedicatedName(tenantCode: string): string {
-  return `t_${tenantCode.replace(/[^a-z0-9]/g, "_")}`.slice(0, 63);
+/**
+ * Nombre de la base, del rol y de la carpeta PGlite de un tenant: sale del id de la instancia, no
+ * del tenant_code (que lleva la razón social): el borrado GDPR lo renombra y el catálogo del
+ * servidor no guarda datos personales.
+ */
+export function dedicatedName(tenantInstanceId: string): string {
+  return `t_${tenantInstanceId.toLowerCase().replace(/[^a-z0-9]/g, "_")}`.slice(0, 63);
 }
 
 export function createPostgresDedicated(
@@ -41,16 +46,16 @@ export function createPostgresDedicated(
   const pools = createTenantPools(poolOptions);
   return {
     pools,
-    connectionString(tenantCode, password) {
-      const name = dedicatedName(tenantCode);
+    connectionString(tenantInstanceId, password) {
+      const name = dedicatedName(tenantInstanceId);
       const url = new URL(adminUrl);
       url.username = name;
       url.password = password;
       url.pathname = `/${name}`;
       return url.toString();
     },
-    async create(tenantCode, password) {
-      const name = dedicatedName(tenantCode);
+    async create(tenantInstanceId, password) {
+      const name = dedicatedName(tenantInstanceId);
       const admin = new pg.Client({ connectionString: adminUrl });
       await admin.connect();
       try {
@@ -74,8 +79,8 @@ export function createPostgresDedicated(
     async applyBaseline(connectionString, productCode) {
       await pools.acquire(connectionString).query(BASELINE(productCode));
     },
-    async drop(tenantCode) {
-      const name = dedicatedName(tenantCode);
+    async drop(tenantInstanceId) {
+      const name = dedicatedName(tenantInstanceId);
       // Primero se cierran nuestras conexiones; `with (force)` (PG13+) corta las de la app hija.
       await pools.release(name);
       const admin = new pg.Client({ connectionString: adminUrl });
@@ -93,14 +98,14 @@ export function createPostgresDedicated(
 
 /** Modo embebido: la base propia de un tenant es una carpeta PGlite (`pglite://<ruta>`). */
 export function createPgliteDedicated(dataDir: string): DedicatedDatabases {
-  const dirOf = (tenantCode: string) => join(dataDir, dedicatedName(tenantCode));
+  const dirOf = (tenantInstanceId: string) => join(dataDir, dedicatedName(tenantInstanceId));
   return {
     // PGlite no tiene roles: la contraseña no se usa.
-    connectionString: (tenantCode) =>
-      dataDir.startsWith("memory://") ? "pglite://memory" : `pglite://${dirOf(tenantCode)}`,
-    async create(tenantCode) {
+    connectionString: (tenantInstanceId) =>
+      dataDir.startsWith("memory://") ? "pglite://memory" : `pglite://${dirOf(tenantInstanceId)}`,
+    async create(tenantInstanceId) {
       if (dataDir.startsWith("memory://")) return;
-      mkdirSync(dirOf(tenantCode), { recursive: true });
+      mkdirSync(dirOf(tenantInstanceId), { recursive: true });
     },
     async applyBaseline(connectionString, productCode) {
       const { PGlite } = await import("@electric-sql/pglite");
@@ -112,9 +117,9 @@ export function createPgliteDedicated(dataDir: string): DedicatedDatabases {
         await db.close();
       }
     },
-    async drop(tenantCode) {
+    async drop(tenantInstanceId) {
       if (dataDir.startsWith("memory://")) return;
-      rmSync(dirOf(tenantCode), { recursive: true, force: true });
+      rmSync(dirOf(tenantInstanceId), { recursive: true, force: true });
     },
     async close() {},
   };

@@ -356,11 +356,6 @@ describe("provisioning task lease", () => {
         heartbeat: () => {},
         signal,
       });
-    const [row] = await db()
-      .select({ tenantCode: tenantInstances.tenantCode })
-      .from(tenantInstances)
-      .where(eq(tenantInstances.id, task.tenantInstanceId));
-    const tenantCode = row?.tenantCode ?? "";
     try {
       const timedOut = new AbortController();
       const abandoned = run(1, timedOut.signal).then(
@@ -400,7 +395,7 @@ describe("provisioning task lease", () => {
       expect(await scramLogin(verifier, decodeURIComponent(url.password))).toBe(true);
     } finally {
       held.open();
-      await real.drop(tenantCode).catch(() => {});
+      await real.drop(task.tenantInstanceId).catch(() => {});
       await real.close();
     }
   }, 30_000);

@@ -32,9 +32,8 @@ describe.each(["postgres", "pglite"] as const)("tenant data retention on %s", (k
   let registry: SharedTenantRegistry;
   let dedicated: DedicatedDatabases;
   const now = new Date();
-  const suffix = `${process.pid}${Date.now().toString(36)}`;
-  // Bases de tenant del servidor: el nombre no debe chocar con otras ejecuciones.
-  const enterpriseCode = `retention-${kind}-${suffix}`;
+  // La base propia se nombra por el id de la instancia (único: no choca con otras ejecuciones).
+  let enterpriseId = "";
 
   const instances = async () =>
     (
@@ -47,14 +46,14 @@ describe.each(["postgres", "pglite"] as const)("tenant data retention on %s", (k
   const setInstance = (id: string, values: Partial<typeof tenantInstances.$inferInsert>) =>
     db.handle.db.update(tenantInstances).set(values).where(eq(tenantInstances.id, id));
   const enterpriseExists = async () => {
-    if (kind === "pglite") return existsSync(join(dir, "tenants", dedicatedName(enterpriseCode)));
+    if (kind === "pglite") return existsSync(join(dir, "tenants", dedicatedName(enterpriseId)));
     const admin = new pg.Client({ connectionString: db.url });
     await admin.connect();
     try {
       const { rows } = await admin.query<{ n: number }>(
         `select (select count(*) from pg_database where datname = $1)
               + (select count(*) from pg_roles where rolname = $1) as n`,
-        [dedicatedName(enterpriseCode)],
+        [dedicatedName(enterpriseId)],
       );
       return Number(rows[0]?.n) > 0;
     } finally {
@@ -76,7 +75,7 @@ describe.each(["postgres", "pglite"] as const)("tenant data retention on %s", (k
         : createPgliteDedicated(join(dir, "tenants"));
   });
   afterAll(async () => {
-    await dedicated?.drop(enterpriseCode).catch(() => {});
+    if (enterpriseId) await dedicated?.drop(enterpriseId).catch(() => {});
     await dedicated?.close();
     await registry?.close();
     await db?.drop();
@@ -93,8 +92,9 @@ describe.each(["postgres", "pglite"] as const)("tenant data retention on %s", (k
         customerId: row.instance.customerId,
       });
     }
-    await dedicated.create(enterpriseCode, "tenant-pw");
-    const url = dedicated.connectionString(enterpriseCode, "tenant-pw");
+    enterpriseId = enterprise.instance.id;
+    await dedicated.create(enterpriseId, "tenant-pw");
+    const url = dedicated.connectionString(enterpriseId, "tenant-pw");
     await dedicated.applyBaseline(url, enterprise.productCode);
     expect(await enterpriseExists()).toBe(true);
 
@@ -105,7 +105,6 @@ describe.each(["postgres", "pglite"] as const)("tenant data retention on %s", (k
     await setInstance(active.instance.id, { status: "active", updatedAt: ago(400) });
     // Baja anterior a decommissioned_at: cuenta desde updated_at.
     await setInstance(enterprise.instance.id, {
-      tenantCode: enterpriseCode,
       databaseTier: "enterprise",
       connectionStringEncrypted: "v1.test.sealed",
       encryptionKeyId: "test",

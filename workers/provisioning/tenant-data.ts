@@ -51,7 +51,7 @@ export async function dropTenantData(
   if (instance.databaseTier === "enterprise") {
     if (!stores.dedicated)
       throw new PermanentError("dropping Enterprise data needs the tenant database admin");
-    await stores.dedicated.drop(instance.tenantCode);
+    await stores.dedicated.drop(instance.id);
   } else {
     ({ rowsDeleted } = await stores.registry.dropTenant(productCode, instance.id));
   }

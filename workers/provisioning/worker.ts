@@ -287,7 +287,7 @@ function enterpriseSteps(deps: ProvisioningWorkerDeps): Step[] {
         const { dedicated, box } = need();
         const { instance } = task.snapshot;
         const candidate = await box.encrypt(
-          dedicated.connectionString(instance.tenantCode, randomToken(24)),
+          dedicated.connectionString(instance.id, randomToken(24)),
         );
         const [stored] = await task.lease.withToken((until) =>
           deps.db
@@ -304,7 +304,7 @@ function enterpriseSteps(deps: ProvisioningWorkerDeps): Step[] {
           task.lease.lose();
           throw new TaskLeaseLostError(`provisioning task ${task.taskId} lost its lease`);
         }
-        await dedicated.create(instance.tenantCode, passwordOf(await box.decrypt(stored.sealed)));
+        await dedicated.create(instance.id, passwordOf(await box.decrypt(stored.sealed)));
       },
     },
     {
