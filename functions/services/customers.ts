@@ -80,9 +80,11 @@ export async function createCustomer(ctx: ServiceContext, input: CreateCustomerI
     });
   } catch (err) {
     if (pgErrorCode(err) === "23505" && pgConstraint(err) === "customers_country_tax_id_key_uq") {
+      // El detalle va al log ("request rejected") y el borrado GDPR no alcanza los logs: nombra
+      // el campo, nunca el valor.
       throw new AppError(
         "conflict",
-        `A customer with tax id ${input.taxId} already exists in ${input.country}`,
+        `A customer with the same taxId already exists in ${input.country}`,
         { cause: err, fields: [{ path: "body.taxId", message: "Already used in this country" }] },
       );
     }

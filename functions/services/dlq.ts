@@ -1,4 +1,4 @@
-import { and, eq, inArray, sql } from "drizzle-orm";
+import { and, eq, inArray, isNull, sql } from "drizzle-orm";
 import {
   type EventEnvelope,
   eventEnvelopeSchema,
@@ -17,6 +17,8 @@ export type DlqEntryRow = typeof dlqEntries.$inferSelect;
 /**
  * Replay de un mensaje muerto: se vuelve a publicar (vía outbox) en su subject original, con la
  * misma correlación y un id de evento nuevo, así JetStream le da un presupuesto de entregas nuevo.
+ * Cada entrada se reprocesa una sola vez: con un id nuevo, JetStream no deduplica un segundo
+ * replay y los correos o webhooks saldrían otra vez. Si vuelve a morir, llega como entrada nueva.
  */
 export async function replayDeadLetter(ctx: ServiceContext, id: string): Promise<DlqEntryRow> {
   return (await replay(ctx, id)).entry;
@@ -36,6 +38,14 @@ async function replay(ctx: ServiceContext, id: string): Promise<{ entry: DlqEntr
   // La auditoría y el evento conservan la correlación original del mensaje.
   const replayCtx = { ...ctx, correlationId: original.correlationId ?? ctx.correlationId };
   return mutate(replayCtx, async (tx) => {
+    // Compare-and-set sobre replayed_at: de dos replays simultáneos, el segundo espera el bloqueo
+    // de la fila, reevalúa la condición y no actualiza nada; si el primero se revierte, sigue.
+    const [entry] = await tx
+      .update(dlqEntries)
+      .set({ replayCount: sql`${dlqEntries.replayCount} + 1`, replayedAt: sql`now()` })
+      .where(and(eq(dlqEntries.id, id), isNull(dlqEntries.replayedAt)))
+      .returning();
+    if (!entry) throw await alreadyReplayed(tx, id);
     const task = provisioningTaskMessageSchema.safeParse(original.data);
     if (found.domain === "provisioning" && task.success) {
       await assertReplayable(tx, task.data);
@@ -63,12 +73,6 @@ async function replay(ctx: ServiceContext, id: string): Promise<{ entry: DlqEntr
           ),
         );
     }
-    const [entry] = await tx
-      .update(dlqEntries)
-      .set({ replayCount: sql`${dlqEntries.replayCount} + 1`, replayedAt: sql`now()` })
-      .where(eq(dlqEntries.id, id))
-      .returning();
-    if (!entry) throw notFound("DLQ entry", id);
     return {
       result: { entry },
       audit: [
@@ -76,7 +80,7 @@ async function replay(ctx: ServiceContext, id: string): Promise<{ entry: DlqEntr
           action: "dlq.replayed",
           entityType: "dlq_entry",
           entityId: id,
-          before: { replayCount: found.replayCount },
+          before: { replayCount: entry.replayCount - 1 },
           after: {
             replayCount: entry.replayCount,
             subject: found.subject,
@@ -87,6 +91,21 @@ async function replay(ctx: ServiceContext, id: string): Promise<{ entry: DlqEntr
       events: [{ subject: found.subject, type: original.type, data: original.data }],
     };
   });
+}
+
+/** 409 si la entrada ya se reprocesó (404 si la borraron entretanto). */
+async function alreadyReplayed(tx: Tx, id: string): Promise<AppError> {
+  const [current] = await tx
+    .select({ replayedAt: dlqEntries.replayedAt })
+    .from(dlqEntries)
+    .where(eq(dlqEntries.id, id));
+  if (!current?.replayedAt) return notFound("DLQ entry", id);
+  const replayedAt = current.replayedAt.toISOString();
+  return new AppError(
+    "conflict",
+    `DLQ entry ${id} was already replayed at ${replayedAt}; a message that dies again gets a new entry`,
+    { extra: { replayedAt } },
+  );
 }
 
 /**

@@ -138,18 +138,17 @@ export async function updateFeature(
   ifMatch: number | undefined,
 ) {
   return mutate(ctx, async (tx) => {
-    const before = await loadFeature(tx, id);
+    // Bloqueada: una edición que confirme entre la lectura y el UPDATE dejaría `before` falso en
+    // la auditoría; así espera, y If-Match se compara con la versión vigente.
+    const [before] = await tx.select().from(features).where(eq(features.id, id)).for("update");
+    if (!before) throw notFound("Feature", id);
+    assertVersion(before.rowVersion, ifMatch, "Feature", id);
     const [feature] = await tx
       .update(features)
       .set({ ...input, rowVersion: sql`${features.rowVersion} + 1`, updatedAt: sql`now()` })
-      .where(
-        and(
-          eq(features.id, id),
-          ifMatch === undefined ? undefined : eq(features.rowVersion, ifMatch),
-        ),
-      )
+      .where(eq(features.id, id))
       .returning();
-    const updated = assertUpdated(feature, before !== undefined, "Feature", id);
+    const updated = assertUpdated(feature, true, "Feature", id);
     return {
       result: updated,
       audit: [

@@ -65,18 +65,17 @@ export async function updateModule(
   ifMatch: number | undefined,
 ) {
   return mutate(ctx, async (tx) => {
-    const before = await loadModule(tx, id);
+    // Bloqueada: una edición que confirme entre la lectura y el UPDATE dejaría `before` falso en
+    // la auditoría; así espera, y If-Match se compara con la versión vigente.
+    const [before] = await tx.select().from(modules).where(eq(modules.id, id)).for("update");
+    if (!before) throw notFound("Module", id);
+    assertVersion(before.rowVersion, ifMatch, "Module", id);
     const [mod] = await tx
       .update(modules)
       .set({ ...input, rowVersion: sql`${modules.rowVersion} + 1`, updatedAt: sql`now()` })
-      .where(
-        and(
-          eq(modules.id, id),
-          ifMatch === undefined ? undefined : eq(modules.rowVersion, ifMatch),
-        ),
-      )
+      .where(eq(modules.id, id))
       .returning();
-    const updated = assertUpdated(mod, before !== undefined, "Module", id);
+    const updated = assertUpdated(mod, true, "Module", id);
     return {
       result: updated,
       audit: [

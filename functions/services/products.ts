@@ -1,4 +1,4 @@
-import { and, eq, sql } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import { AppError } from "../../core/errors";
 import { pgErrorCode } from "../../core/http/db-errors";
 import { newId } from "../../core/ids";
@@ -66,26 +66,26 @@ export async function updateProduct(
   ifMatch: number | undefined,
 ) {
   return mutate(ctx, async (tx) => {
-    const before = await loadProduct(tx, id);
+    // Bloqueada: una edición que confirme entre la lectura y el UPDATE dejaría `before` falso en
+    // la auditoría; así espera, y If-Match se compara con la versión vigente.
+    const [before] = await tx.select().from(products).where(eq(products.id, id)).for("update");
+    if (!before) throw notFound("Product", id);
+    assertVersion(before.rowVersion, ifMatch, "Product", id);
     const [product] = await tx
       .update(products)
       .set({ ...input, rowVersion: sql`${products.rowVersion} + 1`, updatedAt: sql`now()` })
-      .where(
-        and(
-          eq(products.id, id),
-          ifMatch === undefined ? undefined : eq(products.rowVersion, ifMatch),
-        ),
-      )
+      .where(eq(products.id, id))
       .returning();
-    const updated = assertUpdated(product, before !== undefined, "Product", id);
+    const updated = assertUpdated(product, true, "Product", id);
+    const limits = await tx.select().from(productLimits).where(eq(productLimits.productId, id));
     return {
-      result: { product: updated, limits: before?.limits ?? [] },
+      result: { product: updated, limits },
       audit: [
         {
           action: "product.updated",
           entityType: "product",
           entityId: id,
-          before: before?.product,
+          before,
           after: updated,
         },
       ],

@@ -1,10 +1,18 @@
-import { eq } from "drizzle-orm";
+import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../../../core/ids";
-import { dlqEntries, outboxEvents, provisioningTasks, tenantInstances } from "../../../db/schema";
+import { silentLogger } from "../../../core/logger";
+import {
+  auditLog,
+  dlqEntries,
+  outboxEvents,
+  provisioningTasks,
+  tenantInstances,
+} from "../../../db/schema";
 import { seedDemo } from "../../../db/seed";
-import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
+import { type AdminHarness, offlineBus, startAdminHarness } from "../../../test/support/admin";
 import { expectProblem } from "../../../test/support/http";
+import { replayDeadLetter } from "../../services/dlq";
 import { insertInstance, newCustomer } from "../subscriptions/test-fixtures";
 
 type Kind = "provision" | "deprovision" | "update_features";
@@ -95,6 +103,93 @@ describe.each(["postgres", "pglite"] as const)("DLQ replay on %s", (kind) => {
     expect(instance?.status).toBe("provisioning");
 
     expectProblem(await replay(dead.entryId), 409, "conflict");
+    expect(await republished(dead.correlationId)).toBe(1);
+  });
+
+  /** Una entrada muerta de otro worker (correo, webhook, factura): sin tarea de provisioning. */
+  async function deadMessage(domain: "notifications" | "integration" | "billing") {
+    const spec = {
+      notifications: ["NOTIFICATIONS", "notifications.tasks.welcome", "notification.welcome"],
+      integration: [
+        "INTEGRATION",
+        "integration.tasks.entitlements_changed",
+        "entitlements.changed",
+      ],
+      billing: ["BILLING", "billing.tasks.cycle", "billing.cycle_requested"],
+    } as const;
+    const [stream, subject, type] = spec[domain];
+    const correlationId = `dlq-${newId()}`;
+    const envelope = {
+      id: newId(),
+      type,
+      occurredAt: new Date().toISOString(),
+      correlationId,
+      data: { tenantInstanceId: newId(), customerId: newId(), tenantCode: "t-1" },
+    };
+    const [entry] = await h.db.handle.db
+      .insert(dlqEntries)
+      .values({
+        domain,
+        stream,
+        streamSequence: Math.floor(Math.random() * 1e9),
+        subject,
+        eventId: envelope.id,
+        eventType: type,
+        correlationId,
+        envelope,
+        rawPayload: JSON.stringify(envelope),
+        error: "smtp down",
+        errorKind: "transient",
+        deliveries: 5,
+      })
+      .returning();
+    if (!entry) throw new Error("no DLQ entry");
+    return { entryId: entry.id, correlationId };
+  }
+
+  it.each(["notifications", "integration", "billing"] as const)(
+    "replays a %s entry once: of two simultaneous replays one is a 409, and so is a later one",
+    async (domain) => {
+      const dead = await deadMessage(domain);
+      const both = await Promise.all([replay(dead.entryId), replay(dead.entryId)]);
+      expect(both.map((r) => r.status).sort()).toEqual([202, 409]);
+      const loser = both.find((r) => r.status === 409);
+      if (!loser) throw new Error("no 409");
+      expectProblem(loser, 409, "conflict");
+      expectProblem(await replay(dead.entryId), 409, "conflict");
+      // Un solo mensaje nuevo: el correo o el webhook no sale dos veces.
+      expect(await republished(dead.correlationId)).toBe(1);
+      const [entry] = await h.db.handle.db
+        .select()
+        .from(dlqEntries)
+        .where(eq(dlqEntries.id, dead.entryId));
+      expect(entry?.replayCount).toBe(1);
+      const audits = await h.db.handle.db
+        .select({ id: auditLog.id })
+        .from(auditLog)
+        .where(and(eq(auditLog.entityId, dead.entryId), eq(auditLog.action, "dlq.replayed")));
+      expect(audits).toHaveLength(1);
+    },
+  );
+
+  it("the CLI path (replayDeadLetter) is once-only too", async () => {
+    const dead = await deadMessage("notifications");
+    const ctx = {
+      db: h.db.handle.db,
+      bus: offlineBus,
+      logger: silentLogger,
+      actor: "cli:tester",
+      correlationId: newId(),
+      baseDomain: "farutech.test",
+    };
+    const outcomes = await Promise.allSettled([
+      replayDeadLetter(ctx, dead.entryId),
+      replayDeadLetter(ctx, dead.entryId),
+    ]);
+    expect(outcomes.filter((o) => o.status === "fulfilled")).toHaveLength(1);
+    const rejected = outcomes.find((o) => o.status === "rejected");
+    expect(rejected?.status === "rejected" && rejected.reason).toMatchObject({ code: "conflict" });
+    await expect(replayDeadLetter(ctx, dead.entryId)).rejects.toMatchObject({ code: "conflict" });
     expect(await republished(dead.correlationId)).toBe(1);
   });
 

@@ -118,7 +118,9 @@ const replay = createRoute({
   tags: ["dlq"],
   summary: "Reprocesa un mensaje: misma correlación, presupuesto de entregas nuevo",
   description:
-    "Una tarea de provisioning solo se reprocesa si sigue muerta (409 si ya se reprocesó o " +
+    "Cada entrada se reprocesa una sola vez, en cualquier dominio: un segundo replay, aunque sea " +
+    "simultáneo, responde 409 sin volver a publicar (si el mensaje vuelve a morir, llega como " +
+    "entrada nueva). Una tarea de provisioning además solo se reprocesa si sigue muerta (409 si " +
     "terminó) y nunca sobre una instancia dada de baja, salvo su propia baja (409).",
   security: bearerSecurity,
   middleware: writeGuard(TENANT_WRITE),

@@ -12,6 +12,7 @@ import {
 } from "../../../db/schema";
 import { seedDemo } from "../../../db/seed";
 import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
+import { expectAuditAfterConcurrentEdit } from "../../../test/support/concurrent-edit";
 import { expectProblem } from "../../../test/support/http";
 import { featureSchema } from "./schema";
 
@@ -203,6 +204,53 @@ describe.each(["postgres", "pglite"] as const)("features on %s", (kind) => {
   });
 
   describe("errors", () => {
+    it("rejects an empty PATCH with 400 and changes nothing: no new version, audit or event", async () => {
+      const mid = await newModule(await newProduct());
+      const created = await h.request<{ id: string }>("POST", `/api/modules/${mid}/features`, {
+        token: admin,
+        json: { code: unique(), name: "Sin cambios" },
+      });
+      expect(created.status).toBe(201);
+      const id = created.body.id;
+      expectProblem(
+        await h.request("PATCH", `/api/features/${id}`, { token: admin, json: {} }),
+        400,
+        "validation_failed",
+      );
+      const got = await h.request("GET", `/api/features/${id}`, { token: admin });
+      expect(got.headers.get("etag")).toBe(created.headers.get("etag"));
+      const audits = await h.db.handle.db
+        .select({ id: auditLog.id })
+        .from(auditLog)
+        .where(and(eq(auditLog.entityId, id), eq(auditLog.action, "feature.updated")));
+      expect(audits).toHaveLength(0);
+      const events = await h.db.handle.db
+        .select({ payload: outboxEvents.payload })
+        .from(outboxEvents)
+        .where(eq(outboxEvents.type, "feature.updated"));
+      expect(
+        events.filter((e) => (e.payload as { data: { featureId: string } }).data.featureId === id),
+      ).toHaveLength(0);
+    });
+
+    // Dos conexiones reales: solo en Postgres (PGlite tiene una sola).
+    it.runIf(kind === "postgres")(
+      "audits as before the row an edit committed while the PATCH waited for it",
+      async () => {
+        const mid = await newModule(await newProduct());
+        const created = await h.request<{ id: string }>("POST", `/api/modules/${mid}/features`, {
+          token: admin,
+          json: { code: unique(), name: "Original" },
+        });
+        await expectAuditAfterConcurrentEdit(h, {
+          table: "features",
+          path: `/api/features/${created.body.id}`,
+          id: created.body.id,
+          action: "feature.updated",
+        });
+      },
+    );
+
     it("names the failing fields of a bad body", async () => {
       const mid = await newModule(await newProduct());
       const res = await h.request("POST", `/api/modules/${mid}/features`, {

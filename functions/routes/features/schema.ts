@@ -71,6 +71,9 @@ export const updateFeatureSchema = z
     description: description.optional(),
     isPremium: isPremium.optional(),
   })
+  .refine((v) => Object.values(v).some((x) => x !== undefined), {
+    message: "At least one of name, description or isPremium is required",
+  })
   .openapi("UpdateFeature");
 
 export type FeatureRow = typeof features.$inferSelect;

@@ -47,6 +47,9 @@ export const createModuleSchema = z
 
 export const updateModuleSchema = z
   .strictObject({ name: name.optional(), description: description.optional() })
+  .refine((v) => Object.values(v).some((x) => x !== undefined), {
+    message: "At least one of name or description is required",
+  })
   .openapi("UpdateModule");
 
 export type ModuleRow = typeof modules.$inferSelect;

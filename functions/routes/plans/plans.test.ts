@@ -334,6 +334,29 @@ describe.each(["postgres", "pglite"] as const)("plans on %s", (kind) => {
   });
 
   describe("errors", () => {
+    it("rejects an empty PATCH with 400 and changes nothing: no new version, audit or event", async () => {
+      const vet = await demoPlan("VET_STARTER");
+      const before = await h.request("GET", `/api/plans/${vet.id}`, { token: admin });
+      const correlationId = `empty-${unique()}`;
+      expectProblem(
+        await h.request("PATCH", `/api/plans/${vet.id}`, {
+          token: admin,
+          json: {},
+          headers: { "x-correlation-id": correlationId },
+        }),
+        400,
+        "validation_failed",
+      );
+      const after = await h.request("GET", `/api/plans/${vet.id}`, { token: admin });
+      expect(after.headers.get("etag")).toBe(before.headers.get("etag"));
+      const audits = await h.db.handle.db
+        .select({ id: auditLog.id })
+        .from(auditLog)
+        .where(eq(auditLog.correlationId, correlationId));
+      expect(audits).toHaveLength(0);
+      expect(await eventsOf(correlationId, "plan.updated")).toHaveLength(0);
+    });
+
     it("does not pin a 422 that depends on the catalog to an Idempotency-Key", async () => {
       const { productId } = await catalogProduct();
       const later = unique("F");

@@ -127,6 +127,10 @@ export const updatePlanSchema = z
     includedFeatures: includedFeatures.optional(),
     limits: limits.optional(),
   })
+  .refine((v) => Object.values(v).some((x) => x !== undefined), {
+    message:
+      "At least one of name, price, currency, maxUsers, includedFeatures or limits is required",
+  })
   .openapi("UpdatePlan");
 
 export function toPlan(d: PlanDetails) {

@@ -5,6 +5,7 @@ import { sha256Hex } from "../../../core/ids";
 import { auditLog, idempotencyKeys, outboxEvents } from "../../../db/schema";
 import { seedDemo } from "../../../db/seed";
 import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
+import { expectAuditAfterConcurrentEdit } from "../../../test/support/concurrent-edit";
 import { expectProblem } from "../../../test/support/http";
 import { productSchema } from "./schema";
 
@@ -247,6 +248,51 @@ describe.each(["postgres", "pglite"] as const)("products on %s", (kind) => {
   });
 
   describe("errors", () => {
+    it("rejects an empty PATCH with 400 and changes nothing: no new version, audit or event", async () => {
+      const created = await h.request<{ id: string }>("POST", "/api/products", {
+        token: admin,
+        json: { code: unique(), name: "Sin cambios" },
+      });
+      expect(created.status).toBe(201);
+      const id = created.body.id;
+      expectProblem(
+        await h.request("PATCH", `/api/products/${id}`, { token: admin, json: {} }),
+        400,
+        "validation_failed",
+      );
+      const got = await h.request("GET", `/api/products/${id}`, { token: admin });
+      expect(got.headers.get("etag")).toBe(created.headers.get("etag"));
+      const audits = await h.db.handle.db
+        .select({ id: auditLog.id })
+        .from(auditLog)
+        .where(and(eq(auditLog.entityId, id), eq(auditLog.action, "product.updated")));
+      expect(audits).toHaveLength(0);
+      const events = await h.db.handle.db
+        .select({ payload: outboxEvents.payload })
+        .from(outboxEvents)
+        .where(eq(outboxEvents.type, "product.updated"));
+      expect(
+        events.filter((e) => (e.payload as { data: { productId: string } }).data.productId === id),
+      ).toHaveLength(0);
+    });
+
+    // Dos conexiones reales: solo en Postgres (PGlite tiene una sola).
+    it.runIf(kind === "postgres")(
+      "audits as before the row an edit committed while the PATCH waited for it",
+      async () => {
+        const created = await h.request<{ id: string }>("POST", "/api/products", {
+          token: admin,
+          json: { code: unique(), name: "Original" },
+        });
+        await expectAuditAfterConcurrentEdit(h, {
+          table: "products",
+          path: `/api/products/${created.body.id}`,
+          id: created.body.id,
+          action: "product.updated",
+        });
+      },
+    );
+
     it("names the failing fields of a bad body", async () => {
       const res = await h.request("POST", "/api/products", {
         token: admin,

@@ -108,6 +108,9 @@ export const updateProductSchema = z
       .optional()
       .openapi({ description: "Versión del software", example: "1.1.0" }),
   })
+  .refine((v) => Object.values(v).some((x) => x !== undefined), {
+    message: "At least one of name, description or version is required",
+  })
   .openapi("UpdateProduct");
 
 export const addLimitSchema = z

@@ -87,6 +87,12 @@ describe.each(["postgres", "pglite"] as const)("subscription overrides on %s", (
       expect(created.headers.get("location")).toBe(
         `/api/subscriptions/${subscriptionId}/overrides/${override.id}`,
       );
+      // El Location del alta se puede leer (support también lee).
+      const located = await h.request<Override>("GET", created.headers.get("location") ?? "", {
+        token: support,
+      });
+      expect(located.status).toBe(200);
+      expect(overrideSchema.parse(located.body)).toEqual(override);
       expect((await ent()).features.BATCH_CONTROL).toBe(false);
       expect((await ent()).features.DIGITAL_RECORDS).toBe(true);
 
@@ -303,6 +309,21 @@ describe.each(["postgres", "pglite"] as const)("subscription overrides on %s", (
         404,
         "not_found",
       );
+      // Leer el override de A a través de B tampoco lo muestra.
+      for (const path of [
+        `/api/subscriptions/${b.subscriptionId}/overrides/${mine.body.id}`,
+        `/api/subscriptions/${a.subscriptionId}/overrides/${crypto.randomUUID()}`,
+        `/api/subscriptions/${missing}/overrides/${mine.body.id}`,
+      ]) {
+        expectProblem(await h.request("GET", path, { token: admin }), 404, "not_found");
+      }
+      expectProblem(
+        await h.request("GET", `/api/subscriptions/${a.subscriptionId}/overrides/nope`, {
+          token: admin,
+        }),
+        400,
+        "validation_failed",
+      );
       expectProblem(
         await h.request(
           "DELETE",
@@ -348,6 +369,12 @@ describe.each(["postgres", "pglite"] as const)("subscription overrides on %s", (
       });
       expectProblem(
         await h.request("DELETE", `${path}/${created.body.id}`, { token: support }),
+        403,
+        "forbidden",
+      );
+      expectProblem(await h.request("GET", `${path}/${created.body.id}`), 401, "unauthorized");
+      expectProblem(
+        await h.request("GET", `${path}/${created.body.id}`, { token: catalog }),
         403,
         "forbidden",
       );

@@ -39,6 +39,29 @@ const list = createRoute({
   },
 });
 
+const overrideParams = subscriptionParams.extend({
+  overrideId: uuidParam("overrideId", "Id del override"),
+});
+
+const get = createRoute({
+  operationId: "getSubscriptionOverride",
+  method: "get",
+  path: "/api/subscriptions/{id}/overrides/{overrideId}",
+  tags: ["subscriptions"],
+  summary: "Un override de la suscripción (el Location que devuelve el alta)",
+  description: "404 si el override no existe o es de otra suscripción.",
+  security: bearerSecurity,
+  middleware: readGuard(TENANT_READ),
+  request: { params: overrideParams },
+  responses: {
+    200: {
+      description: "El override",
+      content: { "application/json": { schema: overrideSchema } },
+    },
+    ...errorResponses,
+  },
+});
+
 const add = createRoute({
   operationId: "addSubscriptionOverride",
   method: "post",
@@ -68,9 +91,7 @@ const remove = createRoute({
   summary: "Quita un override (vuelve a valer el plan)",
   security: bearerSecurity,
   middleware: writeGuard(TENANT_WRITE),
-  request: {
-    params: subscriptionParams.extend({ overrideId: uuidParam("overrideId", "Id del override") }),
-  },
+  request: { params: overrideParams },
   responses: { 204: { description: "Borrado" }, ...errorResponses },
 });
 
@@ -92,6 +113,21 @@ export function registerOverrides(app: OpenAPIHono<AdminEnv>): void {
       .orderBy(...page.orderBy)
       .limit(q.limit + 1);
     return c.json(toPage(rows, q.limit, toOverride), 200);
+  });
+  app.openapi(get, async (c) => {
+    const { id, overrideId } = c.req.valid("param");
+    // El override se busca dentro de su suscripción: el id de otra da 404, no su contenido.
+    const [row] = await c.var.deps.db
+      .select()
+      .from(subscriptionFeatureOverrides)
+      .where(
+        and(
+          eq(subscriptionFeatureOverrides.id, overrideId),
+          eq(subscriptionFeatureOverrides.subscriptionId, id),
+        ),
+      );
+    if (!row) throw notFound(`Override of subscription ${id}`, overrideId);
+    return c.json(toOverride(row), 200);
   });
   app.openapi(add, async (c) => {
     const { id } = c.req.valid("param");
