@@ -1,7 +1,7 @@
-import { eq, inArray } from "drizzle-orm";
+import { and, eq, inArray, ne } from "drizzle-orm";
 import { subjects } from "../../contracts/streams";
 import type { NewEvent } from "../../db/outbox";
-import { subscriptions } from "../../db/schema";
+import { subscriptions, tenantInstances } from "../../db/schema";
 import type { Executor } from "../../db/types";
 
 /** Un evento entitlements.changed por instancia afectada (lo usan el edge y el IntegrationWorker). */
@@ -37,4 +37,18 @@ export async function instanceOfSubscription(
     .from(subscriptions)
     .where(eq(subscriptions.id, subscriptionId));
   return row?.id;
+}
+
+/**
+ * Instancias vivas de un producto: el documento de entitlements lista todas las features del
+ * producto (las no incluidas, en false), así que crear o borrar una cambia el de cada instancia.
+ */
+export async function instancesOfProduct(tx: Executor, productId: string): Promise<string[]> {
+  const rows = await tx
+    .select({ id: tenantInstances.id })
+    .from(tenantInstances)
+    .where(
+      and(eq(tenantInstances.productId, productId), ne(tenantInstances.status, "decommissioned")),
+    );
+  return rows.map((r) => r.id);
 }

@@ -11,6 +11,7 @@ import {
 } from "../../db/schema";
 import type { Executor } from "../../db/types";
 import { assertUpdated, assertVersion, notFound } from "./concurrency";
+import { entitlementsChanged, instancesOfProduct } from "./entitlement-events";
 import { domainEvent, mutate, type ServiceContext } from "./mutation";
 
 export interface FeatureInput {
@@ -121,6 +122,7 @@ export async function createFeature(ctx: ServiceContext, moduleId: string, input
             productId: mod.productId,
             code: feature.code,
           }),
+          ...entitlementsChanged(await instancesOfProduct(tx, mod.productId), "feature.created"),
         ],
       };
     });
@@ -176,6 +178,7 @@ export async function deleteFeature(ctx: ServiceContext, id: string, ifMatch: nu
             productId: before.productId,
             code: before.code,
           }),
+          ...entitlementsChanged(await instancesOfProduct(tx, before.productId), "feature.deleted"),
         ],
       };
     });

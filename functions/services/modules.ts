@@ -5,6 +5,7 @@ import { newId } from "../../core/ids";
 import { features, modules, products } from "../../db/schema";
 import type { Executor } from "../../db/types";
 import { assertUpdated, assertVersion, notFound } from "./concurrency";
+import { entitlementsChanged, instancesOfProduct } from "./entitlement-events";
 import { assertFeaturesUnused } from "./features";
 import { domainEvent, mutate, type ServiceContext } from "./mutation";
 
@@ -114,6 +115,9 @@ export async function deleteModule(ctx: ServiceContext, id: string, ifMatch: num
             code: before.code,
             featureCodes: codes,
           }),
+          ...(codes.length
+            ? entitlementsChanged(await instancesOfProduct(tx, before.productId), "module.deleted")
+            : []),
         ],
       };
     });

@@ -14,6 +14,7 @@ import { seedDemo } from "../../../db/seed";
 import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
 import { expectAuditAfterConcurrentEdit } from "../../../test/support/concurrent-edit";
 import { expectProblem } from "../../../test/support/http";
+import { entitlementsOf, insertInstance, newCustomer } from "../subscriptions/test-fixtures";
 import { featureSchema } from "./schema";
 
 const unique = (prefix = "F") =>
@@ -72,6 +73,48 @@ describe.each(["postgres", "pglite"] as const)("features on %s", (kind) => {
   }
 
   describe("happy path", () => {
+    it("tells every live instance of the product that its entitlements changed when a feature is added or removed", async () => {
+      const productCode = unique("P");
+      const product = await h.request<{ id: string }>("POST", "/api/products", {
+        token: admin,
+        json: { code: productCode, name: "Producto con instancias" },
+      });
+      expect(product.status).toBe(201);
+      const mid = await newModule(product.body.id);
+      const customer = await newCustomer(h, admin);
+      const live = await insertInstance(h.db.handle.db, { customerId: customer.id, productCode });
+      const gone = await insertInstance(h.db.handle.db, {
+        customerId: customer.id,
+        productCode,
+        status: "decommissioned",
+      });
+      const changed = async (reason: string) =>
+        (
+          await h.db.handle.db
+            .select({ payload: outboxEvents.payload })
+            .from(outboxEvents)
+            .where(eq(outboxEvents.type, "entitlements.changed"))
+        )
+          .map((r) => (r.payload as { data: { tenantInstanceId: string; reason: string } }).data)
+          .filter((d) => d.reason === reason && [live, gone].includes(d.tenantInstanceId))
+          .map((d) => d.tenantInstanceId);
+
+      const created = await h.request<{ id: string }>("POST", `/api/modules/${mid}/features`, {
+        token: admin,
+        json: { code: unique(), name: "Nueva" },
+      });
+      expect(created.status).toBe(201);
+      expect(await changed("feature.created")).toEqual([live]);
+      const entitlements = await entitlementsOf(h.db.handle.db, live);
+      expect(Object.keys(entitlements.features)).toHaveLength(1);
+
+      const removed = await h.request("DELETE", `/api/features/${created.body.id}`, {
+        token: admin,
+      });
+      expect(removed.status).toBe(204);
+      expect(await changed("feature.deleted")).toEqual([live]);
+    });
+
     it("creates, reads, lists, updates with If-Match and deletes a feature, auditing each change", async () => {
       const pid = await newProduct();
       const mid = await newModule(pid);
