@@ -1,16 +1,27 @@
 import type { Context } from "hono";
 import { AppError } from "../../core/errors";
+import { canonicalJson, sha256Hex } from "../../core/ids";
 
 /** ETag fuerte a partir de la versión de fila. */
 export function etagFor(rowVersion: number): string {
   return `"v${rowVersion}"`;
 }
 
+/**
+ * ETag de una vista que junta la fila con otras (p. ej. una instancia con su suscripción y plan):
+ * la versión de la fila más un resumen de la vista, así cambia cuando cambia cualquier parte.
+ * If-Match solo compara la versión de la fila, que es lo que el PATCH modifica.
+ */
+export async function compositeEtagFor(rowVersion: number, view: unknown): Promise<string> {
+  const digest = (await sha256Hex(canonicalJson(view))).slice(0, 12);
+  return `"v${rowVersion}.${digest}"`;
+}
+
 /** If-Match → versión esperada; sin cabecera (o `*`) no hay precondición. */
 export function expectedVersion(c: Context): number | undefined {
   const header = c.req.header("if-match");
   if (!header || header.trim() === "*") return undefined;
-  const match = /^"v(\d{1,9})"$/.exec(header.trim());
+  const match = /^"v(\d{1,9})(?:\.[0-9a-f]{12})?"$/.exec(header.trim());
   if (!match?.[1]) {
     throw new AppError("precondition_failed", "If-Match must be an ETag returned by this API");
   }

@@ -5,7 +5,7 @@ import type { AdminEnv } from "../../env";
 import { readGuard } from "../../middleware/guards";
 import { TENANT_READ } from "../../middleware/roles";
 import { bearerSecurity, errorResponses, etagHeader, uuidParam } from "../../openapi";
-import { etagFor, notFound } from "../../services/concurrency";
+import { compositeEtagFor, notFound } from "../../services/concurrency";
 import { loadInstanceView } from "../../services/tenant-instances";
 import { tenantCodeParam, tenantInstanceSchema } from "./schema";
 
@@ -44,14 +44,14 @@ export function registerGetTenantInstance(app: OpenAPIHono<AdminEnv>): void {
     const { id } = c.req.valid("param");
     const found = await loadInstanceView(c.var.deps.db, eq(tenantInstances.id, id));
     if (!found) throw notFound("Tenant instance", id);
-    c.header("etag", etagFor(found.rowVersion));
+    c.header("etag", await compositeEtagFor(found.rowVersion, found.view));
     return c.json(found.view, 200);
   });
   app.openapi(byCode, async (c) => {
     const { tenantCode } = c.req.valid("param");
     const found = await loadInstanceView(c.var.deps.db, eq(tenantInstances.tenantCode, tenantCode));
     if (!found) throw notFound("Tenant instance with code", tenantCode);
-    c.header("etag", etagFor(found.rowVersion));
+    c.header("etag", await compositeEtagFor(found.rowVersion, found.view));
     return c.json(found.view, 200);
   });
 }

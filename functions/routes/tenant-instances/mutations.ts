@@ -9,7 +9,7 @@ import {
   ifMatchHeader,
   uuidParam,
 } from "../../openapi";
-import { etagFor, expectedVersion } from "../../services/concurrency";
+import { compositeEtagFor, expectedVersion } from "../../services/concurrency";
 import { serviceContext } from "../../services/context";
 import { changeInstanceStatus, updateTenantInstance } from "../../services/tenant-instances";
 import { tenantInstanceSchema, updateTenantInstanceSchema } from "./schema";
@@ -68,7 +68,7 @@ export function registerTenantInstanceMutations(app: OpenAPIHono<AdminEnv>): voi
       c.req.valid("json"),
       expectedVersion(c),
     );
-    c.header("etag", etagFor(rowVersion));
+    c.header("etag", await compositeEtagFor(rowVersion, view));
     return c.json(view, 200);
   });
   for (const transition of ["suspend", "reactivate"] as const) {
@@ -79,7 +79,7 @@ export function registerTenantInstanceMutations(app: OpenAPIHono<AdminEnv>): voi
         transition,
         expectedVersion(c),
       );
-      c.header("etag", etagFor(rowVersion));
+      c.header("etag", await compositeEtagFor(rowVersion, view));
       return c.json(view, 200);
     });
   }

@@ -1,7 +1,14 @@
-import { eq } from "drizzle-orm";
+import { and, eq, ne } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../../../core/ids";
-import { auditLog, outboxEvents, provisioningTasks, tenantInstances } from "../../../db/schema";
+import {
+  auditLog,
+  outboxEvents,
+  plans,
+  products,
+  provisioningTasks,
+  tenantInstances,
+} from "../../../db/schema";
 import { seedDemo } from "../../../db/seed";
 import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
 import { demoProvisionBody } from "../../../test/support/demo";
@@ -44,7 +51,7 @@ describe.each(["postgres", "pglite"] as const)("tenant instances on %s", (kind) 
       const inst = await createTestInstance(db());
       const got = await h.request("GET", `/api/tenant-instances/${inst.id}`, { token: support });
       expect(got.status).toBe(200);
-      expect(got.headers.get("etag")).toBe('"v1"');
+      expect(got.headers.get("etag")).toMatch(/^"v1\.[0-9a-f]{12}"$/);
       const view = tenantInstanceSchema.parse(got.body);
       expect(view).toMatchObject({
         id: inst.id,
@@ -66,7 +73,29 @@ describe.each(["postgres", "pglite"] as const)("tenant instances on %s", (kind) 
       });
       expect(byCode.status).toBe(200);
       expect(byCode.body).toEqual(got.body);
-      expect(byCode.headers.get("etag")).toBe('"v1"');
+      expect(byCode.headers.get("etag")).toBe(got.headers.get("etag"));
+
+      // Cambia el plan (otra fila): la vista cambia y su ETag también, aunque la instancia no.
+      const [otherPlan] = await db()
+        .select({ id: plans.id })
+        .from(plans)
+        .innerJoin(products, eq(products.id, plans.productId))
+        .where(and(eq(products.code, "FARUTECH_VET"), ne(plans.code, "VET_STARTER")));
+      const moved = await h.request("PATCH", `/api/subscriptions/${inst.subscriptionId}`, {
+        token: admin,
+        json: { planId: otherPlan?.id },
+      });
+      expect(moved.status).toBe(200);
+      const after = await h.request("GET", `/api/tenant-instances/${inst.id}`, { token: support });
+      expect(after.headers.get("etag")).toMatch(/^"v1\.[0-9a-f]{12}"$/);
+      expect(after.headers.get("etag")).not.toBe(got.headers.get("etag"));
+      // If-Match con ese ETag compuesto sirve para editar la instancia.
+      const edited = await h.request("PATCH", `/api/tenant-instances/${inst.id}`, {
+        token: admin,
+        json: { environment: "staging" },
+        headers: { "if-match": after.headers.get("etag") ?? "" },
+      });
+      expect(edited.status).toBe(200);
     });
 
     it("patches environment and subdomain with If-Match and audits the change", async () => {
@@ -77,7 +106,7 @@ describe.each(["postgres", "pglite"] as const)("tenant instances on %s", (kind) 
         headers: { "if-match": '"v1"' },
       });
       expect(patched.status).toBe(200);
-      expect(patched.headers.get("etag")).toBe('"v2"');
+      expect(patched.headers.get("etag")).toMatch(/^"v2\.[0-9a-f]{12}"$/);
       expect(patched.body).toMatchObject({
         id: inst.id,
         environment: "staging",
@@ -121,7 +150,7 @@ describe.each(["postgres", "pglite"] as const)("tenant instances on %s", (kind) 
       });
       expect(suspended.status).toBe(200);
       expect(suspended.body).toMatchObject({ id: inst.id, status: "suspended" });
-      expect(suspended.headers.get("etag")).toBe('"v2"');
+      expect(suspended.headers.get("etag")).toMatch(/^"v2\.[0-9a-f]{12}"$/);
 
       const again = await h.request("POST", `/api/tenant-instances/${inst.id}/suspend`, {
         token: admin,
@@ -136,7 +165,7 @@ describe.each(["postgres", "pglite"] as const)("tenant instances on %s", (kind) 
       });
       expect(reactivated.status).toBe(200);
       expect(reactivated.body).toMatchObject({ status: "active" });
-      expect(reactivated.headers.get("etag")).toBe('"v3"');
+      expect(reactivated.headers.get("etag")).toMatch(/^"v3\.[0-9a-f]{12}"$/);
       const twice = await h.request("POST", `/api/tenant-instances/${inst.id}/reactivate`, {
         token: admin,
       });
