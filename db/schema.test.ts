@@ -218,6 +218,29 @@ describe.each(["postgres", "pglite"] as const)("schema constraints (%s)", (kind)
     expect(rows.map((r) => r.customerId).sort()).toEqual([first, second].sort());
   });
 
+  it("lets a customer reuse the instance_code of a decommissioned instance, once", async () => {
+    const { productId } = await createProduct(db());
+    const customer = await createCustomer(db());
+    const code = instanceCode();
+    const old = instanceRow(customer, productId, code);
+    await db().insert(tenantInstances).values(old);
+    await db()
+      .update(tenantInstances)
+      .set({ status: "decommissioned" })
+      .where(sql`${tenantInstances.id} = ${old.id}`);
+    await db()
+      .insert(tenantInstances)
+      .values(instanceRow(customer, productId, code));
+    // Entre las vivas sigue siendo único.
+    await expectViolation(
+      db()
+        .insert(tenantInstances)
+        .values(instanceRow(customer, productId, code)),
+      "23505",
+      "tenant_instances_customer_code_uq",
+    );
+  });
+
   it("rejects a second subscription for the same instance", async () => {
     const s = await createSubscription(db());
     await expectViolation(

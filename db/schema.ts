@@ -282,7 +282,10 @@ export const tenantInstances = pgTable(
   (t) => [
     // Paginación por cursor (created_at, id) sin ordenar toda la tabla.
     index("tenant_instances_keyset_idx").on(t.createdAt, t.id),
-    unique("tenant_instances_customer_code_uq").on(t.customerId, t.instanceCode),
+    // Código único entre las instancias vivas del cliente: uno dado de baja se puede reusar.
+    uniqueIndex("tenant_instances_customer_code_uq")
+      .on(t.customerId, t.instanceCode)
+      .where(sql`${t.status} <> 'decommissioned'`),
     // Un subdominio vivo lleva a un solo tenant (sin mayúsculas: el DNS no las distingue).
     uniqueIndex("tenant_instances_subdomain_uq")
       .on(sql`lower(${t.subdomainUrl})`)
