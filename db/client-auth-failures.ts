@@ -15,12 +15,13 @@ export interface AuthAttemptKey {
 
 export type AttemptReservation =
   | { allowed: true; attempts: number; windowStartedAt: Date }
-  | { allowed: false; attempts: number; retryAfter: number };
+  | { allowed: false; attempts: number; windowStartedAt: Date; retryAfter: number };
 
 /**
  * Cuenta el intento antes de mirar el secreto, en un solo upsert: N intentos en paralelo reciben
  * N cuentas distintas, así que solo `maxFailures` llegan al hash. Si la ventana venció empieza
- * otra con 1. Un acierto devuelve su intento con releaseClientAuthAttempt.
+ * otra con 1. Lo que no resulte un fallo se devuelve con releaseClientAuthAttempt. Dentro de una
+ * transacción el upsert deja la fila bloqueada hasta el commit (ver authenticateClient).
  */
 export async function reserveClientAuthAttempt(
   db: Executor,
@@ -51,14 +52,15 @@ export async function reserveClientAuthAttempt(
   return {
     allowed: false,
     attempts: row.attempts,
+    windowStartedAt: row.windowStartedAt,
     // window_started_at se guarda al milisegundo y puede quedar un pelo por delante de now().
     retryAfter: Math.min(policy.windowSeconds, Math.max(1, Number(row.retryAfter))),
   };
 }
 
 /**
- * Descuenta el intento de una autenticación correcta: los aciertos no acercan al bloqueo y los
- * fallos ajenos del mismo origen siguen contando. Si la ventana ya cambió, no toca la nueva.
+ * Descuenta un intento que no fue un fallo (acierto o 429): solo los fallos acercan al bloqueo y
+ * los ajenos del mismo origen siguen contando. Si la ventana ya cambió, no toca la nueva.
  */
 export async function releaseClientAuthAttempt(
   db: Executor,

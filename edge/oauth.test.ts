@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateSigningKey, type PrivateJwk } from "../core/auth/keys";
 import { sha256Hex } from "../core/ids";
 import { silentLogger } from "../core/logger";
-import { apiClients, refreshTokens, tenantInstances } from "../db/schema";
+import { apiClients, clientAuthFailures, refreshTokens, tenantInstances } from "../db/schema";
 import { seedDemo } from "../db/seed";
 import { type RunningWsProxy, startWsProxy } from "../infra/wsproxy/wsproxy";
 import { type ClientSpec, createApiClient } from "../test/support/clients";
@@ -274,6 +274,64 @@ describe.each(["node", "workerd"])("OAuth on %s", (runtime) => {
     expect(await noToken.json()).toMatchObject({ error: "invalid_request" });
   });
 
+  it("accepts Basic with the same client_id in the body, and nothing more ambiguous", async () => {
+    const client = await tenantClient();
+    const raw = (path: string, body: string, headers: Record<string, string> = {}) =>
+      fetchEdge(path, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded", ...headers },
+        body,
+      });
+    const expectInvalidRequest = async (res: Response, status = 400) => {
+      expect(res.status).toBe(status);
+      expect(await res.json()).toMatchObject({ error: "invalid_request" });
+    };
+    // RFC 6749 §2.3.1: client_id solo no es un método de autenticación.
+    const sameId = await fetchEdge(
+      "/oauth/token",
+      formPost({ grant_type: "client_credentials", client_id: client.id }, basic(client)),
+    );
+    expect(sameId.status).toBe(200);
+    await expectInvalidRequest(
+      await fetchEdge(
+        "/oauth/token",
+        formPost({ grant_type: "client_credentials", client_id: "someone-else" }, basic(client)),
+      ),
+    );
+    await expectInvalidRequest(
+      await fetchEdge(
+        "/oauth/token",
+        formPost({ grant_type: "client_credentials", client_secret: client.secret }, basic(client)),
+      ),
+    );
+    // RFC 6749 §3.1/§3.2: ningún parámetro más de una vez.
+    await expectInvalidRequest(
+      await raw(
+        "/oauth/token",
+        "grant_type=client_credentials&grant_type=refresh_token",
+        basic(client),
+      ),
+    );
+    await expectInvalidRequest(
+      await raw(
+        "/oauth/token",
+        new URLSearchParams([
+          ["grant_type", "client_credentials"],
+          ["client_id", client.id],
+          ["client_id", "someone-else"],
+          ["client_secret", client.secret],
+        ]).toString(),
+      ),
+    );
+    await expectInvalidRequest(await raw("/oauth/revoke", "token=a&token=b", basic(client)));
+    const padding = `&pad=${"x".repeat(9 * 1024)}`;
+    await expectInvalidRequest(
+      await raw("/oauth/token", `grant_type=client_credentials${padding}`, basic(client)),
+      413,
+    );
+    await expectInvalidRequest(await raw("/oauth/revoke", `token=a${padding}`, basic(client)), 413);
+  });
+
   it("locks a client id out from the failing source only, even with the right secret", async () => {
     const client = await tenantClient();
     const bystander = await tenantClient();
@@ -341,6 +399,35 @@ describe.each(["node", "workerd"])("OAuth on %s", (runtime) => {
       ),
     );
     expect(neighbour.status).toBe(429);
+  });
+
+  it("never refuses the right secret because of concurrent attempts, and counts only failures", async () => {
+    const client = await tenantClient();
+    const from = { "cf-connecting-ip": "203.0.113.9" };
+    const attempt = (secret: string) =>
+      fetchEdge(
+        "/oauth/token",
+        formPost(
+          { grant_type: "client_credentials" },
+          { ...basic({ ...client, secret }), ...from },
+        ),
+      );
+    const burst = async () =>
+      (
+        await Promise.all(Array.from({ length: 2 * FAILURE_LIMIT }, () => attempt(client.secret)))
+      ).map((r) => r.status);
+    // Réplicas que arrancan a la vez detrás de una misma IP de salida.
+    expect(await burst()).toEqual(Array(2 * FAILURE_LIMIT).fill(200));
+    for (let i = 0; i < FAILURE_LIMIT - 1; i++) expect((await attempt("wrong")).status).toBe(401);
+    expect(await burst()).toEqual(Array(2 * FAILURE_LIMIT).fill(200));
+    expect((await attempt("wrong")).status).toBe(401);
+    for (let i = 0; i < 3; i++) expect((await attempt(client.secret)).status).toBe(429);
+    // Los 429 no suman: el contador se queda en los fallos reales.
+    const [row] = await db.handle.db
+      .select()
+      .from(clientAuthFailures)
+      .where(eq(clientAuthFailures.clientId, client.id));
+    expect(row?.failures).toBe(FAILURE_LIMIT);
   });
 
   it("does not count successful authentication towards the lockout", async () => {

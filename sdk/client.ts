@@ -12,8 +12,12 @@ import {
   FarutechUnavailableError,
 } from "./errors";
 import {
+  awaitFlight,
   type FarutechLogger,
   type FetchLike,
+  type Flight,
+  isLive,
+  rateLimited,
   readJson,
   send,
   serverFailure,
@@ -36,7 +40,10 @@ export interface FarutechClientOptions {
   fallback?: EntitlementsFallback;
   /** Edad máxima del snapshot antes de revalidar con If-None-Match (por defecto 5 s). */
   maxAgeMs?: number;
-  /** Timeout de cada petición al edge (por defecto 5 s). */
+  /**
+   * Timeout de cada petición al edge (por defecto 5 s). Tampoco se espera más que esto a una
+   * revalidación ya en curso: pasado ese tiempo se abandona y se lanza otra.
+   */
   timeoutMs?: number;
   /**
    * Cuánto tiempo, sin poder revalidar, se sigue sirviendo el último snapshot (por defecto 1 h,
@@ -47,6 +54,11 @@ export interface FarutechClientOptions {
   logger?: FarutechLogger;
   /** Reloj en ms (por defecto Date.now); las pruebas lo controlan. */
   now?: () => number;
+}
+
+/** Dónde dejar trabajo en segundo plano: el `ctx` (ExecutionContext) de un Worker sirve tal cual. */
+export interface BackgroundScope {
+  waitUntil(promise: Promise<unknown>): void;
 }
 
 export interface FarutechClient {
@@ -61,14 +73,17 @@ export interface FarutechClient {
   snapshot(): Promise<EntitlementsSnapshot>;
   /** Revalida ya, sin mirar maxAgeMs; aquí sí se lanza FarutechUnavailableError. */
   refresh(): Promise<EdgeSnapshot>;
-  /** Lectura síncrona del último snapshot (o del fallback); si está viejo, revalida en segundo plano. */
-  peek(): EntitlementsSnapshot | undefined;
+  /**
+   * Lectura síncrona del último snapshot (o del fallback); si está viejo, revalida en segundo plano.
+   * En un Worker pasa `ctx`: la revalidación va a `ctx.waitUntil` y no muere con la petición.
+   */
+  peek(scope?: BackgroundScope): EntitlementsSnapshot | undefined;
   accessToken(): Promise<string>;
   /** `{ Authorization: "Bearer …" }` con un token vigente (OFREP u otras llamadas al edge). */
   ofrepHeaders(): Promise<Record<string, string>>;
   /** fetch que añade el bearer token y reintenta una vez si el edge responde 401 (con backoff). */
   authorizedFetch: FetchLike;
-  /** Revoca el refresh token (mejor esfuerzo) y deja el cliente inservible. */
+  /** Espera lo que esté en vuelo, revoca el refresh token (mejor esfuerzo) y deja el cliente inservible. */
   close(): Promise<void>;
 }
 
@@ -78,7 +93,10 @@ interface EdgeState {
   /** El edge respondió con su propia copia vieja (x-entitlements-stale: su base no respondió). */
   servedStale: boolean;
   fetchedAt: number;
+  /** Última confirmación fresca: un 200/304 marcado stale no la renueva (cuenta para maxStaleMs). */
   validatedAt: number;
+  /** Última respuesta del edge, fresca o no (cuenta para maxAgeMs). */
+  checkedAt: number;
 }
 
 const DEFAULT_MAX_AGE_MS = 5_000;
@@ -109,7 +127,10 @@ class Client implements FarutechClient {
   private readonly maxStaleMs: number;
   private edge: EdgeState | undefined;
   private failure: { at: number; error: FarutechError } | undefined;
-  private inflight: Promise<EdgeSnapshot> | undefined;
+  private inflight: Flight<EdgeSnapshot> | undefined;
+  /** Cargas lanzadas y la última aplicada: una carga abandonada que acaba tarde no pisa otra. */
+  private loads = 0;
+  private applied = 0;
   private closed = false;
 
   constructor(private readonly options: FarutechClientOptions) {
@@ -138,28 +159,38 @@ class Client implements FarutechClient {
   }
 
   async isEnabled(code: string): Promise<boolean> {
-    return (await this.snapshot()).features[code] === true;
+    const { features } = await this.snapshot();
+    // Solo claves propias: "constructor" o "toString" no son features.
+    return Object.hasOwn(features, code) && features[code] === true;
   }
 
   async limit(name: string): Promise<number | undefined> {
-    return (await this.snapshot()).limits[name];
+    const { limits } = await this.snapshot();
+    return Object.hasOwn(limits, name) ? limits[name] : undefined;
   }
 
   async snapshot(): Promise<EntitlementsSnapshot> {
     this.assertOpen();
     const now = this.now();
     const view = this.view();
-    if (this.edge && view && now - this.edge.validatedAt < this.maxAgeMs) return view;
+    if (this.edge && view && now - this.edge.checkedAt < this.maxAgeMs) return view;
     // Tras un fallo se espera maxAgeMs antes de volver a intentar: sin martillar al edge caído
     // ni sumar un timeout a cada llamada de la app.
     if (this.failure && now - this.failure.at < this.maxAgeMs) {
       return this.afterFailure(this.failure.error);
     }
     try {
-      return await this.revalidate();
+      await this.revalidate();
     } catch (err) {
       return this.afterFailure(toFarutechError(err));
     }
+    // El edge pudo responder con su copia vieja más allá de maxStaleMs: view() decide.
+    const fresh = this.view();
+    if (fresh) return fresh;
+    throw new FarutechUnavailableError(
+      "stale",
+      `Entitlements not confirmed by the edge for more than ${this.maxStaleMs} ms`,
+    );
   }
 
   refresh(): Promise<EdgeSnapshot> {
@@ -167,13 +198,18 @@ class Client implements FarutechClient {
     return this.revalidate();
   }
 
-  peek(): EntitlementsSnapshot | undefined {
+  peek(scope?: BackgroundScope): EntitlementsSnapshot | undefined {
     const now = this.now();
-    const due = !this.edge || now - this.edge.validatedAt >= this.maxAgeMs;
+    const due = !this.edge || now - this.edge.checkedAt >= this.maxAgeMs;
     const backingOff = this.failure && now - this.failure.at < this.maxAgeMs;
-    if (!this.closed && due && !backingOff && !this.inflight) {
+    const loading = isLive(this.inflight, this.transport.timeoutMs);
+    if (!this.closed && due && !backingOff && !loading) {
       // El error ya quedó en el log y en this.failure; aquí no hay quien lo reciba.
-      this.revalidate().catch(() => {});
+      const background = this.revalidate().then(
+        () => undefined,
+        () => undefined,
+      );
+      scope?.waitUntil(background);
     }
     return this.view();
   }
@@ -209,10 +245,19 @@ class Client implements FarutechClient {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.inflight?.catch(() => {});
-    const refreshToken = this.tokens.refreshToken();
-    this.tokens.forget();
-    if (!refreshToken) return;
+    // Lo que esté en vuelo puede traer un refresh token nuevo: se espera (con tope) para revocarlo.
+    const timeoutMs = this.transport.timeoutMs;
+    if (isLive(this.inflight, timeoutMs)) {
+      await awaitFlight(this.inflight, timeoutMs).catch(() => undefined);
+    }
+    await this.tokens.settled();
+    const refreshToken = this.tokens.retire((late) => {
+      void this.revoke(late);
+    });
+    if (refreshToken) await this.revoke(refreshToken);
+  }
+
+  private async revoke(refreshToken: string): Promise<void> {
     try {
       const res = await send(this.transport, "/oauth/revoke", {
         method: "POST",
@@ -236,10 +281,11 @@ class Client implements FarutechClient {
   }
 
   private view(): EntitlementsSnapshot | undefined {
-    // Sin revalidar hace más de maxStaleMs, el snapshot ya no se sirve (fallback o error).
+    // Sin una confirmación fresca hace más de maxStaleMs (el edge caído o sirviendo su copia
+    // vieja), el snapshot ya no se sirve: fallback o error.
     const tooOld =
-      this.failure !== undefined &&
       this.edge !== undefined &&
+      (this.failure !== undefined || this.edge.servedStale) &&
       this.now() - this.edge.validatedAt > this.maxStaleMs;
     if (this.edge && !tooOld) {
       return {
@@ -269,36 +315,58 @@ class Client implements FarutechClient {
   }
 
   private revalidate(): Promise<EdgeSnapshot> {
-    if (!this.inflight) {
-      this.inflight = this.load()
-        .then(
-          (snapshot) => {
-            this.failure = undefined;
-            return snapshot;
-          },
-          (err: unknown) => {
-            const error = toFarutechError(err);
-            this.failure = { at: this.now(), error };
-            this.logger.warn(
-              {
-                code: error.code,
-                status: error.status,
-                instanceId: this.options.instanceId,
-                hasSnapshot: this.edge !== undefined,
-              },
-              "entitlements revalidation failed",
-            );
-            throw error;
-          },
-        )
-        .finally(() => {
-          this.inflight = undefined;
-        });
+    const timeoutMs = this.transport.timeoutMs;
+    if (this.inflight && !isLive(this.inflight, timeoutMs)) {
+      // En workerd, la carga de una petición ya terminada puede no resolverse nunca.
+      this.logger.warn(
+        { instanceId: this.options.instanceId, timeoutMs },
+        "entitlements revalidation abandoned",
+      );
     }
-    return this.inflight;
+    if (!isLive(this.inflight, timeoutMs)) this.inflight = this.startLoad();
+    const flight = this.inflight;
+    return awaitFlight(flight, timeoutMs).catch((err: unknown) => {
+      // Sigue en vuelo: venció la espera, no la carga. Cuenta como edge no disponible.
+      if (this.inflight === flight) this.failure = { at: this.now(), error: toFarutechError(err) };
+      throw err;
+    });
   }
 
-  private async load(): Promise<EdgeSnapshot> {
+  private startLoad(): Flight<EdgeSnapshot> {
+    this.loads += 1;
+    const generation = this.loads;
+    const flight: Flight<EdgeSnapshot> = {
+      startedAt: Date.now(),
+      promise: this.load(generation).then(
+        (snapshot) => {
+          this.failure = undefined;
+          return snapshot;
+        },
+        (err: unknown) => {
+          const error = toFarutechError(err);
+          // Una carga ya reemplazada no decide el estado.
+          if (generation === this.loads) this.failure = { at: this.now(), error };
+          this.logger.warn(
+            {
+              code: error.code,
+              status: error.status,
+              instanceId: this.options.instanceId,
+              hasSnapshot: this.edge !== undefined,
+            },
+            "entitlements revalidation failed",
+          );
+          throw error;
+        },
+      ),
+    };
+    const clear = () => {
+      if (this.inflight === flight) this.inflight = undefined;
+    };
+    flight.promise.then(clear, clear);
+    return flight;
+  }
+
+  private async load(generation: number): Promise<EdgeSnapshot> {
     let token = await this.tokens.accessToken();
     let res = await this.getEntitlements(token);
     // Puede ser una rotación de claves del edge: un token nuevo y un solo reintento, con backoff.
@@ -308,28 +376,42 @@ class Client implements FarutechClient {
     }
     if (res.status !== 401) this.tokens.accepted(token);
     const now = this.now();
+    // x-entitlements-stale: el edge no llegó a su base y responde con su copia. Es una respuesta,
+    // pero no una confirmación fresca: no renueva validatedAt (ver maxStaleMs).
     const servedStale = res.headers.get(EDGE_STALE_HEADER) === "1";
-    if (res.status === 304 && this.edge) {
-      this.edge.validatedAt = now;
-      this.edge.servedStale = servedStale;
-      return this.edgeView(this.edge);
+    const previous = this.edge;
+    // Una carga abandonada que responde después de otra más nueva no la pisa.
+    const current = generation >= this.applied;
+    if (res.status === 304 && previous) {
+      if (!current) return this.edgeView(previous);
+      this.applied = generation;
+      previous.checkedAt = now;
+      if (!servedStale) previous.validatedAt = now;
+      previous.servedStale = servedStale;
+      return this.edgeView(previous);
     }
     if (res.status === 200) {
       const body = parseEntitlements(await readJson(res));
-      this.edge = {
+      const next: EdgeState = {
         body,
         etag: res.headers.get("etag") ?? undefined,
         servedStale,
         fetchedAt: now,
-        validatedAt: now,
+        // Sin confirmación fresca previa no hay otra referencia que ahora.
+        validatedAt: servedStale && previous ? previous.validatedAt : now,
+        checkedAt: now,
       };
+      if (!current) return this.edgeView(next);
+      this.applied = generation;
+      this.edge = next;
       this.logger.debug(
         { instanceId: body.instanceId, version: body.version },
         "entitlements updated",
       );
-      return this.edgeView(this.edge);
+      return this.edgeView(next);
     }
     if (res.status >= 500) throw serverFailure(res, "/v1/entitlements");
+    if (res.status === 429) throw rateLimited(res, "/v1/entitlements");
     const problem = await readJson(res);
     const detail = stringField(problem, "detail") ?? `HTTP ${res.status}`;
     const code = stringField(problem, "code");

@@ -11,17 +11,9 @@ export class FarutechError extends Error {
   }
 }
 
-/** Credenciales rechazadas (invalid_client, cliente bloqueado, token inválido). No se oculta con fallbacks. */
+/** Credenciales rechazadas (invalid_client, token inválido). No se oculta con fallbacks. */
 export class FarutechAuthError extends FarutechError {
   override name = "FarutechAuthError";
-  constructor(
-    code: string,
-    message: string,
-    status?: number,
-    readonly retryAfterSeconds?: number,
-  ) {
-    super(code, message, status);
-  }
 }
 
 /** 403: el token no puede leer esa instancia (no está en sus instance_ids). */
@@ -29,7 +21,20 @@ export class FarutechForbiddenError extends FarutechError {
   override name = "FarutechForbiddenError";
 }
 
-/** El edge no responde, tarda demasiado o falla (5xx): el único caso en que se usan snapshot viejo o fallback. */
+/**
+ * El edge no responde, tarda demasiado, falla (5xx) o pide esperar (429, con `retryAfterSeconds`):
+ * el único caso en que se usan snapshot viejo o fallback.
+ */
 export class FarutechUnavailableError extends FarutechError {
   override name = "FarutechUnavailableError";
+  readonly retryAfterSeconds: number | undefined;
+  constructor(
+    code: string,
+    message: string,
+    status?: number,
+    options?: { cause?: unknown; retryAfterSeconds?: number },
+  ) {
+    super(code, message, status, options);
+    this.retryAfterSeconds = options?.retryAfterSeconds;
+  }
 }

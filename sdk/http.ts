@@ -71,3 +71,55 @@ export function serverFailure(res: Response, what: string): FarutechUnavailableE
     res.status,
   );
 }
+
+/** 429: el edge pide esperar (Retry-After); como un 5xx, no como credenciales malas. */
+export function rateLimited(res: Response, what: string): FarutechUnavailableError {
+  const retryAfter = Number(res.headers.get("retry-after") ?? Number.NaN);
+  return new FarutechUnavailableError(
+    "rate_limited",
+    `Farutech edge asked to retry ${what} later (HTTP 429)`,
+    429,
+    { retryAfterSeconds: Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter : undefined },
+  );
+}
+
+/** Una carga compartida entre llamadas (single-flight) y cuándo empezó, en reloj real. */
+export interface Flight<T> {
+  promise: Promise<T>;
+  startedAt: number;
+}
+
+/** ¿Puede esperarse todavía? Pasado el timeout, la carga se da por perdida. */
+export function isLive<T>(flight: Flight<T> | undefined, timeoutMs: number): flight is Flight<T> {
+  return flight !== undefined && Date.now() - flight.startedAt < timeoutMs;
+}
+
+/**
+ * Espera una carga compartida como mucho hasta que cumpla `timeoutMs`. En workerd, la E/S pendiente
+ * de una petición que ya respondió se descarta y su promesa no se resuelve nunca: sin este tope,
+ * quien llegue después esperaría para siempre.
+ */
+export function awaitFlight<T>(flight: Flight<T>, timeoutMs: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(
+      () =>
+        reject(
+          new FarutechUnavailableError(
+            "timeout",
+            `Farutech edge did not answer within ${timeoutMs} ms`,
+          ),
+        ),
+      Math.max(0, flight.startedAt + timeoutMs - Date.now()),
+    );
+    flight.promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
+}

@@ -1,4 +1,5 @@
 export {
+  type BackgroundScope,
   createFarutechClient,
   type FarutechClient,
   type FarutechClientOptions,

@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import { serve } from "@hono/node-server";
 import { and, eq, isNull } from "drizzle-orm";
 import getPort from "get-port";
+import { Hono } from "hono";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { unstable_dev } from "wrangler";
 import { generateSigningKey } from "../core/auth/keys";
@@ -339,7 +340,8 @@ describe("tokens", () => {
     tokenFault = () =>
       Response.json({ error: "invalid_client" }, { status: 429, headers: { "retry-after": "5" } });
     await expect(client.accessToken()).rejects.toMatchObject({
-      name: "FarutechAuthError",
+      name: "FarutechUnavailableError",
+      code: "rate_limited",
       status: 429,
       retryAfterSeconds: 5,
     });
@@ -391,6 +393,55 @@ describe("tokens", () => {
     expect((await client.authorizedFetch(url)).status).toBe(401);
     expect(counts()).toEqual([5, 12]);
     await client.close();
+  });
+
+  it("treats a 429 from the token endpoint as unavailable: fallback, and waits for Retry-After", async () => {
+    let locked = true;
+    const { client, clock, recorder } = testClient(
+      { fallback: { features: { DIGITAL_RECORDS: true }, limits: { max_users: 5 } } },
+      {
+        fault: (path) =>
+          locked && path === "/oauth/token"
+            ? Response.json(
+                { error: "invalid_client", error_description: "Too many failed attempts" },
+                { status: 429, headers: { "retry-after": "5" } },
+              )
+            : undefined,
+      },
+    );
+    expect(await client.limit("max_users")).toBe(5);
+    expect(await client.snapshot()).toMatchObject({ source: "fallback" });
+    // Pasado maxAge se revalidaría, pero el Retry-After (5 s) manda: ninguna petición antes.
+    clock.t += MAX_AGE_MS;
+    expect(await client.limit("max_users")).toBe(5);
+    clock.t += 3_000;
+    expect(await client.limit("max_users")).toBe(5);
+    expect(recorder.tokens().map((c) => c.status)).toEqual([429]);
+    clock.t += 1_000;
+    locked = false;
+    expect(await client.limit("max_users")).toBe(100);
+    expect(recorder.tokens().map((c) => c.status)).toEqual([429, 200]);
+    await client.close();
+  });
+
+  it("close waits for a token request in flight and revokes its refresh token", async () => {
+    const { client, recorder } = testClient();
+    const pending = client.accessToken();
+    await client.close();
+    await pending;
+    const refreshToken = recorder.lastRefreshToken();
+    if (!refreshToken) throw new Error("the edge issued no refresh token");
+    const reuse = await fetch(
+      `${edge.url}/oauth/token`,
+      formPost({
+        grant_type: "refresh_token",
+        refresh_token: refreshToken,
+        client_id: tenant.id,
+        client_secret: tenant.secret,
+      }),
+    );
+    expect(reuse.status).toBe(400);
+    expect(await reuse.json()).toMatchObject({ error: "invalid_grant" });
   });
 
   it("rejects a wrong secret with FarutechAuthError, even with a fallback", async () => {
@@ -629,6 +680,52 @@ describe("entitlements", () => {
     expect(client.peek()).toMatchObject({ stale: true });
   });
 
+  it("does not count the edge's own stale copies as fresh: maxStaleMs still holds", async () => {
+    let edgeStale = false;
+    const tamper = {
+      // El edge sin base responde 304 con su copia (x-entitlements-stale), una y otra vez.
+      fault: (path: string) =>
+        edgeStale && path === "/v1/entitlements"
+          ? new Response(null, { status: 304, headers: { "x-entitlements-stale": "1" } })
+          : undefined,
+    };
+    const maxStaleMs = 60_000;
+    const withFallback = testClient(
+      { maxStaleMs, fallback: { features: {}, limits: { max_users: 5 } } },
+      tamper,
+    );
+    const bare = testClient({ maxStaleMs }, tamper);
+    for (const { client } of [withFallback, bare]) {
+      expect(await client.snapshot()).toMatchObject({ source: "edge", stale: false });
+    }
+    edgeStale = true;
+    for (const { client, clock } of [withFallback, bare]) {
+      const validatedAt = clock.t;
+      clock.t += 30_000;
+      expect(await client.snapshot()).toMatchObject({ source: "edge", stale: true, validatedAt });
+      expect(await client.limit("max_users")).toBe(100);
+      clock.t += 31_000;
+    }
+    expect(await withFallback.client.limit("max_users")).toBe(5);
+    expect(withFallback.client.peek()).toMatchObject({ source: "fallback" });
+    await expect(bare.client.snapshot()).rejects.toBeInstanceOf(FarutechUnavailableError);
+    edgeStale = false;
+    for (const { client, clock } of [withFallback, bare]) {
+      clock.t += MAX_AGE_MS;
+      expect(await client.snapshot()).toMatchObject({ source: "edge", stale: false });
+      await client.close();
+    }
+  });
+
+  it("reads only own keys: limit('constructor') is undefined, isEnabled('toString') false", async () => {
+    const { client } = testClient();
+    for (const key of ["constructor", "toString", "__proto__", "hasOwnProperty"]) {
+      expect(await client.limit(key), key).toBeUndefined();
+      expect(await client.isEnabled(key), key).toBe(false);
+    }
+    await client.close();
+  });
+
   it("without a snapshot and with the edge down, uses the fallback or throws", async () => {
     const deadEdge = `http://127.0.0.1:${await getPort()}`;
     const { client: withFallback } = testClient({
@@ -667,6 +764,93 @@ describe("entitlements", () => {
 });
 
 describe("in workerd", () => {
+  it("peek() never leaves the isolate waiting on a load its request abandoned; with ctx it survives", async () => {
+    // Un edge de mentira que tarda en /v1/entitlements cuando se le pide: así la revalidación de
+    // peek() sigue pendiente cuando la petición del Worker ya respondió.
+    let version = 0;
+    let delayMs = 0;
+    const fake = new Hono();
+    fake.post("/oauth/token", (c) =>
+      c.json({ access_token: "tok", token_type: "Bearer", expires_in: 300 }),
+    );
+    fake.get("/v1/entitlements", async (c) => {
+      version += 1;
+      const current = `v${version}`;
+      if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
+      return c.json(
+        {
+          instanceId: norteId,
+          productCode: "P",
+          planCode: "X",
+          status: "active",
+          features: { A: true },
+          limits: {},
+          version: current,
+        },
+        200,
+        { etag: `"${current}"` },
+      );
+    });
+    const port = await getPort();
+    const server = await new Promise<Server>((resolve) => {
+      const s = serve({ fetch: fake.fetch, port, hostname: "127.0.0.1" }, () =>
+        resolve(s as Server),
+      ) as Server;
+    });
+    const worker = await unstable_dev(
+      fileURLToPath(new URL("./testing/worker.ts", import.meta.url)),
+      {
+        config: fileURLToPath(new URL("./testing/wrangler.toml", import.meta.url)),
+        vars: {
+          EDGE_URL: `http://127.0.0.1:${port}`,
+          CLIENT_ID: "c",
+          CLIENT_SECRET: "s",
+          INSTANCE_ID: norteId,
+          MAX_AGE_MS: "100",
+          TIMEOUT_MS: "2000",
+        },
+        ip: "127.0.0.1",
+        persist: false,
+        logLevel: "error",
+        experimental: { disableExperimentalWarning: true, testMode: true },
+      },
+    );
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    const read = async (path: string) => {
+      const started = Date.now();
+      const res = await Promise.race([worker.fetch(path), sleep(8_000).then(() => undefined)]);
+      if (!res) throw new Error(`${path} hung`);
+      const body = (await res.json()) as { version: string | null };
+      return { ...body, ms: Date.now() - started };
+    };
+    try {
+      expect(await read("/snapshot")).toMatchObject({ version: "v1" });
+      await sleep(300);
+      delayMs = 1_500;
+      // Sin ctx: la carga muere con la petición; las siguientes no se cuelgan (timeout de 2 s).
+      expect(await read("/peek")).toMatchObject({ version: "v1" });
+      const afterAbandoned = await read("/snapshot");
+      expect(afterAbandoned.version).not.toBeNull();
+      expect(afterAbandoned.ms).toBeLessThan(4_000);
+      delayMs = 0;
+      await sleep(300);
+      expect((await read("/snapshot")).version).toBe(`v${version}`);
+
+      // Con ctx.waitUntil la revalidación termina aunque la petición ya haya respondido.
+      await sleep(300);
+      delayMs = 1_000;
+      const before = version;
+      await read("/peek?ctx");
+      await sleep(1_500);
+      delayMs = 0;
+      expect(version).toBe(before + 1);
+      expect(await read("/peek")).toMatchObject({ version: `v${before + 1}` });
+    } finally {
+      await worker.stop();
+      await stopServer(server);
+    }
+  }, 60_000);
+
   it("runs inside workerd without nodejs_compat and keeps its token between requests", async () => {
     const probe = await createApiClient(db.handle.db, {
       kind: "tenant",

@@ -1,6 +1,10 @@
 import { FarutechAuthError, FarutechError, FarutechUnavailableError } from "./errors";
 import {
+  awaitFlight,
   type FarutechLogger,
+  type Flight,
+  isLive,
+  rateLimited,
   readJson,
   send,
   serverFailure,
@@ -58,17 +62,18 @@ class Backoff {
 }
 
 // 429 (client_id bloqueado por fallos) dice "aún no", no "credenciales malas": como un 5xx.
-function isTransient(err: unknown): err is FarutechError {
-  return (
-    err instanceof FarutechUnavailableError ||
-    (err instanceof FarutechAuthError && err.status === 429)
-  );
+function isTransient(err: unknown): err is FarutechUnavailableError {
+  return err instanceof FarutechUnavailableError;
 }
 
 /** Tokens OAuth del cliente: uno a la vez (single-flight), renovado antes de vencer. */
 export class TokenSource {
   private current: Token | undefined;
-  private inflight: Promise<Token> | undefined;
+  private inflight: Flight<Token> | undefined;
+  /** Último 429 y hasta cuándo pidió esperar: sin token válido tampoco se pregunta antes. */
+  private rateLimit: { until: number; error: FarutechUnavailableError } | undefined;
+  /** Tras close(): un token que llegue tarde no se guarda, se entrega para revocarlo. */
+  private retired: ((refreshToken: string) => void) | undefined;
   private readonly refreshRatio: number;
   /** Renovaciones fallidas por indisponibilidad o 429. */
   private readonly renewal = new Backoff();
@@ -88,28 +93,12 @@ export class TokenSource {
     // Tras un fallo no se vuelve a pedir hasta que pase la espera: el token actual aún vale
     // y así ninguna llamada de la app paga un timeout por intento.
     if (valid && this.renewal.active(now)) return valid.accessToken;
-    if (!this.inflight) {
-      this.inflight = this.obtain()
-        .then(
-          (token) => {
-            this.renewal.reset();
-            return token;
-          },
-          (err: unknown) => {
-            if (isTransient(err)) {
-              const retryAfterMs =
-                err instanceof FarutechAuthError ? (err.retryAfterSeconds ?? 0) * 1000 : 0;
-              this.renewal.fail(this.options.now(), retryAfterMs);
-            }
-            throw err;
-          },
-        )
-        .finally(() => {
-          this.inflight = undefined;
-        });
-    }
+    if (!valid && this.rateLimit && now < this.rateLimit.until) throw this.rateLimit.error;
+    const timeoutMs = this.options.transport.timeoutMs;
+    // Una petición de token más vieja que el timeout no se espera: en workerd puede no acabar nunca.
+    if (!isLive(this.inflight, timeoutMs)) this.inflight = this.start();
     try {
-      return (await this.inflight).accessToken;
+      return (await awaitFlight(this.inflight, timeoutMs)).accessToken;
     } catch (err) {
       // Renovar antes de tiempo da margen: si el edge no responde, el token aún válido sirve.
       if (valid && isTransient(err)) {
@@ -148,17 +137,57 @@ export class TokenSource {
     if (this.current?.accessToken === accessToken) this.rejection.reset();
   }
 
-  /** Refresh token vigente, para revocarlo al cerrar. */
-  refreshToken(): string | undefined {
-    return this.current?.refreshToken;
+  /** Espera (con el mismo tope) la petición de token en curso, si la hay. */
+  async settled(): Promise<void> {
+    const flight = this.inflight;
+    if (isLive(flight, this.options.transport.timeoutMs)) {
+      await awaitFlight(flight, this.options.transport.timeoutMs).catch(() => undefined);
+    }
   }
 
-  forget(): void {
+  /**
+   * Olvida los tokens y devuelve el refresh token para revocarlo. Uno que llegue después (una
+   * petición aún en vuelo) no se guarda: va a `revokeLate`.
+   */
+  retire(revokeLate: (refreshToken: string) => void): string | undefined {
+    const refreshToken = this.current?.refreshToken;
     this.current = undefined;
+    this.retired = revokeLate;
+    return refreshToken;
   }
 
   authorization(): string {
     return basicAuth(this.options.clientId, this.options.clientSecret);
+  }
+
+  private start(): Flight<Token> {
+    const flight: Flight<Token> = {
+      startedAt: Date.now(),
+      promise: this.obtain().then(
+        (token) => {
+          this.renewal.reset();
+          this.rateLimit = undefined;
+          return token;
+        },
+        (err: unknown) => {
+          if (isTransient(err)) {
+            const now = this.options.now();
+            const retryAfterMs = (err.retryAfterSeconds ?? 0) * 1000;
+            this.renewal.fail(now, retryAfterMs);
+            if (err.status === 429) {
+              const waitMs = Math.max(retryAfterMs, BACKOFF_BASE_MS);
+              this.rateLimit = { until: now + waitMs, error: err };
+            }
+          }
+          throw err;
+        },
+      ),
+    };
+    const clear = () => {
+      if (this.inflight === flight) this.inflight = undefined;
+    };
+    flight.promise.then(clear, clear);
+    return flight;
   }
 
   private async obtain(): Promise<Token> {
@@ -188,15 +217,14 @@ export class TokenSource {
     });
     const body = await readJson(res);
     if (res.status >= 500) throw serverFailure(res, "/oauth/token");
+    if (res.status === 429) throw rateLimited(res, "/oauth/token");
     if (!res.ok) {
       const code = stringField(body, "error") ?? "invalid_client";
       const description = stringField(body, "error_description") ?? `HTTP ${res.status}`;
-      const retryAfter = Number(res.headers.get("retry-after") ?? Number.NaN);
       throw new FarutechAuthError(
         code,
         `Token request (${form.grant_type}) rejected: ${code}: ${description}`,
         res.status,
-        Number.isFinite(retryAfter) ? retryAfter : undefined,
       );
     }
     const accessToken = stringField(body, "access_token");
@@ -215,6 +243,10 @@ export class TokenSource {
       refreshAt: startedAt + lifetimeMs * this.refreshRatio,
       expiresAt: startedAt + lifetimeMs,
     };
+    if (this.retired) {
+      if (token.refreshToken) this.retired(token.refreshToken);
+      throw new FarutechError("closed", "This Farutech client was closed");
+    }
     this.current = token;
     this.options.logger.debug({ grantType: form.grant_type, expiresIn }, "access token obtained");
     return token;

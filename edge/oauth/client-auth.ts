@@ -56,8 +56,16 @@ export function clientCredentials(
   const basic = basicCredentials(authorization);
   const bodyId = form.get("client_id");
   const bodySecret = form.get("client_secret");
-  if (basic && (bodyId || bodySecret)) {
+  // RFC 6749 §2.3.1: client_id solo no autentica, así que junto a Basic vale si es el mismo id.
+  if (basic && bodySecret !== null) {
     throw new OAuthFailure("invalid_request", "Use only one client authentication method", 400);
+  }
+  if (basic && bodyId !== null && bodyId !== basic.id) {
+    throw new OAuthFailure(
+      "invalid_request",
+      "client_id does not match the authenticated client",
+      400,
+    );
   }
   const id = basic?.id ?? bodyId;
   const secret = basic?.secret ?? bodySecret;
@@ -107,8 +115,9 @@ export function requestSource(c: Context<EdgeEnv>): string {
 /**
  * Autentica un cliente confidencial (todos los nuestros lo son: tienen secreto). El límite de
  * fallos es por client_id y por origen: desde un origen que lo superó se responde 429 sin mirar
- * el secreto, pero el cliente legítimo sigue entrando desde el suyo. El intento se cuenta antes
- * del hash (en Postgres, para que valga entre isolates de workerd) y un acierto lo descuenta.
+ * el secreto, pero el cliente legítimo sigue entrando desde el suyo. Solo cuentan los fallos: un
+ * acierto o un 429 devuelven su intento. Los contadores viven en Postgres para valer entre
+ * isolates de workerd.
  */
 export async function authenticateClient(
   db: Database,
@@ -120,30 +129,39 @@ export async function authenticateClient(
   const clientId = credentials.id;
   if (clientId.length > MAX_CLIENT_ID_LENGTH) throw invalidClient();
   const key = { clientId, source };
-  const reservation = await reserveClientAuthAttempt(db, key, {
-    maxFailures: settings.maxClientAuthFailures,
-    windowSeconds: settings.clientAuthFailureWindowSeconds,
+  // La reserva bloquea la fila (client_id, origen) hasta el commit: los intentos simultáneos de
+  // un mismo origen se verifican de uno en uno y cada uno ve los fallos ya confirmados, no los
+  // que siguen en curso. Así un secreto correcto nunca choca con intentos en vuelo y N conjeturas
+  // a la vez siguen sin pasar del límite. Cuesta serializar el hash solo dentro de ese cubo.
+  const outcome = await db.transaction(async (tx) => {
+    const reservation = await reserveClientAuthAttempt(tx, key, {
+      maxFailures: settings.maxClientAuthFailures,
+      windowSeconds: settings.clientAuthFailureWindowSeconds,
+    });
+    if (!reservation.allowed) {
+      await releaseClientAuthAttempt(tx, key, reservation.windowStartedAt);
+      return { kind: "locked" as const, retryAfter: reservation.retryAfter };
+    }
+    const [client] = await tx
+      .select()
+      .from(apiClients)
+      .where(and(eq(apiClients.clientId, clientId), isNull(apiClients.revokedAt)));
+    // Un client_id desconocido también paga el hash lento: el tiempo de respuesta no revela
+    // qué clientes existen.
+    const stored = client?.secretHash ?? (await dummyHash());
+    const valid = await verifySecret(credentials.secret, stored);
+    if (!client || !valid) return { kind: "failed" as const, failures: reservation.attempts };
+    await releaseClientAuthAttempt(tx, key, reservation.windowStartedAt);
+    return { kind: "authenticated" as const, client };
   });
-  if (!reservation.allowed) {
-    const { retryAfter } = reservation;
+  if (outcome.kind === "locked") {
+    const { retryAfter } = outcome;
     logger.warn({ clientId, source, retryAfter }, "client authentication locked out");
     throw new OAuthFailure("invalid_client", "Too many failed attempts", 429, retryAfter);
   }
-  const [client] = await db
-    .select()
-    .from(apiClients)
-    .where(and(eq(apiClients.clientId, clientId), isNull(apiClients.revokedAt)));
-  // Un client_id desconocido también paga el hash lento: el tiempo de respuesta no revela
-  // qué clientes existen.
-  const stored = client?.secretHash ?? (await dummyHash());
-  const valid = await verifySecret(credentials.secret, stored);
-  if (!client || !valid) {
-    logger.info(
-      { clientId, source, failures: reservation.attempts },
-      "client authentication failed",
-    );
+  if (outcome.kind === "failed") {
+    logger.info({ clientId, source, failures: outcome.failures }, "client authentication failed");
     throw invalidClient();
   }
-  await releaseClientAuthAttempt(db, key, reservation.windowStartedAt);
-  return client;
+  return outcome.client;
 }
