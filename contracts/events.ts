@@ -29,9 +29,26 @@ export const provisioningFailedNotificationSchema = z.object({
   deliveries: z.number().int(),
 });
 
+/**
+ * Aviso a operaciones de un mensaje en la DLQ de cualquier dominio. Solo metadatos: el payload
+ * (con datos personales) se consulta en la DLQ.
+ */
+export const deadLetteredNotificationSchema = z.object({
+  domain: z.string(),
+  worker: z.string(),
+  subject: z.string(),
+  streamSequence: z.number().int(),
+  eventId: z.string().nullable(),
+  eventType: z.string().nullable(),
+  deliveries: z.number().int(),
+  errorKind: z.enum(["permanent", "transient"]),
+  error: z.string(),
+});
+
 export const notificationSchema = z.union([
   welcomeNotificationSchema,
   provisioningFailedNotificationSchema,
+  deadLetteredNotificationSchema,
 ]);
 
 export const billingCycleSchema = z.object({

@@ -59,6 +59,7 @@ export const subjects = {
   updateFeatures: "provisioning.tasks.update_features",
   welcomeNotification: "notifications.tasks.welcome",
   provisioningFailedNotification: "notifications.tasks.provisioning_failed",
+  deadLetteredNotification: "notifications.tasks.dead_lettered",
   entitlementsChanged: "integration.tasks.entitlements_changed",
   billingCycle: "billing.tasks.cycle",
 } as const;

@@ -1,30 +1,24 @@
 import { eq } from "drizzle-orm";
-import { type ParsedMail, simpleParser } from "mailparser";
-import { SMTPServer } from "smtp-server";
+import type { ParsedMail } from "mailparser";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { customers } from "../../db/schema";
 import { seedDemo } from "../../db/seed";
-import {
-  createPostgresRegistry,
-  type SharedTenantRegistry,
-} from "../../workers/provisioning/shared-registry";
 import { demoProvisionBody } from "../support/demo";
 import { call } from "../support/http";
+import { failingRegistry, type SmtpCapture, startSmtpCapture } from "../support/smtp";
 import { startTestStack, type TestStack, waitFor } from "../support/stack";
 
 // NotificationWorker contra un servidor SMTP real levantado en la prueba (smtp-server).
 describe("notification worker", () => {
   let stack: TestStack;
-  let smtp: SMTPServer;
-  const mails: ParsedMail[] = [];
+  let smtp: SmtpCapture | undefined;
+  let mails: ParsedMail[] = [];
   // Intentos RCPT TO por dirección: el greylisting rechaza el primero con 451.
   const rcptAttempts = new Map<string, number>();
-  let real: SharedTenantRegistry | undefined;
+  let registry: ReturnType<typeof failingRegistry>;
 
   beforeAll(async () => {
-    smtp = new SMTPServer({
-      authOptional: true,
-      disabledCommands: ["STARTTLS"],
+    smtp = await startSmtpCapture({
       onRcptTo(address, _session, callback) {
         const n = (rcptAttempts.get(address.address) ?? 0) + 1;
         rcptAttempts.set(address.address, n);
@@ -36,45 +30,21 @@ describe("notification worker", () => {
         }
         callback();
       },
-      onData(stream, _session, callback) {
-        simpleParser(stream)
-          .then((mail) => {
-            mails.push(mail);
-            callback();
-          })
-          .catch(callback);
-      },
     });
-    const port = await new Promise<number>((resolve) => {
-      smtp.listen(0, "127.0.0.1", () => {
-        const addr = smtp.server.address();
-        resolve(typeof addr === "object" && addr ? addr.port : 0);
-      });
-    });
-    // Las instancias "fail-…" fallan siempre en el paso externo: terminan en la DLQ.
-    const registry: SharedTenantRegistry = {
-      async register(productCode, tenant) {
-        if (tenant.tenantCode.includes("-fail-"))
-          throw new Error("external system down (injected)");
-        await real?.register(productCode, tenant);
-      },
-      isRegistered: async (productCode, id) => (await real?.isRegistered(productCode, id)) ?? false,
-      dropTenant: async (productCode, id) =>
-        (await real?.dropTenant(productCode, id)) ?? { rowsDeleted: 0 },
-      close: async () => real?.close(),
-    };
+    mails = smtp.mails;
+    registry = failingRegistry();
     stack = await startTestStack({
       database: "postgres",
       registry,
-      env: { SMTP_URL: `smtp://127.0.0.1:${port}`, OPS_ALERT_EMAIL: "ops@farutech.test" },
+      env: { SMTP_URL: `smtp://127.0.0.1:${smtp.port}`, OPS_ALERT_EMAIL: "ops@farutech.test" },
     });
-    real = createPostgresRegistry(stack.db.url ?? "");
+    registry.attach(stack);
     await seedDemo(stack.db.handle.db);
   });
 
   afterAll(async () => {
     await stack?.stop();
-    await new Promise<void>((r) => smtp?.close(() => r()));
+    await smtp?.close();
   });
 
   it("sends the welcome email to the customer's billing address after provisioning", async () => {

@@ -215,6 +215,8 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
             eq(dlqEntries.streamSequence, info.streamSequence),
           ),
         );
+      // A operaciones las avisa el runtime, como en cualquier dominio.
+      return undefined;
     },
   };
 }

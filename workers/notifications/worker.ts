@@ -1,6 +1,10 @@
 import { eq } from "drizzle-orm";
 import type { z } from "zod";
-import { notificationSchema } from "../../contracts/events";
+import {
+  type deadLetteredNotificationSchema,
+  type EventEnvelope,
+  notificationSchema,
+} from "../../contracts/events";
 import { customers, products, tenantInstances } from "../../db/schema";
 import type { Database } from "../../db/types";
 import type { WorkerDefinition } from "../runtime/consumer";
@@ -36,6 +40,25 @@ async function instanceContext(db: Database, tenantInstanceId: string) {
   return row;
 }
 
+type DeadLetteredNotification = z.infer<typeof deadLetteredNotificationSchema>;
+
+/** Aviso genérico de la DLQ: solo metadatos, el payload se mira con las herramientas de la DLQ. */
+function deadLetterMail(data: DeadLetteredNotification, envelope: EventEnvelope) {
+  return {
+    subject: `[Farutech] Mensaje en DLQ: ${data.domain} (${data.worker})`,
+    text: [
+      `Un mensaje de ${data.domain} quedó en la DLQ tras ${data.deliveries} entrega(s) (error ${data.errorKind === "permanent" ? "permanente" : "transitorio"}).`,
+      `Worker: ${data.worker}`,
+      `Subject: ${data.subject} (secuencia ${data.streamSequence})`,
+      `Evento: ${data.eventId ?? "-"} (${data.eventType ?? "sobre ilegible"})`,
+      `Correlación: ${envelope.correlationId ?? "-"}`,
+      `Último error: ${data.error}`,
+      "",
+      `Inspeccione y reprocese: npm run dlq -- list (o GET /api/dlq?domain=${data.domain})`,
+    ].join("\n"),
+  };
+}
+
 // Correo de bienvenida al cliente y alertas a operaciones (seed 001 §4, NotificationWorker).
 export function notificationWorker(deps: NotificationWorkerDeps): WorkerDefinition<Notification> {
   return {
@@ -43,10 +66,21 @@ export function notificationWorker(deps: NotificationWorkerDeps): WorkerDefiniti
     domain: "notifications",
     filterSubject: "notifications.tasks.>",
     schema: notificationSchema,
-    logFields: (data) => ({ tenantInstanceId: data.tenantInstanceId }),
+    logFields: (data) =>
+      "tenantInstanceId" in data ? { tenantInstanceId: data.tenantInstanceId } : {},
     async handle(ctx) {
-      const info = await instanceContext(deps.db, ctx.data.tenantInstanceId);
-      if ("customerId" in ctx.data) {
+      const data = ctx.data;
+      if ("domain" in data) {
+        await deps.mailer.send({
+          to: deps.opsEmail,
+          ...deadLetterMail(data, ctx.envelope),
+          messageId: ctx.envelope.id,
+        });
+        ctx.logger.info({ logOnly: deps.mailer.logOnly }, "notification sent");
+        return;
+      }
+      const info = await instanceContext(deps.db, data.tenantInstanceId);
+      if ("customerId" in data) {
         // Un cliente borrado por GDPR ya no recibe correos.
         if (info.erasedAt) {
           ctx.logger.info("welcome skipped: customer erased");
@@ -69,9 +103,9 @@ export function notificationWorker(deps: NotificationWorkerDeps): WorkerDefiniti
           to: deps.opsEmail,
           subject: `[Farutech] Provisioning en DLQ: ${info.tenantCode}`,
           text: [
-            `La tarea ${ctx.data.taskId} de la instancia ${info.tenantCode} (${info.customerName})`,
-            `falló ${ctx.data.deliveries} veces y quedó en la DLQ.`,
-            `Último error: ${ctx.data.error}`,
+            `La tarea ${data.taskId} de la instancia ${info.tenantCode} (${info.customerName})`,
+            `falló ${data.deliveries} veces y quedó en la DLQ.`,
+            `Último error: ${data.error}`,
             `Correlación: ${ctx.envelope.correlationId ?? "-"}`,
             "",
             "Inspeccione y reprocese: npm run dlq -- list",

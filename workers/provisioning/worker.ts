@@ -1115,7 +1115,8 @@ export function provisioningWorker(
         .where(and(eq(t.id, ctx.data.taskId), eq(t.leaseUntil, lease.until)));
     },
     async onDeadLetter(info, data) {
-      if (!data) return;
+      // Sin tarea legible (o sin tarea que marcar) avisa el runtime con su aviso genérico.
+      if (!data) return undefined;
       const log = (deps.logger ?? silentLogger).child({
         taskId: data.taskId,
         tenantInstanceId: data.tenantInstanceId,
@@ -1125,16 +1126,17 @@ export function provisioningWorker(
         const outcome = await markDeadLettered(deps.db, info, data, mine);
         if (outcome.state === "marked") {
           await publishQueued(deps.db, deps.bus, [outcome.alert], log);
-          return;
+          // Su aviso (provisioning_failed, con la instancia) ya va en el outbox: no hace falta otro.
+          return { operatorsAlerted: true };
         }
-        if (outcome.state === "finished") return;
+        if (outcome.state === "finished") return undefined;
         if (attempt > 1) {
           // Solo murió este mensaje (un duplicado): la ejecución viva termina la tarea.
           log.info(
             { busyForMs: outcome.busyForMs },
             "dead-lettered message left its task alone: another live run holds the task lease",
           );
-          return;
+          return undefined;
         }
         // El lease puede ser de una ejecución muerta (la que agotó las entregas): vence solo en
         // como mucho un lease; si para entonces alguien lo prorrogó, está viva.

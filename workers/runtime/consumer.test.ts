@@ -1,4 +1,5 @@
 import { rmSync } from "node:fs";
+import { Writable } from "node:stream";
 import type { Consumer } from "@nats-io/jetstream";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,9 +12,9 @@ import {
 } from "../../contracts/streams";
 import { type Bus, connectBus, ensureStreams } from "../../core/bus";
 import { newId } from "../../core/ids";
-import { silentLogger } from "../../core/logger";
+import { createLogger, silentLogger } from "../../core/logger";
 import { createDeadLetterStore } from "../../db/dead-letters";
-import { createProcessedStore } from "../../db/processed";
+import { createProcessedStore, type ProcessedStore } from "../../db/processed";
 import { dlqEntries } from "../../db/schema";
 import type { LocalNats } from "../../infra/nats/local-server";
 import { createPgliteTestDatabase, type TestDatabase } from "../../test/support/databases";
@@ -23,6 +24,7 @@ import {
   type HandlerContext,
   HandlerTimeoutError,
   listenMaxDeliveries,
+  MARK_ATTEMPTS,
   type RunningWorker,
   startWorker,
   WorkerStoppingError,
@@ -465,6 +467,135 @@ describe("worker runtime", () => {
       expect(dead).toEqual([]);
     } finally {
       await second?.stop();
+    }
+  }, 30_000);
+
+  /** Registro de procesados cuyas primeras `failures` marcas fallan como una base caída. */
+  const flakyProcessed = (failures: number) => {
+    const real = createProcessedStore(db.handle.db);
+    let left = failures;
+    const store: ProcessedStore & { markCalls: number } = {
+      markCalls: 0,
+      seen: real.seen,
+      async mark(consumer, key) {
+        store.markCalls++;
+        if (left-- > 0) throw new Error("Connection terminated unexpectedly");
+        await real.mark(consumer, key);
+      },
+    };
+    return store;
+  };
+
+  const settledConsumer = async (consumer: string) => {
+    const jsm = await bus.jsm();
+    return waitFor(
+      async () => {
+        const i = await jsm.consumers.info(streams.billing.name, consumer);
+        return i.num_pending === 0 && i.num_ack_pending === 0 ? i : undefined;
+      },
+      { timeoutMs: 10_000 },
+    );
+  };
+
+  const metricOf = async (
+    metric: { get(): Promise<{ values: { labels: Record<string, unknown>; value: number }[] }> },
+    worker: string,
+  ) => (await metric.get()).values.find((v) => v.labels.worker === worker)?.value ?? 0;
+
+  it("acknowledges a message whose handler succeeded even if storing its processed marker fails once, without running it again", async () => {
+    const runs: number[] = [];
+    const metrics = createWorkerMetrics();
+    const processed = flakyProcessed(1);
+    const def = {
+      name: "mark-once-worker",
+      domain: "billing" as const,
+      filterSubject: "billing.tasks.markonce",
+      schema: z.object({ n: z.number() }),
+      async handle(ctx: HandlerContext<{ n: number }>) {
+        runs.push(ctx.deliveryCount); // p. ej. un correo ya enviado
+      },
+    };
+    const worker = await startWorker(def, {
+      bus,
+      logger: silentLogger,
+      processed,
+      metrics,
+      deadLetters: createDeadLetterStore(db.handle.db),
+      ackWaitMs: 1_000,
+    });
+    try {
+      const event = envelope("corr-mark-once", { n: 21 });
+      await bus.publishEvent("billing.tasks.markonce", event);
+      await waitFor(async () => (runs.length >= 1 ? true : undefined), { timeoutMs: 10_000 });
+      const info = await settledConsumer(def.name);
+      // Un segundo intento de guardar la marca la deja guardada: una reentrega tardía la vería.
+      await waitFor(async () => ((await processed.seen(def.name, event.id)) ? true : undefined));
+      // Más que el ack wait y que la espera del primer reintento: una reentrega ya habría llegado.
+      await new Promise((r) => setTimeout(r, 1_500));
+      expect(runs).toEqual([1]);
+      expect(info.num_redelivered).toBe(0);
+      expect(processed.markCalls).toBe(2);
+      expect(await metricOf(metrics.retried, def.name)).toBe(0);
+      expect(await metricOf(metrics.processed, def.name)).toBe(1);
+    } finally {
+      await worker.stop();
+    }
+  }, 30_000);
+
+  it("acknowledges anyway, with an error operators can act on, when the processed marker cannot be stored at all", async () => {
+    const runs: number[] = [];
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger({
+      service: "test",
+      destination: new Writable({
+        write(chunk, _enc, done) {
+          lines.push(JSON.parse(String(chunk)) as Record<string, unknown>);
+          done();
+        },
+      }),
+    });
+    const metrics = createWorkerMetrics();
+    const processed = flakyProcessed(Number.POSITIVE_INFINITY);
+    const def = {
+      name: "mark-never-worker",
+      domain: "billing" as const,
+      filterSubject: "billing.tasks.marknever",
+      schema: z.object({ n: z.number() }),
+      async handle(ctx: HandlerContext<{ n: number }>) {
+        runs.push(ctx.deliveryCount);
+      },
+    };
+    const worker = await startWorker(def, {
+      bus,
+      logger,
+      processed,
+      metrics,
+      deadLetters: createDeadLetterStore(db.handle.db),
+      ackWaitMs: 1_000,
+    });
+    try {
+      await bus.publishEvent("billing.tasks.marknever", envelope("corr-mark-never", { n: 22 }));
+      await waitFor(async () => (runs.length >= 1 ? true : undefined), { timeoutMs: 10_000 });
+      const info = await settledConsumer(def.name);
+      await new Promise((r) => setTimeout(r, 1_500));
+      expect(runs).toEqual([1]);
+      expect(info.num_redelivered).toBe(0);
+      expect(processed.markCalls).toBe(MARK_ATTEMPTS);
+      const alert = lines.find((l) =>
+        String(l.msg).startsWith("processed marker could not be stored; acknowledging anyway"),
+      );
+      expect(alert).toMatchObject({
+        level: "error",
+        worker: def.name,
+        correlationId: "corr-mark-never",
+        attempts: MARK_ATTEMPTS,
+      });
+      expect(JSON.stringify(alert?.err)).toContain("Connection terminated unexpectedly");
+      expect(await metricOf(metrics.retried, def.name)).toBe(0);
+      expect(await metricOf(metrics.deadLettered, def.name)).toBe(0);
+      expect(await metricOf(metrics.processed, def.name)).toBe(1);
+    } finally {
+      await worker.stop();
     }
   }, 30_000);
 

@@ -9,6 +9,7 @@ import type { Logger } from "../../core/logger";
 import { afterFailure, MAX_DELIVER, retryDelayMs } from "../../core/retry-policy";
 import type { DeadLetterStore } from "../../db/dead-letters";
 import type { ProcessedStore } from "../../db/processed";
+import { alertOperators } from "./dead-letter-alert";
 import { errorMessage, isPermanent, PermanentError } from "./errors";
 import type { WorkerMetrics } from "./metrics";
 
@@ -37,6 +38,10 @@ export interface DeadLetterInfo {
   permanent: boolean;
 }
 
+export interface DeadLetterHandled {
+  operatorsAlerted: boolean;
+}
+
 export interface WorkerDefinition<T> {
   /** Nombre del consumer durable (compartido por todos los procesos de este worker). */
   name: string;
@@ -47,7 +52,11 @@ export interface WorkerDefinition<T> {
   /** Mensaje ya procesado según el estado propio del worker; si existe, sustituye a processed_messages. */
   alreadyProcessed?(envelope: EventEnvelope, data: T): Promise<boolean>;
   onRetry?(ctx: HandlerContext<T>, error: string, delayMs: number): Promise<void>;
-  onDeadLetter?(info: DeadLetterInfo, data: T | undefined): Promise<void>;
+  /**
+   * Efectos propios del worker al pasar un mensaje a la DLQ. Si ya avisó a operaciones con su
+   * propio correo (más rico), lo dice y el runtime no manda el aviso genérico.
+   */
+  onDeadLetter?(info: DeadLetterInfo, data: T | undefined): Promise<DeadLetterHandled | undefined>;
   /** Campos de log propios del mensaje (p. ej. taskId). */
   logFields?(data: T): Record<string, unknown>;
 }
@@ -190,13 +199,17 @@ async function publishDeadLetter(bus: Bus, msg: DeadMessage, info: DeadLetterInf
   });
 }
 
-/** DLQ completa: publicación en `<dominio>.dlq`, copia consultable y efectos del worker. */
+/**
+ * DLQ completa: publicación en `<dominio>.dlq`, copia consultable, efectos del worker y aviso a
+ * operaciones. Cada paso es idempotente: si algo falla, se repite entero.
+ */
 async function deadLetter<T>(
   def: WorkerDefinition<T>,
   options: WorkerOptions,
   msg: DeadMessage,
   info: DeadLetterInfo,
   data: T | undefined,
+  logger: Logger,
 ): Promise<void> {
   await publishDeadLetter(options.bus, msg, info);
   await options.deadLetters?.record({
@@ -213,7 +226,14 @@ async function deadLetter<T>(
     errorKind: info.permanent ? "permanent" : "transient",
     deliveries: info.deliveries,
   });
-  await def.onDeadLetter?.(info, data);
+  const handled = await def.onDeadLetter?.(info, data);
+  if (!handled?.operatorsAlerted) {
+    await alertOperators(
+      options.bus,
+      { ...info, domain: def.domain, worker: def.name, stream: msg.stream },
+      logger,
+    );
+  }
   options.metrics?.deadLettered.inc({ worker: def.name });
 }
 
@@ -349,6 +369,7 @@ async function handleMaxDeliveriesAdvisory<T>(
       permanent: false,
     },
     data?.success ? data.data : undefined,
+    logger,
   );
   logger.error(
     {
@@ -363,6 +384,41 @@ function domainOfStream(stream: string): Domain {
   const found = (Object.keys(streams) as Domain[]).find((d) => streams[d].name === stream);
   if (!found) throw new Error(`unknown stream ${stream}`);
   return found;
+}
+
+/** Intentos de guardar la marca de procesado antes de confirmar sin ella. */
+export const MARK_ATTEMPTS = 3;
+
+/**
+ * Guarda la marca de un mensaje cuyo handler ya terminó bien. Nunca lanza: reintenta un momento
+ * (latiendo) y, si la base sigue fallando, confirma igual. Sin marca, solo una reentrega tardía
+ * repetiría el trabajo; tratarlo como fallo lo repetiría seguro.
+ */
+async function markProcessed(
+  store: ProcessedStore,
+  consumer: string,
+  key: string,
+  msg: JsMsg,
+  log: Logger,
+): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await store.mark(consumer, key);
+      return;
+    } catch (err) {
+      if (attempt >= MARK_ATTEMPTS) {
+        log.error(
+          { err, attempts: attempt, consumer, processedKey: key },
+          "processed marker could not be stored; acknowledging anyway (the work is done; a redelivery of this message would repeat it)",
+        );
+        return;
+      }
+      log.warn({ err, attempt }, "storing the processed marker failed; retrying");
+      msg.working();
+      await new Promise((r) => setTimeout(r, retryDelayMs(attempt)));
+      msg.working();
+    }
+  }
 }
 
 // Espera máxima de cada petición de mensajes: acota también lo que tarda en parar.
@@ -480,7 +536,8 @@ export async function startWorker<T>(
       handling.catch(() => {});
       await withTimeout(handling, handlerTimeoutMs, holding.abort);
       held.delete(holding);
-      await processed?.mark(def.name, key);
+      // El trabajo ya está hecho: un fallo al guardar la marca no puede llevarlo a reintentarse.
+      if (processed) await markProcessed(processed, def.name, key, msg, log);
       msg.ack();
       options.metrics?.processed.inc({ worker: def.name });
       timer?.({ outcome: "success" });
@@ -517,7 +574,14 @@ export async function startWorker<T>(
       // Sin DLQ no se descarta nada: se reintenta la publicación antes de terminar el mensaje.
       for (let attempt = 1; ; attempt++) {
         try {
-          await deadLetter(def, options, { stream: msg.info.stream, data: msg.data }, info, data);
+          await deadLetter(
+            def,
+            options,
+            { stream: msg.info.stream, data: msg.data },
+            info,
+            data,
+            log,
+          );
           msg.term(error.slice(0, 200));
           log.error({ err, deliveries: deliveryCount, permanent }, "message dead-lettered");
           break;
