@@ -78,4 +78,6 @@ export const headers = {
   deliveries: "Farutech-Deliveries",
   lastError: "Farutech-Last-Error",
   errorKind: "Farutech-Error-Kind",
+  /** Intentos fallidos de copias anteriores del mensaje (devuelto al broker en un apagado). */
+  priorAttempts: "Farutech-Prior-Attempts",
 } as const;

@@ -399,8 +399,8 @@ describe("worker runtime", () => {
       schema: z.object({ n: z.number() }),
       async handle(ctx: HandlerContext<{ n: number }>) {
         seen.push({ delivery: ctx.deliveryCount, signal: ctx.signal });
-        // Primera entrega: un handler que no termina antes del plazo de drenado.
-        if (ctx.deliveryCount === 1) await new Promise(() => {});
+        // Primera vez: un handler que no termina antes del plazo de drenado.
+        if (seen.length === 1) await new Promise(() => {});
       },
     };
     const metrics = createWorkerMetrics();
@@ -444,7 +444,8 @@ describe("worker runtime", () => {
         { timeoutMs: 10_000 },
       );
       expect(performance.now() - restarted).toBeLessThan(5_000);
-      expect(seen.map((s) => s.delivery)).toEqual([1, 2]);
+      // El intento interrumpido no gasta intento: la copia devuelta vuelve a ser el intento 1.
+      expect(seen.map((s) => s.delivery)).toEqual([1, 1]);
       expect(seen[1]?.signal.aborted).toBe(false);
 
       // El intento devuelto no es un fallo: ni reintento, ni DLQ, ni duración como "failure".
@@ -469,6 +470,117 @@ describe("worker runtime", () => {
       await second?.stop();
     }
   }, 30_000);
+
+  /** Arranca el worker, espera a que tome el mensaje y lo para sin dejarle terminar. */
+  const restartWhileHeld = async (
+    def: Parameters<typeof startWorker<{ n: number }>>[0],
+    calls: () => number,
+  ) => {
+    const before = calls();
+    const w = await startWorker(def, {
+      bus,
+      logger: silentLogger,
+      deadLetters: createDeadLetterStore(db.handle.db),
+      concurrency: 1,
+      ackWaitMs: 30_000,
+    });
+    await waitFor(async () => (calls() > before ? true : undefined), { timeoutMs: 10_000 });
+    await w.stop({ drainTimeoutMs: 200 });
+  };
+
+  const deadLettersOf = (correlationId: string) =>
+    db.handle.db.select().from(dlqEntries).where(eq(dlqEntries.correlationId, correlationId));
+
+  it("a message returned on shutdown keeps its delivery budget: six rolling restarts while it is held don't dead-letter it", async () => {
+    const attempts: number[] = [];
+    let restarts = 6;
+    const def = {
+      name: "rolling-restart-worker",
+      domain: "provisioning" as const,
+      filterSubject: "provisioning.tasks.rolling",
+      schema: z.object({ n: z.number() }),
+      async handle(ctx: HandlerContext<{ n: number }>) {
+        attempts.push(ctx.deliveryCount);
+        // Mientras dura el despliegue, cada proceso se apaga antes de que el paso termine.
+        if (restarts > 0)
+          await new Promise((_, reject) =>
+            ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason)),
+          );
+      },
+    };
+    await bus.publishEvent("provisioning.tasks.rolling", envelope("corr-rolling", { n: 15 }));
+    for (; restarts > 0; restarts--) await restartWhileHeld(def, () => attempts.length);
+    const last = await startWorker(def, {
+      bus,
+      logger: silentLogger,
+      deadLetters: createDeadLetterStore(db.handle.db),
+      processed: createProcessedStore(db.handle.db),
+    });
+    try {
+      await waitFor(async () => (attempts.length >= 7 ? true : undefined), { timeoutMs: 10_000 });
+      const jsm = await bus.jsm();
+      await waitFor(async () => {
+        const i = await jsm.consumers.info(streams.provisioning.name, def.name);
+        return i.num_pending === 0 && i.num_ack_pending === 0 ? i : undefined;
+      });
+      // Ningún apagado contó como intento, y nada acabó en la DLQ (ni por el advisory).
+      expect(attempts).toEqual([1, 1, 1, 1, 1, 1, 1]);
+      await new Promise((r) => setTimeout(r, 500));
+      expect(await deadLettersOf("corr-rolling")).toEqual([]);
+    } finally {
+      await last.stop();
+    }
+  }, 60_000);
+
+  it("a message returned on shutdown keeps the attempts that did fail: the retry budget continues, then the DLQ", async () => {
+    const attempts: number[] = [];
+    let hold = false;
+    const def = {
+      name: "failed-then-restart-worker",
+      domain: "provisioning" as const,
+      filterSubject: "provisioning.tasks.failrestart",
+      schema: z.object({ n: z.number() }),
+      async handle(ctx: HandlerContext<{ n: number }>) {
+        attempts.push(ctx.deliveryCount);
+        if (attempts.length === 3) {
+          hold = true;
+          await new Promise((_, reject) =>
+            ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason)),
+          );
+        }
+        throw new Error("external system down");
+      },
+    };
+    const options = {
+      bus,
+      logger: silentLogger,
+      deadLetters: createDeadLetterStore(db.handle.db),
+      concurrency: 1,
+      ackWaitMs: 30_000,
+    };
+    await bus.publishEvent(
+      "provisioning.tasks.failrestart",
+      envelope("corr-fail-restart", { n: 16 }),
+    );
+    const first = await startWorker(def, options);
+    await waitFor(async () => (hold ? true : undefined), { timeoutMs: 10_000 });
+    await first.stop({ drainTimeoutMs: 200 });
+    const second = await startWorker(def, options);
+    try {
+      const [entry] = await waitFor(
+        async () => {
+          const rows = await deadLettersOf("corr-fail-restart");
+          return rows.length > 0 ? rows : undefined;
+        },
+        { timeoutMs: 20_000 },
+      );
+      // Dos fallos, el intento 3 interrumpido por el apagado y repetido, y dos más: 5 en total.
+      expect(attempts).toEqual([1, 2, 3, 3, 4, 5]);
+      expect(entry?.deliveries).toBe(5);
+    } finally {
+      await second.stop();
+    }
+  }, 60_000);
 
   /** Registro de procesados cuyas primeras `failures` marcas fallan como una base caída. */
   const flakyProcessed = (failures: number) => {

@@ -1,5 +1,5 @@
 import { AckPolicy, type Consumer, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
-import { nanos, headers as natsHeaders } from "@nats-io/nats-core";
+import { type MsgHdrs, nanos, headers as natsHeaders } from "@nats-io/nats-core";
 import { z } from "zod";
 import { type EventEnvelope, eventEnvelopeSchema } from "../../contracts/events";
 import { advisoryStream, type Domain, headers, streams } from "../../contracts/streams";
@@ -145,6 +145,8 @@ export interface RunningWorker {
 /** Un mensaje cuyo handler sigue en curso: al vencer el drenado se devuelve al broker. */
 interface HeldMessage {
   msg: JsMsg;
+  /** Intento lógico: fallos de copias anteriores más las entregas de esta. */
+  attempt: number;
   abort: AbortController;
   released: boolean;
 }
@@ -364,7 +366,8 @@ async function handleMaxDeliveriesAdvisory<T>(
       envelope: envelope.success ? envelope.data : undefined,
       subject: stored.subject,
       streamSequence: advisory.stream_seq,
-      deliveries: advisory.deliveries,
+      // Con los intentos fallidos de copias anteriores (mensaje devuelto en un apagado).
+      deliveries: priorAttemptsOf(stored.header) + advisory.deliveries,
       error: "worker stopped responding on its last delivery (MAX_DELIVERIES advisory)",
       permanent: false,
     },
@@ -384,6 +387,48 @@ function domainOfStream(stream: string): Domain {
   const found = (Object.keys(streams) as Domain[]).find((d) => streams[d].name === stream);
   if (!found) throw new Error(`unknown stream ${stream}`);
   return found;
+}
+
+/** Intentos fallidos que trae un mensaje de sus copias anteriores (0 si es el original). */
+export function priorAttemptsOf(h: MsgHdrs | undefined): number {
+  const n = Number(h?.get(headers.priorAttempts) ?? "0");
+  return Number.isInteger(n) && n > 0 ? n : 0;
+}
+
+/**
+ * Devuelve al broker un mensaje que no llegó a fallar (el proceso se apaga). Un nak gastaría una
+ * de las 5 entregas de JetStream: tras unos cuantos despliegues seguidos, una tarea sana acabaría
+ * en la DLQ. Se publica una copia que cuenta solo los intentos que sí fallaron y se confirma el
+ * original; si la copia no se puede publicar, nak (mejor gastar una entrega que perder el mensaje).
+ */
+async function releaseToBroker(
+  bus: Bus,
+  msg: JsMsg,
+  attempt: number,
+  logger: Logger,
+): Promise<void> {
+  try {
+    const h = natsHeaders();
+    for (const key of msg.headers?.keys() ?? []) {
+      // Los de control de JetStream son del original; la copia lleva los suyos.
+      if (key.startsWith("Nats-") || key === headers.priorAttempts) continue;
+      for (const value of msg.headers?.values(key) ?? []) h.append(key, value);
+    }
+    h.set(headers.priorAttempts, String(attempt - 1));
+    await bus.js.publish(msg.subject, msg.data, {
+      headers: h,
+      // Si la liberación se repite (ack perdido), la segunda copia se descarta.
+      msgID: `released:${msg.info.stream}:${msg.seq}`,
+      timeout: 3_000,
+    });
+    msg.ack();
+  } catch (err) {
+    logger.warn(
+      { err, streamSequence: msg.seq },
+      "could not re-queue a released message; returning it with nak (uses one delivery)",
+    );
+    msg.nak();
+  }
 }
 
 /** Intentos de guardar la marca de procesado antes de confirmar sin ella. */
@@ -460,6 +505,12 @@ export async function startWorker<T>(
   let batch: ConsumerMessages | undefined;
   let wakeUp: (() => void) | undefined;
   const held = new Set<HeldMessage>();
+  /** Devoluciones al broker en curso: stop() las espera antes de soltar la conexión. */
+  const releasing = new Set<Promise<void>>();
+  const releaseOne = (msg: JsMsg, attempt: number) => {
+    const p = releaseToBroker(options.bus, msg, attempt, logger).finally(() => releasing.delete(p));
+    releasing.add(p);
+  };
 
   // Sin demora y sin contar como fallo: el intento no falló, el proceso se va.
   const releaseHeld = (drainTimeoutMs: number) => {
@@ -470,14 +521,15 @@ export async function startWorker<T>(
     );
     for (const h of held) {
       h.released = true;
-      h.msg.nak();
+      releaseOne(h.msg, h.attempt);
       h.abort.abort(new WorkerStoppingError(`worker stopped after a ${drainTimeoutMs} ms drain`));
     }
     held.clear();
   };
 
   const process = async (msg: JsMsg) => {
-    const deliveryCount = msg.info.deliveryCount;
+    // Las políticas de reintento y DLQ cuentan intentos, no entregas de esta copia.
+    const deliveryCount = priorAttemptsOf(msg.headers) + msg.info.deliveryCount;
     let envelope: EventEnvelope | undefined;
     let data: T | undefined;
     let handlerCtx: HandlerContext<T> | undefined;
@@ -487,7 +539,12 @@ export async function startWorker<T>(
       attempt: deliveryCount,
     });
     const timer = options.metrics?.duration.startTimer({ worker: def.name });
-    const holding: HeldMessage = { msg, abort: new AbortController(), released: false };
+    const holding: HeldMessage = {
+      msg,
+      attempt: deliveryCount,
+      abort: new AbortController(),
+      released: false,
+    };
     held.add(holding);
     const heartbeatTimer = setInterval(
       () => msg.working(),
@@ -629,7 +686,7 @@ export async function startWorker<T>(
         for await (const msg of batch) {
           if (stopping) {
             // Llegó tras la orden de parar y no empezó: otro proceso lo toma ya.
-            msg.nak();
+            releaseOne(msg, priorAttemptsOf(msg.headers) + msg.info.deliveryCount);
             continue;
           }
           received++;
@@ -672,6 +729,7 @@ export async function startWorker<T>(
       await advisories.stop();
       await Promise.allSettled([...inFlight]);
       clearTimeout(deadline);
+      await Promise.allSettled([...releasing]);
       logger.info("worker stopped");
     },
   };
