@@ -17,7 +17,20 @@ const db = await createDb({
   neonWsProxy: env.NEON_WSPROXY,
   pgliteDataDir: env.PGLITE_DATA_DIR,
 });
-const handle = await startWorkers(rawEnv, { db, logger }).catch((err: unknown) => {
+// El requisito: fuera en ≤ 30 s pase lo que pase (compose, ECS y Kubernetes esperan más).
+const SHUTDOWN_DEADLINE_MS = 30_000;
+// Tras el drenado: relay, broker y base cierran en este margen, dentro de ese plazo.
+const TEARDOWN_MS = 4_000;
+let shuttingDown = false;
+let server: ReturnType<typeof serve> | undefined;
+
+// Las señales se atienden desde antes de arrancar: los consumers empiezan a tomar mensajes
+// mientras arrancan los demás, y un SIGTERM en ese hueco mataría el proceso sin drenar.
+const starting = startWorkers(rawEnv, { db, logger });
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => void shutdown(signal));
+}
+const handle = await starting.catch((err: unknown) => {
   logger.fatal({ err }, "workers failed to start");
   process.exit(1);
 });
@@ -31,15 +44,9 @@ health.get("/metrics", async (c) =>
     "content-type": handle.metrics.registry.contentType,
   }),
 );
-const server = serve({ fetch: health.fetch, port: env.METRICS_PORT, hostname: "0.0.0.0" }, (info) =>
+server = serve({ fetch: health.fetch, port: env.METRICS_PORT, hostname: "0.0.0.0" }, (info) =>
   logger.info({ port: info.port }, "worker health and metrics listening"),
 );
-
-// El requisito: fuera en ≤ 30 s pase lo que pase (compose, ECS y Kubernetes esperan más).
-const SHUTDOWN_DEADLINE_MS = 30_000;
-// Tras el drenado: relay, broker y base cierran en este margen, dentro de ese plazo.
-const TEARDOWN_MS = 4_000;
-let shuttingDown = false;
 
 async function shutdown(signal: NodeJS.Signals): Promise<void> {
   // SIGINT tras SIGTERM (o al revés) no empieza otro cierre.
@@ -54,12 +61,13 @@ async function shutdown(signal: NodeJS.Signals): Promise<void> {
   }, SHUTDOWN_DEADLINE_MS).unref();
   let failed = false;
   try {
-    await handle.stop({ drainTimeoutMs });
+    // Si aún arrancaba, se espera a tenerlo todo en marcha y se para igual (con el mismo plazo).
+    await (await starting).stop({ drainTimeoutMs });
   } catch (err) {
     failed = true;
     logger.error({ err }, "stopping the workers failed");
   }
-  server.close();
+  server?.close();
   try {
     await db.close();
   } catch (err) {
@@ -68,8 +76,4 @@ async function shutdown(signal: NodeJS.Signals): Promise<void> {
   }
   logger.info("workers stopped");
   process.exit(failed ? 1 : 0);
-}
-
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.once(signal, () => void shutdown(signal));
 }
