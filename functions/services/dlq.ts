@@ -9,6 +9,7 @@ import { AppError } from "../../core/errors";
 import { dlqEntries, provisioningTasks, tenantInstances } from "../../db/schema";
 import type { Tx } from "../../db/types";
 import { notFound } from "./concurrency";
+import { entitlementsChanged } from "./entitlement-events";
 import { mutate, type ServiceContext } from "./mutation";
 import { taskInFlight } from "./tenant-instances";
 
@@ -47,6 +48,7 @@ async function replay(ctx: ServiceContext, id: string): Promise<{ entry: DlqEntr
       .returning();
     if (!entry) throw await alreadyReplayed(tx, id);
     const task = provisioningTaskMessageSchema.safeParse(original.data);
+    const statusChanged: string[] = [];
     if (found.domain === "provisioning" && task.success) {
       await assertReplayable(tx, task.data);
       // La tarea vuelve a la cola; la instancia que quedó failed vuelve a provisioning.
@@ -59,7 +61,7 @@ async function replay(ctx: ServiceContext, id: string): Promise<{ entry: DlqEntr
             inArray(provisioningTasks.status, ["dead_lettered", "failed"]),
           ),
         );
-      await tx
+      const moved = await tx
         .update(tenantInstances)
         .set({
           status: "provisioning",
@@ -71,7 +73,9 @@ async function replay(ctx: ServiceContext, id: string): Promise<{ entry: DlqEntr
             eq(tenantInstances.id, task.data.tenantInstanceId),
             eq(tenantInstances.status, "failed"),
           ),
-        );
+        )
+        .returning({ id: tenantInstances.id });
+      statusChanged.push(...moved.map((m) => m.id));
     }
     return {
       result: { entry },
@@ -88,7 +92,11 @@ async function replay(ctx: ServiceContext, id: string): Promise<{ entry: DlqEntr
           },
         },
       ],
-      events: [{ subject: found.subject, type: original.type, data: original.data }],
+      events: [
+        { subject: found.subject, type: original.type, data: original.data },
+        // El estado de la instancia forma parte de sus entitlements.
+        ...entitlementsChanged(statusChanged, "dlq.replayed"),
+      ],
     };
   });
 }

@@ -21,10 +21,17 @@ export async function instancesOnPlans(
   planIds: readonly string[],
 ): Promise<string[]> {
   if (planIds.length === 0) return [];
+  // Solo instancias vivas, como instancesOfProduct: una dada de baja no tiene a quién avisar.
   const rows = await tx
     .select({ id: subscriptions.tenantInstanceId })
     .from(subscriptions)
-    .where(inArray(subscriptions.planId, [...planIds]));
+    .innerJoin(tenantInstances, eq(tenantInstances.id, subscriptions.tenantInstanceId))
+    .where(
+      and(
+        inArray(subscriptions.planId, [...planIds]),
+        ne(tenantInstances.status, "decommissioned"),
+      ),
+    );
   return rows.map((r) => r.id);
 }
 

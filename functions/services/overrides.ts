@@ -13,7 +13,7 @@ import type { CreateOverrideInput, OverrideRow } from "../routes/subscriptions/s
 import { notFound } from "./concurrency";
 import { entitlementsChanged } from "./entitlement-events";
 import { domainEvent, mutate, type ServiceContext } from "./mutation";
-import { taskInFlight } from "./tenant-instances";
+import { assertInstanceLive, taskInFlight } from "./tenant-instances";
 
 export async function subscriptionHead(db: Executor, id: string) {
   const [row] = await db
@@ -51,6 +51,7 @@ export async function addOverride(
     return await mutate(ctx, async (tx) => {
       const sub = await subscriptionHead(tx, subscriptionId);
       if (!sub) throw notFound("Subscription", subscriptionId);
+      await assertInstanceLive(tx, sub.tenantInstanceId, "its overrides cannot change");
       const { field, name } = describe(input);
       // La feature o el límite deben ser del producto de la suscripción (la FK también lo exige).
       const known =
@@ -129,6 +130,7 @@ export async function removeOverride(
   await mutate(ctx, async (tx) => {
     const sub = await subscriptionHead(tx, subscriptionId);
     if (!sub) throw notFound("Subscription", subscriptionId);
+    await assertInstanceLive(tx, sub.tenantInstanceId, "its overrides cannot change");
     // Un PUT de features aún sin aplicar volvería a crear la fila borrada: el borrado, más nuevo,
     // se perdería. Se pide esperar a que el worker termine esa tarea.
     const pending = await taskInFlight(tx, sub.tenantInstanceId, ["update_features"]);

@@ -13,6 +13,7 @@ import { assertUpdated, notFound } from "./concurrency";
 import { assertCustomerNotDeleted } from "./customers";
 import { entitlementsChanged } from "./entitlement-events";
 import { domainEvent, mutate, type ServiceContext } from "./mutation";
+import { assertInstanceLive } from "./tenant-instances";
 
 export interface LoadedSubscription {
   subscription: SubscriptionRow;
@@ -192,6 +193,7 @@ export async function updateSubscription(
     if (!before) throw notFound("Subscription", id);
     const current = before.subscription;
     if (ifMatch !== undefined && current.rowVersion !== ifMatch) throw stale(id);
+    await assertInstanceLive(tx, current.tenantInstanceId, "its subscription cannot change");
     if (input.status === "active") {
       await assertCustomerNotDeleted(
         tx,

@@ -110,6 +110,27 @@ function statusConflict(row: InstanceRow, action: string): AppError {
   );
 }
 
+/**
+ * 409 si la instancia está dada de baja: ya no tiene entitlements que cambiar. Bloquea la fila
+ * (FOR SHARE) para que una baja concurrente espere a este cambio en vez de cruzarse con él.
+ */
+export async function assertInstanceLive(
+  tx: Executor,
+  tenantInstanceId: string,
+  action: string,
+): Promise<void> {
+  const [row] = await tx
+    .select({ id: tenantInstances.id, status: tenantInstances.status })
+    .from(tenantInstances)
+    .where(eq(tenantInstances.id, tenantInstanceId))
+    .for("share");
+  if (row?.status === "decommissioned") {
+    throw new AppError("conflict", `Tenant instance ${row.id} is decommissioned; ${action}`, {
+      extra: { currentStatus: row.status, tenantInstanceId: row.id },
+    });
+  }
+}
+
 /** ¿Hay una tarea de esos tipos en cola o en curso para la instancia? */
 export async function taskInFlight(
   tx: Executor,

@@ -1,8 +1,8 @@
 import { jetstreamManager } from "@nats-io/jetstream";
-import { eq } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { headers, streams } from "../../contracts/streams";
-import { tenantInstances } from "../../db/schema";
+import { outboxEvents, tenantInstances } from "../../db/schema";
 import { seedDemo } from "../../db/seed";
 import { taskSchema } from "../../functions/routes/provisioning/schema";
 import type { SharedTenantRegistry } from "../../workers/provisioning/shared-registry";
@@ -31,6 +31,21 @@ describe("retries and dead-lettering", () => {
   let stack: TestStack;
   const calls: number[] = [];
   const state = { healthy: false };
+
+  /** Motivos de los entitlements.changed de la instancia, en orden. */
+  const entitlementReasons = async (tenantInstanceId: string) =>
+    (
+      await stack.db.handle.db
+        .select({ payload: outboxEvents.payload })
+        .from(outboxEvents)
+        .where(
+          and(
+            eq(outboxEvents.type, "entitlements.changed"),
+            sql`${outboxEvents.payload}->'data'->>'tenantInstanceId' = ${tenantInstanceId}`,
+          ),
+        )
+        .orderBy(outboxEvents.seq)
+    ).map((r) => (r.payload as { data: { reason: string } }).data.reason);
 
   beforeAll(async () => {
     stack = await startTestStack({
@@ -103,6 +118,8 @@ describe("retries and dead-lettering", () => {
       .from(tenantInstances)
       .where(eq(tenantInstances.id, res.body.tenantInstanceId));
     expect(failed?.status).toBe("failed");
+    // El estado forma parte de los entitlements: el edge y los webhooks se enteran.
+    expect(await entitlementReasons(res.body.tenantInstanceId)).toEqual(["provisioning.failed"]);
 
     // No hay una sexta entrega.
     await new Promise((r) => setTimeout(r, 1_500));
@@ -125,6 +142,11 @@ describe("retries and dead-lettering", () => {
     );
     expect(replayed.status).toBe(202);
     expect(replayed.body.replayCount).toBe(1);
+    // failed → provisioning en la misma transacción del replay.
+    expect((await entitlementReasons(res.body.tenantInstanceId)).slice(0, 2)).toEqual([
+      "provisioning.failed",
+      "dlq.replayed",
+    ]);
     const recovered = await waitFor(async () => {
       const r = await call(`${stack.adminUrl}/api/provisioning/tasks/${res.body.taskId}`, {
         token,

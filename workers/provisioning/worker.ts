@@ -1125,7 +1125,7 @@ export function provisioningWorker(
       for (let attempt = 1; ; attempt++) {
         const outcome = await markDeadLettered(deps.db, info, data, mine);
         if (outcome.state === "marked") {
-          await publishQueued(deps.db, deps.bus, [outcome.alert], log);
+          await publishQueued(deps.db, deps.bus, outcome.queued, log);
           // Su aviso (provisioning_failed, con la instancia) ya va en el outbox: no hace falta otro.
           return { operatorsAlerted: true };
         }
@@ -1156,7 +1156,7 @@ async function markDeadLettered(
   data: ProvisioningTaskMessage,
   mine: Date | undefined,
 ): Promise<
-  | { state: "marked"; alert: QueuedEvent }
+  | { state: "marked"; queued: QueuedEvent[] }
   | { state: "finished" }
   | { state: "held"; busyForMs: number }
 > {
@@ -1191,15 +1191,20 @@ async function markDeadLettered(
       }
       return { state: "held" as const, busyForMs: Math.max(0, row.busyForMs ?? 0) };
     }
-    await tx
+    const failed = await tx
       .update(tenantInstances)
-      .set({ status: "failed", updatedAt: sql`now()` })
+      .set({
+        status: "failed",
+        rowVersion: sql`${tenantInstances.rowVersion} + 1`,
+        updatedAt: sql`now()`,
+      })
       .where(
         and(
           eq(tenantInstances.id, data.tenantInstanceId),
           eq(tenantInstances.status, "provisioning"),
         ),
-      );
+      )
+      .returning({ id: tenantInstances.id });
     await writeAudit(tx, {
       actor: ACTOR,
       action: "provisioning_task.dead_lettered",
@@ -1220,6 +1225,18 @@ async function markDeadLettered(
         deliveries: info.deliveries,
       },
     });
-    return { state: "marked" as const, alert };
+    // El estado de la instancia forma parte de sus entitlements (edge e IntegrationWorker).
+    const changed =
+      failed.length > 0
+        ? [
+            await enqueueEvent(tx, {
+              subject: subjects.entitlementsChanged,
+              type: "entitlements.changed",
+              correlationId: info.envelope?.correlationId ?? null,
+              data: { tenantInstanceId: data.tenantInstanceId, reason: "provisioning.failed" },
+            }),
+          ]
+        : [];
+    return { state: "marked" as const, queued: [alert, ...changed] };
   });
 }

@@ -1,4 +1,4 @@
-import { and, eq } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../../../core/ids";
 import { silentLogger } from "../../../core/logger";
@@ -85,7 +85,13 @@ describe.each(["postgres", "pglite"] as const)("DLQ replay on %s", (kind) => {
       await h.db.handle.db
         .select({ id: outboxEvents.id })
         .from(outboxEvents)
-        .where(eq(outboxEvents.correlationId, correlationId))
+        .where(
+          and(
+            eq(outboxEvents.correlationId, correlationId),
+            // El replay también avisa del cambio de estado de la instancia; aquí cuentan las tareas.
+            sql`coalesce(${outboxEvents.payload}->'data'->>'reason', '') <> 'dlq.replayed'`,
+          ),
+        )
     ).length;
 
   it("replays a dead task once; a second replay while it is queued is a 409", async () => {
