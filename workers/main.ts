@@ -28,7 +28,8 @@ let server: ReturnType<typeof serve> | undefined;
 // mientras arrancan los demás, y un SIGTERM en ese hueco mataría el proceso sin drenar.
 const starting = startWorkers(rawEnv, { db, logger });
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.once(signal, () => void shutdown(signal));
+  // `on`, no `once`: una segunda señal no cae en la acción por defecto (matar sin drenar).
+  process.on(signal, () => void shutdown(signal));
 }
 const handle = await starting.catch((err: unknown) => {
   logger.fatal({ err }, "workers failed to start");

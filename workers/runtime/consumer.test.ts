@@ -582,6 +582,169 @@ describe("worker runtime", () => {
     }
   }, 60_000);
 
+  it("a released message whose copy was stored but not confirmed runs once more, not twice at once", async () => {
+    const runs: { worker: string; attempt: number }[] = [];
+    // Bus cuya publicación de la copia llega a JetStream pero se informa como timeout.
+    const lossyJs = new Proxy(bus.js, {
+      get(target, prop, receiver) {
+        if (prop === "publish") {
+          return async (...args: Parameters<typeof bus.js.publish>) => {
+            const ack = await target.publish(...args);
+            if (args[2]?.msgID?.startsWith("released:")) throw new Error("TIMEOUT (injected)");
+            return ack;
+          };
+        }
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    const def = (worker: string) => ({
+      name: "release-unconfirmed-worker",
+      domain: "notifications" as const,
+      filterSubject: "notifications.tasks.unconfirmed",
+      schema: z.object({ n: z.number() }),
+      async handle(ctx: HandlerContext<{ n: number }>) {
+        runs.push({ worker, attempt: ctx.deliveryCount });
+        if (runs.length === 1) {
+          await new Promise((_, reject) =>
+            ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason)),
+          );
+        }
+        await new Promise((r) => setTimeout(r, 300)); // p. ej. la ida y vuelta al SMTP
+      },
+    });
+    const processed = createProcessedStore(db.handle.db);
+    const ackWaitMs = 2_000;
+    const first = await startWorker(def("A"), {
+      bus: { ...bus, js: lossyJs },
+      logger: silentLogger,
+      processed,
+      concurrency: 1,
+      ackWaitMs,
+    });
+    await bus.publishEvent(
+      "notifications.tasks.unconfirmed",
+      envelope("corr-unconfirmed", { n: 17 }),
+    );
+    await waitFor(async () => (runs.length >= 1 ? true : undefined), { timeoutMs: 10_000 });
+    await first.stop({ drainTimeoutMs: 200 });
+    const second = await startWorker(def("B"), {
+      bus,
+      logger: silentLogger,
+      processed,
+      concurrency: 2,
+      ackWaitMs,
+    });
+    try {
+      const jsm = await bus.jsm();
+      // La copia se procesa; el original (sin nak) vuelve al vencer su ack wait y se salta.
+      await waitFor(
+        async () => {
+          const i = await jsm.consumers.info(
+            streams.notifications.name,
+            "release-unconfirmed-worker",
+          );
+          return i.num_pending === 0 && i.num_ack_pending === 0 && runs.length >= 2 ? i : undefined;
+        },
+        { timeoutMs: 15_000 },
+      );
+      await new Promise((r) => setTimeout(r, 500));
+      expect(runs.filter((r) => r.worker === "B")).toEqual([{ worker: "B", attempt: 1 }]);
+    } finally {
+      await second.stop();
+    }
+  }, 40_000);
+
+  it("never runs a shutdown copy past the delivery budget: a worker that dies on the last attempt means the DLQ", async () => {
+    const attempts: number[] = [];
+    let failing = true;
+    const def = {
+      name: "copy-budget-worker",
+      domain: "provisioning" as const,
+      filterSubject: "provisioning.tasks.copybudget",
+      schema: z.object({ n: z.number() }),
+      async handle(ctx: HandlerContext<{ n: number }>) {
+        attempts.push(ctx.deliveryCount);
+        if (failing && ctx.deliveryCount < 5) throw new Error("downstream failing");
+        if (failing) {
+          // El quinto (último) intento lo corta un despliegue.
+          await new Promise((_, reject) =>
+            ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason)),
+          );
+        }
+      },
+    };
+    const ackWaitMs = 1_000;
+    const options = {
+      bus,
+      logger: silentLogger,
+      deadLetters: createDeadLetterStore(db.handle.db),
+      concurrency: 1,
+      ackWaitMs,
+    };
+    const first = await startWorker(def, options);
+    await bus.publishEvent(
+      "provisioning.tasks.copybudget",
+      envelope("corr-copy-budget", { n: 18 }),
+    );
+    await waitFor(async () => (attempts.length >= 5 ? true : undefined), { timeoutMs: 20_000 });
+    await first.stop({ drainTimeoutMs: 200 });
+    failing = false;
+    // El proceso siguiente toma la copia (intento lógico 5) y muere sin responder (SIGKILL).
+    const consumer = await ensureConsumer(bus, def, ackWaitMs);
+    const copy = await consumer.next({ expires: 5_000 });
+    expect(copy?.headers?.get(headers.priorAttempts)).toBe("4");
+    const second = await startWorker(def, options);
+    try {
+      const [entry] = await waitFor(
+        async () => {
+          const rows = await deadLettersOf("corr-copy-budget");
+          return rows.length > 0 ? rows : undefined;
+        },
+        { timeoutMs: 15_000 },
+      );
+      expect(entry?.deliveries).toBe(5);
+      expect(entry?.error).toContain("last delivery");
+      expect(attempts).toEqual([1, 2, 3, 4, 5]);
+    } finally {
+      await second.stop();
+    }
+  }, 60_000);
+
+  it("gives up on a hung processed-marker lookup after the handler timeout and retries the message", async () => {
+    const runs: number[] = [];
+    let lookups = 0;
+    const real = createProcessedStore(db.handle.db);
+    const def = {
+      name: "hung-lookup-worker",
+      domain: "billing" as const,
+      filterSubject: "billing.tasks.hunglookup",
+      schema: z.object({ n: z.number() }),
+      async handle(ctx: HandlerContext<{ n: number }>) {
+        runs.push(ctx.deliveryCount);
+      },
+    };
+    const worker = await startWorker(def, {
+      bus,
+      logger: silentLogger,
+      processed: {
+        ...real,
+        // La primera consulta se cuelga como un socket a la base que no responde.
+        seen: (consumer, key) =>
+          ++lookups === 1 ? new Promise<boolean>(() => {}) : real.seen(consumer, key),
+      },
+      ackWaitMs: 1_000,
+      handlerTimeoutMs: 1_000,
+    });
+    try {
+      await bus.publishEvent("billing.tasks.hunglookup", envelope("corr-hung-lookup", { n: 19 }));
+      await waitFor(async () => (runs.length >= 1 ? true : undefined), { timeoutMs: 10_000 });
+      expect(runs).toEqual([2]);
+    } finally {
+      await worker.stop();
+    }
+  }, 30_000);
+
   /** Registro de procesados cuyas primeras `failures` marcas fallan como una base caída. */
   const flakyProcessed = (failures: number) => {
     const real = createProcessedStore(db.handle.db);

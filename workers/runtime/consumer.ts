@@ -83,6 +83,15 @@ export class HandlerTimeoutError extends Error {
   override name = "HandlerTimeoutError";
 }
 
+/**
+ * Una copia devuelta en un apagado recibe de JetStream un presupuesto nuevo de entregas: si el
+ * worker muere en su último intento lógico no llega el advisory y JetStream la reentrega. Esa
+ * entrega de más no ejecuta nada: va a la DLQ como lo haría el advisory.
+ */
+class DeliveryBudgetExhaustedError extends Error {
+  override name = "DeliveryBudgetExhaustedError";
+}
+
 /** Razón del abort de un handler que seguía en curso al vencer el plazo de drenado. */
 export class WorkerStoppingError extends Error {
   override name = "WorkerStoppingError";
@@ -395,11 +404,16 @@ export function priorAttemptsOf(h: MsgHdrs | undefined): number {
   return Number.isInteger(n) && n > 0 ? n : 0;
 }
 
+/** Intentos de publicar la copia de un mensaje devuelto (mismo Nats-Msg-Id: repetir es seguro). */
+const RELEASE_ATTEMPTS = 3;
+
 /**
  * Devuelve al broker un mensaje que no llegó a fallar (el proceso se apaga). Un nak gastaría una
  * de las 5 entregas de JetStream: tras unos cuantos despliegues seguidos, una tarea sana acabaría
  * en la DLQ. Se publica una copia que cuenta solo los intentos que sí fallaron y se confirma el
- * original; si la copia no se puede publicar, nak (mejor gastar una entrega que perder el mensaje).
+ * original. Si la copia no se confirma, no se hace nak: pudo guardarse igual (ack de publicación
+ * perdido) y copia y original correrían a la vez; el original vuelve al vencer el ack wait, cuando
+ * la copia ya estará hecha y marcada.
  */
 async function releaseToBroker(
   bus: Bus,
@@ -407,27 +421,33 @@ async function releaseToBroker(
   attempt: number,
   logger: Logger,
 ): Promise<void> {
-  try {
-    const h = natsHeaders();
-    for (const key of msg.headers?.keys() ?? []) {
-      // Los de control de JetStream son del original; la copia lleva los suyos.
-      if (key.startsWith("Nats-") || key === headers.priorAttempts) continue;
-      for (const value of msg.headers?.values(key) ?? []) h.append(key, value);
+  const h = natsHeaders();
+  for (const key of msg.headers?.keys() ?? []) {
+    // Los de control de JetStream son del original; la copia lleva los suyos.
+    if (key.startsWith("Nats-") || key === headers.priorAttempts) continue;
+    for (const value of msg.headers?.values(key) ?? []) h.append(key, value);
+  }
+  h.set(headers.priorAttempts, String(attempt - 1));
+  for (let n = 1; ; n++) {
+    try {
+      await bus.js.publish(msg.subject, msg.data, {
+        headers: h,
+        // Reintentos y liberaciones repetidas (ack perdido) se descartan por este id.
+        msgID: `released:${msg.info.stream}:${msg.seq}`,
+        timeout: 2_000,
+      });
+      msg.ack();
+      return;
+    } catch (err) {
+      if (n >= RELEASE_ATTEMPTS) {
+        logger.warn(
+          { err, streamSequence: msg.seq },
+          "could not re-queue a released message; it returns when its ack wait expires (uses one delivery)",
+        );
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 200 * n));
     }
-    h.set(headers.priorAttempts, String(attempt - 1));
-    await bus.js.publish(msg.subject, msg.data, {
-      headers: h,
-      // Si la liberación se repite (ack perdido), la segunda copia se descarta.
-      msgID: `released:${msg.info.stream}:${msg.seq}`,
-      timeout: 3_000,
-    });
-    msg.ack();
-  } catch (err) {
-    logger.warn(
-      { err, streamSequence: msg.seq },
-      "could not re-queue a released message; returning it with nak (uses one delivery)",
-    );
-    msg.nak();
   }
 }
 
@@ -572,11 +592,24 @@ export async function startWorker<T>(
       // Un worker que sabe por su propio estado si ya hizo el trabajo no necesita el registro
       // genérico: una consulta y un commit menos por mensaje.
       const processed = def.alreadyProcessed ? undefined : options.processed;
-      if (await untilAborted(wasProcessed(def, options, envelope, data), holding.abort.signal)) {
+      // También con tope: una consulta colgada (socket a la base que no responde) retendría el
+      // mensaje latiendo para siempre.
+      if (
+        await withTimeout(
+          wasProcessed(def, options, envelope, data),
+          handlerTimeoutMs,
+          holding.abort,
+        )
+      ) {
         held.delete(holding);
         log.info("message already processed; acknowledging");
         msg.ack();
         return;
+      }
+      if (deliveryCount > MAX_DELIVER) {
+        throw new DeliveryBudgetExhaustedError(
+          "worker stopped responding on its last delivery (redelivered copy beyond the delivery budget)",
+        );
       }
       log.info("processing message");
       handlerCtx = {
@@ -606,6 +639,7 @@ export async function startWorker<T>(
         return;
       }
       const error = errorMessage(err);
+      const exhausted = err instanceof DeliveryBudgetExhaustedError;
       const permanent = isPermanent(err);
       const outcome = afterFailure(deliveryCount, permanent);
       timer?.({ outcome: "failure" });
@@ -624,7 +658,8 @@ export async function startWorker<T>(
         envelope,
         subject: msg.subject,
         streamSequence: msg.seq,
-        deliveries: deliveryCount,
+        // Sin ejecutar la entrega de más: cuentan los intentos que sí corrieron.
+        deliveries: exhausted ? deliveryCount - 1 : deliveryCount,
         error,
         permanent,
       };
