@@ -745,6 +745,47 @@ describe("worker runtime", () => {
     }
   }, 30_000);
 
+  it("does not start consuming when its MAX_DELIVERIES listener cannot start", async () => {
+    const runs: number[] = [];
+    // El listener del advisory no consigue su consumer: el arranque falla entero.
+    const consumers = new Proxy(bus.js.consumers, {
+      get(target, prop, receiver) {
+        if (prop === "get") {
+          return async (stream: string, name?: string) => {
+            if (stream === advisoryStream.name) throw new Error("advisory consumer unavailable");
+            return target.get(stream, name);
+          };
+        }
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    const js = new Proxy(bus.js, {
+      get(target, prop, receiver) {
+        if (prop === "consumers") return consumers;
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    const def = {
+      name: "no-listener-worker",
+      domain: "billing" as const,
+      filterSubject: "billing.tasks.nolistener",
+      schema: z.object({ n: z.number() }),
+      async handle(ctx: HandlerContext<{ n: number }>) {
+        runs.push(ctx.deliveryCount);
+      },
+    };
+    await bus.publishEvent("billing.tasks.nolistener", envelope("corr-no-listener", { n: 20 }));
+    await expect(startWorker(def, { bus: { ...bus, js }, logger: silentLogger })).rejects.toThrow(
+      "advisory consumer unavailable",
+    );
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(runs).toEqual([]);
+    const info = await (await bus.jsm()).consumers.info(streams.billing.name, def.name);
+    expect(info.delivered.stream_seq).toBe(0);
+  }, 20_000);
+
   /** Registro de procesados cuyas primeras `failures` marcas fallan como una base caída. */
   const flakyProcessed = (failures: number) => {
     const real = createProcessedStore(db.handle.db);

@@ -500,6 +500,8 @@ export async function startWorker<T>(
   const handlerTimeoutMs = options.handlerTimeoutMs ?? 15 * 60_000;
   const logger = options.logger.child({ worker: def.name });
   const consumer = await ensureConsumer(options.bus, def, ackWaitMs);
+  // Antes de pedir mensajes: si el listener no arranca, no queda un lazo de consumo sin dueño.
+  const advisories = await listenMaxDeliveries(def, options, logger);
   const inFlight = new Set<Promise<void>>();
   let slots = concurrency;
   const waiters: (() => void)[] = [];
@@ -742,7 +744,6 @@ export async function startWorker<T>(
     }
   })();
 
-  const advisories = await listenMaxDeliveries(def, options, logger);
   options.metrics?.trackPending(def.name, async () => {
     const jsm = await options.bus.jsm();
     return (await jsm.consumers.info(streams[def.domain].name, def.name)).num_pending;
