@@ -214,6 +214,9 @@ describe.each(["node", "workerd"])("edge on %s", (runtime) => {
       headers: { authorization: `Bearer ${token}`, "if-none-match": etag ?? "" },
     });
     expect(again.status).toBe(304);
+    expect(again.headers.get("etag")).toBe(etag);
+    // Sin representación, sin Content-Type (RFC 9110 §15.4.5).
+    expect(again.headers.get("content-type")).toBeNull();
   });
 
   it("keeps tenants apart and rejects bad tokens", async () => {

@@ -139,7 +139,8 @@ describe.each(["node", "workerd"])("OAuth on %s", (runtime) => {
   it("returns an opaque refresh token with client_credentials and stores only its hash", async () => {
     const client = await tenantClient();
     const body = await clientCredentials(client);
-    expect(body).toMatchObject({ token_type: "Bearer", expires_in: 300 });
+    // `scope`: lo concedido, aunque el cliente pida otra cosa (RFC 6749 §3.3).
+    expect(body).toMatchObject({ token_type: "Bearer", expires_in: 300, scope: "tenant_app" });
     expect(body.refresh_token).toMatch(/^[A-Za-z0-9_-]{43}$/);
     const rows = await db.handle.db
       .select()
@@ -152,6 +153,11 @@ describe.each(["node", "workerd"])("OAuth on %s", (runtime) => {
     // Vence a los 30 días por defecto (AUTH_REFRESH_TOKEN_TTL).
     expect((row?.expiresAt.getTime() ?? 0) - (row?.createdAt.getTime() ?? 0)).toBe(30 * 86_400_000);
     expect(row).toMatchObject({ usedAt: null, revokedAt: null });
+    const asked = await fetchEdge(
+      "/oauth/token",
+      formPost({ grant_type: "client_credentials", scope: "platform_admin" }, basic(client)),
+    );
+    expect(await asked.json()).toMatchObject({ scope: "tenant_app" });
   });
 
   it("rotates refresh tokens and revokes the whole family when a used one comes back", async () => {
@@ -237,7 +243,7 @@ describe.each(["node", "workerd"])("OAuth on %s", (runtime) => {
     expect(await revoked.json()).toMatchObject({ error: "invalid_client" });
   });
 
-  it("revokes refresh token families (RFC 7009) and answers 200 for anything else", async () => {
+  it("revokes refresh token families (RFC 7009), answers 200 for unknown tokens and unsupported_token_type for access tokens", async () => {
     const client = await tenantClient();
     const other = await tenantClient();
     const first = await clientCredentials(client);
@@ -258,12 +264,15 @@ describe.each(["node", "workerd"])("OAuth on %s", (runtime) => {
     expect(res.headers.get("cache-control")).toBe("no-store");
     await expectInvalidGrant(await refresh(client, third.refresh_token));
 
-    // Los access tokens no se revocan uno a uno: 200 y siguen valiendo hasta su exp.
+    // Los access tokens no se revocan uno a uno: el cliente lo sabe (RFC 7009 §2.2.1), no recibe
+    // un 200 que le haga creer que ya no valen.
     const access = await revoke(client, {
       token: third.access_token,
       token_type_hint: "access_token",
     });
-    expect(access.status).toBe(200);
+    expect(access.status).toBe(400);
+    expect(access.headers.get("cache-control")).toBe("no-store");
+    expect(await access.json()).toMatchObject({ error: "unsupported_token_type" });
     expect((await entitlements(third.access_token)).status).toBe(200);
 
     const anonymous = await fetchEdge("/oauth/revoke", formPost({ token: third.refresh_token }));

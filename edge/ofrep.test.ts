@@ -216,6 +216,7 @@ describe.each(["node", "workerd"] as const)("OFREP on %s", (runtime) => {
     );
     expect(again.status).toBe(304);
     expect(await again.text()).toBe("");
+    expect(again.headers.get("content-type")).toBeNull();
   });
 
   it("publishes its configuration (optional extension) with an ETag and 304", async () => {

@@ -6,7 +6,8 @@ export type OAuthErrorCode =
   | "invalid_client"
   | "invalid_grant"
   | "unsupported_grant_type"
-  | "invalid_scope";
+  | "invalid_scope"
+  | "unsupported_token_type";
 
 export const noStore = { "cache-control": "no-store", pragma: "no-cache" } as const;
 

@@ -1,4 +1,4 @@
-import type { Hono } from "hono";
+import type { Context, Hono } from "hono";
 import { z } from "zod";
 import { bearerToken, canReadInstance } from "../../core/auth/tokens";
 import { AppError } from "../../core/errors";
@@ -20,6 +20,15 @@ export function etagMatches(header: string | undefined, etag: string): boolean {
     .split(",")
     .map((t) => t.trim().replace(/^W\//, ""))
     .includes(etag);
+}
+
+/**
+ * 304 con las cabeceras de validación y caché de la respuesta, sin Content-Type: no hay
+ * representación (RFC 9110 §15.4.5).
+ */
+export function notModified(c: Context, headers: Record<string, string>): Response {
+  const { "content-type": _representation, ...validators } = headers;
+  return c.body(null, 304, validators);
 }
 
 export function registerEntitlements(app: Hono<EdgeEnv>): void {
@@ -57,7 +66,7 @@ export function registerEntitlements(app: Hono<EdgeEnv>): void {
     };
     if (result.stale) headers[STALE_HEADER] = "1";
     if (etagMatches(c.req.header("if-none-match"), etag)) {
-      return c.body(null, 304, headers);
+      return notModified(c, headers);
     }
     return c.body(entitlementsJson(result.value), 200, headers);
   });

@@ -24,9 +24,16 @@ export function registerOAuthRevoke(app: Hono<EdgeEnv>): void {
       await deps.withDb(c, async (db) => {
         const client = await authenticateClient(db, credentials, source, deps.oauth, logger);
         // Los access tokens son JWT autocontenidos que vencen en minutos
-        // (AUTH_ACCESS_TOKEN_TTL): no se revocan uno a uno. Para cortar el acceso ya, se revoca
-        // el cliente o su familia de refresh tokens; el access token vigente muere al vencer.
-        if (JWT_SHAPE.test(token)) return;
+        // (AUTH_ACCESS_TOKEN_TTL): no se revocan uno a uno. Un 200 haría creer que ya no valen;
+        // RFC 7009 §2.2.1 pide unsupported_token_type. Para cortar el acceso ya, se revoca el
+        // cliente o su familia de refresh tokens.
+        if (JWT_SHAPE.test(token)) {
+          throw new OAuthFailure(
+            "unsupported_token_type",
+            "Access tokens cannot be revoked; they expire within minutes. Revoke the refresh token or the client",
+            400,
+          );
+        }
         const revoked = await revokeRefreshTokenFamily(db, token, client.clientId);
         if (revoked) logger.info({ clientId: client.clientId }, "refresh token family revoked");
       });

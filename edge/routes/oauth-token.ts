@@ -73,6 +73,9 @@ export function registerOAuthToken(app: Hono<EdgeEnv>): void {
           token_type: "Bearer",
           expires_in: expiresIn,
           refresh_token: issued.refreshToken,
+          // RFC 6749 §3.3: los roles concedidos. Un `scope` pedido no cambia lo que se concede,
+          // así que se dice siempre qué se concedió.
+          scope: issued.claims.roles.join(" "),
         },
         200,
         noStore,

@@ -12,7 +12,7 @@ import {
 import type { CacheResult } from "../cache";
 import { ofrepBulkJson, type ResolvedEntitlements } from "../entitlements-store";
 import type { EdgeEnv } from "../env";
-import { etagMatches, STALE_HEADER } from "./entitlements";
+import { etagMatches, notModified, STALE_HEADER } from "./entitlements";
 
 // OFREP manda su propia forma de error (no problem+json): 400/404/500 con errorCode, y
 // 401/403 sin cuerpo. Las razones de cada flag se documentan en core/ofrep.ts.
@@ -81,7 +81,7 @@ export function registerOfrep(app: Hono<EdgeEnv>): void {
       etag,
       "cache-control": "private, max-age=300",
     };
-    if (etagMatches(c.req.header("if-none-match"), etag)) return c.body(null, 304, headers);
+    if (etagMatches(c.req.header("if-none-match"), etag)) return notModified(c, headers);
     return c.body(body, 200, headers);
   });
 
@@ -97,7 +97,7 @@ export function registerOfrep(app: Hono<EdgeEnv>): void {
       vary: "authorization",
     };
     if (stale) headers[STALE_HEADER] = "1";
-    if (etagMatches(c.req.header("if-none-match"), etag)) return c.body(null, 304, headers);
+    if (etagMatches(c.req.header("if-none-match"), etag)) return notModified(c, headers);
     return c.body(ofrepBulkJson(value), 200, headers);
   });
 
