@@ -62,7 +62,9 @@ export const uuidParam = (name: string, description: string) =>
     example: "0b8f2c1e-6f7a-4d7e-9a55-2f1d3c4b5a69",
   });
 
-export const paginationQuery = z.object({
+// Estricta (y lo heredan sus `.extend`): un filtro mal escrito (`customer_id`) es un 400, no una
+// lista sin filtrar sobre la que un operador actuaría creyéndola filtrada.
+export const paginationQuery = z.strictObject({
   limit: z.coerce
     .number()
     .int()

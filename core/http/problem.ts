@@ -50,10 +50,14 @@ export function problemResponse(problem: Problem, headers: Record<string, string
 }
 
 export function zodFieldErrors(error: ZodError, prefix = ""): FieldError[] {
-  return error.issues.map((issue) => ({
-    path: [prefix, ...issue.path.map(String)].filter((p) => p !== "").join("."),
-    message: issue.message,
-  }));
+  const pathOf = (path: PropertyKey[]) =>
+    [prefix, ...path.map(String)].filter((p) => p !== "").join(".");
+  return error.issues.flatMap((issue) =>
+    // Un campo o parámetro desconocido se nombra en su propia ruta (query.customer_id).
+    issue.code === "unrecognized_keys"
+      ? issue.keys.map((key) => ({ path: pathOf([...issue.path, key]), message: "Unknown field" }))
+      : [{ path: pathOf(issue.path), message: issue.message }],
+  );
 }
 
 function codeForStatus(status: number): ErrorCode {

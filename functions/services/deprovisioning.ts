@@ -134,6 +134,15 @@ async function acceptTask<T>(
   }
 }
 
+function assertInstanceVersion(instance: InstanceRow, ifMatch: number | undefined): void {
+  if (ifMatch !== undefined && instance.rowVersion !== ifMatch) {
+    throw new AppError(
+      "precondition_failed",
+      `Tenant instance ${instance.id} was modified since it was read (stale If-Match)`,
+    );
+  }
+}
+
 function statusConflict(instance: InstanceRow, what: string): AppError {
   return new AppError("conflict", `Tenant instance ${instance.id} is ${instance.status}; ${what}`, {
     extra: { currentStatus: instance.status },
@@ -167,12 +176,7 @@ export async function requestDeprovision(
         }
         if (existing.success) return { existing: existing.data };
       }
-      if (ifMatch !== undefined && instance.rowVersion !== ifMatch) {
-        throw new AppError(
-          "precondition_failed",
-          `Tenant instance ${tenantInstanceId} was modified since it was read (stale If-Match)`,
-        );
-      }
+      assertInstanceVersion(instance, ifMatch);
       if (instance.status === "decommissioned") {
         // Ya dada de baja: solo queda adelantar el borrado de datos que haría la retención
         // (p. ej. un pedido de borrado del cliente). Sin purge no hay nada que hacer.
@@ -216,6 +220,7 @@ export async function requestFeatureUpdate(
   ctx: ServiceContext,
   tenantInstanceId: string,
   input: FeatureMap,
+  ifMatch?: number,
 ): Promise<TaskAccepted<FeatureUpdateResponse>> {
   const features = normalizeFeatureMap(input, "body");
   return acceptTask<FeatureUpdateResponse>(
@@ -224,6 +229,7 @@ export async function requestFeatureUpdate(
     { kind: "update_features", features },
     featureUpdateResponseSchema,
     async (tx, instance) => {
+      assertInstanceVersion(instance, ifMatch);
       if (instance.status === "decommissioned") {
         throw statusConflict(instance, "its features cannot change");
       }

@@ -164,14 +164,20 @@ export async function addProductLimit(
   limit: { name: string; description: string },
 ) {
   return mutate(ctx, async (tx) => {
+    // Los límites son parte del producto que devuelve el GET: su versión (ETag) cambia con ellos.
+    const [product] = await tx
+      .update(products)
+      .set({ rowVersion: sql`${products.rowVersion} + 1`, updatedAt: sql`now()` })
+      .where(eq(products.id, productId))
+      .returning();
+    if (!product) throw notFound("Product", productId);
     const existing = await loadProduct(tx, productId);
-    if (!existing) throw notFound("Product", productId);
     const [row] = await tx
       .insert(productLimits)
       .values({ productId, ...limit })
       .returning();
     return {
-      result: { product: existing.product, limits: [...existing.limits, ...(row ? [row] : [])] },
+      result: { product, limits: [...(existing?.limits ?? []), ...(row ? [row] : [])] },
       audit: [
         { action: "product.limit_added", entityType: "product", entityId: productId, after: limit },
       ],

@@ -69,6 +69,18 @@ describe.each(["postgres", "pglite"] as const)("products on %s", (kind) => {
       expect((limit.body as { limits: { name: string }[] }).limits.map((l) => l.name)).toContain(
         "terminals",
       );
+      // El GET ahora muestra otro límite: su ETag ya no puede ser el de antes.
+      const withLimit = await h.request("GET", `/api/products/${product.id}`, { token: catalog });
+      expect(withLimit.headers.get("etag")).toBe('"v3"');
+      expectProblem(
+        await h.request("PATCH", `/api/products/${product.id}`, {
+          token: catalog,
+          json: { name: "lost update" },
+          headers: { "if-match": '"v2"' },
+        }),
+        412,
+        "precondition_failed",
+      );
 
       expect(
         (await h.request("DELETE", `/api/products/${product.id}`, { token: admin })).status,

@@ -158,6 +158,32 @@ describe.each(["postgres", "pglite"] as const)("provisioning operations on %s", 
   });
 
   describe("errors", () => {
+    it("refuses a feature update over a stale If-Match (412) and takes the current one", async () => {
+      const inst = await createTestInstance(db());
+      const read = await h.request("GET", `/api/tenant-instances/${inst.id}`, { token: admin });
+      const etag = read.headers.get("etag") ?? "";
+      // Otro operador cambia la instancia entre la lectura y la escritura.
+      expect(
+        (
+          await h.request("PATCH", `/api/tenant-instances/${inst.id}`, {
+            token: admin,
+            json: { environment: "staging" },
+          })
+        ).status,
+      ).toBe(200);
+      expectProblem(
+        await putFeatures(inst.id, { max_users: 9 }, admin, { "if-match": etag }),
+        412,
+        "precondition_failed",
+      );
+      expect(await tasksOf(inst.id)).toEqual([]);
+      const fresh = await h.request("GET", `/api/tenant-instances/${inst.id}`, { token: admin });
+      const ok = await putFeatures(inst.id, { max_users: 9 }, admin, {
+        "if-match": fresh.headers.get("etag") ?? "",
+      });
+      expect(ok.status).toBe(202);
+    });
+
     it("answers 404 for unknown instances and 400 for malformed ids or bodies", async () => {
       const unknown = newId();
       expectProblem(await deprovision(unknown), 404, "not_found");

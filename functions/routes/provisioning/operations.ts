@@ -2,7 +2,7 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AdminEnv } from "../../env";
 import { writeGuard } from "../../middleware/guards";
 import { TENANT_WRITE } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, uuidParam } from "../../openapi";
+import { bearerSecurity, errorResponses, ifMatchHeader, uuidParam } from "../../openapi";
 import { expectedVersion } from "../../services/concurrency";
 import { serviceContext } from "../../services/context";
 import { requestDeprovision, requestFeatureUpdate } from "../../services/deprovisioning";
@@ -55,6 +55,7 @@ const updateFeatures = createRoute({
   middleware: writeGuard(TENANT_WRITE),
   request: {
     params,
+    headers: ifMatchHeader,
     body: { required: true, content: { "application/json": { schema: featureMapSchema } } },
   },
   responses: {
@@ -63,6 +64,7 @@ const updateFeatures = createRoute({
       content: { "application/json": { schema: featureUpdateResponseSchema } },
     },
     ...errorResponses,
+    412: errorResponses[409],
   },
 });
 
@@ -85,6 +87,7 @@ export function registerProvisioningOperations(app: OpenAPIHono<AdminEnv>): void
       serviceContext(c),
       tenantInstanceId,
       c.req.valid("json"),
+      expectedVersion(c),
     );
     if (replayed) c.header("idempotent-replayed", "true");
     c.header("location", `/api/provisioning/tasks/${response.taskId}`);

@@ -171,7 +171,7 @@ export const featureUpdateResponseSchema = z
 
 export type FeatureUpdateResponse = z.infer<typeof featureUpdateResponseSchema>;
 
-export const deprovisionQuerySchema = z.object({
+export const deprovisionQuerySchema = z.strictObject({
   purge: z.enum(["true", "false"]).optional().openapi({
     description:
       "true: además de dar de baja, borrar los datos del tenant (se registra en la tarea)",

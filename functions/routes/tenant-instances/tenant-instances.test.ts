@@ -302,6 +302,27 @@ describe.each(["postgres", "pglite"] as const)("tenant instances on %s", (kind) 
       );
     });
 
+    it("rejects a list filter it doesn't know instead of returning the unfiltered list", async () => {
+      const inst = await createTestInstance(db());
+      // `customer_id` en vez de `customerId`: sin el 400, la lista traería a todos los clientes.
+      const res = await h.request(
+        "GET",
+        `/api/tenant-instances?customer_id=${inst.customerId}&limit=100`,
+        { token: admin },
+      );
+      expectProblem(res, 400, "validation_failed");
+      expect(res.body).toMatchObject({
+        errors: [{ path: "query.customer_id", message: "Unknown field" }],
+      });
+      for (const path of [
+        "/api/products?foo=bar",
+        "/api/audit?bogus=1",
+        "/api/dlq?domian=billing",
+      ]) {
+        expectProblem(await h.request("GET", path, { token: admin }), 400, "validation_failed");
+      }
+    });
+
     it("rejects bad PATCH bodies naming the fields", async () => {
       const inst = await createTestInstance(db());
       const bad = await h.request("PATCH", `/api/tenant-instances/${inst.id}`, {
