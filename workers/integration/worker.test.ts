@@ -31,7 +31,9 @@ describe("integration worker: independent webhook endpoints", () => {
         const path = req.url ?? "";
         const status = answers.get(path)?.() ?? 204;
         hits.push({ path, status, eventId: String(req.headers["farutech-event-id"] ?? "") });
-        res.writeHead(status).end();
+        // Una redirección apunta a otra ruta de este mismo receptor.
+        const location = status >= 300 && status < 400 ? { location: `/redirected${path}` } : {};
+        res.writeHead(status, location).end();
       });
     });
     await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
@@ -128,6 +130,24 @@ describe("integration worker: independent webhook endpoints", () => {
       [first, middle, last].flatMap((e) => hitsOf(e.path).map((h) => h.eventId)),
     );
     expect(eventIds.size).toBe(1);
+  }, 60_000);
+
+  it("does not follow a redirect with the signed body: the endpoint is misconfigured (permanent)", async () => {
+    const id = await instanceId("erp-lima");
+    const [moved] = await addEndpoints(id, ["/t3/moved"]);
+    if (!moved) throw new Error("endpoint missing");
+    answers.set(moved.path, () => 307);
+    await suspend(id);
+    const entry = await waitFor(async () => {
+      const [row] = await stack.db.handle.db.select().from(dlqEntries).where(deadLetterFor(id));
+      return row;
+    });
+    await settle();
+    expect(hitsOf(moved.path).map((h) => h.status)).toEqual([307]);
+    // El cuerpo firmado no llega a la URL a la que redirige.
+    expect(hitsOf(`/redirected${moved.path}`)).toEqual([]);
+    expect(entry.errorKind).toBe("permanent");
+    expect(entry.error).toContain("answered 307");
   }, 60_000);
 
   it("does not resend to a healthy endpoint while another one is retried", async () => {

@@ -41,6 +41,8 @@ interface EndpointFailure {
 
 /** 4xx (salvo 408 y 429) no mejora reintentando. */
 function isPermanentStatus(status: number): boolean {
+  // Una redirección no se sigue (el cuerpo firmado iría a otra URL): hay que registrar la final.
+  if (status >= 300 && status < 400) return true;
   return status >= 400 && status < 500 && status !== 408 && status !== 429;
 }
 
@@ -98,6 +100,7 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
         "Farutech-Event-Id": eventId,
       },
       body,
+      redirect: "manual",
       signal: AbortSignal.timeout(timeoutMs),
     });
     // Un cuerpo sin leer retiene la conexión; no se necesita, así que se descarta siempre.
