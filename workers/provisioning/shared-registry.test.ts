@@ -282,9 +282,46 @@ describe.each([
   });
 
   it("drops one tenant's rows in every tenant table and keeps the others", async () => {
+    const guc = "nullif(current_setting('app.tenant_id', true), '')::uuid";
+    const s0 = await fx.session();
+    try {
+      // Tablas de la app con una FK normal entre ellas (el padre va antes por orden alfabético) y
+      // una tabla en un esquema propio de la app.
+      await s0.asOwner(`
+        create table a_owners (
+          id bigserial primary key,
+          tenant_id uuid not null default ${guc}
+            references farutech_tenants (tenant_id) on delete cascade,
+          name text not null);
+        create table b_pets (
+          id bigserial primary key,
+          tenant_id uuid not null default ${guc}
+            references farutech_tenants (tenant_id) on delete cascade,
+          owner_id bigint not null references a_owners (id),
+          name text not null);
+        create schema vet;
+        create table vet.visits (
+          id bigserial primary key,
+          tenant_id uuid not null default ${guc},
+          note text not null);
+        grant usage on schema vet to public;
+        grant select, insert, update, delete on vet.visits to public;
+        grant usage on sequence vet.visits_id_seq to public;`);
+      for (const t of [a, b]) {
+        await s0.asTenant(t.tenantInstanceId, (q) =>
+          q(`with o as (insert into a_owners (name) values ('ana') returning id)
+             insert into b_pets (owner_id, name) select id, 'rex' from o`),
+        );
+        await s0.asTenant(t.tenantInstanceId, (q) =>
+          q("insert into vet.visits (note) values ('vacuna')"),
+        );
+      }
+    } finally {
+      await s0.close();
+    }
     const dropped = await fx.registry().dropTenant(PRODUCT, a.tenantInstanceId);
-    // 2 registros + 2 pacientes + la fila de farutech_tenants.
-    expect(dropped).toEqual({ rowsDeleted: 5 });
+    // 2 registros + 2 pacientes + dueño, mascota y visita + la fila de farutech_tenants.
+    expect(dropped).toEqual({ rowsDeleted: 8 });
     expect(await fx.registry().dropTenant(PRODUCT, a.tenantInstanceId)).toEqual({ rowsDeleted: 0 });
     expect(await fx.registry().isRegistered(PRODUCT, a.tenantInstanceId)).toBe(false);
     expect(await fx.registry().isRegistered(PRODUCT, b.tenantInstanceId)).toBe(true);
@@ -296,8 +333,28 @@ describe.each([
       expect(await count(a.tenantInstanceId, "vet_patients")).toEqual([{ n: 0 }]);
       expect(await count(b.tenantInstanceId, "farutech_app_records")).toEqual([{ n: 1 }]);
       expect(await count(b.tenantInstanceId, "vet_patients")).toEqual([{ n: 1 }]);
+      // Estas tablas no tienen RLS: cualquier sesión ve todas sus filas, y solo quedan las de b.
+      for (const table of ["a_owners", "b_pets", "vet.visits"]) {
+        const left = await s.asTenant(b.tenantInstanceId, (q) =>
+          q(`select tenant_id from ${table}`),
+        );
+        expect(left).toEqual([{ tenant_id: b.tenantInstanceId }]);
+      }
     } finally {
       await s.close();
     }
+  });
+});
+
+describe("shared database names", () => {
+  it("gives two long product codes that differ only at the end two databases within 63 chars", () => {
+    const long = `FARUTECH_${"X".repeat(50)}`;
+    const a = sharedDatabaseName("farutech", `${long}_A`);
+    const b = sharedDatabaseName("farutech", `${long}_B`);
+    expect(a).not.toBe(b);
+    expect(a.length).toBeLessThanOrEqual(63);
+    expect(b.length).toBeLessThanOrEqual(63);
+    // Los nombres cortos no cambian (bases ya creadas).
+    expect(sharedDatabaseName("farutech", PRODUCT)).toBe("farutech_app_farutech_vet");
   });
 });

@@ -82,34 +82,44 @@ const INSERT = `insert into farutech_tenants (tenant_id, tenant_code, customer_i
   values ($1, $2, $3) on conflict (tenant_id) do nothing`;
 
 // Toda tabla con `tenant_id` (también las que añada la app hija), salvo el registro mismo.
+// Toda tabla con tenant_id de cualquier esquema de la app (no solo `public`).
 const TENANT_TABLES = `
-  select quote_ident(c.relname) as name
+  select quote_ident(n.nspname) || '.' || quote_ident(c.relname) as name
     from pg_class c
     join pg_namespace n on n.oid = c.relnamespace
     join pg_attribute a on a.attrelid = c.oid
-   where n.nspname = 'public' and c.relkind in ('r', 'p') and not c.relispartition
-     and a.attname = 'tenant_id' and not a.attisdropped and c.relname <> 'farutech_tenants'
-   order by c.relname`;
+   where n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg\\_%'
+     and c.relkind in ('r', 'p') and not c.relispartition
+     and a.attname = 'tenant_id' and not a.attisdropped
+     and not (n.nspname = 'public' and c.relname = 'farutech_tenants')
+   order by 1`;
 
 type Query = (text: string, params?: unknown[]) => Promise<{ rows: unknown[]; count: number }>;
 
 // Dentro de una transacción y con `app.tenant_id` puesto: con FORCE RLS el dueño solo ve (y
-// borra) las filas de ese tenant aunque no sea superusuario.
+// borra) las filas de ese tenant aunque no sea superusuario. Una sola sentencia (un DELETE por
+// tabla en CTEs): las FKs normales entre tablas de la app se comprueban al final de la sentencia,
+// así que el orden de las tablas no importa.
 async function deleteTenantRows(query: Query, tenantId: string): Promise<number> {
   await query("select set_config('app.tenant_id', $1, true)", [tenantId]);
   const { rows } = await query(TENANT_TABLES);
-  let deleted = 0;
-  for (const row of rows as { name: string }[]) {
-    deleted += (await query(`delete from ${row.name} where tenant_id = $1`, [tenantId])).count;
-  }
-  deleted += (await query("delete from farutech_tenants where tenant_id = $1", [tenantId])).count;
-  return deleted;
+  const tables = [...(rows as { name: string }[]).map((r) => r.name), "public.farutech_tenants"];
+  const ctes = tables.map((t, i) => `d${i} as (delete from ${t} where tenant_id = $1 returning 1)`);
+  const total = tables.map((_, i) => `(select count(*) from d${i})`).join(" + ");
+  const result = await query(`with ${ctes.join(", ")} select (${total})::int as deleted`, [
+    tenantId,
+  ]);
+  return (result.rows[0] as { deleted: number } | undefined)?.deleted ?? 0;
 }
 
 const SHARED_POOL_SIZE = 6;
 
 export function sharedDatabaseName(controlDatabase: string, productCode: string): string {
-  return `${controlDatabase}_app_${productCode.toLowerCase()}`.slice(0, 63);
+  const name = `${controlDatabase}_app_${productCode.toLowerCase()}`;
+  if (name.length <= 63) return name;
+  // Cortar sin más juntaría dos productos de código largo en la misma base.
+  const hash = createHash("sha256").update(name).digest("hex").slice(0, 8);
+  return `${name.slice(0, 54)}_${hash}`;
 }
 
 /** Servidor Postgres: una base por producto junto a la del plano de control. */
