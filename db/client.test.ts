@@ -89,3 +89,37 @@ describe("createDb against a database that never answers", () => {
     }
   });
 });
+
+// Un reinicio o failover de Postgres corta conexiones prestadas a mitad de transacción.
+describe("a connection dropped while it is checked out", () => {
+  it("fails only the transaction that held it, never the process, and the pool keeps serving", async () => {
+    const { createPostgresTestDatabase } = await import("../test/support/databases");
+    const test = await createPostgresTestDatabase();
+    const uncaught: unknown[] = [];
+    const onUncaught = (err: unknown) => uncaught.push(err);
+    process.on("uncaughtException", onUncaught);
+    try {
+      const pid = await test.handle.db
+        .transaction(async (tx) => {
+          const [row] = rowsOf<{ pid: number }>(
+            await tx.execute(sql`select pg_backend_pid() as pid`),
+          );
+          // Mientras la transacción espera otra cosa (p. ej. el ack de NATS), cae su conexión.
+          const admin = new pg.Client({ connectionString: inject("pgAdminUrl") });
+          await admin.connect();
+          await admin.query("select pg_terminate_backend($1)", [row?.pid]);
+          await admin.end();
+          await new Promise((r) => setTimeout(r, 300));
+          return row?.pid;
+        })
+        .catch((err: unknown) => err);
+      expect(typeof pid).not.toBe("number");
+      expect(uncaught).toEqual([]);
+      const [alive] = rowsOf<{ ok: number }>(await test.handle.db.execute(sql`select 1 as ok`));
+      expect(alive?.ok).toBe(1);
+    } finally {
+      process.off("uncaughtException", onUncaught);
+      await test.drop();
+    }
+  });
+});

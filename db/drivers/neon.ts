@@ -8,6 +8,7 @@ import {
   type QueryObserver,
   queryLogger,
 } from "../types";
+import { survivePoolConnectionErrors } from "./pool-errors";
 
 export interface NeonOptions {
   url: string;
@@ -36,6 +37,7 @@ export function createNeonDb(options: NeonOptions): DbHandle {
     max: options.max ?? 5,
     connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
   });
+  survivePoolConnectionErrors(pool);
   const db = drizzle({ client: pool, schema, logger: queryLogger(options.onQuery) });
   return {
     db,

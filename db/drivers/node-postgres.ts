@@ -9,6 +9,7 @@ import {
   type QueryObserver,
   queryLogger,
 } from "../types";
+import { survivePoolConnectionErrors } from "./pool-errors";
 
 export interface NodePostgresOptions {
   url: string;
@@ -25,8 +26,7 @@ export function createNodePostgresDb(options: NodePostgresOptions): DbHandle {
     // Sin tope, una base que acepta la conexión y no responde colgaría cada petición.
     connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
   });
-  // Un error de una conexión ociosa no debe tumbar el proceso; el pool la reemplaza.
-  pool.on("error", () => {});
+  survivePoolConnectionErrors(pool);
   const db = drizzle({ client: pool, schema, logger: queryLogger(options.onQuery) });
   return {
     db,

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import type { PGlite } from "@electric-sql/pglite";
 import type pg from "pg";
 import { pgErrorCode } from "../../core/http/db-errors";
+import { survivePoolConnectionErrors } from "../../db/drivers/pool-errors";
 
 export interface TenantRegistration {
   tenantInstanceId: string;
@@ -153,7 +154,7 @@ export function createPostgresRegistry(
         // Acotado por producto y proceso; con la concurrencia del worker (16) un pool de 2
         // encolaba los registros y era el cuello de botella del pipeline.
         const p = new pgModule.Pool({ connectionString: url.toString(), max: SHARED_POOL_SIZE });
-        p.on("error", () => {});
+        survivePoolConnectionErrors(p);
         // Varios procesos pueden crear el esquema base a la vez: se serializa con un lock.
         const c = await p.connect();
         try {

@@ -1,4 +1,5 @@
 import pg from "pg";
+import { survivePoolConnectionErrors } from "../../db/drivers/pool-errors";
 import { CONNECT_TIMEOUT_MS } from "../../db/types";
 
 export interface TenantPoolsOptions {
@@ -63,8 +64,7 @@ export function createTenantPools(options: TenantPoolsOptions = {}): TenantPools
         connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
         allowExitOnIdle: true,
       });
-      // Un error de una conexión ociosa (p. ej. base borrada) no debe tumbar el proceso.
-      pool.on("error", () => {});
+      survivePoolConnectionErrors(pool);
       created++;
       pools.set(key, { connectionString, pool });
       for (const [oldest, old] of pools) {
