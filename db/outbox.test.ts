@@ -36,6 +36,9 @@ describe("outbox relay pass", () => {
       subject,
       type: "test.event",
       payload: { id, type: "test.event", occurredAt: new Date().toISOString(), data: {} },
+      // En el pasado: con graceMs 0, una pasada en el mismo milisegundo del insert no lo vería
+      // (created_at < now()) y no contaría su intento.
+      createdAt: new Date(Date.now() - 60_000),
     };
   };
 
