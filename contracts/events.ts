@@ -51,8 +51,28 @@ export const notificationSchema = z.union([
   deadLetteredNotificationSchema,
 ]);
 
+/** Primer periodo facturable: antes no había Farutech (y Date.UTC lee 00xx como 19xx). */
+export const FIRST_BILLING_PERIOD = "2000-01";
+
+/**
+ * ¿Se puede facturar el periodo (YYYY-MM)? Desde FIRST_BILLING_PERIOD hasta el mes siguiente al
+ * actual (se puede adelantar un ciclo, no facturar años por venir).
+ */
+export function isBillablePeriod(period: string, now = new Date()): boolean {
+  if (!/^[0-9]{4}-(0[1-9]|1[0-2])$/.test(period)) return false;
+  const next = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1));
+  const latest = `${next.getUTCFullYear()}-${String(next.getUTCMonth() + 1).padStart(2, "0")}`;
+  return period >= FIRST_BILLING_PERIOD && period <= latest;
+}
+
+// Con la hora del worker, que nunca es anterior a la de la petición: lo aceptado sigue valiendo.
 export const billingCycleSchema = z.object({
-  period: z.string().regex(/^[0-9]{4}-(0[1-9]|1[0-2])$/),
+  period: z
+    .string()
+    .refine(
+      (p) => isBillablePeriod(p),
+      `period must be YYYY-MM between ${FIRST_BILLING_PERIOD} and next month`,
+    ),
 });
 
 export const entitlementsChangedSchema = z.object({

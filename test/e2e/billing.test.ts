@@ -52,6 +52,13 @@ describe("billing cycle", () => {
       await call(`${stack.adminUrl}/api/billing/cycles`, { token, json: { period: "2026-13" } }),
       400,
     );
+    // Ni años por venir ni antes de 2000 (Date.UTC leería 0099 como 1999).
+    for (const period of ["2099-01", "0099-01"]) {
+      expectProblem(
+        await call(`${stack.adminUrl}/api/billing/cycles`, { token, json: { period } }),
+        400,
+      );
+    }
   });
 
   it("does not bill a period to a subscription that expired exactly when it began", async () => {

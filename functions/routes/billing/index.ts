@@ -1,4 +1,5 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import { FIRST_BILLING_PERIOD, isBillablePeriod } from "../../../contracts/events";
 import { subjects } from "../../../contracts/streams";
 import type { AdminEnv } from "../../env";
 import { writeGuard } from "../../middleware/guards";
@@ -10,7 +11,14 @@ import { mutate } from "../../services/mutation";
 const period = z
   .string()
   .regex(/^[0-9]{4}-(0[1-9]|1[0-2])$/, "YYYY-MM")
-  .openapi({ description: "Periodo a facturar (YYYY-MM)", example: "2026-11" });
+  .refine(
+    (p) => isBillablePeriod(p),
+    `period must be between ${FIRST_BILLING_PERIOD} and next month`,
+  )
+  .openapi({
+    description: `Periodo a facturar (YYYY-MM), de ${FIRST_BILLING_PERIOD} al mes siguiente al actual`,
+    example: "2026-11",
+  });
 
 const route = createRoute({
   operationId: "triggerBillingCycle",

@@ -1,0 +1,106 @@
+import { count, eq, sql } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { billingCycleSchema, isBillablePeriod } from "../../contracts/events";
+import { newId } from "../../core/ids";
+import { silentLogger } from "../../core/logger";
+import { auditLog, invoices } from "../../db/schema";
+import { seedDemo } from "../../db/seed";
+import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
+import type { HandlerContext } from "../runtime/consumer";
+import { billingWorker } from "./worker";
+
+type Cycle = { period: string };
+
+function cycle(period: string): HandlerContext<Cycle> {
+  const envelope = {
+    id: newId(),
+    type: "billing.cycle_triggered",
+    occurredAt: new Date().toISOString(),
+    correlationId: `billing-${newId()}`,
+    data: { period },
+  };
+  return {
+    data: { period },
+    envelope,
+    subject: "billing.tasks.cycle",
+    deliveryCount: 1,
+    logger: silentLogger,
+    heartbeat() {},
+    signal: new AbortController().signal,
+  };
+}
+
+// El handler del BillingWorker contra un Postgres real, por tramos de suscripciones.
+describe("billing worker", () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createPostgresTestDatabase();
+    await seedDemo(db.handle.db);
+  });
+  afterAll(async () => db?.drop());
+
+  const invoicesOf = async (period: string) =>
+    (await db.handle.db.select({ n: count() }).from(invoices).where(eq(invoices.period, period)))[0]
+      ?.n ?? 0;
+
+  it("bills every subscription across chunk boundaries, once, with one audit row per invoice", async () => {
+    // Las suscripciones de la demo empiezan hoy: este mes y el siguiente les tocan.
+    const now = new Date();
+    const month = (offset: number) =>
+      new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + offset, 1))
+        .toISOString()
+        .slice(0, 7);
+    const [current, next] = [month(0), month(1)];
+    const whole = billingWorker({ db: db.handle.db });
+    await whole.handle(cycle(current));
+    const expected = await invoicesOf(current);
+    expect(expected).toBeGreaterThan(3);
+    // Tramos de 3: el resultado es el mismo que de una vez.
+    const chunked = billingWorker({ db: db.handle.db, chunkSize: 3 });
+    await chunked.handle(cycle(next));
+    expect(await invoicesOf(next)).toBe(expected);
+    await chunked.handle(cycle(next));
+    expect(await invoicesOf(next)).toBe(expected);
+    const [audited] = await db.handle.db
+      .select({ n: count() })
+      .from(auditLog)
+      .where(sql`${auditLog.action} = 'invoice.issued' and ${auditLog.after}->>'period' = ${next}`);
+    expect(audited?.n).toBe(expected);
+  });
+
+  it("bills 10,000 active subscriptions in one cycle (more rows than one statement's parameters allow)", async () => {
+    const d = db.handle.db;
+    await d.execute(sql`
+      with src as (
+        select ti.* from tenant_instances ti join subscriptions s on s.tenant_instance_id = ti.id
+         where ti.status = 'active' and s.status = 'active' limit 1)
+      insert into tenant_instances (customer_id, product_id, instance_code, tenant_code, environment,
+        database_tier, status, kubernetes_namespace, subdomain_url)
+      select src.customer_id, src.product_id, 'bulk-' || g, 'bulk-tenant-' || g, src.environment,
+        src.database_tier, 'active', src.kubernetes_namespace, 'bulk-' || g || '.farutech.test'
+        from src, generate_series(1, 10000) g`);
+    await d.execute(sql`
+      with src as (
+        select s.plan_id from subscriptions s join tenant_instances ti on s.tenant_instance_id = ti.id
+         where s.status = 'active' and ti.instance_code not like 'bulk-%' limit 1)
+      insert into subscriptions (customer_id, tenant_instance_id, plan_id, product_id, status, starts_at)
+      select ti.customer_id, ti.id, src.plan_id, ti.product_id, 'active', '2020-01-01'
+        from tenant_instances ti, src where ti.instance_code like 'bulk-%'`);
+    await billingWorker({ db: d }).handle(cycle("2025-03"));
+    expect(await invoicesOf("2025-03")).toBeGreaterThanOrEqual(10_000);
+  }, 60_000);
+
+  it("accepts periods from 2000-01 to next month only", () => {
+    const now = new Date("2026-11-23T12:00:00Z");
+    expect(isBillablePeriod("2026-11", now)).toBe(true);
+    expect(isBillablePeriod("2026-12", now)).toBe(true);
+    expect(isBillablePeriod("2000-01", now)).toBe(true);
+    for (const p of ["2027-01", "2099-01", "9999-12", "1999-12", "0099-01", "2026-13", "2026-1"]) {
+      expect(isBillablePeriod(p, now)).toBe(false);
+    }
+    // En diciembre, el mes siguiente es enero del año siguiente.
+    expect(isBillablePeriod("2027-01", new Date("2026-12-31T23:59:59Z"))).toBe(true);
+    // El worker rechaza (error permanente de esquema) un periodo fuera de rango.
+    expect(billingCycleSchema.safeParse({ period: "9999-12" }).success).toBe(false);
+  });
+});
