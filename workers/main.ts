@@ -1,7 +1,9 @@
 import { serve } from "@hono/node-server";
+import { sql } from "drizzle-orm";
 import { Hono } from "hono";
 import { parseEnv } from "../core/config";
 import { createLogger } from "../core/logger";
+import { checkReadiness } from "../core/readiness";
 import { envWithSstLinks } from "../core/sst-links";
 import { createDb } from "../db/client";
 import { startWorkers, workersEnv } from "./runtime";
@@ -37,9 +39,23 @@ const handle = await starting.catch((err: unknown) => {
 });
 
 const health = new Hono();
+// Vida (liveness): el proceso responde. Un broker o una base caídos no se arreglan reiniciando.
 health.get("/healthz", (c) =>
   handle.bus.nc.isClosed() ? c.json({ status: "failing" }, 503) : c.json({ status: "ok" }),
 );
+// Disponibilidad (readiness): base y broker alcanzables ahora.
+health.get("/readyz", async (c) => {
+  const readiness = await checkReadiness({
+    database: () => db.db.execute(sql`select 1`),
+    broker: async () => {
+      if (!handle.bus.isConnected()) return false;
+      await handle.bus.nc.rtt();
+      return true;
+    },
+    onDatabaseError: (err) => logger.warn({ err }, "readiness: database check failed"),
+  });
+  return c.json(readiness, readiness.status === "ready" ? 200 : 503);
+});
 health.get("/metrics", async (c) =>
   c.text(await handle.metrics.registry.metrics(), 200, {
     "content-type": handle.metrics.registry.contentType,

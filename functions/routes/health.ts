@@ -1,6 +1,7 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { sql } from "drizzle-orm";
 import { requestLogger } from "../../core/http/request-context";
+import { checkReadiness } from "../../core/readiness";
 import type { AdminEnv } from "../env";
 
 const healthSchema = z
@@ -44,35 +45,14 @@ const readyz = createRoute({
   },
 });
 
-async function within<T>(ms: number, work: Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([work, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 export function registerHealth(app: OpenAPIHono<AdminEnv>): void {
   app.openapi(healthz, (c) => c.json({ status: "ok" as const }, 200));
   app.openapi(readyz, async (c) => {
-    const database = await within(2_000, c.var.deps.db.execute(sql`select 1`)).then(
-      () => "ok" as const,
-      (err) => {
-        requestLogger(c).warn({ err }, "readiness: database check failed");
-        return "failing" as const;
-      },
-    );
-    const broker = (await within(2_000, c.var.deps.bus.ping()).catch(() => false))
-      ? "ok"
-      : "failing";
-    const ready = database === "ok" && broker === "ok";
-    return c.json(
-      { status: ready ? ("ready" as const) : ("not_ready" as const), checks: { database, broker } },
-      ready ? 200 : 503,
-    );
+    const readiness = await checkReadiness({
+      database: () => c.var.deps.db.execute(sql`select 1`),
+      broker: () => c.var.deps.bus.ping(),
+      onDatabaseError: (err) => requestLogger(c).warn({ err }, "readiness: database check failed"),
+    });
+    return c.json(readiness, readiness.status === "ready" ? 200 : 503);
   });
 }

@@ -123,7 +123,7 @@ function documentedSecrets(): Set<string> {
 /** Rutas de salud que sirve cada imagen nuestra, leídas del código. */
 const HEALTH_PATHS: Record<string, { source: string; paths: string[] }> = {
   "farutech/functions": { source: "functions/routes/health.ts", paths: ["/healthz", "/readyz"] },
-  "farutech/worker": { source: "workers/main.ts", paths: ["/healthz"] },
+  "farutech/worker": { source: "workers/main.ts", paths: ["/healthz", "/readyz"] },
 };
 
 describe("infra/k8s manifests", () => {
