@@ -122,6 +122,43 @@ describe("worker runtime", () => {
     expect(handled.some((h) => h.startsWith("corr-bad"))).toBe(false);
   });
 
+  it("logs the correlation and event id of a message that fails its schema, on every line", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger({
+      service: "test",
+      destination: new Writable({
+        write(chunk, _enc, done) {
+          lines.push(JSON.parse(String(chunk)) as Record<string, unknown>);
+          done();
+        },
+      }),
+    });
+    const def = {
+      name: "poison-log-worker",
+      domain: "billing" as const,
+      filterSubject: "billing.tasks.poisonlog",
+      schema: z.object({ n: z.number() }),
+      async handle() {},
+    };
+    const worker = await startWorker(def, {
+      bus,
+      logger,
+      deadLetters: createDeadLetterStore(db.handle.db),
+    });
+    try {
+      const event = envelope("corr-poison-log", { n: "not a number" });
+      await bus.publishEvent("billing.tasks.poisonlog", event);
+      const dead = await waitFor(async () => lines.find((l) => l.msg === "message dead-lettered"));
+      expect(dead).toMatchObject({
+        correlationId: "corr-poison-log",
+        eventId: event.id,
+        attempt: 1,
+      });
+    } finally {
+      await worker.stop();
+    }
+  });
+
   it("dead-letters a message whose worker died on its last delivery (MAX_DELIVERIES advisory)", async () => {
     const def = {
       name: "advisory-test-worker",

@@ -579,15 +579,14 @@ export async function startWorker<T>(
       } catch (err) {
         throw new PermanentError(`message is not a valid event envelope: ${errorMessage(err)}`);
       }
+      // Ya con el sobre: hasta el log de un mensaje venenoso lleva su correlación.
+      log = log.child({ correlationId: envelope.correlationId, eventId: envelope.id });
       const parsed = def.schema.safeParse(envelope.data);
       if (!parsed.success)
         throw new PermanentError(`message data failed its schema: ${parsed.error.message}`);
       data = parsed.data;
-      log = log.child({
-        correlationId: envelope.correlationId,
-        eventId: envelope.id,
-        ...(def.logFields?.(data) ?? {}),
-      });
+      const fields = def.logFields?.(data);
+      if (fields) log = log.child(fields);
       // Por id de evento: una petición puede emitir varios eventos legítimos con la misma
       // correlación; las peticiones repetidas ya se deduplican por correlationId en la API.
       const key = envelope.id;
