@@ -1,7 +1,9 @@
 import { userInfo } from "node:os";
 import { asc, eq, isNull } from "drizzle-orm";
+import { z } from "zod";
 import { createBusProvider } from "../core/bus-provider";
 import { AppError } from "../core/errors";
+import { errorMessage } from "../core/http/db-errors";
 import { newId } from "../core/ids";
 import { createLogger } from "../core/logger";
 import { createDb, dbConfigFromEnv } from "../db/client";
@@ -12,6 +14,13 @@ import { replayDeadLetter, toDlqEntry } from "../functions/services/dlq";
 // Usa la misma configuración que los workers (DATABASE_URL, NATS_URL) y el mismo servicio que la API.
 const [command, arg] = process.argv.slice(2);
 const usage = "usage: npm run dlq -- list | show <id> | replay <id> | replay --all";
+// Un id que no es UUID es un error del operador (2), no una consulta que falla.
+if ((command === "show" || command === "replay") && arg && arg !== "--all") {
+  if (!z.uuid().safeParse(arg).success) {
+    console.error(`${arg} is not a DLQ entry id (a UUID, as printed by: npm run dlq -- list)`);
+    process.exit(2);
+  }
+}
 const logger = createLogger({ service: "dlq-cli", level: process.env.LOG_LEVEL ?? "warn" });
 const db = await createDb(dbConfigFromEnv());
 const bus = createBusProvider(
@@ -33,8 +42,10 @@ try {
     if (rows.length === 0) console.log("DLQ vacía");
     for (const r of rows) {
       const state = r.replayedAt ? `replayed x${r.replayCount}` : "pending";
+      // Una línea por entrada: el error completo (puede ocupar varias líneas) está en `show`.
+      const error = r.error.replace(/\s+/g, " ").slice(0, 160);
       console.log(
-        `${r.id}  ${r.createdAt.toISOString()}  ${r.subject}  ${r.deliveries} deliveries  ${state}  ${r.error}`,
+        `${r.id}  ${r.createdAt.toISOString()}  ${r.subject}  ${r.deliveries} deliveries  ${state}  ${error}`,
       );
     }
   } else if (command === "show" && arg) {
@@ -68,7 +79,8 @@ try {
     process.exitCode = 2;
   }
 } catch (err) {
-  console.error(err instanceof Error ? err.message : String(err));
+  // Sin SQL ni parámetros de una consulta fallida.
+  console.error(errorMessage(err));
   process.exitCode = 1;
 } finally {
   await bus.close();

@@ -2,6 +2,7 @@ import { parseArgs } from "node:util";
 import { subjects } from "../contracts/streams";
 import { connectBus, ensureStreams } from "../core/bus";
 import { createBusProvider } from "../core/bus-provider";
+import { errorMessage } from "../core/http/db-errors";
 import { newId } from "../core/ids";
 import { createLogger } from "../core/logger";
 import { createDb, dbConfigFromEnv } from "../db/client";
@@ -26,62 +27,72 @@ if (!Number.isInteger(count) || count < 1 || count > 10_000) {
 const natsUrl = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 const logger = createLogger({ service: "publish-test", level: process.env.LOG_LEVEL ?? "warn" });
 
-if (values.type === "poison") {
-  const bus = await connectBus({ servers: natsUrl, name: "publish-test" });
-  await ensureStreams(bus);
-  for (let i = 0; i < count; i++) {
-    await bus.publishEvent(subjects.provision, {
-      id: newId(),
-      type: "provisioning.requested",
-      occurredAt: new Date().toISOString(),
-      correlationId: `poison-${newId()}`,
-      data: { taskId: "not-a-uuid" },
-    });
-  }
-  console.log(`${count} poison messages published to ${subjects.provision}`);
-  await bus.close();
-} else if (values.type === "billing" || values.type === "provision") {
-  const bus = createBusProvider(
-    { servers: natsUrl, name: "publish-test", ensureStreams: true },
-    logger,
-  );
-  if (values.type === "billing") {
-    const busConn = await bus.get();
-    if (!busConn) throw new Error(`NATS not reachable at ${natsUrl}`);
-    const period = new Date().toISOString().slice(0, 7);
-    for (let i = 0; i < count; i++) {
-      await busConn.publishEvent(subjects.billingCycle, {
-        id: newId(),
-        type: "billing.cycle_triggered",
-        occurredAt: new Date().toISOString(),
-        correlationId: `billing-${period}`,
-        data: { period },
-      });
-    }
-    console.log(`${count} billing cycle events for ${period} published`);
-  } else {
-    const db = await createDb(dbConfigFromEnv());
-    const ctx = {
-      db: db.db,
-      bus,
-      logger,
-      actor: "publish-test",
-      correlationId: newId(),
-      baseDomain: "farutech.com",
-    };
-    const base = await demoProvisionBody(db.db, "test");
-    for (let i = 0; i < count; i++) {
-      const body = provisionRequestSchema.parse({
-        ...base,
-        instanceCode: `test-${Date.now().toString(36)}-${i}`,
-      });
-      const { response } = await provisionTenant(ctx, body);
-      console.log(`task ${response.taskId} → instance ${response.tenantCode}`);
-    }
-    await db.close();
-  }
-  await bus.close();
-} else {
+if (!["poison", "billing", "provision"].includes(values.type ?? "")) {
   console.error("--type must be provision, billing or poison");
   process.exit(2);
 }
+
+async function main(): Promise<void> {
+  if (values.type === "poison") {
+    const bus = await connectBus({ servers: natsUrl, name: "publish-test" });
+    await ensureStreams(bus);
+    for (let i = 0; i < count; i++) {
+      await bus.publishEvent(subjects.provision, {
+        id: newId(),
+        type: "provisioning.requested",
+        occurredAt: new Date().toISOString(),
+        correlationId: `poison-${newId()}`,
+        data: { taskId: "not-a-uuid" },
+      });
+    }
+    console.log(`${count} poison messages published to ${subjects.provision}`);
+    await bus.close();
+  } else if (values.type === "billing" || values.type === "provision") {
+    const bus = createBusProvider(
+      { servers: natsUrl, name: "publish-test", ensureStreams: true },
+      logger,
+    );
+    if (values.type === "billing") {
+      const busConn = await bus.get();
+      if (!busConn) throw new Error(`NATS not reachable at ${natsUrl}`);
+      const period = new Date().toISOString().slice(0, 7);
+      for (let i = 0; i < count; i++) {
+        await busConn.publishEvent(subjects.billingCycle, {
+          id: newId(),
+          type: "billing.cycle_triggered",
+          occurredAt: new Date().toISOString(),
+          correlationId: `billing-${period}`,
+          data: { period },
+        });
+      }
+      console.log(`${count} billing cycle events for ${period} published`);
+    } else {
+      const db = await createDb(dbConfigFromEnv());
+      const ctx = {
+        db: db.db,
+        bus,
+        logger,
+        actor: "publish-test",
+        correlationId: newId(),
+        baseDomain: "farutech.com",
+      };
+      const base = await demoProvisionBody(db.db, "test");
+      for (let i = 0; i < count; i++) {
+        const body = provisionRequestSchema.parse({
+          ...base,
+          instanceCode: `test-${Date.now().toString(36)}-${i}`,
+        });
+        const { response } = await provisionTenant(ctx, body);
+        console.log(`task ${response.taskId} → instance ${response.tenantCode}`);
+      }
+      await db.close();
+    }
+    await bus.close();
+  }
+}
+
+// Un error (NATS inalcanzable, base sin los datos de demo) se explica en una línea, sin pila.
+main().catch((err: unknown) => {
+  console.error(`publish:test failed: ${errorMessage(err)}`);
+  process.exit(1);
+});

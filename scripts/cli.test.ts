@@ -1,0 +1,152 @@
+import { spawn } from "node:child_process";
+import { rmSync } from "node:fs";
+import { count, eq } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { streams, subjects } from "../contracts/streams";
+import { connectBus } from "../core/bus";
+import { newId } from "../core/ids";
+import { dlqEntries, provisioningTasks } from "../db/schema";
+import { seedDemo } from "../db/seed";
+import type { LocalNats } from "../infra/nats/local-server";
+import { createPostgresTestDatabase, type TestDatabase } from "../test/support/databases";
+import { startNatsForTest } from "../test/support/stack";
+
+interface Run {
+  code: number | null;
+  out: string;
+  err: string;
+}
+
+// Las herramientas de operaciones tal como las corre un operador: procesos reales, base y NATS reales.
+describe("operator CLIs", () => {
+  let nats: LocalNats & { dir: string };
+  let db: TestDatabase;
+
+  const run = (script: string, args: string[], natsUrl = nats.url) =>
+    new Promise<Run>((resolve) => {
+      const child = spawn(process.execPath, ["--import", "tsx", script, ...args], {
+        env: { ...process.env, NATS_URL: natsUrl, DATABASE_URL: db.url, LOG_LEVEL: "silent" },
+      });
+      let out = "";
+      let err = "";
+      child.stdout.on("data", (d: Buffer) => {
+        out += d.toString();
+      });
+      child.stderr.on("data", (d: Buffer) => {
+        err += d.toString();
+      });
+      child.once("exit", (code) => resolve({ code, out, err }));
+    });
+  const dlq = (...args: string[]) => run("scripts/dlq.ts", args);
+
+  const entry = (n: number, error: string) => {
+    const envelope = {
+      id: newId(),
+      type: "billing.cycle_triggered",
+      occurredAt: new Date().toISOString(),
+      correlationId: `cli-${n}`,
+      data: { period: "2026-11" },
+    };
+    return {
+      id: newId(),
+      domain: "billing" as const,
+      stream: streams.billing.name,
+      streamSequence: 1_000 + n,
+      subject: subjects.billingCycle,
+      eventId: envelope.id,
+      eventType: envelope.type,
+      correlationId: envelope.correlationId,
+      envelope,
+      rawPayload: JSON.stringify(envelope),
+      error,
+      errorKind: "transient" as const,
+      deliveries: 5,
+    };
+  };
+  const first = entry(1, 'message data failed its schema: [\n  {\n    "code": "custom"\n  }\n]');
+  const second = entry(2, "connect ECONNREFUSED");
+
+  beforeAll(async () => {
+    nats = await startNatsForTest();
+    db = await createPostgresTestDatabase();
+    await seedDemo(db.handle.db);
+    await db.handle.db.insert(dlqEntries).values([first, second]);
+  });
+  afterAll(async () => {
+    await nats?.stop();
+    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+    await db?.drop();
+  });
+
+  it("dlq list prints one line per entry, even for a multi-line error", async () => {
+    const r = await dlq("list");
+    expect(r.code).toBe(0);
+    const lines = r.out.trim().split("\n");
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toContain(first.id);
+    expect(lines[0]).toContain("pending");
+    expect(lines[1]).toContain("connect ECONNREFUSED");
+  });
+
+  it("dlq show prints the entry; a malformed id is a usage error and an unknown one says so", async () => {
+    const shown = await dlq("show", first.id);
+    expect(shown.code).toBe(0);
+    expect(JSON.parse(shown.out)).toMatchObject({ id: first.id, correlationId: "cli-1" });
+    const malformed = await dlq("show", "not-a-uuid");
+    expect(malformed.code).toBe(2);
+    expect(malformed.err).toContain("is not a DLQ entry id");
+    expect(malformed.err).not.toMatch(/select|params/i);
+    const unknown = await dlq("show", newId());
+    expect(unknown.code).toBe(1);
+    expect(unknown.err).toContain("does not exist");
+    expect((await dlq("frobnicate")).code).toBe(2);
+  });
+
+  it("dlq replay republishes one entry once; replay --all takes the rest", async () => {
+    const one = await dlq("replay", first.id);
+    expect(one.code).toBe(0);
+    expect(one.out).toContain(`replayed ${first.id}`);
+    const again = await dlq("replay", first.id);
+    expect(again.code).toBe(1);
+    expect(again.err).toContain("already replayed");
+    const all = await dlq("replay", "--all");
+    expect(all.code).toBe(0);
+    expect(all.out).toContain(`replayed ${second.id}`);
+    expect(all.out).toContain("1 entries replayed, 0 skipped");
+    const rows = await db.handle.db.select().from(dlqEntries);
+    expect(rows.every((r) => r.replayCount === 1)).toBe(true);
+  });
+
+  it("publish:test publishes poison messages and real provisionings, and explains failures in one line", async () => {
+    const poison = await run("scripts/publish-test.ts", ["--count", "3", "--type", "poison"]);
+    expect(poison.code).toBe(0);
+    const bus = await connectBus({ servers: nats.url, name: "cli-test" });
+    try {
+      const info = await (await bus.jsm()).streams.info(streams.provisioning.name, {
+        subjects_filter: subjects.provision,
+      });
+      expect(info.state.subjects?.[subjects.provision]).toBe(3);
+    } finally {
+      await bus.close();
+    }
+
+    const provision = await run("scripts/publish-test.ts", ["--count", "2", "--type", "provision"]);
+    expect(provision.code).toBe(0);
+    expect(provision.out.match(/^task /gm)).toHaveLength(2);
+    const [tasks] = await db.handle.db
+      .select({ n: count() })
+      .from(provisioningTasks)
+      .where(eq(provisioningTasks.kind, "provision"));
+    expect(tasks?.n).toBeGreaterThanOrEqual(2);
+
+    const unreachable = await run(
+      "scripts/publish-test.ts",
+      ["--count", "1", "--type", "billing"],
+      "nats://127.0.0.1:1",
+    );
+    expect(unreachable.code).toBe(1);
+    expect(unreachable.err).toContain("publish:test failed:");
+    expect(unreachable.err).not.toMatch(/\n\s+at /);
+    expect((await run("scripts/publish-test.ts", ["--count", "0"])).code).toBe(2);
+  }, 60_000);
+});
