@@ -39,6 +39,9 @@ export function dedicatedName(tenantInstanceId: string): string {
   return `t_${tenantInstanceId.toLowerCase().replace(/[^a-z0-9]/g, "_")}`.slice(0, 63);
 }
 
+/** Conexiones simultáneas que admite el rol de una base Enterprise (app hija más workers). */
+export const ENTERPRISE_ROLE_CONNECTION_LIMIT = 20;
+
 export function createPostgresDedicated(
   adminUrl: string,
   poolOptions: TenantPoolsOptions = {},
@@ -63,15 +66,21 @@ export function createPostgresDedicated(
         // El SQL lleva el verificador SCRAM, no la contraseña (ver scram.ts).
         const exists = await admin.query("select 1 from pg_roles where rolname = $1", [name]);
         const verifier = scramSha256Verifier(password);
-        if (exists.rowCount)
-          await admin.query(`alter role "${name}" with login password '${verifier}'`);
-        else await admin.query(`create role "${name}" with login password '${verifier}'`);
+        // Con tope de conexiones: la app hija tiene las credenciales y sin él podría agotar
+        // max_connections del servidor, que comparten el plano de control y los demás tenants.
+        const options = `login connection limit ${ENTERPRISE_ROLE_CONNECTION_LIMIT} password '${verifier}'`;
+        if (exists.rowCount) await admin.query(`alter role "${name}" with ${options}`);
+        else await admin.query(`create role "${name}" with ${options}`);
         try {
           await admin.query(`create database "${name}" owner "${name}"`);
         } catch (err) {
           if (pgErrorCode(err) !== "42P04" && pgErrorCode(err) !== "23505") throw err;
         }
         await admin.query(`revoke all on database "${name}" from public`);
+        // Y ningún rol de tenant entra en la base del plano de control (solo su dueño).
+        await admin.query(
+          `revoke connect, temporary on database "${new URL(adminUrl).pathname.slice(1)}" from public`,
+        );
       } finally {
         await admin.end();
       }

@@ -3,7 +3,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomToken } from "../../core/ids";
 import { createTestDatabase, type TestDatabase } from "../../test/support/databases";
 import { scramLogin, storedRoleVerifier } from "../../test/support/scram";
-import { createPostgresDedicated, dedicatedName } from "./dedicated-databases";
+import {
+  createPostgresDedicated,
+  dedicatedName,
+  ENTERPRISE_ROLE_CONNECTION_LIMIT,
+} from "./dedicated-databases";
 import { scramSha256Verifier } from "./scram";
 
 describe("SCRAM-SHA-256 verifier", () => {
@@ -91,10 +95,10 @@ describe("Enterprise role password", () => {
     // Lo que llegó al servidor: las sentencias de rol con el verificador, ninguna contraseña.
     const sent = proxy.sent();
     expect(sent).toContain(
-      `create role "${dedicatedName(code)}" with login password 'SCRAM-SHA-256$`,
+      `create role "${dedicatedName(code)}" with login connection limit ${ENTERPRISE_ROLE_CONNECTION_LIMIT} password 'SCRAM-SHA-256$`,
     );
     expect(sent).toContain(
-      `alter role "${dedicatedName(code)}" with login password 'SCRAM-SHA-256$`,
+      `alter role "${dedicatedName(code)}" with login connection limit ${ENTERPRISE_ROLE_CONNECTION_LIMIT} password 'SCRAM-SHA-256$`,
     );
     for (const url of [first, second]) {
       expect(sent).not.toContain(decodeURIComponent(url.password));

@@ -161,6 +161,11 @@ export function createPostgresRegistry(
           await c.query("begin");
           await c.query("select pg_advisory_xact_lock(727274004)");
           await c.query(BASELINE(appRole(productCode)));
+          // Solo los miembros del rol de la app (y el dueño) entran: no un rol de tenant Enterprise.
+          await c.query(`revoke connect, temporary on database "${name}" from public`);
+          await c.query(
+            `grant connect, temporary on database "${name}" to "${appRole(productCode)}"`,
+          );
           await c.query("commit");
         } catch (err) {
           await c.query("rollback").catch(() => {});

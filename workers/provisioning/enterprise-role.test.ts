@@ -1,0 +1,90 @@
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { pgErrorCode } from "../../core/http/db-errors";
+import { newId, randomToken } from "../../core/ids";
+import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
+import {
+  createPostgresDedicated,
+  dedicatedName,
+  ENTERPRISE_ROLE_CONNECTION_LIMIT,
+} from "./dedicated-databases";
+import { createPostgresRegistry, sharedDatabaseName } from "./shared-registry";
+
+/** A qué base entra una cadena de conexión, o el código con que la rechazan. */
+async function reach(url: string): Promise<string> {
+  const client = new pg.Client({ connectionString: url });
+  try {
+    await client.connect();
+    const { rows } = await client.query("select current_database() as d");
+    return `connected to ${String(rows[0]?.d)}`;
+  } catch (err) {
+    return `refused ${pgErrorCode(err) ?? String(err)}`;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+// El rol de un tenant Enterprise (sus credenciales las tiene la app hija) no sale de su base.
+describe("Enterprise tenant role confinement", () => {
+  let control: TestDatabase;
+  let dedicated: ReturnType<typeof createPostgresDedicated>;
+  let registry: ReturnType<typeof createPostgresRegistry>;
+  const a = newId();
+  const b = newId();
+  const password = randomToken(24);
+  const at = (database: string) => {
+    const u = new URL(dedicated.connectionString(a, password));
+    u.pathname = `/${database}`;
+    return u.toString();
+  };
+
+  beforeAll(async () => {
+    control = await createPostgresTestDatabase();
+    dedicated = createPostgresDedicated(control.url ?? "");
+    registry = createPostgresRegistry(control.url ?? "");
+    await registry.register("FARUTECH_VET", {
+      tenantInstanceId: newId(),
+      tenantCode: "vet-1",
+      customerId: newId(),
+    });
+    await dedicated.create(a, password);
+    await dedicated.create(b, randomToken(24));
+  });
+  afterAll(async () => {
+    await dedicated?.drop(a).catch(() => {});
+    await dedicated?.drop(b).catch(() => {});
+    await dedicated?.close();
+    await registry?.close();
+    await control?.drop();
+  });
+
+  it("reaches its own database only: not another tenant's, the control plane or a shared one", async () => {
+    const controlDb = new URL(control.url ?? "").pathname.slice(1);
+    expect(await reach(at(dedicatedName(a)))).toBe(`connected to ${dedicatedName(a)}`);
+    expect(await reach(at(dedicatedName(b)))).toBe("refused 42501");
+    expect(await reach(at(controlDb))).toBe("refused 42501");
+    expect(await reach(at(sharedDatabaseName(controlDb, "FARUTECH_VET")))).toBe("refused 42501");
+  });
+
+  it("has a connection limit and no elevated attributes", async () => {
+    const admin = new pg.Client({ connectionString: control.url });
+    await admin.connect();
+    try {
+      const { rows } = await admin.query(
+        `select rolconnlimit, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls, rolreplication
+           from pg_roles where rolname = $1`,
+        [dedicatedName(a)],
+      );
+      expect(rows[0]).toEqual({
+        rolconnlimit: ENTERPRISE_ROLE_CONNECTION_LIMIT,
+        rolsuper: false,
+        rolcreatedb: false,
+        rolcreaterole: false,
+        rolbypassrls: false,
+        rolreplication: false,
+      });
+    } finally {
+      await admin.end();
+    }
+  });
+});
