@@ -69,14 +69,16 @@ async function main() {
   const edgeApp = await createNodeEdgeApp(env, db.db, logger.child({ component: "edge" }));
   const workers = await startWorkers(env, { db, logger: logger.child({ component: "workers" }) });
 
-  const servers: ServerType[] = [
-    serve({
-      fetch: createAdminApp(adminRuntime.deps).fetch,
-      port: adminPort,
-      hostname: "127.0.0.1",
-    }),
-    serve({ fetch: edgeApp.fetch, port: edgePort, hostname: "127.0.0.1" }),
-  ];
+  // El aviso "en marcha" sale cuando ambos escuchan de verdad; un puerto ocupado es un error claro.
+  const listen = (fetch: (req: Request) => Response | Promise<Response>, port: number) =>
+    new Promise<ServerType>((resolve, reject) => {
+      const server = serve({ fetch, port, hostname: "127.0.0.1" }, () => resolve(server));
+      server.once("error", reject);
+    });
+  const servers = await Promise.all([
+    listen(createAdminApp(adminRuntime.deps).fetch, adminPort),
+    listen(edgeApp.fetch, edgePort),
+  ]);
 
   console.log(
     [
