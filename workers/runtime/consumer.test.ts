@@ -1,5 +1,4 @@
 import { rmSync } from "node:fs";
-import { Writable } from "node:stream";
 import type { Consumer } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/nats-core";
 import { eq } from "drizzle-orm";
@@ -13,12 +12,13 @@ import {
 } from "../../contracts/streams";
 import { type Bus, connectBus, ensureStreams } from "../../core/bus";
 import { newId } from "../../core/ids";
-import { createLogger, silentLogger } from "../../core/logger";
+import { silentLogger } from "../../core/logger";
 import { createDeadLetterStore } from "../../db/dead-letters";
 import { createProcessedStore, type ProcessedStore } from "../../db/processed";
 import { dlqEntries } from "../../db/schema";
 import type { LocalNats } from "../../infra/nats/local-server";
 import { createPgliteTestDatabase, type TestDatabase } from "../../test/support/databases";
+import { captureLogs } from "../../test/support/logs";
 import { startNatsForTest, waitFor } from "../../test/support/stack";
 import {
   ensureConsumer,
@@ -123,16 +123,7 @@ describe("worker runtime", () => {
   });
 
   it("logs the correlation and event id of a message that fails its schema, on every line", async () => {
-    const lines: Record<string, unknown>[] = [];
-    const logger = createLogger({
-      service: "test",
-      destination: new Writable({
-        write(chunk, _enc, done) {
-          lines.push(JSON.parse(String(chunk)) as Record<string, unknown>);
-          done();
-        },
-      }),
-    });
+    const { logger, lines } = captureLogs();
     const def = {
       name: "poison-log-worker",
       // Fuera de billing.tasks: el consumer "billing.tasks.>" de la prueba del advisory lo vería.
@@ -894,16 +885,7 @@ describe("worker runtime", () => {
 
   it("acknowledges anyway, with an error operators can act on, when the processed marker cannot be stored at all", async () => {
     const runs: number[] = [];
-    const lines: Record<string, unknown>[] = [];
-    const logger = createLogger({
-      service: "test",
-      destination: new Writable({
-        write(chunk, _enc, done) {
-          lines.push(JSON.parse(String(chunk)) as Record<string, unknown>);
-          done();
-        },
-      }),
-    });
+    const { logger, lines } = captureLogs();
     const metrics = createWorkerMetrics();
     const processed = flakyProcessed(Number.POSITIVE_INFINITY);
     const def = {
