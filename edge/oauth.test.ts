@@ -464,14 +464,22 @@ describe.each(["node", "workerd"])("OAuth on %s", (runtime) => {
     expect(ofrep.status).toBe(200);
   });
 
-  it("advertises the revocation endpoint and the refresh_token grant", async () => {
-    const discovery = (await (
-      await fetchEdge("/.well-known/openid-configuration")
-    ).json()) as Record<string, unknown>;
-    expect(discovery).toMatchObject({
-      revocation_endpoint: `${ISSUER}/oauth/revoke`,
-      grant_types_supported: ["client_credentials", "refresh_token"],
-    });
+  it("advertises the revocation endpoint and the refresh_token grant, and no flow it does not serve", async () => {
+    for (const path of [
+      "/.well-known/openid-configuration",
+      "/.well-known/oauth-authorization-server",
+    ]) {
+      const discovery = (await (await fetchEdge(path)).json()) as Record<string, unknown>;
+      expect(discovery).toMatchObject({
+        issuer: ISSUER,
+        revocation_endpoint: `${ISSUER}/oauth/revoke`,
+        grant_types_supported: ["client_credentials", "refresh_token"],
+        // Sin endpoint de autorización ni ID tokens (RFC 8414 §2).
+        response_types_supported: [],
+      });
+      expect(discovery).not.toHaveProperty("authorization_endpoint");
+      expect(discovery).not.toHaveProperty("id_token_signing_alg_values_supported");
+    }
   });
 
   it("issues access tokens that an independent JWT library verifies with the published JWKS", async () => {
