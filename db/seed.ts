@@ -1,5 +1,5 @@
-import { createHash } from "node:crypto";
 import { and, eq, sql } from "drizzle-orm";
+import { hashedUuid } from "../core/hashed-id";
 import {
   DEFAULT_BASE_DOMAIN,
   kubernetesNamespaceFor,
@@ -24,8 +24,7 @@ import type { Database, Tx } from "./types";
 
 // Ids deterministas: cargar la demo dos veces produce exactamente las mismas filas.
 export function demoId(name: string): string {
-  const h = createHash("sha256").update(`farutech-demo:${name}`).digest("hex");
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
+  return hashedUuid(`farutech-demo:${name}`);
 }
 
 async function productIdByCode(tx: Tx, code: string): Promise<string> {

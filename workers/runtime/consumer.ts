@@ -404,6 +404,11 @@ export function priorAttemptsOf(h: MsgHdrs | undefined): number {
   return Number.isInteger(n) && n > 0 ? n : 0;
 }
 
+/** Intento lógico de una entrega: fallos de copias anteriores más las entregas de esta copia. */
+function attemptOf(msg: JsMsg): number {
+  return priorAttemptsOf(msg.headers) + msg.info.deliveryCount;
+}
+
 /** Intentos de publicar la copia de un mensaje devuelto (mismo Nats-Msg-Id: repetir es seguro). */
 const RELEASE_ATTEMPTS = 3;
 
@@ -551,7 +556,7 @@ export async function startWorker<T>(
 
   const process = async (msg: JsMsg) => {
     // Las políticas de reintento y DLQ cuentan intentos, no entregas de esta copia.
-    const deliveryCount = priorAttemptsOf(msg.headers) + msg.info.deliveryCount;
+    const deliveryCount = attemptOf(msg);
     let envelope: EventEnvelope | undefined;
     let data: T | undefined;
     let handlerCtx: HandlerContext<T> | undefined;
@@ -722,7 +727,7 @@ export async function startWorker<T>(
         for await (const msg of batch) {
           if (stopping) {
             // Llegó tras la orden de parar y no empezó: otro proceso lo toma ya.
-            releaseOne(msg, priorAttemptsOf(msg.headers) + msg.info.deliveryCount);
+            releaseOne(msg, attemptOf(msg));
             continue;
           }
           received++;

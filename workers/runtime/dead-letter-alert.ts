@@ -1,8 +1,8 @@
-import { createHash } from "node:crypto";
 import type { z } from "zod";
 import type { deadLetteredNotificationSchema, EventEnvelope } from "../../contracts/events";
 import { type Domain, subjects } from "../../contracts/streams";
 import type { Bus } from "../../core/bus";
+import { hashedUuid } from "../../core/hashed-id";
 import type { Logger } from "../../core/logger";
 
 export interface DeadLetterAlert {
@@ -24,12 +24,9 @@ export interface DeadLetterAlert {
  * El id del evento distingue una secuencia reutilizada tras recrear el stream.
  */
 export function deadLetterAlertId(alert: DeadLetterAlert): string {
-  const hex = createHash("sha256")
-    .update(`dead-letter-alert:${alert.stream}:${alert.streamSequence}:${alert.envelope?.id ?? ""}`)
-    .digest("hex");
-  // UUID versión 8 (RFC 9562, formato propio): lo aceptan el sobre y processed_messages.
-  const variant = ((Number.parseInt(hex.charAt(16), 16) & 0x3) | 0x8).toString(16);
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+  return hashedUuid(
+    `dead-letter-alert:${alert.stream}:${alert.streamSequence}:${alert.envelope?.id ?? ""}`,
+  );
 }
 
 /**
