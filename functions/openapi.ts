@@ -98,10 +98,11 @@ export const jsonBody = <T extends z.ZodTypeAny>(schema: T) => ({
 
 /** Cabecera If-Match opcional de PATCH/DELETE (412 si la versión cambió). */
 export const ifMatchHeader = z.object({
-  "if-match": z
-    .string()
-    .optional()
-    .openapi({ description: "ETag leído antes; 412 si cambió", example: '"v3"' }),
+  "if-match": z.string().optional().openapi({
+    description:
+      "ETag leído antes, o una lista de ETags (vale si coincide alguno), o *; 412 si la versión cambió, 400 si no es una lista de ETags",
+    example: '"v3"',
+  }),
 });
 
 /** Cabecera ETag de los GET de un recurso. */

@@ -17,15 +17,45 @@ export async function compositeEtagFor(rowVersion: number, view: unknown): Promi
   return `"v${rowVersion}.${digest}"`;
 }
 
-/** If-Match → versión esperada; sin cabecera (o `*`) no hay precondición. */
-export function expectedVersion(c: Context): number | undefined {
-  const header = c.req.header("if-match");
-  if (!header || header.trim() === "*") return undefined;
-  const match = /^"v(\d{1,9})(?:\.[0-9a-f]{12})?"$/.exec(header.trim());
-  if (!match?.[1]) {
-    throw new AppError("precondition_failed", "If-Match must be an ETag returned by this API");
+/**
+ * Precondición If-Match ya interpretada: las versiones de fila aceptables (la escritura sigue si la
+ * fila está en una de ellas), o `undefined` sin cabecera o con `*`.
+ */
+export type IfMatch = readonly number[] | undefined;
+
+// RFC 9110 §8.8.3: entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE; etagc admite comas, por eso se
+// recorre la lista con un patrón anclado en vez de partirla por comas.
+const ENTITY_TAG = /[ \t]*(W\/)?"([\x21\x23-\x7e\x80-\xff]*)"[ \t]*(?:,|$)/y;
+const OWN_OPAQUE_TAG = /^v(\d{1,9})(?:\.[0-9a-f]{12})?$/;
+
+function invalidIfMatch(): AppError {
+  return new AppError("validation_failed", "If-Match must be * or a list of quoted ETags", {
+    fields: [{ path: "header.if-match", message: 'Expected * or ETags such as "v3"' }],
+  });
+}
+
+/**
+ * If-Match → versiones aceptables (RFC 9110 §13.1.1). Una lista coincide si coincide cualquiera de
+ * sus ETags; la comparación es fuerte, así que un ETag débil o de otro servidor nunca coincide
+ * (412). Una cabecera que no es una lista de ETags es un 400 que la nombra.
+ */
+export function expectedVersion(c: Context): IfMatch {
+  const header = c.req.header("if-match")?.trim();
+  if (!header || header === "*") return undefined;
+  const versions: number[] = [];
+  ENTITY_TAG.lastIndex = 0;
+  while (ENTITY_TAG.lastIndex < header.length) {
+    const match = ENTITY_TAG.exec(header);
+    if (!match) throw invalidIfMatch();
+    const own = match[1] ? undefined : OWN_OPAQUE_TAG.exec(match[2] ?? "");
+    if (own?.[1]) versions.push(Number(own[1]));
   }
-  return Number(match[1]);
+  return versions;
+}
+
+/** ¿Falla la precondición If-Match para una fila en esta versión? */
+export function ifMatchFails(ifMatch: IfMatch, rowVersion: number): boolean {
+  return ifMatch !== undefined && !ifMatch.includes(rowVersion);
 }
 
 /**
@@ -49,11 +79,11 @@ export function assertUpdated<T>(
 /** If-Match comprobado contra una fila ya bloqueada (FOR UPDATE): 412 si la versión cambió. */
 export function assertVersion(
   rowVersion: number,
-  ifMatch: number | undefined,
+  ifMatch: IfMatch,
   entity: string,
   id: string,
 ): void {
-  if (ifMatch !== undefined && rowVersion !== ifMatch) {
+  if (ifMatchFails(ifMatch, rowVersion)) {
     throw new AppError(
       "precondition_failed",
       `${entity} ${id} was modified since it was read (stale If-Match)`,

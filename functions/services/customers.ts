@@ -11,7 +11,7 @@ import type {
   CustomerRow,
   UpdateCustomerInput,
 } from "../routes/customers/schema";
-import { assertUpdated, notFound } from "./concurrency";
+import { assertUpdated, assertVersion, type IfMatch, notFound } from "./concurrency";
 import { entitlementsChanged } from "./entitlement-events";
 import { domainEvent, mutate, type ServiceContext } from "./mutation";
 
@@ -42,13 +42,6 @@ export async function assertCustomerNotDeleted(
       extra: { customerId, customerDeletedAt: row.deletedAt.toISOString() },
     });
   }
-}
-
-function stale(id: string): AppError {
-  return new AppError(
-    "precondition_failed",
-    `Customer ${id} was modified since it was read (stale If-Match)`,
-  );
 }
 
 export async function createCustomer(ctx: ServiceContext, input: CreateCustomerInput) {
@@ -96,13 +89,13 @@ export async function updateCustomer(
   ctx: ServiceContext,
   id: string,
   input: UpdateCustomerInput,
-  ifMatch: number | undefined,
+  ifMatch: IfMatch,
 ) {
   return mutate(ctx, async (tx) => {
     // Bloqueada: dos PATCH sin If-Match se ordenan en vez de responder 412 al segundo.
     const [before] = await tx.select().from(customers).where(eq(customers.id, id)).for("update");
     if (!before) throw notFound("Customer", id);
-    if (ifMatch !== undefined && before.rowVersion !== ifMatch) throw stale(id);
+    assertVersion(before.rowVersion, ifMatch, "Customer", id);
     if (before.erasedAt) {
       throw new AppError("conflict", `Customer ${id} was erased (GDPR) and cannot be modified`);
     }
@@ -222,12 +215,12 @@ export async function softDeleteWithin(
 export async function softDeleteCustomer(
   ctx: ServiceContext,
   id: string,
-  ifMatch: number | undefined,
+  ifMatch: IfMatch,
 ): Promise<CustomerRow> {
   return mutate(ctx, async (tx) => {
     const [before] = await tx.select().from(customers).where(eq(customers.id, id)).for("update");
     if (!before) throw notFound("Customer", id);
-    if (ifMatch !== undefined && before.rowVersion !== ifMatch) throw stale(id);
+    assertVersion(before.rowVersion, ifMatch, "Customer", id);
     if (before.deletedAt) return { result: before, audit: [] };
     const outcome = await softDeleteWithin(tx, before);
     return { result: outcome.customer, audit: outcome.audit, events: outcome.events };

@@ -13,6 +13,7 @@ import {
   type FeatureUpdateResponse,
   featureUpdateResponseSchema,
 } from "../routes/provisioning/schema";
+import { assertVersion, type IfMatch } from "./concurrency";
 import { mutate, type ServiceContext } from "./mutation";
 import { normalizeFeatureMap, overridesFromCustomFeatures } from "./provisioning";
 import { taskInFlight } from "./tenant-instances";
@@ -134,15 +135,6 @@ async function acceptTask<T>(
   }
 }
 
-function assertInstanceVersion(instance: InstanceRow, ifMatch: number | undefined): void {
-  if (ifMatch !== undefined && instance.rowVersion !== ifMatch) {
-    throw new AppError(
-      "precondition_failed",
-      `Tenant instance ${instance.id} was modified since it was read (stale If-Match)`,
-    );
-  }
-}
-
 function statusConflict(instance: InstanceRow, what: string): AppError {
   return new AppError("conflict", `Tenant instance ${instance.id} is ${instance.status}; ${what}`, {
     extra: { currentStatus: instance.status },
@@ -154,7 +146,7 @@ export async function requestDeprovision(
   ctx: ServiceContext,
   tenantInstanceId: string,
   options: { purge: boolean },
-  ifMatch: number | undefined,
+  ifMatch: IfMatch,
 ): Promise<TaskAccepted<DeprovisionResponse>> {
   return acceptTask<DeprovisionResponse>(
     ctx,
@@ -176,7 +168,7 @@ export async function requestDeprovision(
         }
         if (existing.success) return { existing: existing.data };
       }
-      assertInstanceVersion(instance, ifMatch);
+      assertVersion(instance.rowVersion, ifMatch, "Tenant instance", instance.id);
       if (instance.status === "decommissioned") {
         // Ya dada de baja: solo queda adelantar el borrado de datos que haría la retención
         // (p. ej. un pedido de borrado del cliente). Sin purge no hay nada que hacer.
@@ -220,7 +212,7 @@ export async function requestFeatureUpdate(
   ctx: ServiceContext,
   tenantInstanceId: string,
   input: FeatureMap,
-  ifMatch?: number,
+  ifMatch?: IfMatch,
 ): Promise<TaskAccepted<FeatureUpdateResponse>> {
   const features = normalizeFeatureMap(input, "body");
   return acceptTask<FeatureUpdateResponse>(
@@ -229,7 +221,7 @@ export async function requestFeatureUpdate(
     { kind: "update_features", features },
     featureUpdateResponseSchema,
     async (tx, instance) => {
-      assertInstanceVersion(instance, ifMatch);
+      assertVersion(instance.rowVersion, ifMatch, "Tenant instance", instance.id);
       if (instance.status === "decommissioned") {
         throw statusConflict(instance, "its features cannot change");
       }

@@ -10,7 +10,7 @@ import {
   subscriptionFeatureOverrides,
 } from "../../db/schema";
 import type { Executor } from "../../db/types";
-import { assertUpdated, assertVersion, notFound } from "./concurrency";
+import { assertUpdated, assertVersion, type IfMatch, notFound } from "./concurrency";
 import { entitlementsChanged, instancesOfProduct } from "./entitlement-events";
 import { domainEvent, mutate, type ServiceContext } from "./mutation";
 
@@ -137,7 +137,7 @@ export async function updateFeature(
   ctx: ServiceContext,
   id: string,
   input: FeatureChanges,
-  ifMatch: number | undefined,
+  ifMatch: IfMatch,
 ) {
   return mutate(ctx, async (tx) => {
     // Bloqueada: una edición que confirme entre la lectura y el UPDATE dejaría `before` falso en
@@ -161,7 +161,7 @@ export async function updateFeature(
   });
 }
 
-export async function deleteFeature(ctx: ServiceContext, id: string, ifMatch: number | undefined) {
+export async function deleteFeature(ctx: ServiceContext, id: string, ifMatch: IfMatch) {
   try {
     await mutate(ctx, async (tx) => {
       const [before] = await tx.select().from(features).where(eq(features.id, id)).for("update");

@@ -4,7 +4,7 @@ import { pgErrorCode } from "../../core/http/db-errors";
 import { newId } from "../../core/ids";
 import { features, modules, products } from "../../db/schema";
 import type { Executor } from "../../db/types";
-import { assertUpdated, assertVersion, notFound } from "./concurrency";
+import { assertUpdated, assertVersion, type IfMatch, notFound } from "./concurrency";
 import { entitlementsChanged, instancesOfProduct } from "./entitlement-events";
 import { assertFeaturesUnused } from "./features";
 import { domainEvent, mutate, type ServiceContext } from "./mutation";
@@ -63,7 +63,7 @@ export async function updateModule(
   ctx: ServiceContext,
   id: string,
   input: { name?: string; description?: string },
-  ifMatch: number | undefined,
+  ifMatch: IfMatch,
 ) {
   return mutate(ctx, async (tx) => {
     // Bloqueada: una edición que confirme entre la lectura y el UPDATE dejaría `before` falso en
@@ -88,7 +88,7 @@ export async function updateModule(
 }
 
 /** Borra el módulo y, en cascada, sus features; nunca si alguna está en un plan o un override. */
-export async function deleteModule(ctx: ServiceContext, id: string, ifMatch: number | undefined) {
+export async function deleteModule(ctx: ServiceContext, id: string, ifMatch: IfMatch) {
   try {
     await mutate(ctx, async (tx) => {
       const [before] = await tx.select().from(modules).where(eq(modules.id, id)).for("update");

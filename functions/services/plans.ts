@@ -11,7 +11,7 @@ import {
   subscriptions,
 } from "../../db/schema";
 import type { Executor } from "../../db/types";
-import { assertUpdated, assertVersion, notFound } from "./concurrency";
+import { assertUpdated, assertVersion, type IfMatch, notFound } from "./concurrency";
 import { entitlementsChanged, instancesOnPlans } from "./entitlement-events";
 
 import { productExists } from "./modules";
@@ -258,7 +258,7 @@ export async function updatePlan(
   ctx: ServiceContext,
   id: string,
   input: PlanChanges,
-  ifMatch: number | undefined,
+  ifMatch: IfMatch,
 ): Promise<PlanDetails> {
   return mutate(ctx, async (tx) => {
     // Bloqueo de la fila: dos PATCH simultáneos no intercalan el reemplazo de features y límites.
@@ -319,7 +319,7 @@ export async function updatePlan(
   });
 }
 
-export async function deletePlan(ctx: ServiceContext, id: string, ifMatch: number | undefined) {
+export async function deletePlan(ctx: ServiceContext, id: string, ifMatch: IfMatch) {
   try {
     await mutate(ctx, async (tx) => {
       const [locked] = await tx.select().from(plans).where(eq(plans.id, id)).for("update");

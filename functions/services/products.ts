@@ -4,7 +4,7 @@ import { pgErrorCode } from "../../core/http/db-errors";
 import { newId } from "../../core/ids";
 import { features, modules, productLimits, products } from "../../db/schema";
 import type { Executor } from "../../db/types";
-import { assertUpdated, assertVersion, notFound } from "./concurrency";
+import { assertUpdated, assertVersion, type IfMatch, notFound } from "./concurrency";
 import { domainEvent, mutate, type ServiceContext } from "./mutation";
 
 export interface ProductInput {
@@ -63,7 +63,7 @@ export async function updateProduct(
   ctx: ServiceContext,
   id: string,
   input: { name?: string; description?: string; version?: string },
-  ifMatch: number | undefined,
+  ifMatch: IfMatch,
 ) {
   return mutate(ctx, async (tx) => {
     // Bloqueada: una edición que confirme entre la lectura y el UPDATE dejaría `before` falso en
@@ -94,7 +94,7 @@ export async function updateProduct(
   });
 }
 
-export async function deleteProduct(ctx: ServiceContext, id: string, ifMatch: number | undefined) {
+export async function deleteProduct(ctx: ServiceContext, id: string, ifMatch: IfMatch) {
   try {
     await mutate(ctx, async (tx) => {
       // Bloqueada: una edición concurrente no puede cambiarla entre la comprobación de If-Match

@@ -9,7 +9,7 @@ import type {
   SubscriptionRow,
   UpdateSubscriptionInput,
 } from "../routes/subscriptions/schema";
-import { assertUpdated, notFound } from "./concurrency";
+import { assertUpdated, assertVersion, type IfMatch, notFound } from "./concurrency";
 import { assertCustomerNotDeleted } from "./customers";
 import { entitlementsChanged } from "./entitlement-events";
 import { domainEvent, mutate, type ServiceContext } from "./mutation";
@@ -33,13 +33,6 @@ export async function loadSubscription(
   // Las escrituras bloquean la fila: dos cambios sin If-Match se ordenan en vez de dar 412.
   const [row] = options.forUpdate ? await query.for("update", { of: subscriptions }) : await query;
   return row;
-}
-
-function stale(id: string): AppError {
-  return new AppError(
-    "precondition_failed",
-    `Subscription ${id} was modified since it was read (stale If-Match)`,
-  );
 }
 
 /** El plan debe existir (404 que nombra el campo) y ser del producto dado (422). */
@@ -186,13 +179,13 @@ export async function updateSubscription(
   ctx: ServiceContext,
   id: string,
   input: UpdateSubscriptionInput,
-  ifMatch: number | undefined,
+  ifMatch: IfMatch,
 ): Promise<LoadedSubscription> {
   return mutate(ctx, async (tx) => {
     const before = await loadSubscription(tx, id, { forUpdate: true });
     if (!before) throw notFound("Subscription", id);
     const current = before.subscription;
-    if (ifMatch !== undefined && current.rowVersion !== ifMatch) throw stale(id);
+    assertVersion(current.rowVersion, ifMatch, "Subscription", id);
     await assertInstanceLive(tx, current.tenantInstanceId, "its subscription cannot change");
     if (input.status === "active") {
       await assertCustomerNotDeleted(
@@ -253,13 +246,13 @@ export async function updateSubscription(
 export async function cancelSubscription(
   ctx: ServiceContext,
   id: string,
-  ifMatch: number | undefined,
+  ifMatch: IfMatch,
 ): Promise<LoadedSubscription> {
   return mutate(ctx, async (tx) => {
     const before = await loadSubscription(tx, id, { forUpdate: true });
     if (!before) throw notFound("Subscription", id);
     const current = before.subscription;
-    if (ifMatch !== undefined && current.rowVersion !== ifMatch) throw stale(id);
+    assertVersion(current.rowVersion, ifMatch, "Subscription", id);
     if (current.status === "cancelled") return { result: before, audit: [] };
     const [row] = await tx
       .update(subscriptions)

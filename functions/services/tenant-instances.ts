@@ -10,7 +10,7 @@ import {
 } from "../../db/schema";
 import type { Executor } from "../../db/types";
 import type { TenantInstanceView } from "../routes/tenant-instances/schema";
-import { notFound } from "./concurrency";
+import { assertVersion, type IfMatch, notFound } from "./concurrency";
 import { assertCustomerNotDeleted } from "./customers";
 import { entitlementsChanged } from "./entitlement-events";
 import { domainEvent, mutate, type ServiceContext } from "./mutation";
@@ -93,15 +93,6 @@ async function lockInstance(tx: Executor, id: string): Promise<InstanceRow | und
   return row;
 }
 
-function assertVersion(row: InstanceRow, ifMatch: number | undefined): void {
-  if (ifMatch !== undefined && row.rowVersion !== ifMatch) {
-    throw new AppError(
-      "precondition_failed",
-      `Tenant instance ${row.id} was modified since it was read (stale If-Match)`,
-    );
-  }
-}
-
 function statusConflict(row: InstanceRow, action: string): AppError {
   return new AppError(
     "conflict",
@@ -155,12 +146,12 @@ export async function updateTenantInstance(
   ctx: ServiceContext,
   id: string,
   input: { environment?: string | undefined; subdomainUrl?: string | undefined },
-  ifMatch: number | undefined,
+  ifMatch: IfMatch,
 ) {
   return mutate(ctx, async (tx) => {
     const before = await lockInstance(tx, id);
     if (!before) throw notFound("Tenant instance", id);
-    assertVersion(before, ifMatch);
+    assertVersion(before.rowVersion, ifMatch, "Tenant instance", before.id);
     if (before.status === "decommissioned") throw statusConflict(before, "modified");
     const changes = {
       ...(input.environment !== undefined ? { environment: input.environment } : {}),
@@ -204,13 +195,13 @@ export async function changeInstanceStatus(
   ctx: ServiceContext,
   id: string,
   transition: keyof typeof transitions,
-  ifMatch: number | undefined,
+  ifMatch: IfMatch,
 ) {
   const { from, to, verb } = transitions[transition];
   return mutate(ctx, async (tx) => {
     const before = await lockInstance(tx, id);
     if (!before) throw notFound("Tenant instance", id);
-    assertVersion(before, ifMatch);
+    assertVersion(before.rowVersion, ifMatch, "Tenant instance", before.id);
     if (before.status !== from) throw statusConflict(before, verb);
     // Un deprovision en curso terminará dando de baja la instancia: reactivarla sería engañoso.
     if (transition === "reactivate" && (await taskInFlight(tx, id, ["deprovision"]))) {

@@ -325,8 +325,8 @@ describe.each(["postgres", "pglite"] as const)("modules on %s", (kind) => {
           json: { name: "y" },
           headers: { "if-match": "garbage" },
         }),
-        412,
-        "precondition_failed",
+        400,
+        "validation_failed",
       );
     });
 

@@ -580,8 +580,8 @@ describe.each(["postgres", "pglite"] as const)("plans on %s", (kind) => {
           json: { name: "x" },
           headers: { "if-match": "W/garbage" },
         }),
-        412,
-        "precondition_failed",
+        400,
+        "validation_failed",
       );
     });
   });

@@ -27,6 +27,44 @@ describe.each(["postgres", "pglite"] as const)("products on %s", (kind) => {
   afterAll(async () => h?.stop());
 
   describe("happy path", () => {
+    it("reads If-Match as RFC 9110 says: a list matches if any strong ETag matches, * always does", async () => {
+      const created = await h.request<{ id: string }>("POST", "/api/products", {
+        token: catalog,
+        json: { code: unique(), name: "If-Match" },
+      });
+      const url = `/api/products/${created.body.id}`;
+      const patch = (ifMatch: string, name: string) =>
+        h.request("PATCH", url, {
+          token: catalog,
+          json: { name },
+          headers: { "if-match": ifMatch },
+        });
+
+      // v1 actual dentro de una lista con otros ETags (uno con coma dentro, válido en etagc).
+      const listed = await patch('"v7", "a,b" , "v1"', "listed");
+      expect(listed.status).toBe(200);
+      expect(listed.headers.get("etag")).toBe('"v2"');
+      // Ninguno de la lista es el actual: 412, sin cambio.
+      expectProblem(await patch('"v1", "v3"', "stale"), 412, "precondition_failed");
+      // Comparación fuerte: el ETag débil del mismo valor no coincide.
+      expectProblem(await patch('W/"v2"', "weak"), 412, "precondition_failed");
+      // Un ETag de otro origen es válido pero nunca coincide.
+      expectProblem(await patch('"abc"', "foreign"), 412, "precondition_failed");
+      expect((await patch("*", "any")).status).toBe(200);
+
+      // Lo que no es una lista de ETags es un 400 que nombra la cabecera, no un 412.
+      for (const malformed of ["v3", '"v3', '"v3" "v4"', '"v3",,x', "W/garbage"]) {
+        const res = await patch(malformed, "malformed");
+        expectProblem(res, 400, "validation_failed");
+        expect((res.body as { errors: { path: string }[] }).errors[0]?.path).toBe(
+          "header.if-match",
+        );
+      }
+      const final = await h.request<{ name: string }>("GET", url, { token: catalog });
+      expect(final.body.name).toBe("any");
+      expect(final.headers.get("etag")).toBe('"v3"');
+    });
+
     it("creates, reads, updates with If-Match and deletes a product, auditing each change", async () => {
       const code = unique();
       const created = await h.request("POST", "/api/products", {
@@ -412,8 +450,8 @@ describe.each(["postgres", "pglite"] as const)("products on %s", (kind) => {
           json: { name: "x" },
           headers: { "if-match": "garbage" },
         }),
-        412,
-        "precondition_failed",
+        400,
+        "validation_failed",
       );
     });
   });

@@ -343,8 +343,8 @@ describe.each(["postgres", "pglite"] as const)("tenant instances on %s", (kind) 
           json: { environment: "qa" },
           headers: { "if-match": "garbage" },
         }),
-        412,
-        "precondition_failed",
+        400,
+        "validation_failed",
       );
       expect(await auditOf(inst.id)).toEqual([]);
     });
