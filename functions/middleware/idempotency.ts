@@ -3,7 +3,7 @@ import type { MiddlewareHandler } from "hono";
 import { AppError } from "../../core/errors";
 import { errorMessage } from "../../core/http/db-errors";
 import { requestLogger } from "../../core/http/request-context";
-import { sha256Hex } from "../../core/ids";
+import { canonicalJson, sha256Hex } from "../../core/ids";
 import { idempotencyKeys } from "../../db/schema";
 import type { AdminEnv } from "../env";
 
@@ -30,6 +30,18 @@ const RESERVATION_LEASE = sql`now() - interval '60 seconds'`;
  * misma clave con otro cuerpo → 422; la primera aún en curso → 409. Va después de la
  * autenticación: las claves son por actor, así nadie envenena las de otro.
  */
+/**
+ * Lo que identifica el cuerpo: un JSON se compara por su valor (otro orden de claves u otros
+ * espacios son la misma petición, como la ve el handler); lo que no es JSON, literal.
+ */
+function requestFingerprint(body: string): string {
+  try {
+    return `json:${canonicalJson(JSON.parse(body))}`;
+  } catch {
+    return `raw:${body}`;
+  }
+}
+
 export interface IdempotencyOptions {
   /** Transforma el cuerpo antes de guardarlo (p. ej. quitar un secreto que no debe persistir). */
   redactStoredBody?: (body: string) => string;
@@ -51,7 +63,9 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
     const db = c.var.deps.db;
     const actor = c.var.claims.sub;
     const path = new URL(c.req.url).pathname;
-    const requestHash = await sha256Hex(`${c.req.method} ${path}\n${await c.req.text()}`);
+    const requestHash = await sha256Hex(
+      `${c.req.method} ${path}\n${requestFingerprint(await c.req.text())}`,
+    );
     const mine = and(eq(idempotencyKeys.actor, actor), eq(idempotencyKeys.key, key));
     // Las claves valen 24 h.
     await db

@@ -236,6 +236,16 @@ describe.each(["postgres", "pglite"] as const)("products on %s", (kind) => {
         headers: { "idempotency-key": `k-${code}` },
       });
       expectProblem(other, 422, "unprocessable");
+
+      // Mismo JSON con otro orden de claves y otros espacios: es la misma petición, se repite.
+      const reordered = await h.request("POST", "/api/products", {
+        token: admin,
+        body: `{ "name": "Idem",\n  "code": ${JSON.stringify(code)} }`,
+        headers: { "idempotency-key": `k-${code}`, "content-type": "application/json" },
+      });
+      expect(reordered.status).toBe(201);
+      expect(reordered.headers.get("idempotent-replayed")).toBe("true");
+      expect(reordered.body).toEqual(first.body);
     });
 
     it("does not pin a 409 to an Idempotency-Key: the retry runs again once the conflict is gone", async () => {
