@@ -16,5 +16,10 @@ export interface AdminDeps {
 }
 
 export interface AdminEnv {
-  Variables: RequestContextVariables & { deps: AdminDeps; claims: AccessClaims };
+  Variables: RequestContextVariables & {
+    deps: AdminDeps;
+    claims: AccessClaims;
+    /** Hora (epoch ms) tras la cual una mutación ya no confirma (ver idempotency.ts). */
+    commitDeadline?: number;
+  };
 }

@@ -26,6 +26,13 @@ function isFinalOutcome(status: number): boolean {
 const RESERVATION_LEASE = sql`now() - interval '60 seconds'`;
 
 /**
+ * Una petición con clave reservada confirma su cambio antes de esto, con margen sobre el lease:
+ * así un reintento que tome la reserva nunca corre a la vez que una primera ejecución que aún
+ * podría confirmar (el servidor Node no corta peticiones como Lambda a los 30 s).
+ */
+export const COMMIT_BUDGET_MS = 45_000;
+
+/**
  * Idempotency-Key en los POST: misma clave y mismo cuerpo → se repite la primera respuesta;
  * misma clave con otro cuerpo → 422; la primera aún en curso → 409. Va después de la
  * autenticación: las claves son por actor, así nadie envenena las de otro.
@@ -34,12 +41,18 @@ const RESERVATION_LEASE = sql`now() - interval '60 seconds'`;
  * Lo que identifica el cuerpo: un JSON se compara por su valor (otro orden de claves u otros
  * espacios son la misma petición, como la ve el handler); lo que no es JSON, literal.
  */
-function requestFingerprint(body: string): string {
+export async function idempotencyRequestHash(
+  method: string,
+  path: string,
+  body: string,
+): Promise<string> {
+  let fingerprint: string;
   try {
-    return `json:${canonicalJson(JSON.parse(body))}`;
+    fingerprint = `json:${canonicalJson(JSON.parse(body))}`;
   } catch {
-    return `raw:${body}`;
+    fingerprint = `raw:${body}`;
   }
+  return sha256Hex(`${method} ${path}\n${fingerprint}`);
 }
 
 export interface IdempotencyOptions {
@@ -63,9 +76,7 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
     const db = c.var.deps.db;
     const actor = c.var.claims.sub;
     const path = new URL(c.req.url).pathname;
-    const requestHash = await sha256Hex(
-      `${c.req.method} ${path}\n${requestFingerprint(await c.req.text())}`,
-    );
+    const requestHash = await idempotencyRequestHash(c.req.method, path, await c.req.text());
     const mine = and(eq(idempotencyKeys.actor, actor), eq(idempotencyKeys.key, key));
     // Las claves valen 24 h.
     await db
@@ -125,6 +136,7 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
       headers.set("idempotent-replayed", "true");
       return new Response(previous.responseBody, { status: previous.status, headers });
     }
+    c.set("commitDeadline", Date.now() + COMMIT_BUDGET_MS);
     await next();
     if (!isFinalOutcome(c.res.status)) {
       // Un fallo que depende del momento (servidor, conflicto, precondición, referencia aún

@@ -12,5 +12,6 @@ export function serviceContext(c: Context<AdminEnv>): ServiceContext {
     actor: c.var.claims.sub,
     correlationId: c.var.correlationId,
     baseDomain: c.var.deps.baseDomain,
+    commitDeadline: c.var.commitDeadline,
   };
 }

@@ -1,6 +1,7 @@
 import type { SQLWrapper } from "drizzle-orm";
 import { domainEventSubject } from "../../contracts/streams";
 import type { BusProvider } from "../../core/bus-provider";
+import { AppError } from "../../core/errors";
 import type { Logger } from "../../core/logger";
 import { type AuditEntry, auditInsert } from "../../db/audit";
 import { executeAll } from "../../db/batch";
@@ -14,6 +15,8 @@ export interface ServiceContext {
   actor: string;
   correlationId: string;
   baseDomain: string;
+  /** Si se pasa de esta hora (epoch ms) antes de confirmar, la mutación se revierte (503). */
+  commitDeadline?: number | undefined;
 }
 
 export interface MutationOutcome<T> {
@@ -57,6 +60,14 @@ export async function mutate<T>(
       queued = outbox.queued;
     }
     await executeAll(tx, statements);
+    if (ctx.commitDeadline !== undefined && Date.now() > ctx.commitDeadline) {
+      // Su reserva de Idempotency-Key puede haber pasado a un reintento: confirmar ahora podría
+      // aplicar el cambio dos veces. Se revierte y el cliente reintenta con la misma clave.
+      throw new AppError(
+        "unavailable",
+        "The request took too long and was rolled back; retry it with the same Idempotency-Key",
+      );
+    }
     return { result: outcome.result, queued };
   });
   if (queued.length > 0) await publishQueued(ctx.db, await ctx.bus.get(), queued, ctx.logger);

@@ -1,12 +1,12 @@
 import { and, eq } from "drizzle-orm";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { sha256Hex } from "../../../core/ids";
-import { auditLog, idempotencyKeys, outboxEvents } from "../../../db/schema";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { auditLog, idempotencyKeys, outboxEvents, productLimits } from "../../../db/schema";
 import { seedDemo } from "../../../db/seed";
 import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
 import { expectAuditAfterConcurrentEdit } from "../../../test/support/concurrent-edit";
 import { expectProblem } from "../../../test/support/http";
+import { idempotencyRequestHash } from "../../middleware/idempotency";
 import { productSchema } from "./schema";
 
 const unique = () => `P${crypto.randomUUID().replace(/-/g, "").slice(0, 10).toUpperCase()}`;
@@ -282,7 +282,7 @@ describe.each(["postgres", "pglite"] as const)("products on %s", (kind) => {
         key,
         method: "POST",
         path: "/api/products",
-        requestHash: await sha256Hex(`POST /api/products\n${JSON.stringify(json)}`),
+        requestHash: await idempotencyRequestHash("POST", "/api/products", JSON.stringify(json)),
       };
       // Reserva reciente sin respuesta: la primera petición sigue en curso.
       await h.db.handle.db.insert(idempotencyKeys).values(fresh);
@@ -412,6 +412,52 @@ describe.each(["postgres", "pglite"] as const)("products on %s", (kind) => {
         });
         expect(still.status).toBe(200);
         expect(still.body.name).toBe("Editado");
+      },
+    );
+
+    it.runIf(kind === "postgres")(
+      "rolls back a POST that outlived its Idempotency-Key budget, so a retry cannot apply it twice",
+      async () => {
+        const created = await h.request<{ id: string }>("POST", "/api/products", {
+          token: admin,
+          json: { code: unique(), name: "Lenta" },
+        });
+        const key = unique();
+        const send = () =>
+          h.request<{ limits: { name: string }[] }>(
+            "POST",
+            `/api/products/${created.body.id}/limits`,
+            { token: admin, json: { name: "slow_limit" }, headers: { "idempotency-key": key } },
+          );
+        const editor = new pg.Client({ connectionString: h.db.url });
+        await editor.connect();
+        let slow: Awaited<ReturnType<typeof send>>;
+        try {
+          // Otra conexión tiene la fila del producto: la petición queda dentro de su transacción.
+          await editor.query("begin");
+          await editor.query("update products set name = name where id = $1", [created.body.id]);
+          const pending = send();
+          await new Promise((r) => setTimeout(r, 300));
+          // Mientras espera pasan 46 s de reloj (solo Date; los timers siguen reales).
+          vi.useFakeTimers({ toFake: ["Date"] });
+          vi.setSystemTime(Date.now() + 46_000);
+          await editor.query("commit");
+          slow = await pending;
+        } finally {
+          vi.useRealTimers();
+          await editor.end();
+        }
+        expectProblem(slow, 503, "unavailable");
+        const rows = await h.db.handle.db
+          .select()
+          .from(productLimits)
+          .where(eq(productLimits.productId, created.body.id));
+        expect(rows.map((r) => r.name)).not.toContain("slow_limit");
+        // El 503 no se fija a la clave: el reintento ejecuta y el límite queda una sola vez.
+        const retried = await send();
+        expect(retried.status).toBe(201);
+        expect(retried.headers.get("idempotent-replayed")).toBeNull();
+        expect(retried.body.limits.filter((l) => l.name === "slow_limit")).toHaveLength(1);
       },
     );
 
