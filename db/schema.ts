@@ -451,7 +451,12 @@ export const provisioningTasks = pgTable(
      */
     leaseUntil: timestamp("lease_until", { withTimezone: true, precision: 3 }),
   },
-  (t) => [index("provisioning_tasks_instance_idx").on(t.tenantInstanceId)],
+  (t) => [
+    index("provisioning_tasks_instance_idx").on(t.tenantInstanceId),
+    // La lista de tareas pagina por (created_at, id) y se filtra sobre todo por estado.
+    index("provisioning_tasks_keyset_idx").on(t.createdAt, t.id),
+    index("provisioning_tasks_status_idx").on(t.status, t.createdAt, t.id),
+  ],
 );
 
 export const provisioningTaskSteps = pgTable(

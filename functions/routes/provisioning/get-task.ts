@@ -7,6 +7,7 @@ import { readGuard } from "../../middleware/guards";
 import { TENANT_READ } from "../../middleware/roles";
 import { bearerSecurity, errorResponses, uuidParam } from "../../openapi";
 import { taskSchema } from "./schema";
+import { toTaskView } from "./task-view";
 
 const route = createRoute({
   operationId: "getProvisioningTask",
@@ -23,8 +24,6 @@ const route = createRoute({
   },
 });
 
-const iso = (d: Date | null) => (d ? d.toISOString() : null);
-
 export function registerGetTask(app: OpenAPIHono<AdminEnv>): void {
   app.openapi(route, async (c) => {
     const { taskId } = c.req.valid("param");
@@ -39,29 +38,6 @@ export function registerGetTask(app: OpenAPIHono<AdminEnv>): void {
       .from(provisioningTaskSteps)
       .where(eq(provisioningTaskSteps.taskId, taskId))
       .orderBy(asc(provisioningTaskSteps.position));
-    return c.json(
-      {
-        taskId: task.id,
-        tenantInstanceId: task.tenantInstanceId,
-        kind: task.kind,
-        status: task.status,
-        attempts: task.attempts,
-        lastError: task.lastError,
-        correlationId: task.correlationId,
-        steps: steps.map((s) => ({
-          name: s.name,
-          status: s.status,
-          attempts: s.attempts,
-          startedAt: s.startedAt.toISOString(),
-          finishedAt: iso(s.finishedAt),
-          error: s.error,
-        })),
-        createdAt: task.createdAt.toISOString(),
-        updatedAt: task.updatedAt.toISOString(),
-        startedAt: iso(task.startedAt),
-        finishedAt: iso(task.finishedAt),
-      },
-      200,
-    );
+    return c.json(toTaskView(task, steps), 200);
   });
 }

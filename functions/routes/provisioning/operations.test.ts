@@ -1,7 +1,13 @@
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../../../core/ids";
-import { auditLog, outboxEvents, provisioningTasks, tenantInstances } from "../../../db/schema";
+import {
+  auditLog,
+  outboxEvents,
+  provisioningTaskSteps,
+  provisioningTasks,
+  tenantInstances,
+} from "../../../db/schema";
 import { seedDemo } from "../../../db/seed";
 import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
 import { demoProvisionBody } from "../../../test/support/demo";
@@ -283,6 +289,70 @@ describe.each(["postgres", "pglite"] as const)("provisioning operations on %s", 
       expect((await deprovision(leaving.id)).status).toBe(202);
       expectProblem(await putFeatures(leaving.id, { max_users: 3 }), 409, "conflict");
       expect((await tasksOf(gone.id)).length).toBe(0);
+    });
+  });
+
+  describe("task list", () => {
+    type TaskPage = {
+      items: { taskId: string; kind: string; status: string; steps: { name: string }[] }[];
+      nextCursor: string | null;
+    };
+    const list = (query: string, token = admin) =>
+      h.request<TaskPage>("GET", `/api/provisioning/tasks${query}`, { token });
+
+    it("lists an instance's tasks oldest first with their steps, filters and pages", async () => {
+      const inst = await createTestInstance(db());
+      const other = await createTestInstance(db());
+      const first = await putFeatures(inst.id, { max_users: 10 });
+      await db()
+        .update(provisioningTasks)
+        .set({ status: "dead_lettered" })
+        .where(eq(provisioningTasks.id, (first.body as { taskId: string }).taskId));
+      await putFeatures(other.id, { max_users: 11 });
+      const second = await putFeatures(inst.id, { max_users: 12 });
+      const secondId = (second.body as { taskId: string }).taskId;
+      await db()
+        .insert(provisioningTaskSteps)
+        .values([
+          { taskId: secondId, name: "record_features", position: 1, status: "succeeded" },
+          { taskId: secondId, name: "emit_entitlements", position: 2, status: "running" },
+        ]);
+
+      const all = await list(`?tenantInstanceId=${inst.id}`);
+      expect(all.status).toBe(200);
+      expect(all.body.items.map((t) => t.taskId)).toEqual([
+        (first.body as { taskId: string }).taskId,
+        secondId,
+      ]);
+      expect(all.body.items[1]?.steps.map((s) => s.name)).toEqual([
+        "record_features",
+        "emit_entitlements",
+      ]);
+      expect(all.body.items[0]?.steps).toEqual([]);
+      // El GET de una tarea y la lista muestran lo mismo.
+      const one = await h.request("GET", `/api/provisioning/tasks/${secondId}`, { token: admin });
+      expect(all.body.items[1]).toEqual(one.body);
+
+      const dead = await list(`?tenantInstanceId=${inst.id}&status=dead_lettered`);
+      expect(dead.body.items.map((t) => t.status)).toEqual(["dead_lettered"]);
+      expect((await list(`?tenantInstanceId=${inst.id}&kind=provision`)).body.items).toEqual([]);
+
+      const page1 = await list(`?tenantInstanceId=${inst.id}&limit=1`);
+      expect(page1.body.items.map((t) => t.taskId)).toEqual([all.body.items[0]?.taskId]);
+      const page2 = await list(
+        `?tenantInstanceId=${inst.id}&limit=1&cursor=${page1.body.nextCursor ?? ""}`,
+      );
+      expect(page2.body.items.map((t) => t.taskId)).toEqual([secondId]);
+      expect(page2.body.nextCursor).toBeNull();
+    });
+
+    it("rejects unknown filters and values, and needs a reading role", async () => {
+      expectProblem(await list("?instanceId=x"), 400, "validation_failed");
+      expectProblem(await list("?status=done"), 400, "validation_failed");
+      expectProblem(await list("?tenantInstanceId=42"), 400, "validation_failed");
+      expectProblem(await h.request("GET", "/api/provisioning/tasks"), 401, "unauthorized");
+      expectProblem(await list("", await h.token(["tenant_app"])), 403, "forbidden");
+      expect((await list("", await h.token(["support"]))).status).toBe(200);
     });
   });
 

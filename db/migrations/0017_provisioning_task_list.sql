@@ -1,0 +1,2 @@
+CREATE INDEX "provisioning_tasks_keyset_idx" ON "provisioning_tasks" USING btree ("created_at","id");--> statement-breakpoint
+CREATE INDEX "provisioning_tasks_status_idx" ON "provisioning_tasks" USING btree ("status","created_at","id");
