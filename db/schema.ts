@@ -275,6 +275,8 @@ export const tenantInstances = pgTable(
     // La retención de datos cuenta desde la baja; data_dropped_at marca el borrado ya hecho.
     decommissionedAt: timestamp("decommissioned_at", { withTimezone: true, precision: 3 }),
     dataDroppedAt: timestamp("data_dropped_at", { withTimezone: true, precision: 3 }),
+    /** Cuándo dejó de estar activa (la facturación cobra el periodo en que lo estuvo); trigger. */
+    leftActiveAt: timestamp("left_active_at", { withTimezone: true, precision: 3 }),
     createdAt: createdAt(),
     rowVersion: rowVersion(),
     updatedAt: updatedAt(),
@@ -318,6 +320,8 @@ export const subscriptions = pgTable(
     status: subscriptionStatus("status").notNull().default("pending"),
     startsAt: timestamp("starts_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
     expiresAt: timestamp("expires_at", { withTimezone: true, precision: 3 }),
+    /** Cuándo dejó de estar activa (la facturación cobra el periodo en que lo estuvo); trigger. */
+    leftActiveAt: timestamp("left_active_at", { withTimezone: true, precision: 3 }),
     createdAt: createdAt(),
     rowVersion: rowVersion(),
     updatedAt: updatedAt(),

@@ -1,9 +1,9 @@
-import { count, eq, sql } from "drizzle-orm";
+import { count, eq, like, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { billingCycleSchema, isBillablePeriod } from "../../contracts/events";
 import { newId } from "../../core/ids";
 import { silentLogger } from "../../core/logger";
-import { auditLog, invoices } from "../../db/schema";
+import { auditLog, invoices, subscriptions, tenantInstances } from "../../db/schema";
 import { seedDemo } from "../../db/seed";
 import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
 import type { HandlerContext } from "../runtime/consumer";
@@ -66,6 +66,83 @@ describe("billing worker", () => {
       .from(auditLog)
       .where(sql`${auditLog.action} = 'invoice.issued' and ${auditLog.after}->>'period' = ${next}`);
     expect(audited?.n).toBe(expected);
+  });
+
+  it("bills what was active during the period even if it is cancelled or suspended by the billing run", async () => {
+    const d = db.handle.db;
+    const now = new Date();
+    const month = (offset: number) =>
+      new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + offset, 1))
+        .toISOString()
+        .slice(0, 7);
+    // Cuatro instancias activas con su suscripción activa desde hace un año.
+    await d.execute(sql`
+      with src as (
+        select ti.*, s.plan_id from tenant_instances ti join subscriptions s on s.tenant_instance_id = ti.id
+         where ti.status = 'active' and s.status = 'active' limit 1),
+      inst as (
+        insert into tenant_instances (customer_id, product_id, instance_code, tenant_code, environment,
+          database_tier, status, kubernetes_namespace, subdomain_url)
+        select src.customer_id, src.product_id, 'period-' || g, 'period-tenant-' || g || '-' || ${newId()},
+          src.environment, src.database_tier, 'active', src.kubernetes_namespace, 'period-' || g || '.farutech.test'
+          from src, generate_series(1, 4) g
+        returning *)
+      insert into subscriptions (customer_id, tenant_instance_id, plan_id, product_id, status, starts_at)
+      select inst.customer_id, inst.id, src.plan_id, inst.product_id,
+        (case when inst.instance_code = 'period-3' then 'pending' else 'active' end)::subscription_status,
+        now() - interval '1 year'
+        from inst, src`);
+    const rows = await d
+      .select({
+        instance_id: subscriptions.tenantInstanceId,
+        subscription_id: subscriptions.id,
+        status: subscriptions.status,
+      })
+      .from(subscriptions)
+      .innerJoin(tenantInstances, eq(tenantInstances.id, subscriptions.tenantInstanceId))
+      .where(like(tenantInstances.instanceCode, "period-%"));
+    const neverActive = rows.find((r) => r.status === "pending");
+    const [cancelled, suspendedInstance, stillActive] = rows.filter((r) => r !== neverActive);
+    if (!cancelled || !suspendedInstance || !neverActive || !stillActive) throw new Error("setup");
+    // Hoy (dentro del mes en curso): una suscripción se cancela, una instancia se suspende.
+    await d.execute(
+      sql`update subscriptions set status = 'cancelled' where id = ${cancelled.subscription_id}`,
+    );
+    await d.execute(
+      sql`update tenant_instances set status = 'suspended' where id = ${suspendedInstance.instance_id}`,
+    );
+    // Otra nunca estuvo activa: pendiente y luego cancelada.
+    await d.execute(
+      sql`update subscriptions set status = 'cancelled' where id = ${neverActive.subscription_id}`,
+    );
+    // Un paso por 'active' borra la marca: la reactivada se cobra como activa.
+    await d.execute(
+      sql`update subscriptions set status = 'suspended' where id = ${stillActive.subscription_id}`,
+    );
+    await d.execute(
+      sql`update subscriptions set status = 'active' where id = ${stillActive.subscription_id}`,
+    );
+
+    const billed = async (period: string) => {
+      await billingWorker({ db: d }).handle(cycle(period));
+      const issued = await d
+        .select({ subscriptionId: invoices.subscriptionId })
+        .from(invoices)
+        .where(eq(invoices.period, period));
+      return new Set(issued.map((i) => i.subscriptionId));
+    };
+    // El mes en curso: las dos que dejaron de estar activas hoy lo estuvieron en él, y se cobran.
+    const current = await billed(month(0));
+    expect(current.has(cancelled.subscription_id)).toBe(true);
+    expect(current.has(suspendedInstance.subscription_id)).toBe(true);
+    expect(current.has(stillActive.subscription_id)).toBe(true);
+    expect(current.has(neverActive.subscription_id)).toBe(false);
+    // El mes siguiente: ya no estaban activas en ningún momento de él.
+    const next = await billed(month(1));
+    expect(next.has(cancelled.subscription_id)).toBe(false);
+    expect(next.has(suspendedInstance.subscription_id)).toBe(false);
+    expect(next.has(neverActive.subscription_id)).toBe(false);
+    expect(next.has(stillActive.subscription_id)).toBe(true);
   });
 
   it("bills 10,000 active subscriptions in one cycle (more rows than one statement's parameters allow)", async () => {

@@ -19,7 +19,8 @@ export function periodBounds(period: string): { start: Date; end: Date } {
 /** Suscripciones por transacción: acota memoria, parámetros (≤ 65 535 por sentencia) y bloqueos. */
 export const BILLING_CHUNK = 500;
 
-// Ciclo de facturación: una factura por suscripción activa en el periodo, con el precio del plan.
+// Ciclo de facturación: una factura por suscripción activa en el periodo (aunque hoy ya no lo
+// esté), con el precio del plan.
 // La unicidad (suscripción, periodo) en la base hace idempotente repetir el ciclo (o un tramo).
 export function billingWorker(deps: {
   db: Database;
@@ -53,8 +54,9 @@ export function billingWorker(deps: {
             .where(
               and(
                 after === undefined ? undefined : gt(subscriptions.id, after),
-                eq(subscriptions.status, "active"),
-                eq(tenantInstances.status, "active"),
+                // Activa hoy, o lo fue dentro del periodo (dejó de estarlo después de su inicio).
+                or(eq(subscriptions.status, "active"), gt(subscriptions.leftActiveAt, start)),
+                or(eq(tenantInstances.status, "active"), gt(tenantInstances.leftActiveAt, start)),
                 lt(subscriptions.startsAt, end),
                 or(isNull(subscriptions.expiresAt), gt(subscriptions.expiresAt, start)),
               ),
