@@ -750,7 +750,8 @@ export async function startWorker<T>(
 
   options.metrics?.trackPending(def.name, async () => {
     const jsm = await options.bus.jsm();
-    return (await jsm.consumers.info(streams[def.domain].name, def.name)).num_pending;
+    const info = await jsm.consumers.info(streams[def.domain].name, def.name);
+    return { pending: info.num_pending, ackPending: info.num_ack_pending };
   });
   logger.info({ concurrency, ackWaitMs, handlerTimeoutMs }, "worker started");
   return {

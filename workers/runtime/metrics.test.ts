@@ -16,6 +16,8 @@ describe("worker metrics", () => {
   let worker: RunningWorker;
   const metrics = createWorkerMetrics();
   let failOnce = true;
+  let hold: Promise<void> | undefined;
+  let entered: (() => void) | undefined;
 
   beforeAll(async () => {
     nats = await startNatsForTest();
@@ -28,6 +30,11 @@ describe("worker metrics", () => {
         filterSubject: "integration.tasks.>",
         schema: z.object({}),
         async handle() {
+          if (hold) {
+            entered?.();
+            await hold;
+            return;
+          }
           if (failOnce) {
             failOnce = false;
             throw new Error("transient");
@@ -63,6 +70,39 @@ describe("worker metrics", () => {
       'farutech_worker_messages_retried_total{worker="metrics-test-worker"} 1',
     );
     expect(text).toContain('farutech_worker_consumer_pending{worker="metrics-test-worker"} 0');
+    expect(text).toContain('farutech_worker_consumer_ack_pending{worker="metrics-test-worker"} 0');
     expect(text).toContain("farutech_worker_handler_duration_seconds_bucket");
+  });
+
+  it("counts a message being handled as ack-pending, not as pending", async () => {
+    let finish = () => {};
+    hold = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    const started = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    await bus.publishEvent("integration.tasks.test", {
+      id: newId(),
+      type: "t",
+      occurredAt: new Date().toISOString(),
+      correlationId: newId(),
+      data: {},
+    });
+    await started;
+    const during = await metrics.registry.metrics();
+    expect(during).toContain('farutech_worker_consumer_pending{worker="metrics-test-worker"} 0');
+    expect(during).toContain(
+      'farutech_worker_consumer_ack_pending{worker="metrics-test-worker"} 1',
+    );
+    finish();
+    hold = undefined;
+    await waitFor(async () =>
+      (await metrics.registry.metrics()).includes(
+        'farutech_worker_consumer_ack_pending{worker="metrics-test-worker"} 0',
+      )
+        ? true
+        : undefined,
+    );
   });
 });

@@ -7,13 +7,31 @@ export interface WorkerMetrics {
   deadLettered: Counter<"worker">;
   duration: Histogram<"worker" | "outcome">;
   pending: Gauge<"worker">;
+  ackPending: Gauge<"worker">;
   /** Registra de dónde leer los mensajes pendientes del consumer de un worker (al hacer scrape). */
-  trackPending(worker: string, read: () => Promise<number>): void;
+  trackPending(worker: string, read: () => Promise<ConsumerBacklog>): void;
+}
+
+/** Lo que espera en un consumer: sin entregar, y entregado sin confirmar (en curso o en backoff). */
+export interface ConsumerBacklog {
+  pending: number;
+  ackPending: number;
 }
 
 export function createWorkerMetrics(): WorkerMetrics {
   const registry = new Registry();
-  const pendingSources = new Map<string, () => Promise<number>>();
+  const pendingSources = new Map<string, () => Promise<ConsumerBacklog>>();
+  const readBacklogs = async () => {
+    const read = new Map<string, ConsumerBacklog>();
+    for (const [worker, source] of pendingSources) {
+      try {
+        read.set(worker, await source());
+      } catch {
+        // Sin broker no hay dato; el scrape no falla por eso.
+      }
+    }
+    return read;
+  };
   collectDefaultMetrics({ register: registry });
   return {
     registry,
@@ -44,16 +62,21 @@ export function createWorkerMetrics(): WorkerMetrics {
     }),
     pending: new Gauge({
       name: "farutech_worker_consumer_pending",
-      help: "Messages waiting in the worker's durable consumer",
+      help: "Messages waiting in the worker's durable consumer, not yet delivered",
       labelNames: ["worker"],
       registers: [registry],
       async collect() {
-        for (const [worker, read] of pendingSources) {
-          try {
-            this.set({ worker }, await read());
-          } catch {
-            // Sin broker no hay dato; el scrape no falla por eso.
-          }
+        for (const [worker, backlog] of await readBacklogs()) this.set({ worker }, backlog.pending);
+      },
+    }),
+    ackPending: new Gauge({
+      name: "farutech_worker_consumer_ack_pending",
+      help: "Messages delivered but not yet acknowledged: being handled or waiting for a retry",
+      labelNames: ["worker"],
+      registers: [registry],
+      async collect() {
+        for (const [worker, backlog] of await readBacklogs()) {
+          this.set({ worker }, backlog.ackPending);
         }
       },
     }),
