@@ -19,7 +19,8 @@ export type ProvisioningTaskMessage = z.infer<typeof provisioningTaskMessageSche
 export const welcomeNotificationSchema = z.object({
   tenantInstanceId: z.uuid(),
   customerId: z.uuid(),
-  tenantCode: z.string(),
+  /** Ya no se publica (dato derivado del nombre legal); se acepta en mensajes viejos. */
+  tenantCode: z.string().optional(),
 });
 
 export const provisioningFailedNotificationSchema = z.object({

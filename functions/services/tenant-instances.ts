@@ -180,7 +180,14 @@ export async function updateTenantInstance(
           after: { environment: after.environment, subdomainUrl: after.subdomainUrl },
         },
       ],
-      events: [domainEvent("tenant_instance", "updated", { tenantInstanceId: id, ...changes })],
+      // Qué cambió, no sus valores: el subdominio puede derivar del nombre legal y lo publicado
+      // queda en JetStream, fuera del alcance del borrado GDPR.
+      events: [
+        domainEvent("tenant_instance", "updated", {
+          tenantInstanceId: id,
+          changed: Object.keys(changes),
+        }),
+      ],
     };
   });
 }

@@ -7,6 +7,7 @@ import { type BusProvider, createBusProvider } from "../../core/bus-provider";
 import { newId } from "../../core/ids";
 import { silentLogger } from "../../core/logger";
 import {
+  outboxEvents,
   provisioningTaskSteps,
   provisioningTasks,
   subscriptionFeatureOverrides,
@@ -117,6 +118,14 @@ describe("provisioning worker handler", () => {
       .from(tenantInstances)
       .where(eq(tenantInstances.id, task.tenantInstanceId));
     expect(instance?.status).toBe("active");
+    // Lo que irá al broker lleva solo ids: nada derivado del nombre legal (tenantCode, subdominio).
+    const welcome = (await db().select().from(outboxEvents)).filter(
+      (e) => e.type === "notification.welcome_requested",
+    );
+    const mine = welcome.map((e) => (e.payload as { data: Record<string, unknown> }).data);
+    expect(mine.filter((d) => d.tenantInstanceId === task.tenantInstanceId)).toEqual([
+      { tenantInstanceId: task.tenantInstanceId, customerId: expect.any(String) },
+    ]);
     // Marcar la tarea, leer la instancia y los pasos hechos: una sola sentencia.
     const starts = handled.filter((q) =>
       /^with "started" as \(update "provisioning_tasks"/.test(q),

@@ -419,11 +419,9 @@ function standardProvisionSteps(deps: ProvisioningWorkerDeps, random: () => numb
             {
               subject: subjects.welcomeNotification,
               type: "notification.welcome_requested",
-              data: {
-                tenantInstanceId: instance.id,
-                customerId: instance.customerId,
-                tenantCode: instance.tenantCode,
-              },
+              // Solo ids: lo que va al broker queda en JetStream hasta 30 días y el borrado GDPR no
+              // llega allí. El worker de notificaciones lee el resto de la base.
+              data: { tenantInstanceId: instance.id, customerId: instance.customerId },
             },
           ],
         };

@@ -137,9 +137,16 @@ describe.each(["postgres", "pglite"] as const)("tenant instances on %s", (kind) 
         before: { environment: "production" },
         after: { environment: "staging", subdomainUrl: "qa.norte.farutech.test" },
       });
-      expect((await eventsOf(inst.id)).map((e) => e.type)).toEqual([
+      const events = await eventsOf(inst.id);
+      expect(events.map((e) => e.type)).toEqual([
         "tenant_instance.updated",
         "tenant_instance.updated",
+      ]);
+      // Qué cambió, sin valores: el subdominio no viaja al broker (GDPR).
+      const bySeq = [...events].sort((a, b) => Number(a.seq) - Number(b.seq));
+      expect(bySeq.map((e) => (e.payload as { data: unknown }).data)).toEqual([
+        { tenantInstanceId: inst.id, changed: ["environment", "subdomainUrl"] },
+        { tenantInstanceId: inst.id, changed: ["environment"] },
       ]);
     });
 
