@@ -111,7 +111,9 @@ describe("SwrCache freshness", () => {
     expect((await cache.get("a", origin.loader, waitUntil)).value).toBe("v1");
     await flush();
     expect(origin.calls).toBe(2);
-    expect(waited.length).toBeGreaterThan(0);
+    // Solo la petición que empezó la revalidación la registra: en workerd cada waitUntil retiene
+    // el contexto de su petición hasta que la carga termina.
+    expect(waited).toHaveLength(1);
     origin.resolveNext("v2");
     await Promise.all(waited);
     expect(await cache.get("a", origin.loader)).toMatchObject({ value: "v2", tier: "memory" });

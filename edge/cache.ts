@@ -183,11 +183,20 @@ export class SwrCache<V> {
     }
   }
 
+  /** La carga en curso de la clave, salvo si empezó hace más de maxAgeMs (colgada: no garantiza la cota). */
+  private liveLoad(key: string, at: number) {
+    const current = this.inFlight.get(key);
+    return current && at - current.startedAt < this.options.maxAgeMs ? current : undefined;
+  }
+
   private revalidate(key: string, loader: () => Promise<V | null>, waitUntil?: WaitUntil): void {
-    const promise = this.load(key, loader, waitUntil).catch((err: unknown) => {
+    // Ya hay una carga viva: la mantiene quien la empezó. Sin esto, cada acierto mientras dura
+    // (con el event loop cargado, muchos) volvía a registrarla y a suscribir su error.
+    if (this.liveLoad(key, this.now())) return;
+    // load() ya registra la carga con waitUntil; aquí solo se atiende su error.
+    this.load(key, loader, waitUntil).catch((err: unknown) => {
       this.options.onError?.(err, key, "revalidate");
     });
-    waitUntil?.(promise);
   }
 
   /** Una sola carga por clave a la vez; quien llega mientras tanto espera la misma. */
@@ -197,9 +206,8 @@ export class SwrCache<V> {
     waitUntil?: WaitUntil,
   ): Promise<CacheEntry<V>> {
     const startedAt = this.now();
-    const current = this.inFlight.get(key);
-    // Una carga empezada hace más de maxAgeMs (colgada) ya no garantiza la cota: se lanza otra.
-    if (current && startedAt - current.startedAt < this.options.maxAgeMs) return current.promise;
+    const current = this.liveLoad(key, startedAt);
+    if (current) return current.promise;
     const promise = (async () => {
       let value: V | null;
       try {

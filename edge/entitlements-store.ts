@@ -129,14 +129,16 @@ export function ofrepBulkJson(value: ResolvedEntitlements): string {
   return memo.ofrepBulk;
 }
 
-function waitUntilOf(c: Context): WaitUntil | undefined {
-  try {
-    const ctx = c.executionCtx;
-    return (promise) => ctx.waitUntil(promise);
-  } catch {
-    // Node: hono no tiene ExecutionContext y la promesa sigue viva sin ayuda.
-    return undefined;
-  }
+// Perezoso: solo una revalidación lo usa. En Node, hono lanza un Error (con su traza) al leer
+// executionCtx; hacerlo en cada acierto de cache costaba más que servir la respuesta.
+function waitUntilOf(c: Context): WaitUntil {
+  return (promise) => {
+    try {
+      c.executionCtx.waitUntil(promise);
+    } catch {
+      // Node: sin ExecutionContext la promesa sigue viva sin ayuda.
+    }
+  };
 }
 
 export function createEntitlementsStore(
