@@ -34,6 +34,7 @@ function buildApp(level: string) {
   app.get("/fails", () => {
     throw new AppError("internal", "boom");
   });
+  app.get("/raw", () => new Response("raw", { headers: { "content-type": "text/plain" } }));
   return { app, lines };
 }
 
@@ -63,6 +64,17 @@ describe("requestContext", () => {
     const requestId = res.headers.get("x-request-id");
     expect(requestId).toMatch(/^[0-9a-f-]{36}$/);
     expect(lines[0]).toMatchObject({ requestId, correlationId: requestId });
+  });
+
+  it("returns the request id on every kind of response", async () => {
+    const { app } = buildApp("warn");
+    for (const path of ["/ok", "/raw", "/fails", "/missing"]) {
+      const res = await app.request(path, { headers: { "x-request-id": `req-${path.slice(1)}` } });
+      expect(res.headers.get("x-request-id"), path).toBe(`req-${path.slice(1)}`);
+    }
+    const raw = await app.request("/raw");
+    expect(await raw.text()).toBe("raw");
+    expect(raw.headers.get("content-type")).toBe("text/plain");
   });
 
   it("at warn writes no request line but handler and error logs still carry the ids", async () => {

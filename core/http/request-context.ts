@@ -26,8 +26,12 @@ export function requestContext(
     c.set("correlationId", correlationId);
     c.set("baseLogger", baseLogger);
     const started = performance.now();
-    await next();
+    // Antes del handler: c.body/c.json la incluyen al crear la respuesta. Después habría que
+    // copiar la respuesta entera (hono la rehace para añadir una cabecera), en cada petición.
     c.header("x-request-id", requestId);
+    await next();
+    // Una respuesta creada aparte (errores RFC 9457, redirecciones) no lleva las preparadas.
+    if (!c.res.headers.has("x-request-id")) c.header("x-request-id", requestId);
     // En el camino caliente del edge el nivel suele ser warn: sin línea que escribir no se crea
     // el logger hijo (con redacción, es lo más caro de una petición servida desde cache).
     if (!baseLogger.isLevelEnabled("info")) return;
