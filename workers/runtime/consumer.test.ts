@@ -501,6 +501,43 @@ describe("worker runtime", () => {
     }
   }, 30_000);
 
+  it("stops retrying a failing dead-letter at the drain deadline instead of holding the shutdown", async () => {
+    const recordCalls: number[] = [];
+    const def = {
+      name: "dlq-at-deadline-worker",
+      domain: "provisioning" as const,
+      filterSubject: "provisioning.tasks.dlqdeadline",
+      schema: z.object({ n: z.number() }),
+      async handle() {},
+    };
+    // La copia consultable de la DLQ falla siempre (base caída): el runtime reintenta 3 veces,
+    // con 0,5 s y 1 s entre ellas, si nadie lo para.
+    const w = await startWorker(def, {
+      bus,
+      logger: silentLogger,
+      deadLetters: {
+        async record() {
+          recordCalls.push(Date.now());
+          throw new Error("database down");
+        },
+      },
+      concurrency: 1,
+      ackWaitMs: 30_000,
+    });
+    // Falla su esquema: va derecho a la DLQ.
+    await bus.publishEvent(
+      "provisioning.tasks.dlqdeadline",
+      envelope("corr-dlq-deadline", { n: "x" }),
+    );
+    await waitFor(async () => (recordCalls.length >= 1 ? true : undefined), { timeoutMs: 10_000 });
+    await w.stop({ drainTimeoutMs: 50 });
+    // Sin el corte, stop() esperaba los tres intentos; con él, no pasa del que estaba en curso.
+    expect(recordCalls.length).toBeLessThan(3);
+    const calls = recordCalls.length;
+    await new Promise((r) => setTimeout(r, 1_800));
+    expect(recordCalls).toHaveLength(calls);
+  }, 20_000);
+
   /** Arranca el worker, espera a que tome el mensaje y lo para sin dejarle terminar. */
   const restartWhileHeld = async (
     def: Parameters<typeof startWorker<{ n: number }>>[0],

@@ -540,7 +540,9 @@ export async function startWorker<T>(
   };
 
   // Sin demora y sin contar como fallo: el intento no falló, el proceso se va.
+  let drainExpired = false;
   const releaseHeld = (drainTimeoutMs: number) => {
+    drainExpired = true;
     if (held.size === 0) return;
     logger.warn(
       { messages: held.size, drainTimeoutMs },
@@ -686,6 +688,15 @@ export async function startWorker<T>(
         } catch (dlqErr) {
           if (attempt >= 3) {
             log.error({ err: dlqErr }, "dead-lettering failed; message left unacknowledged");
+            break;
+          }
+          // Vencido el plazo de apagado no se reintenta aquí: sin confirmar, el mensaje vuelve al
+          // vencer su ack wait y otro proceso lo lleva a la DLQ (es idempotente).
+          if (drainExpired) {
+            log.warn(
+              { err: dlqErr },
+              "dead-lettering failed at the drain deadline; the message returns after its ack wait",
+            );
             break;
           }
           msg.working();
