@@ -20,6 +20,7 @@ import {
   rateLimited,
   readJson,
   send,
+  sendRequest,
   serverFailure,
   silentSdkLogger,
   stringField,
@@ -104,6 +105,11 @@ const DEFAULT_MAX_STALE_MS = 3_600_000;
 const DEFAULT_TIMEOUT_MS = 5_000;
 const EDGE_STALE_HEADER = "x-entitlements-stale";
 
+/** El snapshot que recibe la app es suyo: cambiarlo no cambia lo que responde isEnabled. */
+function copyOf(body: Entitlements): Entitlements {
+  return { ...body, features: { ...body.features }, limits: { ...body.limits } };
+}
+
 function toFarutechError(err: unknown): FarutechError {
   if (err instanceof FarutechError) return err;
   return new FarutechError(
@@ -176,7 +182,7 @@ class Client implements FarutechClient {
     if (this.edge && view && now - this.edge.checkedAt < this.maxAgeMs) return view;
     // Tras un fallo se espera maxAgeMs antes de volver a intentar: sin martillar al edge caído
     // ni sumar un timeout a cada llamada de la app.
-    if (this.failure && now - this.failure.at < this.maxAgeMs) {
+    if (this.failure && now - this.failure.at < this.backoffMs(this.failure.error)) {
       return this.afterFailure(this.failure.error);
     }
     try {
@@ -201,7 +207,7 @@ class Client implements FarutechClient {
   peek(scope?: BackgroundScope): EntitlementsSnapshot | undefined {
     const now = this.now();
     const due = !this.edge || now - this.edge.checkedAt >= this.maxAgeMs;
-    const backingOff = this.failure && now - this.failure.at < this.maxAgeMs;
+    const backingOff = this.failure && now - this.failure.at < this.backoffMs(this.failure.error);
     const loading = isLive(this.inflight, this.transport.timeoutMs);
     if (!this.closed && due && !backingOff && !loading) {
       // El error ya quedó en el log y en this.failure; aquí no hay quien lo reciba.
@@ -228,7 +234,7 @@ class Client implements FarutechClient {
     const attempt = async (request: Request) => {
       const token = await this.accessToken();
       request.headers.set("authorization", `Bearer ${token}`);
-      return { token, res: await this.transport.fetch(request) };
+      return { token, res: await sendRequest(this.transport, request) };
     };
     const first = await attempt(original.clone());
     if (first.res.status !== 401) {
@@ -276,6 +282,13 @@ class Client implements FarutechClient {
     }
   }
 
+  /** Espera tras un fallo: maxAgeMs, o el Retry-After del edge si pide más. */
+  private backoffMs(error: FarutechError): number {
+    const retryAfter =
+      error instanceof FarutechUnavailableError ? error.retryAfterSeconds : undefined;
+    return Math.max(this.maxAgeMs, (retryAfter ?? 0) * 1000);
+  }
+
   private assertOpen(): void {
     if (this.closed) throw new FarutechError("closed", "This Farutech client was closed");
   }
@@ -289,7 +302,7 @@ class Client implements FarutechClient {
       this.now() - this.edge.validatedAt > this.maxStaleMs;
     if (this.edge && !tooOld) {
       return {
-        ...this.edge.body,
+        ...copyOf(this.edge.body),
         source: "edge",
         stale: this.failure !== undefined || this.edge.servedStale,
         fetchedAt: this.edge.fetchedAt,
@@ -390,8 +403,18 @@ class Client implements FarutechClient {
       previous.servedStale = servedStale;
       return this.edgeView(previous);
     }
+    if (res.status === 200 && servedStale && previous && !previous.servedStale) {
+      // Una copia vieja del edge (otro isolate sin base) no prueba ser más nueva que lo que este
+      // cliente confirmó fresco: no lo reemplaza (podría deshacer una suspensión ya vista).
+      await res.body?.cancel();
+      if (!current) return this.edgeView(previous);
+      this.applied = generation;
+      previous.checkedAt = now;
+      previous.servedStale = true;
+      return this.edgeView(previous);
+    }
     if (res.status === 200) {
-      const body = parseEntitlements(await readJson(res));
+      const body = parseEntitlements(await readJson(res, this.transport.timeoutMs));
       const next: EdgeState = {
         body,
         etag: res.headers.get("etag") ?? undefined,
@@ -412,17 +435,18 @@ class Client implements FarutechClient {
     }
     if (res.status >= 500) throw serverFailure(res, "/v1/entitlements");
     if (res.status === 429) throw rateLimited(res, "/v1/entitlements");
-    const problem = await readJson(res);
+    const problem = await readJson(res, this.transport.timeoutMs);
     const detail = stringField(problem, "detail") ?? `HTTP ${res.status}`;
     const code = stringField(problem, "code");
-    if (res.status === 401) throw new FarutechAuthError(code ?? "invalid_token", detail, 401);
+    // El código documentado (RFC 6750), sea cual sea el del problem+json del edge ("unauthorized").
+    if (res.status === 401) throw new FarutechAuthError("invalid_token", detail, 401);
     if (res.status === 403) throw new FarutechForbiddenError(code ?? "forbidden", detail, 403);
     throw new FarutechError(code ?? `http_${res.status}`, detail, res.status);
   }
 
   private edgeView(state: EdgeState): EdgeSnapshot {
     return {
-      ...state.body,
+      ...copyOf(state.body),
       source: "edge",
       stale: state.servedStale,
       fetchedAt: state.fetchedAt,

@@ -21,6 +21,19 @@ export function edgeUrl(baseUrl: string, path: string): string {
   return `${baseUrl.replace(/\/+$/, "")}${path}`;
 }
 
+/** La red caída o el timeout (al pedir o al leer el cuerpo) como FarutechUnavailableError. */
+function unavailable(err: unknown, timeoutMs: number): FarutechUnavailableError {
+  const timedOut = err instanceof DOMException && err.name === "TimeoutError";
+  return new FarutechUnavailableError(
+    timedOut ? "timeout" : "unreachable",
+    timedOut
+      ? `Farutech edge did not answer within ${timeoutMs} ms`
+      : `Farutech edge is unreachable: ${err instanceof Error ? err.message : String(err)}`,
+    undefined,
+    { cause: err },
+  );
+}
+
 /** fetch con timeout; la red caída y el timeout salen como FarutechUnavailableError. */
 export async function send(
   transport: Transport,
@@ -34,22 +47,52 @@ export async function send(
       signal: AbortSignal.timeout(transport.timeoutMs),
     });
   } catch (err) {
-    const timedOut = err instanceof DOMException && err.name === "TimeoutError";
-    throw new FarutechUnavailableError(
-      timedOut ? "timeout" : "unreachable",
-      timedOut
-        ? `Farutech edge did not answer within ${transport.timeoutMs} ms`
-        : `Farutech edge is unreachable: ${err instanceof Error ? err.message : String(err)}`,
-      undefined,
-      { cause: err },
-    );
+    throw unavailable(err, transport.timeoutMs);
   }
 }
 
-/** Cuerpo JSON si lo hay; un cuerpo roto no debe tapar el status real. */
-export async function readJson(res: Response): Promise<Record<string, unknown> | undefined> {
+/**
+ * Una petición ya armada (authorizedFetch) con el mismo timeout que send(). Si quien llama la
+ * aborta con su propia señal, recibe su error de abort tal cual, no uno del SDK.
+ */
+export async function sendRequest(transport: Transport, request: Request): Promise<Response> {
+  const own = request.signal;
+  const controller = new AbortController();
+  const timer = setTimeout(
+    () => controller.abort(new DOMException("The edge did not answer in time", "TimeoutError")),
+    transport.timeoutMs,
+  );
+  const forward = () => controller.abort(own.reason);
+  if (own.aborted) forward();
+  else own.addEventListener("abort", forward, { once: true });
   try {
-    const body: unknown = await res.json();
+    return await transport.fetch(new Request(request, { signal: controller.signal }));
+  } catch (err) {
+    if (own.aborted) throw err;
+    throw unavailable(err, transport.timeoutMs);
+  } finally {
+    clearTimeout(timer);
+    own.removeEventListener("abort", forward);
+  }
+}
+
+/**
+ * Cuerpo JSON si lo hay. Un cuerpo que no es JSON no tapa el status real (undefined); uno que no
+ * se pudo leer (conexión cortada, timeout a medio cuerpo) es el edge no disponible, no una
+ * respuesta mala: así cuentan el snapshot viejo y el fallback.
+ */
+export async function readJson(
+  res: Response,
+  timeoutMs: number,
+): Promise<Record<string, unknown> | undefined> {
+  let text: string;
+  try {
+    text = await res.text();
+  } catch (err) {
+    throw unavailable(err, timeoutMs);
+  }
+  try {
+    const body: unknown = JSON.parse(text);
     return body && typeof body === "object" ? (body as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
@@ -64,22 +107,31 @@ export function stringField(
   return typeof value === "string" ? value : undefined;
 }
 
+/** Retry-After en segundos: delta-seconds o fecha HTTP (RFC 9110 §10.2.3). */
+export function retryAfterSeconds(res: Response): number | undefined {
+  const raw = res.headers.get("retry-after")?.trim();
+  if (!raw) return undefined;
+  if (/^\d+$/.test(raw)) return Number(raw);
+  const at = Date.parse(raw);
+  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - Date.now()) / 1000));
+}
+
 export function serverFailure(res: Response, what: string): FarutechUnavailableError {
   return new FarutechUnavailableError(
     "server_error",
     `Farutech edge failed on ${what} (HTTP ${res.status})`,
     res.status,
+    { retryAfterSeconds: retryAfterSeconds(res) },
   );
 }
 
 /** 429: el edge pide esperar (Retry-After); como un 5xx, no como credenciales malas. */
 export function rateLimited(res: Response, what: string): FarutechUnavailableError {
-  const retryAfter = Number(res.headers.get("retry-after") ?? Number.NaN);
   return new FarutechUnavailableError(
     "rate_limited",
     `Farutech edge asked to retry ${what} later (HTTP 429)`,
     429,
-    { retryAfterSeconds: Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter : undefined },
+    { retryAfterSeconds: retryAfterSeconds(res) },
   );
 }
 

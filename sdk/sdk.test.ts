@@ -130,7 +130,7 @@ interface Tamper {
   /** Reescribe el cuerpo de un 200 de /oauth/token. */
   transform?: (body: Record<string, unknown>) => Record<string, unknown>;
   /** Respuesta simulada en lugar de la del edge (fallos que el edge real no da a voluntad). */
-  fault?: (path: string) => Response | undefined;
+  fault?: (path: string, request: Request) => Response | Promise<Response> | undefined;
 }
 
 /** fetch real que anota cada petición al edge (y los refresh tokens que emite). */
@@ -150,7 +150,7 @@ function recordingFetch({ transform, fault }: Tamper = {}) {
       ifNoneMatch: request.headers.get("if-none-match"),
     };
     calls.push(call);
-    let res = fault?.(path) ?? (await fetch(request));
+    let res = (await fault?.(path, request)) ?? (await fetch(request));
     call.status = res.status;
     if (path === "/oauth/token" && res.ok) {
       let body = (await res.json()) as Record<string, unknown>;
@@ -168,6 +168,25 @@ function recordingFetch({ transform, fault }: Tamper = {}) {
     entitlements: () => of("/v1/entitlements"),
     lastRefreshToken: () => of("/oauth/token").findLast((c) => c.refreshToken)?.refreshToken,
   };
+}
+
+/** Un 200 cuyo cuerpo se corta a medias (conexión reiniciada), como lo entrega fetch. */
+function cutMidBody(): Response {
+  const stream = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(new TextEncoder().encode('{"instanceId":"'));
+      controller.error(new TypeError("terminated"));
+    },
+  });
+  return new Response(stream, { status: 200, headers: { "content-type": "application/json" } });
+}
+
+/** Un edge que no responde: solo termina cuando quien llama aborta la petición. */
+function neverAnswers(request: Request): Promise<Response> {
+  return new Promise((_resolve, reject) => {
+    if (request.signal.aborted) reject(request.signal.reason);
+    request.signal.addEventListener("abort", () => reject(request.signal.reason), { once: true });
+  });
 }
 
 function testClient(overrides: Partial<FarutechClientOptions> = {}, tamper: Tamper = {}) {
@@ -359,7 +378,8 @@ describe("tokens", () => {
         fault: (path) =>
           reject && path === "/v1/entitlements"
             ? Response.json(
-                { code: "invalid_token", detail: "Token signed with an unknown key" },
+                // El código que el edge real pone en su problem+json; el SDK da invalid_token.
+                { code: "unauthorized", detail: "Token signed with an unknown key" },
                 { status: 401, headers: { "content-type": "application/problem+json" } },
               )
             : undefined,
@@ -749,6 +769,147 @@ describe("entitlements", () => {
     expect(error).toBeInstanceOf(FarutechUnavailableError);
     expect(error).toMatchObject({ code: "unreachable", status: undefined });
     expect(bare.peek()).toBeUndefined();
+  });
+
+  it("treats a connection cut mid-body as the edge being unavailable: last snapshot, fallback, kept token", async () => {
+    let cut = false;
+    const { client, clock, recorder } = testClient(
+      {},
+      { fault: (path) => (cut && path === "/v1/entitlements" ? cutMidBody() : undefined) },
+    );
+    expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(true);
+    cut = true;
+    clock.t += MAX_AGE_MS;
+    expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(true);
+    expect(await client.snapshot()).toMatchObject({ source: "edge", stale: true });
+    await expect(client.refresh()).rejects.toMatchObject({
+      name: "FarutechUnavailableError",
+      code: "unreachable",
+    });
+    expect(recorder.entitlements().length).toBeGreaterThanOrEqual(2);
+    await client.close();
+
+    // Sin snapshot previo: el fallback, no un bad_response.
+    const fresh = testClient(
+      { fallback: { features: { DIGITAL_RECORDS: false }, limits: {} } },
+      { fault: (path) => (path === "/v1/entitlements" ? cutMidBody() : undefined) },
+    );
+    expect(await fresh.client.isEnabled("DIGITAL_RECORDS")).toBe(false);
+    expect(await fresh.client.snapshot()).toMatchObject({ source: "fallback" });
+    await fresh.client.close();
+
+    // Una renovación de token cortada a medias conserva el token aún válido, con espera.
+    let cutToken = false;
+    const tokens = testClient(
+      {},
+      { fault: (path) => (cutToken && path === "/oauth/token" ? cutMidBody() : undefined) },
+    );
+    const first = await tokens.client.accessToken();
+    cutToken = true;
+    tokens.clock.t += ACCESS_TOKEN_TTL_S * 1000 * 0.9;
+    expect(await tokens.client.accessToken()).toBe(first);
+    const requests = tokens.recorder.tokens().length;
+    expect(await tokens.client.accessToken()).toBe(first);
+    expect(tokens.recorder.tokens()).toHaveLength(requests);
+    cutToken = false;
+    await tokens.client.close();
+  });
+
+  it("never lets the edge's own stale copy replace a snapshot it confirmed fresh", async () => {
+    let staleCopy: Response | undefined;
+    const { client, clock } = testClient(
+      {},
+      { fault: (path) => (path === "/v1/entitlements" ? staleCopy : undefined) },
+    );
+    expect(await client.snapshot()).toMatchObject({ status: "active", stale: false });
+    // Otro isolate sin base responde con su copia vieja, distinta de la confirmada.
+    staleCopy = Response.json(
+      { ...(await client.refresh()), status: "suspended", version: "older", features: {} },
+      { headers: { etag: '"older"', "x-entitlements-stale": "1" } },
+    );
+    clock.t += MAX_AGE_MS;
+    const snapshot = await client.snapshot();
+    expect(snapshot).toMatchObject({ status: "active", stale: true });
+    expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(true);
+    staleCopy = undefined;
+    clock.t += MAX_AGE_MS;
+    expect(await client.snapshot()).toMatchObject({ status: "active", stale: false });
+    await client.close();
+  });
+
+  it("waits as long as Retry-After asks before asking the edge again", async () => {
+    let limited = true;
+    const { client, clock, recorder } = testClient(
+      { fallback: { features: {}, limits: {} } },
+      {
+        fault: (path) =>
+          limited && path === "/v1/entitlements"
+            ? Response.json({}, { status: 429, headers: { "retry-after": "60" } })
+            : undefined,
+      },
+    );
+    expect(await client.snapshot()).toMatchObject({ source: "fallback" });
+    const asked = recorder.entitlements().length;
+    // maxAgeMs ya pasó varias veces, pero el edge pidió 60 s.
+    clock.t += 10 * MAX_AGE_MS;
+    expect(await client.snapshot()).toMatchObject({ source: "fallback" });
+    expect(recorder.entitlements()).toHaveLength(asked);
+    limited = false;
+    clock.t += 60_000;
+    expect(await client.snapshot()).toMatchObject({ source: "edge" });
+    await client.close();
+
+    // Un 503 también trae su Retry-After, en segundos o como fecha HTTP.
+    const at = new Date(Date.now() + 120_000).toUTCString();
+    const failing = testClient(
+      {},
+      {
+        fault: (path) =>
+          path === "/oauth/token"
+            ? new Response(null, { status: 503, headers: { "retry-after": at } })
+            : undefined,
+      },
+    );
+    const error = await failing.client.accessToken().catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: "FarutechUnavailableError", code: "server_error" });
+    const seconds = (error as FarutechUnavailableError).retryAfterSeconds ?? 0;
+    expect(seconds).toBeGreaterThan(100);
+    expect(seconds).toBeLessThanOrEqual(120);
+    await failing.client.close();
+  });
+
+  it("gives the app its own copy of the snapshot", async () => {
+    const { client } = testClient();
+    const mine = await client.snapshot();
+    mine.features.DIGITAL_RECORDS = false;
+    mine.limits.max_users = 1;
+    expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(true);
+    expect(await client.limit("max_users")).toBe(100);
+    await client.close();
+  });
+
+  it("bounds authorizedFetch by timeoutMs like every other request, with a typed error", async () => {
+    const { client } = testClient(
+      { timeoutMs: 300 },
+      {
+        fault: (path, request) => (path.startsWith("/ofrep/") ? neverAnswers(request) : undefined),
+      },
+    );
+    const url = `${edge.url}/ofrep/v1/evaluate/flags`;
+    const error = await client
+      .authorizedFetch(url, { method: "POST", body: "{}" })
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: "FarutechUnavailableError", code: "timeout" });
+    // Un abort de quien llama le llega como su propio error, no como uno del SDK.
+    const mine = new AbortController();
+    const aborted = client.authorizedFetch(url, {
+      method: "POST",
+      body: "{}",
+      signal: mine.signal,
+    });
+    mine.abort(new Error("caller gave up"));
+    await expect(aborted).rejects.toThrow("caller gave up");
+    await client.close();
   });
 
   it("throws FarutechForbiddenError for an instance the client may not read", async () => {

@@ -215,7 +215,7 @@ export class TokenSource {
       },
       body: new URLSearchParams(form).toString(),
     });
-    const body = await readJson(res);
+    const body = await readJson(res, this.options.transport.timeoutMs);
     if (res.status >= 500) throw serverFailure(res, "/oauth/token");
     if (res.status === 429) throw rateLimited(res, "/oauth/token");
     if (!res.ok) {
