@@ -2,6 +2,7 @@ import { count, eq, getTableName, is, sql } from "drizzle-orm";
 import { PgTable } from "drizzle-orm/pg-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../test/support/databases";
+import { demoCustomers } from "./demo-data";
 import * as schema from "./schema";
 import {
   customers,
@@ -11,7 +12,7 @@ import {
   subscriptions,
   tenantInstances,
 } from "./schema";
-import { type SeedSummary, seedDemo } from "./seed";
+import { demoId, type SeedSummary, seedDemo } from "./seed";
 import { type Database, rowsOf } from "./types";
 
 const allTables: PgTable[] = [];
@@ -119,5 +120,37 @@ describe.each(["postgres", "pglite"] as const)("seedDemo (%s)", (kind) => {
     expect(summary).toEqual(firstSummary);
     expect(before.counts.products).toBe(3);
     expect(after).toEqual(before);
+  });
+
+  it("still loads after a demo customer was deleted and erased, without bringing it back", async () => {
+    const [andina] = await db()
+      .select()
+      .from(customers)
+      .where(
+        eq(
+          customers.id,
+          demoId(`customer:${demoCustomers[0]?.country}:${demoCustomers[0]?.taxId}`),
+        ),
+      );
+    if (!andina) throw new Error("demo customer missing");
+    // Lo que deja el borrado GDPR: sin nombre ni NIT, y borrado.
+    await db()
+      .update(customers)
+      .set({
+        legalName: "erased",
+        taxId: `erased-${andina.id}`,
+        deletedAt: new Date(),
+        erasedAt: new Date(),
+      })
+      .where(eq(customers.id, andina.id));
+    const before = await snapshot(db());
+    await seedDemo(db());
+    const after = await snapshot(db());
+    expect(after).toEqual(before);
+    const recreated = await db()
+      .select()
+      .from(customers)
+      .where(eq(customers.taxId, demoCustomers[0]?.taxId ?? ""));
+    expect(recreated).toEqual([]);
   });
 });

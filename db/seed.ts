@@ -1,4 +1,4 @@
-import { and, eq, sql } from "drizzle-orm";
+import { and, eq, or, sql } from "drizzle-orm";
 import { hashedUuid } from "../core/hashed-id";
 import {
   DEFAULT_BASE_DOMAIN,
@@ -134,24 +134,42 @@ export async function seedDemo(db: Database): Promise<SeedSummary> {
       }
     }
 
-    const customerIds = new Map<string, { id: string; legalName: string }>();
+    const customerIds = new Map<string, { id: string; legalName: string; live: boolean }>();
     for (const c of demoCustomers) {
+      const id = demoId(`customer:${c.country}:${c.taxId}`);
       await tx
         .insert(customers)
         .values({
-          id: demoId(`customer:${c.country}:${c.taxId}`),
+          id,
           legalName: c.legalName,
           taxId: c.taxId,
           country: c.country,
           billingEmail: c.billingEmail,
         })
         .onConflictDoNothing();
+      // Por id primero: un cliente de la demo borrado (GDPR) ya no tiene su NIT y no se recrea
+      // (volvería el dato que se pidió olvidar); sus instancias tampoco.
       const [row] = await tx
-        .select({ id: customers.id, legalName: customers.legalName })
+        .select({
+          id: customers.id,
+          legalName: customers.legalName,
+          deletedAt: customers.deletedAt,
+        })
         .from(customers)
-        .where(and(eq(customers.country, c.country), eq(customers.taxId, c.taxId)));
+        .where(
+          or(
+            eq(customers.id, id),
+            and(eq(customers.country, c.country), eq(customers.taxId, c.taxId)),
+          ),
+        )
+        .orderBy(sql`${customers.id} = ${id} desc`)
+        .limit(1);
       if (!row) throw new Error(`demo customer ${c.key} missing`);
-      customerIds.set(c.key, row);
+      customerIds.set(c.key, {
+        id: row.id,
+        legalName: row.legalName,
+        live: row.deletedAt === null,
+      });
     }
 
     for (const inst of demoInstances) {
@@ -160,6 +178,7 @@ export async function seedDemo(db: Database): Promise<SeedSummary> {
       const plan = planIds.get(inst.plan);
       if (!customer || !productId || !plan)
         throw new Error(`demo instance ${inst.instanceCode} is inconsistent`);
+      if (!customer.live) continue;
       const id = demoId(`instance:${inst.customer}:${inst.product}:${inst.instanceCode}`);
       const instanceCode = `${inst.product.replace("FARUTECH_", "").toLowerCase()}-${inst.instanceCode}`;
       const tenantCode = tenantCodeFor(customer.legalName, instanceCode, id);
