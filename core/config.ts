@@ -75,6 +75,19 @@ export function natsAuthFrom(env: z.infer<typeof natsAuthEnv>): {
   };
 }
 
+/** Conexión a NATS de un CLI de operaciones: NATS_URL (o el local) y sus credenciales. */
+export function natsConnectionFromEnv(
+  env: Record<string, unknown>,
+  name: string,
+): { servers: string; name: string; user?: string; pass?: string; token?: string } {
+  const url = env.NATS_URL;
+  return {
+    servers: typeof url === "string" && url ? url : "nats://127.0.0.1:4222",
+    name,
+    ...natsAuthFrom(parseEnv(natsAuthEnv, env)),
+  };
+}
+
 export const commonEnv = z.object({
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   BASE_DOMAIN: z.string().default("farutech.com"),

@@ -14,13 +14,16 @@ import { createAdminClient } from "./services/clients";
 // En las imágenes: `node dist/functions-cli.js <nombre>`.
 const env = envWithSstLinks(process.env);
 const logger = createLogger({ service: "admin-cli", level: process.env.LOG_LEVEL ?? "warn" });
+const usage = "usage: npm run admin:client -- <name> [platform_admin|catalog_manager|support…]";
 const [name, ...roles] = process.argv.slice(2);
+if (name === "--help" || name === "-h") {
+  console.log(usage);
+  process.exit(0);
+}
 const unknownRole = roles.find((r) => !(adminRoles as readonly string[]).includes(r));
-if (!name || unknownRole) {
-  logger.error(
-    { unknownRole, roles: adminRoles },
-    "usage: npm run admin:client -- <name> [platform_admin|catalog_manager|support…]",
-  );
+// Un nombre que empieza por "-" es casi siempre una opción mal puesta: no se crea un cliente así.
+if (!name || name.startsWith("-") || unknownRole) {
+  console.error(unknownRole ? `unknown role ${unknownRole}\n${usage}` : usage);
   process.exit(2);
 }
 

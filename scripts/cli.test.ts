@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { streams, subjects } from "../contracts/streams";
 import { connectBus } from "../core/bus";
 import { newId } from "../core/ids";
-import { dlqEntries, provisioningTasks } from "../db/schema";
+import { apiClients, dlqEntries, provisioningTasks } from "../db/schema";
 import { seedDemo } from "../db/seed";
 import type { LocalNats } from "../infra/nats/local-server";
 import { createPostgresTestDatabase, type TestDatabase } from "../test/support/databases";
@@ -148,5 +148,27 @@ describe("operator CLIs", () => {
     expect(unreachable.err).toContain("publish:test failed:");
     expect(unreachable.err).not.toMatch(/\n\s+at /);
     expect((await run("scripts/publish-test.ts", ["--count", "0"])).code).toBe(2);
+  }, 60_000);
+
+  it("publish:test and admin:client answer --help with their usage, and a bad flag without a stack trace", async () => {
+    const help = await run("scripts/publish-test.ts", ["--help"]);
+    expect(help.code).toBe(0);
+    expect(help.out).toContain("--type provision|billing|poison");
+    expect(help.out).toContain("NATS_URL");
+    const bogus = await run("scripts/publish-test.ts", ["--bogus"]);
+    expect(bogus.code).toBe(2);
+    expect(bogus.err).toContain("usage: npm run publish:test");
+    expect(bogus.err).not.toMatch(/\n\s+at /);
+
+    const clients = async () =>
+      (await db.handle.db.select({ n: count() }).from(apiClients))[0]?.n ?? 0;
+    const before = await clients();
+    const adminHelp = await run("functions/cli.ts", ["--help"]);
+    expect(adminHelp.code).toBe(0);
+    expect(adminHelp.out).toContain("usage: npm run admin:client");
+    // Un "nombre" que parece una opción no crea un cliente con ese nombre.
+    expect((await run("functions/cli.ts", ["-x"])).code).toBe(2);
+    expect((await run("functions/cli.ts", ["ops", "root"])).err).toContain("unknown role root");
+    expect(await clients()).toBe(before);
   }, 60_000);
 });

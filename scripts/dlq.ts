@@ -2,6 +2,7 @@ import { userInfo } from "node:os";
 import { asc, eq, isNull } from "drizzle-orm";
 import { z } from "zod";
 import { createBusProvider } from "../core/bus-provider";
+import { natsConnectionFromEnv } from "../core/config";
 import { AppError } from "../core/errors";
 import { errorMessage } from "../core/http/db-errors";
 import { newId } from "../core/ids";
@@ -11,7 +12,8 @@ import { dlqEntries } from "../db/schema";
 import { replayDeadLetter, toDlqEntry } from "../functions/services/dlq";
 
 // npm run dlq -- list | show <id> | replay <id> | replay --all
-// Usa la misma configuración que los workers (DATABASE_URL, NATS_URL) y el mismo servicio que la API.
+// Usa la misma configuración que los workers (DATABASE_URL, NATS_URL y sus credenciales) y el
+// mismo servicio que la API.
 const [command, arg] = process.argv.slice(2);
 const usage = "usage: npm run dlq -- list | show <id> | replay <id> | replay --all";
 // Un id que no es UUID es un error del operador (2), no una consulta que falla.
@@ -23,10 +25,7 @@ if ((command === "show" || command === "replay") && arg && arg !== "--all") {
 }
 const logger = createLogger({ service: "dlq-cli", level: process.env.LOG_LEVEL ?? "warn" });
 const db = await createDb(dbConfigFromEnv());
-const bus = createBusProvider(
-  { servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222", name: "dlq-cli" },
-  logger,
-);
+const bus = createBusProvider(natsConnectionFromEnv(process.env, "dlq-cli"), logger);
 const ctx = {
   db: db.db,
   bus,

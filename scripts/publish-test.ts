@@ -2,6 +2,7 @@ import { parseArgs } from "node:util";
 import { subjects } from "../contracts/streams";
 import { connectBus, ensureStreams } from "../core/bus";
 import { createBusProvider } from "../core/bus-provider";
+import { natsConnectionFromEnv } from "../core/config";
 import { errorMessage } from "../core/http/db-errors";
 import { newId } from "../core/ids";
 import { createLogger } from "../core/logger";
@@ -13,28 +14,50 @@ import { provisionTenant } from "../functions/services/provisioning";
 // Publicador de prueba del seed: `npm run publish:test -- --count 5 --type provision|billing|poison`.
 // provision: N provisionings reales sobre los datos de demo; billing: un ciclo del mes actual;
 // poison: N mensajes que no cumplen el esquema (van directo a provisioning.dlq).
-const { values } = parseArgs({
-  options: {
-    count: { type: "string", default: "5" },
-    type: { type: "string", default: "provision" },
-  },
-});
-const count = Number(values.count);
-if (!Number.isInteger(count) || count < 1 || count > 10_000) {
-  console.error("--count must be an integer between 1 and 10000");
+const usage = `usage: npm run publish:test -- [--count N] [--type provision|billing|poison]
+  --count N   messages to publish, 1-10000 (default 5)
+  --type T    provision: real provisionings on the demo data (needs DATABASE_URL and NATS_URL)
+              billing: one billing cycle event for the current month (needs NATS_URL)
+              poison: messages that fail their schema, straight to provisioning.dlq (needs NATS_URL)
+NATS_URL defaults to nats://127.0.0.1:4222 (the embedded npm start logs its own NATS url) and
+DATABASE_URL to .data/pglite, which must not be open in a running npm start: with npm start use
+billing or poison, or run provision against Postgres. NATS_USER/NATS_PASSWORD or NATS_TOKEN are
+used when set.`;
+let values: { count: string; type: string; help: boolean };
+try {
+  const parsed = parseArgs({
+    options: {
+      count: { type: "string", default: "5" },
+      type: { type: "string", default: "provision" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  values = parsed.values;
+} catch (err) {
+  console.error(`${errorMessage(err)}\n${usage}`);
   process.exit(2);
 }
-const natsUrl = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+if (values.help) {
+  console.log(usage);
+  process.exit(0);
+}
+const count = Number(values.count);
+if (!Number.isInteger(count) || count < 1 || count > 10_000) {
+  console.error(`--count must be an integer between 1 and 10000\n${usage}`);
+  process.exit(2);
+}
+const nats = natsConnectionFromEnv(process.env, "publish-test");
+const natsUrl = nats.servers;
 const logger = createLogger({ service: "publish-test", level: process.env.LOG_LEVEL ?? "warn" });
 
-if (!["poison", "billing", "provision"].includes(values.type ?? "")) {
-  console.error("--type must be provision, billing or poison");
+if (!["poison", "billing", "provision"].includes(values.type)) {
+  console.error(`--type must be provision, billing or poison\n${usage}`);
   process.exit(2);
 }
 
 async function main(): Promise<void> {
   if (values.type === "poison") {
-    const bus = await connectBus({ servers: natsUrl, name: "publish-test" });
+    const bus = await connectBus(nats);
     await ensureStreams(bus);
     for (let i = 0; i < count; i++) {
       await bus.publishEvent(subjects.provision, {
@@ -48,10 +71,7 @@ async function main(): Promise<void> {
     console.log(`${count} poison messages published to ${subjects.provision}`);
     await bus.close();
   } else if (values.type === "billing" || values.type === "provision") {
-    const bus = createBusProvider(
-      { servers: natsUrl, name: "publish-test", ensureStreams: true },
-      logger,
-    );
+    const bus = createBusProvider({ ...nats, ensureStreams: true }, logger);
     if (values.type === "billing") {
       const busConn = await bus.get();
       if (!busConn) throw new Error(`NATS not reachable at ${natsUrl}`);

@@ -122,3 +122,19 @@ describe("nats-server discovery", () => {
     expect(() => findNatsServer("/nonexistent/nats-server")).toThrow(/apt-get install nats-server/);
   });
 });
+
+describe("npm start configuration", () => {
+  it("refuses an invalid port with a message naming the variable, without a stack trace", async () => {
+    const proc = spawn(process.execPath, ["--import", "tsx", "scripts/start.ts"], {
+      env: { ...process.env, ADMIN_PORT: "abc", LOG_LEVEL: "silent" },
+    });
+    let err = "";
+    proc.stderr?.on("data", (d: Buffer) => {
+      err += d.toString();
+    });
+    const code = await new Promise<number | null>((resolve) => proc.once("exit", resolve));
+    expect(code).toBe(1);
+    expect(err).toContain("ADMIN_PORT");
+    expect(err).not.toMatch(/\n\s+at /);
+  }, 30_000);
+});

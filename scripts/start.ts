@@ -1,6 +1,8 @@
 import { join, resolve } from "node:path";
 import { type ServerType, serve } from "@hono/node-server";
 import getPort, { portNumbers } from "get-port";
+import { z } from "zod";
+import { ConfigError, parseEnv } from "../core/config";
 import { createLogger } from "../core/logger";
 import { createDb, dbConfigFromEnv } from "../db/client";
 import { seedDemo } from "../db/seed";
@@ -19,10 +21,12 @@ import {
 const DATA_DIR = resolve(process.env.FARUTECH_DATA_DIR ?? ".data");
 const logger = createLogger({ service: "local", level: process.env.LOG_LEVEL ?? "info" });
 
+const port = (fallback: number) => z.coerce.number().int().min(1).max(65_535).default(fallback);
+const portsEnv = z.object({ ADMIN_PORT: port(3000), EDGE_PORT: port(8787) });
+
 async function main() {
   const env: Record<string, string | undefined> = { ...process.env };
-  const adminPort = Number(env.ADMIN_PORT ?? 3000);
-  const edgePort = Number(env.EDGE_PORT ?? 8787);
+  const { ADMIN_PORT: adminPort, EDGE_PORT: edgePort } = parseEnv(portsEnv, env);
 
   let nats: LocalNats | undefined;
   if (!env.NATS_URL) {
@@ -112,6 +116,11 @@ async function main() {
 }
 
 main().catch((err: unknown) => {
+  // Configuración inválida: el mensaje nombra la variable; la pila no le dice nada al operador.
+  if (err instanceof ConfigError) {
+    console.error(`\n${err.message}\n`);
+    process.exit(1);
+  }
   logger.fatal({ err }, "npm start failed");
   process.exit(1);
 });

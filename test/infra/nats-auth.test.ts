@@ -1,4 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import getPort from "get-port";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectBus } from "../../core/bus";
@@ -11,13 +14,17 @@ import { waitFor } from "../support/stack";
 describe("NATS credentials from the environment", () => {
   let server: ChildProcess | undefined;
   let url = "";
+  let storeDir = "";
 
   beforeAll(async () => {
     const port = await getPort();
     url = `nats://127.0.0.1:${port}`;
-    server = spawn(findNatsServer(), ["-a", "127.0.0.1", "-p", String(port), "--auth", "s3cret"], {
-      stdio: "ignore",
-    });
+    storeDir = mkdtempSync(join(tmpdir(), "nats-auth-"));
+    server = spawn(
+      findNatsServer(),
+      ["-a", "127.0.0.1", "-p", String(port), "--auth", "s3cret", "-js", "-sd", storeDir],
+      { stdio: "ignore" },
+    );
     await waitFor(async () => {
       const res = await fetch(`http://127.0.0.1:${port}`).catch((err: unknown) => err);
       // nats-server habla su protocolo, no HTTP: basta con que el puerto acepte conexiones.
@@ -27,6 +34,7 @@ describe("NATS credentials from the environment", () => {
 
   afterAll(() => {
     server?.kill("SIGTERM");
+    if (storeDir) rmSync(storeDir, { recursive: true, force: true });
   });
 
   it("connects with NATS_TOKEN and is refused without it", async () => {
@@ -38,6 +46,26 @@ describe("NATS credentials from the environment", () => {
       connectBus({ servers: url, name: "auth-test", ...natsAuthFrom(parseEnv(natsAuthEnv, {})) }),
     ).rejects.toThrow();
   });
+
+  it("the operator CLIs use the same credentials (publish:test against a broker that requires them)", async () => {
+    const run = (extra: Record<string, string>) =>
+      new Promise<{ code: number | null; err: string }>((resolve) => {
+        const child = spawn(
+          process.execPath,
+          ["--import", "tsx", "scripts/publish-test.ts", "--type", "billing", "--count", "1"],
+          { env: { ...process.env, NATS_URL: url, LOG_LEVEL: "silent", ...extra } },
+        );
+        let err = "";
+        child.stderr?.on("data", (d: Buffer) => {
+          err += d.toString();
+        });
+        child.once("exit", (code) => resolve({ code, err }));
+      });
+    expect(await run({ NATS_TOKEN: "s3cret" })).toMatchObject({ code: 0 });
+    const refused = await run({});
+    expect(refused.code).toBe(1);
+    expect(refused.err).toContain("publish:test failed:");
+  }, 60_000);
 
   it("maps NATS_USER and NATS_PASSWORD to user and pass", () => {
     expect(natsAuthFrom(parseEnv(natsAuthEnv, { NATS_USER: "u", NATS_PASSWORD: "p" }))).toEqual({
