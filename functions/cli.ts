@@ -17,13 +17,13 @@ const logger = createLogger({ service: "admin-cli", level: process.env.LOG_LEVEL
 const usage = "usage: npm run admin:client -- <name> [platform_admin|catalog_manager|support…]";
 const [name, ...roles] = process.argv.slice(2);
 if (name === "--help" || name === "-h") {
-  console.log(usage);
+  process.stdout.write(`${usage}\n`);
   process.exit(0);
 }
 const unknownRole = roles.find((r) => !(adminRoles as readonly string[]).includes(r));
 // Un nombre que empieza por "-" es casi siempre una opción mal puesta: no se crea un cliente así.
 if (!name || name.startsWith("-") || unknownRole) {
-  console.error(unknownRole ? `unknown role ${unknownRole}\n${usage}` : usage);
+  process.stderr.write(`${unknownRole ? `unknown role ${unknownRole}\n` : ""}${usage}\n`);
   process.exit(2);
 }
 
