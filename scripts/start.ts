@@ -21,8 +21,10 @@ import {
 const DATA_DIR = resolve(process.env.FARUTECH_DATA_DIR ?? ".data");
 const logger = createLogger({ service: "local", level: process.env.LOG_LEVEL ?? "info" });
 
-const port = (fallback: number) => z.coerce.number().int().min(1).max(65_535).default(fallback);
-const portsEnv = z.object({ ADMIN_PORT: port(3000), EDGE_PORT: port(8787) });
+const portsEnv = z.object({
+  ADMIN_PORT: z.coerce.number().int().min(1).max(65_535).default(3000),
+  EDGE_PORT: z.coerce.number().int().min(1).max(65_535).default(8787),
+});
 
 async function main() {
   const env: Record<string, string | undefined> = { ...process.env };
