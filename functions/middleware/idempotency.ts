@@ -33,11 +33,6 @@ const RESERVATION_LEASE = sql`now() - interval '60 seconds'`;
 export const COMMIT_BUDGET_MS = 45_000;
 
 /**
- * Idempotency-Key en los POST: misma clave y mismo cuerpo → se repite la primera respuesta;
- * misma clave con otro cuerpo → 422; la primera aún en curso → 409. Va después de la
- * autenticación: las claves son por actor, así nadie envenena las de otro.
- */
-/**
  * Lo que identifica el cuerpo: un JSON se compara por su valor (otro orden de claves u otros
  * espacios son la misma petición, como la ve el handler); lo que no es JSON, literal.
  */
@@ -60,6 +55,11 @@ export interface IdempotencyOptions {
   redactStoredBody?: (body: string) => string;
 }
 
+/**
+ * Idempotency-Key en los POST: misma clave y mismo cuerpo → se repite la primera respuesta;
+ * misma clave con otro cuerpo → 422; la primera aún en curso → 409. Va después de la
+ * autenticación: las claves son por actor, así nadie envenena las de otro.
+ */
 export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler<AdminEnv> {
   return async function idempotencyMiddleware(c, next) {
     const key = c.req.header("idempotency-key");
