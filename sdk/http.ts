@@ -57,22 +57,18 @@ export async function send(
  */
 export async function sendRequest(transport: Transport, request: Request): Promise<Response> {
   const own = request.signal;
+  // Como AbortSignal.any([own, timeout]); el tope sigue valiendo mientras se lee el cuerpo.
+  const timeout = AbortSignal.timeout(transport.timeoutMs);
   const controller = new AbortController();
-  const timer = setTimeout(
-    () => controller.abort(new DOMException("The edge did not answer in time", "TimeoutError")),
-    transport.timeoutMs,
-  );
-  const forward = () => controller.abort(own.reason);
-  if (own.aborted) forward();
-  else own.addEventListener("abort", forward, { once: true });
+  for (const signal of [own, timeout]) {
+    if (signal.aborted) controller.abort(signal.reason);
+    else signal.addEventListener("abort", () => controller.abort(signal.reason), { once: true });
+  }
   try {
     return await transport.fetch(new Request(request, { signal: controller.signal }));
   } catch (err) {
     if (own.aborted) throw err;
     throw unavailable(err, transport.timeoutMs);
-  } finally {
-    clearTimeout(timer);
-    own.removeEventListener("abort", forward);
   }
 }
 
