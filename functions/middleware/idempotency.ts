@@ -87,8 +87,8 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
         .insert(idempotencyKeys)
         .values({ actor, key, method: c.req.method, path, requestHash })
         .onConflictDoNothing()
-        .returning({ key: idempotencyKeys.key });
-      if (reserved) return { reserved: true as const };
+        .returning({ at: idempotencyKeys.createdAt });
+      if (reserved) return { reserved: true as const, at: reserved.at };
       // Reserva abandonada con el mismo pedido: se toma (la condición evita que dos la tomen).
       const [taken] = await db
         .update(idempotencyKeys)
@@ -101,8 +101,8 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
             lt(idempotencyKeys.createdAt, RESERVATION_LEASE),
           ),
         )
-        .returning({ key: idempotencyKeys.key });
-      if (taken) return { reserved: true as const };
+        .returning({ at: idempotencyKeys.createdAt });
+      if (taken) return { reserved: true as const, at: taken.at };
       const [previous] = await db.select().from(idempotencyKeys).where(mine);
       return { reserved: false as const, previous };
     };
@@ -136,12 +136,19 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
       headers.set("idempotent-replayed", "true");
       return new Response(previous.responseBody, { status: previous.status, headers });
     }
+    // La reserva es de esta petición mientras conserve su created_at: si un reintento la tomó (esta
+    // pasó de 60 s), ni el borrado ni la respuesta de esta tocan la del reintento.
+    const ours = and(
+      mine,
+      eq(idempotencyKeys.createdAt, outcome.at),
+      isNull(idempotencyKeys.status),
+    );
     c.set("commitDeadline", Date.now() + COMMIT_BUDGET_MS);
     await next();
     if (!isFinalOutcome(c.res.status)) {
       // Un fallo que depende del momento (servidor, conflicto, precondición, referencia aún
       // inexistente) no se fija: reintentar con la misma clave vuelve a ejecutar la petición.
-      await db.delete(idempotencyKeys).where(mine);
+      await db.delete(idempotencyKeys).where(ours);
       return;
     }
     const raw = await c.res.clone().text();
@@ -161,7 +168,7 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
           responseHeaders: headers,
           completedAt: sql`now()`,
         })
-        .where(mine);
+        .where(ours);
     } catch (err) {
       // El cambio ya se confirmó: se responde igual. Un reintento verá la clave en curso (409)
       // hasta que venza la reserva.

@@ -1,0 +1,96 @@
+import { eq, sql } from "drizzle-orm";
+import { Hono } from "hono";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { installBase } from "../../core/http/base";
+import { silentLogger } from "../../core/logger";
+import { idempotencyKeys } from "../../db/schema";
+import { offlineBus } from "../../test/support/admin";
+import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
+import type { AdminDeps, AdminEnv } from "../env";
+import { serviceContext } from "../services/context";
+import { mutate } from "../services/mutation";
+import { idempotency } from "./idempotency";
+
+function gate() {
+  let open = () => {};
+  const opened = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { opened, open };
+}
+
+// El middleware con un handler que la prueba detiene y suelta: el orden exacto de una primera
+// petición lenta, el reintento que toma su reserva y el siguiente reintento.
+describe("Idempotency-Key reservation takeover", () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createPostgresTestDatabase();
+  });
+  afterAll(async () => db?.drop());
+
+  it("a first request that outlived its reservation never releases the retry's, so the change runs once", async () => {
+    const gates: ReturnType<typeof gate>[] = [];
+    let commits = 0;
+    const app = new Hono<AdminEnv>();
+    installBase(app, {
+      logger: silentLogger,
+      db: db.handle.db,
+      bus: offlineBus,
+      baseDomain: "farutech.test",
+    } as unknown as AdminDeps);
+    app.use(async (c, next) => {
+      c.set("claims", { sub: "actor-1", tenant_id: null, instance_ids: [], roles: [] });
+      await next();
+    });
+    app.post("/things", idempotency(), async (c) => {
+      const g = gate();
+      gates.push(g);
+      // Como esperar un bloqueo de fila: la prueba decide cuándo sigue.
+      await g.opened;
+      await mutate(serviceContext(c), async () => ({
+        result: undefined,
+        audit: [{ action: "thing.created", entityType: "thing", entityId: "t1", after: {} }],
+      }));
+      commits++;
+      return c.json({ ok: true }, 201);
+    });
+    const post = () =>
+      app.request("/things", {
+        method: "POST",
+        headers: { "idempotency-key": "k1", "content-type": "application/json" },
+        body: '{"a":1}',
+      });
+    const started = async (n: number) => {
+      for (let i = 0; i < 100 && gates.length < n; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(gates).toHaveLength(n);
+    };
+    const reservations = () => db.handle.db.select().from(idempotencyKeys);
+
+    const first = post();
+    await started(1);
+    // La primera lleva más de 60 s: el reintento toma su reserva.
+    await db.handle.db
+      .update(idempotencyKeys)
+      .set({ createdAt: sql`now() - interval '61 seconds'` })
+      .where(eq(idempotencyKeys.key, "k1"));
+    const retry = post();
+    await started(2);
+    // La primera sigue, ya pasada de su plazo de 45 s: revierte con 503.
+    const realNow = Date.now;
+    Date.now = () => realNow() + 50_000;
+    try {
+      gates[0]?.open();
+      expect((await first).status).toBe(503);
+    } finally {
+      Date.now = realNow;
+    }
+    // La reserva del reintento sigue ahí: un tercer intento espera (409), no corre a la vez.
+    expect(await reservations()).toHaveLength(1);
+    expect((await post()).status).toBe(409);
+    gates[1]?.open();
+    expect((await retry).status).toBe(201);
+    expect(commits).toBe(1);
+    const [stored] = await reservations();
+    expect(stored?.status).toBe(201);
+  });
+});
