@@ -25,8 +25,11 @@ export type IfMatch = readonly number[] | undefined;
 
 // RFC 9110 §8.8.3: entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE; etagc admite comas, por eso se
 // recorre la lista con un patrón anclado en vez de partirla por comas.
+// Los elementos vacíos de la lista (", , ") se aceptan y se ignoran (RFC 9110 §5.6.1).
+const EMPTY_ELEMENT = /[ \t]*,/y;
 const ENTITY_TAG = /[ \t]*(W\/)?"([\x21\x23-\x7e\x80-\xff]*)"[ \t]*(?:,|$)/y;
-const OWN_OPAQUE_TAG = /^v(\d{1,9})(?:\.[0-9a-f]{12})?$/;
+// Sin ceros a la izquierda: "v03" es otro ETag opaco, no la versión 3.
+const OWN_OPAQUE_TAG = /^v(0|[1-9]\d{0,8})(?:\.[0-9a-f]{12})?$/;
 
 function invalidIfMatch(): AppError {
   return new AppError("validation_failed", "If-Match must be * or a list of quoted ETags", {
@@ -43,10 +46,16 @@ export function expectedVersion(c: Context): IfMatch {
   const header = c.req.header("if-match")?.trim();
   if (!header || header === "*") return undefined;
   const versions: number[] = [];
-  ENTITY_TAG.lastIndex = 0;
-  while (ENTITY_TAG.lastIndex < header.length) {
+  for (let at = 0; at < header.length; ) {
+    EMPTY_ELEMENT.lastIndex = at;
+    if (EMPTY_ELEMENT.test(header)) {
+      at = EMPTY_ELEMENT.lastIndex;
+      continue;
+    }
+    ENTITY_TAG.lastIndex = at;
     const match = ENTITY_TAG.exec(header);
     if (!match) throw invalidIfMatch();
+    at = ENTITY_TAG.lastIndex;
     const own = match[1] ? undefined : OWN_OPAQUE_TAG.exec(match[2] ?? "");
     if (own?.[1]) versions.push(Number(own[1]));
   }

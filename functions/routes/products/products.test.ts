@@ -44,12 +44,17 @@ describe.each(["postgres", "pglite"] as const)("products on %s", (kind) => {
       const listed = await patch('"v7", "a,b" , "v1"', "listed");
       expect(listed.status).toBe(200);
       expect(listed.headers.get("etag")).toBe('"v2"');
-      // Ninguno de la lista es el actual: 412, sin cambio.
+      // Ninguno de la lista es el actual: 412, sin cambio. "v02" es otro ETag, no la versión 2.
       expectProblem(await patch('"v1", "v3"', "stale"), 412, "precondition_failed");
+      expectProblem(await patch('"v02"', "zero"), 412, "precondition_failed");
       // Comparación fuerte: el ETag débil del mismo valor no coincide.
       expectProblem(await patch('W/"v2"', "weak"), 412, "precondition_failed");
       // Un ETag de otro origen es válido pero nunca coincide.
       expectProblem(await patch('"abc"', "foreign"), 412, "precondition_failed");
+      // Elementos vacíos de la lista: se ignoran (RFC 9110 §5.6.1).
+      const empties = await patch(', "v9" ,, "v2",', "empties");
+      expect(empties.status).toBe(200);
+      expect(empties.headers.get("etag")).toBe('"v3"');
       expect((await patch("*", "any")).status).toBe(200);
 
       // Lo que no es una lista de ETags es un 400 que nombra la cabecera, no un 412.
@@ -62,7 +67,7 @@ describe.each(["postgres", "pglite"] as const)("products on %s", (kind) => {
       }
       const final = await h.request<{ name: string }>("GET", url, { token: catalog });
       expect(final.body.name).toBe("any");
-      expect(final.headers.get("etag")).toBe('"v3"');
+      expect(final.headers.get("etag")).toBe('"v4"');
     });
 
     it("creates, reads, updates with If-Match and deletes a product, auditing each change", async () => {
