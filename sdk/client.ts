@@ -19,6 +19,7 @@ import {
   isLive,
   rateLimited,
   readJson,
+  retryAfterMs,
   send,
   sendRequest,
   serverFailure,
@@ -98,6 +99,8 @@ interface EdgeState {
   validatedAt: number;
   /** Última respuesta del edge, fresca o no (cuenta para maxAgeMs). */
   checkedAt: number;
+  /** El contenido llegó, o fue confirmado, en una respuesta fresca (no stale) del edge. */
+  confirmedFresh: boolean;
 }
 
 const DEFAULT_MAX_AGE_MS = 5_000;
@@ -282,11 +285,9 @@ class Client implements FarutechClient {
     }
   }
 
-  /** Espera tras un fallo: maxAgeMs, o el Retry-After del edge si pide más. */
+  /** Espera tras un fallo: maxAgeMs, o el Retry-After del edge (con tope) si pide más. */
   private backoffMs(error: FarutechError): number {
-    const retryAfter =
-      error instanceof FarutechUnavailableError ? error.retryAfterSeconds : undefined;
-    return Math.max(this.maxAgeMs, (retryAfter ?? 0) * 1000);
+    return Math.max(this.maxAgeMs, retryAfterMs(error));
   }
 
   private assertOpen(): void {
@@ -399,11 +400,14 @@ class Client implements FarutechClient {
       if (!current) return this.edgeView(previous);
       this.applied = generation;
       previous.checkedAt = now;
-      if (!servedStale) previous.validatedAt = now;
+      if (!servedStale) {
+        previous.validatedAt = now;
+        previous.confirmedFresh = true;
+      }
       previous.servedStale = servedStale;
       return this.edgeView(previous);
     }
-    if (res.status === 200 && servedStale && previous && !previous.servedStale) {
+    if (res.status === 200 && servedStale && previous?.confirmedFresh) {
       // Una copia vieja del edge (otro isolate sin base) no prueba ser más nueva que lo que este
       // cliente confirmó fresco: no lo reemplaza (podría deshacer una suspensión ya vista).
       await res.body?.cancel();
@@ -423,6 +427,7 @@ class Client implements FarutechClient {
         // Sin confirmación fresca previa no hay otra referencia que ahora.
         validatedAt: servedStale && previous ? previous.validatedAt : now,
         checkedAt: now,
+        confirmedFresh: !servedStale,
       };
       if (!current) return this.edgeView(next);
       this.applied = generation;

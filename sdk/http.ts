@@ -112,6 +112,16 @@ export function retryAfterSeconds(res: Response): number | undefined {
   return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - Date.now()) / 1000));
 }
 
+/**
+ * Cuánto esperar por el Retry-After de un error, con tope: un valor enorme (o malicioso) dejaría
+ * al cliente sin volver a preguntar mucho después de que el edge se recupere.
+ */
+export const MAX_RETRY_AFTER_MS = 300_000;
+export function retryAfterMs(err: unknown): number {
+  const seconds = err instanceof FarutechUnavailableError ? err.retryAfterSeconds : undefined;
+  return Math.min((seconds ?? 0) * 1000, MAX_RETRY_AFTER_MS);
+}
+
 export function serverFailure(res: Response, what: string): FarutechUnavailableError {
   return new FarutechUnavailableError(
     "server_error",

@@ -816,21 +816,28 @@ describe("entitlements", () => {
   });
 
   it("never lets the edge's own stale copy replace a snapshot it confirmed fresh", async () => {
-    let staleCopy: Response | undefined;
+    let staleCopy: (() => Response) | undefined;
     const { client, clock } = testClient(
       {},
-      { fault: (path) => (path === "/v1/entitlements" ? staleCopy : undefined) },
+      { fault: (path) => (path === "/v1/entitlements" ? staleCopy?.() : undefined) },
     );
     expect(await client.snapshot()).toMatchObject({ status: "active", stale: false });
     // Otro isolate sin base responde con su copia vieja, distinta de la confirmada.
-    staleCopy = Response.json(
-      { ...(await client.refresh()), status: "suspended", version: "older", features: {} },
-      { headers: { etag: '"older"', "x-entitlements-stale": "1" } },
-    );
+    const older = {
+      ...(await client.refresh()),
+      status: "suspended",
+      version: "older",
+      features: {},
+    };
+    staleCopy = () =>
+      Response.json(older, { headers: { etag: '"older"', "x-entitlements-stale": "1" } });
     clock.t += MAX_AGE_MS;
     const snapshot = await client.snapshot();
     expect(snapshot).toMatchObject({ status: "active", stale: true });
     expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(true);
+    // Tampoco la segunda copia vieja seguida (el snapshot ya estaba marcado stale).
+    clock.t += MAX_AGE_MS;
+    expect(await client.snapshot()).toMatchObject({ status: "active", stale: true });
     staleCopy = undefined;
     clock.t += MAX_AGE_MS;
     expect(await client.snapshot()).toMatchObject({ status: "active", stale: false });
@@ -858,6 +865,23 @@ describe("entitlements", () => {
     clock.t += 60_000;
     expect(await client.snapshot()).toMatchObject({ source: "edge" });
     await client.close();
+
+    // Un Retry-After enorme tiene tope (5 min): el cliente vuelve a preguntar cuando el edge vuelve.
+    let huge = true;
+    const capped = testClient(
+      { fallback: { features: {}, limits: {} }, maxStaleMs: 3_600_000 },
+      {
+        fault: (path) =>
+          huge && path === "/v1/entitlements"
+            ? new Response(null, { status: 503, headers: { "retry-after": "86400" } })
+            : undefined,
+      },
+    );
+    expect(await capped.client.snapshot()).toMatchObject({ source: "fallback" });
+    huge = false;
+    capped.clock.t += 300_000;
+    expect(await capped.client.snapshot()).toMatchObject({ source: "edge", stale: false });
+    await capped.client.close();
 
     // Un 503 también trae su Retry-After, en segundos o como fecha HTTP.
     const at = new Date(Date.now() + 120_000).toUTCString();

@@ -6,6 +6,7 @@ import {
   isLive,
   rateLimited,
   readJson,
+  retryAfterMs,
   send,
   serverFailure,
   stringField,
@@ -172,10 +173,10 @@ export class TokenSource {
         (err: unknown) => {
           if (isTransient(err)) {
             const now = this.options.now();
-            const retryAfterMs = (err.retryAfterSeconds ?? 0) * 1000;
-            this.renewal.fail(now, retryAfterMs);
+            const waitForMs = retryAfterMs(err);
+            this.renewal.fail(now, waitForMs);
             if (err.status === 429) {
-              const waitMs = Math.max(retryAfterMs, BACKOFF_BASE_MS);
+              const waitMs = Math.max(waitForMs, BACKOFF_BASE_MS);
               this.rateLimit = { until: now + waitMs, error: err };
             }
           }
