@@ -501,41 +501,60 @@ describe("worker runtime", () => {
     }
   }, 30_000);
 
+  /**
+   * Un worker cuyo mensaje falla su esquema (va derecho a la DLQ) con la copia consultable de la
+   * DLQ dada; espera a que empiece a registrarla y devuelve el worker en marcha.
+   */
+  const deadLetteringWith = async (name: string, record: () => Promise<void>) => {
+    let recording = false;
+    const w = await startWorker(
+      {
+        name,
+        domain: "provisioning" as const,
+        filterSubject: `provisioning.tasks.${name}`,
+        schema: z.object({ n: z.number() }),
+        async handle() {},
+      },
+      {
+        bus,
+        logger: silentLogger,
+        deadLetters: {
+          record() {
+            recording = true;
+            return record();
+          },
+        },
+        concurrency: 1,
+        ackWaitMs: 30_000,
+      },
+    );
+    await bus.publishEvent(`provisioning.tasks.${name}`, envelope(`corr-${name}`, { n: "x" }));
+    await waitFor(async () => (recording ? true : undefined), { timeoutMs: 10_000 });
+    return w;
+  };
+
   it("stops retrying a failing dead-letter at the drain deadline instead of holding the shutdown", async () => {
     const recordCalls: number[] = [];
-    const def = {
-      name: "dlq-at-deadline-worker",
-      domain: "provisioning" as const,
-      filterSubject: "provisioning.tasks.dlqdeadline",
-      schema: z.object({ n: z.number() }),
-      async handle() {},
-    };
-    // La copia consultable de la DLQ falla siempre (base caída): el runtime reintenta 3 veces,
-    // con 0,5 s y 1 s entre ellas, si nadie lo para.
-    const w = await startWorker(def, {
-      bus,
-      logger: silentLogger,
-      deadLetters: {
-        async record() {
-          recordCalls.push(Date.now());
-          throw new Error("database down");
-        },
-      },
-      concurrency: 1,
-      ackWaitMs: 30_000,
+    // La base caída: el runtime reintenta 3 veces, con 0,5 s y 1 s entre ellas, si nadie lo para.
+    const w = await deadLetteringWith("dlq-at-deadline", async () => {
+      recordCalls.push(Date.now());
+      throw new Error("database down");
     });
-    // Falla su esquema: va derecho a la DLQ.
-    await bus.publishEvent(
-      "provisioning.tasks.dlqdeadline",
-      envelope("corr-dlq-deadline", { n: "x" }),
-    );
-    await waitFor(async () => (recordCalls.length >= 1 ? true : undefined), { timeoutMs: 10_000 });
+    const stopAt = Date.now();
     await w.stop({ drainTimeoutMs: 50 });
-    // Sin el corte, stop() esperaba los tres intentos; con él, no pasa del que estaba en curso.
-    expect(recordCalls.length).toBeLessThan(3);
-    const calls = recordCalls.length;
+    // Vencido el plazo no hay otro intento: ni al acabar la espera entre intentos ni después.
     await new Promise((r) => setTimeout(r, 1_800));
-    expect(recordCalls).toHaveLength(calls);
+    expect(recordCalls.filter((at) => at >= stopAt + 50)).toEqual([]);
+  }, 20_000);
+
+  it("does not wait past the drain deadline for a dead-letter that hangs", async () => {
+    // La base no responde nunca (sin timeout propio): la copia de la DLQ queda colgada.
+    const w = await deadLetteringWith("dlq-hang", () => new Promise<void>(() => {}));
+    const stopped = await Promise.race([
+      w.stop({ drainTimeoutMs: 50 }).then(() => true),
+      new Promise<false>((resolve) => setTimeout(() => resolve(false), 5_000)),
+    ]);
+    expect(stopped).toBe(true);
   }, 20_000);
 
   /** Arranca el worker, espera a que tome el mensaje y lo para sin dejarle terminar. */

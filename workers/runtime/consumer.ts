@@ -541,8 +541,27 @@ export async function startWorker<T>(
 
   // Sin demora y sin contar como fallo: el intento no falló, el proceso se va.
   let drainExpired = false;
+  let expireDrain = () => {};
+  /** Se cumple al vencer el plazo de drenado de stop(): lo que aún espera deja de esperar. */
+  const drainDeadline = new Promise<void>((resolve) => {
+    expireDrain = () => {
+      drainExpired = true;
+      resolve();
+    };
+  });
+  /** Espera ms, o menos si antes vence el plazo de drenado. */
+  const untilDrainDeadline = async (ms: number) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      new Promise((r) => {
+        timer = setTimeout(r, ms);
+      }),
+      drainDeadline,
+    ]);
+    clearTimeout(timer);
+  };
   const releaseHeld = (drainTimeoutMs: number) => {
-    drainExpired = true;
+    expireDrain();
     if (held.size === 0) return;
     logger.warn(
       { messages: held.size, drainTimeoutMs },
@@ -672,36 +691,47 @@ export async function startWorker<T>(
         permanent,
       };
       // Sin DLQ no se descarta nada: se reintenta la publicación antes de terminar el mensaje.
+      // Vencido el plazo de apagado no se espera más aquí: sin confirmar, el mensaje vuelve al
+      // vencer su ack wait y otro proceso lo lleva a la DLQ (publicación y registro idempotentes).
+      const leftAtDeadline = (err?: unknown) =>
+        log.warn(
+          { err },
+          "drain deadline reached while dead-lettering; the message returns after its ack wait",
+        );
       for (let attempt = 1; ; attempt++) {
+        const dead = deadLetter(
+          def,
+          options,
+          { stream: msg.info.stream, data: msg.data },
+          info,
+          data,
+          log,
+        ).then(() => "done" as const);
+        // Si pierde la carrera con el plazo, su error no queda sin atender.
+        dead.catch(() => {});
+        let outcome: "done" | "deadline";
         try {
-          await deadLetter(
-            def,
-            options,
-            { stream: msg.info.stream, data: msg.data },
-            info,
-            data,
-            log,
-          );
-          msg.term(error.slice(0, 200));
-          log.error({ err, deliveries: deliveryCount, permanent }, "message dead-lettered");
-          break;
+          outcome = await Promise.race([dead, drainDeadline.then(() => "deadline" as const)]);
         } catch (dlqErr) {
           if (attempt >= 3) {
             log.error({ err: dlqErr }, "dead-lettering failed; message left unacknowledged");
             break;
           }
-          // Vencido el plazo de apagado no se reintenta aquí: sin confirmar, el mensaje vuelve al
-          // vencer su ack wait y otro proceso lo lleva a la DLQ (es idempotente).
+          msg.working();
+          await untilDrainDeadline(retryDelayMs(attempt));
           if (drainExpired) {
-            log.warn(
-              { err: dlqErr },
-              "dead-lettering failed at the drain deadline; the message returns after its ack wait",
-            );
+            leftAtDeadline(dlqErr);
             break;
           }
-          msg.working();
-          await new Promise((r) => setTimeout(r, retryDelayMs(attempt)));
+          continue;
         }
+        if (outcome === "deadline") {
+          leftAtDeadline();
+          break;
+        }
+        msg.term(error.slice(0, 200));
+        log.error({ err, deliveries: deliveryCount, permanent }, "message dead-lettered");
+        break;
       }
     } finally {
       held.delete(holding);
