@@ -109,8 +109,8 @@ const DEFAULT_TIMEOUT_MS = 5_000;
 const EDGE_STALE_HEADER = "x-entitlements-stale";
 
 /** El snapshot que recibe la app es suyo: cambiarlo no cambia lo que responde isEnabled. */
-function copyOf(body: Entitlements): Entitlements {
-  return { ...body, features: { ...body.features }, limits: { ...body.limits } };
+function copyOf<T extends Pick<Entitlements, "features" | "limits">>(snapshot: T): T {
+  return { ...snapshot, features: { ...snapshot.features }, limits: { ...snapshot.limits } };
 }
 
 function toFarutechError(err: unknown): FarutechError {
@@ -167,18 +167,24 @@ class Client implements FarutechClient {
     });
   }
 
+  // isEnabled y limit solo leen: sin la copia que sí recibe quien pide el snapshot.
   async isEnabled(code: string): Promise<boolean> {
-    const { features } = await this.snapshot();
+    const { features } = await this.current();
     // Solo claves propias: "constructor" o "toString" no son features.
     return Object.hasOwn(features, code) && features[code] === true;
   }
 
   async limit(name: string): Promise<number | undefined> {
-    const { limits } = await this.snapshot();
+    const { limits } = await this.current();
     return Object.hasOwn(limits, name) ? limits[name] : undefined;
   }
 
   async snapshot(): Promise<EntitlementsSnapshot> {
+    return copyOf(await this.current());
+  }
+
+  /** El snapshot vigente, revalidado si pasó maxAgeMs, sin copiar (estado interno: no se expone). */
+  private async current(): Promise<EntitlementsSnapshot> {
     this.assertOpen();
     const now = this.now();
     const view = this.view();
@@ -202,9 +208,9 @@ class Client implements FarutechClient {
     );
   }
 
-  refresh(): Promise<EdgeSnapshot> {
+  async refresh(): Promise<EdgeSnapshot> {
     this.assertOpen();
-    return this.revalidate();
+    return copyOf(await this.revalidate());
   }
 
   peek(scope?: BackgroundScope): EntitlementsSnapshot | undefined {
@@ -220,7 +226,8 @@ class Client implements FarutechClient {
       );
       scope?.waitUntil(background);
     }
-    return this.view();
+    const view = this.view();
+    return view && copyOf(view);
   }
 
   accessToken(): Promise<string> {
@@ -303,7 +310,7 @@ class Client implements FarutechClient {
       this.now() - this.edge.validatedAt > this.maxStaleMs;
     if (this.edge && !tooOld) {
       return {
-        ...copyOf(this.edge.body),
+        ...this.edge.body,
         source: "edge",
         stale: this.failure !== undefined || this.edge.servedStale,
         fetchedAt: this.edge.fetchedAt,
@@ -451,7 +458,7 @@ class Client implements FarutechClient {
 
   private edgeView(state: EdgeState): EdgeSnapshot {
     return {
-      ...copyOf(state.body),
+      ...state.body,
       source: "edge",
       stale: state.servedStale,
       fetchedAt: state.fetchedAt,
