@@ -1,6 +1,6 @@
 import { userInfo } from "node:os";
 import { type BusProvider, createBusProvider } from "../core/bus-provider";
-import { natsAuthEnv, natsAuthFrom, parseEnv } from "../core/config";
+import { natsConnectionFromEnv } from "../core/config";
 import { newId } from "../core/ids";
 import { createLogger } from "../core/logger";
 import { envWithSstLinks } from "../core/sst-links";
@@ -36,10 +36,7 @@ const offline: BusProvider = {
 };
 const bus =
   typeof env.NATS_URL === "string" && env.NATS_URL
-    ? createBusProvider(
-        { servers: env.NATS_URL, name: "admin-cli", ...natsAuthFrom(parseEnv(natsAuthEnv, env)) },
-        logger,
-      )
+    ? createBusProvider(natsConnectionFromEnv(env, "admin-cli"), logger)
     : offline;
 try {
   const created = await createAdminClient(
