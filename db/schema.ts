@@ -275,8 +275,6 @@ export const tenantInstances = pgTable(
     // La retención de datos cuenta desde la baja; data_dropped_at marca el borrado ya hecho.
     decommissionedAt: timestamp("decommissioned_at", { withTimezone: true, precision: 3 }),
     dataDroppedAt: timestamp("data_dropped_at", { withTimezone: true, precision: 3 }),
-    /** Cuándo dejó de estar activa (la facturación cobra el periodo en que lo estuvo); trigger. */
-    leftActiveAt: timestamp("left_active_at", { withTimezone: true, precision: 3 }),
     createdAt: createdAt(),
     rowVersion: rowVersion(),
     updatedAt: updatedAt(),
@@ -320,8 +318,6 @@ export const subscriptions = pgTable(
     status: subscriptionStatus("status").notNull().default("pending"),
     startsAt: timestamp("starts_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
     expiresAt: timestamp("expires_at", { withTimezone: true, precision: 3 }),
-    /** Cuándo dejó de estar activa (la facturación cobra el periodo en que lo estuvo); trigger. */
-    leftActiveAt: timestamp("left_active_at", { withTimezone: true, precision: 3 }),
     createdAt: createdAt(),
     rowVersion: rowVersion(),
     updatedAt: updatedAt(),
@@ -351,6 +347,56 @@ export const subscriptions = pgTable(
     check(
       "subscriptions_expiry_after_start",
       sql`${t.expiresAt} IS NULL OR ${t.expiresAt} > ${t.startsAt}`,
+    ),
+  ],
+);
+
+/**
+ * Tramos [desde, hasta) en que una suscripción o una instancia estuvo activa; `hasta` nulo = sigue
+ * activa. Los escribe un trigger en cada cambio de estado (migración 0019): la facturación cobra un
+ * periodo si la suscripción y su instancia estuvieron activas a la vez en algún momento de él.
+ */
+const activePeriodColumns = {
+  activeFrom: timestamp("active_from", { withTimezone: true, precision: 3 }).notNull(),
+  activeUntil: timestamp("active_until", { withTimezone: true, precision: 3 }),
+};
+
+export const subscriptionActivePeriods = pgTable(
+  "subscription_active_periods",
+  {
+    subscriptionId: uuid("subscription_id")
+      .notNull()
+      .references(() => subscriptions.id, { onDelete: "cascade" }),
+    ...activePeriodColumns,
+  },
+  (t) => [
+    primaryKey({ columns: [t.subscriptionId, t.activeFrom] }),
+    uniqueIndex("subscription_active_periods_open_uq")
+      .on(t.subscriptionId)
+      .where(sql`${t.activeUntil} IS NULL`),
+    check(
+      "subscription_active_periods_order",
+      sql`${t.activeUntil} IS NULL OR ${t.activeUntil} > ${t.activeFrom}`,
+    ),
+  ],
+);
+
+export const tenantInstanceActivePeriods = pgTable(
+  "tenant_instance_active_periods",
+  {
+    tenantInstanceId: uuid("tenant_instance_id")
+      .notNull()
+      .references(() => tenantInstances.id, { onDelete: "cascade" }),
+    ...activePeriodColumns,
+  },
+  (t) => [
+    primaryKey({ columns: [t.tenantInstanceId, t.activeFrom] }),
+    uniqueIndex("tenant_instance_active_periods_open_uq")
+      .on(t.tenantInstanceId)
+      .where(sql`${t.activeUntil} IS NULL`),
+    check(
+      "tenant_instance_active_periods_order",
+      sql`${t.activeUntil} IS NULL OR ${t.activeUntil} > ${t.activeFrom}`,
     ),
   ],
 );

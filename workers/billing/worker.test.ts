@@ -3,7 +3,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { billingCycleSchema, isBillablePeriod } from "../../contracts/events";
 import { newId } from "../../core/ids";
 import { silentLogger } from "../../core/logger";
-import { auditLog, invoices, subscriptions, tenantInstances } from "../../db/schema";
+import {
+  auditLog,
+  invoices,
+  subscriptionActivePeriods,
+  subscriptions,
+  tenantInstanceActivePeriods,
+  tenantInstances,
+} from "../../db/schema";
 import { seedDemo } from "../../db/seed";
 import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
 import type { HandlerContext } from "../runtime/consumer";
@@ -43,6 +50,52 @@ describe("billing worker", () => {
     (await db.handle.db.select({ n: count() }).from(invoices).where(eq(invoices.period, period)))[0]
       ?.n ?? 0;
 
+  /**
+   * Da de alta `count` instancias activas, copiadas de una de la demo, cada una con su suscripción
+   * activa desde `startsAt` (SQL); la número `pending` (desde 1), pendiente. En orden de código.
+   */
+  const addInstances = async (prefix: string, count: number, startsAt: string, pending = 0) => {
+    const d = db.handle.db;
+    const tag = newId().slice(0, 8);
+    await d.execute(sql`
+      with src as (
+        select ti.*, s.plan_id from tenant_instances ti join subscriptions s on s.tenant_instance_id = ti.id
+         where ti.status = 'active' and s.status = 'active' limit 1),
+      inst as (
+        insert into tenant_instances (customer_id, product_id, instance_code, tenant_code, environment,
+          database_tier, status, kubernetes_namespace, subdomain_url)
+        select src.customer_id, src.product_id, ${prefix} || '-' || g, ${prefix} || '-' || g || '-' || ${tag},
+          src.environment, src.database_tier, 'active', src.kubernetes_namespace,
+          ${prefix} || '-' || g || '-' || ${tag} || '.farutech.test'
+          from src, generate_series(1, ${count}::int) g
+        returning *)
+      insert into subscriptions (customer_id, tenant_instance_id, plan_id, product_id, status, starts_at)
+      select inst.customer_id, inst.id, src.plan_id, inst.product_id,
+        (case when inst.instance_code = ${prefix} || '-' || ${pending}::int then 'pending' else 'active' end)::subscription_status,
+        ${sql.raw(startsAt)}
+        from inst, src`);
+    return d
+      .select({
+        instanceId: tenantInstances.id,
+        subscriptionId: subscriptions.id,
+        status: subscriptions.status,
+      })
+      .from(subscriptions)
+      .innerJoin(tenantInstances, eq(tenantInstances.id, subscriptions.tenantInstanceId))
+      .where(like(tenantInstances.tenantCode, `${prefix}-%-${tag}`))
+      .orderBy(tenantInstances.instanceCode);
+  };
+
+  /** Corre el ciclo del periodo y devuelve las suscripciones facturadas en él. */
+  const billed = async (period: string) => {
+    await billingWorker({ db: db.handle.db }).handle(cycle(period));
+    const issued = await db.handle.db
+      .select({ subscriptionId: invoices.subscriptionId })
+      .from(invoices)
+      .where(eq(invoices.period, period));
+    return new Set(issued.map((i) => i.subscriptionId));
+  };
+
   it("bills every subscription across chunk boundaries, once, with one audit row per invoice", async () => {
     // Las suscripciones de la demo empiezan hoy: este mes y el siguiente les tocan.
     const now = new Date();
@@ -75,74 +128,109 @@ describe("billing worker", () => {
       new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + offset, 1))
         .toISOString()
         .slice(0, 7);
-    // Cuatro instancias activas con su suscripción activa desde hace un año.
-    await d.execute(sql`
-      with src as (
-        select ti.*, s.plan_id from tenant_instances ti join subscriptions s on s.tenant_instance_id = ti.id
-         where ti.status = 'active' and s.status = 'active' limit 1),
-      inst as (
-        insert into tenant_instances (customer_id, product_id, instance_code, tenant_code, environment,
-          database_tier, status, kubernetes_namespace, subdomain_url)
-        select src.customer_id, src.product_id, 'period-' || g, 'period-tenant-' || g || '-' || ${newId()},
-          src.environment, src.database_tier, 'active', src.kubernetes_namespace, 'period-' || g || '.farutech.test'
-          from src, generate_series(1, 4) g
-        returning *)
-      insert into subscriptions (customer_id, tenant_instance_id, plan_id, product_id, status, starts_at)
-      select inst.customer_id, inst.id, src.plan_id, inst.product_id,
-        (case when inst.instance_code = 'period-3' then 'pending' else 'active' end)::subscription_status,
-        now() - interval '1 year'
-        from inst, src`);
-    const rows = await d
-      .select({
-        instance_id: subscriptions.tenantInstanceId,
-        subscription_id: subscriptions.id,
-        status: subscriptions.status,
-      })
-      .from(subscriptions)
-      .innerJoin(tenantInstances, eq(tenantInstances.id, subscriptions.tenantInstanceId))
-      .where(like(tenantInstances.instanceCode, "period-%"));
+    // Cuatro instancias activas con su suscripción activa desde hace un año (la tercera, pendiente).
+    const rows = await addInstances("period", 4, "now() - interval '1 year'", 3);
     const neverActive = rows.find((r) => r.status === "pending");
     const [cancelled, suspendedInstance, stillActive] = rows.filter((r) => r !== neverActive);
     if (!cancelled || !suspendedInstance || !neverActive || !stillActive) throw new Error("setup");
     // Hoy (dentro del mes en curso): una suscripción se cancela, una instancia se suspende.
     await d.execute(
-      sql`update subscriptions set status = 'cancelled' where id = ${cancelled.subscription_id}`,
+      sql`update subscriptions set status = 'cancelled' where id = ${cancelled.subscriptionId}`,
     );
     await d.execute(
-      sql`update tenant_instances set status = 'suspended' where id = ${suspendedInstance.instance_id}`,
+      sql`update tenant_instances set status = 'suspended' where id = ${suspendedInstance.instanceId}`,
     );
     // Otra nunca estuvo activa: pendiente y luego cancelada.
     await d.execute(
-      sql`update subscriptions set status = 'cancelled' where id = ${neverActive.subscription_id}`,
+      sql`update subscriptions set status = 'cancelled' where id = ${neverActive.subscriptionId}`,
     );
     // Un paso por 'active' borra la marca: la reactivada se cobra como activa.
     await d.execute(
-      sql`update subscriptions set status = 'suspended' where id = ${stillActive.subscription_id}`,
+      sql`update subscriptions set status = 'suspended' where id = ${stillActive.subscriptionId}`,
     );
     await d.execute(
-      sql`update subscriptions set status = 'active' where id = ${stillActive.subscription_id}`,
+      sql`update subscriptions set status = 'active' where id = ${stillActive.subscriptionId}`,
     );
 
-    const billed = async (period: string) => {
-      await billingWorker({ db: d }).handle(cycle(period));
-      const issued = await d
-        .select({ subscriptionId: invoices.subscriptionId })
-        .from(invoices)
-        .where(eq(invoices.period, period));
-      return new Set(issued.map((i) => i.subscriptionId));
-    };
     // El mes en curso: las dos que dejaron de estar activas hoy lo estuvieron en él, y se cobran.
     const current = await billed(month(0));
-    expect(current.has(cancelled.subscription_id)).toBe(true);
-    expect(current.has(suspendedInstance.subscription_id)).toBe(true);
-    expect(current.has(stillActive.subscription_id)).toBe(true);
-    expect(current.has(neverActive.subscription_id)).toBe(false);
+    expect(current.has(cancelled.subscriptionId)).toBe(true);
+    expect(current.has(suspendedInstance.subscriptionId)).toBe(true);
+    expect(current.has(stillActive.subscriptionId)).toBe(true);
+    expect(current.has(neverActive.subscriptionId)).toBe(false);
     // El mes siguiente: ya no estaban activas en ningún momento de él.
     const next = await billed(month(1));
-    expect(next.has(cancelled.subscription_id)).toBe(false);
-    expect(next.has(suspendedInstance.subscription_id)).toBe(false);
-    expect(next.has(neverActive.subscription_id)).toBe(false);
-    expect(next.has(stillActive.subscription_id)).toBe(true);
+    expect(next.has(cancelled.subscriptionId)).toBe(false);
+    expect(next.has(suspendedInstance.subscriptionId)).toBe(false);
+    expect(next.has(neverActive.subscriptionId)).toBe(false);
+    expect(next.has(stillActive.subscriptionId)).toBe(true);
+  });
+
+  it("bills by activity history: not for a month spent wholly suspended, nor when subscription and instance were never active together", async () => {
+    const d = db.handle.db;
+    const rows = await addInstances("hist", 2, "'2024-01-01'");
+    const [late, apart] = rows;
+    if (!late || !apart) throw new Error("setup");
+    // El trigger lleva la historia: alta activa, suspensión, reactivación (y un vaivén dentro de
+    // una misma transacción, que no deja un tramo vacío ni choca con la clave).
+    const status = (id: string, to: string) =>
+      d.execute(sql`update subscriptions set status = ${to}::subscription_status where id = ${id}`);
+    await status(late.subscriptionId, "suspended");
+    await d.transaction(async (tx) => {
+      for (const to of ["active", "suspended", "active"]) {
+        await tx.execute(
+          sql`update subscriptions set status = ${to}::subscription_status where id = ${late.subscriptionId}`,
+        );
+      }
+    });
+    const history = await d
+      .select()
+      .from(subscriptionActivePeriods)
+      .where(eq(subscriptionActivePeriods.subscriptionId, late.subscriptionId))
+      .orderBy(subscriptionActivePeriods.activeFrom);
+    expect(history).toHaveLength(2);
+    expect(history[0]?.activeUntil).toBeInstanceOf(Date);
+    expect(history[1]?.activeUntil).toBeNull();
+
+    // Historia fechada en 2025 (se reescriben los tramos): `late` estuvo suspendida de febrero
+    // a abril y se reactivó antes de que se facturara marzo; en `apart` la suscripción dejó de
+    // estar activa antes de que la instancia lo estuviera.
+    const setHistory = async (
+      table: typeof subscriptionActivePeriods | typeof tenantInstanceActivePeriods,
+      id: string,
+      periods: [string, string | null][],
+    ) => {
+      const key =
+        table === subscriptionActivePeriods
+          ? subscriptionActivePeriods.subscriptionId
+          : tenantInstanceActivePeriods.tenantInstanceId;
+      await d.delete(table).where(eq(key, id));
+      for (const [from, until] of periods) {
+        await d.execute(
+          sql`insert into ${table} values (${id}, ${from}::timestamptz, ${until}::timestamptz)`,
+        );
+      }
+    };
+    await setHistory(subscriptionActivePeriods, late.subscriptionId, [
+      ["2025-01-01", "2025-02-10"],
+      ["2025-04-05", null],
+    ]);
+    await setHistory(tenantInstanceActivePeriods, late.instanceId, [["2024-12-01", null]]);
+    await setHistory(subscriptionActivePeriods, apart.subscriptionId, [
+      ["2025-01-01", "2025-01-10"],
+    ]);
+    await setHistory(tenantInstanceActivePeriods, apart.instanceId, [["2025-01-20", null]]);
+
+    const [jan, feb, mar, apr] = await Promise.all(
+      ["2025-01", "2025-02", "2025-03", "2025-04"].map((p) => billed(p)),
+    );
+    // Activa parte de febrero y parte de abril: se cobran (sin prorrateo); marzo no.
+    expect(feb?.has(late.subscriptionId)).toBe(true);
+    expect(mar?.has(late.subscriptionId)).toBe(false);
+    expect(apr?.has(late.subscriptionId)).toBe(true);
+    // Suscripción activa del 1 al 10 de enero, instancia desde el 20: nunca a la vez.
+    expect(jan?.has(apart.subscriptionId)).toBe(false);
+    expect(jan?.has(late.subscriptionId)).toBe(true);
   });
 
   it("bills 10,000 active subscriptions in one cycle (more rows than one statement's parameters allow)", async () => {
@@ -163,8 +251,10 @@ describe("billing worker", () => {
       insert into subscriptions (customer_id, tenant_instance_id, plan_id, product_id, status, starts_at)
       select ti.customer_id, ti.id, src.plan_id, ti.product_id, 'active', '2020-01-01'
         from tenant_instances ti, src where ti.instance_code like 'bulk-%'`);
-    await billingWorker({ db: d }).handle(cycle("2025-03"));
-    expect(await invoicesOf("2025-03")).toBeGreaterThanOrEqual(10_000);
+    // Se dieron de alta activas hoy: el mes en curso es el que les toca.
+    const current = new Date().toISOString().slice(0, 7);
+    await billingWorker({ db: d }).handle(cycle(current));
+    expect(await invoicesOf(current)).toBeGreaterThanOrEqual(10_000);
   }, 60_000);
 
   it("accepts periods from 2000-01 to next month only", () => {

@@ -1,8 +1,14 @@
-import { and, asc, eq, gt, isNull, lt, or } from "drizzle-orm";
+import { and, asc, eq, exists, gt, type SQL, sql } from "drizzle-orm";
 import type { z } from "zod";
 import { billingCycleSchema } from "../../contracts/events";
 import { auditInsert } from "../../db/audit";
-import { invoices, plans, subscriptions, tenantInstances } from "../../db/schema";
+import {
+  invoices,
+  plans,
+  subscriptionActivePeriods,
+  subscriptions,
+  tenantInstanceActivePeriods,
+} from "../../db/schema";
 import type { Database } from "../../db/types";
 import type { WorkerDefinition } from "../runtime/consumer";
 
@@ -16,11 +22,38 @@ export function periodBounds(period: string): { start: Date; end: Date } {
   return { start, end };
 }
 
+const sp = subscriptionActivePeriods;
+const ip = tenantInstanceActivePeriods;
+
+/**
+ * La suscripción y su instancia estuvieron activas a la vez en algún instante de [start, end), con
+ * la suscripción en vigor (entre starts_at y expires_at): la intersección de los cuatro tramos no
+ * es vacía. Sin prorrateo: un día activo cobra el mes.
+ */
+function activeTogetherWithin(db: Pick<Database, "select">, start: Date, end: Date): SQL {
+  const forever = sql`'infinity'::timestamptz`;
+  return exists(
+    db
+      .select({ one: sql`1` })
+      .from(sp)
+      .innerJoin(ip, eq(ip.tenantInstanceId, subscriptions.tenantInstanceId))
+      .where(
+        and(
+          eq(sp.subscriptionId, subscriptions.id),
+          sql`greatest(${sp.activeFrom}, ${ip.activeFrom}, ${subscriptions.startsAt},
+                ${start.toISOString()}::timestamptz)
+            < least(coalesce(${sp.activeUntil}, ${forever}), coalesce(${ip.activeUntil}, ${forever}),
+                coalesce(${subscriptions.expiresAt}, ${forever}), ${end.toISOString()}::timestamptz)`,
+        ),
+      ),
+  );
+}
+
 /** Suscripciones por transacción: acota memoria, parámetros (≤ 65 535 por sentencia) y bloqueos. */
 export const BILLING_CHUNK = 500;
 
 // Ciclo de facturación: una factura por suscripción activa en el periodo (aunque hoy ya no lo
-// esté), con el precio del plan.
+// esté, y no si solo lo estuvo antes o después), con el precio del plan.
 // La unicidad (suscripción, periodo) en la base hace idempotente repetir el ciclo (o un tramo).
 export function billingWorker(deps: {
   db: Database;
@@ -50,15 +83,10 @@ export function billingWorker(deps: {
             })
             .from(subscriptions)
             .innerJoin(plans, eq(plans.id, subscriptions.planId))
-            .innerJoin(tenantInstances, eq(tenantInstances.id, subscriptions.tenantInstanceId))
             .where(
               and(
                 after === undefined ? undefined : gt(subscriptions.id, after),
-                // Activa hoy, o lo fue dentro del periodo (dejó de estarlo después de su inicio).
-                or(eq(subscriptions.status, "active"), gt(subscriptions.leftActiveAt, start)),
-                or(eq(tenantInstances.status, "active"), gt(tenantInstances.leftActiveAt, start)),
-                lt(subscriptions.startsAt, end),
-                or(isNull(subscriptions.expiresAt), gt(subscriptions.expiresAt, start)),
+                activeTogetherWithin(tx, start, end),
               ),
             )
             .orderBy(asc(subscriptions.id))
