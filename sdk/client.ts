@@ -302,6 +302,9 @@ class Client implements FarutechClient {
   }
 
   private view(): EntitlementsSnapshot | undefined {
+    // Credenciales rechazadas o 403 en el último intento: ni snapshot viejo ni fallback, tampoco
+    // por peek(). Un cliente revocado no sigue funcionando con datos de antes.
+    if (this.failure && !(this.failure.error instanceof FarutechUnavailableError)) return undefined;
     // Sin una confirmación fresca hace más de maxStaleMs (el edge caído o sirviendo su copia
     // vieja), el snapshot ya no se sirve: fallback o error.
     const tooOld =

@@ -12,6 +12,7 @@ import { silentLogger } from "../core/logger";
 import { createDb } from "../db/client";
 import { demoProducts } from "../db/demo-data";
 import {
+  apiClients,
   customers,
   refreshTokens,
   subscriptionFeatureOverrides,
@@ -472,6 +473,37 @@ describe("tokens", () => {
     const error = await client.isEnabled("DIGITAL_RECORDS").catch((e: unknown) => e);
     expect(error).toBeInstanceOf(FarutechAuthError);
     expect(error).toMatchObject({ code: "invalid_client", status: 401 });
+  });
+
+  it("stops serving its snapshot, even through peek(), once its credentials are rejected", async () => {
+    const revoked = await createApiClient(db.handle.db, {
+      kind: "tenant",
+      roles: ["tenant_app"],
+      customerId: patitasId,
+      instanceIds: [norteId],
+    });
+    const { client, clock } = testClient({
+      clientId: revoked.id,
+      clientSecret: revoked.secret,
+      fallback: { features: { DIGITAL_RECORDS: true } },
+    });
+    expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(true);
+    // El operador revoca el cliente; al renovar el token el edge responde invalid_client.
+    await db.handle.db
+      .update(apiClients)
+      .set({ revokedAt: new Date() })
+      .where(eq(apiClients.clientId, revoked.id));
+    clock.t += ACCESS_TOKEN_TTL_S * 1000;
+    await expect(client.isEnabled("DIGITAL_RECORDS")).rejects.toBeInstanceOf(FarutechAuthError);
+    // Ni el snapshot viejo ni el fallback: un cliente revocado no sigue con datos de antes.
+    expect(client.peek()).toBeUndefined();
+    await expect(client.snapshot()).rejects.toBeInstanceOf(FarutechAuthError);
+    // Tras la espera, peek() reintenta en segundo plano y sigue sin servir nada.
+    clock.t += MAX_AGE_MS;
+    expect(client.peek()).toBeUndefined();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(client.peek()).toBeUndefined();
+    await client.close();
   });
 
   it("authorizedFetch and ofrepHeaders carry a token the edge accepts", async () => {
