@@ -138,11 +138,21 @@ export function errorMessage(err: unknown): string {
       const suffix = code ? ` (${code})` : "";
       // Postgres repite el valor rechazado al final (`…: "valor"`): se quita también.
       const message = err.cause.message.replace(/: ".*"$/s, ': "…"');
-      return `database error: ${message}${suffix}`.slice(0, 1000);
+      return withoutEmails(`database error: ${message}${suffix}`).slice(0, 1000);
     }
-    return err.message.slice(0, 1000);
+    return withoutEmails(err.message).slice(0, 1000);
   }
-  return String(err).slice(0, 1000);
+  return withoutEmails(String(err)).slice(0, 1000);
+}
+
+const EMAIL_RE = /[^\s<>()[\]"',;:@]+@[^\s<>()[\]"',;:@]+\.[A-Za-z]{2,}/g;
+
+/**
+ * Este texto va a la DLQ, a cabeceras de JetStream y a los logs, adonde el borrado GDPR no llega:
+ * sin direcciones de correo (un servidor SMTP repite la del destinatario al rechazarla).
+ */
+function withoutEmails(text: string): string {
+  return text.replace(EMAIL_RE, "<email>");
 }
 
 /**
