@@ -8,6 +8,18 @@ export interface BusProvider {
 }
 
 /**
+ * Un bus ya conectado (o ninguno: los eventos quedan en el outbox y los publica el relay), para
+ * usar un servicio de funciones desde un proceso que ya tiene su conexión.
+ */
+export function fixedBusProvider(bus: Bus | undefined): BusProvider {
+  return {
+    get: async () => bus,
+    ping: async () => bus?.isConnected() ?? false,
+    close: async () => {},
+  };
+}
+
+/**
  * Conexión perezosa y compartida al bus. Si el broker no está, devuelve undefined:
  * la escritura ya quedó en el outbox y el relay la publicará.
  */

@@ -1,5 +1,5 @@
 import { userInfo } from "node:os";
-import { type BusProvider, createBusProvider } from "../core/bus-provider";
+import { createBusProvider, fixedBusProvider } from "../core/bus-provider";
 import { natsConnectionFromEnv } from "../core/config";
 import { newId } from "../core/ids";
 import { createLogger } from "../core/logger";
@@ -29,15 +29,10 @@ if (!name || name.startsWith("-") || unknownRole) {
 
 const db = await createDb(dbConfigFromEnv(env));
 // Sin NATS_URL el evento queda en el outbox y lo publica el relay de los workers.
-const offline: BusProvider = {
-  get: async () => undefined,
-  ping: async () => false,
-  close: async () => {},
-};
 const bus =
   typeof env.NATS_URL === "string" && env.NATS_URL
     ? createBusProvider(natsConnectionFromEnv(env, "admin-cli"), logger)
-    : offline;
+    : fixedBusProvider(undefined);
 try {
   const created = await createAdminClient(
     {

@@ -1,4 +1,4 @@
-import { eq, inArray } from "drizzle-orm";
+import { eq, inArray, like } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../core/ids";
 import { silentLogger } from "../core/logger";
@@ -9,7 +9,9 @@ import {
   outboxEvents,
   processedMessages,
   products,
+  provisioningTasks,
   refreshTokens,
+  tenantInstances,
   webhookDeliveries,
   webhookEndpoints,
 } from "../db/schema";
@@ -86,8 +88,14 @@ describe("workers maintenance pass", () => {
       { db: db.handle.db, logger: silentLogger, retentionDays: 30 },
       now,
     );
+    const oldInstances = await db.handle.db
+      .select({ id: tenantInstances.id })
+      .from(tenantInstances)
+      .where(eq(tenantInstances.customerId, old.id));
+    expect(oldInstances.length).toBeGreaterThan(0);
     expect(result).toEqual({
       erasedCustomers: 1,
+      erasedCustomerPurgesRequested: oldInstances.length,
       expiredIdempotencyKeys: 1,
       droppedTenantData: 0,
       expiredRefreshTokens: 1,
@@ -108,8 +116,22 @@ describe("workers maintenance pass", () => {
       { db: db.handle.db, logger: silentLogger, retentionDays: 30 },
       now,
     );
+    // Cada instancia del cliente borrado tiene su baja con purge (su tarea es la misma en cada
+    // pasada); las del otro cliente, ninguna.
+    const purges = await db.handle.db
+      .select({
+        tenantInstanceId: provisioningTasks.tenantInstanceId,
+        payload: provisioningTasks.payload,
+      })
+      .from(provisioningTasks)
+      .where(like(provisioningTasks.correlationId, "gdpr-purge-%"));
+    expect(purges.map((p) => p.tenantInstanceId).sort()).toEqual(
+      oldInstances.map((i) => i.id).sort(),
+    );
+    expect(purges.every((p) => (p.payload as { purge?: boolean }).purge === true)).toBe(true);
     expect(again).toEqual({
       erasedCustomers: 0,
+      erasedCustomerPurgesRequested: 0,
       expiredIdempotencyKeys: 0,
       droppedTenantData: 0,
       expiredRefreshTokens: 0,

@@ -1,6 +1,7 @@
 import { and, isNotNull, lt, sql } from "drizzle-orm";
 import { TASK_MESSAGE_RETENTION_DAYS } from "../contracts/streams";
 import type { Bus } from "../core/bus";
+import { fixedBusProvider } from "../core/bus-provider";
 import type { Logger } from "../core/logger";
 import {
   clientAuthFailures,
@@ -11,7 +12,7 @@ import {
   webhookDeliveries,
 } from "../db/schema";
 import type { Database } from "../db/types";
-import { eraseExpiredCustomers } from "../functions/services/gdpr";
+import { eraseExpiredCustomers, purgeErasedCustomersData } from "../functions/services/gdpr";
 import {
   dropTenantData,
   type TenantDataStores,
@@ -30,6 +31,8 @@ export interface MaintenanceOptions {
 
 export interface MaintenanceResult {
   erasedCustomers: number;
+  /** Bajas con purge pedidas en esta pasada para instancias de clientes borrados. */
+  erasedCustomerPurgesRequested: number;
   expiredIdempotencyKeys: number;
   droppedTenantData: number;
   expiredRefreshTokens: number;
@@ -103,6 +106,14 @@ export async function runMaintenanceOnce(
     bus: options.bus,
     logger: options.logger,
   });
+  // Clientes borrados (ahora o antes, por POST /erase): la baja con purge de sus instancias.
+  const purge = await purgeErasedCustomersData({
+    db: options.db,
+    bus: fixedBusProvider(options.bus),
+    logger: options.logger,
+    actor: "worker:gdpr",
+    baseDomain: "",
+  });
   const expired = await options.db
     .delete(idempotencyKeys)
     .where(
@@ -126,6 +137,7 @@ export async function runMaintenanceOnce(
     );
   const result = {
     erasedCustomers: erasedCustomerIds.length,
+    erasedCustomerPurgesRequested: purge.requested.length,
     expiredIdempotencyKeys: expired.length,
     droppedTenantData,
     expiredRefreshTokens: expiredRefreshTokens.length,

@@ -13,6 +13,7 @@ import {
   sql,
 } from "drizzle-orm";
 import type { Bus } from "../../core/bus";
+import { AppError } from "../../core/errors";
 import { newId, parseJsonOrUndefined } from "../../core/ids";
 import type { Logger } from "../../core/logger";
 import { kubernetesNamespaceFor, subdomainUrlFor, tenantCodeFor } from "../../core/tenancy";
@@ -33,6 +34,7 @@ import type { Database, Executor } from "../../db/types";
 import type { CustomerRow } from "../routes/customers/schema";
 import { notFound } from "./concurrency";
 import { softDeleteWithin } from "./customers";
+import { requestDeprovision } from "./deprovisioning";
 import { domainEvent, mutate, type ServiceContext } from "./mutation";
 
 /*
@@ -55,6 +57,9 @@ export function gdprRetentionDays(env: Readonly<Record<string, string | undefine
   }
   return days;
 }
+
+/** Nombres de una instancia que salen de la razón social del cliente. */
+const NAMED_FIELDS = ["tenantCode", "kubernetesNamespace", "subdomainUrl"] as const;
 
 /** Campos con datos personales que el borrado reemplaza. */
 export const ERASED_FIELDS = ["legalName", "taxId", "billingEmail"] as const;
@@ -141,7 +146,8 @@ async function eraseWithin(
     .update(apiClients)
     .set({ revokedAt: at })
     .where(and(eq(apiClients.customerId, id), isNull(apiClients.revokedAt)))
-    .returning({ id: apiClients.id });
+    // El id público (tnt_…), el mismo con que se audita su creación y su revocación por la API.
+    .returning({ id: apiClients.clientId });
 
   const history = await tx
     .select({ id: auditLog.id, before: auditLog.before, after: auditLog.after })
@@ -178,6 +184,7 @@ async function eraseWithin(
     .from(tenantInstances)
     .where(eq(tenantInstances.customerId, id))
     .for("update");
+  const renamedById = new Map<string, Record<(typeof NAMED_FIELDS)[number], string>>();
   for (const instance of instances) {
     const tenantCode = tenantCodeFor(values.legalName, instance.instanceCode, instance.id);
     const renamed = {
@@ -185,7 +192,8 @@ async function eraseWithin(
       kubernetesNamespace: kubernetesNamespaceFor(tenantCode),
       subdomainUrl: erasedSubdomain(instance.subdomainUrl, values.legalName, instance),
     };
-    for (const field of ["tenantCode", "kubernetesNamespace", "subdomainUrl"] as const) {
+    renamedById.set(instance.id, renamed);
+    for (const field of NAMED_FIELDS) {
       if (instance[field]) replacements.set(instance[field], renamed[field]);
     }
     await tx
@@ -211,10 +219,29 @@ async function eraseWithin(
     : [];
   const relatedHistory = instanceIds.length
     ? await tx
-        .select({ id: auditLog.id, before: auditLog.before, after: auditLog.after })
+        .select({
+          id: auditLog.id,
+          entityId: auditLog.entityId,
+          before: auditLog.before,
+          after: auditLog.after,
+        })
         .from(auditLog)
         .where(inArray(auditLog.entityId, [...instanceIds, ...subscriptionIds]))
     : [];
+  // Los nombres que tuvo antes cada instancia (p. ej. un subdominio cambiado con PATCH) también
+  // salían de la razón social.
+  for (const row of relatedHistory) {
+    const renamed = renamedById.get(row.entityId);
+    if (!renamed) continue;
+    for (const snapshot of [row.before, row.after]) {
+      if (!snapshot || typeof snapshot !== "object") continue;
+      for (const field of NAMED_FIELDS) {
+        const old: unknown = (snapshot as Record<string, unknown>)[field];
+        if (typeof old === "string" && old !== renamed[field])
+          replacements.set(old, renamed[field]);
+      }
+    }
+  }
   let redactedAuditEntries = 0;
   for (const row of [...history, ...relatedHistory]) {
     const before = redact(row.before, replacements);
@@ -334,7 +361,7 @@ async function eraseWithin(
  * datos personales. Sobre un cliente ya borrado devuelve el cliente sin cambiar nada.
  */
 export async function eraseCustomerNow(ctx: ServiceContext, id: string): Promise<CustomerRow> {
-  return mutate(ctx, async (tx) => {
+  const erased = await mutate(ctx, async (tx) => {
     const [current] = await tx.select().from(customers).where(eq(customers.id, id)).for("update");
     if (!current) throw notFound("Customer", id);
     if (current.erasedAt) return { result: current, audit: [] };
@@ -348,13 +375,77 @@ export async function eraseCustomerNow(ctx: ServiceContext, id: string): Promise
       target = deleted.customer;
     }
     // Los reemplazos usan los valores originales (el borrado lógico no los cambia).
-    const erased = await eraseWithin(tx, target, undefined);
+    const outcome = await eraseWithin(tx, target, undefined);
     return {
-      result: erased.customer,
-      audit: [...audit, ...erased.audit],
-      events: [...events, ...erased.events],
+      result: outcome.customer,
+      audit: [...audit, ...outcome.audit],
+      events: [...events, ...outcome.events],
     };
   });
+  // Tras confirmar el borrado: si falla, la siguiente pasada de mantenimiento lo pide.
+  await purgeErasedCustomersData(ctx, { customerId: id }).catch((err: unknown) => {
+    ctx.logger.error({ err, customerId: id }, "gdpr purge of tenant data could not be requested");
+  });
+  return erased;
+}
+
+/** Correlation id fijo de la baja GDPR de una instancia: repetir la pasada no crea otra tarea. */
+export const gdprPurgeCorrelationId = (tenantInstanceId: string) =>
+  `gdpr-purge-${tenantInstanceId}`;
+
+export interface ErasedDataPurge {
+  /** Instancias con su tarea de baja con purge recién pedida. */
+  requested: string[];
+  /** Instancias cuya tarea ya existía (en curso, o en la DLQ esperando a un operador). */
+  alreadyRequested: string[];
+  /** Instancias que aún no pueden darse de baja (p. ej. su provisioning sigue en curso). */
+  waiting: string[];
+}
+
+/**
+ * Los datos de tenant de un cliente borrado (GDPR) también se borran: cada instancia suya con
+ * datos se da de baja con purge, con la misma tarea que DELETE /api/provisioning/{id}?purge=true
+ * (base propia y rol, o filas y registro en la base compartida). La llaman el borrado inmediato y
+ * cada pasada de mantenimiento, que reintenta lo que quedó esperando.
+ */
+export async function purgeErasedCustomersData(
+  ctx: Omit<ServiceContext, "correlationId">,
+  options: { customerId?: string; limit?: number } = {},
+): Promise<ErasedDataPurge> {
+  const t = tenantInstances;
+  const rows = await ctx.db
+    .select({ id: t.id })
+    .from(t)
+    .innerJoin(customers, eq(customers.id, t.customerId))
+    .where(
+      and(
+        isNotNull(customers.erasedAt),
+        isNull(t.dataDroppedAt),
+        options.customerId === undefined ? undefined : eq(customers.id, options.customerId),
+      ),
+    )
+    .orderBy(asc(t.id))
+    .limit(options.limit ?? 100);
+  const outcome: ErasedDataPurge = { requested: [], alreadyRequested: [], waiting: [] };
+  for (const { id } of rows) {
+    try {
+      const task = await requestDeprovision(
+        { ...ctx, correlationId: gdprPurgeCorrelationId(id) },
+        id,
+        { purge: true },
+        undefined,
+      );
+      (task.replayed ? outcome.alreadyRequested : outcome.requested).push(id);
+    } catch (err) {
+      if (!(err instanceof AppError) || err.code !== "conflict") throw err;
+      ctx.logger.info(
+        { tenantInstanceId: id, reason: err.message },
+        "gdpr purge of tenant data deferred to the next maintenance pass",
+      );
+      outcome.waiting.push(id);
+    }
+  }
+  return outcome;
 }
 
 export interface EraseExpiredOptions {

@@ -9,9 +9,10 @@ import { createSecretBox, generateEncryptionKey } from "../../core/secret-box";
 import { auditLog, tenantInstances } from "../../db/schema";
 import { seedDemo } from "../../db/seed";
 import { dedicatedName } from "../../workers/provisioning/dedicated-databases";
+import { createPostgresRegistry } from "../../workers/provisioning/shared-registry";
 import { demoProvisionBody } from "../support/demo";
 import { call } from "../support/http";
-import { startTestStack, type TestStack, waitForTask } from "../support/stack";
+import { startTestStack, type TestStack, waitFor, waitForTask } from "../support/stack";
 
 // Tier Enterprise: base y rol propios, esquema aplicado y cadena de conexión cifrada.
 describe("Enterprise tier provisioning", () => {
@@ -131,6 +132,74 @@ describe("Enterprise tier provisioning", () => {
       );
     expect(audit?.after).toMatchObject({ reason: "purge", databaseTier: "enterprise" });
   }, 60_000);
+
+  it("erasing the customer (GDPR) decommissions its instances and drops their data: own database and role, and the shared registry row", async () => {
+    const token = await stack.adminToken();
+    const customer = await call<{ id: string }>(`${stack.adminUrl}/api/customers`, {
+      token,
+      json: {
+        legalName: "Clínica Olvido Pérez",
+        taxId: `GDPR-${Date.now()}`,
+        billingEmail: "olvido@clinica.example",
+        country: "CO",
+      },
+    });
+    expect(customer.status).toBe(201);
+    const customerId = customer.body.id;
+    const provisioned: string[] = [];
+    for (const databaseTier of ["enterprise", "standard"] as const) {
+      const res = await call<{ taskId: string; tenantInstanceId: string }>(
+        `${stack.adminUrl}/api/provisioning/provision`,
+        {
+          token,
+          json: await demoProvisionBody(stack.db.handle.db, `olvido-${databaseTier}`, {
+            customerId,
+            databaseTier,
+          }),
+        },
+      );
+      expect(res.status).toBe(202);
+      expect((await waitForTask(stack.adminUrl, token, res.body.taskId)).status).toBe("succeeded");
+      provisioned.push(res.body.tenantInstanceId);
+    }
+    const [enterpriseId, standardId] = provisioned;
+    if (!enterpriseId || !standardId) throw new Error("setup");
+    const registry = createPostgresRegistry(stack.db.url ?? "");
+    try {
+      expect(await registry.isRegistered("FARUTECH_VET", standardId)).toBe(true);
+
+      const erased = await call(`${stack.adminUrl}/api/customers/${customerId}/erase`, {
+        token,
+        method: "POST",
+      });
+      expect(erased.status).toBe(200);
+      // El borrado pide la baja con purge de cada instancia; los workers la hacen.
+      const instances = await waitFor(
+        async () => {
+          const rows = await stack.db.handle.db
+            .select()
+            .from(tenantInstances)
+            .where(eq(tenantInstances.customerId, customerId));
+          return rows.every((r) => r.dataDroppedAt) ? rows : undefined;
+        },
+        { timeoutMs: 30_000 },
+      );
+      expect(instances.map((i) => i.status)).toEqual(["decommissioned", "decommissioned"]);
+      expect(instances.every((i) => i.connectionStringEncrypted === null)).toBe(true);
+      expect(await registry.isRegistered("FARUTECH_VET", standardId)).toBe(false);
+      const admin = new pg.Client({ connectionString: stack.db.url });
+      await admin.connect();
+      const left = await admin.query(
+        `select (select count(*)::int from pg_database where datname = $1) as dbs,
+                (select count(*)::int from pg_roles where rolname = $1) as roles`,
+        [dedicatedName(enterpriseId)],
+      );
+      await admin.end();
+      expect(left.rows).toEqual([{ dbs: 0, roles: 0 }]);
+    } finally {
+      await registry.close();
+    }
+  }, 90_000);
 });
 
 // Modo embebido (sin servidor): la base propia del tenant es una carpeta PGlite de datos suya.

@@ -1,6 +1,6 @@
 import { generateSigningKey, publicJwksOf } from "../../core/auth/keys";
 import { createTokenSigner, createTokenVerifier, type TokenSigner } from "../../core/auth/tokens";
-import type { BusProvider } from "../../core/bus-provider";
+import { type BusProvider, fixedBusProvider } from "../../core/bus-provider";
 import { silentLogger } from "../../core/logger";
 import type { QueryObserver } from "../../db/types";
 import { createAdminApp } from "../../functions/app";
@@ -17,11 +17,7 @@ const SETTINGS = {
  * Bus sin broker: las pruebas de CRUD verifican los eventos en el outbox (lo que el relay
  * publicaría). Las de publicación real usan un nats-server (test/e2e).
  */
-export const offlineBus: BusProvider = {
-  get: async () => undefined,
-  ping: async () => false,
-  close: async () => {},
-};
+export const offlineBus: BusProvider = fixedBusProvider(undefined);
 
 export interface AdminHarness {
   db: TestDatabase;

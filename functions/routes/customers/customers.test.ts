@@ -379,6 +379,20 @@ describe.each(["postgres", "pglite"] as const)("customers on %s", (kind) => {
         json: { billingEmail: `otro-${s}@consultorio.example` },
       });
       const instanceId = await subscribedInstance(customer.id, "active");
+      // Un subdominio cambiado por PATCH: el viejo y el nuevo quedan en la auditoría de la instancia.
+      const [{ subdomainUrl: firstSubdomain } = { subdomainUrl: "" }] = await db()
+        .select({ subdomainUrl: tenantInstances.subdomainUrl })
+        .from(tenantInstances)
+        .where(eq(tenantInstances.id, instanceId));
+      const patchedSubdomain = `app.olvido-${s}.farutech.test`;
+      expect(
+        (
+          await h.request("PATCH", `/api/tenant-instances/${instanceId}`, {
+            token: admin,
+            json: { subdomainUrl: patchedSubdomain },
+          })
+        ).status,
+      ).toBe(200);
       const client = await createApiClient(db(), {
         kind: "tenant",
         roles: ["tenant_app"],
@@ -432,7 +446,13 @@ describe.each(["postgres", "pglite"] as const)("customers on %s", (kind) => {
       ]);
       const erased = audit[3];
       expect(erased?.before).toEqual({ erasedFields: ["legalName", "taxId", "billingEmail"] });
-      expect(erased?.after).toMatchObject({ revokedApiClientIds: [apiClient?.id] });
+      expect(erased?.after).toMatchObject({ revokedApiClientIds: [client.id] });
+      // La revocación se audita con el id público del cliente, como su creación.
+      const clientAudit = await db()
+        .select({ action: auditLog.action })
+        .from(auditLog)
+        .where(and(eq(auditLog.entityType, "api_client"), eq(auditLog.entityId, client.id)));
+      expect(clientAudit.map((a) => a.action)).toContain("api_client.revoked");
       // Ni la entrada del borrado ni la historia previa del cliente conservan los datos.
       for (const secret of secrets) expect(JSON.stringify(audit)).not.toContain(secret);
       const outbox = [
@@ -443,6 +463,12 @@ describe.each(["postgres", "pglite"] as const)("customers on %s", (kind) => {
         outbox.some((e) => (e.payload as { data: { customerId: string } }).data.customerId === id),
       ).toBe(true);
       for (const secret of secrets) expect(JSON.stringify(outbox)).not.toContain(secret);
+      const instanceAudit = await auditOf(instanceId);
+      expect(instanceAudit.map((a) => a.action)).toContain("tenant_instance.updated");
+      for (const subdomain of [firstSubdomain, patchedSubdomain]) {
+        expect(subdomain).not.toBe("");
+        expect(JSON.stringify(instanceAudit)).not.toContain(subdomain);
+      }
       const stored = await db()
         .select()
         .from(idempotencyKeys)
