@@ -96,6 +96,25 @@ export function createPostgresDedicated(
       await admin.connect();
       try {
         await admin.query(`drop database if exists "${name}" with (force)`);
+        // El rol pudo dejar algo en otra base a la que PUBLIC entra (p. ej. privilegios por
+        // defecto en `postgres`): DROP ROLE fallaría para siempre. Se limpia base por base.
+        const { rows } = await admin.query<{ datname: string }>(
+          `select distinct d.datname from pg_shdepend s join pg_database d on d.oid = s.dbid
+            where s.refclassid = 'pg_authid'::regclass and d.datallowconn
+              and s.refobjid = (select oid from pg_roles where rolname = $1)`,
+          [name],
+        );
+        for (const { datname } of rows) {
+          const url = new URL(adminUrl);
+          url.pathname = `/${encodeURIComponent(datname)}`;
+          const other = new pg.Client({ connectionString: url.toString() });
+          await other.connect();
+          try {
+            await other.query(`drop owned by "${name}"`);
+          } finally {
+            await other.end();
+          }
+        }
         await admin.query(`drop role if exists "${name}"`);
       } finally {
         await admin.end();

@@ -66,6 +66,35 @@ describe("Enterprise tenant role confinement", () => {
     expect(await reach(at(sharedDatabaseName(controlDb, "FARUTECH_VET")))).toBe("refused 42501");
   });
 
+  it("cannot block its own removal: what it left in another database (the server's postgres) goes with it", async () => {
+    const c = newId();
+    const own = randomToken(24);
+    await dedicated.create(c, own);
+    // El rol entra en `postgres` (CONNECT de PUBLIC, fuera de nuestro control) y deja allí una
+    // entrada de privilegios por defecto: sin limpiarla, DROP ROLE falla (2BP01) para siempre.
+    const u = new URL(dedicated.connectionString(c, own));
+    u.pathname = "/postgres";
+    const tenant = new pg.Client({ connectionString: u.toString() });
+    await tenant.connect();
+    await tenant.query("alter default privileges grant select on tables to public");
+    await tenant.end();
+    await dedicated.drop(c);
+    const admin = new pg.Client({ connectionString: control.url });
+    await admin.connect();
+    try {
+      const { rows } = await admin.query(
+        `select (select count(*)::int from pg_database where datname = $1) as dbs,
+                (select count(*)::int from pg_roles where rolname = $1) as roles`,
+        [dedicatedName(c)],
+      );
+      expect(rows).toEqual([{ dbs: 0, roles: 0 }]);
+    } finally {
+      await admin.end();
+    }
+    // El rol ya no existe: 28000 (28P01 si el servidor pidiera contraseña).
+    expect(await reach(u.toString())).toMatch(/^refused 28(000|P01)$/);
+  });
+
   it("has a connection limit and no elevated attributes", async () => {
     const admin = new pg.Client({ connectionString: control.url });
     await admin.connect();
