@@ -226,14 +226,23 @@ describe.each(["node", "workerd"])("edge on %s", (runtime) => {
     });
     expect(foreign.status).toBe(403);
     expect(foreign.headers.get("content-type")).toContain("application/problem+json");
+    // RFC 6750 §3: el token no alcanza a ese recurso.
+    expect(foreign.headers.get("www-authenticate")).toBe(
+      'Bearer realm="farutech", error="insufficient_scope"',
+    );
     const none = await fetchEdge(`/v1/entitlements?instanceId=${fixture.tenant.instanceId}`);
     expect(none.status).toBe(401);
+    // Sin token, solo el reto; con un token inválido, invalid_token.
+    expect(none.headers.get("www-authenticate")).toBe('Bearer realm="farutech"');
     const [h, p, s] = token.split(".");
     const tampered = `${h}.${p}.${s?.startsWith("A") ? `B${s.slice(1)}` : `A${s?.slice(1)}`}`;
     const bad = await fetchEdge(`/v1/entitlements?instanceId=${fixture.tenant.instanceId}`, {
       headers: { authorization: `Bearer ${tampered}` },
     });
     expect(bad.status).toBe(401);
+    expect(bad.headers.get("www-authenticate")).toBe(
+      'Bearer realm="farutech", error="invalid_token"',
+    );
     const adminToken = await tokenFor(fixture.admin);
     const any = await fetchEdge(`/v1/entitlements?instanceId=${fixture.otherInstanceId}`, {
       headers: { authorization: `Bearer ${adminToken}` },

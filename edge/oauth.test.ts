@@ -253,6 +253,8 @@ describe.each(["node", "workerd"])("OAuth on %s", (runtime) => {
     const foreign = await revoke(other, { token: second.refresh_token });
     expect(foreign.status).toBe(200);
     expect((await revoke(other, { token: "unknown-token" })).status).toBe(200);
+    // Un token inválido con forma de JWT tampoco es un access token nuestro (RFC 7009 §2.2).
+    expect((await revoke(other, { token: "not.a.token" })).status).toBe(200);
     const third = await refreshed(client, second.refresh_token);
 
     // Revocar uno ya usado de la familia revoca también el vigente.
@@ -301,6 +303,14 @@ describe.each(["node", "workerd"])("OAuth on %s", (runtime) => {
       formPost({ grant_type: "client_credentials", client_id: client.id }, basic(client)),
     );
     expect(sameId.status).toBe(200);
+    // RFC 6749 §3.2: un parámetro vacío cuenta como omitido.
+    for (const empty of [{ client_id: "" }, { client_secret: "" }] as Record<string, string>[]) {
+      const res = await fetchEdge(
+        "/oauth/token",
+        formPost({ grant_type: "client_credentials", ...empty }, basic(client)),
+      );
+      expect(res.status, JSON.stringify(empty)).toBe(200);
+    }
     await expectInvalidRequest(
       await fetchEdge(
         "/oauth/token",
@@ -502,6 +512,8 @@ describe.each(["node", "workerd"])("OAuth on %s", (runtime) => {
     });
     expect(payload).toMatchObject({
       sub: client.id,
+      // RFC 9068 §2.2: client_id obligatorio.
+      client_id: client.id,
       tenant_id: customerId,
       instance_ids: [norteId],
       roles: ["tenant_app"],

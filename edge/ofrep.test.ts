@@ -258,9 +258,11 @@ describe.each(["node", "workerd"] as const)("OFREP on %s", (runtime) => {
       expect(await none.text()).toBe("");
       const bad = await edge(path, post(`${tokens.tenant}x`, flagsBody));
       expect(bad.status).toBe(401);
+      expect(bad.headers.get("www-authenticate")).toContain('error="invalid_token"');
       const foreign = await edge(path, post(tokens.foreign, flagsBody));
       expect(foreign.status).toBe(403);
       expect(await foreign.text()).toBe("");
+      expect(foreign.headers.get("www-authenticate")).toContain('error="insufficient_scope"');
     }
   });
 

@@ -53,7 +53,8 @@ export async function createTokenSigner(
   const key = await importJWK(active, SIGNING_ALG);
   return {
     async sign(claims) {
-      const token = await new SignJWT({ ...claims })
+      // RFC 9068 §2.2: client_id es obligatorio; el sujeto de un token de cliente es el cliente.
+      const token = await new SignJWT({ ...claims, client_id: claims.sub })
         .setProtectedHeader({ alg: SIGNING_ALG, kid: active.kid, typ: ACCESS_TOKEN_TYPE })
         .setIssuer(settings.issuer)
         .setAudience(settings.audience)

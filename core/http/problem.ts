@@ -89,6 +89,23 @@ function contextLogger(c: Context): Logger | undefined {
   return c.get("baseLogger") ? requestLogger(c) : undefined;
 }
 
+/**
+ * RFC 6750 §3: 401 siempre con su reto; con un token presentado, `invalid_token` (inválido,
+ * vencido o ajeno). 403 con token: `insufficient_scope` (el token no alcanza a ese recurso).
+ */
+export function bearerChallenge(
+  code: "unauthorized" | "forbidden" | (string & {}),
+  authorization: string | undefined,
+): string | undefined {
+  const presented = /^Bearer\s/i.test(authorization ?? "");
+  if (code === "unauthorized") {
+    return presented ? 'Bearer realm="farutech", error="invalid_token"' : 'Bearer realm="farutech"';
+  }
+  if (code === "forbidden" && presented)
+    return 'Bearer realm="farutech", error="insufficient_scope"';
+  return undefined;
+}
+
 export function problemErrorHandler<E extends Env>(): ErrorHandler<E> {
   return (err, c) => {
     const appError = normalizeError(err);
@@ -100,7 +117,8 @@ export function problemErrorHandler<E extends Env>(): ErrorHandler<E> {
       logger?.info({ code: appError.code, detail: appError.message }, "request rejected");
     }
     const headers: Record<string, string> = {};
-    if (appError.code === "unauthorized") headers["www-authenticate"] = 'Bearer realm="farutech"';
+    const challenge = bearerChallenge(appError.code, c.req.header("authorization"));
+    if (challenge) headers["www-authenticate"] = challenge;
     return problemResponse(
       toProblem(appError, new URL(c.req.url).pathname, (c.var as ProblemVariables).requestId),
       headers,

@@ -54,8 +54,9 @@ export function clientCredentials(
   form: URLSearchParams,
 ): ClientCredentials {
   const basic = basicCredentials(authorization);
-  const bodyId = form.get("client_id");
-  const bodySecret = form.get("client_secret");
+  // RFC 6749 §3.2: un parámetro sin valor cuenta como omitido.
+  const bodyId = form.get("client_id") || null;
+  const bodySecret = form.get("client_secret") || null;
   // RFC 6749 §2.3.1: client_id solo no autentica, así que junto a Basic vale si es el mismo id.
   if (basic && bodySecret !== null) {
     throw new OAuthFailure("invalid_request", "Use only one client authentication method", 400);

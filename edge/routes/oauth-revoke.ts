@@ -1,4 +1,5 @@
 import type { Hono } from "hono";
+import type { TokenVerifier } from "../../core/auth/tokens";
 import { requestLogger } from "../../core/http/request-context";
 import { revokeRefreshTokenFamily } from "../../db/refresh-tokens";
 import type { EdgeEnv } from "../env";
@@ -7,6 +8,16 @@ import { noStore, OAuthFailure, oauthHandler, readForm } from "../oauth/errors";
 
 // Un JWT tiene tres partes con puntos; nuestros refresh tokens son base64url sin puntos.
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+/** Un token inválido (o vencido) no es un access token nuestro: se responde 200 (RFC 7009 §2.2). */
+async function isOurAccessToken(verifier: TokenVerifier, token: string): Promise<boolean> {
+  try {
+    await verifier.verify(token);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** RFC 7009: revocación de tokens. Responde 200 también si el token no existe o es de otro. */
 export function registerOAuthRevoke(app: Hono<EdgeEnv>): void {
@@ -27,7 +38,7 @@ export function registerOAuthRevoke(app: Hono<EdgeEnv>): void {
         // (AUTH_ACCESS_TOKEN_TTL): no se revocan uno a uno. Un 200 haría creer que ya no valen;
         // RFC 7009 §2.2.1 pide unsupported_token_type. Para cortar el acceso ya, se revoca el
         // cliente o su familia de refresh tokens.
-        if (JWT_SHAPE.test(token)) {
+        if (JWT_SHAPE.test(token) && (await isOurAccessToken(deps.verifier, token))) {
           throw new OAuthFailure(
             "unsupported_token_type",
             "Access tokens cannot be revoked; they expire within minutes. Revoke the refresh token or the client",

@@ -1,6 +1,7 @@
 import type { Context, Hono } from "hono";
 import { type AccessClaims, bearerToken, canReadInstance } from "../../core/auth/tokens";
 import { AppError } from "../../core/errors";
+import { bearerChallenge } from "../../core/http/problem";
 import { requestLogger } from "../../core/http/request-context";
 import { canonicalJson, sha256Hex } from "../../core/ids";
 import {
@@ -28,7 +29,8 @@ async function authenticate(c: OfrepContext): Promise<AccessClaims | Response> {
     return await c.get("deps").verifier.verify(bearerToken(c.req.header("authorization")));
   } catch (err) {
     if (err instanceof AppError && err.code === "unauthorized") {
-      return c.body(null, 401, { "www-authenticate": 'Bearer realm="farutech"' });
+      const challenge = bearerChallenge("unauthorized", c.req.header("authorization")) ?? "";
+      return c.body(null, 401, { "www-authenticate": challenge });
     }
     throw err;
   }
@@ -51,7 +53,8 @@ async function evaluate(c: OfrepContext, key?: string): Promise<Evaluated> {
   }
   // Alcance antes que la cache: un token ajeno no aprende nada de otra instancia.
   if (!canReadInstance(claims, parsed.instanceId)) {
-    return { ok: false, response: c.body(null, 403) };
+    const challenge = bearerChallenge("forbidden", c.req.header("authorization")) ?? "";
+    return { ok: false, response: c.body(null, 403, { "www-authenticate": challenge }) };
   }
   let result: CacheResult<ResolvedEntitlements>;
   try {
