@@ -38,6 +38,16 @@ export interface Bus {
   close(): Promise<void>;
 }
 
+/**
+ * Valor de cabecera NATS: sin saltos de línea ni otros caracteres de control, con los que `set`
+ * lanza (un correlation id así, de un publicador externo, no llegaría nunca a la DLQ).
+ */
+export function headerValue(text: string): string {
+  let out = "";
+  for (const ch of text) out += ch < " " || ch === "\u007f" ? " " : ch;
+  return out.replace(/ {2,}/g, " ").slice(0, 500);
+}
+
 // NATS JS v3 guarda la fábrica de transporte en una variable global: si un proceso mezcla
 // WebSocket y TCP, las reconexiones usan el transporte equivocado y se cuelgan. Se prohíbe.
 let processTransport: "ws" | "tcp" | undefined;
@@ -114,8 +124,8 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
     async publishEvent(subject, event) {
       if (!connected || nc.isClosed()) throw new Error("message bus is disconnected");
       const h = natsHeaders();
-      h.set(headers.eventType, event.type);
-      if (event.correlationId) h.set(headers.correlationId, event.correlationId);
+      h.set(headers.eventType, headerValue(event.type));
+      if (event.correlationId) h.set(headers.correlationId, headerValue(event.correlationId));
       const ack = await js.publish(subject, JSON.stringify(event), {
         msgID: event.id,
         headers: h,

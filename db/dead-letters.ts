@@ -10,7 +10,7 @@ export interface DeadLetterStore {
   record(entry: NewDeadLetter): Promise<void>;
 }
 
-/** Guarda cada mensaje muerto una sola vez (stream + secuencia), aunque se registre dos veces. */
+/** Guarda cada mensaje muerto una sola vez (stream, secuencia y clave del mensaje), aunque se registre dos veces. */
 export function createDeadLetterStore(db: Database): DeadLetterStore {
   return {
     async record(entry) {

@@ -648,6 +648,11 @@ export const dlqEntries = pgTable(
     domain: text("domain").notNull(),
     stream: text("stream").notNull(),
     streamSequence: bigint("stream_sequence", { mode: "number" }).notNull(),
+    /**
+     * Qué mensaje es (id del evento, o hash del contenido si no se pudo leer): un stream recreado
+     * repite secuencias, así que la secuencia sola no identifica el mensaje.
+     */
+    messageKey: text("message_key").notNull(),
     subject: text("subject").notNull(),
     eventId: uuid("event_id"),
     eventType: text("event_type"),
@@ -662,7 +667,7 @@ export const dlqEntries = pgTable(
     replayedAt: timestamp("replayed_at", { withTimezone: true, precision: 3 }),
   },
   (t) => [
-    unique("dlq_entries_stream_seq_uq").on(t.stream, t.streamSequence),
+    unique("dlq_entries_message_uq").on(t.stream, t.streamSequence, t.messageKey),
     index("dlq_entries_keyset_idx").on(t.createdAt, t.id),
     index("dlq_entries_correlation_idx").on(t.correlationId),
   ],

@@ -53,6 +53,7 @@ describe("operator CLIs", () => {
       stream: streams.billing.name,
       streamSequence: 1_000 + n,
       subject: subjects.billingCycle,
+      messageKey: envelope.id,
       eventId: envelope.id,
       eventType: envelope.type,
       correlationId: envelope.correlationId,

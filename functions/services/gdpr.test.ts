@@ -88,6 +88,7 @@ describe.each(["postgres", "pglite"] as const)("GDPR erase on %s", (kind) => {
         domain: "notifications",
         stream: "NOTIFICATIONS",
         streamSequence: Date.now(),
+        messageKey: welcome.envelope.id,
         subject: welcome.subject,
         eventId: welcome.envelope.id,
         eventType: welcome.envelope.type,

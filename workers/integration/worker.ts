@@ -216,6 +216,8 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
           and(
             eq(dlqEntries.stream, streams.integration.name),
             eq(dlqEntries.streamSequence, info.streamSequence),
+            // Un stream recreado repite secuencias: la entrada es la de este mensaje.
+            eq(dlqEntries.messageKey, info.envelope.id),
           ),
         );
       // A operaciones las avisa el runtime, como en cualquier dominio.

@@ -1,9 +1,10 @@
+import { createHash } from "node:crypto";
 import { AckPolicy, type Consumer, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
 import { type MsgHdrs, nanos, headers as natsHeaders } from "@nats-io/nats-core";
 import { z } from "zod";
 import { type EventEnvelope, eventEnvelopeSchema } from "../../contracts/events";
 import { advisoryStream, type Domain, headers, streams } from "../../contracts/streams";
-import type { Bus } from "../../core/bus";
+import { type Bus, headerValue } from "../../core/bus";
 import { parseJsonOrUndefined } from "../../core/ids";
 import type { Logger } from "../../core/logger";
 import { afterFailure, MAX_DELIVER, retryDelayMs } from "../../core/retry-policy";
@@ -138,6 +139,23 @@ async function withTimeout<T>(work: Promise<T>, ms: number, abort: AbortControll
   }
 }
 
+/**
+ * Espera con tope para lo que corre tras el handler (marca de procesado, reintento, DLQ): una
+ * consulta colgada no puede retener el mensaje latiendo para siempre ni bloquear el apagado.
+ */
+async function bounded<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  work.catch(() => {});
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export interface StopOptions {
   /**
    * Cuánto se espera a los handlers en curso. Después sus mensajes se devuelven (nak sin demora)
@@ -194,19 +212,49 @@ interface DeadMessage {
   data: Uint8Array;
 }
 
-async function publishDeadLetter(bus: Bus, msg: DeadMessage, info: DeadLetterInfo): Promise<void> {
+/** Sin NUL: ni `text` ni `jsonb` de Postgres lo admiten, y un mensaje así no llegaría nunca a la DLQ. */
+function storable(text: string): string {
+  return text.replaceAll("\u0000", "\uFFFD");
+}
+
+function storableJson(value: unknown): unknown {
+  if (typeof value === "string") return storable(value);
+  if (Array.isArray(value)) return value.map(storableJson);
+  if (value && typeof value === "object") {
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [storable(k), storableJson(v)]),
+    );
+  }
+  return value;
+}
+
+/**
+ * Qué mensaje es: el id de su evento o, si no se pudo leer, un hash de su contenido. Un stream
+ * recreado repite secuencias: con la secuencia sola, un mensaje nuevo se tomaría por uno viejo.
+ * Mismo cálculo que la migración 0020.
+ */
+function messageKeyOf(envelope: EventEnvelope | undefined, rawPayload: string): string {
+  return envelope?.id ?? createHash("sha256").update(rawPayload, "utf8").digest("hex").slice(0, 32);
+}
+
+async function publishDeadLetter(
+  bus: Bus,
+  msg: DeadMessage,
+  info: DeadLetterInfo,
+  messageKey: string,
+): Promise<void> {
   const h = natsHeaders();
   h.set(headers.originalSubject, info.subject);
   h.set(headers.streamSequence, String(info.streamSequence));
   h.set(headers.deliveries, String(info.deliveries));
-  h.set(headers.lastError, info.error.replace(/[\r\n]+/g, " ").slice(0, 500));
+  h.set(headers.lastError, headerValue(info.error));
   h.set(headers.errorKind, info.permanent ? "permanent" : "transient");
   const correlationId = info.envelope?.correlationId;
-  if (correlationId) h.set(headers.correlationId, correlationId);
+  if (correlationId) h.set(headers.correlationId, headerValue(correlationId));
   await bus.js.publish(streams[domainOfStream(msg.stream)].dlqSubject, msg.data, {
     headers: h,
     // Idempotente: el mismo mensaje nunca entra dos veces en la DLQ.
-    msgID: `dlq:${msg.stream}:${info.streamSequence}`,
+    msgID: `dlq:${msg.stream}:${info.streamSequence}:${messageKey}`,
   });
 }
 
@@ -222,18 +270,21 @@ async function deadLetter<T>(
   data: T | undefined,
   logger: Logger,
 ): Promise<void> {
-  await publishDeadLetter(options.bus, msg, info);
+  const rawPayload = storable(new TextDecoder().decode(msg.data));
+  const messageKey = messageKeyOf(info.envelope, rawPayload);
+  await publishDeadLetter(options.bus, msg, info, messageKey);
   await options.deadLetters?.record({
     domain: def.domain,
     stream: msg.stream,
     streamSequence: info.streamSequence,
+    messageKey,
     subject: info.subject,
     eventId: info.envelope?.id ?? null,
-    eventType: info.envelope?.type ?? null,
-    correlationId: info.envelope?.correlationId ?? null,
-    envelope: info.envelope ?? null,
-    rawPayload: new TextDecoder().decode(msg.data),
-    error: info.error,
+    eventType: info.envelope?.type ? storable(info.envelope.type) : null,
+    correlationId: info.envelope?.correlationId ? storable(info.envelope.correlationId) : null,
+    envelope: info.envelope ? storableJson(info.envelope) : null,
+    rawPayload,
+    error: storable(info.error),
     errorKind: info.permanent ? "permanent" : "transient",
     deliveries: info.deliveries,
   });
@@ -456,6 +507,12 @@ async function releaseToBroker(
   }
 }
 
+/**
+ * Tope de cada paso tras el handler (marca de procesado, reintento, DLQ). Holgado: el paso de DLQ
+ * de provisioning puede esperar a que venza el lease de otra ejecución (30 s).
+ */
+export const BOOKKEEPING_TIMEOUT_MS = 60_000;
+
 /** Intentos de guardar la marca de procesado antes de confirmar sin ella. */
 export const MARK_ATTEMPTS = 3;
 
@@ -470,10 +527,11 @@ async function markProcessed(
   key: string,
   msg: JsMsg,
   log: Logger,
+  timeoutMs: number,
 ): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
-      await store.mark(consumer, key);
+      await bounded(store.mark(consumer, key), timeoutMs, "storing the processed marker");
       return;
     } catch (err) {
       if (attempt >= MARK_ATTEMPTS) {
@@ -503,6 +561,8 @@ export async function startWorker<T>(
   const concurrency = Math.max(1, options.concurrency ?? 4);
   const ackWaitMs = options.ackWaitMs ?? 30_000;
   const handlerTimeoutMs = options.handlerTimeoutMs ?? 15 * 60_000;
+  // Lo que no es el handler (marca, reintento, DLQ) es trabajo corto contra la base y el bus.
+  const bookkeepingMs = Math.min(handlerTimeoutMs, BOOKKEEPING_TIMEOUT_MS);
   const logger = options.logger.child({ worker: def.name });
   const consumer = await ensureConsumer(options.bus, def, ackWaitMs);
   // Antes de pedir mensajes: si el listener no arranca, no queda un lazo de consumo sin dueño.
@@ -654,7 +714,7 @@ export async function startWorker<T>(
       await withTimeout(handling, handlerTimeoutMs, holding.abort);
       held.delete(holding);
       // El trabajo ya está hecho: un fallo al guardar la marca no puede llevarlo a reintentarse.
-      if (processed) await markProcessed(processed, def.name, key, msg, log);
+      if (processed) await markProcessed(processed, def.name, key, msg, log, bookkeepingMs);
       msg.ack();
       options.metrics?.processed.inc({ worker: def.name });
       timer?.({ outcome: "success" });
@@ -672,10 +732,11 @@ export async function startWorker<T>(
       timer?.({ outcome: "failure" });
       if (outcome.action === "retry") {
         log.warn({ err, delayMs: outcome.delayMs }, "message failed; will retry");
-        if (handlerCtx) {
-          await def
-            .onRetry?.(handlerCtx, error, outcome.delayMs)
-            .catch((e: unknown) => log.error({ err: e }, "retry bookkeeping failed"));
+        const retrying = handlerCtx && def.onRetry?.(handlerCtx, error, outcome.delayMs);
+        if (retrying) {
+          await bounded(retrying, bookkeepingMs, "retry bookkeeping").catch((e: unknown) =>
+            log.error({ err: e }, "retry bookkeeping failed"),
+          );
         }
         msg.nak(outcome.delayMs);
         options.metrics?.retried.inc({ worker: def.name });
@@ -699,13 +760,10 @@ export async function startWorker<T>(
           "drain deadline reached while dead-lettering; the message returns after its ack wait",
         );
       for (let attempt = 1; ; attempt++) {
-        const dead = deadLetter(
-          def,
-          options,
-          { stream: msg.info.stream, data: msg.data },
-          info,
-          data,
-          log,
+        const dead = bounded(
+          deadLetter(def, options, { stream: msg.info.stream, data: msg.data }, info, data, log),
+          bookkeepingMs,
+          "dead-lettering",
         ).then(() => "done" as const);
         // Si pierde la carrera con el plazo, su error no queda sin atender.
         dead.catch(() => {});
@@ -729,7 +787,9 @@ export async function startWorker<T>(
           leftAtDeadline();
           break;
         }
-        msg.term(error.slice(0, 200));
+        // Sin motivo: nats-server 2.9 solo reconoce `+TERM` exacto; con motivo lo ignoraba y el
+        // mensaje volvía a cada ack wait hasta agotar MaxDeliver (el motivo ya está en la DLQ).
+        msg.term();
         log.error({ err, deliveries: deliveryCount, permanent }, "message dead-lettered");
         break;
       }
