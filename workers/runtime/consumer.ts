@@ -1,10 +1,16 @@
 import { createHash } from "node:crypto";
-import { AckPolicy, type Consumer, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
+import {
+  AckPolicy,
+  type Consumer,
+  type ConsumerMessages,
+  JetStreamApiError,
+  type JsMsg,
+} from "@nats-io/jetstream";
 import { type MsgHdrs, nanos, headers as natsHeaders } from "@nats-io/nats-core";
 import { z } from "zod";
 import { type EventEnvelope, eventEnvelopeSchema } from "../../contracts/events";
 import { advisoryStream, type Domain, headers, streams } from "../../contracts/streams";
-import { type Bus, headerValue } from "../../core/bus";
+import { type Bus, ensureStreams, headerValue } from "../../core/bus";
 import { parseJsonOrUndefined } from "../../core/ids";
 import type { Logger } from "../../core/logger";
 import { afterFailure, MAX_DELIVER, retryDelayMs } from "../../core/retry-policy";
@@ -551,6 +557,11 @@ async function markProcessed(
 
 // Espera máxima de cada petición de mensajes: acota también lo que tarda en parar.
 const FETCH_EXPIRES_MS = 2_000;
+/** Cada cuánto, sin mensajes, se comprueba que el consumer durable siga existiendo. */
+const CONSUMER_CHECK_MS = 5_000;
+/** Códigos de error de la API de JetStream (ADR-5 de NATS). */
+const CONSUMER_NOT_FOUND = 10014;
+const STREAM_NOT_FOUND = 10059;
 const FETCH_RETRY_MS = 1_000;
 
 // El único bucle de consumo con reintentos y DLQ; todos los workers lo usan.
@@ -564,7 +575,29 @@ export async function startWorker<T>(
   // Lo que no es el handler (marca, reintento, DLQ) es trabajo corto contra la base y el bus.
   const bookkeepingMs = Math.min(handlerTimeoutMs, BOOKKEEPING_TIMEOUT_MS);
   const logger = options.logger.child({ worker: def.name });
-  const consumer = await ensureConsumer(options.bus, def, ackWaitMs);
+  let consumer = await ensureConsumer(options.bus, def, ackWaitMs);
+  let consumerCheckedAt = Date.now();
+  /**
+   * Un stream recreado (volumen de JetStream perdido, un operador) se lleva el consumer durable:
+   * sin él, fetch vuelve vacío para siempre y el worker no procesaría nada sin decirlo.
+   */
+  const ensureConsumerStillExists = async () => {
+    if (Date.now() - consumerCheckedAt < CONSUMER_CHECK_MS) return;
+    consumerCheckedAt = Date.now();
+    try {
+      await (await options.bus.jsm()).consumers.info(streams[def.domain].name, def.name);
+    } catch (err) {
+      const code = err instanceof JetStreamApiError ? err.code : undefined;
+      if (code !== CONSUMER_NOT_FOUND && code !== STREAM_NOT_FOUND) throw err;
+      logger.warn({ err }, "durable consumer is gone; recreating it");
+      if (code === STREAM_NOT_FOUND) await ensureStreams(options.bus);
+      consumer = await ensureConsumer(options.bus, def, ackWaitMs);
+    }
+  };
+  const checkConsumer = () =>
+    ensureConsumerStillExists().catch((err: unknown) =>
+      logger.warn({ err }, "could not check the durable consumer"),
+    );
   // Antes de pedir mensajes: si el listener no arranca, no queda un lazo de consumo sin dueño.
   const advisories = await listenMaxDeliveries(def, options, logger);
   const inFlight = new Set<Promise<void>>();
@@ -834,9 +867,11 @@ export async function startWorker<T>(
           received++;
           start(msg);
         }
+        if (received === 0 && !stopping) await checkConsumer();
       } catch (err) {
         if (!stopping) {
           logger.warn({ err }, "fetching messages failed; retrying");
+          await checkConsumer();
           await new Promise<void>((resolve) => {
             wakeUp = resolve;
             setTimeout(resolve, FETCH_RETRY_MS);

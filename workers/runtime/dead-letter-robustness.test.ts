@@ -10,6 +10,7 @@ import { createDeadLetterStore } from "../../db/dead-letters";
 import { dlqEntries } from "../../db/schema";
 import type { LocalNats } from "../../infra/nats/local-server";
 import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
+import { captureLogs } from "../../test/support/logs";
 import { startNatsForTest, waitFor } from "../../test/support/stack";
 import { startWorker, type WorkerDefinition } from "./consumer";
 import { PermanentError } from "./errors";
@@ -142,6 +143,35 @@ describe("dead-lettering and bookkeeping that cannot get stuck", () => {
     expect(runs).toBe(0);
     expect(info.num_redelivered).toBe(0);
     expect(info.num_ack_pending).toBe(0);
+  });
+
+  it("recreates its durable consumer when the stream was deleted and recreated, and says so", async () => {
+    const handled: number[] = [];
+    const { logger, lines } = captureLogs();
+    const worker = await startWorker(
+      {
+        name: "recreated",
+        domain: "billing",
+        filterSubject: "billing.tasks.recreated",
+        schema: z.object({ n: z.number() }),
+        async handle(ctx) {
+          handled.push(ctx.data.n);
+        },
+      },
+      { bus, logger, concurrency: 1 },
+    );
+    await bus.publishEvent("billing.tasks.recreated", envelope("r-1", { n: 1 }));
+    await waitFor(async () => (handled.length === 1 ? true : undefined));
+    // JetStream pierde el stream (volumen, operador) y otro proceso lo recrea al arrancar: el
+    // consumer durable ya no existe. Antes el worker seguía pidiendo en silencio, sin procesar.
+    const jsm = await bus.jsm();
+    await jsm.streams.delete(streams.billing.name);
+    await ensureStreams(bus);
+    await bus.publishEvent("billing.tasks.recreated", envelope("r-2", { n: 2 }));
+    await waitFor(async () => (handled.length === 2 ? true : undefined), { timeoutMs: 15_000 });
+    await worker.stop({ drainTimeoutMs: 1_000 });
+    expect(handled).toEqual([1, 2]);
+    expect(lines.map((l) => l.msg)).toContain("durable consumer is gone; recreating it");
   });
 
   it("does not hold a message forever when storing its processed marker hangs", async () => {
