@@ -133,6 +133,61 @@ describe("Enterprise tier provisioning", () => {
     expect(audit?.after).toMatchObject({ reason: "purge", databaseTier: "enterprise" });
   }, 60_000);
 
+  it("deprovisioning without purge keeps the tenant's database for the retention period but its login stops working at once", async () => {
+    const token = await stack.adminToken();
+    const res = await call<{ taskId: string; tenantInstanceId: string }>(
+      `${stack.adminUrl}/api/provisioning/provision`,
+      {
+        token,
+        json: await demoProvisionBody(stack.db.handle.db, "ent-keep", {
+          databaseTier: "enterprise",
+        }),
+      },
+    );
+    expect(res.status).toBe(202);
+    expect((await waitForTask(stack.adminUrl, token, res.body.taskId)).status).toBe("succeeded");
+    const [instance] = await stack.db.handle.db
+      .select()
+      .from(tenantInstances)
+      .where(eq(tenantInstances.id, res.body.tenantInstanceId));
+    const box = await createSecretBox(stack.env.ENCRYPTION_KEYS ?? "");
+    const url = await box.decrypt(instance?.connectionStringEncrypted ?? "");
+    // La app hija está conectada cuando llega la baja.
+    const app = new pg.Client({ connectionString: url });
+    app.on("error", () => {});
+    await app.connect();
+
+    const del = await call<{ taskId: string }>(
+      `${stack.adminUrl}/api/provisioning/${res.body.tenantInstanceId}`,
+      { token, method: "DELETE" },
+    );
+    expect(del.status).toBe(202);
+    const task = await waitForTask(stack.adminUrl, token, del.body.taskId);
+    expect(task.steps.map((s) => [s.name, s.status])).toEqual([
+      ["suspend_instance", "succeeded"],
+      ["decommission", "succeeded"],
+      ["disable_tenant_login", "succeeded"],
+    ]);
+    // Su sesión se cortó y no puede volver a entrar; la base sigue (retención).
+    await expect(app.query("select 1")).rejects.toThrow();
+    await app.end().catch(() => {});
+    const again = new pg.Client({ connectionString: url });
+    const refused = await again.connect().then(
+      () => undefined,
+      (err: unknown) => (err as { code?: string }).code,
+    );
+    await again.end().catch(() => {});
+    expect(refused).toBe("28000");
+    const admin = new pg.Client({ connectionString: stack.db.url });
+    await admin.connect();
+    const left = await admin.query(
+      "select count(*)::int as dbs from pg_database where datname = $1",
+      [dedicatedName(res.body.tenantInstanceId)],
+    );
+    await admin.end();
+    expect(left.rows).toEqual([{ dbs: 1 }]);
+  }, 60_000);
+
   it("erasing the customer (GDPR) decommissions its instances and drops their data: own database and role, and the shared registry row", async () => {
     const token = await stack.adminToken();
     const customer = await call<{ id: string }>(`${stack.adminUrl}/api/customers`, {

@@ -16,6 +16,11 @@ export interface DedicatedDatabases {
   create(tenantInstanceId: string, password: string): Promise<void>;
   /** Aplica el esquema base del producto usando la cadena del tenant (idempotente). */
   applyBaseline(connectionString: string, productCode: string): Promise<void>;
+  /**
+   * Al dar de baja sin purge: el rol deja de poder entrar y se cortan sus sesiones; base y datos
+   * quedan hasta que venza la retención (idempotente; sin rol no hace nada).
+   */
+  disableLogin(tenantInstanceId: string): Promise<void>;
   /** Borra base y rol del tenant (idempotente: lo que ya no existe se salta). */
   drop(tenantInstanceId: string): Promise<void>;
   /** Cierra las conexiones abiertas (al parar el worker). */
@@ -88,6 +93,24 @@ export function createPostgresDedicated(
     async applyBaseline(connectionString, productCode) {
       await pools.acquire(connectionString).query(BASELINE(productCode));
     },
+    async disableLogin(tenantInstanceId) {
+      const name = dedicatedName(tenantInstanceId);
+      await pools.release(name);
+      const admin = new pg.Client({ connectionString: adminUrl });
+      await admin.connect();
+      try {
+        const exists = await admin.query("select 1 from pg_roles where rolname = $1", [name]);
+        if (!exists.rowCount) return;
+        await admin.query(`alter role "${name}" nologin`);
+        // NOLOGIN no corta lo ya conectado: se terminan sus sesiones.
+        await admin.query(
+          "select pg_terminate_backend(pid) from pg_stat_activity where usename = $1",
+          [name],
+        );
+      } finally {
+        await admin.end();
+      }
+    },
     async drop(tenantInstanceId) {
       const name = dedicatedName(tenantInstanceId);
       // Primero se cierran nuestras conexiones; `with (force)` (PG13+) corta las de la app hija.
@@ -145,6 +168,8 @@ export function createPgliteDedicated(dataDir: string): DedicatedDatabases {
         await db.close();
       }
     },
+    // PGlite no tiene roles ni sesiones de red: nadie más entra en la carpeta.
+    async disableLogin() {},
     async drop(tenantInstanceId) {
       if (dataDir.startsWith("memory://")) return;
       rmSync(dirOf(tenantInstanceId), { recursive: true, force: true });

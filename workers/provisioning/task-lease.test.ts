@@ -322,6 +322,7 @@ describe("provisioning task lease", () => {
         return real.create(code, password);
       },
       applyBaseline: (url, product) => real.applyBaseline(url, product),
+      disableLogin: (code) => real.disableLogin(code),
       drop: (code) => real.drop(code),
       close: () => real.close(),
     };

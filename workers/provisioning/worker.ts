@@ -446,7 +446,11 @@ const deprovisionPayloadSchema = z
   })
   .nullable();
 
-function deprovisionSteps(deps: ProvisioningWorkerDeps, payload: unknown): Step[] {
+function deprovisionSteps(
+  deps: ProvisioningWorkerDeps,
+  tier: "standard" | "enterprise",
+  payload: unknown,
+): Step[] {
   const parsed = deprovisionPayloadSchema.safeParse(payload ?? null);
   // Con purge los datos se borran ya; sin él, la pasada de mantenimiento al vencer la retención.
   const dropStep: Step = {
@@ -565,8 +569,29 @@ function deprovisionSteps(deps: ProvisioningWorkerDeps, payload: unknown): Step[
         };
       },
     },
-    ...(parsed.success && parsed.data?.purge ? [dropStep] : []),
+    ...(parsed.success && parsed.data?.purge
+      ? [dropStep]
+      : tier === "enterprise"
+        ? [disableLoginStep(deps)]
+        : []),
   ];
+}
+
+/**
+ * Enterprise dado de baja sin purge: sus datos esperan a la retención, pero las credenciales de
+ * la app hija dejan de servir ya (una instancia dada de baja no vuelve a estar en servicio).
+ */
+function disableLoginStep(deps: ProvisioningWorkerDeps): Step {
+  return {
+    name: "disable_tenant_login",
+    kind: "external",
+    async run(task) {
+      if (!deps.dedicated) {
+        throw new PermanentError("Enterprise deprovisioning needs the dedicated databases");
+      }
+      await deps.dedicated.disableLogin(task.tenantInstanceId);
+    },
+  };
 }
 
 const featuresPayloadSchema = z.object({
@@ -687,7 +712,7 @@ function stepsFor(
     case "provision":
       return provisionSteps(deps, tier);
     case "deprovision":
-      return deprovisionSteps(deps, payload);
+      return deprovisionSteps(deps, tier, payload);
     case "update_features":
       return updateFeatureSteps();
   }
