@@ -216,11 +216,22 @@ export async function ensureConsumer(
 interface DeadMessage {
   stream: string;
   data: Uint8Array;
+  /** Cabeceras del mensaje original (su correlación sirve aunque el sobre no se pueda leer). */
+  headers: MsgHdrs | undefined;
+}
+
+/** La correlación del sobre o, si no se pudo leer, la de la cabecera del mensaje original. */
+function correlationOf(msg: DeadMessage, info: DeadLetterInfo): string | undefined {
+  return info.envelope?.correlationId ?? msg.headers?.get(headers.correlationId) ?? undefined;
 }
 
 /** Sin NUL: ni `text` ni `jsonb` de Postgres lo admiten, y un mensaje así no llegaría nunca a la DLQ. */
 function storable(text: string): string {
   return text.replaceAll("\u0000", "\uFFFD");
+}
+
+function storableOrNull(text: string | undefined): string | null {
+  return text ? storable(text) : null;
 }
 
 function storableJson(value: unknown): unknown {
@@ -255,7 +266,7 @@ async function publishDeadLetter(
   h.set(headers.deliveries, String(info.deliveries));
   h.set(headers.lastError, headerValue(info.error));
   h.set(headers.errorKind, info.permanent ? "permanent" : "transient");
-  const correlationId = info.envelope?.correlationId;
+  const correlationId = correlationOf(msg, info);
   if (correlationId) h.set(headers.correlationId, headerValue(correlationId));
   await bus.js.publish(streams[domainOfStream(msg.stream)].dlqSubject, msg.data, {
     headers: h,
@@ -286,8 +297,8 @@ async function deadLetter<T>(
     messageKey,
     subject: info.subject,
     eventId: info.envelope?.id ?? null,
-    eventType: info.envelope?.type ? storable(info.envelope.type) : null,
-    correlationId: info.envelope?.correlationId ? storable(info.envelope.correlationId) : null,
+    eventType: storableOrNull(info.envelope?.type),
+    correlationId: storableOrNull(correlationOf(msg, info)),
     envelope: info.envelope ? storableJson(info.envelope) : null,
     rawPayload,
     error: storable(info.error),
@@ -427,7 +438,7 @@ async function handleMaxDeliveriesAdvisory<T>(
   await deadLetter(
     def,
     options,
-    { stream, data: stored.data },
+    { stream, data: stored.data, headers: stored.header },
     {
       envelope: envelope.success ? envelope.data : undefined,
       subject: stored.subject,
@@ -794,7 +805,14 @@ export async function startWorker<T>(
         );
       for (let attempt = 1; ; attempt++) {
         const dead = bounded(
-          deadLetter(def, options, { stream: msg.info.stream, data: msg.data }, info, data, log),
+          deadLetter(
+            def,
+            options,
+            { stream: msg.info.stream, data: msg.data, headers: msg.headers },
+            info,
+            data,
+            log,
+          ),
           bookkeepingMs,
           "dead-lettering",
         ).then(() => "done" as const);

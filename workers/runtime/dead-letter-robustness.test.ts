@@ -1,4 +1,5 @@
 import { rmSync } from "node:fs";
+import { headers as natsHeaders } from "@nats-io/nats-core";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
@@ -86,8 +87,13 @@ describe("dead-lettering and bookkeeping that cannot get stuck", () => {
       ackWaitMs: 1_000,
       deadLetters: createDeadLetterStore(db.handle.db),
     });
-    // Cualquiera con permiso de publicar en billing.tasks.> (fuera de la API).
-    await bus.js.publish("billing.tasks.garbage", new Uint8Array([0x7b, 0x00, 0x7d]));
+    // Cualquiera con permiso de publicar en billing.tasks.> (fuera de la API); su cabecera de
+    // correlación se conserva aunque el sobre no se pueda leer.
+    const h = natsHeaders();
+    h.set("Farutech-Correlation-Id", "garbage-corr");
+    await bus.js.publish("billing.tasks.garbage", new Uint8Array([0x7b, 0x00, 0x7d]), {
+      headers: h,
+    });
     const broken = envelope("line\r\nbreak", { n: "\u0000" });
     await bus.js.publish("billing.tasks.garbage", JSON.stringify(broken));
     const rows = await waitFor(
@@ -112,7 +118,8 @@ describe("dead-lettering and bookkeeping that cannot get stuck", () => {
         .where(eq(dlqEntries.subject, "billing.tasks.garbage")),
     ).toHaveLength(2);
     expect(info.num_ack_pending).toBe(0);
-    expect(rows.map((r) => r.rawPayload)).toContain("{\uFFFD}");
+    const garbage = rows.find((r) => r.rawPayload === "{\uFFFD}");
+    expect(garbage?.correlationId).toBe("garbage-corr");
     const withEnvelope = rows.find((r) => r.eventId === broken.id);
     expect(withEnvelope?.correlationId).toBe("line\r\nbreak");
     expect(withEnvelope?.envelope).toMatchObject({ data: { n: "\uFFFD" } });
