@@ -1,5 +1,5 @@
 import { rmSync } from "node:fs";
-import { and, eq, like } from "drizzle-orm";
+import { and, eq, like, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventEnvelopeSchema, type ProvisioningTaskMessage } from "../../contracts/events";
 import { type Bus, connectBus, ensureStreams } from "../../core/bus";
@@ -398,6 +398,62 @@ describe("provisioning task lease", () => {
       held.open();
       await real.drop(task.tenantInstanceId).catch(() => {});
       await real.close();
+    }
+  }, 30_000);
+
+  it("does not commit a transactional step, nor finish the task, once another run took the lease", async () => {
+    const observed = observedWorker("lease-fence-worker", 5_000);
+    let worker: RunningWorker | undefined;
+    // Otra ejecución toma la tarea justo cuando esta marca hecho su paso externo: lo simula un
+    // trigger que cambia el lease_until en esa misma sentencia.
+    await db().execute(sql`
+      create or replace function test_steal_lease() returns trigger language plpgsql as $$
+      begin
+        if NEW.status = 'succeeded' and NEW.name = 'register_tenant' then
+          update provisioning_tasks set lease_until = now() + interval '1 hour' where id = NEW.task_id;
+        end if;
+        return null;
+      end $$`);
+    await db().execute(sql`
+      create trigger test_steal_lease after update on provisioning_task_steps
+      for each row execute function test_steal_lease()`);
+    let taskId = "";
+    try {
+      worker = await startWorker(observed.def, { bus, logger: silentLogger, concurrency: 1 });
+      const task = await newTask("lease-fence");
+      taskId = task.taskId;
+      const lost = await waitFor(async () => observed.outcomes.find((o) => o.error));
+      expect(lost.error).toBe("TaskLeaseLostError");
+      await worker.stop({ drainTimeoutMs: 1_000 });
+      worker = undefined;
+      // Ni la activación ni la bienvenida de esta ejecución se confirmaron; la tarea sigue en
+      // manos de la otra.
+      const [instance] = await db()
+        .select({ status: tenantInstances.status })
+        .from(tenantInstances)
+        .where(eq(tenantInstances.id, task.tenantInstanceId));
+      expect(instance?.status).toBe("provisioning");
+      const welcome = await db()
+        .select()
+        .from(outboxEvents)
+        .where(
+          and(
+            eq(outboxEvents.correlationId, task.correlationId),
+            eq(outboxEvents.type, "notification.welcome_requested"),
+          ),
+        );
+      expect(welcome).toEqual([]);
+      expect((await taskRow(task.taskId)).status).toBe("running");
+    } finally {
+      await worker?.stop({ drainTimeoutMs: 1_000 });
+      await db().execute(sql`drop trigger if exists test_steal_lease on provisioning_task_steps`);
+      // Que ninguna prueba posterior espere a la tarea robada.
+      if (taskId) {
+        await db()
+          .update(provisioningTasks)
+          .set({ status: "dead_lettered", leaseUntil: null })
+          .where(eq(provisioningTasks.id, taskId));
+      }
     }
   }, 30_000);
 });

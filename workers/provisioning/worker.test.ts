@@ -135,8 +135,8 @@ describe("provisioning worker handler", () => {
       [],
     );
     // Sin contar el registro en la base compartida del producto (otro pool): inicio, 2 marcas del
-    // paso externo, begin, 2 lecturas y 2 escrituras de los pasos transaccionales, commit y la
-    // marca del outbox publicado. Antes eran 13.
+    // paso externo, begin, el bloqueo del lease, 1 lectura y 2 escrituras de los pasos
+    // transaccionales, commit y la marca del outbox publicado. Antes eran 13.
     expect(handled.length).toBeLessThanOrEqual(10);
   });
 

@@ -227,6 +227,11 @@ interface TaskContext {
    * producto, tier) valen para los pasos; el estado o la cadena de conexión se releen.
    */
   snapshot: InstanceRow;
+  /**
+   * Lo que decidió el paso `activate` en esta entrega (dentro de la transacción que comparte con
+   * la bienvenida): así la bienvenida no relee la instancia. Sin valor, se relee.
+   */
+  activeAfterActivate?: boolean;
 }
 
 type InstanceRow = Awaited<ReturnType<typeof loadInstance>>;
@@ -357,7 +362,9 @@ function standardProvisionSteps(deps: ProvisioningWorkerDeps, random: () => numb
         const { instance } = await loadInstance(tx, task.tenantInstanceId);
         // Solo se activa lo que sigue en provisioning: si mientras tanto se suspendió (p. ej. el
         // cliente fue borrado) o se dio de baja, el worker no lo revive.
-        if (instance.status !== "provisioning" && instance.status !== "active") {
+        task.activeAfterActivate =
+          instance.status === "provisioning" || instance.status === "active";
+        if (!task.activeAfterActivate) {
           return {
             audit: [
               {
@@ -411,9 +418,13 @@ function standardProvisionSteps(deps: ProvisioningWorkerDeps, random: () => numb
       name: "request_welcome_notification",
       kind: "transactional",
       async run(tx, task) {
-        const { instance } = await loadInstance(tx, task.tenantInstanceId);
-        // Sin activación no hay bienvenida.
-        if (instance.status !== "active") return {};
+        // Sin activación no hay bienvenida. Tras `activate` en la misma transacción se sabe ya; si
+        // esta entrega retoma la tarea después de él, se relee.
+        const active =
+          task.activeAfterActivate ??
+          (await loadInstance(tx, task.tenantInstanceId)).instance.status === "active";
+        if (!active) return {};
+        const instance = task.snapshot.instance;
         return {
           events: [
             {
@@ -926,6 +937,19 @@ async function markStep(
   return rows.length > 0;
 }
 
+/** Bloquea la fila de la tarea si sigue siendo de esta ejecución (su lease_until); si no, la pierde. */
+async function holdLease(tx: Tx, lease: TaskLease, until: Date): Promise<void> {
+  const t = provisioningTasks;
+  const [row] = await tx
+    .select({ id: t.id })
+    .from(t)
+    .where(and(eq(t.id, lease.taskId), eq(t.leaseUntil, until)))
+    .for("update");
+  if (row) return;
+  lease.lose();
+  throw new TaskLeaseLostError(`provisioning task ${lease.taskId} lost its lease`);
+}
+
 /** Escribe lo que pidió un paso transaccional junto con su marca de éxito, en una sentencia. */
 async function applyStepWrites(
   tx: Tx,
@@ -1014,18 +1038,23 @@ async function runSteps(
     if (last) await task.lease.stop();
     let current = first;
     try {
-      // Efecto, auditoría, eventos y marca de cada paso se confirman juntos: nunca a medias.
-      const queued = await deps.db.transaction(async (tx) => {
-        const events: QueuedEvent[] = [];
-        for (const [n, entry] of batch.entries()) {
-          current = entry;
-          const [pos, s] = entry;
-          if (s.kind !== "transactional") continue;
-          const extra = last && n === batch.length - 1 ? [finish(tx)] : [];
-          events.push(...(await applyStepWrites(tx, task, s, pos, await s.run(tx, task), extra)));
-        }
-        return events;
-      });
+      // Efecto, auditoría, eventos y marca de cada paso se confirman juntos: nunca a medias. Con
+      // el lease en la mano (sin prórroga en medio) y la fila bloqueada: si otra ejecución tomó la
+      // tarea entretanto, nada de esto se confirma (ni un segundo aviso, ni `succeeded` tardío).
+      const queued = await task.lease.withToken((until) =>
+        deps.db.transaction(async (tx) => {
+          await holdLease(tx, task.lease, until);
+          const events: QueuedEvent[] = [];
+          for (const [n, entry] of batch.entries()) {
+            current = entry;
+            const [pos, s] = entry;
+            if (s.kind !== "transactional") continue;
+            const extra = last && n === batch.length - 1 ? [finish(tx)] : [];
+            events.push(...(await applyStepWrites(tx, task, s, pos, await s.run(tx, task), extra)));
+          }
+          return events;
+        }),
+      );
       finished = last;
       await publishQueued(deps.db, deps.bus, queued, ctx.logger);
     } catch (err) {
@@ -1111,7 +1140,12 @@ export function provisioningWorker(
         );
         if (!finished) {
           await lease.stop();
-          await finish(deps.db);
+          await lease.withToken((until) =>
+            deps.db.transaction(async (tx) => {
+              await holdLease(tx, lease, until);
+              await finish(tx);
+            }),
+          );
         }
         ctx.logger.info("provisioning task succeeded");
       } finally {
