@@ -140,6 +140,27 @@ describe("provisioning worker handler", () => {
     expect(handled.length).toBeLessThanOrEqual(10);
   });
 
+  it("asks whether a task is finished only on redeliveries; a first delivery of a finished task is acknowledged by the handler", async () => {
+    const task = await newTask("handler-seen");
+    const data = {
+      taskId: task.taskId,
+      tenantInstanceId: task.tenantInstanceId,
+      kind: "provision" as const,
+    };
+    const def = worker();
+    await def.handle(delivery(data));
+    const envelope = delivery(data).envelope;
+    queries.length = 0;
+    expect(await def.alreadyProcessed?.(envelope, data, 1)).toBe(false);
+    expect(queries).toEqual([]);
+    expect(await def.alreadyProcessed?.(envelope, data, 2)).toBe(true);
+    // El mismo evento publicado otra vez llega como primera entrega: la toma ve la tarea
+    // terminada y el handler vuelve sin repetir pasos.
+    queries.length = 0;
+    await def.handle(delivery(data));
+    expect(queries.filter((q) => /^(insert|update)/.test(q))).toEqual([]);
+  });
+
   it("skips steps already completed by an earlier delivery", async () => {
     const task = await newTask("handler-resume");
     // Una entrega anterior completó el paso externo; con failureRate 1 fallaría si se repitiera.

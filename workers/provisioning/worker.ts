@@ -1083,7 +1083,10 @@ export function provisioningWorker(
     filterSubject: "provisioning.tasks.>",
     schema: provisioningTaskMessageSchema,
     logFields: (data) => ({ taskId: data.taskId, tenantInstanceId: data.tenantInstanceId }),
-    async alreadyProcessed(_envelope, data) {
+    async alreadyProcessed(_envelope, data, attempt) {
+      // En la primera entrega no se pregunta: si la tarea ya terminó (el mismo evento publicado
+      // dos veces), la toma lo ve y el mensaje se confirma igual. Una consulta menos por tarea.
+      if (attempt === 1) return false;
       const [task] = await deps.db
         .select({ status: provisioningTasks.status })
         .from(provisioningTasks)

@@ -56,8 +56,11 @@ export interface WorkerDefinition<T> {
   filterSubject: string;
   schema: z.ZodType<T>;
   handle(ctx: HandlerContext<T>): Promise<void>;
-  /** Mensaje ya procesado según el estado propio del worker; si existe, sustituye a processed_messages. */
-  alreadyProcessed?(envelope: EventEnvelope, data: T): Promise<boolean>;
+  /**
+   * Mensaje ya procesado según el estado propio del worker; si existe, sustituye a
+   * processed_messages. `attempt` es el intento de esta entrega (sin él, uno posterior al primero).
+   */
+  alreadyProcessed?(envelope: EventEnvelope, data: T, attempt?: number): Promise<boolean>;
   onRetry?(ctx: HandlerContext<T>, error: string, delayMs: number): Promise<void>;
   /**
    * Efectos propios del worker al pasar un mensaje a la DLQ. Si ya avisó a operaciones con su
@@ -322,8 +325,9 @@ async function wasProcessed<T>(
   options: WorkerOptions,
   envelope: EventEnvelope,
   data: T,
+  attempt?: number,
 ): Promise<boolean> {
-  if (def.alreadyProcessed) return def.alreadyProcessed(envelope, data);
+  if (def.alreadyProcessed) return def.alreadyProcessed(envelope, data, attempt);
   return (await options.processed?.seen(def.name, envelope.id)) ?? false;
 }
 
@@ -727,7 +731,7 @@ export async function startWorker<T>(
       // mensaje latiendo para siempre.
       if (
         await withTimeout(
-          wasProcessed(def, options, envelope, data),
+          wasProcessed(def, options, envelope, data, deliveryCount),
           handlerTimeoutMs,
           holding.abort,
         )
