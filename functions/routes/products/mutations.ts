@@ -107,6 +107,7 @@ export function registerProductMutations(app: OpenAPIHono<AdminEnv>): void {
       c.req.valid("param").id,
       c.req.valid("json"),
     );
+    c.header("etag", etagFor(product.rowVersion));
     return c.json(toProduct(product, limits), 201);
   });
 }

@@ -115,6 +115,8 @@ describe.each(["postgres", "pglite"] as const)("products on %s", (kind) => {
       // El GET ahora muestra otro límite: su ETag ya no puede ser el de antes.
       const withLimit = await h.request("GET", `/api/products/${product.id}`, { token: catalog });
       expect(withLimit.headers.get("etag")).toBe('"v3"');
+      // La respuesta del POST es el producto ya con el límite: lleva el mismo ETag que su GET.
+      expect(limit.headers.get("etag")).toBe('"v3"');
       expectProblem(
         await h.request("PATCH", `/api/products/${product.id}`, {
           token: catalog,
