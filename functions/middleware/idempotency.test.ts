@@ -93,4 +93,35 @@ describe("Idempotency-Key reservation takeover", () => {
     const [stored] = await reservations();
     expect(stored?.status).toBe(201);
   });
+
+  it("replays a stored response without a body (204) instead of failing to rebuild it", async () => {
+    const app = new Hono<AdminEnv>();
+    installBase(app, {
+      logger: silentLogger,
+      db: db.handle.db,
+      bus: offlineBus,
+      baseDomain: "farutech.test",
+    } as unknown as AdminDeps);
+    app.use(async (c, next) => {
+      c.set("claims", { sub: "actor-204", tenant_id: null, instance_ids: [], roles: [] });
+      await next();
+    });
+    let runs = 0;
+    app.post("/actions", idempotency(), (c) => {
+      runs++;
+      return c.body(null, 204);
+    });
+    const post = () =>
+      app.request("/actions", {
+        method: "POST",
+        headers: { "idempotency-key": "k204", "content-type": "application/json" },
+        body: "{}",
+      });
+    expect((await post()).status).toBe(204);
+    const replay = await post();
+    expect(replay.status).toBe(204);
+    expect(replay.headers.get("idempotent-replayed")).toBe("true");
+    expect(await replay.text()).toBe("");
+    expect(runs).toBe(1);
+  });
 });

@@ -134,7 +134,12 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
       }
       const headers = new Headers((previous.responseHeaders ?? {}) as Record<string, string>);
       headers.set("idempotent-replayed", "true");
-      return new Response(previous.responseBody, { status: previous.status, headers });
+      // 204, 205 y 304 no llevan cuerpo: Response lanza si se le da uno, aunque sea "".
+      const bodyless = [204, 205, 304].includes(previous.status);
+      return new Response(bodyless ? null : previous.responseBody, {
+        status: previous.status,
+        headers,
+      });
     }
     // La reserva es de esta petición mientras conserve su created_at: si un reintento la tomó (esta
     // pasó de 60 s), ni el borrado ni la respuesta de esta tocan la del reintento.
