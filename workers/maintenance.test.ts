@@ -1,5 +1,6 @@
 import { eq, inArray, like } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { fixedBusProvider } from "../core/bus-provider";
 import { newId } from "../core/ids";
 import { silentLogger } from "../core/logger";
 import {
@@ -16,6 +17,7 @@ import {
   webhookEndpoints,
 } from "../db/schema";
 import { seedDemo } from "../db/seed";
+import { purgeErasedCustomersData } from "../functions/services/gdpr";
 import { createApiClient } from "../test/support/clients";
 import { createPgliteTestDatabase, type TestDatabase } from "../test/support/databases";
 import { runMaintenanceOnce } from "./maintenance";
@@ -137,6 +139,41 @@ describe("workers maintenance pass", () => {
       expiredRefreshTokens: 0,
       prunedDeliveryRecords: 0,
     });
+
+    // Las que ya tienen su tarea (aquí, sin worker, siguen en cola) no ocupan el lote: se borra
+    // otro cliente cuyas instancias van detrás de una del primero en el orden del lote, y un lote
+    // de una instancia recibe la suya (antes repetía la ya pedida en cada pasada).
+    const firstOld = oldInstances.map((i) => i.id).sort()[0] ?? "";
+    const all = await db.handle.db
+      .select({ id: tenantInstances.id, customerId: tenantInstances.customerId })
+      .from(tenantInstances);
+    const other = (await db.handle.db.select().from(customers)).find(
+      (c) =>
+        c.id !== old.id &&
+        all.some((i) => i.customerId === c.id) &&
+        all.filter((i) => i.customerId === c.id).every((i) => i.id > firstOld),
+    );
+    if (!other) throw new Error("demo data: no customer whose instances sort after the first one");
+    await db.handle.db
+      .update(customers)
+      .set({ deletedAt: now, erasedAt: now, isActive: false })
+      .where(eq(customers.id, other.id));
+    const next = await purgeErasedCustomersData(
+      {
+        db: db.handle.db,
+        bus: fixedBusProvider(undefined),
+        logger: silentLogger,
+        actor: "test",
+        baseDomain: "",
+      },
+      { limit: 1 },
+    );
+    const otherFirst = all
+      .filter((i) => i.customerId === other.id)
+      .map((i) => i.id)
+      .sort()[0];
+    expect(next.requested).toEqual([otherFirst]);
+    expect(next.failed).toEqual([]);
   });
 
   it("prunes published outbox rows after a week and delivery marks after the stream keeps messages", async () => {

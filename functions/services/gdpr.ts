@@ -8,6 +8,7 @@ import {
   isNull,
   like,
   lt,
+  notExists,
   or,
   type SQL,
   sql,
@@ -400,6 +401,8 @@ export interface ErasedDataPurge {
   alreadyRequested: string[];
   /** Instancias que aún no pueden darse de baja (p. ej. su provisioning sigue en curso). */
   waiting: string[];
+  /** Instancias cuya petición falló (p. ej. la base no respondió); se reintentan en la próxima pasada. */
+  failed: string[];
 }
 
 /**
@@ -422,11 +425,24 @@ export async function purgeErasedCustomersData(
         isNotNull(customers.erasedAt),
         isNull(t.dataDroppedAt),
         options.customerId === undefined ? undefined : eq(customers.id, options.customerId),
+        // Las que ya tienen su tarea (en curso, o en la DLQ esperando a un operador) no ocupan
+        // el lote: con muchas atascadas, las demás no esperarían para siempre.
+        notExists(
+          ctx.db
+            .select({ id: provisioningTasks.id })
+            .from(provisioningTasks)
+            .where(eq(provisioningTasks.correlationId, sql`'gdpr-purge-' || ${t.id}::text`)),
+        ),
       ),
     )
     .orderBy(asc(t.id))
     .limit(options.limit ?? 100);
-  const outcome: ErasedDataPurge = { requested: [], alreadyRequested: [], waiting: [] };
+  const outcome: ErasedDataPurge = {
+    requested: [],
+    alreadyRequested: [],
+    waiting: [],
+    failed: [],
+  };
   for (const { id } of rows) {
     try {
       const task = await requestDeprovision(
@@ -437,12 +453,17 @@ export async function purgeErasedCustomersData(
       );
       (task.replayed ? outcome.alreadyRequested : outcome.requested).push(id);
     } catch (err) {
-      if (!(err instanceof AppError) || err.code !== "conflict") throw err;
-      ctx.logger.info(
-        { tenantInstanceId: id, reason: err.message },
-        "gdpr purge of tenant data deferred to the next maintenance pass",
-      );
-      outcome.waiting.push(id);
+      // Una instancia que falla no frena a las demás: la siguiente pasada la vuelve a pedir.
+      if (err instanceof AppError && err.code === "conflict") {
+        ctx.logger.info(
+          { tenantInstanceId: id, reason: err.message },
+          "gdpr purge of tenant data deferred to the next maintenance pass",
+        );
+        outcome.waiting.push(id);
+      } else {
+        ctx.logger.error({ err, tenantInstanceId: id }, "gdpr purge of tenant data failed");
+        outcome.failed.push(id);
+      }
     }
   }
   return outcome;
