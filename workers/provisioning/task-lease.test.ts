@@ -165,7 +165,9 @@ describe("provisioning task lease", () => {
   }
 
   it("runs the external step once when a duplicate event overlaps, and acknowledges the duplicate once the task finished", async () => {
-    const observed = observedWorker("lease-overlap-worker", 600);
+    // Lease corto para que el duplicado no espere mucho, pero no tanto como para vencer (y que el
+    // duplicado tome la tarea) mientras la primera entrega confirma en una máquina cargada.
+    const observed = observedWorker("lease-overlap-worker", 2_000);
     let worker: RunningWorker | undefined;
     const held = gate();
     gates.push(held);
