@@ -23,14 +23,22 @@ type OfrepContext = Context<EdgeEnv>;
 const failure = (c: OfrepContext, status: 400 | 404 | 500, body: OfrepFailure) =>
   c.json(body, status, { "cache-control": "no-store" });
 
+/** El reto RFC 6750 de un 401/403 sin cuerpo (ninguna cabecera si no corresponde). */
+function challengeHeaders(
+  c: OfrepContext,
+  code: "unauthorized" | "forbidden",
+): Record<string, string> {
+  const challenge = bearerChallenge(code, c.req.header("authorization"));
+  return challenge ? { "www-authenticate": challenge } : {};
+}
+
 /** Token válido o la respuesta 401 sin cuerpo. */
 async function authenticate(c: OfrepContext): Promise<AccessClaims | Response> {
   try {
     return await c.get("deps").verifier.verify(bearerToken(c.req.header("authorization")));
   } catch (err) {
     if (err instanceof AppError && err.code === "unauthorized") {
-      const challenge = bearerChallenge("unauthorized", c.req.header("authorization")) ?? "";
-      return c.body(null, 401, { "www-authenticate": challenge });
+      return c.body(null, 401, challengeHeaders(c, "unauthorized"));
     }
     throw err;
   }
@@ -53,8 +61,7 @@ async function evaluate(c: OfrepContext, key?: string): Promise<Evaluated> {
   }
   // Alcance antes que la cache: un token ajeno no aprende nada de otra instancia.
   if (!canReadInstance(claims, parsed.instanceId)) {
-    const challenge = bearerChallenge("forbidden", c.req.header("authorization")) ?? "";
-    return { ok: false, response: c.body(null, 403, { "www-authenticate": challenge }) };
+    return { ok: false, response: c.body(null, 403, challengeHeaders(c, "forbidden")) };
   }
   let result: CacheResult<ResolvedEntitlements>;
   try {

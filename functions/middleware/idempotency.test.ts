@@ -28,9 +28,8 @@ describe("Idempotency-Key reservation takeover", () => {
   });
   afterAll(async () => db?.drop());
 
-  it("a first request that outlived its reservation never releases the retry's, so the change runs once", async () => {
-    const gates: ReturnType<typeof gate>[] = [];
-    let commits = 0;
+  /** App con la base del proyecto y un actor fijo, sin token: solo el middleware en juego. */
+  const appActingAs = (sub: string) => {
     const app = new Hono<AdminEnv>();
     installBase(app, {
       logger: silentLogger,
@@ -39,9 +38,16 @@ describe("Idempotency-Key reservation takeover", () => {
       baseDomain: "farutech.test",
     } as unknown as AdminDeps);
     app.use(async (c, next) => {
-      c.set("claims", { sub: "actor-1", tenant_id: null, instance_ids: [], roles: [] });
+      c.set("claims", { sub, tenant_id: null, instance_ids: [], roles: [] });
       await next();
     });
+    return app;
+  };
+
+  it("a first request that outlived its reservation never releases the retry's, so the change runs once", async () => {
+    const gates: ReturnType<typeof gate>[] = [];
+    let commits = 0;
+    const app = appActingAs("actor-1");
     app.post("/things", idempotency(), async (c) => {
       const g = gate();
       gates.push(g);
@@ -95,17 +101,7 @@ describe("Idempotency-Key reservation takeover", () => {
   });
 
   it("replays a stored response without a body (204) instead of failing to rebuild it", async () => {
-    const app = new Hono<AdminEnv>();
-    installBase(app, {
-      logger: silentLogger,
-      db: db.handle.db,
-      bus: offlineBus,
-      baseDomain: "farutech.test",
-    } as unknown as AdminDeps);
-    app.use(async (c, next) => {
-      c.set("claims", { sub: "actor-204", tenant_id: null, instance_ids: [], roles: [] });
-      await next();
-    });
+    const app = appActingAs("actor-204");
     let runs = 0;
     app.post("/actions", idempotency(), (c) => {
       runs++;

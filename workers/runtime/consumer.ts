@@ -596,23 +596,27 @@ export async function startWorker<T>(
    * Un stream recreado (volumen de JetStream perdido, un operador) se lleva el consumer durable:
    * sin él, fetch vuelve vacío para siempre y el worker no procesaría nada sin decirlo.
    */
-  const ensureConsumerStillExists = async () => {
+  const checkConsumer = async () => {
     if (Date.now() - consumerCheckedAt < CONSUMER_CHECK_MS) return;
     consumerCheckedAt = Date.now();
     try {
-      await (await options.bus.jsm()).consumers.info(streams[def.domain].name, def.name);
-    } catch (err) {
-      const code = err instanceof JetStreamApiError ? err.code : undefined;
-      if (code !== CONSUMER_NOT_FOUND && code !== STREAM_NOT_FOUND) throw err;
-      logger.warn({ err }, "durable consumer is gone; recreating it");
-      if (code === STREAM_NOT_FOUND) await ensureStreams(options.bus);
+      const jsm = await options.bus.jsm();
+      const gone = await jsm.consumers.info(streams[def.domain].name, def.name).then(
+        () => undefined,
+        (err: unknown) => {
+          const code = err instanceof JetStreamApiError ? err.code : undefined;
+          if (code === CONSUMER_NOT_FOUND || code === STREAM_NOT_FOUND) return code;
+          throw err;
+        },
+      );
+      if (gone === undefined) return;
+      logger.warn({ jetStreamErrorCode: gone }, "durable consumer is gone; recreating it");
+      if (gone === STREAM_NOT_FOUND) await ensureStreams(options.bus);
       consumer = await ensureConsumer(options.bus, def, ackWaitMs);
+    } catch (err) {
+      logger.warn({ err }, "could not check the durable consumer");
     }
   };
-  const checkConsumer = () =>
-    ensureConsumerStillExists().catch((err: unknown) =>
-      logger.warn({ err }, "could not check the durable consumer"),
-    );
   // Antes de pedir mensajes: si el listener no arranca, no queda un lazo de consumo sin dueño.
   const advisories = await listenMaxDeliveries(def, options, logger);
   const inFlight = new Set<Promise<void>>();
