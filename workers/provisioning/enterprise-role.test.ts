@@ -117,3 +117,54 @@ describe("Enterprise tenant role confinement", () => {
     }
   });
 });
+
+// Tier Standard sin ningún tenant Enterprise: el usuario de login de una app hija (miembro del
+// rol de la app) entra en la base compartida de su producto, pero tampoco en la del plano de control.
+describe("Standard application login confinement", () => {
+  let control: TestDatabase;
+  let registry: ReturnType<typeof createPostgresRegistry>;
+  let login: string;
+  const at = (database: string) => {
+    const u = new URL(control.url ?? "");
+    u.username = login;
+    u.password = "";
+    u.pathname = `/${database}`;
+    return u.toString();
+  };
+
+  beforeAll(async () => {
+    control = await createPostgresTestDatabase();
+    registry = createPostgresRegistry(control.url ?? "");
+    await registry.register("FARUTECH_VET", {
+      tenantInstanceId: newId(),
+      tenantCode: "vet-1",
+      customerId: newId(),
+    });
+    const controlDb = new URL(control.url ?? "").pathname.slice(1);
+    login = `${controlDb}_login`;
+    const admin = new pg.Client({ connectionString: control.url });
+    await admin.connect();
+    try {
+      await admin.query(`create role "${login}" login`);
+      await admin.query(`grant "${registry.appRole("FARUTECH_VET")}" to "${login}"`);
+    } finally {
+      await admin.end();
+    }
+  });
+  afterAll(async () => {
+    if (login) {
+      const admin = new pg.Client({ connectionString: control.url });
+      await admin.connect();
+      await admin.query(`drop role if exists "${login}"`).finally(() => admin.end());
+    }
+    await registry?.close();
+    await control?.drop();
+  });
+
+  it("reaches its product's shared database, not the control plane", async () => {
+    const controlDb = new URL(control.url ?? "").pathname.slice(1);
+    const shared = sharedDatabaseName(controlDb, "FARUTECH_VET");
+    expect(await reach(at(shared))).toBe(`connected to ${shared}`);
+    expect(await reach(at(controlDb))).toBe("refused 42501");
+  });
+});

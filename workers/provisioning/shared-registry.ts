@@ -142,10 +142,13 @@ export function createPostgresRegistry(
         const admin = new pgModule.Client({ connectionString: controlUrl });
         await admin.connect();
         try {
-          await admin.query(`create database "${name}"`);
-        } catch (err) {
-          // 42P04: ya existe; 23505: otra creación concurrente ganó.
-          if (pgErrorCode(err) !== "42P04" && pgErrorCode(err) !== "23505") throw err;
+          await admin.query(`create database "${name}"`).catch((err) => {
+            // 42P04: ya existe; 23505: otra creación concurrente ganó.
+            if (pgErrorCode(err) !== "42P04" && pgErrorCode(err) !== "23505") throw err;
+          });
+          // Los usuarios de login de las apps hijas (miembros del rol de la app) no entran en la
+          // base del plano de control, aunque aún no haya ningún tenant Enterprise que lo revoque.
+          await admin.query(`revoke connect, temporary on database "${controlDb}" from public`);
         } finally {
           await admin.end();
         }
