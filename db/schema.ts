@@ -176,6 +176,31 @@ export const plans = pgTable(
   ],
 );
 
+/**
+ * Precio y moneda de un plan desde cuándo (`hasta` nulo = el vigente). Lo escribe un trigger en cada
+ * cambio de precio (migración 0021): un periodo se factura al precio que regía al cerrarse.
+ */
+export const planPricePeriods = pgTable(
+  "plan_price_periods",
+  {
+    planId: uuid("plan_id")
+      .notNull()
+      .references(() => plans.id, { onDelete: "cascade" }),
+    price: numeric("price", { precision: 12, scale: 2 }).notNull(),
+    currency: text("currency").notNull(),
+    validFrom: timestamp("valid_from", { withTimezone: true, precision: 3 }).notNull(),
+    validUntil: timestamp("valid_until", { withTimezone: true, precision: 3 }),
+  },
+  (t) => [
+    primaryKey({ columns: [t.planId, t.validFrom] }),
+    uniqueIndex("plan_price_periods_open_uq").on(t.planId).where(sql`${t.validUntil} IS NULL`),
+    check(
+      "plan_price_periods_order",
+      sql`${t.validUntil} IS NULL OR ${t.validUntil} > ${t.validFrom}`,
+    ),
+  ],
+);
+
 export const planFeatures = pgTable(
   "plan_features",
   {
@@ -397,6 +422,37 @@ export const tenantInstanceActivePeriods = pgTable(
     check(
       "tenant_instance_active_periods_order",
       sql`${t.activeUntil} IS NULL OR ${t.activeUntil} > ${t.activeFrom}`,
+    ),
+  ],
+);
+
+/**
+ * Qué plan tuvo una suscripción y desde cuándo (`hasta` nulo = el actual). Lo escribe un trigger en
+ * cada cambio de plan (migración 0021): un periodo se factura con el plan que tenía al cerrarse, no
+ * con uno al que se cambió después.
+ */
+export const subscriptionPlanPeriods = pgTable(
+  "subscription_plan_periods",
+  {
+    subscriptionId: uuid("subscription_id")
+      .notNull()
+      .references(() => subscriptions.id, { onDelete: "cascade" }),
+    // Borrar un plan viejo borra su historia: la factura usa el tramo anterior o el plan actual.
+    planId: uuid("plan_id")
+      .notNull()
+      .references(() => plans.id, { onDelete: "cascade" }),
+    validFrom: timestamp("valid_from", { withTimezone: true, precision: 3 }).notNull(),
+    validUntil: timestamp("valid_until", { withTimezone: true, precision: 3 }),
+  },
+  (t) => [
+    primaryKey({ columns: [t.subscriptionId, t.validFrom] }),
+    uniqueIndex("subscription_plan_periods_open_uq")
+      .on(t.subscriptionId)
+      .where(sql`${t.validUntil} IS NULL`),
+    index("subscription_plan_periods_plan_idx").on(t.planId),
+    check(
+      "subscription_plan_periods_order",
+      sql`${t.validUntil} IS NULL OR ${t.validUntil} > ${t.validFrom}`,
     ),
   ],
 );

@@ -1,4 +1,4 @@
-import { count, eq, like, sql } from "drizzle-orm";
+import { and, count, eq, like, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { billingCycleSchema, isBillablePeriod } from "../../contracts/events";
 import { newId } from "../../core/ids";
@@ -6,7 +6,10 @@ import { silentLogger } from "../../core/logger";
 import {
   auditLog,
   invoices,
+  planPricePeriods,
+  plans,
   subscriptionActivePeriods,
+  subscriptionPlanPeriods,
   subscriptions,
   tenantInstanceActivePeriods,
   tenantInstances,
@@ -231,6 +234,96 @@ describe("billing worker", () => {
     // Suscripción activa del 1 al 10 de enero, instancia desde el 20: nunca a la vez.
     expect(jan?.has(apart.subscriptionId)).toBe(false);
     expect(jan?.has(late.subscriptionId)).toBe(true);
+  });
+
+  it("bills a period at the plan the subscription had when it closed, not at one it moved to afterwards", async () => {
+    const d = db.handle.db;
+    const [row] = await addInstances("planhist", 1, "'2024-01-01'");
+    if (!row) throw new Error("setup");
+    const planOf = async (subscriptionId: string) =>
+      (await d.select().from(subscriptions).where(eq(subscriptions.id, subscriptionId)))[0]?.planId;
+    const before = await planOf(row.subscriptionId);
+    const [current] = await d
+      .select()
+      .from(plans)
+      .where(eq(plans.id, before ?? ""));
+    const [other] = await d
+      .select({ id: plans.id })
+      .from(plans)
+      .where(
+        and(
+          eq(plans.productId, current?.productId ?? ""),
+          sql`${plans.id} <> ${before} and ${plans.price} <> ${current?.price}`,
+        ),
+      )
+      .limit(1);
+    const after = other?.id;
+    if (!before || !after)
+      throw new Error("setup: the product needs two plans with different prices");
+    // El cambio de plan lo registra el trigger: el plan anterior se cierra y empieza el nuevo.
+    await d
+      .update(subscriptions)
+      .set({ planId: after })
+      .where(eq(subscriptions.id, row.subscriptionId));
+    const history = await d
+      .select()
+      .from(subscriptionPlanPeriods)
+      .where(eq(subscriptionPlanPeriods.subscriptionId, row.subscriptionId))
+      .orderBy(subscriptionPlanPeriods.validFrom);
+    expect(history.map((h) => [h.planId, h.validUntil === null])).toEqual([
+      [before, false],
+      [after, true],
+    ]);
+    // Historia fechada en 2025: activa desde enero; el cambio de plan, el 1 de marzo (cuando
+    // febrero aún no se había facturado).
+    const first = history[0]?.validFrom;
+    await d.execute(sql`update subscription_plan_periods set valid_from = '2024-12-01',
+      valid_until = '2025-03-01' where subscription_id = ${row.subscriptionId} and valid_from = ${first}`);
+    await d.execute(sql`update subscription_plan_periods set valid_from = '2025-03-01'
+      where subscription_id = ${row.subscriptionId} and valid_until is null`);
+    await d.execute(sql`update subscription_active_periods set active_from = '2025-01-01'
+      where subscription_id = ${row.subscriptionId}`);
+    await d.execute(sql`update tenant_instance_active_periods set active_from = '2025-01-01'
+      where tenant_instance_id = ${row.instanceId}`);
+
+    const invoiceFor = async (period: string) => {
+      await billingWorker({ db: d }).handle(cycle(period));
+      const [invoice] = await d
+        .select({ planId: invoices.planId, amount: invoices.amount, price: plans.price })
+        .from(invoices)
+        .innerJoin(plans, eq(plans.id, invoices.planId))
+        .where(and(eq(invoices.subscriptionId, row.subscriptionId), eq(invoices.period, period)));
+      return invoice;
+    };
+    const feb = await invoiceFor("2025-02");
+    expect(feb?.planId).toBe(before);
+    expect(feb?.amount).toBe(feb?.price);
+    // El precio del plan nuevo sube el 1 de abril (también lo registra un trigger), antes de que se
+    // facture marzo: marzo se cobra al precio anterior y abril al nuevo.
+    const oldPrice = (await d.select().from(plans).where(eq(plans.id, after)))[0]?.price;
+    await d
+      .update(plans)
+      .set({ price: sql`${plans.price} + 100` })
+      .where(eq(plans.id, after));
+    const prices = await d
+      .select()
+      .from(planPricePeriods)
+      .where(eq(planPricePeriods.planId, after))
+      .orderBy(planPricePeriods.validFrom);
+    expect(prices.map((p) => [p.price, p.validUntil === null])).toEqual([
+      [oldPrice, false],
+      [(Number(oldPrice) + 100).toFixed(2), true],
+    ]);
+    await d.execute(sql`update plan_price_periods set valid_from = '2024-01-01', valid_until = '2025-04-01'
+      where plan_id = ${after} and valid_until is not null`);
+    await d.execute(sql`update plan_price_periods set valid_from = '2025-04-01'
+      where plan_id = ${after} and valid_until is null`);
+    const mar = await invoiceFor("2025-03");
+    expect(mar?.planId).toBe(after);
+    expect(mar?.amount).toBe(oldPrice);
+    expect(mar?.amount).not.toBe(feb?.amount);
+    const apr = await invoiceFor("2025-04");
+    expect(apr?.amount).toBe((Number(oldPrice) + 100).toFixed(2));
   });
 
   it("bills 10,000 active subscriptions in one cycle (more rows than one statement's parameters allow)", async () => {

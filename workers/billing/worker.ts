@@ -4,8 +4,10 @@ import { billingCycleSchema } from "../../contracts/events";
 import { auditInsert } from "../../db/audit";
 import {
   invoices,
+  planPricePeriods,
   plans,
   subscriptionActivePeriods,
+  subscriptionPlanPeriods,
   subscriptions,
   tenantInstanceActivePeriods,
 } from "../../db/schema";
@@ -24,6 +26,8 @@ export function periodBounds(period: string): { start: Date; end: Date } {
 
 const sp = subscriptionActivePeriods;
 const ip = tenantInstanceActivePeriods;
+const pp = subscriptionPlanPeriods;
+const pr = planPricePeriods;
 
 /**
  * La suscripción y su instancia estuvieron activas a la vez en algún instante de [start, end), con
@@ -49,11 +53,29 @@ function activeTogetherWithin(db: Pick<Database, "select">, start: Date, end: Da
   );
 }
 
+/**
+ * El plan que la suscripción tenía al cerrarse el periodo (el último tramo que empezó antes del
+ * fin); sin historia tan vieja, el actual. Sin prorrateo: cambiar de plan (o de precio) a mitad de
+ * mes cobra el mes con el nuevo, pero un cambio posterior al periodo ya no lo toca.
+ */
+function planAtEndOf(end: Date): SQL {
+  return sql`coalesce((select ${pp.planId} from ${pp}
+      where ${pp.subscriptionId} = ${subscriptions.id} and ${pp.validFrom} < ${end.toISOString()}::timestamptz
+      order by ${pp.validFrom} desc limit 1), ${subscriptions.planId})`;
+}
+
+/** Precio (o moneda) que regía para ese plan al cerrarse el periodo; sin historia, el actual. */
+function priceAtEndOf(end: Date, column: "price" | "currency"): SQL<string> {
+  return sql<string>`coalesce((select ${pr[column]} from ${pr}
+      where ${pr.planId} = ${plans.id} and ${pr.validFrom} < ${end.toISOString()}::timestamptz
+      order by ${pr.validFrom} desc limit 1), ${plans[column]})`;
+}
+
 /** Suscripciones por transacción: acota memoria, parámetros (≤ 65 535 por sentencia) y bloqueos. */
 export const BILLING_CHUNK = 500;
 
 // Ciclo de facturación: una factura por suscripción activa en el periodo (aunque hoy ya no lo
-// esté, y no si solo lo estuvo antes o después), con el precio del plan.
+// esté, y no si solo lo estuvo antes o después), con el plan y el precio que regían al cerrarlo.
 // La unicidad (suscripción, periodo) en la base hace idempotente repetir el ciclo (o un tramo).
 export function billingWorker(deps: {
   db: Database;
@@ -78,11 +100,11 @@ export function billingWorker(deps: {
               customerId: subscriptions.customerId,
               tenantInstanceId: subscriptions.tenantInstanceId,
               planId: plans.id,
-              price: plans.price,
-              currency: plans.currency,
+              price: priceAtEndOf(end, "price"),
+              currency: priceAtEndOf(end, "currency"),
             })
             .from(subscriptions)
-            .innerJoin(plans, eq(plans.id, subscriptions.planId))
+            .innerJoin(plans, eq(plans.id, planAtEndOf(end)))
             .where(
               and(
                 after === undefined ? undefined : gt(subscriptions.id, after),
