@@ -100,6 +100,14 @@ describe("signed webhooks", () => {
       400,
       "validation_failed",
     );
+    // fetch no envía una URL con credenciales: se rechaza al registrarla, no en cada entrega.
+    const withCredentials = url.replace("://", "://hookuser:S3cret@");
+    const rejected = await call<{ errors?: { path: string }[] }>(`${stack.adminUrl}/api/webhooks`, {
+      token,
+      json: { tenantInstanceId: instance.id, url: withCredentials },
+    });
+    expectProblem(rejected, 400, "validation_failed");
+    expect(JSON.stringify(rejected.body)).toContain("body.url");
   }, 40_000);
 
   it("lists webhook endpoints a page at a time and by instance", async () => {

@@ -150,6 +150,27 @@ describe("integration worker: independent webhook endpoints", () => {
     expect(entry.error).toContain("answered 307");
   }, 60_000);
 
+  it("dead-letters at once an endpoint stored with credentials in its URL, without leaking them", async () => {
+    const id = await instanceId("crm-lima");
+    const [legacy] = await addEndpoints(id, ["/t4/legacy?token=tok123"]);
+    if (!legacy) throw new Error("endpoint missing");
+    // Registrado antes de que la API rechazara credenciales en la URL: fetch no lo envía nunca.
+    await stack.db.handle.db
+      .update(webhookEndpoints)
+      .set({ url: `${baseUrl.replace("://", "://hookuser:S3cretPw@")}${legacy.path}` })
+      .where(eq(webhookEndpoints.id, legacy.id));
+    await suspend(id);
+    const entry = await waitFor(async () => {
+      const [row] = await stack.db.handle.db.select().from(dlqEntries).where(deadLetterFor(id));
+      return row;
+    });
+    expect(entry.errorKind).toBe("permanent");
+    expect(entry.deliveries).toBe(1);
+    expect(entry.error).toContain(legacy.id);
+    expect(entry.error).not.toContain("S3cretPw");
+    expect(entry.error).not.toContain("tok123");
+  }, 60_000);
+
   it("does not resend to a healthy endpoint while another one is retried", async () => {
     const id = await instanceId("vet-sur");
     const [healthy, flaky] = await addEndpoints(id, ["/t2/healthy", "/t2/flaky"]);

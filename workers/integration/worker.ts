@@ -56,6 +56,15 @@ function displayUrl(url: string): string {
   }
 }
 
+function hasCredentials(url: string): boolean {
+  try {
+    const u = new URL(url);
+    return u.username !== "" || u.password !== "";
+  } catch {
+    return false;
+  }
+}
+
 /** Aplica `fn` a cada elemento, como mucho `lanes` a la vez, empezando en el orden dado. */
 async function inLanes<T, R>(items: T[], lanes: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const results: R[] = [];
@@ -113,11 +122,18 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
     eventId: string,
     body: string,
   ): Promise<DeliveryOutcome> => {
+    if (hasCredentials(endpoint.url)) {
+      // Registrado antes de que la API lo rechazara: fetch no lo envía nunca, reintentar no sirve.
+      return { ok: false, permanent: true, reason: "has a user or password in its URL" };
+    }
     let status: number;
     try {
       status = await post(endpoint, eventId, body);
     } catch (err) {
-      return { ok: false, permanent: false, reason: `failed: ${errorMessage(err)}` };
+      // El mensaje puede repetir la URL (p. ej., "Failed to parse URL from …"), y su query puede
+      // llevar un token: va a logs, a la DLQ y al correo de operaciones sin ella.
+      const reason = errorMessage(err).split(endpoint.url).join(displayUrl(endpoint.url));
+      return { ok: false, permanent: false, reason: `failed: ${reason}` };
     }
     if (status < 200 || status >= 300) {
       return { ok: false, permanent: isPermanentStatus(status), reason: `answered ${status}` };

@@ -50,10 +50,17 @@ const createSchema = z
       .uuid()
       .optional()
       .openapi({ description: "Una instancia", example: "5c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f" }),
-    url: z.url({ protocol: /^https?$/ }).openapi({
-      description: "Destino (http o https)",
-      example: "https://vet.example/hooks/farutech",
-    }),
+    url: z
+      .url({ protocol: /^https?$/ })
+      // fetch no envía una URL con usuario y contraseña: nunca se entregaría. La autenticación del
+      // receptor es la firma (y el secreto, que se muestra al crearlo).
+      .refine((u) => URL.canParse(u) && !new URL(u).username && !new URL(u).password, {
+        message: "A webhook URL cannot carry a user or password; verify the signature instead",
+      })
+      .openapi({
+        description: "Destino (http o https), sin usuario ni contraseña",
+        example: "https://vet.example/hooks/farutech",
+      }),
   })
   .refine((v) => (v.productId === undefined) !== (v.tenantInstanceId === undefined), {
     message: "Give exactly one of productId or tenantInstanceId",
