@@ -910,7 +910,7 @@ export async function startWorker<T>(
     }
   })();
 
-  options.metrics?.trackPending(def.name, async () => {
+  options.metrics?.track(def.name, async () => {
     const jsm = await options.bus.jsm();
     const info = await jsm.consumers.info(streams[def.domain].name, def.name);
     return { pending: info.num_pending, ackPending: info.num_ack_pending };

@@ -7,7 +7,7 @@ import { silentLogger } from "../../core/logger";
 import type { LocalNats } from "../../infra/nats/local-server";
 import { startNatsForTest, waitFor } from "../../test/support/stack";
 import { type RunningWorker, startWorker } from "./consumer";
-import { createWorkerMetrics } from "./metrics";
+import { BACKLOG_READ_TIMEOUT_MS, createWorkerMetrics } from "./metrics";
 
 // /metrics: procesados, reintentos y pendientes del consumer, por worker.
 describe("worker metrics", () => {
@@ -105,4 +105,62 @@ describe("worker metrics", () => {
         : undefined,
     );
   });
+});
+
+// Lo que Prometheus necesita de un worker recién desplegado y durante una caída del broker.
+describe("worker metrics from the start and without a broker", () => {
+  let nats: LocalNats & { dir: string };
+  let bus: Bus;
+  const metrics = createWorkerMetrics();
+  const workers: RunningWorker[] = [];
+  const names = ["fresh-a-worker", "fresh-b-worker", "fresh-c-worker", "fresh-d-worker"];
+
+  beforeAll(async () => {
+    nats = await startNatsForTest();
+    bus = await connectBus({ servers: nats.url, name: "metrics-outage-test" });
+    await ensureStreams(bus);
+    for (const name of names) {
+      workers.push(
+        await startWorker(
+          {
+            name,
+            domain: "integration",
+            filterSubject: `integration.tasks.${name}`,
+            schema: z.object({}),
+            async handle() {},
+          },
+          { bus, logger: silentLogger, metrics },
+        ),
+      );
+    }
+  });
+  afterAll(async () => {
+    for (const w of workers) await w.stop({ drainTimeoutMs: 1_000 });
+    await bus?.close();
+    await nats?.stop();
+    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+  });
+
+  it("exposes every worker's counters at 0 before its first message", async () => {
+    const text = await metrics.registry.metrics();
+    for (const name of names) {
+      for (const counter of ["processed", "retried", "dead_lettered"]) {
+        expect(text).toContain(`farutech_worker_messages_${counter}_total{worker="${name}"} 0`);
+      }
+    }
+  });
+
+  it("answers a scrape within a few seconds while the broker is down, without the stale backlog", async () => {
+    expect(await metrics.registry.metrics()).toContain(
+      `farutech_worker_consumer_pending{worker="${names[0]}"} 0`,
+    );
+    await nats.stop();
+    const started = Date.now();
+    const text = await metrics.registry.metrics();
+    // Cada lectura tiene su tope (1 s) y van en paralelo; antes, una tras otra, pasaban de 20 s.
+    expect(Date.now() - started).toBeLessThan(4 * BACKLOG_READ_TIMEOUT_MS);
+    expect(text).toContain(`farutech_worker_messages_processed_total{worker="${names[0]}"} 0`);
+    expect(text).not.toContain("farutech_worker_consumer_pending{");
+    expect(text).not.toContain("farutech_worker_consumer_ack_pending{");
+  }, 30_000);
 });

@@ -8,9 +8,16 @@ export interface WorkerMetrics {
   duration: Histogram<"worker" | "outcome">;
   pending: Gauge<"worker">;
   ackPending: Gauge<"worker">;
-  /** Registra de dónde leer los mensajes pendientes del consumer de un worker (al hacer scrape). */
-  trackPending(worker: string, read: () => Promise<ConsumerBacklog>): void;
+  /**
+   * Da de alta un worker: sus contadores existen desde 0 (una serie que nace en 1 no la ve
+   * `increase()`, y la primera carta muerta tras un despliegue no alertaría) y se registra de
+   * dónde leer los pendientes de su consumer al hacer scrape.
+   */
+  track(worker: string, read: () => Promise<ConsumerBacklog>): void;
 }
+
+/** Tope de cada lectura de pendientes: sin broker, el scrape responde igual (sin esos datos). */
+export const BACKLOG_READ_TIMEOUT_MS = 1_000;
 
 /** Lo que espera en un consumer: sin entregar, y entregado sin confirmar (en curso o en backoff). */
 export interface ConsumerBacklog {
@@ -21,19 +28,40 @@ export interface ConsumerBacklog {
 export function createWorkerMetrics(): WorkerMetrics {
   const registry = new Registry();
   const pendingSources = new Map<string, () => Promise<ConsumerBacklog>>();
-  const readBacklogs = async () => {
-    const read = new Map<string, ConsumerBacklog>();
-    for (const [worker, source] of pendingSources) {
-      try {
-        read.set(worker, await source());
-      } catch {
-        // Sin broker no hay dato; el scrape no falla por eso.
-      }
+  let reading: Promise<Map<string, ConsumerBacklog | undefined>> | undefined;
+  /**
+   * Pendientes por worker, en paralelo y con tope; `undefined` donde no se pudo leer. Las dos
+   * gauges de un scrape comparten la lectura en curso.
+   */
+  const readBacklogs = () => {
+    if (reading) return reading;
+    reading = Promise.all(
+      [...pendingSources].map(async ([worker, source]) => {
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<undefined>((resolve) => {
+          timer = setTimeout(resolve, BACKLOG_READ_TIMEOUT_MS, undefined);
+        });
+        // Sin broker no hay dato; el scrape no falla ni espera por eso.
+        const backlog = await Promise.race([source().catch(() => undefined), timeout]);
+        clearTimeout(timer);
+        return [worker, backlog] as const;
+      }),
+    )
+      .then((entries) => new Map(entries))
+      .finally(() => {
+        reading = undefined;
+      });
+    return reading;
+  };
+  /** Sin dato, la serie desaparece: un 0 (o el último valor) viejo diría que no hay cola. */
+  const setBacklog = async (gauge: Gauge<"worker">, pick: (backlog: ConsumerBacklog) => number) => {
+    for (const [worker, backlog] of await readBacklogs()) {
+      if (backlog) gauge.set({ worker }, pick(backlog));
+      else gauge.remove({ worker });
     }
-    return read;
   };
   collectDefaultMetrics({ register: registry });
-  return {
+  const metrics: WorkerMetrics = {
     registry,
     processed: new Counter({
       name: "farutech_worker_messages_processed_total",
@@ -66,7 +94,7 @@ export function createWorkerMetrics(): WorkerMetrics {
       labelNames: ["worker"],
       registers: [registry],
       async collect() {
-        for (const [worker, backlog] of await readBacklogs()) this.set({ worker }, backlog.pending);
+        await setBacklog(this, (b) => b.pending);
       },
     }),
     ackPending: new Gauge({
@@ -75,13 +103,15 @@ export function createWorkerMetrics(): WorkerMetrics {
       labelNames: ["worker"],
       registers: [registry],
       async collect() {
-        for (const [worker, backlog] of await readBacklogs()) {
-          this.set({ worker }, backlog.ackPending);
-        }
+        await setBacklog(this, (b) => b.ackPending);
       },
     }),
-    trackPending(worker, read) {
+    track(worker, read) {
+      for (const counter of [metrics.processed, metrics.retried, metrics.deadLettered]) {
+        counter.inc({ worker }, 0);
+      }
       pendingSources.set(worker, read);
     },
   };
+  return metrics;
 }
