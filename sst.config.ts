@@ -26,6 +26,8 @@ export default $config({
     const natsToken = new sst.Secret("NatsToken");
     const signingKeys = new sst.Secret("AuthSigningKeys");
     const encryptionKeys = new sst.Secret("EncryptionKeys");
+    // SMTP de los workers (bienvenida, fallos, alertas de la DLQ): sin él solo irían al log.
+    const smtpUrl = new sst.Secret("SmtpUrl");
 
     // El edge emite los tokens; las funciones los verifican con su JWKS público.
     const edgeDomain =
@@ -66,7 +68,7 @@ export default $config({
       image: { context: ".", dockerfile: "infra/docker/Dockerfile", target: "worker" },
       cpu: "0.5 vCPU",
       memory: "1 GB",
-      link: [databaseUrl, natsUrl, natsToken, encryptionKeys],
+      link: [databaseUrl, natsUrl, natsToken, encryptionKeys, smtpUrl],
       environment: { ...common, METRICS_PORT: "9464" },
       health: {
         command: [
@@ -101,7 +103,7 @@ export default $config({
     new sst.x.DevCommand("Nats", {
       dev: {
         title: "nats-server",
-        command: "nats-server -c infra/nats/nats.conf -sd .data/sst-nats",
+        command: "nats-server -c infra/nats/sst-dev.conf",
         autostart: true,
       },
     });

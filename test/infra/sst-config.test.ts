@@ -1,7 +1,8 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SST_LINKS } from "../../core/sst-links";
+import { findNatsServer } from "../../infra/nats/local-server";
 import { readStages } from "./dockerfile";
 import { envVarsReadByCode } from "./env-vars";
 
@@ -208,6 +209,8 @@ describe("sst.config.ts (evaluated with stand-ins for SST)", () => {
       expect(env, v).toContain(v);
     for (const v of env) expect(known.has(v), v).toBe(true);
     expect(linkedSecrets(service.args)).not.toContain("AuthSigningKeys");
+    // Los correos (bienvenida, fallos, alertas de la DLQ) necesitan su SMTP.
+    expect(linkedSecrets(service.args)).toContain("SmtpUrl");
     const health = (service.args.health as { command: string[] }).command.join(" ");
     const port = (service.args.environment as Record<string, string>).METRICS_PORT;
     expect(health).toContain(`http://127.0.0.1:${port}/healthz`);
@@ -246,6 +249,12 @@ describe("sst.config.ts (evaluated with stand-ins for SST)", () => {
     expect(natsCommand[0]).toBe("nats-server");
     const conf = natsCommand[natsCommand.indexOf("-c") + 1] ?? "";
     expect(readFileSync(conf, "utf8")).toMatch(/jetstream[\s\S]*websocket/);
+    // La línea de órdenes entera es una configuración válida (-t solo la comprueba, no escucha).
+    const check = spawnSync(findNatsServer(), [...natsCommand.slice(1), "-t"], {
+      encoding: "utf8",
+    });
+    expect(check.stderr + check.stdout).not.toMatch(/error|duplicate/i);
+    expect(check.status).toBe(0);
     const migrate = one("sst:x:DevCommand", "Migrate");
     expect((migrate.args.dev as { command: string }).command).toBe("npm run db:migrate");
     expect(linkedSecrets(migrate.args)).toEqual(["DatabaseUrl"]);
