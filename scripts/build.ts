@@ -18,7 +18,16 @@ export interface BuildResult {
   files: string[];
   /** Archivos del repo que entran en algún bundle (la etapa de build del Dockerfile los copia). */
   inputs: string[];
+  /** Paquetes que los bundles importan en tiempo de ejecución (la imagen solo trae los de producción). */
+  packages: string[];
 }
+
+/** `@scope/pkg/sub` → `@scope/pkg`; `pkg/sub` → `pkg`. */
+const packageOf = (path: string) =>
+  path
+    .split("/")
+    .slice(0, path.startsWith("@") ? 2 : 1)
+    .join("/");
 
 export async function buildBundles(outdir = "dist"): Promise<BuildResult> {
   const out = resolve(outdir);
@@ -39,6 +48,15 @@ export async function buildBundles(outdir = "dist"): Promise<BuildResult> {
   return {
     files: Object.keys(ENTRY_POINTS).map((name) => resolve(out, `${name}.js`)),
     inputs: Object.keys(result.metafile.inputs),
+    packages: [
+      ...new Set(
+        Object.values(result.metafile.outputs).flatMap((o) =>
+          o.imports
+            .filter((i) => i.external && !i.path.startsWith("node:"))
+            .map((i) => packageOf(i.path)),
+        ),
+      ),
+    ].sort(),
   };
 }
 

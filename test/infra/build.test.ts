@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { eq } from "drizzle-orm";
 import getPort from "get-port";
@@ -77,6 +77,14 @@ describe("npm run build bundles", () => {
     );
     expect(dirs.size).toBeGreaterThan(2);
     for (const dir of dirs) expect(copied, `Dockerfile build stage misses ${dir}/`).toContain(dir);
+  });
+
+  it("imports at run time only production dependencies (the images install no others)", () => {
+    const { dependencies } = JSON.parse(readFileSync("package.json", "utf8")) as {
+      dependencies: Record<string, string>;
+    };
+    expect(built.packages).toContain("hono");
+    expect(built.packages.filter((p) => !(p in dependencies))).toEqual([]);
   });
 
   it("db-cli migrates a Postgres database from the bundled migrations", async () => {
