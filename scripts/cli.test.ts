@@ -118,6 +118,17 @@ describe("operator CLIs", () => {
     expect(rows.every((r) => r.replayCount === 1)).toBe(true);
   });
 
+  it("dlq replay --all replays what it can, in order, and exits 1 naming each entry it skipped", async () => {
+    const broken = { ...entry(3, "not an envelope"), envelope: null, rawPayload: "garbage" };
+    const good = entry(4, "connect ECONNREFUSED");
+    await db.handle.db.insert(dlqEntries).values([broken, good]);
+    const all = await dlq("replay", "--all");
+    expect(all.code).toBe(1);
+    expect(all.out).toContain(`replayed ${good.id}`);
+    expect(all.err).toContain(`skipped ${broken.id}: This message is not a valid event envelope`);
+    expect(all.err).toContain("1 entries replayed, 1 skipped");
+  });
+
   it("publish:test publishes poison messages and real provisionings, and explains failures in one line", async () => {
     const poison = await run("scripts/publish-test.ts", ["--count", "3", "--type", "poison"]);
     expect(poison.code).toBe(0);

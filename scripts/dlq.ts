@@ -55,7 +55,9 @@ try {
     const pending = await db.db
       .select({ id: dlqEntries.id })
       .from(dlqEntries)
-      .where(isNull(dlqEntries.replayedAt));
+      .where(isNull(dlqEntries.replayedAt))
+      // En el orden en que murieron: dos tareas de una misma instancia no se adelantan.
+      .orderBy(asc(dlqEntries.createdAt), asc(dlqEntries.id));
     let skipped = 0;
     for (const { id } of pending) {
       try {
@@ -66,10 +68,17 @@ try {
         // detiene al resto; el operador ve por qué.
         if (!(err instanceof AppError)) throw err;
         skipped++;
-        console.log(`skipped ${id}: ${err.message}`);
+        console.error(`skipped ${id}: ${err.message}`);
       }
     }
-    console.log(`${pending.length - skipped} entries replayed, ${skipped} skipped`);
+    const summary = `${pending.length - skipped} entries replayed, ${skipped} skipped`;
+    // Con alguna saltada, un runbook o un script no deben tomarlo por un éxito completo.
+    if (skipped > 0) {
+      console.error(summary);
+      process.exitCode = 1;
+    } else {
+      console.log(summary);
+    }
   } else if (command === "replay" && arg) {
     const entry = await replayDeadLetter(ctx, arg);
     console.log(`replayed ${entry.id} (${entry.subject}), replay #${entry.replayCount}`);
