@@ -7,6 +7,8 @@ import {
   publicJwksOf,
 } from "./auth/keys";
 
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
 export class ConfigError extends Error {
   override name = "ConfigError";
 }
@@ -89,7 +91,7 @@ export function natsConnectionFromEnv(
 }
 
 export const commonEnv = z.object({
-  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  LOG_LEVEL: z.enum(LOG_LEVELS).default("info"),
   BASE_DOMAIN: z.string().default("farutech.com"),
 });
 

@@ -1,4 +1,5 @@
 import { type DestinationStream, type Logger as PinoLogger, pino } from "pino";
+import { ConfigError, LOG_LEVELS } from "./config";
 import { loggableError } from "./http/db-errors";
 
 export type Logger = PinoLogger;
@@ -32,6 +33,12 @@ export interface LoggerOptions {
 }
 
 export function createLogger({ service, level, destination }: LoggerOptions): Logger {
+  if (level !== undefined && !(LOG_LEVELS as readonly string[]).includes(level)) {
+    // Con el nombre de la variable, como el resto de la configuración (pino lanzaría con su pila).
+    throw new ConfigError(
+      `Invalid configuration:\n  - LOG_LEVEL: must be one of ${LOG_LEVELS.join(", ")} (got "${level}")`,
+    );
+  }
   return pino(
     {
       level: level ?? "info",

@@ -1,17 +1,23 @@
+import { failCli } from "../core/cli";
 import { createLogger } from "../core/logger";
 import { envWithSstLinks } from "../core/sst-links";
 import { createDb, dbConfigFromEnv } from "./client";
 import { seedDemo } from "./seed";
 
 // `npm run db:migrate` y `npm run db:seed`: misma configuración que el resto (DATABASE_URL o PGlite).
-const logger = createLogger({ service: "db-cli", level: process.env.LOG_LEVEL });
+let logger: ReturnType<typeof createLogger>;
+try {
+  logger = createLogger({ service: "db-cli", level: process.env.LOG_LEVEL });
+} catch (err) {
+  failCli(err);
+}
 const command = process.argv[2];
 if (command !== "migrate" && command !== "seed") {
   logger.error({ command }, "usage: tsx db/cli.ts migrate|seed");
   process.exit(2);
 }
 // En `sst dev` (DevCommand Migrate) la base llega como link de SST.
-const handle = await createDb(dbConfigFromEnv(envWithSstLinks(process.env)));
+const handle = await createDb(dbConfigFromEnv(envWithSstLinks(process.env))).catch(failCli);
 try {
   await handle.migrate();
   logger.info({ driver: handle.driver }, "migrations applied");

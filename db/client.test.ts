@@ -54,9 +54,12 @@ describe("createDb with the Neon serverless driver", () => {
     }
   });
 
-  it("rejects URLs that are not Postgres", async () => {
+  it("rejects URLs that are not Postgres, naming the variable", async () => {
     await expect(createDb({ url: "mysql://localhost/x" })).rejects.toThrow(
-      /Unsupported database URL/,
+      /DATABASE_URL: must be a postgres:\/\/ URL, not mysql:/,
+    );
+    await expect(createDb({ url: "not a url" })).rejects.toThrow(
+      /DATABASE_URL: is not a valid URL/,
     );
   });
 });

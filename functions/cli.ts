@@ -1,5 +1,6 @@
 import { userInfo } from "node:os";
 import { createBusProvider, fixedBusProvider } from "../core/bus-provider";
+import { failCli } from "../core/cli";
 import { natsConnectionFromEnv } from "../core/config";
 import { newId } from "../core/ids";
 import { createLogger } from "../core/logger";
@@ -13,7 +14,12 @@ import { createAdminClient } from "./services/clients";
 // Kubernetes), donde todavía no hay token para llamar a POST /api/admin-clients.
 // En las imágenes: `node dist/functions-cli.js <nombre>`.
 const env = envWithSstLinks(process.env);
-const logger = createLogger({ service: "admin-cli", level: process.env.LOG_LEVEL ?? "warn" });
+let logger: ReturnType<typeof createLogger>;
+try {
+  logger = createLogger({ service: "admin-cli", level: process.env.LOG_LEVEL ?? "warn" });
+} catch (err) {
+  failCli(err);
+}
 const usage = "usage: npm run admin:client -- <name> [platform_admin|catalog_manager|support…]";
 const [name, ...roles] = process.argv.slice(2);
 if (name === "--help" || name === "-h") {
@@ -27,7 +33,7 @@ if (!name || name.startsWith("-") || unknownRole) {
   process.exit(2);
 }
 
-const db = await createDb(dbConfigFromEnv(env));
+const db = await createDb(dbConfigFromEnv(env)).catch(failCli);
 // Sin NATS_URL el evento queda en el outbox y lo publica el relay de los workers.
 const bus =
   typeof env.NATS_URL === "string" && env.NATS_URL

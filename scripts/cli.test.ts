@@ -17,25 +17,32 @@ interface Run {
   err: string;
 }
 
+/** Un CLI como lo corre un operador: su salida y su código. */
+const runScript = (script: string, args: string[], env: NodeJS.ProcessEnv) =>
+  new Promise<Run>((resolve) => {
+    const child = spawn(process.execPath, ["--import", "tsx", script, ...args], { env });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      err += d.toString();
+    });
+    child.once("exit", (code) => resolve({ code, out, err }));
+  });
+
 // Las herramientas de operaciones tal como las corre un operador: procesos reales, base y NATS reales.
 describe("operator CLIs", () => {
   let nats: LocalNats & { dir: string };
   let db: TestDatabase;
 
   const run = (script: string, args: string[], natsUrl = nats.url) =>
-    new Promise<Run>((resolve) => {
-      const child = spawn(process.execPath, ["--import", "tsx", script, ...args], {
-        env: { ...process.env, NATS_URL: natsUrl, DATABASE_URL: db.url, LOG_LEVEL: "silent" },
-      });
-      let out = "";
-      let err = "";
-      child.stdout.on("data", (d: Buffer) => {
-        out += d.toString();
-      });
-      child.stderr.on("data", (d: Buffer) => {
-        err += d.toString();
-      });
-      child.once("exit", (code) => resolve({ code, out, err }));
+    runScript(script, args, {
+      ...process.env,
+      NATS_URL: natsUrl,
+      DATABASE_URL: db.url,
+      LOG_LEVEL: "silent",
     });
   const dlq = (...args: string[]) => run("scripts/dlq.ts", args);
 
@@ -183,4 +190,33 @@ describe("operator CLIs", () => {
     expect((await run("functions/cli.ts", ["ops", "root"])).err).toContain("unknown role root");
     expect(await clients()).toBe(before);
   }, 60_000);
+});
+
+// Un error de configuración de un CLI dice qué variable arreglar, en una línea y sin pila.
+describe("operator CLIs with a bad configuration", () => {
+  const runWith = (script: string, args: string[], env: Record<string, string>) => {
+    const { DATABASE_URL: _d, LOG_LEVEL: _l, ...inherited } = process.env;
+    return runScript(script, args, { ...inherited, ...env });
+  };
+
+  it.each([
+    ["db/cli.ts", ["migrate"]],
+    ["functions/cli.ts", ["operaciones"]],
+    ["scripts/dlq.ts", ["list"]],
+  ])(
+    "%s names DATABASE_URL or LOG_LEVEL when it is wrong",
+    async (script, args) => {
+      for (const [env, variable] of [
+        [{ DATABASE_URL: "not a url" }, "DATABASE_URL"],
+        [{ DATABASE_URL: "mysql://127.0.0.1/x" }, "DATABASE_URL"],
+        [{ DATABASE_URL: "postgres://127.0.0.1:1/x", LOG_LEVEL: "verbose" }, "LOG_LEVEL"],
+      ] as const) {
+        const r = await runWith(script, args, env);
+        expect(r.code, JSON.stringify(env)).toBe(1);
+        expect(r.err).toContain(variable);
+        expect(r.err).not.toMatch(/\n\s+at /);
+      }
+    },
+    60_000,
+  );
 });

@@ -2,6 +2,7 @@ import { userInfo } from "node:os";
 import { asc, eq, isNull } from "drizzle-orm";
 import { z } from "zod";
 import { createBusProvider } from "../core/bus-provider";
+import { failCli } from "../core/cli";
 import { natsConnectionFromEnv } from "../core/config";
 import { AppError } from "../core/errors";
 import { errorMessage } from "../core/http/db-errors";
@@ -23,8 +24,13 @@ if ((command === "show" || command === "replay") && arg && arg !== "--all") {
     process.exit(2);
   }
 }
-const logger = createLogger({ service: "dlq-cli", level: process.env.LOG_LEVEL ?? "warn" });
-const db = await createDb(dbConfigFromEnv());
+let logger: ReturnType<typeof createLogger>;
+try {
+  logger = createLogger({ service: "dlq-cli", level: process.env.LOG_LEVEL ?? "warn" });
+} catch (err) {
+  failCli(err);
+}
+const db = await createDb(dbConfigFromEnv()).catch(failCli);
 const bus = createBusProvider(natsConnectionFromEnv(process.env, "dlq-cli"), logger);
 const ctx = {
   db: db.db,

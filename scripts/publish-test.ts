@@ -2,6 +2,7 @@ import { parseArgs } from "node:util";
 import { subjects } from "../contracts/streams";
 import { connectBus, ensureStreams } from "../core/bus";
 import { createBusProvider } from "../core/bus-provider";
+import { failCli } from "../core/cli";
 import { natsConnectionFromEnv } from "../core/config";
 import { errorMessage } from "../core/http/db-errors";
 import { newId } from "../core/ids";
@@ -48,7 +49,12 @@ if (!Number.isInteger(count) || count < 1 || count > 10_000) {
 }
 const nats = natsConnectionFromEnv(process.env, "publish-test");
 const natsUrl = nats.servers;
-const logger = createLogger({ service: "publish-test", level: process.env.LOG_LEVEL ?? "warn" });
+let logger: ReturnType<typeof createLogger>;
+try {
+  logger = createLogger({ service: "publish-test", level: process.env.LOG_LEVEL ?? "warn" });
+} catch (err) {
+  failCli(err);
+}
 
 if (!["poison", "billing", "provision"].includes(values.type)) {
   console.error(`--type must be provision, billing or poison\n${usage}`);

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import getPort from "get-port";
@@ -14,6 +14,17 @@ interface Credentials {
 }
 
 // `npm start` de verdad: PGlite, nats-server propio, las tres piezas y Ctrl-C.
+/** Un `npm start` que debe negarse a arrancar: su código y su stderr. */
+async function startOnce(env: NodeJS.ProcessEnv): Promise<{ code: number | null; err: string }> {
+  const proc = spawn(process.execPath, ["--import", "tsx", "scripts/start.ts"], { env });
+  let err = "";
+  proc.stderr?.on("data", (d: Buffer) => {
+    err += d.toString();
+  });
+  const code = await new Promise<number | null>((resolve) => proc.once("exit", resolve));
+  return { code, err };
+}
+
 describe("npm start (embedded mode)", () => {
   const dataDir = mkdtempSync(join(tmpdir(), "farutech-start-"));
   let child: ChildProcess | undefined;
@@ -106,6 +117,19 @@ describe("npm start (embedded mode)", () => {
       BATCH_CONTROL: false,
     });
 
+    // La carpeta es de un solo proceso y de un solo usuario: un segundo `npm start` sobre ella se
+    // niega (antes arrancaba otro nats-server y otra PGlite sobre los mismos archivos).
+    expect(statSync(dataDir).mode & 0o777).toBe(0o700);
+    expect(statSync(join(dataDir, "pglite")).mode & 0o777).toBe(0o700);
+    const second = await startOnce({
+      ...env,
+      ADMIN_PORT: String(await getPort()),
+      EDGE_PORT: String(await getPort()),
+    });
+    expect(second.code).toBe(1);
+    expect(second.err).toContain(`is in use by process ${child.pid}`);
+    expect(second.err).not.toMatch(/\n\s+at /);
+
     const proc = child;
     const exitCode = await new Promise<number | null>((resolve) => {
       proc.once("exit", (code) => resolve(code));
@@ -124,17 +148,17 @@ describe("nats-server discovery", () => {
 });
 
 describe("npm start configuration", () => {
-  it("refuses an invalid port with a message naming the variable, without a stack trace", async () => {
-    const proc = spawn(process.execPath, ["--import", "tsx", "scripts/start.ts"], {
-      env: { ...process.env, ADMIN_PORT: "abc", LOG_LEVEL: "silent" },
-    });
-    let err = "";
-    proc.stderr?.on("data", (d: Buffer) => {
-      err += d.toString();
-    });
-    const code = await new Promise<number | null>((resolve) => proc.once("exit", resolve));
-    expect(code).toBe(1);
-    expect(err).toContain("ADMIN_PORT");
-    expect(err).not.toMatch(/\n\s+at /);
-  }, 30_000);
+  it.each([
+    ["ADMIN_PORT", { ADMIN_PORT: "abc", LOG_LEVEL: "silent" }],
+    ["LOG_LEVEL", { LOG_LEVEL: "verbose" }],
+  ])(
+    "refuses an invalid %s with a message naming it, without a stack trace",
+    async (name, env) => {
+      const { code, err } = await startOnce({ ...process.env, ...env });
+      expect(code).toBe(1);
+      expect(err).toContain(name);
+      expect(err).not.toMatch(/\n\s+at /);
+    },
+    30_000,
+  );
 });

@@ -2,8 +2,10 @@ import { join, resolve } from "node:path";
 import { type ServerType, serve } from "@hono/node-server";
 import getPort, { portNumbers } from "get-port";
 import { z } from "zod";
+import { failCli } from "../core/cli";
 import { ConfigError, parseEnv } from "../core/config";
-import { createLogger } from "../core/logger";
+import { DataDirInUseError, ensurePrivateDir, lockDataDir } from "../core/dir-lock";
+import { createLogger, type Logger } from "../core/logger";
 import { createDb, dbConfigFromEnv } from "../db/client";
 import { seedDemo } from "../db/seed";
 import { createNodeEdgeApp } from "../edge/node";
@@ -19,7 +21,12 @@ import {
 
 // `npm start`: todo el sistema en un proceso, con PGlite y un nats-server propio por defecto.
 const DATA_DIR = resolve(process.env.FARUTECH_DATA_DIR ?? ".data");
-const logger = createLogger({ service: "local", level: process.env.LOG_LEVEL ?? "info" });
+let logger: Logger;
+try {
+  logger = createLogger({ service: "local", level: process.env.LOG_LEVEL ?? "info" });
+} catch (err) {
+  failCli(err);
+}
 
 const portsEnv = z.object({
   ADMIN_PORT: z.coerce.number().int().min(1).max(65_535).default(3000),
@@ -29,6 +36,10 @@ const portsEnv = z.object({
 async function main() {
   const env: Record<string, string | undefined> = { ...process.env };
   const { ADMIN_PORT: adminPort, EDGE_PORT: edgePort } = parseEnv(portsEnv, env);
+  // Un solo `npm start` por carpeta: dos compartirían el store de JetStream, las credenciales y la
+  // base, y perderían escrituras confirmadas. Y solo su usuario la lee (datos de clientes, claves).
+  ensurePrivateDir(DATA_DIR);
+  lockDataDir(join(DATA_DIR, "farutech.lock"), `The data folder ${DATA_DIR}`);
 
   let nats: LocalNats | undefined;
   if (!env.NATS_URL) {
@@ -113,16 +124,14 @@ async function main() {
     await nats?.stop();
     process.exit(0);
   };
-  process.once("SIGINT", () => void shutdown("SIGINT"));
-  process.once("SIGTERM", () => void shutdown("SIGTERM"));
+  // `on` y no `once`: un segundo Ctrl-C durante el drenaje no mata el proceso a medias.
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
 }
 
 main().catch((err: unknown) => {
-  // Configuración inválida: el mensaje nombra la variable; la pila no le dice nada al operador.
-  if (err instanceof ConfigError) {
-    console.error(`\n${err.message}\n`);
-    process.exit(1);
-  }
+  // Configuración inválida o carpeta ocupada: el mensaje lo dice; la pila no le dice nada al operador.
+  if (err instanceof ConfigError || err instanceof DataDirInUseError) failCli(err);
   logger.fatal({ err }, "npm start failed");
   process.exit(1);
 });

@@ -1,4 +1,4 @@
-import { join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { z } from "zod";
 import { type Bus, connectBus, ensureStreams } from "../core/bus";
 import {
@@ -96,10 +96,20 @@ async function settledBy(work: Promise<unknown>, deadline: number): Promise<bool
   }
 }
 
+/**
+ * Carpeta de las bases embebidas de productos (`apps`) o de tenants (`tenants`) de esta
+ * instalación: junto a `.data/pglite` (la de `npm start`), `.data/apps`; junto a otra carpeta,
+ * `<carpeta>-apps`, para que dos instalaciones con carpetas hermanas no compartan bases.
+ */
+export function embeddedDirFor(pgliteDir: string, kind: "apps" | "tenants"): string {
+  if (pgliteDir.startsWith("memory://")) return pgliteDir;
+  const dir = resolve(pgliteDir);
+  return basename(dir) === "pglite" ? join(dirname(dir), kind) : `${dir}-${kind}`;
+}
+
 export function registryFor(db: DbHandle, env: WorkersEnv): SharedTenantRegistry {
   if (db.driver === "pglite") {
-    const dir = env.PGLITE_DATA_DIR ?? DEFAULT_PGLITE_DIR;
-    return createPgliteRegistry(dir.startsWith("memory://") ? dir : join(dir, "..", "apps"));
+    return createPgliteRegistry(embeddedDirFor(env.PGLITE_DATA_DIR ?? DEFAULT_PGLITE_DIR, "apps"));
   }
   if (!env.DATABASE_URL)
     throw new ConfigError("DATABASE_URL is required for the shared product databases");
@@ -108,8 +118,9 @@ export function registryFor(db: DbHandle, env: WorkersEnv): SharedTenantRegistry
 
 export function dedicatedFor(db: DbHandle, env: WorkersEnv): DedicatedDatabases {
   if (db.driver === "pglite") {
-    const dir = env.PGLITE_DATA_DIR ?? DEFAULT_PGLITE_DIR;
-    return createPgliteDedicated(dir.startsWith("memory://") ? dir : join(dir, "..", "tenants"));
+    return createPgliteDedicated(
+      embeddedDirFor(env.PGLITE_DATA_DIR ?? DEFAULT_PGLITE_DIR, "tenants"),
+    );
   }
   if (!env.DATABASE_URL)
     throw new ConfigError("DATABASE_URL is required for Enterprise tenant databases");

@@ -1,7 +1,7 @@
-import { mkdirSync } from "node:fs";
 import { PGlite } from "@electric-sql/pglite";
 import { drizzle } from "drizzle-orm/pglite";
 import { migrate } from "drizzle-orm/pglite/migrator";
+import { ensurePrivateDir, lockDataDir } from "../../core/dir-lock";
 import * as schema from "../schema";
 import { type DbHandle, type QueryObserver, queryLogger } from "../types";
 
@@ -13,8 +13,18 @@ export interface PgliteOptions {
 }
 
 export async function createPgliteDb(options: PgliteOptions): Promise<DbHandle> {
-  if (!options.dataDir.startsWith("memory://")) mkdirSync(options.dataDir, { recursive: true });
-  const client = await PGlite.create(options.dataDir);
+  let unlock = () => {};
+  if (!options.dataDir.startsWith("memory://")) {
+    ensurePrivateDir(options.dataDir);
+    unlock = lockDataDir(`${options.dataDir}.lock`, `The PGlite database ${options.dataDir}`);
+  }
+  let client: PGlite;
+  try {
+    client = await PGlite.create(options.dataDir);
+  } catch (err) {
+    unlock();
+    throw err;
+  }
   const db = drizzle({ client, schema, logger: queryLogger(options.onQuery) });
   return {
     db,
@@ -23,6 +33,12 @@ export async function createPgliteDb(options: PgliteOptions): Promise<DbHandle> 
     migrate: async () => {
       await migrate(db, { migrationsFolder: options.migrationsFolder });
     },
-    close: () => client.close(),
+    close: async () => {
+      try {
+        await client.close();
+      } finally {
+        unlock();
+      }
+    },
   };
 }

@@ -303,7 +303,11 @@ describe("Enterprise tier provisioning, embedded (PGlite)", () => {
     expect(sealed).toMatch(/^v1\.test\./);
     const box = await createSecretBox(stack.env.ENCRYPTION_KEYS ?? "");
     const url = await box.decrypt(sealed);
-    const tenantDir = join(dir, "tenants", dedicatedName(res.body.tenantInstanceId));
+    // Carpeta de la instalación (PGLITE_DATA_DIR no es `…/pglite`): `<carpeta>-tenants`.
+    const tenantDir = join(
+      `${join(dir, "control")}-tenants`,
+      dedicatedName(res.body.tenantInstanceId),
+    );
     expect(url).toBe(`pglite://${tenantDir}`);
 
     // La carpeta del tenant es una base PGlite con el esquema base del producto.

@@ -1,7 +1,9 @@
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
+import { ensurePrivateDir } from "../../core/dir-lock";
 import { pgErrorCode } from "../../core/http/db-errors";
+import { revokePublicAccess } from "./database-acl";
 import { scramSha256Verifier } from "./scram";
 import { createTenantPools, type TenantPools, type TenantPoolsOptions } from "./tenant-pools";
 
@@ -83,9 +85,7 @@ export function createPostgresDedicated(
         }
         await admin.query(`revoke all on database "${name}" from public`);
         // Y ningún rol de tenant entra en la base del plano de control (solo su dueño).
-        await admin.query(
-          `revoke connect, temporary on database "${new URL(adminUrl).pathname.slice(1)}" from public`,
-        );
+        await revokePublicAccess(admin, new URL(adminUrl).pathname.slice(1));
       } finally {
         await admin.end();
       }
@@ -156,6 +156,7 @@ export function createPgliteDedicated(dataDir: string): DedicatedDatabases {
       dataDir.startsWith("memory://") ? "pglite://memory" : `pglite://${dirOf(tenantInstanceId)}`,
     async create(tenantInstanceId) {
       if (dataDir.startsWith("memory://")) return;
+      ensurePrivateDir(dataDir);
       mkdirSync(dirOf(tenantInstanceId), { recursive: true });
     },
     async applyBaseline(connectionString, productCode) {

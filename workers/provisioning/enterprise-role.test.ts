@@ -161,6 +161,36 @@ describe("Standard application login confinement", () => {
     await control?.drop();
   });
 
+  it("several worker processes opening their product databases at once do not collide", async () => {
+    // Cada registro es un proceso de workers que abre su base y revoca a la vez sobre la del plano
+    // de control: sin serializar, "tuple concurrently updated".
+    const controlDb = new URL(control.url ?? "").pathname.slice(1);
+    // Como en un despliegue nuevo: PUBLIC aún entra, y todos van a revocarlo a la vez.
+    const admin = new pg.Client({ connectionString: control.url });
+    await admin.connect();
+    await admin
+      .query(`grant connect, temporary on database "${controlDb}" to public`)
+      .finally(() => admin.end());
+    const processes = ["A", "B", "C", "D", "E", "F"].map((suffix) => ({
+      suffix,
+      registry: createPostgresRegistry(control.url ?? ""),
+    }));
+    try {
+      await Promise.all(
+        processes.map(({ suffix, registry }) =>
+          registry.register(`FARUTECH_ACL_${suffix}`, {
+            tenantInstanceId: newId(),
+            tenantCode: `acl-${suffix.toLowerCase()}`,
+            customerId: newId(),
+          }),
+        ),
+      );
+    } finally {
+      await Promise.all(processes.map((p) => p.registry.close()));
+    }
+    expect(await reach(at(controlDb))).toBe("refused 42501");
+  });
+
   it("reaches its product's shared database, not the control plane", async () => {
     const controlDb = new URL(control.url ?? "").pathname.slice(1);
     const shared = sharedDatabaseName(controlDb, "FARUTECH_VET");

@@ -3,8 +3,10 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { PGlite } from "@electric-sql/pglite";
 import type pg from "pg";
+import { ensurePrivateDir } from "../../core/dir-lock";
 import { pgErrorCode } from "../../core/http/db-errors";
 import { survivePoolConnectionErrors } from "../../db/drivers/pool-errors";
+import { revokePublicAccess } from "./database-acl";
 
 export interface TenantRegistration {
   tenantInstanceId: string;
@@ -148,7 +150,7 @@ export function createPostgresRegistry(
           });
           // Los usuarios de login de las apps hijas (miembros del rol de la app) no entran en la
           // base del plano de control, aunque aún no haya ningún tenant Enterprise que lo revoque.
-          await admin.query(`revoke connect, temporary on database "${controlDb}" from public`);
+          await revokePublicAccess(admin, controlDb);
         } finally {
           await admin.end();
         }
@@ -234,7 +236,10 @@ export function createPgliteRegistry(dataDir: string): SharedTenantRegistry {
         const dir = dataDir.startsWith("memory://")
           ? "memory://"
           : join(dataDir, productCode.toLowerCase());
-        if (dir !== "memory://") mkdirSync(dir, { recursive: true });
+        if (dir !== "memory://") {
+          ensurePrivateDir(dataDir);
+          mkdirSync(dir, { recursive: true });
+        }
         const instance = await PGlite.create(dir);
         // Un solo proceso abre la carpeta: no hace falta lock.
         await instance.transaction((tx) => tx.exec(BASELINE(PGLITE_APP_ROLE)));

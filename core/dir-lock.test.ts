@@ -1,0 +1,93 @@
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { createDb } from "../db/client";
+import { DataDirInUseError, ensurePrivateDir, lockDataDir } from "./dir-lock";
+
+const root = mkdtempSync(join(tmpdir(), "farutech-dir-lock-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+/** Otro proceso que toma el candado y lo retiene hasta que se le cierra la entrada. */
+async function holdInAnotherProcess(lockPath: string) {
+  const child = spawn(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      "-e",
+      `import("./core/dir-lock.ts").then(({ lockDataDir }) => {
+         lockDataDir(${JSON.stringify(lockPath)}, "test");
+         process.stdout.write("locked\\n");
+         process.stdin.resume();
+         process.stdin.on("end", () => process.exit(0));
+       });`,
+    ],
+    { stdio: ["pipe", "pipe", "inherit"] },
+  );
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on("data", (d: Buffer) => d.toString().includes("locked") && resolve());
+    child.once("exit", (code) => reject(new Error(`holder exited with ${code}`)));
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  return { pid: child.pid, kill: () => child.kill("SIGKILL"), exited };
+}
+
+describe("data folder lock", () => {
+  it("refuses a folder another live process holds, naming it, and takes it once that process is gone", async () => {
+    const lock = join(root, "a.lock");
+    const holder = await holdInAnotherProcess(lock);
+    try {
+      expect(() => lockDataDir(lock, "The folder a")).toThrow(DataDirInUseError);
+      expect(() => lockDataDir(lock, "The folder a")).toThrow(
+        `The folder a is in use by process ${holder.pid}`,
+      );
+    } finally {
+      // SIGKILL: no suelta el candado; el siguiente lo encuentra huérfano y lo toma.
+      holder.kill();
+      await holder.exited;
+    }
+    expect(readFileSync(lock, "utf8")).toBe(String(holder.pid));
+    const release = lockDataDir(lock, "The folder a");
+    expect(readFileSync(lock, "utf8")).toBe(String(process.pid));
+    release();
+    expect(() => statSync(lock)).toThrow();
+  });
+
+  it("is not taken twice in one process either", () => {
+    const lock = join(root, "b.lock");
+    const release = lockDataDir(lock, "b");
+    expect(() => lockDataDir(lock, "b")).toThrow(DataDirInUseError);
+    release();
+    lockDataDir(lock, "b")();
+  });
+
+  it("takes over a lock file that holds no pid", () => {
+    const lock = join(root, "c.lock");
+    writeFileSync(lock, "not a pid");
+    const release = lockDataDir(lock, "c");
+    release();
+  });
+
+  it("makes a data folder private to its user, also one that existed", () => {
+    const dir = join(root, "private");
+    ensurePrivateDir(dir);
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+  });
+});
+
+describe("embedded PGlite folder", () => {
+  it("opens a folder in one handle at a time, private to its user", async () => {
+    const dir = join(root, "pglite");
+    const first = await createDb({ pgliteDataDir: dir });
+    try {
+      await expect(createDb({ pgliteDataDir: dir })).rejects.toThrow(DataDirInUseError);
+      expect(statSync(dir).mode & 0o777).toBe(0o700);
+    } finally {
+      await first.close();
+    }
+    const again = await createDb({ pgliteDataDir: dir });
+    await again.close();
+  });
+});
