@@ -506,6 +506,41 @@ describe("tokens", () => {
     await client.close();
   });
 
+  it("keeps rejecting rejected credentials while the edge locks them out (429), asking again ever later", async () => {
+    let lockedOut = false;
+    const { client, clock, recorder } = testClient(
+      { clientSecret: "wrong", fallback: { features: { DIGITAL_RECORDS: true } } },
+      {
+        // Como el bloqueo del edge tras 5 fallos del mismo client_id: 429 invalid_client.
+        fault: (path) =>
+          lockedOut && path === "/oauth/token"
+            ? Response.json(
+                { error: "invalid_client", error_description: "Too many failed attempts" },
+                { status: 429, headers: { "retry-after": "60" } },
+              )
+            : undefined,
+      },
+    );
+    const outcome = () =>
+      client.isEnabled("DIGITAL_RECORDS").then(
+        (v) => `served ${v}`,
+        (e: unknown) => (e instanceof FarutechAuthError ? "auth error" : String(e)),
+      );
+    expect(await outcome()).toBe("auth error");
+    lockedOut = true;
+    const outcomes: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      clock.t += 10_000;
+      outcomes.push(await outcome());
+      expect(client.peek()).toBeUndefined();
+    }
+    // Nunca el fallback: el 429 lo causan los propios fallos de estas credenciales.
+    expect(new Set(outcomes)).toEqual(new Set(["auth error"]));
+    // En 2 minutos, pocas peticiones de token (cada una cuenta para el bloqueo), no una por llamada.
+    expect(recorder.tokens().map((c) => c.status)).toEqual([401, 429, 429]);
+    await client.close();
+  });
+
   it("authorizedFetch and ofrepHeaders carry a token the edge accepts", async () => {
     const { client } = testClient();
     const url = `${edge.url}/v1/entitlements?instanceId=${norteId}`;
@@ -1092,6 +1127,10 @@ describe("in workerd", () => {
       },
     );
     try {
+      // El ejemplo del README: la primera petición de un isolate nuevo (sin snapshot aún) pasa.
+      const gate = await worker.fetch("/gate?feature=DIGITAL_RECORDS");
+      expect(gate.status).toBe(200);
+      expect((await worker.fetch("/gate?feature=BATCH_CONTROL")).status).toBe(403);
       const first = await worker.fetch("/?feature=DIGITAL_RECORDS&limit=max_users");
       expect(await first.json()).toMatchObject({
         enabled: true,

@@ -39,11 +39,22 @@ function basicAuth(id: string, secret: string): string {
 
 const BACKOFF_BASE_MS = 1_000;
 const BACKOFF_MAX_MS = 30_000;
+/**
+ * Credenciales rechazadas: no se vuelve a preguntar antes de esto (y luego cada vez más tarde,
+ * hasta 5 min). Cada intento fallido cuenta para el bloqueo del edge (5 por minuto por defecto).
+ */
+const REJECTED_BACKOFF_BASE_MS = 15_000;
+const REJECTED_BACKOFF_MAX_MS = 300_000;
 
 /** Espera exponencial con tope entre intentos fallidos seguidos. */
 class Backoff {
   private failures = 0;
   private until = 0;
+
+  constructor(
+    private readonly baseMs = BACKOFF_BASE_MS,
+    private readonly maxMs = BACKOFF_MAX_MS,
+  ) {}
 
   active(now: number): boolean {
     return now < this.until;
@@ -51,7 +62,7 @@ class Backoff {
 
   /** Registra un fallo; `atLeastMs` respeta un Retry-After mayor que el paso exponencial. */
   fail(now: number, atLeastMs = 0): void {
-    const step = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.failures);
+    const step = Math.min(this.maxMs, this.baseMs * 2 ** this.failures);
     this.failures += 1;
     this.until = now + Math.max(step, atLeastMs);
   }
@@ -80,6 +91,13 @@ export class TokenSource {
   private readonly renewal = new Backoff();
   /** Tokens rechazados con 401: limita cuántas veces se fuerza uno nuevo. */
   private readonly rejection = new Backoff();
+  /**
+   * El edge rechazó las credenciales (secreto malo, cliente revocado). Hasta obtener un token, un
+   * 429 del endpoint de tokens es ese mismo rechazo (el bloqueo lo causan esos fallos), no el edge
+   * "no disponible": si no, la app volvía a servir su snapshot viejo o el fallback.
+   */
+  private credentialsRejected: FarutechAuthError | undefined;
+  private readonly rejectedRetry = new Backoff(REJECTED_BACKOFF_BASE_MS, REJECTED_BACKOFF_MAX_MS);
 
   constructor(private readonly options: TokenSourceOptions) {
     this.refreshRatio = options.refreshRatio ?? 0.8;
@@ -94,6 +112,9 @@ export class TokenSource {
     // Tras un fallo no se vuelve a pedir hasta que pase la espera: el token actual aún vale
     // y así ninguna llamada de la app paga un timeout por intento.
     if (valid && this.renewal.active(now)) return valid.accessToken;
+    if (!valid && this.credentialsRejected && this.rejectedRetry.active(now)) {
+      throw this.credentialsRejected;
+    }
     if (!valid && this.rateLimit && now < this.rateLimit.until) throw this.rateLimit.error;
     const timeoutMs = this.options.transport.timeoutMs;
     // Una petición de token más vieja que el timeout no se espera: en workerd puede no acabar nunca.
@@ -168,9 +189,20 @@ export class TokenSource {
         (token) => {
           this.renewal.reset();
           this.rateLimit = undefined;
+          this.credentialsRejected = undefined;
+          this.rejectedRetry.reset();
           return token;
         },
         (err: unknown) => {
+          if (err instanceof FarutechAuthError) {
+            this.credentialsRejected = err;
+            this.rejectedRetry.fail(this.options.now());
+            throw err;
+          }
+          if (this.credentialsRejected && isTransient(err) && err.status === 429) {
+            this.rejectedRetry.fail(this.options.now(), retryAfterMs(err));
+            throw this.credentialsRejected;
+          }
           if (isTransient(err)) {
             const now = this.options.now();
             const waitForMs = retryAfterMs(err);

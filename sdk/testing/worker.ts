@@ -36,6 +36,16 @@ export default {
       const snapshot = client.peek(url.searchParams.has("ctx") ? ctx : undefined);
       return Response.json({ version: snapshot?.source === "edge" ? snapshot.version : null });
     }
+    if (url.pathname === "/gate") {
+      // El patrón del README (sección Cloudflare Workers), tal cual.
+      const snapshot = client.peek(ctx);
+      const feature = url.searchParams.get("feature") ?? "";
+      const enabled = snapshot
+        ? snapshot.features[feature] === true
+        : await client.isEnabled(feature);
+      if (!enabled) return new Response("No incluido", { status: 403 });
+      return new Response("ok");
+    }
     if (url.pathname === "/snapshot") {
       const snapshot = await client.snapshot();
       return Response.json({ version: snapshot.source === "edge" ? snapshot.version : null });
