@@ -54,7 +54,7 @@ export interface FarutechClientOptions {
    */
   maxStaleMs?: number;
   logger?: FarutechLogger;
-  /** Reloj en ms (por defecto Date.now); las pruebas lo controlan. */
+  /** Reloj en ms (por defecto uno monótono anclado a Date.now); las pruebas lo controlan. */
   now?: () => number;
 }
 
@@ -106,6 +106,16 @@ interface EdgeState {
 const DEFAULT_MAX_AGE_MS = 5_000;
 const DEFAULT_MAX_STALE_MS = 3_600_000;
 const DEFAULT_TIMEOUT_MS = 5_000;
+
+let clockOrigin: number | undefined;
+/**
+ * Reloj por defecto: nunca retrocede (performance.now), con la época de Date.now tomada en el primer
+ * uso (en workerd, fuera de una petición, Date.now vale 0).
+ */
+function monotonicNow(): number {
+  clockOrigin ??= Date.now() - performance.now();
+  return clockOrigin + performance.now();
+}
 const EDGE_STALE_HEADER = "x-entitlements-stale";
 
 /** El snapshot que recibe la app es suyo: cambiarlo no cambia lo que responde isEnabled. */
@@ -155,7 +165,7 @@ class Client implements FarutechClient {
       timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     };
     this.logger = options.logger ?? silentSdkLogger;
-    this.now = options.now ?? Date.now;
+    this.now = options.now ?? monotonicNow;
     this.maxAgeMs = options.maxAgeMs ?? DEFAULT_MAX_AGE_MS;
     this.maxStaleMs = options.maxStaleMs ?? DEFAULT_MAX_STALE_MS;
     this.tokens = new TokenSource({
@@ -186,12 +196,11 @@ class Client implements FarutechClient {
   /** El snapshot vigente, revalidado si pasó maxAgeMs, sin copiar (estado interno: no se expone). */
   private async current(): Promise<EntitlementsSnapshot> {
     this.assertOpen();
-    const now = this.now();
     const view = this.view();
-    if (this.edge && view && now - this.edge.checkedAt < this.maxAgeMs) return view;
+    if (this.edge && view && this.age(this.edge.checkedAt) < this.maxAgeMs) return view;
     // Tras un fallo se espera maxAgeMs antes de volver a intentar: sin martillar al edge caído
     // ni sumar un timeout a cada llamada de la app.
-    if (this.failure && now - this.failure.at < this.backoffMs(this.failure.error)) {
+    if (this.failure && this.age(this.failure.at) < this.backoffMs(this.failure.error)) {
       return this.afterFailure(this.failure.error);
     }
     try {
@@ -214,9 +223,9 @@ class Client implements FarutechClient {
   }
 
   peek(scope?: BackgroundScope): EntitlementsSnapshot | undefined {
-    const now = this.now();
-    const due = !this.edge || now - this.edge.checkedAt >= this.maxAgeMs;
-    const backingOff = this.failure && now - this.failure.at < this.backoffMs(this.failure.error);
+    const due = !this.edge || this.age(this.edge.checkedAt) >= this.maxAgeMs;
+    const backingOff =
+      this.failure && this.age(this.failure.at) < this.backoffMs(this.failure.error);
     const loading = isLive(this.inflight, this.transport.timeoutMs);
     if (!this.closed && due && !backingOff && !loading) {
       // El error ya quedó en el log y en this.failure; aquí no hay quien lo reciba.
@@ -295,6 +304,15 @@ class Client implements FarutechClient {
   /** Espera tras un fallo: maxAgeMs, o el Retry-After del edge (con tope) si pide más. */
   private backoffMs(error: FarutechError): number {
     return Math.max(this.maxAgeMs, retryAfterMs(error));
+  }
+
+  /**
+   * Cuánto pasó desde `since`. Un reloj que retrocedió (el `now` de la app, un ajuste de NTP) no
+   * deja "fresco" lo viejo durante lo que retrocedió: una edad negativa cuenta como vencida.
+   */
+  private age(since: number): number {
+    const age = this.now() - since;
+    return age < 0 ? Number.POSITIVE_INFINITY : age;
   }
 
   private assertOpen(): void {

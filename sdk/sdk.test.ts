@@ -650,6 +650,17 @@ describe("entitlements", () => {
     await client.close();
   });
 
+  it("revalidates after maxAge even when the clock stepped back (NTP, a VM that resumed)", async () => {
+    const { client, clock, recorder } = testClient();
+    expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(true);
+    clock.t -= 3_600_000;
+    clock.t += 2 * MAX_AGE_MS;
+    await client.isEnabled("DIGITAL_RECORDS");
+    // Con la edad negativa tomada por "fresco", no volvía a preguntar en una hora.
+    expect(recorder.calls.filter((c) => c.path === "/v1/entitlements")).toHaveLength(2);
+    await client.close();
+  });
+
   it("shows a database change after maxAge", async () => {
     const { client, clock, recorder } = testClient();
     expect(await client.limit("max_users")).toBe(100);
