@@ -156,6 +156,10 @@ class Client implements FarutechClient {
     for (const key of ["edgeUrl", "clientId", "clientSecret", "instanceId"] as const) {
       if (!options[key]) throw new FarutechError("invalid_options", `${key} is required`);
     }
+    // Una URL mal escrita no es "edge caído": con fallback, la app correría con él sin saberlo.
+    if (!/^https?:$/.test(URL.canParse(options.edgeUrl) ? new URL(options.edgeUrl).protocol : "")) {
+      throw new FarutechError("invalid_options", "edgeUrl must be an http(s) URL");
+    }
     this.edgeUrl = options.edgeUrl;
     this.instanceId = options.instanceId;
     const fetchImpl: FetchLike = options.fetch ?? ((input, init) => fetch(input, init));
@@ -447,6 +451,15 @@ class Client implements FarutechClient {
     }
     if (res.status === 200) {
       const body = parseEntitlements(await readJson(res, this.transport.timeoutMs));
+      // Un proxy o una cache intermedia mal configurados no pueden dar a esta app los permisos de
+      // otra instancia.
+      if (body.instanceId !== this.instanceId) {
+        throw new FarutechError(
+          "bad_response",
+          `Entitlements response is for instance ${body.instanceId}, not ${this.instanceId}`,
+          200,
+        );
+      }
       const next: EdgeState = {
         body,
         etag: res.headers.get("etag") ?? undefined,

@@ -1014,6 +1014,30 @@ describe("entitlements", () => {
     await client.close();
   });
 
+  it("refuses entitlements of another instance (a misrouted proxy or cache) and an edgeUrl that is not http(s)", async () => {
+    const { client } = testClient(
+      { fallback: { features: { DIGITAL_RECORDS: true }, limits: {} } },
+      {
+        fault: (path, request) =>
+          path === "/v1/entitlements"
+            ? fetch(request)
+                .then((res) => res.json() as Promise<Record<string, unknown>>)
+                .then((real) => Response.json({ ...real, instanceId: otherInstanceId }))
+            : undefined,
+      },
+    );
+    await expect(client.isEnabled("DIGITAL_RECORDS")).rejects.toMatchObject({
+      code: "bad_response",
+    });
+    expect(client.peek()).toBeUndefined();
+    await client.close();
+    for (const edgeUrl of ["edge.farutech.com", "ftp://edge.farutech.com"]) {
+      expect(() => testClient({ edgeUrl })).toThrow(
+        expect.objectContaining({ code: "invalid_options" }),
+      );
+    }
+  });
+
   it("throws FarutechForbiddenError for an instance the client may not read", async () => {
     const { client } = testClient({
       instanceId: otherInstanceId,
