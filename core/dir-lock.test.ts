@@ -55,6 +55,14 @@ describe("data folder lock", () => {
     expect(() => statSync(lock)).toThrow();
   });
 
+  it("takes over a lock with its own pid left by a previous process (a restarted container is pid 1 again)", () => {
+    const lock = join(root, "own.lock");
+    writeFileSync(lock, String(process.pid));
+    const release = lockDataDir(lock, "own");
+    expect(() => lockDataDir(lock, "own")).toThrow(DataDirInUseError);
+    release();
+  });
+
   it("is not taken twice in one process either", () => {
     const lock = join(root, "b.lock");
     const release = lockDataDir(lock, "b");
@@ -88,6 +96,11 @@ describe("embedded PGlite folder", () => {
       await first.close();
     }
     const again = await createDb({ pgliteDataDir: dir });
-    await again.close();
+    try {
+      // La misma carpeta escrita de otra forma es el mismo candado.
+      await expect(createDb({ pgliteDataDir: `${dir}/` })).rejects.toThrow(DataDirInUseError);
+    } finally {
+      await again.close();
+    }
   });
 });

@@ -3,10 +3,12 @@ import {
   linkSync,
   mkdirSync,
   readFileSync,
+  renameSync,
   rmSync,
   unlinkSync,
   writeFileSync,
 } from "node:fs";
+import { resolve } from "node:path";
 
 /** Otra instancia (u otro CLI) ya usa esa carpeta de datos. */
 export class DataDirInUseError extends Error {
@@ -41,42 +43,71 @@ function holderOf(lockPath: string): number | undefined {
   }
 }
 
+/** Candados que este proceso tiene: uno con nuestro pid que no está aquí es de un proceso anterior. */
+const held = new Set<string>();
+
+/**
+ * Un candado huérfano se aparta con rename (solo un proceso lo logra); si lo apartado resulta ser
+ * el candado nuevo de otro proceso vivo, se devuelve a su sitio.
+ */
+function removeOrphan(lockPath: string, orphanPid: number | undefined): void {
+  const grave = `${lockPath}.orphan.${process.pid}.${Date.now()}`;
+  try {
+    renameSync(lockPath, grave);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return; // otro lo apartó antes
+    throw err;
+  }
+  const moved = holderOf(grave);
+  if (moved !== orphanPid && moved !== undefined && isAlive(moved)) {
+    try {
+      linkSync(grave, lockPath);
+    } catch {
+      // Un tercero ya tomó la carpeta: el candado apartado ya no protege nada.
+    }
+  }
+  rmSync(grave, { force: true });
+}
+
 /**
  * Un solo proceso por carpeta de datos: dos PGlite (o dos nats-server) sobre los mismos archivos
  * pierden escrituras confirmadas sin ningún error. El candado es un archivo con el pid, creado de
  * forma atómica (link falla si ya existe, y nunca se ve a medio escribir); si su proceso ya no
- * existe (murió con SIGKILL), se toma. Devuelve la función que lo suelta.
+ * existe (murió con SIGKILL), se toma. Un pid igual al nuestro que no tomamos nosotros es de un
+ * proceso anterior (en un contenedor, el nuevo suele tener el mismo pid). Devuelve la función que
+ * lo suelta.
  */
 export function lockDataDir(lockPath: string, what: string): () => void {
-  const staging = `${lockPath}.${process.pid}.${Date.now()}`;
+  const path = resolve(lockPath);
+  const staging = `${path}.${process.pid}.${Date.now()}`;
   writeFileSync(staging, String(process.pid), { mode: 0o600 });
   try {
     for (let attempt = 0; ; attempt++) {
       try {
-        linkSync(staging, lockPath);
+        linkSync(staging, path);
         break;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-        const holder = holderOf(lockPath);
-        if (holder !== undefined && isAlive(holder)) {
-          throw new DataDirInUseError(lockPath, holder, what);
-        }
-        if (attempt > 0) throw new DataDirInUseError(lockPath, holder ?? 0, what);
-        // Candado huérfano: se borra y se intenta una vez más (si otro gana, ese lo tiene).
-        rmSync(lockPath, { force: true });
+        const holder = holderOf(path);
+        const live =
+          holder !== undefined && (holder === process.pid ? held.has(path) : isAlive(holder));
+        if (live || attempt >= 3) throw new DataDirInUseError(path, holder ?? 0, what);
+        removeOrphan(path, holder);
       }
     }
   } finally {
     rmSync(staging, { force: true });
   }
+  held.add(path);
   let released = false;
   const release = () => {
     if (released) return;
     released = true;
+    held.delete(path);
     process.removeListener("exit", release);
-    if (holderOf(lockPath) === process.pid) {
+    if (holderOf(path) === process.pid) {
       try {
-        unlinkSync(lockPath);
+        unlinkSync(path);
       } catch {
         // Ya no está: nada que soltar.
       }

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -19,6 +19,18 @@ describe("embedded product and tenant folders", () => {
     expect(embeddedDirFor("/srv/a", "apps")).toBe("/srv/a-apps");
     expect(embeddedDirFor("/srv/b/", "tenants")).toBe("/srv/b-tenants");
     expect(embeddedDirFor("memory://", "apps")).toBe("memory://");
+  });
+
+  it("refuses to start empty when this installation's databases are still in the old shared place", () => {
+    const parent = join(root, "upgraded");
+    mkdirSync(join(parent, "apps"), { recursive: true });
+    expect(() => embeddedDirFor(join(parent, "db"), "apps")).toThrow(
+      `now kept in ${join(parent, "db")}-apps; move this installation's ones there from ${join(parent, "apps")}`,
+    );
+    // Ya movidas, se usan; las de tenants no tenían nada en el sitio viejo.
+    mkdirSync(join(parent, "db-apps"));
+    expect(embeddedDirFor(join(parent, "db"), "apps")).toBe(join(parent, "db-apps"));
+    expect(embeddedDirFor(join(parent, "db"), "tenants")).toBe(join(parent, "db-tenants"));
   });
 
   it("two installations with sibling folders do not share their product databases", async () => {

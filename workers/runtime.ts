@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { z } from "zod";
 import { type Bus, connectBus, ensureStreams } from "../core/bus";
@@ -104,7 +105,17 @@ async function settledBy(work: Promise<unknown>, deadline: number): Promise<bool
 export function embeddedDirFor(pgliteDir: string, kind: "apps" | "tenants"): string {
   if (pgliteDir.startsWith("memory://")) return pgliteDir;
   const dir = resolve(pgliteDir);
-  return basename(dir) === "pglite" ? join(dirname(dir), kind) : `${dir}-${kind}`;
+  if (basename(dir) === "pglite") return join(dirname(dir), kind);
+  const own = `${dir}-${kind}`;
+  // Antes iban a `<padre>/<kind>` (compartida con las carpetas hermanas): empezar con una vacía
+  // dejaría los tenants de antes sin registrar y sus datos sin borrar en una baja.
+  const legacy = join(dirname(dir), kind);
+  if (existsSync(legacy) && !existsSync(own)) {
+    throw new ConfigError(
+      `The embedded ${kind} databases of ${dir} are now kept in ${own}; move this installation's ones there from ${legacy} (that folder is shared by every installation next to ${dir})`,
+    );
+  }
+  return own;
 }
 
 export function registryFor(db: DbHandle, env: WorkersEnv): SharedTenantRegistry {

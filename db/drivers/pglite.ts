@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import { drizzle } from "drizzle-orm/pglite";
 import { migrate } from "drizzle-orm/pglite/migrator";
@@ -16,7 +17,11 @@ export async function createPgliteDb(options: PgliteOptions): Promise<DbHandle> 
   let unlock = () => {};
   if (!options.dataDir.startsWith("memory://")) {
     ensurePrivateDir(options.dataDir);
-    unlock = lockDataDir(`${options.dataDir}.lock`, `The PGlite database ${options.dataDir}`);
+    // Normalizada: `/srv/db/` y `/srv/db` son la misma carpeta y el mismo candado.
+    unlock = lockDataDir(
+      `${resolve(options.dataDir)}.lock`,
+      `The PGlite database ${options.dataDir}`,
+    );
   }
   let client: PGlite;
   try {
