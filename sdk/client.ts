@@ -54,7 +54,7 @@ export interface FarutechClientOptions {
    */
   maxStaleMs?: number;
   logger?: FarutechLogger;
-  /** Reloj en ms (por defecto uno monótono anclado a Date.now); las pruebas lo controlan. */
+  /** Reloj en ms (por defecto Date.now); las pruebas lo controlan. */
   now?: () => number;
 }
 
@@ -107,15 +107,6 @@ const DEFAULT_MAX_AGE_MS = 5_000;
 const DEFAULT_MAX_STALE_MS = 3_600_000;
 const DEFAULT_TIMEOUT_MS = 5_000;
 
-let clockOrigin: number | undefined;
-/**
- * Reloj por defecto: nunca retrocede (performance.now), con la época de Date.now tomada en el primer
- * uso (en workerd, fuera de una petición, Date.now vale 0).
- */
-function monotonicNow(): number {
-  clockOrigin ??= Date.now() - performance.now();
-  return clockOrigin + performance.now();
-}
 const EDGE_STALE_HEADER = "x-entitlements-stale";
 
 /** El snapshot que recibe la app es suyo: cambiarlo no cambia lo que responde isEnabled. */
@@ -169,7 +160,7 @@ class Client implements FarutechClient {
       timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     };
     this.logger = options.logger ?? silentSdkLogger;
-    this.now = options.now ?? monotonicNow;
+    this.now = options.now ?? Date.now;
     this.maxAgeMs = options.maxAgeMs ?? DEFAULT_MAX_AGE_MS;
     this.maxStaleMs = options.maxStaleMs ?? DEFAULT_MAX_STALE_MS;
     this.tokens = new TokenSource({
@@ -332,7 +323,7 @@ class Client implements FarutechClient {
     const tooOld =
       this.edge !== undefined &&
       (this.failure !== undefined || this.edge.servedStale) &&
-      this.now() - this.edge.validatedAt > this.maxStaleMs;
+      this.age(this.edge.validatedAt) > this.maxStaleMs;
     if (this.edge && !tooOld) {
       return {
         ...this.edge.body,
@@ -453,7 +444,7 @@ class Client implements FarutechClient {
       const body = parseEntitlements(await readJson(res, this.transport.timeoutMs));
       // Un proxy o una cache intermedia mal configurados no pueden dar a esta app los permisos de
       // otra instancia.
-      if (body.instanceId !== this.instanceId) {
+      if (body.instanceId.toLowerCase() !== this.instanceId.toLowerCase()) {
         throw new FarutechError(
           "bad_response",
           `Entitlements response is for instance ${body.instanceId}, not ${this.instanceId}`,

@@ -541,6 +541,53 @@ describe("tokens", () => {
     await client.close();
   });
 
+  it("does not keep asking for a token once the credentials are rejected, even while the old token is valid", async () => {
+    const revoked = await createApiClient(db.handle.db, {
+      kind: "tenant",
+      roles: ["tenant_app"],
+      customerId: patitasId,
+      instanceIds: [norteId],
+    });
+    const { client, clock, recorder } = testClient({
+      clientId: revoked.id,
+      clientSecret: revoked.secret,
+    });
+    expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(true);
+    await db.handle.db
+      .update(apiClients)
+      .set({ revokedAt: new Date() })
+      .where(eq(apiClients.clientId, revoked.id));
+    // Pasado el punto de renovación (80 %) pero antes de que venza: la renovación se rechaza.
+    clock.t += ACCESS_TOKEN_TTL_S * 850;
+    await expect(client.accessToken()).rejects.toBeInstanceOf(FarutechAuthError);
+    for (let i = 0; i < 5; i++) {
+      clock.t += 1_000;
+      await expect(client.accessToken()).rejects.toBeInstanceOf(FarutechAuthError);
+    }
+    // Una sola petición rechazada (el refresh, con invalid_client), no una por llamada.
+    expect(recorder.tokens().filter((c) => c.status !== 200)).toHaveLength(1);
+    await client.close();
+  });
+
+  it("takes a 4xx without an OAuth error from the token endpoint (a proxy, a WAF) as unavailable, not as rejected credentials", async () => {
+    let proxyDown = true;
+    const { client, clock } = testClient(
+      { fallback: { features: { DIGITAL_RECORDS: true }, limits: {} } },
+      {
+        fault: (path) =>
+          proxyDown && path === "/oauth/token"
+            ? new Response("<html>Not Found</html>", { status: 404 })
+            : undefined,
+      },
+    );
+    expect(await client.snapshot()).toMatchObject({ source: "fallback" });
+    proxyDown = false;
+    clock.t += 30_000;
+    // Sin la espera de 15 s de un rechazo de credenciales: el edge de verdad responde ya.
+    expect(await client.snapshot()).toMatchObject({ source: "edge" });
+    await client.close();
+  });
+
   it("authorizedFetch and ofrepHeaders carry a token the edge accepts", async () => {
     const { client } = testClient();
     const url = `${edge.url}/v1/entitlements?instanceId=${norteId}`;
@@ -1036,6 +1083,12 @@ describe("entitlements", () => {
         expect.objectContaining({ code: "invalid_options" }),
       );
     }
+  });
+
+  it("accepts its instance id in upper case, as the edge does", async () => {
+    const { client } = testClient({ instanceId: norteId.toUpperCase() });
+    expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(true);
+    await client.close();
   });
 
   it("throws FarutechForbiddenError for an instance the client may not read", async () => {

@@ -109,12 +109,12 @@ export class TokenSource {
     const current = this.current;
     if (current && now < current.refreshAt) return current.accessToken;
     const valid = current && now < current.expiresAt ? current : undefined;
+    // Credenciales rechazadas hace poco: ni con un token aún válido se vuelve a preguntar (cada
+    // intento cuenta para el bloqueo del edge), y la app sabe ya que el cliente no sirve.
+    if (this.credentialsRejected && this.rejectedRetry.active(now)) throw this.credentialsRejected;
     // Tras un fallo no se vuelve a pedir hasta que pase la espera: el token actual aún vale
     // y así ninguna llamada de la app paga un timeout por intento.
     if (valid && this.renewal.active(now)) return valid.accessToken;
-    if (!valid && this.credentialsRejected && this.rejectedRetry.active(now)) {
-      throw this.credentialsRejected;
-    }
     if (!valid && this.rateLimit && now < this.rateLimit.until) throw this.rateLimit.error;
     const timeoutMs = this.options.transport.timeoutMs;
     // Una petición de token más vieja que el timeout no se espera: en workerd puede no acabar nunca.
@@ -252,7 +252,17 @@ export class TokenSource {
     if (res.status >= 500) throw serverFailure(res, "/oauth/token");
     if (res.status === 429) throw rateLimited(res, "/oauth/token");
     if (!res.ok) {
-      const code = stringField(body, "error") ?? "invalid_client";
+      const oauthError = stringField(body, "error");
+      // Un 4xx sin error OAuth (404 o 403 de un proxy, un WAF, un despliegue a medias) no dice
+      // nada de las credenciales: es el edge no disponible, no un cliente rechazado.
+      if (!oauthError && res.status !== 401) {
+        throw new FarutechUnavailableError(
+          "server_error",
+          `Token endpoint answered HTTP ${res.status} without an OAuth error`,
+          res.status,
+        );
+      }
+      const code = oauthError ?? "invalid_client";
       const description = stringField(body, "error_description") ?? `HTTP ${res.status}`;
       throw new FarutechAuthError(
         code,
