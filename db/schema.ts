@@ -437,10 +437,10 @@ export const subscriptionPlanPeriods = pgTable(
     subscriptionId: uuid("subscription_id")
       .notNull()
       .references(() => subscriptions.id, { onDelete: "cascade" }),
-    // Borrar un plan viejo borra su historia: la factura usa el tramo anterior o el plan actual.
+    // Un plan que una suscripción tuvo no se borra: un mes aún sin facturar se cobraría con otro.
     planId: uuid("plan_id")
       .notNull()
-      .references(() => plans.id, { onDelete: "cascade" }),
+      .references(() => plans.id),
     validFrom: timestamp("valid_from", { withTimezone: true, precision: 3 }).notNull(),
     validUntil: timestamp("valid_until", { withTimezone: true, precision: 3 }),
   },

@@ -19,7 +19,7 @@ CREATE TABLE "subscription_plan_periods" (
 --> statement-breakpoint
 ALTER TABLE "plan_price_periods" ADD CONSTRAINT "plan_price_periods_plan_id_plans_id_fk" FOREIGN KEY ("plan_id") REFERENCES "public"."plans"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "subscription_plan_periods" ADD CONSTRAINT "subscription_plan_periods_subscription_id_subscriptions_id_fk" FOREIGN KEY ("subscription_id") REFERENCES "public"."subscriptions"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
-ALTER TABLE "subscription_plan_periods" ADD CONSTRAINT "subscription_plan_periods_plan_id_plans_id_fk" FOREIGN KEY ("plan_id") REFERENCES "public"."plans"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "subscription_plan_periods" ADD CONSTRAINT "subscription_plan_periods_plan_id_plans_id_fk" FOREIGN KEY ("plan_id") REFERENCES "public"."plans"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
 CREATE UNIQUE INDEX "plan_price_periods_open_uq" ON "plan_price_periods" USING btree ("plan_id") WHERE "plan_price_periods"."valid_until" IS NULL;--> statement-breakpoint
 CREATE UNIQUE INDEX "subscription_plan_periods_open_uq" ON "subscription_plan_periods" USING btree ("subscription_id") WHERE "subscription_plan_periods"."valid_until" IS NULL;--> statement-breakpoint
 CREATE INDEX "subscription_plan_periods_plan_idx" ON "subscription_plan_periods" USING btree ("plan_id");--> statement-breakpoint

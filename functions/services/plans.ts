@@ -8,6 +8,7 @@ import {
   planLimits,
   plans,
   productLimits,
+  subscriptionPlanPeriods,
   subscriptions,
 } from "../../db/schema";
 import type { Executor } from "../../db/types";
@@ -337,6 +338,22 @@ export async function deletePlan(ctx: ServiceContext, id: string, ifMatch: IfMat
           { extra: { subscriptions: subscribed } },
         );
       }
+      // La facturación cobra cada mes con el plan que la suscripción tenía al cerrarlo: un plan que
+      // alguna tuvo queda en su historia (y en sus facturas) y no se borra.
+      const [used] = await tx
+        .select({
+          count: sql<number>`count(distinct ${subscriptionPlanPeriods.subscriptionId})::int`,
+        })
+        .from(subscriptionPlanPeriods)
+        .where(eq(subscriptionPlanPeriods.planId, id));
+      const usedBy = Number(used?.count ?? 0);
+      if (usedBy > 0) {
+        throw new AppError(
+          "conflict",
+          `Plan ${locked.code} was used by ${usedBy} subscription(s) and stays in their billing history; it cannot be deleted`,
+          { extra: { historicalSubscriptions: usedBy } },
+        );
+      }
       const [before] = await planDetails(tx, [locked]);
       // plan_features y plan_limits caen en cascada.
       await tx.delete(plans).where(eq(plans.id, id));
@@ -362,9 +379,13 @@ export async function deletePlan(ctx: ServiceContext, id: string, ifMatch: IfMat
   } catch (err) {
     // Una suscripción creada entre la comprobación y el borrado: la FK lo impide.
     if (pgErrorCode(err) === "23503") {
-      throw new AppError("conflict", "The plan is still referenced by subscriptions", {
-        cause: err,
-      });
+      throw new AppError(
+        "conflict",
+        "The plan is still referenced by subscriptions or their history",
+        {
+          cause: err,
+        },
+      );
     }
     throw err;
   }

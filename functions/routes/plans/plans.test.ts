@@ -550,6 +550,45 @@ describe.each(["postgres", "pglite"] as const)("plans on %s", (kind) => {
       expect((await h.request("GET", `/api/plans/${plan.id}`, { token: admin })).status).toBe(200);
     });
 
+    it("refuses to delete a plan a subscription had before: an unbilled month is charged at it", async () => {
+      const starter = await demoPlan("VET_STARTER");
+      const created = await h.request<Plan>("POST", "/api/plans", {
+        token: admin,
+        json: {
+          productId: starter.productId,
+          code: unique(),
+          name: "Temporal",
+          tier: "standard",
+          price: "5.00",
+          maxUsers: 3,
+        },
+      });
+      expect(created.status).toBe(201);
+      const [sub] = await h.db.handle.db
+        .select()
+        .from(subscriptions)
+        .where(eq(subscriptions.planId, starter.id))
+        .limit(1);
+      if (!sub) throw new Error("demo data missing");
+      // La suscripción pasa un tiempo en el plan nuevo y vuelve: queda en su historia.
+      for (const planId of [created.body.id, starter.id]) {
+        await h.db.handle.db
+          .update(subscriptions)
+          .set({ planId })
+          .where(eq(subscriptions.id, sub.id));
+      }
+      const res = await h.request<{ historicalSubscriptions: number }>(
+        "DELETE",
+        `/api/plans/${created.body.id}`,
+        { token: admin },
+      );
+      expectProblem(res, 409, "conflict");
+      expect(res.body.historicalSubscriptions).toBe(1);
+      expect(
+        (await h.request("GET", `/api/plans/${created.body.id}`, { token: admin })).status,
+      ).toBe(200);
+    });
+
     it("answers 404 for unknown plans and 400 for malformed ids", async () => {
       const ghost = crypto.randomUUID();
       expectProblem(await h.request("GET", `/api/plans/${ghost}`, { token: admin }), 404);
