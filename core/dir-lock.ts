@@ -43,6 +43,21 @@ function holderOf(lockPath: string): number | undefined {
   }
 }
 
+/**
+ * Crea el candado de forma atómica con su contenido (link). En un sistema de archivos sin enlaces
+ * duros (vboxsf, algunos SMB), con O_EXCL: otro proceso puede leerlo vacío un instante y
+ * apartarlo, pero al ver luego el pid vivo lo devuelve (removeOrphan).
+ */
+function createLockFile(staging: string, path: string): void {
+  try {
+    linkSync(staging, path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== "EPERM" && code !== "ENOTSUP" && code !== "ENOSYS") throw err;
+    writeFileSync(path, String(process.pid), { flag: "wx", mode: 0o600 });
+  }
+}
+
 /** Candados que este proceso tiene: uno con nuestro pid que no está aquí es de un proceso anterior. */
 const held = new Set<string>();
 
@@ -84,7 +99,7 @@ export function lockDataDir(lockPath: string, what: string): () => void {
   try {
     for (let attempt = 0; ; attempt++) {
       try {
-        linkSync(staging, path);
+        createLockFile(staging, path);
         break;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;

@@ -1,5 +1,6 @@
 import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
+import { ConfigError } from "./config";
 import { createLogger } from "./logger";
 
 /** Un logger que guarda sus líneas ya parseadas. */
@@ -15,6 +16,12 @@ function recordingLogger() {
 }
 
 describe("createLogger", () => {
+  it("takes a level in any case and names LOG_LEVEL when it is not one", () => {
+    expect(createLogger({ service: "test", level: "WARN" }).level).toBe("warn");
+    expect(() => createLogger({ service: "test", level: "verbose" })).toThrow(ConfigError);
+    expect(() => createLogger({ service: "test", level: "verbose" })).toThrow(/LOG_LEVEL/);
+  });
+
   it("logs a failed drizzle query without its SQL parameters, keeping the database error", () => {
     const { logger, lines } = recordingLogger();
     const cause = Object.assign(new Error('duplicate key value violates unique constraint "x"'), {

@@ -32,7 +32,9 @@ export interface LoggerOptions {
   destination?: DestinationStream;
 }
 
-export function createLogger({ service, level, destination }: LoggerOptions): Logger {
+export function createLogger({ service, level: raw, destination }: LoggerOptions): Logger {
+  // `INFO` vale como `info`, como siempre aceptó pino.
+  const level = raw?.toLowerCase();
   if (level !== undefined && !(LOG_LEVELS as readonly string[]).includes(level)) {
     // Con el nombre de la variable, como el resto de la configuración (pino lanzaría con su pila).
     throw new ConfigError(

@@ -114,7 +114,11 @@ async function main() {
 
   let stopping = false;
   const shutdown = async (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      // Segundo Ctrl-C: quien lo pulsa no quiere esperar el drenaje (el candado se suelta al salir).
+      logger.warn({ signal }, "forced exit before the drain finished");
+      process.exit(130);
+    }
     stopping = true;
     logger.info({ signal }, "stopping");
     await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
@@ -124,7 +128,7 @@ async function main() {
     await nats?.stop();
     process.exit(0);
   };
-  // `on` y no `once`: un segundo Ctrl-C durante el drenaje no mata el proceso a medias.
+  // `on` y no `once`: un segundo Ctrl-C sale con un aviso, no con la muerte por defecto de la señal.
   process.on("SIGINT", () => void shutdown("SIGINT"));
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
 }
