@@ -4,13 +4,13 @@ import {
   type EntitlementsFallback,
   type EntitlementsSnapshot,
   parseEntitlements,
-} from "./entitlements";
+} from "./entitlements.js";
 import {
   FarutechAuthError,
   FarutechError,
   FarutechForbiddenError,
   FarutechUnavailableError,
-} from "./errors";
+} from "./errors.js";
 import {
   awaitFlight,
   type FarutechLogger,
@@ -26,8 +26,8 @@ import {
   silentSdkLogger,
   stringField,
   type Transport,
-} from "./http";
-import { TokenSource } from "./tokens";
+} from "./http.js";
+import { TokenSource } from "./tokens.js";
 
 export interface FarutechClientOptions {
   /** URL base del edge, p. ej. `https://edge.farutech.com`. */

@@ -1,4 +1,4 @@
-import { FarutechError } from "./errors";
+import { FarutechError } from "./errors.js";
 
 /** Respuesta de `GET /v1/entitlements` (contrato del edge). */
 export interface Entitlements {

@@ -1,4 +1,4 @@
-import { FarutechUnavailableError } from "./errors";
+import { FarutechUnavailableError } from "./errors.js";
 
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 

@@ -3,18 +3,18 @@ export {
   createFarutechClient,
   type FarutechClient,
   type FarutechClientOptions,
-} from "./client";
+} from "./client.js";
 export type {
   EdgeSnapshot,
   Entitlements,
   EntitlementsFallback,
   EntitlementsSnapshot,
   FallbackSnapshot,
-} from "./entitlements";
+} from "./entitlements.js";
 export {
   FarutechAuthError,
   FarutechError,
   FarutechForbiddenError,
   FarutechUnavailableError,
-} from "./errors";
-export type { FarutechLogger, FetchLike } from "./http";
+} from "./errors.js";
+export type { FarutechLogger, FetchLike } from "./http.js";

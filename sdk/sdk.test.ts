@@ -1,6 +1,12 @@
+import { execFile, execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { Server } from "node:http";
+import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { serve } from "@hono/node-server";
 import { and, eq, isNull } from "drizzle-orm";
 import getPort from "get-port";
@@ -35,6 +41,8 @@ import {
   FarutechUnavailableError,
   type FetchLike,
 } from "./index";
+
+const require = createRequire(import.meta.url);
 
 // El edge real (createNodeEdgeApp) servido por HTTP en un puerto propio, sobre Postgres con la
 // demo. Nada del edge se simula: las pruebas cuentan peticiones con un fetch que envuelve al real.
@@ -1101,6 +1109,70 @@ describe("entitlements", () => {
     expect(error).toMatchObject({ code: "forbidden", status: 403 });
     await client.close();
   });
+});
+
+// Lo que recibe una app hija que instala el paquete: JavaScript y tipos en dist/, sin TypeScript
+// ni bundler. Se compila como `npm pack` (prepack) y se usa desde `node` a secas.
+describe("as a published package in plain Node", () => {
+  const out = mkdtempSync(join(tmpdir(), "farutech-sdk-dist-"));
+  afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+  it("runs from its compiled dist with node alone, and type-checks for a NodeNext app", async () => {
+    const sdkDir = fileURLToPath(new URL(".", import.meta.url));
+    const tsc = (args: string[]) =>
+      execFileSync(process.execPath, [require.resolve("typescript/bin/tsc"), ...args], {
+        encoding: "utf8",
+      });
+    tsc(["-p", join(sdkDir, "tsconfig.build.json"), "--outDir", join(out, "dist")]);
+    const manifest = JSON.parse(readFileSync(join(sdkDir, "package.json"), "utf8")) as {
+      exports: { ".": { import: string; types: string } };
+    };
+    writeFileSync(join(out, "package.json"), JSON.stringify({ ...manifest, name: "sdk-dist" }));
+    expect(existsSync(join(out, manifest.exports["."].import))).toBe(true);
+    expect(existsSync(join(out, manifest.exports["."].types))).toBe(true);
+
+    const app = `
+      import { createFarutechClient } from ${JSON.stringify(join(out, manifest.exports["."].import))};
+      const farutech = createFarutechClient({
+        edgeUrl: ${JSON.stringify(edge.url)},
+        clientId: ${JSON.stringify(tenant.id)},
+        clientSecret: ${JSON.stringify(tenant.secret)},
+        instanceId: ${JSON.stringify(norteId)},
+      });
+      const on = await farutech.isEnabled("DIGITAL_RECORDS");
+      const users = await farutech.limit("max_users");
+      await farutech.close();
+      console.log(JSON.stringify({ on, users }));
+    `;
+    // Asíncrono: el edge de la prueba corre en este mismo proceso y debe poder responder.
+    const run = await promisify(execFile)(process.execPath, ["--input-type=module", "-e", app], {
+      encoding: "utf8",
+    });
+    expect(JSON.parse(run.stdout)).toEqual({ on: true, users: 100 });
+
+    // Una app TypeScript con module/moduleResolution NodeNext (lo de Node) compila contra los tipos.
+    writeFileSync(
+      join(out, "consumer.ts"),
+      `import { createFarutechClient } from "./dist/index.js";
+       const c = createFarutechClient({ edgeUrl: "http://e", clientId: "a", clientSecret: "b", instanceId: "i" });
+       export const enabled: Promise<boolean> = c.isEnabled("X");\n`,
+    );
+    tsc([
+      "--noEmit",
+      "--strict",
+      "--module",
+      "nodenext",
+      "--moduleResolution",
+      "nodenext",
+      "--target",
+      "es2022",
+      "--types",
+      "node",
+      "--typeRoots",
+      fileURLToPath(new URL("../node_modules/@types", import.meta.url)),
+      join(out, "consumer.ts"),
+    ]);
+  }, 60_000);
 });
 
 describe("in workerd", () => {

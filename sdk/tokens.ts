@@ -1,4 +1,4 @@
-import { FarutechAuthError, FarutechError, FarutechUnavailableError } from "./errors";
+import { FarutechAuthError, FarutechError, FarutechUnavailableError } from "./errors.js";
 import {
   awaitFlight,
   type FarutechLogger,
@@ -11,7 +11,7 @@ import {
   serverFailure,
   stringField,
   type Transport,
-} from "./http";
+} from "./http.js";
 
 export interface TokenSourceOptions {
   transport: Transport;
