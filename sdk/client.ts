@@ -106,6 +106,27 @@ interface EdgeState {
 const DEFAULT_MAX_AGE_MS = 5_000;
 const DEFAULT_MAX_STALE_MS = 3_600_000;
 const DEFAULT_TIMEOUT_MS = 5_000;
+/** Cuánto espera una llamada, teniendo ya un snapshot, a que el edge lo revalide. */
+const REVALIDATION_GRACE_MS = 250;
+
+/** ¿Termina (bien o mal) antes de `ms`? Sin dejar un timer que retenga el proceso. */
+async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(resolve, ms, false);
+  });
+  try {
+    return await Promise.race([
+      work.then(
+        () => true,
+        () => true,
+      ),
+      late,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 const EDGE_STALE_HEADER = "x-entitlements-stale";
 
@@ -135,6 +156,7 @@ class Client implements FarutechClient {
   private readonly now: () => number;
   private readonly maxAgeMs: number;
   private readonly maxStaleMs: number;
+  private readonly graceMs: number;
   private edge: EdgeState | undefined;
   private failure: { at: number; error: FarutechError } | undefined;
   private inflight: Flight<EdgeSnapshot> | undefined;
@@ -163,6 +185,7 @@ class Client implements FarutechClient {
     this.now = options.now ?? Date.now;
     this.maxAgeMs = options.maxAgeMs ?? DEFAULT_MAX_AGE_MS;
     this.maxStaleMs = options.maxStaleMs ?? DEFAULT_MAX_STALE_MS;
+    this.graceMs = Math.min(REVALIDATION_GRACE_MS, this.transport.timeoutMs);
     this.tokens = new TokenSource({
       transport: this.transport,
       clientId: options.clientId,
@@ -198,8 +221,14 @@ class Client implements FarutechClient {
     if (this.failure && this.age(this.failure.at) < this.backoffMs(this.failure.error)) {
       return this.afterFailure(this.failure.error);
     }
+    const revalidation = this.revalidate();
+    if (this.edge && view && !(await settlesWithin(revalidation, this.graceMs))) {
+      // Con un snapshot servible, un edge que no responde (sin rechazar la conexión) no frena cada
+      // llamada de la app hasta timeoutMs: se sirve lo último, marcado stale, y la carga sigue.
+      return { ...view, stale: true };
+    }
     try {
-      await this.revalidate();
+      await revalidation;
     } catch (err) {
       return this.afterFailure(toFarutechError(err));
     }
