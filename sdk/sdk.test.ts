@@ -453,6 +453,29 @@ describe("tokens", () => {
     await client.close();
   });
 
+  it("keeps the token of the latest request when an abandoned one answers late", async () => {
+    let slowOnce = true;
+    const { client } = testClient(
+      { timeoutMs: 300 },
+      {
+        fault: (path, request) => {
+          if (path !== "/oauth/token" || !slowOnce) return undefined;
+          slowOnce = false;
+          // Como en workerd, donde una petición abandonada no se aborta: responde igual, tarde.
+          return new Promise<void>((resolve) => setTimeout(resolve, 700))
+            .then(() => request.text())
+            .then((body) => fetch(request.url, { method: "POST", headers: request.headers, body }));
+        },
+      },
+    );
+    await expect(client.accessToken()).rejects.toMatchObject({ code: "timeout" });
+    const latest = await client.accessToken();
+    // La primera petición, abandonada, llega ahora con su propio token.
+    await new Promise((r) => setTimeout(r, 700));
+    expect(await client.accessToken()).toBe(latest);
+    await client.close();
+  });
+
   it("close waits for a token request in flight and revokes its refresh token", async () => {
     const { client, recorder } = testClient();
     const pending = client.accessToken();

@@ -97,6 +97,8 @@ export class TokenSource {
    * "no disponible": si no, la app volvía a servir su snapshot viejo o el fallback.
    */
   private credentialsRejected: FarutechAuthError | undefined;
+  /** Peticiones de token lanzadas: solo la última guarda su resultado. */
+  private started = 0;
   private readonly rejectedRetry = new Backoff(REJECTED_BACKOFF_BASE_MS, REJECTED_BACKOFF_MAX_MS);
 
   constructor(private readonly options: TokenSourceOptions) {
@@ -183,9 +185,11 @@ export class TokenSource {
   }
 
   private start(): Flight<Token> {
+    this.started += 1;
+    const generation = this.started;
     const flight: Flight<Token> = {
       startedAt: Date.now(),
-      promise: this.obtain().then(
+      promise: this.obtain(generation).then(
         (token) => {
           this.renewal.reset();
           this.rateLimit = undefined;
@@ -223,21 +227,24 @@ export class TokenSource {
     return flight;
   }
 
-  private async obtain(): Promise<Token> {
+  private async obtain(generation: number): Promise<Token> {
     const refreshToken = this.current?.refreshToken;
     if (refreshToken) {
       try {
-        return await this.request({ grant_type: "refresh_token", refresh_token: refreshToken });
+        return await this.request(
+          { grant_type: "refresh_token", refresh_token: refreshToken },
+          generation,
+        );
       } catch (err) {
         // Vencido, revocado o reusado: el secreto del cliente sigue sirviendo para empezar de nuevo.
         if (!(err instanceof FarutechAuthError && err.code === "invalid_grant")) throw err;
         this.options.logger.debug({}, "refresh token rejected, using client credentials");
       }
     }
-    return this.request({ grant_type: "client_credentials" });
+    return this.request({ grant_type: "client_credentials" }, generation);
   }
 
-  private async request(form: Record<string, string>): Promise<Token> {
+  private async request(form: Record<string, string>, generation: number): Promise<Token> {
     const startedAt = this.options.now();
     const res = await send(this.options.transport, "/oauth/token", {
       method: "POST",
@@ -289,6 +296,12 @@ export class TokenSource {
     if (this.retired) {
       if (token.refreshToken) this.retired(token.refreshToken);
       throw new FarutechError("closed", "This Farutech client was closed");
+    }
+    // Una petición abandonada (más vieja que timeoutMs) que llega tarde no pisa el token de una
+    // posterior: su refresh token podría ser de una familia ya revocada por reuso.
+    if (generation !== this.started) {
+      this.options.logger.debug({ grantType: form.grant_type }, "late token response ignored");
+      return token;
     }
     this.current = token;
     this.options.logger.debug({ grantType: form.grant_type, expiresIn }, "access token obtained");
