@@ -1,4 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { within } from "../../core/readiness";
 
 export interface WorkerMetrics {
   registry: Registry;
@@ -36,16 +37,11 @@ export function createWorkerMetrics(): WorkerMetrics {
   const readBacklogs = () => {
     if (reading) return reading;
     reading = Promise.all(
-      [...pendingSources].map(async ([worker, source]) => {
-        let timer: NodeJS.Timeout | undefined;
-        const timeout = new Promise<undefined>((resolve) => {
-          timer = setTimeout(resolve, BACKLOG_READ_TIMEOUT_MS, undefined);
-        });
-        // Sin broker no hay dato; el scrape no falla ni espera por eso.
-        const backlog = await Promise.race([source().catch(() => undefined), timeout]);
-        clearTimeout(timer);
-        return [worker, backlog] as const;
-      }),
+      // Sin broker no hay dato; el scrape no falla ni espera por eso.
+      [...pendingSources].map(
+        async ([worker, source]) =>
+          [worker, await within(BACKLOG_READ_TIMEOUT_MS, source()).catch(() => undefined)] as const,
+      ),
     )
       .then((entries) => new Map(entries))
       .finally(() => {
