@@ -1,16 +1,10 @@
-import { failCli } from "../core/cli";
-import { createLogger } from "../core/logger";
+import { cliLogger, failCli } from "../core/cli";
 import { envWithSstLinks } from "../core/sst-links";
 import { createDb, dbConfigFromEnv } from "./client";
 import { seedDemo } from "./seed";
 
 // `npm run db:migrate` y `npm run db:seed`: misma configuración que el resto (DATABASE_URL o PGlite).
-let logger: ReturnType<typeof createLogger>;
-try {
-  logger = createLogger({ service: "db-cli", level: process.env.LOG_LEVEL });
-} catch (err) {
-  failCli(err);
-}
+const logger = cliLogger("db-cli", "info");
 const command = process.argv[2];
 if (command !== "migrate" && command !== "seed") {
   logger.error({ command }, "usage: tsx db/cli.ts migrate|seed");

@@ -1,9 +1,8 @@
 import { userInfo } from "node:os";
 import { createBusProvider, fixedBusProvider } from "../core/bus-provider";
-import { failCli } from "../core/cli";
+import { cliLogger, failCli } from "../core/cli";
 import { natsConnectionFromEnv } from "../core/config";
 import { newId } from "../core/ids";
-import { createLogger } from "../core/logger";
 import { envWithSstLinks } from "../core/sst-links";
 import { createDb, dbConfigFromEnv } from "../db/client";
 import { adminRoles } from "./routes/access/schema";
@@ -14,12 +13,7 @@ import { createAdminClient } from "./services/clients";
 // Kubernetes), donde todavía no hay token para llamar a POST /api/admin-clients.
 // En las imágenes: `node dist/functions-cli.js <nombre>`.
 const env = envWithSstLinks(process.env);
-let logger: ReturnType<typeof createLogger>;
-try {
-  logger = createLogger({ service: "admin-cli", level: process.env.LOG_LEVEL ?? "warn" });
-} catch (err) {
-  failCli(err);
-}
+const logger = cliLogger("admin-cli", "warn");
 const usage = "usage: npm run admin:client -- <name> [platform_admin|catalog_manager|support…]";
 const [name, ...roles] = process.argv.slice(2);
 if (name === "--help" || name === "-h") {

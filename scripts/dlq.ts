@@ -2,12 +2,11 @@ import { userInfo } from "node:os";
 import { asc, eq, isNull } from "drizzle-orm";
 import { z } from "zod";
 import { createBusProvider } from "../core/bus-provider";
-import { failCli } from "../core/cli";
+import { cliLogger, failCli } from "../core/cli";
 import { natsConnectionFromEnv } from "../core/config";
 import { AppError } from "../core/errors";
 import { errorMessage } from "../core/http/db-errors";
 import { newId } from "../core/ids";
-import { createLogger } from "../core/logger";
 import { createDb, dbConfigFromEnv } from "../db/client";
 import { dlqEntries } from "../db/schema";
 import { replayDeadLetter, toDlqEntry } from "../functions/services/dlq";
@@ -24,12 +23,7 @@ if ((command === "show" || command === "replay") && arg && arg !== "--all") {
     process.exit(2);
   }
 }
-let logger: ReturnType<typeof createLogger>;
-try {
-  logger = createLogger({ service: "dlq-cli", level: process.env.LOG_LEVEL ?? "warn" });
-} catch (err) {
-  failCli(err);
-}
+const logger = cliLogger("dlq-cli", "warn");
 const db = await createDb(dbConfigFromEnv()).catch(failCli);
 const bus = createBusProvider(natsConnectionFromEnv(process.env, "dlq-cli"), logger);
 const ctx = {

@@ -2,11 +2,10 @@ import { parseArgs } from "node:util";
 import { subjects } from "../contracts/streams";
 import { connectBus, ensureStreams } from "../core/bus";
 import { createBusProvider } from "../core/bus-provider";
-import { failCli } from "../core/cli";
+import { cliLogger } from "../core/cli";
 import { natsConnectionFromEnv } from "../core/config";
 import { errorMessage } from "../core/http/db-errors";
 import { newId } from "../core/ids";
-import { createLogger } from "../core/logger";
 import { createDb, dbConfigFromEnv } from "../db/client";
 import { demoProvisionBody } from "../db/seed";
 import { provisionRequestSchema } from "../functions/routes/provisioning/schema";
@@ -49,12 +48,7 @@ if (!Number.isInteger(count) || count < 1 || count > 10_000) {
 }
 const nats = natsConnectionFromEnv(process.env, "publish-test");
 const natsUrl = nats.servers;
-let logger: ReturnType<typeof createLogger>;
-try {
-  logger = createLogger({ service: "publish-test", level: process.env.LOG_LEVEL ?? "warn" });
-} catch (err) {
-  failCli(err);
-}
+const logger = cliLogger("publish-test", "warn");
 
 if (!["poison", "billing", "provision"].includes(values.type)) {
   console.error(`--type must be provision, billing or poison\n${usage}`);

@@ -2,10 +2,9 @@ import { join, resolve } from "node:path";
 import { type ServerType, serve } from "@hono/node-server";
 import getPort, { portNumbers } from "get-port";
 import { z } from "zod";
-import { failCli } from "../core/cli";
+import { cliLogger, failCli } from "../core/cli";
 import { ConfigError, parseEnv } from "../core/config";
 import { DataDirInUseError, ensurePrivateDir, lockDataDir } from "../core/dir-lock";
-import { createLogger, type Logger } from "../core/logger";
 import { createDb, dbConfigFromEnv } from "../db/client";
 import { seedDemo } from "../db/seed";
 import { createNodeEdgeApp } from "../edge/node";
@@ -21,12 +20,7 @@ import {
 
 // `npm start`: todo el sistema en un proceso, con PGlite y un nats-server propio por defecto.
 const DATA_DIR = resolve(process.env.FARUTECH_DATA_DIR ?? ".data");
-let logger: Logger;
-try {
-  logger = createLogger({ service: "local", level: process.env.LOG_LEVEL ?? "info" });
-} catch (err) {
-  failCli(err);
-}
+const logger = cliLogger("local", "info");
 
 const portsEnv = z.object({
   ADMIN_PORT: z.coerce.number().int().min(1).max(65_535).default(3000),
