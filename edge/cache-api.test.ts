@@ -44,8 +44,13 @@ afterAll(async () => {
   await db?.drop();
 });
 
-/** Dos isolates con la misma Cache API que llegan a Postgres por su propio wsproxy. */
-async function isolatePair(): Promise<{ mf: Miniflare; proxy: RunningWsProxy }> {
+/**
+ * Dos isolates con la misma Cache API que llegan a Postgres por su propio wsproxy. Con `otherStage`,
+ * isolate-b es otro despliegue (staging) en la misma zona: otro issuer y otras claves.
+ */
+async function isolatePair(
+  otherStage?: EdgeTestSigning,
+): Promise<{ mf: Miniflare; proxy: RunningWsProxy }> {
   if (!db.url) throw new Error("postgres url missing");
   const proxy = await startWsProxy();
   const isolate = (name: Isolate) => ({
@@ -57,7 +62,7 @@ async function isolatePair(): Promise<{ mf: Miniflare; proxy: RunningWsProxy }> 
     bindings: {
       DATABASE_URL: db.url ?? "",
       NEON_WSPROXY: proxy.url,
-      ...signing.env,
+      ...(name === "isolate-b" && otherStage ? otherStage.env : signing.env),
       AUTH_AUDIENCE: "farutech-orchestrator",
       LOG_LEVEL: "silent",
     },
@@ -70,13 +75,13 @@ async function isolatePair(): Promise<{ mf: Miniflare; proxy: RunningWsProxy }> 
   return { mf, proxy };
 }
 
-async function read(mf: Miniflare, isolate: Isolate, instanceId: string) {
+async function read(mf: Miniflare, isolate: Isolate, instanceId: string, bearer = token) {
   // Los tipos de Miniflare describen el Fetcher de workerd; en Node es un fetch normal.
   const worker = (await mf.getWorker(isolate)) as unknown as {
     fetch(url: string, init: RequestInit): Promise<Response>;
   };
   const res = await worker.fetch(`http://edge.test/v1/entitlements?instanceId=${instanceId}`, {
-    headers: { authorization: `Bearer ${token}` },
+    headers: { authorization: `Bearer ${bearer}` },
   });
   return {
     status: res.status,
@@ -109,6 +114,23 @@ describe("Cache API tier inside workerd", () => {
       // Control: una instancia que ningún isolate cargó no está en la cache y no se inventa.
       const missing = await read(mf, "isolate-b", neverLoaded.id);
       expectProblem(missing, 503, "unavailable");
+    } finally {
+      await mf.dispose();
+      await proxy.close();
+    }
+  }, 60_000);
+
+  it("does not serve one deployment's entries to another deployment on the same zone", async () => {
+    const [loaded] = instances;
+    if (!loaded) throw new Error("demo needs an active instance");
+    const staging = await edgeTestSigning("cache-api-staging", "http://staging.edge.test");
+    const { mf, proxy } = await isolatePair(staging);
+    try {
+      expect((await read(mf, "isolate-a", loaded.id)).status).toBe(200);
+      await proxy.close();
+      // Mismo id de instancia (p. ej. la misma demo en ambos), otra base: nada que compartir.
+      const other = await read(mf, "isolate-b", loaded.id, await staging.sign());
+      expectProblem(other, 503, "unavailable");
     } finally {
       await mf.dispose();
       await proxy.close();

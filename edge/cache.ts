@@ -263,13 +263,19 @@ interface CacheLike {
   put(request: Request, response: Response): Promise<void>;
 }
 
-/** Cache API de workerd (`caches.default`); undefined fuera de workerd (Node no la tiene). */
-export function cacheApiTier<V>(ttlSeconds: number): SharedTier<V> | undefined {
+/**
+ * Cache API de workerd (`caches.default`); undefined fuera de workerd (Node no la tiene). Todos los
+ * Workers de una zona comparten `caches.default`: la clave lleva el despliegue (`scope`, p. ej. el
+ * issuer del stage) para que staging y producción no se sirvan datos entre sí.
+ */
+export function cacheApiTier<V>(ttlSeconds: number, scope: string): SharedTier<V> | undefined {
   const store = (globalThis as { caches?: { default?: CacheLike } }).caches?.default;
   if (!store) return undefined;
   // La Cache API exige claves URL y GET; el host no se resuelve nunca.
   const requestFor = (key: string) =>
-    new Request(`https://edge-cache.farutech.internal/${encodeURIComponent(key)}`);
+    new Request(
+      `https://edge-cache.farutech.internal/${encodeURIComponent(scope)}/${encodeURIComponent(key)}`,
+    );
   return {
     async get(key) {
       const res = await store.match(requestFor(key));

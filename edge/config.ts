@@ -65,6 +65,8 @@ export async function createEdgeDeps(
         staleIfErrorMs: env.ENTITLEMENTS_STALE_IF_ERROR_S * 1000,
         loadTimeoutMs: env.ENTITLEMENTS_LOAD_TIMEOUT_MS,
         maxEntries: env.ENTITLEMENTS_CACHE_MAX_ENTRIES,
+        // Cada stage tiene su issuer: su parte de la Cache API compartida de la zona.
+        deployment: env.AUTH_ISSUER,
       },
       logger,
     ),

@@ -138,6 +138,7 @@ describe("entitlements store: the served status is evaluated at read time", () =
         staleIfErrorMs: 3_600_000,
         loadTimeoutMs: 5_000,
         maxEntries: 10,
+        deployment: "http://edge.test",
         now: () => clock,
       },
       silentLogger,

@@ -53,6 +53,8 @@ export interface EntitlementsCacheSettings {
   staleIfErrorMs: number;
   loadTimeoutMs: number;
   maxEntries: number;
+  /** Despliegue (el issuer del stage): separa su parte de la Cache API que comparte la zona. */
+  deployment: string;
   /** Reloj de la cache y del tramo que se sirve; las pruebas lo controlan. */
   now?: () => number;
 }
@@ -149,7 +151,7 @@ export function createEntitlementsStore(
   const cache = new SwrCache<CachedEntitlements>({
     namespace: ENTITLEMENTS_CACHE_SCHEMA,
     ...settings,
-    shared: cacheApiTier(settings.staleIfErrorMs / 1000),
+    shared: cacheApiTier(settings.staleIfErrorMs / 1000, settings.deployment),
     onError: (err, key, phase) =>
       logger.warn({ err, key, phase }, "entitlements cache could not reach its origin"),
   });
