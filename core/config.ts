@@ -13,6 +13,12 @@ export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
+/** Error de configuración con el mismo formato que parseEnv: una línea por variable mal puesta. */
+export function invalidConfiguration(problems: [variable: string, message: string][]): ConfigError {
+  const lines = problems.map(([variable, message]) => `  - ${variable}: ${message}`);
+  return new ConfigError(`Invalid configuration:\n${lines.join("\n")}`);
+}
+
 /** Valida el entorno al arrancar y falla con un mensaje que nombra cada variable mal puesta. */
 export function parseEnv<T extends z.ZodTypeAny>(
   schema: T,
@@ -20,10 +26,9 @@ export function parseEnv<T extends z.ZodTypeAny>(
 ): z.infer<T> {
   const result = schema.safeParse(env);
   if (!result.success) {
-    const lines = result.error.issues.map(
-      (i) => `  - ${i.path.join(".") || "(env)"}: ${i.message}`,
+    throw invalidConfiguration(
+      result.error.issues.map((i) => [i.path.join(".") || "(env)", i.message]),
     );
-    throw new ConfigError(`Invalid configuration:\n${lines.join("\n")}`);
   }
   return result.data;
 }

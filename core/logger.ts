@@ -1,5 +1,5 @@
 import { type DestinationStream, type Logger as PinoLogger, pino } from "pino";
-import { ConfigError, LOG_LEVELS } from "./config";
+import { invalidConfiguration, LOG_LEVELS } from "./config";
 import { loggableError } from "./http/db-errors";
 
 export type Logger = PinoLogger;
@@ -37,9 +37,9 @@ export function createLogger({ service, level: raw, destination }: LoggerOptions
   const level = raw?.toLowerCase();
   if (level !== undefined && !(LOG_LEVELS as readonly string[]).includes(level)) {
     // Con el nombre de la variable, como el resto de la configuración (pino lanzaría con su pila).
-    throw new ConfigError(
-      `Invalid configuration:\n  - LOG_LEVEL: must be one of ${LOG_LEVELS.join(", ")} (got "${level}")`,
-    );
+    throw invalidConfiguration([
+      ["LOG_LEVEL", `must be one of ${LOG_LEVELS.join(", ")} (got "${level}")`],
+    ]);
   }
   return pino(
     {

@@ -1,5 +1,5 @@
 import { fileURLToPath } from "node:url";
-import { ConfigError } from "../core/config";
+import { invalidConfiguration } from "../core/config";
 import type { DbHandle, QueryObserver } from "./types";
 
 export type { Database, DbHandle, Executor, Tx } from "./types";
@@ -32,13 +32,13 @@ export async function createDb(config: DbConfig = {}): Promise<DbHandle> {
     });
   }
   if (!URL.canParse(config.url)) {
-    throw new ConfigError("Invalid configuration:\n  - DATABASE_URL: is not a valid URL");
+    throw invalidConfiguration([["DATABASE_URL", "is not a valid URL"]]);
   }
   const url = new URL(config.url);
   if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
-    throw new ConfigError(
-      `Invalid configuration:\n  - DATABASE_URL: must be a postgres:// URL, not ${url.protocol}`,
-    );
+    throw invalidConfiguration([
+      ["DATABASE_URL", `must be a postgres:// URL, not ${url.protocol}`],
+    ]);
   }
   const useNeon =
     config.driver === "neon" ||
