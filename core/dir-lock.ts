@@ -44,17 +44,17 @@ function holderOf(lockPath: string): number | undefined {
 }
 
 /**
- * Crea el candado de forma atómica con su contenido (link). En un sistema de archivos sin enlaces
- * duros (vboxsf, algunos SMB), con O_EXCL: otro proceso puede leerlo vacío un instante y
- * apartarlo, pero al ver luego el pid vivo lo devuelve (removeOrphan).
+ * Crea el candado `path` con el pid que guarda `source`, de forma atómica (link). En un sistema
+ * de archivos sin enlaces duros (vboxsf, algunos SMB), con O_EXCL: otro proceso puede leerlo vacío
+ * un instante y apartarlo, pero al ver luego el pid vivo lo devuelve (removeOrphan, por aquí).
  */
-function createLockFile(staging: string, path: string): void {
+function createLockFile(source: string, path: string, pid: number): void {
   try {
-    linkSync(staging, path);
+    linkSync(source, path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== "EPERM" && code !== "ENOTSUP" && code !== "ENOSYS") throw err;
-    writeFileSync(path, String(process.pid), { flag: "wx", mode: 0o600 });
+    writeFileSync(path, String(pid), { flag: "wx", mode: 0o600 });
   }
 }
 
@@ -76,7 +76,7 @@ function removeOrphan(lockPath: string, orphanPid: number | undefined): void {
   const moved = holderOf(grave);
   if (moved !== orphanPid && moved !== undefined && isAlive(moved)) {
     try {
-      linkSync(grave, lockPath);
+      createLockFile(grave, lockPath, moved);
     } catch {
       // Un tercero ya tomó la carpeta: el candado apartado ya no protege nada.
     }
@@ -99,7 +99,7 @@ export function lockDataDir(lockPath: string, what: string): () => void {
   try {
     for (let attempt = 0; ; attempt++) {
       try {
-        createLockFile(staging, path);
+        createLockFile(staging, path, process.pid);
         break;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
