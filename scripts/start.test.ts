@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import getPort from "get-port";
@@ -11,6 +12,22 @@ interface Credentials {
   adminUrl: string;
   edgeUrl: string;
   admin: { clientId: string; clientSecret: string };
+}
+
+/** Cabecera Authorization con un token de la credencial admin que `npm start` dejó en la carpeta. */
+async function adminAuth(creds: Credentials): Promise<{ authorization: string }> {
+  const res = await fetch(`${creds.edgeUrl}/oauth/token`, {
+    method: "POST",
+    headers: {
+      "content-type": "application/x-www-form-urlencoded",
+      authorization: `Basic ${btoa(`${creds.admin.clientId}:${creds.admin.clientSecret}`)}`,
+    },
+    body: "grant_type=client_credentials",
+  });
+  expect(res.status).toBe(200);
+  return {
+    authorization: `Bearer ${((await res.json()) as { access_token: string }).access_token}`,
+  };
 }
 
 // `npm start` de verdad: PGlite, nats-server propio, las tres piezas y Ctrl-C.
@@ -29,6 +46,8 @@ describe("npm start (embedded mode)", () => {
   const dataDir = mkdtempSync(join(tmpdir(), "farutech-start-"));
   let child: ChildProcess | undefined;
   let output = "";
+  let env: NodeJS.ProcessEnv = {};
+  let tenantInstanceId = "";
 
   afterAll(() => {
     child?.kill("SIGKILL");
@@ -41,7 +60,7 @@ describe("npm start (embedded mode)", () => {
     const adminPort = await getPort();
     const edgePort = await getPort();
     const { DATABASE_URL: _db, NATS_URL: _nats, NATS_WS_URL: _ws, ...inherited } = process.env;
-    const env = {
+    env = {
       ...inherited,
       FARUTECH_DATA_DIR: dataDir,
       ADMIN_PORT: String(adminPort),
@@ -67,18 +86,7 @@ describe("npm start (embedded mode)", () => {
     const creds = JSON.parse(readFileSync(credentialsPath, "utf8")) as Credentials;
     expect(creds.adminUrl).toBe(`http://127.0.0.1:${adminPort}`);
 
-    const tokenRes = await fetch(`${creds.edgeUrl}/oauth/token`, {
-      method: "POST",
-      headers: {
-        "content-type": "application/x-www-form-urlencoded",
-        authorization: `Basic ${btoa(`${creds.admin.clientId}:${creds.admin.clientSecret}`)}`,
-      },
-      body: "grant_type=client_credentials",
-    });
-    expect(tokenRes.status).toBe(200);
-    const auth = {
-      authorization: `Bearer ${((await tokenRes.json()) as { access_token: string }).access_token}`,
-    };
+    const auth = await adminAuth(creds);
     const get = async <T>(url: string) => (await (await fetch(url, { headers: auth })).json()) as T;
     const customers = await get<{ items: { id: string }[] }>(
       `${creds.adminUrl}/api/customers?country=CO`,
@@ -104,7 +112,7 @@ describe("npm start (embedded mode)", () => {
       }),
     });
     expect(accepted.status).toBe(202);
-    const { tenantInstanceId } = (await accepted.json()) as { tenantInstanceId: string };
+    ({ tenantInstanceId } = (await accepted.json()) as { tenantInstanceId: string });
     const entitlements = await waitFor(async () => {
       const e = await get<{ status: string; features: Record<string, boolean> }>(
         `${creds.edgeUrl}/v1/entitlements?instanceId=${tenantInstanceId}`,
@@ -137,6 +145,67 @@ describe("npm start (embedded mode)", () => {
     });
     expect(exitCode).toBe(0);
     child = undefined;
+  });
+
+  it("starts again on the same folder with its data, and a second Ctrl-C exits at once while the drain waits", {
+    timeout: 90_000,
+  }, async () => {
+    expect(tenantInstanceId).not.toBe("");
+    let log = "";
+    const proc = spawn(process.execPath, ["--import", "tsx", "scripts/start.ts"], {
+      env: { ...env, LOG_LEVEL: "info" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child = proc;
+    proc.stdout?.on("data", (d: Buffer) => {
+      log += d.toString();
+    });
+    proc.stderr?.on("data", (d: Buffer) => {
+      log += d.toString();
+    });
+    await waitFor(async () => (log.includes("Ctrl-C") ? true : undefined), {
+      timeoutMs: 60_000,
+      intervalMs: 200,
+    });
+    // El candado del primer arranque se soltó al salir y los datos siguen: el tenant de antes.
+    const creds = JSON.parse(
+      readFileSync(join(dataDir, "dev-credentials.json"), "utf8"),
+    ) as Credentials;
+    const instance = await fetch(`${creds.adminUrl}/api/tenant-instances/${tenantInstanceId}`, {
+      headers: await adminAuth(creds),
+    });
+    expect(instance.status).toBe(200);
+    expect(((await instance.json()) as { status: string }).status).toBe("active");
+
+    // Una petición a medio subir retiene el drenaje: el servidor espera su cuerpo.
+    const edgePort = Number(new URL(creds.edgeUrl).port);
+    const slow = connect(edgePort, "127.0.0.1");
+    await new Promise<void>((resolve) => slow.once("connect", () => resolve()));
+    slow.write(
+      "POST /oauth/token HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+        "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\ngrant_type",
+    );
+    const exited = new Promise<number | null>((resolve) =>
+      proc.once("exit", (code) => resolve(code)),
+    );
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      proc.kill("SIGINT");
+      await waitFor(async () => (log.includes('"stopping"') ? true : undefined), {
+        timeoutMs: 10_000,
+        intervalMs: 50,
+      });
+      await new Promise((r) => setTimeout(r, 500));
+      expect(proc.exitCode).toBeNull();
+      proc.kill("SIGINT");
+      expect(await exited).toBe(130);
+    } finally {
+      slow.destroy();
+    }
+    child = undefined;
+    expect(log).toContain("forced exit before the drain finished");
+    // Salir a la fuerza también suelta el candado: un tercer arranque no encuentra la carpeta ocupada.
+    expect(existsSync(join(dataDir, "farutech.lock"))).toBe(false);
   });
 });
 
