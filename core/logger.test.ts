@@ -1,7 +1,7 @@
 import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "./config";
-import { createLogger } from "./logger";
+import { createLogger, eventFields } from "./logger";
 
 /** Un logger que guarda sus líneas ya parseadas. */
 function recordingLogger() {
@@ -53,5 +53,18 @@ describe("createLogger", () => {
     const { logger, lines } = recordingLogger();
     logger.info({ clientSecret: "s3cr3t", nested: { password: "p" } }, "x");
     expect(JSON.stringify(lines[0])).not.toMatch(/s3cr3t|"p"/);
+  });
+});
+
+describe("eventFields", () => {
+  it("drops what the logger already carries, and renames what it carries with another value", () => {
+    const logger = createLogger({ service: "t" }).child({ correlationId: "req-1", worker: "w" });
+    expect(
+      eventFields(logger, { correlationId: "req-1", eventId: "e1", worker: "w", subject: "s" }),
+    ).toEqual({ eventId: "e1", subject: "s" });
+    expect(eventFields(logger, { correlationId: "task-9", eventId: "e1" })).toEqual({
+      eventCorrelationId: "task-9",
+      eventId: "e1",
+    });
   });
 });

@@ -57,3 +57,22 @@ export function createLogger({ service, level: raw, destination }: LoggerOptions
 }
 
 export const silentLogger: Logger = pino({ level: "silent" });
+
+/**
+ * Campos de un evento para una línea de log sin repetir los que el logger ya lleva: pino no
+ * reemplaza una clave del logger, la repite, y quien lee el JSON (jq, el agregador) ve uno solo
+ * de los dos valores. Un campo con el mismo valor sobra; uno con otro valor (la correlación del
+ * evento no es la de la petición) va como `event<Campo>`.
+ */
+export function eventFields(
+  logger: Logger,
+  fields: Record<string, unknown>,
+): Record<string, unknown> {
+  const bound = logger.bindings();
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(fields)) {
+    if (!(key in bound)) out[key] = value;
+    else if (bound[key] !== value) out[`event${key[0]?.toUpperCase()}${key.slice(1)}`] = value;
+  }
+  return out;
+}

@@ -3,7 +3,7 @@ import type { EventEnvelope } from "../contracts/events";
 import type { Bus } from "../core/bus";
 import { errorMessage } from "../core/http/db-errors";
 import { newId } from "../core/ids";
-import type { Logger } from "../core/logger";
+import { eventFields, type Logger } from "../core/logger";
 import { outboxEvents } from "./schema";
 import { type Database, type Executor, rowsOf } from "./types";
 
@@ -120,9 +120,11 @@ export async function publishQueued(
       logger.warn(
         {
           err,
-          eventId: event.envelope.id,
-          subject: event.subject,
-          correlationId: event.envelope.correlationId,
+          ...eventFields(logger, {
+            eventId: event.envelope.id,
+            subject: event.subject,
+            correlationId: event.envelope.correlationId,
+          }),
         },
         "event publish deferred to outbox relay",
       );

@@ -204,6 +204,10 @@ describe("npm start (embedded mode)", () => {
     }
     child = undefined;
     expect(log).toContain("forced exit before the drain finished");
+    // Cada línea es JSON con claves únicas (jq y los agregadores se quedan con una sola).
+    const lines = log.split("\n").filter((l) => l.startsWith("{"));
+    expect(lines.some((l) => l.includes('"component":"maintenance"'))).toBe(true);
+    expect(lines.filter((l) => /("component":).*\1/.test(l))).toEqual([]);
     // Salir a la fuerza también suelta el candado: un tercer arranque no encuentra la carpeta ocupada.
     expect(existsSync(join(dataDir, "farutech.lock"))).toBe(false);
   });

@@ -78,7 +78,9 @@ async function main() {
     logger: logger.child({ component: "admin-api" }),
   });
   const edgeApp = await createNodeEdgeApp(env, db.db, logger.child({ component: "edge" }));
-  const workers = await startWorkers(env, { db, logger: logger.child({ component: "workers" }) });
+  // Sin `component` propio: el relay y el mantenimiento ponen el suyo (pino no reemplaza una
+  // clave del padre, la repite) y las líneas de cada worker ya llevan `worker`.
+  const workers = await startWorkers(env, { db, logger });
 
   // El aviso "en marcha" sale cuando ambos escuchan de verdad; un puerto ocupado es un error claro.
   const listen = (fetch: (req: Request) => Response | Promise<Response>, port: number) =>

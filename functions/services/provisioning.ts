@@ -298,7 +298,12 @@ export async function provisionTenant(
       );
       await write();
     }
-    ctx.logger.info({ tenantInstanceId, taskId, correlationId }, "tenant provisioning accepted");
+    // El logger de la petición ya lleva su correlationId (el de la cabecera o el requestId): el de
+    // la tarea, el que siguen los workers, va con otro nombre para no repetir la clave.
+    ctx.logger.info(
+      { tenantInstanceId, taskId, taskCorrelationId: correlationId },
+      "tenant provisioning accepted",
+    );
     await publishQueued(ctx.db, await ctx.bus.get(), event.queued, ctx.logger);
     return { response, replayed: false };
   } catch (err) {

@@ -1,11 +1,11 @@
 import { generateSigningKey, publicJwksOf } from "../../core/auth/keys";
 import { createTokenSigner, createTokenVerifier, type TokenSigner } from "../../core/auth/tokens";
 import { type BusProvider, fixedBusProvider } from "../../core/bus-provider";
-import { silentLogger } from "../../core/logger";
 import type { QueryObserver } from "../../db/types";
 import { createAdminApp } from "../../functions/app";
 import { createTestDatabase, type DatabaseKind, type TestDatabase } from "./databases";
 import type { JsonResponse } from "./http";
+import { captureLogs } from "./logs";
 
 const SETTINGS = {
   issuer: "http://edge.test",
@@ -22,6 +22,8 @@ export const offlineBus: BusProvider = fixedBusProvider(undefined);
 export interface AdminHarness {
   db: TestDatabase;
   app: ReturnType<typeof createAdminApp>;
+  /** Cada línea de log de la API (nivel info); una con claves repetidas hace fallar la prueba. */
+  logs: Record<string, unknown>[];
   token(roles: string[], sub?: string): Promise<string>;
   request<T = Record<string, unknown>>(
     method: string,
@@ -39,16 +41,18 @@ export async function startAdminHarness(
   const db = await createTestDatabase(kind, onQuery);
   const key = await generateSigningKey("admin-test");
   const signer: TokenSigner = await createTokenSigner([key], SETTINGS);
+  const { logger, lines: logs } = captureLogs("admin-test");
   const app = createAdminApp({
     db: db.handle.db,
     bus: offlineBus,
     verifier: createTokenVerifier({ jwks: publicJwksOf([key]) }, SETTINGS),
-    logger: silentLogger,
+    logger,
     baseDomain: "farutech.test",
   });
   return {
     db,
     app,
+    logs,
     async token(roles, sub = `tester-${roles.join("-") || "none"}`) {
       return (await signer.sign({ sub, tenant_id: null, instance_ids: [], roles })).token;
     },

@@ -6,9 +6,9 @@ import { fileURLToPath } from "node:url";
 import { type Unstable_DevWorker, unstable_dev } from "wrangler";
 import { generateSigningKey } from "../../core/auth/keys";
 import { type AccessClaims, createTokenSigner } from "../../core/auth/tokens";
-import { silentLogger } from "../../core/logger";
 import type { Database } from "../../db/types";
 import { createNodeEdgeApp } from "../../edge/node";
+import { captureLogs } from "./logs";
 
 export type EdgeFetch = (path: string, init?: RequestInit) => Promise<Response>;
 
@@ -22,7 +22,8 @@ export async function startNodeEdge(
   env: Record<string, string>,
   db: Database,
 ): Promise<EdgeTarget> {
-  const app = await createNodeEdgeApp(env, db, silentLogger);
+  // Logs revisados (claves repetidas hacen fallar la prueba), no mostrados.
+  const app = await createNodeEdgeApp(env, db, captureLogs("edge-test").logger);
   return { fetch: async (path, init) => app.request(path, init), stop: async () => {} };
 }
 

@@ -5,7 +5,6 @@ import { join } from "node:path";
 import { type ServerType, serve } from "@hono/node-server";
 import { generateSigningKey } from "../../core/auth/keys";
 import { randomToken } from "../../core/ids";
-import { createLogger, silentLogger } from "../../core/logger";
 import { generateEncryptionKey } from "../../core/secret-box";
 import { createNodeEdgeApp } from "../../edge/node";
 import { createAdminApp } from "../../functions/app";
@@ -17,6 +16,7 @@ import { startWorkers, type WorkersHandle } from "../../workers/runtime";
 import { createApiClient } from "./clients";
 import { createTestDatabase, type DatabaseKind, type TestDatabase } from "./databases";
 import { call } from "./http";
+import { captureLogs } from "./logs";
 
 export interface StackOptions {
   database: DatabaseKind;
@@ -62,10 +62,12 @@ function listen(
   });
 }
 
-// TEST_LOG_LEVEL=debug muestra los logs del stack al depurar una prueba.
-const stackLogger = process.env.TEST_LOG_LEVEL
-  ? createLogger({ service: "test-stack", level: process.env.TEST_LOG_LEVEL })
-  : silentLogger;
+// Los logs del stack se revisan (claves repetidas hacen fallar la prueba) y no se muestran;
+// TEST_LOG_LEVEL=debug los muestra al depurar una prueba.
+const stackLogger = captureLogs("test-stack", {
+  level: process.env.TEST_LOG_LEVEL ?? "info",
+  echo: process.env.TEST_LOG_LEVEL !== undefined,
+}).logger;
 
 export async function startTestStack(options: StackOptions): Promise<TestStack> {
   const db = await createTestDatabase(options.database);

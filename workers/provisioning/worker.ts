@@ -845,12 +845,13 @@ async function claimTask(
       deadline - Date.now(),
     );
     if (waitMs <= 0) {
-      ctx.logger.warn({ taskId }, "provisioning task is still leased by another run; will retry");
+      // taskId ya va en ctx.logger (logFields).
+      ctx.logger.warn("provisioning task is still leased by another run; will retry");
       throw new TaskBusyError(`provisioning task ${taskId} is running in another delivery`);
     }
     if (poll === 0) {
       ctx.logger.info(
-        { taskId, busyForMs: claim.busyForMs },
+        { busyForMs: claim.busyForMs },
         "provisioning task is leased by another run; waiting for it",
       );
     }

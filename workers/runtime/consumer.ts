@@ -562,7 +562,7 @@ async function markProcessed(
         );
         return;
       }
-      log.warn({ err, attempt }, "storing the processed marker failed; retrying");
+      log.warn({ err, markAttempt: attempt }, "storing the processed marker failed; retrying");
       msg.working();
       await new Promise((r) => setTimeout(r, retryDelayMs(attempt)));
       msg.working();

@@ -3,7 +3,7 @@ import type { deadLetteredNotificationSchema, EventEnvelope } from "../../contra
 import { type Domain, subjects } from "../../contracts/streams";
 import type { Bus } from "../../core/bus";
 import { hashedUuid } from "../../core/hashed-id";
-import type { Logger } from "../../core/logger";
+import { eventFields, type Logger } from "../../core/logger";
 
 export interface DeadLetterAlert {
   domain: Domain;
@@ -40,12 +40,13 @@ export async function alertOperators(
   alert: DeadLetterAlert,
   logger: Logger,
 ): Promise<void> {
-  const fields = {
+  // Desde el consumer, el logger ya lleva la secuencia, el evento y la correlación del mensaje.
+  const fields = eventFields(logger, {
     domain: alert.domain,
     streamSequence: alert.streamSequence,
     eventId: alert.envelope?.id,
     correlationId: alert.envelope?.correlationId,
-  };
+  });
   if (alert.domain === "notifications") {
     logger.error(
       { ...fields, deliveries: alert.deliveries, error: alert.error },
