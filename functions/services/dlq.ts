@@ -52,7 +52,7 @@ async function replay(ctx: ServiceContext, id: string): Promise<{ entry: DlqEntr
     if (found.domain === "provisioning" && task.success) {
       await assertReplayable(tx, task.data);
       // La tarea vuelve a la cola; la instancia que quedó failed vuelve a provisioning.
-      await tx
+      const [requeued] = await tx
         .update(provisioningTasks)
         .set({ status: "queued", finishedAt: null, updatedAt: sql`now()` })
         .where(
@@ -60,21 +60,27 @@ async function replay(ctx: ServiceContext, id: string): Promise<{ entry: DlqEntr
             eq(provisioningTasks.id, task.data.taskId),
             inArray(provisioningTasks.status, ["dead_lettered", "failed"]),
           ),
-        );
-      const moved = await tx
-        .update(tenantInstances)
-        .set({
-          status: "provisioning",
-          rowVersion: sql`${tenantInstances.rowVersion} + 1`,
-          updatedAt: sql`now()`,
-        })
-        .where(
-          and(
-            eq(tenantInstances.id, task.data.tenantInstanceId),
-            eq(tenantInstances.status, "failed"),
-          ),
         )
-        .returning({ id: tenantInstances.id });
+        .returning({ kind: provisioningTasks.kind });
+      // Solo la provisión devuelve la instancia a provisioning: con otra tarea nadie la
+      // terminaría y quedaría en provisioning para siempre.
+      const moved =
+        requeued?.kind !== "provision"
+          ? []
+          : await tx
+              .update(tenantInstances)
+              .set({
+                status: "provisioning",
+                rowVersion: sql`${tenantInstances.rowVersion} + 1`,
+                updatedAt: sql`now()`,
+              })
+              .where(
+                and(
+                  eq(tenantInstances.id, task.data.tenantInstanceId),
+                  eq(tenantInstances.status, "failed"),
+                ),
+              )
+              .returning({ id: tenantInstances.id });
       statusChanged.push(...moved.map((m) => m.id));
     }
     return {

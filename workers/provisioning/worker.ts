@@ -250,8 +250,9 @@ type Step =
   | { name: string; kind: "external"; run(task: TaskContext): Promise<void> }
   | { name: string; kind: "transactional"; run(tx: Tx, task: TaskContext): Promise<StepWrites> };
 
-async function loadInstance(db: Database | Tx, tenantInstanceId: string) {
-  const [row] = await db
+/** `lock`: bloquea la fila de la instancia hasta el commit (decidir y escribir sobre el mismo estado). */
+async function loadInstance(db: Database | Tx, tenantInstanceId: string, lock = false) {
+  const query = db
     .select({
       instance: tenantInstances,
       productCode: products.code,
@@ -261,6 +262,7 @@ async function loadInstance(db: Database | Tx, tenantInstanceId: string) {
     .innerJoin(products, eq(products.id, tenantInstances.productId))
     .innerJoin(customers, eq(customers.id, tenantInstances.customerId))
     .where(eq(tenantInstances.id, tenantInstanceId));
+  const [row] = lock ? await query.for("update", { of: tenantInstances }) : await query;
   if (!row) throw new PermanentError(`tenant instance ${tenantInstanceId} does not exist`);
   return row;
 }
@@ -359,7 +361,10 @@ function standardProvisionSteps(deps: ProvisioningWorkerDeps, random: () => numb
       name: "activate",
       kind: "transactional",
       async run(tx, task) {
-        const { instance } = await loadInstance(tx, task.tenantInstanceId);
+        // Con la fila bloqueada: un borrado de cliente que la suspende a la vez o termina antes
+        // (y esta lectura lo ve) o espera a este commit; sin bloqueo, el UPDATE de abajo pisaba
+        // su suspensión y la instancia de un cliente borrado quedaba activa.
+        const { instance } = await loadInstance(tx, task.tenantInstanceId, true);
         // Solo se activa lo que sigue en provisioning: si mientras tanto se suspendió (p. ej. el
         // cliente fue borrado) o se dio de baja, el worker no lo revive.
         task.activeAfterActivate =
@@ -620,6 +625,22 @@ function updateFeatureSteps(): Step[] {
       async run(tx, task) {
         const payload = featuresPayloadSchema.safeParse(task.payload);
         if (!payload.success) throw new PermanentError("update_features payload is invalid");
+        // Un PUT aceptado antes de la baja no se aplica después: la API ya no cambia nada de una
+        // instancia dada de baja (409) y el worker tampoco. Bloqueada, la baja no cruza este paso.
+        const { instance } = await loadInstance(tx, task.tenantInstanceId, true);
+        if (instance.status === "decommissioned") {
+          return {
+            audit: [
+              {
+                action: "tenant_instance.features_update_skipped",
+                entityType: "tenant_instance",
+                entityId: instance.id,
+                before: { status: instance.status },
+                after: { taskId: task.taskId, reason: "instance decommissioned" },
+              },
+            ],
+          };
+        }
         const [subscription] = await tx
           .select()
           .from(subscriptions)
@@ -1241,7 +1262,7 @@ async function markDeadLettered(
           mine ? or(leaseFree(), eq(t.leaseUntil, mine)) : leaseFree(),
         ),
       )
-      .returning({ id: t.id });
+      .returning({ id: t.id, kind: t.kind });
     if (marked.length === 0) {
       const [row] = await tx
         .select({ status: t.status, busyForMs: leaseRemainingMs() })
@@ -1252,20 +1273,25 @@ async function markDeadLettered(
       }
       return { state: "held" as const, busyForMs: Math.max(0, row.busyForMs ?? 0) };
     }
-    const failed = await tx
-      .update(tenantInstances)
-      .set({
-        status: "failed",
-        rowVersion: sql`${tenantInstances.rowVersion} + 1`,
-        updatedAt: sql`now()`,
-      })
-      .where(
-        and(
-          eq(tenantInstances.id, data.tenantInstanceId),
-          eq(tenantInstances.status, "provisioning"),
-        ),
-      )
-      .returning({ id: tenantInstances.id });
+    // Solo una provisión muerta deja la instancia fallida: un cambio de features o una baja
+    // muertos no dicen nada de la provisión, que puede seguir en curso y terminar bien.
+    const failed =
+      marked[0]?.kind !== "provision"
+        ? []
+        : await tx
+            .update(tenantInstances)
+            .set({
+              status: "failed",
+              rowVersion: sql`${tenantInstances.rowVersion} + 1`,
+              updatedAt: sql`now()`,
+            })
+            .where(
+              and(
+                eq(tenantInstances.id, data.tenantInstanceId),
+                eq(tenantInstances.status, "provisioning"),
+              ),
+            )
+            .returning({ id: tenantInstances.id });
     await writeAudit(tx, {
       actor: ACTOR,
       action: "provisioning_task.dead_lettered",
