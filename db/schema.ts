@@ -689,6 +689,8 @@ export const idempotencyKeys = pgTable(
     responseHeaders: jsonb("response_headers"),
     createdAt: createdAt(),
     completedAt: timestamp("completed_at", { withTimezone: true, precision: 3 }),
+    /** La mutación de la petición se confirmó (en su misma transacción): nunca se vuelve a ejecutar. */
+    committedAt: timestamp("committed_at", { withTimezone: true, precision: 3 }),
   },
   (t) => [
     primaryKey({ columns: [t.actor, t.key] }),

@@ -15,11 +15,15 @@ export interface AdminDeps {
   secretBox?: SecretBox;
 }
 
+import type { IdempotencyReservation } from "./services/mutation";
+
 export interface AdminEnv {
   Variables: RequestContextVariables & {
     deps: AdminDeps;
     claims: AccessClaims;
     /** Hora (epoch ms) tras la cual una mutación ya no confirma (ver idempotency.ts). */
     commitDeadline?: number;
+    /** Reserva de Idempotency-Key de esta petición (ver idempotency.ts). */
+    idempotencyReservation?: IdempotencyReservation;
   };
 }

@@ -100,6 +100,57 @@ describe("Idempotency-Key reservation takeover", () => {
     expect(stored?.status).toBe(201);
   });
 
+  it("never applies a change twice when its response could not be stored after the commit", async () => {
+    // Falla inyectada solo en esta base de prueba: el UPDATE que guarda la respuesta falla una
+    // vez, como una caída de la base o del proceso justo después del commit.
+    await db.handle.db.execute(sql`
+      create table fail_store_once (done boolean);
+      create function fail_store() returns trigger language plpgsql as $$
+      begin
+        if not exists (select 1 from fail_store_once) then
+          insert into fail_store_once values (true);
+          raise exception 'injected response store failure';
+        end if;
+        return new;
+      end $$;
+      create trigger fail_store before update on idempotency_keys
+        for each row when (new.status is not null) execute function fail_store();`);
+    try {
+      let commits = 0;
+      const app = appActingAs("actor-lost");
+      app.post("/things", idempotency(), async (c) => {
+        await mutate(serviceContext(c), async () => ({
+          result: undefined,
+          audit: [{ action: "thing.created", entityType: "thing", entityId: "t2", after: {} }],
+        }));
+        commits++;
+        return c.json({ ok: true }, 201);
+      });
+      const post = () =>
+        app.request("/things", {
+          method: "POST",
+          headers: { "idempotency-key": "k-lost", "content-type": "application/json" },
+          body: '{"a":2}',
+        });
+      // El cambio se confirmó: la respuesta sale igual aunque no se guardó.
+      expect((await post()).status).toBe(201);
+      expect((await post()).status).toBe(409);
+      // Pasado el plazo de la reserva, el reintento no la toma: el cambio ya se aplicó.
+      await db.handle.db
+        .update(idempotencyKeys)
+        .set({ createdAt: sql`now() - interval '61 seconds'` })
+        .where(eq(idempotencyKeys.key, "k-lost"));
+      const retry = await post();
+      expect(retry.status).toBe(409);
+      expect(await retry.json()).toMatchObject({
+        detail: expect.stringContaining("was applied, but its response could not be stored"),
+      });
+      expect(commits).toBe(1);
+    } finally {
+      await db.handle.db.execute(sql`drop trigger fail_store on idempotency_keys`);
+    }
+  });
+
   it("replays a stored response without a body (204) instead of failing to rebuild it", async () => {
     const app = appActingAs("actor-204");
     let runs = 0;

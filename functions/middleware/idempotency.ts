@@ -99,11 +99,23 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
             isNull(idempotencyKeys.status),
             eq(idempotencyKeys.requestHash, requestHash),
             lt(idempotencyKeys.createdAt, RESERVATION_LEASE),
+            // La que ya confirmó su cambio no se toma nunca: se aplicaría dos veces.
+            isNull(idempotencyKeys.committedAt),
           ),
         )
         .returning({ at: idempotencyKeys.createdAt });
       if (taken) return { reserved: true as const, at: taken.at };
-      const [previous] = await db.select().from(idempotencyKeys).where(mine);
+      const [previous] = await db
+        .select({
+          requestHash: idempotencyKeys.requestHash,
+          status: idempotencyKeys.status,
+          responseBody: idempotencyKeys.responseBody,
+          responseHeaders: idempotencyKeys.responseHeaders,
+          committedAt: idempotencyKeys.committedAt,
+          abandoned: sql<boolean>`${idempotencyKeys.createdAt} < ${RESERVATION_LEASE}`,
+        })
+        .from(idempotencyKeys)
+        .where(mine);
       return { reserved: false as const, previous };
     };
     let outcome = await reserve();
@@ -124,6 +136,13 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
           {
             fields: [{ path: "header.Idempotency-Key", message: "Reused with another request" }],
           },
+        );
+      }
+      if (previous.status === null && previous.committedAt !== null && previous.abandoned) {
+        // Se aplicó, pero su respuesta no llegó a guardarse: no se puede repetir ni reejecutar.
+        throw new AppError(
+          "conflict",
+          "The request with this Idempotency-Key was applied, but its response could not be stored; read the resource to see the result",
         );
       }
       if (previous.status === null) {
@@ -149,11 +168,13 @@ export function idempotency(options: IdempotencyOptions = {}): MiddlewareHandler
       isNull(idempotencyKeys.status),
     );
     c.set("commitDeadline", Date.now() + COMMIT_BUDGET_MS);
+    c.set("idempotencyReservation", { actor, key, reservedAt: outcome.at });
     await next();
     if (!isFinalOutcome(c.res.status)) {
       // Un fallo que depende del momento (servidor, conflicto, precondición, referencia aún
       // inexistente) no se fija: reintentar con la misma clave vuelve a ejecutar la petición.
-      await db.delete(idempotencyKeys).where(ours);
+      // Salvo si el cambio ya se confirmó (falló algo después): esa reserva se queda.
+      await db.delete(idempotencyKeys).where(and(ours, isNull(idempotencyKeys.committedAt)));
       return;
     }
     const raw = await c.res.clone().text();

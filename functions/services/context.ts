@@ -13,5 +13,6 @@ export function serviceContext(c: Context<AdminEnv>): ServiceContext {
     correlationId: c.var.correlationId,
     baseDomain: c.var.deps.baseDomain,
     commitDeadline: c.var.commitDeadline,
+    idempotency: c.var.idempotencyReservation,
   };
 }

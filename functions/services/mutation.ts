@@ -1,4 +1,4 @@
-import type { SQLWrapper } from "drizzle-orm";
+import { and, eq, isNull, type SQLWrapper, sql } from "drizzle-orm";
 import { domainEventSubject } from "../../contracts/streams";
 import type { BusProvider } from "../../core/bus-provider";
 import { AppError } from "../../core/errors";
@@ -6,7 +6,8 @@ import type { Logger } from "../../core/logger";
 import { type AuditEntry, auditInsert } from "../../db/audit";
 import { executeAll } from "../../db/batch";
 import { type NewEvent, outboxInsert, publishQueued, type QueuedEvent } from "../../db/outbox";
-import type { Database, Tx } from "../../db/types";
+import { idempotencyKeys } from "../../db/schema";
+import type { Database, Executor, Tx } from "../../db/types";
 
 export interface ServiceContext {
   db: Database;
@@ -17,6 +18,45 @@ export interface ServiceContext {
   baseDomain: string;
   /** Si se pasa de esta hora (epoch ms) antes de confirmar, la mutación se revierte (503). */
   commitDeadline?: number | undefined;
+  /** Reserva de Idempotency-Key de la petición: se marca confirmada en la transacción del cambio. */
+  idempotency?: IdempotencyReservation | undefined;
+}
+
+/** La reserva (actor, clave) que tomó una petición, identificada por su created_at. */
+export interface IdempotencyReservation {
+  actor: string;
+  key: string;
+  reservedAt: Date;
+}
+
+/**
+ * Marca confirmada la reserva, dentro de la transacción del cambio: si luego no se guarda la
+ * respuesta (caída entre el commit y ese UPDATE), un reintento ve que el cambio ya se aplicó y no
+ * lo repite. Si un reintento ya tomó la reserva (esta petición pasó de su plazo), se revierte.
+ */
+export async function confirmIdempotencyReservation(
+  tx: Executor,
+  reservation: IdempotencyReservation,
+): Promise<void> {
+  const k = idempotencyKeys;
+  const [confirmed] = await tx
+    .update(k)
+    .set({ committedAt: sql`now()` })
+    .where(
+      and(
+        eq(k.actor, reservation.actor),
+        eq(k.key, reservation.key),
+        eq(k.createdAt, reservation.reservedAt),
+        isNull(k.status),
+      ),
+    )
+    .returning({ actor: k.actor });
+  if (!confirmed) {
+    throw new AppError(
+      "unavailable",
+      "The request took too long and was rolled back; retry it with the same Idempotency-Key",
+    );
+  }
 }
 
 export interface MutationOutcome<T> {
@@ -60,6 +100,7 @@ export async function mutate<T>(
       queued = outbox.queued;
     }
     await executeAll(tx, statements);
+    if (ctx.idempotency) await confirmIdempotencyReservation(tx, ctx.idempotency);
     if (ctx.commitDeadline !== undefined && Date.now() > ctx.commitDeadline) {
       // Su reserva de Idempotency-Key puede haber pasado a un reintento: confirmar ahora podría
       // aplicar el cambio dos veces. Se revierte y el cliente reintenta con la misma clave.

@@ -1,4 +1,4 @@
-import { and, eq, inArray, isNull, sql } from "drizzle-orm";
+import { and, eq, inArray, isNull, type SQLWrapper, sql } from "drizzle-orm";
 import { subjects } from "../../contracts/streams";
 import { AppError } from "../../core/errors";
 import { pgConstraint, pgErrorCode } from "../../core/http/db-errors";
@@ -20,7 +20,7 @@ import {
 } from "../../db/schema";
 import type { Database, Executor } from "../../db/types";
 import type { ProvisionRequest, ProvisionResponse } from "../routes/provisioning/schema";
-import type { ServiceContext } from "./mutation";
+import { confirmIdempotencyReservation, type ServiceContext } from "./mutation";
 
 type OverrideRow = typeof subscriptionFeatureOverrides.$inferInsert;
 
@@ -236,8 +236,18 @@ export async function provisionTenant(
         data: { taskId, tenantInstanceId, kind: "provision" },
       },
     ]);
+    // Sin Idempotency-Key, una sola sentencia (atómica por sí misma); con ella, en una
+    // transacción que además marca la reserva confirmada (ver confirmIdempotencyReservation).
+    const { idempotency } = ctx;
+    const inTransaction = (statements: SQLWrapper[]) =>
+      idempotency
+        ? ctx.db.transaction(async (tx) => {
+            await executeAll(tx, statements);
+            await confirmIdempotencyReservation(tx, idempotency);
+          })
+        : executeAll(ctx.db, statements);
     const write = () =>
-      executeAll(ctx.db, [
+      inTransaction([
         ctx.db.insert(tenantInstances).values(instance),
         ctx.db.insert(subscriptions).values({
           id: subscriptionId,

@@ -1,8 +1,9 @@
-import { and, eq, ne } from "drizzle-orm";
+import { and, eq, ne, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../../../core/ids";
 import {
   auditLog,
+  idempotencyKeys,
   outboxEvents,
   plans,
   products,
@@ -227,6 +228,51 @@ describe.each(["postgres", "pglite"] as const)("tenant instances on %s", (kind) 
   });
 
   describe("errors", () => {
+    it("never provisions twice for one Idempotency-Key whose response was lost after the commit", async () => {
+      // Falla inyectada en esta base de prueba: guardar la respuesta falla una vez, como una
+      // caída justo después del commit.
+      await db().execute(sql`create table fail_store_once (done boolean)`);
+      await db().execute(sql`
+        create function fail_store() returns trigger language plpgsql as $$
+        begin
+          if not exists (select 1 from fail_store_once) then
+            insert into fail_store_once values (true);
+            raise exception 'injected response store failure';
+          end if;
+          return new;
+        end $$`);
+      await db().execute(sql`
+        create trigger fail_store before update on idempotency_keys
+          for each row when (new.status is not null) execute function fail_store()`);
+      try {
+        const body = await demoProvisionBody(db(), "lost-response");
+        const provision = () =>
+          h.request("POST", "/api/provisioning/provision", {
+            token: admin,
+            json: body,
+            headers: { "idempotency-key": "provision-lost-response" },
+          });
+        expect((await provision()).status).toBe(202);
+        await db()
+          .update(idempotencyKeys)
+          .set({ createdAt: sql`now() - interval '61 seconds'` })
+          .where(eq(idempotencyKeys.key, "provision-lost-response"));
+        // Dice qué pasó (y no reejecuta hasta chocar con su propio código de instancia).
+        const retry = await provision();
+        expectProblem(retry, 409, "conflict");
+        expect(retry.body).toMatchObject({
+          detail: expect.stringContaining("was applied, but its response could not be stored"),
+        });
+        const created = await db()
+          .select({ id: tenantInstances.id })
+          .from(tenantInstances)
+          .where(eq(tenantInstances.instanceCode, "lost-response"));
+        expect(created).toHaveLength(1);
+      } finally {
+        await db().execute(sql`drop trigger fail_store on idempotency_keys`);
+      }
+    });
+
     it("never gives two live instances the same subdomain", async () => {
       const s = newId().slice(0, 6);
       // Dos clientes distintos cuyos nombres dan el mismo slug.
