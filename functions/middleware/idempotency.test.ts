@@ -6,6 +6,7 @@ import { silentLogger } from "../../core/logger";
 import { idempotencyKeys } from "../../db/schema";
 import { offlineBus } from "../../test/support/admin";
 import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
+import { failNextIdempotentResponseStore } from "../../test/support/faults";
 import type { AdminDeps, AdminEnv } from "../env";
 import { serviceContext } from "../services/context";
 import { mutate } from "../services/mutation";
@@ -101,20 +102,7 @@ describe("Idempotency-Key reservation takeover", () => {
   });
 
   it("never applies a change twice when its response could not be stored after the commit", async () => {
-    // Falla inyectada solo en esta base de prueba: el UPDATE que guarda la respuesta falla una
-    // vez, como una caída de la base o del proceso justo después del commit.
-    await db.handle.db.execute(sql`
-      create table fail_store_once (done boolean);
-      create function fail_store() returns trigger language plpgsql as $$
-      begin
-        if not exists (select 1 from fail_store_once) then
-          insert into fail_store_once values (true);
-          raise exception 'injected response store failure';
-        end if;
-        return new;
-      end $$;
-      create trigger fail_store before update on idempotency_keys
-        for each row when (new.status is not null) execute function fail_store();`);
+    const restore = await failNextIdempotentResponseStore(db.handle.db);
     try {
       let commits = 0;
       const app = appActingAs("actor-lost");
@@ -147,7 +135,7 @@ describe("Idempotency-Key reservation takeover", () => {
       });
       expect(commits).toBe(1);
     } finally {
-      await db.handle.db.execute(sql`drop trigger fail_store on idempotency_keys`);
+      await restore();
     }
   });
 

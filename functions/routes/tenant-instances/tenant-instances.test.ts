@@ -13,6 +13,7 @@ import {
 import { seedDemo } from "../../../db/seed";
 import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
 import { demoProvisionBody } from "../../../test/support/demo";
+import { failNextIdempotentResponseStore } from "../../../test/support/faults";
 import { expectProblem } from "../../../test/support/http";
 import { tenantInstanceSchema } from "./schema";
 import { createTestInstance } from "./test-fixtures";
@@ -229,21 +230,7 @@ describe.each(["postgres", "pglite"] as const)("tenant instances on %s", (kind) 
 
   describe("errors", () => {
     it("never provisions twice for one Idempotency-Key whose response was lost after the commit", async () => {
-      // Falla inyectada en esta base de prueba: guardar la respuesta falla una vez, como una
-      // caída justo después del commit.
-      await db().execute(sql`create table fail_store_once (done boolean)`);
-      await db().execute(sql`
-        create function fail_store() returns trigger language plpgsql as $$
-        begin
-          if not exists (select 1 from fail_store_once) then
-            insert into fail_store_once values (true);
-            raise exception 'injected response store failure';
-          end if;
-          return new;
-        end $$`);
-      await db().execute(sql`
-        create trigger fail_store before update on idempotency_keys
-          for each row when (new.status is not null) execute function fail_store()`);
+      const restore = await failNextIdempotentResponseStore(db());
       try {
         const body = await demoProvisionBody(db(), "lost-response");
         const provision = () =>
@@ -269,7 +256,7 @@ describe.each(["postgres", "pglite"] as const)("tenant instances on %s", (kind) 
           .where(eq(tenantInstances.instanceCode, "lost-response"));
         expect(created).toHaveLength(1);
       } finally {
-        await db().execute(sql`drop trigger fail_store on idempotency_keys`);
+        await restore();
       }
     });
 
