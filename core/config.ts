@@ -6,18 +6,11 @@ import {
   parseSigningKeys,
   publicJwksOf,
 } from "./auth/keys";
+import { ConfigError, invalidConfiguration } from "./config-error";
 
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
-export class ConfigError extends Error {
-  override name = "ConfigError";
-}
-
-/** Error de configuración con el mismo formato que parseEnv: una línea por variable mal puesta. */
-export function invalidConfiguration(problems: [variable: string, message: string][]): ConfigError {
-  const lines = problems.map(([variable, message]) => `  - ${variable}: ${message}`);
-  return new ConfigError(`Invalid configuration:\n${lines.join("\n")}`);
-}
+export { ConfigError, invalidConfiguration } from "./config-error";
 
 /** Valida el entorno al arrancar y falla con un mensaje que nombra cada variable mal puesta. */
 export function parseEnv<T extends z.ZodTypeAny>(

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { invalidConfiguration, parseKeysJson } from "./config-error";
 import { base64url, fromBase64url } from "./ids";
 
 /**
@@ -18,15 +19,18 @@ const keysSchema = z
 
 /** ENCRYPTION_KEYS: JSON `[{ "kid": "k2026", "key": "<32 bytes base64url>" }, …]`; la primera cifra. */
 export async function createSecretBox(raw: string): Promise<SecretBox> {
-  const parsed = keysSchema.safeParse(JSON.parse(raw));
-  if (!parsed.success)
-    throw new Error(
-      "ENCRYPTION_KEYS must be a JSON array of { kid, key } (32-byte base64url keys)",
-    );
+  const parsed = keysSchema.safeParse(parseKeysJson("ENCRYPTION_KEYS", raw));
+  if (!parsed.success) {
+    throw invalidConfiguration([
+      ["ENCRYPTION_KEYS", "must be a JSON array of { kid, key } (32-byte base64url keys)"],
+    ]);
+  }
   const keys = new Map<string, Awaited<ReturnType<typeof crypto.subtle.importKey>>>();
   for (const { kid, key } of parsed.data) {
     const bytes = fromBase64url(key);
-    if (bytes.length !== 32) throw new Error(`encryption key ${kid} must be 32 bytes`);
+    if (bytes.length !== 32) {
+      throw invalidConfiguration([["ENCRYPTION_KEYS", `key ${kid} must be 32 bytes`]]);
+    }
     keys.set(
       kid,
       await crypto.subtle.importKey("raw", bytes, "AES-GCM", false, ["encrypt", "decrypt"]),

@@ -1,5 +1,6 @@
 import { exportJWK, generateKeyPair, type JWK } from "jose";
 import { z } from "zod";
+import { invalidConfiguration, parseKeysJson } from "../config-error";
 
 export const SIGNING_ALG = "ES256";
 
@@ -24,17 +25,27 @@ export interface PublicJwks {
 
 /** Claves privadas en orden: la primera firma, todas se publican (rotación sin corte). */
 export function parseSigningKeys(raw: string): PrivateJwk[] {
-  const parsed = z.array(privateJwkSchema).min(1).safeParse(JSON.parse(raw));
+  const parsed = z
+    .array(privateJwkSchema)
+    .min(1)
+    .safeParse(parseKeysJson("AUTH_SIGNING_KEYS", raw));
   if (!parsed.success) {
-    throw new Error("AUTH_SIGNING_KEYS must be a JSON array of private EC P-256 JWKs with a kid");
+    throw invalidConfiguration([
+      ["AUTH_SIGNING_KEYS", "must be a JSON array of private EC P-256 JWKs with a kid"],
+    ]);
   }
   return parsed.data;
 }
 
 export function parsePublicJwks(raw: string): PublicJwks {
-  const parsed = z.object({ keys: z.array(publicJwkSchema).min(1) }).safeParse(JSON.parse(raw));
-  if (!parsed.success)
-    throw new Error("AUTH_PUBLIC_JWKS must be a JWKS document with at least one key");
+  const parsed = z
+    .object({ keys: z.array(publicJwkSchema).min(1) })
+    .safeParse(parseKeysJson("AUTH_PUBLIC_JWKS", raw));
+  if (!parsed.success) {
+    throw invalidConfiguration([
+      ["AUTH_PUBLIC_JWKS", "must be a JWKS document with at least one key"],
+    ]);
+  }
   return { keys: parsed.data.keys as JWK[] };
 }
 
