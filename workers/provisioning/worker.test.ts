@@ -1,4 +1,6 @@
-import { rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ProvisioningTaskMessage } from "../../contracts/events";
@@ -6,6 +8,7 @@ import { type Bus, connectBus, ensureStreams } from "../../core/bus";
 import { type BusProvider, createBusProvider } from "../../core/bus-provider";
 import { newId } from "../../core/ids";
 import { silentLogger } from "../../core/logger";
+import { createSecretBox, generateEncryptionKey } from "../../core/secret-box";
 import {
   outboxEvents,
   provisioningTaskSteps,
@@ -23,6 +26,7 @@ import { demoProvisionBody } from "../../test/support/demo";
 import { startNatsForTest } from "../../test/support/stack";
 import type { HandlerContext } from "../runtime/consumer";
 import { PermanentError } from "../runtime/errors";
+import { createPgliteDedicated } from "./dedicated-databases";
 import { createPostgresRegistry } from "./shared-registry";
 import { provisioningWorker } from "./worker";
 
@@ -185,6 +189,44 @@ describe("provisioning worker handler", () => {
       { name: "activate", attempts: 1 },
       { name: "request_welcome_notification", attempts: 1 },
     ]);
+  });
+
+  it("injects PROVISIONING_FAILURE_RATE into the Enterprise tier's external step too", async () => {
+    const body = provisionRequestSchema.parse(
+      await demoProvisionBody(db(), "handler-ent-fail", { databaseTier: "enterprise" }),
+    );
+    const { response: task } = await provisionTenant(serviceContext(), body);
+    const dir = mkdtempSync(join(tmpdir(), "farutech-ent-fail-"));
+    try {
+      const failing = provisioningWorker({
+        db: db(),
+        bus,
+        registry: createPostgresRegistry(database.url ?? ""),
+        failureRate: 1,
+        random: () => 0,
+        dedicated: createPgliteDedicated(dir),
+        secretBox: await createSecretBox(JSON.stringify([generateEncryptionKey("k1")])),
+      });
+      const data = {
+        taskId: task.taskId,
+        tenantInstanceId: task.tenantInstanceId,
+        kind: "provision" as const,
+      };
+      // Transitorio (no PermanentError): el runtime lo reintenta con su política.
+      const failure = await failing.handle(delivery(data)).catch((err: unknown) => err);
+      expect(failure).toBeInstanceOf(Error);
+      expect(failure).not.toBeInstanceOf(PermanentError);
+      expect((failure as Error).message).toContain("simulated transient failure");
+      // Falló antes de tocar nada: sin base propia y sin cadena de conexión guardada.
+      expect(readdirSync(dir)).toEqual([]);
+      const [instance] = await db()
+        .select({ sealed: tenantInstances.connectionStringEncrypted })
+        .from(tenantInstances)
+        .where(eq(tenantInstances.id, task.tenantInstanceId));
+      expect(instance?.sealed).toBeNull();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("rejects as permanent an unknown task and a message that does not match its task", async () => {

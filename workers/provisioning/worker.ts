@@ -276,7 +276,7 @@ function passwordOf(connectionString: string): string {
   }
 }
 
-function enterpriseSteps(deps: ProvisioningWorkerDeps): Step[] {
+function enterpriseSteps(deps: ProvisioningWorkerDeps, random: () => number): Step[] {
   const need = () => {
     if (!deps.dedicated || !deps.secretBox) {
       throw new PermanentError("Enterprise provisioning needs ENCRYPTION_KEYS in the workers");
@@ -292,6 +292,7 @@ function enterpriseSteps(deps: ProvisioningWorkerDeps): Step[] {
       kind: "external",
       async run(task) {
         const { dedicated, box } = need();
+        await simulateProvisionDatabase(deps, random);
         const { instance } = task.snapshot;
         const candidate = await box.encrypt(
           dedicated.connectionString(instance.id, randomToken(24)),
@@ -330,11 +331,25 @@ function enterpriseSteps(deps: ProvisioningWorkerDeps): Step[] {
   ];
 }
 
+/**
+ * Simulación de ProvisionDatabase() del seed (PROVISIONING_FAILURE_RATE, demora configurable):
+ * al empezar el primer paso externo de cada tier, antes de tocar nada.
+ */
+async function simulateProvisionDatabase(
+  deps: ProvisioningWorkerDeps,
+  random: () => number,
+): Promise<void> {
+  if (deps.externalDelayMs) await new Promise((r) => setTimeout(r, deps.externalDelayMs));
+  if (deps.failureRate > 0 && random() < deps.failureRate) {
+    throw new Error("simulated transient failure in the external provisioning step");
+  }
+}
+
 function provisionSteps(deps: ProvisioningWorkerDeps, tier: "standard" | "enterprise"): Step[] {
   const random = deps.random ?? Math.random;
   const [, ...common] = standardProvisionSteps(deps, random);
   return tier === "enterprise"
-    ? [...enterpriseSteps(deps), ...common]
+    ? [...enterpriseSteps(deps, random), ...common]
     : standardProvisionSteps(deps, random);
 }
 
@@ -345,11 +360,7 @@ function standardProvisionSteps(deps: ProvisioningWorkerDeps, random: () => numb
       kind: "external",
       async run(task) {
         const { instance, productCode } = task.snapshot;
-        // Simulación de ProvisionDatabase() del seed: fallos transitorios configurables.
-        if (deps.externalDelayMs) await new Promise((r) => setTimeout(r, deps.externalDelayMs));
-        if (deps.failureRate > 0 && random() < deps.failureRate) {
-          throw new Error("simulated transient failure in the external provisioning step");
-        }
+        await simulateProvisionDatabase(deps, random);
         await deps.registry.register(productCode, {
           tenantInstanceId: instance.id,
           tenantCode: instance.tenantCode,
