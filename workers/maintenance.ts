@@ -26,7 +26,8 @@ export interface MaintenanceOptions {
   retentionDays: number;
   intervalMs?: number;
   /** Borrado de datos de tenants dados de baja cuando vence su retención. */
-  tenantData?: Omit<TenantDataStores, "db"> & { retentionDays: number };
+  /** batchSize: bajas que se leen por tanda (50). */
+  tenantData?: Omit<TenantDataStores, "db"> & { retentionDays: number; batchSize?: number };
 }
 
 export interface MaintenanceResult {
@@ -75,19 +76,31 @@ async function dropExpiredTenantData(
   const tenantData = options.tenantData;
   if (!tenantData) return 0;
   let dropped = 0;
-  for (const id of await tenantsPastRetention(options.db, tenantData.retentionDays, now)) {
-    // Un tenant que falla (p. ej. su base no responde) no frena a los demás: se reintenta luego.
-    try {
-      const outcome = await dropTenantData({ ...tenantData, db: options.db }, id, {
-        actor: "worker:maintenance",
-        reason: "retention",
-      });
-      if (outcome === "dropped") dropped++;
-    } catch (err) {
-      options.logger.error({ err, tenantInstanceId: id }, "tenant data drop failed");
+  // Por tandas, sin repetir las ya intentadas en esta pasada: un tenant que falla (p. ej. su base
+  // no responde, o el RLS esconde filas) no frena a los demás, tampoco si fallan 50 seguidos.
+  const attempted: string[] = [];
+  for (;;) {
+    const due = await tenantsPastRetention(
+      options.db,
+      tenantData.retentionDays,
+      now,
+      tenantData.batchSize ?? 50,
+      attempted,
+    );
+    if (due.length === 0) return dropped;
+    for (const id of due) {
+      attempted.push(id);
+      try {
+        const outcome = await dropTenantData({ ...tenantData, db: options.db }, id, {
+          actor: "worker:maintenance",
+          reason: "retention",
+        });
+        if (outcome === "dropped") dropped++;
+      } catch (err) {
+        options.logger.error({ err, tenantInstanceId: id }, "tenant data drop failed");
+      }
     }
   }
-  return dropped;
 }
 
 /**

@@ -6,6 +6,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../../core/ids";
 import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
+import { PermanentError } from "../runtime/errors";
 import {
   createPgliteRegistry,
   createPostgresRegistry,
@@ -342,6 +343,47 @@ describe.each([
       }
     } finally {
       await s.close();
+    }
+  });
+  it("purges text tenant_id columns too, skips other types, and refuses a table whose RLS hides rows from it", async () => {
+    const c = { tenantInstanceId: newId(), tenantCode: "gamma-vet-1", customerId: newId() };
+    await fx.registry().register(PRODUCT, c);
+    const s0 = await fx.session();
+    try {
+      await s0.asOwner(`
+        create table notes_text (tenant_id text not null, note text not null);
+        create table legacy_int (tenant_id integer not null, note text not null);
+        insert into notes_text values ('${c.tenantInstanceId}', 'c'), ('${b.tenantInstanceId}', 'b');
+        insert into legacy_int values (1, 'otra numeración');`);
+    } finally {
+      await s0.close();
+    }
+    // Un tenant_id text no rompe el DELETE de las demás tablas (uuid = text no existe), y uno
+    // entero (que no puede guardar nuestros ids) se salta.
+    expect(await fx.registry().dropTenant(PRODUCT, c.tenantInstanceId)).toEqual({ rowsDeleted: 2 });
+    const s1 = await fx.session();
+    try {
+      await s1.asOwner(`
+        create table hidden_notes (tenant_id uuid not null, note text not null);
+        alter table hidden_notes enable row level security;
+        alter table hidden_notes force row level security;
+        create policy app_only on hidden_notes to "${fx.role}"
+          using (tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid);`);
+    } finally {
+      await s1.close();
+    }
+    // Con un dueño sin superusuario, esa política no le aplica: su DELETE borraría 0 filas sin
+    // error. Se niega nombrando la tabla. Un superusuario (y PGlite) salta el RLS y borra.
+    const purge = fx.registry().dropTenant(PRODUCT, b.tenantInstanceId);
+    if (_name === "postgres with a non-superuser owner") {
+      await expect(purge).rejects.toThrow(PermanentError);
+      await expect(fx.registry().dropTenant(PRODUCT, b.tenantInstanceId)).rejects.toThrow(
+        /row-level security hides the rows of public\.hidden_notes/,
+      );
+      expect(await fx.registry().isRegistered(PRODUCT, b.tenantInstanceId)).toBe(true);
+    } else {
+      expect((await purge).rowsDeleted).toBeGreaterThan(0);
+      expect(await fx.registry().isRegistered(PRODUCT, b.tenantInstanceId)).toBe(false);
     }
   });
 });

@@ -6,6 +6,7 @@ import type pg from "pg";
 import { ensurePrivateDir } from "../../core/dir-lock";
 import { pgErrorCode } from "../../core/http/db-errors";
 import { survivePoolConnectionErrors } from "../../db/drivers/pool-errors";
+import { PermanentError } from "../runtime/errors";
 import { revokePublicAccess } from "./database-acl";
 
 export interface TenantRegistration {
@@ -84,18 +85,36 @@ const BASELINE = (role: string) => `
 const INSERT = `insert into farutech_tenants (tenant_id, tenant_code, customer_id)
   values ($1, $2, $3) on conflict (tenant_id) do nothing`;
 
-// Toda tabla con `tenant_id` (también las que añada la app hija), salvo el registro mismo.
-// Toda tabla con tenant_id de cualquier esquema de la app (no solo `public`).
+// Toda tabla con `tenant_id` de cualquier esquema de la app (también las que añada la app hija),
+// salvo el registro mismo. Por cada una: cómo comparar la columna (uuid o texto; otro tipo no
+// puede guardar nuestros ids y se salta) y si el RLS le esconde filas al rol del orquestador: RLS
+// activo para él (dueño con FORCE, o no dueño) sin ninguna política para DELETE que le aplique.
 const TENANT_TABLES = `
-  select quote_ident(n.nspname) || '.' || quote_ident(c.relname) as name
+  select quote_ident(n.nspname) || '.' || quote_ident(c.relname) as name,
+         case when a.atttypid = 'uuid'::regtype then 'uuid'
+              when t.typcategory = 'S' then 'text' end as key_type,
+         row_security_active(c.oid)
+           and not exists (
+             select 1 from pg_policy p
+              where p.polrelid = c.oid and p.polpermissive and p.polcmd in ('*', 'd')
+                and (p.polroles = '{0}'
+                     or exists (select 1 from unnest(p.polroles) r
+                                 where pg_has_role(current_user, r, 'USAGE')))) as hidden
     from pg_class c
     join pg_namespace n on n.oid = c.relnamespace
     join pg_attribute a on a.attrelid = c.oid
+    join pg_type t on t.oid = a.atttypid
    where n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg\\_%'
      and c.relkind in ('r', 'p') and not c.relispartition
      and a.attname = 'tenant_id' and not a.attisdropped
      and not (n.nspname = 'public' and c.relname = 'farutech_tenants')
    order by 1`;
+
+interface TenantTable {
+  name: string;
+  key_type: "uuid" | "text" | null;
+  hidden: boolean;
+}
 
 type Query = (text: string, params?: unknown[]) => Promise<{ rows: unknown[]; count: number }>;
 
@@ -106,8 +125,24 @@ type Query = (text: string, params?: unknown[]) => Promise<{ rows: unknown[]; co
 async function deleteTenantRows(query: Query, tenantId: string): Promise<number> {
   await query("select set_config('app.tenant_id', $1, true)", [tenantId]);
   const { rows } = await query(TENANT_TABLES);
-  const tables = [...(rows as { name: string }[]).map((r) => r.name), "public.farutech_tenants"];
-  const ctes = tables.map((t, i) => `d${i} as (delete from ${t} where tenant_id = $1 returning 1)`);
+  const found = rows as TenantTable[];
+  // Un DELETE que el RLS filtra borra 0 filas sin error y la baja diría "datos borrados" con los
+  // datos ahí: se niega y dice qué tabla arreglar.
+  const hidden = found.filter((t) => t.hidden).map((t) => t.name);
+  if (hidden.length > 0) {
+    throw new PermanentError(
+      `row-level security hides the rows of ${hidden.join(", ")} from the orchestrator's role (no DELETE policy applies to it); give it one, or BYPASSRLS, before purging tenant data`,
+    );
+  }
+  const tables = [
+    ...found.flatMap((t) => (t.key_type ? [{ name: t.name, keyType: t.key_type }] : [])),
+    { name: "public.farutech_tenants", keyType: "uuid" as const },
+  ];
+  // La columna se compara en su propio tipo: su índice sirve y un `tenant_id text` no rompe el
+  // DELETE de todas las demás tablas (uuid = text no existe).
+  const ctes = tables.map(
+    (t, i) => `d${i} as (delete from ${t.name} where tenant_id = $1::${t.keyType} returning 1)`,
+  );
   const total = tables.map((_, i) => `(select count(*) from d${i})`).join(" + ");
   const result = await query(`with ${ctes.join(", ")} select (${total})::int as deleted`, [
     tenantId,

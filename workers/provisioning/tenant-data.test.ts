@@ -198,4 +198,51 @@ describe.each(["postgres", "pglite"] as const)("tenant data retention on %s", (k
     });
     expect(await registry.isRegistered(recent.productCode, recent.instance.id)).toBe(false);
   });
+
+  it("keeps dropping later tenants in the same pass when the oldest ones fail", async () => {
+    const rows = (
+      await db.handle.db
+        .select({ instance: tenantInstances, productCode: products.code })
+        .from(tenantInstances)
+        .innerJoin(products, eq(products.id, tenantInstances.productId))
+        .where(eq(tenantInstances.databaseTier, "standard"))
+        .orderBy(tenantInstances.tenantCode)
+    ).filter((r) => r.instance.status !== "decommissioned");
+    const [broken, fine] = rows;
+    if (!broken || !fine) throw new Error("demo data missing");
+    for (const row of [broken, fine]) {
+      await registry.register(row.productCode, {
+        tenantInstanceId: row.instance.id,
+        tenantCode: row.instance.tenantCode,
+        customerId: row.instance.customerId,
+      });
+    }
+    const ago = (days: number) => new Date(now.getTime() - days * DAY);
+    await setInstance(broken.instance.id, { status: "decommissioned", decommissionedAt: ago(90) });
+    await setInstance(fine.instance.id, { status: "decommissioned", decommissionedAt: ago(60) });
+    // La más vieja falla siempre (su base no responde, o el RLS esconde filas).
+    const failing: SharedTenantRegistry = {
+      ...registry,
+      register: registry.register.bind(registry),
+      isRegistered: registry.isRegistered.bind(registry),
+      close: registry.close.bind(registry),
+      dropTenant: (productCode, id) =>
+        id === broken.instance.id
+          ? Promise.reject(new Error("shared database unreachable"))
+          : registry.dropTenant(productCode, id),
+    };
+    const result = await runMaintenanceOnce(
+      {
+        db: db.handle.db,
+        logger: silentLogger,
+        retentionDays: 3650,
+        // Una por tanda: con tandas de 50, 50 bajas que fallan tapaban a todas las siguientes.
+        tenantData: { registry: failing, dedicated, retentionDays: 30, batchSize: 1 },
+      },
+      now,
+    );
+    expect(result).toMatchObject({ droppedTenantData: 1 });
+    expect(await registry.isRegistered(fine.productCode, fine.instance.id)).toBe(false);
+    expect(await registry.isRegistered(broken.productCode, broken.instance.id)).toBe(true);
+  });
 });

@@ -1,4 +1,4 @@
-import { and, eq, isNull, sql } from "drizzle-orm";
+import { and, eq, isNull, notInArray, sql } from "drizzle-orm";
 import { domainEventSubject } from "../../contracts/streams";
 import { writeAudit } from "../../db/audit";
 import { enqueueEvent } from "../../db/outbox";
@@ -97,12 +97,16 @@ export async function dropTenantData(
   return "dropped";
 }
 
-/** Bajas sin purge cuyo plazo de retención venció y cuyos datos siguen ahí. */
+/**
+ * Bajas sin purge cuyo plazo de retención venció y cuyos datos siguen ahí, las más viejas primero.
+ * `exclude`: las ya intentadas en esta pasada (una que falla no tapa a las siguientes).
+ */
 export async function tenantsPastRetention(
   db: Database,
   retentionDays: number,
   now: Date,
   limit = 50,
+  exclude: string[] = [],
 ): Promise<string[]> {
   const t = tenantInstances;
   // Las bajas anteriores a decommissioned_at cuentan desde su última modificación.
@@ -115,6 +119,7 @@ export async function tenantsPastRetention(
         eq(t.status, "decommissioned"),
         isNull(t.dataDroppedAt),
         sql`${since} <= ${now.toISOString()}::timestamptz - make_interval(days => ${retentionDays})`,
+        exclude.length > 0 ? notInArray(t.id, exclude) : undefined,
       ),
     )
     .orderBy(since)
