@@ -675,6 +675,12 @@ export const clientAuthFailures = pgTable(
   (t) => [primaryKey({ columns: [t.clientId, t.source] })],
 );
 
+// Hasta dónde llegó cada tarea periódica de los workers que mira el reloj (una fila por tarea).
+export const maintenanceWatermarks = pgTable("maintenance_watermarks", {
+  name: text("name").primaryKey(),
+  at: timestamp("at", { withTimezone: true, precision: 3 }).notNull(),
+});
+
 // Idempotency-Key de los POST: la misma clave y cuerpo repiten la primera respuesta.
 export const idempotencyKeys = pgTable(
   "idempotency_keys",

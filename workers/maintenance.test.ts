@@ -1,4 +1,4 @@
-import { eq, inArray, like } from "drizzle-orm";
+import { and, eq, inArray, like } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fixedBusProvider } from "../core/bus-provider";
 import { newId } from "../core/ids";
@@ -12,6 +12,7 @@ import {
   products,
   provisioningTasks,
   refreshTokens,
+  subscriptions,
   tenantInstances,
   webhookDeliveries,
   webhookEndpoints,
@@ -102,6 +103,7 @@ describe("workers maintenance pass", () => {
       droppedTenantData: 0,
       expiredRefreshTokens: 1,
       prunedDeliveryRecords: 0,
+      subscriptionBoundariesAnnounced: 0,
     });
     const tokens = await db.handle.db.select().from(refreshTokens);
     expect(tokens.map((t) => t.tokenHash)).toEqual(["still-valid"]);
@@ -138,6 +140,7 @@ describe("workers maintenance pass", () => {
       droppedTenantData: 0,
       expiredRefreshTokens: 0,
       prunedDeliveryRecords: 0,
+      subscriptionBoundariesAnnounced: 0,
     });
 
     // Las que ya tienen su tarea (aquí, sin worker, siguen en cola) no ocupan el lote: se borra
@@ -229,5 +232,64 @@ describe("workers maintenance pass", () => {
     const marks = await db.handle.db.select().from(processedMessages);
     expect(marks.map((m) => m.messageId)).toEqual(["recent"]);
     expect(await db.handle.db.select().from(webhookDeliveries)).toHaveLength(1);
+  });
+
+  it("announces subscriptions that started or expired since the last pass, once", async () => {
+    const t0 = new Date("2027-01-01T00:00:00Z");
+    const t1 = new Date("2027-01-01T02:00:00Z");
+    // Fija la marca (y avisa lo que cruzó antes): lo de esta prueba es lo de (t0, t1].
+    await runMaintenanceOnce({ db: db.handle.db, logger: silentLogger, retentionDays: 3650 }, t0);
+    const active = await db.handle.db
+      .select({ id: subscriptions.id, tenantInstanceId: subscriptions.tenantInstanceId })
+      .from(subscriptions)
+      .innerJoin(tenantInstances, eq(tenantInstances.id, subscriptions.tenantInstanceId))
+      .where(and(eq(subscriptions.status, "active"), eq(tenantInstances.status, "active")));
+    const [expiring, starting, later] = active;
+    if (!expiring || !starting || !later) throw new Error("demo data missing");
+    const set = (id: string, values: Partial<typeof subscriptions.$inferInsert>) =>
+      db.handle.db.update(subscriptions).set(values).where(eq(subscriptions.id, id));
+    await set(expiring.id, { expiresAt: new Date("2027-01-01T01:00:00Z") });
+    await set(starting.id, { startsAt: new Date("2027-01-01T00:30:00Z") });
+    await set(later.id, { expiresAt: new Date("2027-01-01T03:00:00Z") });
+    const announced = async () =>
+      (
+        await db.handle.db
+          .select({ payload: outboxEvents.payload })
+          .from(outboxEvents)
+          .where(eq(outboxEvents.type, "entitlements.changed"))
+      )
+        .map((e) => (e.payload as { data: { tenantInstanceId: string; reason: string } }).data)
+        .filter((d) => d?.reason?.startsWith("subscription."));
+    const before = (await announced()).length;
+
+    const result = await runMaintenanceOnce(
+      { db: db.handle.db, logger: silentLogger, retentionDays: 3650 },
+      t1,
+    );
+    expect(result.subscriptionBoundariesAnnounced).toBe(2);
+    expect((await announced()).slice(before)).toEqual(
+      expect.arrayContaining([
+        { tenantInstanceId: expiring.tenantInstanceId, reason: "subscription.expired" },
+        { tenantInstanceId: starting.tenantInstanceId, reason: "subscription.started" },
+      ]),
+    );
+    // Otra pasada en el mismo instante (u otro proceso) no repite; la siguiente ve el tercero.
+    expect(
+      (
+        await runMaintenanceOnce(
+          { db: db.handle.db, logger: silentLogger, retentionDays: 3650 },
+          t1,
+        )
+      ).subscriptionBoundariesAnnounced,
+    ).toBe(0);
+    const next = await runMaintenanceOnce(
+      { db: db.handle.db, logger: silentLogger, retentionDays: 3650 },
+      new Date("2027-01-01T04:00:00Z"),
+    );
+    expect(next.subscriptionBoundariesAnnounced).toBe(1);
+    expect((await announced()).at(-1)).toEqual({
+      tenantInstanceId: later.tenantInstanceId,
+      reason: "subscription.expired",
+    });
   });
 });

@@ -1,14 +1,19 @@
-import { and, isNotNull, lt, sql } from "drizzle-orm";
-import { TASK_MESSAGE_RETENTION_DAYS } from "../contracts/streams";
+import { and, eq, isNotNull, lt, or, sql } from "drizzle-orm";
+import { subjects, TASK_MESSAGE_RETENTION_DAYS } from "../contracts/streams";
 import type { Bus } from "../core/bus";
 import { fixedBusProvider } from "../core/bus-provider";
+import { newId } from "../core/ids";
 import type { Logger } from "../core/logger";
+import { outboxInsert, publishQueued, type QueuedEvent } from "../db/outbox";
 import {
   clientAuthFailures,
   idempotencyKeys,
+  maintenanceWatermarks,
   outboxEvents,
   processedMessages,
   refreshTokens,
+  subscriptions,
+  tenantInstances,
   webhookDeliveries,
 } from "../db/schema";
 import type { Database } from "../db/types";
@@ -25,8 +30,7 @@ export interface MaintenanceOptions {
   logger: Logger;
   retentionDays: number;
   intervalMs?: number;
-  /** Borrado de datos de tenants dados de baja cuando vence su retención. */
-  /** batchSize: bajas que se leen por tanda (50). */
+  /** Borrado de datos de tenants dados de baja cuando vence su retención (batchSize: 50 por tanda). */
   tenantData?: Omit<TenantDataStores, "db"> & { retentionDays: number; batchSize?: number };
 }
 
@@ -39,6 +43,8 @@ export interface MaintenanceResult {
   expiredRefreshTokens: number;
   /** Filas de outbox publicadas, marcas de procesado y entregas de webhooks ya viejas. */
   prunedDeliveryRecords: number;
+  /** entitlements.changed emitidos por suscripciones que empezaron o vencieron. */
+  subscriptionBoundariesAnnounced: number;
 }
 
 /** El outbox publicado solo sirve para diagnosticar: una semana basta. */
@@ -103,6 +109,78 @@ async function dropExpiredTenantData(
   }
 }
 
+const BOUNDARIES = "subscription_boundaries";
+
+/**
+ * Una suscripción que empieza (starts_at) o vence (expires_at) cambia lo que su instancia puede
+ * hacer sin que nadie la toque: el edge ya lo resuelve solo (tramos por hora), pero quien escucha
+ * los webhooks (IntegrationWorker) necesita su entitlements.changed. Cada pasada avisa de los
+ * cruces entre la marca anterior y ahora. La marca vive en la base con su fila bloqueada: dos
+ * procesos de workers no avisan dos veces. La primera pasada solo la fija.
+ */
+async function announceSubscriptionBoundaries(
+  options: Omit<MaintenanceOptions, "intervalMs">,
+  now: Date,
+): Promise<number> {
+  const at = now.toISOString();
+  const queued = await options.db.transaction(async (tx): Promise<QueuedEvent[]> => {
+    const created = await tx
+      .insert(maintenanceWatermarks)
+      .values({ name: BOUNDARIES, at: now })
+      .onConflictDoNothing()
+      .returning({ at: maintenanceWatermarks.at });
+    if (created.length > 0) return [];
+    const [mark] = await tx
+      .select({ at: maintenanceWatermarks.at })
+      .from(maintenanceWatermarks)
+      .where(eq(maintenanceWatermarks.name, BOUNDARIES))
+      .for("update");
+    if (!mark || mark.at >= now) return [];
+    const since = mark.at.toISOString();
+    const crossed = (column: typeof subscriptions.startsAt | typeof subscriptions.expiresAt) =>
+      sql<boolean>`(${column} > ${since}::timestamptz and ${column} <= ${at}::timestamptz)`;
+    // Solo cambia algo si la suscripción y su instancia están activas (si no, ya estaba todo apagado).
+    const rows = await tx
+      .select({
+        tenantInstanceId: subscriptions.tenantInstanceId,
+        started: crossed(subscriptions.startsAt),
+      })
+      .from(subscriptions)
+      .innerJoin(tenantInstances, eq(tenantInstances.id, subscriptions.tenantInstanceId))
+      .where(
+        and(
+          eq(subscriptions.status, "active"),
+          eq(tenantInstances.status, "active"),
+          or(crossed(subscriptions.startsAt), crossed(subscriptions.expiresAt)),
+        ),
+      );
+    await tx
+      .update(maintenanceWatermarks)
+      .set({ at: now })
+      .where(eq(maintenanceWatermarks.name, BOUNDARIES));
+    if (rows.length === 0) return [];
+    const correlationId = newId();
+    const outbox = outboxInsert(
+      tx,
+      rows.map((row) => ({
+        subject: subjects.entitlementsChanged,
+        type: "entitlements.changed",
+        correlationId,
+        data: {
+          tenantInstanceId: row.tenantInstanceId,
+          reason: row.started ? "subscription.started" : "subscription.expired",
+        },
+      })),
+    );
+    await outbox.statement;
+    return outbox.queued;
+  });
+  if (queued.length > 0 && options.bus) {
+    await publishQueued(options.db, options.bus, queued, options.logger);
+  }
+  return queued.length;
+}
+
 /**
  * Una pasada: borrado GDPR programado, limpieza de Idempotency-Key vencidas (24 h), de refresh
  * tokens vencidos y de ventanas de bloqueo viejas, de outbox publicado y marcas de entrega viejas,
@@ -155,6 +233,7 @@ export async function runMaintenanceOnce(
     droppedTenantData,
     expiredRefreshTokens: expiredRefreshTokens.length,
     prunedDeliveryRecords: await pruneDeliveryRecords(options.db, now),
+    subscriptionBoundariesAnnounced: await announceSubscriptionBoundaries(options, now),
   };
   if (Object.values(result).some((n) => n > 0)) {
     options.logger.info(result, "maintenance pass completed");
