@@ -1,4 +1,4 @@
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import type { z } from "zod";
 import { subjects } from "../../contracts/streams";
 import { AppError } from "../../core/errors";
@@ -240,6 +240,12 @@ export async function requestFeatureUpdate(
       }
       // Valida ya los códigos (422 que los nombra); el worker vuelve a escribirlos desde el payload.
       await overridesFromCustomFeatures(tx, instance.productId, input, "body");
+      // Un cambio aceptado cambia la versión de la instancia: otro PUT (o PATCH) con el ETag de
+      // antes da 412 en vez de pisar este sin saberlo.
+      await tx
+        .update(tenantInstances)
+        .set({ rowVersion: sql`${tenantInstances.rowVersion} + 1`, updatedAt: sql`now()` })
+        .where(eq(tenantInstances.id, tenantInstanceId));
       return {
         kind: "update_features",
         payload: { features },

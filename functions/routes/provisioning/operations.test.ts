@@ -188,6 +188,15 @@ describe.each(["postgres", "pglite"] as const)("provisioning operations on %s", 
         "if-match": fresh.headers.get("etag") ?? "",
       });
       expect(ok.status).toBe(202);
+      // Dos operadores con la misma lectura: el segundo PUT de features llega con un ETag viejo.
+      expectProblem(
+        await putFeatures(inst.id, { max_users: 12 }, admin, {
+          "if-match": fresh.headers.get("etag") ?? "",
+        }),
+        412,
+        "precondition_failed",
+      );
+      expect(await tasksOf(inst.id)).toHaveLength(1);
     });
 
     it("answers 404 for unknown instances and 400 for malformed ids or bodies", async () => {
