@@ -1,27 +1,63 @@
 import { describe, expect, it } from "vitest";
-import { createSecretBox, generateEncryptionKey } from "./secret-box";
+import { base64url, fromBase64url } from "./ids";
+import { createSecretBox, generateEncryptionKey, sealedKeyOf, secretContext } from "./secret-box";
+
+const A = secretContext.connectionString("11111111-1111-4111-8111-111111111111");
+const B = secretContext.connectionString("22222222-2222-4222-8222-222222222222");
 
 describe("secret box (AES-256-GCM)", () => {
   it("round-trips, never repeats a ciphertext and does not contain the plaintext", async () => {
     const box = await createSecretBox(JSON.stringify([generateEncryptionKey("k1")]));
-    const a = await box.encrypt("postgres://tenant:s3cret@db/x");
-    const b = await box.encrypt("postgres://tenant:s3cret@db/x");
+    const a = await box.encrypt("postgres://tenant:s3cret@db/x", A);
+    const b = await box.encrypt("postgres://tenant:s3cret@db/x", A);
     expect(a).not.toBe(b);
     expect(a).not.toContain("s3cret");
-    expect(a.startsWith("v1.k1.")).toBe(true);
-    expect(await box.decrypt(a)).toBe("postgres://tenant:s3cret@db/x");
+    expect(a.startsWith("v2.k1.")).toBe(true);
+    expect(sealedKeyOf(a)).toEqual({ version: "v2", kid: "k1" });
+    expect(await box.decrypt(a, A)).toBe("postgres://tenant:s3cret@db/x");
+  });
+
+  it("binds a secret to its record: copied to another row it does not decrypt", async () => {
+    const box = await createSecretBox(JSON.stringify([generateEncryptionKey("k1")]));
+    const sealed = await box.encrypt("postgres://a:pw@db/a", A);
+    await expect(box.decrypt(sealed, B)).rejects.toThrow(
+      `sealed secret for ${B} was altered or belongs to another record`,
+    );
+    await expect(
+      box.decrypt(sealed, secretContext.webhookSecret("11111111-1111-4111-8111-111111111111")),
+    ).rejects.toThrow(/belongs to another record/);
+  });
+
+  it("still reads v1 secrets (the kid alone as associated data), whatever the context", async () => {
+    const key = generateEncryptionKey("legacy");
+    const raw = await crypto.subtle.importKey("raw", fromBase64url(key.key), "AES-GCM", false, [
+      "encrypt",
+    ]);
+    const iv = crypto.getRandomValues(new Uint8Array(12));
+    const ct = await crypto.subtle.encrypt(
+      { name: "AES-GCM", iv, additionalData: new TextEncoder().encode("legacy") },
+      raw,
+      new TextEncoder().encode("whsec_old"),
+    );
+    const v1 = `v1.legacy.${base64url(iv)}.${base64url(new Uint8Array(ct))}`;
+    const box = await createSecretBox(JSON.stringify([key]));
+    expect(await box.decrypt(v1, A)).toBe("whsec_old");
+    expect(sealedKeyOf(v1)).toEqual({ version: "v1", kid: "legacy" });
   });
 
   it("rotates: a new key encrypts while the old one still decrypts; without it nothing decrypts", async () => {
     const old = generateEncryptionKey("old");
-    const sealed = await (await createSecretBox(JSON.stringify([old]))).encrypt("hunter2");
+    const sealed = await (await createSecretBox(JSON.stringify([old]))).encrypt("hunter2", A);
     const rotated = await createSecretBox(JSON.stringify([generateEncryptionKey("new"), old]));
     expect(rotated.activeKeyId).toBe("new");
-    expect(await rotated.decrypt(sealed)).toBe("hunter2");
+    expect(await rotated.decrypt(sealed, A)).toBe("hunter2");
     const other = await createSecretBox(JSON.stringify([generateEncryptionKey("old")]));
-    await expect(other.decrypt(sealed)).rejects.toThrow();
+    await expect(other.decrypt(sealed, A)).rejects.toThrow();
     const [v, kid, iv, ct] = sealed.split(".");
     const tampered = `${v}.${kid}.${iv}.${ct?.startsWith("A") ? "B" : "A"}${ct?.slice(1)}`;
-    await expect(rotated.decrypt(tampered)).rejects.toThrow();
+    await expect(rotated.decrypt(tampered, A)).rejects.toThrow();
+    await expect(rotated.decrypt(`${sealed}.extra`, A)).rejects.toThrow(
+      "unrecognized sealed secret",
+    );
   });
 });

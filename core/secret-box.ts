@@ -5,12 +5,28 @@ import { base64url, fromBase64url } from "./ids";
 /**
  * Cifrado de secretos en reposo (AES-256-GCM, WebCrypto). El texto cifrado lleva el id de la
  * clave: para rotar se agrega una clave nueva al frente y las viejas siguen descifrando.
- * Formato: `v1.<kid>.<iv>.<ciphertext+tag>` (base64url).
+ * Formato: `v2.<kid>.<iv>.<ciphertext+tag>` (base64url). Los datos asociados (AAD) son el kid y
+ * el contexto del secreto (de qué fila y columna es): un secreto copiado a otra fila no descifra,
+ * así quien pueda escribir en la base no puede darle a un tenant la base de otro. `v1` (AAD solo
+ * el kid) se sigue leyendo; `npm run secrets:reseal` lo pasa a v2.
  */
 export interface SecretBox {
   activeKeyId: string;
-  encrypt(plaintext: string): Promise<string>;
-  decrypt(sealed: string): Promise<string>;
+  encrypt(plaintext: string, context: string): Promise<string>;
+  decrypt(sealed: string, context: string): Promise<string>;
+}
+
+/** Contextos de los secretos que guarda el proyecto (los AAD de cada uno). */
+export const secretContext = {
+  connectionString: (tenantInstanceId: string) =>
+    `tenant_instances/${tenantInstanceId}/connection_string`,
+  webhookSecret: (webhookId: string) => `webhook_endpoints/${webhookId}/secret`,
+};
+
+/** Versión y kid de un secreto cifrado, sin descifrarlo (para rotar y revisar). */
+export function sealedKeyOf(sealed: string): { version: string; kid: string } | undefined {
+  const [version, kid] = sealed.split(".");
+  return version && kid ? { version, kid } : undefined;
 }
 
 const keysSchema = z
@@ -40,30 +56,45 @@ export async function createSecretBox(raw: string): Promise<SecretBox> {
   if (!active) throw new Error("no encryption key");
   return {
     activeKeyId: active.kid,
-    async encrypt(plaintext) {
+    async encrypt(plaintext, context) {
       const key = keys.get(active.kid);
       if (!key) throw new Error("active key missing");
       const iv = crypto.getRandomValues(new Uint8Array(12));
       const ct = await crypto.subtle.encrypt(
-        { name: "AES-GCM", iv, additionalData: new TextEncoder().encode(active.kid) },
+        { name: "AES-GCM", iv, additionalData: associatedData("v2", active.kid, context) },
         key,
         new TextEncoder().encode(plaintext),
       );
-      return `v1.${active.kid}.${base64url(iv)}.${base64url(new Uint8Array(ct))}`;
+      return `v2.${active.kid}.${base64url(iv)}.${base64url(new Uint8Array(ct))}`;
     },
-    async decrypt(sealed) {
-      const [version, kid, iv, ct] = sealed.split(".");
-      if (version !== "v1" || !kid || !iv || !ct) throw new Error("unrecognized sealed secret");
+    async decrypt(sealed, context) {
+      const [version, kid, iv, ct, ...rest] = sealed.split(".");
+      if ((version !== "v1" && version !== "v2") || !kid || !iv || !ct || rest.length > 0) {
+        throw new Error("unrecognized sealed secret");
+      }
       const key = keys.get(kid);
       if (!key) throw new Error(`no key with id ${kid} to decrypt this secret`);
-      const pt = await crypto.subtle.decrypt(
-        { name: "AES-GCM", iv: fromBase64url(iv), additionalData: new TextEncoder().encode(kid) },
-        key,
-        fromBase64url(ct),
-      );
-      return new TextDecoder().decode(pt);
+      try {
+        const pt = await crypto.subtle.decrypt(
+          {
+            name: "AES-GCM",
+            iv: fromBase64url(iv),
+            additionalData: associatedData(version, kid, context),
+          },
+          key,
+          fromBase64url(ct),
+        );
+        return new TextDecoder().decode(pt);
+      } catch {
+        // El error de WebCrypto no dice nada útil; este dice qué secreto no cuadra.
+        throw new Error(`sealed secret for ${context} was altered or belongs to another record`);
+      }
     },
   };
+}
+
+function associatedData(version: string, kid: string, context: string): Uint8Array {
+  return new TextEncoder().encode(version === "v1" ? kid : `${kid}\n${context}`);
 }
 
 export function generateEncryptionKey(kid: string): { kid: string; key: string } {

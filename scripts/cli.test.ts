@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { streams, subjects } from "../contracts/streams";
 import { connectBus } from "../core/bus";
 import { newId } from "../core/ids";
+import { generateEncryptionKey } from "../core/secret-box";
 import { apiClients, dlqEntries, provisioningTasks } from "../db/schema";
 import { seedDemo } from "../db/seed";
 import type { LocalNats } from "../infra/nats/local-server";
@@ -189,6 +190,32 @@ describe("operator CLIs", () => {
     expect((await run("functions/cli.ts", ["-x"])).code).toBe(2);
     expect((await run("functions/cli.ts", ["ops", "root"])).err).toContain("unknown role root");
     expect(await clients()).toBe(before);
+  }, 60_000);
+
+  it("secrets:reseal checks, reseals and says what key is left; without keys or with a bad flag it says so", async () => {
+    const key = generateEncryptionKey("cli2026");
+    const withKeys = (args: string[], keys = JSON.stringify([key])) =>
+      runScript("scripts/reseal-secrets.ts", args, {
+        ...process.env,
+        DATABASE_URL: db.url,
+        LOG_LEVEL: "silent",
+        ENCRYPTION_KEYS: keys,
+      });
+    const check = await withKeys(["--check"]);
+    expect(check.code).toBe(0);
+    expect(check.out).toContain("would reseal 0 secret(s) with key cli2026");
+    const bogus = await withKeys(["--all"]);
+    expect(bogus.code).toBe(2);
+    expect(bogus.err).toContain("usage: npm run secrets:reseal");
+    const { ENCRYPTION_KEYS: _k, ...inherited } = process.env;
+    const missing = await runScript("scripts/reseal-secrets.ts", [], {
+      ...inherited,
+      DATABASE_URL: db.url,
+      LOG_LEVEL: "silent",
+    });
+    expect(missing.code).toBe(1);
+    expect(missing.err).toContain("ENCRYPTION_KEYS: is required");
+    expect(missing.err).not.toMatch(/\n\s+at /);
   }, 60_000);
 });
 

@@ -5,7 +5,8 @@ import { PGlite } from "@electric-sql/pglite";
 import { and, eq } from "drizzle-orm";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createSecretBox, generateEncryptionKey } from "../../core/secret-box";
+import { newId } from "../../core/ids";
+import { createSecretBox, generateEncryptionKey, secretContext } from "../../core/secret-box";
 import { auditLog, tenantInstances } from "../../db/schema";
 import { seedDemo } from "../../db/seed";
 import { dedicatedName } from "../../workers/provisioning/dedicated-databases";
@@ -66,15 +67,20 @@ describe("Enterprise tier provisioning", () => {
       .from(tenantInstances)
       .where(eq(tenantInstances.id, res.body.tenantInstanceId));
     const sealed = instance?.connectionStringEncrypted ?? "";
-    expect(sealed).toMatch(/^v1\.test\./);
+    expect(sealed).toMatch(/^v2\.test\./);
     expect(sealed).not.toMatch(/postgres|@|127\.0\.0\.1/);
     expect(instance?.encryptionKeyId).toBe("test");
 
     // Sin la clave no se lee; con ella, la cadena entra como el rol del tenant y ve su esquema.
     const stranger = await createSecretBox(JSON.stringify([{ ...generateEncryptionKey("test") }]));
-    await expect(stranger.decrypt(sealed)).rejects.toThrow();
+    const context = secretContext.connectionString(res.body.tenantInstanceId);
+    await expect(stranger.decrypt(sealed, context)).rejects.toThrow();
     const box = await createSecretBox(stack.env.ENCRYPTION_KEYS ?? "");
-    const url = await box.decrypt(sealed);
+    // Copiada a otra instancia no descifra: el contexto (la fila) va en los datos asociados.
+    await expect(box.decrypt(sealed, secretContext.connectionString(newId()))).rejects.toThrow(
+      /belongs to another record/,
+    );
+    const url = await box.decrypt(sealed, context);
     const tenant = new pg.Client({ connectionString: url });
     await tenant.connect();
     const who = await tenant.query<{ user: string }>("select current_user as user");
@@ -151,7 +157,10 @@ describe("Enterprise tier provisioning", () => {
       .from(tenantInstances)
       .where(eq(tenantInstances.id, res.body.tenantInstanceId));
     const box = await createSecretBox(stack.env.ENCRYPTION_KEYS ?? "");
-    const url = await box.decrypt(instance?.connectionStringEncrypted ?? "");
+    const url = await box.decrypt(
+      instance?.connectionStringEncrypted ?? "",
+      secretContext.connectionString(res.body.tenantInstanceId),
+    );
     // La app hija está conectada cuando llega la baja.
     const app = new pg.Client({ connectionString: url });
     app.on("error", () => {});
@@ -300,9 +309,12 @@ describe("Enterprise tier provisioning, embedded (PGlite)", () => {
       .from(tenantInstances)
       .where(eq(tenantInstances.id, res.body.tenantInstanceId));
     const sealed = instance?.connectionStringEncrypted ?? "";
-    expect(sealed).toMatch(/^v1\.test\./);
+    expect(sealed).toMatch(/^v2\.test\./);
     const box = await createSecretBox(stack.env.ENCRYPTION_KEYS ?? "");
-    const url = await box.decrypt(sealed);
+    const url = await box.decrypt(
+      sealed,
+      secretContext.connectionString(res.body.tenantInstanceId),
+    );
     // Carpeta de la instalación (PGLITE_DATA_DIR no es `…/pglite`): `<carpeta>-tenants`.
     const tenantDir = join(
       `${join(dir, "control")}-tenants`,

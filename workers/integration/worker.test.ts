@@ -3,7 +3,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { and, eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createSecretBox } from "../../core/secret-box";
+import { createSecretBox, secretContext } from "../../core/secret-box";
 import { dlqEntries, tenantInstances, webhookEndpoints } from "../../db/schema";
 import { seedDemo } from "../../db/seed";
 import { call } from "../../test/support/http";
@@ -70,7 +70,10 @@ describe("integration worker: independent webhook endpoints", () => {
         id,
         tenantInstanceId,
         url: `${baseUrl}${path}`,
-        secretEncrypted: await box.encrypt(`whsec_${randomUUID()}`),
+        secretEncrypted: await box.encrypt(
+          `whsec_${randomUUID()}`,
+          secretContext.webhookSecret(id),
+        ),
         encryptionKeyId: box.activeKeyId,
       });
     }

@@ -2,7 +2,7 @@ import { and, asc, eq, or, sql } from "drizzle-orm";
 import { z } from "zod";
 import { entitlementsChangedSchema } from "../../contracts/events";
 import { streams, subjects } from "../../contracts/streams";
-import type { SecretBox } from "../../core/secret-box";
+import { type SecretBox, secretContext } from "../../core/secret-box";
 import { SIGNATURE_HEADER, signWebhook } from "../../core/webhook-signature";
 import { dlqEntries, tenantInstances, webhookDeliveries, webhookEndpoints } from "../../db/schema";
 import type { Database } from "../../db/types";
@@ -99,7 +99,10 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
   const timeoutMs = deps.timeoutMs ?? 5_000;
 
   const post = async (endpoint: Endpoint, eventId: string, body: string) => {
-    const secret = await deps.secretBox.decrypt(endpoint.secretEncrypted);
+    const secret = await deps.secretBox.decrypt(
+      endpoint.secretEncrypted,
+      secretContext.webhookSecret(endpoint.id),
+    );
     const timestamp = Math.floor(Date.now() / 1000);
     const res = await fetch(endpoint.url, {
       method: "POST",

@@ -6,7 +6,7 @@ import { type Bus, connectBus, ensureStreams } from "../../core/bus";
 import { type BusProvider, createBusProvider } from "../../core/bus-provider";
 import { newId } from "../../core/ids";
 import { silentLogger } from "../../core/logger";
-import { createSecretBox, generateEncryptionKey } from "../../core/secret-box";
+import { createSecretBox, generateEncryptionKey, secretContext } from "../../core/secret-box";
 import { outboxEvents, provisioningTasks, tenantInstances } from "../../db/schema";
 import { seedDemo } from "../../db/seed";
 import { provisionRequestSchema } from "../../functions/routes/provisioning/schema";
@@ -393,7 +393,12 @@ describe("provisioning task lease", () => {
         .select({ sealed: tenantInstances.connectionStringEncrypted })
         .from(tenantInstances)
         .where(eq(tenantInstances.id, task.tenantInstanceId));
-      const url = new URL(await box.decrypt(instance?.sealed ?? ""));
+      const url = new URL(
+        await box.decrypt(
+          instance?.sealed ?? "",
+          secretContext.connectionString(task.tenantInstanceId),
+        ),
+      );
       const verifier = await storedRoleVerifier(database.url ?? "", url.username);
       expect(await scramLogin(verifier, decodeURIComponent(url.password))).toBe(true);
     } finally {

@@ -23,7 +23,7 @@ import type { Bus } from "../../core/bus";
 import { pgErrorCode } from "../../core/http/db-errors";
 import { newId, randomToken } from "../../core/ids";
 import { type Logger, silentLogger } from "../../core/logger";
-import type { SecretBox } from "../../core/secret-box";
+import { type SecretBox, secretContext } from "../../core/secret-box";
 import { type AuditEntry, auditInsert, writeAudit } from "../../db/audit";
 import { executeAll } from "../../db/batch";
 import {
@@ -294,8 +294,10 @@ function enterpriseSteps(deps: ProvisioningWorkerDeps, random: () => number): St
         const { dedicated, box } = need();
         await simulateProvisionDatabase(deps, random);
         const { instance } = task.snapshot;
+        const context = secretContext.connectionString(instance.id);
         const candidate = await box.encrypt(
           dedicated.connectionString(instance.id, randomToken(24)),
+          context,
         );
         const [stored] = await task.lease.withToken((until) =>
           deps.db
@@ -312,7 +314,7 @@ function enterpriseSteps(deps: ProvisioningWorkerDeps, random: () => number): St
           task.lease.lose();
           throw new TaskLeaseLostError(`provisioning task ${task.taskId} lost its lease`);
         }
-        await dedicated.create(instance.id, passwordOf(await box.decrypt(stored.sealed)));
+        await dedicated.create(instance.id, passwordOf(await box.decrypt(stored.sealed, context)));
       },
     },
     {
@@ -323,7 +325,10 @@ function enterpriseSteps(deps: ProvisioningWorkerDeps, random: () => number): St
         const { instance, productCode } = await loadInstance(deps.db, task.tenantInstanceId);
         if (!instance.connectionStringEncrypted) throw new Error("connection string missing");
         await dedicated.applyBaseline(
-          await box.decrypt(instance.connectionStringEncrypted),
+          await box.decrypt(
+            instance.connectionStringEncrypted,
+            secretContext.connectionString(instance.id),
+          ),
           productCode,
         );
       },

@@ -1,7 +1,8 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { and, eq } from "drizzle-orm";
 import { AppError } from "../../../core/errors";
-import { randomToken } from "../../../core/ids";
+import { newId, randomToken } from "../../../core/ids";
+import { secretContext } from "../../../core/secret-box";
 import { webhookEndpoints } from "../../../db/schema";
 import type { AdminEnv } from "../../env";
 import { readGuard, writeGuard } from "../../middleware/guards";
@@ -165,11 +166,14 @@ export function registerWebhooks(app: OpenAPIHono<AdminEnv>): void {
       );
     const input = c.req.valid("json");
     const secret = `whsec_${randomToken(24)}`;
-    const sealed = await box.encrypt(secret);
+    // El id va en el contexto del secreto cifrado: se fija antes de insertar.
+    const id = newId();
+    const sealed = await box.encrypt(secret, secretContext.webhookSecret(id));
     const row = await mutate(serviceContext(c), async (tx) => {
       const [inserted] = await tx
         .insert(webhookEndpoints)
         .values({
+          id,
           productId: input.productId ?? null,
           tenantInstanceId: input.tenantInstanceId ?? null,
           url: input.url,

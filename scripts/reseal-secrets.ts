@@ -1,0 +1,40 @@
+import { userInfo } from "node:os";
+import { cliLogger, failCli } from "../core/cli";
+import { invalidConfiguration } from "../core/config";
+import { createSecretBox } from "../core/secret-box";
+import { createDb, dbConfigFromEnv } from "../db/client";
+import { resealSecrets } from "../db/secrets";
+
+// npm run secrets:reseal [-- --check]
+// Tras poner una clave nueva al frente de ENCRYPTION_KEYS: vuelve a cifrar con ella los secretos
+// guardados con las viejas. --check solo cuenta. Una clave se puede retirar cuando su kid ya no
+// aparece en "remaining".
+const args = process.argv.slice(2);
+if (args.some((a) => a !== "--check")) {
+  console.error("usage: npm run secrets:reseal [-- --check]");
+  process.exit(2);
+}
+const dryRun = args.includes("--check");
+cliLogger("reseal-cli", "warn");
+try {
+  if (!process.env.ENCRYPTION_KEYS) {
+    throw invalidConfiguration([["ENCRYPTION_KEYS", "is required to read and seal secrets"]]);
+  }
+  const box = await createSecretBox(process.env.ENCRYPTION_KEYS);
+  const db = await createDb(dbConfigFromEnv());
+  try {
+    const report = await resealSecrets(db.db, box, { dryRun, actor: `cli:${userInfo().username}` });
+    console.log(
+      `${dryRun ? "would reseal" : "resealed"} ${report.resealed} secret(s) with key ${box.activeKeyId}`,
+    );
+    for (const [key, n] of Object.entries(report.remaining).sort()) {
+      console.log(`remaining ${key}: ${n}`);
+    }
+    for (const f of report.failed) console.error(`cannot read ${f.column} ${f.id}: ${f.error}`);
+    process.exitCode = report.failed.length > 0 ? 1 : 0;
+  } finally {
+    await db.close();
+  }
+} catch (err) {
+  failCli(err);
+}
