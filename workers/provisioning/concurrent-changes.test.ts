@@ -22,6 +22,8 @@ import { softDeleteWithin } from "../../functions/services/customers";
 import { requestDeprovision, requestFeatureUpdate } from "../../functions/services/deprovisioning";
 import { replayDeadLetter } from "../../functions/services/dlq";
 import { provisionTenant } from "../../functions/services/provisioning";
+import { loadSubscription } from "../../functions/services/subscriptions";
+import { assertInstanceLive } from "../../functions/services/tenant-instances";
 import { offlineBus } from "../../test/support/admin";
 import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
 import { demoProvisionBody } from "../../test/support/demo";
@@ -123,6 +125,53 @@ describe("provisioning worker and concurrent admin changes", () => {
     const [entry] = await db().select().from(dlqEntries).where(eq(dlqEntries.eventId, envelope.id));
     return entry?.id ?? "";
   }
+  /** Espera a que alguna sesión de la base esté esperando un bloqueo (hasta 10 s); cuántas. */
+  async function lockWaiters(): Promise<number> {
+    const probe = new pg.Client({ connectionString: database.url });
+    await probe.connect();
+    try {
+      for (let i = 0; i < 400; i++) {
+        const { rows } = await probe.query<{ n: number }>(
+          `select count(*)::int as n from pg_stat_activity
+            where datname = current_database() and wait_event_type = 'Lock'`,
+        );
+        const waiting = rows[0]?.n ?? 0;
+        if (waiting > 0) return waiting;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      return 0;
+    } finally {
+      await probe.end();
+    }
+  }
+
+  /**
+   * PATCH /api/subscriptions/{id} bloquea la suscripción y luego la instancia; el worker arranca
+   * entre los dos pasos. Sin el mismo orden de bloqueo, Postgres aborta uno por deadlock.
+   */
+  async function raceSubscriptionPatch(tenantInstanceId: string, work: () => Promise<void>) {
+    const [subscription] = await db()
+      .select({ id: subscriptions.id })
+      .from(subscriptions)
+      .where(eq(subscriptions.tenantInstanceId, tenantInstanceId));
+    let handled: Promise<unknown> | undefined;
+    const admin = await db()
+      .transaction(async (tx) => {
+        expect(
+          await loadSubscription(tx, subscription?.id ?? "", { forUpdate: true }),
+        ).toBeDefined();
+        handled = work().then(
+          () => "ok",
+          (err: unknown) => err,
+        );
+        expect(await lockWaiters()).toBeGreaterThan(0);
+        await assertInstanceLive(tx, tenantInstanceId, "its subscription cannot change");
+        return "ok";
+      })
+      .catch((err: unknown) => err);
+    return { admin, worker: await handled };
+  }
+
   async function state(tenantInstanceId: string) {
     const [row] = await db()
       .select({ instance: tenantInstances.status, subscription: subscriptions.status })
@@ -222,6 +271,32 @@ describe("provisioning worker and concurrent admin changes", () => {
       { after: { taskId: update.response.taskId, reason: "instance decommissioned" } },
     ]);
   });
+  it("applies a feature update while the subscription is being patched, without a deadlock", async () => {
+    const task = await newTask("lock-order-features");
+    const id = task.tenantInstanceId;
+    await worker().handle(
+      delivery({ taskId: task.taskId, tenantInstanceId: id, kind: "provision" }),
+    );
+    const update = await requestFeatureUpdate(service(), id, { max_users: 50 });
+    const outcome = await raceSubscriptionPatch(id, () =>
+      worker().handle(
+        delivery({ taskId: update.response.taskId, tenantInstanceId: id, kind: "update_features" }),
+      ),
+    );
+    expect(outcome).toEqual({ admin: "ok", worker: "ok" });
+    expect(await taskStatus(update.response.taskId)).toBe("succeeded");
+  });
+
+  it("activates while the subscription is being patched, without a deadlock", async () => {
+    const task = await newTask("lock-order-activate");
+    const id = task.tenantInstanceId;
+    const outcome = await raceSubscriptionPatch(id, () =>
+      worker().handle(delivery({ taskId: task.taskId, tenantInstanceId: id, kind: "provision" })),
+    );
+    expect(outcome).toEqual({ admin: "ok", worker: "ok" });
+    expect(await state(id)).toEqual({ instance: "active", subscription: "active" });
+  });
+
   // El último: borra el cliente de la demo que usan los demás.
   it("does not activate an instance whose customer is deleted while the worker activates it", async () => {
     const task = await newTask("race-delete");
@@ -241,22 +316,7 @@ describe("provisioning worker and concurrent admin changes", () => {
       handled = worker().handle(
         delivery({ taskId: task.taskId, tenantInstanceId: id, kind: "provision" }),
       );
-      const probe = new pg.Client({ connectionString: database.url });
-      await probe.connect();
-      try {
-        let waiting = 0;
-        for (let i = 0; i < 400 && waiting === 0; i++) {
-          const { rows } = await probe.query<{ n: number }>(
-            `select count(*)::int as n from pg_stat_activity
-              where datname = current_database() and wait_event_type = 'Lock'`,
-          );
-          waiting = rows[0]?.n ?? 0;
-          if (waiting === 0) await new Promise((r) => setTimeout(r, 25));
-        }
-        expect(waiting).toBeGreaterThan(0);
-      } finally {
-        await probe.end();
-      }
+      expect(await lockWaiters()).toBeGreaterThan(0);
     });
     await handled;
     expect(await taskStatus(task.taskId)).toBe("succeeded");
