@@ -345,7 +345,7 @@ describe.each([
       await s.close();
     }
   });
-  it("purges text tenant_id columns too, skips other types, and refuses a table whose RLS hides rows from it", async () => {
+  it("purges text and domain tenant_id columns too, skips other types, and refuses a table whose RLS hides rows from it", async () => {
     const c = { tenantInstanceId: newId(), tenantCode: "gamma-vet-1", customerId: newId() };
     await fx.registry().register(PRODUCT, c);
     const s0 = await fx.session();
@@ -353,14 +353,17 @@ describe.each([
       await s0.asOwner(`
         create table notes_text (tenant_id text not null, note text not null);
         create table legacy_int (tenant_id integer not null, note text not null);
+        create domain tenant_ref as uuid;
+        create table notes_domain (tenant_id tenant_ref not null, note text not null);
         insert into notes_text values ('${c.tenantInstanceId}', 'c'), ('${b.tenantInstanceId}', 'b');
+        insert into notes_domain values ('${c.tenantInstanceId}', 'c');
         insert into legacy_int values (1, 'otra numeración');`);
     } finally {
       await s0.close();
     }
-    // Un tenant_id text no rompe el DELETE de las demás tablas (uuid = text no existe), y uno
-    // entero (que no puede guardar nuestros ids) se salta.
-    expect(await fx.registry().dropTenant(PRODUCT, c.tenantInstanceId)).toEqual({ rowsDeleted: 2 });
+    // Un tenant_id text no rompe el DELETE de las demás tablas (uuid = text no existe), uno de un
+    // dominio sobre uuid cuenta como uuid, y uno entero (que no puede guardar nuestros ids) se salta.
+    expect(await fx.registry().dropTenant(PRODUCT, c.tenantInstanceId)).toEqual({ rowsDeleted: 3 });
     const s1 = await fx.session();
     try {
       await s1.asOwner(`
@@ -381,6 +384,36 @@ describe.each([
         /row-level security hides the rows of public\.hidden_notes/,
       );
       expect(await fx.registry().isRegistered(PRODUCT, b.tenantInstanceId)).toBe(true);
+      // Solo DELETE no basta (el WHERE lee la columna): sin SELECT seguiría borrando 0 filas.
+      const s2 = await fx.session();
+      try {
+        await s2.asTenant(b.tenantInstanceId, (q) =>
+          q(
+            "insert into hidden_notes values (nullif(current_setting('app.tenant_id', true), '')::uuid, 'b')",
+          ),
+        );
+        await s2.asOwner(`
+          create policy orchestrator_delete on hidden_notes for delete to current_user using (true);`);
+        await expect(fx.registry().dropTenant(PRODUCT, b.tenantInstanceId)).rejects.toThrow(
+          PermanentError,
+        );
+        await s2.asOwner(`
+          create policy orchestrator_read on hidden_notes for select to current_user using (true);`);
+      } finally {
+        await s2.close();
+      }
+      expect(
+        (await fx.registry().dropTenant(PRODUCT, b.tenantInstanceId)).rowsDeleted,
+      ).toBeGreaterThan(0);
+      const s3 = await fx.session();
+      try {
+        const left = await s3.asTenant(b.tenantInstanceId, (q) =>
+          q("select count(*)::int as n from hidden_notes"),
+        );
+        expect(left).toEqual([{ n: 0 }]);
+      } finally {
+        await s3.close();
+      }
     } else {
       expect((await purge).rowsDeleted).toBeGreaterThan(0);
       expect(await fx.registry().isRegistered(PRODUCT, b.tenantInstanceId)).toBe(false);

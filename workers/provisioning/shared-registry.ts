@@ -85,25 +85,42 @@ const BASELINE = (role: string) => `
 const INSERT = `insert into farutech_tenants (tenant_id, tenant_code, customer_id)
   values ($1, $2, $3) on conflict (tenant_id) do nothing`;
 
+/** ¿Hay una política permisiva para esos comandos que le aplique al rol actual? */
+function applies(commands: string): string {
+  return `exists (
+    select 1 from pg_policy p
+     where p.polrelid = c.oid and p.polpermissive and p.polcmd in (${commands})
+       and (p.polroles = '{0}'
+            or exists (select 1 from unnest(p.polroles) r
+                        where pg_has_role(current_user, r, 'USAGE'))))`;
+}
+
 // Toda tabla con `tenant_id` de cualquier esquema de la app (también las que añada la app hija),
-// salvo el registro mismo. Por cada una: cómo comparar la columna (uuid o texto; otro tipo no
-// puede guardar nuestros ids y se salta) y si el RLS le esconde filas al rol del orquestador: RLS
-// activo para él (dueño con FORCE, o no dueño) sin ninguna política para DELETE que le aplique.
+// salvo el registro mismo. Por cada una: cómo comparar la columna según su tipo base (un dominio
+// cuenta por el tipo que envuelve): uuid o texto; otro tipo no puede guardar nuestros ids y se
+// salta. Y si el RLS le esconde filas al rol del orquestador: RLS activo para él (dueño con FORCE,
+// o no dueño) sin una política que le aplique para leerlas (SELECT: el WHERE lee la columna) y
+// otra para borrarlas (DELETE).
 const TENANT_TABLES = `
+  with recursive bases(column_type, type_oid, typtype, typbasetype, typcategory) as (
+    select t.oid, t.oid, t.typtype, t.typbasetype, t.typcategory from pg_type t
+    union all
+    select b.column_type, d.oid, d.typtype, d.typbasetype, d.typcategory
+      from bases b join pg_type d on d.oid = b.typbasetype
+     where b.typtype = 'd'
+  ),
+  base_of as (
+    select column_type, type_oid, typcategory from bases where typtype <> 'd'
+  )
   select quote_ident(n.nspname) || '.' || quote_ident(c.relname) as name,
-         case when a.atttypid = 'uuid'::regtype then 'uuid'
-              when t.typcategory = 'S' then 'text' end as key_type,
-         row_security_active(c.oid)
-           and not exists (
-             select 1 from pg_policy p
-              where p.polrelid = c.oid and p.polpermissive and p.polcmd in ('*', 'd')
-                and (p.polroles = '{0}'
-                     or exists (select 1 from unnest(p.polroles) r
-                                 where pg_has_role(current_user, r, 'USAGE')))) as hidden
+         case when bt.type_oid = 'uuid'::regtype then 'uuid'
+              when bt.typcategory = 'S' then 'text' end as key_type,
+         row_security_active(c.oid) and not (${applies("'*', 'r'")} and ${applies("'*', 'd'")})
+           as hidden
     from pg_class c
     join pg_namespace n on n.oid = c.relnamespace
     join pg_attribute a on a.attrelid = c.oid
-    join pg_type t on t.oid = a.atttypid
+    join base_of bt on bt.column_type = a.atttypid
    where n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg\\_%'
      and c.relkind in ('r', 'p') and not c.relispartition
      and a.attname = 'tenant_id' and not a.attisdropped
@@ -131,7 +148,7 @@ async function deleteTenantRows(query: Query, tenantId: string): Promise<number>
   const hidden = found.filter((t) => t.hidden).map((t) => t.name);
   if (hidden.length > 0) {
     throw new PermanentError(
-      `row-level security hides the rows of ${hidden.join(", ")} from the orchestrator's role (no DELETE policy applies to it); give it one, or BYPASSRLS, before purging tenant data`,
+      `row-level security hides the rows of ${hidden.join(", ")} from the orchestrator's role (it needs policies that let it SELECT and DELETE them); give it those, or BYPASSRLS, before purging tenant data`,
     );
   }
   const tables = [
