@@ -244,13 +244,23 @@ describe("workers maintenance pass", () => {
       .from(subscriptions)
       .innerJoin(tenantInstances, eq(tenantInstances.id, subscriptions.tenantInstanceId))
       .where(and(eq(subscriptions.status, "active"), eq(tenantInstances.status, "active")));
-    const [expiring, starting, later] = active;
-    if (!expiring || !starting || !later) throw new Error("demo data missing");
+    const [expiring, starting, later, created, blip] = active;
+    if (!expiring || !starting || !later || !created || !blip) throw new Error("demo data missing");
     const set = (id: string, values: Partial<typeof subscriptions.$inferInsert>) =>
       db.handle.db.update(subscriptions).set(values).where(eq(subscriptions.id, id));
     await set(expiring.id, { expiresAt: new Date("2027-01-01T01:00:00Z") });
     await set(starting.id, { startsAt: new Date("2027-01-01T00:30:00Z") });
     await set(later.id, { expiresAt: new Date("2027-01-01T03:00:00Z") });
+    // Creada (o cambiada por la API) a la hora en que empieza: su alta ya avisó; no se repite.
+    await set(created.id, {
+      startsAt: new Date("2027-01-01T03:30:00Z"),
+      updatedAt: new Date("2027-01-01T03:30:00Z"),
+    });
+    // Empieza y vence dentro de una misma ventana: se avisa una vez, como vencida.
+    await set(blip.id, {
+      startsAt: new Date("2027-01-01T02:30:00Z"),
+      expiresAt: new Date("2027-01-01T03:15:00Z"),
+    });
     const announced = async () =>
       (
         await db.handle.db
@@ -286,10 +296,12 @@ describe("workers maintenance pass", () => {
       { db: db.handle.db, logger: silentLogger, retentionDays: 3650 },
       new Date("2027-01-01T04:00:00Z"),
     );
-    expect(next.subscriptionBoundariesAnnounced).toBe(1);
-    expect((await announced()).at(-1)).toEqual({
-      tenantInstanceId: later.tenantInstanceId,
-      reason: "subscription.expired",
-    });
+    expect(next.subscriptionBoundariesAnnounced).toBe(2);
+    expect((await announced()).slice(-2)).toEqual(
+      expect.arrayContaining([
+        { tenantInstanceId: later.tenantInstanceId, reason: "subscription.expired" },
+        { tenantInstanceId: blip.tenantInstanceId, reason: "subscription.expired" },
+      ]),
+    );
   });
 });

@@ -20,6 +20,7 @@ import type { Database } from "../db/types";
 import { eraseExpiredCustomers, purgeErasedCustomersData } from "../functions/services/gdpr";
 import {
   dropTenantData,
+  type RetentionCursor,
   type TenantDataStores,
   tenantsPastRetention,
 } from "./provisioning/tenant-data";
@@ -82,28 +83,29 @@ async function dropExpiredTenantData(
   const tenantData = options.tenantData;
   if (!tenantData) return 0;
   let dropped = 0;
-  // Por tandas, sin repetir las ya intentadas en esta pasada: un tenant que falla (p. ej. su base
-  // no responde, o el RLS esconde filas) no frena a los demás, tampoco si fallan 50 seguidos.
-  const attempted: string[] = [];
+  // Por tandas, en orden (de la más vieja a la más nueva) y siguiendo tras la última: un tenant
+  // que falla (p. ej. su base no responde, o el RLS esconde filas) no frena a los demás, tampoco
+  // si fallan 50 seguidos; la pasada siguiente lo reintenta.
+  let after: RetentionCursor | undefined;
   for (;;) {
     const due = await tenantsPastRetention(
       options.db,
       tenantData.retentionDays,
       now,
       tenantData.batchSize ?? 50,
-      attempted,
+      after,
     );
     if (due.length === 0) return dropped;
-    for (const id of due) {
-      attempted.push(id);
+    for (const cursor of due) {
+      after = cursor;
       try {
-        const outcome = await dropTenantData({ ...tenantData, db: options.db }, id, {
+        const outcome = await dropTenantData({ ...tenantData, db: options.db }, cursor.id, {
           actor: "worker:maintenance",
           reason: "retention",
         });
         if (outcome === "dropped") dropped++;
       } catch (err) {
-        options.logger.error({ err, tenantInstanceId: id }, "tenant data drop failed");
+        options.logger.error({ err, tenantInstanceId: cursor.id }, "tenant data drop failed");
       }
     }
   }
@@ -137,13 +139,18 @@ async function announceSubscriptionBoundaries(
       .for("update");
     if (!mark || mark.at >= now) return [];
     const since = mark.at.toISOString();
+    // Solo lo que la fila alcanzó sin que nadie la tocara después de fijarlo (updated_at antes
+    // del cruce): una suscripción nueva empieza al crearse (su activación ya avisa) y un cambio
+    // de fechas hecho por la API ya emitió su evento.
     const crossed = (column: typeof subscriptions.startsAt | typeof subscriptions.expiresAt) =>
-      sql<boolean>`(${column} > ${since}::timestamptz and ${column} <= ${at}::timestamptz)`;
+      sql<boolean>`(${column} > ${since}::timestamptz and ${column} <= ${at}::timestamptz
+        and ${subscriptions.updatedAt} < ${column})`;
     // Solo cambia algo si la suscripción y su instancia están activas (si no, ya estaba todo apagado).
     const rows = await tx
       .select({
         tenantInstanceId: subscriptions.tenantInstanceId,
-        started: crossed(subscriptions.startsAt),
+        // Empezó y venció en la misma ventana: lo que queda es vencida.
+        expired: crossed(subscriptions.expiresAt),
       })
       .from(subscriptions)
       .innerJoin(tenantInstances, eq(tenantInstances.id, subscriptions.tenantInstanceId))
@@ -168,7 +175,7 @@ async function announceSubscriptionBoundaries(
         correlationId,
         data: {
           tenantInstanceId: row.tenantInstanceId,
-          reason: row.started ? "subscription.started" : "subscription.expired",
+          reason: row.expired ? "subscription.expired" : "subscription.started",
         },
       })),
     );

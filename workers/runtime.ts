@@ -194,7 +194,9 @@ export async function startWorkers(
   if (secretBox) {
     workers.push(await startWorker(integrationWorker({ db: deps.db.db, secretBox }), options));
   } else {
-    deps.logger.warn("ENCRYPTION_KEYS not set: the integration worker (webhooks) is not running");
+    deps.logger
+      .child({ component: "workers" })
+      .warn("ENCRYPTION_KEYS not set: the integration worker (webhooks) is not running");
   }
   const relay = startOutboxRelay({ db: deps.db.db, bus, logger: deps.logger });
   const maintenance = startMaintenance({
@@ -219,7 +221,9 @@ export async function startWorkers(
       await Promise.allSettled(workers.map((w) => w.stop({ drainTimeoutMs })));
       if (!(await settledBy(maintenanceStopped, deadline))) {
         // Una pasada cortada se rehace en la siguiente (de este u otro proceso).
-        deps.logger.warn({ drainTimeoutMs }, "maintenance pass abandoned at the drain deadline");
+        deps.logger
+          .child({ component: "maintenance" })
+          .warn({ drainTimeoutMs }, "maintenance pass abandoned at the drain deadline");
       }
       await relay.stop();
       await registry.close();

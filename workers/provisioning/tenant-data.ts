@@ -1,4 +1,4 @@
-import { and, eq, isNull, notInArray, sql } from "drizzle-orm";
+import { and, eq, isNull, sql } from "drizzle-orm";
 import { domainEventSubject } from "../../contracts/streams";
 import { writeAudit } from "../../db/audit";
 import { enqueueEvent } from "../../db/outbox";
@@ -97,32 +97,39 @@ export async function dropTenantData(
   return "dropped";
 }
 
+/** Posición en la lista de bajas vencidas: desde dónde cuenta su plazo y su id. */
+export interface RetentionCursor {
+  since: string;
+  id: string;
+}
+
 /**
- * Bajas sin purge cuyo plazo de retención venció y cuyos datos siguen ahí, las más viejas primero.
- * `exclude`: las ya intentadas en esta pasada (una que falla no tapa a las siguientes).
+ * Bajas sin purge cuyo plazo de retención venció y cuyos datos siguen ahí, las más viejas primero,
+ * por tandas: `after` es la última de la tanda anterior (una que falla no tapa a las siguientes).
  */
 export async function tenantsPastRetention(
   db: Database,
   retentionDays: number,
   now: Date,
   limit = 50,
-  exclude: string[] = [],
-): Promise<string[]> {
+  after?: RetentionCursor,
+): Promise<RetentionCursor[]> {
   const t = tenantInstances;
   // Las bajas anteriores a decommissioned_at cuentan desde su última modificación.
   const since = sql`coalesce(${t.decommissionedAt}, ${t.updatedAt})`;
-  const rows = await db
-    .select({ id: t.id })
+  return db
+    .select({ since: sql<string>`(${since})::text`, id: t.id })
     .from(t)
     .where(
       and(
         eq(t.status, "decommissioned"),
         isNull(t.dataDroppedAt),
         sql`${since} <= ${now.toISOString()}::timestamptz - make_interval(days => ${retentionDays})`,
-        exclude.length > 0 ? notInArray(t.id, exclude) : undefined,
+        after
+          ? sql`(${since}, ${t.id}) > (${after.since}::timestamptz, ${after.id}::uuid)`
+          : undefined,
       ),
     )
-    .orderBy(since)
+    .orderBy(since, t.id)
     .limit(limit);
-  return rows.map((r) => r.id);
 }
