@@ -7,7 +7,13 @@ import { silentLogger } from "../core/logger";
 import type { LocalNats } from "../infra/nats/local-server";
 import { createPgliteTestDatabase, type TestDatabase } from "../test/support/databases";
 import { startNatsForTest } from "../test/support/stack";
-import { PARK_AFTER_ATTEMPTS, relayOnce } from "./outbox";
+import {
+  INLINE_PUBLISH_LIMIT,
+  outboxInsert,
+  PARK_AFTER_ATTEMPTS,
+  publishQueued,
+  relayOnce,
+} from "./outbox";
 import { outboxEvents } from "./schema";
 
 // El relay contra un nats-server real: un evento imposible de publicar no frena a los demás.
@@ -41,6 +47,35 @@ describe("outbox relay pass", () => {
       createdAt: new Date(Date.now() - 60_000),
     };
   };
+
+  it("publishes at most INLINE_PUBLISH_LIMIT events in the request and leaves the rest to the relay", async () => {
+    const events = Array.from({ length: INLINE_PUBLISH_LIMIT + 30 }, (_, i) => ({
+      subject: "billing.tasks.cycle",
+      type: "test.inline_limit",
+      correlationId: null,
+      data: { n: i },
+    }));
+    const { statement, queued } = outboxInsert(db.handle.db, events);
+    await statement;
+    expect(await publishQueued(db.handle.db, bus, queued, silentLogger)).toBe(INLINE_PUBLISH_LIMIT);
+    const ids = queued.map((q) => q.envelope.id);
+    const unpublished = async () =>
+      (
+        await db.handle.db
+          .select({ id: outboxEvents.id, publishedAt: outboxEvents.publishedAt })
+          .from(outboxEvents)
+          .where(inArray(outboxEvents.id, ids))
+      ).filter((r) => r.publishedAt === null);
+    // Los que quedaron son los últimos, y el relay los publica en su pasada.
+    expect((await unpublished()).map((r) => r.id).sort()).toEqual(
+      ids.slice(INLINE_PUBLISH_LIMIT).sort(),
+    );
+    expect(await relayOnce(db.handle.db, bus, silentLogger, { graceMs: 0 })).toMatchObject({
+      published: 30,
+      failed: false,
+    });
+    expect(await unpublished()).toEqual([]);
+  });
 
   it("parks an event no stream accepts after repeated failures and publishes the ones behind it", async () => {
     // Ningún stream captura `nowhere.>`: JetStream lo rechaza aunque esté sano.

@@ -101,6 +101,13 @@ function markerFor(db: Database): PublishedMarker {
 }
 
 /**
+ * Cuántos eventos publica el llamador él mismo; los demás quedan para el relay. Un cambio de plan
+ * con miles de instancias publicaba de a uno miles de eventos antes de responder (segundos, y
+ * hasta el límite de 30 s de Lambda); el relay los publica igual, en orden, fuera de la petición.
+ */
+export const INLINE_PUBLISH_LIMIT = 100;
+
+/**
  * Publica eventos recién confirmados. Si el broker falla, el evento queda pendiente
  * y el relay lo publicará: el llamador nunca pierde lo que ya se le confirmó.
  */
@@ -111,8 +118,15 @@ export async function publishQueued(
   logger: Logger,
 ): Promise<number> {
   if (!bus || events.length === 0) return 0;
+  const inline = events.slice(0, INLINE_PUBLISH_LIMIT);
+  if (inline.length < events.length) {
+    logger.info(
+      { deferred: events.length - inline.length },
+      "events beyond the inline limit left to the outbox relay",
+    );
+  }
   const published: string[] = [];
-  for (const event of events) {
+  for (const event of inline) {
     try {
       await bus.publishEvent(event.subject, event.envelope);
       published.push(event.envelope.id);
