@@ -570,12 +570,15 @@ describe.each(["postgres", "pglite"] as const)("plans on %s", (kind) => {
         .where(eq(subscriptions.planId, starter.id))
         .limit(1);
       if (!sub) throw new Error("demo data missing");
-      // La suscripción pasa un tiempo en el plan nuevo y vuelve: queda en su historia.
+      // La suscripción pasa un tiempo en el plan nuevo y vuelve: queda en su historia. Un tramo
+      // de menos de un milisegundo no cuenta (el trigger lo reemplaza): en PGlite los dos UPDATE
+      // seguidos caían a veces en el mismo milisegundo.
       for (const planId of [created.body.id, starter.id]) {
         await h.db.handle.db
           .update(subscriptions)
           .set({ planId })
           .where(eq(subscriptions.id, sub.id));
+        await new Promise((r) => setTimeout(r, 5));
       }
       const res = await h.request<{ historicalSubscriptions: number }>(
         "DELETE",
