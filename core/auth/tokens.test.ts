@@ -1,7 +1,14 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { importJWK, SignJWT } from "jose";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { generateSigningKey, publicJwksOf } from "./keys";
-import { canReadInstance, createTokenSigner, createTokenVerifier } from "./tokens";
+import {
+  canReadInstance,
+  createTokenSigner,
+  createTokenVerifier,
+  JWKS_CACHE_MAX_AGE_MS,
+} from "./tokens";
 
 const settings = {
   issuer: "http://edge.test",
@@ -29,6 +36,52 @@ describe("token verifier", () => {
     // Pasada la tolerancia de reloj (30 s) tras exp.
     vi.useFakeTimers({ now: Date.now() + 91_000, toFake: ["Date"] });
     await expect(verifier.verify(token)).rejects.toMatchObject({ code: "unauthorized" });
+  });
+
+  it("stops accepting a retired key's tokens once the published JWKS is refreshed, cached or not", async () => {
+    const leaked = await generateSigningKey("leaked");
+    const fresh = await generateSigningKey("fresh");
+    let published = publicJwksOf([fresh, leaked]);
+    // El JWKS del edge, servido por HTTP como lo lee AUTH_JWKS_URL.
+    const server = createServer((_req, res) => {
+      res.writeHead(200, {
+        "content-type": "application/json",
+        "cache-control": "public, max-age=300",
+      });
+      res.end(JSON.stringify(published));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const verifier = createTokenVerifier(
+        { jwksUrl: `http://127.0.0.1:${port}/.well-known/jwks.json` },
+        settings,
+      );
+      // Quien tiene la clave filtrada acuña un token que vence en un año.
+      const forged = await new SignJWT({
+        tenant_id: null,
+        instance_ids: [],
+        roles: ["platform_admin"],
+      })
+        .setProtectedHeader({ alg: "ES256", kid: "leaked", typ: "at+jwt" })
+        .setIssuer(settings.issuer)
+        .setAudience(settings.audience)
+        .setSubject("intruder")
+        .setIssuedAt()
+        .setExpirationTime("365d")
+        .sign(await importJWK(leaked, "ES256"));
+      expect((await verifier.verify(forged)).sub).toBe("intruder");
+      // Se retira la clave. Pasado el max-age del JWKS (300 s) más el minuto que se recuerda un
+      // token ya verificado, ni una cache ni la otra lo aceptan (antes: hasta su exp, un año).
+      published = publicJwksOf([fresh]);
+      const start = Date.now();
+      vi.useFakeTimers({ now: start + JWKS_CACHE_MAX_AGE_MS - 1_000, toFake: ["Date"] });
+      expect((await verifier.verify(forged)).sub).toBe("intruder");
+      vi.setSystemTime(start + JWKS_CACHE_MAX_AGE_MS + 61_000);
+      await expect(verifier.verify(forged)).rejects.toMatchObject({ code: "unauthorized" });
+    } finally {
+      server.close();
+    }
   });
 
   it("tolerates 30 s of clock drift past exp, and no more", async () => {

@@ -68,6 +68,11 @@ export async function createTokenSigner(
   };
 }
 
+/** Lo que un verificador con AUTH_JWKS_URL guarda el JWKS: el max-age con el que lo sirve el edge. */
+export const JWKS_CACHE_MAX_AGE_MS = 300_000;
+/** Lo que se recuerda un token ya verificado (como mucho, hasta su exp). */
+const VERIFIED_CACHE_MS = 60_000;
+
 export interface TokenVerifier {
   verify(token: string): Promise<AccessClaims & JWTPayload>;
 }
@@ -77,25 +82,30 @@ export function createTokenVerifier(
   settings: Pick<TokenSettings, "issuer" | "audience">,
 ): TokenVerifier {
   const getKey: JWTVerifyGetKey =
-    "jwks" in source ? createLocalJWKSet(source.jwks) : createRemoteJWKSet(new URL(source.jwksUrl));
-  // Tokens ya verificados, hasta su exp: verificar ES256 cuesta ~0,4 ms por petición.
-  // El token es inmutable y está firmado, así que el resultado no cambia mientras no venza.
-  const verified = new Map<string, AccessClaims & JWTPayload>();
+    "jwks" in source
+      ? createLocalJWKSet(source.jwks)
+      : // El JWKS del edge dice max-age=300; jose lo guardaba 10 min por defecto, y una clave ya
+        // retirada (o filtrada) seguía valiendo aquí el doble de lo que dice la guía de rotación.
+        createRemoteJWKSet(new URL(source.jwksUrl), { cacheMaxAge: JWKS_CACHE_MAX_AGE_MS });
+  // Tokens ya verificados: verificar ES256 cuesta ~0,4 ms por petición. Hasta su exp, pero no más
+  // de un minuto: al retirar una clave, sus tokens (uno acuñado con una clave filtrada puede
+  // llevar cualquier exp) dejan de valer cuando el JWKS se renueva, no cuando vencen.
+  const verified = new Map<string, { claims: AccessClaims & JWTPayload; until: number }>();
   const CACHE_MAX = 1_000;
   return {
     async verify(token) {
       const hit = verified.get(token);
-      // La cache acepta lo mismo que jwtVerify: hasta exp más la tolerancia de reloj.
-      const validUntil =
-        typeof hit?.exp === "number" ? (hit.exp + CLOCK_TOLERANCE_SECONDS) * 1000 : 0;
-      if (hit && validUntil > Date.now()) return hit;
+      if (hit && hit.until > Date.now()) return hit.claims;
       if (hit) verified.delete(token);
       const claims = await verifyUncached(token);
       if (verified.size >= CACHE_MAX) {
         const oldest = verified.keys().next().value;
         if (oldest !== undefined) verified.delete(oldest);
       }
-      verified.set(token, claims);
+      // La cache acepta lo mismo que jwtVerify: hasta exp más la tolerancia de reloj.
+      const expiresAt =
+        typeof claims.exp === "number" ? (claims.exp + CLOCK_TOLERANCE_SECONDS) * 1000 : 0;
+      verified.set(token, { claims, until: Math.min(expiresAt, Date.now() + VERIFIED_CACHE_MS) });
       return claims;
     },
   };
