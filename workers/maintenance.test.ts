@@ -1,5 +1,5 @@
 import { and, eq, inArray, like } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { fixedBusProvider } from "../core/bus-provider";
 import { newId } from "../core/ids";
 import { silentLogger } from "../core/logger";
@@ -7,6 +7,7 @@ import {
   clientAuthFailures,
   customers,
   idempotencyKeys,
+  maintenanceWatermarks,
   outboxEvents,
   processedMessages,
   products,
@@ -20,7 +21,11 @@ import {
 import { seedDemo } from "../db/seed";
 import { purgeErasedCustomersData } from "../functions/services/gdpr";
 import { createApiClient } from "../test/support/clients";
-import { createPgliteTestDatabase, type TestDatabase } from "../test/support/databases";
+import {
+  createPgliteTestDatabase,
+  createPostgresTestDatabase,
+  type TestDatabase,
+} from "../test/support/databases";
 import { runMaintenanceOnce } from "./maintenance";
 
 // La pasada periódica de los workers: borrado GDPR vencido, claves de idempotencia viejas,
@@ -303,5 +308,26 @@ describe("workers maintenance pass", () => {
         { tenantInstanceId: blip.tenantInstanceId, reason: "subscription.expired" },
       ]),
     );
+  });
+});
+
+// Varios procesos de workers con relojes desparejos: la pasada usa el reloj de la base.
+describe("workers maintenance clock", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("takes the time from the database, not from a process whose clock runs ahead", async () => {
+    const db = await createPostgresTestDatabase();
+    try {
+      const real = Date.now();
+      vi.useFakeTimers({ now: real + 86_400_000, toFake: ["Date"] });
+      await runMaintenanceOnce({ db: db.handle.db, logger: silentLogger, retentionDays: 30 });
+      vi.useRealTimers();
+      const [mark] = await db.handle.db.select().from(maintenanceWatermarks);
+      expect(Math.abs((mark?.at.getTime() ?? 0) - real)).toBeLessThan(60_000);
+    } finally {
+      await db.drop();
+    }
   });
 });

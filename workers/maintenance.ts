@@ -16,7 +16,7 @@ import {
   tenantInstances,
   webhookDeliveries,
 } from "../db/schema";
-import type { Database } from "../db/types";
+import { type Database, rowsOf } from "../db/types";
 import { eraseExpiredCustomers, purgeErasedCustomersData } from "../functions/services/gdpr";
 import {
   dropTenantData,
@@ -113,6 +113,13 @@ async function dropExpiredTenantData(
 
 const BOUNDARIES = "subscription_boundaries";
 
+async function databaseNow(db: Database): Promise<Date> {
+  const [row] = rowsOf<{ ms: number | string }>(
+    await db.execute(sql`select (extract(epoch from clock_timestamp()) * 1000)::float8 as ms`),
+  );
+  return row ? new Date(Math.floor(Number(row.ms))) : new Date();
+}
+
 /**
  * Una suscripción que empieza (starts_at) o vence (expires_at) cambia lo que su instancia puede
  * hacer sin que nadie la toque: el edge ya lo resuelve solo (tramos por hora), pero quien escucha
@@ -195,8 +202,11 @@ async function announceSubscriptionBoundaries(
  */
 export async function runMaintenanceOnce(
   options: Omit<MaintenanceOptions, "intervalMs">,
-  now: Date = new Date(),
+  at?: Date,
 ): Promise<MaintenanceResult> {
+  // El reloj de la base, no el del proceso: con varios workers de relojes desparejos, la marca
+  // de los avisos de suscripción y los plazos de retención no adelantan (las pruebas fijan `at`).
+  const now = at ?? (await databaseNow(options.db));
   const { erasedCustomerIds } = await eraseExpiredCustomers(options.db, {
     retentionDays: options.retentionDays,
     now,
