@@ -250,21 +250,6 @@ type Step =
   | { name: string; kind: "external"; run(task: TaskContext): Promise<void> }
   | { name: string; kind: "transactional"; run(tx: Tx, task: TaskContext): Promise<StepWrites> };
 
-/**
- * Bloquea la suscripción de la instancia antes que la instancia (loadInstance con `lock`): el
- * mismo orden que la API (PATCH de suscripción: suscripción y luego instancia) y que la baja; al
- * revés, los dos se esperaban y Postgres abortaba uno por deadlock. NO KEY UPDATE: no choca con
- * el KEY SHARE de la FK de un override nuevo.
- */
-async function lockInstanceRows(tx: Tx, tenantInstanceId: string): Promise<void> {
-  await tx
-    .select({ id: subscriptions.id })
-    .from(subscriptions)
-    .where(eq(subscriptions.tenantInstanceId, tenantInstanceId))
-    .for("no key update");
-}
-
-/** `lock`: bloquea la fila de la instancia hasta el commit (decidir y escribir sobre el mismo estado). */
 async function loadInstance(db: Database | Tx, tenantInstanceId: string, lock = false) {
   const query = db
     .select({
@@ -279,6 +264,21 @@ async function loadInstance(db: Database | Tx, tenantInstanceId: string, lock = 
   const [row] = lock ? await query.for("update", { of: tenantInstances }) : await query;
   if (!row) throw new PermanentError(`tenant instance ${tenantInstanceId} does not exist`);
   return row;
+}
+
+/**
+ * La instancia y su suscripción, bloqueadas hasta el commit (decidir y escribir sobre el mismo
+ * estado). La suscripción primero: el mismo orden que la API (PATCH de suscripción: suscripción y
+ * luego instancia) y que la baja; al revés, los dos se esperaban y Postgres abortaba uno por
+ * deadlock. NO KEY UPDATE: no choca con el KEY SHARE de la FK de un override nuevo.
+ */
+async function loadInstanceLocked(tx: Tx, tenantInstanceId: string) {
+  const [subscription] = await tx
+    .select()
+    .from(subscriptions)
+    .where(eq(subscriptions.tenantInstanceId, tenantInstanceId))
+    .for("no key update");
+  return { ...(await loadInstance(tx, tenantInstanceId, true)), subscription };
 }
 
 /** La contraseña de una cadena de conexión guardada ("" si no lleva, como las de PGlite). */
@@ -394,8 +394,7 @@ function standardProvisionSteps(deps: ProvisioningWorkerDeps, random: () => numb
         // Con la fila bloqueada: un borrado de cliente que la suspende a la vez o termina antes
         // (y esta lectura lo ve) o espera a este commit; sin bloqueo, el UPDATE de abajo pisaba
         // su suspensión y la instancia de un cliente borrado quedaba activa.
-        await lockInstanceRows(tx, task.tenantInstanceId);
-        const { instance } = await loadInstance(tx, task.tenantInstanceId, true);
+        const { instance } = await loadInstanceLocked(tx, task.tenantInstanceId);
         // Solo se activa lo que sigue en provisioning: si mientras tanto se suspendió (p. ej. el
         // cliente fue borrado) o se dio de baja, el worker no lo revive.
         task.activeAfterActivate =
@@ -658,8 +657,7 @@ function updateFeatureSteps(): Step[] {
         if (!payload.success) throw new PermanentError("update_features payload is invalid");
         // Un PUT aceptado antes de la baja no se aplica después: la API ya no cambia nada de una
         // instancia dada de baja (409) y el worker tampoco. Bloqueada, la baja no cruza este paso.
-        await lockInstanceRows(tx, task.tenantInstanceId);
-        const { instance } = await loadInstance(tx, task.tenantInstanceId, true);
+        const { instance, subscription } = await loadInstanceLocked(tx, task.tenantInstanceId);
         if (instance.status === "decommissioned") {
           return {
             audit: [
@@ -673,10 +671,6 @@ function updateFeatureSteps(): Step[] {
             ],
           };
         }
-        const [subscription] = await tx
-          .select()
-          .from(subscriptions)
-          .where(eq(subscriptions.tenantInstanceId, task.tenantInstanceId));
         if (!subscription) {
           throw new PermanentError(`tenant instance ${task.tenantInstanceId} has no subscription`);
         }
