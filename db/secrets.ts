@@ -1,5 +1,5 @@
 import { and, asc, eq, gt, isNotNull, not, sql } from "drizzle-orm";
-import { type SecretBox, secretContext } from "../core/secret-box";
+import { type SecretBox, sealedKeyOf, secretContext } from "../core/secret-box";
 import { writeAudit } from "./audit";
 import { tenantInstances, webhookEndpoints } from "./schema";
 import type { Database } from "./types";
@@ -75,7 +75,8 @@ export async function resealSecrets(
           report.failed.push({ column: spec.name, id: row.id, error: (err as Error).message });
           continue;
         }
-        const from = row.sealed.split(".", 2).join(".");
+        const key = sealedKeyOf(row.sealed);
+        const from = key ? `${key.version}.${key.kid}` : "unknown";
         fromKeys[from] = (fromKeys[from] ?? 0) + 1;
         report.resealed++;
         if (options.dryRun) continue;
