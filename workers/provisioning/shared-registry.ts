@@ -85,11 +85,11 @@ const BASELINE = (role: string) => `
 const INSERT = `insert into farutech_tenants (tenant_id, tenant_code, customer_id)
   values ($1, $2, $3) on conflict (tenant_id) do nothing`;
 
-/** ¿Hay una política permisiva para esos comandos que le aplique al rol actual? */
-function applies(commands: string): string {
+/** ¿Hay una política permisiva para esos comandos en la tabla `rel` que le aplique al rol actual? */
+function applies(rel: string, commands: string): string {
   return `exists (
     select 1 from pg_policy p
-     where p.polrelid = c.oid and p.polpermissive and p.polcmd in (${commands})
+     where p.polrelid = ${rel} and p.polpermissive and p.polcmd in (${commands})
        and (p.polroles = '{0}'
             or exists (select 1 from unnest(p.polroles) r
                         where pg_has_role(current_user, r, 'USAGE'))))`;
@@ -102,29 +102,33 @@ function applies(commands: string): string {
 // o no dueño) sin una política que le aplique para leerlas (SELECT: el WHERE lee la columna) y
 // otra para borrarlas (DELETE).
 const TENANT_TABLES = `
-  with recursive bases(column_type, type_oid, typtype, typbasetype, typcategory) as (
-    select t.oid, t.oid, t.typtype, t.typbasetype, t.typcategory from pg_type t
-    union all
-    select b.column_type, d.oid, d.typtype, d.typbasetype, d.typcategory
-      from bases b join pg_type d on d.oid = b.typbasetype
-     where b.typtype = 'd'
+  with recursive cols as (
+    select c.oid as rel, quote_ident(n.nspname) || '.' || quote_ident(c.relname) as name,
+           a.atttypid
+      from pg_class c
+      join pg_namespace n on n.oid = c.relnamespace
+      join pg_attribute a on a.attrelid = c.oid
+     where n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg\\_%'
+       and c.relkind in ('r', 'p') and not c.relispartition
+       and a.attname = 'tenant_id' and not a.attisdropped
+       and not (n.nspname = 'public' and c.relname = 'farutech_tenants')
   ),
-  base_of as (
-    select column_type, type_oid, typcategory from bases where typtype <> 'd'
+  -- De la columna a su tipo base, dominio tras dominio.
+  types(rel, type_oid) as (
+    select rel, atttypid from cols
+    union all
+    select ty.rel, t.typbasetype from types ty join pg_type t on t.oid = ty.type_oid
+     where t.typtype = 'd'
   )
-  select quote_ident(n.nspname) || '.' || quote_ident(c.relname) as name,
-         case when bt.type_oid = 'uuid'::regtype then 'uuid'
-              when bt.typcategory = 'S' then 'text' end as key_type,
-         row_security_active(c.oid) and not (${applies("'*', 'r'")} and ${applies("'*', 'd'")})
+  select cols.name,
+         case when t.oid = 'uuid'::regtype then 'uuid'
+              when t.typcategory = 'S' then 'text' end as key_type,
+         row_security_active(cols.rel)
+           and not (${applies("cols.rel", "'*', 'r'")} and ${applies("cols.rel", "'*', 'd'")})
            as hidden
-    from pg_class c
-    join pg_namespace n on n.oid = c.relnamespace
-    join pg_attribute a on a.attrelid = c.oid
-    join base_of bt on bt.column_type = a.atttypid
-   where n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg\\_%'
-     and c.relkind in ('r', 'p') and not c.relispartition
-     and a.attname = 'tenant_id' and not a.attisdropped
-     and not (n.nspname = 'public' and c.relname = 'farutech_tenants')
+    from cols
+    join types ty on ty.rel = cols.rel
+    join pg_type t on t.oid = ty.type_oid and t.typtype <> 'd'
    order by 1`;
 
 interface TenantTable {
