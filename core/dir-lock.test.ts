@@ -1,5 +1,13 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -79,9 +87,15 @@ describe("data folder lock", () => {
   });
 
   it("makes a data folder private to its user, also one that existed", () => {
-    const dir = join(root, "private");
-    ensurePrivateDir(dir);
-    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    const fresh = join(root, "private");
+    ensurePrivateDir(fresh);
+    expect(statSync(fresh).mode & 0o777).toBe(0o700);
+    // Una carpeta que ya existía con permisos abiertos también se cierra.
+    const existing = join(root, "private-existing");
+    mkdirSync(existing, { mode: 0o755 });
+    chmodSync(existing, 0o755);
+    ensurePrivateDir(existing);
+    expect(statSync(existing).mode & 0o777).toBe(0o700);
   });
 });
 

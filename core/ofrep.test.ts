@@ -56,6 +56,9 @@ describe("OFREP evaluation", () => {
   });
 
   it("marks every flag DISABLED with false / 0 when the instance or subscription is not active", async () => {
+    const active = await flagsOf(input());
+    const all = evaluateAllFlags(active.ent, active.overridden).map((f) => f.key);
+    expect(all.length).toBeGreaterThan(0);
     for (const patch of [
       { instance: { id: ID, status: "suspended" as const } },
       {
@@ -67,7 +70,10 @@ describe("OFREP evaluation", () => {
       },
     ]) {
       const { ent, overridden } = await flagsOf(input(patch));
-      for (const flag of evaluateAllFlags(ent, overridden)) {
+      const flags = evaluateAllFlags(ent, overridden);
+      // Una instancia inactiva sigue nombrando todos sus flags (apagados), no una lista vacía.
+      expect(flags.map((f) => f.key)).toEqual(all);
+      for (const flag of flags) {
         expect(flag.reason).toBe("DISABLED");
         expect(flag.value === false || flag.value === 0).toBe(true);
       }

@@ -8,6 +8,8 @@ import type { LocalNats } from "../infra/nats/local-server";
 import { createPostgresTestDatabase, type TestDatabase } from "../test/support/databases";
 import { startNatsForTest } from "../test/support/stack";
 
+// AWS no corre aquí: los eventos de API Gateway v2 se construyen a mano (la forma de
+// aws-lambda/APIGatewayProxyEventV2); la app, la base y NATS detrás del handler son reales.
 type Handler = (event: APIGatewayProxyEventV2, context: Context) => Promise<APIGatewayProxyResult>;
 
 function event(

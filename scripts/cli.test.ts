@@ -5,8 +5,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { streams, subjects } from "../contracts/streams";
 import { connectBus } from "../core/bus";
 import { newId } from "../core/ids";
-import { generateEncryptionKey } from "../core/secret-box";
-import { apiClients, dlqEntries, provisioningTasks } from "../db/schema";
+import { createSecretBox, generateEncryptionKey, secretContext } from "../core/secret-box";
+import {
+  apiClients,
+  dlqEntries,
+  provisioningTasks,
+  tenantInstances,
+  webhookEndpoints,
+} from "../db/schema";
 import { seedDemo } from "../db/seed";
 import type { LocalNats } from "../infra/nats/local-server";
 import { createPostgresTestDatabase, type TestDatabase } from "../test/support/databases";
@@ -193,17 +199,59 @@ describe("operator CLIs", () => {
   }, 60_000);
 
   it("secrets:reseal checks, reseals and says what key is left; without keys or with a bad flag it says so", async () => {
+    const old = generateEncryptionKey("cli2025");
     const key = generateEncryptionKey("cli2026");
-    const withKeys = (args: string[], keys = JSON.stringify([key])) =>
+    const withKeys = (args: string[], keys = JSON.stringify([key, old])) =>
       runScript("scripts/reseal-secrets.ts", args, {
         ...process.env,
         DATABASE_URL: db.url,
         LOG_LEVEL: "silent",
         ENCRYPTION_KEYS: keys,
       });
+    // Un secreto guardado con la clave vieja: --check lo cuenta sin tocarlo, sin --check lo pasa.
+    const [instance] = await db.handle.db
+      .select({ id: tenantInstances.id })
+      .from(tenantInstances)
+      .limit(1);
+    if (!instance) throw new Error("demo data missing");
+    const webhookId = newId();
+    const sealedOld = await (await createSecretBox(JSON.stringify([old]))).encrypt(
+      "whsec_cli",
+      secretContext.webhookSecret(webhookId),
+    );
+    await db.handle.db.insert(webhookEndpoints).values({
+      id: webhookId,
+      tenantInstanceId: instance.id,
+      url: "https://hooks.example/cli",
+      secretEncrypted: sealedOld,
+      encryptionKeyId: "cli2025",
+    });
+    const stored = async () =>
+      (
+        await db.handle.db
+          .select({
+            secret: webhookEndpoints.secretEncrypted,
+            kid: webhookEndpoints.encryptionKeyId,
+          })
+          .from(webhookEndpoints)
+          .where(eq(webhookEndpoints.id, webhookId))
+      )[0];
     const check = await withKeys(["--check"]);
     expect(check.code).toBe(0);
-    expect(check.out).toContain("would reseal 0 secret(s) with key cli2026");
+    expect(check.out).toContain("would reseal 1 secret(s) with key cli2026");
+    expect(check.out).toContain("remaining v2.cli2025: 1");
+    expect((await stored())?.secret).toBe(sealedOld);
+    const resealed = await withKeys([]);
+    expect(resealed.code, resealed.err).toBe(0);
+    expect(resealed.out).toContain("resealed 1 secret(s) with key cli2026");
+    expect(resealed.out).not.toContain("cli2025");
+    const after = await stored();
+    expect(after?.kid).toBe("cli2026");
+    // Ya se puede retirar la vieja: la nueva sola lo descifra.
+    const onlyNew = await createSecretBox(JSON.stringify([key]));
+    expect(await onlyNew.decrypt(after?.secret ?? "", secretContext.webhookSecret(webhookId))).toBe(
+      "whsec_cli",
+    );
     const bogus = await withKeys(["--all"]);
     expect(bogus.code).toBe(2);
     expect(bogus.err).toContain("usage: npm run secrets:reseal");

@@ -1,8 +1,18 @@
-import { asc, count, eq } from "drizzle-orm";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { and, asc, count, eq, isNull, like } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { streams } from "../../contracts/streams";
 import { demoInstances, demoProducts } from "../../db/demo-data";
-import { auditLog, invoices, plans, subscriptions } from "../../db/schema";
+import {
+  auditLog,
+  dlqEntries,
+  invoices,
+  outboxEvents,
+  plans,
+  subscriptions,
+} from "../../db/schema";
 import { seedDemo } from "../../db/seed";
+import { BILLING_WORKER } from "../../workers/billing/worker";
 import { call, expectProblem } from "../support/http";
 import { startTestStack, type TestStack, waitFor } from "../support/stack";
 
@@ -37,7 +47,27 @@ describe("billing cycle", () => {
       expect(invoice.amount).toBe(prices.get(plan?.code ?? ""));
     }
     expect((await trigger()).status).toBe(202);
-    await new Promise((r) => setTimeout(r, 1_500));
+    // El segundo ciclo publicado y procesado del todo (nada pendiente ni esperando reintento), sin
+    // pasar por la DLQ: la idempotencia es del worker, no solo del índice único de facturas.
+    const jsm = await jetstreamManager(
+      stack.workers?.bus.nc ?? (await Promise.reject(new Error("no bus"))),
+    );
+    await waitFor(async () => {
+      const [unpublished] = await stack.db.handle.db
+        .select({ n: count() })
+        .from(outboxEvents)
+        .where(and(like(outboxEvents.subject, "billing.%"), isNull(outboxEvents.publishedAt)));
+      if ((unpublished?.n ?? 1) > 0) return undefined;
+      const i = await jsm.consumers.info(streams.billing.name, BILLING_WORKER);
+      return i.num_pending === 0 && i.num_ack_pending === 0 && i.delivered.consumer_seq >= 2
+        ? i
+        : undefined;
+    });
+    const deadLettered = await stack.db.handle.db
+      .select({ id: dlqEntries.id })
+      .from(dlqEntries)
+      .where(eq(dlqEntries.domain, "billing"));
+    expect(deadLettered).toEqual([]);
     const [again] = await stack.db.handle.db
       .select({ n: count() })
       .from(invoices)

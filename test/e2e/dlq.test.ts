@@ -6,6 +6,7 @@ import { outboxEvents, tenantInstances } from "../../db/schema";
 import { seedDemo } from "../../db/seed";
 import { taskSchema } from "../../functions/routes/provisioning/schema";
 import type { SharedTenantRegistry } from "../../workers/provisioning/shared-registry";
+import { PROVISIONING_WORKER } from "../../workers/provisioning/worker";
 import { demoProvisionBody } from "../support/demo";
 import { call } from "../support/http";
 import { startTestStack, type TestStack, waitFor } from "../support/stack";
@@ -121,8 +122,11 @@ describe("retries and dead-lettering", () => {
     // El estado forma parte de los entitlements: el edge y los webhooks se enteran.
     expect(await entitlementReasons(res.body.tenantInstanceId)).toEqual(["provisioning.failed"]);
 
-    // No hay una sexta entrega.
-    await new Promise((r) => setTimeout(r, 1_500));
+    // No hay una sexta entrega: el consumer no tiene nada pendiente ni sin ack tras la quinta.
+    await waitFor(async () => {
+      const i = await jsm.consumers.info(streams.provisioning.name, PROVISIONING_WORKER);
+      return i.num_pending === 0 && i.num_ack_pending === 0 ? i : undefined;
+    });
     expect(calls).toHaveLength(5);
 
     // El operador ve la entrada y, arreglada la causa, la reprocesa con la misma correlación.

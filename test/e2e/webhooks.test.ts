@@ -124,7 +124,10 @@ describe("signed webhooks", () => {
       expect(res.status).toBe(201);
       if (target === a) mine.push(res.body.id);
     }
-    type Page = { items: { id: string }[]; nextCursor: string | null };
+    type Page = {
+      items: { id: string; tenantInstanceId: string | null }[];
+      nextCursor: string | null;
+    };
     const seen: string[] = [];
     let cursor: string | null = null;
     do {
@@ -135,6 +138,10 @@ describe("signed webhooks", () => {
       );
       expect(page.status).toBe(200);
       expect(page.body.items.length).toBeLessThanOrEqual(2);
+      // El filtro por instancia no deja pasar el endpoint de la otra instancia.
+      expect(page.body.items.map((i) => i.tenantInstanceId)).toEqual(
+        page.body.items.map(() => a.id),
+      );
       seen.push(...page.body.items.map((i) => i.id));
       cursor = page.body.nextCursor;
     } while (cursor);

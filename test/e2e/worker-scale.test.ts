@@ -24,6 +24,7 @@ describe("two worker processes", () => {
   let nats: LocalNats & { dir: string };
   let runtime: AdminRuntime;
   const children: ChildProcess[] = [];
+  const metricsPorts: number[] = [];
 
   beforeAll(async () => {
     db = await createPostgresTestDatabase();
@@ -39,9 +40,11 @@ describe("two worker processes", () => {
     };
     runtime = await createAdminRuntime(env, { db: db.handle, logger: silentLogger });
     for (let i = 0; i < 2; i++) {
+      const metricsPort = await getPort();
+      metricsPorts.push(metricsPort);
       children.push(
         spawn(process.execPath, ["--import", "tsx", "workers/main.ts"], {
-          env: { ...process.env, ...env, METRICS_PORT: String(await getPort()) },
+          env: { ...process.env, ...env, METRICS_PORT: String(metricsPort) },
           stdio: ["ignore", process.env.SCALE_LOG ? "inherit" : "ignore", "ignore"],
         }),
       );
@@ -94,7 +97,20 @@ describe("two worker processes", () => {
       .from(auditLog)
       .where(eq(auditLog.action, "tenant_instance.activated"));
     expect(activations?.n).toBe(TASKS);
-    // Ningún proceso cayó durante la ráfaga.
+    // Ningún proceso cayó durante la ráfaga, y los dos trabajaron (comparten el consumer).
     expect(children.every((c) => c.exitCode === null)).toBe(true);
+    const processedBy = await Promise.all(
+      metricsPorts.map(async (port) => {
+        const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+        const line = text
+          .split("\n")
+          .find((l) =>
+            l.startsWith('farutech_worker_messages_processed_total{worker="provisioning-worker"}'),
+          );
+        return Number(line?.split(" ").at(-1) ?? 0);
+      }),
+    );
+    expect(processedBy.every((n) => n > 0)).toBe(true);
+    expect(processedBy.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(TASKS);
   }, 150_000);
 });

@@ -225,8 +225,4 @@ describe("docker-compose.yml", () => {
     });
     expect(out).toBe("");
   });
-  it.skipIf(binary)(
-    "`compose config` check skipped: neither `docker compose` nor `docker-compose` is on the PATH",
-    () => {},
-  );
 });

@@ -4,6 +4,7 @@ import { expect } from "vitest";
 import { auditLog } from "../../db/schema";
 import type { AdminHarness } from "./admin";
 import type { JsonResponse } from "./http";
+import { lockWaiters } from "./lock-waiters";
 
 /**
  * Otra conexión cambia `name` sin confirmar; el PATCH de la descripción llega en medio y la
@@ -28,7 +29,7 @@ export async function expectAuditAfterConcurrentEdit(
       token,
       json: { description: "Solo la descripción" },
     });
-    await new Promise((r) => setTimeout(r, 300));
+    expect(await lockWaiters(h.db.url)).toBeGreaterThan(0);
     await editor.query("commit");
     patched = await patching;
   } finally {

@@ -1,6 +1,5 @@
 import { rmSync } from "node:fs";
 import { and, eq } from "drizzle-orm";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ProvisioningTaskMessage } from "../../contracts/events";
 import { type Bus, connectBus, ensureStreams } from "../../core/bus";
@@ -27,6 +26,7 @@ import { assertInstanceLive } from "../../functions/services/tenant-instances";
 import { offlineBus } from "../../test/support/admin";
 import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
 import { demoProvisionBody } from "../../test/support/demo";
+import { lockWaiters } from "../../test/support/lock-waiters";
 import { startNatsForTest } from "../../test/support/stack";
 import type { HandlerContext } from "../runtime/consumer";
 import { createPostgresRegistry, type SharedTenantRegistry } from "./shared-registry";
@@ -125,25 +125,6 @@ describe("provisioning worker and concurrent admin changes", () => {
     const [entry] = await db().select().from(dlqEntries).where(eq(dlqEntries.eventId, envelope.id));
     return entry?.id ?? "";
   }
-  /** Espera a que alguna sesión de la base esté esperando un bloqueo (hasta 10 s); cuántas. */
-  async function lockWaiters(): Promise<number> {
-    const probe = new pg.Client({ connectionString: database.url });
-    await probe.connect();
-    try {
-      for (let i = 0; i < 400; i++) {
-        const { rows } = await probe.query<{ n: number }>(
-          `select count(*)::int as n from pg_stat_activity
-            where datname = current_database() and wait_event_type = 'Lock'`,
-        );
-        const waiting = rows[0]?.n ?? 0;
-        if (waiting > 0) return waiting;
-        await new Promise((r) => setTimeout(r, 25));
-      }
-      return 0;
-    } finally {
-      await probe.end();
-    }
-  }
 
   /**
    * PATCH /api/subscriptions/{id} bloquea la suscripción y luego la instancia; el worker arranca
@@ -164,7 +145,7 @@ describe("provisioning worker and concurrent admin changes", () => {
           () => "ok",
           (err: unknown) => err,
         );
-        expect(await lockWaiters()).toBeGreaterThan(0);
+        expect(await lockWaiters(database.url)).toBeGreaterThan(0);
         await assertInstanceLive(tx, tenantInstanceId, "its subscription cannot change");
         return "ok";
       })
@@ -316,7 +297,7 @@ describe("provisioning worker and concurrent admin changes", () => {
       handled = worker().handle(
         delivery({ taskId: task.taskId, tenantInstanceId: id, kind: "provision" }),
       );
-      expect(await lockWaiters()).toBeGreaterThan(0);
+      expect(await lockWaiters(database.url)).toBeGreaterThan(0);
     });
     await handled;
     expect(await taskStatus(task.taskId)).toBe("succeeded");

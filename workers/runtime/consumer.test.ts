@@ -98,8 +98,14 @@ describe("worker runtime", () => {
     await bus.js.publish("notifications.tasks.test", JSON.stringify(event), { msgID: "copy-2" });
     // Mismo correlation id pero otro evento: se procesa.
     await bus.publishEvent("notifications.tasks.test", envelope("corr-a", { n: 2 }));
-    await waitFor(async () => (handled.includes("corr-a:2") ? true : undefined));
-    await new Promise((r) => setTimeout(r, 300));
+    // Las tres entregas terminadas (ninguna pendiente ni sin ack): la copia ya pasó por el worker.
+    const jsm = await bus.jsm();
+    await waitFor(async () => {
+      const i = await jsm.consumers.info(streams.notifications.name, "runtime-test-worker");
+      return handled.includes("corr-a:2") && i.num_pending === 0 && i.num_ack_pending === 0
+        ? i
+        : undefined;
+    });
     expect(handled.filter((h) => h === "corr-a:1")).toHaveLength(1);
   });
 

@@ -15,6 +15,7 @@ import { demoProvisionBody, seedDemo } from "../../../db/seed";
 import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
 import { createApiClient } from "../../../test/support/clients";
 import { expectProblem } from "../../../test/support/http";
+import { lockWaiters } from "../../../test/support/lock-waiters";
 import {
   DEFAULT_GDPR_RETENTION_DAYS,
   eraseExpiredCustomers,
@@ -269,7 +270,7 @@ describe.each(["postgres", "pglite"] as const)("customers on %s", (kind) => {
             token: admin,
             json: body,
           });
-          await new Promise((r) => setTimeout(r, 300));
+          expect(await lockWaiters(h.db.url)).toBeGreaterThan(0);
           await deleter.query("commit");
           expectProblem(await provisioning, 404, "not_found");
           const rows = await db()
@@ -291,7 +292,7 @@ describe.each(["postgres", "pglite"] as const)("customers on %s", (kind) => {
             [instanceId, second.id, `race-${suffix()}`],
           );
           const deleting = h.request("DELETE", `/api/customers/${second.id}`, { token: admin });
-          await new Promise((r) => setTimeout(r, 300));
+          expect(await lockWaiters(h.db.url)).toBeGreaterThan(0);
           await deleter.query("commit");
           expect((await deleting).status).toBe(204);
           const [instance] = await db()
@@ -574,7 +575,7 @@ describe.each(["postgres", "pglite"] as const)("customers on %s", (kind) => {
             token: admin,
             json: { billingEmail: `otra-${suffix()}@clinica.example` },
           });
-          await new Promise((r) => setTimeout(r, 300));
+          expect(await lockWaiters(h.db.url)).toBeGreaterThan(0);
           await other.query("commit");
           const res = await patching;
           expect(res.status).toBe(200);

@@ -6,6 +6,7 @@ import { seedDemo } from "../../../db/seed";
 import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
 import { expectAuditAfterConcurrentEdit } from "../../../test/support/concurrent-edit";
 import { expectProblem } from "../../../test/support/http";
+import { lockWaiters } from "../../../test/support/lock-waiters";
 import { idempotencyRequestHash } from "../../middleware/idempotency";
 import { productSchema } from "./schema";
 
@@ -408,7 +409,7 @@ describe.each(["postgres", "pglite"] as const)("products on %s", (kind) => {
             token: admin,
             headers: { "if-match": etag },
           });
-          await new Promise((r) => setTimeout(r, 300));
+          expect(await lockWaiters(h.db.url)).toBeGreaterThan(0);
           await editor.query("commit");
           expectProblem(await deleting, 412, "precondition_failed");
         } finally {
@@ -444,7 +445,7 @@ describe.each(["postgres", "pglite"] as const)("products on %s", (kind) => {
           await editor.query("begin");
           await editor.query("update products set name = name where id = $1", [created.body.id]);
           const pending = send();
-          await new Promise((r) => setTimeout(r, 300));
+          expect(await lockWaiters(h.db.url)).toBeGreaterThan(0);
           // Mientras espera pasan 46 s de reloj (solo Date; los timers siguen reales).
           vi.useFakeTimers({ toFake: ["Date"] });
           vi.setSystemTime(Date.now() + 46_000);

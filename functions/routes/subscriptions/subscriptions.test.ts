@@ -5,6 +5,7 @@ import { auditLog, outboxEvents } from "../../../db/schema";
 import { seedDemo } from "../../../db/seed";
 import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
 import { expectProblem } from "../../../test/support/http";
+import { lockWaiters } from "../../../test/support/lock-waiters";
 import { subscriptionSchema } from "./schema";
 import {
   entitlementsOf,
@@ -264,6 +265,7 @@ describe.each(["postgres", "pglite"] as const)("subscriptions on %s", (kind) => 
       expect(first.body.items).toHaveLength(3);
       expect(first.body.nextCursor).toEqual(expect.any(String));
       const second = await list(`limit=3&cursor=${first.body.nextCursor}`);
+      expect(second.body.items.length).toBeGreaterThan(0);
       const firstIds = new Set(first.body.items.map((s) => s.id));
       expect(second.body.items.some((s) => firstIds.has(s.id))).toBe(false);
     });
@@ -292,7 +294,7 @@ describe.each(["postgres", "pglite"] as const)("subscriptions on %s", (kind) => 
             token: admin,
             json: { planId: vetEnterprise },
           });
-          await new Promise((r) => setTimeout(r, 300));
+          expect(await lockWaiters(h.db.url)).toBeGreaterThan(0);
           await other.query("commit");
           const res = await patching;
           expect(res.status).toBe(200);
