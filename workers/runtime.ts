@@ -166,8 +166,13 @@ export async function startWorkers(
     ackWaitMs: env.WORKER_ACK_WAIT_MS,
     handlerTimeoutMs: env.WORKER_HANDLER_TIMEOUT_MS,
   };
-  // Sin SMTP_URL (modo embebido) los correos solo se registran en el log.
+  // Sin SMTP_URL (modo embebido) no se envía correo: se avisa al arrancar y en cada uno.
   const mailer = createMailer({ smtpUrl: env.SMTP_URL, from: env.MAIL_FROM });
+  if (mailer.logOnly) {
+    deps.logger
+      .child({ component: "workers" })
+      .warn("SMTP_URL not set: notifications (welcome, failures, DLQ alerts) are not sent");
+  }
   const secretBox = env.ENCRYPTION_KEYS ? await createSecretBox(env.ENCRYPTION_KEYS) : undefined;
   const dedicated = dedicatedFor(deps.db, env);
   const workers = [

@@ -12,7 +12,7 @@ export interface Mail {
 export interface Mailer {
   send(mail: Mail): Promise<void>;
   close(): void;
-  /** true si solo registra en el log (sin SMTP_URL configurado). */
+  /** true sin SMTP_URL: no se envía nada (el worker lo avisa en el log, sin el contenido). */
   logOnly: boolean;
 }
 

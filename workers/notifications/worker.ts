@@ -5,6 +5,7 @@ import {
   type EventEnvelope,
   notificationSchema,
 } from "../../contracts/events";
+import type { Logger } from "../../core/logger";
 import { customers, products, tenantInstances } from "../../db/schema";
 import type { Database } from "../../db/types";
 import type { WorkerDefinition } from "../runtime/consumer";
@@ -59,6 +60,15 @@ function deadLetterMail(data: DeadLetteredNotification, envelope: EventEnvelope)
   };
 }
 
+/**
+ * Sin SMTP_URL el correo no sale a ningún sitio: se dice en un warn por correo (solo el tipo; el
+ * destinatario y el cuerpo son datos personales y no van al log).
+ */
+function logSent(mailer: Mailer, logger: Logger, notification: string): void {
+  if (mailer.logOnly) logger.warn({ notification }, "notification not sent: SMTP_URL is not set");
+  else logger.info({ notification }, "notification sent");
+}
+
 // Correo de bienvenida al cliente y alertas a operaciones (seed 001 §4, NotificationWorker).
 export function notificationWorker(deps: NotificationWorkerDeps): WorkerDefinition<Notification> {
   return {
@@ -76,7 +86,7 @@ export function notificationWorker(deps: NotificationWorkerDeps): WorkerDefiniti
           ...deadLetterMail(data, ctx.envelope),
           messageId: ctx.envelope.id,
         });
-        ctx.logger.info({ logOnly: deps.mailer.logOnly }, "notification sent");
+        logSent(deps.mailer, ctx.logger, "dead_lettered");
         return;
       }
       const info = await instanceContext(deps.db, data.tenantInstanceId);
@@ -113,7 +123,7 @@ export function notificationWorker(deps: NotificationWorkerDeps): WorkerDefiniti
           messageId: ctx.envelope.id,
         });
       }
-      ctx.logger.info({ logOnly: deps.mailer.logOnly }, "notification sent");
+      logSent(deps.mailer, ctx.logger, "customerId" in data ? "welcome" : "provisioning_failed");
     },
   };
 }
