@@ -5,6 +5,7 @@ import { AppError } from "../core/errors";
 import { installBase } from "../core/http/base";
 import { validationHook } from "../core/http/problem";
 import type { AdminDeps, AdminEnv } from "./env";
+import { withProtocolHeaders } from "./openapi";
 import { registerAccess } from "./routes/access";
 import { registerAudit } from "./routes/audit";
 import { registerBilling } from "./routes/billing";
@@ -63,7 +64,12 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<AdminEnv> {
   registerBilling(app);
   registerWebhooks(app);
 
-  app.doc31("/openapi.json", OPENAPI_INFO);
+  // Se genera una vez (las rutas ya están registradas) y se sirve igual a cada petición.
+  let document: ReturnType<typeof app.getOpenAPI31Document> | undefined;
+  app.get("/openapi.json", (c) => {
+    document ??= withProtocolHeaders(app.getOpenAPI31Document(OPENAPI_INFO));
+    return c.json(document);
+  });
   app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "Farutech Orchestrator Admin API" }));
   return app;
 }

@@ -6,9 +6,19 @@ interface OpenApiDoc {
   openapi: string;
   paths: Record<
     string,
-    Record<string, { operationId?: string; responses?: Record<string, unknown> }>
+    Record<
+      string,
+      {
+        operationId?: string;
+        parameters?: { $ref?: string; name?: string }[];
+        responses?: Record<string, { headers?: Record<string, unknown> }>;
+      }
+    >
   >;
-  components?: { schemas?: Record<string, SchemaNode> };
+  components?: {
+    schemas?: Record<string, SchemaNode>;
+    parameters?: Record<string, { name: string; in: string }>;
+  };
 }
 interface SchemaNode {
   description?: string;
@@ -59,6 +69,45 @@ describe("OpenAPI document", () => {
         }
       }
     }
+  });
+
+  it("documents the protocol headers: Idempotency-Key on every POST, X-Correlation-Id everywhere", () => {
+    const headerNames = (refs: { $ref?: string }[] = []) =>
+      refs.map((p) => doc.components?.parameters?.[p.$ref?.split("/").at(-1) ?? ""]?.name);
+    let posts = 0;
+    for (const [path, ops] of Object.entries(doc.paths)) {
+      if (!path.startsWith("/api/")) continue;
+      for (const [method, op] of Object.entries(ops)) {
+        const names = headerNames(op.parameters);
+        expect(names, `${method} ${path}`).toContain("X-Correlation-Id");
+        expect(names, `${method} ${path}`).toContain("X-Request-Id");
+        if (method !== "post") {
+          expect(names, `${method} ${path}`).not.toContain("Idempotency-Key");
+          continue;
+        }
+        posts++;
+        expect(names, `${method} ${path}`).toContain("Idempotency-Key");
+        const ok = Object.entries(op.responses ?? {}).filter(([status]) => status.startsWith("2"));
+        expect(ok.length, `${method} ${path}`).toBeGreaterThan(0);
+        for (const [, response] of ok) {
+          expect(Object.keys(response.headers ?? {})).toContain("idempotent-replayed");
+        }
+      }
+    }
+    expect(posts).toBeGreaterThan(10);
+    // Y lo que el documento promete es verdad: cada POST de /api pasa por el middleware.
+    const idempotent = new Set(
+      h.app.routes
+        .filter((r) => r.method === "POST" && r.handler.name === "idempotencyMiddleware")
+        .map((r) => r.path),
+    );
+    const postRoutes = new Set(
+      h.app.routes
+        .filter((r) => r.method === "POST" && r.path.startsWith("/api/"))
+        .map((r) => r.path),
+    );
+    expect(postRoutes.size).toBe(posts);
+    expect([...postRoutes].filter((p) => !idempotent.has(p))).toEqual([]);
   });
 
   it("describes every field of every named schema with an example", () => {

@@ -1,4 +1,4 @@
-import { z } from "@hono/zod-openapi";
+import { type OpenAPIHono, z } from "@hono/zod-openapi";
 
 export const problemSchema = z
   .object({
@@ -109,3 +109,78 @@ export const ifMatchHeader = z.object({
 export const etagHeader = {
   ETag: { schema: { type: "string" as const }, description: "Versión para If-Match" },
 };
+
+type OpenApiDocument = ReturnType<OpenAPIHono["getOpenAPI31Document"]>;
+type Operation = {
+  parameters?: unknown[];
+  responses?: Record<string, { headers?: Record<string, unknown> }>;
+};
+
+// Cabeceras que valen para todas las rutas (las pone un middleware, no el esquema de cada ruta):
+// se documentan una vez como componentes y se enlazan desde cada operación.
+const PROTOCOL_PARAMETERS = {
+  IdempotencyKey: {
+    name: "Idempotency-Key",
+    in: "header",
+    required: false,
+    description:
+      "Clave de idempotencia (1-255 caracteres ASCII visibles). Repetir la misma clave con el mismo " +
+      "cuerpo devuelve la primera respuesta (cabecera idempotent-replayed: true); con otro cuerpo, " +
+      "422. Se guarda 24 h.",
+    schema: { type: "string", pattern: "^[\\x21-\\x7e]{1,255}$", example: "crm-2026-0001" },
+  },
+  CorrelationId: {
+    name: "X-Correlation-Id",
+    in: "header",
+    required: false,
+    description:
+      "Id de correlación (1-128 de A-Z a-z 0-9 . _ : -; si falta, el x-request-id): va en cada " +
+      "línea de log y en la auditoría. En DELETE /api/provisioning/{id} y PUT " +
+      "/api/provisioning/{id}/features identifica además la tarea: repetir la petición con el " +
+      "mismo valor devuelve la misma tarea, y usarlo para otra petición es un 422.",
+    schema: { type: "string", pattern: "^[A-Za-z0-9._:-]{1,128}$", example: "incident-42-vet" },
+  },
+  RequestId: {
+    name: "X-Request-Id",
+    in: "header",
+    required: false,
+    description:
+      "Id de la petición (se genera si falta o no es válido); se devuelve en la respuesta",
+    schema: { type: "string", pattern: "^[A-Za-z0-9._:-]{1,128}$", example: "req-7f3a" },
+  },
+} as const;
+
+const REPLAYED_HEADER = {
+  description: "true si la respuesta es la repetición de una petición anterior (idempotencia)",
+  schema: { type: "string", enum: ["true"], example: "true" },
+};
+
+const isTaskDedupedByCorrelation = (method: string, path: string) =>
+  path.startsWith("/api/provisioning/{") && (method === "delete" || method === "put");
+
+/** Documento OpenAPI con las cabeceras de protocolo (Idempotency-Key, X-Correlation-Id…). */
+export function withProtocolHeaders(doc: OpenApiDocument): OpenApiDocument {
+  const ref = (name: keyof typeof PROTOCOL_PARAMETERS) => ({
+    $ref: `#/components/parameters/${name}`,
+  });
+  for (const [path, item] of Object.entries(doc.paths ?? {})) {
+    if (!path.startsWith("/api/")) continue;
+    for (const [method, value] of Object.entries(item ?? {})) {
+      const op = value as Operation;
+      const shared: unknown[] = [ref("CorrelationId"), ref("RequestId")];
+      const replays = method === "post" || isTaskDedupedByCorrelation(method, path);
+      if (method === "post") shared.unshift(ref("IdempotencyKey"));
+      op.parameters = [...(op.parameters ?? []), ...shared];
+      if (!replays) continue;
+      for (const [status, response] of Object.entries(op.responses ?? {})) {
+        if (!status.startsWith("2")) continue;
+        response.headers = { ...response.headers, "idempotent-replayed": REPLAYED_HEADER };
+      }
+    }
+  }
+  doc.components = {
+    ...doc.components,
+    parameters: { ...doc.components?.parameters, ...PROTOCOL_PARAMETERS },
+  };
+  return doc;
+}
