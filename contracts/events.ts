@@ -56,14 +56,20 @@ export const notificationSchema = z.union([
 export const FIRST_BILLING_PERIOD = "2000-01";
 
 /**
- * ¿Se puede facturar el periodo (YYYY-MM)? Desde FIRST_BILLING_PERIOD hasta el mes siguiente al
- * actual (se puede adelantar un ciclo, no facturar años por venir).
+ * ¿Se puede facturar el periodo (YYYY-MM)? Un mes ya cerrado, desde FIRST_BILLING_PERIOD. La
+ * factura cobra lo que estuvo activo en el mes con el plan y el precio del cierre, y no se
+ * rehace: un mes abierto (o uno por venir) quedaría facturado con lo que aún puede cambiar
+ * (una baja o un cambio de plan antes de fin de mes).
  */
 export function isBillablePeriod(period: string, now = new Date()): boolean {
   if (!/^[0-9]{4}-(0[1-9]|1[0-2])$/.test(period)) return false;
-  const next = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1));
-  const latest = `${next.getUTCFullYear()}-${String(next.getUTCMonth() + 1).padStart(2, "0")}`;
-  return period >= FIRST_BILLING_PERIOD && period <= latest;
+  return period >= FIRST_BILLING_PERIOD && period <= lastClosedPeriod(now);
+}
+
+/** El último mes cerrado (YYYY-MM, UTC): el anterior al de `now`. */
+export function lastClosedPeriod(now = new Date()): string {
+  const last = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1));
+  return `${last.getUTCFullYear()}-${String(last.getUTCMonth() + 1).padStart(2, "0")}`;
 }
 
 // Con la hora del worker, que nunca es anterior a la de la petición: lo aceptado sigue valiendo.
@@ -72,7 +78,7 @@ export const billingCycleSchema = z.object({
     .string()
     .refine(
       (p) => isBillablePeriod(p),
-      `period must be YYYY-MM between ${FIRST_BILLING_PERIOD} and next month`,
+      `period must be a closed month (YYYY-MM) from ${FIRST_BILLING_PERIOD} to last month`,
     ),
 });
 

@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { lastClosedPeriod } from "../contracts/events";
 import { subjects } from "../contracts/streams";
 import { connectBus, ensureStreams } from "../core/bus";
 import { createBusProvider } from "../core/bus-provider";
@@ -17,7 +18,7 @@ import { provisionTenant } from "../functions/services/provisioning";
 const usage = `usage: npm run publish:test -- [--count N] [--type provision|billing|poison]
   --count N   messages to publish, 1-10000 (default 5)
   --type T    provision: real provisionings on the demo data (needs DATABASE_URL and NATS_URL)
-              billing: one billing cycle event for the current month (needs NATS_URL)
+              billing: one billing cycle event for last month (the last closed one) (needs NATS_URL)
               poison: messages that fail their schema, straight to provisioning.dlq (needs NATS_URL)
 NATS_URL defaults to nats://127.0.0.1:4222 (the embedded npm start logs its own NATS url) and
 DATABASE_URL to .data/pglite, which must not be open in a running npm start: with npm start use
@@ -75,7 +76,7 @@ async function main(): Promise<void> {
     if (values.type === "billing") {
       const busConn = await bus.get();
       if (!busConn) throw new Error(`NATS not reachable at ${natsUrl}`);
-      const period = new Date().toISOString().slice(0, 7);
+      const period = lastClosedPeriod();
       for (let i = 0; i < count; i++) {
         await busConn.publishEvent(subjects.billingCycle, {
           id: newId(),

@@ -1,6 +1,7 @@
 import { jetstreamManager } from "@nats-io/jetstream";
-import { and, asc, count, eq, isNull, like } from "drizzle-orm";
+import { and, asc, count, eq, isNull, like, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { lastClosedPeriod } from "../../contracts/events";
 import { streams } from "../../contracts/streams";
 import { demoInstances, demoProducts } from "../../db/demo-data";
 import {
@@ -23,7 +24,18 @@ describe("billing cycle", () => {
   beforeAll(async () => {
     stack = await startTestStack({ database: "postgres" });
     await seedDemo(stack.db.handle.db);
+    // Solo se factura un mes cerrado y la demo se da de alta hoy: su actividad empieza hace dos años.
+    const db = stack.db.handle.db;
+    await db.execute(sql`update subscriptions set starts_at = starts_at - interval '2 years'`);
+    await db.execute(
+      sql`update subscription_active_periods set active_from = active_from - interval '2 years'`,
+    );
+    await db.execute(
+      sql`update tenant_instance_active_periods set active_from = active_from - interval '2 years'`,
+    );
   });
+
+  const closed = lastClosedPeriod();
   afterAll(async () => {
     await stack?.stop();
   });
@@ -31,13 +43,13 @@ describe("billing cycle", () => {
   it("issues one invoice per active subscription, priced from the plan, idempotently", async () => {
     const token = await stack.adminToken();
     const trigger = () =>
-      call(`${stack.adminUrl}/api/billing/cycles`, { token, json: { period: "2026-11" } });
+      call(`${stack.adminUrl}/api/billing/cycles`, { token, json: { period: closed } });
     expect((await trigger()).status).toBe(202);
     const issued = await waitFor(async () => {
       const rows = await stack.db.handle.db
         .select()
         .from(invoices)
-        .where(eq(invoices.period, "2026-11"));
+        .where(eq(invoices.period, closed));
       return rows.length === demoInstances.length ? rows : undefined;
     });
     const prices = new Map(demoProducts.flatMap((p) => p.plans.map((pl) => [pl.code, pl.price])));
@@ -71,7 +83,7 @@ describe("billing cycle", () => {
     const [again] = await stack.db.handle.db
       .select({ n: count() })
       .from(invoices)
-      .where(eq(invoices.period, "2026-11"));
+      .where(eq(invoices.period, closed));
     expect(again?.n).toBe(demoInstances.length);
     const [audited] = await stack.db.handle.db
       .select({ n: count() })
@@ -89,6 +101,21 @@ describe("billing cycle", () => {
         400,
       );
     }
+    // Ni el mes en curso: aún puede cambiar (una baja, un cambio de plan) y la factura no se rehace.
+    const current = new Date().toISOString().slice(0, 7);
+    const open = await call<{ errors: { message: string }[] }>(
+      `${stack.adminUrl}/api/billing/cycles`,
+      { token, json: { period: current } },
+    );
+    expectProblem(open, 400, "validation_failed");
+    expect(JSON.stringify(open.body.errors)).toContain(
+      `${current} can be billed once it has ended`,
+    );
+    const [none] = await stack.db.handle.db
+      .select({ n: count() })
+      .from(invoices)
+      .where(eq(invoices.period, current));
+    expect(none?.n).toBe(0);
   });
 
   it("does not bill a period to a subscription that expired exactly when it began", async () => {
@@ -99,23 +126,26 @@ describe("billing cycle", () => {
       .orderBy(asc(subscriptions.id))
       .limit(2);
     if (!endsAtStart || !endsInside) throw new Error("demo subscriptions missing");
-    // Vence a las 00:00 UTC del 1 de diciembre: diciembre no se le cobra; un milisegundo después, sí.
+    // Vence a las 00:00 UTC del primer día del mes: ese mes no se le cobra; un milisegundo después, sí.
+    // El mes anterior al de la primera prueba (ese ya está facturado a todos).
+    const period = lastClosedPeriod(new Date(`${closed}-15T00:00:00Z`));
+    const start = new Date(`${period}-01T00:00:00.000Z`);
     await db
       .update(subscriptions)
-      .set({ expiresAt: new Date("2026-12-01T00:00:00.000Z") })
+      .set({ expiresAt: start })
       .where(eq(subscriptions.id, endsAtStart.id));
     await db
       .update(subscriptions)
-      .set({ expiresAt: new Date("2026-12-01T00:00:00.001Z") })
+      .set({ expiresAt: new Date(start.getTime() + 1) })
       .where(eq(subscriptions.id, endsInside.id));
     const token = await stack.adminToken();
     const res = await call(`${stack.adminUrl}/api/billing/cycles`, {
       token,
-      json: { period: "2026-12" },
+      json: { period },
     });
     expect(res.status).toBe(202);
     const issued = await waitFor(async () => {
-      const rows = await db.select().from(invoices).where(eq(invoices.period, "2026-12"));
+      const rows = await db.select().from(invoices).where(eq(invoices.period, period));
       return rows.length >= demoInstances.length - 1 ? rows : undefined;
     });
     // El worker ya terminó el ciclo: una factura de más llegaría en la misma transacción.

@@ -1,6 +1,6 @@
 import { and, count, eq, like, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { billingCycleSchema, isBillablePeriod } from "../../contracts/events";
+import { billingCycleSchema, isBillablePeriod, lastClosedPeriod } from "../../contracts/events";
 import { newId } from "../../core/ids";
 import { silentLogger } from "../../core/logger";
 import {
@@ -350,16 +350,26 @@ describe("billing worker", () => {
     expect(await invoicesOf(current)).toBeGreaterThanOrEqual(10_000);
   }, 60_000);
 
-  it("accepts periods from 2000-01 to next month only", () => {
+  it("accepts closed months only, from 2000-01 to last month", () => {
     const now = new Date("2026-11-23T12:00:00Z");
-    expect(isBillablePeriod("2026-11", now)).toBe(true);
-    expect(isBillablePeriod("2026-12", now)).toBe(true);
+    expect(isBillablePeriod("2026-10", now)).toBe(true);
     expect(isBillablePeriod("2000-01", now)).toBe(true);
-    for (const p of ["2027-01", "2099-01", "9999-12", "1999-12", "0099-01", "2026-13", "2026-1"]) {
+    for (const p of [
+      "2026-11",
+      "2026-12",
+      "2099-01",
+      "9999-12",
+      "1999-12",
+      "0099-01",
+      "2026-13",
+      "2026-1",
+    ]) {
       expect(isBillablePeriod(p, now)).toBe(false);
     }
-    // En diciembre, el mes siguiente es enero del año siguiente.
-    expect(isBillablePeriod("2027-01", new Date("2026-12-31T23:59:59Z"))).toBe(true);
+    // El 1 de enero a las 00:00 UTC diciembre ya cerró; un milisegundo antes, no.
+    expect(isBillablePeriod("2026-12", new Date("2027-01-01T00:00:00Z"))).toBe(true);
+    expect(isBillablePeriod("2026-12", new Date("2026-12-31T23:59:59.999Z"))).toBe(false);
+    expect(lastClosedPeriod(new Date("2027-01-10T00:00:00Z"))).toBe("2026-12");
     // El worker rechaza (error permanente de esquema) un periodo fuera de rango.
     expect(billingCycleSchema.safeParse({ period: "9999-12" }).success).toBe(false);
   });

@@ -1,5 +1,9 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
-import { FIRST_BILLING_PERIOD, isBillablePeriod } from "../../../contracts/events";
+import {
+  FIRST_BILLING_PERIOD,
+  isBillablePeriod,
+  lastClosedPeriod,
+} from "../../../contracts/events";
 import { subjects } from "../../../contracts/streams";
 import type { AdminEnv } from "../../env";
 import { writeGuard } from "../../middleware/guards";
@@ -11,13 +15,17 @@ import { mutate } from "../../services/mutation";
 const period = z
   .string()
   .regex(/^[0-9]{4}-(0[1-9]|1[0-2])$/, "YYYY-MM")
-  .refine(
-    (p) => isBillablePeriod(p),
-    `period must be between ${FIRST_BILLING_PERIOD} and next month`,
-  )
+  .refine((p) => isBillablePeriod(p), {
+    error: (issue) =>
+      `period must be a closed month: from ${FIRST_BILLING_PERIOD} to ${lastClosedPeriod()}${
+        String(issue.input) > lastClosedPeriod()
+          ? `; ${String(issue.input)} can be billed once it has ended`
+          : ""
+      }`,
+  })
   .openapi({
-    description: `Periodo a facturar (YYYY-MM), de ${FIRST_BILLING_PERIOD} al mes siguiente al actual`,
-    example: "2026-11",
+    description: `Mes ya cerrado a facturar (YYYY-MM), de ${FIRST_BILLING_PERIOD} al mes pasado`,
+    example: "2026-10",
   });
 
 const route = createRoute({
