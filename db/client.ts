@@ -1,3 +1,5 @@
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { invalidConfiguration } from "../core/config";
 import type { DbHandle, QueryObserver } from "./types";
@@ -14,6 +16,11 @@ export interface DbConfig {
   driver?: "neon" | "node-postgres" | undefined;
   neonWsProxy?: string | undefined;
   pgliteDataDir?: string | undefined;
+  /**
+   * Las herramientas de operaciones leen una base que ya existe: sin esto, una carpeta mal puesta
+   * creaba una base vacía y el error llegaba después como "relation … does not exist".
+   */
+  pgliteMustExist?: boolean | undefined;
   max?: number | undefined;
   /** Espera máxima para abrir una conexión (10 s): una base que no responde falla, no cuelga. */
   connectTimeoutMs?: number | undefined;
@@ -24,9 +31,19 @@ export interface DbConfig {
 // El edge en workerd usa directamente createNeonDb, que esta fábrica también usa.
 export async function createDb(config: DbConfig = {}): Promise<DbHandle> {
   if (!config.url) {
+    const dataDir = config.pgliteDataDir ?? DEFAULT_PGLITE_DIR;
+    if (config.pgliteMustExist && !existsSync(join(dataDir, "PG_VERSION"))) {
+      throw invalidConfiguration([
+        [
+          "PGLITE_DATA_DIR",
+          `has no database at ${resolve(dataDir)}: start npm start (or npm run db:migrate) there ` +
+            "first, point PGLITE_DATA_DIR or FARUTECH_DATA_DIR at the right folder, or set DATABASE_URL",
+        ],
+      ]);
+    }
     const { createPgliteDb } = await import("./drivers/pglite");
     return createPgliteDb({
-      dataDir: config.pgliteDataDir ?? DEFAULT_PGLITE_DIR,
+      dataDir,
       migrationsFolder: MIGRATIONS_FOLDER,
       onQuery: config.onQuery,
     });
@@ -78,6 +95,9 @@ export function dbConfigFromEnv(env: NodeJS.ProcessEnv = process.env): DbConfig 
         ? env.DATABASE_DRIVER
         : undefined,
     neonWsProxy: env.NEON_WSPROXY || undefined,
-    pgliteDataDir: env.PGLITE_DATA_DIR || undefined,
+    // Como npm start: la base embebida vive en <FARUTECH_DATA_DIR>/pglite.
+    pgliteDataDir:
+      env.PGLITE_DATA_DIR ||
+      (env.FARUTECH_DATA_DIR ? join(env.FARUTECH_DATA_DIR, "pglite") : undefined),
   };
 }

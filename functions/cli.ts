@@ -27,7 +27,7 @@ if (!name || name.startsWith("-") || unknownRole) {
   process.exit(2);
 }
 
-const db = await createDb(dbConfigFromEnv(env)).catch(failCli);
+const db = await createDb({ ...dbConfigFromEnv(env), pgliteMustExist: true }).catch(failCli);
 // Sin NATS_URL el evento queda en el outbox y lo publica el relay de los workers.
 const bus =
   typeof env.NATS_URL === "string" && env.NATS_URL

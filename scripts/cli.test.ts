@@ -1,5 +1,7 @@
 import { spawn } from "node:child_process";
-import { rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { count, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { streams, subjects } from "../contracts/streams";
@@ -294,4 +296,24 @@ describe("operator CLIs with a bad configuration", () => {
     },
     60_000,
   );
+
+  // Una carpeta de datos mal puesta no crea una base vacía: se niega y dice qué carpeta miró.
+  it("refuses a data folder with no embedded database, honouring FARUTECH_DATA_DIR like npm start", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "cli-nodb-"));
+    try {
+      for (const [script, args, env] of [
+        ["scripts/dlq.ts", ["list"], { FARUTECH_DATA_DIR: dataDir }],
+        ["functions/cli.ts", ["operaciones"], { PGLITE_DATA_DIR: join(dataDir, "other") }],
+      ] as const) {
+        const r = await runWith(script, [...args], env);
+        expect(r.code, script).toBe(1);
+        const looked = "PGLITE_DATA_DIR" in env ? join(dataDir, "other") : join(dataDir, "pglite");
+        expect(r.err).toContain(`PGLITE_DATA_DIR: has no database at ${looked}`);
+        expect(r.err).not.toMatch(/\n\s+at /);
+        expect(existsSync(looked), looked).toBe(false);
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

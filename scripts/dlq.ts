@@ -24,7 +24,7 @@ if ((command === "show" || command === "replay") && arg && arg !== "--all") {
   }
 }
 const logger = cliLogger("dlq-cli", "warn");
-const db = await createDb(dbConfigFromEnv()).catch(failCli);
+const db = await createDb({ ...dbConfigFromEnv(), pgliteMustExist: true }).catch(failCli);
 const bus = createBusProvider(natsConnectionFromEnv(process.env, "dlq-cli"), logger);
 const ctx = {
   db: db.db,

@@ -88,7 +88,7 @@ async function main(): Promise<void> {
       }
       console.log(`${count} billing cycle events for ${period} published`);
     } else {
-      const db = await createDb(dbConfigFromEnv());
+      const db = await createDb({ ...dbConfigFromEnv(), pgliteMustExist: true });
       const ctx = {
         db: db.db,
         bus,

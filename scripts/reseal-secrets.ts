@@ -21,7 +21,7 @@ try {
     throw invalidConfiguration([["ENCRYPTION_KEYS", "is required to read and seal secrets"]]);
   }
   const box = await createSecretBox(process.env.ENCRYPTION_KEYS);
-  const db = await createDb(dbConfigFromEnv());
+  const db = await createDb({ ...dbConfigFromEnv(), pgliteMustExist: true });
   try {
     const report = await resealSecrets(db.db, box, { dryRun, actor: `cli:${userInfo().username}` });
     console.log(
