@@ -12,7 +12,7 @@ import {
   subscriptions,
   tenantInstances,
 } from "./schema";
-import { demoId, type SeedSummary, seedDemo } from "./seed";
+import { demoId, demoProvisionBody, type SeedSummary, seedDemo } from "./seed";
 import { type Database, rowsOf } from "./types";
 
 const allTables: PgTable[] = [];
@@ -152,5 +152,32 @@ describe.each(["postgres", "pglite"] as const)("seedDemo (%s)", (kind) => {
       .from(customers)
       .where(eq(customers.taxId, demoCustomers[0]?.taxId ?? ""));
     expect(recreated).toEqual([]);
+  });
+
+  it("builds the demo provision body on a customer that is still there", async () => {
+    const ownerOf = async (code: string) =>
+      (
+        await db()
+          .select({ customerId: tenantInstances.customerId })
+          .from(tenantInstances)
+          .where(eq(tenantInstances.instanceCode, code))
+      )[0]?.customerId;
+    const patitas = await ownerOf("vet-norte");
+    expect((await demoProvisionBody(db(), "x")).customerId).toBe(patitas);
+    // Borrado (GDPR) el cliente de vet-norte, se usa otro cliente con una instancia Vet.
+    await db()
+      .update(customers)
+      .set({ deletedAt: new Date() })
+      .where(eq(customers.id, patitas ?? ""));
+    try {
+      const body = await demoProvisionBody(db(), "x");
+      expect(body.customerId).not.toBe(patitas);
+      expect(body.customerId).toBe(await ownerOf("vet-principal"));
+    } finally {
+      await db()
+        .update(customers)
+        .set({ deletedAt: null })
+        .where(eq(customers.id, patitas ?? ""));
+    }
   });
 });

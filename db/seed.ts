@@ -1,4 +1,4 @@
-import { and, eq, or, sql } from "drizzle-orm";
+import { and, eq, isNull, or, sql } from "drizzle-orm";
 import { hashedUuid } from "../core/hashed-id";
 import {
   DEFAULT_BASE_DOMAIN,
@@ -244,12 +244,19 @@ export async function demoProvisionBody(
   instanceCode: string,
   extra: Record<string, unknown> = {},
 ): Promise<Record<string, unknown>> {
+  // El cliente de vet-norte, o si ya se borró (GDPR), otro cliente vigente con una instancia Vet.
   const [instance] = await db
-    .select()
+    .select({ customerId: tenantInstances.customerId, productId: tenantInstances.productId })
     .from(tenantInstances)
-    .where(eq(tenantInstances.instanceCode, "vet-norte"));
+    .innerJoin(customers, eq(customers.id, tenantInstances.customerId))
+    .innerJoin(products, eq(products.id, tenantInstances.productId))
+    .where(and(eq(products.code, "FARUTECH_VET"), isNull(customers.deletedAt)))
+    .orderBy(sql`${tenantInstances.instanceCode} <> 'vet-norte'`, tenantInstances.instanceCode)
+    .limit(1);
   const [plan] = await db.select().from(plans).where(eq(plans.code, "VET_STARTER"));
-  if (!instance || !plan) throw new Error("demo data missing: run seedDemo first");
+  if (!instance || !plan) {
+    throw new Error("demo data missing (or every Vet customer deleted): run db:seed first");
+  }
   return {
     customerId: instance.customerId,
     productId: instance.productId,
