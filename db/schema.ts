@@ -469,6 +469,8 @@ export const subscriptionFeatureOverrides = pgTable(
     limitName: text("limit_name"),
     value: bigint("value", { mode: "number" }),
     createdAt: createdAt(),
+    // La sube un trigger (0024): el worker reescribe el valor en su sitio con un upsert.
+    rowVersion: rowVersion(),
     /**
      * Cuándo se pidió el valor vigente (la creación de su tarea update_features, o el momento de
      * la edición directa): un pedido más viejo que llega tarde al worker no pisa uno más nuevo.
@@ -630,6 +632,8 @@ export const apiClients = pgTable(
     roles: text("roles").array().notNull().default(sql`'{}'::text[]`),
     createdAt: createdAt(),
     revokedAt: timestamp("revoked_at", { withTimezone: true, precision: 3 }),
+    // La sube un trigger (0024): la revocan también el borrado GDPR y el script de desarrollo.
+    rowVersion: rowVersion(),
   },
   (t) => [
     check(
@@ -778,6 +782,8 @@ export const webhookEndpoints = pgTable(
     encryptionKeyId: text("encryption_key_id").notNull(),
     active: boolean("active").notNull().default(true),
     createdAt: createdAt(),
+    // La sube un trigger (0024) solo si cambia lo que se muestra: re-cifrar el secreto no la toca.
+    rowVersion: rowVersion(),
   },
   (t) => [
     check(

@@ -1,11 +1,11 @@
-import { and, eq, isNull, sql } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import { AppError } from "../../core/errors";
 import { randomToken } from "../../core/ids";
 import { hashSecret } from "../../core/secret-hash";
 import { apiClients, tenantInstances } from "../../db/schema";
 import type { Tx } from "../../db/types";
 import type { ApiClientView } from "../routes/access/schema";
-import { notFound } from "./concurrency";
+import { assertVersion, type IfMatch, notFound } from "./concurrency";
 import { assertCustomerNotDeleted } from "./customers";
 import { domainEvent, mutate, type ServiceContext } from "./mutation";
 
@@ -116,21 +116,28 @@ export async function createTenantClient(
 }
 
 /** Revoca un cliente; revocar uno ya revocado no cambia nada (DELETE idempotente). */
-export async function revokeClient(ctx: ServiceContext, clientId: string): Promise<void> {
+export async function revokeClient(
+  ctx: ServiceContext,
+  clientId: string,
+  ifMatch: IfMatch,
+): Promise<void> {
   await mutate(ctx, async (tx) => {
+    // Bloqueado: If-Match se compara con la versión vigente, no con una que cambie antes del UPDATE.
+    const [locked] = await tx
+      .select({ rowVersion: apiClients.rowVersion, revokedAt: apiClients.revokedAt })
+      .from(apiClients)
+      .where(eq(apiClients.clientId, clientId))
+      .for("update");
+    if (!locked) throw notFound("API client", clientId);
+    assertVersion(locked.rowVersion, ifMatch, "API client", clientId);
+    if (locked.revokedAt) return { result: undefined, audit: [] };
+    // row_version la sube el trigger de la tabla (migración 0024).
     const [revoked] = await tx
       .update(apiClients)
       .set({ revokedAt: sql`now()` })
-      .where(and(eq(apiClients.clientId, clientId), isNull(apiClients.revokedAt)))
+      .where(eq(apiClients.clientId, clientId))
       .returning();
-    if (!revoked) {
-      const [existing] = await tx
-        .select({ id: apiClients.id })
-        .from(apiClients)
-        .where(eq(apiClients.clientId, clientId));
-      if (!existing) throw notFound("API client", clientId);
-      return { result: undefined, audit: [] };
-    }
+    if (!revoked) throw new Error("api client update returned nothing");
     return {
       result: undefined,
       audit: [

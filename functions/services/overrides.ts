@@ -10,7 +10,7 @@ import {
 } from "../../db/schema";
 import type { Executor } from "../../db/types";
 import type { CreateOverrideInput, OverrideRow } from "../routes/subscriptions/schema";
-import { notFound } from "./concurrency";
+import { assertVersion, type IfMatch, notFound } from "./concurrency";
 import { entitlementsChanged } from "./entitlement-events";
 import { domainEvent, mutate, type ServiceContext } from "./mutation";
 import { assertInstanceLive, taskInFlight } from "./tenant-instances";
@@ -126,6 +126,7 @@ export async function removeOverride(
   ctx: ServiceContext,
   subscriptionId: string,
   overrideId: string,
+  ifMatch: IfMatch,
 ): Promise<void> {
   await mutate(ctx, async (tx) => {
     const sub = await subscriptionHead(tx, subscriptionId);
@@ -141,16 +142,24 @@ export async function removeOverride(
         { extra: { taskId: pending.id } },
       );
     }
+    // Bloqueado: apply_overrides del worker cambia el valor con el mismo id; así If-Match se
+    // compara con el valor vigente y un DELETE viejo no borra uno que el cliente nunca vio.
+    const entity = `Override of subscription ${subscriptionId}`;
     const [row] = await tx
-      .delete(subscriptionFeatureOverrides)
+      .select()
+      .from(subscriptionFeatureOverrides)
       .where(
         and(
           eq(subscriptionFeatureOverrides.id, overrideId),
           eq(subscriptionFeatureOverrides.subscriptionId, subscriptionId),
         ),
       )
-      .returning();
-    if (!row) throw notFound(`Override of subscription ${subscriptionId}`, overrideId);
+      .for("update");
+    if (!row) throw notFound(entity, overrideId);
+    assertVersion(row.rowVersion, ifMatch, entity, overrideId);
+    await tx
+      .delete(subscriptionFeatureOverrides)
+      .where(eq(subscriptionFeatureOverrides.id, overrideId));
     return {
       result: undefined,
       audit: [

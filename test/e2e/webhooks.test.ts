@@ -110,6 +110,41 @@ describe("signed webhooks", () => {
     expect(JSON.stringify(rejected.body)).toContain("body.url");
   }, 40_000);
 
+  it("reads the endpoint at the Location of its POST, changes it with If-Match, never shows the secret", async () => {
+    const token = await stack.adminToken();
+    const [instance] = await stack.db.handle.db.select().from(tenantInstances).limit(1);
+    if (!instance) throw new Error("demo data missing");
+    const created = await call<{ id: string; secret: string }>(`${stack.adminUrl}/api/webhooks`, {
+      token,
+      json: { tenantInstanceId: instance.id, url: `${url}?located=1` },
+    });
+    expect(created.status).toBe(201);
+    expect(created.headers.get("etag")).toBe('"v1"');
+    const location = `${stack.adminUrl}${created.headers.get("location")}`;
+    const got = await call(location, { token });
+    expect(got.status).toBe(200);
+    expect(got.headers.get("etag")).toBe('"v1"');
+    const { secret, ...shown } = created.body;
+    expect(got.body).toEqual(shown);
+
+    const patched = await call(location, {
+      method: "PATCH",
+      token,
+      json: { active: false },
+      headers: { "if-match": '"v1"' },
+    });
+    expect(patched.status).toBe(200);
+    expect(patched.headers.get("etag")).toBe('"v2"');
+    expect(patched.body).toMatchObject({ id: created.body.id, active: false });
+    const remove = (ifMatch: string) =>
+      call(location, { method: "DELETE", token, headers: { "if-match": ifMatch } });
+    expectProblem(await remove('"v1"'), 412, "precondition_failed");
+    expect((await call(location, { token })).status).toBe(200);
+    for (const body of [got.body, patched.body]) expect(JSON.stringify(body)).not.toContain(secret);
+    expect((await remove('"v2"')).status).toBe(204);
+    expectProblem(await call(location, { token }), 404, "not_found");
+  });
+
   it("lists webhook endpoints a page at a time and by instance", async () => {
     const token = await stack.adminToken();
     const instances = await stack.db.handle.db.select().from(tenantInstances).limit(2);

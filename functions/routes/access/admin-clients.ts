@@ -5,9 +5,16 @@ import { apiClients } from "../../../db/schema";
 import type { AdminEnv } from "../../env";
 import { readGuard, withoutClientSecret, writeGuard } from "../../middleware/guards";
 import { TENANT_READ } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, pageSchema, paginationQuery } from "../../openapi";
+import {
+  bearerSecurity,
+  errorResponses,
+  etagHeader,
+  ifMatchHeader,
+  pageSchema,
+  paginationQuery,
+} from "../../openapi";
 import { createAdminClient, revokeClient, toApiClient } from "../../services/clients";
-import { notFound } from "../../services/concurrency";
+import { etagFor, expectedVersion, notFound } from "../../services/concurrency";
 import { serviceContext } from "../../services/context";
 import { keyset, toPage } from "../../services/pagination";
 import {
@@ -90,6 +97,7 @@ const getOne = createRoute({
   responses: {
     200: {
       description: "El cliente",
+      headers: etagHeader,
       content: { "application/json": { schema: apiClientSchema } },
     },
     ...errorResponses,
@@ -101,11 +109,11 @@ const revoke = createRoute({
   method: "delete",
   path: "/api/admin-clients/{clientId}",
   tags: ["access"],
-  summary: "Revoca un cliente OAuth: deja de obtener tokens (idempotente)",
+  summary: "Revoca un cliente OAuth: deja de obtener tokens (idempotente; If-Match opcional)",
   security: bearerSecurity,
   middleware: writeGuard(ACCESS_WRITE),
-  request: { params: z.object({ clientId: clientIdParam }) },
-  responses: { 204: { description: "Revocado" }, ...errorResponses },
+  request: { params: z.object({ clientId: clientIdParam }), headers: ifMatchHeader },
+  responses: { 204: { description: "Revocado" }, ...errorResponses, 412: errorResponses[409] },
 });
 
 export function registerAdminClients(app: OpenAPIHono<AdminEnv>): void {
@@ -142,10 +150,11 @@ export function registerAdminClients(app: OpenAPIHono<AdminEnv>): void {
       .from(apiClients)
       .where(eq(apiClients.clientId, clientId));
     if (!row) throw notFound("API client", clientId);
+    c.header("etag", etagFor(row.rowVersion));
     return c.json(toApiClient(row), 200);
   });
   app.openapi(revoke, async (c) => {
-    await revokeClient(serviceContext(c), c.req.valid("param").clientId);
+    await revokeClient(serviceContext(c), c.req.valid("param").clientId, expectedVersion(c));
     return c.body(null, 204);
   });
 }

@@ -118,6 +118,7 @@ describe.each(["postgres", "pglite"] as const)("API clients on %s", (kind) => {
       });
       expect(one.status).toBe(200);
       expect(apiClientSchema.strict().parse(one.body)).toMatchObject({ revokedAt: null });
+      expect(one.headers.get("etag")).toBe('"v1"');
       const list = await h.request<Page>("GET", "/api/admin-clients?limit=100", { token: admin });
       expect(list.body.items).toContainEqual(one.body);
       expect(JSON.stringify(list.body)).not.toContain("secret");
@@ -222,6 +223,38 @@ describe.each(["postgres", "pglite"] as const)("API clients on %s", (kind) => {
       const audit = await db().select().from(auditLog).where(eq(auditLog.entityId, clientId));
       expect(audit.map((a) => a.action)).toEqual(["api_client.created", "api_client.revoked"]);
       await expectSecretNowhere(clientSecret, [one.body, revoked.body]);
+    });
+
+    it("revokes with If-Match only while the client is as it was read (412 otherwise)", async () => {
+      const res = await h.request<{ clientId: string; clientSecret: string }>(
+        "POST",
+        "/api/admin-clients",
+        { token: admin, json: { name: "guarded revoke", roles: ["support"] } },
+      );
+      const { clientId, clientSecret } = res.body;
+      const path = `/api/admin-clients/${clientId}`;
+      const etagOf = async () =>
+        (await h.request("GET", path, { token: support })).headers.get("etag");
+      expect(await etagOf()).toBe('"v1"');
+      const revoke = (ifMatch: string) =>
+        h.request("DELETE", path, { token: admin, headers: { "if-match": ifMatch } });
+      expectProblem(await revoke('"v999"'), 412, "precondition_failed");
+      const malformed = await revoke("v1");
+      expectProblem(malformed, 400, "validation_failed");
+      expect(JSON.stringify(malformed.body)).toContain("header.if-match");
+      // Ni el 412 ni el 400 revocaron nada.
+      expect((await tokenFor(clientId, clientSecret)).status).toBe(200);
+
+      expect((await revoke('"v1"')).status).toBe(204);
+      expect((await tokenFor(clientId, clientSecret)).status).toBe(401);
+      expect(await etagOf()).toBe('"v2"');
+      // Revocado: repetir con el ETag vigente no cambia nada; con el de antes es un 412.
+      expect((await revoke('"v2"')).status).toBe(204);
+      expectProblem(await revoke('"v1"'), 412, "precondition_failed");
+      expect(await etagOf()).toBe('"v2"');
+      const audit = await db().select().from(auditLog).where(eq(auditLog.entityId, clientId));
+      expect(audit.map((a) => a.action)).toEqual(["api_client.created", "api_client.revoked"]);
+      await expectSecretNowhere(clientSecret, []);
     });
 
     it("pages through clients with a cursor without repeating any", async () => {

@@ -64,6 +64,20 @@ describe.each(["postgres", "pglite"] as const)("subscription overrides on %s", (
       .filter((d) => d.tenantInstanceId === instanceId)
       .map((d) => d.reason);
 
+  /** Auditoría de una suscripción a la que se le agregó y quitó un override. */
+  async function addedThenRemoved(subscriptionId: string) {
+    const audit = await h.db.handle.db
+      .select()
+      .from(auditLog)
+      .where(eq(auditLog.entityId, subscriptionId));
+    expect(audit.map((a) => a.action)).toEqual([
+      "subscription.created",
+      "subscription.override_added",
+      "subscription.override_removed",
+    ]);
+    return audit;
+  }
+
   describe("happy path", () => {
     it("a Disable override turns a plan feature off and deleting it turns it back on", async () => {
       const { subscriptionId, instanceId } = await activeSubscription();
@@ -93,6 +107,8 @@ describe.each(["postgres", "pglite"] as const)("subscription overrides on %s", (
       });
       expect(located.status).toBe(200);
       expect(overrideSchema.parse(located.body)).toEqual(override);
+      expect(located.headers.get("etag")).toBe('"v1"');
+      expect(created.headers.get("etag")).toBe('"v1"');
       expect((await ent()).features.BATCH_CONTROL).toBe(false);
       expect((await ent()).features.DIGITAL_RECORDS).toBe(true);
 
@@ -118,15 +134,7 @@ describe.each(["postgres", "pglite"] as const)("subscription overrides on %s", (
       );
       expect(after.body.items).toEqual([]);
 
-      const audit = await h.db.handle.db
-        .select()
-        .from(auditLog)
-        .where(eq(auditLog.entityId, subscriptionId));
-      expect(audit.map((a) => a.action)).toEqual([
-        "subscription.created",
-        "subscription.override_added",
-        "subscription.override_removed",
-      ]);
+      const audit = await addedThenRemoved(subscriptionId);
       expect(audit[1]?.after).toMatchObject({ id: override.id, featureCode: "BATCH_CONTROL" });
       expect(audit[2]?.before).toMatchObject({ id: override.id, overrideType: "disable" });
       expect(await reasons(instanceId)).toEqual([
@@ -258,6 +266,41 @@ describe.each(["postgres", "pglite"] as const)("subscription overrides on %s", (
         .set({ status: "succeeded" })
         .where(eq(provisioningTasks.id, put.body.taskId));
       expect((await remove()).status).toBe(204);
+    });
+
+    it("answers 412 to a DELETE whose If-Match predates a value rewritten in place", async () => {
+      const { subscriptionId, instanceId } = await activeSubscription();
+      const created = await addOverride(subscriptionId, { limitName: "max_users", value: 30 });
+      expect(created.status).toBe(201);
+      const path = `/api/subscriptions/${subscriptionId}/overrides/${created.body.id}`;
+      const etagOf = async () =>
+        (await h.request("GET", path, { token: support })).headers.get("etag");
+      expect(await etagOf()).toBe('"v1"');
+      // Lo que hace apply_overrides del worker: mismo id, otro valor (sin tocar row_version).
+      const o = subscriptionFeatureOverrides;
+      const rewrite = (set: Partial<typeof o.$inferInsert>) =>
+        h.db.handle.db.update(o).set(set).where(eq(o.id, created.body.id));
+      await rewrite({ value: 200, requestedAt: new Date() });
+      expect(await etagOf()).toBe('"v2"');
+      // Un pedido que repite el mismo valor no cambia lo que se ve: el ETag sigue igual.
+      await rewrite({ value: 200, requestedAt: new Date() });
+      expect(await etagOf()).toBe('"v2"');
+
+      const remove = (ifMatch: string) =>
+        h.request("DELETE", path, { token: admin, headers: { "if-match": ifMatch } });
+      expectProblem(await remove('"v1"'), 412, "precondition_failed");
+      expectProblem(await remove('"v999"'), 412, "precondition_failed");
+      const malformed = await remove("v2");
+      expectProblem(malformed, 400, "validation_failed");
+      expect((malformed.body as unknown as Problem).errors?.[0]?.path).toBe("header.if-match");
+      // Nada se borró: el valor que el cliente no vio sigue vigente.
+      expect((await entitlementsOf(h.db.handle.db, instanceId)).limits.max_users).toBe(200);
+      expect((await h.request("GET", path, { token: admin })).status).toBe(200);
+
+      expect((await remove('"v2"')).status).toBe(204);
+      expectProblem(await h.request("GET", path, { token: admin }), 404, "not_found");
+      const audit = await addedThenRemoved(subscriptionId);
+      expect(audit[2]?.before).toMatchObject({ id: created.body.id, value: 200, rowVersion: 2 });
     });
 
     it("validates the body shape and the value", async () => {

@@ -7,11 +7,13 @@ import { TENANT_READ, TENANT_WRITE } from "../../middleware/roles";
 import {
   bearerSecurity,
   errorResponses,
+  etagHeader,
+  ifMatchHeader,
   pageSchema,
   paginationQuery,
   uuidParam,
 } from "../../openapi";
-import { notFound } from "../../services/concurrency";
+import { etagFor, expectedVersion, notFound } from "../../services/concurrency";
 import { serviceContext } from "../../services/context";
 import { addOverride, removeOverride, subscriptionHead } from "../../services/overrides";
 import { keyset, toPage } from "../../services/pagination";
@@ -56,6 +58,7 @@ const get = createRoute({
   responses: {
     200: {
       description: "El override",
+      headers: etagHeader,
       content: { "application/json": { schema: overrideSchema } },
     },
     ...errorResponses,
@@ -78,7 +81,11 @@ const add = createRoute({
     body: { content: { "application/json": { schema: createOverrideSchema } }, required: true },
   },
   responses: {
-    201: { description: "Creado", content: { "application/json": { schema: overrideSchema } } },
+    201: {
+      description: "Creado",
+      headers: etagHeader,
+      content: { "application/json": { schema: overrideSchema } },
+    },
     ...errorResponses,
   },
 });
@@ -88,11 +95,14 @@ const remove = createRoute({
   method: "delete",
   path: "/api/subscriptions/{id}/overrides/{overrideId}",
   tags: ["subscriptions"],
-  summary: "Quita un override (vuelve a valer el plan)",
+  summary: "Quita un override (vuelve a valer el plan; If-Match opcional)",
+  description:
+    "El valor de un override puede cambiar con el mismo id (PUT /api/provisioning/{id}/features): " +
+    "con If-Match, un DELETE sobre un valor que ya cambió responde 412 y no borra nada.",
   security: bearerSecurity,
   middleware: writeGuard(TENANT_WRITE),
-  request: { params: overrideParams },
-  responses: { 204: { description: "Borrado" }, ...errorResponses },
+  request: { params: overrideParams, headers: ifMatchHeader },
+  responses: { 204: { description: "Borrado" }, ...errorResponses, 412: errorResponses[409] },
 });
 
 export function registerOverrides(app: OpenAPIHono<AdminEnv>): void {
@@ -127,17 +137,19 @@ export function registerOverrides(app: OpenAPIHono<AdminEnv>): void {
         ),
       );
     if (!row) throw notFound(`Override of subscription ${id}`, overrideId);
+    c.header("etag", etagFor(row.rowVersion));
     return c.json(toOverride(row), 200);
   });
   app.openapi(add, async (c) => {
     const { id } = c.req.valid("param");
     const row = await addOverride(serviceContext(c), id, overrideInputOf(c.req.valid("json")));
     c.header("location", `/api/subscriptions/${id}/overrides/${row.id}`);
+    c.header("etag", etagFor(row.rowVersion));
     return c.json(toOverride(row), 201);
   });
   app.openapi(remove, async (c) => {
     const { id, overrideId } = c.req.valid("param");
-    await removeOverride(serviceContext(c), id, overrideId);
+    await removeOverride(serviceContext(c), id, overrideId, expectedVersion(c));
     return c.body(null, 204);
   });
 }

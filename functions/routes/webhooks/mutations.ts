@@ -1,0 +1,112 @@
+import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import type { AdminEnv } from "../../env";
+import { writeGuard } from "../../middleware/guards";
+import { TENANT_WRITE } from "../../middleware/roles";
+import {
+  bearerSecurity,
+  errorResponses,
+  etagHeader,
+  ifMatchHeader,
+  jsonBody,
+  uuidParam,
+} from "../../openapi";
+import { etagFor, expectedVersion } from "../../services/concurrency";
+import { serviceContext } from "../../services/context";
+import { createWebhook, deleteWebhook, updateWebhook } from "../../services/webhooks";
+import {
+  createdWebhookSchema,
+  createWebhookSchema,
+  toWebhook,
+  updateWebhookSchema,
+  webhookSchema,
+} from "./schema";
+
+const idParams = z.object({ id: uuidParam("id", "Id del endpoint") });
+
+const withoutSecret = (body: string) => {
+  try {
+    const parsed = JSON.parse(body) as Record<string, unknown>;
+    return "secret" in parsed ? JSON.stringify({ ...parsed, secret: null }) : body;
+  } catch {
+    return body;
+  }
+};
+
+const create = createRoute({
+  operationId: "createWebhookEndpoint",
+  method: "post",
+  path: "/api/webhooks",
+  tags: ["webhooks"],
+  summary: "Registra un endpoint de webhooks (entitlements.changed firmado con HMAC)",
+  security: bearerSecurity,
+  middleware: writeGuard(TENANT_WRITE, { redactStoredBody: withoutSecret }),
+  request: { body: jsonBody(createWebhookSchema) },
+  responses: {
+    201: {
+      description: "Registrado",
+      headers: etagHeader,
+      content: { "application/json": { schema: createdWebhookSchema } },
+    },
+    ...errorResponses,
+  },
+});
+
+const update = createRoute({
+  operationId: "updateWebhookEndpoint",
+  method: "patch",
+  path: "/api/webhooks/{id}",
+  tags: ["webhooks"],
+  summary: "Cambia la URL de un endpoint o lo pausa/reanuda (If-Match opcional)",
+  description: "El secreto de firma no cambia ni se muestra.",
+  security: bearerSecurity,
+  middleware: writeGuard(TENANT_WRITE),
+  request: { params: idParams, headers: ifMatchHeader, body: jsonBody(updateWebhookSchema) },
+  responses: {
+    200: {
+      description: "Modificado",
+      headers: etagHeader,
+      content: { "application/json": { schema: webhookSchema } },
+    },
+    ...errorResponses,
+    412: errorResponses[409],
+  },
+});
+
+const remove = createRoute({
+  operationId: "deleteWebhookEndpoint",
+  method: "delete",
+  path: "/api/webhooks/{id}",
+  tags: ["webhooks"],
+  summary: "Da de baja un endpoint (If-Match opcional)",
+  security: bearerSecurity,
+  middleware: writeGuard(TENANT_WRITE),
+  request: { params: idParams, headers: ifMatchHeader },
+  responses: { 204: { description: "Borrado" }, ...errorResponses, 412: errorResponses[409] },
+});
+
+export function registerWebhookMutations(app: OpenAPIHono<AdminEnv>): void {
+  app.openapi(create, async (c) => {
+    const { row, secret } = await createWebhook(
+      serviceContext(c),
+      c.var.deps.secretBox,
+      c.req.valid("json"),
+    );
+    c.header("location", `/api/webhooks/${row.id}`);
+    c.header("etag", etagFor(row.rowVersion));
+    return c.json({ ...toWebhook(row), secret }, 201);
+  });
+  app.openapi(update, async (c) => {
+    const row = await updateWebhook(
+      serviceContext(c),
+      c.req.valid("param").id,
+      c.req.valid("json"),
+      expectedVersion(c),
+    );
+    c.header("etag", etagFor(row.rowVersion));
+    return c.json(toWebhook(row), 200);
+  });
+  app.openapi(remove, async (c) => {
+    await deleteWebhook(serviceContext(c), c.req.valid("param").id, expectedVersion(c));
+    return c.body(null, 204);
+  });
+}

@@ -1,0 +1,92 @@
+import { z } from "@hono/zod-openapi";
+import type { webhookEndpoints } from "../../../db/schema";
+
+export const webhookSchema = z
+  .object({
+    id: z
+      .uuid()
+      .openapi({ description: "Id del endpoint", example: "6b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e" }),
+    productId: z
+      .uuid()
+      .nullable()
+      .openapi({ description: "Producto (o null si es por instancia)", example: null }),
+    tenantInstanceId: z.uuid().nullable().openapi({
+      description: "Instancia (o null si es por producto)",
+      example: "5c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
+    }),
+    url: z.string().openapi({
+      description: "URL que recibe los eventos",
+      example: "https://vet.example/hooks/farutech",
+    }),
+    active: z.boolean().openapi({ description: "Si recibe eventos", example: true }),
+    createdAt: z.string().openapi({ description: "Alta", example: "2026-01-24T13:20:00.000Z" }),
+  })
+  .openapi("WebhookEndpoint");
+
+// La misma validación al registrar y al cambiar la URL.
+const webhookUrl = z
+  .url({ protocol: /^https?$/ })
+  // fetch no envía una URL con usuario y contraseña: nunca se entregaría. La autenticación del
+  // receptor es la firma (y el secreto, que se muestra al crearlo).
+  .refine((u) => URL.canParse(u) && !new URL(u).username && !new URL(u).password, {
+    message: "A webhook URL cannot carry a user or password; verify the signature instead",
+  })
+  .openapi({
+    description: "Destino (http o https), sin usuario ni contraseña",
+    example: "https://vet.example/hooks/farutech",
+  });
+
+export const createWebhookSchema = z
+  .strictObject({
+    productId: z.uuid().optional().openapi({
+      description: "Todas las instancias del producto",
+      example: "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+    }),
+    tenantInstanceId: z
+      .uuid()
+      .optional()
+      .openapi({ description: "Una instancia", example: "5c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f" }),
+    url: webhookUrl,
+  })
+  .refine((v) => (v.productId === undefined) !== (v.tenantInstanceId === undefined), {
+    message: "Give exactly one of productId or tenantInstanceId",
+    path: ["productId"],
+  })
+  .openapi("CreateWebhookEndpoint");
+
+export const updateWebhookSchema = z
+  .strictObject({
+    url: webhookUrl.optional(),
+    active: z
+      .boolean()
+      .optional()
+      .openapi({ description: "false: deja de recibir eventos sin darlo de baja", example: false }),
+  })
+  .refine((v) => v.url !== undefined || v.active !== undefined, {
+    message: "At least one of url or active is required",
+  })
+  .openapi("UpdateWebhookEndpoint");
+
+export const createdWebhookSchema = webhookSchema
+  .extend({
+    secret: z.string().nullable().openapi({
+      description:
+        "Secreto HMAC-SHA256 de la firma; se muestra solo aquí (null al repetir con Idempotency-Key)",
+      example: "whsec_4fQ9…",
+    }),
+  })
+  .openapi("WebhookEndpointCreated");
+
+export type CreateWebhookInput = z.infer<typeof createWebhookSchema>;
+export type UpdateWebhookInput = z.infer<typeof updateWebhookSchema>;
+export type WebhookRow = typeof webhookEndpoints.$inferSelect;
+
+/** Lo que se muestra y se audita de un endpoint: nunca el secreto, ni cifrado. */
+export const toWebhook = (r: WebhookRow) => ({
+  id: r.id,
+  productId: r.productId,
+  tenantInstanceId: r.tenantInstanceId,
+  url: r.url,
+  active: r.active,
+  createdAt: r.createdAt.toISOString(),
+});

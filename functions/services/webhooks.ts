@@ -1,0 +1,127 @@
+import { eq } from "drizzle-orm";
+import { AppError } from "../../core/errors";
+import { newId, randomToken } from "../../core/ids";
+import { type SecretBox, secretContext } from "../../core/secret-box";
+import { webhookEndpoints } from "../../db/schema";
+import type { Tx } from "../../db/types";
+import {
+  type CreateWebhookInput,
+  toWebhook,
+  type UpdateWebhookInput,
+  type WebhookRow,
+} from "../routes/webhooks/schema";
+import { assertVersion, type IfMatch, notFound } from "./concurrency";
+import { domainEvent, mutate, type ServiceContext } from "./mutation";
+
+export async function createWebhook(
+  ctx: ServiceContext,
+  box: SecretBox | undefined,
+  input: CreateWebhookInput,
+): Promise<{ row: WebhookRow; secret: string }> {
+  if (!box) {
+    throw new AppError(
+      "unavailable",
+      "Webhooks need ENCRYPTION_KEYS to store their signing secrets",
+    );
+  }
+  const secret = `whsec_${randomToken(24)}`;
+  // El id va en el contexto del secreto cifrado: se fija antes de insertar.
+  const id = newId();
+  const sealed = await box.encrypt(secret, secretContext.webhookSecret(id));
+  const row = await mutate(ctx, async (tx) => {
+    const [inserted] = await tx
+      .insert(webhookEndpoints)
+      .values({
+        id,
+        productId: input.productId ?? null,
+        tenantInstanceId: input.tenantInstanceId ?? null,
+        url: input.url,
+        secretEncrypted: sealed,
+        encryptionKeyId: box.activeKeyId,
+      })
+      .returning();
+    if (!inserted) throw new Error("webhook insert returned nothing");
+    return {
+      result: inserted,
+      audit: [
+        {
+          action: "webhook.created",
+          entityType: "webhook_endpoint",
+          entityId: inserted.id,
+          after: toWebhook(inserted),
+        },
+      ],
+      events: [domainEvent("webhook", "created", { webhookId: inserted.id })],
+    };
+  });
+  return { row, secret };
+}
+
+/**
+ * Bloquea el endpoint y comprueba If-Match contra la versión vigente: una edición concurrente no
+ * puede cambiarlo entre la comprobación y la escritura.
+ */
+async function lockWebhook(tx: Tx, id: string, ifMatch: IfMatch): Promise<WebhookRow> {
+  const [locked] = await tx
+    .select()
+    .from(webhookEndpoints)
+    .where(eq(webhookEndpoints.id, id))
+    .for("update");
+  if (!locked) throw notFound("Webhook endpoint", id);
+  assertVersion(locked.rowVersion, ifMatch, "Webhook endpoint", id);
+  return locked;
+}
+
+export async function updateWebhook(
+  ctx: ServiceContext,
+  id: string,
+  input: UpdateWebhookInput,
+  ifMatch: IfMatch,
+): Promise<WebhookRow> {
+  return mutate(ctx, async (tx) => {
+    const before = await lockWebhook(tx, id, ifMatch);
+    // row_version la sube el trigger de la tabla (migración 0024), solo si cambia url o active.
+    const [updated] = await tx
+      .update(webhookEndpoints)
+      .set(input)
+      .where(eq(webhookEndpoints.id, id))
+      .returning();
+    if (!updated) throw new Error("webhook update returned nothing");
+    return {
+      result: updated,
+      audit: [
+        {
+          action: "webhook.updated",
+          entityType: "webhook_endpoint",
+          entityId: id,
+          before: toWebhook(before),
+          after: toWebhook(updated),
+        },
+      ],
+      events: [domainEvent("webhook", "updated", { webhookId: id, changed: Object.keys(input) })],
+    };
+  });
+}
+
+export async function deleteWebhook(
+  ctx: ServiceContext,
+  id: string,
+  ifMatch: IfMatch,
+): Promise<void> {
+  await mutate(ctx, async (tx) => {
+    const gone = await lockWebhook(tx, id, ifMatch);
+    await tx.delete(webhookEndpoints).where(eq(webhookEndpoints.id, id));
+    return {
+      result: undefined,
+      audit: [
+        {
+          action: "webhook.deleted",
+          entityType: "webhook_endpoint",
+          entityId: id,
+          before: toWebhook(gone),
+        },
+      ],
+      events: [domainEvent("webhook", "deleted", { webhookId: id })],
+    };
+  });
+}
