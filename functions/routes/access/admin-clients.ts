@@ -34,7 +34,7 @@ const create = createRoute({
   tags: ["access"],
   summary: "Crea un cliente OAuth de operador; el secreto se muestra una sola vez",
   security: bearerSecurity,
-  // Sin Idempotency-Key: su middleware guarda la respuesta y el secreto no debe persistir.
+  // Con Idempotency-Key la respuesta se guarda sin el secreto: un replay lo devuelve como null.
   middleware: writeGuard(ACCESS_WRITE, { redactStoredBody: withoutClientSecret }),
   request: {
     body: { required: true, content: { "application/json": { schema: createAdminClientSchema } } },

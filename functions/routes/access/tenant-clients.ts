@@ -14,7 +14,7 @@ const create = createRoute({
   tags: ["access"],
   summary: "Crea el cliente OAuth de una app hija para esta instancia; secreto visible una vez",
   security: bearerSecurity,
-  // Sin Idempotency-Key: su middleware guarda la respuesta y el secreto no debe persistir.
+  // Con Idempotency-Key la respuesta se guarda sin el secreto: un replay lo devuelve como null.
   middleware: writeGuard(TENANT_WRITE, { redactStoredBody: withoutClientSecret }),
   request: {
     params: z.object({ id: uuidParam("id", "Id de la instancia") }),
