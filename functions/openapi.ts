@@ -55,6 +55,14 @@ export const errorResponses = {
 
 export const bearerSecurity = [{ Bearer: [] }];
 
+/** Código de catálogo en la ruta (`…/by-code/{code}`). */
+export const codeParam = (description: string, example: string) =>
+  z
+    .string()
+    .min(1)
+    .max(64)
+    .openapi({ param: { name: "code", in: "path" }, description, example });
+
 export const uuidParam = (name: string, description: string) =>
   z.uuid().openapi({
     param: { name, in: "path" },

@@ -73,6 +73,40 @@ describe.each(["postgres", "pglite"] as const)("features on %s", (kind) => {
   }
 
   describe("happy path", () => {
+    it("finds a feature of a product by the code plans and overrides use, and 404s otherwise", async () => {
+      const batch = await demoFeature("FARUTECH_VET", "BATCH_CONTROL");
+      const found = await h.request<{ id: string; code: string; productId: string }>(
+        "GET",
+        `/api/products/${batch.productId}/features/by-code/BATCH_CONTROL`,
+        { token: support },
+      );
+      expect(found.status).toBe(200);
+      expect(found.body).toMatchObject({ id: batch.id, code: "BATCH_CONTROL" });
+      expect(found.headers.get("etag")).toMatch(/^"v\d+"$/);
+      const byId = await h.request("GET", `/api/features/${batch.id}`, { token: support });
+      expect(found.body).toEqual(byId.body);
+      // El mismo código en otro producto no es esta feature.
+      const other = await newProduct();
+      expectProblem(
+        await h.request("GET", `/api/products/${other}/features/by-code/BATCH_CONTROL`, {
+          token: support,
+        }),
+        404,
+        "not_found",
+      );
+      const missing = await h.request<{ detail: string }>(
+        "GET",
+        `/api/products/${crypto.randomUUID()}/features/by-code/BATCH_CONTROL`,
+        { token: support },
+      );
+      expectProblem(missing, 404, "not_found");
+      expect(missing.body.detail).toContain("Product");
+      expectProblem(
+        await h.request("GET", `/api/products/${batch.productId}/features/by-code/BATCH_CONTROL`),
+        401,
+      );
+    });
+
     it("tells every live instance of the product that its entitlements changed when a feature is added or removed", async () => {
       const productCode = unique("P");
       const product = await h.request<{ id: string }>("POST", "/api/products", {

@@ -1,10 +1,12 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import { and, eq } from "drizzle-orm";
+import { modules } from "../../../db/schema";
 import type { AdminEnv } from "../../env";
 import { readGuard } from "../../middleware/guards";
 import { CATALOG_READ } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, uuidParam } from "../../openapi";
+import { bearerSecurity, codeParam, errorResponses, etagHeader, uuidParam } from "../../openapi";
 import { etagFor, notFound } from "../../services/concurrency";
-import { loadModule } from "../../services/modules";
+import { loadModule, productExists } from "../../services/modules";
 import { moduleSchema, toModule } from "./schema";
 
 const route = createRoute({
@@ -28,7 +30,45 @@ const route = createRoute({
   },
 });
 
+const byCode = createRoute({
+  operationId: "getModuleByCode",
+  method: "get",
+  path: "/api/products/{id}/modules/by-code/{code}",
+  tags: ["modules"],
+  summary: "Un módulo de un producto por su código",
+  security: bearerSecurity,
+  middleware: readGuard(CATALOG_READ),
+  request: {
+    params: z.object({
+      id: uuidParam("id", "Id del producto"),
+      code: codeParam("Código del módulo (único en el producto)", "INVENTORY"),
+    }),
+  },
+  responses: {
+    200: {
+      description: "El módulo",
+      headers: etagHeader,
+      content: { "application/json": { schema: moduleSchema } },
+    },
+    ...errorResponses,
+  },
+});
+
 export function registerGetModule(app: OpenAPIHono<AdminEnv>): void {
+  app.openapi(byCode, async (c) => {
+    const { id, code } = c.req.valid("param");
+    const db = c.var.deps.db;
+    const [mod] = await db
+      .select()
+      .from(modules)
+      .where(and(eq(modules.productId, id), eq(modules.code, code)));
+    if (!mod) {
+      if (!(await productExists(db, id))) throw notFound("Product", id);
+      throw notFound("Module with code", code);
+    }
+    c.header("etag", etagFor(mod.rowVersion));
+    return c.json(toModule(mod), 200);
+  });
   app.openapi(route, async (c) => {
     const { id } = c.req.valid("param");
     const mod = await loadModule(c.var.deps.db, id);

@@ -52,6 +52,42 @@ describe.each(["postgres", "pglite"] as const)("modules on %s", (kind) => {
   }
 
   describe("happy path", () => {
+    it("finds a module of a product by its code, and 404s for another product or code", async () => {
+      const vet = await productId("FARUTECH_VET");
+      const [inventory] = await h.db.handle.db
+        .select()
+        .from(modules)
+        .where(eq(modules.productId, vet))
+        .limit(1);
+      if (!inventory) throw new Error("demo module missing");
+      const found = await h.request<{ id: string }>(
+        "GET",
+        `/api/products/${vet}/modules/by-code/${inventory.code}`,
+        { token: support },
+      );
+      expect(found.status).toBe(200);
+      expect(found.body.id).toBe(inventory.id);
+      expect(found.headers.get("etag")).toBe(`"v${inventory.rowVersion}"`);
+      const other = await newProduct();
+      expectProblem(
+        await h.request("GET", `/api/products/${other}/modules/by-code/${inventory.code}`, {
+          token: support,
+        }),
+        404,
+        "not_found",
+      );
+      expectProblem(
+        await h.request("GET", `/api/products/${vet}/modules/by-code/NOPE`, { token: support }),
+        404,
+        "not_found",
+      );
+      expectProblem(
+        await h.request("GET", `/api/products/not-a-uuid/modules/by-code/X`, { token: support }),
+        400,
+        "validation_failed",
+      );
+    });
+
     it("creates, reads, lists, updates with If-Match and deletes a module, auditing each change", async () => {
       const pid = await newProduct();
       const code = unique();
