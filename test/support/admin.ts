@@ -1,6 +1,7 @@
 import { generateSigningKey, publicJwksOf } from "../../core/auth/keys";
 import { createTokenSigner, createTokenVerifier, type TokenSigner } from "../../core/auth/tokens";
 import { type BusProvider, fixedBusProvider } from "../../core/bus-provider";
+import type { SecretBox } from "../../core/secret-box";
 import type { QueryObserver } from "../../db/types";
 import { createAdminApp } from "../../functions/app";
 import { createTestDatabase, type DatabaseKind, type TestDatabase } from "./databases";
@@ -37,6 +38,7 @@ export interface AdminHarness {
 export async function startAdminHarness(
   kind: DatabaseKind,
   onQuery?: QueryObserver,
+  options: { secretBox?: SecretBox } = {},
 ): Promise<AdminHarness> {
   const db = await createTestDatabase(kind, onQuery);
   const key = await generateSigningKey("admin-test");
@@ -48,6 +50,7 @@ export async function startAdminHarness(
     verifier: createTokenVerifier({ jwks: publicJwksOf([key]) }, SETTINGS),
     logger,
     baseDomain: "farutech.test",
+    ...(options.secretBox ? { secretBox: options.secretBox } : {}),
   });
   return {
     db,
