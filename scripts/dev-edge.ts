@@ -1,50 +1,138 @@
 import { spawn } from "node:child_process";
-import { join, resolve } from "node:path";
-import { createLogger } from "../core/logger";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { z } from "zod";
+import { cliLogger, failCli } from "../core/cli";
+import { invalidConfiguration, parseEnv } from "../core/config";
 import { startWsProxy } from "../infra/wsproxy/wsproxy";
 import { ensureLocalSigningKeys } from "./dev-credentials";
 
 // `npm run dev:edge`: el edge dentro de workerd (wrangler dev) contra un Postgres real,
 // alcanzado como se alcanza Neon: WebSocket a través de un proxy wsproxy local.
-const logger = createLogger({ service: "dev-edge" });
-const databaseUrl = process.env.DATABASE_URL;
-if (!databaseUrl?.startsWith("postgres")) {
-  logger.fatal("DATABASE_URL must point to a Postgres server (npm start covers the embedded mode)");
-  process.exit(2);
-}
-const dataDir = resolve(process.env.FARUTECH_DATA_DIR ?? ".data");
-const keys =
-  process.env.AUTH_SIGNING_KEYS ??
-  (await ensureLocalSigningKeys(join(dataDir, "signing-keys.json")));
-const port = process.env.EDGE_PORT ?? "8787";
-const proxy = await startWsProxy({ port: Number(process.env.WSPROXY_PORT ?? 0) });
-logger.info({ proxy: proxy.url }, "wsproxy listening");
 
-const vars: Record<string, string> = {
-  DATABASE_URL: databaseUrl,
-  NEON_WSPROXY: proxy.url,
-  AUTH_SIGNING_KEYS: keys,
-  AUTH_ISSUER: process.env.AUTH_ISSUER ?? `http://127.0.0.1:${port}`,
-};
-const args = [
-  "wrangler",
-  "dev",
-  "--config",
-  "edge/wrangler.toml",
-  "--ip",
-  "127.0.0.1",
-  "--port",
-  port,
-];
-for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
-const child = spawn("npx", args, {
-  stdio: "inherit",
-  env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
+const devEdgeEnv = z.object({
+  EDGE_PORT: z.coerce.number().int().min(1).max(65_535).default(8787),
+  // 0: un puerto libre cualquiera.
+  WSPROXY_PORT: z.coerce.number().int().min(0).max(65_535).default(0),
 });
-const stop = () => child.kill("SIGINT");
-process.once("SIGINT", stop);
-process.once("SIGTERM", stop);
-child.on("exit", async (code) => {
-  await proxy.close();
-  process.exit(code ?? 0);
-});
+
+/** Las variables del edge que dev-edge le da a wrangler (secretas o no, van por el mismo archivo). */
+const EDGE_VARS = ["DATABASE_URL", "NEON_WSPROXY", "AUTH_SIGNING_KEYS", "AUTH_ISSUER"] as const;
+type EdgeVars = Record<(typeof EDGE_VARS)[number], string>;
+
+// node con el bin de wrangler, sin npx: un proceso intermedio menos entre las señales y wrangler.
+const WRANGLER_BIN = createRequire(import.meta.url).resolve("wrangler/bin/wrangler.js");
+const WRANGLER_CONFIG = fileURLToPath(new URL("../edge/wrangler.toml", import.meta.url));
+
+/**
+ * Argumentos de `wrangler dev`. Las variables van en archivos `--env-file` (el último manda), nunca
+ * aquí: la línea de órdenes la ve cualquier usuario de la máquina con `ps`.
+ */
+export function wranglerDevArgs(port: number, envFiles: string[]): string[] {
+  return [
+    WRANGLER_BIN,
+    "dev",
+    "--config",
+    WRANGLER_CONFIG,
+    ...envFiles.flatMap((file) => ["--env-file", file]),
+    "--ip",
+    "127.0.0.1",
+    "--port",
+    String(port),
+  ];
+}
+
+/**
+ * Archivo dotenv que wrangler lee sin alterar los valores. Wrangler expande `$VAR` (dotenv-expand):
+ * `\$` deja un `$` literal. Las comillas no se escapan en dotenv: se usa una que el valor no tenga.
+ */
+export function dotenvFile(vars: Record<string, string>): string {
+  const lines = Object.entries(vars).map(([name, value]) => {
+    const escaped = value.replaceAll("$", "\\$");
+    const quote = ["'", "`", '"'].find(
+      // Entre comillas dobles dotenv convierte `\n` en salto de línea.
+      (q) => !escaped.includes(q) && (q !== '"' || !/\\[nr]/.test(escaped)),
+    );
+    // dotenv cambia los \r por \n, y una barra final escaparía la comilla de cierre.
+    if (!quote || value.includes("\r") || escaped.endsWith("\\")) {
+      throw invalidConfiguration([
+        [name, "cannot be handed to wrangler dev: it mixes ', \" and ` or has \\r or a final \\"],
+      ]);
+    }
+    return `${name}=${quote}${escaped}${quote}`;
+  });
+  return `${lines.join("\n")}\n`;
+}
+
+/** El archivo de variables en una carpeta temporal solo del usuario (0700, archivo 0600). */
+export function writePrivateEnvFile(content: string): { path: string; remove(): void } {
+  const dir = mkdtempSync(join(tmpdir(), "farutech-dev-edge-"));
+  const path = join(dir, "edge.env");
+  writeFileSync(path, content, { mode: 0o600, flag: "wx" });
+  return { path, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+async function main() {
+  const logger = cliLogger("dev-edge", "info");
+  const { EDGE_PORT: port, WSPROXY_PORT: proxyPort } = parseEnv(devEdgeEnv, process.env);
+  const databaseUrl = process.env.DATABASE_URL;
+  if (!databaseUrl?.startsWith("postgres")) {
+    logger.fatal(
+      "DATABASE_URL must point to a Postgres server (npm start covers the embedded mode)",
+    );
+    process.exit(2);
+  }
+  const dataDir = resolve(process.env.FARUTECH_DATA_DIR ?? ".data");
+  const keys =
+    process.env.AUTH_SIGNING_KEYS ??
+    (await ensureLocalSigningKeys(join(dataDir, "signing-keys.json")));
+  const proxy = await startWsProxy({ port: proxyPort });
+  logger.info({ proxy: proxy.url }, "wsproxy listening");
+
+  const vars: EdgeVars = {
+    DATABASE_URL: databaseUrl,
+    NEON_WSPROXY: proxy.url,
+    AUTH_SIGNING_KEYS: keys,
+    AUTH_ISSUER: process.env.AUTH_ISSUER ?? `http://127.0.0.1:${port}`,
+  };
+  let envFile: ReturnType<typeof writePrivateEnvFile>;
+  try {
+    envFile = writePrivateEnvFile(dotenvFile(vars));
+  } catch (err) {
+    await proxy.close();
+    throw err;
+  }
+  // Pase lo que pase (también un fallo inesperado), el archivo con las claves no se queda en /tmp.
+  process.once("exit", () => envFile.remove());
+
+  // Sin las variables del edge en el entorno de wrangler: solo el archivo las define.
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    WRANGLER_SEND_METRICS: "false",
+    CLOUDFLARE_CF_FETCH_ENABLED: "false",
+  };
+  for (const name of EDGE_VARS) delete env[name];
+  // Con --env-file wrangler ya no lee edge/.dev.vars por su cuenta: va delante, y lo de dev-edge pisa.
+  const devVars = join(dirname(WRANGLER_CONFIG), ".dev.vars");
+  const envFiles = existsSync(devVars) ? [devVars, envFile.path] : [envFile.path];
+  const child = spawn(process.execPath, wranglerDevArgs(port, envFiles), {
+    stdio: "inherit",
+    env,
+  });
+  // `on`: otra señal (un segundo Ctrl-C) también se reenvía, y dev-edge no muere sin limpiar.
+  const forward = (signal: NodeJS.Signals) => child.kill(signal);
+  process.on("SIGINT", forward);
+  process.on("SIGTERM", forward);
+  child.on("exit", async (code) => {
+    await proxy.close();
+    envFile.remove();
+    process.exit(code ?? 0);
+  });
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((err: unknown) => failCli(err));
+}

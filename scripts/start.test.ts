@@ -1,8 +1,8 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { delimiter, join, resolve } from "node:path";
 import getPort from "get-port";
 import { afterAll, describe, expect, it } from "vitest";
 import { findNatsServer, NatsServerMissingError } from "../infra/nats/local-server";
@@ -30,6 +30,34 @@ async function adminAuth(creds: Credentials): Promise<{ authorization: string }>
   };
 }
 
+/**
+ * `npm start` con la línea de package.json (node_modules/.bin en el PATH, como pone npm), en su
+ * propio grupo de procesos: el de primer plano de una terminal, al que va el Ctrl-C. Sin el `sh -c`
+ * de npm: el shell muere con el SIGINT y el código que importa es el del orquestador.
+ */
+function spawnNpmStart(env: NodeJS.ProcessEnv): ChildProcess {
+  const pkg = JSON.parse(readFileSync("package.json", "utf8")) as { scripts: { start: string } };
+  expect(pkg.scripts.start).toMatch(/^[\w ./=-]+$/);
+  const [command = "", ...args] = pkg.scripts.start.split(" ");
+  return spawn(command, args, {
+    env: { ...env, PATH: `${resolve("node_modules/.bin")}${delimiter}${env.PATH ?? ""}` },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+}
+
+/** Los nats-server vivos que usan el store de `dataDir`: su pid y su grupo de procesos. */
+function natsServersOf(dataDir: string): { pid: number; pgid: number }[] {
+  const config = join(dataDir, "nats", "nats-server.conf");
+  return execFileSync("ps", ["-A", "-o", "pid=,pgid=,stat=,args="], { encoding: "utf8" })
+    .split("\n")
+    .map((line) => line.trim().split(/\s+/))
+    .filter(([, , stat, ...args]) => !stat?.startsWith("Z") && args.join(" ").includes(config))
+    .map(([pid, pgid]) => ({ pid: Number(pid), pgid: Number(pgid) }));
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 // `npm start` de verdad: PGlite, nats-server propio, las tres piezas y Ctrl-C.
 /** Un `npm start` que debe negarse a arrancar: su código y su stderr. */
 async function startOnce(env: NodeJS.ProcessEnv): Promise<{ code: number | null; err: string }> {
@@ -50,11 +78,18 @@ describe("npm start (embedded mode)", () => {
   let tenantInstanceId = "";
 
   afterAll(() => {
-    child?.kill("SIGKILL");
+    // El primero tiene su propio grupo de procesos; los otros son un solo proceso.
+    if (child?.pid && child.exitCode === null) {
+      try {
+        process.kill(-child.pid, "SIGKILL");
+      } catch {
+        child.kill("SIGKILL");
+      }
+    }
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it("starts everything, provisions a Standard tenant end to end and stops cleanly on SIGINT", {
+  it("starts everything, provisions a Standard tenant end to end and stops cleanly on a terminal's Ctrl-C", {
     timeout: 90_000,
   }, async () => {
     const adminPort = await getPort();
@@ -67,10 +102,7 @@ describe("npm start (embedded mode)", () => {
       EDGE_PORT: String(edgePort),
       LOG_LEVEL: "warn",
     };
-    child = spawn(process.execPath, ["--import", "tsx", "scripts/start.ts"], {
-      env,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    child = spawnNpmStart(env);
     child.stdout?.on("data", (d: Buffer) => {
       output += d.toString();
     });
@@ -135,16 +167,37 @@ describe("npm start (embedded mode)", () => {
       EDGE_PORT: String(await getPort()),
     });
     expect(second.code).toBe(1);
-    expect(second.err).toContain(`is in use by process ${child.pid}`);
+    const holder = Number(/is in use by process (\d+)/.exec(second.err)?.[1]);
     expect(second.err).not.toMatch(/\n\s+at /);
 
+    // Ctrl-C en una terminal: SIGINT a todo el grupo de primer plano. El nats-server no está en
+    // él (moriría antes de que los workers drenen); el orquestador lo para al final.
     const proc = child;
-    const exitCode = await new Promise<number | null>((resolve) => {
-      proc.once("exit", (code) => resolve(code));
-      proc.kill("SIGINT");
-    });
-    expect(exitCode).toBe(0);
+    const group = proc.pid ?? 0;
+    const [nats, ...others] = natsServersOf(dataDir);
+    expect(others).toEqual([]);
+    expect(nats?.pgid).not.toBe(group);
+    const exitCode = new Promise<number | null>((resolve) =>
+      proc.once("exit", (code) => resolve(code)),
+    );
+    const logBeforeStop = output.length;
+    // El orquestador, ocupado un momento cuando llega la señal (PGlite calcula en el hilo
+    // principal): un envoltorio que espera su acuse (el CLI de tsx) se la reenviaría y lo mataría.
+    process.kill(holder, "SIGSTOP");
+    process.kill(-group, "SIGINT");
+    await sleep(150);
+    process.kill(holder, "SIGCONT");
+    // El mismo Ctrl-C repetido al instante (otro envoltorio que lo reenvía) no es un segundo Ctrl-C.
+    await sleep(50);
+    process.kill(-group, "SIGINT");
+    expect(await exitCode).toBe(0);
     child = undefined;
+    const stopLog = output.slice(logBeforeStop);
+    expect(stopLog).not.toContain("forced exit");
+    expect(stopLog).not.toContain("server shutdown");
+    expect(stopLog).not.toMatch(/"level":"(error|fatal)"/);
+    expect(natsServersOf(dataDir)).toEqual([]);
+    expect(existsSync(join(dataDir, "farutech.lock"))).toBe(false);
   });
 
   it("starts again on the same folder with its data, and a second Ctrl-C exits at once while the drain waits", {
@@ -195,7 +248,8 @@ describe("npm start (embedded mode)", () => {
         timeoutMs: 10_000,
         intervalMs: 50,
       });
-      await new Promise((r) => setTimeout(r, 500));
+      // Pasado el margen en que una señal repetida es el mismo Ctrl-C (ver scripts/start.ts).
+      await sleep(1_200);
       expect(proc.exitCode).toBeNull();
       proc.kill("SIGINT");
       expect(await exited).toBe(130);
@@ -211,6 +265,38 @@ describe("npm start (embedded mode)", () => {
     // Salir a la fuerza también suelta el candado: un tercer arranque no encuentra la carpeta ocupada.
     expect(existsSync(join(dataDir, "farutech.lock"))).toBe(false);
   });
+
+  it.skipIf(process.platform !== "linux")(
+    "takes its nats-server with it when it is killed without a chance to clean up",
+    {
+      timeout: 90_000,
+    },
+    async () => {
+      let log = "";
+      const proc = spawn(process.execPath, ["--import", "tsx", "scripts/start.ts"], {
+        env,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      child = proc;
+      proc.stdout?.on("data", (d: Buffer) => {
+        log += d.toString();
+      });
+      proc.stderr?.resume();
+      await waitFor(async () => (log.includes("Ctrl-C") ? true : undefined), {
+        timeoutMs: 60_000,
+        intervalMs: 200,
+      });
+      // Fuera del grupo del orquestador, el servidor no recibe su señal: lo mata el kernel al morir
+      // su padre (setpriv --pdeathsig en infra/nats/local-server.ts).
+      expect(natsServersOf(dataDir)).toHaveLength(1);
+      await new Promise((resolve) => proc.once("exit", resolve).kill("SIGKILL"));
+      child = undefined;
+      await waitFor(async () => (natsServersOf(dataDir).length === 0 ? true : undefined), {
+        timeoutMs: 5_000,
+        intervalMs: 100,
+      });
+    },
+  );
 });
 
 describe("nats-server discovery", () => {

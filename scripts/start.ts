@@ -22,6 +22,9 @@ import {
 const DATA_DIR = resolve(process.env.FARUTECH_DATA_DIR ?? ".data");
 const logger = cliLogger("local", "info");
 
+/** Una señal repetida dentro de este margen es la misma petición de parada, no un segundo Ctrl-C. */
+const REPEATED_SIGNAL_WINDOW_MS = 1_000;
+
 const portsEnv = z.object({
   ADMIN_PORT: z.coerce.number().int().min(1).max(65_535).default(3000),
   EDGE_PORT: z.coerce.number().int().min(1).max(65_535).default(8787),
@@ -108,14 +111,17 @@ async function main() {
     ].join("\n"),
   );
 
-  let stopping = false;
+  let stoppingSince: number | undefined;
   const shutdown = async (signal: string) => {
-    if (stopping) {
-      // Segundo Ctrl-C: quien lo pulsa no quiere esperar el drenaje (el candado se suelta al salir).
+    if (stoppingSince !== undefined) {
+      // Un mismo Ctrl-C puede llegar dos veces (un envoltorio que lo reenvía, p. ej. el CLI de tsx):
+      // solo otra señal pasado un momento es un segundo Ctrl-C de quien no quiere esperar.
+      if (Date.now() - stoppingSince < REPEATED_SIGNAL_WINDOW_MS) return;
+      // El candado se suelta al salir.
       logger.warn({ signal }, "forced exit before the drain finished");
       process.exit(130);
     }
-    stopping = true;
+    stoppingSince = Date.now();
     logger.info({ signal }, "stopping");
     await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     await workers.stop();

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, type SpawnOptions, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import getPort from "get-port";
@@ -93,12 +93,13 @@ export async function startLocalNats(options: LocalNatsOptions): Promise<LocalNa
   // En Linux, setpriv --pdeathsig mata al servidor si este proceso muere sin limpiar (p. ej. SIGKILL).
   const usePdeath =
     process.platform === "linux" && spawnSync("setpriv", ["--version"]).status === 0;
+  // En su propio grupo de procesos: el Ctrl-C de la terminal va a todo el grupo y el servidor
+  // moriría antes de que los workers drenen. Lo para su dueño con stop() (o al salir, abajo).
+  const spawnOptions: SpawnOptions = { stdio: ["ignore", "ignore", "pipe"], detached: true };
   const launch = async () => {
     const proc = usePdeath
-      ? spawn("setpriv", ["--pdeathsig", "SIGKILL", binary, "-c", configPath], {
-          stdio: ["ignore", "ignore", "pipe"],
-        })
-      : spawn(binary, ["-c", configPath], { stdio: ["ignore", "ignore", "pipe"] });
+      ? spawn("setpriv", ["--pdeathsig", "SIGKILL", binary, "-c", configPath], spawnOptions)
+      : spawn(binary, ["-c", configPath], spawnOptions);
     child = proc;
     await waitForReady(proc, 10_000);
     // Sin consumir stderr el pipe se llenaría y bloquearía al servidor.
