@@ -22,9 +22,6 @@ export async function readTenantConnection(
   box: SecretBox | undefined,
   id: string,
 ): Promise<TenantConnection> {
-  if (!box) {
-    throw new AppError("unavailable", "Reading connection strings needs ENCRYPTION_KEYS");
-  }
   return mutate(ctx, async (tx) => {
     const [row] = await tx
       .select({
@@ -58,6 +55,10 @@ export async function readTenantConnection(
         `Tenant instance ${id} has no database yet (status ${row.status}); read it once provisioning succeeds`,
         { extra: { currentStatus: row.status } },
       );
+    }
+    // Después de las comprobaciones: sin claves, una instancia inexistente sigue siendo un 404.
+    if (!box) {
+      throw new AppError("unavailable", "Reading connection strings needs ENCRYPTION_KEYS");
     }
     let connectionString: string;
     try {
