@@ -90,10 +90,13 @@ describe("billing cycle", () => {
       .from(auditLog)
       .where(eq(auditLog.action, "invoice.issued"));
     expect(audited?.n).toBe(demoInstances.length);
-    expectProblem(
-      await call(`${stack.adminUrl}/api/billing/cycles`, { token, json: { period: "2026-13" } }),
-      400,
+    const malformed = await call<{ errors: { message: string }[] }>(
+      `${stack.adminUrl}/api/billing/cycles`,
+      { token, json: { period: "2026-13" } },
     );
+    expectProblem(malformed, 400);
+    // Solo el formato: ni el rango ni la pista de "cuando haya cerrado".
+    expect(malformed.body.errors.map((e) => e.message)).toEqual(["YYYY-MM"]);
     // Ni años por venir ni antes de 2000 (Date.UTC leería 0099 como 1999).
     for (const period of ["2099-01", "0099-01"]) {
       expectProblem(

@@ -14,7 +14,8 @@ import { mutate } from "../../services/mutation";
 
 const period = z
   .string()
-  .regex(/^[0-9]{4}-(0[1-9]|1[0-2])$/, "YYYY-MM")
+  // Un mes mal escrito es solo "YYYY-MM": el rango y la pista no le aplican.
+  .regex(/^[0-9]{4}-(0[1-9]|1[0-2])$/, { error: "YYYY-MM", abort: true })
   .refine((p) => isBillablePeriod(p), {
     error: (issue) =>
       `period must be a closed month: from ${FIRST_BILLING_PERIOD} to ${lastClosedPeriod()}${
