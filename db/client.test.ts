@@ -3,7 +3,7 @@ import { sql } from "drizzle-orm";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type RunningWsProxy, startWsProxy } from "../infra/wsproxy/wsproxy";
-import { createDb } from "./client";
+import { createDb, dbConfigFromEnv, withEmbeddedDataDir } from "./client";
 import { rowsOf } from "./types";
 
 // La fábrica única elige el driver por configuración; aquí, el de Neon (WebSocket Pool) en Node,
@@ -124,5 +124,22 @@ describe("a connection dropped while it is checked out", () => {
       process.off("uncaughtException", onUncaught);
       await test.drop();
     }
+  });
+});
+
+// CLI, funciones y workers abren la misma base embebida que npm start con FARUTECH_DATA_DIR.
+describe("the embedded data folder from the environment", () => {
+  it("puts PGlite in <FARUTECH_DATA_DIR>/pglite unless PGLITE_DATA_DIR says otherwise", () => {
+    expect(withEmbeddedDataDir({ FARUTECH_DATA_DIR: "/srv/farutech" }).PGLITE_DATA_DIR).toBe(
+      "/srv/farutech/pglite",
+    );
+    expect(
+      withEmbeddedDataDir({ FARUTECH_DATA_DIR: "/srv/farutech", PGLITE_DATA_DIR: "/db" })
+        .PGLITE_DATA_DIR,
+    ).toBe("/db");
+    expect(withEmbeddedDataDir({}).PGLITE_DATA_DIR).toBeUndefined();
+    expect(dbConfigFromEnv({ FARUTECH_DATA_DIR: "/srv/farutech" }).pgliteDataDir).toBe(
+      "/srv/farutech/pglite",
+    );
   });
 });

@@ -95,9 +95,18 @@ export function dbConfigFromEnv(env: NodeJS.ProcessEnv = process.env): DbConfig 
         ? env.DATABASE_DRIVER
         : undefined,
     neonWsProxy: env.NEON_WSPROXY || undefined,
-    // Como npm start: la base embebida vive en <FARUTECH_DATA_DIR>/pglite.
-    pgliteDataDir:
-      env.PGLITE_DATA_DIR ||
-      (env.FARUTECH_DATA_DIR ? join(env.FARUTECH_DATA_DIR, "pglite") : undefined),
+    pgliteDataDir: (withEmbeddedDataDir(env).PGLITE_DATA_DIR as string | undefined) || undefined,
   };
+}
+
+/**
+ * Como npm start: sin PGLITE_DATA_DIR, la base embebida vive en <FARUTECH_DATA_DIR>/pglite. Lo usan
+ * los CLI, las funciones y los workers, para que todos abran la misma carpeta.
+ */
+export function withEmbeddedDataDir<E extends Record<string, unknown>>(
+  env: E,
+): E & { PGLITE_DATA_DIR?: unknown } {
+  const dataDir = env.FARUTECH_DATA_DIR;
+  if (env.PGLITE_DATA_DIR || typeof dataDir !== "string" || !dataDir) return env;
+  return { ...env, PGLITE_DATA_DIR: join(dataDir, "pglite") };
 }

@@ -15,7 +15,7 @@ import {
 } from "../core/config";
 import { createLogger, type Logger } from "../core/logger";
 import { createSecretBox } from "../core/secret-box";
-import { createDb } from "../db/client";
+import { createDb, withEmbeddedDataDir } from "../db/client";
 import type { DbHandle } from "../db/types";
 import type { AdminDeps } from "./env";
 
@@ -45,7 +45,7 @@ export async function createAdminRuntime(
   rawEnv: Record<string, unknown>,
   overrides: { db?: DbHandle; logger?: Logger } = {},
 ): Promise<AdminRuntime> {
-  const env = parseEnv(functionsEnv, rawEnv);
+  const env = parseEnv(functionsEnv, withEmbeddedDataDir(rawEnv));
   const logger = overrides.logger ?? createLogger({ service: "admin-api", level: env.LOG_LEVEL });
   const db =
     overrides.db ??

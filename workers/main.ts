@@ -5,12 +5,12 @@ import { parseEnv } from "../core/config";
 import { createLogger } from "../core/logger";
 import { checkReadiness } from "../core/readiness";
 import { envWithSstLinks } from "../core/sst-links";
-import { createDb } from "../db/client";
+import { createDb, withEmbeddedDataDir } from "../db/client";
 import { startWorkers, workersEnv } from "./runtime";
 
 // Proceso de workers (contenedor de larga vida): consumidores, relay del outbox, salud y métricas.
 // Con SST (servicio en ECS o `sst dev`) los secretos llegan como links SST_RESOURCE_*.
-const rawEnv = envWithSstLinks(process.env);
+const rawEnv = withEmbeddedDataDir(envWithSstLinks(process.env));
 const env = parseEnv(workersEnv, rawEnv);
 const logger = createLogger({ service: "workers", level: env.LOG_LEVEL });
 const db = await createDb({
