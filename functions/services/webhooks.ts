@@ -80,6 +80,11 @@ export async function updateWebhook(
 ): Promise<WebhookRow> {
   return mutate(ctx, async (tx) => {
     const before = await lockWebhook(tx, id, ifMatch);
+    // Lo que de verdad cambia: un PATCH con los mismos valores no se audita ni avisa a nadie.
+    const changed = (Object.keys(input) as (keyof UpdateWebhookInput)[]).filter(
+      (k) => input[k] !== undefined && input[k] !== before[k],
+    );
+    if (changed.length === 0) return { result: before, audit: [] };
     // row_version la sube el trigger de la tabla (migración 0024), solo si cambia url o active.
     const [updated] = await tx
       .update(webhookEndpoints)
@@ -98,7 +103,7 @@ export async function updateWebhook(
           after: toWebhook(updated),
         },
       ],
-      events: [domainEvent("webhook", "updated", { webhookId: id, changed: Object.keys(input) })],
+      events: [domainEvent("webhook", "updated", { webhookId: id, changed })],
     };
   });
 }

@@ -91,6 +91,10 @@ describe.each(["postgres", "pglite"] as const)("webhook endpoints on %s", (kind)
     expect(again.headers.get("etag")).toBe('"v3"');
     expect(again.body).toEqual(moved.body);
     expect(again.body).toMatchObject({ url: "https://vet.example/hooks/v2", active: true });
+    // Los mismos valores: nada cambia, ni versión ni auditoría ni evento.
+    const same = await patch({ active: true }, '"v3"');
+    expect(same.status).toBe(200);
+    expect(same.headers.get("etag")).toBe('"v3"');
     // El secreto de firma sigue siendo el mismo.
     const [stored] = await db()
       .select()
