@@ -42,6 +42,7 @@ const create = createRoute({
   responses: {
     201: {
       description: "Creado: guarde clientSecret, no se puede volver a leer",
+      headers: etagHeader,
       content: { "application/json": { schema: apiClientCredentialsSchema } },
     },
     ...errorResponses,
@@ -120,6 +121,8 @@ export function registerAdminClients(app: OpenAPIHono<AdminEnv>): void {
   app.openapi(create, async (c) => {
     const created = await createAdminClient(serviceContext(c), c.req.valid("json"));
     c.header("location", `/api/admin-clients/${created.clientId}`);
+    // Un cliente recién creado está en su primera versión (la sube un trigger al cambiarlo).
+    c.header("etag", etagFor(1));
     c.header("cache-control", "no-store");
     return c.json(created, 201);
   });

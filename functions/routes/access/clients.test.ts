@@ -94,6 +94,11 @@ describe.each(["postgres", "pglite"] as const)("API clients on %s", (kind) => {
       expect(created.clientSecret.length).toBeGreaterThanOrEqual(40);
       expect(res.headers.get("location")).toBe(`/api/admin-clients/${created.clientId}`);
       expect(res.headers.get("cache-control")).toBe("no-store");
+      // El ETag del 201 es el del GET: sirve para revocarlo con If-Match sin leerlo antes.
+      const read = await h.request("GET", `/api/admin-clients/${created.clientId}`, {
+        token: admin,
+      });
+      expect(res.headers.get("etag")).toBe(read.headers.get("etag"));
 
       const [row] = await db()
         .select()
@@ -149,6 +154,7 @@ describe.each(["postgres", "pglite"] as const)("API clients on %s", (kind) => {
         instanceIds: [inst.id],
         roles: ["tenant_app"],
       });
+      expect(res.headers.get("etag")).toBe('"v1"');
       expect(created.clientId).not.toBe(created.clientSecret);
 
       const issued = await tokenFor(created.clientId, created.clientSecret);

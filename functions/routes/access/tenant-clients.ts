@@ -2,8 +2,9 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AdminEnv } from "../../env";
 import { withoutClientSecret, writeGuard } from "../../middleware/guards";
 import { TENANT_WRITE } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, uuidParam } from "../../openapi";
+import { bearerSecurity, errorResponses, etagHeader, uuidParam } from "../../openapi";
 import { createTenantClient } from "../../services/clients";
+import { etagFor } from "../../services/concurrency";
 import { serviceContext } from "../../services/context";
 import { apiClientCredentialsSchema, createTenantClientSchema } from "./schema";
 
@@ -26,6 +27,7 @@ const create = createRoute({
   responses: {
     201: {
       description: "Creado: guarde clientSecret, no se puede volver a leer",
+      headers: etagHeader,
       content: { "application/json": { schema: apiClientCredentialsSchema } },
     },
     ...errorResponses,
@@ -40,6 +42,8 @@ export function registerTenantClients(app: OpenAPIHono<AdminEnv>): void {
       c.req.valid("json"),
     );
     c.header("location", `/api/admin-clients/${created.clientId}`);
+    // Un cliente recién creado está en su primera versión (la sube un trigger al cambiarlo).
+    c.header("etag", etagFor(1));
     c.header("cache-control", "no-store");
     return c.json(created, 201);
   });
