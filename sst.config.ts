@@ -26,7 +26,7 @@ export default $config({
     const natsToken = new sst.Secret("NatsToken");
     const signingKeys = new sst.Secret("AuthSigningKeys");
     const encryptionKeys = new sst.Secret("EncryptionKeys");
-    // SMTP de los workers (bienvenida, fallos, alertas de la DLQ): sin él solo irían al log.
+    // SMTP de los workers (bienvenida, fallos, alertas de la DLQ): sin él no sale ningún correo.
     const smtpUrl = new sst.Secret("SmtpUrl");
 
     // El edge emite los tokens; las funciones los verifican con su JWKS público.

@@ -60,6 +60,21 @@ describe("two worker processes", () => {
   });
 
   it(`processes ${TASKS} tasks exactly once`, async () => {
+    // Los dos procesos ya consumen (su servidor de salud arranca tras sus workers) antes de la ráfaga.
+    await waitFor(
+      async () => {
+        const ready = await Promise.all(
+          metricsPorts.map((port) =>
+            fetch(`http://127.0.0.1:${port}/readyz`).then(
+              (r) => r.status === 200,
+              () => false,
+            ),
+          ),
+        );
+        return ready.every(Boolean) ? true : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 200 },
+    );
     const ctx: ServiceContext = {
       db: db.handle.db,
       bus: runtime.bus,
