@@ -21,6 +21,7 @@ function alwaysFailingRegistry(calls: number[], state: { healthy: boolean }): Sh
     async isRegistered() {
       return false;
     },
+    async deactivate() {},
     async dropTenant() {
       return { rowsDeleted: 0 };
     },

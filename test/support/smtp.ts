@@ -55,6 +55,7 @@ export function failingRegistry(): SharedTenantRegistry & { attach(stack: TestSt
       await real?.register(productCode, tenant);
     },
     isRegistered: async (productCode, id) => (await real?.isRegistered(productCode, id)) ?? false,
+    deactivate: async (productCode, id) => real?.deactivate(productCode, id),
     dropTenant: async (productCode, id) =>
       (await real?.dropTenant(productCode, id)) ?? { rowsDeleted: 0 },
     close: async () => real?.close(),

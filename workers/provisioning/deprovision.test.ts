@@ -1,4 +1,5 @@
 import { and, eq } from "drizzle-orm";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   auditLog,
@@ -16,7 +17,7 @@ import {
 import { demoProvisionBody } from "../../test/support/demo";
 import { call, expectProblem } from "../../test/support/http";
 import { startTestStack, type TestStack, waitForTask } from "../../test/support/stack";
-import { createPostgresRegistry } from "./shared-registry";
+import { createPostgresRegistry, sharedDatabaseName } from "./shared-registry";
 
 // Cota de frescura del edge (issue 5) más margen para la petición.
 const FRESHNESS_MS = 2_500;
@@ -200,9 +201,29 @@ describe.each(["postgres", "pglite"] as const)(
       const { tenantInstanceId: id, taskId } = provisionResponseSchema.parse(provisioned.body);
       expect((await finished(taskId)).status).toBe("succeeded");
       const kept = await api(`/api/provisioning/${id}`, { method: "DELETE" });
-      expect((await finished(deprovisionResponseSchema.parse(kept.body).taskId)).status).toBe(
-        "succeeded",
-      );
+      const keptTask = await finished(deprovisionResponseSchema.parse(kept.body).taskId);
+      expect(keptTask.status).toBe("succeeded");
+      // Sin purge, la app hija deja ya de ver sus filas (como el rol Enterprise sin LOGIN).
+      expect(keptTask.steps.map((s) => [s.name, s.status])).toEqual([
+        ["suspend_instance", "succeeded"],
+        ["decommission", "succeeded"],
+        ["disable_tenant_access", "succeeded"],
+      ]);
+      if (database === "postgres") {
+        const url = new URL(stack.db.url ?? "");
+        url.pathname = `/${sharedDatabaseName(url.pathname.slice(1), "FARUTECH_VET")}`;
+        const shared = new pg.Client({ connectionString: url.toString() });
+        await shared.connect();
+        try {
+          const { rows } = await shared.query(
+            "select deactivated_at from farutech_tenants where tenant_id = $1",
+            [id],
+          );
+          expect(rows).toEqual([{ deactivated_at: expect.any(Date) }]);
+        } finally {
+          await shared.end();
+        }
+      }
       const [decommissioned] = await db()
         .select()
         .from(tenantInstances)

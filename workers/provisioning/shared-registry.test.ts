@@ -282,6 +282,40 @@ describe.each([
     }
   });
 
+  it("hides a deactivated tenant's rows from the application role, and still purges them", async () => {
+    const c = { tenantInstanceId: newId(), tenantCode: "gamma-vet-1", customerId: newId() };
+    await fx.registry().register(PRODUCT, c);
+    const rows = (s: AppSession, tenantId: string) =>
+      s.asTenant(tenantId, (q) => q("select count(*)::int as n from farutech_app_records"));
+    const s0 = await fx.session();
+    try {
+      await s0.asTenant(c.tenantInstanceId, (q) =>
+        q("insert into farutech_app_records (kind) values ('pet'), ('pet')"),
+      );
+      expect(await rows(s0, c.tenantInstanceId)).toEqual([{ n: 2 }]);
+    } finally {
+      await s0.close();
+    }
+    // Baja sin purge: los datos esperan a la retención, pero la app hija ya no los ve.
+    await fx.registry().deactivate(PRODUCT, c.tenantInstanceId);
+    await fx.registry().deactivate(PRODUCT, c.tenantInstanceId);
+    const s = await fx.session();
+    try {
+      expect(await rows(s, c.tenantInstanceId)).toEqual([{ n: 0 }]);
+      await expect(
+        s.asTenant(c.tenantInstanceId, (q) =>
+          q("insert into farutech_app_records (kind) values ('pet')"),
+        ),
+      ).rejects.toSatisfy((e) => errorCode(e) === "42501");
+      // Los demás tenants siguen igual.
+      expect(await rows(s, b.tenantInstanceId)).not.toEqual([{ n: 0 }]);
+    } finally {
+      await s.close();
+    }
+    // El orquestador sí las ve: el purge (o la retención) las borra todas.
+    expect(await fx.registry().dropTenant(PRODUCT, c.tenantInstanceId)).toEqual({ rowsDeleted: 3 });
+  });
+
   it("drops one tenant's rows in every tenant table and keeps the others", async () => {
     const guc = "nullif(current_setting('app.tenant_id', true), '')::uuid";
     const s0 = await fx.session();

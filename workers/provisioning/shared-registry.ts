@@ -22,6 +22,11 @@ export interface TenantRegistration {
 export interface SharedTenantRegistry {
   register(productCode: string, tenant: TenantRegistration): Promise<void>;
   isRegistered(productCode: string, tenantInstanceId: string): Promise<boolean>;
+  /**
+   * Baja sin purge: la app hija deja de ver y escribir las filas del tenant ya, aunque sigan ahí
+   * hasta la retención (como el rol Enterprise sin LOGIN). Idempotente.
+   */
+  deactivate(productCode: string, tenantInstanceId: string): Promise<void>;
   /** Borra las filas del tenant en todas las tablas con `tenant_id` y su registro; idempotente. */
   dropTenant(productCode: string, tenantInstanceId: string): Promise<{ rowsDeleted: number }>;
   close(): Promise<void>;
@@ -80,10 +85,27 @@ const BASELINE = (role: string) => `
   drop policy if exists farutech_tenant_isolation on farutech_app_records;
   create policy farutech_tenant_isolation on farutech_app_records
     using (tenant_id = ${CURRENT_TENANT})
-    with check (tenant_id = ${CURRENT_TENANT});`;
+    with check (tenant_id = ${CURRENT_TENANT});
+  -- Tenant dado de baja: la app hija ya no ve ni escribe sus filas. Restrictiva y solo para el rol
+  -- de la app: el orquestador sigue viéndolas para borrarlas al vencer la retención. La función no
+  -- lee la fila: Postgres la evalúa una vez por consulta (One-Time Filter), no por fila; las
+  -- tablas que añada la app la usan igual (ADR 0003).
+  alter table farutech_tenants add column if not exists deactivated_at timestamptz;
+  create or replace function farutech_tenant_is_active() returns boolean
+    language sql stable as $fn$
+      select exists (select 1 from farutech_tenants
+                      where tenant_id = ${CURRENT_TENANT} and deactivated_at is null)
+    $fn$;
+  drop policy if exists farutech_tenant_active on farutech_app_records;
+  create policy farutech_tenant_active on farutech_app_records as restrictive to "${role}"
+    using (farutech_tenant_is_active())
+    with check (farutech_tenant_is_active());`;
 
 const INSERT = `insert into farutech_tenants (tenant_id, tenant_code, customer_id)
   values ($1, $2, $3) on conflict (tenant_id) do nothing`;
+
+const DEACTIVATE = `update farutech_tenants set deactivated_at = now()
+  where tenant_id = $1 and deactivated_at is null`;
 
 /** ¿Hay una política permisiva para esos comandos en la tabla `rel` que le aplique al rol actual? */
 function applies(rel: string, commands: string): string {
@@ -248,6 +270,9 @@ export function createPostgresRegistry(
       const pool = await poolFor(productCode);
       await pool.query(INSERT, [t.tenantInstanceId, t.tenantCode, t.customerId]);
     },
+    async deactivate(productCode, id) {
+      await (await poolFor(productCode)).query(DEACTIVATE, [id]);
+    },
     async isRegistered(productCode, id) {
       const pool = await poolFor(productCode);
       const r = await pool.query("select 1 from farutech_tenants where tenant_id = $1", [id]);
@@ -313,6 +338,9 @@ export function createPgliteRegistry(dataDir: string): SharedTenantRegistry {
         t.tenantCode,
         t.customerId,
       ]);
+    },
+    async deactivate(productCode, id) {
+      await (await dbFor(productCode)).query(DEACTIVATE, [id]);
     },
     async isRegistered(productCode, id) {
       const r = await (await dbFor(productCode)).query(

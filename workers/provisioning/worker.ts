@@ -619,7 +619,7 @@ function deprovisionSteps(
       ? [dropStep]
       : tier === "enterprise"
         ? [disableLoginStep(deps)]
-        : []),
+        : [disableAccessStep(deps)]),
   ];
 }
 
@@ -636,6 +636,21 @@ function disableLoginStep(deps: ProvisioningWorkerDeps): Step {
         throw new PermanentError("Enterprise deprovisioning needs the dedicated databases");
       }
       await deps.dedicated.disableLogin(task.tenantInstanceId);
+    },
+  };
+}
+
+/**
+ * Standard dado de baja sin purge: sus filas esperan a la retención en la base compartida, pero la
+ * app hija deja de verlas ya (política restrictiva sobre `farutech_tenants.deactivated_at`), como
+ * el rol Enterprise sin LOGIN.
+ */
+function disableAccessStep(deps: ProvisioningWorkerDeps): Step {
+  return {
+    name: "disable_tenant_access",
+    kind: "external",
+    async run(task) {
+      await deps.registry.deactivate(task.snapshot.productCode, task.tenantInstanceId);
     },
   };
 }
