@@ -309,6 +309,23 @@ describe.each([
       ).rejects.toSatisfy((e) => errorCode(e) === "42501");
       // Los demás tenants siguen igual.
       expect(await rows(s, b.tenantInstanceId)).not.toEqual([{ n: 0 }]);
+      // Una tabla temporal con el mismo nombre no le devuelve el acceso (pg_temp va primero en
+      // el search_path de la app; no en el de la función).
+      const spoofed = await s.asTenant(c.tenantInstanceId, async (q) => {
+        await q(
+          "create temp table farutech_tenants (tenant_id uuid, deactivated_at timestamptz) on commit drop",
+        );
+        await q("insert into farutech_tenants values ($1, null)", [c.tenantInstanceId]);
+        return q("select count(*)::int as n from farutech_app_records");
+      });
+      expect(spoofed).toEqual([{ n: 0 }]);
+      // La comprobación va una vez por sentencia (InitPlan), no fila a fila.
+      const plan = await s.asTenant(b.tenantInstanceId, (q) =>
+        q("explain select * from farutech_app_records"),
+      );
+      const text = plan.map((r) => Object.values(r).join(" ")).join("\n");
+      expect(text).toMatch(/InitPlan/);
+      expect(text).not.toMatch(/Filter: .*farutech_tenant_is_active\(\)/);
     } finally {
       await s.close();
     }
@@ -432,7 +449,15 @@ describe.each([
           PermanentError,
         );
         await s2.asOwner(`
-          create policy orchestrator_read on hidden_notes for select to current_user using (true);`);
+          create policy orchestrator_read on hidden_notes for select to current_user using (true);
+          create policy orchestrator_blind on hidden_notes as restrictive for select
+            to current_user using (false);`);
+        // Una restrictiva que le aplica (p. ej. el dueño miembro del rol de la app) le esconde
+        // filas aunque tenga las permisivas: también se niega.
+        await expect(fx.registry().dropTenant(PRODUCT, b.tenantInstanceId)).rejects.toThrow(
+          /row-level security hides the rows of public\.hidden_notes/,
+        );
+        await s2.asOwner("drop policy orchestrator_blind on hidden_notes;");
       } finally {
         await s2.close();
       }

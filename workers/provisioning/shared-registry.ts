@@ -87,19 +87,21 @@ const BASELINE = (role: string) => `
     using (tenant_id = ${CURRENT_TENANT})
     with check (tenant_id = ${CURRENT_TENANT});
   -- Tenant dado de baja: la app hija ya no ve ni escribe sus filas. Restrictiva y solo para el rol
-  -- de la app: el orquestador sigue viéndolas para borrarlas al vencer la retención. La función no
-  -- lee la fila: Postgres la evalúa una vez por consulta (One-Time Filter), no por fila; las
-  -- tablas que añada la app la usan igual (ADR 0003).
+  -- de la app: el orquestador sigue viéndolas para borrarlas al vencer la retención. La tabla va
+  -- con su esquema y el search_path fijo: la app puede crear tablas temporales, y una
+  -- pg_temp.farutech_tenants le devolvería el acceso. En la política, dentro de un (select …):
+  -- así es un InitPlan, una vez por sentencia; llamada sin más, Postgres la evalúa fila a fila.
+  -- Las tablas que añada la app la usan igual (ADR 0003).
   alter table farutech_tenants add column if not exists deactivated_at timestamptz;
   create or replace function farutech_tenant_is_active() returns boolean
-    language sql stable as $fn$
-      select exists (select 1 from farutech_tenants
+    language sql stable set search_path = pg_catalog, public, pg_temp as $fn$
+      select exists (select 1 from public.farutech_tenants
                       where tenant_id = ${CURRENT_TENANT} and deactivated_at is null)
     $fn$;
   drop policy if exists farutech_tenant_active on farutech_app_records;
   create policy farutech_tenant_active on farutech_app_records as restrictive to "${role}"
-    using (farutech_tenant_is_active())
-    with check (farutech_tenant_is_active());`;
+    using ((select farutech_tenant_is_active()))
+    with check ((select farutech_tenant_is_active()));`;
 
 const INSERT = `insert into farutech_tenants (tenant_id, tenant_code, customer_id)
   values ($1, $2, $3) on conflict (tenant_id) do nothing`;
@@ -107,11 +109,11 @@ const INSERT = `insert into farutech_tenants (tenant_id, tenant_code, customer_i
 const DEACTIVATE = `update farutech_tenants set deactivated_at = now()
   where tenant_id = $1 and deactivated_at is null`;
 
-/** ¿Hay una política permisiva para esos comandos en la tabla `rel` que le aplique al rol actual? */
-function applies(rel: string, commands: string): string {
+/** ¿Hay una política (permisiva o restrictiva) para esos comandos en `rel` que aplique al rol actual? */
+function applies(rel: string, commands: string, permissive = true): string {
   return `exists (
     select 1 from pg_policy p
-     where p.polrelid = ${rel} and p.polpermissive and p.polcmd in (${commands})
+     where p.polrelid = ${rel} and p.polpermissive = ${permissive} and p.polcmd in (${commands})
        and (p.polroles = '{0}'
             or exists (select 1 from unnest(p.polroles) r
                         where pg_has_role(current_user, r, 'USAGE'))))`;
@@ -146,7 +148,10 @@ const TENANT_TABLES = `
          case when t.oid = 'uuid'::regtype then 'uuid'
               when t.typcategory = 'S' then 'text' end as key_type,
          row_security_active(cols.rel)
-           and not (${applies("cols.rel", "'*', 'r'")} and ${applies("cols.rel", "'*', 'd'")})
+           and (not (${applies("cols.rel", "'*', 'r'")} and ${applies("cols.rel", "'*', 'd'")})
+                -- Una restrictiva que le aplique puede esconderle filas (p. ej. si el dueño es
+                -- miembro del rol de la app, la de tenants dados de baja): no se adivina, se niega.
+                or ${applies("cols.rel", "'*', 'r', 'd'", false)})
            as hidden
     from cols
     join types ty on ty.rel = cols.rel
