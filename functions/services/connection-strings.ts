@@ -64,7 +64,7 @@ export async function readTenantConnection(
     try {
       connectionString = await box.decrypt(row.sealed, secretContext.connectionString(id));
     } catch {
-      // Sin el detalle del error: no dice nada útil del secreto, pero tampoco hace falta.
+      // Sin la causa: la de AES-GCM no le dice nada al operador; basta saber con qué clave se selló.
       throw new AppError(
         "unavailable",
         `The connection string of tenant instance ${id} cannot be decrypted with ENCRYPTION_KEYS (sealed with key ${row.keyId ?? "unknown"})`,
