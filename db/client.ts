@@ -36,7 +36,7 @@ export async function createDb(config: DbConfig = {}): Promise<DbHandle> {
       throw invalidConfiguration([
         [
           "PGLITE_DATA_DIR",
-          `has no database at ${resolve(dataDir)}: start npm start (or npm run db:migrate) there ` +
+          `has no database at ${resolve(dataDir)}: run npm start (or npm run db:migrate) there ` +
             "first, point PGLITE_DATA_DIR or FARUTECH_DATA_DIR at the right folder, or set DATABASE_URL",
         ],
       ]);
