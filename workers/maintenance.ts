@@ -1,4 +1,4 @@
-import { and, eq, isNotNull, lt, or, sql } from "drizzle-orm";
+import { and, eq, isNotNull, isNull, lt, or, sql } from "drizzle-orm";
 import { subjects, TASK_MESSAGE_RETENTION_DAYS } from "../contracts/streams";
 import type { Bus } from "../core/bus";
 import { fixedBusProvider } from "../core/bus-provider";
@@ -11,6 +11,7 @@ import {
   maintenanceWatermarks,
   outboxEvents,
   processedMessages,
+  products,
   refreshTokens,
   subscriptions,
   tenantInstances,
@@ -40,6 +41,8 @@ export interface MaintenanceResult {
   /** Bajas con purge pedidas en esta pasada para instancias de clientes borrados. */
   erasedCustomerPurgesRequested: number;
   expiredIdempotencyKeys: number;
+  /** Standard dadas de baja a las que se les cortó ahora el acceso de la app hija. */
+  deactivatedTenants: number;
   droppedTenantData: number;
   expiredRefreshTokens: number;
   /** Filas de outbox publicadas, marcas de procesado y entregas de webhooks ya viejas. */
@@ -109,6 +112,44 @@ async function dropExpiredTenantData(
       }
     }
   }
+}
+
+/**
+ * Standard dadas de baja sin purge cuyos datos siguen en la base compartida: la app hija no debe
+ * verlos. La baja ya lo hace (paso disable_tenant_access); esto cubre las bajas anteriores a ese
+ * paso y las que quedaron a medias. Una sentencia por producto; idempotente.
+ */
+async function deactivateDecommissionedTenants(
+  options: Omit<MaintenanceOptions, "intervalMs">,
+): Promise<number> {
+  const registry = options.tenantData?.registry;
+  if (!registry) return 0;
+  const rows = await options.db
+    .select({ id: tenantInstances.id, productCode: products.code })
+    .from(tenantInstances)
+    .innerJoin(products, eq(products.id, tenantInstances.productId))
+    .where(
+      and(
+        eq(tenantInstances.status, "decommissioned"),
+        eq(tenantInstances.databaseTier, "standard"),
+        isNull(tenantInstances.dataDroppedAt),
+      ),
+    );
+  const byProduct = new Map<string, string[]>();
+  for (const r of rows) {
+    const ids = byProduct.get(r.productCode) ?? [];
+    ids.push(r.id);
+    byProduct.set(r.productCode, ids);
+  }
+  let deactivated = 0;
+  for (const [productCode, ids] of byProduct) {
+    try {
+      deactivated += await registry.deactivate(productCode, ids);
+    } catch (err) {
+      options.logger.error({ err, productCode }, "tenant deactivation failed");
+    }
+  }
+  return deactivated;
 }
 
 const BOUNDARIES = "subscription_boundaries";
@@ -228,6 +269,7 @@ export async function runMaintenanceOnce(
       lt(idempotencyKeys.createdAt, sql`${now.toISOString()}::timestamptz - interval '24 hours'`),
     )
     .returning({ key: idempotencyKeys.key });
+  const deactivatedTenants = await deactivateDecommissionedTenants(options);
   const droppedTenantData = await dropExpiredTenantData(options, now);
   // Refresh tokens vencidos (usados o no) ya no sirven ni para detectar reuso: un token vencido
   // es invalid_grant sin tocar su familia. Las ventanas de bloqueo viejas tampoco cuentan.
@@ -247,6 +289,7 @@ export async function runMaintenanceOnce(
     erasedCustomers: erasedCustomerIds.length,
     erasedCustomerPurgesRequested: purge.requested.length,
     expiredIdempotencyKeys: expired.length,
+    deactivatedTenants,
     droppedTenantData,
     expiredRefreshTokens: expiredRefreshTokens.length,
     prunedDeliveryRecords: await pruneDeliveryRecords(options.db, now),

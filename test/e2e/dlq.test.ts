@@ -21,7 +21,9 @@ function alwaysFailingRegistry(calls: number[], state: { healthy: boolean }): Sh
     async isRegistered() {
       return false;
     },
-    async deactivate() {},
+    async deactivate() {
+      return 0;
+    },
     async dropTenant() {
       return { rowsDeleted: 0 };
     },

@@ -55,7 +55,7 @@ export function failingRegistry(): SharedTenantRegistry & { attach(stack: TestSt
       await real?.register(productCode, tenant);
     },
     isRegistered: async (productCode, id) => (await real?.isRegistered(productCode, id)) ?? false,
-    deactivate: async (productCode, id) => real?.deactivate(productCode, id),
+    deactivate: async (productCode, ids) => (await real?.deactivate(productCode, ids)) ?? 0,
     dropTenant: async (productCode, id) =>
       (await real?.dropTenant(productCode, id)) ?? { rowsDeleted: 0 },
     close: async () => real?.close(),

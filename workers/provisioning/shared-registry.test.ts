@@ -297,8 +297,8 @@ describe.each([
       await s0.close();
     }
     // Baja sin purge: los datos esperan a la retención, pero la app hija ya no los ve.
-    await fx.registry().deactivate(PRODUCT, c.tenantInstanceId);
-    await fx.registry().deactivate(PRODUCT, c.tenantInstanceId);
+    expect(await fx.registry().deactivate(PRODUCT, [c.tenantInstanceId])).toBe(1);
+    expect(await fx.registry().deactivate(PRODUCT, [c.tenantInstanceId])).toBe(0);
     const s = await fx.session();
     try {
       expect(await rows(s, c.tenantInstanceId)).toEqual([{ n: 0 }]);

@@ -23,10 +23,11 @@ export interface SharedTenantRegistry {
   register(productCode: string, tenant: TenantRegistration): Promise<void>;
   isRegistered(productCode: string, tenantInstanceId: string): Promise<boolean>;
   /**
-   * Baja sin purge: la app hija deja de ver y escribir las filas del tenant ya, aunque sigan ahí
-   * hasta la retención (como el rol Enterprise sin LOGIN). Idempotente.
+   * Baja sin purge: la app hija deja de ver y escribir las filas de esos tenants ya, aunque sigan
+   * ahí hasta la retención (como el rol Enterprise sin LOGIN). Idempotente: devuelve cuántos
+   * pasaron a desactivados ahora.
    */
-  deactivate(productCode: string, tenantInstanceId: string): Promise<void>;
+  deactivate(productCode: string, tenantInstanceIds: readonly string[]): Promise<number>;
   /** Borra las filas del tenant en todas las tablas con `tenant_id` y su registro; idempotente. */
   dropTenant(productCode: string, tenantInstanceId: string): Promise<{ rowsDeleted: number }>;
   close(): Promise<void>;
@@ -107,7 +108,7 @@ const INSERT = `insert into farutech_tenants (tenant_id, tenant_code, customer_i
   values ($1, $2, $3) on conflict (tenant_id) do nothing`;
 
 const DEACTIVATE = `update farutech_tenants set deactivated_at = now()
-  where tenant_id = $1 and deactivated_at is null`;
+  where tenant_id = any($1::uuid[]) and deactivated_at is null`;
 
 /** ¿Hay una política (permisiva o restrictiva) para esos comandos en `rel` que aplique al rol actual? */
 function applies(rel: string, commands: string, permissive = true): string {
@@ -275,8 +276,9 @@ export function createPostgresRegistry(
       const pool = await poolFor(productCode);
       await pool.query(INSERT, [t.tenantInstanceId, t.tenantCode, t.customerId]);
     },
-    async deactivate(productCode, id) {
-      await (await poolFor(productCode)).query(DEACTIVATE, [id]);
+    async deactivate(productCode, ids) {
+      if (ids.length === 0) return 0;
+      return (await (await poolFor(productCode)).query(DEACTIVATE, [ids])).rowCount ?? 0;
     },
     async isRegistered(productCode, id) {
       const pool = await poolFor(productCode);
@@ -344,8 +346,9 @@ export function createPgliteRegistry(dataDir: string): SharedTenantRegistry {
         t.customerId,
       ]);
     },
-    async deactivate(productCode, id) {
-      await (await dbFor(productCode)).query(DEACTIVATE, [id]);
+    async deactivate(productCode, ids) {
+      if (ids.length === 0) return 0;
+      return (await (await dbFor(productCode)).query(DEACTIVATE, [ids])).affectedRows ?? 0;
     },
     async isRegistered(productCode, id) {
       const r = await (await dbFor(productCode)).query(

@@ -66,7 +66,7 @@ describe("provisioning task lease", () => {
         await real.register(productCode, tenant);
       },
       isRegistered: (p, id) => real.isRegistered(p, id),
-      deactivate: (p, id) => real.deactivate(p, id),
+      deactivate: (p, ids) => real.deactivate(p, ids),
       dropTenant: (p, id) => real.dropTenant(p, id),
       close: () => real.close(),
     };

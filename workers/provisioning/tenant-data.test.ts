@@ -118,7 +118,12 @@ describe.each(["postgres", "pglite"] as const)("tenant data retention on %s", (k
       retentionDays: 3650,
       tenantData: { registry, dedicated, retentionDays: 30 },
     };
-    expect(await runMaintenanceOnce(options, now)).toMatchObject({ droppedTenantData: 2 });
+    // Las dos Standard dadas de baja (registradas antes del paso disable_tenant_access) pierden
+    // el acceso de su app en la primera pasada; la vencida además se borra.
+    expect(await runMaintenanceOnce(options, now)).toMatchObject({
+      deactivatedTenants: 2,
+      droppedTenantData: 2,
+    });
 
     expect(await registry.isRegistered(expired.productCode, expired.instance.id)).toBe(false);
     expect(await registry.isRegistered(recent.productCode, recent.instance.id)).toBe(true);
@@ -170,7 +175,10 @@ describe.each(["postgres", "pglite"] as const)("tenant data retention on %s", (k
     ).toEqual([expired.instance.id, enterprise.instance.id].sort());
 
     // Otra pasada (u otro proceso) no repite nada.
-    expect(await runMaintenanceOnce(options, now)).toMatchObject({ droppedTenantData: 0 });
+    expect(await runMaintenanceOnce(options, now)).toMatchObject({
+      deactivatedTenants: 0,
+      droppedTenantData: 0,
+    });
     expect(
       await dropTenantData({ db: db.handle.db, registry, dedicated }, expired.instance.id, {
         actor: "test",

@@ -650,7 +650,7 @@ function disableAccessStep(deps: ProvisioningWorkerDeps): Step {
     name: "disable_tenant_access",
     kind: "external",
     async run(task) {
-      await deps.registry.deactivate(task.snapshot.productCode, task.tenantInstanceId);
+      await deps.registry.deactivate(task.snapshot.productCode, [task.tenantInstanceId]);
     },
   };
 }
