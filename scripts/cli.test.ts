@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { count, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { streams, subjects } from "../contracts/streams";
-import { connectBus } from "../core/bus";
+import { connectBus, ensureStreams } from "../core/bus";
 import { newId } from "../core/ids";
 import { createSecretBox, generateEncryptionKey, secretContext } from "../core/secret-box";
 import {
@@ -85,6 +85,10 @@ describe("operator CLIs", () => {
 
   beforeAll(async () => {
     nats = await startNatsForTest();
+    // Los streams existen (los crean los workers al arrancar), como en una instalación real.
+    const setup = await connectBus({ servers: nats.url, name: "cli-test-setup" });
+    await ensureStreams(setup);
+    await setup.close();
     db = await createPostgresTestDatabase();
     await seedDemo(db.handle.db);
     await db.handle.db.insert(dlqEntries).values([first, second]);
@@ -132,6 +136,21 @@ describe("operator CLIs", () => {
     expect(all.out).toContain("1 entries replayed, 0 skipped");
     const rows = await db.handle.db.select().from(dlqEntries);
     expect(rows.every((r) => r.replayCount === 1)).toBe(true);
+    // Y llegaron de verdad a JetStream, en su subject original y con su correlación.
+    const bus = await connectBus({ servers: nats.url, name: "cli-replay-check" });
+    try {
+      const jsm = await bus.jsm();
+      const info = await jsm.streams.info(streams.billing.name, {
+        subjects_filter: subjects.billingCycle,
+      });
+      expect(info.state.subjects).toEqual({ [subjects.billingCycle]: 2 });
+      const last = await jsm.streams.getMessage(streams.billing.name, {
+        last_by_subj: subjects.billingCycle,
+      });
+      expect(last?.json<{ correlationId: string }>().correlationId).toBe("cli-2");
+    } finally {
+      await bus.close();
+    }
   });
 
   it("dlq replay --all replays what it can, in order, and exits 1 naming each entry it skipped", async () => {
