@@ -542,7 +542,7 @@ export const provisioningTasks = pgTable(
       .references(() => tenantInstances.id, { onDelete: "cascade" }),
     kind: taskKind("kind").notNull(),
     status: taskStatus("status").notNull().default("queued"),
-    correlationId: text("correlation_id").notNull().unique("provisioning_tasks_correlation_uq"),
+    correlationId: text("correlation_id").notNull(),
     requestHash: text("request_hash").notNull(),
     attempts: integer("attempts").notNull().default(0),
     lastError: text("last_error"),
@@ -564,6 +564,13 @@ export const provisioningTasks = pgTable(
     // La lista de tareas pagina por (created_at, id) y se filtra sobre todo por estado.
     index("provisioning_tasks_keyset_idx").on(t.createdAt, t.id),
     index("provisioning_tasks_status_idx").on(t.status, t.createdAt, t.id),
+    // El correlationId del cuerpo de una provisión es su clave de idempotencia (seed 000): único
+    // entre provisiones. El X-Correlation-Id de una baja o un cambio de features solo repite la
+    // misma petición: con otra (p. ej. otra instancia bajo el mismo id de incidente) es otra tarea.
+    uniqueIndex("provisioning_tasks_provision_correlation_uq")
+      .on(t.correlationId)
+      .where(sql`${t.kind} = 'provision'`),
+    unique("provisioning_tasks_correlation_request_uq").on(t.correlationId, t.requestHash),
   ],
 );
 

@@ -145,8 +145,8 @@ const PROTOCOL_PARAMETERS = {
       "Id de correlación (1-128 de A-Z a-z 0-9 . _ : -; si falta, el x-request-id): va en cada " +
       "línea de log y en la auditoría (salvo POST /api/provisioning/provision, cuya tarea y " +
       "auditoría llevan el correlationId del cuerpo). En DELETE /api/provisioning/{id} y PUT " +
-      "/api/provisioning/{id}/features identifica además la tarea: repetir la petición con el " +
-      "mismo valor devuelve la misma tarea, y usarlo para otra petición es un 422.",
+      "/api/provisioning/{id}/features, repetir la misma petición con el mismo valor devuelve la " +
+      "misma tarea; otra petición con el mismo valor es otra tarea.",
     schema: { type: "string", pattern: "^[A-Za-z0-9._:-]{1,128}$", example: "incident-42-vet" },
   },
   RequestId: {

@@ -1,4 +1,4 @@
-import { eq, sql } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import type { z } from "zod";
 import { subjects } from "../../contracts/streams";
 import { AppError } from "../../core/errors";
@@ -36,18 +36,28 @@ interface Planned<T> {
   audit: { action: string; after: Record<string, unknown> };
 }
 
+/**
+ * La misma petición (mismo X-Correlation-Id y mismo hash: instancia, tipo y cuerpo) repite su
+ * tarea. Otra petición con el mismo id (p. ej. un id de incidente para varias instancias) es otra
+ * tarea, no un 422: el id de correlación sirve para seguir el rastro, no como clave.
+ */
 async function byCorrelation<T>(
   ctx: ServiceContext,
   requestHash: string,
   schema: z.ZodType<T>,
 ): Promise<T | undefined> {
   const [task] = await ctx.db
-    .select({ requestHash: provisioningTasks.requestHash, response: provisioningTasks.response })
+    .select({ response: provisioningTasks.response })
     .from(provisioningTasks)
-    .where(eq(provisioningTasks.correlationId, ctx.correlationId));
+    .where(
+      and(
+        eq(provisioningTasks.correlationId, ctx.correlationId),
+        eq(provisioningTasks.requestHash, requestHash),
+      ),
+    );
   if (!task) return undefined;
   const parsed = schema.safeParse(task.response);
-  if (task.requestHash !== requestHash || !parsed.success) {
+  if (!parsed.success) {
     throw new AppError(
       "unprocessable",
       "This correlation id was already used for a different provisioning request",
@@ -127,7 +137,10 @@ async function acceptTask<T>(
     });
   } catch (err) {
     // La misma petición (mismo correlation id) en paralelo: gana una y la otra devuelve su tarea.
-    if (pgErrorCode(err) === "23505" && pgConstraint(err) === "provisioning_tasks_correlation_uq") {
+    if (
+      pgErrorCode(err) === "23505" &&
+      pgConstraint(err) === "provisioning_tasks_correlation_request_uq"
+    ) {
       const winner = await byCorrelation(ctx, requestHash, schema);
       if (winner) return { response: winner, replayed: true };
     }

@@ -124,7 +124,12 @@ async function existingByCorrelation(
   const [task] = await db
     .select({ requestHash: provisioningTasks.requestHash, response: provisioningTasks.response })
     .from(provisioningTasks)
-    .where(eq(provisioningTasks.correlationId, correlationId));
+    .where(
+      and(
+        eq(provisioningTasks.correlationId, correlationId),
+        eq(provisioningTasks.kind, "provision"),
+      ),
+    );
   if (!task) return undefined;
   if (task.requestHash !== requestHash) {
     throw new AppError(

@@ -87,6 +87,31 @@ describe.each(["postgres", "pglite"] as const)("provisioning operations on %s", 
       expect(read.body).toMatchObject({ kind: "update_features", status: "queued", steps: [] });
     });
 
+    it("treats X-Correlation-Id as a trace id: the same request repeats its task, another request is another task", async () => {
+      const [one, two] = [await createTestInstance(db()), await createTestInstance(db())];
+      const incident = { "x-correlation-id": `incident-${newId().slice(0, 8)}` };
+      const first = await putFeatures(one.id, { max_users: 50 }, admin, incident);
+      expect(first.status).toBe(202);
+      // La misma petición con el mismo id: la misma tarea.
+      const repeated = await putFeatures(one.id, { max_users: 50 }, admin, incident);
+      expect(repeated.status).toBe(202);
+      expect(repeated.body).toEqual(first.body);
+      expect(repeated.headers.get("idempotent-replayed")).toBe("true");
+      // Otra instancia (y una baja) bajo el mismo id de incidente: tareas nuevas, no un 422.
+      const other = await putFeatures(two.id, { max_users: 50 }, admin, incident);
+      expect(other.status).toBe(202);
+      expect(other.headers.get("idempotent-replayed")).toBeNull();
+      const gone = await deprovision(two.id, "", admin, incident);
+      expect(gone.status).toBe(202);
+      const ids = [first, other, gone].map((r) => (r.body as { taskId: string }).taskId);
+      expect(new Set(ids).size).toBe(3);
+      const tasks = await db()
+        .select({ id: provisioningTasks.id })
+        .from(provisioningTasks)
+        .where(eq(provisioningTasks.correlationId, incident["x-correlation-id"]));
+      expect(tasks.map((t) => t.id).sort()).toEqual([...ids].sort());
+    });
+
     it("accepts a deprovision, records purge and answers the same task while it is queued", async () => {
       const inst = await createTestInstance(db());
       const res = await deprovision(inst.id, "?purge=true");
@@ -146,7 +171,7 @@ describe.each(["postgres", "pglite"] as const)("provisioning operations on %s", 
       expect(task?.payload).toEqual({ purge: false });
     });
 
-    it("turns a repeated correlation id into a no-op and refuses it for another request", async () => {
+    it("turns a repeated request with its correlation id into a no-op; another body is another task", async () => {
       const inst = await createTestInstance(db());
       const headers = { "x-correlation-id": `corr-${inst.id}` };
       const first = await putFeatures(inst.id, { STOCK_ALERTS: true }, admin, headers);
@@ -157,9 +182,11 @@ describe.each(["postgres", "pglite"] as const)("provisioning operations on %s", 
       expect(second.body).toEqual(first.body);
       expect(await tasksOf(inst.id)).toHaveLength(1);
       const other = await putFeatures(inst.id, { STOCK_ALERTS: false }, admin, headers);
-      expectProblem(other, 422, "unprocessable");
-      const [task] = await tasksOf(inst.id);
-      expect(task?.correlationId).toBe(`corr-${inst.id}`);
+      expect(other.status).toBe(202);
+      expect(other.headers.get("idempotent-replayed")).toBeNull();
+      const tasks = await tasksOf(inst.id);
+      expect(tasks).toHaveLength(2);
+      expect(tasks.map((t) => t.correlationId)).toEqual([`corr-${inst.id}`, `corr-${inst.id}`]);
     });
   });
 
