@@ -12,12 +12,17 @@ export const writeGuard = (
   options?: IdempotencyOptions,
 ): MiddlewareHandler<AdminEnv>[] => [requireRole(...roles), idempotency(options)];
 
-/** Para respuestas con un secreto: el replay devuelve el recurso con `clientSecret: null`. */
-export function withoutClientSecret(body: string): string {
-  try {
-    const parsed = JSON.parse(body) as Record<string, unknown>;
-    return "clientSecret" in parsed ? JSON.stringify({ ...parsed, clientSecret: null }) : body;
-  } catch {
-    return body;
-  }
+/** Para respuestas con un secreto: la guardada (y su replay) lleva ese campo como `null`. */
+export function withoutSecretField(field: string): (body: string) => string {
+  return (body) => {
+    try {
+      const parsed = JSON.parse(body) as Record<string, unknown>;
+      return field in parsed ? JSON.stringify({ ...parsed, [field]: null }) : body;
+    } catch {
+      return body;
+    }
+  };
 }
+
+/** El replay de una creación de cliente OAuth devuelve el cliente con `clientSecret: null`. */
+export const withoutClientSecret = withoutSecretField("clientSecret");

@@ -1,6 +1,6 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AdminEnv } from "../../env";
-import { writeGuard } from "../../middleware/guards";
+import { withoutSecretField, writeGuard } from "../../middleware/guards";
 import { TENANT_WRITE } from "../../middleware/roles";
 import {
   bearerSecurity,
@@ -23,15 +23,6 @@ import {
 
 const idParams = z.object({ id: uuidParam("id", "Id del endpoint") });
 
-const withoutSecret = (body: string) => {
-  try {
-    const parsed = JSON.parse(body) as Record<string, unknown>;
-    return "secret" in parsed ? JSON.stringify({ ...parsed, secret: null }) : body;
-  } catch {
-    return body;
-  }
-};
-
 const create = createRoute({
   operationId: "createWebhookEndpoint",
   method: "post",
@@ -39,7 +30,7 @@ const create = createRoute({
   tags: ["webhooks"],
   summary: "Registra un endpoint de webhooks (entitlements.changed firmado con HMAC)",
   security: bearerSecurity,
-  middleware: writeGuard(TENANT_WRITE, { redactStoredBody: withoutSecret }),
+  middleware: writeGuard(TENANT_WRITE, { redactStoredBody: withoutSecretField("secret") }),
   request: { body: jsonBody(createWebhookSchema) },
   responses: {
     201: {
