@@ -25,6 +25,18 @@ export async function productExists(db: Executor, id: string): Promise<boolean> 
   return row !== undefined;
 }
 
+/** El 404 de una búsqueda por código dentro de un producto: nombra el producto si es lo que falta. */
+export async function notFoundByCode(
+  db: Executor,
+  productId: string,
+  entity: string,
+  code: string,
+): Promise<AppError> {
+  return (await productExists(db, productId))
+    ? notFound(`${entity} with code`, code)
+    : notFound("Product", productId);
+}
+
 function duplicateCode(code: string, cause?: unknown): AppError {
   return new AppError("conflict", `The product already has a module with code ${code}`, {
     cause,

@@ -7,7 +7,7 @@ import { CATALOG_READ } from "../../middleware/roles";
 import { bearerSecurity, codeParam, errorResponses, etagHeader, uuidParam } from "../../openapi";
 import { etagFor, notFound } from "../../services/concurrency";
 import { loadFeature } from "../../services/features";
-import { productExists } from "../../services/modules";
+import { notFoundByCode } from "../../services/modules";
 import { featureSchema, toFeature } from "./schema";
 
 const route = createRoute({
@@ -64,10 +64,7 @@ export function registerGetFeature(app: OpenAPIHono<AdminEnv>): void {
       .select()
       .from(features)
       .where(and(eq(features.productId, id), eq(features.code, code)));
-    if (!feature) {
-      if (!(await productExists(db, id))) throw notFound("Product", id);
-      throw notFound("Feature with code", code);
-    }
+    if (!feature) throw await notFoundByCode(db, id, "Feature", code);
     c.header("etag", etagFor(feature.rowVersion));
     return c.json(toFeature(feature), 200);
   });

@@ -6,7 +6,7 @@ import { readGuard } from "../../middleware/guards";
 import { CATALOG_READ } from "../../middleware/roles";
 import { bearerSecurity, codeParam, errorResponses, etagHeader, uuidParam } from "../../openapi";
 import { etagFor, notFound } from "../../services/concurrency";
-import { loadModule, productExists } from "../../services/modules";
+import { loadModule, notFoundByCode } from "../../services/modules";
 import { moduleSchema, toModule } from "./schema";
 
 const route = createRoute({
@@ -62,10 +62,7 @@ export function registerGetModule(app: OpenAPIHono<AdminEnv>): void {
       .select()
       .from(modules)
       .where(and(eq(modules.productId, id), eq(modules.code, code)));
-    if (!mod) {
-      if (!(await productExists(db, id))) throw notFound("Product", id);
-      throw notFound("Module with code", code);
-    }
+    if (!mod) throw await notFoundByCode(db, id, "Module", code);
     c.header("etag", etagFor(mod.rowVersion));
     return c.json(toModule(mod), 200);
   });
