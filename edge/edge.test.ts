@@ -174,6 +174,13 @@ describe.each(["node", "workerd"])("edge on %s", (runtime) => {
       form({ grant_type: "client_credentials", client_id: "ghost", client_secret: "x" }),
     );
     expect(unknown.status).toBe(401);
+    // Un client_id con NUL (que Postgres no guarda) es un cliente desconocido, no un 400 genérico.
+    const withNul = await fetchEdge(
+      "/oauth/token",
+      form({ grant_type: "client_credentials", client_id: "gh\u0000ost", client_secret: "x" }),
+    );
+    expect(withNul.status).toBe(401);
+    expect(await withNul.json()).toMatchObject({ error: "invalid_client" });
     const noGrant = await fetchEdge("/oauth/token", form({ client_id: "x" }));
     expect(noGrant.status).toBe(400);
     expect(await noGrant.json()).toMatchObject({ error: "invalid_request" });

@@ -128,7 +128,8 @@ export async function authenticateClient(
   logger: Logger,
 ): Promise<ApiClient> {
   const clientId = credentials.id;
-  if (clientId.length > MAX_CLIENT_ID_LENGTH) throw invalidClient();
+  // Con NUL no es un client_id posible (Postgres no guarda NUL en text): ni consulta ni contador.
+  if (clientId.length > MAX_CLIENT_ID_LENGTH || clientId.includes("\u0000")) throw invalidClient();
   const key = { clientId, source };
   // La reserva bloquea la fila (client_id, origen) hasta el commit: los intentos simultáneos de
   // un mismo origen se verifican de uno en uno y cada uno ve los fallos ya confirmados, no los
