@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import pg from "pg";
 
 export interface LatencyStats {
@@ -84,3 +85,29 @@ export async function freshDatabase(
 }
 
 export const fmt = (n: number, digits = 1) => n.toFixed(digits);
+
+/** CPU de usuario + sistema (ms) que lleva gastada un proceso, de /proc (Linux); undefined si no hay. */
+export function processCpuMs(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    // Tras el "(comm)", los campos 14 y 15 de stat son utime y stime en ticks de 10 ms (CLK_TCK 100).
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Tiempo ocupado y total de todas las CPUs de la máquina (ms), de /proc/stat; undefined si no hay. */
+export function machineCpuMs(): { busy: number; total: number } | undefined {
+  try {
+    const line = readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "";
+    const ticks = line.trim().split(/\s+/).slice(1).map(Number);
+    const idle = (ticks[3] ?? 0) + (ticks[4] ?? 0);
+    const total = ticks.slice(0, 8).reduce((a, b) => a + b, 0);
+    return { busy: (total - idle) * 10, total: total * 10 };
+  } catch {
+    return undefined;
+  }
+}
