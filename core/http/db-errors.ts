@@ -138,21 +138,33 @@ export function errorMessage(err: unknown): string {
       const suffix = code ? ` (${code})` : "";
       // Postgres repite el valor rechazado al final (`…: "valor"`): se quita también.
       const message = err.cause.message.replace(/: ".*"$/s, ': "…"');
-      return withoutEmails(`database error: ${message}${suffix}`).slice(0, 1000);
+      return withoutEmails(`database error: ${message}${suffix}`);
     }
-    return withoutEmails(err.message).slice(0, 1000);
+    return withoutEmails(err.message);
   }
-  return withoutEmails(String(err)).slice(0, 1000);
+  return withoutEmails(String(err));
 }
 
-const EMAIL_RE = /[^\s<>()[\]"',;:@]+@[^\s<>()[\]"',;:@]+\.[A-Za-z]{2,}/g;
+const MAX_ERROR_TEXT = 1000;
+// Partes acotadas (RFC 5321: 64 y 255): sin cota, un texto largo sin "@" costaba tiempo cuadrático.
+const EMAIL_RE = /[^\s<>()[\]"',;:@]{1,64}@[^\s<>()[\]"',;:@]{1,255}\.[A-Za-z]{2,63}/g;
+
+const SEPARATOR_RE = /[\s<>()[\]"',;:]/;
 
 /**
  * Este texto va a la DLQ, a cabeceras de JetStream y a los logs, adonde el borrado GDPR no llega:
- * sin direcciones de correo (un servidor SMTP repite la del destinatario al rechazarla).
+ * sin direcciones de correo (un servidor SMTP repite la del destinatario al rechazarla). Se
+ * recorta antes de buscar (con margen, y en un separador: una dirección no queda a medias y sin
+ * reconocer) y otra vez después.
  */
 function withoutEmails(text: string): string {
-  return text.replace(EMAIL_RE, "<email>");
+  let window = text;
+  if (text.length > MAX_ERROR_TEXT + 400) {
+    let end = MAX_ERROR_TEXT + 400;
+    while (end > 0 && !SEPARATOR_RE.test(text.charAt(end - 1))) end--;
+    window = text.slice(0, end || MAX_ERROR_TEXT + 400);
+  }
+  return window.replace(EMAIL_RE, "<email>").slice(0, MAX_ERROR_TEXT);
 }
 
 /**

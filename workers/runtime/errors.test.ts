@@ -30,4 +30,26 @@ describe("errorMessage", () => {
     expect(errorMessage(new PermanentError("bad payload"))).toBe("bad payload");
     expect(errorMessage("x".repeat(2000))).toHaveLength(1000);
   });
+
+  it("scrubs e-mail addresses, even one cut by the length limit", () => {
+    expect(errorMessage(new Error("550 rejected juan.perez@patitas.mx"))).toBe(
+      "550 rejected <email>",
+    );
+    // Direcciones largas antes (el texto se acorta al reemplazarlas) y una que cruza el margen.
+    const before = Array.from(
+      { length: 20 },
+      (_, i) => `${"a".repeat(30)}${i}@${"b".repeat(20)}.com`,
+    );
+    const head = `${before.join(" ")} `;
+    const text = `${head}${"f ".repeat((1395 - head.length) / 2)}secret.person@hidden.org tail`;
+    const scrubbed = errorMessage(text);
+    expect(scrubbed).not.toContain("secret");
+    expect(scrubbed).not.toContain("a".repeat(30));
+  });
+
+  it("handles a megabyte of text without an address (the scrubbing stays linear)", () => {
+    // Con el patrón sin cotas esto eran horas de CPU (tiempo cuadrático).
+    expect(errorMessage("a".repeat(1_000_000))).toHaveLength(1000);
+    expect(errorMessage(`${"a@".repeat(500_000)}`)).toHaveLength(1000);
+  });
 });

@@ -24,15 +24,19 @@ export const webhookSchema = z
   .openapi("WebhookEndpoint");
 
 // La misma validación al registrar y al cambiar la URL.
+// Tope de longitud: una URL de webhook real cabe de sobra, y el texto de sus errores va a la DLQ.
+export const MAX_WEBHOOK_URL_LENGTH = 2048;
+
 const webhookUrl = z
   .url({ protocol: /^https?$/ })
+  .max(MAX_WEBHOOK_URL_LENGTH)
   // fetch no envía una URL con usuario y contraseña: nunca se entregaría. La autenticación del
   // receptor es la firma (y el secreto, que se muestra al crearlo).
   .refine((u) => URL.canParse(u) && !new URL(u).username && !new URL(u).password, {
     message: "A webhook URL cannot carry a user or password; verify the signature instead",
   })
   .openapi({
-    description: "Destino (http o https), sin usuario ni contraseña",
+    description: "Destino (http o https, hasta 2048 caracteres), sin usuario ni contraseña",
     example: "https://vet.example/hooks/farutech",
   });
 

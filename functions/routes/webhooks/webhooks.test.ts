@@ -127,6 +127,7 @@ describe.each(["postgres", "pglite"] as const)("webhook endpoints on %s", (kind)
       [{ url: "https://:S3cret@vet.example/hooks" }, "body.url"],
       [{ url: "ftp://vet.example/hooks" }, "body.url"],
       [{ url: "not a url" }, "body.url"],
+      [{ url: `https://vet.example/${"a".repeat(2048)}` }, "body.url"],
       [{ active: "yes" }, "body.active"],
       [{ secret: "whsec_mine" }, "body"],
       [{ productId: newId() }, "body"],
