@@ -1,4 +1,4 @@
-import { and, eq, gt, sql } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import { clientAuthFailures } from "./schema";
 import type { Executor } from "./types";
 
@@ -14,14 +14,20 @@ export interface AuthAttemptKey {
 }
 
 export type AttemptReservation =
-  | { allowed: true; attempts: number; windowStartedAt: Date }
-  | { allowed: false; attempts: number; windowStartedAt: Date; retryAfter: number };
+  /** Puede comprobar el secreto; después, recordClientAuthOutcome con esta ventana. */
+  | { kind: "granted"; windowStartedAt: Date }
+  /** Lleno de intentos en curso, no de fallos: se reintenta en cuanto uno termine. */
+  | { kind: "busy" }
+  /** Fallos confirmados hasta el límite: 429 hasta que vence la ventana. */
+  | { kind: "locked"; retryAfter: number };
 
 /**
- * Cuenta el intento antes de mirar el secreto, en un solo upsert: N intentos en paralelo reciben
- * N cuentas distintas, así que solo `maxFailures` llegan al hash. Si la ventana venció empieza
- * otra con 1. Lo que no resulte un fallo se devuelve con releaseClientAuthAttempt. Dentro de una
- * transacción el upsert deja la fila bloqueada hasta el commit (ver authenticateClient).
+ * Reserva un hueco para comprobar un secreto, en un solo upsert y sin transacción: el hash lento
+ * corre después sin conexión ni fila bloqueadas (antes la transacción retenía la conexión durante
+ * el hash, y un aluvión de client_id inventados agotaba la base). Caben `maxFailures` entre fallos
+ * confirmados (`failures`) e intentos en curso (`pending`): N intentos en paralelo no pasan del
+ * límite. Si la ventana venció empieza otra. Un intento en curso de un proceso que murió cuenta
+ * hasta que vence la ventana.
  */
 export async function reserveClientAuthAttempt(
   db: Executor,
@@ -30,52 +36,60 @@ export async function reserveClientAuthAttempt(
 ): Promise<AttemptReservation> {
   const window = sql`make_interval(secs => ${policy.windowSeconds})`;
   const expired = sql`${clientAuthFailures.windowStartedAt} <= now() - ${window}`;
-  const [row] = await db
+  const [granted] = await db
     .insert(clientAuthFailures)
-    .values({ ...key, windowStartedAt: sql`now()`, failures: 1 })
+    .values({ ...key, windowStartedAt: sql`now()`, failures: 0, pending: 1 })
     .onConflictDoUpdate({
       target: [clientAuthFailures.clientId, clientAuthFailures.source],
       set: {
-        failures: sql`CASE WHEN ${expired} THEN 1 ELSE ${clientAuthFailures.failures} + 1 END`,
+        failures: sql`CASE WHEN ${expired} THEN 0 ELSE ${clientAuthFailures.failures} END`,
+        pending: sql`CASE WHEN ${expired} THEN 1 ELSE ${clientAuthFailures.pending} + 1 END`,
         windowStartedAt: sql`CASE WHEN ${expired} THEN now() ELSE ${clientAuthFailures.windowStartedAt} END`,
       },
+      // Sin hueco la fila no cambia y no vuelve nada.
+      setWhere: sql`${expired} OR ${clientAuthFailures.failures} + ${clientAuthFailures.pending} < ${policy.maxFailures}`,
     })
-    .returning({
-      attempts: clientAuthFailures.failures,
-      windowStartedAt: clientAuthFailures.windowStartedAt,
+    .returning({ windowStartedAt: clientAuthFailures.windowStartedAt });
+  if (granted) return { kind: "granted", windowStartedAt: granted.windowStartedAt };
+  const [row] = await db
+    .select({
+      failures: clientAuthFailures.failures,
       retryAfter: sql<number>`ceil(extract(epoch from (${clientAuthFailures.windowStartedAt} + ${window} - now())))::int`,
-    });
-  if (!row) throw new Error("client_auth_failures upsert returned no row");
-  if (row.attempts <= policy.maxFailures) {
-    return { allowed: true, attempts: row.attempts, windowStartedAt: row.windowStartedAt };
-  }
+    })
+    .from(clientAuthFailures)
+    .where(
+      and(eq(clientAuthFailures.clientId, key.clientId), eq(clientAuthFailures.source, key.source)),
+    );
+  if (!row || row.failures < policy.maxFailures) return { kind: "busy" };
+  // window_started_at se guarda al milisegundo y puede quedar un pelo por delante de now().
   return {
-    allowed: false,
-    attempts: row.attempts,
-    windowStartedAt: row.windowStartedAt,
-    // window_started_at se guarda al milisegundo y puede quedar un pelo por delante de now().
+    kind: "locked",
     retryAfter: Math.min(policy.windowSeconds, Math.max(1, Number(row.retryAfter))),
   };
 }
 
 /**
- * Descuenta un intento que no fue un fallo (acierto o 429): solo los fallos acercan al bloqueo y
- * los ajenos del mismo origen siguen contando. Si la ventana ya cambió, no toca la nueva.
+ * Cierra un intento reservado: un fallo pasa de en curso a confirmado; un acierto (o un intento que
+ * no llegó al secreto) solo libera su hueco, así los aciertos no acercan al bloqueo. Si la ventana
+ * ya cambió, no toca la nueva.
  */
-export async function releaseClientAuthAttempt(
+export async function recordClientAuthOutcome(
   db: Executor,
   key: AuthAttemptKey,
   windowStartedAt: Date,
+  failed: boolean,
 ): Promise<void> {
   await db
     .update(clientAuthFailures)
-    .set({ failures: sql`${clientAuthFailures.failures} - 1` })
+    .set({
+      pending: sql`greatest(${clientAuthFailures.pending} - 1, 0)`,
+      ...(failed ? { failures: sql`${clientAuthFailures.failures} + 1` } : {}),
+    })
     .where(
       and(
         eq(clientAuthFailures.clientId, key.clientId),
         eq(clientAuthFailures.source, key.source),
         eq(clientAuthFailures.windowStartedAt, windowStartedAt),
-        gt(clientAuthFailures.failures, 0),
       ),
     );
 }

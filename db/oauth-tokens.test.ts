@@ -1,4 +1,4 @@
-import { eq, sql } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sha256Hex } from "../core/ids";
 import { createApiClient } from "../test/support/clients";
@@ -7,7 +7,7 @@ import {
   type DatabaseKind,
   type TestDatabase,
 } from "../test/support/databases";
-import { releaseClientAuthAttempt, reserveClientAuthAttempt } from "./client-auth-failures";
+import { recordClientAuthOutcome, reserveClientAuthAttempt } from "./client-auth-failures";
 import { consumeRefreshToken, issueRefreshToken, revokeRefreshTokenFamily } from "./refresh-tokens";
 import { clientAuthFailures, refreshTokens } from "./schema";
 
@@ -68,33 +68,40 @@ describe.each<DatabaseKind>(["postgres", "pglite"])("OAuth tables on %s", (kind)
     const reservations = await Promise.all(
       Array.from({ length: 8 }, () => reserveClientAuthAttempt(db.handle.db, key, policy)),
     );
-    expect(reservations.map((r) => r.attempts).sort((a, b) => a - b)).toEqual([
-      1, 2, 3, 4, 5, 6, 7, 8,
-    ]);
-    expect(reservations.filter((r) => r.allowed)).toHaveLength(5);
-    const retryAfters = reservations.flatMap((r) => (r.allowed ? [] : [r.retryAfter]));
-    expect(retryAfters).toHaveLength(3);
-    for (const seconds of retryAfters) {
-      expect(seconds).toBeGreaterThanOrEqual(59);
-      expect(seconds).toBeLessThanOrEqual(60);
-    }
+    const granted = reservations.flatMap((r) => (r.kind === "granted" ? [r] : []));
+    // Cinco huecos; los otros tres esperan a los que están en curso, no están bloqueados.
+    expect(granted).toHaveLength(5);
+    expect(reservations.filter((r) => r.kind === "busy")).toHaveLength(3);
+    for (const r of granted)
+      await recordClientAuthOutcome(db.handle.db, key, r.windowStartedAt, true);
+    const locked = await reserveClientAuthAttempt(db.handle.db, key, policy);
+    if (locked.kind !== "locked") throw new Error(`expected locked, got ${locked.kind}`);
+    expect(locked.retryAfter).toBeGreaterThanOrEqual(59);
+    expect(locked.retryAfter).toBeLessThanOrEqual(60);
     // Mismo client_id desde otro origen: su propio contador.
     const elsewhere = await reserveClientAuthAttempt(
       db.handle.db,
       { ...key, source: "198.51.100.9" },
       policy,
     );
-    expect(elsewhere).toMatchObject({ allowed: true, attempts: 1 });
+    expect(elsewhere.kind).toBe("granted");
 
-    // La ventana empezó hace más de 60 s: el siguiente intento abre otra con 1.
+    // La ventana empezó hace más de 60 s: el siguiente intento abre otra.
     await db.handle.db
       .update(clientAuthFailures)
       .set({ windowStartedAt: sql`now() - interval '61 seconds'` })
       .where(eq(clientAuthFailures.clientId, key.clientId));
-    expect(await reserveClientAuthAttempt(db.handle.db, key, policy)).toMatchObject({
-      allowed: true,
-      attempts: 1,
-    });
+    expect((await reserveClientAuthAttempt(db.handle.db, key, policy)).kind).toBe("granted");
+    const [row] = await db.handle.db
+      .select()
+      .from(clientAuthFailures)
+      .where(
+        and(
+          eq(clientAuthFailures.clientId, key.clientId),
+          eq(clientAuthFailures.source, key.source),
+        ),
+      );
+    expect(row).toMatchObject({ failures: 0, pending: 1 });
   });
 
   it("gives a successful attempt back, but not one from a window that has since closed", async () => {
@@ -102,22 +109,23 @@ describe.each<DatabaseKind>(["postgres", "pglite"])("OAuth tables on %s", (kind)
     const policy = { maxFailures: 2, windowSeconds: 60 };
     for (let i = 0; i < 5; i++) {
       const r = await reserveClientAuthAttempt(db.handle.db, key, policy);
-      if (!r.allowed) throw new Error("a released attempt must not count");
-      await releaseClientAuthAttempt(db.handle.db, key, r.windowStartedAt);
+      if (r.kind !== "granted") throw new Error("a released attempt must not count");
+      await recordClientAuthOutcome(db.handle.db, key, r.windowStartedAt, false);
     }
     const stale = await reserveClientAuthAttempt(db.handle.db, key, policy);
-    if (!stale.allowed) throw new Error("expected an allowed attempt");
+    if (stale.kind !== "granted") throw new Error("expected an allowed attempt");
     await db.handle.db
       .update(clientAuthFailures)
       .set({ windowStartedAt: sql`now() - interval '61 seconds'` })
       .where(eq(clientAuthFailures.clientId, key.clientId));
     const fresh = await reserveClientAuthAttempt(db.handle.db, key, policy);
-    await releaseClientAuthAttempt(db.handle.db, key, stale.windowStartedAt);
+    expect(fresh.kind).toBe("granted");
+    // El fallo de la ventana vieja no cuenta en la nueva, ni le quita su intento en curso.
+    await recordClientAuthOutcome(db.handle.db, key, stale.windowStartedAt, true);
     const [row] = await db.handle.db
       .select()
       .from(clientAuthFailures)
       .where(eq(clientAuthFailures.clientId, key.clientId));
-    expect(fresh.attempts).toBe(1);
-    expect(row?.failures).toBe(1);
+    expect(row).toMatchObject({ failures: 0, pending: 1 });
   });
 });

@@ -673,8 +673,9 @@ export const refreshTokens = pgTable(
 
 // Intentos de autenticación de cliente por (client_id, origen), compartidos entre isolates del
 // edge. Por origen: quien conoce un client_id (el `sub` de cada token) no bloquea al cliente
-// legítimo desde otra dirección. `failures` cuenta fallos e intentos en curso; por encima del
-// límite dentro de la ventana ese origen recibe 429.
+// legítimo desde otra dirección. `failures` cuenta fallos confirmados y `pending` intentos en curso
+// (reservados antes del hash); con `failures` en el límite dentro de la ventana ese origen recibe
+// 429. La fila de client_id "*" cuenta los fallos de un origen con cualquier client_id.
 export const clientAuthFailures = pgTable(
   "client_auth_failures",
   {
@@ -682,6 +683,7 @@ export const clientAuthFailures = pgTable(
     source: text("source").notNull().default("unknown"),
     windowStartedAt: timestamp("window_started_at", { withTimezone: true, precision: 3 }).notNull(),
     failures: integer("failures").notNull(),
+    pending: integer("pending").notNull().default(0),
   },
   (t) => [primaryKey({ columns: [t.clientId, t.source] })],
 );

@@ -16,6 +16,8 @@ const oauthEnv = z.object({
     .default(30 * 86_400),
   AUTH_CLIENT_FAILURE_LIMIT: z.coerce.number().int().min(1).default(5),
   AUTH_CLIENT_FAILURE_WINDOW: z.coerce.number().int().min(1).max(86_400).default(60),
+  // Fallos de un origen con cualquier client_id: inventar uno por intento no salta el límite.
+  AUTH_SOURCE_FAILURE_LIMIT: z.coerce.number().int().min(1).default(100),
 });
 
 // Cota de la especificación: un cambio en la API admin se ve en el edge en ≤ 2 s.
@@ -57,6 +59,7 @@ export async function createEdgeDeps(
       refreshTokenTtlSeconds: env.AUTH_REFRESH_TOKEN_TTL,
       maxClientAuthFailures: env.AUTH_CLIENT_FAILURE_LIMIT,
       clientAuthFailureWindowSeconds: env.AUTH_CLIENT_FAILURE_WINDOW,
+      maxSourceAuthFailures: env.AUTH_SOURCE_FAILURE_LIMIT,
     },
     entitlements: createEntitlementsStore(
       {

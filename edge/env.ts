@@ -33,6 +33,8 @@ export interface OAuthSettings {
   /** Fallos de un client_id desde un mismo origen que bloquean ese origen (429) en la ventana. */
   maxClientAuthFailures: number;
   clientAuthFailureWindowSeconds: number;
+  /** Fallos de un origen con cualquier client_id en la misma ventana. */
+  maxSourceAuthFailures: number;
 }
 
 export interface EdgeEnv {

@@ -639,3 +639,76 @@ describe("client lockout on the Node edge behind a real socket", () => {
     }
   });
 });
+
+describe("client authentication cost and spraying", () => {
+  it("checks the secret outside any transaction (no connection held during the slow hash)", async () => {
+    const queries: string[] = [];
+    // node-postgres: drizzle abre sus transacciones con un BEGIN que el observador ve.
+    const observed = await createPostgresTestDatabase((q) => queries.push(q));
+    try {
+      await seedDemo(observed.handle.db);
+      const app = await createNodeEdgeApp(
+        {
+          AUTH_SIGNING_KEYS: JSON.stringify([signingKey]),
+          AUTH_ISSUER: ISSUER,
+          AUTH_AUDIENCE: AUDIENCE,
+          LOG_LEVEL: "silent",
+        },
+        observed.handle.db,
+        silentLogger,
+      );
+      queries.length = 0;
+      const res = await app.request(
+        "/oauth/token",
+        formPost({ grant_type: "client_credentials", client_id: "adm_ghost", client_secret: "x" }),
+      );
+      expect(res.status).toBe(401);
+      // Reserva, búsqueda del cliente y cierre: sentencias sueltas, ninguna transacción abierta.
+      expect(queries.some((q) => /client_auth_failures/.test(q))).toBe(true);
+      expect(queries.filter((q) => /^\s*(begin|start transaction)/i.test(q))).toEqual([]);
+    } finally {
+      await observed.drop();
+    }
+  });
+
+  it("caps the failures of one source across invented client ids, without a row per id beyond it", async () => {
+    const SOURCE_LIMIT = 3;
+    const app = await createNodeEdgeApp(
+      {
+        AUTH_SIGNING_KEYS: JSON.stringify([signingKey]),
+        AUTH_ISSUER: ISSUER,
+        AUTH_AUDIENCE: AUDIENCE,
+        AUTH_SOURCE_FAILURE_LIMIT: String(SOURCE_LIMIT),
+        LOG_LEVEL: "silent",
+      },
+      db.handle.db,
+      // En proceso (app.request, sin socket) el origen sale de cf-connecting-ip, como en workerd.
+      silentLogger,
+    );
+    const client = await tenantClient();
+    const sprayer = { "cf-connecting-ip": "203.0.113.200" };
+    const guess = (id: string, secret = "x", from = sprayer) =>
+      app.request(
+        "/oauth/token",
+        formPost({ grant_type: "client_credentials", client_id: id, client_secret: secret }, from),
+      );
+    for (let i = 0; i < SOURCE_LIMIT; i++) {
+      expect((await guess(`adm_spray${i}`)).status).toBe(401);
+    }
+    const locked = await guess("adm_spray-next");
+    expect(locked.status).toBe(429);
+    expect(await locked.json()).toMatchObject({ error: "invalid_client" });
+    // Desde ese origen, ni el cliente con su secreto; desde otro, sí.
+    expect((await guess(client.id, client.secret)).status).toBe(429);
+    expect(
+      (await guess(client.id, client.secret, { "cf-connecting-ip": "198.51.100.201" })).status,
+    ).toBe(200);
+    const rows = await db.handle.db
+      .select({ clientId: clientAuthFailures.clientId })
+      .from(clientAuthFailures)
+      .where(eq(clientAuthFailures.source, "203.0.113.200"));
+    expect(rows.map((r) => r.clientId).sort()).toEqual(
+      ["*", "adm_spray0", "adm_spray1", "adm_spray2"].sort(),
+    );
+  });
+});

@@ -2,7 +2,11 @@ import { and, eq, isNull } from "drizzle-orm";
 import type { Context } from "hono";
 import type { Logger } from "../../core/logger";
 import { hashSecret, verifySecret } from "../../core/secret-hash";
-import { releaseClientAuthAttempt, reserveClientAuthAttempt } from "../../db/client-auth-failures";
+import {
+  type AuthAttemptKey,
+  recordClientAuthOutcome,
+  reserveClientAuthAttempt,
+} from "../../db/client-auth-failures";
 import { apiClients } from "../../db/schema";
 import type { Database } from "../../db/types";
 import type { EdgeEnv, OAuthSettings } from "../env";
@@ -113,12 +117,25 @@ export function requestSource(c: Context<EdgeEnv>): string {
   return clientAuthSource(fromRuntime ?? c.req.header("cf-connecting-ip"));
 }
 
+/** Cubo de los fallos de un origen con cualquier client_id ("*" no es un client_id posible). */
+const ANY_CLIENT = "*";
+/** Un client_id posible: los que emite la API (`adm_…`, `tnt_…`) y los de desarrollo. */
+const CLIENT_ID_RE = /^[A-Za-z0-9._~-]+$/;
+/** Cuánto espera un intento a que terminen los que llenan su cubo antes de responder 429. */
+const BUSY_WAIT_MS = 5_000;
+const BUSY_POLL_MS = 25;
+
+type Slot = { key: AuthAttemptKey; windowStartedAt: Date };
+
 /**
  * Autentica un cliente confidencial (todos los nuestros lo son: tienen secreto). El límite de
  * fallos es por client_id y por origen: desde un origen que lo superó se responde 429 sin mirar
- * el secreto, pero el cliente legítimo sigue entrando desde el suyo. Solo cuentan los fallos: un
- * acierto o un 429 devuelven su intento. Los contadores viven en Postgres para valer entre
- * isolates de workerd.
+ * el secreto, pero el cliente legítimo sigue entrando desde el suyo. Además un origen tiene un
+ * tope de fallos con cualquier client_id, para que inventar uno por intento no dé hashes sin fin.
+ * Solo cuentan los fallos: un acierto o un 429 devuelven su intento. Los contadores viven en
+ * Postgres para valer entre isolates de workerd; el hash lento corre sin transacción ni conexión
+ * retenidas. Un intento que encuentra su cubo lleno de intentos en curso (réplicas que arrancan a
+ * la vez detrás de una IP) espera su turno: el secreto correcto no recibe 429 por ellos.
  */
 export async function authenticateClient(
   db: Database,
@@ -128,42 +145,66 @@ export async function authenticateClient(
   logger: Logger,
 ): Promise<ApiClient> {
   const clientId = credentials.id;
-  // Con NUL no es un client_id posible (Postgres no guarda NUL en text): ni consulta ni contador.
-  if (clientId.length > MAX_CLIENT_ID_LENGTH || clientId.includes("\u0000")) throw invalidClient();
-  const key = { clientId, source };
-  // La reserva bloquea la fila (client_id, origen) hasta el commit: los intentos simultáneos de
-  // un mismo origen se verifican de uno en uno y cada uno ve los fallos ya confirmados, no los
-  // que siguen en curso. Así un secreto correcto nunca choca con intentos en vuelo y N conjeturas
-  // a la vez siguen sin pasar del límite. Cuesta serializar el hash solo dentro de ese cubo.
-  const outcome = await db.transaction(async (tx) => {
-    const reservation = await reserveClientAuthAttempt(tx, key, {
-      maxFailures: settings.maxClientAuthFailures,
-      windowSeconds: settings.clientAuthFailureWindowSeconds,
-    });
-    if (!reservation.allowed) {
-      await releaseClientAuthAttempt(tx, key, reservation.windowStartedAt);
-      return { kind: "locked" as const, retryAfter: reservation.retryAfter };
+  // Sin consultar la base: un id imposible (NUL, "*", basura larga) no es ningún cliente.
+  if (clientId.length > MAX_CLIENT_ID_LENGTH || !CLIENT_ID_RE.test(clientId)) {
+    throw invalidClient();
+  }
+  const window = settings.clientAuthFailureWindowSeconds;
+  const buckets = [
+    { key: { clientId: ANY_CLIENT, source }, maxFailures: settings.maxSourceAuthFailures },
+    { key: { clientId, source }, maxFailures: settings.maxClientAuthFailures },
+  ];
+  const slots: Slot[] = [];
+  const settle = (failed: boolean) =>
+    Promise.all(slots.map((s) => recordClientAuthOutcome(db, s.key, s.windowStartedAt, failed)));
+  for (const { key, maxFailures } of buckets) {
+    const reservation = await reserveWhenFree(db, key, { maxFailures, windowSeconds: window });
+    if (reservation.kind !== "granted") {
+      await settle(false);
+      const { retryAfter } = reservation;
+      logger.warn(
+        { clientId, source, retryAfter, anyClient: key.clientId === ANY_CLIENT },
+        "client authentication locked out",
+      );
+      throw new OAuthFailure("invalid_client", "Too many failed attempts", 429, retryAfter);
     }
-    const [client] = await tx
+    slots.push({ key, windowStartedAt: reservation.windowStartedAt });
+  }
+  let client: ApiClient | undefined;
+  let valid = false;
+  try {
+    [client] = await db
       .select()
       .from(apiClients)
       .where(and(eq(apiClients.clientId, clientId), isNull(apiClients.revokedAt)));
     // Un client_id desconocido también paga el hash lento: el tiempo de respuesta no revela
     // qué clientes existen.
-    const stored = client?.secretHash ?? (await dummyHash());
-    const valid = await verifySecret(credentials.secret, stored);
-    if (!client || !valid) return { kind: "failed" as const, failures: reservation.attempts };
-    await releaseClientAuthAttempt(tx, key, reservation.windowStartedAt);
-    return { kind: "authenticated" as const, client };
-  });
-  if (outcome.kind === "locked") {
-    const { retryAfter } = outcome;
-    logger.warn({ clientId, source, retryAfter }, "client authentication locked out");
-    throw new OAuthFailure("invalid_client", "Too many failed attempts", 429, retryAfter);
+    valid = await verifySecret(credentials.secret, client?.secretHash ?? (await dummyHash()));
+  } catch (err) {
+    // Sin veredicto (la base falló): el hueco se libera y el error sigue su camino.
+    await settle(false).catch(() => {});
+    throw err;
   }
-  if (outcome.kind === "failed") {
-    logger.info({ clientId, source, failures: outcome.failures }, "client authentication failed");
+  if (!client || !valid) {
+    await settle(true);
+    logger.info({ clientId, source }, "client authentication failed");
     throw invalidClient();
   }
-  return outcome.client;
+  await settle(false);
+  return client;
+}
+
+/** Reserva en el cubo; si está lleno de intentos en curso, reintenta hasta BUSY_WAIT_MS. */
+async function reserveWhenFree(
+  db: Database,
+  key: AuthAttemptKey,
+  policy: { maxFailures: number; windowSeconds: number },
+): Promise<{ kind: "granted"; windowStartedAt: Date } | { kind: "locked"; retryAfter: number }> {
+  const deadline = Date.now() + BUSY_WAIT_MS;
+  for (;;) {
+    const reservation = await reserveClientAuthAttempt(db, key, policy);
+    if (reservation.kind !== "busy") return reservation;
+    if (Date.now() >= deadline) return { kind: "locked", retryAfter: 1 };
+    await new Promise((resolve) => setTimeout(resolve, BUSY_POLL_MS));
+  }
 }
