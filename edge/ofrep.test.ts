@@ -296,6 +296,13 @@ describe.each(["node", "workerd"] as const)("OFREP on %s", (runtime) => {
     );
     expect(unknownInstance.status).toBe(400);
     expect(await unknownInstance.json()).toMatchObject({ errorCode: "INVALID_CONTEXT" });
+    // Un cuerpo enorme no se lee entero: 413 con la forma de OFREP.
+    const huge = { context: { targetingKey: ids.norte, padding: "x".repeat(64 * 1024) } };
+    for (const path of ["/ofrep/v1/evaluate/flags", "/ofrep/v1/evaluate/flags/DIGITAL_RECORDS"]) {
+      const tooLarge = await edge(path, post(tokens.tenant, huge));
+      expect(tooLarge.status).toBe(413);
+      expect(await tooLarge.json()).toMatchObject({ errorCode: "PARSE_ERROR" });
+    }
   });
 });
 

@@ -1,4 +1,5 @@
 import type { Context } from "hono";
+import { readCappedText } from "../body";
 import type { EdgeEnv } from "../env";
 
 export type OAuthErrorCode =
@@ -53,36 +54,6 @@ export function oauthHandler(
 // Un cuerpo legítimo de /oauth/token o /oauth/revoke ocupa unos cientos de bytes.
 export const MAX_FORM_BYTES = 8 * 1024;
 
-const tooLarge = () =>
-  new OAuthFailure("invalid_request", `The body must not exceed ${MAX_FORM_BYTES} bytes`, 413);
-
-/** Lee el cuerpo sin pasar de MAX_FORM_BYTES, aunque no traiga Content-Length (chunked). */
-async function readCapped(request: Request): Promise<string> {
-  const declared = Number(request.headers.get("content-length") ?? "0");
-  if (declared > MAX_FORM_BYTES) throw tooLarge();
-  if (!request.body) return "";
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > MAX_FORM_BYTES) {
-      await reader.cancel();
-      throw tooLarge();
-    }
-    chunks.push(value);
-  }
-  const body = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    body.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return new TextDecoder().decode(body);
-}
-
 /** Cuerpo application/x-www-form-urlencoded, el único que aceptan /oauth/token y /oauth/revoke. */
 export async function readForm(c: Context<EdgeEnv>): Promise<URLSearchParams> {
   const contentType = c.req.header("content-type") ?? "";
@@ -93,7 +64,15 @@ export async function readForm(c: Context<EdgeEnv>): Promise<URLSearchParams> {
       400,
     );
   }
-  const form = new URLSearchParams(await readCapped(c.req.raw));
+  const text = await readCappedText(c.req.raw, MAX_FORM_BYTES);
+  if (text === undefined) {
+    throw new OAuthFailure(
+      "invalid_request",
+      `The body must not exceed ${MAX_FORM_BYTES} bytes`,
+      413,
+    );
+  }
+  const form = new URLSearchParams(text);
   // RFC 6749 §3.1 y §3.2, RFC 7009 §2.1: ningún parámetro puede repetirse; con dos client_id o
   // dos grant_type, cada capa podría leer uno distinto.
   const seen = new Set<string>();

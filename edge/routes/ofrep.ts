@@ -10,6 +10,7 @@ import {
   type OfrepFailure,
   parseOfrepRequest,
 } from "../../core/ofrep";
+import { readCappedText } from "../body";
 import type { CacheResult } from "../cache";
 import { ofrepBulkJson, type ResolvedEntitlements } from "../entitlements-store";
 import type { EdgeEnv } from "../env";
@@ -20,7 +21,10 @@ import { etagMatches, notModified, STALE_HEADER } from "./entitlements";
 
 type OfrepContext = Context<EdgeEnv>;
 
-const failure = (c: OfrepContext, status: 400 | 404 | 500, body: OfrepFailure) =>
+// Un contexto de evaluación (targetingKey y algún atributo) ocupa unos cientos de bytes.
+export const MAX_OFREP_BODY_BYTES = 16 * 1024;
+
+const failure = (c: OfrepContext, status: 400 | 404 | 413 | 500, body: OfrepFailure) =>
   c.json(body, status, { "cache-control": "no-store" });
 
 /** El reto RFC 6750 de un 401/403 sin cuerpo (ninguna cabecera si no corresponde). */
@@ -54,7 +58,12 @@ async function evaluate(c: OfrepContext, key?: string): Promise<Evaluated> {
   if (claims instanceof Response) return { ok: false, response: claims };
   const withKey = (errorCode: OfrepErrorCode, errorDetails: string): OfrepFailure =>
     key === undefined ? { errorCode, errorDetails } : { key, errorCode, errorDetails };
-  const parsed = parseOfrepRequest(await c.req.text());
+  const text = await readCappedText(c.req.raw, MAX_OFREP_BODY_BYTES);
+  if (text === undefined) {
+    const details = `The request body must not exceed ${MAX_OFREP_BODY_BYTES} bytes`;
+    return { ok: false, response: failure(c, 413, withKey("PARSE_ERROR", details)) };
+  }
+  const parsed = parseOfrepRequest(text);
   if (!parsed.ok) {
     const f = parsed.failure;
     return { ok: false, response: failure(c, 400, withKey(f.errorCode, f.errorDetails)) };
