@@ -2,7 +2,7 @@ import { createPublicKey, type JsonWebKey } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { type ServerType, serve } from "@hono/node-server";
 import { eq } from "drizzle-orm";
-import { base64url, importJWK, SignJWT } from "jose";
+import { base64url, decodeJwt, importJWK, SignJWT } from "jose";
 import jwt from "jsonwebtoken";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateSigningKey, type PrivateJwk } from "../core/auth/keys";
@@ -458,6 +458,16 @@ describe.each(["node", "workerd"])("OAuth on %s", (runtime) => {
     );
     expect(wrong.status).toBe(401);
     await clientCredentials(client);
+  });
+
+  it("gives a tenant client with an empty instance list no instance at all (fails closed)", async () => {
+    const { access_token } = await clientCredentials(await tenantClient({ instanceIds: [] }));
+    expect(decodeJwt(access_token)).toMatchObject({
+      tenant_id: customerId,
+      instance_ids: [],
+    });
+    // norte es de su mismo cliente: antes la lista vacía daba todas las del cliente.
+    expect((await entitlements(access_token, norteId)).status).toBe(403);
   });
 
   it("reads an instance named in upper case on entitlements and OFREP alike", async () => {

@@ -1,24 +1,16 @@
-import { eq } from "drizzle-orm";
 import type { AccessClaims } from "../../core/auth/tokens";
-import { tenantInstances } from "../../db/schema";
-import type { Database } from "../../db/types";
 import type { ApiClient } from "./client-auth";
 
-/** Claims del access token, leídos de la base en cada emisión (también al refrescar). */
-export async function claimsForClient(db: Database, client: ApiClient): Promise<AccessClaims> {
-  let instanceIds = client.instanceIds;
-  if (client.kind === "tenant" && instanceIds.length === 0 && client.customerId) {
-    // Sin lista explícita, un cliente de tenant ve todas las instancias de su cliente.
-    const rows = await db
-      .select({ id: tenantInstances.id })
-      .from(tenantInstances)
-      .where(eq(tenantInstances.customerId, client.customerId));
-    instanceIds = rows.map((r) => r.id);
-  }
+/**
+ * Claims del access token, leídos de la fila del cliente en cada emisión (también al refrescar).
+ * Un cliente de tenant ve solo las instancias de su lista: una lista vacía no da ninguna (antes
+ * daba todas las de su cliente, de cualquier producto; la API siempre crea la lista con una).
+ */
+export function claimsForClient(client: ApiClient): AccessClaims {
   return {
     sub: client.clientId,
     tenant_id: client.customerId,
-    instance_ids: instanceIds,
+    instance_ids: client.instanceIds,
     roles: client.roles,
   };
 }

@@ -38,7 +38,7 @@ export function registerOAuthToken(app: Hono<EdgeEnv>): void {
         // Refrescar vuelve a autenticar al cliente y a leer sus claims: un cliente revocado o
         // con otras instancias lo nota en el siguiente refresh, no dentro de 30 días.
         const client = await authenticateClient(db, credentials, source, deps.oauth, logger);
-        const claims = await claimsForClient(db, client);
+        const claims = claimsForClient(client);
         const clientId = client.clientId;
         if (!presented) {
           // RFC 6749 §4.4.3 no lo pide para client_credentials; el SDK lo usa para no reenviar
