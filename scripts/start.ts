@@ -16,6 +16,7 @@ import {
   ensureLocalAdminClient,
   ensureLocalEncryptionKeys,
   ensureLocalSigningKeys,
+  LOCAL_ADMIN_CLIENT_ID,
 } from "./dev-credentials";
 
 // `npm start`: todo el sistema en un proceso, con PGlite y un nats-server propio por defecto.
@@ -73,6 +74,12 @@ async function main() {
   const edgeUrl = `http://127.0.0.1:${edgePort}`;
   const credentialsPath = join(DATA_DIR, "dev-credentials.json");
   const admin = await ensureLocalAdminClient(db.db, credentialsPath, { adminUrl, edgeUrl });
+  if (!admin) {
+    logger.warn(
+      { clientId: LOCAL_ADMIN_CLIENT_ID },
+      "local admin client is revoked and is not revived; create another with npm run admin:client",
+    );
+  }
 
   // En un solo proceso con los workers (TCP), la función admin usa TCP también (ver core/bus.ts).
   const { NATS_WS_URL: _ws, ...adminEnv } = env;
@@ -104,8 +111,9 @@ async function main() {
       `  Edge      : ${edgeUrl}`,
       `  NATS      : ${env.NATS_URL}  (WebSocket: ${env.NATS_WS_URL ?? "-"})`,
       `  Base      : ${db.driver === "pglite" ? `PGlite en ${env.PGLITE_DATA_DIR}` : "Postgres (DATABASE_URL)"}`,
-      `  Credencial admin: ${credentialsPath}`,
-      `    client_id=${admin.clientId}`,
+      ...(admin
+        ? [`  Credencial admin: ${credentialsPath}`, `    client_id=${admin.clientId}`]
+        : [`  Credencial admin: ${LOCAL_ADMIN_CLIENT_ID} está revocada (npm run admin:client)`]),
       "  Ctrl-C para detener.",
       "",
     ].join("\n"),
