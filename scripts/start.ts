@@ -61,6 +61,8 @@ async function main() {
   }
 
   env.PGLITE_DATA_DIR ??= join(DATA_DIR, "pglite");
+  // En la máquina del desarrollador el receptor de webhooks suele ser local (127.0.0.1).
+  env.WEBHOOK_ALLOW_PRIVATE_TARGETS ??= "true";
   env.AUTH_SIGNING_KEYS ??= await ensureLocalSigningKeys(join(DATA_DIR, "signing-keys.json"));
   env.ENCRYPTION_KEYS ??= ensureLocalEncryptionKeys(join(DATA_DIR, "encryption-keys.json"));
   env.AUTH_ISSUER ??= `http://127.0.0.1:${edgePort}`;

@@ -72,6 +72,8 @@ export const workersEnv = encryptionEnv
     // Pools por base de tenant Enterprise: conexiones por pool y pools abiertos a la vez.
     TENANT_DB_POOL_SIZE: z.coerce.number().int().min(1).max(20).default(2),
     TENANT_DB_MAX_POOLS: z.coerce.number().int().min(1).max(1000).default(20),
+    // Webhooks a direcciones privadas o locales: solo en desarrollo y pruebas (receptor local).
+    WEBHOOK_ALLOW_PRIVATE_TARGETS: z.stringbool().default(false),
   });
 export type WorkersEnv = z.infer<typeof workersEnv>;
 
@@ -197,7 +199,12 @@ export async function startWorkers(
     await startWorker(billingWorker({ db: deps.db.db }), options),
   ];
   if (secretBox) {
-    workers.push(await startWorker(integrationWorker({ db: deps.db.db, secretBox }), options));
+    const integration = integrationWorker({
+      db: deps.db.db,
+      secretBox,
+      allowPrivateTargets: env.WEBHOOK_ALLOW_PRIVATE_TARGETS,
+    });
+    workers.push(await startWorker(integration, options));
   } else {
     deps.logger
       .child({ component: "workers" })

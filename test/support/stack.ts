@@ -84,6 +84,8 @@ export async function startTestStack(options: StackOptions): Promise<TestStack> 
     PROVISIONING_FAILURE_RATE: String(options.failureRate ?? 0),
     WORKER_ACK_WAIT_MS: "10000",
     PGLITE_DATA_DIR: "memory://",
+    // Los receptores de webhooks de las pruebas escuchan en 127.0.0.1.
+    WEBHOOK_ALLOW_PRIVATE_TARGETS: "true",
     ...(db.url ? { DATABASE_URL: db.url } : {}),
     ...(options.env ?? {}),
   };

@@ -192,3 +192,64 @@ describe("integration worker: independent webhook endpoints", () => {
     expect(dead).toBeUndefined();
   }, 60_000);
 });
+
+// En producción (sin WEBHOOK_ALLOW_PRIVATE_TARGETS) un endpoint en la red interna no recibe nada:
+// va a la DLQ como permanente, sin decir si algo respondía allí.
+describe("integration worker: private destinations", () => {
+  let stack: TestStack;
+  let receiver: Server;
+  let hits = 0;
+
+  beforeAll(async () => {
+    receiver = createServer((req, res) => {
+      hits++;
+      req.resume();
+      res.writeHead(204).end();
+    });
+    await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
+    stack = await startTestStack({
+      database: "pglite",
+      env: { WEBHOOK_ALLOW_PRIVATE_TARGETS: "false" },
+    });
+    await seedDemo(stack.db.handle.db);
+  });
+  afterAll(async () => {
+    await stack?.stop();
+    await new Promise<void>((r) => receiver?.close(() => r()));
+  });
+
+  it("dead-letters an endpoint on a loopback address without sending to it", async () => {
+    const [instance] = await stack.db.handle.db
+      .select({ id: tenantInstances.id })
+      .from(tenantInstances)
+      .where(eq(tenantInstances.instanceCode, "vet-norte"));
+    if (!instance) throw new Error("demo instance missing");
+    const box = await createSecretBox(stack.env.ENCRYPTION_KEYS ?? "");
+    const id = randomUUID();
+    const port = (receiver.address() as AddressInfo).port;
+    await stack.db.handle.db.insert(webhookEndpoints).values({
+      id,
+      tenantInstanceId: instance.id,
+      url: `http://localhost:${port}/internal`,
+      secretEncrypted: await box.encrypt(`whsec_${randomUUID()}`, secretContext.webhookSecret(id)),
+      encryptionKeyId: box.activeKeyId,
+    });
+    const res = await call(`${stack.adminUrl}/api/tenant-instances/${instance.id}/suspend`, {
+      token: await stack.adminToken(),
+      json: {},
+    });
+    expect(res.status).toBe(200);
+    const entry = await waitFor(async () => {
+      const [row] = await stack.db.handle.db
+        .select()
+        .from(dlqEntries)
+        .where(eq(dlqEntries.domain, "integration"));
+      return row;
+    });
+    expect(entry.errorKind).toBe("permanent");
+    expect(entry.deliveries).toBe(1);
+    expect(entry.error).toContain(id);
+    expect(entry.error).toContain("private or reserved address");
+    expect(hits).toBe(0);
+  }, 60_000);
+});

@@ -8,6 +8,7 @@ import { dlqEntries, tenantInstances, webhookDeliveries, webhookEndpoints } from
 import type { Database } from "../../db/types";
 import type { WorkerDefinition } from "../runtime/consumer";
 import { errorMessage, PermanentError } from "../runtime/errors";
+import { isBlockedDestination, webhookFetch } from "./destination";
 
 export const INTEGRATION_WORKER = "integration-worker";
 
@@ -18,6 +19,8 @@ export interface IntegrationWorkerDeps {
   db: Database;
   secretBox: SecretBox;
   timeoutMs?: number;
+  /** Entregar también a direcciones privadas o locales (WEBHOOK_ALLOW_PRIVATE_TARGETS). */
+  allowPrivateTargets?: boolean;
 }
 
 /**
@@ -97,6 +100,7 @@ function describeFailures(failures: EndpointFailure[], total: number): string {
  */
 export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition<IntegrationEvent> {
   const timeoutMs = deps.timeoutMs ?? 5_000;
+  const send = webhookFetch(deps.allowPrivateTargets ?? false);
 
   const post = async (endpoint: Endpoint, eventId: string, body: string) => {
     const secret = await deps.secretBox.decrypt(
@@ -104,7 +108,7 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
       secretContext.webhookSecret(endpoint.id),
     );
     const timestamp = Math.floor(Date.now() / 1000);
-    const res = await fetch(endpoint.url, {
+    const res = await send(endpoint.url, {
       method: "POST",
       headers: {
         "content-type": "application/json",
@@ -133,6 +137,11 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
     try {
       status = await post(endpoint, eventId, body);
     } catch (err) {
+      if (isBlockedDestination(err)) {
+        // Reintentar no cambia la red del destino; tampoco se dice si algo respondió allí.
+        const reason = "resolves to a private or reserved address (not delivered)";
+        return { ok: false, permanent: true, reason };
+      }
       // El mensaje puede repetir la URL (p. ej., "Failed to parse URL from …"), y su query puede
       // llevar un token: va a logs, a la DLQ y al correo de operaciones sin ella.
       const reason = errorMessage(err).split(endpoint.url).join(displayUrl(endpoint.url));
