@@ -3,6 +3,7 @@ import { join } from "node:path";
 import * as appsV1 from "kubernetes-models/apps/v1";
 import * as autoscalingV2 from "kubernetes-models/autoscaling/v2";
 import * as batchV1 from "kubernetes-models/batch/v1";
+import * as networkingV1 from "kubernetes-models/networking.k8s.io/v1";
 import * as coreV1 from "kubernetes-models/v1";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
@@ -73,6 +74,7 @@ const MODELS: Record<string, Model> = {
   "apps/v1/StatefulSet": appsV1.StatefulSet,
   "batch/v1/Job": batchV1.Job,
   "autoscaling/v2/HorizontalPodAutoscaler": autoscalingV2.HorizontalPodAutoscaler,
+  "networking.k8s.io/v1/NetworkPolicy": networkingV1.NetworkPolicy,
 };
 
 function workloads(): Workload[] {
@@ -264,6 +266,60 @@ describe("infra/k8s manifests", () => {
           expect(c.command?.[0]).toBe("node");
           expect(bundles).toContain(c.command?.[1]);
         }
+  });
+
+  it("NetworkPolicies let only the app's pods reach NATS and Postgres, on ports they serve", () => {
+    const selects = (labels: Record<string, string>) =>
+      workloads().filter((w) => Object.entries(labels).every(([k, v]) => w.labels[k] === v));
+    const policies = byKind("NetworkPolicy").map(
+      (p) =>
+        p.spec as {
+          podSelector: { matchLabels: Record<string, string> };
+          ingress: {
+            from: { podSelector: { matchLabels: Record<string, string> } }[];
+            ports: { port: number }[];
+          }[];
+        },
+    );
+    const guarded = policies.flatMap((p) => selects(p.podSelector.matchLabels).map((w) => w.name));
+    expect(guarded.sort()).toEqual(["nats", "postgres"]);
+    for (const policy of policies) {
+      const [target] = selects(policy.podSelector.matchLabels);
+      for (const rule of policy.ingress) {
+        const clients = rule.from.flatMap((f) => selects(f.podSelector.matchLabels));
+        expect(clients.length).toBe(rule.from.length);
+        for (const { port } of rule.ports)
+          expect(target?.pod.containers.some((c) => portOf(c, port))).toBe(true);
+      }
+    }
+    // Los que hablan con NATS (funciones y workers) están entre los permitidos.
+    const natsClients = policies
+      .filter((p) => p.podSelector.matchLabels["app.kubernetes.io/name"] === "nats")
+      .flatMap((p) =>
+        p.ingress.flatMap((r) => r.from.flatMap((f) => selects(f.podSelector.matchLabels))),
+      )
+      .map((w) => w.name);
+    expect(natsClients.sort()).toEqual(["farutech-functions", "farutech-worker"]);
+  });
+
+  it("NATS requires the token from the Secret, and every pod that talks to it has the token", () => {
+    const secretEnv = (w: Workload) =>
+      w.pod.containers.flatMap((c) =>
+        (c.env ?? []).flatMap((e) =>
+          e.valueFrom?.secretKeyRef ? [`${e.name}=${e.valueFrom.secretKeyRef.key}`] : [],
+        ),
+      );
+    for (const name of ["nats", "farutech-functions", "farutech-worker"])
+      expect(secretEnv(workload(name)), name).toContain("NATS_TOKEN=NATS_TOKEN");
+    const conf = byKind("ConfigMap").find((c) => c.metadata.name === "nats-config")?.data?.[
+      "nats.conf"
+    ];
+    expect(conf).toMatch(/authorization\s*\{\s*token:\s*\$NATS_TOKEN\s*\}/);
+    // La monitorización (sin autenticación) no se expone por el Service.
+    const service = byKind("Service").find((s) => s.metadata.name === "nats");
+    if (!service) throw new Error("no nats Service");
+    const ports = (service.spec as { ports: { port: number }[] }).ports.map((p) => p.port);
+    expect(ports.sort()).toEqual([4222, 8080]);
   });
 
   it("NATS runs JetStream and WebSocket on the ports its Service and the app settings use", () => {
