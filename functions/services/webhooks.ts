@@ -5,8 +5,8 @@ import { type SecretBox, secretContext } from "../../core/secret-box";
 import { webhookEndpoints } from "../../db/schema";
 import type { Tx } from "../../db/types";
 import {
+  auditedWebhook,
   type CreateWebhookInput,
-  toWebhook,
   type UpdateWebhookInput,
   type WebhookRow,
 } from "../routes/webhooks/schema";
@@ -48,7 +48,7 @@ export async function createWebhook(
           action: "webhook.created",
           entityType: "webhook_endpoint",
           entityId: inserted.id,
-          after: toWebhook(inserted),
+          after: auditedWebhook(inserted),
         },
       ],
       events: [domainEvent("webhook", "created", { webhookId: inserted.id })],
@@ -99,8 +99,8 @@ export async function updateWebhook(
           action: "webhook.updated",
           entityType: "webhook_endpoint",
           entityId: id,
-          before: toWebhook(before),
-          after: toWebhook(updated),
+          before: auditedWebhook(before),
+          after: auditedWebhook(updated),
         },
       ],
       events: [domainEvent("webhook", "updated", { webhookId: id, changed })],
@@ -123,7 +123,7 @@ export async function deleteWebhook(
           action: "webhook.deleted",
           entityType: "webhook_endpoint",
           entityId: id,
-          before: toWebhook(gone),
+          before: auditedWebhook(gone),
         },
       ],
       events: [domainEvent("webhook", "deleted", { webhookId: id })],

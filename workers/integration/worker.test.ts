@@ -172,6 +172,9 @@ describe("integration worker: independent webhook endpoints", () => {
     expect(entry.error).toContain(legacy.id);
     expect(entry.error).not.toContain("S3cretPw");
     expect(entry.error).not.toContain("tok123");
+    // Ni la ruta, que en muchos receptores (Slack, Discord) es el token.
+    expect(entry.error).not.toContain("/t4/legacy");
+    expect(entry.error).toContain("http://127.0.0.1:");
   }, 60_000);
 
   it("does not resend to a healthy endpoint while another one is retried", async () => {

@@ -2,6 +2,7 @@ import { and, asc, eq, or, sql } from "drizzle-orm";
 import { z } from "zod";
 import { entitlementsChangedSchema } from "../../contracts/events";
 import { streams, subjects } from "../../contracts/streams";
+import { redactUrl } from "../../core/redact-url";
 import { type SecretBox, secretContext } from "../../core/secret-box";
 import { SIGNATURE_HEADER, signWebhook } from "../../core/webhook-signature";
 import { dlqEntries, tenantInstances, webhookDeliveries, webhookEndpoints } from "../../db/schema";
@@ -49,16 +50,6 @@ function isPermanentStatus(status: number): boolean {
   return status >= 400 && status < 500 && status !== 408 && status !== 429;
 }
 
-/** URL sin credenciales ni query (pueden llevar tokens) para logs y la DLQ. */
-function displayUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.origin}${u.pathname}`;
-  } catch {
-    return "<invalid url>";
-  }
-}
-
 function hasCredentials(url: string): boolean {
   try {
     const u = new URL(url);
@@ -85,7 +76,7 @@ async function inLanes<T, R>(items: T[], lanes: number, fn: (item: T) => Promise
 function describeFailures(failures: EndpointFailure[], total: number): string {
   const parts = failures.map(
     (f) =>
-      `endpoint ${f.endpoint.id} (${displayUrl(f.endpoint.url)}) ${f.reason} [${f.permanent ? "permanent" : "transient"}]`,
+      `endpoint ${f.endpoint.id} (${redactUrl(f.endpoint.url)}) ${f.reason} [${f.permanent ? "permanent" : "transient"}]`,
   );
   return `webhook delivery failed for ${failures.length} of ${total} endpoints: ${parts.join("; ")}`;
 }
@@ -142,9 +133,9 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
         const reason = "resolves to a private or reserved address (not delivered)";
         return { ok: false, permanent: true, reason };
       }
-      // El mensaje puede repetir la URL (p. ej., "Failed to parse URL from …"), y su query puede
+      // El mensaje puede repetir la URL (p. ej., "Failed to parse URL from …"), y su ruta o query pueden
       // llevar un token: va a logs, a la DLQ y al correo de operaciones sin ella.
-      const reason = errorMessage(err).split(endpoint.url).join(displayUrl(endpoint.url));
+      const reason = errorMessage(err).split(endpoint.url).join(redactUrl(endpoint.url));
       return { ok: false, permanent: false, reason: `failed: ${reason}` };
     }
     if (status < 200 || status >= 300) {

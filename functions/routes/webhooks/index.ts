@@ -1,5 +1,6 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { and, eq } from "drizzle-orm";
+import { hasRole } from "../../../core/auth/tokens";
 import { webhookEndpoints } from "../../../db/schema";
 import type { AdminEnv } from "../../env";
 import { readGuard } from "../../middleware/guards";
@@ -85,7 +86,11 @@ export function registerWebhooks(app: OpenAPIHono<AdminEnv>): void {
       )
       .orderBy(...page.orderBy)
       .limit(q.limit + 1);
-    return c.json(toPage(rows, q.limit, toWebhook), 200);
+    const fullUrl = hasRole(c.var.claims, "platform_admin");
+    return c.json(
+      toPage(rows, q.limit, (r) => toWebhook(r, { fullUrl })),
+      200,
+    );
   });
   app.openapi(getRoute, async (c) => {
     const { id } = c.req.valid("param");
@@ -95,7 +100,7 @@ export function registerWebhooks(app: OpenAPIHono<AdminEnv>): void {
       .where(eq(webhookEndpoints.id, id));
     if (!row) throw notFound("Webhook endpoint", id);
     c.header("etag", etagFor(row.rowVersion));
-    return c.json(toWebhook(row), 200);
+    return c.json(toWebhook(row, { fullUrl: hasRole(c.var.claims, "platform_admin") }), 200);
   });
   registerWebhookMutations(app);
 }

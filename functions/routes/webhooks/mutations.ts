@@ -84,7 +84,8 @@ export function registerWebhookMutations(app: OpenAPIHono<AdminEnv>): void {
     );
     c.header("location", `/api/webhooks/${row.id}`);
     c.header("etag", etagFor(row.rowVersion));
-    return c.json({ ...toWebhook(row), secret }, 201);
+    // Solo platform_admin registra y cambia endpoints: ve la URL entera.
+    return c.json({ ...toWebhook(row, { fullUrl: true }), secret }, 201);
   });
   app.openapi(update, async (c) => {
     const row = await updateWebhook(
@@ -94,7 +95,7 @@ export function registerWebhookMutations(app: OpenAPIHono<AdminEnv>): void {
       expectedVersion(c),
     );
     c.header("etag", etagFor(row.rowVersion));
-    return c.json(toWebhook(row), 200);
+    return c.json(toWebhook(row, { fullUrl: true }), 200);
   });
   app.openapi(remove, async (c) => {
     await deleteWebhook(serviceContext(c), c.req.valid("param").id, expectedVersion(c));

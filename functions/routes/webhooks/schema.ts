@@ -1,4 +1,5 @@
 import { z } from "@hono/zod-openapi";
+import { redactUrl, urlFingerprint } from "../../../core/redact-url";
 import type { webhookEndpoints } from "../../../db/schema";
 
 export const webhookSchema = z
@@ -15,7 +16,8 @@ export const webhookSchema = z
       example: "5c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
     }),
     url: z.string().openapi({
-      description: "URL que recibe los eventos",
+      description:
+        "URL que recibe los eventos; entera solo para platform_admin, para el resto solo su origen (`https://vet.example/…`)",
       example: "https://vet.example/hooks/farutech",
     }),
     active: z.boolean().openapi({ description: "Si recibe eventos", example: true }),
@@ -85,12 +87,21 @@ export type CreateWebhookInput = z.infer<typeof createWebhookSchema>;
 export type UpdateWebhookInput = z.infer<typeof updateWebhookSchema>;
 export type WebhookRow = typeof webhookEndpoints.$inferSelect;
 
-/** Lo que se muestra y se audita de un endpoint: nunca el secreto, ni cifrado. */
-export const toWebhook = (r: WebhookRow) => ({
+/**
+ * Lo que se muestra de un endpoint: nunca el secreto, ni cifrado. La URL entera solo a quien puede
+ * cambiarla (platform_admin); al resto, su origen (la ruta o la query pueden llevar un token).
+ */
+export const toWebhook = (r: WebhookRow, options: { fullUrl: boolean }) => ({
   id: r.id,
   productId: r.productId,
   tenantInstanceId: r.tenantInstanceId,
-  url: r.url,
+  url: options.fullUrl ? r.url : redactUrl(r.url),
   active: r.active,
   createdAt: r.createdAt.toISOString(),
+});
+
+/** Lo que se audita: la auditoría la lee support, así que la URL va sin ruta y con su huella. */
+export const auditedWebhook = (r: WebhookRow) => ({
+  ...toWebhook(r, { fullUrl: false }),
+  urlFingerprint: urlFingerprint(r.url),
 });

@@ -62,12 +62,25 @@ describe.each(["postgres", "pglite"] as const)("webhook endpoints on %s", (kind)
     const got = await h.request("GET", path, { token: support });
     expect(got.status).toBe(200);
     expect(got.headers.get("etag")).toBe('"v1"');
+    // support no ve la ruta (puede llevar el token del receptor); platform_admin, la URL entera.
     expect(webhookSchema.strict().parse(got.body)).toMatchObject({
       id: row.id,
       tenantInstanceId: row.tenantInstanceId,
-      url: "https://vet.example/hooks/farutech",
+      url: "https://vet.example/…",
       active: true,
     });
+    const full = await h.request("GET", path, { token: admin });
+    expect(full.body).toMatchObject({ url: "https://vet.example/hooks/farutech" });
+    const listed = await h.request(
+      "GET",
+      `/api/webhooks?tenantInstanceId=${row.tenantInstanceId}`,
+      {
+        token: support,
+      },
+    );
+    expect((listed.body as { items: { url: string }[] }).items.map((i) => i.url)).toEqual([
+      "https://vet.example/…",
+    ]);
 
     const patch = (json: unknown, ifMatch?: string) =>
       h.request("PATCH", path, {
@@ -108,7 +121,15 @@ describe.each(["postgres", "pglite"] as const)("webhook endpoints on %s", (kind)
       ["webhook.updated", "webhook_endpoint", "tester-platform_admin"],
     ]);
     expect(audit[0]).toMatchObject({ before: { active: true }, after: { active: false } });
-    expect(audit[1]?.after).toMatchObject({ url: "https://vet.example/hooks/v2" });
+    // La auditoría (que lee support) guarda el origen y una huella: se ve que la URL cambió.
+    const [before, after] = [audit[1]?.before, audit[1]?.after] as {
+      url: string;
+      urlFingerprint: string;
+    }[];
+    expect(after).toMatchObject({ url: "https://vet.example/…" });
+    expect(after?.urlFingerprint).toMatch(/^[0-9a-f]{16}$/);
+    expect(after?.urlFingerprint).not.toBe(before?.urlFingerprint);
+    expect(JSON.stringify(audit)).not.toContain("/hooks/");
     const events = (await db().select().from(outboxEvents)).filter(
       (e) => e.type === "webhook.updated",
     );
@@ -164,7 +185,7 @@ describe.each(["postgres", "pglite"] as const)("webhook endpoints on %s", (kind)
     );
     const audit = await db().select().from(auditLog).where(eq(auditLog.entityId, row.id));
     expect(audit.map((a) => a.action)).toEqual(["webhook.updated", "webhook.deleted"]);
-    expect(audit[1]?.before).toMatchObject({ url: "https://vet.example/new" });
+    expect(audit[1]?.before).toMatchObject({ url: "https://vet.example/…" });
     await expectSecretNowhere([]);
   });
 
