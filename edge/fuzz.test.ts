@@ -68,6 +68,9 @@ beforeAll(async () => {
     AUTH_SIGNING_KEYS: JSON.stringify([await generateSigningKey("edge-fuzz-1")]),
     AUTH_ISSUER: "http://edge.fuzz",
     AUTH_AUDIENCE: "farutech-orchestrator",
+    // Sin bloqueo: el azar debe llegar a emitir, refrescar y revocar, no quedarse en el 429.
+    AUTH_CLIENT_FAILURE_LIMIT: "1000000",
+    AUTH_SOURCE_FAILURE_LIMIT: "1000000",
     LOG_LEVEL: "silent",
   };
   targets.set("node", await startNodeEdge(env, db.handle.db));

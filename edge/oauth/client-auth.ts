@@ -1,3 +1,5 @@
+import { sha256 } from "@noble/hashes/sha2.js";
+import { bytesToHex, utf8ToBytes } from "@noble/hashes/utils.js";
 import { and, eq, isNull } from "drizzle-orm";
 import type { Context } from "hono";
 import type { Logger } from "../../core/logger";
@@ -117,25 +119,56 @@ export function requestSource(c: Context<EdgeEnv>): string {
   return clientAuthSource(fromRuntime ?? c.req.header("cf-connecting-ip"));
 }
 
-/** Cubo de los fallos de un origen con cualquier client_id ("*" no es un client_id posible). */
+/** Cubo de los intentos de un origen con client_id que no existen ("*" no es un client_id posible). */
 const ANY_CLIENT = "*";
 /** Un client_id posible: los que emite la API (`adm_…`, `tnt_…`) y los de desarrollo. */
 const CLIENT_ID_RE = /^[A-Za-z0-9._~-]+$/;
 /** Cuánto espera un intento a que terminen los que llenan su cubo antes de responder 429. */
 const BUSY_WAIT_MS = 5_000;
-const BUSY_POLL_MS = 25;
+/** Espera entre sondeos del cubo: crece para no convertir una ráfaga en una lluvia de consultas. */
+const BUSY_POLL_MS = [25, 50, 100, 200, 250] as const;
+/** Secretos ya verificados que se recuerdan por isolate (los más viejos se olvidan). */
+const VERIFIED_MAX = 1_000;
 
-type Slot = { key: AuthAttemptKey; windowStartedAt: Date };
+/**
+ * Secretos verificados: (client_id, SHA-256 del secreto) → hash PBKDF2 con el que coincidió. Un
+ * acierto repetido (réplicas que arrancan a la vez, refrescos cada pocos minutos) no vuelve a pagar
+ * el hash lento; si el secreto del cliente cambia, su hash guardado ya no coincide. La revocación
+ * se mira en la base en cada intento. Los intentos simultáneos con el mismo secreto comparten un
+ * solo hash.
+ */
+const verified = new Map<string, string>();
+const verifying = new Map<string, Promise<boolean>>();
+
+async function secretMatches(client: ApiClient, secret: string): Promise<boolean> {
+  const key = `${client.clientId}\n${bytesToHex(sha256(utf8ToBytes(secret)))}`;
+  if (verified.get(key) === client.secretHash) return true;
+  let pending = verifying.get(key);
+  if (!pending) {
+    pending = verifySecret(secret, client.secretHash).finally(() => verifying.delete(key));
+    verifying.set(key, pending);
+  }
+  const ok = await pending;
+  if (ok) {
+    verified.delete(key);
+    verified.set(key, client.secretHash);
+    if (verified.size > VERIFIED_MAX) {
+      const [oldest] = verified.keys();
+      if (oldest !== undefined) verified.delete(oldest);
+    }
+  }
+  return ok;
+}
 
 /**
  * Autentica un cliente confidencial (todos los nuestros lo son: tienen secreto). El límite de
  * fallos es por client_id y por origen: desde un origen que lo superó se responde 429 sin mirar
- * el secreto, pero el cliente legítimo sigue entrando desde el suyo. Además un origen tiene un
- * tope de fallos con cualquier client_id, para que inventar uno por intento no dé hashes sin fin.
- * Solo cuentan los fallos: un acierto o un 429 devuelven su intento. Los contadores viven en
- * Postgres para valer entre isolates de workerd; el hash lento corre sin transacción ni conexión
- * retenidas. Un intento que encuentra su cubo lleno de intentos en curso (réplicas que arrancan a
- * la vez detrás de una IP) espera su turno: el secreto correcto no recibe 429 por ellos.
+ * el secreto, pero el cliente legítimo sigue entrando desde el suyo. Los client_id que no existen
+ * comparten otro cubo por origen (`AUTH_SOURCE_FAILURE_LIMIT`): inventar uno por intento no da
+ * hashes sin fin ni una fila por intento, y no toca a los clientes que sí existen. Solo cuentan
+ * los fallos. Los contadores viven en Postgres para valer entre isolates de workerd; el hash
+ * lento corre sin transacción ni fila bloqueadas. Un intento que encuentra su cubo lleno de
+ * intentos en curso (réplicas que arrancan a la vez detrás de una IP) espera su turno.
  */
 export async function authenticateClient(
   db: Database,
@@ -149,48 +182,42 @@ export async function authenticateClient(
   if (clientId.length > MAX_CLIENT_ID_LENGTH || !CLIENT_ID_RE.test(clientId)) {
     throw invalidClient();
   }
-  const window = settings.clientAuthFailureWindowSeconds;
-  const buckets = [
-    { key: { clientId: ANY_CLIENT, source }, maxFailures: settings.maxSourceAuthFailures },
-    { key: { clientId, source }, maxFailures: settings.maxClientAuthFailures },
-  ];
-  const slots: Slot[] = [];
-  const settle = (failed: boolean) =>
-    Promise.all(slots.map((s) => recordClientAuthOutcome(db, s.key, s.windowStartedAt, failed)));
-  for (const { key, maxFailures } of buckets) {
-    const reservation = await reserveWhenFree(db, key, { maxFailures, windowSeconds: window });
-    if (reservation.kind !== "granted") {
-      await settle(false);
-      const { retryAfter } = reservation;
-      logger.warn(
-        { clientId, source, retryAfter, anyClient: key.clientId === ANY_CLIENT },
-        "client authentication locked out",
-      );
-      throw new OAuthFailure("invalid_client", "Too many failed attempts", 429, retryAfter);
-    }
-    slots.push({ key, windowStartedAt: reservation.windowStartedAt });
+  const [client] = await db
+    .select()
+    .from(apiClients)
+    .where(and(eq(apiClients.clientId, clientId), isNull(apiClients.revokedAt)));
+  const key = { clientId: client ? clientId : ANY_CLIENT, source };
+  const maxFailures = client ? settings.maxClientAuthFailures : settings.maxSourceAuthFailures;
+  const windowSeconds = settings.clientAuthFailureWindowSeconds;
+  // El cubo antes que el secreto, también si ya se verificó: bloqueado, ningún intento se evalúa.
+  const reservation = await reserveWhenFree(db, key, { maxFailures, windowSeconds });
+  if (reservation.kind !== "granted") {
+    const busy = reservation.kind === "busy";
+    logger.warn(
+      { clientId, source, retryAfter: reservation.retryAfter, knownClient: Boolean(client) },
+      busy ? "client authentication busy" : "client authentication locked out",
+    );
+    throw new OAuthFailure(
+      "invalid_client",
+      busy ? "Too many concurrent attempts; retry shortly" : "Too many failed attempts",
+      429,
+      reservation.retryAfter,
+    );
   }
-  let client: ApiClient | undefined;
   let valid = false;
   try {
-    [client] = await db
-      .select()
-      .from(apiClients)
-      .where(and(eq(apiClients.clientId, clientId), isNull(apiClients.revokedAt)));
-    // Un client_id desconocido también paga el hash lento: el tiempo de respuesta no revela
-    // qué clientes existen.
-    valid = await verifySecret(credentials.secret, client?.secretHash ?? (await dummyHash()));
+    if (client) valid = await secretMatches(client, credentials.secret);
+    // Un client_id desconocido también paga el hash lento: el tiempo de respuesta es el mismo.
+    else await verifySecret(credentials.secret, await dummyHash());
   } catch (err) {
-    // Sin veredicto (la base falló): el hueco se libera y el error sigue su camino.
-    await settle(false).catch(() => {});
+    await recordClientAuthOutcome(db, key, reservation.windowStartedAt, false).catch(() => {});
     throw err;
   }
+  await recordClientAuthOutcome(db, key, reservation.windowStartedAt, !valid);
   if (!client || !valid) {
-    await settle(true);
-    logger.info({ clientId, source }, "client authentication failed");
+    logger.info({ clientId, source, knownClient: Boolean(client) }, "client authentication failed");
     throw invalidClient();
   }
-  await settle(false);
   return client;
 }
 
@@ -199,12 +226,15 @@ async function reserveWhenFree(
   db: Database,
   key: AuthAttemptKey,
   policy: { maxFailures: number; windowSeconds: number },
-): Promise<{ kind: "granted"; windowStartedAt: Date } | { kind: "locked"; retryAfter: number }> {
+): Promise<
+  { kind: "granted"; windowStartedAt: Date } | { kind: "locked" | "busy"; retryAfter: number }
+> {
   const deadline = Date.now() + BUSY_WAIT_MS;
-  for (;;) {
+  for (let attempt = 0; ; attempt++) {
     const reservation = await reserveClientAuthAttempt(db, key, policy);
     if (reservation.kind !== "busy") return reservation;
-    if (Date.now() >= deadline) return { kind: "locked", retryAfter: 1 };
-    await new Promise((resolve) => setTimeout(resolve, BUSY_POLL_MS));
+    if (Date.now() >= deadline) return { kind: "busy", retryAfter: 1 };
+    const pause = BUSY_POLL_MS[Math.min(attempt, BUSY_POLL_MS.length - 1)];
+    await new Promise((resolve) => setTimeout(resolve, pause));
   }
 }
