@@ -10,6 +10,7 @@ import { sha256Hex } from "../core/ids";
 import { silentLogger } from "../core/logger";
 import { apiClients, clientAuthFailures, refreshTokens, tenantInstances } from "../db/schema";
 import { seedDemo } from "../db/seed";
+import type { Database } from "../db/types";
 import { type RunningWsProxy, startWsProxy } from "../infra/wsproxy/wsproxy";
 import { type ClientSpec, createApiClient } from "../test/support/clients";
 import {
@@ -655,22 +656,27 @@ describe("client lockout on the Node edge behind a real socket", () => {
 });
 
 describe("client authentication cost and spraying", () => {
+  /** El edge de Node en proceso sobre `database` (sin socket: el origen sale de cf-connecting-ip). */
+  const edgeOn = (database: Database, extra: Record<string, string> = {}) =>
+    createNodeEdgeApp(
+      {
+        AUTH_SIGNING_KEYS: JSON.stringify([signingKey]),
+        AUTH_ISSUER: ISSUER,
+        AUTH_AUDIENCE: AUDIENCE,
+        LOG_LEVEL: "silent",
+        ...extra,
+      },
+      database,
+      silentLogger,
+    );
+
   it("checks the secret outside any transaction (no connection held during the slow hash)", async () => {
     const queries: string[] = [];
     // node-postgres: drizzle abre sus transacciones con un BEGIN que el observador ve.
     const observed = await createPostgresTestDatabase((q) => queries.push(q));
     try {
       await seedDemo(observed.handle.db);
-      const app = await createNodeEdgeApp(
-        {
-          AUTH_SIGNING_KEYS: JSON.stringify([signingKey]),
-          AUTH_ISSUER: ISSUER,
-          AUTH_AUDIENCE: AUDIENCE,
-          LOG_LEVEL: "silent",
-        },
-        observed.handle.db,
-        silentLogger,
-      );
+      const app = await edgeOn(observed.handle.db);
       queries.length = 0;
       const res = await app.request(
         "/oauth/token",
@@ -689,16 +695,7 @@ describe("client authentication cost and spraying", () => {
     const embedded = await createPgliteTestDatabase();
     try {
       await seedDemo(embedded.handle.db);
-      const app = await createNodeEdgeApp(
-        {
-          AUTH_SIGNING_KEYS: JSON.stringify([signingKey]),
-          AUTH_ISSUER: ISSUER,
-          AUTH_AUDIENCE: AUDIENCE,
-          LOG_LEVEL: "silent",
-        },
-        embedded.handle.db,
-        silentLogger,
-      );
+      const app = await edgeOn(embedded.handle.db);
       const client = await createApiClient(embedded.handle.db, {
         kind: "admin",
         roles: ["platform_admin"],
@@ -724,18 +721,7 @@ describe("client authentication cost and spraying", () => {
 
   it("caps invented client ids per source, without a row per id and without touching real clients", async () => {
     const SOURCE_LIMIT = 3;
-    const app = await createNodeEdgeApp(
-      {
-        AUTH_SIGNING_KEYS: JSON.stringify([signingKey]),
-        AUTH_ISSUER: ISSUER,
-        AUTH_AUDIENCE: AUDIENCE,
-        AUTH_SOURCE_FAILURE_LIMIT: String(SOURCE_LIMIT),
-        LOG_LEVEL: "silent",
-      },
-      db.handle.db,
-      // En proceso (app.request, sin socket) el origen sale de cf-connecting-ip, como en workerd.
-      silentLogger,
-    );
+    const app = await edgeOn(db.handle.db, { AUTH_SOURCE_FAILURE_LIMIT: String(SOURCE_LIMIT) });
     const client = await tenantClient();
     const sprayer = { "cf-connecting-ip": "203.0.113.200" };
     const guess = (id: string, secret = "x", from = sprayer) =>
