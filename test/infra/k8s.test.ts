@@ -315,6 +315,11 @@ describe("infra/k8s manifests", () => {
       "nats.conf"
     ];
     expect(conf).toMatch(/authorization\s*\{\s*token:\s*\$NATS_TOKEN\s*\}/);
+    // nats-server relee el valor como configuración: el token documentado empieza por una letra.
+    const generated = /--from-literal=NATS_TOKEN="([^"]*)"/.exec(
+      readFileSync(join(DIR, "README.md"), "utf8"),
+    )?.[1];
+    expect(generated).toMatch(/^[a-z]+_\$\(openssl rand -hex \d+\)$/);
     // La monitorización (sin autenticación) no se expone por el Service.
     const service = byKind("Service").find((s) => s.metadata.name === "nats");
     if (!service) throw new Error("no nats Service");

@@ -15,6 +15,10 @@ import { waitFor } from "../support/stack";
 // real con NATS_TOKEN en su entorno (como lo pone el StatefulSet): exige el token por TCP y por
 // WebSocket. NATS JS v3 admite un solo transporte por proceso: WebSocket con el cliente (el de
 // las funciones) y TCP con el protocolo a mano.
+// Como lo genera infra/k8s/README.md: prefijo y hex. Sin el prefijo, un hex como este
+// ("8438e9…") nats-server lo leería como número y no arrancaría.
+const TOKEN = "nats_8438e9451f0c2a7d6b3e9f1a0c5d7e2b4a6c8e0f1a3b5c7d9e1f2a4b6c8d0e2f";
+
 describe("the Kubernetes nats.conf", () => {
   let server: ChildProcess | undefined;
   let dir = "";
@@ -36,7 +40,7 @@ describe("the Kubernetes nats.conf", () => {
     tcpPort = client;
     ws = `ws://127.0.0.1:${websocket}`;
     server = spawn(findNatsServer(), ["-c", join(dir, "nats.conf")], {
-      env: { ...process.env, NATS_TOKEN: "k8s-token" },
+      env: { ...process.env, NATS_TOKEN: TOKEN },
       stdio: "ignore",
     });
     await waitFor(async () => {
@@ -72,7 +76,7 @@ describe("the Kubernetes nats.conf", () => {
     });
 
   it("requires the token over TCP", async () => {
-    const good = await tcpHandshake("k8s-token");
+    const good = await tcpHandshake(TOKEN);
     expect(JSON.parse(good.info.replace(/^INFO /, ""))).toMatchObject({ auth_required: true });
     expect(good.reply).toBe("PONG");
     expect((await tcpHandshake("wrong")).reply).toMatch(/^-ERR 'Authorization Violation'/);
@@ -81,7 +85,7 @@ describe("the Kubernetes nats.conf", () => {
   it("requires the token over WebSocket (the functions' transport)", async () => {
     // Node 20 no trae WebSocket global: el paquete ws, como functions/runtime.ts.
     const options = { servers: ws, name: "k8s-auth", webSocket: WebSocket };
-    const bus = await connectBus({ ...options, token: "k8s-token" });
+    const bus = await connectBus({ ...options, token: TOKEN });
     expect(bus.isConnected()).toBe(true);
     await bus.close();
     await expect(connectBus(options)).rejects.toThrow(/authorization/i);
