@@ -136,8 +136,11 @@ export function errorMessage(err: unknown): string {
     if (err.message.startsWith("Failed query:") && err.cause instanceof Error) {
       const code = pgErrorCode(err);
       const suffix = code ? ` (${code})` : "";
-      // Postgres repite el valor rechazado al final (`…: "valor"`): se quita también.
-      const message = err.cause.message.replace(/: ".*"$/s, ': "…"');
+      // Postgres repite el valor rechazado al final (`…: "valor"`): se quita también, desde el
+      // primer `: "` (sin regex: con muchos `: "` y sin comilla final, una costaba tiempo cuadrático).
+      const raw = err.cause.message;
+      const at = raw.endsWith('"') ? raw.indexOf(': "') : -1;
+      const message = at >= 0 && at + 3 < raw.length ? `${raw.slice(0, at)}: "…"` : raw;
       return withoutEmails(`database error: ${message}${suffix}`);
     }
     return withoutEmails(err.message);

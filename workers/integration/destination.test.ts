@@ -42,11 +42,25 @@ describe("webhook destinations", () => {
       "::ffff:127.0.0.1",
       "::ffff:7f00:1",
       "64:ff9b::a00:1",
+      "::7f00:1",
+      "2002:7f00:1::",
+      "64:ff9b:1::1",
+      "100::1",
+      "2001:0:4136:e378::1",
+      "fec0::1",
       "not-an-ip",
     ]) {
       expect(isPrivateAddress(address), address).toBe(true);
     }
-    for (const address of ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111"]) {
+    // Una IPv6 que lleva una IPv4 pública (DNS64/NAT64, mapeada, 6to4) es pública.
+    for (const address of [
+      "93.184.216.34",
+      "8.8.8.8",
+      "2606:4700:4700::1111",
+      "64:ff9b::808:808",
+      "::ffff:8.8.8.8",
+      "2002:808:808::1",
+    ]) {
       expect(isPrivateAddress(address), address).toBe(false);
     }
   });

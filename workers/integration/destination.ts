@@ -28,24 +28,43 @@ for (const [network, prefix] of [
 for (const [network, prefix] of [
   ["::", 128],
   ["::1", 128],
-  ["64:ff9b::", 96], // NAT64: una IPv4 cualquiera detrás
+  ["64:ff9b:1::", 48], // NAT64 de uso local (RFC 8215)
+  ["100::", 64], // descarte
+  ["2001::", 32], // Teredo: una IPv4 ofuscada
   ["2001:db8::", 32],
-  ["2002::", 16], // 6to4: otra IPv4 embebida
   ["fc00::", 7], // ULA
+  ["fec0::", 10], // site-local (obsoleta)
   ["fe80::", 10], // link-local
   ["ff00::", 8], // multicast
 ] as const) {
   blocked.addSubnet(network, prefix, "ipv6");
 }
 
-/** La IPv4 de una IPv6 "::ffff:a.b.c.d" (en cualquier escritura), o undefined. */
-function mappedIpv4(address: string): string | undefined {
-  // La forma canónica comprimida: "::ffff:127.0.0.1" y "0:0:0:0:0:ffff:7f00:1" dan "::ffff:7f00:1".
+/** Los 8 grupos de 16 bits de una IPv6 (ya validada con isIP). */
+function ipv6Groups(address: string): number[] {
+  // La forma canónica comprimida ("::ffff:127.0.0.1" queda "::ffff:7f00:1"): solo hex y "::".
   const canonical = new URL(`http://[${address}]`).hostname.slice(1, -1);
-  const match = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonical);
-  if (!match) return undefined;
-  const [hi, lo] = [Number.parseInt(match[1] ?? "", 16), Number.parseInt(match[2] ?? "", 16)];
-  return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  const [head = "", tail] = canonical.split("::");
+  const parse = (part: string) => (part ? part.split(":").map((g) => Number.parseInt(g, 16)) : []);
+  const [left, right] = [parse(head), parse(tail ?? "")];
+  const zeros = tail === undefined ? [] : Array<number>(8 - left.length - right.length).fill(0);
+  return [...left, ...zeros, ...right];
+}
+
+/**
+ * La IPv4 que lleva dentro una IPv6 que se traduce a IPv4 al conectar: "::ffff:a.b.c.d" (mapeada),
+ * "::a.b.c.d" (compatible), NAT64 bien conocido (64:ff9b::/96) y 6to4 (2002::/16). Se juzga por
+ * esa IPv4: en una red con DNS64 todo destino IPv4 llega como 64:ff9b::…, y los públicos valen.
+ */
+function embeddedIpv4(address: string): string | undefined {
+  const g = ipv6Groups(address);
+  const quad = (hi: number, lo: number) => `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  const zero = (from: number, to: number) => g.slice(from, to).every((x) => x === 0);
+  if (zero(0, 5) && g[5] === 0xffff) return quad(g[6] ?? 0, g[7] ?? 0);
+  if (zero(0, 6) && ((g[6] ?? 0) !== 0 || (g[7] ?? 0) > 1)) return quad(g[6] ?? 0, g[7] ?? 0);
+  if (g[0] === 0x64 && g[1] === 0xff9b && zero(2, 6)) return quad(g[6] ?? 0, g[7] ?? 0);
+  if (g[0] === 0x2002) return quad(g[1] ?? 0, g[2] ?? 0);
+  return undefined;
 }
 
 /** Dirección de red privada, local o reservada (no es un destino de webhook). */
@@ -53,7 +72,7 @@ export function isPrivateAddress(address: string): boolean {
   const family = isIP(address);
   if (family === 4) return blocked.check(address, "ipv4");
   if (family !== 6) return true;
-  const ipv4 = mappedIpv4(address);
+  const ipv4 = embeddedIpv4(address);
   return ipv4 ? blocked.check(ipv4, "ipv4") : blocked.check(address, "ipv6");
 }
 

@@ -47,6 +47,16 @@ describe("errorMessage", () => {
     expect(scrubbed).not.toContain("a".repeat(30));
   });
 
+  it("drops the rejected value Postgres repeats, in linear time", () => {
+    const failed = (message: string) =>
+      Object.assign(new Error("Failed query: select 1"), { cause: new Error(message) });
+    expect(errorMessage(failed('invalid input syntax for type uuid: "secret-value"'))).toBe(
+      'database error: invalid input syntax for type uuid: "…"',
+    );
+    // Muchos `: "` sin comilla final: con la regex de antes, segundos de CPU.
+    expect(errorMessage(failed(`${'x: "'.repeat(200_000)}x`))).toHaveLength(1000);
+  });
+
   it("handles a megabyte of text without an address (the scrubbing stays linear)", () => {
     // Con el patrón sin cotas esto eran horas de CPU (tiempo cuadrático).
     expect(errorMessage("a".repeat(1_000_000))).toHaveLength(1000);
