@@ -100,7 +100,8 @@ export async function updateWebhook(
           entityType: "webhook_endpoint",
           entityId: id,
           before: auditedWebhook(before),
-          after: auditedWebhook(updated),
+          // La URL va sin ruta: `changed` dice si cambió (sin huella que permita adivinarla).
+          after: { ...auditedWebhook(updated), changed },
         },
       ],
       events: [domainEvent("webhook", "updated", { webhookId: id, changed })],

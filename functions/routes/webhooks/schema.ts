@@ -1,5 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import { redactUrl, urlFingerprint } from "../../../core/redact-url";
+import { redactUrl } from "../../../core/redact-url";
 import type { webhookEndpoints } from "../../../db/schema";
 
 export const webhookSchema = z
@@ -100,8 +100,5 @@ export const toWebhook = (r: WebhookRow, options: { fullUrl: boolean }) => ({
   createdAt: r.createdAt.toISOString(),
 });
 
-/** Lo que se audita: la auditoría la lee support, así que la URL va sin ruta y con su huella. */
-export const auditedWebhook = (r: WebhookRow) => ({
-  ...toWebhook(r, { fullUrl: false }),
-  urlFingerprint: urlFingerprint(r.url),
-});
+/** Lo que se audita: la auditoría la lee support, así que la URL va sin ruta. */
+export const auditedWebhook = (r: WebhookRow) => toWebhook(r, { fullUrl: false });
