@@ -675,7 +675,7 @@ export const refreshTokens = pgTable(
 // edge. Por origen: quien conoce un client_id (el `sub` de cada token) no bloquea al cliente
 // legítimo desde otra dirección. `failures` cuenta fallos confirmados y `pending` intentos en curso
 // (reservados antes del hash); con `failures` en el límite dentro de la ventana ese origen recibe
-// 429. La fila de client_id "*" cuenta los fallos de un origen con cualquier client_id.
+// 429. La fila de client_id "*" cuenta los de un origen con client_id que no existen.
 export const clientAuthFailures = pgTable(
   "client_auth_failures",
   {
