@@ -2,8 +2,10 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { eq, sql } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { MIGRATIONS_FOLDER } from "./client";
+import { createNodePostgresDb } from "./drivers/node-postgres";
 import { createPgliteDb } from "./drivers/pglite";
 import { auditLog, dlqEntries } from "./schema";
 import type { DbHandle } from "./types";
@@ -24,102 +26,135 @@ function migrationsUpTo(lastTag: string): { folder: string; remove(): void } {
   return { folder, remove: () => rmSync(folder, { recursive: true, force: true }) };
 }
 
+/** Una base vacía de cada tipo, migrada con `folder`; la de Postgres se borra al cerrar. */
+async function emptyDatabase(
+  kind: "postgres" | "pglite",
+  folder: string,
+): Promise<{ handle: DbHandle; drop(): Promise<void> }> {
+  if (kind === "pglite") {
+    const handle = await createPgliteDb({ dataDir: "memory://", migrationsFolder: folder });
+    return { handle, drop: () => handle.close() };
+  }
+  const adminUrl = inject("pgAdminUrl");
+  const name = `farutech_test_${inject("runId")}_${process.pid}_upgrade`;
+  const admin = async (statement: string) => {
+    const c = new pg.Client({ connectionString: adminUrl });
+    await c.connect();
+    try {
+      await c.query(statement);
+    } finally {
+      await c.end();
+    }
+  };
+  await admin(`create database "${name}"`);
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  const handle = await createNodePostgresDb({ url: url.toString(), migrationsFolder: folder });
+  return {
+    handle,
+    drop: async () => {
+      await handle.close();
+      await admin(`drop database if exists "${name}" with (force)`);
+    },
+  };
+}
+
 // Migraciones de datos sobre filas que existían antes: se aplican hasta la anterior, se insertan
 // filas como las dejaba el código de entonces y se aplica el resto.
-describe("data migrations on an existing database", () => {
-  let old: { folder: string; remove(): void };
-  let db: DbHandle;
+describe.each(["postgres", "pglite"] as const)(
+  "data migrations on an existing %s database",
+  (kind) => {
+    let old: { folder: string; remove(): void };
+    let database: { handle: DbHandle; drop(): Promise<void> };
+    const db = () => database.handle.db;
 
-  beforeAll(async () => {
-    old = migrationsUpTo("0026_client_auth_pending");
-    db = await createPgliteDb({ dataDir: "memory://", migrationsFolder: old.folder });
-    await db.migrate();
-  });
-  afterAll(async () => {
-    await db?.close();
-    old?.remove();
-  });
+    beforeAll(async () => {
+      old = migrationsUpTo("0026_client_auth_pending");
+      database = await emptyDatabase(kind, old.folder);
+      await database.handle.migrate();
+    });
+    afterAll(async () => {
+      await database?.drop();
+      old?.remove();
+    });
 
-  it("0027 leaves only the origin of webhook URLs in old audit rows and DLQ errors", async () => {
-    const webhookId = crypto.randomUUID();
-    await db.db.insert(auditLog).values([
-      {
+    it("0027 leaves only the origin of webhook URLs in old audit rows and DLQ errors", async () => {
+      const id = crypto.randomUUID();
+      const webhookAudit = (before: unknown, after: unknown) => ({
         actor: "ops",
         action: "webhook.updated",
         entityType: "webhook_endpoint",
-        entityId: webhookId,
-        before: {
-          id: webhookId,
-          url: "https://hooks.slack.com/services/T0/B0/SECRET1",
-          active: true,
-        },
-        after: {
-          id: webhookId,
-          url: "https://user:pw@vet.example:8443/?token=SECRET2",
-          active: true,
-        },
-      },
-      {
-        actor: "ops",
-        action: "webhook.created",
-        entityType: "webhook_endpoint",
-        entityId: webhookId,
-        after: { id: webhookId, url: "https://vet.example/", active: true },
-      },
-      {
-        actor: "ops",
-        action: "customer.updated",
-        entityType: "customer",
-        entityId: webhookId,
-        after: { url: "https://keep.example/path" },
-      },
-    ]);
-    const [entry] = await db.db
-      .insert(dlqEntries)
-      .values({
-        domain: "integration",
-        stream: "INTEGRATION",
-        streamSequence: 1,
-        messageKey: "k",
-        subject: "integration.tasks.entitlements.changed",
-        rawPayload: "{}",
-        error: `webhook delivery failed for 1 of 1 endpoints: endpoint ${webhookId} (https://hooks.slack.com/services/T0/B0/SECRET3) answered 404 [permanent]`,
-        errorKind: "permanent",
-        deliveries: 1,
-      })
-      .returning();
-    if (!entry) throw new Error("dlq insert returned nothing");
+        entityId: id,
+        before,
+        after,
+      });
+      await db()
+        .insert(auditLog)
+        .values([
+          webhookAudit(
+            { id, url: "https://hooks.slack.com/services/T0/B0/SECRET1", active: true },
+            { id, url: "HTTPS://user:p@ss@VET.Example:8443/?token=SECRET2", urlFingerprint: "ab" },
+          ),
+          webhookAudit(null, { id, url: "https://vet.example/", active: true }),
+          webhookAudit({ id, url: "https://vet.example\\hooks\\SECRET3" }, { id, url: null }),
+          {
+            actor: "ops",
+            action: "customer.updated",
+            entityType: "customer",
+            entityId: id,
+            after: { url: "https://keep.example/path" },
+          },
+        ]);
+      const [entry] = await db()
+        .insert(dlqEntries)
+        .values({
+          domain: "integration",
+          stream: "INTEGRATION",
+          streamSequence: 1,
+          messageKey: "k",
+          subject: "integration.tasks.entitlements.changed",
+          rawPayload: "{}",
+          error:
+            `webhook delivery failed for 2 of 2 endpoints: endpoint ${id} (https://hooks.slack.com/services/T0/B0/SECRET4) answered 404 [permanent]; ` +
+            `endpoint ${id} (https://vet.example/x) failed: URL includes credentials: https://hookuser:SECRET5@vet.example/p?q=SECRET6 [transient]`,
+          errorKind: "permanent",
+          deliveries: 1,
+        })
+        .returning();
+      if (!entry) throw new Error("dlq insert returned nothing");
 
-    const current = await createPgliteDbOn(db);
-    await current.migrate();
+      const { migrate } = await import("drizzle-orm/pglite/migrator");
+      const { migrate: migratePg } = await import("drizzle-orm/node-postgres/migrator");
+      await (kind === "pglite" ? migrate : migratePg)(db() as never, {
+        migrationsFolder: MIGRATIONS_FOLDER,
+      });
 
-    const audit = await db.db.select().from(auditLog).orderBy(auditLog.id);
-    expect(audit.map((a) => [a.before, a.after])).toEqual([
-      [
-        { id: webhookId, url: "https://hooks.slack.com/…", active: true },
-        { id: webhookId, url: "https://vet.example:8443/…", active: true },
-      ],
-      [null, { id: webhookId, url: "https://vet.example/", active: true }],
-      [null, { url: "https://keep.example/path" }],
-    ]);
-    const [dead] = await db.db.select().from(dlqEntries).where(eq(dlqEntries.id, entry.id));
-    expect(dead?.error).toBe(
-      `webhook delivery failed for 1 of 1 endpoints: endpoint ${webhookId} (https://hooks.slack.com/…) answered 404 [permanent]`,
-    );
-    expect(JSON.stringify({ audit, dead })).not.toMatch(/SECRET/);
-    // Idempotente: aplicada otra vez, nada cambia.
-    const again = readFileSync(join(MIGRATIONS_FOLDER, "0027_redact_webhook_urls.sql"), "utf8");
-    for (const statement of again.split("--> statement-breakpoint")) {
-      await db.db.execute(sql.raw(statement));
-    }
-    expect(await db.db.select().from(auditLog).orderBy(auditLog.id)).toEqual(audit);
-  });
-});
-
-/** El mismo cliente con la carpeta de migraciones de verdad. */
-async function createPgliteDbOn(handle: DbHandle): Promise<{ migrate(): Promise<void> }> {
-  const { migrate } = await import("drizzle-orm/pglite/migrator");
-  return {
-    migrate: () => migrate(handle.db as never, { migrationsFolder: MIGRATIONS_FOLDER }),
-  };
-}
+      const audit = await db().select().from(auditLog).orderBy(auditLog.id);
+      expect(audit.map((a) => [a.before, a.after])).toEqual([
+        [
+          { id, url: "https://hooks.slack.com/…", active: true },
+          { id, url: "https://vet.example:8443/…" },
+        ],
+        [null, { id, url: "https://vet.example/", active: true }],
+        [
+          { id, url: "https://vet.example/…" },
+          { id, url: null },
+        ],
+        [null, { url: "https://keep.example/path" }],
+      ]);
+      const [dead] = await db().select().from(dlqEntries).where(eq(dlqEntries.id, entry.id));
+      expect(dead?.error).toBe(
+        `webhook delivery failed for 2 of 2 endpoints: endpoint ${id} (https://hooks.slack.com/…) answered 404 [permanent]; ` +
+          `endpoint ${id} (https://vet.example/…) failed: URL includes credentials: https://vet.example/… [transient]`,
+      );
+      expect(JSON.stringify({ audit, dead })).not.toMatch(/SECRET|p@ss|hookuser/);
+      // Idempotente: aplicada otra vez, nada cambia.
+      const again = readFileSync(join(MIGRATIONS_FOLDER, "0027_redact_webhook_urls.sql"), "utf8");
+      for (const statement of again.split("--> statement-breakpoint")) {
+        await db().execute(sql.raw(statement));
+      }
+      expect(await db().select().from(auditLog).orderBy(auditLog.id)).toEqual(audit);
+      expect((await db().select().from(dlqEntries))[0]?.error).toBe(dead?.error);
+    });
+  },
+);
