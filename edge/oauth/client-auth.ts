@@ -141,17 +141,21 @@ const verified = new Map<string, string>();
 const verifying = new Map<string, Promise<boolean>>();
 
 async function secretMatches(client: ApiClient, secret: string): Promise<boolean> {
+  const { secretHash } = client;
   const key = `${client.clientId}\n${bytesToHex(sha256(utf8ToBytes(secret)))}`;
-  if (verified.get(key) === client.secretHash) return true;
-  let pending = verifying.get(key);
+  if (verified.get(key) === secretHash) return true;
+  // Se comparte solo la comprobación contra el mismo hash: si el secreto cambió mientras otra
+  // estaba en curso, esta compara con el nuevo (y no recuerda el viejo como válido).
+  const inFlight = `${key}\n${secretHash}`;
+  let pending = verifying.get(inFlight);
   if (!pending) {
-    pending = verifySecret(secret, client.secretHash).finally(() => verifying.delete(key));
-    verifying.set(key, pending);
+    pending = verifySecret(secret, secretHash).finally(() => verifying.delete(inFlight));
+    verifying.set(inFlight, pending);
   }
   const ok = await pending;
   if (ok) {
     verified.delete(key);
-    verified.set(key, client.secretHash);
+    verified.set(key, secretHash);
     if (verified.size > VERIFIED_MAX) {
       const [oldest] = verified.keys();
       if (oldest !== undefined) verified.delete(oldest);
@@ -234,7 +238,8 @@ async function reserveWhenFree(
     const reservation = await reserveClientAuthAttempt(db, key, policy);
     if (reservation.kind !== "busy") return reservation;
     if (Date.now() >= deadline) return { kind: "busy", retryAfter: 1 };
-    const pause = BUSY_POLL_MS[Math.min(attempt, BUSY_POLL_MS.length - 1)];
-    await new Promise((resolve) => setTimeout(resolve, pause));
+    const pause = BUSY_POLL_MS[Math.min(attempt, BUSY_POLL_MS.length - 1)] ?? 250;
+    // Con algo de azar: los que esperan a la vez no vuelven a chocar en el mismo instante.
+    await new Promise((resolve) => setTimeout(resolve, pause * (0.5 + Math.random())));
   }
 }

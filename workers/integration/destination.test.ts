@@ -48,6 +48,11 @@ describe("webhook destinations", () => {
       "100::1",
       "2001:0:4136:e378::1",
       "fec0::1",
+      "::ffff:0:7f00:1",
+      "3fff::1",
+      "2001:2::1",
+      "2001:10::1",
+      "fe80::1%eth0",
       "not-an-ip",
     ]) {
       expect(isPrivateAddress(address), address).toBe(true);

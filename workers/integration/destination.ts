@@ -31,7 +31,11 @@ for (const [network, prefix] of [
   ["64:ff9b:1::", 48], // NAT64 de uso local (RFC 8215)
   ["100::", 64], // descarte
   ["2001::", 32], // Teredo: una IPv4 ofuscada
+  ["2001:2::", 48], // benchmarking
+  ["2001:10::", 28], // ORCHID
+  ["2001:20::", 28], // ORCHIDv2
   ["2001:db8::", 32],
+  ["3fff::", 20], // documentación
   ["fc00::", 7], // ULA
   ["fec0::", 10], // site-local (obsoleta)
   ["fe80::", 10], // link-local
@@ -53,7 +57,7 @@ function ipv6Groups(address: string): number[] {
 
 /**
  * La IPv4 que lleva dentro una IPv6 que se traduce a IPv4 al conectar: "::ffff:a.b.c.d" (mapeada),
- * "::a.b.c.d" (compatible), NAT64 bien conocido (64:ff9b::/96) y 6to4 (2002::/16). Se juzga por
+ * "::a.b.c.d" (compatible), SIIT, NAT64 bien conocido (64:ff9b::/96) y 6to4 (2002::/16). Se juzga por
  * esa IPv4: en una red con DNS64 todo destino IPv4 llega como 64:ff9b::…, y los públicos valen.
  */
 function embeddedIpv4(address: string): string | undefined {
@@ -61,6 +65,8 @@ function embeddedIpv4(address: string): string | undefined {
   const quad = (hi: number, lo: number) => `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
   const zero = (from: number, to: number) => g.slice(from, to).every((x) => x === 0);
   if (zero(0, 5) && g[5] === 0xffff) return quad(g[6] ?? 0, g[7] ?? 0);
+  // SIIT (::ffff:0:a.b.c.d, RFC 6052/7915).
+  if (zero(0, 4) && g[4] === 0xffff && g[5] === 0) return quad(g[6] ?? 0, g[7] ?? 0);
   if (zero(0, 6) && ((g[6] ?? 0) !== 0 || (g[7] ?? 0) > 1)) return quad(g[6] ?? 0, g[7] ?? 0);
   if (g[0] === 0x64 && g[1] === 0xff9b && zero(2, 6)) return quad(g[6] ?? 0, g[7] ?? 0);
   if (g[0] === 0x2002) return quad(g[1] ?? 0, g[2] ?? 0);
@@ -72,8 +78,13 @@ export function isPrivateAddress(address: string): boolean {
   const family = isIP(address);
   if (family === 4) return blocked.check(address, "ipv4");
   if (family !== 6) return true;
-  const ipv4 = embeddedIpv4(address);
-  return ipv4 ? blocked.check(ipv4, "ipv4") : blocked.check(address, "ipv6");
+  try {
+    const ipv4 = embeddedIpv4(address);
+    return ipv4 ? blocked.check(ipv4, "ipv4") : blocked.check(address, "ipv6");
+  } catch {
+    // Algo que no se puede leer (p. ej. con zona, "fe80::1%eth0") no es un destino público.
+    return true;
+  }
 }
 
 export class BlockedDestinationError extends Error {
