@@ -21,6 +21,9 @@ export default $config({
   async run() {
     // `sst secret set <Nombre> <valor> --stage <stage>` (ver README).
     const databaseUrl = new sst.Secret("DatabaseUrl");
+    // El edge entra con su propio usuario (rol farutech_edge, `npm run db:edge-user`): expuesto a
+    // Internet, no lee clientes ni secretos ni escribe el plano de control.
+    const edgeDatabaseUrl = new sst.Secret("EdgeDatabaseUrl");
     const natsUrl = new sst.Secret("NatsUrl");
     const natsWsUrl = new sst.Secret("NatsWsUrl");
     const natsToken = new sst.Secret("NatsToken");
@@ -43,7 +46,7 @@ export default $config({
       handler: "edge/worker.ts",
       url: true,
       domain: edgeDomain,
-      link: [databaseUrl, signingKeys],
+      link: [edgeDatabaseUrl, signingKeys],
       environment: common,
     });
 

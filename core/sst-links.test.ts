@@ -51,8 +51,13 @@ describe("SST links to environment variables", () => {
     );
     const decrypted = await decryptSstResources(file, Buffer.from(keyBytes).toString("base64"));
     const env = withLinks({}, decrypted);
-    for (const [name, variable] of Object.entries(SST_LINKS))
+    for (const [name, variable] of Object.entries(SST_LINKS)) {
+      if (name === "DatabaseUrl") continue;
       expect(env[variable]).toBe(`v-${name}`);
+    }
+    // Con los dos links de base, gana el del edge (mínimo privilegio): enlazarlo por error a otro
+    // componente falla a la vista (permiso denegado) en vez de darle al edge el dueño de la base.
+    expect(env.DATABASE_URL).toBe("v-EdgeDatabaseUrl");
     // Otra clave no descifra: la etiqueta GCM lo detecta.
     const wrong = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64");
     await expect(decryptSstResources(file, wrong)).rejects.toThrow();

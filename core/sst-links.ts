@@ -11,6 +11,9 @@ import { parseJsonOrUndefined } from "./ids";
 /** Nombre del link (sst.Secret) → variable de entorno que lo consume. */
 export const SST_LINKS = {
   DatabaseUrl: "DATABASE_URL",
+  // La del edge, con su usuario de mínimo privilegio; solo el edge la enlaza. Va después de
+  // DatabaseUrl: si un componente enlazara las dos, gana esta (falla a la vista, no escala).
+  EdgeDatabaseUrl: "DATABASE_URL",
   NatsUrl: "NATS_URL",
   NatsWsUrl: "NATS_WS_URL",
   NatsToken: "NATS_TOKEN",

@@ -60,7 +60,7 @@ async function isolatePair(
     modulesRoot: bundle.dir,
     compatibilityDate: EDGE_COMPATIBILITY_DATE,
     bindings: {
-      DATABASE_URL: db.url ?? "",
+      DATABASE_URL: db.edgeUrl ?? "",
       NEON_WSPROXY: proxy.url,
       ...(name === "isolate-b" && otherStage ? otherStage.env : signing.env),
       AUTH_AUDIENCE: "farutech-orchestrator",

@@ -50,9 +50,9 @@ beforeAll(async () => {
     .select()
     .from(tenantInstances)
     .where(eq(tenantInstances.instanceCode, "erp-principal"));
-  if (!patitas || !norte || !other || !db.url) throw new Error("demo data missing");
+  if (!patitas || !norte || !other || !db.edgeUrl) throw new Error("demo data missing");
   const env = {
-    DATABASE_URL: db.url,
+    DATABASE_URL: db.edgeUrl,
     NEON_WSPROXY: proxy.url,
     AUTH_SIGNING_KEYS: JSON.stringify([await generateSigningKey("edge-test-1")]),
     AUTH_ISSUER: ISSUER,

@@ -37,10 +37,10 @@ beforeAll(async () => {
   await seedDemo(h.db.handle.db);
   admin = await h.token(["platform_admin"]);
   proxy = await startWsProxy();
-  if (!h.db.url) throw new Error("postgres url missing");
+  if (!h.db.edgeUrl) throw new Error("postgres url missing");
   const signing = await edgeTestSigning("freshness-test", ISSUER);
   baseEnv = {
-    DATABASE_URL: h.db.url,
+    DATABASE_URL: h.db.edgeUrl,
     NEON_WSPROXY: proxy.url,
     ...signing.env,
     LOG_LEVEL: "silent",
@@ -386,8 +386,8 @@ describe("stale-if-error: the database goes away", () => {
   }, 60_000);
 
   it("on Node: the edge's database pool is closed", async () => {
-    if (!h.db.url) throw new Error("postgres url missing");
-    const handle = await createDb({ url: h.db.url });
+    if (!h.db.edgeUrl) throw new Error("postgres url missing");
+    const handle = await createDb({ url: h.db.edgeUrl });
     const edge = await startNodeEdge(env(), handle.db);
     await scenario(edge, () => handle.close());
   }, 60_000);
@@ -403,8 +403,8 @@ describe("stale-if-error: the database goes away", () => {
   }, 60_000);
 
   it("on Node: a subscription expiring during the outage is served expired", async () => {
-    if (!h.db.url) throw new Error("postgres url missing");
-    const handle = await createDb({ url: h.db.url });
+    if (!h.db.edgeUrl) throw new Error("postgres url missing");
+    const handle = await createDb({ url: h.db.edgeUrl });
     const edge = await startNodeEdge(env(), handle.db);
     await expiryScenario(edge, () => handle.close());
   }, 60_000);

@@ -63,7 +63,7 @@ beforeAll(async () => {
   ];
   fixture = { db, proxy, instanceIds: instances.map((i) => i.id), clients };
   const env = {
-    DATABASE_URL: db.url,
+    DATABASE_URL: db.edgeUrl ?? "",
     NEON_WSPROXY: proxy.url,
     AUTH_SIGNING_KEYS: JSON.stringify([await generateSigningKey("edge-fuzz-1")]),
     AUTH_ISSUER: "http://edge.fuzz",

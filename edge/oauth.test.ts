@@ -57,13 +57,13 @@ beforeAll(async () => {
   const instances = await db.handle.db.select().from(tenantInstances);
   const norte = instances.find((i) => i.instanceCode === "vet-norte");
   const other = instances.find((i) => i.instanceCode === "erp-principal");
-  if (!norte || !other || !db.url) throw new Error("demo data missing");
+  if (!norte || !other || !db.edgeUrl) throw new Error("demo data missing");
   customerId = norte.customerId;
   norteId = norte.id;
   otherId = other.id;
   signingKey = await generateSigningKey("edge-oauth-1");
   const env = {
-    DATABASE_URL: db.url,
+    DATABASE_URL: db.edgeUrl,
     NEON_WSPROXY: proxy.url,
     AUTH_SIGNING_KEYS: JSON.stringify([signingKey]),
     AUTH_ISSUER: ISSUER,

@@ -44,10 +44,10 @@ beforeAll(async () => {
     if (!row) throw new Error(`demo instance ${code} missing`);
     ids[name] = row.id;
   }
-  if (!db.url) throw new Error("postgres url missing");
+  if (!db.edgeUrl) throw new Error("postgres url missing");
   const key = await generateSigningKey("ofrep-test");
   const env = {
-    DATABASE_URL: db.url,
+    DATABASE_URL: db.edgeUrl,
     NEON_WSPROXY: proxy.url,
     AUTH_SIGNING_KEYS: JSON.stringify([key]),
     AUTH_ISSUER: ISSUER,

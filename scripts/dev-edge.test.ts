@@ -117,7 +117,7 @@ describe("npm run dev:edge", () => {
     timeout: 120_000,
   }, async () => {
     db = await createPostgresTestDatabase();
-    const databaseUrl = db.url ?? "";
+    const databaseUrl = db.edgeUrl ?? "";
     const client = await createApiClient(db.handle.db, {
       kind: "admin",
       roles: ["platform_admin"],

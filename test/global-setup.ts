@@ -1,12 +1,15 @@
 import pg from "pg";
 import type { TestProject } from "vitest/node";
+import { randomToken } from "../core/ids";
 import { createDb } from "../db/client";
+import { ensureEdgeLogin } from "../db/edge-role";
 import { findNatsServer } from "../infra/nats/local-server";
 
 declare module "vitest" {
   export interface ProvidedContext {
     pgAdminUrl: string;
     pgTemplate: string;
+    pgEdgeUser: { name: string; password: string };
     runId: string;
   }
 }
@@ -30,10 +33,15 @@ export default async function setup(project: TestProject) {
   url.pathname = `/${template}`;
   const handle = await createDb({ url: url.toString() });
   await handle.migrate();
+  // Usuario del edge (rol farutech_edge): las pruebas del edge en workerd entran con él, así
+  // prueban que la migración le da todo lo que usa y nada más. Se borra con los demás roles.
+  const edgeUser = { name: `farutech_test_edge_${runId}`, password: randomToken(32) };
+  await ensureEdgeLogin(handle.db, edgeUser.name, edgeUser.password);
   await handle.close();
   project.provide("pgAdminUrl", adminUrl);
   project.provide("pgTemplate", template);
   project.provide("runId", runId);
+  project.provide("pgEdgeUser", edgeUser);
 
   return async () => {
     const { rows } = await admin.query<{ datname: string }>(

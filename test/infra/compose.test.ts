@@ -104,7 +104,17 @@ describe("docker-compose.yml", () => {
 
   it("runs the whole system: database, broker, Neon proxy, jobs, functions, edge and workers", () => {
     expect(Object.keys(services).sort()).toEqual(
-      ["edge", "functions", "migrate", "nats", "neon-proxy", "postgres", "seed", "workers"].sort(),
+      [
+        "edge",
+        "edge-user",
+        "functions",
+        "migrate",
+        "nats",
+        "neon-proxy",
+        "postgres",
+        "seed",
+        "workers",
+      ].sort(),
     );
     expect(services.postgres?.image).toMatch(/^postgres:16\b/);
     expect(services.nats?.image).toMatch(/^nats:2\.10\b/);
@@ -132,6 +142,20 @@ describe("docker-compose.yml", () => {
     expect(services.functions?.depends_on?.seed?.condition).toBe("service_completed_successfully");
     expect(services.edge?.depends_on?.seed?.condition).toBe("service_completed_successfully");
     expect(services.workers?.depends_on?.migrate?.condition).toBe("service_completed_successfully");
+    // El edge entra con el usuario que crea edge-user (rol farutech_edge), no como dueño.
+    expect(services["edge-user"]?.depends_on?.migrate?.condition).toBe(
+      "service_completed_successfully",
+    );
+    expect(services.edge?.depends_on?.["edge-user"]?.condition).toBe(
+      "service_completed_successfully",
+    );
+    const edgeUser = services["edge-user"]?.command as string[];
+    expect(edgeUser.slice(1, 3)).toEqual(["dist/db-cli.js", "edge-user"]);
+    const edgeDb = new URL(envOf(services.edge ?? {}).DATABASE_URL ?? "");
+    expect(edgeDb.username).toBe(edgeUser[3]);
+    expect(edgeDb.username).not.toBe(
+      new URL(envOf(services.functions ?? {}).DATABASE_URL ?? "").username,
+    );
   });
 
   it("every long-running service has a healthcheck; jobs do not restart", () => {

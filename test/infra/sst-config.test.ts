@@ -145,6 +145,7 @@ describe("sst.config.ts (evaluated with stand-ins for SST)", () => {
     expect(secrets).toEqual(
       expect.arrayContaining([
         "DatabaseUrl",
+        "EdgeDatabaseUrl",
         "NatsUrl",
         "NatsWsUrl",
         "NatsToken",
@@ -182,7 +183,8 @@ describe("sst.config.ts (evaluated with stand-ins for SST)", () => {
     const handler = String(edge.args.handler);
     expect(existsSync(handler)).toBe(true);
     expect(readFileSync(handler, "utf8")).toMatch(/export default \{[\s\S]*fetch\(/);
-    expect(linkedSecrets(edge.args).sort()).toEqual(["AuthSigningKeys", "DatabaseUrl"]);
+    // Su propia base: el usuario del edge (rol farutech_edge), no el dueño de las tablas.
+    expect(linkedSecrets(edge.args).sort()).toEqual(["AuthSigningKeys", "EdgeDatabaseUrl"]);
     const env = envOf(edge.args);
     for (const v of env) expect(known.has(v), v).toBe(true);
     // El issuer del edge es su dominio; las funciones verifican contra el JWKS de ese dominio.

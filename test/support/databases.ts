@@ -5,6 +5,8 @@ import type { DbHandle, QueryObserver } from "../../db/types";
 
 export interface TestDatabase {
   url: string | undefined;
+  /** La misma base con el usuario del edge (rol farutech_edge, mínimo privilegio); solo Postgres. */
+  edgeUrl: string | undefined;
   handle: DbHandle;
   drop(): Promise<void>;
 }
@@ -25,8 +27,13 @@ export async function createPostgresTestDatabase(onQuery?: QueryObserver): Promi
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
   const handle = await createDb({ url: url.toString(), onQuery });
+  const edgeUser = inject("pgEdgeUser");
+  const edgeUrl = new URL(url);
+  edgeUrl.username = edgeUser.name;
+  edgeUrl.password = edgeUser.password;
   return {
     url: url.toString(),
+    edgeUrl: edgeUrl.toString(),
     handle,
     async drop() {
       await handle.close();
@@ -56,7 +63,7 @@ export async function createPostgresTestDatabase(onQuery?: QueryObserver): Promi
 export async function createPgliteTestDatabase(onQuery?: QueryObserver): Promise<TestDatabase> {
   const handle = await createDb({ pgliteDataDir: "memory://", onQuery });
   await handle.migrate();
-  return { url: undefined, handle, drop: () => handle.close() };
+  return { url: undefined, edgeUrl: undefined, handle, drop: () => handle.close() };
 }
 
 export type DatabaseKind = "postgres" | "pglite";

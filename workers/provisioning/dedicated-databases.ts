@@ -3,8 +3,8 @@ import { join } from "node:path";
 import pg from "pg";
 import { ensurePrivateDir } from "../../core/dir-lock";
 import { pgErrorCode } from "../../core/http/db-errors";
+import { scramSha256Verifier } from "../../db/scram";
 import { revokePublicAccess } from "./database-acl";
-import { scramSha256Verifier } from "./scram";
 import { createTenantPools, type TenantPools, type TenantPoolsOptions } from "./tenant-pools";
 
 /** Tier Enterprise: una base y un rol propios por tenant, con el esquema base del producto. */

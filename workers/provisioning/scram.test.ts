@@ -1,6 +1,7 @@
 import { createConnection, createServer, type Server } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomToken } from "../../core/ids";
+import { scramSha256Verifier } from "../../db/scram";
 import { createTestDatabase, type TestDatabase } from "../../test/support/databases";
 import { scramLogin, storedRoleVerifier } from "../../test/support/scram";
 import {
@@ -8,7 +9,6 @@ import {
   dedicatedName,
   ENTERPRISE_ROLE_CONNECTION_LIMIT,
 } from "./dedicated-databases";
-import { scramSha256Verifier } from "./scram";
 
 describe("SCRAM-SHA-256 verifier", () => {
   it("lets pg's SCRAM client in with the password and nobody else", async () => {
