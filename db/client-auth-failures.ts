@@ -5,7 +5,12 @@ import type { Executor } from "./types";
 export interface LockoutPolicy {
   maxFailures: number;
   windowSeconds: number;
+  /** Cuánto cuentan los intentos en curso desde la última reserva (por defecto 30 s). */
+  pendingLeaseSeconds?: number;
 }
+
+/** Muy por encima de lo que tarda un hash (el edge espera a lo sumo 5 s por un hueco). */
+export const PENDING_LEASE_SECONDS = 30;
 
 /** Un client_id visto desde un origen (dirección o bloque de direcciones). */
 export interface AuthAttemptKey {
@@ -26,8 +31,9 @@ export type AttemptReservation =
  * corre después sin conexión ni fila bloqueadas (antes la transacción retenía la conexión durante
  * el hash, y un aluvión de client_id inventados agotaba la base). Caben `maxFailures` entre fallos
  * confirmados (`failures`) e intentos en curso (`pending`): N intentos en paralelo no pasan del
- * límite. Si la ventana venció empieza otra. Un intento en curso de un proceso que murió cuenta
- * hasta que vence la ventana.
+ * límite. Si la ventana venció empieza otra. Los intentos en curso cuentan hasta `pending_until`
+ * (la última reserva más el lease): uno de un proceso que murió a mitad del hash deja de contar
+ * cuando el cubo pasa un lease sin reservas nuevas, no al final de la ventana (hasta un día).
  */
 export async function reserveClientAuthAttempt(
   db: Executor,
@@ -35,19 +41,29 @@ export async function reserveClientAuthAttempt(
   policy: LockoutPolicy,
 ): Promise<AttemptReservation> {
   const window = sql`make_interval(secs => ${policy.windowSeconds})`;
+  const leaseEnd = sql`now() + make_interval(secs => ${policy.pendingLeaseSeconds ?? PENDING_LEASE_SECONDS})`;
   const expired = sql`${clientAuthFailures.windowStartedAt} <= now() - ${window}`;
+  // Intentos en curso que aún cuentan (null: filas de antes del lease, nada en curso que valga).
+  const live = sql`CASE WHEN ${clientAuthFailures.pendingUntil} > now() THEN ${clientAuthFailures.pending} ELSE 0 END`;
   const [granted] = await db
     .insert(clientAuthFailures)
-    .values({ ...key, windowStartedAt: sql`now()`, failures: 0, pending: 1 })
+    .values({
+      ...key,
+      windowStartedAt: sql`now()`,
+      failures: 0,
+      pending: 1,
+      pendingUntil: leaseEnd,
+    })
     .onConflictDoUpdate({
       target: [clientAuthFailures.clientId, clientAuthFailures.source],
       set: {
         failures: sql`CASE WHEN ${expired} THEN 0 ELSE ${clientAuthFailures.failures} END`,
-        pending: sql`CASE WHEN ${expired} THEN 1 ELSE ${clientAuthFailures.pending} + 1 END`,
+        pending: sql`CASE WHEN ${expired} THEN 1 ELSE ${live} + 1 END`,
+        pendingUntil: leaseEnd,
         windowStartedAt: sql`CASE WHEN ${expired} THEN now() ELSE ${clientAuthFailures.windowStartedAt} END`,
       },
-      // Sin hueco la fila no cambia y no vuelve nada.
-      setWhere: sql`${expired} OR ${clientAuthFailures.failures} + ${clientAuthFailures.pending} < ${policy.maxFailures}`,
+      // Sin hueco la fila no cambia y no vuelve nada (ni alarga el lease de los huérfanos).
+      setWhere: sql`${expired} OR ${clientAuthFailures.failures} + ${live} < ${policy.maxFailures}`,
     })
     .returning({ windowStartedAt: clientAuthFailures.windowStartedAt });
   if (granted) return { kind: "granted", windowStartedAt: granted.windowStartedAt };

@@ -104,6 +104,41 @@ describe.each<DatabaseKind>(["postgres", "pglite"])("OAuth tables on %s", (kind)
     expect(row).toMatchObject({ failures: 0, pending: 1 });
   });
 
+  it("stops counting an attempt whose process died once its lease is over, not at the window's end", async () => {
+    const key = { clientId: `orphan-${kind}`, source: "203.0.113.50" };
+    const policy = { maxFailures: 3, windowSeconds: 3600 };
+    // Tres intentos reservados que nunca cierran (el isolate murió a mitad del hash).
+    for (let i = 0; i < 3; i++) {
+      expect((await reserveClientAuthAttempt(db.handle.db, key, policy)).kind).toBe("granted");
+    }
+    expect((await reserveClientAuthAttempt(db.handle.db, key, policy)).kind).toBe("busy");
+    // Pasado el lease de los intentos en curso (no la hora de la ventana), el cubo vuelve a abrir.
+    await db.handle.db
+      .update(clientAuthFailures)
+      .set({ pendingUntil: sql`now() - interval '1 second'` })
+      .where(eq(clientAuthFailures.clientId, key.clientId));
+    const again = await reserveClientAuthAttempt(db.handle.db, key, policy);
+    expect(again.kind).toBe("granted");
+    const [row] = await db.handle.db
+      .select()
+      .from(clientAuthFailures)
+      .where(eq(clientAuthFailures.clientId, key.clientId));
+    expect(row).toMatchObject({ failures: 0, pending: 1 });
+    // Los fallos confirmados, en cambio, siguen contando hasta que vence la ventana.
+    if (again.kind !== "granted") throw new Error("expected a granted attempt");
+    await recordClientAuthOutcome(db.handle.db, key, again.windowStartedAt, true);
+    for (let i = 0; i < 2; i++) {
+      const r = await reserveClientAuthAttempt(db.handle.db, key, policy);
+      if (r.kind !== "granted") throw new Error("expected a granted attempt");
+      await recordClientAuthOutcome(db.handle.db, key, r.windowStartedAt, true);
+    }
+    await db.handle.db
+      .update(clientAuthFailures)
+      .set({ pendingUntil: sql`now() - interval '1 second'` })
+      .where(eq(clientAuthFailures.clientId, key.clientId));
+    expect((await reserveClientAuthAttempt(db.handle.db, key, policy)).kind).toBe("locked");
+  });
+
   it("gives a successful attempt back, but not one from a window that has since closed", async () => {
     const key = { clientId: `release-${kind}`, source: "unknown" };
     const policy = { maxFailures: 2, windowSeconds: 60 };

@@ -684,6 +684,9 @@ export const clientAuthFailures = pgTable(
     windowStartedAt: timestamp("window_started_at", { withTimezone: true, precision: 3 }).notNull(),
     failures: integer("failures").notNull(),
     pending: integer("pending").notNull().default(0),
+    // Hasta cuándo cuentan los intentos en curso: uno cuyo proceso murió a mitad del hash no
+    // retiene su hueco hasta el fin de la ventana, solo hasta aquí.
+    pendingUntil: timestamp("pending_until", { withTimezone: true, precision: 3 }),
   },
   (t) => [primaryKey({ columns: [t.clientId, t.source] })],
 );

@@ -1,0 +1,1 @@
+ALTER TABLE "client_auth_failures" ADD COLUMN "pending_until" timestamp (3) with time zone;
