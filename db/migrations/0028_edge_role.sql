@@ -23,8 +23,16 @@ BEGIN
     RETURN;
   END IF;
   -- Explícito: el worker de provisioning revoca CONNECT a PUBLIC en esta base (database-acl.ts).
-  EXECUTE format('GRANT CONNECT ON DATABASE %I TO farutech_edge', current_database());
-  GRANT USAGE ON SCHEMA public TO farutech_edge;
+  -- Solo el dueño de la base puede darlo; si migra otro usuario, lo da `npm run db:edge-user`.
+  BEGIN
+    EXECUTE format('GRANT CONNECT ON DATABASE %I TO farutech_edge', current_database());
+  EXCEPTION WHEN insufficient_privilege THEN
+    RAISE NOTICE 'CONNECT on this database not granted to farutech_edge (not its owner)';
+  END;
+  -- PUBLIC ya suele tenerlo; pedirlo sin ser dueño del esquema haría fallar la migración.
+  IF NOT has_schema_privilege('farutech_edge', 'public', 'USAGE') THEN
+    GRANT USAGE ON SCHEMA public TO farutech_edge;
+  END IF;
   -- Entitlements (db/entitlements.ts).
   GRANT SELECT ON products, features, plans, plan_features, plan_limits, subscriptions,
     subscription_feature_overrides TO farutech_edge;
