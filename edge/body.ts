@@ -2,12 +2,37 @@
  * Lee el cuerpo como texto sin pasar de `maxBytes`, aunque no traiga Content-Length (chunked):
  * devuelve undefined si lo supera, sin haberlo guardado entero.
  */
+/**
+ * Un cuerpo demasiado grande pero de hasta este tamaño se lee y se descarta antes de responder,
+ * como hace Go (net/http) con 256 KiB: la conexión queda en limpio para la siguiente petición.
+ * Dejarlo sin leer hace que el runtime corte la conexión mientras el cliente aún escribe, y quien
+ * está delante (el proxy de `wrangler dev`) lo ve como un 503 en vez del 413.
+ */
+export const DRAIN_LIMIT_BYTES = 256 * 1024;
+
+async function drain(reader: ReadableStreamDefaultReader<Uint8Array>, read: number): Promise<void> {
+  let total = read;
+  while (total <= DRAIN_LIMIT_BYTES) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    total += value.byteLength;
+  }
+  await reader.cancel();
+}
+
 export async function readCappedText(
   request: Request,
   maxBytes: number,
 ): Promise<string | undefined> {
   const declared = Number(request.headers.get("content-length") ?? "0");
-  if (declared > maxBytes) return undefined;
+  if (declared > maxBytes) {
+    if (request.body) {
+      const reader = request.body.getReader();
+      if (declared <= DRAIN_LIMIT_BYTES) await drain(reader, 0);
+      else await reader.cancel();
+    }
+    return undefined;
+  }
   if (!request.body) return "";
   const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];
@@ -17,7 +42,7 @@ export async function readCappedText(
     if (done) break;
     size += value.byteLength;
     if (size > maxBytes) {
-      await reader.cancel();
+      await drain(reader, size);
       return undefined;
     }
     chunks.push(value);

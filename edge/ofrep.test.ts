@@ -300,8 +300,8 @@ describe.each(["node", "workerd"] as const)("OFREP on %s", (runtime) => {
     const huge = { context: { targetingKey: ids.norte, padding: "x".repeat(64 * 1024) } };
     for (const path of ["/ofrep/v1/evaluate/flags", "/ofrep/v1/evaluate/flags/DIGITAL_RECORDS"]) {
       const tooLarge = await edge(path, post(tokens.tenant, huge));
-      // Con el cuerpo en el mensaje: bajo carga se vio un 503 raro que no sale del edge (¿el proxy
-      // de wrangler dev?); si vuelve, esto dice quién lo dio.
+      // Con el cuerpo en el mensaje: sin drenar el cuerpo, el proxy de wrangler dev contestaba a
+      // veces 503 «Your worker restarted mid-request» en vez del 413 (ver edge/body.ts).
       expect(tooLarge.status, `${path}: ${await tooLarge.clone().text()}`).toBe(413);
       expect(await tooLarge.json()).toMatchObject({ errorCode: "PARSE_ERROR" });
     }
