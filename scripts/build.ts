@@ -12,6 +12,8 @@ export const ENTRY_POINTS = {
   workers: "workers/main.ts",
   "db-cli": "db/cli.ts",
   "functions-cli": "functions/cli.ts",
+  // Entrada de la imagen del edge: sin dependencias de npm (esa imagen no las trae).
+  "edge-container": "scripts/edge-container.ts",
 } as const;
 
 export interface BuildResult {

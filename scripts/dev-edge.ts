@@ -1,14 +1,16 @@
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
-import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { z } from "zod";
 import { cliLogger, failCli } from "../core/cli";
-import { invalidConfiguration, parseEnv } from "../core/config";
+import { parseEnv } from "../core/config";
 import { startWsProxy } from "../infra/wsproxy/wsproxy";
 import { ensureLocalSigningKeys } from "./dev-credentials";
+import { dotenvFile, writePrivateEnvFile } from "./env-file";
+
+export { dotenvFile, writePrivateEnvFile };
 
 // `npm run dev:edge`: el edge dentro de workerd (wrangler dev) contra un Postgres real,
 // alcanzado como se alcanza Neon: WebSocket a través de un proxy wsproxy local.
@@ -43,36 +45,6 @@ export function wranglerDevArgs(port: number, envFiles: string[]): string[] {
     "--port",
     String(port),
   ];
-}
-
-/**
- * Archivo dotenv que wrangler lee sin alterar los valores. Wrangler expande `$VAR` (dotenv-expand):
- * `\$` deja un `$` literal. Las comillas no se escapan en dotenv: se usa una que el valor no tenga.
- */
-export function dotenvFile(vars: Record<string, string>): string {
-  const lines = Object.entries(vars).map(([name, value]) => {
-    const escaped = value.replaceAll("$", "\\$");
-    const quote = ["'", "`", '"'].find(
-      // Entre comillas dobles dotenv convierte `\n` en salto de línea.
-      (q) => !escaped.includes(q) && (q !== '"' || !/\\[nr]/.test(escaped)),
-    );
-    // dotenv cambia los \r por \n, y una barra final escaparía la comilla de cierre.
-    if (!quote || value.includes("\r") || escaped.endsWith("\\")) {
-      throw invalidConfiguration([
-        [name, "cannot be handed to wrangler dev: it mixes ', \" and ` or has \\r or a final \\"],
-      ]);
-    }
-    return `${name}=${quote}${escaped}${quote}`;
-  });
-  return `${lines.join("\n")}\n`;
-}
-
-/** El archivo de variables en una carpeta temporal solo del usuario (0700, archivo 0600). */
-export function writePrivateEnvFile(content: string): { path: string; remove(): void } {
-  const dir = mkdtempSync(join(tmpdir(), "farutech-dev-edge-"));
-  const path = join(dir, "edge.env");
-  writeFileSync(path, content, { mode: 0o600, flag: "wx" });
-  return { path, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 async function main() {

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join, resolve } from "node:path";
 import { eq } from "drizzle-orm";
 import getPort from "get-port";
@@ -7,8 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateSigningKey } from "../../core/auth/keys";
 import { verifySecret } from "../../core/secret-hash";
 import { apiClients } from "../../db/schema";
+import { startWsProxy } from "../../infra/wsproxy/wsproxy";
 import { type BuildResult, buildBundles } from "../../scripts/build";
 import { createPostgresTestDatabase, type TestDatabase } from "../support/databases";
+import { bundleEdge } from "../support/edge";
 import { startNatsForTest, waitFor } from "../support/stack";
 import { args, readStages, stageNamed } from "./dockerfile";
 
@@ -16,6 +19,7 @@ import { args, readStages, stageNamed } from "./dockerfile";
 // contra el Postgres de las pruebas y un nats-server propio.
 // El directorio de salida queda dentro del repo para que `node` resuelva node_modules.
 const outdir = resolve(".data", `build-test-${process.pid}`);
+const WRANGLER_BIN = createRequire(import.meta.url).resolve("wrangler/bin/wrangler.js");
 
 interface Run {
   child: ChildProcess;
@@ -72,11 +76,105 @@ describe("npm run build bundles", () => {
     const copied = stageNamed(readStages(), "build")
       .instructions.filter((i) => i.getKeyword() === "COPY")
       .flatMap((i) => args(i).slice(0, -1));
-    const dirs = new Set(
-      built.inputs.filter((i) => !i.startsWith("node_modules/")).map((i) => i.split("/")[0]),
-    );
-    expect(dirs.size).toBeGreaterThan(2);
-    for (const dir of dirs) expect(copied, `Dockerfile build stage misses ${dir}/`).toContain(dir);
+    const sources = built.inputs.filter((i) => !i.startsWith("node_modules/"));
+    expect(new Set(sources.map((i) => i.split("/")[0])).size).toBeGreaterThan(2);
+    // La carpeta entera o el archivo por su nombre (de scripts/ solo van los que se empaquetan).
+    for (const source of sources)
+      expect(
+        copied.includes(source.split("/")[0] ?? "") || copied.includes(source),
+        `Dockerfile build stage misses ${source}`,
+      ).toBe(true);
+  });
+
+  it("the edge image's entry point imports no npm package (that image has only wrangler)", () => {
+    const code = readFileSync(join(outdir, "edge-container.js"), "utf8");
+    const specifiers = [...code.matchAll(/^import .* from "([^"]+)";$/gm)].map((m) => m[1]);
+    expect(specifiers.length).toBeGreaterThan(0);
+    expect(specifiers.filter((s) => !s?.startsWith("node:"))).toEqual([]);
+  });
+
+  it("the edge image's entry point runs wrangler dev with the edge's settings in a private file, none on a command line", {
+    timeout: 90_000,
+  }, async () => {
+    const bundle = bundleEdge();
+    const proxy = await startWsProxy();
+    try {
+      const key = await generateSigningKey("edge-container-1");
+      const port = await getPort();
+      const edgeUrl = db.edgeUrl ?? "";
+      const secrets = [key.d, new URL(edgeUrl).password];
+      // Falta una obligatoria: una línea que la nombra, código 2, sin lanzar wrangler.
+      const missing = runBundle("edge-container.js", { DATABASE_URL: edgeUrl });
+      expect(await missing.exit).toBe(2);
+      expect(missing.output()).toContain("AUTH_ISSUER");
+      expect(missing.output()).not.toMatch(/\n\s+at /);
+
+      const run = spawn(
+        process.execPath,
+        [join(outdir, "edge-container.js"), process.execPath, WRANGLER_BIN],
+        {
+          cwd: bundle.dir,
+          env: {
+            ...process.env,
+            DATABASE_URL: edgeUrl,
+            NEON_WSPROXY: proxy.url,
+            AUTH_SIGNING_KEYS: JSON.stringify([key]),
+            AUTH_ISSUER: "http://edge.container",
+            EDGE_PORT: String(port),
+            LOG_LEVEL: "warn",
+          },
+          stdio: "ignore",
+        },
+      );
+      const exit = new Promise<number | null>((res) => run.on("exit", (code) => res(code)));
+      try {
+        const jwks = await waitFor(
+          async () => {
+            const res = await fetch(`http://127.0.0.1:${port}/.well-known/jwks.json`).catch(
+              () => undefined,
+            );
+            return res?.ok ? ((await res.json()) as { keys: { kid: string }[] }) : undefined;
+          },
+          { timeoutMs: 60_000, intervalMs: 200 },
+        );
+        expect(jwks.keys.map((k) => k.kid)).toContain("edge-container-1");
+        // Y llega a la base con el usuario del edge (la migración 0028 le da lo que usa).
+        const token = await fetch(`http://127.0.0.1:${port}/oauth/token`, {
+          method: "POST",
+          headers: { "content-type": "application/x-www-form-urlencoded" },
+          body: "grant_type=client_credentials&client_id=nobody&client_secret=nothing",
+        });
+        expect(token.status).toBe(401);
+        // Ninguna línea de órdenes de la máquina lleva la clave privada ni la contraseña.
+        const cmdlines = readdirSync("/proc")
+          .filter((d) => /^\d+$/.test(d))
+          .map((pid) => {
+            try {
+              return readFileSync(`/proc/${pid}/cmdline`, "utf8");
+            } catch {
+              return "";
+            }
+          });
+        const envFile = cmdlines
+          .map((c) => c.split("\0"))
+          .find((argv) => argv.includes("--env-file") && argv.includes(String(port)));
+        expect(envFile, "wrangler dev runs with --env-file").toBeDefined();
+        for (const secret of secrets) {
+          expect(secret?.length).toBeGreaterThan(10);
+          expect(cmdlines.some((c) => c.includes(secret ?? ""))).toBe(false);
+        }
+        const file = envFile?.[envFile.indexOf("--env-file") + 1] ?? "";
+        expect(statSync(file).mode & 0o777).toBe(0o600);
+        run.kill("SIGTERM");
+        await exit;
+        expect(existsSync(file)).toBe(false);
+      } finally {
+        run.kill("SIGKILL");
+      }
+    } finally {
+      await proxy.close();
+      bundle.remove();
+    }
   });
 
   it("imports at run time only production dependencies (the images install no others)", () => {

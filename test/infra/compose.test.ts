@@ -5,6 +5,7 @@ import { Ajv2019 } from "ajv/dist/2019.js";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { ENTRY_POINTS } from "../../scripts/build";
+import { EDGE_CONTAINER_VARS } from "../../scripts/edge-container";
 import { readStages } from "./dockerfile";
 import { envVarsReadByCode } from "./env-vars";
 
@@ -228,11 +229,15 @@ describe("docker-compose.yml", () => {
       }
   });
 
-  it("runs the edge under wrangler dev with the worker's compatibility date", () => {
-    const command = [services.edge?.command ?? []].flat().join(" ");
-    expect(command).toMatch(/\bwrangler dev worker\.js --no-bundle\b/);
-    const date = /--compatibility-date (\S+)/.exec(command)?.[1];
-    expect(readFileSync("edge/wrangler.toml", "utf8")).toContain(`compatibility_date = "${date}"`);
+  it("runs the edge through the image's entry point, with no setting on its command line", () => {
+    // scripts/edge-container.ts pasa las variables a `wrangler dev` en un --env-file 0600
+    // (probado en test/infra/build.test.ts); en la línea de órdenes se verían con `ps`.
+    expect(services.edge?.command).toEqual(["node", "dist/edge-container.js"]);
+    const env = services.edge?.environment ?? {};
+    for (const name of ["DATABASE_URL", "NEON_WSPROXY", "AUTH_SIGNING_KEYS", "AUTH_ISSUER"])
+      expect(env[name], name).toBeTruthy();
+    for (const name of Object.keys(env))
+      expect(EDGE_CONTAINER_VARS as readonly string[], name).toContain(name);
   });
 
   it("gives the workers more time to stop than their 30 s drain", () => {

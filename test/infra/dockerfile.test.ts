@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { Copy } from "dockerfile-ast";
 import { describe, expect, it } from "vitest";
 import { ENTRY_POINTS } from "../../scripts/build";
+import { edgeContainerArgs } from "../../scripts/edge-container";
 import {
   args,
   DOCKERFILE,
@@ -97,13 +98,23 @@ describe("infra/docker/Dockerfile", () => {
       expect(bundles).toContain(entry);
     }
     for (const source of Object.values(ENTRY_POINTS)) expect(existsSync(source)).toBe(true);
-    // Lo que la base de runtime copia del build sale de ENTRY_POINTS (más migraciones).
+    // Lo que la base de runtime copia del build sale de ENTRY_POINTS (más migraciones); la
+    // entrada del contenedor del edge va solo a la imagen del edge, que la corre.
+    const nodeBundles = bundles.filter((b) => b !== "dist/edge-container.js");
     const fromBuild = copies(stageNamed(stages, "node-runtime"))
       .filter((c) => fromStage(c) === "build")
       .flatMap((c) => args(c).slice(0, -1));
     for (const file of fromBuild)
-      expect([...bundles.map((b) => `/app/${b}`), "/app/dist/migrations"]).toContain(file);
-    expect(fromBuild).toEqual(expect.arrayContaining(bundles.map((b) => `/app/${b}`)));
+      expect([...nodeBundles.map((b) => `/app/${b}`), "/app/dist/migrations"]).toContain(file);
+    expect(fromBuild).toEqual(expect.arrayContaining(nodeBundles.map((b) => `/app/${b}`)));
+    const edgeCmd = effective(stages, "edge", "CMD");
+    expect(edgeCmd ? execForm(edgeCmd) : []).toEqual(["node", "dist/edge-container.js"]);
+    const fromBuildToEdge = copies(stageNamed(stages, "edge"))
+      .filter((c) => fromStage(c) === "build")
+      .flatMap((c) => args(c).slice(0, -1));
+    expect(fromBuildToEdge).toEqual(
+      expect.arrayContaining(["/app/dist/edge-container.js", "/app/package.json"]),
+    );
   });
 
   it("every COPY from the build context names a path in the repo", () => {
@@ -120,11 +131,13 @@ describe("infra/docker/Dockerfile", () => {
       (i) => i.getKeyword() === "ARG" && args(i)[0]?.startsWith("WRANGLER_VERSION="),
     );
     expect(arg && args(arg)[0]).toBe(`WRANGLER_VERSION=${pkg.devDependencies.wrangler}`);
-    const cmd = effective(stages, "edge", "CMD");
-    const command = cmd ? execForm(cmd) : [];
+    // La entrada (scripts/edge-container.ts) lanza `wrangler dev worker.js` con esa fecha.
+    const command = edgeContainerArgs("edge.env", "8787");
     const date = command[command.indexOf("--compatibility-date") + 1];
     const toml = readFileSync("edge/wrangler.toml", "utf8");
     expect(toml).toContain(`compatibility_date = "${date}"`);
-    expect(command.slice(0, 3)).toEqual(["wrangler", "dev", "worker.js"]);
+    expect(command.slice(0, 3)).toEqual(["dev", "worker.js", "--no-bundle"]);
+    expect(command).toContain("--env-file");
+    expect(command).not.toContain("--var");
   });
 });
