@@ -1,8 +1,4 @@
 /**
- * Lee el cuerpo como texto sin pasar de `maxBytes`, aunque no traiga Content-Length (chunked):
- * devuelve undefined si lo supera, sin haberlo guardado entero.
- */
-/**
  * Un cuerpo demasiado grande pero de hasta este tamaño se lee y se descarta antes de responder,
  * como hace Go (net/http) con 256 KiB: la conexión queda en limpio para la siguiente petición.
  * Dejarlo sin leer hace que el runtime corte la conexión mientras el cliente aún escribe, y quien
@@ -20,6 +16,10 @@ async function drain(reader: ReadableStreamDefaultReader<Uint8Array>, read: numb
   await reader.cancel();
 }
 
+/**
+ * Lee el cuerpo como texto sin pasar de `maxBytes`, aunque no traiga Content-Length (chunked):
+ * devuelve undefined si lo supera, sin haberlo guardado entero.
+ */
 export async function readCappedText(
   request: Request,
   maxBytes: number,
@@ -35,7 +35,9 @@ export async function readCappedText(
   }
   if (!request.body) return "";
   const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
+  // Decodificación por trozos: un carácter partido entre dos trozos se completa con el siguiente.
+  const decoder = new TextDecoder();
+  let text = "";
   let size = 0;
   for (;;) {
     const { done, value } = await reader.read();
@@ -45,13 +47,7 @@ export async function readCappedText(
       await drain(reader, size);
       return undefined;
     }
-    chunks.push(value);
+    text += decoder.decode(value, { stream: true });
   }
-  const body = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    body.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return new TextDecoder().decode(body);
+  return text + decoder.decode();
 }

@@ -1,11 +1,11 @@
-import { sha256 } from "@noble/hashes/sha2.js";
-import { bytesToHex, utf8ToBytes } from "@noble/hashes/utils.js";
 import { and, eq, isNull } from "drizzle-orm";
 import type { Context } from "hono";
+import { sha256Hex } from "../../core/ids";
 import type { Logger } from "../../core/logger";
 import { hashSecret, verifySecret } from "../../core/secret-hash";
 import {
   type AuthAttemptKey,
+  type LockoutPolicy,
   recordClientAuthOutcome,
   reserveClientAuthAttempt,
 } from "../../db/client-auth-failures";
@@ -142,7 +142,7 @@ const verifying = new Map<string, Promise<boolean>>();
 
 async function secretMatches(client: ApiClient, secret: string): Promise<boolean> {
   const { secretHash } = client;
-  const key = `${client.clientId}\n${bytesToHex(sha256(utf8ToBytes(secret)))}`;
+  const key = `${client.clientId}\n${await sha256Hex(secret)}`;
   if (verified.get(key) === secretHash) return true;
   // Se comparte solo la comprobación contra el mismo hash: si el secreto cambió mientras otra
   // estaba en curso, esta compara con el nuevo (y no recuerda el viejo como válido).
@@ -229,7 +229,7 @@ export async function authenticateClient(
 async function reserveWhenFree(
   db: Database,
   key: AuthAttemptKey,
-  policy: { maxFailures: number; windowSeconds: number },
+  policy: LockoutPolicy,
 ): Promise<
   { kind: "granted"; windowStartedAt: Date } | { kind: "locked" | "busy"; retryAfter: number }
 > {

@@ -84,7 +84,7 @@ export async function edgeTestSigning(kid: string, issuer: string): Promise<Edge
 }
 
 /** Compatibilidad con la que corren los bundles fuera de wrangler (la de edge/wrangler.toml). */
-export const EDGE_COMPATIBILITY_DATE = "2025-09-01";
+export { EDGE_COMPATIBILITY_DATE } from "../../scripts/edge-container";
 
 export interface WorkerBundle {
   dir: string;
