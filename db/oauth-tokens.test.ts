@@ -8,7 +8,7 @@ import {
   type TestDatabase,
 } from "../test/support/databases";
 import { recordClientAuthOutcome, reserveClientAuthAttempt } from "./client-auth-failures";
-import { consumeRefreshToken, issueRefreshToken, revokeRefreshTokenFamily } from "./refresh-tokens";
+import { issueRefreshToken, revokeRefreshTokenFamily, rotateRefreshToken } from "./refresh-tokens";
 import { clientAuthFailures, refreshTokens } from "./schema";
 
 // Postgres real y PGlite (el modo embebido de `npm start`) ejecutan el mismo SQL.
@@ -30,7 +30,7 @@ describe.each<DatabaseKind>(["postgres", "pglite"])("OAuth tables on %s", (kind)
     const token = await issueRefreshToken(db.handle.db, { clientId, ttlSeconds: day });
     const results = await Promise.all(
       Array.from({ length: 8 }, () =>
-        db.handle.db.transaction((tx) => consumeRefreshToken(tx, token, clientId)),
+        rotateRefreshToken(db.handle.db, { token, clientId, ttlSeconds: day }),
       ),
     );
     expect(results.filter((r) => r.kind === "rotated")).toHaveLength(1);
@@ -39,7 +39,7 @@ describe.each<DatabaseKind>(["postgres", "pglite"])("OAuth tables on %s", (kind)
 
   it("rejects an expired token without revoking its family", async () => {
     const token = await issueRefreshToken(db.handle.db, { clientId, ttlSeconds: day });
-    const first = await consumeRefreshToken(db.handle.db, token, clientId);
+    const first = await rotateRefreshToken(db.handle.db, { token, clientId, ttlSeconds: day });
     if (first.kind !== "rotated") throw new Error("expected rotation");
     const familyId = first.familyId;
     const live = await issueRefreshToken(db.handle.db, { clientId, ttlSeconds: day, familyId });
@@ -48,19 +48,61 @@ describe.each<DatabaseKind>(["postgres", "pglite"])("OAuth tables on %s", (kind)
       .update(refreshTokens)
       .set({ expiresAt: sql`now() - interval '1 second'` })
       .where(eq(refreshTokens.tokenHash, await sha256Hex(stale)));
-    expect(await consumeRefreshToken(db.handle.db, stale, clientId)).toEqual({ kind: "expired" });
-    expect((await consumeRefreshToken(db.handle.db, live, clientId)).kind).toBe("rotated");
+    const use = (token: string) =>
+      rotateRefreshToken(db.handle.db, { token, clientId, ttlSeconds: day });
+    expect(await use(stale)).toEqual({ kind: "expired" });
+    expect((await use(live)).kind).toBe("rotated");
   });
 
   it("ignores another client's token, for use and for revocation", async () => {
     const token = await issueRefreshToken(db.handle.db, { clientId, ttlSeconds: day });
-    expect(await consumeRefreshToken(db.handle.db, token, otherClientId)).toEqual({
+    expect(
+      await rotateRefreshToken(db.handle.db, { token, clientId: otherClientId, ttlSeconds: day }),
+    ).toEqual({
       kind: "unknown",
     });
     expect(await revokeRefreshTokenFamily(db.handle.db, token, otherClientId)).toBe(false);
     expect(await revokeRefreshTokenFamily(db.handle.db, token, clientId)).toBe(true);
-    expect((await consumeRefreshToken(db.handle.db, token, clientId)).kind).toBe("reused");
+    expect(
+      (await rotateRefreshToken(db.handle.db, { token, clientId, ttlSeconds: day })).kind,
+    ).toBe("reused");
   });
+
+  // Dos conexiones: PGlite tiene una sola y ahí las transacciones no se cruzan.
+  it.runIf(kind === "postgres")(
+    "revokes the token a concurrent rotation is issuing, on reuse and on RFC 7009 revocation",
+    async () => {
+      const sql_ = db.handle.db;
+      const rotate = (token: string) =>
+        rotateRefreshToken(sql_, { token, clientId, ttlSeconds: day });
+      for (const revoke of [
+        (token: string) => rotateRefreshToken(sql_, { token, clientId, ttlSeconds: day }),
+        (token: string) => revokeRefreshTokenFamily(sql_, token, clientId),
+      ]) {
+        const first = await issueRefreshToken(sql_, { clientId, ttlSeconds: day });
+        const second = await rotate(first);
+        if (second.kind !== "rotated") throw new Error(`expected rotation, got ${second.kind}`);
+        // La rotación de `second` se detiene 300 ms antes de insertar su sucesor: entretanto
+        // llega el reuso de `first` (o su revocación), que debe alcanzar también al sucesor.
+        await sql_.execute(sql`create function slow_refresh_insert() returns trigger
+          language plpgsql as $$ begin perform pg_sleep(0.3); return new; end $$`);
+        await sql_.execute(sql`create trigger slow_refresh_insert before insert on refresh_tokens
+          for each row execute function slow_refresh_insert()`);
+        try {
+          const racing = rotate(second.token);
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          await revoke(first);
+          const third = await racing;
+          if (third.kind !== "rotated") throw new Error(`expected rotation, got ${third.kind}`);
+          await sql_.execute(sql`drop trigger slow_refresh_insert on refresh_tokens`);
+          expect((await rotate(third.token)).kind).toBe("reused");
+        } finally {
+          await sql_.execute(sql`drop trigger if exists slow_refresh_insert on refresh_tokens`);
+          await sql_.execute(sql`drop function slow_refresh_insert()`);
+        }
+      }
+    },
+  );
 
   it("reserves attempts atomically per client id and source, and reopens after the window", async () => {
     const key = { clientId: `lockout-${kind}`, source: "203.0.113.7" };

@@ -1,6 +1,6 @@
 import type { Hono } from "hono";
 import { requestLogger } from "../../core/http/request-context";
-import { consumeRefreshToken, issueRefreshToken } from "../../db/refresh-tokens";
+import { issueRefreshToken, rotateRefreshToken } from "../../db/refresh-tokens";
 import type { EdgeEnv } from "../env";
 import { claimsForClient } from "../oauth/claims";
 import { authenticateClient, clientCredentials, requestSource } from "../oauth/client-auth";
@@ -45,13 +45,7 @@ export function registerOAuthToken(app: Hono<EdgeEnv>): void {
           // el secreto cada pocos minutos.
           return { claims, refreshToken: await issueRefreshToken(db, { clientId, ttlSeconds }) };
         }
-        const rotation = await db.transaction(async (tx) => {
-          const consumed = await consumeRefreshToken(tx, presented, clientId);
-          if (consumed.kind !== "rotated") return consumed;
-          const familyId = consumed.familyId;
-          const next = await issueRefreshToken(tx, { clientId, ttlSeconds, familyId });
-          return { kind: "rotated" as const, familyId, token: next };
-        });
+        const rotation = await rotateRefreshToken(db, { token: presented, clientId, ttlSeconds });
         if (rotation.kind === "reused") {
           logger.warn(
             { clientId, familyId: rotation.familyId },
