@@ -43,6 +43,8 @@ export interface MaintenanceResult {
   expiredIdempotencyKeys: number;
   /** Standard dadas de baja a las que se les cortó ahora el acceso de la app hija. */
   deactivatedTenants: number;
+  /** Enterprise dadas de baja cuyo rol perdió ahora el LOGIN. */
+  disabledTenantLogins: number;
   droppedTenantData: number;
   expiredRefreshTokens: number;
   /** Filas de outbox publicadas, marcas de procesado y entregas de webhooks ya viejas. */
@@ -150,6 +152,35 @@ async function deactivateDecommissionedTenants(
     }
   }
   return deactivated;
+}
+
+/**
+ * Enterprise dadas de baja sin purge cuya base sigue ahí: su rol no debe poder entrar. La baja ya
+ * lo hace (paso disable_tenant_login); esto cubre las que quedaron a medias (el paso agotó sus
+ * intentos tras confirmarse la baja). Una conexión por pasada; idempotente.
+ */
+async function disableDecommissionedLogins(
+  options: Omit<MaintenanceOptions, "intervalMs">,
+): Promise<number> {
+  const dedicated = options.tenantData?.dedicated;
+  if (!dedicated) return 0;
+  const rows = await options.db
+    .select({ id: tenantInstances.id })
+    .from(tenantInstances)
+    .where(
+      and(
+        eq(tenantInstances.status, "decommissioned"),
+        eq(tenantInstances.databaseTier, "enterprise"),
+        isNull(tenantInstances.dataDroppedAt),
+      ),
+    );
+  if (rows.length === 0) return 0;
+  try {
+    return await dedicated.disableLogin(...rows.map((r) => r.id));
+  } catch (err) {
+    options.logger.error({ err }, "tenant login disabling failed");
+    return 0;
+  }
 }
 
 const BOUNDARIES = "subscription_boundaries";
@@ -270,6 +301,7 @@ export async function runMaintenanceOnce(
     )
     .returning({ key: idempotencyKeys.key });
   const deactivatedTenants = await deactivateDecommissionedTenants(options);
+  const disabledTenantLogins = await disableDecommissionedLogins(options);
   const droppedTenantData = await dropExpiredTenantData(options, now);
   // Refresh tokens vencidos (usados o no) ya no sirven ni para detectar reuso: un token vencido
   // es invalid_grant sin tocar su familia. Las ventanas de bloqueo viejas tampoco cuentan.
@@ -290,6 +322,7 @@ export async function runMaintenanceOnce(
     erasedCustomerPurgesRequested: purge.requested.length,
     expiredIdempotencyKeys: expired.length,
     deactivatedTenants,
+    disabledTenantLogins,
     droppedTenantData,
     expiredRefreshTokens: expiredRefreshTokens.length,
     prunedDeliveryRecords: await pruneDeliveryRecords(options.db, now),

@@ -20,9 +20,10 @@ export interface DedicatedDatabases {
   applyBaseline(connectionString: string, productCode: string): Promise<void>;
   /**
    * Al dar de baja sin purge: el rol deja de poder entrar y se cortan sus sesiones; base y datos
-   * quedan hasta que venza la retención (idempotente; sin rol no hace nada).
+   * quedan hasta que venza la retención (idempotente; sin rol no hace nada). Con varios tenants
+   * usa una sola conexión. Devuelve a cuántos roles les quitó ahora el LOGIN.
    */
-  disableLogin(tenantInstanceId: string): Promise<void>;
+  disableLogin(...tenantInstanceIds: string[]): Promise<number>;
   /** Borra base y rol del tenant (idempotente: lo que ya no existe se salta). */
   drop(tenantInstanceId: string): Promise<void>;
   /** Cierra las conexiones abiertas (al parar el worker). */
@@ -93,20 +94,25 @@ export function createPostgresDedicated(
     async applyBaseline(connectionString, productCode) {
       await pools.acquire(connectionString).query(BASELINE(productCode));
     },
-    async disableLogin(tenantInstanceId) {
-      const name = dedicatedName(tenantInstanceId);
-      await pools.release(name);
+    async disableLogin(...tenantInstanceIds) {
+      if (tenantInstanceIds.length === 0) return 0;
+      const names = tenantInstanceIds.map(dedicatedName);
+      for (const name of names) await pools.release(name);
       const admin = new pg.Client({ connectionString: adminUrl });
       await admin.connect();
       try {
-        const exists = await admin.query("select 1 from pg_roles where rolname = $1", [name]);
-        if (!exists.rowCount) return;
-        await admin.query(`alter role "${name}" nologin`);
-        // NOLOGIN no corta lo ya conectado: se terminan sus sesiones.
-        await admin.query(
-          "select pg_terminate_backend(pid) from pg_stat_activity where usename = $1",
-          [name],
+        const { rows } = await admin.query<{ rolname: string }>(
+          "select rolname from pg_roles where rolname = any($1) and rolcanlogin",
+          [names],
         );
+        for (const { rolname } of rows) await admin.query(`alter role "${rolname}" nologin`);
+        // NOLOGIN no corta lo ya conectado: se terminan sus sesiones (también las que dejó un
+        // intento anterior cortado entre el ALTER y esto).
+        await admin.query(
+          "select pg_terminate_backend(pid) from pg_stat_activity where usename = any($1)",
+          [names],
+        );
+        return rows.length;
       } finally {
         await admin.end();
       }
@@ -170,7 +176,9 @@ export function createPgliteDedicated(dataDir: string): DedicatedDatabases {
       }
     },
     // PGlite no tiene roles ni sesiones de red: nadie más entra en la carpeta.
-    async disableLogin() {},
+    async disableLogin() {
+      return 0;
+    },
     async drop(tenantInstanceId) {
       if (dataDir.startsWith("memory://")) return;
       rmSync(dirOf(tenantInstanceId), { recursive: true, force: true });

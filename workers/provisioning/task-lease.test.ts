@@ -325,7 +325,7 @@ describe("provisioning task lease", () => {
         return real.create(code, password);
       },
       applyBaseline: (url, product) => real.applyBaseline(url, product),
-      disableLogin: (code) => real.disableLogin(code),
+      disableLogin: (...codes) => real.disableLogin(...codes),
       drop: (code) => real.drop(code),
       close: () => real.close(),
     };

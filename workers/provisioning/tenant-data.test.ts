@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { and, eq } from "drizzle-orm";
+import { and, desc, eq } from "drizzle-orm";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../../core/logger";
@@ -253,4 +253,59 @@ describe.each(["postgres", "pglite"] as const)("tenant data retention on %s", (k
     expect(await registry.isRegistered(fine.productCode, fine.instance.id)).toBe(false);
     expect(await registry.isRegistered(broken.productCode, broken.instance.id)).toBe(true);
   });
+
+  // PGlite no tiene roles: ahí nadie más entra en la carpeta del tenant.
+  it.runIf(kind === "postgres")(
+    "takes the login away from an Enterprise tenant whose deprovisioning stopped before that step",
+    async () => {
+      const [row] = (
+        await db.handle.db
+          .select({ id: tenantInstances.id, status: tenantInstances.status })
+          .from(tenantInstances)
+          .orderBy(desc(tenantInstances.tenantCode))
+      ).filter((r) => r.status !== "decommissioned");
+      if (!row) throw new Error("demo data missing");
+      const password = "tenant-pw-login";
+      await dedicated.create(row.id, password);
+      const canLogin = async () => {
+        const admin = new pg.Client({ connectionString: db.url });
+        await admin.connect();
+        try {
+          const { rows } = await admin.query<{ rolcanlogin: boolean }>(
+            "select rolcanlogin from pg_roles where rolname = $1",
+            [dedicatedName(row.id)],
+          );
+          return rows[0]?.rolcanlogin;
+        } finally {
+          await admin.end();
+        }
+      };
+      const app = new pg.Client({ connectionString: dedicated.connectionString(row.id, password) });
+      try {
+        // La baja se confirmó, pero su paso disable_tenant_login agotó sus intentos (DLQ).
+        await setInstance(row.id, {
+          databaseTier: "enterprise",
+          status: "decommissioned",
+          decommissionedAt: new Date(now.getTime() - DAY),
+        });
+        app.on("error", () => {});
+        await app.connect();
+        expect(await canLogin()).toBe(true);
+        const options = {
+          db: db.handle.db,
+          logger: silentLogger,
+          retentionDays: 3650,
+          tenantData: { registry, dedicated, retentionDays: 30 },
+        };
+        expect(await runMaintenanceOnce(options, now)).toMatchObject({ disabledTenantLogins: 1 });
+        expect(await canLogin()).toBe(false);
+        // La sesión abierta de la app hija también se corta.
+        await expect(app.query("select 1")).rejects.toThrow();
+        expect(await runMaintenanceOnce(options, now)).toMatchObject({ disabledTenantLogins: 0 });
+      } finally {
+        await app.end().catch(() => {});
+        await dedicated.drop(row.id);
+      }
+    },
+  );
 });
