@@ -349,6 +349,20 @@ describe.each(["node", "workerd"])("OAuth on %s", (runtime) => {
         ]).toString(),
       ),
     );
+    // Un Basic que no se puede leer es un intento de autenticación fallido, no una cabecera que
+    // se ignora para usar las credenciales del cuerpo (RFC 6749 §2.3: un solo método).
+    for (const authorization of ["Basic !!!", "Basic", `Basic ${btoa("no-colon")}`]) {
+      const res = await fetchEdge(
+        "/oauth/token",
+        formPost(
+          { grant_type: "client_credentials", client_id: client.id, client_secret: client.secret },
+          { authorization },
+        ),
+      );
+      const text = await res.text();
+      expect(res.status, `${authorization}: ${text}`).toBe(401);
+      expect(JSON.parse(text)).toMatchObject({ error: "invalid_client" });
+    }
     await expectInvalidRequest(await raw("/oauth/revoke", "token=a&token=b", basic(client)));
     const padding = `&pad=${"x".repeat(9 * 1024)}`;
     await expectInvalidRequest(

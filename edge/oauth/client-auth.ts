@@ -32,25 +32,26 @@ function dummyHash(): Promise<string> {
   return dummy;
 }
 
+/**
+ * Credenciales de `Authorization: Basic`. Otro esquema no es autenticación del cliente y se
+ * ignora; un Basic que no se puede leer es un intento fallido (invalid_client), no una cabecera
+ * ausente: si no, se usarían las del cuerpo y la petición traería dos métodos (RFC 6749 §2.3).
+ */
 function basicCredentials(header: string | undefined): ClientCredentials | undefined {
+  if (!/^Basic(?:\s|$)/i.test(header ?? "")) return undefined;
   const match = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header ?? "");
-  if (!match?.[1]) return undefined;
-  let decoded: string;
+  if (!match?.[1]) throw invalidClient();
   try {
-    decoded = atob(match[1]);
-  } catch {
-    return undefined;
-  }
-  const colon = decoded.indexOf(":");
-  if (colon < 0) return undefined;
-  // RFC 6749 §2.3.1: id y secreto van form-urlencoded dentro de Basic.
-  try {
+    const decoded = atob(match[1]);
+    const colon = decoded.indexOf(":");
+    if (colon < 0) throw invalidClient();
+    // RFC 6749 §2.3.1: id y secreto van form-urlencoded dentro de Basic.
     return {
       id: decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, " ")),
       secret: decodeURIComponent(decoded.slice(colon + 1).replace(/\+/g, " ")),
     };
   } catch {
-    return undefined;
+    throw invalidClient();
   }
 }
 
