@@ -110,6 +110,25 @@ describe("OpenAPI document", () => {
     expect([...postRoutes].filter((p) => !idempotent.has(p))).toEqual([]);
   });
 
+  it("declares an ETag on every single-resource GET", () => {
+    // La cadena de conexión es un secreto que se sirve con no-store: no hay nada que revalidar.
+    const withoutEtag = new Set(["/api/tenant-instances/{id}/connection"]);
+    const missing: string[] = [];
+    for (const [path, ops] of Object.entries(doc.paths)) {
+      const ok = ops.get?.responses?.["200"] as
+        | {
+            headers?: Record<string, unknown>;
+            content?: Record<string, { schema?: { $ref?: string } }>;
+          }
+        | undefined;
+      if (!path.startsWith("/api/") || !ok || withoutEtag.has(path)) continue;
+      const schema = Object.values(ok.content ?? {})[0]?.schema?.$ref ?? "";
+      if (schema.endsWith("Page")) continue;
+      if (!Object.keys(ok.headers ?? {}).includes("ETag")) missing.push(path);
+    }
+    expect(missing).toEqual([]);
+  });
+
   it("describes every field of every named schema with an example", () => {
     const missing: string[] = [];
     const visit = (node: SchemaNode, where: string) => {

@@ -118,6 +118,14 @@ export const etagHeader = {
   ETag: { schema: { type: "string" as const }, description: "Versión para If-Match" },
 };
 
+/** ETag de un recurso que no se edita con If-Match (tarea, DLQ): solo dice si cambió. */
+export const contentEtagHeader = {
+  ETag: {
+    schema: { type: "string" as const },
+    description: "Resumen del contenido: cambia cuando cambia el recurso",
+  },
+};
+
 type OpenApiDocument = ReturnType<OpenAPIHono["getOpenAPI31Document"]>;
 type Operation = {
   parameters?: unknown[];

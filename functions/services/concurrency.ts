@@ -7,21 +7,39 @@ export function etagFor(rowVersion: number): string {
   return `"v${rowVersion}"`;
 }
 
-/**
- * ETag de una vista que junta la fila con otras (p. ej. una instancia con su suscripción y plan):
- * la versión de la fila más un resumen de la vista, así cambia cuando cambia cualquier parte.
- * If-Match solo compara la versión de la fila, que es lo que el PATCH modifica.
- */
-export async function compositeEtagFor(rowVersion: number, view: unknown): Promise<string> {
-  const digest = (await sha256Hex(canonicalJson(view))).slice(0, 12);
-  return `"v${rowVersion}.${digest}"`;
+/** Resumen corto de una vista, estable ante el orden de sus claves. */
+export async function viewDigest(view: unknown): Promise<string> {
+  return (await sha256Hex(canonicalJson(view))).slice(0, 12);
 }
 
 /**
- * Precondición If-Match ya interpretada: las versiones de fila aceptables (la escritura sigue si la
- * fila está en una de ellas), o `undefined` sin cabecera o con `*`.
+ * ETag de una vista que junta la fila con otras (p. ej. una instancia con su suscripción y plan):
+ * la versión de la fila más un resumen de la vista, así cambia cuando cambia cualquier parte.
+ * En If-Match, "vN" compara solo la versión; "vN.<resumen>", el ETag entero (assertViewVersion).
  */
-export type IfMatch = readonly number[] | undefined;
+export async function compositeEtagFor(rowVersion: number, view: unknown): Promise<string> {
+  return `"v${rowVersion}.${await viewDigest(view)}"`;
+}
+
+/**
+ * ETag de un recurso sin versión de fila que nadie edita con If-Match (una tarea, una entrada de la
+ * DLQ): el resumen de lo que se muestra, así cambia cuando cambia cualquier parte.
+ */
+export async function contentEtagFor(view: unknown): Promise<string> {
+  return `"${await viewDigest(view)}"`;
+}
+
+/** Un ETag propio leído de If-Match: la versión de fila y, si era compuesto, el resumen de la vista. */
+export interface OwnEntityTag {
+  version: number;
+  digest: string | undefined;
+}
+
+/**
+ * Precondición If-Match ya interpretada: los ETags propios de la lista (la escritura sigue si uno
+ * coincide con el vigente), o `undefined` sin cabecera o con `*`.
+ */
+export type IfMatch = readonly OwnEntityTag[] | undefined;
 
 // RFC 9110 §8.8.3: entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE; etagc admite comas, por eso se
 // recorre la lista con un patrón anclado en vez de partirla por comas.
@@ -29,7 +47,7 @@ export type IfMatch = readonly number[] | undefined;
 const EMPTY_ELEMENT = /[ \t]*,/y;
 const ENTITY_TAG = /[ \t]*(W\/)?"([\x21\x23-\x7e\x80-\xff]*)"[ \t]*(?:,|$)/y;
 // Sin ceros a la izquierda: "v03" es otro ETag opaco, no la versión 3.
-const OWN_OPAQUE_TAG = /^v(0|[1-9]\d{0,8})(?:\.[0-9a-f]{12})?$/;
+const OWN_OPAQUE_TAG = /^v(0|[1-9]\d{0,8})(?:\.([0-9a-f]{12}))?$/;
 
 function invalidIfMatch(): AppError {
   return new AppError("validation_failed", "If-Match must be * or a list of quoted ETags", {
@@ -45,7 +63,7 @@ function invalidIfMatch(): AppError {
 export function expectedVersion(c: Context): IfMatch {
   const header = c.req.header("if-match")?.trim();
   if (!header || header === "*") return undefined;
-  const versions: number[] = [];
+  const tags: OwnEntityTag[] = [];
   for (let at = 0; at < header.length; ) {
     EMPTY_ELEMENT.lastIndex = at;
     if (EMPTY_ELEMENT.test(header)) {
@@ -57,14 +75,27 @@ export function expectedVersion(c: Context): IfMatch {
     if (!match) throw invalidIfMatch();
     at = ENTITY_TAG.lastIndex;
     const own = match[1] ? undefined : OWN_OPAQUE_TAG.exec(match[2] ?? "");
-    if (own?.[1]) versions.push(Number(own[1]));
+    if (own?.[1]) tags.push({ version: Number(own[1]), digest: own[2] });
   }
-  return versions;
+  return tags;
 }
 
-/** ¿Falla la precondición If-Match para una fila en esta versión? */
+/**
+ * ¿Falla If-Match para una fila en esta versión? Su ETag es "vN": uno con resumen no lo sirve este
+ * recurso y nunca coincide (comparación fuerte).
+ */
 export function ifMatchFails(ifMatch: IfMatch, rowVersion: number): boolean {
-  return ifMatch !== undefined && !ifMatch.includes(rowVersion);
+  return (
+    ifMatch !== undefined &&
+    !ifMatch.some((t) => t.version === rowVersion && t.digest === undefined)
+  );
+}
+
+function staleIfMatch(entity: string, id: string): AppError {
+  return new AppError(
+    "precondition_failed",
+    `${entity} ${id} was modified since it was read (stale If-Match)`,
+  );
 }
 
 /**
@@ -79,10 +110,7 @@ export function assertUpdated<T>(
 ): T {
   if (row) return row;
   if (!exists) throw new AppError("not_found", `${entity} ${id} does not exist`);
-  throw new AppError(
-    "precondition_failed",
-    `${entity} ${id} was modified since it was read (stale If-Match)`,
-  );
+  throw staleIfMatch(entity, id);
 }
 
 /** If-Match comprobado contra una fila ya bloqueada (FOR UPDATE): 412 si la versión cambió. */
@@ -92,12 +120,29 @@ export function assertVersion(
   entity: string,
   id: string,
 ): void {
-  if (ifMatchFails(ifMatch, rowVersion)) {
-    throw new AppError(
-      "precondition_failed",
-      `${entity} ${id} was modified since it was read (stale If-Match)`,
-    );
+  if (ifMatchFails(ifMatch, rowVersion)) throw staleIfMatch(entity, id);
+}
+
+/**
+ * If-Match contra una vista compuesta (compositeEtagFor) cuya fila ya está bloqueada: "vN" compara
+ * la versión de la fila; "vN.<resumen>" debe ser el ETag vigente, así que la vista se recalcula
+ * (solo si hace falta) dentro de la misma transacción. 412 si ninguno coincide.
+ */
+export async function assertViewVersion(
+  rowVersion: number,
+  ifMatch: IfMatch,
+  currentView: () => Promise<unknown>,
+  entity: string,
+  id: string,
+): Promise<void> {
+  if (ifMatch === undefined) return;
+  const sameVersion = ifMatch.filter((t) => t.version === rowVersion);
+  if (sameVersion.some((t) => t.digest === undefined)) return;
+  if (sameVersion.length > 0) {
+    const digest = await viewDigest(await currentView());
+    if (sameVersion.some((t) => t.digest === digest)) return;
   }
+  throw staleIfMatch(entity, id);
 }
 
 export function notFound(entity: string, id: string): AppError {

@@ -13,10 +13,10 @@ import {
   type FeatureUpdateResponse,
   featureUpdateResponseSchema,
 } from "../routes/provisioning/schema";
-import { assertVersion, type IfMatch } from "./concurrency";
+import type { IfMatch } from "./concurrency";
 import { mutate, type ServiceContext } from "./mutation";
 import { normalizeFeatureMap, overridesFromCustomFeatures } from "./provisioning";
-import { taskInFlight } from "./tenant-instances";
+import { assertInstanceIfMatch, taskInFlight } from "./tenant-instances";
 
 // Tareas sobre una instancia ya existente: baja (deprovision) y cambio de features.
 // El correlation id de la petición es el de la tarea: repetir la misma petición con el mismo id
@@ -181,7 +181,7 @@ export async function requestDeprovision(
         }
         if (existing.success) return { existing: existing.data };
       }
-      assertVersion(instance.rowVersion, ifMatch, "Tenant instance", instance.id);
+      await assertInstanceIfMatch(tx, instance, ifMatch);
       if (instance.status === "decommissioned") {
         // Ya dada de baja: solo queda adelantar el borrado de datos que haría la retención
         // (p. ej. un pedido de borrado del cliente). Sin purge no hay nada que hacer.
@@ -234,7 +234,7 @@ export async function requestFeatureUpdate(
     { kind: "update_features", features },
     featureUpdateResponseSchema,
     async (tx, instance) => {
-      assertVersion(instance.rowVersion, ifMatch, "Tenant instance", instance.id);
+      await assertInstanceIfMatch(tx, instance, ifMatch);
       if (instance.status === "decommissioned") {
         throw statusConflict(instance, "its features cannot change");
       }

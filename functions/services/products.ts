@@ -2,10 +2,11 @@ import { eq, sql } from "drizzle-orm";
 import { AppError } from "../../core/errors";
 import { pgErrorCode } from "../../core/http/db-errors";
 import { newId } from "../../core/ids";
-import { features, modules, productLimits, products } from "../../db/schema";
+import { features, modules, productLimits, products, webhookEndpoints } from "../../db/schema";
 import type { Executor } from "../../db/types";
 import { assertUpdated, assertVersion, type IfMatch, notFound } from "./concurrency";
 import { domainEvent, mutate, type ServiceContext } from "./mutation";
+import { webhookDeleted } from "./webhooks";
 
 export interface ProductInput {
   code: string;
@@ -116,6 +117,16 @@ export async function deleteProduct(ctx: ServiceContext, id: string, ifMatch: If
         .where(eq(features.productId, id))
         .orderBy(features.code);
       const featuresOf = (moduleId: string) => ownedFeatures.filter((f) => f.moduleId === moduleId);
+      // Sus webhooks también caen en cascada, pero son configuración del producto como los
+      // módulos (no entidades con vida propia como planes e instancias, que dan 409): se borran
+      // con la misma auditoría y evento que por su ruta. Bloqueados: un PATCH no se cruza.
+      const ownedWebhooks = await tx
+        .select()
+        .from(webhookEndpoints)
+        .where(eq(webhookEndpoints.productId, id))
+        .orderBy(webhookEndpoints.id)
+        .for("update");
+      const webhooksGone = ownedWebhooks.map(webhookDeleted);
       await tx.delete(products).where(eq(products.id, id));
       return {
         result: undefined,
@@ -132,6 +143,7 @@ export async function deleteProduct(ctx: ServiceContext, id: string, ifMatch: If
             entityId: m.id,
             before: { ...m, features: featuresOf(m.id) },
           })),
+          ...webhooksGone.map((w) => w.audit),
         ],
         events: [
           ...ownedModules.map((m) =>
@@ -142,6 +154,7 @@ export async function deleteProduct(ctx: ServiceContext, id: string, ifMatch: If
               featureCodes: featuresOf(m.id).map((f) => f.code),
             }),
           ),
+          ...webhooksGone.map((w) => w.event),
           domainEvent("product", "deleted", { productId: id, code: locked.code }),
         ],
       };

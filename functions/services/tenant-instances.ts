@@ -10,7 +10,7 @@ import {
 } from "../../db/schema";
 import type { Executor } from "../../db/types";
 import type { TenantInstanceView } from "../routes/tenant-instances/schema";
-import { assertVersion, type IfMatch, notFound } from "./concurrency";
+import { assertViewVersion, type IfMatch, notFound } from "./concurrency";
 import { assertCustomerNotDeleted } from "./customers";
 import { entitlementsChanged } from "./entitlement-events";
 import { domainEvent, mutate, type ServiceContext } from "./mutation";
@@ -84,6 +84,28 @@ export async function loadInstanceView(
   return row ? { view: toTenantInstance(row), rowVersion: row.instance.rowVersion } : undefined;
 }
 
+/**
+ * If-Match de una instancia ya bloqueada. Su ETag lleva el resumen de la vista (cliente,
+ * suscripción, plan): uno con resumen debe ser el vigente, que se recalcula aquí, bajo el bloqueo.
+ */
+export function assertInstanceIfMatch(
+  tx: Executor,
+  instance: { id: string; rowVersion: number },
+  ifMatch: IfMatch,
+): Promise<void> {
+  return assertViewVersion(
+    instance.rowVersion,
+    ifMatch,
+    async () => {
+      const loaded = await loadInstanceView(tx, eq(tenantInstances.id, instance.id));
+      if (!loaded) throw notFound("Tenant instance", instance.id);
+      return loaded.view;
+    },
+    "Tenant instance",
+    instance.id,
+  );
+}
+
 async function lockInstance(tx: Executor, id: string): Promise<InstanceRow | undefined> {
   const [row] = await tx
     .select()
@@ -151,7 +173,7 @@ export async function updateTenantInstance(
   return mutate(ctx, async (tx) => {
     const before = await lockInstance(tx, id);
     if (!before) throw notFound("Tenant instance", id);
-    assertVersion(before.rowVersion, ifMatch, "Tenant instance", before.id);
+    await assertInstanceIfMatch(tx, before, ifMatch);
     if (before.status === "decommissioned") throw statusConflict(before, "modified");
     const changes = {
       ...(input.environment !== undefined ? { environment: input.environment } : {}),
@@ -208,7 +230,7 @@ export async function changeInstanceStatus(
   return mutate(ctx, async (tx) => {
     const before = await lockInstance(tx, id);
     if (!before) throw notFound("Tenant instance", id);
-    assertVersion(before.rowVersion, ifMatch, "Tenant instance", before.id);
+    await assertInstanceIfMatch(tx, before, ifMatch);
     if (before.status !== from) throw statusConflict(before, verb);
     // Un deprovision en curso terminará dando de baja la instancia: reactivarla sería engañoso.
     if (transition === "reactivate" && (await taskInFlight(tx, id, ["deprovision"]))) {

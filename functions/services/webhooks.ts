@@ -2,7 +2,7 @@ import { eq } from "drizzle-orm";
 import { AppError } from "../../core/errors";
 import { newId, randomToken } from "../../core/ids";
 import { type SecretBox, secretContext } from "../../core/secret-box";
-import { webhookEndpoints } from "../../db/schema";
+import { products, tenantInstances, webhookEndpoints } from "../../db/schema";
 import type { Tx } from "../../db/types";
 import {
   auditedWebhook,
@@ -29,6 +29,7 @@ export async function createWebhook(
   const id = newId();
   const sealed = await box.encrypt(secret, secretContext.webhookSecret(id));
   const row = await mutate(ctx, async (tx) => {
+    await assertTargetExists(tx, input);
     const [inserted] = await tx
       .insert(webhookEndpoints)
       .values({
@@ -55,6 +56,37 @@ export async function createWebhook(
     };
   });
   return { row, secret };
+}
+
+/**
+ * 404 que nombra el campo si el producto o la instancia no existen, como las demás altas. FOR SHARE:
+ * una baja concurrente espera a este alta en vez de hacerla fallar en la FK.
+ */
+async function assertTargetExists(tx: Tx, input: CreateWebhookInput): Promise<void> {
+  if (input.productId !== undefined) {
+    const [product] = await tx
+      .select({ id: products.id })
+      .from(products)
+      .where(eq(products.id, input.productId))
+      .for("share");
+    if (!product) {
+      throw new AppError("not_found", `Product ${input.productId} does not exist`, {
+        fields: [{ path: "body.productId", message: "Unknown product" }],
+      });
+    }
+  }
+  if (input.tenantInstanceId !== undefined) {
+    const [instance] = await tx
+      .select({ id: tenantInstances.id })
+      .from(tenantInstances)
+      .where(eq(tenantInstances.id, input.tenantInstanceId))
+      .for("share");
+    if (!instance) {
+      throw new AppError("not_found", `Tenant instance ${input.tenantInstanceId} does not exist`, {
+        fields: [{ path: "body.tenantInstanceId", message: "Unknown tenant instance" }],
+      });
+    }
+  }
 }
 
 /**
@@ -117,17 +149,23 @@ export async function deleteWebhook(
   await mutate(ctx, async (tx) => {
     const gone = await lockWebhook(tx, id, ifMatch);
     await tx.delete(webhookEndpoints).where(eq(webhookEndpoints.id, id));
-    return {
-      result: undefined,
-      audit: [
-        {
-          action: "webhook.deleted",
-          entityType: "webhook_endpoint",
-          entityId: id,
-          before: auditedWebhook(gone),
-        },
-      ],
-      events: [domainEvent("webhook", "deleted", { webhookId: id })],
-    };
+    const { audit, event } = webhookDeleted(gone);
+    return { result: undefined, audit: [audit], events: [event] };
   });
+}
+
+/**
+ * Auditoría y evento de la baja de un endpoint: los mismos si se borra por su ruta o si lo arrastra
+ * el borrado de su producto (ON DELETE CASCADE).
+ */
+export function webhookDeleted(gone: WebhookRow) {
+  return {
+    audit: {
+      action: "webhook.deleted",
+      entityType: "webhook_endpoint",
+      entityId: gone.id,
+      before: auditedWebhook(gone),
+    },
+    event: domainEvent("webhook", "deleted", { webhookId: gone.id }),
+  };
 }

@@ -180,6 +180,20 @@ describe.each(["postgres", "pglite"] as const)("DLQ replay on %s", (kind) => {
     },
   );
 
+  it("gives one entry a strong ETag that changes when it is replayed", async () => {
+    const dead = await deadMessage("notifications");
+    const get = () => h.request("GET", `/api/dlq/${dead.entryId}`, { token: admin });
+    const before = await get();
+    expect(before.status).toBe(200);
+    const etag = before.headers.get("etag");
+    expect(etag).toMatch(/^"[\x21\x23-\x7e]+"$/);
+    expect((await get()).headers.get("etag")).toBe(etag);
+    expect((await replay(dead.entryId)).status).toBe(202);
+    const after = await get();
+    expect(after.body).toMatchObject({ replayCount: 1 });
+    expect(after.headers.get("etag")).not.toBe(etag);
+  });
+
   it("the CLI path (replayDeadLetter) is once-only too", async () => {
     const dead = await deadMessage("notifications");
     const ctx = {

@@ -6,12 +6,13 @@ import { readGuard, writeGuard } from "../../middleware/guards";
 import { TENANT_READ, TENANT_WRITE } from "../../middleware/roles";
 import {
   bearerSecurity,
+  contentEtagHeader,
   errorResponses,
   pageSchema,
   paginationQuery,
   uuidParam,
 } from "../../openapi";
-import { notFound } from "../../services/concurrency";
+import { contentEtagFor, notFound } from "../../services/concurrency";
 import { serviceContext } from "../../services/context";
 import { replayDeadLetter, toDlqEntry } from "../../services/dlq";
 import { keyset, toPage } from "../../services/pagination";
@@ -106,7 +107,11 @@ const get = createRoute({
   middleware: readGuard(TENANT_READ),
   request: { params: z.object({ id: uuidParam("id", "Id de la entrada") }) },
   responses: {
-    200: { description: "La entrada", content: { "application/json": { schema: dlqEntrySchema } } },
+    200: {
+      description: "La entrada",
+      headers: contentEtagHeader,
+      content: { "application/json": { schema: dlqEntrySchema } },
+    },
     ...errorResponses,
   },
 });
@@ -158,7 +163,9 @@ export function registerDlq(app: OpenAPIHono<AdminEnv>): void {
     const { id } = c.req.valid("param");
     const [row] = await c.var.deps.db.select().from(dlqEntries).where(eq(dlqEntries.id, id));
     if (!row) throw notFound("DLQ entry", id);
-    return c.json(toDlqEntry(row), 200);
+    const entry = toDlqEntry(row);
+    c.header("etag", await contentEtagFor(entry));
+    return c.json(entry, 200);
   });
   app.openapi(replay, async (c) => {
     const entry = await replayDeadLetter(serviceContext(c), c.req.valid("param").id);

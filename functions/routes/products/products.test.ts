@@ -1,7 +1,14 @@
 import { and, eq } from "drizzle-orm";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { auditLog, idempotencyKeys, outboxEvents, productLimits } from "../../../db/schema";
+import { newId } from "../../../core/ids";
+import {
+  auditLog,
+  idempotencyKeys,
+  outboxEvents,
+  productLimits,
+  webhookEndpoints,
+} from "../../../db/schema";
 import { seedDemo } from "../../../db/seed";
 import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
 import { expectAuditAfterConcurrentEdit } from "../../../test/support/concurrent-edit";
@@ -48,6 +55,8 @@ describe.each(["postgres", "pglite"] as const)("products on %s", (kind) => {
       // Ninguno de la lista es el actual: 412, sin cambio. "v02" es otro ETag, no la versión 2.
       expectProblem(await patch('"v1", "v3"', "stale"), 412, "precondition_failed");
       expectProblem(await patch('"v02"', "zero"), 412, "precondition_failed");
+      // Un ETag con resumen de vista es de otro recurso (una instancia): este nunca lo sirve.
+      expectProblem(await patch('"v2.0123456789ab"', "digest"), 412, "precondition_failed");
       // Comparación fuerte: el ETag débil del mismo valor no coincide.
       expectProblem(await patch('W/"v2"', "weak"), 412, "precondition_failed");
       // Un ETag de otro origen es válido pero nunca coincide.
@@ -205,6 +214,60 @@ describe.each(["postgres", "pglite"] as const)("products on %s", (kind) => {
         moduleId: mod.body.id,
         featureCodes,
       });
+      expect(events.map((e) => e.type)).toContain("product.deleted");
+    });
+
+    it("audits and announces the webhook endpoints a product delete takes with it", async () => {
+      const product = await h.request<{ id: string }>("POST", "/api/products", {
+        token: admin,
+        json: { code: unique(), name: "Con webhooks" },
+      });
+      // La fila va ya cifrada: el alta por HTTP necesita ENCRYPTION_KEYS (la prueban los webhooks).
+      const hooks = await h.db.handle.db
+        .insert(webhookEndpoints)
+        .values(
+          ["a", "b"].map((n) => ({
+            id: newId(),
+            productId: product.body.id,
+            url: `https://erp.example/hooks/${n}`,
+            secretEncrypted: "v1.test.sealed",
+            encryptionKeyId: "test",
+          })),
+        )
+        .returning();
+      const cid = `cascade-hooks-${product.body.id}`;
+      const deleted = await h.request("DELETE", `/api/products/${product.body.id}`, {
+        token: admin,
+        headers: { "x-correlation-id": cid },
+      });
+      expect(deleted.status).toBe(204);
+      const ids = hooks.map((w) => w.id).sort();
+      const audit = await h.db.handle.db
+        .select()
+        .from(auditLog)
+        .where(eq(auditLog.correlationId, cid));
+      const hookAudit = audit.filter((a) => a.action === "webhook.deleted");
+      expect(hookAudit.map((a) => [a.entityType, a.entityId]).sort()).toEqual(
+        ids.map((id) => ["webhook_endpoint", id]),
+      );
+      // El mismo `before` que la baja por su propia ruta: la URL sin ruta, sin secreto.
+      for (const a of hookAudit) {
+        expect(a.before).toMatchObject({
+          productId: product.body.id,
+          url: "https://erp.example/…",
+        });
+      }
+      expect(JSON.stringify(hookAudit)).not.toMatch(/sealed|secret|\/hooks\//);
+      const events = await h.db.handle.db
+        .select()
+        .from(outboxEvents)
+        .where(eq(outboxEvents.correlationId, cid));
+      expect(
+        events
+          .filter((e) => e.type === "webhook.deleted")
+          .map((e) => (e.payload as { data: unknown }).data)
+          .sort((x, y) => JSON.stringify(x).localeCompare(JSON.stringify(y))),
+      ).toEqual(ids.map((webhookId) => ({ webhookId })));
       expect(events.map((e) => e.type)).toContain("product.deleted");
     });
 

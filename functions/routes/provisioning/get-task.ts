@@ -5,7 +5,8 @@ import { provisioningTaskSteps, provisioningTasks } from "../../../db/schema";
 import type { AdminEnv } from "../../env";
 import { readGuard } from "../../middleware/guards";
 import { TENANT_READ } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, uuidParam } from "../../openapi";
+import { bearerSecurity, contentEtagHeader, errorResponses, uuidParam } from "../../openapi";
+import { contentEtagFor } from "../../services/concurrency";
 import { taskSchema } from "./schema";
 import { toTaskView } from "./task-view";
 
@@ -19,7 +20,11 @@ const route = createRoute({
   middleware: readGuard(TENANT_READ),
   request: { params: z.object({ taskId: uuidParam("taskId", "Id de la tarea") }) },
   responses: {
-    200: { description: "La tarea", content: { "application/json": { schema: taskSchema } } },
+    200: {
+      description: "La tarea",
+      headers: contentEtagHeader,
+      content: { "application/json": { schema: taskSchema } },
+    },
     ...errorResponses,
   },
 });
@@ -38,6 +43,8 @@ export function registerGetTask(app: OpenAPIHono<AdminEnv>): void {
       .from(provisioningTaskSteps)
       .where(eq(provisioningTaskSteps.taskId, taskId))
       .orderBy(asc(provisioningTaskSteps.position));
-    return c.json(toTaskView(task, steps), 200);
+    const view = toTaskView(task, steps);
+    c.header("etag", await contentEtagFor(view));
+    return c.json(view, 200);
   });
 }

@@ -226,6 +226,33 @@ describe.each(["postgres", "pglite"] as const)("provisioning operations on %s", 
       expect(await tasksOf(inst.id)).toHaveLength(1);
     });
 
+    it("refuses a feature update or deprovision whose If-Match carries a view digest no longer served", async () => {
+      const inst = await createTestInstance(db());
+      const path = `/api/tenant-instances/${inst.id}`;
+      const read = (await h.request("GET", path, { token: admin })).headers.get("etag") ?? "";
+      // La suscripción cambia y la instancia no: su versión sigue siendo 1, su ETag ya no.
+      const moved = await h.request("PATCH", `/api/subscriptions/${inst.subscriptionId}`, {
+        token: admin,
+        json: { expiresAt: "2099-01-01T00:00:00.000Z" },
+      });
+      expect(moved.status).toBe(200);
+      const current = (await h.request("GET", path, { token: admin })).headers.get("etag") ?? "";
+      expect(current).not.toBe(read);
+      expectProblem(
+        await putFeatures(inst.id, { max_users: 9 }, admin, { "if-match": read }),
+        412,
+        "precondition_failed",
+      );
+      expectProblem(
+        await deprovision(inst.id, "", admin, { "if-match": read }),
+        412,
+        "precondition_failed",
+      );
+      expect(await tasksOf(inst.id)).toEqual([]);
+      const ok = await putFeatures(inst.id, { max_users: 9 }, admin, { "if-match": current });
+      expect(ok.status).toBe(202);
+    });
+
     it("answers 404 for unknown instances and 400 for malformed ids or bodies", async () => {
       const unknown = newId();
       expectProblem(await deprovision(unknown), 404, "not_found");
@@ -335,6 +362,29 @@ describe.each(["postgres", "pglite"] as const)("provisioning operations on %s", 
     };
     const list = (query: string, token = admin) =>
       h.request<TaskPage>("GET", `/api/provisioning/tasks${query}`, { token });
+
+    it("gives one task a strong ETag that changes when the task or its steps do", async () => {
+      const inst = await createTestInstance(db());
+      const accepted = await putFeatures(inst.id, { max_users: 10 });
+      const taskId = (accepted.body as { taskId: string }).taskId;
+      const get = async () =>
+        (await h.request("GET", `/api/provisioning/tasks/${taskId}`, { token: admin })).headers.get(
+          "etag",
+        );
+      const queued = await get();
+      expect(queued).toMatch(/^"[\x21\x23-\x7e]+"$/);
+      expect(await get()).toBe(queued);
+      await db()
+        .insert(provisioningTaskSteps)
+        .values({ taskId, name: "record_features", position: 1, status: "running" });
+      const stepped = await get();
+      expect(stepped).not.toBe(queued);
+      await db()
+        .update(provisioningTasks)
+        .set({ status: "running" })
+        .where(eq(provisioningTasks.id, taskId));
+      expect(await get()).not.toBe(stepped);
+    });
 
     it("lists an instance's tasks oldest first with their steps, filters and pages", async () => {
       const inst = await createTestInstance(db());

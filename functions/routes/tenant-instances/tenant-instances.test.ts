@@ -450,6 +450,59 @@ describe.each(["postgres", "pglite"] as const)("tenant instances on %s", (kind) 
         .where(eq(tenantInstances.id, inst.id));
       expect(row?.status).toBe("active");
     });
+    it("refuses an If-Match with a view digest it no longer serves; a plain vN still compares the version", async () => {
+      const inst = await createTestInstance(db());
+      const path = `/api/tenant-instances/${inst.id}`;
+      const etagOf = async () =>
+        (await h.request("GET", path, { token: admin })).headers.get("etag") ?? "";
+      const changeSubscription = async (expiresAt: string) =>
+        expect(
+          (
+            await h.request("PATCH", `/api/subscriptions/${inst.subscriptionId}`, {
+              token: admin,
+              json: { expiresAt },
+            })
+          ).status,
+        ).toBe(200);
+      const write = (method: string, url: string, ifMatch: string, json?: unknown) =>
+        h.request(method, url, { token: admin, json, headers: { "if-match": ifMatch } });
+
+      const read = await etagOf();
+      // Cambia la suscripción: la instancia sigue en v1, pero el ETag leído ya no se sirve.
+      await changeSubscription("2099-01-01T00:00:00.000Z");
+      const current = await etagOf();
+      expect(current).toMatch(/^"v1\.[0-9a-f]{12}"$/);
+      expect(current).not.toBe(read);
+      expectProblem(
+        await write("PATCH", path, read, { environment: "lost-update" }),
+        412,
+        "precondition_failed",
+      );
+      expectProblem(await write("POST", `${path}/suspend`, read), 412, "precondition_failed");
+      expect(await auditOf(inst.id)).toEqual([]);
+      // Una lista vale si uno de sus ETags es el actual.
+      const suspended = await write("POST", `${path}/suspend`, `${read}, ${current}`);
+      expect(suspended.status).toBe(200);
+      const afterSuspend = suspended.headers.get("etag") ?? "";
+      await changeSubscription("2098-01-01T00:00:00.000Z");
+      expectProblem(
+        await write("POST", `${path}/reactivate`, afterSuspend),
+        412,
+        "precondition_failed",
+      );
+      // "v2" sin resumen sigue comparando solo la versión de la instancia (lo que documenta el README).
+      const reactivated = await write("POST", `${path}/reactivate`, '"v2"');
+      expect(reactivated.status).toBe(200);
+      const patched = await write("PATCH", path, reactivated.headers.get("etag") ?? "", {
+        environment: "staging",
+      });
+      expect(patched.status).toBe(200);
+      const [row] = await db()
+        .select()
+        .from(tenantInstances)
+        .where(eq(tenantInstances.id, inst.id));
+      expect(row).toMatchObject({ status: "active", environment: "staging", rowVersion: 4 });
+    });
   });
 
   describe("security", () => {

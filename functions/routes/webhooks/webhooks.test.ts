@@ -1,6 +1,7 @@
-import { eq, like } from "drizzle-orm";
+import { eq, like, or } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../../../core/ids";
+import { createSecretBox, generateEncryptionKey } from "../../../core/secret-box";
 import { auditLog, outboxEvents, webhookEndpoints } from "../../../db/schema";
 import { seedDemo } from "../../../db/seed";
 import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
@@ -8,7 +9,7 @@ import { expectProblem } from "../../../test/support/http";
 import { createTestInstance } from "../tenant-instances/test-fixtures";
 import { webhookSchema } from "./schema";
 
-type Problem = { errors?: { path: string }[] };
+type Problem = { errors?: { path: string; message: string }[] };
 
 // Lectura, cambio y baja de un endpoint. El alta (que cifra el secreto) la cubre
 // test/e2e/webhooks.test.ts con ENCRYPTION_KEYS; aquí la fila se inserta ya cifrada.
@@ -18,7 +19,9 @@ describe.each(["postgres", "pglite"] as const)("webhook endpoints on %s", (kind)
   let support: string;
 
   beforeAll(async () => {
-    h = await startAdminHarness(kind);
+    h = await startAdminHarness(kind, undefined, {
+      secretBox: await createSecretBox(JSON.stringify([generateEncryptionKey("webhooks-test")])),
+    });
     await seedDemo(h.db.handle.db);
     admin = await h.token(["platform_admin"]);
     support = await h.token(["support"]);
@@ -135,6 +138,30 @@ describe.each(["postgres", "pglite"] as const)("webhook endpoints on %s", (kind)
       changed: ["url", "active"],
     });
     await expectSecretNowhere([got.body, paused.body, moved.body, again.body]);
+  });
+
+  it("answers 404 naming the field for an unknown product or instance, as the other creates do", async () => {
+    const unknown = newId();
+    for (const [field, message] of [
+      ["productId", "Unknown product"],
+      ["tenantInstanceId", "Unknown tenant instance"],
+    ] as const) {
+      const res = await h.request("POST", "/api/webhooks", {
+        token: admin,
+        json: { [field]: unknown, url: "https://vet.example/hooks/unknown" },
+      });
+      expectProblem(res, 404, "not_found");
+      expect((res.body as Problem).errors).toEqual([{ path: `body.${field}`, message }]);
+      // Ni el nombre de la restricción ni nada del esquema sale al cliente.
+      expect(JSON.stringify(res.body)).not.toMatch(/fkey|constraint|webhook_endpoints/i);
+    }
+    const stored = await db()
+      .select()
+      .from(webhookEndpoints)
+      .where(
+        or(eq(webhookEndpoints.productId, unknown), eq(webhookEndpoints.tenantInstanceId, unknown)),
+      );
+    expect(stored).toEqual([]);
   });
 
   it("validates a PATCH like the POST: no credentials in the URL, http(s) only, something to change", async () => {
