@@ -225,24 +225,6 @@ describe("SwrCache in-flight deduplication", () => {
     await flush();
     expect((await cache.get("a", origin.loader)).value).toBe("fresh");
   });
-
-  it("marks stale what a load brings back past maxAgeMs, also to requests that joined it late", async () => {
-    const clock = new FakeClock();
-    const origin = new ControlledOrigin();
-    const cache = makeCache(clock);
-    await prime(cache, origin, "a", "v1");
-    clock.advance(2_500); // pasada la cota: A espera una carga nueva
-    const a = cache.get("a", origin.loader);
-    await flush();
-    clock.advance(1_500); // B se suma a esa carga, que empezó hace menos de maxAgeMs
-    const b = cache.get("a", origin.loader);
-    await flush();
-    expect(origin.calls).toBe(2);
-    clock.advance(800); // la foto de la base ya tiene 2,3 s cuando llega
-    origin.resolveNext("v2");
-    expect(await b).toMatchObject({ value: "v2", stale: true, ageMs: 2_300 });
-    expect(await a).toMatchObject({ value: "v2", stale: true });
-  });
 });
 
 describe("SwrCache LRU bound", () => {

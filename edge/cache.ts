@@ -40,7 +40,7 @@ export type CacheTier = "memory" | "shared" | "origin";
 
 export interface CacheResult<V> {
   value: V | null;
-  /** true si se sirve pasada la cota: el origen no respondió, o respondió con una foto vieja. */
+  /** true solo si se sirve pasada la cota porque el origen no respondió. */
   stale: boolean;
   ageMs: number;
   tier: CacheTier;
@@ -113,10 +113,12 @@ export class SwrCache<V> {
 
     try {
       const entry = await this.loadWithTimeout(key, loader, waitUntil);
-      const ageMs = this.now() - entry.loadedAt;
-      // Una carga lenta, o a la que esta petición se sumó tarde, puede traer una foto más vieja
-      // que la cota (hasta maxAgeMs + loadTimeoutMs): se sirve, pero marcada.
-      return { value: entry.value, stale: ageMs >= maxAgeMs, ageMs, tier: "origin" };
+      return {
+        value: entry.value,
+        stale: false,
+        ageMs: this.now() - entry.loadedAt,
+        tier: "origin",
+      };
     } catch (err) {
       this.markFailed(key);
       this.options.onError?.(err, rawKey, "load");
