@@ -4,6 +4,7 @@ import {
   type EntitlementsFallback,
   type EntitlementsSnapshot,
   parseEntitlements,
+  restrictedBy,
 } from "./entitlements.js";
 import {
   FarutechAuthError,
@@ -99,8 +100,6 @@ interface EdgeState {
   validatedAt: number;
   /** Última respuesta del edge, fresca o no (cuenta para maxAgeMs). */
   checkedAt: number;
-  /** El contenido llegó, o fue confirmado, en una respuesta fresca (no stale) del edge. */
-  confirmedFresh: boolean;
 }
 
 const DEFAULT_MAX_AGE_MS = 5_000;
@@ -452,43 +451,40 @@ class Client implements FarutechClient {
       if (!current) return this.edgeView(previous);
       this.applied = generation;
       previous.checkedAt = now;
-      if (!servedStale) {
-        previous.validatedAt = now;
-        previous.confirmedFresh = true;
-      }
+      if (!servedStale) previous.validatedAt = now;
       previous.servedStale = servedStale;
       return this.edgeView(previous);
     }
-    if (res.status === 200 && servedStale && previous?.confirmedFresh) {
-      // Una copia vieja del edge (otro isolate sin base) no prueba ser más nueva que lo que este
-      // cliente confirmó fresco: no lo reemplaza (podría deshacer una suspensión ya vista).
-      await res.body?.cancel();
-      if (!current) return this.edgeView(previous);
-      this.applied = generation;
-      previous.checkedAt = now;
-      previous.servedStale = true;
-      return this.edgeView(previous);
-    }
     if (res.status === 200) {
-      const body = parseEntitlements(await readJson(res, this.transport.timeoutMs));
+      const received = parseEntitlements(await readJson(res, this.transport.timeoutMs));
       // Un proxy o una cache intermedia mal configurados no pueden dar a esta app los permisos de
       // otra instancia.
-      if (body.instanceId.toLowerCase() !== this.instanceId.toLowerCase()) {
+      if (received.instanceId.toLowerCase() !== this.instanceId.toLowerCase()) {
         throw new FarutechError(
           "bad_response",
-          `Entitlements response is for instance ${body.instanceId}, not ${this.instanceId}`,
+          `Entitlements response is for instance ${received.instanceId}, not ${this.instanceId}`,
           200,
         );
       }
+      // La copia vieja de otro isolate sin base solo puede restringir lo que ya se tiene (fail
+      // closed): ni deshace una suspensión ya vista ni se ignora la que ella muestra.
+      const body = servedStale && previous ? restrictedBy(previous.body, received) : received;
+      if (previous && body === previous.body) {
+        if (!current) return this.edgeView(previous);
+        this.applied = generation;
+        previous.checkedAt = now;
+        previous.servedStale = true;
+        return this.edgeView(previous);
+      }
       const next: EdgeState = {
         body,
-        etag: res.headers.get("etag") ?? undefined,
+        // Una combinación no es ninguna versión del edge: sin etag, la próxima llega entera.
+        etag: body === received ? (res.headers.get("etag") ?? undefined) : undefined,
         servedStale,
         fetchedAt: now,
         // Sin confirmación fresca previa no hay otra referencia que ahora.
         validatedAt: servedStale && previous ? previous.validatedAt : now,
         checkedAt: now,
-        confirmedFresh: !servedStale,
       };
       if (!current) return this.edgeView(next);
       this.applied = generation;

@@ -72,3 +72,48 @@ export function parseEntitlements(body: unknown): Entitlements {
   }
   return { instanceId, productCode, planCode, status, features, limits, version };
 }
+
+/**
+ * Lo que se sirve ante una copia vieja del edge (`x-entitlements-stale`) teniendo ya `held`.
+ * `version` es un hash del contenido, no un contador: no se sabe cuál de las dos es más nueva.
+ * La copia solo puede restringir (una suspensión ya vista no se deshace sin una respuesta fresca,
+ * y la que trae la copia se aplica ya): devuelve `held` si la copia no restringe nada, `copy` si
+ * solo restringe, y si hace de todo, lo más restrictivo de cada una.
+ */
+export function restrictedBy(held: Entitlements, copy: Entitlements): Entitlements {
+  const heldActive = held.status === "active";
+  let tighter = heldActive && copy.status !== "active";
+  let looser = !heldActive && copy.status !== held.status;
+  const keys = (a: object, b: object) => [...new Set([...Object.keys(a), ...Object.keys(b)])];
+  // Object.fromEntries: una clave "__proto__" queda como propiedad propia, no como prototipo.
+  const features = Object.fromEntries(
+    keys(held.features, copy.features).map((code) => {
+      const a = Object.hasOwn(held.features, code) && held.features[code] === true;
+      const b = Object.hasOwn(copy.features, code) && copy.features[code] === true;
+      tighter ||= a && !b;
+      looser ||= b && !a;
+      return [code, a && b];
+    }),
+  );
+  const limits = Object.fromEntries(
+    keys(held.limits, copy.limits).map((name) => {
+      const a = Object.hasOwn(held.limits, name) ? held.limits[name] : undefined;
+      const b = Object.hasOwn(copy.limits, name) ? copy.limits[name] : undefined;
+      // Un límite que el plan no define no pone tope: cualquier valor definido restringe más.
+      const value = Math.min(a ?? Number.POSITIVE_INFINITY, b ?? Number.POSITIVE_INFINITY);
+      tighter ||= value !== a;
+      looser ||= value !== b;
+      return [name, value];
+    }),
+  );
+  if (!tighter) return held;
+  if (!looser) return copy;
+  return {
+    ...held,
+    status: heldActive ? copy.status : held.status,
+    features,
+    limits,
+    // No es ninguna versión del edge: distinta de las dos para quien compare versiones.
+    version: `${held.version}+${copy.version}`,
+  };
+}

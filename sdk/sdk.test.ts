@@ -198,6 +198,27 @@ function neverAnswers(request: Request): Promise<Response> {
   });
 }
 
+/**
+ * Logger que avisa cuando el SDK escribe un mensaje: así se espera lo que hace en segundo plano
+ * (una renovación de token) sin relojes ni esperas a ciegas.
+ */
+function watchedLogger() {
+  const waiting: { msg: string; resolve: () => void }[] = [];
+  const log = (_obj: Record<string, unknown>, msg: string) => {
+    for (const w of waiting.filter((w) => w.msg === msg)) {
+      waiting.splice(waiting.indexOf(w), 1);
+      // El mensaje sale a mitad de la cadena de promesas (p. ej. antes de soltar la petición en
+      // vuelo): setImmediate avisa cuando esas microtareas ya corrieron, sin E/S de por medio.
+      setImmediate(w.resolve);
+    }
+  };
+  return {
+    logger: { debug: log, warn: log },
+    /** Se cumple con el próximo `msg`; pedirla antes de lo que lo provoca. */
+    next: (msg: string) => new Promise<void>((resolve) => waiting.push({ msg, resolve })),
+  };
+}
+
 function testClient(overrides: Partial<FarutechClientOptions> = {}, tamper: Tamper = {}) {
   const clock = { t: Date.now() };
   const recorder = recordingFetch(tamper);
@@ -258,25 +279,34 @@ describe("tokens", () => {
   });
 
   it("renews before expiry with the refresh token, and falls back to client credentials when it is rejected", async () => {
-    const { client, clock, recorder } = testClient();
+    const watch = watchedLogger();
+    const obtained = () => watch.next("access token obtained");
+    const { client, clock, recorder } = testClient({ logger: watch.logger });
     const first = await client.accessToken();
     // 80 % de 30 s = 24 s: a los 23 s el token sigue sirviendo.
     clock.t += 23_000;
     expect(await client.accessToken()).toBe(first);
     expect(recorder.tokens()).toHaveLength(1);
 
+    // A los 25 s el token aún vale: se sigue usando mientras la renovación va en segundo plano.
     clock.t += 2_000;
+    let renewed = obtained();
     const [a, b] = await Promise.all([client.accessToken(), client.refresh()]);
+    expect(a).toBe(first);
+    expect(b.source).toBe("edge");
+    await renewed;
     expect(recorder.tokens().map((c) => [c.grantType, c.status])).toEqual([
       ["client_credentials", 200],
       ["refresh_token", 200],
     ]);
-    expect(b.source).toBe("edge");
-    expect(a).toEqual(await client.accessToken());
+    const second = await client.accessToken();
+    expect(second).not.toBe(first);
 
     // Otro renuevo usa el refresh token rotado (el edge rechaza el anterior por reuso).
     clock.t += 25_000;
-    await client.accessToken();
+    renewed = obtained();
+    expect(await client.accessToken()).toBe(second);
+    await renewed;
     expect(recorder.tokens().at(-1)).toMatchObject({ grantType: "refresh_token", status: 200 });
 
     // Revocado por fuera (p. ej. un operador): invalid_grant y vuelta a client_credentials.
@@ -288,7 +318,9 @@ describe("tokens", () => {
     );
     expect(revoke.status).toBe(200);
     clock.t += 25_000;
+    renewed = obtained();
     expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(true);
+    await renewed;
     expect(
       recorder
         .tokens()
@@ -303,13 +335,16 @@ describe("tokens", () => {
 
   it("works with an edge that returns no refresh_token", async () => {
     // Simula el edge anterior al grant refresh_token quitando el campo de la respuesta real.
+    const watch = watchedLogger();
     const { client, clock, recorder } = testClient(
-      {},
+      { logger: watch.logger },
       { transform: ({ refresh_token: _drop, ...rest }) => rest },
     );
     await client.accessToken();
     clock.t += 25_000;
+    const renewed = watch.next("access token obtained");
     await client.accessToken();
+    await renewed;
     expect(recorder.tokens().map((c) => c.grantType)).toEqual([
       "client_credentials",
       "client_credentials",
@@ -318,9 +353,10 @@ describe("tokens", () => {
   });
 
   it("keeps the valid token after a failed renewal (5xx or 429) and backs off up to 30 s", async () => {
+    const watch = watchedLogger();
     let tokenFault: (() => Response) | undefined;
     const { client, clock, recorder } = testClient(
-      {},
+      { logger: watch.logger },
       {
         // 600 s de vida (renueva a los 480 s): cabe toda la espera antes de que venza.
         transform: (body) => ({ ...body, expires_in: 600 }),
@@ -329,6 +365,12 @@ describe("tokens", () => {
     );
     const first = await client.accessToken();
     const statuses = () => recorder.tokens().map((c) => c.status);
+    // La renovación va en segundo plano: se espera su fallo (el log) antes de mirar la espera.
+    const renewalFails = async () => {
+      const failed = watch.next("token renewal failed, current token kept");
+      expect(await client.accessToken()).toBe(first);
+      await failed;
+    };
     clock.t += 480_000;
 
     // Un 429 con el token aún válido no se lanza, y su Retry-After (5 s) pesa más que el paso de 1 s.
@@ -337,7 +379,7 @@ describe("tokens", () => {
         { error: "invalid_client", error_description: "too many failures" },
         { status: 429, headers: { "retry-after": "5" } },
       );
-    expect(await client.accessToken()).toBe(first);
+    await renewalFails();
     clock.t += 4_999;
     expect(await client.accessToken()).toBe(first);
     expect(statuses()).toEqual([200, 429]);
@@ -346,7 +388,7 @@ describe("tokens", () => {
     tokenFault = () => new Response(null, { status: 503 });
     const steps = [2_000, 4_000, 8_000, 16_000, 30_000, 30_000];
     for (const waitMs of steps) {
-      expect(await client.accessToken()).toBe(first);
+      await renewalFails();
       clock.t += waitMs - 1;
       // Dentro de la espera: el token actual y ninguna petición (ni un timeout por llamada).
       expect(await client.accessToken()).toBe(first);
@@ -356,6 +398,9 @@ describe("tokens", () => {
     expect(statuses()).toEqual([200, 429, ...steps.map(() => 503)]);
 
     tokenFault = undefined;
+    const obtained = watch.next("access token obtained");
+    expect(await client.accessToken()).toBe(first);
+    await obtained;
     const renewed = await client.accessToken();
     expect(renewed).not.toBe(first);
     expect(recorder.tokens().at(-1)).toMatchObject({ grantType: "refresh_token", status: 200 });
@@ -375,6 +420,63 @@ describe("tokens", () => {
     });
     expect(statuses().slice(-3)).toEqual([503, 503, 429]);
     tokenFault = undefined;
+    await client.close();
+  });
+
+  it("renews in the background while the token is still valid: a slow edge never stalls a call", async () => {
+    const watch = watchedLogger();
+    let hold = false;
+    let renewalAsked: () => void = () => {};
+    const asked = new Promise<void>((resolve) => {
+      renewalAsked = resolve;
+    });
+    let answer: ((res: Response) => void) | undefined;
+    const { client, clock, recorder } = testClient(
+      // Sin timeout que venza durante la prueba: solo ella decide cuándo responde el edge.
+      { logger: watch.logger, timeoutMs: 3_600_000 },
+      {
+        fault: (path) => {
+          if (!hold || path !== "/oauth/token") return undefined;
+          renewalAsked();
+          return new Promise<Response>((resolve) => {
+            answer = resolve;
+          });
+        },
+      },
+    );
+    const first = await client.accessToken();
+    hold = true;
+    // Pasado el 80 % (24 s) y antes de que venza (30 s).
+    clock.t += ACCESS_TOKEN_TTL_S * 900;
+    // El edge no responde a la renovación hasta que la prueba lo suelta: antes, esto no volvía.
+    expect(await client.accessToken()).toBe(first);
+    expect(await client.ofrepHeaders()).toEqual({ Authorization: `Bearer ${first}` });
+    expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(true);
+    await asked;
+    // Una sola renovación en vuelo para todas las llamadas.
+    expect(recorder.tokens().map((c) => c.status)).toEqual([200, 0]);
+
+    // Falla (503): sin rechazo sin manejar, el token sigue y la espera (1 s) rige.
+    const failed = watch.next("token renewal failed, current token kept");
+    answer?.(new Response(null, { status: 503 }));
+    await failed;
+    expect(await client.accessToken()).toBe(first);
+    clock.t += 999;
+    expect(await client.accessToken()).toBe(first);
+    expect(recorder.tokens().map((c) => c.status)).toEqual([200, 503]);
+
+    // Pasada la espera, otra renovación en segundo plano; su token sirve en cuanto llega.
+    hold = false;
+    clock.t += 1;
+    const obtained = watch.next("access token obtained");
+    expect(await client.accessToken()).toBe(first);
+    await obtained;
+    expect(await client.accessToken()).not.toBe(first);
+    expect(recorder.tokens().map((c) => [c.grantType, c.status])).toEqual([
+      ["client_credentials", 200],
+      ["refresh_token", 503],
+      ["refresh_token", 200],
+    ]);
     await client.close();
   });
 
@@ -589,17 +691,24 @@ describe("tokens", () => {
       customerId: patitasId,
       instanceIds: [norteId],
     });
+    const watch = watchedLogger();
     const { client, clock, recorder } = testClient({
       clientId: revoked.id,
       clientSecret: revoked.secret,
+      logger: watch.logger,
     });
     expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(true);
+    const token = await client.accessToken();
     await db.handle.db
       .update(apiClients)
       .set({ revokedAt: new Date() })
       .where(eq(apiClients.clientId, revoked.id));
-    // Pasado el punto de renovación (80 %) pero antes de que venza: la renovación se rechaza.
+    // Pasado el punto de renovación (80 %) pero antes de que venza: la renovación, en segundo
+    // plano, se rechaza; desde la llamada siguiente se lanza.
     clock.t += ACCESS_TOKEN_TTL_S * 850;
+    const rejected = watch.next("token renewal rejected");
+    expect(await client.accessToken()).toBe(token);
+    await rejected;
     await expect(client.accessToken()).rejects.toBeInstanceOf(FarutechAuthError);
     for (let i = 0; i < 5; i++) {
       clock.t += 1_000;
@@ -991,47 +1100,102 @@ describe("entitlements", () => {
 
     // Una renovación de token cortada a medias conserva el token aún válido, con espera.
     let cutToken = false;
+    const watch = watchedLogger();
     const tokens = testClient(
-      {},
+      { logger: watch.logger },
       { fault: (path) => (cutToken && path === "/oauth/token" ? cutMidBody() : undefined) },
     );
     const first = await tokens.client.accessToken();
     cutToken = true;
     tokens.clock.t += ACCESS_TOKEN_TTL_S * 1000 * 0.9;
+    const failed = watch.next("token renewal failed, current token kept");
     expect(await tokens.client.accessToken()).toBe(first);
-    const requests = tokens.recorder.tokens().length;
+    await failed;
     expect(await tokens.client.accessToken()).toBe(first);
-    expect(tokens.recorder.tokens()).toHaveLength(requests);
+    // La primera y la cortada: dentro de la espera no se pide otra.
+    expect(tokens.recorder.tokens()).toHaveLength(2);
     cutToken = false;
     await tokens.client.close();
   });
 
-  it("never lets the edge's own stale copy replace a snapshot it confirmed fresh", async () => {
-    let staleCopy: (() => Response) | undefined;
-    const { client, clock } = testClient(
+  it("applies the restrictions an edge's own stale copy shows, and never lets one lift a restriction", async () => {
+    let edgeCopy: (() => Response) | undefined;
+    const { client, clock, recorder } = testClient(
       {},
-      { fault: (path) => (path === "/v1/entitlements" ? staleCopy?.() : undefined) },
+      { fault: (path) => (path === "/v1/entitlements" ? edgeCopy?.() : undefined) },
     );
-    expect(await client.snapshot()).toMatchObject({ status: "active", stale: false });
-    // Otro isolate sin base responde con su copia vieja, distinta de la confirmada.
-    const older = {
-      ...(await client.refresh()),
+    const confirmed = await client.refresh();
+    expect(confirmed).toMatchObject({ status: "active", stale: false });
+    const { source: _s, stale: _st, fetchedAt: _f, validatedAt, ...active } = confirmed;
+    const suspended = {
+      ...active,
       status: "suspended",
-      version: "older",
-      features: {},
+      version: "suspended",
+      features: Object.fromEntries(Object.keys(active.features).map((code) => [code, false])),
+      limits: Object.fromEntries(Object.keys(active.limits).map((name) => [name, 0])),
     };
-    staleCopy = () =>
-      Response.json(older, { headers: { etag: '"older"', "x-entitlements-stale": "1" } });
+    const staleCopy = (body: object, etag: string) => () =>
+      Response.json(body, { headers: { etag: `"${etag}"`, "x-entitlements-stale": "1" } });
+
+    // Un isolate sin base que ya había cargado la suspensión: su copia es lo único que la muestra.
+    edgeCopy = staleCopy(suspended, "suspended");
     clock.t += MAX_AGE_MS;
-    const snapshot = await client.snapshot();
-    expect(snapshot).toMatchObject({ status: "active", stale: true });
-    expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(true);
-    // Tampoco la segunda copia vieja seguida (el snapshot ya estaba marcado stale).
+    expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(false);
+    expect(await client.limit("max_users")).toBe(0);
+    expect(await client.snapshot()).toMatchObject({
+      status: "suspended",
+      stale: true,
+      validatedAt,
+    });
+    // Otro isolate con una copia aún más vieja (activa) no la deshace.
+    edgeCopy = staleCopy(active, "older");
     clock.t += MAX_AGE_MS;
-    expect(await client.snapshot()).toMatchObject({ status: "active", stale: true });
-    staleCopy = undefined;
+    expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(false);
+    expect(await client.snapshot()).toMatchObject({
+      status: "suspended",
+      stale: true,
+      validatedAt,
+    });
+    // Solo una respuesta fresca la levanta (el edge real: la instancia sigue activa).
+    edgeCopy = undefined;
     clock.t += MAX_AGE_MS;
-    expect(await client.snapshot()).toMatchObject({ status: "active", stale: false });
+    expect(await client.snapshot()).toMatchObject({
+      ...active,
+      stale: false,
+      validatedAt: clock.t,
+    });
+
+    // Una suspensión confirmada fresca tampoco la deshace una copia vieja.
+    edgeCopy = () => Response.json(suspended, { headers: { etag: '"suspended"' } });
+    clock.t += MAX_AGE_MS;
+    expect(await client.snapshot()).toMatchObject({ status: "suspended", stale: false });
+    edgeCopy = staleCopy(active, "older");
+    clock.t += MAX_AGE_MS;
+    expect(await client.snapshot()).toMatchObject({ status: "suspended", stale: true });
+    expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(false);
+    edgeCopy = undefined;
+    clock.t += MAX_AGE_MS;
+    expect(await client.snapshot()).toMatchObject({ ...active, stale: false });
+
+    // Una copia que apaga una feature pero enciende otra y sube un límite: sin saber cuál es más
+    // nueva, vale lo más restrictivo de cada una, y la siguiente respuesta fresca llega entera.
+    edgeCopy = staleCopy(
+      {
+        ...active,
+        version: "mixed",
+        features: { ...active.features, DIGITAL_RECORDS: false, BATCH_CONTROL: true },
+        limits: { ...active.limits, max_users: 500 },
+      },
+      "mixed",
+    );
+    clock.t += MAX_AGE_MS;
+    expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(false);
+    expect(await client.isEnabled("BATCH_CONTROL")).toBe(false);
+    expect(await client.limit("max_users")).toBe(100);
+    edgeCopy = undefined;
+    clock.t += MAX_AGE_MS;
+    expect(await client.snapshot()).toMatchObject({ ...active, ...expectedNorte(), stale: false });
+    expect(recorder.entitlements().at(-1)).toMatchObject({ status: 200, ifNoneMatch: null });
     await client.close();
   });
 

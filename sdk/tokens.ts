@@ -119,21 +119,15 @@ export class TokenSource {
     if (valid && this.renewal.active(now)) return valid.accessToken;
     if (!valid && this.rateLimit && now < this.rateLimit.until) throw this.rateLimit.error;
     const timeoutMs = this.options.transport.timeoutMs;
+    if (valid) {
+      // Renovar antes de tiempo da margen: el token aún vale, así que la renovación va en segundo
+      // plano y ninguna llamada la espera (un edge lento no frena a la app).
+      if (!isLive(this.inflight, timeoutMs)) this.renewInBackground();
+      return valid.accessToken;
+    }
     // Una petición de token más vieja que el timeout no se espera: en workerd puede no acabar nunca.
     if (!isLive(this.inflight, timeoutMs)) this.inflight = this.start();
-    try {
-      return (await awaitFlight(this.inflight, timeoutMs)).accessToken;
-    } catch (err) {
-      // Renovar antes de tiempo da margen: si el edge no responde, el token aún válido sirve.
-      if (valid && isTransient(err)) {
-        this.options.logger.warn(
-          { code: err.code, status: err.status },
-          "token renewal failed, current token kept",
-        );
-        return valid.accessToken;
-      }
-      throw err;
-    }
+    return (await awaitFlight(this.inflight, timeoutMs)).accessToken;
   }
 
   /**
@@ -184,6 +178,23 @@ export class TokenSource {
     return basicAuth(this.options.clientId, this.options.clientSecret);
   }
 
+  /** Nadie espera esta petición: su error queda en el log y en la espera del siguiente intento. */
+  private renewInBackground(): void {
+    const flight = this.start();
+    this.inflight = flight;
+    flight.promise.catch((err: unknown) => {
+      if (err instanceof FarutechError && err.code === "closed") return;
+      const code = err instanceof FarutechError ? err.code : "internal";
+      const status = err instanceof FarutechError ? err.status : undefined;
+      // Credenciales rechazadas: la siguiente llamada ya lanza FarutechAuthError.
+      if (err instanceof FarutechAuthError) {
+        this.options.logger.warn({ code, status }, "token renewal rejected");
+      } else {
+        this.options.logger.warn({ code, status }, "token renewal failed, current token kept");
+      }
+    });
+  }
+
   private start(): Flight<Token> {
     this.started += 1;
     const generation = this.started;
@@ -207,14 +218,14 @@ export class TokenSource {
             this.rejectedRetry.fail(this.options.now(), retryAfterMs(err));
             throw this.credentialsRejected;
           }
-          if (isTransient(err)) {
-            const now = this.options.now();
-            const waitForMs = retryAfterMs(err);
-            this.renewal.fail(now, waitForMs);
-            if (err.status === 429) {
-              const waitMs = Math.max(waitForMs, BACKOFF_BASE_MS);
-              this.rateLimit = { until: now + waitMs, error: err };
-            }
+          const now = this.options.now();
+          const waitForMs = retryAfterMs(err);
+          // Cualquier otro fallo (también una respuesta malformada) espera antes del siguiente
+          // intento: con el token aún válido, la renovación no se repite en cada llamada.
+          this.renewal.fail(now, waitForMs);
+          if (isTransient(err) && err.status === 429) {
+            const waitMs = Math.max(waitForMs, BACKOFF_BASE_MS);
+            this.rateLimit = { until: now + waitMs, error: err };
           }
           throw err;
         },
