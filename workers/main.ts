@@ -7,6 +7,7 @@ import { checkReadiness } from "../core/readiness";
 import { envWithSstLinks } from "../core/sst-links";
 import { createDb, withEmbeddedDataDir } from "../db/client";
 import { startWorkers, workersEnv } from "./runtime";
+import { CLOSE_BUDGET_MS, RELEASE_BUDGET_MS, SHUTDOWN_DEADLINE_MS } from "./runtime/consumer";
 
 // Proceso de workers (contenedor de larga vida): consumidores, relay del outbox, salud y métricas.
 // Con SST (servicio en ECS o `sst dev`) los secretos llegan como links SST_RESOURCE_*.
@@ -19,10 +20,10 @@ const db = await createDb({
   neonWsProxy: env.NEON_WSPROXY,
   pgliteDataDir: env.PGLITE_DATA_DIR,
 });
-// El requisito: fuera en ≤ 30 s pase lo que pase (compose, ECS y Kubernetes esperan más).
-const SHUTDOWN_DEADLINE_MS = 30_000;
-// Tras el drenado: relay, broker y base cierran en este margen, dentro de ese plazo.
-const TEARDOWN_MS = 4_000;
+// El requisito: fuera en ≤ SHUTDOWN_DEADLINE_MS (30 s) pase lo que pase (compose, ECS y
+// Kubernetes esperan más). Tras el drenado: devolver al broker lo que siga en curso y cerrar
+// relay, broker y base, cada cosa con su margen dentro de ese plazo.
+const TEARDOWN_MS = RELEASE_BUDGET_MS + CLOSE_BUDGET_MS;
 let shuttingDown = false;
 let server: ReturnType<typeof serve> | undefined;
 

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   AckPolicy,
   type Consumer,
@@ -64,9 +65,15 @@ export interface WorkerDefinition<T> {
   onRetry?(ctx: HandlerContext<T>, error: string, delayMs: number): Promise<void>;
   /**
    * Efectos propios del worker al pasar un mensaje a la DLQ. Si ya avisó a operaciones con su
-   * propio correo (más rico), lo dice y el runtime no manda el aviso genérico.
+   * propio correo (más rico), lo dice y el runtime no manda el aviso genérico. `signal` se aborta
+   * cuando el runtime deja de esperarlo (tope de la contabilidad o plazo de drenado): una espera
+   * larga debe cortarse y lanzar, pues se repetirá entero en otra entrega.
    */
-  onDeadLetter?(info: DeadLetterInfo, data: T | undefined): Promise<DeadLetterHandled | undefined>;
+  onDeadLetter?(
+    info: DeadLetterInfo,
+    data: T | undefined,
+    signal?: AbortSignal,
+  ): Promise<DeadLetterHandled | undefined>;
   /** Campos de log propios del mensaje (p. ej. taskId). */
   logFields?(data: T): Record<string, unknown>;
 }
@@ -108,10 +115,24 @@ export class WorkerStoppingError extends Error {
 }
 
 /**
- * Deja margen bajo el grace period del orquestador (40 s en compose, 45 s en Kubernetes) para
- * cerrar relay, broker y base después de drenar.
+ * Tope de la devolución al broker de los mensajes que siguen en curso al vencer el drenado: el
+ * apagado la espera antes de cerrar relay, broker y base (main.ts le reserva este margen).
  */
-export const DEFAULT_DRAIN_TIMEOUT_MS = 25_000;
+export const RELEASE_BUDGET_MS = 2_000;
+
+/** Margen que main.ts deja tras el drenado para cerrar relay, broker y base. */
+export const CLOSE_BUDGET_MS = 4_000;
+
+/** Lo que se promete ante un SIGTERM: el proceso sale en este plazo pase lo que pase. */
+export const SHUTDOWN_DEADLINE_MS = 30_000;
+
+/**
+ * Drenado por defecto: con la devolución y el cierre, cabe en los 30 s prometidos (y bajo el
+ * grace period del orquestador: 40 s en compose, 45 s en Kubernetes).
+ */
+export const DEFAULT_DRAIN_TIMEOUT_MS = SHUTDOWN_DEADLINE_MS - RELEASE_BUDGET_MS - CLOSE_BUDGET_MS;
+
+const DEFAULT_HANDLER_TIMEOUT_MS = 15 * 60_000;
 
 /** Espera `work` hasta que `signal` se aborte; entonces rechaza con su razón (el trabajo sigue). */
 function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
@@ -163,6 +184,30 @@ async function bounded<T>(work: Promise<T>, ms: number, what: string): Promise<T
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * `bounded`, y además deja de esperar cuando se aborta `stop` (el plazo de drenado). Al
+ * abandonarlo, por tope o por plazo, aborta la señal que recibió `work` para que corte sus esperas.
+ */
+async function abandonable<T>(
+  work: (signal: AbortSignal) => Promise<T>,
+  ms: number,
+  what: string,
+  stop: AbortSignal,
+): Promise<T> {
+  const own = new AbortController();
+  try {
+    return await untilAborted(bounded(work(own.signal), ms, what), stop);
+  } catch (err) {
+    own.abort(err);
+    throw err;
+  }
+}
+
+/** Espera `ms`, o menos si antes se aborta `signal`. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return sleep(ms, undefined, { signal }).catch(() => {});
 }
 
 export interface StopOptions {
@@ -289,10 +334,13 @@ async function deadLetter<T>(
   info: DeadLetterInfo,
   data: T | undefined,
   logger: Logger,
+  signal: AbortSignal,
 ): Promise<void> {
   const rawPayload = storable(new TextDecoder().decode(msg.data));
   const messageKey = messageKeyOf(info.envelope, rawPayload);
   await publishDeadLetter(options.bus, msg, info, messageKey);
+  // Abandonado (tope o apagado): no sigue a medias; otra entrega lo repite entero.
+  signal.throwIfAborted();
   await options.deadLetters?.record({
     domain: def.domain,
     stream: msg.stream,
@@ -308,7 +356,10 @@ async function deadLetter<T>(
     errorKind: info.permanent ? "permanent" : "transient",
     deliveries: info.deliveries,
   });
-  const handled = await def.onDeadLetter?.(info, data);
+  signal.throwIfAborted();
+  const handled = await def.onDeadLetter?.(info, data, signal);
+  // Un hook que cortó su espera al abortarse no hizo su parte: ni aviso genérico ni métrica.
+  signal.throwIfAborted();
   if (!handled?.operatorsAlerted) {
     await alertOperators(
       options.bus,
@@ -339,7 +390,31 @@ const maxDeliveriesAdvisorySchema = z.object({
 });
 
 export interface AdvisoryListener {
-  stop(): Promise<void>;
+  /**
+   * Deja de recibir advisories y espera al que se esté atendiendo, como mucho hasta que se aborte
+   * `deadline`: entonces lo abandona sin confirmarlo (vuelve a entregarse; atenderlo es idempotente).
+   */
+  stop(options?: { deadline?: AbortSignal }): Promise<void>;
+}
+
+/** Plazo de ack de un advisory; se late mientras se atiende (el hook puede esperar un lease). */
+const ADVISORY_ACK_WAIT_MS = 30_000;
+
+/** Tope de lo que corre tras el handler, según el tope del handler de estas opciones. */
+function bookkeepingMsOf(options: WorkerOptions): number {
+  return Math.min(options.handlerTimeoutMs ?? DEFAULT_HANDLER_TIMEOUT_MS, BOOKKEEPING_TIMEOUT_MS);
+}
+
+/** Código de JetStream si falta el stream o el consumer consultado; undefined si existe. */
+async function missingResource(info: Promise<unknown>): Promise<number | undefined> {
+  return info.then(
+    () => undefined,
+    (err: unknown) => {
+      const code = err instanceof JetStreamApiError ? err.code : undefined;
+      if (code === CONSUMER_NOT_FOUND || code === STREAM_NOT_FOUND) return code;
+      throw err;
+    },
+  );
 }
 
 /**
@@ -356,52 +431,143 @@ export async function listenMaxDeliveries<T>(
 ): Promise<AdvisoryListener> {
   const stream = streams[def.domain].name;
   const durable = `${def.name}-advisories`;
-  const jsm = await options.bus.jsm();
-  try {
-    await jsm.consumers.info(advisoryStream.name, durable);
-  } catch {
+  const bookkeepingMs = bookkeepingMsOf(options);
+  const addDurable = async () => {
+    const jsm = await options.bus.jsm();
     await jsm.consumers.add(advisoryStream.name, {
       durable_name: durable,
       ack_policy: AckPolicy.Explicit,
       filter_subject: advisoryStream.subjectFor(stream, def.name),
       max_deliver: -1,
-      ack_wait: nanos(30_000),
+      ack_wait: nanos(ADVISORY_ACK_WAIT_MS),
     });
+  };
+  try {
+    await (await options.bus.jsm()).consumers.info(advisoryStream.name, durable);
+  } catch {
+    await addDurable();
   }
-  const consumer = await options.bus.js.consumers.get(advisoryStream.name, durable);
-  const messages = await consumer.consume({ max_messages: 16 });
-  const loop = (async () => {
-    for await (const m of messages) {
-      // Un advisory ilegible no mejora reintentándolo: sin stream_seq no hay mensaje que llevar a
-      // la DLQ. Se registra y se termina en vez de reintentarlo para siempre.
-      const advisory = maxDeliveriesAdvisorySchema.safeParse(
-        parseJsonOrUndefined(new TextDecoder().decode(m.data)),
-      );
-      if (!advisory.success) {
-        logger.error(
-          { advisorySequence: m.seq },
-          "unreadable MAX_DELIVERIES advisory; terminated without dead-lettering",
-        );
-        m.term();
-        continue;
-      }
-      try {
-        await handleMaxDeliveriesAdvisory(def, options, logger, stream, advisory.data);
-        m.ack();
-      } catch (err) {
-        const delayMs = retryDelayMs(m.info.deliveryCount);
-        logger.error(
-          { err, attempt: m.info.deliveryCount, delayMs },
-          "handling MAX_DELIVERIES advisory failed; will retry",
-        );
-        m.nak(delayMs);
-      }
+  let stopped = false;
+  /** Se aborta al vencer el plazo de stop(): lo que se esté atendiendo se abandona. */
+  const abandon = new AbortController();
+
+  const handle = async (m: JsMsg) => {
+    if (abandon.signal.aborted) {
+      // Recibido tras el plazo: otro proceso lo toma ya.
+      m.nak();
+      return;
     }
-  })().catch((err: unknown) => logger.error({ err }, "MAX_DELIVERIES listener stopped"));
+    // Un advisory ilegible no mejora reintentándolo: sin stream_seq no hay mensaje que llevar a
+    // la DLQ. Se registra y se termina en vez de reintentarlo para siempre.
+    const advisory = maxDeliveriesAdvisorySchema.safeParse(
+      parseJsonOrUndefined(new TextDecoder().decode(m.data)),
+    );
+    if (!advisory.success) {
+      logger.error(
+        { advisorySequence: m.seq },
+        "unreadable MAX_DELIVERIES advisory; terminated without dead-lettering",
+      );
+      m.term();
+      return;
+    }
+    const heartbeat = setInterval(() => m.working(), ADVISORY_ACK_WAIT_MS / 3);
+    try {
+      await abandonable(
+        (signal) =>
+          handleMaxDeliveriesAdvisory(def, options, logger, stream, advisory.data, signal),
+        bookkeepingMs,
+        "handling a MAX_DELIVERIES advisory",
+        abandon.signal,
+      );
+      m.ack();
+    } catch (err) {
+      if (abandon.signal.aborted) {
+        // Sin ack: la DLQ pudo quedar a medias; otro proceso lo repite entero ya.
+        logger.warn(
+          { streamSequence: advisory.data.stream_seq },
+          "drain deadline reached while handling a MAX_DELIVERIES advisory; returned unacknowledged",
+        );
+        m.nak();
+        return;
+      }
+      const delayMs = retryDelayMs(m.info.deliveryCount);
+      logger.error(
+        { err, attempt: m.info.deliveryCount, delayMs },
+        "handling MAX_DELIVERIES advisory failed; will retry",
+      );
+      m.nak(delayMs);
+    } finally {
+      clearInterval(heartbeat);
+    }
+  };
+
+  const loops = new Set<Promise<void>>();
+  const consume = async (): Promise<ConsumerMessages> => {
+    const consumer = await options.bus.js.consumers.get(advisoryStream.name, durable);
+    const messages = await consumer.consume({ max_messages: 16 });
+    const loop = (async () => {
+      for await (const m of messages) await handle(m);
+    })()
+      .catch((err: unknown) => logger.error({ err }, "MAX_DELIVERIES listener stopped"))
+      .finally(() => loops.delete(loop));
+    loops.add(loop);
+    return messages;
+  };
+  let messages = await consume();
+
+  /*
+   * Un stream recreado (volumen de JetStream perdido, un operador) se lleva el consumer durable y
+   * el lazo de consumo sigue pidiendo a un consumer que no existe: los mensajes cuyo worker murió
+   * en su última entrega no llegarían nunca a la DLQ. Se comprueba aparte del lazo de trabajo
+   * (que solo lo hace cuando no tiene mensajes) y se recrea con un lazo nuevo.
+   */
+  let checking = false;
+  const check = async () => {
+    // Con el broker caído no hay nada que comprobar (ni un aviso cada 5 s que lo repita).
+    if (checking || stopped || !options.bus.isConnected()) return;
+    checking = true;
+    try {
+      const jsm = await options.bus.jsm();
+      const gone = await missingResource(jsm.consumers.info(advisoryStream.name, durable));
+      if (gone === undefined || stopped) return;
+      logger.warn(
+        { jetStreamErrorCode: gone, consumer: durable },
+        "MAX_DELIVERIES advisory consumer is gone; recreating it",
+      );
+      if (gone === STREAM_NOT_FOUND) await ensureStreams(options.bus);
+      await addDurable();
+      if (stopped) return;
+      const previous = messages;
+      messages = await consume();
+      // El lazo anterior termina lo que tenga; sus acks ya no tienen consumer al que llegar.
+      await previous.close();
+      if (stopped) await messages.close();
+    } catch (err) {
+      logger.warn({ err }, "could not check the MAX_DELIVERIES advisory consumer");
+    } finally {
+      checking = false;
+    }
+  };
+  const checkTimer = setInterval(() => void check(), CONSUMER_CHECK_MS);
+  checkTimer.unref();
+
   return {
-    async stop() {
-      await messages.close();
-      await loop;
+    async stop({ deadline }: { deadline?: AbortSignal } = {}) {
+      stopped = true;
+      clearInterval(checkTimer);
+      if (deadline) {
+        const expire = () => abandon.abort(deadline.reason);
+        if (deadline.aborted) expire();
+        else deadline.addEventListener("abort", expire, { once: true });
+      }
+      // El cierre tampoco retiene el apagado pasado el plazo (un broker que no responde).
+      await untilAborted(
+        (async () => {
+          await messages.close();
+          await Promise.allSettled([...loops]);
+        })(),
+        abandon.signal,
+      ).catch(() => {});
     },
   };
 }
@@ -412,6 +578,7 @@ async function handleMaxDeliveriesAdvisory<T>(
   logger: Logger,
   stream: string,
   advisory: z.infer<typeof maxDeliveriesAdvisorySchema>,
+  signal: AbortSignal,
 ): Promise<void> {
   const jsm = await options.bus.jsm();
   const stored = await jsm.streams.getMessage(stream, { seq: advisory.stream_seq });
@@ -454,6 +621,7 @@ async function handleMaxDeliveriesAdvisory<T>(
     },
     data?.success ? data.data : undefined,
     logger,
+    signal,
   );
   logger.error(
     {
@@ -485,6 +653,12 @@ function attemptOf(msg: JsMsg): number {
 const RELEASE_ATTEMPTS = 3;
 
 /**
+ * Espera de cada publicación de la copia. Corta: un broker sano confirma en milisegundos, y los
+ * intentos con sus pausas caben en RELEASE_BUDGET_MS.
+ */
+const RELEASE_PUBLISH_TIMEOUT_MS = 600;
+
+/**
  * Devuelve al broker un mensaje que no llegó a fallar (el proceso se apaga). Un nak gastaría una
  * de las 5 entregas de JetStream: tras unos cuantos despliegues seguidos, una tarea sana acabaría
  * en la DLQ. Se publica una copia que cuenta solo los intentos que sí fallaron y se confirma el
@@ -505,25 +679,31 @@ async function releaseToBroker(
     for (const value of msg.headers?.values(key) ?? []) h.append(key, value);
   }
   h.set(headers.priorAttempts, String(attempt - 1));
+  const giveUpAt = Date.now() + RELEASE_BUDGET_MS;
   for (let n = 1; ; n++) {
+    // El original sigue siendo de este proceso hasta rendirse: su ack wait cuenta desde entonces y
+    // la copia (si se guardó) ya estará hecha y marcada cuando vuelva.
+    msg.working();
     try {
       await bus.js.publish(msg.subject, msg.data, {
         headers: h,
         // Reintentos y liberaciones repetidas (ack perdido) se descartan por este id.
         msgID: `released:${msg.info.stream}:${msg.seq}`,
-        timeout: 2_000,
+        timeout: Math.max(1, Math.min(RELEASE_PUBLISH_TIMEOUT_MS, giveUpAt - Date.now())),
       });
       msg.ack();
       return;
     } catch (err) {
-      if (n >= RELEASE_ATTEMPTS) {
+      const wait = 100 * n;
+      // Otro intento solo si cabe (pausa y algo de espera) en el presupuesto.
+      if (n >= RELEASE_ATTEMPTS || giveUpAt - Date.now() < wait + 100) {
         logger.warn(
-          { err, streamSequence: msg.seq },
+          { err, streamSequence: msg.seq, attempts: n },
           "could not re-queue a released message; it returns when its ack wait expires (uses one delivery)",
         );
         return;
       }
-      await new Promise((r) => setTimeout(r, 200 * n));
+      await sleep(wait);
     }
   }
 }
@@ -549,12 +729,25 @@ async function markProcessed(
   msg: JsMsg,
   log: Logger,
   timeoutMs: number,
+  drain: AbortSignal,
 ): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
-      await bounded(store.mark(consumer, key), timeoutMs, "storing the processed marker");
+      await untilAborted(
+        bounded(store.mark(consumer, key), timeoutMs, "storing the processed marker"),
+        drain,
+      );
       return;
     } catch (err) {
+      // Vencido el drenado se confirma sin marca, como tras MARK_ATTEMPTS fallos: el ack es lo que
+      // evita la reentrega (la marca solo cubre un ack perdido); sin él el trabajo se repetiría seguro.
+      if (drain.aborted) {
+        log.error(
+          { err, attempts: attempt, consumer, processedKey: key },
+          "drain deadline reached before the processed marker was stored; acknowledging anyway (the work is done)",
+        );
+        return;
+      }
       if (attempt >= MARK_ATTEMPTS) {
         log.error(
           { err, attempts: attempt, consumer, processedKey: key },
@@ -564,7 +757,7 @@ async function markProcessed(
       }
       log.warn({ err, markAttempt: attempt }, "storing the processed marker failed; retrying");
       msg.working();
-      await new Promise((r) => setTimeout(r, retryDelayMs(attempt)));
+      await pause(retryDelayMs(attempt), drain);
       msg.working();
     }
   }
@@ -586,9 +779,9 @@ export async function startWorker<T>(
 ): Promise<RunningWorker> {
   const concurrency = Math.max(1, options.concurrency ?? 4);
   const ackWaitMs = options.ackWaitMs ?? 30_000;
-  const handlerTimeoutMs = options.handlerTimeoutMs ?? 15 * 60_000;
+  const handlerTimeoutMs = options.handlerTimeoutMs ?? DEFAULT_HANDLER_TIMEOUT_MS;
   // Lo que no es el handler (marca, reintento, DLQ) es trabajo corto contra la base y el bus.
-  const bookkeepingMs = Math.min(handlerTimeoutMs, BOOKKEEPING_TIMEOUT_MS);
+  const bookkeepingMs = bookkeepingMsOf(options);
   const logger = options.logger.child({ worker: def.name });
   let consumer = await ensureConsumer(options.bus, def, ackWaitMs);
   let consumerCheckedAt = Date.now();
@@ -601,14 +794,7 @@ export async function startWorker<T>(
     consumerCheckedAt = Date.now();
     try {
       const jsm = await options.bus.jsm();
-      const gone = await jsm.consumers.info(streams[def.domain].name, def.name).then(
-        () => undefined,
-        (err: unknown) => {
-          const code = err instanceof JetStreamApiError ? err.code : undefined;
-          if (code === CONSUMER_NOT_FOUND || code === STREAM_NOT_FOUND) return code;
-          throw err;
-        },
-      );
+      const gone = await missingResource(jsm.consumers.info(streams[def.domain].name, def.name));
       if (gone === undefined) return;
       logger.warn({ jetStreamErrorCode: gone }, "durable consumer is gone; recreating it");
       if (gone === STREAM_NOT_FOUND) await ensureStreams(options.bus);
@@ -652,28 +838,10 @@ export async function startWorker<T>(
   };
 
   // Sin demora y sin contar como fallo: el intento no falló, el proceso se va.
-  let drainExpired = false;
-  let expireDrain = () => {};
-  /** Se cumple al vencer el plazo de drenado de stop(): lo que aún espera deja de esperar. */
-  const drainDeadline = new Promise<void>((resolve) => {
-    expireDrain = () => {
-      drainExpired = true;
-      resolve();
-    };
-  });
-  /** Espera ms, o menos si antes vence el plazo de drenado. */
-  const untilDrainDeadline = async (ms: number) => {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      new Promise((r) => {
-        timer = setTimeout(r, ms);
-      }),
-      drainDeadline,
-    ]);
-    clearTimeout(timer);
-  };
+  /** Se aborta al vencer el plazo de drenado de stop(): lo que aún espera deja de esperar. */
+  const drain = new AbortController();
   const releaseHeld = (drainTimeoutMs: number) => {
-    expireDrain();
+    drain.abort(new WorkerStoppingError(`drain deadline of ${drainTimeoutMs} ms reached`));
     if (held.size === 0) return;
     logger.warn(
       { messages: held.size, drainTimeoutMs },
@@ -766,7 +934,8 @@ export async function startWorker<T>(
       await withTimeout(handling, handlerTimeoutMs, holding.abort);
       held.delete(holding);
       // El trabajo ya está hecho: un fallo al guardar la marca no puede llevarlo a reintentarse.
-      if (processed) await markProcessed(processed, def.name, key, msg, log, bookkeepingMs);
+      if (processed)
+        await markProcessed(processed, def.name, key, msg, log, bookkeepingMs, drain.signal);
       msg.ack();
       options.metrics?.processed.inc({ worker: def.name });
       timer?.({ outcome: "success" });
@@ -786,9 +955,12 @@ export async function startWorker<T>(
         log.warn({ err, delayMs: outcome.delayMs }, "message failed; will retry");
         const retrying = handlerCtx && def.onRetry?.(handlerCtx, error, outcome.delayMs);
         if (retrying) {
-          await bounded(retrying, bookkeepingMs, "retry bookkeeping").catch((e: unknown) =>
-            log.error({ err: e }, "retry bookkeeping failed"),
-          );
+          // Vencido el drenado se deja de esperar, como si fallara: el intento sí falló y cuenta
+          // (nak con su espera); la siguiente entrega ya sabe tratar una tarea sin anotar.
+          await untilAborted(
+            bounded(retrying, bookkeepingMs, "retry bookkeeping"),
+            drain.signal,
+          ).catch((e: unknown) => log.error({ err: e }, "retry bookkeeping failed"));
         }
         msg.nak(outcome.delayMs);
         options.metrics?.retried.inc({ worker: def.name });
@@ -812,39 +984,38 @@ export async function startWorker<T>(
           "drain deadline reached while dead-lettering; the message returns after its ack wait",
         );
       for (let attempt = 1; ; attempt++) {
-        const dead = bounded(
-          deadLetter(
-            def,
-            options,
-            { stream: msg.info.stream, data: msg.data, headers: msg.headers },
-            info,
-            data,
-            log,
-          ),
-          bookkeepingMs,
-          "dead-lettering",
-        ).then(() => "done" as const);
-        // Si pierde la carrera con el plazo, su error no queda sin atender.
-        dead.catch(() => {});
-        let outcome: "done" | "deadline";
         try {
-          outcome = await Promise.race([dead, drainDeadline.then(() => "deadline" as const)]);
+          await abandonable(
+            (signal) =>
+              deadLetter(
+                def,
+                options,
+                { stream: msg.info.stream, data: msg.data, headers: msg.headers },
+                info,
+                data,
+                log,
+                signal,
+              ),
+            bookkeepingMs,
+            "dead-lettering",
+            drain.signal,
+          );
         } catch (dlqErr) {
+          if (drain.signal.aborted) {
+            leftAtDeadline(dlqErr);
+            break;
+          }
           if (attempt >= 3) {
             log.error({ err: dlqErr }, "dead-lettering failed; message left unacknowledged");
             break;
           }
           msg.working();
-          await untilDrainDeadline(retryDelayMs(attempt));
-          if (drainExpired) {
+          await pause(retryDelayMs(attempt), drain.signal);
+          if (drain.signal.aborted) {
             leftAtDeadline(dlqErr);
             break;
           }
           continue;
-        }
-        if (outcome === "deadline") {
-          leftAtDeadline();
-          break;
         }
         // Sin motivo: nats-server 2.9 solo reconoce `+TERM` exacto; con motivo lo ignoraba y el
         // mensaje volvía a cada ack wait hasta agotar MaxDeliver (el motivo ya está en la DLQ).
@@ -929,8 +1100,12 @@ export async function startWorker<T>(
       // Un lazo que espera hueco despierta con el primer mensaje que termine, o aquí.
       release();
       await loop.catch(() => {});
-      await advisories.stop();
-      await Promise.allSettled([...inFlight]);
+      // Advisories y mensajes en curso drenan a la vez y con el mismo plazo: al vencer, ni el
+      // hook de DLQ de un advisory ni la contabilidad de un mensaje retienen el apagado.
+      await Promise.all([
+        advisories.stop({ deadline: drain.signal }),
+        Promise.allSettled([...inFlight]),
+      ]);
       clearTimeout(deadline);
       await Promise.allSettled([...releasing]);
       logger.info("worker stopped");

@@ -3,13 +3,17 @@ import { headers as natsHeaders } from "@nats-io/nats-core";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
-import { streams } from "../../contracts/streams";
+import { advisoryStream, streams } from "../../contracts/streams";
 import { type Bus, connectBus, ensureStreams } from "../../core/bus";
-import { newId } from "../../core/ids";
 import { silentLogger } from "../../core/logger";
 import { createDeadLetterStore } from "../../db/dead-letters";
 import { dlqEntries } from "../../db/schema";
 import type { LocalNats } from "../../infra/nats/local-server";
+import {
+  advisoryOnlyWorker,
+  injectMaxDeliveriesAdvisory,
+  testEnvelope,
+} from "../../test/support/advisories";
 import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
 import { captureLogs } from "../../test/support/logs";
 import { startNatsForTest, waitFor } from "../../test/support/stack";
@@ -36,13 +40,7 @@ describe("dead-lettering and bookkeeping that cannot get stuck", () => {
     await db?.drop();
   });
 
-  const envelope = (correlationId: string, data: Record<string, unknown> = { n: 1 }) => ({
-    id: newId(),
-    type: "test.event",
-    occurredAt: new Date().toISOString(),
-    correlationId,
-    data,
-  });
+  const envelope = testEnvelope;
   const failing = (name: string, subject: string): WorkerDefinition<{ n: number }> => ({
     name,
     domain: "billing",
@@ -180,6 +178,75 @@ describe("dead-lettering and bookkeeping that cannot get stuck", () => {
     expect(handled).toEqual([1, 2]);
     expect(lines.map((l) => l.msg)).toContain("durable consumer is gone; recreating it");
   });
+
+  const advisoryWorker = (name: string, deadLettered: number[]) =>
+    advisoryOnlyWorker(name, async (info) => {
+      deadLettered.push(info.streamSequence);
+      return { operatorsAlerted: true };
+    });
+  const injectAdvisory = (consumer: string, subject: string, correlationId: string) =>
+    injectMaxDeliveriesAdvisory(bus, consumer, subject, correlationId);
+
+  it("dead-letters from MAX_DELIVERIES advisories again after JetStream lost the task and advisory streams", async () => {
+    const deadLettered: number[] = [];
+    const { logger, lines } = captureLogs();
+    const worker = await startWorker(advisoryWorker("adv-lost-streams", deadLettered), {
+      bus,
+      logger,
+      concurrency: 1,
+    });
+    try {
+      const before = await injectAdvisory("adv-lost-streams", "billing.tasks.advlost", "adv-1");
+      await waitFor(async () => (deadLettered.includes(before) ? true : undefined));
+      // JetStream pierde su estado (volumen perdido, un operador recrea los streams).
+      const jsm = await bus.jsm();
+      await jsm.streams.delete(streams.billing.name);
+      await jsm.streams.delete(advisoryStream.name);
+      // El worker recrea streams y consumers por su cuenta; el advisory se guarda al volver su stream.
+      await waitFor(
+        async () =>
+          jsm.consumers
+            .info(advisoryStream.name, "adv-lost-streams-advisories")
+            .catch(() => undefined),
+        { timeoutMs: 20_000 },
+      );
+      const after = await injectAdvisory("adv-lost-streams", "billing.tasks.advlost", "adv-2");
+      await waitFor(async () => (deadLettered.includes(after) ? true : undefined), {
+        timeoutMs: 15_000,
+      });
+      expect(lines.map((l) => l.msg)).toContain(
+        "MAX_DELIVERIES advisory consumer is gone; recreating it",
+      );
+    } finally {
+      await worker.stop({ drainTimeoutMs: 1_000 });
+    }
+  }, 60_000);
+
+  it("recreates its MAX_DELIVERIES advisory consumer when only that consumer was deleted", async () => {
+    const deadLettered: number[] = [];
+    const worker = await startWorker(advisoryWorker("adv-lost-consumer", deadLettered), {
+      bus,
+      logger: silentLogger,
+      concurrency: 1,
+    });
+    try {
+      const jsm = await bus.jsm();
+      await jsm.consumers.delete(advisoryStream.name, "adv-lost-consumer-advisories");
+      await waitFor(
+        async () =>
+          jsm.consumers
+            .info(advisoryStream.name, "adv-lost-consumer-advisories")
+            .catch(() => undefined),
+        { timeoutMs: 20_000 },
+      );
+      const seq = await injectAdvisory("adv-lost-consumer", "billing.tasks.advlostc", "adv-3");
+      await waitFor(async () => (deadLettered.includes(seq) ? true : undefined), {
+        timeoutMs: 15_000,
+      });
+    } finally {
+      await worker.stop({ drainTimeoutMs: 1_000 });
+    }
+  }, 60_000);
 
   it("does not hold a message forever when storing its processed marker hangs", async () => {
     const handled: number[] = [];
