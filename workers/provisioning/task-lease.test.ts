@@ -258,11 +258,15 @@ describe("provisioning task lease", () => {
     }
   }, 30_000);
 
-  it("does not dead-letter a task whose lease another live run holds when only a duplicate message died", async () => {
-    const def = provisioningWorker({ db: db(), bus, registry, failureRate: 0, leaseMs: 600 });
+  /**
+   * Una ejecución viva de la tarea, detenida en su paso externo (tiene el lease), y el aviso de
+   * que un duplicado de su mensaje agotó las entregas.
+   */
+  const liveRunAndDeadDuplicate = async (code: string, leaseMs: number) => {
+    const def = provisioningWorker({ db: db(), bus, registry, failureRate: 0, leaseMs });
     const held = gate();
     gates.push(held);
-    const task = await newTask("lease-dlq");
+    const task = await newTask(code);
     const data: ProvisioningTaskMessage = {
       taskId: task.taskId,
       tenantInstanceId: task.tenantInstanceId,
@@ -284,31 +288,52 @@ describe("provisioning task lease", () => {
       heartbeat: () => {},
       signal: new AbortController().signal,
     });
+    await waitFor(async () => (callsFor(task.tenantInstanceId).length > 0 ? true : undefined));
+    const deadDuplicate = {
+      envelope: envelope(),
+      subject: "provisioning.tasks.provision",
+      streamSequence: 1,
+      deliveries: 5,
+      error: "provisioning task is running in another delivery",
+      permanent: false,
+    };
+    const finish = async () => {
+      held.open();
+      await running;
+    };
+    return { def, task, data, deadDuplicate, finish };
+  };
+
+  it("stops waiting for a held lease when the runtime abandons the dead-letter hook", async () => {
+    // Un lease largo: sin la señal, el hook esperaría a que venza (hasta WORKER_ACK_WAIT_MS).
+    const run = await liveRunAndDeadDuplicate("lease-dlq-abort", 60_000);
     try {
-      await waitFor(async () => (callsFor(task.tenantInstanceId).length > 0 ? true : undefined));
+      // El runtime deja de esperar el hook (plazo de drenado): el hook corta su espera y lanza.
+      const abandon = new AbortController();
+      const hook = run.def.onDeadLetter?.(run.deadDuplicate, run.data, abandon.signal);
+      setTimeout(() => abandon.abort(new Error("drain deadline")), 200);
+      await expect(hook).rejects.toThrow();
+      expect(await taskRow(run.task.taskId)).toMatchObject({ status: "running", finishedAt: null });
+    } finally {
+      await run.finish();
+    }
+  });
+
+  it("does not dead-letter a task whose lease another live run holds when only a duplicate message died", async () => {
+    const run = await liveRunAndDeadDuplicate("lease-dlq", 600);
+    try {
       // Un duplicado agotó sus entregas mientras la primera ejecución sigue viva.
-      await def.onDeadLetter?.(
-        {
-          envelope: envelope(),
-          subject: "provisioning.tasks.provision",
-          streamSequence: 1,
-          deliveries: 5,
-          error: "provisioning task is running in another delivery",
-          permanent: false,
-        },
-        data,
-      );
-      expect(await taskRow(task.taskId)).toMatchObject({ status: "running", finishedAt: null });
+      await run.def.onDeadLetter?.(run.deadDuplicate, run.data);
+      expect(await taskRow(run.task.taskId)).toMatchObject({ status: "running", finishedAt: null });
       const [instance] = await db()
         .select({ status: tenantInstances.status })
         .from(tenantInstances)
-        .where(eq(tenantInstances.id, task.tenantInstanceId));
+        .where(eq(tenantInstances.id, run.task.tenantInstanceId));
       expect(instance?.status).toBe("provisioning");
     } finally {
-      held.open();
-      await running;
+      await run.finish();
     }
-    expect((await taskRow(task.taskId)).status).toBe("succeeded");
+    expect((await taskRow(run.task.taskId)).status).toBe("succeeded");
   }, 30_000);
 
   it("keeps the stored Enterprise connection string valid when an abandoned run reaches ALTER ROLE late", async () => {

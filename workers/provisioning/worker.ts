@@ -1237,7 +1237,7 @@ export function provisioningWorker(
         .set({ status: "queued", lastError: error, leaseUntil: null, updatedAt: sql`now()` })
         .where(and(eq(t.id, ctx.data.taskId), eq(t.leaseUntil, lease.until)));
     },
-    async onDeadLetter(info, data) {
+    async onDeadLetter(info, data, signal) {
       // Sin tarea legible (o sin tarea que marcar) avisa el runtime con su aviso genérico.
       if (!data) return undefined;
       const log = (deps.logger ?? silentLogger).child({
@@ -1262,8 +1262,13 @@ export function provisioningWorker(
           return undefined;
         }
         // El lease puede ser de una ejecución muerta (la que agotó las entregas): vence solo en
-        // como mucho un lease; si para entonces alguien lo prorrogó, está viva.
-        await delay(Math.min(outcome.busyForMs + LEASE_SLACK_MS, leaseMs + LEASE_SLACK_MS));
+        // como mucho un lease; si para entonces alguien lo prorrogó, está viva. Si el runtime deja
+        // de esperar (plazo de drenado), la espera se corta y el hook lanza: otra entrega lo repite.
+        await delay(
+          Math.min(outcome.busyForMs + LEASE_SLACK_MS, leaseMs + LEASE_SLACK_MS),
+          undefined,
+          { signal },
+        );
       }
     },
   };
