@@ -13,12 +13,14 @@ import { provisionRequestSchema } from "../functions/routes/provisioning/schema"
 import { provisionTenant } from "../functions/services/provisioning";
 
 // Publicador de prueba del seed: `npm run publish:test -- --count 5 --type provision|billing|poison`.
-// provision: N provisionings reales sobre los datos de demo; billing: un ciclo del mes actual;
+// provision: N provisionings reales sobre los datos de demo; billing: N eventos del último mes
+// cerrado (facturan una vez: idempotente por suscripción y período);
 // poison: N mensajes que no cumplen el esquema (van directo a provisioning.dlq).
 const usage = `usage: npm run publish:test -- [--count N] [--type provision|billing|poison]
   --count N   messages to publish, 1-10000 (default 5)
   --type T    provision: real provisionings on the demo data (needs DATABASE_URL and NATS_URL)
-              billing: one billing cycle event for last month (the last closed one) (needs NATS_URL)
+              billing: N billing cycle events for last month (the last closed one); invoices are
+                       idempotent per subscription and period, so only one bills (needs NATS_URL)
               poison: messages that fail their schema, straight to provisioning.dlq (needs NATS_URL)
 NATS_URL defaults to nats://127.0.0.1:4222 (the embedded npm start logs its own NATS url) and
 DATABASE_URL to .data/pglite, which must not be open in a running npm start: with npm start use
