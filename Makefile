@@ -22,8 +22,9 @@ build-functions:
 	docker build -f $(DOCKERFILE) --target functions -t $(IMAGE_PREFIX)/functions:$(TAG) .
 
 ## Bundle del Worker de Cloudflare (lo que sube `sst deploy`/`wrangler deploy`), sin desplegar.
+## Ruta absoluta: wrangler resuelve un --outdir relativo contra la carpeta de --config (edge/).
 build-edge:
-	npx wrangler deploy --dry-run --config edge/wrangler.toml --outdir $(EDGE_OUT)
+	npx wrangler deploy --dry-run --config edge/wrangler.toml --outdir $(abspath $(EDGE_OUT))
 
 ## Docker: imagen de los workers.
 build-worker:

@@ -119,6 +119,21 @@ describe("infra/docker/Dockerfile", () => {
     );
   });
 
+  it("the edge image copies the Worker bundle from where the build stage writes it", () => {
+    const run = stageNamed(stages, "build")
+      .instructions.filter((i) => i.getKeyword() === "RUN")
+      .map((i) => args(i).join(" "))
+      .find((line) => line.includes("wrangler deploy"));
+    const outdir = run ? /--outdir (\S+)/.exec(run)?.[1] : undefined;
+    // Absoluta: wrangler resuelve una relativa contra la carpeta de --config (edge/), no /app.
+    expect(outdir?.startsWith("/")).toBe(true);
+    const worker = copies(stageNamed(stages, "edge"))
+      .filter((c) => fromStage(c) === "build")
+      .flatMap((c) => args(c).slice(0, -1))
+      .find((source) => source.endsWith("/worker.js"));
+    expect(worker).toBe(`${outdir}/worker.js`);
+  });
+
   it("every COPY from the build context names a path in the repo", () => {
     const local = stages.flatMap(copies).filter((c) => fromStage(c) === undefined);
     expect(local.length).toBeGreaterThan(0);

@@ -29,8 +29,11 @@ const EXPECTED: Record<string, RegExp[]> = {
   "build-worker": [
     /^docker build -f infra\/docker\/Dockerfile --target worker -t farutech\/worker:latest \.$/,
   ],
+  // Ruta absoluta: wrangler resuelve un --outdir relativo contra la carpeta de --config (edge/).
   "build-edge": [
-    /^npx wrangler deploy --dry-run --config edge\/wrangler\.toml --outdir dist\/edge$/,
+    new RegExp(
+      `^npx wrangler deploy --dry-run --config edge/wrangler\\.toml --outdir ${resolve("dist/edge").replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`,
+    ),
   ],
   "docker-up": [
     /^test -f \.env \|\| npm run -s keys:generate -- all > \.env$/,
@@ -78,9 +81,11 @@ describe("Makefile", () => {
   it("make build-edge bundles the Cloudflare Worker (runs here: no Docker, no account)", {
     timeout: 60_000,
   }, () => {
-    const out = resolve(".data", `edge-bundle-${process.pid}`);
+    // Relativa, como la de por defecto: tiene que quedar respecto de la raíz del repo.
+    const relative = join(".data", `edge-bundle-${process.pid}`);
+    const out = resolve(relative);
     try {
-      execFileSync("make", ["--no-print-directory", "build-edge", `EDGE_OUT=${out}`], {
+      execFileSync("make", ["--no-print-directory", "build-edge", `EDGE_OUT=${relative}`], {
         encoding: "utf8",
         stdio: "pipe",
         env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
@@ -88,6 +93,7 @@ describe("Makefile", () => {
       expect(readFileSync(join(out, "worker.js"), "utf8")).toContain("/.well-known/jwks.json");
     } finally {
       rmSync(out, { recursive: true, force: true });
+      rmSync(resolve("edge", relative), { recursive: true, force: true });
     }
   });
 });
