@@ -7,7 +7,12 @@ import { checkReadiness } from "../core/readiness";
 import { envWithSstLinks } from "../core/sst-links";
 import { createDb, withEmbeddedDataDir } from "../db/client";
 import { startWorkers, workersEnv } from "./runtime";
-import { CLOSE_BUDGET_MS, RELEASE_BUDGET_MS, SHUTDOWN_DEADLINE_MS } from "./runtime/consumer";
+import {
+  CLOSE_BUDGET_MS,
+  RELEASE_BUDGET_MS,
+  SHUTDOWN_DEADLINE_MS,
+  SHUTDOWN_SLACK_MS,
+} from "./runtime/consumer";
 
 // Proceso de workers (contenedor de larga vida): consumidores, relay del outbox, salud y métricas.
 // Con SST (servicio en ECS o `sst dev`) los secretos llegan como links SST_RESOURCE_*.
@@ -70,8 +75,8 @@ async function shutdown(signal: NodeJS.Signals): Promise<void> {
   // SIGINT tras SIGTERM (o al revés) no empieza otro cierre.
   if (shuttingDown) return;
   shuttingDown = true;
-  const drainTimeoutMs = Math.min(env.WORKER_DRAIN_TIMEOUT_MS, SHUTDOWN_DEADLINE_MS - TEARDOWN_MS);
-  logger.info({ signal, drainTimeoutMs }, "workers draining");
+  const signalledAt = Date.now();
+  logger.info({ signal }, "workers draining");
   // Último recurso si un cierre se cuelga (una conexión que no responde): se sale igual.
   setTimeout(() => {
     logger.error("shutdown did not finish in time; exiting");
@@ -79,8 +84,14 @@ async function shutdown(signal: NodeJS.Signals): Promise<void> {
   }, SHUTDOWN_DEADLINE_MS).unref();
   let failed = false;
   try {
-    // Si aún arrancaba, se espera a tenerlo todo en marcha y se para igual (con el mismo plazo).
-    await (await starting).stop({ drainTimeoutMs });
+    // Si aún arrancaba, se espera a tenerlo todo en marcha y se para igual. El drenado cuenta
+    // desde la señal (el arranque pendiente ya gastó parte), con un margen para lo demás.
+    const running = await starting;
+    const left =
+      SHUTDOWN_DEADLINE_MS - TEARDOWN_MS - SHUTDOWN_SLACK_MS - (Date.now() - signalledAt);
+    const drainTimeoutMs = Math.max(0, Math.min(env.WORKER_DRAIN_TIMEOUT_MS, left));
+    logger.info({ drainTimeoutMs }, "workers drain deadline set");
+    await running.stop({ drainTimeoutMs });
   } catch (err) {
     failed = true;
     logger.error({ err }, "stopping the workers failed");

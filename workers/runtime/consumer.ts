@@ -1,9 +1,11 @@
 import { createHash } from "node:crypto";
+import { setMaxListeners } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   AckPolicy,
   type Consumer,
   type ConsumerMessages,
+  DeliverPolicy,
   JetStreamApiError,
   type JsMsg,
 } from "@nats-io/jetstream";
@@ -126,11 +128,15 @@ export const CLOSE_BUDGET_MS = 4_000;
 /** Lo que se promete ante un SIGTERM: el proceso sale en este plazo pase lo que pase. */
 export const SHUTDOWN_DEADLINE_MS = 30_000;
 
+/** Holgura para que drenado, devolución y cierre no lleguen justo al plazo. */
+export const SHUTDOWN_SLACK_MS = 500;
+
 /**
  * Drenado por defecto: con la devolución y el cierre, cabe en los 30 s prometidos (y bajo el
  * grace period del orquestador: 40 s en compose, 45 s en Kubernetes).
  */
-export const DEFAULT_DRAIN_TIMEOUT_MS = SHUTDOWN_DEADLINE_MS - RELEASE_BUDGET_MS - CLOSE_BUDGET_MS;
+export const DEFAULT_DRAIN_TIMEOUT_MS =
+  SHUTDOWN_DEADLINE_MS - RELEASE_BUDGET_MS - CLOSE_BUDGET_MS - SHUTDOWN_SLACK_MS;
 
 const DEFAULT_HANDLER_TIMEOUT_MS = 15 * 60_000;
 
@@ -400,21 +406,33 @@ export interface AdvisoryListener {
 /** Plazo de ack de un advisory; se late mientras se atiende (el hook puede esperar un lease). */
 const ADVISORY_ACK_WAIT_MS = 30_000;
 
+/**
+ * Latido de un mensaje desde un temporizador: con la conexión ya cerrada (apagado) `working()`
+ * lanza, y dentro de un setInterval sería una excepción sin capturar.
+ */
+function beat(msg: JsMsg): void {
+  try {
+    msg.working();
+  } catch {
+    // Sin conexión no hay latido que dar; el ack wait decide.
+  }
+}
+
 /** Tope de lo que corre tras el handler, según el tope del handler de estas opciones. */
 function bookkeepingMsOf(options: WorkerOptions): number {
   return Math.min(options.handlerTimeoutMs ?? DEFAULT_HANDLER_TIMEOUT_MS, BOOKKEEPING_TIMEOUT_MS);
 }
 
+/** Código de JetStream si el error dice que falta el stream o el consumer; si no, lo relanza. */
+function missingCode(err: unknown): number {
+  const code = err instanceof JetStreamApiError ? err.code : undefined;
+  if (code === CONSUMER_NOT_FOUND || code === STREAM_NOT_FOUND) return code;
+  throw err;
+}
+
 /** Código de JetStream si falta el stream o el consumer consultado; undefined si existe. */
 async function missingResource(info: Promise<unknown>): Promise<number | undefined> {
-  return info.then(
-    () => undefined,
-    (err: unknown) => {
-      const code = err instanceof JetStreamApiError ? err.code : undefined;
-      if (code === CONSUMER_NOT_FOUND || code === STREAM_NOT_FOUND) return code;
-      throw err;
-    },
-  );
+  return info.then(() => undefined, missingCode);
 }
 
 /**
@@ -432,7 +450,8 @@ export async function listenMaxDeliveries<T>(
   const stream = streams[def.domain].name;
   const durable = `${def.name}-advisories`;
   const bookkeepingMs = bookkeepingMsOf(options);
-  const addDurable = async () => {
+  /** Desde qué secuencia del stream de advisories empieza un consumer recreado (sin ella, todo). */
+  const addDurable = async (startSeq?: number) => {
     const jsm = await options.bus.jsm();
     await jsm.consumers.add(advisoryStream.name, {
       durable_name: durable,
@@ -440,16 +459,41 @@ export async function listenMaxDeliveries<T>(
       filter_subject: advisoryStream.subjectFor(stream, def.name),
       max_deliver: -1,
       ack_wait: nanos(ADVISORY_ACK_WAIT_MS),
+      ...(startSeq !== undefined
+        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startSeq }
+        : {}),
     });
   };
+  /** Cuándo se creó el stream de advisories: si cambia, su numeración empezó de nuevo. */
+  const streamCreated = async () =>
+    (await (await options.bus.jsm()).streams.info(advisoryStream.name)).created;
   try {
     await (await options.bus.jsm()).consumers.info(advisoryStream.name, durable);
   } catch {
     await addDurable();
   }
+  /**
+   * Hasta dónde confirmó el consumer (ack floor) la última vez que se vio, en qué stream: uno
+   * recreado sigue desde ahí en vez de volver a llevar a la DLQ (y a avisar) los ya atendidos.
+   */
+  let confirmed = { streamCreated: await streamCreated(), floor: 0 };
+  /**
+   * Advisories devueltos para reintentar: el piso no pasa del primero de ellos. Llegan de uno en
+   * uno y en orden, así que todo lo demás hasta el mayor atendido está confirmado.
+   */
+  const retrying = new Set<number>();
+  let highest = 0;
+  const settled = (seq: number) => {
+    retrying.delete(seq);
+    highest = Math.max(highest, seq);
+    const floor = retrying.size > 0 ? Math.min(...retrying) - 1 : highest;
+    confirmed = { ...confirmed, floor: Math.max(confirmed.floor, floor) };
+  };
   let stopped = false;
   /** Se aborta al vencer el plazo de stop(): lo que se esté atendiendo se abandona. */
   const abandon = new AbortController();
+  // Cada espera acotada por el plazo le suma un listener; no es una fuga (se quitan al terminar).
+  setMaxListeners(0, abandon.signal);
 
   const handle = async (m: JsMsg) => {
     if (abandon.signal.aborted) {
@@ -468,9 +512,10 @@ export async function listenMaxDeliveries<T>(
         "unreadable MAX_DELIVERIES advisory; terminated without dead-lettering",
       );
       m.term();
+      settled(m.seq);
       return;
     }
-    const heartbeat = setInterval(() => m.working(), ADVISORY_ACK_WAIT_MS / 3);
+    const heartbeat = setInterval(() => beat(m), ADVISORY_ACK_WAIT_MS / 3);
     try {
       await abandonable(
         (signal) =>
@@ -480,6 +525,7 @@ export async function listenMaxDeliveries<T>(
         abandon.signal,
       );
       m.ack();
+      settled(m.seq);
     } catch (err) {
       if (abandon.signal.aborted) {
         // Sin ack: la DLQ pudo quedar a medias; otro proceso lo repite entero ya.
@@ -496,6 +542,7 @@ export async function listenMaxDeliveries<T>(
         "handling MAX_DELIVERIES advisory failed; will retry",
       );
       m.nak(delayMs);
+      retrying.add(m.seq);
     } finally {
       clearInterval(heartbeat);
     }
@@ -504,7 +551,9 @@ export async function listenMaxDeliveries<T>(
   const loops = new Set<Promise<void>>();
   const consume = async (): Promise<ConsumerMessages> => {
     const consumer = await options.bus.js.consumers.get(advisoryStream.name, durable);
-    const messages = await consumer.consume({ max_messages: 16 });
+    // De uno en uno, como el lazo de trabajo: solo el que se atiende late; uno esperando en el
+    // búfer tras un hook largo (un lease) vencería su ack wait y se atendería dos veces.
+    const messages = await consumer.consume({ max_messages: 1 });
     const loop = (async () => {
       for await (const m of messages) await handle(m);
     })()
@@ -521,34 +570,53 @@ export async function listenMaxDeliveries<T>(
    * en su última entrega no llegarían nunca a la DLQ. Se comprueba aparte del lazo de trabajo
    * (que solo lo hace cuando no tiene mensajes) y se recrea con un lazo nuevo.
    */
-  let checking = false;
+  let checking: Promise<void> | undefined;
   const check = async () => {
+    const jsm = await options.bus.jsm();
+    const info = await jsm.consumers
+      .info(advisoryStream.name, durable)
+      .then((found) => found, missingCode);
+    if (typeof info === "object") {
+      // Lo que el servidor da por confirmado (p. ej. por otro proceso que comparte el consumer).
+      confirmed = { ...confirmed, floor: Math.max(confirmed.floor, info.ack_floor.stream_seq) };
+      return;
+    }
+    if (stopped) return;
+    logger.warn(
+      { jetStreamErrorCode: info, consumer: durable },
+      "MAX_DELIVERIES advisory consumer is gone; recreating it",
+    );
+    if (info === STREAM_NOT_FOUND) await ensureStreams(options.bus);
+    // El lazo viejo termina lo que tenga antes de que el nuevo pueda recibir lo mismo.
+    await messages.close();
+    await Promise.allSettled([...loops]);
+    if (stopped) return;
+    const created = await streamCreated();
+    // Mismo stream: desde lo que no llegó a confirmarse. Stream nuevo: todo lo que tenga.
+    await addDurable(created === confirmed.streamCreated ? confirmed.floor + 1 : undefined);
+    if (created !== confirmed.streamCreated) {
+      retrying.clear();
+      highest = 0;
+    }
+    confirmed = {
+      streamCreated: created,
+      floor: created === confirmed.streamCreated ? confirmed.floor : 0,
+    };
+    if (stopped) return;
+    messages = await consume();
+  };
+  const tick = () => {
     // Con el broker caído no hay nada que comprobar (ni un aviso cada 5 s que lo repita).
     if (checking || stopped || !options.bus.isConnected()) return;
-    checking = true;
-    try {
-      const jsm = await options.bus.jsm();
-      const gone = await missingResource(jsm.consumers.info(advisoryStream.name, durable));
-      if (gone === undefined || stopped) return;
-      logger.warn(
-        { jetStreamErrorCode: gone, consumer: durable },
-        "MAX_DELIVERIES advisory consumer is gone; recreating it",
-      );
-      if (gone === STREAM_NOT_FOUND) await ensureStreams(options.bus);
-      await addDurable();
-      if (stopped) return;
-      const previous = messages;
-      messages = await consume();
-      // El lazo anterior termina lo que tenga; sus acks ya no tienen consumer al que llegar.
-      await previous.close();
-      if (stopped) await messages.close();
-    } catch (err) {
-      logger.warn({ err }, "could not check the MAX_DELIVERIES advisory consumer");
-    } finally {
-      checking = false;
-    }
+    checking = check()
+      .catch((err: unknown) =>
+        logger.warn({ err }, "could not check the MAX_DELIVERIES advisory consumer"),
+      )
+      .finally(() => {
+        checking = undefined;
+      });
   };
-  const checkTimer = setInterval(() => void check(), CONSUMER_CHECK_MS);
+  const checkTimer = setInterval(tick, CONSUMER_CHECK_MS);
   checkTimer.unref();
 
   return {
@@ -560,9 +628,11 @@ export async function listenMaxDeliveries<T>(
         if (deadline.aborted) expire();
         else deadline.addEventListener("abort", expire, { once: true });
       }
-      // El cierre tampoco retiene el apagado pasado el plazo (un broker que no responde).
+      // El cierre tampoco retiene el apagado pasado el plazo (un broker que no responde). Una
+      // comprobación en curso termina antes: si no, podía abrir un consumo tras el cierre.
       await untilAborted(
         (async () => {
+          await checking;
           await messages.close();
           await Promise.allSettled([...loops]);
         })(),
@@ -840,6 +910,8 @@ export async function startWorker<T>(
   // Sin demora y sin contar como fallo: el intento no falló, el proceso se va.
   /** Se aborta al vencer el plazo de drenado de stop(): lo que aún espera deja de esperar. */
   const drain = new AbortController();
+  // Cada espera acotada por el plazo le suma un listener; no es una fuga (se quitan al terminar).
+  setMaxListeners(0, drain.signal);
   const releaseHeld = (drainTimeoutMs: number) => {
     drain.abort(new WorkerStoppingError(`drain deadline of ${drainTimeoutMs} ms reached`));
     if (held.size === 0) return;
@@ -875,7 +947,7 @@ export async function startWorker<T>(
     };
     held.add(holding);
     const heartbeatTimer = setInterval(
-      () => msg.working(),
+      () => beat(msg),
       // Tres latidos por plazo de ack, también con plazos cortos (un piso de 1 s los dejaba llegar tarde).
       Math.max(100, Math.floor(ackWaitMs / 3)),
     );

@@ -222,7 +222,7 @@ describe("dead-lettering and bookkeeping that cannot get stuck", () => {
     }
   }, 60_000);
 
-  it("recreates its MAX_DELIVERIES advisory consumer when only that consumer was deleted", async () => {
+  it("recreates its MAX_DELIVERIES advisory consumer when only that consumer was deleted, without repeating what it handled", async () => {
     const deadLettered: number[] = [];
     const worker = await startWorker(advisoryWorker("adv-lost-consumer", deadLettered), {
       bus,
@@ -230,6 +230,10 @@ describe("dead-lettering and bookkeeping that cannot get stuck", () => {
       concurrency: 1,
     });
     try {
+      const first = await injectAdvisory("adv-lost-consumer", "billing.tasks.advlostc", "adv-3a");
+      await waitFor(async () => (deadLettered.includes(first) ? true : undefined), {
+        timeoutMs: 15_000,
+      });
       const jsm = await bus.jsm();
       await jsm.consumers.delete(advisoryStream.name, "adv-lost-consumer-advisories");
       await waitFor(
@@ -243,6 +247,8 @@ describe("dead-lettering and bookkeeping that cannot get stuck", () => {
       await waitFor(async () => (deadLettered.includes(seq) ? true : undefined), {
         timeoutMs: 15_000,
       });
+      // El consumer recreado empieza tras lo ya atendido (llega en orden: un repetido iría antes).
+      expect(deadLettered).toEqual([first, seq]);
     } finally {
       await worker.stop({ drainTimeoutMs: 1_000 });
     }
