@@ -8,14 +8,18 @@ import { dotenvFile, writePrivateEnvFile } from "./env-file";
 // `ps` dentro del contenedor y desde el host. Sin dependencias de npm: la imagen solo trae wrangler.
 // Uso: node dist/edge-container.js [orden de wrangler…]   (por defecto `wrangler`, el global).
 
-export const EDGE_CONTAINER_VARS = [
-  "DATABASE_URL",
-  "NEON_WSPROXY",
-  "AUTH_SIGNING_KEYS",
-  "AUTH_ISSUER",
-  "AUTH_AUDIENCE",
-  "LOG_LEVEL",
-] as const;
+const EDGE_CONTAINER_VARS = ["DATABASE_URL", "NEON_WSPROXY", "LOG_LEVEL"] as const;
+
+/**
+ * ¿La lee el edge? Las de arriba y todas las AUTH_* y ENTITLEMENTS_* (edge/config.ts): una que se
+ * ponga en el servicio (p. ej. AUTH_ACCESS_TOKEN_TTL) no debe perderse por el camino sin avisar.
+ */
+export function isEdgeVar(name: string): boolean {
+  return (
+    (EDGE_CONTAINER_VARS as readonly string[]).includes(name) ||
+    /^(?:AUTH|ENTITLEMENTS)_[A-Z0-9_]+$/.test(name)
+  );
+}
 const REQUIRED = ["DATABASE_URL", "AUTH_SIGNING_KEYS", "AUTH_ISSUER"] as const;
 
 /** La fecha de compatibilidad de edge/wrangler.toml (la imagen no lleva el toml). */
@@ -46,10 +50,9 @@ export function edgeVars(env: NodeJS.ProcessEnv): Record<string, string> {
     throw invalidConfiguration(missing.map((name) => [name, "is required by the edge"]));
   }
   return Object.fromEntries(
-    EDGE_CONTAINER_VARS.flatMap((name) => {
-      const value = env[name];
-      return value ? [[name, value]] : [];
-    }),
+    Object.entries(env).flatMap(([name, value]) =>
+      value && isEdgeVar(name) ? [[name, value]] : [],
+    ),
   );
 }
 
@@ -69,7 +72,7 @@ function main() {
     WRANGLER_SEND_METRICS: "false",
     CLOUDFLARE_CF_FETCH_ENABLED: "false",
   };
-  for (const name of EDGE_CONTAINER_VARS) delete env[name];
+  for (const name of Object.keys(env)) if (isEdgeVar(name)) delete env[name];
   const port = process.env.EDGE_PORT || "8787";
   const child = spawn(command, [...prefix, ...edgeContainerArgs(envFile.path, port)], {
     stdio: "inherit",
