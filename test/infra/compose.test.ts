@@ -172,7 +172,7 @@ describe("docker-compose.yml", () => {
     const needs: Record<string, string[]> = {
       migrate: ["DATABASE_URL"],
       seed: ["DATABASE_URL"],
-      functions: ["DATABASE_URL", "NATS_WS_URL", "AUTH_SIGNING_KEYS", "AUTH_ISSUER", "PORT"],
+      functions: ["DATABASE_URL", "NATS_WS_URL", "AUTH_JWKS_URL", "AUTH_ISSUER", "PORT"],
       edge: ["DATABASE_URL", "NEON_WSPROXY", "AUTH_SIGNING_KEYS", "AUTH_ISSUER"],
       workers: ["DATABASE_URL", "NATS_URL", "ENCRYPTION_KEYS", "METRICS_PORT"],
       "neon-proxy": ["PG_CONNECTION_STRING"],
@@ -184,6 +184,9 @@ describe("docker-compose.yml", () => {
     for (const name of ["migrate", "seed", "functions", "edge", "workers"])
       for (const v of Object.keys(envOf(services[name] ?? {})))
         expect(knownVars.has(v), `${name}: ${v} is read by no code`).toBe(true);
+    // Las claves privadas de firma, solo en el edge (las funciones verifican con su JWKS).
+    for (const [name, s] of Object.entries(services))
+      if (name !== "edge") expect(envOf(s).AUTH_SIGNING_KEYS, name).toBeUndefined();
     // El edge en Neon y las funciones con el driver de Neon pasan por el proxy.
     expect(envOf(services.functions ?? {}).DATABASE_DRIVER).toBe("neon");
   });
