@@ -23,3 +23,14 @@ export function parseKeysJson(variable: string, raw: string): unknown {
     ]);
   }
 }
+
+/** Un `kid` repetido en una lista de claves: la segunda pisaría (o confundiría) a la primera. */
+export function assertUniqueKeyIds(variable: string, kids: readonly string[]): void {
+  const seen = new Set<string>();
+  for (const kid of kids) {
+    if (seen.has(kid)) {
+      throw invalidConfiguration([[variable, `key id ${kid} appears more than once`]]);
+    }
+    seen.add(kid);
+  }
+}

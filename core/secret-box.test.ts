@@ -45,6 +45,12 @@ describe("secret box (AES-256-GCM)", () => {
     expect(sealedKeyOf(v1)).toEqual({ version: "v1", kid: "legacy" });
   });
 
+  it("refuses two keys with the same id: the second would silently replace the first", async () => {
+    const a = generateEncryptionKey("k1");
+    const b = { ...generateEncryptionKey("k1"), kid: "k1" };
+    await expect(createSecretBox(JSON.stringify([a, b]))).rejects.toThrow(/k1.*more than once/);
+  });
+
   it("rotates: a new key encrypts while the old one still decrypts; without it nothing decrypts", async () => {
     const old = generateEncryptionKey("old");
     const sealed = await (await createSecretBox(JSON.stringify([old]))).encrypt("hunter2", A);

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { invalidConfiguration, parseKeysJson } from "./config-error";
+import { assertUniqueKeyIds, invalidConfiguration, parseKeysJson } from "./config-error";
 import { base64url, fromBase64url } from "./ids";
 
 /**
@@ -42,6 +42,11 @@ export async function createSecretBox(raw: string): Promise<SecretBox> {
     ]);
   }
   const keys = new Map<string, Awaited<ReturnType<typeof crypto.subtle.importKey>>>();
+  // Repetido, el segundo pisaría al primero: lo cifrado con aquel ya no se podría leer.
+  assertUniqueKeyIds(
+    "ENCRYPTION_KEYS",
+    parsed.data.map((k) => k.kid),
+  );
   for (const { kid, key } of parsed.data) {
     const bytes = fromBase64url(key);
     if (bytes.length !== 32) {

@@ -1,6 +1,6 @@
 import { exportJWK, generateKeyPair, type JWK } from "jose";
 import { z } from "zod";
-import { invalidConfiguration, parseKeysJson } from "../config-error";
+import { assertUniqueKeyIds, invalidConfiguration, parseKeysJson } from "../config-error";
 
 export const SIGNING_ALG = "ES256";
 
@@ -34,6 +34,11 @@ export function parseSigningKeys(raw: string): PrivateJwk[] {
       ["AUTH_SIGNING_KEYS", "must be a JSON array of private EC P-256 JWKs with a kid"],
     ]);
   }
+  // Dos claves con el mismo kid en el JWKS: un verificador elegiría una y rechazaría tokens.
+  assertUniqueKeyIds(
+    "AUTH_SIGNING_KEYS",
+    parsed.data.map((k) => k.kid),
+  );
   return parsed.data;
 }
 
