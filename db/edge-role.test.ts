@@ -7,6 +7,7 @@ import { randomToken } from "../core/ids";
 import { createPostgresTestDatabase, type TestDatabase } from "../test/support/databases";
 import { scramLogin, storedRoleVerifier } from "../test/support/scram";
 import { revokePublicAccess } from "../workers/provisioning/database-acl";
+import { createDb } from "./client";
 import { EdgeLoginError, ensureEdgeLogin } from "./edge-role";
 import { seedDemo } from "./seed";
 
@@ -122,6 +123,41 @@ describe("the edge database role", () => {
     const outsider = clientAs(plain, "x");
     await expect(outsider.connect()).rejects.toMatchObject({ code: "42501" });
     await outsider.end().catch(() => {});
+  });
+
+  it("lets an edge user into its own control-plane database only, not another one on the same server", async () => {
+    // Otra base del mismo servidor (p. ej. staging junto a producción), migrada como en un
+    // despliegue: farutech_edge es del servidor, pero el CONNECT es de cada usuario en su base.
+    const otherName = `farutech_test_${runId}_${process.pid}_other_cp`;
+    const admin = new pg.Client({ connectionString: adminUrl });
+    await admin.connect();
+    const otherUrl = new URL(adminUrl);
+    otherUrl.pathname = `/${otherName}`;
+    try {
+      await admin.query(`create database "${otherName}"`);
+      const other = await createDb({ url: otherUrl.toString() });
+      try {
+        await other.migrate();
+      } finally {
+        await other.close();
+      }
+      // El usuario del edge de la base de la prueba, creado después.
+      const name = testRole("edge_isolated");
+      const password = randomToken(24);
+      await ensureEdgeLogin(db.handle.db, name, password);
+      const own = clientAs(name, password);
+      await own.connect();
+      await own.end();
+      const elsewhere = new URL(otherUrl);
+      elsewhere.username = name;
+      elsewhere.password = password;
+      const intruder = new pg.Client({ connectionString: elsewhere.toString() });
+      await expect(intruder.connect()).rejects.toMatchObject({ code: "42501" });
+      await intruder.end().catch(() => {});
+    } finally {
+      await admin.query(`drop database if exists "${otherName}" with (force)`);
+      await admin.end();
+    }
   });
 });
 

@@ -62,7 +62,12 @@ export async function ensureEdgeLogin(
         : `create role "${name}" with login password '${verifier}' in role ${EDGE_ROLE}`,
     ),
   );
-  // Por si la base se creó por copia (CREATE DATABASE … TEMPLATE no copia sus permisos).
-  await db.execute(sql.raw(`grant connect on database ${quotedDatabase} to ${EDGE_ROLE}`));
+  // CONNECT para este usuario en esta base, no para el rol (que es del servidor): con él, el
+  // usuario del edge de otra base del mismo servidor entraría aquí (migración 0030). Y sin
+  // PUBLIC, por si la base se creó por copia (CREATE DATABASE … TEMPLATE no copia sus permisos).
+  await db.execute(sql.raw(`grant connect on database ${quotedDatabase} to "${name}"`));
+  await db.execute(
+    sql.raw(`revoke connect on database ${quotedDatabase} from public, ${EDGE_ROLE}`),
+  );
   return state.exists ? "updated" : "created";
 }
