@@ -4,6 +4,7 @@ import pg from "pg";
 import { ensurePrivateDir } from "../../core/dir-lock";
 import { pgErrorCode } from "../../core/http/db-errors";
 import { scramSha256Verifier } from "../../db/scram";
+import { PermanentError } from "../runtime/errors";
 import { revokePublicAccess } from "./database-acl";
 import { createTenantPools, type TenantPools, type TenantPoolsOptions } from "./tenant-pools";
 
@@ -55,6 +56,28 @@ export function createPostgresDedicated(
   poolOptions: TenantPoolsOptions = {},
 ): DedicatedDatabases & { pools: TenantPools } {
   const pools = createTenantPools(poolOptions);
+  // Los roles son del servidor y el nombre sale solo del id de la instancia: otro plano de control
+  // en el mismo servidor (staging restaurado de un volcado de producción) tendría los mismos. Cada
+  // rol lleva la base de su plano de control en su comentario y ninguno toca el de otro.
+  const controlPlane = decodeURIComponent(new URL(adminUrl).pathname.slice(1));
+  const marker = `farutech tenant role of control plane ${controlPlane}`;
+  /** Nombres (de los dados) cuyo rol existe y es de otro plano de control. */
+  const foreign = async (admin: pg.Client, names: string[]): Promise<string[]> => {
+    const { rows } = await admin.query<{ rolname: string }>(
+      `select r.rolname from pg_roles r
+        where r.rolname = any($1)
+          and coalesce(shobj_description(r.oid, 'pg_authid'), $2) <> $2`,
+      [names, marker],
+    );
+    return rows.map((r) => r.rolname);
+  };
+  const refuseForeign = async (admin: pg.Client, name: string) => {
+    if ((await foreign(admin, [name])).length > 0) {
+      throw new PermanentError(
+        `Database role ${name} belongs to another control plane on this server; not touching it`,
+      );
+    }
+  };
   return {
     pools,
     connectionString(tenantInstanceId, password) {
@@ -72,6 +95,8 @@ export function createPostgresDedicated(
       try {
         // Rol primero; si ya existe (reintento), se le vuelve a poner la misma contraseña.
         // El SQL lleva el verificador SCRAM, no la contraseña (ver scram.ts).
+        // Antes de cambiarle la contraseña a un rol que ya existe: que sea de este plano de control.
+        await refuseForeign(admin, name);
         const exists = await admin.query("select 1 from pg_roles where rolname = $1", [name]);
         const verifier = scramSha256Verifier(password);
         // Con tope de conexiones: la app hija tiene las credenciales y sin él podría agotar
@@ -79,10 +104,19 @@ export function createPostgresDedicated(
         const options = `login connection limit ${ENTERPRISE_ROLE_CONNECTION_LIMIT} password '${verifier}'`;
         if (exists.rowCount) await admin.query(`alter role "${name}" with ${options}`);
         else await admin.query(`create role "${name}" with ${options}`);
+        await admin.query(`comment on role "${name}" is ${admin.escapeLiteral(marker)}`);
         try {
           await admin.query(`create database "${name}" owner "${name}"`);
         } catch (err) {
           if (pgErrorCode(err) !== "42P04" && pgErrorCode(err) !== "23505") throw err;
+          // Ya existía: solo sirve si es del rol del tenant (si no, es de otro).
+          const { rows } = await admin.query<{ owner: string }>(
+            "select pg_get_userbyid(datdba) as owner from pg_database where datname = $1",
+            [name],
+          );
+          if (rows[0]?.owner !== name) {
+            throw new PermanentError(`Database ${name} exists and is not owned by its tenant role`);
+          }
         }
         await admin.query(`revoke all on database "${name}" from public`);
         // Y ningún rol de tenant entra en la base del plano de control (solo su dueño).
@@ -101,16 +135,18 @@ export function createPostgresDedicated(
       const admin = new pg.Client({ connectionString: adminUrl });
       await admin.connect();
       try {
+        const others = await foreign(admin, names);
+        const ours = names.filter((n) => !others.includes(n));
         const { rows } = await admin.query<{ rolname: string }>(
           "select rolname from pg_roles where rolname = any($1) and rolcanlogin",
-          [names],
+          [ours],
         );
         for (const { rolname } of rows) await admin.query(`alter role "${rolname}" nologin`);
         // NOLOGIN no corta lo ya conectado: se terminan sus sesiones (también las que dejó un
         // intento anterior cortado entre el ALTER y esto).
         await admin.query(
           "select pg_terminate_backend(pid) from pg_stat_activity where usename = any($1)",
-          [names],
+          [ours],
         );
         return rows.length;
       } finally {
@@ -124,6 +160,7 @@ export function createPostgresDedicated(
       const admin = new pg.Client({ connectionString: adminUrl });
       await admin.connect();
       try {
+        await refuseForeign(admin, name);
         await admin.query(`drop database if exists "${name}" with (force)`);
         // El rol pudo dejar algo en otra base a la que PUBLIC entra (p. ej. privilegios por
         // defecto en `postgres`): DROP ROLE fallaría para siempre. Se limpia base por base.
