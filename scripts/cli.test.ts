@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { count, eq } from "drizzle-orm";
+import { and, count, eq, isNull } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { streams, subjects } from "../contracts/streams";
 import { connectBus, ensureStreams } from "../core/bus";
@@ -11,6 +11,7 @@ import { createSecretBox, generateEncryptionKey, secretContext } from "../core/s
 import {
   apiClients,
   dlqEntries,
+  outboxEvents,
   provisioningTasks,
   tenantInstances,
   webhookEndpoints,
@@ -162,6 +163,24 @@ describe("operator CLIs", () => {
     expect(all.out).toContain(`replayed ${good.id}`);
     expect(all.err).toContain(`skipped ${broken.id}: This message is not a valid event envelope`);
     expect(all.err).toContain("1 entries replayed, 1 skipped");
+  });
+
+  it("dlq replay without NATS_URL queues the replay for the workers' relay and says so", async () => {
+    // Sin NATS_URL no vale el broker por defecto (127.0.0.1:4222 puede ser otro, como el de esta
+    // máquina): el reenvío queda en el outbox, como con admin:client.
+    const queued = entry(5, "connect ECONNREFUSED");
+    await db.handle.db.insert(dlqEntries).values(queued);
+    const r = await run("scripts/dlq.ts", ["replay", queued.id], "");
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain(`queued ${queued.id}`);
+    expect(r.out).toContain("outbox relay");
+    const pending = await db.handle.db
+      .select()
+      .from(outboxEvents)
+      .where(
+        and(isNull(outboxEvents.publishedAt), eq(outboxEvents.subject, subjects.billingCycle)),
+      );
+    expect(pending).toHaveLength(1);
   });
 
   it("publish:test publishes poison messages and real provisionings, and explains failures in one line", async () => {

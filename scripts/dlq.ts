@@ -1,7 +1,7 @@
 import { userInfo } from "node:os";
 import { asc, eq, isNull } from "drizzle-orm";
 import { z } from "zod";
-import { createBusProvider } from "../core/bus-provider";
+import { createBusProvider, fixedBusProvider } from "../core/bus-provider";
 import { cliLogger, failCli } from "../core/cli";
 import { natsConnectionFromEnv } from "../core/config";
 import { AppError } from "../core/errors";
@@ -25,7 +25,16 @@ if ((command === "show" || command === "replay") && arg && arg !== "--all") {
 }
 const logger = cliLogger("dlq-cli", "warn");
 const db = await createDb({ ...dbConfigFromEnv(), pgliteMustExist: true }).catch(failCli);
-const bus = createBusProvider(natsConnectionFromEnv(process.env, "dlq-cli"), logger);
+// Sin NATS_URL no se usa el broker por defecto (127.0.0.1:4222 puede ser otro sistema; el de
+// `npm start` escucha en otro puerto): el reenvío queda en el outbox, como con admin:client.
+const bus = process.env.NATS_URL
+  ? createBusProvider(natsConnectionFromEnv(process.env, "dlq-cli"), logger)
+  : fixedBusProvider(undefined);
+/** Con el broker a mano el reenvío se publica ya; si no, lo publica el relay de los workers. */
+const replayed = async (entry: { id: string; subject: string }) =>
+  (await bus.ping())
+    ? `replayed ${entry.id} (${entry.subject})`
+    : `queued ${entry.id} (${entry.subject}) for replay: NATS ${process.env.NATS_URL ? "not reachable" : "not set (NATS_URL)"}, the workers' outbox relay publishes it`;
 const ctx = {
   db: db.db,
   bus,
@@ -58,22 +67,32 @@ try {
       .where(isNull(dlqEntries.replayedAt))
       // En el orden en que murieron: dos tareas de una misma instancia no se adelantan.
       .orderBy(asc(dlqEntries.createdAt), asc(dlqEntries.id));
+    let done = 0;
     let skipped = 0;
+    let failed: string | undefined;
     for (const { id } of pending) {
       try {
         const entry = await replayDeadLetter(ctx, id);
-        console.log(`replayed ${entry.id} (${entry.subject})`);
+        console.log(await replayed(entry));
+        done++;
       } catch (err) {
         // Una entrada que no se puede reprocesar (tarea ya en curso, instancia dada de baja) no
         // detiene al resto; el operador ve por qué.
-        if (!(err instanceof AppError)) throw err;
-        skipped++;
-        console.error(`skipped ${id}: ${err.message}`);
+        if (err instanceof AppError) {
+          skipped++;
+          console.error(`skipped ${id}: ${err.message}`);
+          continue;
+        }
+        // Un fallo inesperado (la base) se repetiría en las demás: se para y se dice dónde.
+        failed = `${id}: ${errorMessage(err)}`;
+        console.error(`failed ${failed}`);
+        break;
       }
     }
-    const summary = `${pending.length - skipped} entries replayed, ${skipped} skipped`;
+    const notAttempted = pending.length - done - skipped - (failed ? 1 : 0);
+    const summary = `${done} entries replayed, ${skipped} skipped${failed ? `, 1 failed, ${notAttempted} not attempted` : ""}`;
     // Con alguna saltada, un runbook o un script no deben tomarlo por un éxito completo.
-    if (skipped > 0) {
+    if (skipped > 0 || failed) {
       console.error(summary);
       process.exitCode = 1;
     } else {
@@ -81,7 +100,7 @@ try {
     }
   } else if (command === "replay" && arg) {
     const entry = await replayDeadLetter(ctx, arg);
-    console.log(`replayed ${entry.id} (${entry.subject}), replay #${entry.replayCount}`);
+    console.log(`${await replayed(entry)}, replay #${entry.replayCount}`);
   } else {
     console.error(usage);
     process.exitCode = 2;
