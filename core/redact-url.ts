@@ -12,3 +12,23 @@ export function redactUrl(url: string): string {
     return "<invalid url>";
   }
 }
+
+/**
+ * Una URL de servidor (o una lista separada por comas, como NATS_URL) sin usuario ni contraseña,
+ * para mostrarla en un log o un mensaje: el host y el puerto bastan para saber a dónde se conecta.
+ */
+export function withoutCredentials(urls: string): string {
+  return urls
+    .split(",")
+    .map((raw) => {
+      try {
+        const u = new URL(raw.trim());
+        u.username = "";
+        u.password = "";
+        return u.toString().replace(/\/$/, "");
+      } catch {
+        return "<invalid url>";
+      }
+    })
+    .join(",");
+}

@@ -208,10 +208,13 @@ describe("operator CLIs", () => {
     const unreachable = await run(
       "scripts/publish-test.ts",
       ["--count", "1", "--type", "billing"],
-      "nats://127.0.0.1:1",
+      "nats://ops:S3cretPw@127.0.0.1:1",
     );
     expect(unreachable.code).toBe(1);
     expect(unreachable.err).toContain("publish:test failed:");
+    expect(unreachable.err).toContain("127.0.0.1:1");
+    // Dice a dónde no llegó, sin la contraseña (la terminal y los logs de CI la guardarían).
+    expect(`${unreachable.out}${unreachable.err}`).not.toContain("S3cretPw");
     expect(unreachable.err).not.toMatch(/\n\s+at /);
     expect((await run("scripts/publish-test.ts", ["--count", "0"])).code).toBe(2);
   }, 60_000);

@@ -7,6 +7,7 @@ import { cliLogger } from "../core/cli";
 import { natsConnectionFromEnv } from "../core/config";
 import { errorMessage } from "../core/http/db-errors";
 import { newId } from "../core/ids";
+import { withoutCredentials } from "../core/redact-url";
 import { createDb, dbConfigFromEnv } from "../db/client";
 import { demoProvisionBody } from "../db/seed";
 import { provisionRequestSchema } from "../functions/routes/provisioning/schema";
@@ -50,7 +51,8 @@ if (!Number.isInteger(count) || count < 1 || count > 10_000) {
   process.exit(2);
 }
 const nats = natsConnectionFromEnv(process.env, "publish-test");
-const natsUrl = nats.servers;
+// Para los mensajes: a dónde se conecta, sin usuario ni contraseña.
+const natsUrl = withoutCredentials(String(nats.servers));
 const logger = cliLogger("publish-test", "warn");
 
 if (!["poison", "billing", "provision"].includes(values.type)) {

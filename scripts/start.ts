@@ -5,6 +5,7 @@ import { z } from "zod";
 import { cliLogger, failCli } from "../core/cli";
 import { ConfigError, parseEnv } from "../core/config";
 import { DataDirInUseError, ensurePrivateDir, lockDataDir } from "../core/dir-lock";
+import { withoutCredentials } from "../core/redact-url";
 import { createDb, dbConfigFromEnv } from "../db/client";
 import { seedDemo } from "../db/seed";
 import { createNodeEdgeApp } from "../edge/node";
@@ -111,7 +112,7 @@ async function main() {
       "Farutech Orchestrator en marcha",
       `  Admin API : ${adminUrl}  (docs: ${adminUrl}/docs)`,
       `  Edge      : ${edgeUrl}`,
-      `  NATS      : ${env.NATS_URL}  (WebSocket: ${env.NATS_WS_URL ?? "-"})`,
+      `  NATS      : ${withoutCredentials(env.NATS_URL ?? "")}  (WebSocket: ${env.NATS_WS_URL ? withoutCredentials(env.NATS_WS_URL) : "-"})`,
       `  Base      : ${db.driver === "pglite" ? `PGlite en ${env.PGLITE_DATA_DIR}` : "Postgres (DATABASE_URL)"}`,
       ...(admin
         ? [`  Credencial admin: ${credentialsPath}`, `    client_id=${admin.clientId}`]
