@@ -1,4 +1,4 @@
-import { cliLogger, failCli } from "../core/cli";
+import { cliErrorText, cliLogger, failCli } from "../core/cli";
 import { envWithSstLinks } from "../core/sst-links";
 import { createDb, dbConfigFromEnv } from "./client";
 import { EdgeLoginError, ensureEdgeLogin } from "./edge-role";
@@ -41,7 +41,7 @@ try {
 } catch (err) {
   // Un error esperado (nombre o contraseña inválidos) se explica sin traza.
   if (err instanceof EdgeLoginError) logger.error(err.message);
-  else logger.error({ err }, `${command} failed`);
+  else logger.error({ error: cliErrorText(err) }, `${command} failed`);
   process.exitCode = 1;
 } finally {
   await handle.close();

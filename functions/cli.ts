@@ -1,6 +1,6 @@
 import { userInfo } from "node:os";
 import { createBusProvider, fixedBusProvider } from "../core/bus-provider";
-import { cliLogger, failCli } from "../core/cli";
+import { cliErrorText, cliLogger, failCli } from "../core/cli";
 import { natsConnectionFromEnv } from "../core/config";
 import { newId } from "../core/ids";
 import { envWithSstLinks } from "../core/sst-links";
@@ -47,7 +47,7 @@ try {
   );
   process.stdout.write(`${JSON.stringify(created, null, 2)}\n`);
 } catch (err) {
-  logger.error({ err }, "could not create the admin client");
+  logger.error({ error: cliErrorText(err) }, "could not create the admin client");
   process.exitCode = 1;
 } finally {
   await bus.close();

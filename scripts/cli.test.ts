@@ -219,6 +219,28 @@ describe("operator CLIs", () => {
     expect((await run("scripts/publish-test.ts", ["--count", "0"])).code).toBe(2);
   }, 60_000);
 
+  it("says in one line, without a stack trace, that the database cannot be reached", async () => {
+    const down = "postgres://postgres@127.0.0.1:1/farutech";
+    const keys = JSON.stringify([generateEncryptionKey("cli-down")]);
+    for (const [script, args] of [
+      ["db/cli.ts", ["migrate"]],
+      ["functions/cli.ts", ["operations"]],
+      ["scripts/reseal-secrets.ts", ["--check"]],
+    ] as const) {
+      const r = await runScript(script, [...args], {
+        ...process.env,
+        DATABASE_URL: down,
+        NATS_URL: "",
+        ENCRYPTION_KEYS: keys,
+        LOG_LEVEL: "info",
+      });
+      const output = `${r.out}${r.err}`;
+      expect(r.code, `${script}: ${output}`).toBe(1);
+      expect(output, script).toContain("ECONNREFUSED");
+      expect(output, script).not.toMatch(/\n\s+at |"stack"/);
+    }
+  }, 60_000);
+
   it("publish:test and admin:client answer --help with their usage, and a bad flag without a stack trace", async () => {
     const help = await run("scripts/publish-test.ts", ["--help"]);
     expect(help.code).toBe(0);
