@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { ConfigError } from "./config-error";
 import { base64url, fromBase64url } from "./ids";
 import { createSecretBox, generateEncryptionKey, sealedKeyOf, secretContext } from "./secret-box";
 
@@ -43,6 +44,14 @@ describe("secret box (AES-256-GCM)", () => {
     const box = await createSecretBox(JSON.stringify([key]));
     expect(await box.decrypt(v1, A)).toBe("whsec_old");
     expect(sealedKeyOf(v1)).toEqual({ version: "v1", kid: "legacy" });
+  });
+
+  it("refuses a key that is not base64url with a configuration error naming it", async () => {
+    const err = await createSecretBox(JSON.stringify([{ kid: "k1", key: "not base64!" }])).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(String((err as Error).message)).toMatch(/ENCRYPTION_KEYS.*k1/);
   });
 
   it("refuses two keys with the same id: the second would silently replace the first", async () => {

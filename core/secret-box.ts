@@ -48,9 +48,14 @@ export async function createSecretBox(raw: string): Promise<SecretBox> {
     parsed.data.map((k) => k.kid),
   );
   for (const { kid, key } of parsed.data) {
-    const bytes = fromBase64url(key);
+    let bytes: Uint8Array;
+    try {
+      bytes = fromBase64url(key);
+    } catch {
+      bytes = new Uint8Array(0);
+    }
     if (bytes.length !== 32) {
-      throw invalidConfiguration([["ENCRYPTION_KEYS", `key ${kid} must be 32 bytes`]]);
+      throw invalidConfiguration([["ENCRYPTION_KEYS", `key ${kid} must be 32 bytes in base64url`]]);
     }
     keys.set(
       kid,
