@@ -1,6 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import { connect } from "node:net";
+import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join, resolve } from "node:path";
 import getPort from "get-port";
@@ -348,4 +348,33 @@ describe("npm start configuration", () => {
     },
     30_000,
   );
+
+  it("refuses an ADMIN_PORT already in use with a message naming it, without a stack trace", async () => {
+    const busy = createServer();
+    const port = await getPort();
+    await new Promise<void>((resolve) => busy.listen(port, "127.0.0.1", resolve));
+    const dataDir = mkdtempSync(join(tmpdir(), "farutech-start-port-"));
+    try {
+      const { DATABASE_URL: _db, NATS_URL: _nats, NATS_WS_URL: _ws, ...inherited } = process.env;
+      const { code, err } = await startOnce({
+        ...inherited,
+        FARUTECH_DATA_DIR: dataDir,
+        ADMIN_PORT: String(port),
+        EDGE_PORT: String(await getPort()),
+        LOG_LEVEL: "warn",
+      });
+      expect(code).toBe(1);
+      expect(err).toContain(`ADMIN_PORT`);
+      expect(err).toContain(String(port));
+      expect(err).not.toMatch(/\n\s+at |"stack"/);
+      // Su nats-server muere con él (el kernel se lo lleva al morir su padre).
+      await waitFor(async () => (natsServersOf(dataDir).length === 0 ? true : undefined), {
+        timeoutMs: 5_000,
+        intervalMs: 100,
+      });
+    } finally {
+      busy.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

@@ -91,20 +91,33 @@ async function main() {
     logger: logger.child({ component: "admin-api" }),
   });
   const edgeApp = await createNodeEdgeApp(env, db.db, logger.child({ component: "edge" }));
+
+  // Los puertos antes que los workers: con uno ocupado no se llega a consumir nada. Y es un error
+  // del operador, que se dice en una línea con la variable que lo cambia.
+  const listen = (
+    fetch: (req: Request) => Response | Promise<Response>,
+    port: number,
+    variable: string,
+  ) =>
+    new Promise<ServerType>((resolve, reject) => {
+      const server = serve({ fetch, port, hostname: "127.0.0.1" }, () => resolve(server));
+      server.once("error", (err: NodeJS.ErrnoException) =>
+        reject(
+          err.code === "EADDRINUSE"
+            ? new ConfigError(
+                `Port ${port} (${variable}) is already in use: free it or set ${variable}`,
+              )
+            : err,
+        ),
+      );
+    });
+  const servers = await Promise.all([
+    listen(createAdminApp(adminRuntime.deps).fetch, adminPort, "ADMIN_PORT"),
+    listen(edgeApp.fetch, edgePort, "EDGE_PORT"),
+  ]);
   // Sin `component` propio: el relay y el mantenimiento ponen el suyo (pino no reemplaza una
   // clave del padre, la repite) y las líneas de cada worker ya llevan `worker`.
   const workers = await startWorkers(env, { db, logger });
-
-  // El aviso "en marcha" sale cuando ambos escuchan de verdad; un puerto ocupado es un error claro.
-  const listen = (fetch: (req: Request) => Response | Promise<Response>, port: number) =>
-    new Promise<ServerType>((resolve, reject) => {
-      const server = serve({ fetch, port, hostname: "127.0.0.1" }, () => resolve(server));
-      server.once("error", reject);
-    });
-  const servers = await Promise.all([
-    listen(createAdminApp(adminRuntime.deps).fetch, adminPort),
-    listen(edgeApp.fetch, edgePort),
-  ]);
 
   console.log(
     [
@@ -147,8 +160,10 @@ async function main() {
 }
 
 main().catch((err: unknown) => {
-  // Configuración inválida o carpeta ocupada: el mensaje lo dice; la pila no le dice nada al operador.
-  if (err instanceof ConfigError || err instanceof DataDirInUseError) failCli(err);
-  logger.fatal({ err }, "npm start failed");
-  process.exit(1);
+  // En una línea (la pila no le dice nada al operador; con LOG_LEVEL=debug sale entera). Su
+  // nats-server muere con este proceso (setpriv --pdeathsig).
+  if (!(err instanceof ConfigError || err instanceof DataDirInUseError)) {
+    process.stderr.write("npm start failed: ");
+  }
+  failCli(err);
 });
