@@ -5,7 +5,7 @@ import { natsConnectionFromEnv } from "../core/config";
 import { newId } from "../core/ids";
 import { envWithSstLinks } from "../core/sst-links";
 import { createDb, dbConfigFromEnv } from "../db/client";
-import { adminRoles } from "./routes/access/schema";
+import { adminRoles, createAdminClientSchema } from "./routes/access/schema";
 import { createAdminClient } from "./services/clients";
 
 // `npm run admin:client -- <nombre> [rol…]`: crea un cliente admin (platform_admin por defecto) y
@@ -26,6 +26,17 @@ if (!name || name.startsWith("-") || unknownRole) {
   process.stderr.write(`${unknownRole ? `unknown role ${unknownRole}\n` : ""}${usage}\n`);
   process.exit(2);
 }
+// Las mismas reglas que POST /api/admin-clients (largo, sin caracteres de control, sin roles
+// repetidos): el CLI no crea un cliente que la API rechazaría.
+const input = createAdminClientSchema.safeParse({
+  name,
+  roles: roles.length > 0 ? roles : ["platform_admin"],
+});
+if (!input.success) {
+  const problems = input.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
+  process.stderr.write(`${problems.join("\n")}\n${usage}\n`);
+  process.exit(2);
+}
 
 const db = await createDb({ ...dbConfigFromEnv(env), pgliteMustExist: true }).catch(failCli);
 // Sin NATS_URL el evento queda en el outbox y lo publica el relay de los workers.
@@ -43,7 +54,7 @@ try {
       correlationId: newId(),
       baseDomain: typeof env.BASE_DOMAIN === "string" ? env.BASE_DOMAIN : "farutech.com",
     },
-    { name, roles: roles.length > 0 ? roles : ["platform_admin"] },
+    input.data,
   );
   process.stdout.write(`${JSON.stringify(created, null, 2)}\n`);
 } catch (err) {

@@ -122,6 +122,16 @@ describe("operator CLIs", () => {
     expect(unknown.code).toBe(1);
     expect(unknown.err).toContain("does not exist");
     expect((await dlq("frobnicate")).code).toBe(2);
+    // Sin orden, o con de más: el uso, sin tocar la base (aquí no existe).
+    for (const args of [[], ["list", "junk"], ["show"]]) {
+      const r = await runScript("scripts/dlq.ts", args, {
+        ...process.env,
+        DATABASE_URL: "postgres://postgres@127.0.0.1:1/none",
+        LOG_LEVEL: "silent",
+      });
+      expect(r.code, args.join(" ")).toBe(2);
+      expect(r.err).toContain("usage: npm run dlq");
+    }
   });
 
   it("dlq replay republishes one entry once; replay --all takes the rest", async () => {
@@ -260,6 +270,16 @@ describe("operator CLIs", () => {
     // Un "nombre" que parece una opción no crea un cliente con ese nombre.
     expect((await run("functions/cli.ts", ["-x"])).code).toBe(2);
     expect((await run("functions/cli.ts", ["ops", "root"])).err).toContain("unknown role root");
+    // Lo que la API rechazaría tampoco lo crea el CLI: nombre largo o con control, roles repetidos.
+    for (const args of [
+      ["x".repeat(201)],
+      ["ops\u001b[31m"],
+      ["ops", "platform_admin", "platform_admin"],
+    ]) {
+      const refused = await run("functions/cli.ts", args);
+      expect(refused.code, args.join(" ")).toBe(2);
+      expect(refused.err).toContain("usage: npm run admin:client");
+    }
     expect(await clients()).toBe(before);
   }, 60_000);
 

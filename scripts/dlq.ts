@@ -14,8 +14,17 @@ import { replayDeadLetter, toDlqEntry } from "../functions/services/dlq";
 // npm run dlq -- list | show <id> | replay <id> | replay --all
 // Usa la misma configuración que los workers (DATABASE_URL, NATS_URL y sus credenciales) y el
 // mismo servicio que la API.
-const [command, arg] = process.argv.slice(2);
+const [command, arg, ...extra] = process.argv.slice(2);
 const usage = "usage: npm run dlq -- list | show <id> | replay <id> | replay --all";
+// La orden se comprueba antes de abrir la base: un error de uso no depende de que esté.
+const wellFormed =
+  extra.length === 0 &&
+  ((command === "list" && arg === undefined) ||
+    ((command === "show" || command === "replay") && arg !== undefined));
+if (!wellFormed) {
+  console.error(usage);
+  process.exit(command === "--help" || command === "-h" ? 0 : 2);
+}
 // Un id que no es UUID es un error del operador (2), no una consulta que falla.
 if ((command === "show" || command === "replay") && arg && arg !== "--all") {
   if (!z.uuid().safeParse(arg).success) {
