@@ -195,4 +195,38 @@ describe("npm run dev:edge", () => {
       intervalMs: 100,
     });
   });
+
+  it("takes wrangler and workerd with it when it is killed without a chance to clean up", {
+    timeout: 120_000,
+  }, async () => {
+    db ??= await createPostgresTestDatabase();
+    const port = await getPort();
+    const { DATABASE_URL: _db, AUTH_SIGNING_KEYS: _k, AUTH_ISSUER: _i, ...inherited } = process.env;
+    const proc = spawnDevEdge({
+      ...inherited,
+      DATABASE_URL: db.edgeUrl ?? "",
+      AUTH_SIGNING_KEYS: JSON.stringify([await generateSigningKey("dev-edge-kill")]),
+      AUTH_ISSUER: `http://127.0.0.1:${port}`,
+      EDGE_PORT: String(port),
+      LOG_LEVEL: "warn",
+    });
+    child = proc;
+    proc.stdout?.resume();
+    proc.stderr?.resume();
+    await waitFor(
+      async () => {
+        const res = await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined);
+        return res?.status === 200 ? true : undefined;
+      },
+      { timeoutMs: 90_000, intervalMs: 500 },
+    );
+    const group = proc.pid ?? 0;
+    // Solo dev-edge (un IDE que lo mata, el OOM killer): wrangler y workerd no le sobreviven.
+    process.kill(group, "SIGKILL");
+    await waitFor(async () => (commandLinesOfGroup(group).length === 0 ? true : undefined), {
+      timeoutMs: 15_000,
+      intervalMs: 200,
+    });
+    child = undefined;
+  });
 });

@@ -1,9 +1,9 @@
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { z } from "zod";
+import { spawnTiedToParent } from "../core/child";
 import { cliLogger, failCli } from "../core/cli";
 import { parseEnv } from "../core/config";
 import { startWsProxy } from "../infra/wsproxy/wsproxy";
@@ -90,10 +90,14 @@ async function main() {
   // Con --env-file wrangler ya no lee edge/.dev.vars por su cuenta: va delante, y lo de dev-edge pisa.
   const devVars = join(dirname(WRANGLER_CONFIG), ".dev.vars");
   const envFiles = existsSync(devVars) ? [devVars, envFile.path] : [envFile.path];
-  const child = spawn(process.execPath, wranglerDevArgs(port, envFiles), {
-    stdio: "inherit",
-    env,
-  });
+  // Atado a este proceso: si muere sin limpiar (SIGKILL), wrangler recibe SIGTERM y para workerd
+  // (sin esto seguían sirviendo el puerto con las claves cargadas).
+  const child = spawnTiedToParent(
+    process.execPath,
+    wranglerDevArgs(port, envFiles),
+    { stdio: "inherit", env },
+    "SIGTERM",
+  );
   // `on`: otra señal (un segundo Ctrl-C) también se reenvía, y dev-edge no muere sin limpiar.
   const forward = (signal: NodeJS.Signals) => child.kill(signal);
   process.on("SIGINT", forward);

@@ -1,7 +1,8 @@
-import { type ChildProcess, type SpawnOptions, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, type SpawnOptions, spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import getPort from "get-port";
+import { spawnTiedToParent } from "../../core/child";
 
 export interface LocalNatsOptions {
   /** Carpeta para la config y el store de JetStream. */
@@ -90,16 +91,12 @@ export async function startLocalNats(options: LocalNatsOptions): Promise<LocalNa
     ].join("\n"),
   );
   let child: ChildProcess | undefined;
-  // En Linux, setpriv --pdeathsig mata al servidor si este proceso muere sin limpiar (p. ej. SIGKILL).
-  const usePdeath =
-    process.platform === "linux" && spawnSync("setpriv", ["--version"]).status === 0;
   // En su propio grupo de procesos: el Ctrl-C de la terminal va a todo el grupo y el servidor
-  // moriría antes de que los workers drenen. Lo para su dueño con stop() (o al salir, abajo).
+  // moriría antes de que los workers drenen. Lo para su dueño con stop() (o al salir, abajo); si
+  // este proceso muere sin limpiar (SIGKILL), el kernel se lo lleva.
   const spawnOptions: SpawnOptions = { stdio: ["ignore", "ignore", "pipe"], detached: true };
   const launch = async () => {
-    const proc = usePdeath
-      ? spawn("setpriv", ["--pdeathsig", "SIGKILL", binary, "-c", configPath], spawnOptions)
-      : spawn(binary, ["-c", configPath], spawnOptions);
+    const proc = spawnTiedToParent(binary, ["-c", configPath], spawnOptions, "SIGKILL");
     child = proc;
     await waitForReady(proc, 10_000);
     // Sin consumir stderr el pipe se llenaría y bloquearía al servidor.
