@@ -10,8 +10,10 @@ const logger = cliLogger("db-cli", "info");
 const [command, name] = process.argv.slice(2);
 const password = process.env.EDGE_DATABASE_PASSWORD;
 if (command !== "migrate" && command !== "seed" && command !== "edge-user") {
-  logger.error({ command }, "usage: tsx db/cli.ts migrate|seed|edge-user <name>");
-  process.exit(2);
+  // El uso en texto plano (no como línea de log); --help es una pregunta: stdout y 0.
+  const help = command === "--help" || command === "-h";
+  (help ? console.log : console.error)("usage: tsx db/cli.ts migrate|seed|edge-user <name>");
+  process.exit(help ? 0 : 2);
 }
 if (command === "edge-user" && (!name || !password)) {
   logger.error(

@@ -267,6 +267,13 @@ describe("operator CLIs", () => {
     const adminHelp = await run("functions/cli.ts", ["--help"]);
     expect(adminHelp.code).toBe(0);
     expect(adminHelp.out).toContain("usage: npm run admin:client");
+    // --help es una pregunta en todas: el uso por stdout y 0 (antes 2, y uno como línea de log).
+    for (const script of ["db/cli.ts", "scripts/reseal-secrets.ts", "scripts/generate-keys.ts"]) {
+      const asked = await run(script, ["--help"]);
+      expect(asked.code, script).toBe(0);
+      expect(asked.out, script).toMatch(/^usage: /);
+    }
+    expect((await run("scripts/generate-keys.ts", ["all", "extra"])).code).toBe(2);
     // Un "nombre" que parece una opción no crea un cliente con ese nombre.
     expect((await run("functions/cli.ts", ["-x"])).code).toBe(2);
     expect((await run("functions/cli.ts", ["ops", "root"])).err).toContain("unknown role root");

@@ -11,8 +11,10 @@ import { resealSecrets } from "../db/secrets";
 // aparece en "remaining".
 const args = process.argv.slice(2);
 if (args.some((a) => a !== "--check")) {
-  console.error("usage: npm run secrets:reseal [-- --check]");
-  process.exit(2);
+  // --help es una pregunta, no un error: el uso por stdout y 0.
+  const help = args.length === 1 && (args[0] === "--help" || args[0] === "-h");
+  (help ? console.log : console.error)("usage: npm run secrets:reseal [-- --check]");
+  process.exit(help ? 0 : 2);
 }
 const dryRun = args.includes("--check");
 cliLogger("reseal-cli", "warn");
