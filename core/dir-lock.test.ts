@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { createDb } from "../db/client";
+import { ConfigError } from "./config-error";
 import { DataDirInUseError, ensurePrivateDir, lockDataDir } from "./dir-lock";
 
 const root = mkdtempSync(join(tmpdir(), "farutech-dir-lock-"));
@@ -94,8 +95,15 @@ describe("data folder lock", () => {
     const existing = join(root, "private-existing");
     mkdirSync(existing, { mode: 0o755 });
     chmodSync(existing, 0o755);
-    ensurePrivateDir(existing);
+    // …y lo dice (quien la apuntó a una carpeta compartida, p. ej. FARUTECH_DATA_DIR=., lo sabe).
+    expect(ensurePrivateDir(existing)).toBe(true);
     expect(statSync(existing).mode & 0o777).toBe(0o700);
+    expect(ensurePrivateDir(existing)).toBe(false);
+    // Un archivo donde va la carpeta: error de configuración en una línea, no un EEXIST con pila.
+    const file = join(root, "not-a-folder");
+    writeFileSync(file, "x");
+    expect(() => ensurePrivateDir(file)).toThrow(ConfigError);
+    expect(() => ensurePrivateDir(file)).toThrow(/not a folder/);
   });
 });
 

@@ -5,10 +5,12 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   unlinkSync,
   writeFileSync,
 } from "node:fs";
 import { resolve } from "node:path";
+import { ConfigError } from "./config-error";
 
 /** Otra instancia (u otro CLI) ya usa esa carpeta de datos. */
 export class DataDirInUseError extends Error {
@@ -134,9 +136,16 @@ export function lockDataDir(lockPath: string, what: string): () => void {
 
 /**
  * Carpeta de datos que solo lee su usuario: guarda datos de clientes y claves, y PGlite crea sus
- * archivos con 0666. Con la carpeta en 0700, nadie más los alcanza.
+ * archivos con 0666. Con la carpeta en 0700, nadie más los alcanza. Devuelve si cerró una que ya
+ * existía abierta (quien la eligió, p. ej. FARUTECH_DATA_DIR=., debe saberlo).
  */
-export function ensurePrivateDir(path: string): void {
+export function ensurePrivateDir(path: string): boolean {
+  const existing = statSync(path, { throwIfNoEntry: false });
+  if (existing && !existing.isDirectory()) {
+    throw new ConfigError(`${path} exists and is not a folder: choose a folder for the data`);
+  }
   mkdirSync(path, { recursive: true, mode: 0o700 });
+  const tightened = existing !== undefined && (existing.mode & 0o077) !== 0;
   chmodSync(path, 0o700);
+  return tightened;
 }

@@ -37,7 +37,12 @@ async function main() {
   const { ADMIN_PORT: adminPort, EDGE_PORT: edgePort } = parseEnv(portsEnv, env);
   // Un solo `npm start` por carpeta: dos compartirían el store de JetStream, las credenciales y la
   // base, y perderían escrituras confirmadas. Y solo su usuario la lee (datos de clientes, claves).
-  ensurePrivateDir(DATA_DIR);
+  if (ensurePrivateDir(DATA_DIR)) {
+    logger.warn(
+      { dataDir: DATA_DIR },
+      "data folder was readable by others; now only its user (0700)",
+    );
+  }
   lockDataDir(join(DATA_DIR, "farutech.lock"), `The data folder ${DATA_DIR}`);
 
   let nats: LocalNats | undefined;
