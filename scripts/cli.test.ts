@@ -110,6 +110,21 @@ describe("operator CLIs", () => {
     expect(lines[1]).toContain("connect ECONNREFUSED");
   });
 
+  it("dlq list piped into a reader that stops early (| head) ends quietly", async () => {
+    const child = spawn(process.execPath, ["--import", "tsx", "scripts/dlq.ts", "list"], {
+      env: { ...process.env, NATS_URL: "", DATABASE_URL: db.url, LOG_LEVEL: "silent" },
+    });
+    // El lector se va antes de leer nada, como `head -1` tras su línea.
+    child.stdout.destroy();
+    let err = "";
+    child.stderr.on("data", (d: Buffer) => {
+      err += d.toString();
+    });
+    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    expect(err).not.toContain("EPIPE");
+    expect(code).toBe(0);
+  });
+
   it("dlq show prints the entry; a malformed id is a usage error and an unknown one says so", async () => {
     const shown = await dlq("show", first.id);
     expect(shown.code).toBe(0);

@@ -15,6 +15,11 @@ import { replayDeadLetter, toDlqEntry } from "../functions/services/dlq";
 // Usa la misma configuración que los workers (DATABASE_URL, NATS_URL y sus credenciales) y el
 // mismo servicio que la API.
 const [command, arg, ...extra] = process.argv.slice(2);
+// `npm run dlq -- list | head`: el lector se fue, no hay nada más que decir ni que es un fallo.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(0);
+  throw err;
+});
 const usage = "usage: npm run dlq -- list | show <id> | replay <id> | replay --all";
 // La orden se comprueba antes de abrir la base: un error de uso no depende de que esté.
 const wellFormed =
