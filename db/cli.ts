@@ -12,7 +12,9 @@ const password = process.env.EDGE_DATABASE_PASSWORD;
 if (command !== "migrate" && command !== "seed" && command !== "edge-user") {
   // El uso en texto plano (no como línea de log); --help es una pregunta: stdout y 0.
   const help = command === "--help" || command === "-h";
-  (help ? console.log : console.error)("usage: tsx db/cli.ts migrate|seed|edge-user <name>");
+  (help ? process.stdout : process.stderr).write(
+    "usage: tsx db/cli.ts migrate|seed|edge-user <name>\n",
+  );
   process.exit(help ? 0 : 2);
 }
 if (command === "edge-user" && (!name || !password)) {

@@ -57,6 +57,23 @@ function natsServersOf(dataDir: string): { pid: number; pgid: number }[] {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Espera el aviso «en marcha» (su última línea dice cómo pararlo) de un `npm start` lanzado. */
+async function untilRunning(proc: ChildProcess): Promise<ChildProcess> {
+  let log = "";
+  proc.stdout?.on("data", (d: Buffer) => {
+    log += d.toString();
+  });
+  proc.stderr?.resume();
+  await waitFor(
+    async () => {
+      if (proc.exitCode !== null) throw new Error(`npm start exited early:\n${log}`);
+      return log.includes("Ctrl-C") ? true : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 200 },
+  );
+  return proc;
+}
+
 // `npm start` de verdad: PGlite, nats-server propio, las tres piezas y Ctrl-C.
 /** Un `npm start` que debe negarse a arrancar: su código y su stderr. */
 async function startOnce(env: NodeJS.ProcessEnv): Promise<{ code: number | null; err: string }> {
@@ -270,17 +287,8 @@ describe("npm start (embedded mode)", () => {
   }, async () => {
     // npm le reenvía la señal a su hijo, el shell de `sh -c`: si el shell no es el orquestador
     // (exec), muere solo y el orquestador sigue vivo, con su nats-server y la carpeta tomada.
-    let log = "";
-    const proc = spawnNpmStart(env);
+    const proc = await untilRunning(spawnNpmStart(env));
     child = proc;
-    proc.stdout?.on("data", (d: Buffer) => {
-      log += d.toString();
-    });
-    proc.stderr?.resume();
-    await waitFor(async () => (log.includes("Ctrl-C") ? true : undefined), {
-      timeoutMs: 60_000,
-      intervalMs: 200,
-    });
     const exited = new Promise<number | null>((resolve) => proc.once("exit", resolve));
     process.kill(proc.pid ?? 0, "SIGTERM");
     expect(await exited).toBe(0);
@@ -300,20 +308,13 @@ describe("npm start (embedded mode)", () => {
       timeout: 90_000,
     },
     async () => {
-      let log = "";
-      const proc = spawn(process.execPath, ["--import", "tsx", "scripts/start.ts"], {
-        env,
-        stdio: ["ignore", "pipe", "pipe"],
-      });
+      const proc = await untilRunning(
+        spawn(process.execPath, ["--import", "tsx", "scripts/start.ts"], {
+          env,
+          stdio: ["ignore", "pipe", "pipe"],
+        }),
+      );
       child = proc;
-      proc.stdout?.on("data", (d: Buffer) => {
-        log += d.toString();
-      });
-      proc.stderr?.resume();
-      await waitFor(async () => (log.includes("Ctrl-C") ? true : undefined), {
-        timeoutMs: 60_000,
-        intervalMs: 200,
-      });
       // Fuera del grupo del orquestador, el servidor no recibe su señal: lo mata el kernel al morir
       // su padre (setpriv --pdeathsig en infra/nats/local-server.ts).
       expect(natsServersOf(dataDir)).toHaveLength(1);
