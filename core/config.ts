@@ -55,6 +55,8 @@ export const authEnv = z.object({
 export const encryptionEnv = z.object({
   /** JSON `[{ kid, key }]` (32 bytes base64url); la primera cifra. Ver core/secret-box.ts. */
   ENCRYPTION_KEYS: optionalString,
+  /** false: no se abren secretos en formato v1 (sin ligar a su fila); ver secretBoxFromEnv. */
+  ENCRYPTION_ACCEPT_V1: z.stringbool().default(true),
 });
 
 /** Credenciales de NATS (usuario y clave, o token); sin ellas se conecta sin autenticación. */

@@ -1,7 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "./config-error";
 import { base64url, fromBase64url } from "./ids";
-import { createSecretBox, generateEncryptionKey, sealedKeyOf, secretContext } from "./secret-box";
+import {
+  createSecretBox,
+  generateEncryptionKey,
+  sealedKeyOf,
+  secretBoxFromEnv,
+  secretContext,
+} from "./secret-box";
 
 const A = secretContext.connectionString("11111111-1111-4111-8111-111111111111");
 const B = secretContext.connectionString("22222222-2222-4222-8222-222222222222");
@@ -44,6 +50,17 @@ describe("secret box (AES-256-GCM)", () => {
     const box = await createSecretBox(JSON.stringify([key]));
     expect(await box.decrypt(v1, A)).toBe("whsec_old");
     expect(sealedKeyOf(v1)).toEqual({ version: "v1", kid: "legacy" });
+    // v1 no está ligado a su fila: copiado a otra, descifra. Tras `secrets:reseal` (que los pasa a
+    // v2) se apagan con ENCRYPTION_ACCEPT_V1=false y uno copiado ya no sirve.
+    expect(await box.decrypt(v1, B)).toBe("whsec_old");
+    const strict = await secretBoxFromEnv({
+      ENCRYPTION_KEYS: JSON.stringify([key]),
+      ENCRYPTION_ACCEPT_V1: false,
+    });
+    await expect(strict?.decrypt(v1, A)).rejects.toThrow(/ENCRYPTION_ACCEPT_V1/);
+    const sealed = await (strict as NonNullable<typeof strict>).encrypt("whsec_new", A);
+    expect(await strict?.decrypt(sealed, A)).toBe("whsec_new");
+    expect(await secretBoxFromEnv({ ENCRYPTION_ACCEPT_V1: false })).toBeUndefined();
   });
 
   it("refuses a key that is not base64url with a configuration error naming it", async () => {

@@ -33,8 +33,25 @@ const keysSchema = z
   .array(z.object({ kid: z.string().regex(/^[A-Za-z0-9_-]{1,40}$/), key: z.string() }))
   .min(1);
 
+/**
+ * La caja de ENCRYPTION_KEYS, o undefined sin claves. Con ENCRYPTION_ACCEPT_V1=false no abre el
+ * formato v1, que no va ligado a su fila (copiado a otra fila descifra): se apaga cuando
+ * `npm run secrets:reseal -- --check` ya no cuenta ningún `v1.*`.
+ */
+export async function secretBoxFromEnv(env: {
+  ENCRYPTION_KEYS?: string | undefined;
+  ENCRYPTION_ACCEPT_V1?: boolean | undefined;
+}): Promise<SecretBox | undefined> {
+  if (!env.ENCRYPTION_KEYS) return undefined;
+  return createSecretBox(env.ENCRYPTION_KEYS, { acceptV1: env.ENCRYPTION_ACCEPT_V1 ?? true });
+}
+
 /** ENCRYPTION_KEYS: JSON `[{ "kid": "k2026", "key": "<32 bytes base64url>" }, …]`; la primera cifra. */
-export async function createSecretBox(raw: string): Promise<SecretBox> {
+export async function createSecretBox(
+  raw: string,
+  options: { acceptV1?: boolean } = {},
+): Promise<SecretBox> {
+  const acceptV1 = options.acceptV1 ?? true;
   const parsed = keysSchema.safeParse(parseKeysJson("ENCRYPTION_KEYS", raw));
   if (!parsed.success) {
     throw invalidConfiguration([
@@ -81,6 +98,11 @@ export async function createSecretBox(raw: string): Promise<SecretBox> {
       const [version, kid, iv, ct, ...rest] = sealed.split(".");
       if ((version !== "v1" && version !== "v2") || !kid || !iv || !ct || rest.length > 0) {
         throw new Error("unrecognized sealed secret");
+      }
+      if (version === "v1" && !acceptV1) {
+        throw new Error(
+          `sealed secret for ${context} is in the v1 format, refused with ENCRYPTION_ACCEPT_V1=false: run npm run secrets:reseal`,
+        );
       }
       const key = keys.get(kid);
       if (!key) throw new Error(`no key with id ${kid} to decrypt this secret`);

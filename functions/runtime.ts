@@ -14,7 +14,7 @@ import {
   verificationSource,
 } from "../core/config";
 import { createLogger, type Logger } from "../core/logger";
-import { createSecretBox } from "../core/secret-box";
+import { secretBoxFromEnv } from "../core/secret-box";
 import { createDb, withEmbeddedDataDir } from "../db/client";
 import type { DbHandle } from "../db/types";
 import type { AdminDeps } from "./env";
@@ -82,7 +82,7 @@ export async function createAdminRuntime(
       verifier,
       logger,
       baseDomain: env.BASE_DOMAIN,
-      ...(env.ENCRYPTION_KEYS ? { secretBox: await createSecretBox(env.ENCRYPTION_KEYS) } : {}),
+      ...(env.ENCRYPTION_KEYS ? { secretBox: await secretBoxFromEnv(env) } : {}),
     },
     async close() {
       await bus.close();

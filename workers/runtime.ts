@@ -12,7 +12,7 @@ import {
   parseEnv,
 } from "../core/config";
 import type { Logger } from "../core/logger";
-import { createSecretBox } from "../core/secret-box";
+import { secretBoxFromEnv } from "../core/secret-box";
 import { DEFAULT_PGLITE_DIR } from "../db/client";
 import { createDeadLetterStore } from "../db/dead-letters";
 import { createProcessedStore } from "../db/processed";
@@ -175,7 +175,7 @@ export async function startWorkers(
       .child({ component: "workers" })
       .warn("SMTP_URL not set: notifications (welcome, failures, DLQ alerts) are not sent");
   }
-  const secretBox = env.ENCRYPTION_KEYS ? await createSecretBox(env.ENCRYPTION_KEYS) : undefined;
+  const secretBox = await secretBoxFromEnv(env);
   const dedicated = dedicatedFor(deps.db, env);
   const workers = [
     await startWorker(
