@@ -1,0 +1,126 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { rmSync } from "node:fs";
+import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
+import { createInterface } from "node:readline";
+import getPort from "get-port";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { LocalNats } from "../../infra/nats/local-server";
+import {
+  CLOSE_BUDGET_MS,
+  RELEASE_BUDGET_MS,
+  SHUTDOWN_DEADLINE_MS,
+  SHUTDOWN_SLACK_MS,
+} from "../../workers/runtime/consumer";
+import { createPostgresTestDatabase, type TestDatabase } from "../support/databases";
+import { startNatsForTest } from "../support/stack";
+
+// Proxy TCP que retrasa cada trozo en ambos sentidos: con él el arranque de los workers
+// (conexión, streams, consumers) tarda segundos y un SIGTERM llega a mitad del arranque.
+async function startDelayProxy(
+  target: URL,
+  delayMs: number,
+): Promise<{ url: string; server: Server }> {
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = tcpConnect(Number(target.port), target.hostname);
+    sockets.add(client).add(upstream);
+    // Los temporizadores del mismo plazo se disparan en orden: el flujo no se desordena.
+    const pipeDelayed = (from: Socket, to: Socket) => {
+      from.on("data", (chunk) => setTimeout(() => to.writable && to.write(chunk), delayMs));
+      from.on("close", () => setTimeout(() => to.destroy(), delayMs));
+      from.on("error", () => to.destroy());
+    };
+    pipeDelayed(client, upstream);
+    pipeDelayed(upstream, client);
+  });
+  server.on("close", () => {
+    for (const s of sockets) s.destroy();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  if (!address || typeof address === "string") throw new Error("proxy has no port");
+  return { url: `nats://127.0.0.1:${address.port}`, server };
+}
+
+interface LogLine {
+  msg: string;
+  /** ISO 8601 con milisegundos (pino isoTime). */
+  time: string;
+  drainTimeoutMs?: number;
+}
+
+// El plazo de 30 s cuenta desde la señal: si llega mientras los workers arrancan, el drenado
+// que queda es el plazo menos lo que tardó el arranque pendiente (no el plazo entero).
+describe("workers process: SIGTERM while starting", () => {
+  let db: TestDatabase;
+  let nats: LocalNats & { dir: string };
+  let proxy: { url: string; server: Server };
+  let child: ChildProcess | undefined;
+
+  beforeAll(async () => {
+    db = await createPostgresTestDatabase();
+    nats = await startNatsForTest();
+    proxy = await startDelayProxy(new URL(nats.url), 60);
+  });
+
+  afterAll(async () => {
+    child?.kill("SIGKILL");
+    proxy?.server.close();
+    await nats?.stop();
+    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+    await db?.drop();
+  });
+
+  it("counts the drain deadline from the signal, not from the end of start-up", async () => {
+    if (!db.url) throw new Error("postgres url missing");
+    child = spawn(process.execPath, ["--import", "tsx", "workers/main.ts"], {
+      env: {
+        ...process.env,
+        DATABASE_URL: db.url,
+        NATS_URL: proxy.url,
+        LOG_LEVEL: "info",
+        // Mayor que lo que queda del plazo: manda el plazo contado desde la señal.
+        WORKER_DRAIN_TIMEOUT_MS: String(SHUTDOWN_DEADLINE_MS),
+        METRICS_PORT: String(await getPort()),
+      },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    const lines: LogLine[] = [];
+    const seen = (msg: string) => lines.find((l) => l.msg === msg);
+    const exit = new Promise<number | null>((resolve) => child?.once("exit", resolve));
+    const waitForLine = (msg: string) =>
+      new Promise<LogLine>((resolve, reject) => {
+        const rl = createInterface({ input: child?.stdout ?? process.stdin });
+        const check = () => {
+          const line = seen(msg);
+          if (line) resolve(line);
+        };
+        rl.on("line", (text) => {
+          try {
+            lines.push(JSON.parse(text) as LogLine);
+          } catch {
+            // líneas que no son JSON (no debería haberlas) no cuentan
+          }
+          check();
+        });
+        void exit.then(() => reject(new Error(`workers exited before logging "${msg}"`)));
+      });
+
+    // La conexión al broker ya pasa por el proxy lento: se señala en pleno arranque.
+    const connecting = waitForLine("workers drain deadline set");
+    await new Promise((r) => setTimeout(r, 1_000));
+    child.kill("SIGTERM");
+    const deadlineSet = await connecting;
+    const draining = seen("workers draining");
+    if (!draining || deadlineSet.drainTimeoutMs === undefined)
+      throw new Error("drain logs missing");
+    const startupAfterSignal = Date.parse(deadlineSet.time) - Date.parse(draining.time);
+    // El arranque pendiente tardó de verdad tras la señal (si no, la prueba no probaría nada).
+    expect(startupAfterSignal).toBeGreaterThan(500);
+    const whole = SHUTDOWN_DEADLINE_MS - RELEASE_BUDGET_MS - CLOSE_BUDGET_MS - SHUTDOWN_SLACK_MS;
+    // Los milisegundos de los logs y los del cálculo no coinciden exactos: margen de 100 ms.
+    expect(deadlineSet.drainTimeoutMs).toBeLessThanOrEqual(whole - startupAfterSignal + 100);
+    expect(deadlineSet.drainTimeoutMs).toBeGreaterThan(whole - startupAfterSignal - 1_000);
+    expect(await exit).toBe(0);
+  }, 90_000);
+});
