@@ -26,7 +26,8 @@ export class DataDirInUseError extends Error {
   }
 }
 
-function isAlive(pid: number): boolean {
+/** El proceso existe (también si es de otro usuario). */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

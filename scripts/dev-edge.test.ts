@@ -1,7 +1,7 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { delimiter, dirname, resolve } from "node:path";
+import { delimiter, dirname, join, resolve } from "node:path";
 import getPort from "get-port";
 import { createLocalJWKSet, jwtVerify } from "jose";
 import { afterAll, describe, expect, it } from "vitest";
@@ -65,6 +65,31 @@ describe("dev:edge launch", () => {
       file.remove();
     }
     expect(existsSync(dirname(file.path))).toBe(false);
+  });
+
+  it("removes the files an earlier run left behind when it was killed, and none of a live one", async () => {
+    const parent = mkdtempSync(join(tmpdir(), "farutech-env-sweep-"));
+    try {
+      // Un proceso ya terminado: su carpeta quedó (SIGKILL no deja limpiar).
+      const dead = spawn(process.execPath, ["-e", ""]);
+      const deadPid = dead.pid;
+      await new Promise((r) => dead.once("exit", r));
+      const stale = join(parent, `farutech-edge-env-${deadPid}-abc123`);
+      const live = join(parent, `farutech-edge-env-${process.pid}-def456`);
+      const foreign = join(parent, "something-else");
+      for (const dir of [stale, live, foreign]) mkdirSync(dir, { mode: 0o700 });
+      const file = writePrivateEnvFile(dotenvFile(secrets), parent);
+      try {
+        expect(existsSync(stale)).toBe(false);
+        expect(existsSync(live)).toBe(true);
+        expect(existsSync(foreign)).toBe(true);
+        expect(existsSync(file.path)).toBe(true);
+      } finally {
+        file.remove();
+      }
+    } finally {
+      rmSync(parent, { recursive: true, force: true });
+    }
   });
 
   it("refuses, naming the variable, a value dotenv cannot carry unchanged", () => {

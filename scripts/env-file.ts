@@ -1,7 +1,8 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { invalidConfiguration } from "../core/config-error";
+import { isAlive } from "../core/dir-lock";
 
 // Variables para `wrangler dev` en un archivo `--env-file`, nunca en la línea de órdenes (la ve
 // cualquiera con `ps`). Sin dependencias de npm: también corre en la imagen del edge, que no las trae.
@@ -28,10 +29,31 @@ export function dotenvFile(vars: Record<string, string>): string {
   return `${lines.join("\n")}\n`;
 }
 
-/** El archivo de variables en una carpeta temporal solo del usuario (0700, archivo 0600). */
-export function writePrivateEnvFile(content: string): { path: string; remove(): void } {
-  const dir = mkdtempSync(join(tmpdir(), "farutech-edge-env-"));
+const ENV_DIR_PREFIX = "farutech-edge-env-";
+
+/**
+ * El archivo de variables en una carpeta temporal solo del usuario (0700, archivo 0600). El nombre
+ * lleva el pid: un proceso muerto con SIGKILL no limpia, y la siguiente ejecución borra lo suyo.
+ */
+export function writePrivateEnvFile(
+  content: string,
+  parent: string = tmpdir(),
+): { path: string; remove(): void } {
+  removeOrphanedEnvDirs(parent);
+  const dir = mkdtempSync(join(parent, `${ENV_DIR_PREFIX}${process.pid}-`));
   const path = join(dir, "edge.env");
   writeFileSync(path, content, { mode: 0o600, flag: "wx" });
   return { path, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+function removeOrphanedEnvDirs(parent: string): void {
+  for (const name of readdirSync(parent)) {
+    const pid = new RegExp(`^${ENV_DIR_PREFIX}(\\d+)-`).exec(name)?.[1];
+    if (!pid || isAlive(Number(pid))) continue;
+    try {
+      rmSync(join(parent, name), { recursive: true, force: true });
+    } catch {
+      // De otro usuario (EACCES): no es nuestra.
+    }
+  }
 }
