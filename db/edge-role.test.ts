@@ -161,6 +161,77 @@ describe("the edge database role", () => {
   });
 });
 
+describe("edge users of other control planes on the same server", () => {
+  /** Base nueva del servidor, migrada como en un despliegue; se borra al final. */
+  async function migratedDatabase(suffix: string) {
+    const name = `farutech_test_${runId}_${process.pid}_${suffix}`;
+    const admin = new pg.Client({ connectionString: adminUrl });
+    await admin.connect();
+    await admin.query(`create database "${name}"`);
+    const url = new URL(adminUrl);
+    url.pathname = `/${name}`;
+    const handle = await createDb({ url: url.toString() });
+    await handle.migrate();
+    return {
+      name,
+      handle,
+      urlAs(user: string, password: string) {
+        const u = new URL(url);
+        u.username = user;
+        u.password = password;
+        return u.toString();
+      },
+      async drop() {
+        await handle.close();
+        await admin.query(`drop database if exists "${name}" with (force)`);
+        await admin.end();
+      },
+    };
+  }
+
+  it("keeps out of a database migrated later the edge users created for earlier ones", async () => {
+    // Primero staging (la base de la prueba) con su usuario del edge; después se migra producción.
+    const earlier = testRole("edge_earlier");
+    const password = randomToken(24);
+    await ensureEdgeLogin(db.handle.db, earlier, password);
+    const later = await migratedDatabase("later_cp");
+    try {
+      const intruder = new pg.Client({ connectionString: later.urlAs(earlier, password) });
+      await expect(intruder.connect()).rejects.toMatchObject({ code: "42501" });
+      await intruder.end().catch(() => {});
+      // Tampoco se le puede adoptar desde la otra base: es de un plano de control.
+      await expect(ensureEdgeLogin(later.handle.db, earlier, randomToken(24))).rejects.toThrow(
+        /belongs to the control plane/,
+      );
+    } finally {
+      await later.drop();
+    }
+  });
+
+  it("takes CONNECT from edge users of other databases when this one's is created", async () => {
+    const later = await migratedDatabase("cleanup_cp");
+    try {
+      // Un usuario del edge de antes de marcarlos (sin comentario) que tenía CONNECT aquí.
+      const legacy = testRole("edge_legacy");
+      await later.handle.db.execute(sql.raw(`create role ${legacy} login in role farutech_edge`));
+      await later.handle.db.execute(
+        sql.raw(`grant connect on database "${later.name}" to ${legacy}`),
+      );
+      const own = testRole("edge_own_cp");
+      const password = randomToken(24);
+      await ensureEdgeLogin(later.handle.db, own, password);
+      const mine = new pg.Client({ connectionString: later.urlAs(own, password) });
+      await mine.connect();
+      await mine.end();
+      const stale = new pg.Client({ connectionString: later.urlAs(legacy, "x") });
+      await expect(stale.connect()).rejects.toMatchObject({ code: "42501" });
+      await stale.end().catch(() => {});
+    } finally {
+      await later.drop();
+    }
+  });
+});
+
 describe("ensureEdgeLogin", () => {
   it("stores a SCRAM verifier, never the password, and rotates it in place", async () => {
     const name = testRole("edge_rotate");

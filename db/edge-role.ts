@@ -6,6 +6,8 @@ import { type Executor, rowsOf } from "./types";
 export const EDGE_ROLE = "farutech_edge";
 
 const LOGIN_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+/** Marca (COMMENT ON ROLE) del usuario del edge de cada base: los roles son del servidor. */
+const EDGE_LOGIN_MARK = "farutech edge login of control plane ";
 /** Base64url de 32 bytes o más, como las que genera `npm run keys:generate`. */
 const MIN_PASSWORD_LENGTH = 24;
 
@@ -33,14 +35,21 @@ export async function ensureEdgeLogin(
       `The edge user password must be at least ${MIN_PASSWORD_LENGTH} printable ASCII characters`,
     );
   }
-  const [state] = rowsOf<{ role: boolean; exists: boolean; member: boolean; database: string }>(
+  const [state] = rowsOf<{
+    role: boolean;
+    exists: boolean;
+    member: boolean;
+    database: string;
+    mark: string | null;
+  }>(
     await db.execute(sql`select
       exists (select 1 from pg_roles where rolname = ${EDGE_ROLE}) as role,
       exists (select 1 from pg_roles where rolname = ${name}) as exists,
       exists (select 1 from pg_auth_members m
         join pg_roles r on r.oid = m.roleid join pg_roles u on u.oid = m.member
         where r.rolname = ${EDGE_ROLE} and u.rolname = ${name}) as member,
-      current_database() as database`),
+      current_database() as database,
+      (select shobj_description(oid, 'pg_authid') from pg_roles where rolname = ${name}) as mark`),
   );
   if (!state?.role) {
     throw new EdgeLoginError(
@@ -50,6 +59,13 @@ export async function ensureEdgeLogin(
   if (state.exists && !state.member) {
     throw new EdgeLoginError(
       `Role ${name} already exists and is not an edge user; choose another name`,
+    );
+  }
+  const mark = `${EDGE_LOGIN_MARK}${state.database}`;
+  // El usuario del edge de otra base del servidor no se adopta: quedaría dentro de las dos.
+  if (state.mark?.startsWith(EDGE_LOGIN_MARK) && state.mark !== mark) {
+    throw new EdgeLoginError(
+      `Role ${name} belongs to the control plane ${state.mark.slice(EDGE_LOGIN_MARK.length)}; choose another name`,
     );
   }
   const verifier = scramSha256Verifier(password);
@@ -65,9 +81,26 @@ export async function ensureEdgeLogin(
   // CONNECT para este usuario en esta base, no para el rol (que es del servidor): con él, el
   // usuario del edge de otra base del mismo servidor entraría aquí (migración 0030). Y sin
   // PUBLIC, por si la base se creó por copia (CREATE DATABASE … TEMPLATE no copia sus permisos).
+  await db.execute(sql.raw(`comment on role "${name}" is '${mark.replaceAll("'", "''")}'`));
   await db.execute(sql.raw(`grant connect on database ${quotedDatabase} to "${name}"`));
   await db.execute(
     sql.raw(`revoke connect on database ${quotedDatabase} from public, ${EDGE_ROLE}`),
   );
+  // Los demás usuarios del edge que entran aquí sin ser de esta base (sin marca, de antes de
+  // marcarlos, o de otra) dejan de entrar: de cada base entra solo su usuario (o usuarios).
+  const strangers = rowsOf<{ rolname: string }>(
+    await db.execute(sql`select u.rolname from pg_auth_members m
+      join pg_roles r on r.oid = m.roleid join pg_roles u on u.oid = m.member
+      where r.rolname = ${EDGE_ROLE}
+        and shobj_description(u.oid, 'pg_authid') is distinct from ${mark}
+        and has_database_privilege(u.oid, current_database(), 'CONNECT')`),
+  );
+  for (const { rolname } of strangers) {
+    await db.execute(
+      sql.raw(
+        `revoke connect on database ${quotedDatabase} from "${rolname.replaceAll('"', '""')}"`,
+      ),
+    );
+  }
   return state.exists ? "updated" : "created";
 }

@@ -30,13 +30,14 @@ function migrationsUpTo(lastTag: string): { folder: string; remove(): void } {
 async function emptyDatabase(
   kind: "postgres" | "pglite",
   folder: string,
-): Promise<{ handle: DbHandle; drop(): Promise<void> }> {
+  suffix = "upgrade",
+): Promise<{ handle: DbHandle; url?: string; name?: string; drop(): Promise<void> }> {
   if (kind === "pglite") {
     const handle = await createPgliteDb({ dataDir: "memory://", migrationsFolder: folder });
     return { handle, drop: () => handle.close() };
   }
   const adminUrl = inject("pgAdminUrl");
-  const name = `farutech_test_${inject("runId")}_${process.pid}_upgrade`;
+  const name = `farutech_test_${inject("runId")}_${process.pid}_${suffix}`;
   const admin = async (statement: string) => {
     const c = new pg.Client({ connectionString: adminUrl });
     await c.connect();
@@ -52,6 +53,8 @@ async function emptyDatabase(
   const handle = await createNodePostgresDb({ url: url.toString(), migrationsFolder: folder });
   return {
     handle,
+    url: url.toString(),
+    name,
     drop: async () => {
       await handle.close();
       await admin(`drop database if exists "${name}" with (force)`);
@@ -158,3 +161,48 @@ describe.each(["postgres", "pglite"] as const)(
     });
   },
 );
+
+// 0031 sobre una base en uso: el usuario del edge de antes (sin marca) sigue entrando hasta que
+// `db:edge-user` lo marque; el marcado para otra base del servidor deja de entrar.
+describe("0031 on a control plane in use", () => {
+  it("keeps CONNECT for an unmarked edge user and takes it from one marked for another database", async () => {
+    const old = migrationsUpTo("0030_edge_connect_per_login");
+    const database = await emptyDatabase("postgres", old.folder, "edge_marks");
+    const run = (statement: string) => database.handle.db.execute(sql.raw(statement));
+    const role = (suffix: string) => `farutech_test_${suffix}_${inject("runId")}`;
+    const legacy = role("edge_unmarked");
+    const foreign = role("edge_foreign");
+    try {
+      await database.handle.migrate();
+      for (const login of [legacy, foreign]) {
+        await run(`create role ${login} login in role farutech_edge`);
+        await run(`grant connect on database "${database.name}" to ${login}`);
+      }
+      await run(`comment on role ${foreign} is 'farutech edge login of control plane elsewhere'`);
+      await run(
+        "insert into api_clients (client_id, secret_hash, name, kind, roles) values ('c', 'h', 'c', 'admin', '{platform_admin}')",
+      );
+      const { migrate } = await import("drizzle-orm/node-postgres/migrator");
+      await migrate(database.handle.db as never, { migrationsFolder: MIGRATIONS_FOLDER });
+
+      const connectAs = async (user: string) => {
+        const url = new URL(database.url ?? "");
+        url.username = user;
+        const client = new pg.Client({ connectionString: url.toString() });
+        try {
+          await client.connect();
+          return "connected";
+        } catch (err) {
+          return (err as { code?: string }).code;
+        } finally {
+          await client.end().catch(() => {});
+        }
+      };
+      expect(await connectAs(legacy)).toBe("connected");
+      expect(await connectAs(foreign)).toBe("42501");
+    } finally {
+      await database.drop();
+      old.remove();
+    }
+  });
+});
