@@ -157,6 +157,13 @@ export async function publishQueued(
 }
 
 export const RELAY_LOCK_ID = 727_274_002;
+/**
+ * La transacción del relay (con su candado) sigue abierta mientras publica. Si su enlace con
+ * Postgres enmudece (partición sin RST), el servidor la mantendría horas (keepalive TCP): con este
+ * tope de inactividad dentro de la transacción la corta y otro relay sigue. Cada publicación tarda
+ * como mucho 3 s, así que un relay sano nunca llega a él.
+ */
+export const RELAY_STALL_TIMEOUT_MS = 15_000;
 
 /** Fallos seguidos de un mismo evento con NATS sano antes de apartarlo (parked_at). */
 export const PARK_AFTER_ATTEMPTS = 5;
@@ -199,9 +206,15 @@ export async function relayOnce(
   db: Database,
   bus: Bus,
   logger: Logger,
-  options: { batchSize?: number; graceMs?: number; parkedRetryMs?: number } = {},
+  options: {
+    batchSize?: number;
+    graceMs?: number;
+    parkedRetryMs?: number;
+    stallTimeoutMs?: number;
+  } = {},
 ): Promise<RelayResult> {
   const batchSize = options.batchSize ?? 100;
+  const stallTimeoutMs = options.stallTimeoutMs ?? RELAY_STALL_TIMEOUT_MS;
   const graceMs = options.graceMs ?? 1_000;
   const parkedRetryMs = options.parkedRetryMs ?? PARKED_RETRY_MS;
   // Con NATS desconectado no se abre la transacción: en PGlite (una sola conexión) retenerla
@@ -209,6 +222,9 @@ export async function relayOnce(
   if (!bus.isConnected())
     return { locked: false, published: 0, failed: true, parked: 0, unparked: 0 };
   return db.transaction(async (tx) => {
+    await tx.execute(
+      sql`select set_config('idle_in_transaction_session_timeout', ${String(stallTimeoutMs)}, true)`,
+    );
     const [lock] = rowsOf<{ locked: boolean }>(
       await tx.execute(sql`select pg_try_advisory_xact_lock(${RELAY_LOCK_ID}) as locked`),
     );

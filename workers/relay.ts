@@ -10,7 +10,14 @@ export interface RelayOptions {
   logger: Logger;
   intervalMs?: number;
   graceMs?: number;
+  /** Tope de una pasada; pasado, se abandona (su transacción la corta Postgres) y el lazo sigue. */
+  passTimeoutMs?: number;
 }
+
+/** Una pasada sana dura milisegundos (o 3 s si una publicación vence): esto es una red muda. */
+export const RELAY_PASS_TIMEOUT_MS = 20_000;
+/** Al parar, lo que se espera a una pasada en curso antes de abandonarla. */
+const STOP_WAIT_MS = 2_000;
 
 export interface RunningRelay {
   stop(): Promise<void>;
@@ -20,7 +27,12 @@ export interface RunningRelay {
 export function startOutboxRelay(options: RelayOptions): RunningRelay {
   const logger = options.logger.child({ component: "outbox-relay" });
   const interval = options.intervalMs ?? 1_000;
+  const passTimeoutMs = options.passTimeoutMs ?? RELAY_PASS_TIMEOUT_MS;
   let stopped = false;
+  let stopping: (() => void) | undefined;
+  const stopRequested = new Promise<void>((resolve) => {
+    stopping = resolve;
+  });
   let wake: (() => void) | undefined;
   const sleep = (ms: number) =>
     new Promise<void>((resolve) => {
@@ -35,9 +47,8 @@ export function startOutboxRelay(options: RelayOptions): RunningRelay {
     while (!stopped) {
       let delay = interval;
       try {
-        const result = await relayOnce(options.db, options.bus, logger, {
-          graceMs: options.graceMs,
-        });
+        const pass = relayOnce(options.db, options.bus, logger, { graceMs: options.graceMs });
+        const result = await withinPassTimeout(pass, passTimeoutMs, stopRequested);
         if (result.failed) {
           failures++;
           delay = backoffDelayMs(failures);
@@ -49,7 +60,11 @@ export function startOutboxRelay(options: RelayOptions): RunningRelay {
       } catch (err) {
         failures++;
         delay = backoffDelayMs(failures);
-        logger.warn({ err, delayMs: delay }, "outbox relay pass failed");
+        if (err instanceof RelayPassStalled) {
+          logger.error({ passTimeoutMs, delayMs: delay }, "outbox relay pass stalled; abandoned");
+        } else {
+          logger.warn({ err, delayMs: delay }, "outbox relay pass failed");
+        }
       }
       if (!stopped) await sleep(delay);
     }
@@ -57,8 +72,29 @@ export function startOutboxRelay(options: RelayOptions): RunningRelay {
   return {
     async stop() {
       stopped = true;
+      stopping?.();
       wake?.();
       await loop;
     },
   };
+}
+
+class RelayPassStalled extends Error {}
+
+/**
+ * La pasada, o un error si no termina en `ms` (red muda con Postgres o NATS). Tras pedir parar se
+ * le da como mucho STOP_WAIT_MS: el apagado tiene su plazo y lo no publicado sigue en el outbox.
+ */
+async function withinPassTimeout<T>(pass: Promise<T>, ms: number, stop: Promise<void>) {
+  pass.catch(() => {});
+  const timers: ReturnType<typeof setTimeout>[] = [];
+  const after = (delay: number) =>
+    new Promise<never>((_resolve, reject) => {
+      timers.push(setTimeout(() => reject(new RelayPassStalled()), delay));
+    });
+  try {
+    return await Promise.race([pass, after(ms), stop.then(() => after(STOP_WAIT_MS))]);
+  } finally {
+    for (const t of timers) clearTimeout(t);
+  }
 }

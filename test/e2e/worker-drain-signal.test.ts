@@ -1,6 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { rmSync } from "node:fs";
-import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { createInterface } from "node:readline";
 import getPort from "get-port";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -12,35 +11,8 @@ import {
   SHUTDOWN_SLACK_MS,
 } from "../../workers/runtime/consumer";
 import { createPostgresTestDatabase, type TestDatabase } from "../support/databases";
-import { startNatsForTest } from "../support/stack";
-
-// Proxy TCP que retrasa cada trozo en ambos sentidos: con él el arranque de los workers
-// (conexión, streams, consumers) tarda segundos y un SIGTERM llega a mitad del arranque.
-async function startDelayProxy(
-  target: URL,
-  delayMs: number,
-): Promise<{ url: string; server: Server }> {
-  const sockets = new Set<Socket>();
-  const server = createServer((client) => {
-    const upstream = tcpConnect(Number(target.port), target.hostname);
-    sockets.add(client).add(upstream);
-    // Los temporizadores del mismo plazo se disparan en orden: el flujo no se desordena.
-    const pipeDelayed = (from: Socket, to: Socket) => {
-      from.on("data", (chunk) => setTimeout(() => to.writable && to.write(chunk), delayMs));
-      from.on("close", () => setTimeout(() => to.destroy(), delayMs));
-      from.on("error", () => to.destroy());
-    };
-    pipeDelayed(client, upstream);
-    pipeDelayed(upstream, client);
-  });
-  server.on("close", () => {
-    for (const s of sockets) s.destroy();
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  if (!address || typeof address === "string") throw new Error("proxy has no port");
-  return { url: `nats://127.0.0.1:${address.port}`, server };
-}
+import { startNatsForTest, waitFor } from "../support/stack";
+import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy";
 
 interface LogLine {
   msg: string;
@@ -54,18 +26,20 @@ interface LogLine {
 describe("workers process: SIGTERM while starting", () => {
   let db: TestDatabase;
   let nats: LocalNats & { dir: string };
-  let proxy: { url: string; server: Server };
+  let proxy: TcpProxy;
   let child: ChildProcess | undefined;
 
   beforeAll(async () => {
     db = await createPostgresTestDatabase();
     nats = await startNatsForTest();
-    proxy = await startDelayProxy(new URL(nats.url), 60);
+    // Cada trozo hacia y desde el broker tarda 60 ms: el arranque (conexión, streams, consumers)
+    // dura segundos y el SIGTERM llega a mitad.
+    proxy = await startTcpProxy(Number(new URL(nats.url).port), { delayMs: 60 });
   });
 
   afterAll(async () => {
     child?.kill("SIGKILL");
-    proxy?.server.close();
+    await proxy?.close();
     await nats?.stop();
     if (nats) rmSync(nats.dir, { recursive: true, force: true });
     await db?.drop();
@@ -77,7 +51,7 @@ describe("workers process: SIGTERM while starting", () => {
       env: {
         ...process.env,
         DATABASE_URL: db.url,
-        NATS_URL: proxy.url,
+        NATS_URL: `nats://127.0.0.1:${proxy.port}`,
         LOG_LEVEL: "info",
         // Mayor que lo que queda del plazo: manda el plazo contado desde la señal.
         WORKER_DRAIN_TIMEOUT_MS: String(SHUTDOWN_DEADLINE_MS),
@@ -103,12 +77,18 @@ describe("workers process: SIGTERM while starting", () => {
           }
           check();
         });
-        void exit.then(() => reject(new Error(`workers exited before logging "${msg}"`)));
+        void exit.then(() =>
+          reject(
+            new Error(`workers exited before logging "${msg}": ${JSON.stringify(lines.slice(-3))}`),
+          ),
+        );
       });
 
-    // La conexión al broker ya pasa por el proxy lento: se señala en pleno arranque.
+    // En cuanto conecta con el broker (por el proxy lento) ya atiende señales y sigue arrancando.
     const connecting = waitForLine("workers drain deadline set");
-    await new Promise((r) => setTimeout(r, 1_000));
+    await waitFor(async () => (proxy.connections() > 0 ? true : undefined), {
+      timeoutMs: 60_000,
+    });
     child.kill("SIGTERM");
     const deadlineSet = await connecting;
     const draining = seen("workers draining");
