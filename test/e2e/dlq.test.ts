@@ -1,33 +1,39 @@
 import { jetstreamManager } from "@nats-io/jetstream";
 import { and, eq, sql } from "drizzle-orm";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { headers, streams } from "../../contracts/streams";
 import { outboxEvents, tenantInstances } from "../../db/schema";
 import { seedDemo } from "../../db/seed";
+import { rowsOf } from "../../db/types";
 import { taskSchema } from "../../functions/routes/provisioning/schema";
-import type { SharedTenantRegistry } from "../../workers/provisioning/shared-registry";
+import {
+  createPostgresRegistry,
+  type SharedTenantRegistry,
+  sharedDatabaseName,
+} from "../../workers/provisioning/shared-registry";
 import { PROVISIONING_WORKER } from "../../workers/provisioning/worker";
 import { demoProvisionBody } from "../support/demo";
 import { call } from "../support/http";
 import { startTestStack, type TestStack, waitFor } from "../support/stack";
 
-// Registro compartido que siempre falla: inyección de fallos en el paso externo, no un mock del flujo.
-function alwaysFailingRegistry(calls: number[], state: { healthy: boolean }): SharedTenantRegistry {
+// El registro real (base compartida de Postgres) con un fallo inyectado mientras `healthy` es
+// false: al arreglarse, el replay registra de verdad y la prueba lo ve en la base compartida.
+function faultyRegistry(
+  real: () => SharedTenantRegistry,
+  calls: number[],
+  state: { healthy: boolean },
+): SharedTenantRegistry {
   return {
-    async register() {
+    async register(productCode, tenant) {
       calls.push(performance.now());
       if (!state.healthy) throw new Error("shared database unreachable (injected)");
+      await real().register(productCode, tenant);
     },
-    async isRegistered() {
-      return false;
-    },
-    async deactivate() {
-      return 0;
-    },
-    async dropTenant() {
-      return { rowsDeleted: 0 };
-    },
-    async close() {},
+    isRegistered: (productCode, id) => real().isRegistered(productCode, id),
+    deactivate: (productCode, ids) => real().deactivate(productCode, ids),
+    dropTenant: (productCode, id) => real().dropTenant(productCode, id),
+    close: () => real().close(),
   };
 }
 
@@ -35,6 +41,37 @@ describe("retries and dead-lettering", () => {
   let stack: TestStack;
   const calls: number[] = [];
   const state = { healthy: false };
+  // La URL de la base se conoce al arrancar el stack; el registro no se usa antes.
+  let registry: SharedTenantRegistry | undefined;
+  const realRegistry = () => {
+    if (!stack.db.url) throw new Error("postgres url missing");
+    registry ??= createPostgresRegistry(stack.db.url);
+    return registry;
+  };
+
+  /** Filas del tenant en la base compartida de Vet ([] si la base aún no existe). */
+  const sharedTenantRows = async (tenantInstanceId: string) => {
+    const name = sharedDatabaseName(stack.db.handle.databaseName, "FARUTECH_VET");
+    const [exists] = rowsOf<{ n: number }>(
+      await stack.db.handle.db.execute(
+        sql`select count(*)::int as n from pg_database where datname = ${name}`,
+      ),
+    );
+    if (!exists?.n) return [];
+    const url = new URL(stack.db.url ?? "");
+    url.pathname = `/${name}`;
+    const client = new pg.Client({ connectionString: url.toString() });
+    await client.connect();
+    try {
+      const { rows } = await client.query(
+        "select tenant_id, tenant_code, customer_id from farutech_tenants where tenant_id = $1",
+        [tenantInstanceId],
+      );
+      return rows;
+    } finally {
+      await client.end();
+    }
+  };
 
   /** Motivos de los entitlements.changed de la instancia, en orden. */
   const entitlementReasons = async (tenantInstanceId: string) =>
@@ -54,7 +91,7 @@ describe("retries and dead-lettering", () => {
   beforeAll(async () => {
     stack = await startTestStack({
       database: "postgres",
-      registry: alwaysFailingRegistry(calls, state),
+      registry: faultyRegistry(realRegistry, calls, state),
     });
     await seedDemo(stack.db.handle.db);
   });
@@ -139,6 +176,8 @@ describe("retries and dead-lettering", () => {
     expect(listed.body.items).toHaveLength(1);
     const entry = listed.body.items[0];
     expect(entry).toMatchObject({ deliveries: 5, correlationId: "dlq-correlation-1" });
+    // Con el fallo puesto nada llegó a la base compartida: lo que haya después es del replay.
+    expect(await sharedTenantRows(res.body.tenantInstanceId)).toEqual([]);
     state.healthy = true;
     const replayed = await call<{ replayCount: number }>(
       `${stack.adminUrl}/api/dlq/${entry?.id}/replay`,
@@ -168,6 +207,18 @@ describe("retries and dead-lettering", () => {
       .from(tenantInstances)
       .where(eq(tenantInstances.id, res.body.tenantInstanceId));
     expect(active?.status).toBe("active");
+    // El replay registró el tenant de verdad: su fila está en la base compartida.
+    const [instance] = await stack.db.handle.db
+      .select({ tenantCode: tenantInstances.tenantCode, customerId: tenantInstances.customerId })
+      .from(tenantInstances)
+      .where(eq(tenantInstances.id, res.body.tenantInstanceId));
+    expect(await sharedTenantRows(res.body.tenantInstanceId)).toEqual([
+      {
+        tenant_id: res.body.tenantInstanceId,
+        tenant_code: instance?.tenantCode,
+        customer_id: instance?.customerId,
+      },
+    ]);
     const pending = await call<{ items: unknown[] }>(`${stack.adminUrl}/api/dlq?replayed=false`, {
       token,
     });
