@@ -1,17 +1,24 @@
 import { rmSync } from "node:fs";
 import { eq, inArray } from "drizzle-orm";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { EventEnvelope } from "../contracts/events";
 import { type Bus, connectBus, ensureStreams } from "../core/bus";
 import { newId } from "../core/ids";
 import { silentLogger } from "../core/logger";
 import type { LocalNats } from "../infra/nats/local-server";
-import { createPgliteTestDatabase, type TestDatabase } from "../test/support/databases";
+import {
+  createPgliteTestDatabase,
+  createPostgresTestDatabase,
+  type TestDatabase,
+} from "../test/support/databases";
 import { startNatsForTest } from "../test/support/stack";
 import {
   INLINE_PUBLISH_LIMIT,
   outboxInsert,
   PARK_AFTER_ATTEMPTS,
   publishQueued,
+  RELAY_LOCK_ID,
   relayOnce,
 } from "./outbox";
 import { outboxEvents } from "./schema";
@@ -166,5 +173,115 @@ describe("outbox relay pass", () => {
       lastError: null,
     });
     expect((await jsm.streams.info("LIMBO")).state.messages).toBe(1);
+  });
+});
+
+// Issue 4: un solo relay publica a la vez. Postgres real (PGlite tiene una sola conexión, ahí no
+// hay dos sesiones que compitan) y un bus falso: lo que se mide es quién publica, no NATS.
+describe("outbox relay lock on Postgres", () => {
+  let db: TestDatabase;
+
+  beforeAll(async () => {
+    db = await createPostgresTestDatabase();
+  });
+  afterAll(async () => db?.drop());
+
+  /** Bus conectado que entrega cada publicación a `publish` (sin broker). */
+  const fakeBus = (publish: (event: EventEnvelope) => Promise<void>): Bus =>
+    ({
+      isConnected: () => true,
+      async publishEvent(_subject: string, event: EventEnvelope) {
+        await publish(event);
+        return { seq: 1, duplicate: false };
+      },
+    }) as unknown as Bus;
+
+  /** Eventos pendientes ya fuera del periodo de gracia, en orden de `seq`. */
+  async function pendingEvents(count: number): Promise<string[]> {
+    const rows = Array.from({ length: count }, () => {
+      const id = newId();
+      return {
+        id,
+        subject: "billing.tasks.cycle",
+        type: "test.relay_lock",
+        payload: { id, type: "test.relay_lock", occurredAt: new Date().toISOString(), data: {} },
+        createdAt: new Date(Date.now() - 60_000),
+      };
+    });
+    await db.handle.db.insert(outboxEvents).values(rows);
+    return rows.map((r) => r.id);
+  }
+
+  it("a second relay pass publishes nothing while another pass holds the lock, and publishes once it ends", async () => {
+    const [firstId, secondId] = await pendingEvents(2);
+    // La primera pasada se detiene dentro de publishEvent: ya tiene el lock y su transacción
+    // sigue abierta (el evento aún figura sin publicar para las demás sesiones).
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let entered = () => {};
+    const inPublish = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    const heldPublished: string[] = [];
+    const held = relayOnce(
+      db.handle.db,
+      fakeBus(async (event) => {
+        entered();
+        await gate;
+        heldPublished.push(event.id);
+      }),
+      silentLogger,
+      { graceMs: 0, batchSize: 1 },
+    );
+    const otherPublished: string[] = [];
+    const otherBus = fakeBus(async (event) => {
+      otherPublished.push(event.id);
+    });
+    try {
+      await inPublish;
+      // Otra conexión del pool, mientras la primera pasada sigue abierta.
+      const during = await relayOnce(db.handle.db, otherBus, silentLogger, { graceMs: 0 });
+      expect(during).toMatchObject({ locked: false, published: 0 });
+      expect(otherPublished).toEqual([]);
+    } finally {
+      // Siempre se suelta: si no, la pasada retenida deja una conexión ocupada para siempre.
+      release();
+    }
+    expect(await held).toMatchObject({ locked: true, published: 1, failed: false });
+    expect(heldPublished).toEqual([firstId]);
+    // Terminada la primera, la siguiente pasada toma el lock y publica lo que quedaba.
+    const after = await relayOnce(db.handle.db, otherBus, silentLogger, { graceMs: 0 });
+    expect(after).toMatchObject({ locked: true, published: 1, failed: false });
+    expect(otherPublished).toEqual([secondId]);
+  });
+
+  it("skips the pass while another session (a relay in another process) holds the lock", async () => {
+    const [id] = await pendingEvents(1);
+    const published: string[] = [];
+    const bus = fakeBus(async (event) => {
+      published.push(event.id);
+    });
+    const other = new pg.Client({ connectionString: db.url });
+    await other.connect();
+    try {
+      await other.query("begin");
+      await other.query("select pg_advisory_xact_lock($1)", [RELAY_LOCK_ID]);
+      expect(await relayOnce(db.handle.db, bus, silentLogger, { graceMs: 0 })).toMatchObject({
+        locked: false,
+        published: 0,
+      });
+      expect(published).toEqual([]);
+      // El lock es de transacción: al confirmar la otra sesión queda libre.
+      await other.query("commit");
+    } finally {
+      await other.end();
+    }
+    expect(await relayOnce(db.handle.db, bus, silentLogger, { graceMs: 0 })).toMatchObject({
+      locked: true,
+      published: 1,
+    });
+    expect(published).toEqual([id]);
   });
 });

@@ -1,5 +1,5 @@
 import { eq } from "drizzle-orm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { randomToken } from "../../core/ids";
 import { silentLogger } from "../../core/logger";
 import { hashSecret } from "../../core/secret-hash";
@@ -8,6 +8,47 @@ import { createApiClient } from "../../test/support/clients";
 import { createPgliteTestDatabase, type TestDatabase } from "../../test/support/databases";
 import { authenticateClient, clientAuthSource, UNKNOWN_SOURCE } from "./client-auth";
 import { OAuthFailure } from "./errors";
+
+// Compuerta en verifySecret (solo en esta prueba): retiene la comprobación contra un hash dado
+// hasta que la prueba la suelta. Sin ella, el PBKDF2 suele terminar antes que el UPDATE y la
+// carrera no se ejercita.
+const verifyGate = vi.hoisted(() => ({
+  heldHash: undefined as string | undefined,
+  onEnter: () => {},
+  released: Promise.resolve(),
+}));
+vi.mock("../../core/secret-hash", async (importOriginal) => {
+  const real = await importOriginal<typeof import("../../core/secret-hash")>();
+  return {
+    ...real,
+    async verifySecret(secret: string, stored: string): Promise<boolean> {
+      if (verifyGate.heldHash !== undefined && stored === verifyGate.heldHash) {
+        verifyGate.onEnter();
+        await verifyGate.released;
+      }
+      return real.verifySecret(secret, stored);
+    },
+  };
+});
+
+/** Retiene las comprobaciones contra `hash`; `entered` se cumple cuando la primera llega. */
+function holdVerificationsAgainst(hash: string) {
+  let release = () => {};
+  verifyGate.released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const entered = new Promise<void>((resolve) => {
+    verifyGate.onEnter = resolve;
+  });
+  verifyGate.heldHash = hash;
+  return {
+    entered,
+    release() {
+      verifyGate.heldHash = undefined;
+      release();
+    },
+  };
+}
 
 describe("clientAuthSource", () => {
   it("keys IPv4 by address and IPv6 by its /64", () => {
@@ -37,8 +78,8 @@ describe("clientAuthSource", () => {
 });
 
 // El recuerdo de secretos verificados no sobrevive a un cambio de secreto, ni siquiera si el
-// cambio llega mientras otro intento con el secreto viejo está comprobándose (PGlite: la lectura
-// del hash nuevo entra mientras el PBKDF2 del viejo sigue en el pool de hilos).
+// cambio llega mientras otro intento con el secreto viejo está comprobándose: la compuerta de
+// verifySecret (arriba) retiene esa comprobación hasta que el cambio está confirmado.
 describe("authenticateClient after the client's secret changes", () => {
   let db: TestDatabase;
   beforeAll(async () => {
@@ -63,17 +104,48 @@ describe("authenticateClient after the client's secret changes", () => {
       kind: "admin",
       roles: ["platform_admin"],
     });
-    const during = outcome(client, "198.51.100.1");
-    await new Promise((r) => setTimeout(r, 5));
-    const fresh = randomToken(24);
-    await db.handle.db
-      .update(apiClients)
-      .set({ secretHash: await hashSecret(fresh) })
+    const [row] = await db.handle.db
+      .select({ secretHash: apiClients.secretHash })
+      .from(apiClients)
       .where(eq(apiClients.clientId, client.id));
-    const joined = outcome(client, "198.51.100.2");
-    await during;
-    expect(await joined).toBe(401);
-    expect(await outcome(client, "198.51.100.3")).toBe(401);
-    expect(await outcome({ id: client.id, secret: fresh }, "198.51.100.4")).toBe(200);
+    const gate = holdVerificationsAgainst(row?.secretHash ?? "");
+    let duringSettled = false;
+    const during = outcome(client, "198.51.100.1").finally(() => {
+      duringSettled = true;
+    });
+    try {
+      // La primera comprobación ya está en curso (compartible) contra el hash viejo.
+      await gate.entered;
+      const fresh = randomToken(24);
+      await db.handle.db
+        .update(apiClients)
+        .set({ secretHash: await hashSecret(fresh) })
+        .where(eq(apiClients.clientId, client.id));
+      expect(duringSettled, "the first check must still be in flight after the update").toBe(false);
+      // Una petición nueva con el secreto viejo se compara con el hash nuevo: no se suma a la
+      // comprobación retenida (si se sumara, esperaría a la compuerta y acabaría en 200).
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const joined = await Promise.race([
+        outcome(client, "198.51.100.2"),
+        new Promise<string>((resolve) => {
+          timer = setTimeout(
+            () => resolve("still waiting on the check held before the change"),
+            10_000,
+          );
+        }),
+      ]);
+      clearTimeout(timer);
+      expect(joined).toBe(401);
+      expect(duringSettled, "the race window was open: the first check is still held").toBe(false);
+      gate.release();
+      // La primera leyó el cliente antes del cambio, cuando su secreto era válido.
+      expect(await during).toBe(200);
+      // Y no deja el secreto viejo recordado como válido para el hash nuevo.
+      expect(await outcome(client, "198.51.100.3")).toBe(401);
+      expect(await outcome({ id: client.id, secret: fresh }, "198.51.100.4")).toBe(200);
+    } finally {
+      gate.release();
+      await during;
+    }
   });
 });
