@@ -363,6 +363,11 @@ async function deadLetter<T>(
     deliveries: info.deliveries,
   });
   signal.throwIfAborted();
+  // Ya está en la DLQ: si JetStream lo entrega otra vez (un consumer recreado relee el stream),
+  // no se ejecuta de nuevo. Su reproceso lleva otro id de evento.
+  if (info.envelope && !def.alreadyProcessed)
+    await options.processed?.mark(def.name, info.envelope.id);
+  signal.throwIfAborted();
   const handled = await def.onDeadLetter?.(info, data, signal);
   // Un hook que cortó su espera al abortarse no hizo su parte: ni aviso genérico ni métrica.
   signal.throwIfAborted();
