@@ -69,15 +69,12 @@ export function mapDatabaseError(err: unknown): AppError | undefined {
   if (!pg) return undefined;
   const constraint = pg.constraint ? ` (${pg.constraint})` : "";
   switch (pg.code) {
+    // Sin el nombre de la restricción (es del esquema, no del contrato): cada servicio atrapa las
+    // suyas y nombra el campo; esto es solo la red para una que se le escape.
     case "23505":
-      return new AppError(
-        "conflict",
-        `A resource with the same unique key already exists${constraint}`,
-        {
-          cause: err,
-          extra: pg.constraint ? { constraint: pg.constraint } : undefined,
-        },
-      );
+      return new AppError("conflict", "A resource with the same unique key already exists", {
+        cause: err,
+      });
     case "23503":
       // Trigger de tenant_instances: el cliente se borró mientras se creaba la instancia.
       if (pg.constraint === "tenant_instances_live_customer") {
@@ -104,6 +101,9 @@ export function mapDatabaseError(err: unknown): AppError | undefined {
     case "22003":
     case "22007":
     case "22008":
+    // Fecha fuera de rango: un año de cinco cifras ("+010000-…") llega como desplazamiento de zona.
+    // Los esquemas ya acotan los años; esto evita un 500 si alguno se escapa.
+    case "22009":
       return new AppError("bad_request", "A value has an invalid format", { cause: err });
     // NUL (\u0000) u otros caracteres que Postgres no puede guardar en text/jsonb.
     case "22021":

@@ -47,6 +47,11 @@ function buildApp(): Hono {
     const pgErr = { code: "23505", constraint: "x_uq" };
     throw new Error("q", { cause: pgErr });
   });
+  app.get("/pg-datetime-overflow", () => {
+    // Lo que Postgres responde a "+010000-01-01T…": un año de cinco cifras.
+    const pgErr = { code: "22009", message: 'time zone displacement out of range: "+010000"' };
+    throw new Error("q", { cause: pgErr });
+  });
   app.get("/pg-fk", () => {
     const pgErr = { code: "23503", constraint: "x_fk" };
     throw new Error("q", { cause: pgErr });
@@ -144,14 +149,24 @@ describe("problemErrorHandler", () => {
   });
 
   it("violación de unicidad de Postgres (23505) en cause -> 409 conflict", async () => {
-    const { res, body } = await call("/pg-unique");
+    const { res, body, text } = await call("/pg-unique");
     expect(res.status).toBe(409);
     expect(res.headers.get("content-type")).toBe("application/problem+json");
     expect(body.code).toBe("conflict");
     expect(body.title).toBe("Conflict");
     expect(body.status).toBe(409);
-    expect(body.detail).toBe("A resource with the same unique key already exists (x_uq)");
-    expect(body.constraint).toBe("x_uq");
+    expect(body.detail).toBe("A resource with the same unique key already exists");
+    // El nombre de la restricción es un detalle del esquema: no sale al cliente.
+    expect(body.constraint).toBeUndefined();
+    expect(text).not.toContain("x_uq");
+  });
+
+  it("maps a Postgres date-time out of range (22009) to 400 bad_request, never 500", async () => {
+    const { res, body, text } = await call("/pg-datetime-overflow");
+    expect(res.status).toBe(400);
+    expect(res.headers.get("content-type")).toBe("application/problem+json");
+    expect(body.code).toBe("bad_request");
+    expect(text).not.toContain("+010000");
   });
 
   it("violación de clave foránea (23503) -> 422 unprocessable", async () => {

@@ -1,6 +1,6 @@
 import { eq, sql } from "drizzle-orm";
 import { AppError } from "../../core/errors";
-import { pgErrorCode } from "../../core/http/db-errors";
+import { pgConstraint, pgErrorCode } from "../../core/http/db-errors";
 import { newId } from "../../core/ids";
 import { features, modules, productLimits, products, webhookEndpoints } from "../../db/schema";
 import type { Executor } from "../../db/types";
@@ -23,41 +23,63 @@ export async function loadProduct(db: Executor, id: string) {
   return { product, limits };
 }
 
-export async function createProduct(ctx: ServiceContext, input: ProductInput) {
-  return mutate(ctx, async (tx) => {
-    const [product] = await tx
-      .insert(products)
-      .values({
-        id: newId(),
-        code: input.code,
-        name: input.name,
-        description: input.description,
-        version: input.version,
-      })
-      .returning();
-    if (!product) throw new Error("product insert returned nothing");
-    // max_users existe siempre: es el MaxUsers de cada plan.
-    const limits = [
-      { name: "max_users", description: "Usuarios máximos" },
-      ...input.limits.filter((l) => l.name !== "max_users"),
-    ];
-    const limitRows = await tx
-      .insert(productLimits)
-      .values(limits.map((l) => ({ productId: product.id, ...l })))
-      .returning();
-    return {
-      result: { product, limits: limitRows },
-      audit: [
-        {
-          action: "product.created",
-          entityType: "product",
-          entityId: product.id,
-          after: { ...product, limits },
-        },
-      ],
-      events: [domainEvent("product", "created", { productId: product.id, code: product.code })],
-    };
+function duplicateCode(code: string, cause?: unknown): AppError {
+  return new AppError("conflict", `A product with code ${code} already exists`, {
+    cause,
+    fields: [{ path: "body.code", message: "Already used by another product" }],
   });
+}
+
+function duplicateLimit(name: string, cause?: unknown): AppError {
+  return new AppError("conflict", `The product already has a limit named ${name}`, {
+    cause,
+    fields: [{ path: "body.name", message: "Already defined for this product" }],
+  });
+}
+
+export async function createProduct(ctx: ServiceContext, input: ProductInput) {
+  try {
+    return await mutate(ctx, async (tx) => {
+      const [product] = await tx
+        .insert(products)
+        .values({
+          id: newId(),
+          code: input.code,
+          name: input.name,
+          description: input.description,
+          version: input.version,
+        })
+        .returning();
+      if (!product) throw new Error("product insert returned nothing");
+      // max_users existe siempre: es el MaxUsers de cada plan.
+      const limits = [
+        { name: "max_users", description: "Usuarios máximos" },
+        ...input.limits.filter((l) => l.name !== "max_users"),
+      ];
+      const limitRows = await tx
+        .insert(productLimits)
+        .values(limits.map((l) => ({ productId: product.id, ...l })))
+        .returning();
+      return {
+        result: { product, limits: limitRows },
+        audit: [
+          {
+            action: "product.created",
+            entityType: "product",
+            entityId: product.id,
+            after: { ...product, limits },
+          },
+        ],
+        events: [domainEvent("product", "created", { productId: product.id, code: product.code })],
+      };
+    });
+  } catch (err) {
+    // La restricción única decide (también entre dos altas simultáneas): 409 que nombra el campo.
+    if (pgErrorCode(err) === "23505" && pgConstraint(err) === "products_code_unique") {
+      throw duplicateCode(input.code, err);
+    }
+    throw err;
+  }
 }
 
 export async function updateProduct(
@@ -176,25 +198,38 @@ export async function addProductLimit(
   productId: string,
   limit: { name: string; description: string },
 ) {
-  return mutate(ctx, async (tx) => {
-    // Los límites son parte del producto que devuelve el GET: su versión (ETag) cambia con ellos.
-    const [product] = await tx
-      .update(products)
-      .set({ rowVersion: sql`${products.rowVersion} + 1`, updatedAt: sql`now()` })
-      .where(eq(products.id, productId))
-      .returning();
-    if (!product) throw notFound("Product", productId);
-    const existing = await loadProduct(tx, productId);
-    const [row] = await tx
-      .insert(productLimits)
-      .values({ productId, ...limit })
-      .returning();
-    return {
-      result: { product, limits: [...(existing?.limits ?? []), ...(row ? [row] : [])] },
-      audit: [
-        { action: "product.limit_added", entityType: "product", entityId: productId, after: limit },
-      ],
-      events: [domainEvent("product", "limit_added", { productId, limit: limit.name })],
-    };
-  });
+  try {
+    return await mutate(ctx, async (tx) => {
+      // Los límites son parte del producto que devuelve el GET: su versión (ETag) cambia con ellos.
+      const [product] = await tx
+        .update(products)
+        .set({ rowVersion: sql`${products.rowVersion} + 1`, updatedAt: sql`now()` })
+        .where(eq(products.id, productId))
+        .returning();
+      if (!product) throw notFound("Product", productId);
+      const existing = await loadProduct(tx, productId);
+      const [row] = await tx
+        .insert(productLimits)
+        .values({ productId, ...limit })
+        .returning();
+      return {
+        result: { product, limits: [...(existing?.limits ?? []), ...(row ? [row] : [])] },
+        audit: [
+          {
+            action: "product.limit_added",
+            entityType: "product",
+            entityId: productId,
+            after: limit,
+          },
+        ],
+        events: [domainEvent("product", "limit_added", { productId, limit: limit.name })],
+      };
+    });
+  } catch (err) {
+    // Nombre ya usado en el producto (max_users siempre lo está): la clave primaria decide.
+    if (pgErrorCode(err) === "23505" && pgConstraint(err) === "product_limits_product_id_name_pk") {
+      throw duplicateLimit(limit.name, err);
+    }
+    throw err;
+  }
 }

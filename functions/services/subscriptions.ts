@@ -4,6 +4,7 @@ import { pgConstraint, pgErrorCode } from "../../core/http/db-errors";
 import { newId } from "../../core/ids";
 import { customers, plans, subscriptions, tenantInstances } from "../../db/schema";
 import type { Executor } from "../../db/types";
+import { INSTANT_RANGE_MESSAGE, instantInRange } from "../routes/instant";
 import type {
   CreateSubscriptionInput,
   SubscriptionRow,
@@ -66,8 +67,19 @@ function assertPeriod(startsAt: Date, expiresAt: Date | null): void {
   }
 }
 
-const toDate = (value: string | null | undefined) =>
-  value === undefined ? undefined : value === null ? null : new Date(value);
+/**
+ * El esquema ya acota los años (functions/routes/instant.ts); se repite aquí porque un año fuera
+ * de 1970-9999 en UTC no vuelve igual de Postgres (o lo rechaza con un 500): 400 que nombra el campo.
+ */
+function toDate(value: string | null | undefined, field: "startsAt" | "expiresAt") {
+  if (value === undefined || value === null) return value;
+  if (!instantInRange(value)) {
+    throw new AppError("validation_failed", `${field} is out of range`, {
+      fields: [{ path: `body.${field}`, message: INSTANT_RANGE_MESSAGE }],
+    });
+  }
+  return new Date(value);
+}
 
 export async function createSubscription(
   ctx: ServiceContext,
@@ -115,8 +127,8 @@ export async function createSubscription(
         .from(subscriptions)
         .where(eq(subscriptions.tenantInstanceId, instance.id));
       if (existing) throw alreadySubscribed(instance.id, existing.id);
-      const startsAt = toDate(input.startsAt) ?? new Date();
-      const expiresAt = toDate(input.expiresAt) ?? null;
+      const startsAt = toDate(input.startsAt, "startsAt") ?? new Date();
+      const expiresAt = toDate(input.expiresAt, "expiresAt") ?? null;
       assertPeriod(startsAt, expiresAt);
       const [row] = await tx
         .insert(subscriptions)
@@ -198,8 +210,9 @@ export async function updateSubscription(
       input.planId === undefined
         ? { id: current.planId, code: before.planCode }
         : await planOfProduct(tx, input.planId, current.productId);
-    const startsAt = toDate(input.startsAt) ?? current.startsAt;
-    const expiresAt = input.expiresAt === undefined ? current.expiresAt : toDate(input.expiresAt);
+    const startsAt = toDate(input.startsAt, "startsAt") ?? current.startsAt;
+    const expiresAt =
+      input.expiresAt === undefined ? current.expiresAt : toDate(input.expiresAt, "expiresAt");
     assertPeriod(startsAt, expiresAt ?? null);
     const [row] = await tx
       .update(subscriptions)

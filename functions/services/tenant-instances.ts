@@ -1,5 +1,6 @@
 import { and, eq, inArray, type SQL, sql } from "drizzle-orm";
 import { AppError } from "../../core/errors";
+import { pgConstraint, pgErrorCode } from "../../core/http/db-errors";
 import {
   customers,
   plans,
@@ -164,54 +165,70 @@ export async function taskInFlight(
   return task;
 }
 
+/** Sin el valor en el detalle: el subdominio puede derivar del nombre legal y el detalle va al log. */
+function subdomainTaken(cause: unknown): AppError {
+  return new AppError("conflict", "Another live tenant instance already uses this subdomain", {
+    cause,
+    fields: [{ path: "body.subdomainUrl", message: "Already used by another live instance" }],
+  });
+}
+
 export async function updateTenantInstance(
   ctx: ServiceContext,
   id: string,
   input: { environment?: string | undefined; subdomainUrl?: string | undefined },
   ifMatch: IfMatch,
 ) {
-  return mutate(ctx, async (tx) => {
-    const before = await lockInstance(tx, id);
-    if (!before) throw notFound("Tenant instance", id);
-    await assertInstanceIfMatch(tx, before, ifMatch);
-    if (before.status === "decommissioned") throw statusConflict(before, "modified");
-    const changes = {
-      ...(input.environment !== undefined ? { environment: input.environment } : {}),
-      ...(input.subdomainUrl !== undefined ? { subdomainUrl: input.subdomainUrl } : {}),
-    };
-    const [after] = await tx
-      .update(tenantInstances)
-      .set({
-        ...changes,
-        rowVersion: sql`${tenantInstances.rowVersion} + 1`,
-        updatedAt: sql`now()`,
-      })
-      .where(eq(tenantInstances.id, id))
-      .returning();
-    if (!after) throw notFound("Tenant instance", id);
-    const loaded = await loadInstanceView(tx, eq(tenantInstances.id, id));
-    if (!loaded) throw notFound("Tenant instance", id);
-    return {
-      result: loaded,
-      audit: [
-        {
-          action: "tenant_instance.updated",
-          entityType: "tenant_instance",
-          entityId: id,
-          before: { environment: before.environment, subdomainUrl: before.subdomainUrl },
-          after: { environment: after.environment, subdomainUrl: after.subdomainUrl },
-        },
-      ],
-      // Qué cambió, no sus valores: el subdominio puede derivar del nombre legal y lo publicado
-      // queda en JetStream, fuera del alcance del borrado GDPR.
-      events: [
-        domainEvent("tenant_instance", "updated", {
-          tenantInstanceId: id,
-          changed: Object.keys(changes),
-        }),
-      ],
-    };
-  });
+  try {
+    return await mutate(ctx, async (tx) => {
+      const before = await lockInstance(tx, id);
+      if (!before) throw notFound("Tenant instance", id);
+      await assertInstanceIfMatch(tx, before, ifMatch);
+      if (before.status === "decommissioned") throw statusConflict(before, "modified");
+      const changes = {
+        ...(input.environment !== undefined ? { environment: input.environment } : {}),
+        ...(input.subdomainUrl !== undefined ? { subdomainUrl: input.subdomainUrl } : {}),
+      };
+      const [after] = await tx
+        .update(tenantInstances)
+        .set({
+          ...changes,
+          rowVersion: sql`${tenantInstances.rowVersion} + 1`,
+          updatedAt: sql`now()`,
+        })
+        .where(eq(tenantInstances.id, id))
+        .returning();
+      if (!after) throw notFound("Tenant instance", id);
+      const loaded = await loadInstanceView(tx, eq(tenantInstances.id, id));
+      if (!loaded) throw notFound("Tenant instance", id);
+      return {
+        result: loaded,
+        audit: [
+          {
+            action: "tenant_instance.updated",
+            entityType: "tenant_instance",
+            entityId: id,
+            before: { environment: before.environment, subdomainUrl: before.subdomainUrl },
+            after: { environment: after.environment, subdomainUrl: after.subdomainUrl },
+          },
+        ],
+        // Qué cambió, no sus valores: el subdominio puede derivar del nombre legal y lo publicado
+        // queda en JetStream, fuera del alcance del borrado GDPR.
+        events: [
+          domainEvent("tenant_instance", "updated", {
+            tenantInstanceId: id,
+            changed: Object.keys(changes),
+          }),
+        ],
+      };
+    });
+  } catch (err) {
+    // Otra instancia viva ya tiene ese subdominio (el índice único decide, también en carrera).
+    if (pgErrorCode(err) === "23505" && pgConstraint(err) === "tenant_instances_subdomain_uq") {
+      throw subdomainTaken(err);
+    }
+    throw err;
+  }
 }
 
 const transitions = {

@@ -172,6 +172,28 @@ describe.each(["postgres", "pglite"] as const)("audit log on %s", (kind) => {
         "query.from",
       );
     });
+    it("rejects from and to outside years 1970-9999 in UTC with 400 naming the field, never a 500", async () => {
+      for (const [field, value] of [
+        ["from", "9999-12-31T23:59:59-14:00"],
+        ["to", "9999-12-31T23:59:59-14:00"],
+        ["from", "9999-12-31T23:59:59-00:01"],
+        ["to", "0000-01-01T00:00:00Z"],
+        ["from", "0049-06-01T00:00:00Z"],
+      ] as const) {
+        const res = await audit(`?${field}=${encodeURIComponent(value)}`);
+        expectProblem(res, 400, "validation_failed");
+        expect(
+          (res.body as unknown as { errors: { path: string }[] }).errors.map((e) => e.path),
+          value,
+        ).toEqual([`query.${field}`]);
+      }
+      // Los bordes valen: nada queda fuera de [1970, 10000).
+      const all = await audit(
+        `?from=1970-01-01T00:00:00Z&to=${encodeURIComponent("9999-12-31T23:59:59+14:00")}`,
+      );
+      expect(all.status).toBe(200);
+      expect(all.body.items.length).toBeGreaterThan(0);
+    });
   });
 
   describe("security", () => {

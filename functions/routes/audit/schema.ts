@@ -1,5 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { paginationQuery } from "../../openapi";
+import { instant } from "../instant";
 
 const text = (description: string, example: string) =>
   z.string().min(1).max(200).optional().openapi({ description, example });
@@ -10,14 +11,8 @@ export const auditQuerySchema = paginationQuery.extend({
   actor: text("Quién actuó (sub del token o worker:…)", "adm_Q2x9vT4kLm8pWz1a"),
   action: text("Acción", "tenant_instance.suspended"),
   correlationId: text("Correlación de la petición o tarea", "crm-order-2026-0001"),
-  from: z.iso
-    .datetime({ offset: true })
-    .optional()
-    .openapi({ description: "Desde (ISO 8601, incluido)", example: "2026-01-01T00:00:00Z" }),
-  to: z.iso
-    .datetime({ offset: true })
-    .optional()
-    .openapi({ description: "Hasta (ISO 8601, excluido)", example: "2026-02-01T00:00:00Z" }),
+  from: instant("Desde, incluido", "2026-01-01T00:00:00Z").optional(),
+  to: instant("Hasta, excluido", "2026-02-01T00:00:00Z").optional(),
 });
 
 export const auditEntrySchema = z

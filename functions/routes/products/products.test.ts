@@ -551,6 +551,42 @@ describe.each(["postgres", "pglite"] as const)("products on %s", (kind) => {
       );
     });
 
+    it("names the field of a duplicate code or limit in the 409, without constraint names", async () => {
+      const problemOf = (res: { body: unknown }) =>
+        res.body as { errors?: { path: string; message: string }[]; detail: string };
+      const noSchemaLeak = (res: { body: unknown }) =>
+        expect(JSON.stringify(res.body)).not.toMatch(/constraint|_unique|_pk\b|_uq\b|products_/i);
+
+      const dupCode = await h.request("POST", "/api/products", {
+        token: admin,
+        json: { code: "FARUTECH_ERP", name: "x" },
+      });
+      expectProblem(dupCode, 409, "conflict");
+      expect(problemOf(dupCode).errors?.map((e) => e.path)).toEqual(["body.code"]);
+      expect(problemOf(dupCode).detail).toContain("FARUTECH_ERP");
+      noSchemaLeak(dupCode);
+
+      const created = await h.request<{ id: string }>("POST", "/api/products", {
+        token: admin,
+        json: { code: unique(), name: "Límites", limits: [{ name: "registers" }] },
+      });
+      expect(created.status).toBe(201);
+      // max_users existe siempre; registers vino en el alta.
+      for (const name of ["max_users", "registers"]) {
+        const dupLimit = await h.request("POST", `/api/products/${created.body.id}/limits`, {
+          token: admin,
+          json: { name },
+        });
+        expectProblem(dupLimit, 409, "conflict");
+        expect(problemOf(dupLimit).errors?.map((e) => e.path)).toEqual(["body.name"]);
+        expect(problemOf(dupLimit).detail).toContain(name);
+        noSchemaLeak(dupLimit);
+      }
+      // El 409 no tocó el producto: sigue en la versión 1.
+      const got = await h.request("GET", `/api/products/${created.body.id}`, { token: admin });
+      expect(got.headers.get("etag")).toBe('"v1"');
+    });
+
     it("answers 404 for unknown ids and 400 for malformed ones", async () => {
       expectProblem(
         await h.request("GET", `/api/products/${crypto.randomUUID()}`, { token: admin }),

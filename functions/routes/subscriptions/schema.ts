@@ -1,15 +1,12 @@
 import { z } from "@hono/zod-openapi";
 import type { subscriptionFeatureOverrides, subscriptions } from "../../../db/schema";
+import { instant } from "../instant";
 
 export const subscriptionStatuses = ["pending", "active", "suspended", "cancelled"] as const;
 
 const uuid = (description: string, example: string) => z.uuid().openapi({ description, example });
 const timestamp = (description: string) =>
   z.string().openapi({ description, example: "2026-01-24T13:20:00.000Z" });
-const instant = (description: string, example: string) =>
-  z.iso
-    .datetime({ offset: true, message: "ISO 8601 date-time with zone" })
-    .openapi({ description, example });
 
 export const subscriptionSchema = z
   .object({

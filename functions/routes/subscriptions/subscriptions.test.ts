@@ -1,6 +1,7 @@
 import { and, eq } from "drizzle-orm";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { demoProducts } from "../../../db/demo-data";
 import { auditLog, outboxEvents } from "../../../db/schema";
 import { seedDemo } from "../../../db/seed";
 import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
@@ -124,6 +125,11 @@ describe.each(["postgres", "pglite"] as const)("subscriptions on %s", (kind) => 
       expect(new Date(sub.startsAt).getTime()).toBeGreaterThanOrEqual(before - 1000);
       const ent = await entitlementsOf(h.db.handle.db, instanceId);
       expect(ent.status).toBe("pending");
+      // Todas las features del producto, apagadas: con `features` vacío el every() pasaría solo.
+      const vet = demoProducts.find((p) => p.code === "FARUTECH_VET");
+      const codes = vet?.modules.flatMap((m) => m.features.map((f) => f.code)) ?? [];
+      expect(codes.length).toBeGreaterThan(0);
+      expect(Object.keys(ent.features).sort()).toEqual([...codes].sort());
       expect(Object.values(ent.features).every((on) => !on)).toBe(true);
     });
 
@@ -465,6 +471,61 @@ describe.each(["postgres", "pglite"] as const)("subscriptions on %s", (kind) => 
         400,
         "validation_failed",
       );
+    });
+    it("rejects date-times outside years 1970-9999 in UTC with 400 naming the field, never a 500", async () => {
+      const { instanceId } = await bareInstance();
+      const fieldsOf = (res: { body: unknown }) =>
+        (res.body as { errors?: { path: string }[] }).errors?.map((e) => e.path);
+      // Alta: el año 10000 en UTC no llega a la base.
+      const post = await h.request("POST", "/api/subscriptions", {
+        token: admin,
+        json: {
+          tenantInstanceId: instanceId,
+          planId: vetStarter,
+          expiresAt: "9999-12-31T23:59:59-14:00",
+        },
+      });
+      expectProblem(post, 400, "validation_failed");
+      expect(fieldsOf(post)).toEqual(["body.expiresAt"]);
+
+      const { sub } = await subscribe({
+        tenantInstanceId: instanceId,
+        planId: vetStarter,
+        startsAt: "2026-03-01T00:00:00Z",
+      });
+      const patch = (json: Record<string, unknown>) =>
+        h.request<Sub>("PATCH", `/api/subscriptions/${sub.id}`, { token: admin, json });
+      for (const [field, value] of [
+        ["expiresAt", "9999-12-31T23:59:59-14:00"],
+        ["startsAt", "9999-12-31T23:59:59-00:01"],
+        ["startsAt", "0000-01-01T00:00:00Z"],
+        // Año 49: V8 lo leería de vuelta como 2049.
+        ["startsAt", "0049-06-01T00:00:00Z"],
+        // 1969 en UTC aunque la fecha local diga 1970.
+        ["startsAt", "1970-01-01T00:30:00+01:00"],
+      ] as const) {
+        const res = await patch({ [field]: value });
+        expectProblem(res, 400, "validation_failed");
+        expect(fieldsOf(res), value).toEqual([`body.${field}`]);
+      }
+      // Nada cambió.
+      const got = await h.request<Sub>("GET", `/api/subscriptions/${sub.id}`, { token: admin });
+      expect(got.body).toMatchObject({ startsAt: "2026-03-01T00:00:00.000Z", expiresAt: null });
+      expect(got.headers.get("etag")).toBe('"v1"');
+
+      // Los bordes del rango valen y se devuelven tal cual, en UTC.
+      const edges = await patch({
+        startsAt: "1970-01-01T00:00:00Z",
+        expiresAt: "9999-12-31T23:59:59+14:00",
+      });
+      expect(edges.status).toBe(200);
+      expect(edges.body).toMatchObject({
+        startsAt: "1970-01-01T00:00:00.000Z",
+        expiresAt: "9999-12-31T09:59:59.000Z",
+      });
+      const last = await patch({ expiresAt: "9999-12-31T23:59:59.999Z" });
+      expect(last.status).toBe(200);
+      expect(last.body.expiresAt).toBe("9999-12-31T23:59:59.999Z");
     });
   });
 

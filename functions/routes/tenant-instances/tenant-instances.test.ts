@@ -317,6 +317,25 @@ describe.each(["postgres", "pglite"] as const)("tenant instances on %s", (kind) 
       expect(reused.status).toBe(200);
     });
 
+    it("names subdomainUrl in the 409 of a PATCH to another live instance's subdomain, without constraint names", async () => {
+      const first = await createTestInstance(db());
+      const second = await createTestInstance(db());
+      const [taken] = await db()
+        .select({ subdomainUrl: tenantInstances.subdomainUrl })
+        .from(tenantInstances)
+        .where(eq(tenantInstances.id, first.id));
+      const res = await h.request("PATCH", `/api/tenant-instances/${second.id}`, {
+        token: admin,
+        json: { subdomainUrl: taken?.subdomainUrl },
+      });
+      expectProblem(res, 409, "conflict");
+      const body = res.body as { errors?: { path: string }[] };
+      expect(body.errors?.map((e) => e.path)).toEqual(["body.subdomainUrl"]);
+      expect(JSON.stringify(res.body)).not.toMatch(/constraint|_uq\b|tenant_instances/i);
+      // El valor no va en el detalle: puede derivar del nombre legal del cliente (GDPR, logs).
+      expect(JSON.stringify(res.body)).not.toContain(taken?.subdomainUrl);
+    });
+
     it("answers 404 for unknown ids and codes and 400 for malformed ones", async () => {
       const unknown = newId();
       for (const [method, path] of [
