@@ -67,10 +67,9 @@ export function mapDatabaseError(err: unknown): AppError | undefined {
   }
   const pg = findPgError(err);
   if (!pg) return undefined;
-  const constraint = pg.constraint ? ` (${pg.constraint})` : "";
+  // Nunca con el nombre de la restricción (es del esquema, no del contrato): cada servicio atrapa
+  // las suyas y nombra el campo; esto es solo la red para una que se le escape.
   switch (pg.code) {
-    // Sin el nombre de la restricción (es del esquema, no del contrato): cada servicio atrapa las
-    // suyas y nombra el campo; esto es solo la red para una que se le escape.
     case "23505":
       return new AppError("conflict", "A resource with the same unique key already exists", {
         cause: err,
@@ -85,18 +84,14 @@ export function mapDatabaseError(err: unknown): AppError | undefined {
       }
       return new AppError(
         "unprocessable",
-        `A referenced resource does not exist or does not match${constraint}`,
+        "A referenced resource does not exist or does not match",
         {
           cause: err,
-          extra: pg.constraint ? { constraint: pg.constraint } : undefined,
         },
       );
     case "23514":
     case "23502":
-      return new AppError("unprocessable", `The change breaks a data rule${constraint}`, {
-        cause: err,
-        extra: pg.constraint ? { constraint: pg.constraint } : undefined,
-      });
+      return new AppError("unprocessable", "The change breaks a data rule", { cause: err });
     case "22P02":
     case "22003":
     case "22007":
