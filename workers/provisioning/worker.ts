@@ -35,6 +35,7 @@ import {
 } from "../../db/outbox";
 import {
   customers,
+  dlqEntries,
   products,
   provisioningTaskSteps,
   provisioningTasks,
@@ -1229,6 +1230,34 @@ export function provisioningWorker(
           .update(t)
           .set({ lastError: error, updatedAt: sql`now()` })
           .where(and(eq(t.id, ctx.data.taskId), eq(t.status, "running")));
+        return;
+      }
+      // Su mensaje pudo ir a la DLQ entretanto (otra copia agotó las entregas mientras esta
+      // ejecución, muda para NATS, tenía la tarea): en `queued` nadie la retomaría. Queda en la DLQ.
+      const [dead] = await deps.db
+        .select()
+        .from(dlqEntries)
+        .where(and(eq(dlqEntries.eventId, ctx.envelope.id), isNull(dlqEntries.replayedAt)))
+        .limit(1);
+      if (dead) {
+        const log = ctx.logger.child({ dlqEntryId: dead.id });
+        const outcome = await markDeadLettered(
+          deps.db,
+          {
+            envelope: ctx.envelope,
+            subject: dead.subject,
+            streamSequence: dead.streamSequence,
+            deliveries: dead.deliveries,
+            error,
+            permanent: false,
+          },
+          ctx.data,
+          lease.until,
+        );
+        if (outcome.state === "marked") {
+          await publishQueued(deps.db, deps.bus, outcome.queued, log);
+          log.warn("task dead-lettered: its message went to the DLQ while this run held the task");
+        }
         return;
       }
       // El handler ya terminó (y con él sus prórrogas): `until` es el valor final.
