@@ -5,7 +5,7 @@ import { AppError } from "../core/errors";
 import { installBase } from "../core/http/base";
 import { validationHook } from "../core/http/problem";
 import type { AdminDeps, AdminEnv } from "./env";
-import { withProtocolHeaders } from "./openapi";
+import { rejectUndeclaredBody, withBodyErrors, withProtocolHeaders } from "./openapi";
 import { registerAccess } from "./routes/access";
 import { registerAudit } from "./routes/audit";
 import { registerBilling } from "./routes/billing";
@@ -20,6 +20,7 @@ import { registerProvisioning } from "./routes/provisioning";
 import { registerSubscriptions } from "./routes/subscriptions";
 import { registerTenantInstances } from "./routes/tenant-instances";
 import { registerWebhooks } from "./routes/webhooks";
+import { wellFormedJsonBody } from "./text-input";
 
 export const OPENAPI_INFO = {
   openapi: "3.1.0",
@@ -33,6 +34,8 @@ export const OPENAPI_INFO = {
 export function createAdminApp(deps: AdminDeps): OpenAPIHono<AdminEnv> {
   const app = new OpenAPIHono<AdminEnv>({ defaultHook: validationHook });
   installBase(app, deps);
+  // Antes de bodyLimit: a una operación sin cuerpo, cualquier cuerpo es un 400 que lo nombra.
+  app.use("*", rejectUndeclaredBody(app));
   app.use(
     "/api/*",
     bodyLimit({
@@ -42,6 +45,9 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<AdminEnv> {
       },
     }),
   );
+  // Texto que no es Unicode bien formado (un surrogate suelto) es un 400 que nombra el campo:
+  // guardado se volvería "�" sin avisar.
+  app.use("/api/*", wellFormedJsonBody());
   app.openAPIRegistry.registerComponent("securitySchemes", "Bearer", {
     type: "http",
     scheme: "bearer",
@@ -67,7 +73,7 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<AdminEnv> {
   // Se genera una vez (las rutas ya están registradas) y se sirve igual a cada petición.
   let document: ReturnType<typeof app.getOpenAPI31Document> | undefined;
   app.get("/openapi.json", (c) => {
-    document ??= withProtocolHeaders(app.getOpenAPI31Document(OPENAPI_INFO));
+    document ??= withBodyErrors(withProtocolHeaders(app.getOpenAPI31Document(OPENAPI_INFO)));
     return c.json(document);
   });
   app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "Farutech Orchestrator Admin API" }));

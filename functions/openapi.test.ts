@@ -10,6 +10,7 @@ interface OpenApiDoc {
       string,
       {
         operationId?: string;
+        requestBody?: unknown;
         parameters?: { $ref?: string; name?: string }[];
         responses?: Record<string, { headers?: Record<string, unknown> }>;
       }
@@ -69,6 +70,42 @@ describe("OpenAPI document", () => {
         }
       }
     }
+  });
+
+  it("documents 413 and 415 on every operation that takes a body, and only there", async () => {
+    const withBody: string[] = [];
+    for (const [path, ops] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(ops)) {
+        const statuses = Object.keys(op.responses ?? {});
+        if (!op.requestBody) {
+          // Sin cuerpo no hay tipo que rechazar: un cuerpo de más es un 400 (functions/bodyless.test.ts).
+          expect(statuses, `${method} ${path}`).not.toContain("415");
+          continue;
+        }
+        withBody.push(`${method} ${path}`);
+        expect(statuses, `${method} ${path}`).toEqual(expect.arrayContaining(["413", "415"]));
+        for (const status of ["413", "415"]) {
+          const response = op.responses?.[status] as { content?: Record<string, unknown> };
+          expect(Object.keys(response.content ?? {}), `${method} ${path} ${status}`).toEqual([
+            "application/problem+json",
+          ]);
+        }
+      }
+    }
+    expect(withBody.length).toBeGreaterThan(10);
+    // Lo documentado es lo que responde la API: texto plano → 415, más de 256 KiB → 413.
+    const token = await h.token(["platform_admin"]);
+    const plain = await h.request("POST", "/api/customers", {
+      token,
+      body: "legalName=x",
+      headers: { "content-type": "text/plain" },
+    });
+    expect(plain.status).toBe(415);
+    const huge = await h.request("POST", "/api/customers", {
+      token,
+      json: { legalName: "x".repeat(300 * 1024) },
+    });
+    expect(huge.status).toBe(413);
   });
 
   it("documents the protocol headers: Idempotency-Key on every POST, X-Correlation-Id everywhere", () => {

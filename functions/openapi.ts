@@ -1,4 +1,7 @@
 import { type OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Env, MiddlewareHandler } from "hono";
+import { matchedRoutes } from "hono/route";
+import { AppError, type FieldError } from "../core/errors";
 
 export const problemSchema = z
   .object({
@@ -73,11 +76,12 @@ export const uuidParam = (name: string, description: string) =>
 // Estricta (y lo heredan sus `.extend`): un filtro mal escrito (`customer_id`) es un 400, no una
 // lista sin filtrar sobre la que un operador actuaría creyéndola filtrada.
 export const paginationQuery = z.strictObject({
-  limit: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(100)
+  // Solo dígitos decimales: z.coerce.number aceptaría 0x3, 0b11 o 1e1 (Number() los entiende).
+  limit: z
+    .preprocess(
+      (value) => (typeof value === "string" && /^[0-9]+$/.test(value) ? Number(value) : value),
+      z.number({ error: "Expected an integer in decimal digits" }).int().min(1).max(100),
+    )
     .default(20)
     .openapi({ description: "Tamaño de página (1-100)", example: 20 }),
   cursor: z.string().max(512).optional().openapi({
@@ -129,8 +133,133 @@ export const contentEtagHeader = {
 type OpenApiDocument = ReturnType<OpenAPIHono["getOpenAPI31Document"]>;
 type Operation = {
   parameters?: unknown[];
-  responses?: Record<string, { headers?: Record<string, unknown> }>;
+  requestBody?: unknown;
+  responses?: Record<string, { headers?: Record<string, unknown>; [key: string]: unknown }>;
 };
+
+// Las ponen bodyLimit (app.ts) y el filtro de tipo de @hono/zod-openapi a toda ruta con cuerpo,
+// no el esquema de cada ruta: se añaden aquí a cada operación que declara un cuerpo.
+const BODY_ERROR_RESPONSES = {
+  413: "El cuerpo supera 256 KiB",
+  415: "El cuerpo no es application/json (texto, formulario o sin content-type)",
+} as const;
+
+/** Documento OpenAPI con 413 y 415 en cada operación que recibe un cuerpo. */
+export function withBodyErrors(doc: OpenApiDocument): OpenApiDocument {
+  const schema = { $ref: "#/components/schemas/Problem" };
+  for (const item of Object.values(doc.paths ?? {})) {
+    for (const value of Object.values(item ?? {})) {
+      const op = value as Operation;
+      if (!op.requestBody || !op.responses) continue;
+      for (const [status, description] of Object.entries(BODY_ERROR_RESPONSES)) {
+        op.responses[status] ??= {
+          description,
+          content: { "application/problem+json": { schema } },
+        };
+      }
+      // En orden de código, como las demás respuestas.
+      op.responses = Object.fromEntries(
+        Object.entries(op.responses).sort(([a], [b]) => a.localeCompare(b)),
+      );
+    }
+  }
+  return doc;
+}
+
+/** Lo que se lee de un cuerpo que la operación no espera: basta para nombrar sus campos. */
+const UNEXPECTED_BODY_INSPECT_BYTES = 4 * 1024;
+const JSON_MEDIA_TYPE = /^application\/(?:[\w.-]+\+)?json\s*(?:;|$)/i;
+
+/** Lee el cuerpo sin pasar de `max` bytes; undefined si es más largo. */
+async function readAtMost(
+  body: ReadableStream<Uint8Array>,
+  max: number,
+): Promise<Uint8Array | undefined> {
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      await reader.cancel().catch(() => {});
+      return undefined;
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return bytes;
+}
+
+/** Los campos de un cuerpo no esperado; [] si es `{}` en JSON, que no trae nada que ignorar. */
+function unexpectedBodyFields(bytes: Uint8Array | undefined, contentType: string): FieldError[] {
+  const whole: FieldError[] = [
+    { path: "body", message: "Not allowed: this operation takes no request body" },
+  ];
+  if (!bytes || !JSON_MEDIA_TYPE.test(contentType)) return whole;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    return whole;
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return whole;
+  return Object.keys(parsed).map((key) => ({ path: `body.${key}`, message: "Unknown field" }));
+}
+
+/**
+ * Una operación sin cuerpo en su esquema (acciones como /erase o /replay, los DELETE) rechaza
+ * con 400 el cuerpo que le manden en vez de ignorarlo: `{"confirm":false}` no puede borrar.
+ * Vale sin cuerpo, con uno vacío (Content-Length 0 o chunked sin bytes) y con `{}` en JSON.
+ * Se instala una vez, antes de bodyLimit: estas operaciones responden 400, nunca 413. Una ruta
+ * fuera del registro OpenAPI (app.post, `hide`) cuenta como sin cuerpo: ignorarlo es el defecto.
+ */
+export function rejectUndeclaredBody<E extends Env>(
+  app: Pick<OpenAPIHono, "openAPIRegistry">,
+): MiddlewareHandler<E> {
+  // Se calcula en la primera petición: para entonces todas las rutas están registradas.
+  let withBody: Set<string> | undefined;
+  return async function rejectUndeclaredBody(c, next) {
+    const body = c.req.raw.body;
+    if (!body) return next();
+    withBody ??= new Set(
+      app.openAPIRegistry.definitions.flatMap((def) =>
+        def.type === "route" && def.route.request?.body
+          ? [`${def.route.method.toUpperCase()} ${def.route.path.replace(/\{([^}]+)\}/g, ":$1")}`]
+          : [],
+      ),
+    );
+    const route = matchedRoutes(c)
+      .filter((r) => r.method !== "ALL")
+      .at(-1);
+    // Sin ruta: lo responde el 404/405; con cuerpo declarado: lo validan su esquema y bodyLimit.
+    if (!route || withBody.has(`${route.method} ${route.path}`)) return next();
+    // Si otro middleware ya lo leyó (c.req.text()), está en la cache de hono y no se relee.
+    const alreadyRead = c.req.raw.bodyUsed;
+    const declared = Number(c.req.header("content-length") ?? "0");
+    const bytes = alreadyRead
+      ? new Uint8Array(await c.req.arrayBuffer())
+      : declared > UNEXPECTED_BODY_INSPECT_BYTES
+        ? undefined
+        : await readAtMost(body, UNEXPECTED_BODY_INSPECT_BYTES);
+    const fields =
+      bytes?.byteLength === 0
+        ? []
+        : unexpectedBodyFields(bytes, c.req.header("content-type") ?? "");
+    if (fields.length > 0) {
+      throw new AppError("validation_failed", "This operation takes no request body", { fields });
+    }
+    // Leído aquí, se repone para quien lo lea después (la idempotencia lo resume).
+    if (!alreadyRead) c.req.raw = new Request(c.req.raw, { body: bytes });
+    return next();
+  };
+}
 
 // Cabeceras que valen para todas las rutas (las pone un middleware, no el esquema de cada ruta):
 // se documentan una vez como componentes y se enlazan desde cada operación.
@@ -154,7 +283,8 @@ const PROTOCOL_PARAMETERS = {
       "línea de log y en la auditoría (salvo POST /api/provisioning/provision, cuya tarea y " +
       "auditoría llevan el correlationId del cuerpo). En DELETE /api/provisioning/{id} y PUT " +
       "/api/provisioning/{id}/features, repetir la misma petición con el mismo valor devuelve la " +
-      "misma tarea; otra petición con el mismo valor es otra tarea.",
+      "misma tarea; otra petición con el mismo valor es otra tarea. En /api/provisioning/*, uno " +
+      "presente y no válido es un 400 que nombra header.x-correlation-id.",
     schema: { type: "string", pattern: "^[A-Za-z0-9._:-]{1,128}$", example: "incident-42-vet" },
   },
   RequestId: {

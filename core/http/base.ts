@@ -13,7 +13,8 @@ export function installBase<D extends { logger: Logger }, E extends BaseEnv<D>>(
   deps: D,
 ): void {
   app.onError(problemErrorHandler());
-  app.notFound(problemNotFound());
+  // Con las rutas de la app (se miran al responder): un método equivocado es 405 con Allow.
+  app.notFound(problemNotFound(app));
   app.use("*", requestContext(deps.logger));
   app.use("*", async (c, next) => {
     c.set("deps", deps);

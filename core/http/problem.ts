@@ -1,4 +1,4 @@
-import type { Context, Env, ErrorHandler, NotFoundHandler } from "hono";
+import type { Context, Env, ErrorHandler, Hono, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ZodError } from "zod";
 import {
@@ -126,15 +126,59 @@ export function problemErrorHandler<E extends Env>(): ErrorHandler<E> {
   };
 }
 
-export function problemNotFound<E extends Env>(): NotFoundHandler<E> {
-  return (c) =>
-    problemResponse(
+// Orden del Allow: el de RFC 9110 para los métodos comunes; los demás, después.
+const METHOD_ORDER = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+const byMethodOrder = (a: string, b: string) =>
+  (METHOD_ORDER.indexOf(a) + 1 || 99) - (METHOD_ORDER.indexOf(b) + 1 || 99) || a.localeCompare(b);
+
+/**
+ * Métodos con una ruta propia (no un middleware "ALL") para este path. hono responde HEAD con
+ * la ruta GET, así que GET implica HEAD.
+ */
+export function allowedMethods(app: Pick<Hono, "router" | "routes">, path: string): string[] {
+  const methods = new Set(app.routes.map((r) => r.method).filter((m) => m !== "ALL"));
+  const allowed = [...methods].filter((method) =>
+    app.router.match(method, path)[0].some(([[, route]]) => route.method !== "ALL"),
+  );
+  if (allowed.includes("GET") && !allowed.includes("HEAD")) allowed.push("HEAD");
+  return allowed.sort(byMethodOrder);
+}
+
+/**
+ * 404 problem+json de lo que no tiene ruta. Con `app`, si el path existe con otro método es un
+ * 405 con `Allow` (RFC 9110 §15.5.6): un 404 haría creer al cliente que la ruta no existe.
+ */
+export function problemNotFound<E extends Env>(
+  app?: Pick<Hono, "router" | "routes">,
+): NotFoundHandler<E> {
+  return (c) => {
+    const pathname = new URL(c.req.url).pathname;
+    const requestId = (c.var as ProblemVariables).requestId;
+    const allowed = app ? allowedMethods(app, c.req.path) : [];
+    // HEAD se enruta como GET; y un handler que llama a c.notFound() en su propio método es un 404.
+    const method = c.req.method === "HEAD" ? "GET" : c.req.method;
+    if (allowed.length > 0 && !allowed.includes(method)) {
+      const allow = allowed.join(", ");
+      return problemResponse(
+        toProblem(
+          new AppError(
+            "method_not_allowed",
+            `${c.req.method} is not allowed on ${pathname}; allowed: ${allow}`,
+          ),
+          pathname,
+          requestId,
+        ),
+        { allow },
+      );
+    }
+    return problemResponse(
       toProblem(
-        new AppError("not_found", `No route for ${c.req.method} ${new URL(c.req.url).pathname}`),
-        new URL(c.req.url).pathname,
-        (c.var as ProblemVariables).requestId,
+        new AppError("not_found", `No route for ${c.req.method} ${pathname}`),
+        pathname,
+        requestId,
       ),
     );
+  };
 }
 
 // defaultHook de @hono/zod-openapi: toda validación fallida se vuelve un 400 con los campos.
