@@ -1,4 +1,5 @@
 import type { Context, MiddlewareHandler } from "hono";
+import { AppError } from "../errors";
 import type { Logger } from "../logger";
 
 export interface RequestContextVariables {
@@ -19,6 +20,8 @@ export function requestContext(
   return async function requestContextMiddleware(c, next) {
     const incoming = c.req.header("x-request-id");
     const requestId = incoming && ID_RE.test(incoming) ? incoming : crypto.randomUUID();
+    // Aquí un id inválido se ignora: el edge (OAuth responde con la forma de RFC 6749) no lo
+    // rechaza. La API admin lo rechaza con requireValidCorrelationId.
     const incomingCorrelation = c.req.header("x-correlation-id");
     const correlationId =
       incomingCorrelation && ID_RE.test(incomingCorrelation) ? incomingCorrelation : requestId;
@@ -44,6 +47,25 @@ export function requestContext(
       },
       "request completed",
     );
+  };
+}
+
+/**
+ * 400 ante un X-Correlation-Id presente pero inválido (como Idempotency-Key): donde el id
+ * deduplica (tareas de provisioning), caer en el request id haría de cada repetición una tarea.
+ * Va después de requestContext, que ya dejó el request id para el problem.
+ */
+export function requireValidCorrelationId(): MiddlewareHandler {
+  return async function correlationIdGuard(c, next) {
+    const value = c.req.header("x-correlation-id");
+    if (value !== undefined && !ID_RE.test(value)) {
+      throw new AppError(
+        "validation_failed",
+        "X-Correlation-Id must be 1-128 characters of A-Z a-z 0-9 . _ : -",
+        { fields: [{ path: "header.x-correlation-id", message: "Invalid correlation id" }] },
+      );
+    }
+    await next();
   };
 }
 

@@ -54,10 +54,19 @@ export function oauthHandler(
 // Un cuerpo legítimo de /oauth/token o /oauth/revoke ocupa unos cientos de bytes.
 export const MAX_FORM_BYTES = 8 * 1024;
 
+const FORM_MEDIA_TYPE = "application/x-www-form-urlencoded";
+
+/**
+ * Tipo de medio de un Content-Type (RFC 9110 §8.3.1): lo anterior al primer ";", sin espacios y
+ * en minúsculas. Se compara entero: un prefijo dejaba pasar "…urlencodedXYZ".
+ */
+export function mediaTypeOf(contentType: string | undefined): string {
+  return (contentType ?? "").split(";", 1)[0]?.trim().toLowerCase() ?? "";
+}
+
 /** Cuerpo application/x-www-form-urlencoded, el único que aceptan /oauth/token y /oauth/revoke. */
 export async function readForm(c: Context<EdgeEnv>): Promise<URLSearchParams> {
-  const contentType = c.req.header("content-type") ?? "";
-  if (!contentType.toLowerCase().startsWith("application/x-www-form-urlencoded")) {
+  if (mediaTypeOf(c.req.header("content-type")) !== FORM_MEDIA_TYPE) {
     throw new OAuthFailure(
       "invalid_request",
       "The body must be application/x-www-form-urlencoded",

@@ -2,11 +2,16 @@ import { z } from "@hono/zod-openapi";
 
 export const adminRoles = ["platform_admin", "catalog_manager", "support"] as const;
 
+// Sin banderas: el OpenAPI publica el regex sin sus barras y una bandera quedaba como "/u" al final
+// del pattern (no aceptaba nada). Los Cc son U+0000-U+001F y U+007F-U+009F: equivale a \p{Cc}.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: nombra los Cc para excluirlos.
+const NO_CONTROL_CHARACTERS = /^[^\x00-\x1f\x7f-\x9f]+$/;
+
 const clientName = z
   .string()
   .min(1)
   .max(200)
-  .regex(/^[^\p{Cc}]+$/u, "no control characters")
+  .regex(NO_CONTROL_CHARACTERS, "no control characters")
   .openapi({ description: "Nombre para reconocer el cliente", example: "CRM de ventas" });
 
 export const createAdminClientSchema = z

@@ -1,5 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import type { PlanDetails } from "../../services/plans";
+import { recordWithoutProtoKey } from "../../text-input";
 
 // Monedas ISO 4217 que conoce el runtime (ICU completo en Node 20): "XYZ" no pasa.
 const ISO_4217 = new Set(Intl.supportedValuesOf("currency"));
@@ -51,15 +52,16 @@ const includedFeatures = z
     example: ["APPOINTMENTS_SCHEDULING", "BATCH_CONTROL", "DIGITAL_RECORDS"],
   });
 
-const limits = z
-  .record(
+// "__proto__" es un 400 como cualquier otro nombre inválido, no un límite descartado en silencio.
+const limits = recordWithoutProtoKey(
+  z.record(
     z.string().regex(/^[a-z][a-z0-9_]{1,63}$/, "lower_snake_case limit name"),
     z.number().int().min(0).openapi({ description: "Valor del límite", example: 50 }),
-  )
-  .openapi({
-    description: "Límites numéricos del producto (sin max_users: usar maxUsers)",
-    example: { monthly_appointments: 3000, storage_gb: 50 },
-  });
+  ),
+).openapi({
+  description: "Límites numéricos del producto (sin max_users: usar maxUsers)",
+  example: { monthly_appointments: 3000, storage_gb: 50 },
+});
 
 export const planSchema = z
   .object({

@@ -1,4 +1,14 @@
 import { z } from "@hono/zod-openapi";
+import { recordWithoutProtoKey } from "../../text-input";
+
+// Mapa código de feature o límite → valor. "__proto__" es un 400, no una entrada descartada.
+const featureEntries = () =>
+  recordWithoutProtoKey(
+    z.record(
+      z.string().regex(/^[A-Za-z][A-Za-z0-9_]{1,63}$/, "feature code or limit name"),
+      z.union([z.boolean(), z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)]),
+    ),
+  );
 
 export const provisionRequestSchema = z
   .strictObject({
@@ -27,11 +37,7 @@ export const provisionRequestSchema = z
       .regex(/^[a-z][a-z0-9-]{0,19}$/, "lowercase letters, digits and hyphens, 1-20 chars")
       .default("production")
       .openapi({ description: "Entorno de la instancia", example: "production" }),
-    customFeatures: z
-      .record(
-        z.string().regex(/^[A-Za-z][A-Za-z0-9_]{1,63}$/, "feature code or limit name"),
-        z.union([z.boolean(), z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)]),
-      )
+    customFeatures: featureEntries()
       .default({})
       .openapi({
         description:
@@ -131,11 +137,7 @@ export const taskSchema = z
 
 // ---------- Operaciones sobre una instancia existente (deprovision, update_features) ----------
 
-export const featureMapSchema = z
-  .record(
-    z.string().regex(/^[A-Za-z][A-Za-z0-9_]{1,63}$/, "feature code or limit name"),
-    z.union([z.boolean(), z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)]),
-  )
+export const featureMapSchema = featureEntries()
   .refine((m) => Object.keys(m).length > 0, { message: "At least one feature or limit" })
   .refine((m) => Object.keys(m).length <= 200, { message: "At most 200 entries" })
   .openapi("FeatureUpdate", {
