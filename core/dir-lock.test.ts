@@ -84,7 +84,10 @@ describe("data folder lock", () => {
     const lock = join(root, "c.lock");
     writeFileSync(lock, "not a pid");
     const release = lockDataDir(lock, "c");
+    // El candado es nuestro de verdad (no solo "no lanzó"): lleva nuestro pid y se suelta.
+    expect(readFileSync(lock, "utf8")).toBe(String(process.pid));
     release();
+    expect(() => statSync(lock)).toThrow();
   });
 
   it("makes a data folder private to its user, also one that existed", () => {

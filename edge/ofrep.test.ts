@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateSigningKey } from "../core/auth/keys";
 import { type AccessClaims, createTokenSigner } from "../core/auth/tokens";
 import { silentLogger } from "../core/logger";
+import { demoProducts } from "../db/demo-data";
 import { tenantInstances } from "../db/schema";
 import { seedDemo } from "../db/seed";
 import { type RunningWsProxy, startWsProxy } from "../infra/wsproxy/wsproxy";
@@ -201,6 +202,16 @@ describe.each(["node", "workerd"] as const)("OFREP on %s", (runtime) => {
       ...ent.features,
       ...ent.limits,
     });
+    // Igualdad entre dos respuestas vacías también pasaría: cada feature y límite de vet-norte.
+    const vet = demoProducts.find((p) => p.code === "FARUTECH_VET");
+    const expectedKeys = [
+      ...(vet?.modules.flatMap((m) => m.features.map((f) => f.code)) ?? []),
+      ...(vet?.limits ?? []),
+    ];
+    expect(body.flags.length).toBeGreaterThan(0);
+    expect(body.flags.map((f) => f.key).sort()).toEqual(expectedKeys.sort());
+    expect(body.flags.find((f) => f.key === "DIGITAL_RECORDS")?.value).toBe(true);
+    expect(body.flags.find((f) => f.key === "max_users")?.value).toBe(100);
     for (const f of body.flags) {
       expect(["STATIC", "TARGETING_MATCH"]).toContain(f.reason);
     }

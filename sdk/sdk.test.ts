@@ -859,28 +859,40 @@ describe("entitlements", () => {
   });
 
   it("does not make app calls wait for an edge that stops answering while it has a snapshot", async () => {
+    // La revalidación queda retenida hasta que la prueba la suelta, con un timeout de un minuto:
+    // las llamadas solo pueden terminar sin esperarla (ni a su timeout) si sirven lo último.
     let blackhole = false;
-    const { client, clock } = testClient(
-      { timeoutMs: 2_000 },
+    let open: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const { client, clock, recorder } = testClient(
+      { timeoutMs: 60_000 },
       {
-        fault: (path) =>
-          blackhole && path === "/v1/entitlements" ? new Promise<Response>(() => {}) : undefined,
+        fault: (path, request) =>
+          blackhole && path === "/v1/entitlements" ? gate.then(() => fetch(request)) : undefined,
       },
     );
-    expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(true);
-    blackhole = true;
-    clock.t += MAX_AGE_MS;
-    const timed = async () => {
-      const started = performance.now();
-      const snapshot = await client.snapshot();
-      return { snapshot, ms: performance.now() - started };
-    };
-    const calls = await Promise.all(Array.from({ length: 20 }, timed));
-    // Antes, cada una esperaba el timeout entero (2 s) de la revalidación colgada.
-    expect(Math.max(...calls.map((c) => c.ms))).toBeLessThan(1_000);
-    expect(calls.every((c) => c.snapshot.source === "edge" && c.snapshot.stale)).toBe(true);
-    expect(calls.every((c) => c.snapshot.features.DIGITAL_RECORDS === true)).toBe(true);
-    await client.close();
+    try {
+      expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(true);
+      blackhole = true;
+      clock.t += MAX_AGE_MS;
+      const calls = Promise.all(Array.from({ length: 20 }, () => client.snapshot()));
+      // Tope de la prueba muy lejos de lo esperado (250 ms) y del timeout (60 s) que descarta.
+      const snapshots = await Promise.race([
+        calls,
+        new Promise<undefined>((resolve) => setTimeout(resolve, 15_000, undefined)),
+      ]);
+      if (!snapshots) throw new Error("app calls waited for the hung revalidation");
+      // Terminaron con la revalidación aún retenida: no la esperaron.
+      expect(recorder.entitlements().map((c) => c.status)).toEqual([200, 0]);
+      expect(snapshots.every((s) => s.source === "edge" && s.stale)).toBe(true);
+      expect(snapshots.every((s) => s.features.DIGITAL_RECORDS === true)).toBe(true);
+    } finally {
+      // Suelta la revalidación: close() espera lo que esté en vuelo.
+      open();
+      await client.close();
+    }
   });
 
   it("shows a database change after maxAge", async () => {
@@ -1398,11 +1410,16 @@ describe("as a published package in plain Node", () => {
 });
 
 describe("in workerd", () => {
-  it("peek() never leaves the isolate waiting on a load its request abandoned; with ctx it survives", async () => {
-    // Un edge de mentira que tarda en /v1/entitlements cuando se le pide: así la revalidación de
-    // peek() sigue pendiente cuando la petición del Worker ya respondió.
+  /**
+   * Un edge de mentira cuyas respuestas de /v1/entitlements, con `hold`, quedan retenidas hasta
+   * que la prueba las suelta: el orden de los hechos lo decide la prueba, no los relojes.
+   */
+  async function heldEdge() {
     let version = 0;
-    let delayMs = 0;
+    const state = {
+      hold: false,
+      held: [] as { version: string; release: () => void; released: boolean }[],
+    };
     const fake = new Hono();
     fake.post("/oauth/token", (c) =>
       c.json({ access_token: "tok", token_type: "Bearer", expires_in: 300 }),
@@ -1410,7 +1427,19 @@ describe("in workerd", () => {
     fake.get("/v1/entitlements", async (c) => {
       version += 1;
       const current = `v${version}`;
-      if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
+      if (state.hold) {
+        await new Promise<void>((resolve) => {
+          const entry = {
+            version: current,
+            released: false,
+            release: () => {
+              entry.released = true;
+              resolve();
+            },
+          };
+          state.held.push(entry);
+        });
+      }
       return c.json(
         {
           instanceId: norteId,
@@ -1431,17 +1460,31 @@ describe("in workerd", () => {
         resolve(s as Server),
       ) as Server;
     });
+    return {
+      state,
+      url: `http://127.0.0.1:${port}`,
+      /** La petición retenida que sigue sin soltar, en cuanto llega al edge. */
+      pending: () => until(async () => state.held.find((h) => !h.released)),
+      async stop() {
+        for (const h of state.held) h.release();
+        await stopServer(server);
+      },
+    };
+  }
+
+  /** El worker de sonda con el SDK, contra `edgeUrl`, con maxAge de 100 ms y ese timeout. */
+  async function probe(edgeUrl: string, timeoutMs: number) {
     const worker = await unstable_dev(
       fileURLToPath(new URL("./testing/worker.ts", import.meta.url)),
       {
         config: fileURLToPath(new URL("./testing/wrangler.toml", import.meta.url)),
         vars: {
-          EDGE_URL: `http://127.0.0.1:${port}`,
+          EDGE_URL: edgeUrl,
           CLIENT_ID: "c",
           CLIENT_SECRET: "s",
           INSTANCE_ID: norteId,
           MAX_AGE_MS: "100",
-          TIMEOUT_MS: "2000",
+          TIMEOUT_MS: String(timeoutMs),
         },
         ip: "127.0.0.1",
         persist: false,
@@ -1449,43 +1492,88 @@ describe("in workerd", () => {
         experimental: { disableExperimentalWarning: true, testMode: true },
       },
     );
-    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    // Tope de cada petición muy por encima de lo esperado (ms) y muy por debajo del timeout largo.
     const read = async (path: string) => {
-      const started = Date.now();
-      const res = await Promise.race([worker.fetch(path), sleep(8_000).then(() => undefined)]);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const res = await Promise.race([
+        worker.fetch(path),
+        new Promise<undefined>((resolve) => {
+          timer = setTimeout(resolve, 15_000, undefined);
+        }),
+      ]).finally(() => clearTimeout(timer));
       if (!res) throw new Error(`${path} hung`);
-      const body = (await res.json()) as { version: string | null };
-      return { ...body, ms: Date.now() - started };
+      return (await res.json()) as { version: string | null };
     };
-    try {
-      expect(await read("/snapshot")).toMatchObject({ version: "v1" });
-      await sleep(300);
-      delayMs = 1_500;
-      // Sin ctx: la carga muere con la petición; las siguientes no se cuelgan (timeout de 2 s).
-      expect(await read("/peek")).toMatchObject({ version: "v1" });
-      // Con snapshot, la petición siguiente espera a la carga abandonada solo un momento (250 ms)
-      // y sirve lo último; pasado el timeout de esa carga (2 s), otra trae lo nuevo.
-      const afterAbandoned = await read("/snapshot");
-      expect(afterAbandoned.version).not.toBeNull();
-      expect(afterAbandoned.ms).toBeLessThan(1_500);
-      delayMs = 0;
-      await sleep(2_100);
-      expect((await read("/snapshot")).version).toBe(`v${version}`);
+    return { worker, read };
+  }
 
-      // Con ctx.waitUntil la revalidación termina aunque la petición ya haya respondido.
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  /** Repite `probe` hasta que devuelva algo (o falla pasado `timeoutMs`). */
+  const until = async <T>(probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const value = await probe();
+      if (value !== undefined) return value;
+      if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+      await sleep(50);
+    }
+  };
+  const versionNumber = (v: string | null | undefined) => Number(v?.slice(1) ?? 0);
+
+  it("peek() with ctx keeps revalidating after the response; a later request does not wait on a load its request abandoned", async () => {
+    const edgeServer = await heldEdge();
+    // Timeout de un minuto: nada aquí puede pasar por vencerlo; solo por el orden de los hechos.
+    const { worker, read } = await probe(edgeServer.url, 60_000);
+    try {
+      expect(await read("/snapshot")).toEqual({ version: "v1" });
+      await sleep(300); // pasado maxAge (100 ms): la siguiente lectura revalida
+
+      // Con ctx.waitUntil: la petición responde con la carga aún retenida, y al soltarla se aplica.
+      edgeServer.state.hold = true;
+      expect(await read("/peek?ctx")).toEqual({ version: "v1" });
+      const background = await edgeServer.pending();
+      expect(background.version).toBe("v2");
+      background.release();
+      // Las cargas que lancen estas lecturas quedan retenidas: solo la de ctx puede traer v2.
+      await until(async () => ((await read("/peek")).version === "v2" ? true : undefined));
+
+      // Sin ctx: la carga muere con la petición (aquí además retenida para siempre). La petición
+      // siguiente la espera solo un momento y sirve lo último, con la carga aún sin responder.
       await sleep(300);
-      delayMs = 1_000;
-      const before = version;
-      await read("/peek?ctx");
-      await sleep(1_500);
-      delayMs = 0;
-      expect(version).toBe(before + 1);
-      expect(await read("/peek")).toMatchObject({ version: `v${before + 1}` });
+      expect(await read("/peek")).toEqual({ version: "v2" });
+      const abandoned = await edgeServer.pending();
+      expect(versionNumber(abandoned.version)).toBeGreaterThan(2);
+      expect(await read("/snapshot")).toEqual({ version: "v2" });
+      expect(abandoned.released).toBe(false);
     } finally {
       await worker.stop();
-      await stopServer(server);
+      await edgeServer.stop();
     }
-  }, 60_000);
+  }, 90_000);
+
+  it("peek() without ctx: once the abandoned load's timeout passes, another load brings what is new", async () => {
+    const edgeServer = await heldEdge();
+    const { worker, read } = await probe(edgeServer.url, 2_000);
+    try {
+      expect(await read("/snapshot")).toEqual({ version: "v1" });
+      await sleep(300);
+      edgeServer.state.hold = true;
+      expect(await read("/peek")).toEqual({ version: "v1" });
+      // La carga abandonada nunca responde: solo su timeout (2 s) deja lanzar otra.
+      const abandoned = await edgeServer.pending();
+      edgeServer.state.hold = false;
+      // Cada lectura espera a la abandonada solo un momento; pasado su timeout, otra carga trae
+      // una versión posterior mientras la abandonada sigue sin responder.
+      await until(async () => {
+        const { version } = await read("/snapshot");
+        return versionNumber(version) > versionNumber(abandoned.version) ? version : undefined;
+      }, 20_000);
+      expect(abandoned.released).toBe(false);
+    } finally {
+      await worker.stop();
+      await edgeServer.stop();
+    }
+  }, 90_000);
 
   it("runs inside workerd without nodejs_compat and keeps its token between requests", async () => {
     const probe = await createApiClient(db.handle.db, {

@@ -1,13 +1,15 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { and, eq, sql } from "drizzle-orm";
+import { and, count, eq, isNull, like, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { streams } from "../../contracts/streams";
 import { createSecretBox, secretContext } from "../../core/secret-box";
-import { dlqEntries, tenantInstances, webhookEndpoints } from "../../db/schema";
+import { dlqEntries, outboxEvents, tenantInstances, webhookEndpoints } from "../../db/schema";
 import { seedDemo } from "../../db/seed";
 import { call } from "../../test/support/http";
 import { startTestStack, type TestStack, waitFor } from "../../test/support/stack";
+import { INTEGRATION_WORKER } from "./worker";
 
 interface Hit {
   path: string;
@@ -94,7 +96,30 @@ describe("integration worker: independent webhook endpoints", () => {
       sql`${dlqEntries.envelope} -> 'data' ->> 'tenantInstanceId' = ${tenantInstanceId}`,
     );
   const hitsOf = (path: string) => hits.filter((h) => h.path === path);
-  const settle = () => new Promise((r) => setTimeout(r, 1_500));
+  /**
+   * Hasta que no quede nada por hacer: el outbox publicado y el consumer del worker sin mensajes
+   * pendientes ni sin ack (un reintento con nak retrasado cuenta como sin ack). Una espera fija
+   * podía acabar antes que una entrega duplicada tardía y no verla.
+   */
+  const settle = async () => {
+    const bus = stack.workers?.bus;
+    if (!bus) throw new Error("the stack runs its workers");
+    const jsm = await bus.jsm();
+    await waitFor(
+      async () => {
+        const [unpublished] = await stack.db.handle.db
+          .select({ n: count() })
+          .from(outboxEvents)
+          .where(
+            and(like(outboxEvents.subject, "integration.%"), isNull(outboxEvents.publishedAt)),
+          );
+        if ((unpublished?.n ?? 1) > 0) return undefined;
+        const i = await jsm.consumers.info(streams.integration.name, INTEGRATION_WORKER);
+        return i.num_pending === 0 && i.num_ack_pending === 0 ? i : undefined;
+      },
+      { timeoutMs: 20_000 },
+    );
+  };
 
   it("delivers to every endpoint once when the middle one answers 404, names it in the DLQ and replays only to it", async () => {
     const id = await instanceId("vet-norte");

@@ -1,15 +1,19 @@
-import { eq } from "drizzle-orm";
+import { count, eq, isNull } from "drizzle-orm";
 import type { ParsedMail } from "mailparser";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { streams, subjects } from "../../contracts/streams";
+import { advisoryStream, streams, subjects } from "../../contracts/streams";
 import type { Bus } from "../../core/bus";
 import { newId } from "../../core/ids";
-import { dlqEntries } from "../../db/schema";
+import { dlqEntries, outboxEvents } from "../../db/schema";
 import { seedDemo } from "../../db/seed";
 import { demoProvisionBody } from "../../test/support/demo";
 import { call } from "../../test/support/http";
 import { failingRegistry, type SmtpCapture, startSmtpCapture } from "../../test/support/smtp";
 import { startTestStack, type TestStack, waitFor } from "../../test/support/stack";
+import { BILLING_WORKER } from "../billing/worker";
+import { INTEGRATION_WORKER } from "../integration/worker";
+import { PROVISIONING_WORKER } from "../provisioning/worker";
+import { NOTIFICATION_WORKER } from "./worker";
 
 const OPS = "ops-alerts@farutech.test";
 
@@ -42,6 +46,41 @@ describe("dead-letter alerts to operators", () => {
 
   const mailsMentioning = (text: string) =>
     mails.filter((m) => `${m.subject ?? ""}\n${m.text ?? ""}`.includes(text));
+
+  /**
+   * Hasta que no quede nada por hacer: el outbox publicado y cada worker (y su oyente de
+   * advisories) sin mensajes pendientes ni sin ack. Un correo duplicado tardío ya habría llegado;
+   * una espera fija podía acabar antes y no verlo.
+   */
+  const settled = async () => {
+    const jsm = await bus.jsm();
+    const consumers: [string, string][] = [
+      [streams.billing.name, BILLING_WORKER],
+      [streams.provisioning.name, PROVISIONING_WORKER],
+      [streams.notifications.name, NOTIFICATION_WORKER],
+      [streams.integration.name, INTEGRATION_WORKER],
+    ];
+    await waitFor(
+      async () => {
+        const [unpublished] = await stack.db.handle.db
+          .select({ n: count() })
+          .from(outboxEvents)
+          .where(isNull(outboxEvents.publishedAt));
+        if ((unpublished?.n ?? 1) > 0) return undefined;
+        for (const [stream, name] of consumers) {
+          for (const [s, c] of [
+            [stream, name],
+            [advisoryStream.name, `${name}-advisories`],
+          ] as const) {
+            const i = await jsm.consumers.info(s, c);
+            if (i.num_pending > 0 || i.num_ack_pending > 0) return undefined;
+          }
+        }
+        return true;
+      },
+      { timeoutMs: 20_000 },
+    );
+  };
 
   /** Mensajes de aviso genérico publicados en NOTIFICATIONS hasta ahora. */
   const genericAlertsQueued = async () => {
@@ -79,7 +118,7 @@ describe("dead-letter alerts to operators", () => {
       .where(eq(dlqEntries.eventId, eventId));
     expect(entry?.domain).toBe("billing");
     // Un solo correo por mensaje muerto.
-    await new Promise((r) => setTimeout(r, 1_000));
+    await settled();
     expect(mailsMentioning(eventId)).toHaveLength(1);
   }, 40_000);
 
@@ -103,7 +142,7 @@ describe("dead-letter alerts to operators", () => {
     });
     expect(mail.text).toContain(res.body.taskId);
     expect(mail.text).toContain(correlationId);
-    await new Promise((r) => setTimeout(r, 1_500));
+    await settled();
     expect(mailsMentioning(correlationId)).toHaveLength(1);
     expect(await genericAlertsQueued()).toBe(before);
   }, 40_000);
@@ -126,7 +165,7 @@ describe("dead-letter alerts to operators", () => {
         .where(eq(dlqEntries.eventId, eventId));
       return entry;
     });
-    await new Promise((r) => setTimeout(r, 1_000));
+    await settled();
     expect(mailsMentioning(eventId)).toEqual([]);
     expect(mailsMentioning(correlationId)).toEqual([]);
     expect(await genericAlertsQueued()).toBe(before);

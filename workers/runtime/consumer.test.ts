@@ -12,7 +12,8 @@ import {
 } from "../../contracts/streams";
 import { type Bus, connectBus, ensureStreams } from "../../core/bus";
 import { newId } from "../../core/ids";
-import { silentLogger } from "../../core/logger";
+import { type Logger, silentLogger } from "../../core/logger";
+import { MAX_DELIVER } from "../../core/retry-policy";
 import { createDeadLetterStore } from "../../db/dead-letters";
 import { createProcessedStore, type ProcessedStore } from "../../db/processed";
 import { dlqEntries } from "../../db/schema";
@@ -511,7 +512,11 @@ describe("worker runtime", () => {
    * Un worker cuyo mensaje falla su esquema (va derecho a la DLQ) con la copia consultable de la
    * DLQ dada; espera a que empiece a registrarla y devuelve el worker en marcha.
    */
-  const deadLetteringWith = async (name: string, record: () => Promise<void>) => {
+  const deadLetteringWith = async (
+    name: string,
+    record: () => Promise<void>,
+    logger: Logger = silentLogger,
+  ) => {
     let recording = false;
     const w = await startWorker(
       {
@@ -523,7 +528,7 @@ describe("worker runtime", () => {
       },
       {
         bus,
-        logger: silentLogger,
+        logger,
         deadLetters: {
           record() {
             recording = true;
@@ -541,15 +546,35 @@ describe("worker runtime", () => {
 
   it("stops retrying a failing dead-letter at the drain deadline instead of holding the shutdown", async () => {
     const recordCalls: number[] = [];
+    const { logger, lines } = captureLogs();
     // La base caída: el runtime reintenta 3 veces, con 0,5 s y 1 s entre ellas, si nadie lo para.
-    const w = await deadLetteringWith("dlq-at-deadline", async () => {
-      recordCalls.push(Date.now());
-      throw new Error("database down");
-    });
+    const w = await deadLetteringWith(
+      "dlq-at-deadline",
+      async () => {
+        recordCalls.push(Date.now());
+        throw new Error("database down");
+      },
+      logger,
+    );
     const stopAt = Date.now();
     await w.stop({ drainTimeoutMs: 50 });
+    // Se espera a que el bucle de la DLQ termine (su última línea de log), no un tiempo fijo: con
+    // la máquina cargada, un reintento tardío podía llegar después de la espera y no verse.
+    const end = await waitFor(
+      async () =>
+        lines.find(
+          (l) =>
+            l.msg ===
+              "drain deadline reached while dead-lettering; the message returns after its ack wait" ||
+            l.msg === "dead-lettering failed; message left unacknowledged",
+        ),
+      { timeoutMs: 10_000 },
+    );
+    expect(end.msg).toBe(
+      "drain deadline reached while dead-lettering; the message returns after its ack wait",
+    );
     // Vencido el plazo no hay otro intento: ni al acabar la espera entre intentos ni después.
-    await new Promise((r) => setTimeout(r, 1_800));
+    expect(recordCalls.length).toBeGreaterThan(0);
     expect(recordCalls.filter((at) => at >= stopAt + 50)).toEqual([]);
   }, 20_000);
 
@@ -673,6 +698,9 @@ describe("worker runtime", () => {
       const [, , interrupted = 0, copy = 0, ...after] = attempts;
       expect(interrupted).toBeGreaterThan(1);
       expect(copy).toBe(interrupted);
+      // Tras la copia siguen los intentos que faltan hasta el tope (con [] el every() pasaría).
+      expect(after.length).toBeGreaterThanOrEqual(MAX_DELIVER - copy);
+      expect(after.at(-1)).toBe(MAX_DELIVER);
       expect(after.every((a) => a >= copy)).toBe(true);
       expect(entry?.deliveries).toBeGreaterThanOrEqual(5);
     } finally {
