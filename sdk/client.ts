@@ -18,6 +18,7 @@ import {
   type FetchLike,
   type Flight,
   isLive,
+  edgeUrl as joinEdgeUrl,
   rateLimited,
   readJson,
   retryAfterMs,
@@ -272,7 +273,7 @@ class Client implements FarutechClient {
   }
 
   authorizedFetch: FetchLike = async (input, init) => {
-    const original = new Request(input, init);
+    const original = new Request(this.edgeTarget(input), init);
     const attempt = async (request: Request) => {
       const token = await this.accessToken();
       request.headers.set("authorization", `Bearer ${token}`);
@@ -289,6 +290,28 @@ class Client implements FarutechClient {
     if (second.res.status !== 401) this.tokens.accepted(second.token);
     return second.res;
   };
+
+  /**
+   * El bearer solo viaja al origen del edge: una URL de otro origen (un error de configuración o
+   * una URL que vino de afuera) no debe llevarse el token. Una ruta que empieza con `/` se une a
+   * edgeUrl.
+   */
+  private edgeTarget(input: string | URL | Request): string | URL | Request {
+    if (typeof input === "string" && input.startsWith("/") && !input.startsWith("//")) {
+      return joinEdgeUrl(this.edgeUrl, input);
+    }
+    const raw = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
+    if (!URL.canParse(raw)) {
+      throw new FarutechError("invalid_url", "authorizedFetch needs a path or an absolute URL");
+    }
+    if (new URL(raw).origin !== new URL(this.edgeUrl).origin) {
+      throw new FarutechError(
+        "foreign_url",
+        `authorizedFetch only sends the token to the edge (${new URL(this.edgeUrl).origin})`,
+      );
+    }
+    return input;
+  }
 
   async close(): Promise<void> {
     if (this.closed) return;

@@ -1,6 +1,6 @@
 import { execFile, execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import type { Server } from "node:http";
+import { createServer, type Server } from "node:http";
 import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -747,6 +747,38 @@ describe("tokens", () => {
     expect(viaHeaders.status).toBe(200);
     expect(await viaHeaders.json()).toMatchObject({ instanceId: norteId });
     await client.close();
+  });
+
+  it("authorizedFetch sends the bearer token only to the edge's origin and resolves paths against edgeUrl", async () => {
+    const { client } = testClient();
+    // Un servidor ajeno que anota lo que le llega: el token no debe salir hacia él.
+    const seen: (string | null)[] = [];
+    const foreign = createServer((req, res) => {
+      seen.push(req.headers.authorization ?? null);
+      res.end("ok");
+    });
+    await new Promise<void>((resolve) => foreign.listen(0, "127.0.0.1", resolve));
+    const port = (foreign.address() as AddressInfo).port;
+    try {
+      for (const target of [
+        `http://127.0.0.1:${port}/v1/entitlements`,
+        new URL(`http://127.0.0.1:${port}/x`),
+        new Request(`http://127.0.0.1:${port}/y`),
+      ]) {
+        await expect(client.authorizedFetch(target)).rejects.toMatchObject({
+          name: "FarutechError",
+          code: "foreign_url",
+        });
+      }
+      expect(seen).toEqual([]);
+      // Una ruta relativa va al edge, con el token.
+      const relative = await client.authorizedFetch(`/v1/entitlements?instanceId=${norteId}`);
+      expect(relative.status).toBe(200);
+      expect(await relative.json()).toMatchObject({ instanceId: norteId });
+    } finally {
+      foreign.close();
+      await client.close();
+    }
   });
 
   it("close revokes the refresh token and refuses further calls", async () => {
