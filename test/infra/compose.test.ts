@@ -4,6 +4,7 @@ import { createRequire } from "node:module";
 import { Ajv2019 } from "ajv/dist/2019.js";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
+import { COMMIT_BUDGET_MS } from "../../functions/middleware/idempotency";
 import { ENTRY_POINTS } from "../../scripts/build";
 import { isEdgeVar } from "../../scripts/edge-container";
 import { readStages } from "./dockerfile";
@@ -240,6 +241,11 @@ describe("docker-compose.yml", () => {
     for (const name of ["DATABASE_URL", "NEON_WSPROXY", "AUTH_SIGNING_KEYS", "AUTH_ISSUER"])
       expect(env[name], name).toBeTruthy();
     for (const name of Object.keys(env)) expect(isEdgeVar(name), name).toBe(true);
+  });
+
+  it("gives the functions more time to stop than a request's commit budget", () => {
+    const grace = services.functions?.stop_grace_period ?? "10s";
+    expect(Number(grace.replace(/s$/, "")) * 1000).toBeGreaterThan(COMMIT_BUDGET_MS);
   });
 
   it("gives the workers more time to stop than their 30 s drain", () => {

@@ -7,6 +7,7 @@ import * as networkingV1 from "kubernetes-models/networking.k8s.io/v1";
 import * as coreV1 from "kubernetes-models/v1";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
+import { COMMIT_BUDGET_MS } from "../../functions/middleware/idempotency";
 import { ENTRY_POINTS } from "../../scripts/build";
 import { SHUTDOWN_DEADLINE_MS } from "../../workers/runtime/consumer";
 import { envVarsReadByCode } from "./env-vars";
@@ -208,6 +209,15 @@ describe("infra/k8s manifests", () => {
           expect(readFileSync(known.source, "utf8")).toContain(`"${probe.httpGet.path}"`);
         }
       }
+  });
+
+  it("lets the functions finish a request within its commit budget before the pod is killed", () => {
+    // Una petición con Idempotency-Key puede confirmar hasta COMMIT_BUDGET_MS después de empezar:
+    // matarla antes deja al cliente sin respuesta de un cambio que quizá no se confirmó.
+    const functions = workload("farutech-functions");
+    expect((functions.pod.terminationGracePeriodSeconds ?? 30) * 1000).toBeGreaterThan(
+      COMMIT_BUDGET_MS,
+    );
   });
 
   it("gives the worker more than its 30 s drain and scales it with an HPA", () => {
