@@ -1,12 +1,10 @@
-import { rmSync } from "node:fs";
 import { eq, inArray, isNull } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Bus, connectBus, ensureStreams } from "../core/bus";
 import { newId } from "../core/ids";
 import { silentLogger } from "../core/logger";
-import type { LocalNats } from "../infra/nats/local-server";
 import { createTestDatabase, type TestDatabase } from "../test/support/databases";
-import { startNatsForTest } from "../test/support/stack";
+import { startNatsForTest, type TestNats } from "../test/support/stack";
 import { auditInsert } from "./audit";
 import { executeAll } from "./batch";
 import { outboxInsert, publishQueued } from "./outbox";
@@ -96,7 +94,7 @@ describe.each(["postgres", "pglite"] as const)("executeAll on %s", (kind) => {
 
 describe("publishQueued marks concurrent publishes in shared batches", () => {
   let db: TestDatabase;
-  let nats: LocalNats & { dir: string };
+  let nats: TestNats;
   let bus: Bus;
   const updates: string[] = [];
 
@@ -110,8 +108,7 @@ describe("publishQueued marks concurrent publishes in shared batches", () => {
   });
   afterAll(async () => {
     await bus?.close();
-    await nats?.stop();
-    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+    await nats?.dispose();
     await db?.drop();
   });
 

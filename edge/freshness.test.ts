@@ -2,14 +2,13 @@ import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDb } from "../db/client";
 import { tenantInstances } from "../db/schema";
-import { seedDemo } from "../db/seed";
 import {
   insertInstance,
   newCustomer,
   planIdOf,
 } from "../functions/routes/subscriptions/test-fixtures";
 import { type RunningWsProxy, startWsProxy } from "../infra/wsproxy/wsproxy";
-import { type AdminHarness, startAdminHarness } from "../test/support/admin";
+import { type AdminHarness, startSeededAdmin } from "../test/support/admin";
 import {
   type EdgeTarget,
   edgeTestSigning,
@@ -33,9 +32,7 @@ const targets = new Map<string, EdgeTarget>();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 beforeAll(async () => {
-  h = await startAdminHarness("postgres");
-  await seedDemo(h.db.handle.db);
-  admin = await h.token(["platform_admin"]);
+  ({ h, admin } = await startSeededAdmin("postgres"));
   proxy = await startWsProxy();
   if (!h.db.edgeUrl) throw new Error("postgres url missing");
   const signing = await edgeTestSigning("freshness-test", ISSUER);

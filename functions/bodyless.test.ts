@@ -7,8 +7,7 @@ import type { RequestContextVariables } from "../core/http/request-context";
 import { newId } from "../core/ids";
 import { silentLogger } from "../core/logger";
 import { customers, dlqEntries, provisioningTasks, tenantInstances } from "../db/schema";
-import { seedDemo } from "../db/seed";
-import { type AdminHarness, startAdminHarness } from "../test/support/admin";
+import { type AdminHarness, startSeededAdmin } from "../test/support/admin";
 import { expectProblem, type JsonResponse } from "../test/support/http";
 import { rejectUndeclaredBody } from "./openapi";
 import { insertInstance, newCustomer } from "./routes/subscriptions/test-fixtures";
@@ -47,9 +46,7 @@ describe("operations without a request body", () => {
   let doc: OpenApiDoc;
 
   beforeAll(async () => {
-    h = await startAdminHarness("pglite");
-    await seedDemo(h.db.handle.db);
-    admin = await h.token(["platform_admin"]);
+    ({ h, admin } = await startSeededAdmin("pglite"));
     customerId = (await newCustomer(h, admin)).id;
     doc = (await h.request<OpenApiDoc>("GET", "/openapi.json")).body;
   });

@@ -1,12 +1,10 @@
-import { rmSync } from "node:fs";
 import type { APIGatewayProxyEventV2, APIGatewayProxyResult, Context } from "aws-lambda";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateSigningKey } from "../core/auth/keys";
 import { createTokenSigner } from "../core/auth/tokens";
 import { seedDemo } from "../db/seed";
-import type { LocalNats } from "../infra/nats/local-server";
 import { createPostgresTestDatabase, type TestDatabase } from "../test/support/databases";
-import { startNatsForTest } from "../test/support/stack";
+import { startNatsForTest, type TestNats } from "../test/support/stack";
 
 // AWS no corre aquí: los eventos de API Gateway v2 se construyen a mano (la forma de
 // aws-lambda/APIGatewayProxyEventV2); la app, la base y NATS detrás del handler son reales.
@@ -45,7 +43,7 @@ function event(
 // El mismo app como handler de AWS Lambda (API Gateway HTTP API, payload v2).
 describe("admin functions as an AWS Lambda handler", () => {
   let db: TestDatabase;
-  let nats: LocalNats & { dir: string };
+  let nats: TestNats;
   let handler: Handler;
   let token: string;
   const context = { awsRequestId: "req-1", functionName: "farutech-admin" } as Context;
@@ -80,8 +78,7 @@ describe("admin functions as an AWS Lambda handler", () => {
   });
 
   afterAll(async () => {
-    await nats?.stop();
-    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+    await nats?.dispose();
     await db?.drop();
   });
 

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { seedDemo } from "../db/seed";
-import { type AdminHarness, startAdminHarness } from "../test/support/admin";
+import { type AdminHarness, startSeededAdmin } from "../test/support/admin";
 import { expectProblem } from "../test/support/http";
 
 // `limit` es un entero en decimal: 0x3, 0b11 o 1e1 no son "3", "3" y "10" para nadie que lea la URL.
@@ -9,9 +8,7 @@ describe("pagination limit", () => {
   let admin: string;
 
   beforeAll(async () => {
-    h = await startAdminHarness("pglite");
-    await seedDemo(h.db.handle.db);
-    admin = await h.token(["platform_admin"]);
+    ({ h, admin } = await startSeededAdmin("pglite"));
   });
   afterAll(async () => h?.stop());
 

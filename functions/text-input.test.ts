@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { seedDemo } from "../db/seed";
-import { type AdminHarness, startAdminHarness } from "../test/support/admin";
+import { type AdminHarness, startSeededAdmin } from "../test/support/admin";
 import { expectProblem } from "../test/support/http";
 
 const NUL = "\u0000";
@@ -11,9 +10,7 @@ describe.each(["postgres", "pglite"] as const)("text the database cannot store o
   let admin: string;
 
   beforeAll(async () => {
-    h = await startAdminHarness(kind);
-    await seedDemo(h.db.handle.db);
-    admin = await h.token(["platform_admin"]);
+    ({ h, admin } = await startSeededAdmin(kind));
   });
   afterAll(async () => h?.stop());
 

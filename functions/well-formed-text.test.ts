@@ -2,8 +2,7 @@ import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../core/ids";
 import { customers, products } from "../db/schema";
-import { seedDemo } from "../db/seed";
-import { type AdminHarness, startAdminHarness } from "../test/support/admin";
+import { type AdminHarness, startSeededAdmin } from "../test/support/admin";
 import { expectProblem } from "../test/support/http";
 
 type Problem = { errors?: { path: string; message: string }[] };
@@ -16,9 +15,7 @@ describe("text that is not well-formed Unicode", () => {
   let admin: string;
 
   beforeAll(async () => {
-    h = await startAdminHarness("pglite");
-    await seedDemo(h.db.handle.db);
-    admin = await h.token(["platform_admin"]);
+    ({ h, admin } = await startSeededAdmin("pglite"));
   });
   afterAll(async () => h?.stop());
 

@@ -17,9 +17,8 @@ import {
   webhookEndpoints,
 } from "../db/schema";
 import { seedDemo } from "../db/seed";
-import type { LocalNats } from "../infra/nats/local-server";
 import { createPostgresTestDatabase, type TestDatabase } from "../test/support/databases";
-import { startNatsForTest } from "../test/support/stack";
+import { startNatsForTest, type TestNats } from "../test/support/stack";
 
 interface Run {
   code: number | null;
@@ -44,7 +43,7 @@ const runScript = (script: string, args: string[], env: NodeJS.ProcessEnv) =>
 
 // Las herramientas de operaciones tal como las corre un operador: procesos reales, base y NATS reales.
 describe("operator CLIs", () => {
-  let nats: LocalNats & { dir: string };
+  let nats: TestNats;
   let db: TestDatabase;
 
   const run = (script: string, args: string[], natsUrl = nats.url) =>
@@ -95,8 +94,7 @@ describe("operator CLIs", () => {
     await db.handle.db.insert(dlqEntries).values([first, second]);
   });
   afterAll(async () => {
-    await nats?.stop();
-    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+    await nats?.dispose();
     await db?.drop();
   });
 

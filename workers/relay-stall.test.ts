@@ -1,4 +1,3 @@
-import { rmSync } from "node:fs";
 import { eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Bus, connectBus, ensureStreams } from "../core/bus";
@@ -7,10 +6,9 @@ import { createDb } from "../db/client";
 import { enqueueEvent, RELAY_LOCK_ID, relayOnce } from "../db/outbox";
 import { outboxEvents } from "../db/schema";
 import { type DbHandle, rowsOf } from "../db/types";
-import type { LocalNats } from "../infra/nats/local-server";
 import { createPostgresTestDatabase, type TestDatabase } from "../test/support/databases";
 import { captureLogs } from "../test/support/logs";
-import { startNatsForTest, waitFor } from "../test/support/stack";
+import { startNatsForTest, type TestNats, waitFor } from "../test/support/stack";
 import { startTcpProxy, type TcpProxy } from "../test/support/tcp-proxy";
 import { startOutboxRelay } from "./relay";
 
@@ -19,7 +17,7 @@ import { startOutboxRelay } from "./relay";
 // publica; y el lazo del proceso afectado no se cuelga en esa pasada.
 describe("outbox relay whose Postgres link goes silent mid-pass", () => {
   let db: TestDatabase;
-  let nats: LocalNats & { dir: string };
+  let nats: TestNats;
   let bus: Bus;
   const proxies: TcpProxy[] = [];
   const stalled: DbHandle[] = [];
@@ -36,8 +34,7 @@ describe("outbox relay whose Postgres link goes silent mid-pass", () => {
     for (const p of proxies) await p.close();
     for (const h of stalled) await h.close().catch(() => {});
     for (const b of [...buses, bus]) await b?.close();
-    await nats?.stop();
-    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+    await nats?.dispose();
     await db?.drop();
   });
 

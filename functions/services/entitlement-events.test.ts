@@ -1,8 +1,7 @@
 import { and, eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { outboxEvents, plans } from "../../db/schema";
-import { seedDemo } from "../../db/seed";
-import { type AdminHarness, startAdminHarness } from "../../test/support/admin";
+import { type AdminHarness, startSeededAdmin } from "../../test/support/admin";
 import { createTestInstance } from "../routes/tenant-instances/test-fixtures";
 
 // Quién recibe entitlements.changed: solo instancias vivas, y nada cambia en una dada de baja.
@@ -11,9 +10,7 @@ describe.each(["postgres", "pglite"] as const)("entitlement events (%s)", (datab
   let admin: string;
 
   beforeAll(async () => {
-    h = await startAdminHarness(database);
-    await seedDemo(h.db.handle.db);
-    admin = await h.token(["platform_admin"]);
+    ({ h, admin } = await startSeededAdmin(database));
   });
   afterAll(async () => h?.stop());
 

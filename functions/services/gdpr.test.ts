@@ -3,9 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../../core/ids";
 import { enqueueEvent } from "../../db/outbox";
 import { dlqEntries, tenantInstances } from "../../db/schema";
-import { demoProvisionBody, seedDemo } from "../../db/seed";
+import { demoProvisionBody } from "../../db/seed";
 import { rowsOf } from "../../db/types";
-import { type AdminHarness, startAdminHarness } from "../../test/support/admin";
+import { type AdminHarness, startSeededAdmin } from "../../test/support/admin";
 
 // Derecho al olvido de punta a punta: tras el erase no queda la razón social (ni lo que se deriva
 // de ella: código de tenant, namespace, subdominio), el NIF ni el correo en ninguna tabla.
@@ -14,9 +14,7 @@ describe.each(["postgres", "pglite"] as const)("GDPR erase on %s", (kind) => {
   let admin: string;
 
   beforeAll(async () => {
-    h = await startAdminHarness(kind);
-    await seedDemo(h.db.handle.db);
-    admin = await h.token(["platform_admin"]);
+    ({ h, admin } = await startSeededAdmin(kind));
   });
   afterAll(async () => h?.stop());
 

@@ -1,4 +1,3 @@
-import { rmSync } from "node:fs";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { streams } from "../../contracts/streams";
@@ -9,15 +8,14 @@ import { outboxEvents, tenantInstances } from "../../db/schema";
 import { seedDemo } from "../../db/seed";
 import { createAdminApp } from "../../functions/app";
 import { type AdminRuntime, createAdminRuntime } from "../../functions/runtime";
-import type { LocalNats } from "../../infra/nats/local-server";
 import { createPostgresTestDatabase, type TestDatabase } from "../support/databases";
-import { startNatsForTest } from "../support/stack";
+import { startNatsForTest, type TestNats } from "../support/stack";
 
 // Las funciones admin publican por el transporte WebSocket de NATS (como en Lambda),
 // en un proceso sin conexiones TCP: aquí no corren workers.
 describe("admin functions over the NATS WebSocket transport", () => {
   let db: TestDatabase;
-  let nats: LocalNats & { dir: string };
+  let nats: TestNats;
   let runtime: AdminRuntime;
   let token: string;
 
@@ -53,8 +51,7 @@ describe("admin functions over the NATS WebSocket transport", () => {
 
   afterAll(async () => {
     await runtime?.close();
-    await nats?.stop();
-    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+    await nats?.dispose();
     await db?.drop();
   });
 

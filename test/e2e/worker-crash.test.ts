@@ -1,5 +1,4 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { rmSync } from "node:fs";
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import { and, count, eq, sql } from "drizzle-orm";
 import getPort from "get-port";
@@ -14,12 +13,11 @@ import { seedDemo } from "../../db/seed";
 import { rowsOf } from "../../db/types";
 import { createAdminApp } from "../../functions/app";
 import { type AdminRuntime, createAdminRuntime } from "../../functions/runtime";
-import type { LocalNats } from "../../infra/nats/local-server";
 import { sharedDatabaseName } from "../../workers/provisioning/shared-registry";
 import { PROVISIONING_WORKER } from "../../workers/provisioning/worker";
 import { createPostgresTestDatabase, type TestDatabase } from "../support/databases";
 import { demoProvisionBody } from "../support/demo";
-import { startNatsForTest, waitFor } from "../support/stack";
+import { startNatsForTest, type TestNats, waitFor } from "../support/stack";
 
 // Un worker muerto con SIGKILL a mitad de un paso no pierde nada: el mensaje vuelve,
 // otro proceso salta lo ya hecho y la tarea termina con cada efecto una sola vez.
@@ -27,7 +25,7 @@ import { startNatsForTest, waitFor } from "../support/stack";
 // esté cargada.
 describe("worker killed mid-step", () => {
   let db: TestDatabase;
-  let nats: LocalNats & { dir: string };
+  let nats: TestNats;
   let runtime: AdminRuntime;
   const children: ChildProcess[] = [];
   let env: Record<string, string>;
@@ -145,8 +143,7 @@ describe("worker killed mid-step", () => {
   afterAll(async () => {
     for (const c of children) c.kill("SIGKILL");
     await runtime?.close();
-    await nats?.stop();
-    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+    await nats?.dispose();
     await db?.drop();
   });
 

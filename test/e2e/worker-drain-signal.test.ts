@@ -1,9 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { rmSync } from "node:fs";
 import { createInterface } from "node:readline";
 import getPort from "get-port";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { LocalNats } from "../../infra/nats/local-server";
 import {
   CLOSE_BUDGET_MS,
   RELEASE_BUDGET_MS,
@@ -11,7 +9,7 @@ import {
   SHUTDOWN_SLACK_MS,
 } from "../../workers/runtime/consumer";
 import { createPostgresTestDatabase, type TestDatabase } from "../support/databases";
-import { startNatsForTest, waitFor } from "../support/stack";
+import { startNatsForTest, type TestNats, waitFor } from "../support/stack";
 import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy";
 
 interface LogLine {
@@ -25,7 +23,7 @@ interface LogLine {
 // que queda es el plazo menos lo que tardó el arranque pendiente (no el plazo entero).
 describe("workers process: SIGTERM while starting", () => {
   let db: TestDatabase;
-  let nats: LocalNats & { dir: string };
+  let nats: TestNats;
   let proxy: TcpProxy;
   let child: ChildProcess | undefined;
 
@@ -40,8 +38,7 @@ describe("workers process: SIGTERM while starting", () => {
   afterAll(async () => {
     child?.kill("SIGKILL");
     await proxy?.close();
-    await nats?.stop();
-    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+    await nats?.dispose();
     await db?.drop();
   });
 

@@ -1,15 +1,13 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { rmSync } from "node:fs";
 import getPort from "get-port";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { LocalNats } from "../../infra/nats/local-server";
 import { createPostgresTestDatabase, type TestDatabase } from "../support/databases";
-import { startNatsForTest, waitFor } from "../support/stack";
+import { startNatsForTest, type TestNats, waitFor } from "../support/stack";
 
 // El proceso de workers real: /healthz dice si vive; /readyz, si base y broker responden.
 describe("worker process health and readiness", () => {
   let db: TestDatabase;
-  let nats: LocalNats & { dir: string };
+  let nats: TestNats;
   let child: ChildProcess | undefined;
   let port: number;
 
@@ -31,8 +29,7 @@ describe("worker process health and readiness", () => {
 
   afterAll(async () => {
     child?.kill("SIGKILL");
-    await nats?.stop();
-    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+    await nats?.dispose();
     await db?.drop();
   });
 

@@ -1,5 +1,4 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { rmSync } from "node:fs";
 import { and, count, eq, inArray } from "drizzle-orm";
 import getPort from "get-port";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,17 +10,16 @@ import { provisionRequestSchema } from "../../functions/routes/provisioning/sche
 import { type AdminRuntime, createAdminRuntime } from "../../functions/runtime";
 import type { ServiceContext } from "../../functions/services/mutation";
 import { provisionTenant } from "../../functions/services/provisioning";
-import type { LocalNats } from "../../infra/nats/local-server";
 import { createPostgresTestDatabase, type TestDatabase } from "../support/databases";
 import { demoProvisionBody } from "../support/demo";
-import { startNatsForTest, waitFor } from "../support/stack";
+import { startNatsForTest, type TestNats, waitFor } from "../support/stack";
 
 const TASKS = 200;
 
 // Dos procesos de workers comparten el consumer durable: cada tarea se procesa exactamente una vez.
 describe("two worker processes", () => {
   let db: TestDatabase;
-  let nats: LocalNats & { dir: string };
+  let nats: TestNats;
   let runtime: AdminRuntime;
   const children: ChildProcess[] = [];
   const metricsPorts: number[] = [];
@@ -54,8 +52,7 @@ describe("two worker processes", () => {
   afterAll(async () => {
     for (const c of children) c.kill("SIGKILL");
     await runtime?.close();
-    await nats?.stop();
-    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+    await nats?.dispose();
     await db?.drop();
   });
 

@@ -63,8 +63,7 @@ describe("npm run build bundles", () => {
 
   afterAll(async () => {
     for (const r of running) r.child.kill("SIGKILL");
-    await nats?.stop();
-    rmSync(nats?.dir ?? "", { recursive: true, force: true });
+    await nats?.dispose();
     await db?.drop();
     rmSync(outdir, { recursive: true, force: true });
   });

@@ -2,6 +2,7 @@ import { generateSigningKey, publicJwksOf } from "../../core/auth/keys";
 import { createTokenSigner, createTokenVerifier, type TokenSigner } from "../../core/auth/tokens";
 import { type BusProvider, fixedBusProvider } from "../../core/bus-provider";
 import type { SecretBox } from "../../core/secret-box";
+import { seedDemo } from "../../db/seed";
 import type { QueryObserver } from "../../db/types";
 import { createAdminApp } from "../../functions/app";
 import { createTestDatabase, type DatabaseKind, type TestDatabase } from "./databases";
@@ -79,4 +80,13 @@ export async function startAdminHarness(
     },
     stop: () => db.drop(),
   };
+}
+
+/** La API admin con la demo sembrada y un token `platform_admin`: el arranque de casi todas las pruebas. */
+export async function startSeededAdmin(
+  ...args: Parameters<typeof startAdminHarness>
+): Promise<{ h: AdminHarness; admin: string }> {
+  const h = await startAdminHarness(...args);
+  await seedDemo(h.db.handle.db);
+  return { h, admin: await h.token(["platform_admin"]) };
 }

@@ -46,10 +46,22 @@ export interface TestStack {
   stop(): Promise<void>;
 }
 
-export async function startNatsForTest(): Promise<LocalNats & { dir: string }> {
+export type TestNats = LocalNats & {
+  dir: string;
+  /** Para el servidor y borra su store: lo que hace cada afterAll. */
+  dispose(): Promise<void>;
+};
+
+export async function startNatsForTest(): Promise<TestNats> {
   const dir = mkdtempSync(join(tmpdir(), "farutech-nats-"));
   const nats = await startLocalNats({ dataDir: dir });
-  return Object.assign(nats, { dir });
+  return Object.assign(nats, {
+    dir,
+    async dispose() {
+      await nats.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  });
 }
 
 function listen(
@@ -135,8 +147,7 @@ export async function startTestStack(options: StackOptions): Promise<TestStack> 
       await new Promise<void>((r) => edgeServer.server.close(() => r()));
       await workers?.stop();
       await admin.close();
-      await nats.stop();
-      rmSync(nats.dir, { recursive: true, force: true });
+      await nats.dispose();
       await db.drop();
     },
   };

@@ -1,4 +1,3 @@
-import { rmSync } from "node:fs";
 import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ProvisioningTaskMessage } from "../../contracts/events";
@@ -52,8 +51,7 @@ describe("provisioning worker and concurrent admin changes", () => {
   afterAll(async () => {
     await registry?.close();
     await bus?.close();
-    await nats?.stop();
-    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+    await nats?.dispose();
     await database?.drop();
   });
 

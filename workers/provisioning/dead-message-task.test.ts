@@ -1,4 +1,3 @@
-import { rmSync } from "node:fs";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { streams } from "../../contracts/streams";
@@ -13,10 +12,9 @@ import { seedDemo } from "../../db/seed";
 import { provisionRequestSchema } from "../../functions/routes/provisioning/schema";
 import { replayDeadLetter } from "../../functions/services/dlq";
 import { provisionTenant } from "../../functions/services/provisioning";
-import type { LocalNats } from "../../infra/nats/local-server";
 import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
 import { demoProvisionBody } from "../../test/support/demo";
-import { startNatsForTest, waitFor } from "../../test/support/stack";
+import { startNatsForTest, type TestNats, waitFor } from "../../test/support/stack";
 import { startTcpProxy, type TcpProxy } from "../../test/support/tcp-proxy";
 import { type RunningWorker, startWorker } from "../runtime/consumer";
 import { createPostgresRegistry, type SharedTenantRegistry } from "./shared-registry";
@@ -28,7 +26,7 @@ import { provisioningWorker } from "./worker";
 // mensaje que la lleve. Queda en la DLQ (reprocesable), no atascada para siempre.
 describe("a live run whose message was dead-lettered meanwhile", () => {
   let db: TestDatabase;
-  let nats: LocalNats & { dir: string };
+  let nats: TestNats;
   let proxy: TcpProxy;
   let busA: Bus;
   let busB: Bus;
@@ -53,8 +51,7 @@ describe("a live run whose message was dead-lettered meanwhile", () => {
     await busB?.close();
     await proxy?.close();
     await registry?.close();
-    await nats?.stop();
-    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+    await nats?.dispose();
     await db?.drop();
   });
 

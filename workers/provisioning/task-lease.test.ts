@@ -1,4 +1,3 @@
-import { rmSync } from "node:fs";
 import { and, eq, like, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventEnvelopeSchema, type ProvisioningTaskMessage } from "../../contracts/events";
@@ -76,8 +75,7 @@ describe("provisioning task lease", () => {
     await real?.close();
     await provider?.close();
     await bus?.close();
-    await nats?.stop();
-    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+    await nats?.dispose();
     await database?.drop();
   });
 

@@ -53,8 +53,7 @@ describe("provisioning worker handler", () => {
   afterAll(async () => {
     await provider?.close();
     await bus?.close();
-    await nats?.stop();
-    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+    await nats?.dispose();
     await database?.drop();
   });
 

@@ -1,4 +1,3 @@
-import { rmSync } from "node:fs";
 import type { Consumer } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/nats-core";
 import { eq } from "drizzle-orm";
@@ -17,10 +16,9 @@ import { MAX_DELIVER } from "../../core/retry-policy";
 import { createDeadLetterStore } from "../../db/dead-letters";
 import { createProcessedStore, type ProcessedStore } from "../../db/processed";
 import { dlqEntries } from "../../db/schema";
-import type { LocalNats } from "../../infra/nats/local-server";
 import { createPgliteTestDatabase, type TestDatabase } from "../../test/support/databases";
 import { captureLogs } from "../../test/support/logs";
-import { startNatsForTest, waitFor } from "../../test/support/stack";
+import { startNatsForTest, type TestNats, waitFor } from "../../test/support/stack";
 import {
   ensureConsumer,
   type HandlerContext,
@@ -35,7 +33,7 @@ import { createWorkerMetrics } from "./metrics";
 
 // El runtime de consumo contra un nats-server real: idempotencia y errores permanentes.
 describe("worker runtime", () => {
-  let nats: LocalNats & { dir: string };
+  let nats: TestNats;
   let bus: Bus;
   let db: TestDatabase;
   let worker: RunningWorker;
@@ -63,8 +61,7 @@ describe("worker runtime", () => {
   afterAll(async () => {
     await worker?.stop();
     await bus?.close();
-    await nats?.stop();
-    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+    await nats?.dispose();
     await db?.drop();
   });
 

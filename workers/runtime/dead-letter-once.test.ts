@@ -1,4 +1,3 @@
-import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { streams } from "../../contracts/streams";
@@ -9,16 +8,15 @@ import { silentLogger } from "../../core/logger";
 import { createDeadLetterStore } from "../../db/dead-letters";
 import { createProcessedStore } from "../../db/processed";
 import { dlqEntries } from "../../db/schema";
-import type { LocalNats } from "../../infra/nats/local-server";
 import { createPgliteTestDatabase, type TestDatabase } from "../../test/support/databases";
-import { startNatsForTest, waitFor } from "../../test/support/stack";
+import { startNatsForTest, type TestNats, waitFor } from "../../test/support/stack";
 import { type RunningWorker, startWorker } from "./consumer";
 import { PermanentError } from "./errors";
 
 // Un mensaje que fue a la DLQ no vuelve a ejecutarse si JetStream lo entrega otra vez (consumer
 // borrado y recreado, que relee el stream): la DLQ ya lo lleva y su reproceso usa otro id de evento.
 describe("a dead-lettered message delivered again", () => {
-  let nats: LocalNats & { dir: string };
+  let nats: TestNats;
   let bus: Bus;
   let db: TestDatabase;
   let worker: RunningWorker;
@@ -53,8 +51,7 @@ describe("a dead-lettered message delivered again", () => {
   afterAll(async () => {
     await worker?.stop();
     await bus?.close();
-    await nats?.stop();
-    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+    await nats?.dispose();
     await db?.drop();
   });
 

@@ -1,4 +1,3 @@
-import { rmSync } from "node:fs";
 import { headers as natsHeaders } from "@nats-io/nats-core";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -8,7 +7,6 @@ import { type Bus, connectBus, ensureStreams } from "../../core/bus";
 import { silentLogger } from "../../core/logger";
 import { createDeadLetterStore } from "../../db/dead-letters";
 import { dlqEntries } from "../../db/schema";
-import type { LocalNats } from "../../infra/nats/local-server";
 import {
   advisoryOnlyWorker,
   injectMaxDeliveriesAdvisory,
@@ -16,7 +14,7 @@ import {
 } from "../../test/support/advisories";
 import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
 import { captureLogs } from "../../test/support/logs";
-import { startNatsForTest, waitFor } from "../../test/support/stack";
+import { startNatsForTest, type TestNats, waitFor } from "../../test/support/stack";
 import { startWorker, type WorkerDefinition } from "./consumer";
 import { PermanentError } from "./errors";
 
@@ -24,7 +22,7 @@ import { PermanentError } from "./errors";
 // recreado (secuencias repetidas), contenido que Postgres o una cabecera NATS no aceptan, y una
 // base que deja de responder después del handler.
 describe("dead-lettering and bookkeeping that cannot get stuck", () => {
-  let nats: LocalNats & { dir: string };
+  let nats: TestNats;
   let bus: Bus;
   let db: TestDatabase;
   beforeAll(async () => {
@@ -35,8 +33,7 @@ describe("dead-lettering and bookkeeping that cannot get stuck", () => {
   });
   afterAll(async () => {
     await bus?.close();
-    await nats?.stop();
-    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+    await nats?.dispose();
     await db?.drop();
   });
 

@@ -1,17 +1,15 @@
-import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { type Bus, connectBus, ensureStreams } from "../../core/bus";
 import { newId } from "../../core/ids";
 import { silentLogger } from "../../core/logger";
-import type { LocalNats } from "../../infra/nats/local-server";
-import { startNatsForTest, waitFor } from "../../test/support/stack";
+import { startNatsForTest, type TestNats, waitFor } from "../../test/support/stack";
 import { type RunningWorker, startWorker } from "./consumer";
 import { BACKLOG_READ_TIMEOUT_MS, createWorkerMetrics } from "./metrics";
 
 // /metrics: procesados, reintentos y pendientes del consumer, por worker.
 describe("worker metrics", () => {
-  let nats: LocalNats & { dir: string };
+  let nats: TestNats;
   let bus: Bus;
   let worker: RunningWorker;
   const metrics = createWorkerMetrics();
@@ -47,8 +45,7 @@ describe("worker metrics", () => {
   afterAll(async () => {
     await worker?.stop();
     await bus?.close();
-    await nats?.stop();
-    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+    await nats?.dispose();
   });
 
   it("exposes processed, retried and pending counts in Prometheus text", async () => {
@@ -109,7 +106,7 @@ describe("worker metrics", () => {
 
 // Lo que Prometheus necesita de un worker recién desplegado y durante una caída del broker.
 describe("worker metrics from the start and without a broker", () => {
-  let nats: LocalNats & { dir: string };
+  let nats: TestNats;
   let bus: Bus;
   const metrics = createWorkerMetrics();
   const workers: RunningWorker[] = [];
@@ -137,8 +134,7 @@ describe("worker metrics from the start and without a broker", () => {
   afterAll(async () => {
     for (const w of workers) await w.stop({ drainTimeoutMs: 1_000 });
     await bus?.close();
-    await nats?.stop();
-    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+    await nats?.dispose();
   });
 
   it("exposes every worker's counters at 0 before its first message", async () => {

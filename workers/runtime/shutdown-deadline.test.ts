@@ -1,22 +1,20 @@
-import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { advisoryStream, streams } from "../../contracts/streams";
 import { type Bus, connectBus, ensureStreams } from "../../core/bus";
 import { silentLogger } from "../../core/logger";
-import type { LocalNats } from "../../infra/nats/local-server";
 import {
   advisoryOnlyWorker,
   injectMaxDeliveriesAdvisory,
   testEnvelope,
 } from "../../test/support/advisories";
-import { startNatsForTest, waitFor } from "../../test/support/stack";
+import { startNatsForTest, type TestNats, waitFor } from "../../test/support/stack";
 import { type RunningWorker, startWorker, type WorkerDefinition } from "./consumer";
 
 // El apagado no pasa del plazo de drenado por trabajo que no es el handler: advisories de
 // MAX_DELIVERIES, reintentos, marca de procesado y devolución de mensajes al broker.
 describe("shutdown within the drain deadline", () => {
-  let nats: LocalNats & { dir: string };
+  let nats: TestNats;
   let bus: Bus;
   beforeAll(async () => {
     nats = await startNatsForTest();
@@ -25,8 +23,7 @@ describe("shutdown within the drain deadline", () => {
   });
   afterAll(async () => {
     await bus?.close();
-    await nats?.stop();
-    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+    await nats?.dispose();
   });
 
   const envelope = testEnvelope;

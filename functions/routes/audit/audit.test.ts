@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../../../core/ids";
 import { auditLog } from "../../../db/schema";
-import { seedDemo } from "../../../db/seed";
-import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
+import { type AdminHarness, startSeededAdmin } from "../../../test/support/admin";
 import { expectProblem } from "../../../test/support/http";
 import { createTestInstance } from "../tenant-instances/test-fixtures";
 import { auditEntrySchema } from "./schema";
@@ -29,9 +28,7 @@ describe.each(["postgres", "pglite"] as const)("audit log on %s", (kind) => {
   let support: string;
 
   beforeAll(async () => {
-    h = await startAdminHarness(kind);
-    await seedDemo(h.db.handle.db);
-    admin = await h.token(["platform_admin"]);
+    ({ h, admin } = await startSeededAdmin(kind));
     support = await h.token(["support"]);
   });
   afterAll(async () => h?.stop());

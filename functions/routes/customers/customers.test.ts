@@ -11,8 +11,8 @@ import {
   subscriptions,
   tenantInstances,
 } from "../../../db/schema";
-import { demoProvisionBody, seedDemo } from "../../../db/seed";
-import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
+import { demoProvisionBody } from "../../../db/seed";
+import { type AdminHarness, startSeededAdmin } from "../../../test/support/admin";
 import { createApiClient } from "../../../test/support/clients";
 import { expectProblem } from "../../../test/support/http";
 import { lockWaiters } from "../../../test/support/lock-waiters";
@@ -41,9 +41,7 @@ describe.each(["postgres", "pglite"] as const)("customers on %s", (kind) => {
   let support: string;
 
   beforeAll(async () => {
-    h = await startAdminHarness(kind);
-    await seedDemo(h.db.handle.db);
-    admin = await h.token(["platform_admin"]);
+    ({ h, admin } = await startSeededAdmin(kind));
     support = await h.token(["support"]);
   });
   afterAll(async () => h?.stop());

@@ -9,8 +9,7 @@ import {
   provisioningTasks,
   tenantInstances,
 } from "../../../db/schema";
-import { seedDemo } from "../../../db/seed";
-import { type AdminHarness, offlineBus, startAdminHarness } from "../../../test/support/admin";
+import { type AdminHarness, offlineBus, startSeededAdmin } from "../../../test/support/admin";
 import { expectProblem } from "../../../test/support/http";
 import { replayDeadLetter } from "../../services/dlq";
 import { insertInstance, newCustomer } from "../subscriptions/test-fixtures";
@@ -24,9 +23,7 @@ describe.each(["postgres", "pglite"] as const)("DLQ replay on %s", (kind) => {
   let customerId: string;
 
   beforeAll(async () => {
-    h = await startAdminHarness(kind);
-    await seedDemo(h.db.handle.db);
-    admin = await h.token(["platform_admin"]);
+    ({ h, admin } = await startSeededAdmin(kind));
     customerId = (await newCustomer(h, admin)).id;
   });
   afterAll(async () => h?.stop());

@@ -10,8 +10,7 @@ import {
   subscriptionFeatureOverrides,
   subscriptions,
 } from "../../../db/schema";
-import { seedDemo } from "../../../db/seed";
-import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
+import { type AdminHarness, startSeededAdmin } from "../../../test/support/admin";
 import { expectAuditAfterConcurrentEdit } from "../../../test/support/concurrent-edit";
 import { expectProblem } from "../../../test/support/http";
 import { entitlementsOf, insertInstance, newCustomer } from "../subscriptions/test-fixtures";
@@ -36,9 +35,7 @@ describe.each(["postgres", "pglite"] as const)("features on %s", (kind) => {
   let support: string;
 
   beforeAll(async () => {
-    h = await startAdminHarness(kind);
-    await seedDemo(h.db.handle.db);
-    admin = await h.token(["platform_admin"]);
+    ({ h, admin } = await startSeededAdmin(kind));
     catalog = await h.token(["catalog_manager"]);
     support = await h.token(["support"]);
   });

@@ -2,8 +2,7 @@ import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../../../core/ids";
 import { plans, products } from "../../../db/schema";
-import { seedDemo } from "../../../db/seed";
-import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
+import { type AdminHarness, startSeededAdmin } from "../../../test/support/admin";
 import { expectProblem } from "../../../test/support/http";
 
 type Problem = { errors?: { path: string; message: string }[] };
@@ -14,9 +13,7 @@ describe("plan limits map keys", () => {
   let productId: string;
 
   beforeAll(async () => {
-    h = await startAdminHarness("pglite");
-    await seedDemo(h.db.handle.db);
-    admin = await h.token(["platform_admin"]);
+    ({ h, admin } = await startSeededAdmin("pglite"));
     const [vet] = await h.db.handle.db
       .select()
       .from(products)

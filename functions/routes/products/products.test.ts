@@ -9,8 +9,7 @@ import {
   productLimits,
   webhookEndpoints,
 } from "../../../db/schema";
-import { seedDemo } from "../../../db/seed";
-import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
+import { type AdminHarness, startSeededAdmin } from "../../../test/support/admin";
 import { expectAuditAfterConcurrentEdit } from "../../../test/support/concurrent-edit";
 import { expectProblem } from "../../../test/support/http";
 import { lockWaiters } from "../../../test/support/lock-waiters";
@@ -26,9 +25,7 @@ describe.each(["postgres", "pglite"] as const)("products on %s", (kind) => {
   let support: string;
 
   beforeAll(async () => {
-    h = await startAdminHarness(kind);
-    await seedDemo(h.db.handle.db);
-    admin = await h.token(["platform_admin"]);
+    ({ h, admin } = await startSeededAdmin(kind));
     catalog = await h.token(["catalog_manager"]);
     support = await h.token(["support"]);
   });

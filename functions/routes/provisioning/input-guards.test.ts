@@ -2,8 +2,7 @@ import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../../../core/ids";
 import { provisioningTasks, tenantInstances } from "../../../db/schema";
-import { seedDemo } from "../../../db/seed";
-import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
+import { type AdminHarness, startSeededAdmin } from "../../../test/support/admin";
 import { demoProvisionBody } from "../../../test/support/demo";
 import { expectProblem } from "../../../test/support/http";
 import { createTestInstance } from "../tenant-instances/test-fixtures";
@@ -16,9 +15,7 @@ describe("provisioning input guards", () => {
   let admin: string;
 
   beforeAll(async () => {
-    h = await startAdminHarness("pglite");
-    await seedDemo(h.db.handle.db);
-    admin = await h.token(["platform_admin"]);
+    ({ h, admin } = await startSeededAdmin("pglite"));
   });
   afterAll(async () => h?.stop());
 

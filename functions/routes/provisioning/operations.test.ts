@@ -8,8 +8,7 @@ import {
   provisioningTasks,
   tenantInstances,
 } from "../../../db/schema";
-import { seedDemo } from "../../../db/seed";
-import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
+import { type AdminHarness, startSeededAdmin } from "../../../test/support/admin";
 import { demoProvisionBody } from "../../../test/support/demo";
 import { expectProblem } from "../../../test/support/http";
 import { createTestInstance } from "../tenant-instances/test-fixtures";
@@ -20,9 +19,7 @@ describe.each(["postgres", "pglite"] as const)("provisioning operations on %s", 
   let admin: string;
 
   beforeAll(async () => {
-    h = await startAdminHarness(kind);
-    await seedDemo(h.db.handle.db);
-    admin = await h.token(["platform_admin"]);
+    ({ h, admin } = await startSeededAdmin(kind));
   });
   afterAll(async () => h?.stop());
 

@@ -6,8 +6,7 @@ import {
   provisioningTasks,
   subscriptionFeatureOverrides,
 } from "../../../db/schema";
-import { seedDemo } from "../../../db/seed";
-import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
+import { type AdminHarness, startSeededAdmin } from "../../../test/support/admin";
 import { expectProblem } from "../../../test/support/http";
 import { overrideSchema } from "./schema";
 import { entitlementsOf, insertInstance, newCustomer, planIdOf } from "./test-fixtures";
@@ -22,9 +21,7 @@ describe.each(["postgres", "pglite"] as const)("subscription overrides on %s", (
   let vetProfessional: string;
 
   beforeAll(async () => {
-    h = await startAdminHarness(kind);
-    await seedDemo(h.db.handle.db);
-    admin = await h.token(["platform_admin"]);
+    ({ h, admin } = await startSeededAdmin(kind));
     support = await h.token(["support"]);
     vetProfessional = await planIdOf(h.db.handle.db, "VET_PROFESSIONAL");
   });

@@ -3,8 +3,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { demoProducts } from "../../../db/demo-data";
 import { auditLog, outboxEvents } from "../../../db/schema";
-import { seedDemo } from "../../../db/seed";
-import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
+import { type AdminHarness, startSeededAdmin } from "../../../test/support/admin";
 import { expectProblem } from "../../../test/support/http";
 import { lockWaiters } from "../../../test/support/lock-waiters";
 import { subscriptionSchema } from "./schema";
@@ -27,9 +26,7 @@ describe.each(["postgres", "pglite"] as const)("subscriptions on %s", (kind) => 
   let erpStandard: string;
 
   beforeAll(async () => {
-    h = await startAdminHarness(kind);
-    await seedDemo(h.db.handle.db);
-    admin = await h.token(["platform_admin"]);
+    ({ h, admin } = await startSeededAdmin(kind));
     support = await h.token(["support"]);
     vetStarter = await planIdOf(h.db.handle.db, "VET_STARTER");
     vetEnterprise = await planIdOf(h.db.handle.db, "VET_ENTERPRISE");

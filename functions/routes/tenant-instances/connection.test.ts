@@ -8,8 +8,7 @@ import {
   secretContext,
 } from "../../../core/secret-box";
 import { auditLog, tenantInstances } from "../../../db/schema";
-import { seedDemo } from "../../../db/seed";
-import { type AdminHarness, offlineBus, startAdminHarness } from "../../../test/support/admin";
+import { type AdminHarness, offlineBus, startSeededAdmin } from "../../../test/support/admin";
 import { expectProblem } from "../../../test/support/http";
 import { readTenantConnection } from "../../services/connection-strings";
 
@@ -24,9 +23,7 @@ describe.each(["postgres", "pglite"] as const)("tenant instance connection on %s
 
   beforeAll(async () => {
     box = await createSecretBox(JSON.stringify([generateEncryptionKey("conn-test")]));
-    h = await startAdminHarness(kind, undefined, { secretBox: box });
-    await seedDemo(h.db.handle.db);
-    admin = await h.token(["platform_admin"]);
+    ({ h, admin } = await startSeededAdmin(kind, undefined, { secretBox: box }));
     support = await h.token(["support"]);
     ids = (
       await h.db.handle.db

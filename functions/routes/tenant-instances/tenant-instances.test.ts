@@ -10,8 +10,7 @@ import {
   provisioningTasks,
   tenantInstances,
 } from "../../../db/schema";
-import { seedDemo } from "../../../db/seed";
-import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
+import { type AdminHarness, startSeededAdmin } from "../../../test/support/admin";
 import { demoProvisionBody } from "../../../test/support/demo";
 import { failNextIdempotentResponseStore } from "../../../test/support/faults";
 import { expectProblem } from "../../../test/support/http";
@@ -30,9 +29,7 @@ describe.each(["postgres", "pglite"] as const)("tenant instances on %s", (kind) 
   let catalog: string;
 
   beforeAll(async () => {
-    h = await startAdminHarness(kind);
-    await seedDemo(h.db.handle.db);
-    admin = await h.token(["platform_admin"]);
+    ({ h, admin } = await startSeededAdmin(kind));
     support = await h.token(["support"]);
     catalog = await h.token(["catalog_manager"]);
   });
