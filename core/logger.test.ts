@@ -54,6 +54,36 @@ describe("createLogger", () => {
     logger.info({ clientSecret: "s3cr3t", nested: { password: "p" } }, "x");
     expect(JSON.stringify(lines[0])).not.toMatch(/s3cr3t|"p"/);
   });
+
+  it("redacts tokens, secret hashes and cookies, top level or one level down, in either spelling", () => {
+    const { logger, lines } = recordingLogger();
+    logger.info(
+      {
+        refresh_token: "RT-1",
+        access_token: "AT-1",
+        secretHash: "HASH-1",
+        secret_hash: "HASH-2",
+        body: { token: "TOK-1", refreshToken: "RT-2", refresh_token: "RT-3", access_token: "AT-2" },
+        client: { secretHash: "HASH-3", smtpUrl: "smtp://u:SMTP-1@h" },
+        headers: { cookie: "sid=COOKIE-1" },
+      },
+      "x",
+    );
+    expect(JSON.stringify(lines[0])).not.toMatch(/RT-|AT-|HASH-|TOK-|SMTP-|COOKIE-/);
+  });
+
+  it("serializes an error logged under `error` or `cause` like one under `err`", () => {
+    const { logger, lines } = recordingLogger();
+    const err = new Error(
+      'Failed query: select * from "api_clients" where "secret_hash" = $1\nparams: HASH-PARAM',
+    );
+    logger.warn({ error: err, cause: err }, "x");
+    expect(JSON.stringify(lines[0])).not.toContain("HASH-PARAM");
+    expect(lines[0]?.error).toMatchObject({ type: "Error" });
+    // Un texto bajo `error` queda como está.
+    logger.warn({ error: "plain text" }, "y");
+    expect(lines[1]?.error).toBe("plain text");
+  });
 });
 
 describe("eventFields", () => {

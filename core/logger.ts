@@ -5,7 +5,7 @@ import { loggableError } from "./http/db-errors";
 export type Logger = PinoLogger;
 
 // Rutas redactadas: secretos y credenciales nunca llegan a los logs.
-const REDACT = [
+const SECRET_KEYS = [
   "password",
   "secret",
   "clientSecret",
@@ -13,16 +13,19 @@ const REDACT = [
   "authorization",
   "token",
   "accessToken",
+  "access_token",
   "refreshToken",
+  "refresh_token",
+  "secretHash",
+  "secret_hash",
   "connectionString",
-  "*.password",
-  "*.secret",
-  "*.clientSecret",
-  "*.client_secret",
-  "*.authorization",
-  "*.connectionString",
+  "smtpUrl",
+  "cookie",
+];
+const REDACT = [
+  ...SECRET_KEYS,
+  ...SECRET_KEYS.map((key) => `*.${key}`),
   "req.headers.authorization",
-  "headers.authorization",
 ];
 
 export interface LoggerOptions {
@@ -50,10 +53,16 @@ export function createLogger({ service, level: raw, destination }: LoggerOptions
       formatters: { level: (label) => ({ level: label }) },
       // `{ err }` en cualquier log: el error de drizzle lleva el SQL y sus parámetros (datos
       // personales, cadenas de conexión cifradas); solo queda el error de la base y la pila.
-      serializers: { err: loggableError },
+      // `error` y `cause` también: un Error bajo otra clave llevaría las propiedades enumerables de
+      // drizzle (`query`, `params`). Un texto bajo `error` queda como está.
+      serializers: { err: loggableError, error: errorOrText, cause: errorOrText },
     },
     destination,
   );
+}
+
+function errorOrText(value: unknown): unknown {
+  return value instanceof Error ? loggableError(value) : value;
 }
 
 export const silentLogger: Logger = pino({ level: "silent" });

@@ -1,4 +1,3 @@
-import { rmSync } from "node:fs";
 import { eq, inArray } from "drizzle-orm";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -6,13 +5,13 @@ import type { EventEnvelope } from "../contracts/events";
 import { type Bus, connectBus, ensureStreams } from "../core/bus";
 import { newId } from "../core/ids";
 import { silentLogger } from "../core/logger";
-import type { LocalNats } from "../infra/nats/local-server";
 import {
   createPgliteTestDatabase,
   createPostgresTestDatabase,
   type TestDatabase,
 } from "../test/support/databases";
-import { startNatsForTest } from "../test/support/stack";
+import { captureLogs } from "../test/support/logs";
+import { startNatsForTest, type TestNats } from "../test/support/stack";
 import {
   INLINE_PUBLISH_LIMIT,
   outboxInsert,
@@ -25,7 +24,7 @@ import { outboxEvents } from "./schema";
 
 // El relay contra un nats-server real: un evento imposible de publicar no frena a los demás.
 describe("outbox relay pass", () => {
-  let nats: LocalNats & { dir: string };
+  let nats: TestNats;
   let bus: Bus;
   let db: TestDatabase;
 
@@ -37,8 +36,7 @@ describe("outbox relay pass", () => {
   });
   afterAll(async () => {
     await bus?.close();
-    await nats?.stop();
-    if (nats) rmSync(nats.dir, { recursive: true, force: true });
+    await nats?.dispose();
     await db?.drop();
   });
 
@@ -47,6 +45,7 @@ describe("outbox relay pass", () => {
     return {
       id,
       subject,
+      correlationId: `corr-${id}`,
       type: "test.event",
       payload: { id, type: "test.event", occurredAt: new Date().toISOString(), data: {} },
       // En el pasado: con graceMs 0, una pasada en el mismo milisegundo del insert no lo vería
@@ -90,9 +89,17 @@ describe("outbox relay pass", () => {
     const behind = row("billing.tasks.cycle");
     await db.handle.db.insert(outboxEvents).values([poison, behind]);
     const passes = [];
+    // Cada línea del relay sobre ese evento lleva su correlación: la traza de la petición sigue.
+    const { logger, lines } = captureLogs("outbox-parking");
     for (let i = 0; i < PARK_AFTER_ATTEMPTS; i++) {
-      passes.push(await relayOnce(db.handle.db, bus, silentLogger, { graceMs: 0 }));
+      passes.push(await relayOnce(db.handle.db, bus, logger, { graceMs: 0 }));
     }
+    const aboutPoison = lines.filter((l) => l.eventId === poison.id);
+    expect(aboutPoison.map((l) => l.msg)).toEqual([
+      ...Array(PARK_AFTER_ATTEMPTS - 1).fill("outbox relay publish failed"),
+      "outbox event parked: publishing keeps failing while NATS is up",
+    ]);
+    for (const line of aboutPoison) expect(line.correlationId).toBe(poison.correlationId);
     // Mientras no se aparta, el de atrás espera (orden); al apartarlo, sale en la misma pasada.
     expect(passes.map((p) => p.failed)).toEqual([true, true, true, true, false]);
     expect(passes.at(-1)).toMatchObject({ parked: 1, published: 1 });

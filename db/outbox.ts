@@ -196,6 +196,15 @@ async function jetStreamHealthy(bus: Bus): Promise<boolean> {
   }
 }
 
+/** Lo que identifica un evento en las líneas del relay: con su correlación, la traza de la petición sigue. */
+function eventTrail(row: { id: string; subject: string; correlationId: string | null }) {
+  return {
+    eventId: row.id,
+    subject: row.subject,
+    ...(row.correlationId ? { correlationId: row.correlationId } : {}),
+  };
+}
+
 /**
  * Una pasada del relay: publica en orden lo pendiente. Solo un relay a la vez
  * (advisory lock de transacción); si otro lo tiene, no hace nada. Un evento que falla con
@@ -259,7 +268,7 @@ export async function relayOnce(
           .update(outboxEvents)
           .set({ attempts, lastError, ...(park ? { parkedAt: sql`now()` } : {}) })
           .where(eq(outboxEvents.id, row.id));
-        const fields = { err, eventId: row.id, subject: row.subject, attempts };
+        const fields = { err, ...eventTrail(row), attempts };
         if (park) {
           parked++;
           logger.error(
@@ -315,7 +324,7 @@ async function retryParked(
     .limit(PARKED_RETRY_BATCH);
   let unparked = 0;
   for (const row of due) {
-    const fields = { eventId: row.id, subject: row.subject, parkedAt: row.parkedAt };
+    const fields = { ...eventTrail(row), parkedAt: row.parkedAt };
     try {
       await publishRow(tx, bus, row);
       unparked++;

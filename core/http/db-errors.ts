@@ -138,6 +138,8 @@ export function errorMessage(err: unknown): string {
       const message = at >= 0 && at + 3 < raw.length ? `${raw.slice(0, at)}: "…"` : raw;
       return withoutEmails(`database error: ${message}${suffix}`);
     }
+    // Sin la causa, el mensaje de drizzle es solo la consulta y sus parámetros.
+    if (err.message.startsWith("Failed query:")) return "database error";
     return withoutEmails(err.message);
   }
   return withoutEmails(String(err));
@@ -175,10 +177,23 @@ export function loggableError(err: unknown): Record<string, unknown> {
     type: err.name,
     message: errorMessage(err),
     code: pgErrorCode(err),
-    // Solo los marcos: el mensaje de drizzle ocupa varias líneas (consulta y `params:`).
-    stack: err.stack
-      ?.split("\n")
-      .filter((line) => line.trimStart().startsWith("at "))
-      .join("\n"),
+    stack: stackFrames(err),
   };
+}
+
+/** Un marco de V8: «    at fn (archivo:línea:col)», «    at archivo:línea:col» o «    at <anonymous>». */
+const FRAME_RE = /^ {4}at (?:.*\(.*\)|\S+:\d+:\d+|<anonymous>)$/;
+
+/**
+ * Solo los marcos de la pila. El mensaje de drizzle ocupa varias líneas (consulta y `params:`) y un
+ * parámetro puede imitar un marco: se corta el encabezado (el mensaje) antes de filtrar.
+ */
+function stackFrames(err: Error): string | undefined {
+  if (!err.stack) return undefined;
+  const at = err.message ? err.stack.indexOf(err.message) : -1;
+  const frames = at >= 0 ? err.stack.slice(at + err.message.length) : err.stack;
+  return frames
+    .split("\n")
+    .filter((line) => FRAME_RE.test(line))
+    .join("\n");
 }

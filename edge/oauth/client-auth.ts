@@ -192,6 +192,11 @@ export async function authenticateClient(
     .from(apiClients)
     .where(and(eq(apiClients.clientId, clientId), isNull(apiClients.revokedAt)));
   const key = { clientId: client ? clientId : ANY_CLIENT, source };
+  // Un client_id que no existe puede ser el secreto (Basic con el orden cambiado): en los logs va
+  // solo su huella, que sigue una ráfaga sin revelar el valor.
+  const who = client
+    ? { clientId, knownClient: true }
+    : { unknownClientId: (await sha256Hex(clientId)).slice(0, 12), knownClient: false };
   const maxFailures = client ? settings.maxClientAuthFailures : settings.maxSourceAuthFailures;
   const windowSeconds = settings.clientAuthFailureWindowSeconds;
   // El cubo antes que el secreto, también si ya se verificó: bloqueado, ningún intento se evalúa.
@@ -199,7 +204,7 @@ export async function authenticateClient(
   if (reservation.kind !== "granted") {
     const busy = reservation.kind === "busy";
     logger.warn(
-      { clientId, source, retryAfter: reservation.retryAfter, knownClient: Boolean(client) },
+      { ...who, source, retryAfter: reservation.retryAfter },
       busy ? "client authentication busy" : "client authentication locked out",
     );
     throw new OAuthFailure(
@@ -220,7 +225,7 @@ export async function authenticateClient(
   }
   await recordClientAuthOutcome(db, key, reservation.windowStartedAt, !valid);
   if (!client || !valid) {
-    logger.info({ clientId, source, knownClient: Boolean(client) }, "client authentication failed");
+    logger.info({ ...who, source }, "client authentication failed");
     throw invalidClient();
   }
   return client;
