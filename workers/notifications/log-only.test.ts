@@ -49,3 +49,22 @@ describe("notifications without SMTP_URL", () => {
     expect(JSON.stringify(lines)).not.toContain("ops-alerts@");
   });
 });
+
+describe("notification log fields", () => {
+  it("carry the task id of a provisioning failure alert, and the instance of any notification about one", () => {
+    const worker = notificationWorker({
+      db: undefined as never,
+      mailer: createMailer({ from: "orchestrator@farutech.test" }),
+      opsEmail: "ops-alerts@farutech.test",
+    });
+    const taskId = newId();
+    const tenantInstanceId = newId();
+    expect(worker.logFields?.({ taskId, tenantInstanceId, error: "boom", deliveries: 5 })).toEqual({
+      taskId,
+      tenantInstanceId,
+    });
+    expect(worker.logFields?.({ tenantInstanceId, customerId: newId() })).toEqual({
+      tenantInstanceId,
+    });
+  });
+});

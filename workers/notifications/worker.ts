@@ -76,8 +76,11 @@ export function notificationWorker(deps: NotificationWorkerDeps): WorkerDefiniti
     domain: "notifications",
     filterSubject: "notifications.tasks.>",
     schema: notificationSchema,
-    logFields: (data) =>
-      "tenantInstanceId" in data ? { tenantInstanceId: data.tenantInstanceId } : {},
+    // El aviso de un provisioning fallido lleva su tarea: operaciones la sigue con el mismo filtro.
+    logFields: (data) => ({
+      ...("taskId" in data ? { taskId: data.taskId } : {}),
+      ...("tenantInstanceId" in data ? { tenantInstanceId: data.tenantInstanceId } : {}),
+    }),
     async handle(ctx) {
       const data = ctx.data;
       if ("domain" in data) {
