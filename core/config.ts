@@ -26,6 +26,22 @@ export function parseEnv<T extends z.ZodTypeAny>(
   return result.data;
 }
 
+const DECIMAL_RE = /^-?\d+(\.\d+)?$/;
+
+/**
+ * Un número de una variable de entorno. Vacía o en blanco (`GDPR_RETENTION_DAYS=` en un .env) vale
+ * como no definida, es decir su default: `z.coerce` la leía como 0, y un plazo de retención 0
+ * borra todo ya. Solo decimal: 0x10 o 1e3 no son lo que alguien quiso escribir.
+ */
+export function envNumber<T extends z.ZodType>(schema: T) {
+  return z.preprocess((value) => {
+    if (typeof value !== "string") return value;
+    const text = value.trim();
+    if (text === "") return undefined;
+    return DECIMAL_RE.test(text) ? Number(text) : Number.NaN;
+  }, schema);
+}
+
 const optionalString = z
   .string()
   .optional()
@@ -49,7 +65,7 @@ export const authEnv = z.object({
   AUTH_SIGNING_KEYS: optionalString,
   AUTH_PUBLIC_JWKS: optionalString,
   AUTH_JWKS_URL: optionalString.pipe(z.url().optional()),
-  AUTH_ACCESS_TOKEN_TTL: z.coerce.number().int().min(30).max(3600).default(300),
+  AUTH_ACCESS_TOKEN_TTL: envNumber(z.number().int().min(30).max(3600).default(300)),
 });
 
 export const encryptionEnv = z.object({

@@ -1,32 +1,34 @@
 import { z } from "zod";
 import { publicJwksOf } from "../core/auth/keys";
 import { createTokenSigner, createTokenVerifier } from "../core/auth/tokens";
-import { authEnv, commonEnv, parseEnv, signingKeysFrom } from "../core/config";
+import { authEnv, commonEnv, envNumber, parseEnv, signingKeysFrom } from "../core/config";
 import type { Logger } from "../core/logger";
 import { ofrepConfiguration } from "../core/ofrep";
 import { createEntitlementsStore } from "./entitlements-store";
 import type { EdgeDeps } from "./env";
 
 const oauthEnv = z.object({
-  AUTH_REFRESH_TOKEN_TTL: z.coerce
-    .number()
-    .int()
-    .min(60)
-    .max(365 * 86_400)
-    .default(30 * 86_400),
-  AUTH_CLIENT_FAILURE_LIMIT: z.coerce.number().int().min(1).default(5),
-  AUTH_CLIENT_FAILURE_WINDOW: z.coerce.number().int().min(1).max(86_400).default(60),
+  AUTH_REFRESH_TOKEN_TTL: envNumber(
+    z
+      .number()
+      .int()
+      .min(60)
+      .max(365 * 86_400)
+      .default(30 * 86_400),
+  ),
+  AUTH_CLIENT_FAILURE_LIMIT: envNumber(z.number().int().min(1).default(5)),
+  AUTH_CLIENT_FAILURE_WINDOW: envNumber(z.number().int().min(1).max(86_400).default(60)),
   // Fallos de un origen con cualquier client_id: inventar uno por intento no salta el límite.
-  AUTH_SOURCE_FAILURE_LIMIT: z.coerce.number().int().min(1).default(100),
+  AUTH_SOURCE_FAILURE_LIMIT: envNumber(z.number().int().min(1).default(100)),
 });
 
 // Cota de la especificación: un cambio en la API admin se ve en el edge en ≤ 2 s.
 const entitlementsCacheEnv = z.object({
-  ENTITLEMENTS_FRESH_MS: z.coerce.number().int().min(0).max(2_000).default(1_000),
-  ENTITLEMENTS_MAX_AGE_MS: z.coerce.number().int().min(0).max(2_000).default(2_000),
-  ENTITLEMENTS_STALE_IF_ERROR_S: z.coerce.number().int().min(0).max(86_400).default(3_600),
-  ENTITLEMENTS_LOAD_TIMEOUT_MS: z.coerce.number().int().min(50).max(30_000).default(1_500),
-  ENTITLEMENTS_CACHE_MAX_ENTRIES: z.coerce.number().int().min(1).default(10_000),
+  ENTITLEMENTS_FRESH_MS: envNumber(z.number().int().min(0).max(2_000).default(1_000)),
+  ENTITLEMENTS_MAX_AGE_MS: envNumber(z.number().int().min(0).max(2_000).default(2_000)),
+  ENTITLEMENTS_STALE_IF_ERROR_S: envNumber(z.number().int().min(0).max(86_400).default(3_600)),
+  ENTITLEMENTS_LOAD_TIMEOUT_MS: envNumber(z.number().int().min(50).max(30_000).default(1_500)),
+  ENTITLEMENTS_CACHE_MAX_ENTRIES: envNumber(z.number().int().min(1).default(10_000)),
 });
 
 export const edgeEnv = authEnv

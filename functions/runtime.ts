@@ -8,6 +8,7 @@ import {
   commonEnv,
   databaseEnv,
   encryptionEnv,
+  envNumber,
   natsAuthEnv,
   natsAuthFrom,
   parseEnv,
@@ -25,7 +26,7 @@ export const functionsEnv = encryptionEnv
   .extend(commonEnv.shape)
   .extend(natsAuthEnv.shape)
   .extend({
-    PORT: z.coerce.number().int().min(1).max(65535).default(3000),
+    PORT: envNumber(z.number().int().min(1).max(65535).default(3000)),
     // Las funciones usan el transporte WebSocket de NATS (portable); NATS_URL queda como respaldo.
     NATS_WS_URL: z.string().optional(),
     NATS_URL: z.string().optional(),

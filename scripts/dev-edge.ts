@@ -5,7 +5,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { z } from "zod";
 import { spawnTiedToParent } from "../core/child";
 import { cliLogger, failCli } from "../core/cli";
-import { parseEnv } from "../core/config";
+import { envNumber, parseEnv } from "../core/config";
 import { startWsProxy } from "../infra/wsproxy/wsproxy";
 import { ensureLocalSigningKeys } from "./dev-credentials";
 import { dotenvFile, writePrivateEnvFile } from "./env-file";
@@ -16,9 +16,9 @@ export { dotenvFile, writePrivateEnvFile };
 // alcanzado como se alcanza Neon: WebSocket a través de un proxy wsproxy local.
 
 const devEdgeEnv = z.object({
-  EDGE_PORT: z.coerce.number().int().min(1).max(65_535).default(8787),
+  EDGE_PORT: envNumber(z.number().int().min(1).max(65_535).default(8787)),
   // 0: un puerto libre cualquiera.
-  WSPROXY_PORT: z.coerce.number().int().min(0).max(65_535).default(0),
+  WSPROXY_PORT: envNumber(z.number().int().min(0).max(65_535).default(0)),
 });
 
 /** Las variables del edge que dev-edge le da a wrangler (secretas o no, van por el mismo archivo). */

@@ -3,7 +3,7 @@ import { type ServerType, serve } from "@hono/node-server";
 import getPort, { portNumbers } from "get-port";
 import { z } from "zod";
 import { cliLogger, failCli } from "../core/cli";
-import { ConfigError, parseEnv } from "../core/config";
+import { ConfigError, envNumber, parseEnv } from "../core/config";
 import { DataDirInUseError, ensurePrivateDir, lockDataDir } from "../core/dir-lock";
 import { withoutCredentials } from "../core/redact-url";
 import { createDb, dbConfigFromEnv } from "../db/client";
@@ -28,8 +28,8 @@ const logger = cliLogger("local", "info");
 const REPEATED_SIGNAL_WINDOW_MS = 1_000;
 
 const portsEnv = z.object({
-  ADMIN_PORT: z.coerce.number().int().min(1).max(65_535).default(3000),
-  EDGE_PORT: z.coerce.number().int().min(1).max(65_535).default(8787),
+  ADMIN_PORT: envNumber(z.number().int().min(1).max(65_535).default(3000)),
+  EDGE_PORT: envNumber(z.number().int().min(1).max(65_535).default(8787)),
 });
 
 async function main() {

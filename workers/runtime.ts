@@ -7,6 +7,7 @@ import {
   commonEnv,
   databaseEnv,
   encryptionEnv,
+  envNumber,
   natsAuthEnv,
   natsAuthFrom,
   parseEnv,
@@ -48,30 +49,29 @@ export const workersEnv = encryptionEnv
   .extend(natsAuthEnv.shape)
   .extend({
     NATS_URL: z.string().optional(),
-    WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
-    WORKER_ACK_WAIT_MS: z.coerce.number().int().min(1_000).max(600_000).default(30_000),
+    WORKER_CONCURRENCY: envNumber(z.number().int().min(1).max(256).default(8)),
+    WORKER_ACK_WAIT_MS: envNumber(z.number().int().min(1_000).max(600_000).default(30_000)),
     // Tope de una entrega: un handler colgado se da por fallido y el mensaje se reintenta.
-    WORKER_HANDLER_TIMEOUT_MS: z.coerce.number().int().min(1_000).max(86_400_000).default(900_000),
+    WORKER_HANDLER_TIMEOUT_MS: envNumber(
+      z.number().int().min(1_000).max(86_400_000).default(900_000),
+    ),
     // Al parar (SIGTERM), espera máxima a los handlers en curso antes de devolver sus mensajes.
-    WORKER_DRAIN_TIMEOUT_MS: z.coerce
-      .number()
-      .int()
-      .min(0)
-      .max(3_600_000)
-      .default(DEFAULT_DRAIN_TIMEOUT_MS),
-    PROVISIONING_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0),
-    PROVISIONING_EXTERNAL_DELAY_MS: z.coerce.number().int().min(0).max(600_000).default(0),
-    METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
+    WORKER_DRAIN_TIMEOUT_MS: envNumber(
+      z.number().int().min(0).max(3_600_000).default(DEFAULT_DRAIN_TIMEOUT_MS),
+    ),
+    PROVISIONING_FAILURE_RATE: envNumber(z.number().min(0).max(1).default(0)),
+    PROVISIONING_EXTERNAL_DELAY_MS: envNumber(z.number().int().min(0).max(600_000).default(0)),
+    METRICS_PORT: envNumber(z.number().int().min(0).max(65535).default(9464)),
     SMTP_URL: z.string().optional(),
     MAIL_FROM: z.string().default("Farutech <no-reply@farutech.com>"),
     OPS_ALERT_EMAIL: z.string().default("ops@farutech.com"),
-    GDPR_RETENTION_DAYS: z.coerce.number().int().min(0).max(3650).default(30),
-    MAINTENANCE_INTERVAL_MS: z.coerce.number().int().min(1_000).default(3_600_000),
+    GDPR_RETENTION_DAYS: envNumber(z.number().int().min(0).max(3650).default(30)),
+    MAINTENANCE_INTERVAL_MS: envNumber(z.number().int().min(1_000).default(3_600_000)),
     // Días que se guardan los datos de un tenant dado de baja sin purge (luego se borran).
-    TENANT_DATA_RETENTION_DAYS: z.coerce.number().int().min(0).max(3650).default(30),
+    TENANT_DATA_RETENTION_DAYS: envNumber(z.number().int().min(0).max(3650).default(30)),
     // Pools por base de tenant Enterprise: conexiones por pool y pools abiertos a la vez.
-    TENANT_DB_POOL_SIZE: z.coerce.number().int().min(1).max(20).default(2),
-    TENANT_DB_MAX_POOLS: z.coerce.number().int().min(1).max(1000).default(20),
+    TENANT_DB_POOL_SIZE: envNumber(z.number().int().min(1).max(20).default(2)),
+    TENANT_DB_MAX_POOLS: envNumber(z.number().int().min(1).max(1000).default(20)),
     // Webhooks a direcciones privadas o locales: solo en desarrollo y pruebas (receptor local).
     WEBHOOK_ALLOW_PRIVATE_TARGETS: z.stringbool().default(false),
   });

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
 // Variables de entorno que lee el código: claves de los esquemas zod de configuración
-// (`NAME: z…`, `NAME: optionalString`) y lecturas directas (`process.env.NAME`, `env.NAME`).
+// (`NAME: z…`, `NAME: optionalString`, `NAME: envNumber(…)`) y lecturas directas (`process.env.NAME`, `env.NAME`).
 const SOURCE_DIRS = [
   "core",
   "contracts",
@@ -16,7 +16,7 @@ const SOURCE_DIRS = [
   "test/support",
 ];
 const PATTERNS = [
-  /^\s+([A-Z][A-Z0-9_]{2,}):\s*(?:z\.|optionalString)/gm,
+  /^\s+([A-Z][A-Z0-9_]{2,}):\s*(?:z\.|optionalString|envNumber\()/gm,
   /\bprocess\.env\.([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*)\b/g,
   /(?<![.\w])env\.([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)\b/g,
 ];
