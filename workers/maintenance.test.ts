@@ -111,6 +111,8 @@ describe("workers maintenance pass", () => {
       expiredRefreshTokens: 1,
       prunedDeliveryRecords: 0,
       subscriptionBoundariesAnnounced: 0,
+      failedCustomerErasures: 0,
+      failedSteps: [],
     });
     const tokens = await db.handle.db.select().from(refreshTokens);
     expect(tokens.map((t) => t.tokenHash)).toEqual(["still-valid"]);
@@ -150,6 +152,8 @@ describe("workers maintenance pass", () => {
       expiredRefreshTokens: 0,
       prunedDeliveryRecords: 0,
       subscriptionBoundariesAnnounced: 0,
+      failedCustomerErasures: 0,
+      failedSteps: [],
     });
 
     // Las que ya tienen su tarea (aquí, sin worker, siguen en cola) no ocupan el lote: se borra

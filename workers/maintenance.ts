@@ -18,7 +18,11 @@ import {
   webhookDeliveries,
 } from "../db/schema";
 import { type Database, rowsOf } from "../db/types";
-import { eraseExpiredCustomers, purgeErasedCustomersData } from "../functions/services/gdpr";
+import {
+  type ErasedDataPurge,
+  eraseExpiredCustomers,
+  purgeErasedCustomersData,
+} from "../functions/services/gdpr";
 import {
   dropTenantData,
   type RetentionCursor,
@@ -51,6 +55,10 @@ export interface MaintenanceResult {
   prunedDeliveryRecords: number;
   /** entitlements.changed emitidos por suscripciones que empezaron o vencieron. */
   subscriptionBoundariesAnnounced: number;
+  /** Clientes cuyo borrado GDPR falló (se reintenta en la próxima pasada). */
+  failedCustomerErasures: number;
+  /** Pasos que fallaron en esta pasada (el resto corrió igual). */
+  failedSteps: string[];
 }
 
 /** El outbox publicado solo sirve para diagnosticar: una semana basta. */
@@ -279,56 +287,121 @@ export async function runMaintenanceOnce(
   // El reloj de la base, no el del proceso: con varios workers de relojes desparejos, la marca
   // de los avisos de suscripción y los plazos de retención no adelantan (las pruebas fijan `at`).
   const now = at ?? (await databaseNow(options.db));
-  const { erasedCustomerIds } = await eraseExpiredCustomers(options.db, {
-    retentionDays: options.retentionDays,
-    now,
-    actor: "worker:gdpr",
-    bus: options.bus,
-    logger: options.logger,
-  });
+  // Cada paso por su cuenta: uno que falla (y fallaría en cada pasada) no frena a los demás.
+  const failedSteps: string[] = [];
+  const step = async <T>(name: string, work: () => Promise<T>, fallback: T): Promise<T> => {
+    try {
+      return await work();
+    } catch (err) {
+      failedSteps.push(name);
+      options.logger.error({ err, step: name }, "maintenance step failed");
+      return fallback;
+    }
+  };
+  const erasure = await step(
+    "erasedCustomers",
+    () =>
+      eraseExpiredCustomers(options.db, {
+        retentionDays: options.retentionDays,
+        now,
+        actor: "worker:gdpr",
+        bus: options.bus,
+        logger: options.logger,
+      }),
+    { erasedCustomerIds: [], failedCustomerIds: [] },
+  );
   // Clientes borrados (ahora o antes, por POST /erase): la baja con purge de sus instancias.
-  const purge = await purgeErasedCustomersData({
-    db: options.db,
-    bus: fixedBusProvider(options.bus),
-    logger: options.logger,
-    actor: "worker:gdpr",
-    baseDomain: "",
-  });
-  const expired = await options.db
-    .delete(idempotencyKeys)
-    .where(
-      lt(idempotencyKeys.createdAt, sql`${now.toISOString()}::timestamptz - interval '24 hours'`),
-    )
-    .returning({ key: idempotencyKeys.key });
-  const deactivatedTenants = await deactivateDecommissionedTenants(options);
-  const disabledTenantLogins = await disableDecommissionedLogins(options);
-  const droppedTenantData = await dropExpiredTenantData(options, now);
+  const purge = await step(
+    "erasedCustomerPurgesRequested",
+    () =>
+      purgeErasedCustomersData({
+        db: options.db,
+        bus: fixedBusProvider(options.bus),
+        logger: options.logger,
+        actor: "worker:gdpr",
+        baseDomain: "",
+      }),
+    { requested: [], alreadyRequested: [], waiting: [], failed: [] } as ErasedDataPurge,
+  );
+  const expiredIdempotencyKeys = await step(
+    "expiredIdempotencyKeys",
+    async () =>
+      (
+        await options.db
+          .delete(idempotencyKeys)
+          .where(
+            lt(
+              idempotencyKeys.createdAt,
+              sql`${now.toISOString()}::timestamptz - interval '24 hours'`,
+            ),
+          )
+          .returning({ key: idempotencyKeys.key })
+      ).length,
+    0,
+  );
+  const deactivatedTenants = await step(
+    "deactivatedTenants",
+    () => deactivateDecommissionedTenants(options),
+    0,
+  );
+  const disabledTenantLogins = await step(
+    "disabledTenantLogins",
+    () => disableDecommissionedLogins(options),
+    0,
+  );
+  const droppedTenantData = await step(
+    "droppedTenantData",
+    () => dropExpiredTenantData(options, now),
+    0,
+  );
   // Refresh tokens vencidos (usados o no) ya no sirven ni para detectar reuso: un token vencido
   // es invalid_grant sin tocar su familia. Las ventanas de bloqueo viejas tampoco cuentan.
-  const expiredRefreshTokens = await options.db
-    .delete(refreshTokens)
-    .where(lt(refreshTokens.expiresAt, sql`${now.toISOString()}::timestamptz - interval '1 day'`))
-    .returning({ tokenHash: refreshTokens.tokenHash });
-  await options.db
-    .delete(clientAuthFailures)
-    .where(
-      lt(
-        clientAuthFailures.windowStartedAt,
-        sql`${now.toISOString()}::timestamptz - interval '1 day'`,
-      ),
-    );
-  const result = {
-    erasedCustomers: erasedCustomerIds.length,
+  const expiredRefreshTokens = await step(
+    "expiredRefreshTokens",
+    async () => {
+      const deleted = await options.db
+        .delete(refreshTokens)
+        .where(
+          lt(refreshTokens.expiresAt, sql`${now.toISOString()}::timestamptz - interval '1 day'`),
+        )
+        .returning({ tokenHash: refreshTokens.tokenHash });
+      await options.db
+        .delete(clientAuthFailures)
+        .where(
+          lt(
+            clientAuthFailures.windowStartedAt,
+            sql`${now.toISOString()}::timestamptz - interval '1 day'`,
+          ),
+        );
+      return deleted.length;
+    },
+    0,
+  );
+  const result: MaintenanceResult = {
+    erasedCustomers: erasure.erasedCustomerIds.length,
+    failedCustomerErasures: erasure.failedCustomerIds.length,
     erasedCustomerPurgesRequested: purge.requested.length,
-    expiredIdempotencyKeys: expired.length,
+    expiredIdempotencyKeys,
     deactivatedTenants,
     disabledTenantLogins,
     droppedTenantData,
-    expiredRefreshTokens: expiredRefreshTokens.length,
-    prunedDeliveryRecords: await pruneDeliveryRecords(options.db, now),
-    subscriptionBoundariesAnnounced: await announceSubscriptionBoundaries(options, now),
+    expiredRefreshTokens,
+    prunedDeliveryRecords: await step(
+      "prunedDeliveryRecords",
+      () => pruneDeliveryRecords(options.db, now),
+      0,
+    ),
+    subscriptionBoundariesAnnounced: await step(
+      "subscriptionBoundariesAnnounced",
+      () => announceSubscriptionBoundaries(options, now),
+      0,
+    ),
+    failedSteps,
   };
-  if (Object.values(result).some((n) => n > 0)) {
+  const { failedSteps: _failed, ...counts } = result;
+  if (failedSteps.length > 0) {
+    options.logger.warn(result, "maintenance pass completed with failures");
+  } else if (Object.values(counts).some((n) => n > 0)) {
     options.logger.info(result, "maintenance pass completed");
   }
   return result;

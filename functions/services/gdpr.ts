@@ -486,6 +486,8 @@ export interface EraseExpiredOptions {
 
 export interface EraseExpiredResult {
   erasedCustomerIds: string[];
+  /** Clientes cuyo borrado falló en esta pasada (se reintenta en la siguiente). */
+  failedCustomerIds: string[];
 }
 
 /**
@@ -515,26 +517,34 @@ export async function eraseExpiredCustomers(
     .limit(options.batchSize ?? 500);
 
   const erasedCustomerIds: string[] = [];
+  const failedCustomerIds: string[] = [];
   const queued: QueuedEvent[] = [];
   for (const { id } of candidates) {
-    const done = await db.transaction(async (tx) => {
-      const [customer] = await tx
-        .select()
-        .from(customers)
-        .where(and(eq(customers.id, id), due))
-        .for("update");
-      // Otra pasada (o un POST /erase) se adelantó.
-      if (!customer) return undefined;
-      const outcome = await eraseWithin(tx, customer, options.now);
-      for (const entry of outcome.audit) {
-        await writeAudit(tx, { ...entry, actor: options.actor, correlationId });
-      }
-      const events: QueuedEvent[] = [];
-      for (const event of outcome.events) {
-        events.push(await enqueueEvent(tx, { ...event, correlationId }));
-      }
-      return events;
-    });
+    const done = await db
+      .transaction(async (tx) => {
+        const [customer] = await tx
+          .select()
+          .from(customers)
+          .where(and(eq(customers.id, id), due))
+          .for("update");
+        // Otra pasada (o un POST /erase) se adelantó.
+        if (!customer) return undefined;
+        const outcome = await eraseWithin(tx, customer, options.now);
+        for (const entry of outcome.audit) {
+          await writeAudit(tx, { ...entry, actor: options.actor, correlationId });
+        }
+        const events: QueuedEvent[] = [];
+        for (const event of outcome.events) {
+          events.push(await enqueueEvent(tx, { ...event, correlationId }));
+        }
+        return events;
+      })
+      .catch((err: unknown) => {
+        // Uno que falla siempre iría primero en cada pasada: no frena a los que siguen.
+        failedCustomerIds.push(id);
+        options.logger?.error({ err, customerId: id }, "gdpr erasure failed for a customer");
+        return undefined;
+      });
     if (done) {
       erasedCustomerIds.push(id);
       queued.push(...done);
@@ -544,8 +554,13 @@ export async function eraseExpiredCustomers(
     await publishQueued(db, options.bus, queued, options.logger);
   }
   options.logger?.info(
-    { erased: erasedCustomerIds.length, retentionDays: options.retentionDays, correlationId },
+    {
+      erased: erasedCustomerIds.length,
+      failed: failedCustomerIds.length,
+      retentionDays: options.retentionDays,
+      correlationId,
+    },
     "gdpr erasure pass finished",
   );
-  return { erasedCustomerIds };
+  return { erasedCustomerIds, failedCustomerIds };
 }
