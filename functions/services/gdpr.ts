@@ -100,14 +100,16 @@ function redactJsonText(text: string, replacements: ReadonlyMap<string, string>)
   return out;
 }
 
-/** El subdominio con la etiqueta del cliente (la segunda) sacada del nombre borrado. */
+/**
+ * El subdominio con el nombre borrado, bajo `.invalid` (RFC 2606: nunca resuelve). No se conserva
+ * nada del actual: un dominio propio (`erp.portal.zapateria-quintero.com.co`) lleva el nombre del
+ * cliente en cualquier etiqueta.
+ */
 function erasedSubdomain(
-  current: string,
   erasedLegalName: string,
   instance: { id: string; instanceCode: string },
 ): string {
-  const baseDomain = current.split(".").slice(2).join(".") || "invalid";
-  return subdomainUrlFor(erasedLegalName, instance.instanceCode, baseDomain, instance.id);
+  return subdomainUrlFor(erasedLegalName, instance.instanceCode, "invalid", instance.id);
 }
 
 interface ErasureOutcome {
@@ -149,6 +151,19 @@ async function eraseWithin(
     .where(and(eq(apiClients.customerId, id), isNull(apiClients.revokedAt)))
     // El id público (tnt_…), el mismo con que se audita su creación y su revocación por la API.
     .returning({ id: apiClients.clientId });
+  // El nombre de un cliente OAuth suele llevar el del cliente («App de Zapatería Quintero»): todos
+  // los suyos, revocados o no, pasan a `erased-<id>`, y su auditoría se tacha con el resto.
+  const clients = await tx
+    .select({ clientId: apiClients.clientId, name: apiClients.name })
+    .from(apiClients)
+    .where(eq(apiClients.customerId, id));
+  const clientIds = clients.map((c) => c.clientId);
+  if (clientIds.length) {
+    await tx
+      .update(apiClients)
+      .set({ name: sql`'erased-' || ${apiClients.clientId}` })
+      .where(eq(apiClients.customerId, id));
+  }
 
   const history = await tx
     .select({ id: auditLog.id, before: auditLog.before, after: auditLog.after })
@@ -160,6 +175,7 @@ async function eraseWithin(
   const replacements = new Map<string, string>([
     ...ERASED_FIELDS.map((f) => [customer[f], values[f]] as const),
     [customer.taxIdKey, erasedKey],
+    ...clients.map((c) => [c.name, `erased-${c.clientId}`] as const),
   ]);
   for (const row of history) {
     for (const snapshot of [row.before, row.after]) {
@@ -191,7 +207,7 @@ async function eraseWithin(
     const renamed = {
       tenantCode,
       kubernetesNamespace: kubernetesNamespaceFor(tenantCode),
-      subdomainUrl: erasedSubdomain(instance.subdomainUrl, values.legalName, instance),
+      subdomainUrl: erasedSubdomain(values.legalName, instance),
     };
     renamedById.set(instance.id, renamed);
     for (const field of NAMED_FIELDS) {
@@ -207,7 +223,7 @@ async function eraseWithin(
       .where(eq(tenantInstances.id, instance.id));
   }
   const instanceIds = instances.map((i) => i.id);
-  const related = [id, ...instanceIds];
+  const related = [id, ...instanceIds, ...clientIds];
 
   // Historia de las instancias y sus suscripciones: la auditoría de la provisión copió los nombres.
   const subscriptionIds = instanceIds.length
@@ -218,17 +234,18 @@ async function eraseWithin(
           .where(inArray(subscriptions.tenantInstanceId, instanceIds))
       ).map((r) => r.id)
     : [];
-  const relatedHistory = instanceIds.length
-    ? await tx
-        .select({
-          id: auditLog.id,
-          entityId: auditLog.entityId,
-          before: auditLog.before,
-          after: auditLog.after,
-        })
-        .from(auditLog)
-        .where(inArray(auditLog.entityId, [...instanceIds, ...subscriptionIds]))
-    : [];
+  const relatedHistory =
+    instanceIds.length + clientIds.length
+      ? await tx
+          .select({
+            id: auditLog.id,
+            entityId: auditLog.entityId,
+            before: auditLog.before,
+            after: auditLog.after,
+          })
+          .from(auditLog)
+          .where(inArray(auditLog.entityId, [...instanceIds, ...subscriptionIds, ...clientIds]))
+      : [];
   // Los nombres que tuvo antes cada instancia (p. ej. un subdominio cambiado con PATCH) también
   // salían de la razón social.
   for (const row of relatedHistory) {

@@ -383,7 +383,8 @@ describe.each(["postgres", "pglite"] as const)("customers on %s", (kind) => {
         .select({ subdomainUrl: tenantInstances.subdomainUrl })
         .from(tenantInstances)
         .where(eq(tenantInstances.id, instanceId));
-      const patchedSubdomain = `app.olvido-${s}.farutech.test`;
+      // Con el nombre más allá de la segunda etiqueta (un dominio propio): tampoco queda.
+      const patchedSubdomain = `erp.portal.olvido-${s}.com.co`;
       expect(
         (
           await h.request("PATCH", `/api/tenant-instances/${instanceId}`, {
@@ -398,6 +399,18 @@ describe.each(["postgres", "pglite"] as const)("customers on %s", (kind) => {
         customerId: customer.id,
         instanceIds: [instanceId],
       });
+      // Un cliente con el nombre del cliente en el suyo, creado por la API (auditado y guardado
+      // por su Idempotency-Key).
+      const named = await h.request<{ clientId: string }>(
+        "POST",
+        `/api/tenant-instances/${instanceId}/clients`,
+        {
+          token: admin,
+          json: { name: `App de ${personal.legalName}` },
+          headers: { "idempotency-key": `gdpr-client-${s}` },
+        },
+      );
+      expect(named.status).toBe(201);
 
       const res = await h.request<Customer>("POST", `/api/customers/${customer.id}/erase`, {
         token: admin,
@@ -430,6 +443,33 @@ describe.each(["postgres", "pglite"] as const)("customers on %s", (kind) => {
         .from(apiClients)
         .where(eq(apiClients.clientId, client.id));
       expect(apiClient?.revokedAt).toBeInstanceOf(Date);
+      const customerClients = await db()
+        .select()
+        .from(apiClients)
+        .where(eq(apiClients.customerId, customer.id));
+      expect(customerClients.map((c) => c.clientId).sort()).toEqual(
+        [client.id, named.body.clientId].sort(),
+      );
+      for (const secret of secrets) expect(JSON.stringify(customerClients)).not.toContain(secret);
+      const namedAudit = await db()
+        .select()
+        .from(auditLog)
+        .where(
+          and(eq(auditLog.entityType, "api_client"), eq(auditLog.entityId, named.body.clientId)),
+        );
+      expect(namedAudit.map((a) => a.action)).toContain("api_client.created");
+      for (const secret of secrets) expect(JSON.stringify(namedAudit)).not.toContain(secret);
+      const storedClient = await db()
+        .select()
+        .from(idempotencyKeys)
+        .where(eq(idempotencyKeys.key, `gdpr-client-${s}`));
+      expect(storedClient).toHaveLength(1);
+      for (const secret of secrets) expect(JSON.stringify(storedClient)).not.toContain(secret);
+      const [renamedInstance] = await db()
+        .select()
+        .from(tenantInstances)
+        .where(eq(tenantInstances.id, instanceId));
+      expect(JSON.stringify(renamedInstance)).not.toContain(`olvido-${s}`);
       const [instance] = await db()
         .select({ status: tenantInstances.status })
         .from(tenantInstances)
@@ -445,7 +485,9 @@ describe.each(["postgres", "pglite"] as const)("customers on %s", (kind) => {
       ]);
       const erased = audit[3];
       expect(erased?.before).toEqual({ erasedFields: ["legalName", "taxId", "billingEmail"] });
-      expect(erased?.after).toMatchObject({ revokedApiClientIds: [client.id] });
+      expect(
+        ((erased?.after as { revokedApiClientIds?: string[] }).revokedApiClientIds ?? []).sort(),
+      ).toEqual([client.id, named.body.clientId].sort());
       // La revocación se audita con el id público del cliente, como su creación.
       const clientAudit = await db()
         .select({ action: auditLog.action })
@@ -468,6 +510,7 @@ describe.each(["postgres", "pglite"] as const)("customers on %s", (kind) => {
         expect(subdomain).not.toBe("");
         expect(JSON.stringify(instanceAudit)).not.toContain(subdomain);
       }
+      expect(JSON.stringify(instanceAudit)).not.toContain(`olvido-${s}`);
       const stored = await db()
         .select()
         .from(idempotencyKeys)
