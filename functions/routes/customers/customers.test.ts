@@ -486,7 +486,10 @@ describe.each(["postgres", "pglite"] as const)("customers on %s", (kind) => {
       const erased = audit[3];
       expect(erased?.before).toEqual({ erasedFields: ["legalName", "taxId", "billingEmail"] });
       expect(
-        ((erased?.after as { revokedApiClientIds?: string[] }).revokedApiClientIds ?? []).sort(),
+        (
+          (erased?.after as { revokedApiClientIds?: string[] } | undefined)?.revokedApiClientIds ??
+          []
+        ).sort(),
       ).toEqual([client.id, named.body.clientId].sort());
       // La revocación se audita con el id público del cliente, como su creación.
       const clientAudit = await db()
