@@ -104,6 +104,7 @@ describe("workers maintenance pass", () => {
     expect(result).toEqual({
       erasedCustomers: 1,
       erasedCustomerPurgesRequested: oldInstances.length,
+      redactedLateResponses: 0,
       expiredIdempotencyKeys: 1,
       deactivatedTenants: 0,
       disabledTenantLogins: 0,
@@ -145,6 +146,7 @@ describe("workers maintenance pass", () => {
     expect(again).toEqual({
       erasedCustomers: 0,
       erasedCustomerPurgesRequested: 0,
+      redactedLateResponses: 0,
       expiredIdempotencyKeys: 0,
       deactivatedTenants: 0,
       disabledTenantLogins: 0,

@@ -22,6 +22,7 @@ import {
   type ErasedDataPurge,
   eraseExpiredCustomers,
   purgeErasedCustomersData,
+  redactLateStoredResponses,
 } from "../functions/services/gdpr";
 import {
   dropTenantData,
@@ -55,6 +56,8 @@ export interface MaintenanceResult {
   prunedDeliveryRecords: number;
   /** entitlements.changed emitidos por suscripciones que empezaron o vencieron. */
   subscriptionBoundariesAnnounced: number;
+  /** Respuestas guardadas después del borrado de su cliente, reemplazadas por un 409. */
+  redactedLateResponses: number;
   /** Clientes cuyo borrado GDPR falló (se reintenta en la próxima pasada). */
   failedCustomerErasures: number;
   /** Pasos que fallaron en esta pasada (el resto corrió igual). */
@@ -323,6 +326,11 @@ export async function runMaintenanceOnce(
       }),
     { requested: [], alreadyRequested: [], waiting: [], failed: [] } as ErasedDataPurge,
   );
+  const redactedLateResponses = await step(
+    "redactedLateResponses",
+    () => redactLateStoredResponses(options.db, now),
+    0,
+  );
   const expiredIdempotencyKeys = await step(
     "expiredIdempotencyKeys",
     async () =>
@@ -381,6 +389,7 @@ export async function runMaintenanceOnce(
     erasedCustomers: erasure.erasedCustomerIds.length,
     failedCustomerErasures: erasure.failedCustomerIds.length,
     erasedCustomerPurgesRequested: purge.requested.length,
+    redactedLateResponses,
     expiredIdempotencyKeys,
     deactivatedTenants,
     disabledTenantLogins,

@@ -15,6 +15,7 @@ import {
 } from "drizzle-orm";
 import type { Bus } from "../../core/bus";
 import { AppError } from "../../core/errors";
+import { PROBLEM_CONTENT_TYPE, toProblem } from "../../core/http/problem";
 import { newId, parseJsonOrUndefined } from "../../core/ids";
 import type { Logger } from "../../core/logger";
 import { kubernetesNamespaceFor, subdomainUrlFor, tenantCodeFor } from "../../core/tenancy";
@@ -31,7 +32,7 @@ import {
   subscriptions,
   tenantInstances,
 } from "../../db/schema";
-import type { Database, Executor } from "../../db/types";
+import { type Database, type Executor, rowsOf } from "../../db/types";
 import type { CustomerRow } from "../routes/customers/schema";
 import { notFound } from "./concurrency";
 import { softDeleteWithin } from "./customers";
@@ -499,6 +500,49 @@ export interface EraseExpiredOptions {
   /** Si se dan, los eventos se publican al momento; si no, los publica el relay del outbox. */
   bus?: Bus;
   logger?: Logger;
+}
+
+/**
+ * Una petición que confirmó su cambio justo antes de un borrado guarda su respuesta (con los datos
+ * del cliente) justo después, y el borrado no la vio. Cada pasada de mantenimiento reemplaza esas
+ * respuestas (2xx guardadas después del borrado que mencionan al cliente, sus instancias o sus
+ * clientes OAuth) por un 409, como una respuesta que no se pudo guardar: repetir la petición con
+ * su clave no reejecuta nada. Las claves viven 24 h; la ventana cubre eso.
+ */
+export async function redactLateStoredResponses(db: Database, now: Date): Promise<number> {
+  const problem = toProblem(
+    new AppError(
+      "conflict",
+      "The request with this Idempotency-Key was applied, but its stored response was erased with its customer's personal data; read the resource to see the result",
+    ),
+  );
+  const redacted = await db.execute(sql`
+    update idempotency_keys k
+    set status = ${problem.status},
+        response_body = ${JSON.stringify(problem)},
+        response_headers = ${JSON.stringify({ "content-type": PROBLEM_CONTENT_TYPE })}::jsonb
+    where k.status between 200 and 299
+      and k.response_body is not null
+      and k.path not like '%/erase'
+      and exists (
+        select 1 from customers c
+        where c.erased_at is not null
+          and c.erased_at > ${now.toISOString()}::timestamptz - interval '25 hours'
+          and k.completed_at >= c.erased_at
+          and (
+            position(c.id::text in k.response_body) > 0
+            or exists (
+              select 1 from tenant_instances i
+              where i.customer_id = c.id and position(i.id::text in k.response_body) > 0
+            )
+            or exists (
+              select 1 from api_clients a
+              where a.customer_id = c.id and position(a.client_id in k.response_body) > 0
+            )
+          )
+      )
+    returning k.key`);
+  return rowsOf(redacted).length;
 }
 
 export interface EraseExpiredResult {
