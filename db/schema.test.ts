@@ -394,13 +394,14 @@ describe.each(["postgres", "pglite"] as const)("schema constraints (%s)", (kind)
     );
   });
 
-  it("indexes the customer, instance and subscription foreign keys", async () => {
+  it("indexes the customer, client, instance and subscription foreign keys", async () => {
     const result = await db().execute(sql`
       select tablename, indexname, indexdef from pg_indexes
       where schemaname = 'public'
         and indexname in (
           'tenant_instances_customer_idx', 'subscriptions_customer_idx',
-          'overrides_subscription_idx', 'provisioning_tasks_instance_idx'
+          'overrides_subscription_feature_uq', 'provisioning_tasks_instance_idx',
+          'api_clients_customer_idx', 'refresh_tokens_client_idx'
         )
       order by indexname`);
     const rows = rowsOf<{ tablename: string; indexname: string; indexdef: string }>(result);
@@ -411,16 +412,19 @@ describe.each(["postgres", "pglite"] as const)("schema constraints (%s)", (kind)
         columns: /\(([^)]*)\)\s*$/.exec(r.indexdef)?.[1],
       })),
     ).toEqual([
+      { table: "api_clients", index: "api_clients_customer_idx", columns: "customer_id" },
+      // El único (subscription_id, feature_code) empieza por la FK: no hace falta otro índice.
       {
         table: "subscription_feature_overrides",
-        index: "overrides_subscription_idx",
-        columns: "subscription_id",
+        index: "overrides_subscription_feature_uq",
+        columns: "subscription_id, feature_code",
       },
       {
         table: "provisioning_tasks",
         index: "provisioning_tasks_instance_idx",
         columns: "tenant_instance_id",
       },
+      { table: "refresh_tokens", index: "refresh_tokens_client_idx", columns: "client_id" },
       { table: "subscriptions", index: "subscriptions_customer_idx", columns: "customer_id" },
       { table: "tenant_instances", index: "tenant_instances_customer_idx", columns: "customer_id" },
     ]);

@@ -319,6 +319,8 @@ export const tenantInstances = pgTable(
     unique("tenant_instances_id_customer_uq").on(t.id, t.customerId),
     index("tenant_instances_customer_idx").on(t.customerId),
     index("tenant_instances_product_idx").on(t.productId),
+    // Lista filtrada por estado: las pocas en `provisioning` son las más nuevas.
+    index("tenant_instances_status_keyset_idx").on(t.status, t.createdAt, t.id),
     // Pasada de mantenimiento: bajas cuyos datos siguen sin borrar.
     index("tenant_instances_data_retention_idx")
       .on(t.decommissionedAt)
@@ -498,7 +500,6 @@ export const subscriptionFeatureOverrides = pgTable(
     }),
     unique("overrides_subscription_feature_uq").on(t.subscriptionId, t.featureCode),
     unique("overrides_subscription_limit_uq").on(t.subscriptionId, t.limitName),
-    index("overrides_subscription_idx").on(t.subscriptionId),
     check(
       "overrides_shape",
       sql`(${t.featureCode} IS NOT NULL AND ${t.overrideType} IS NOT NULL AND ${t.limitName} IS NULL AND ${t.value} IS NULL)
@@ -530,6 +531,10 @@ export const outboxEvents = pgTable(
     index("outbox_pending_idx")
       .on(t.seq)
       .where(sql`${t.publishedAt} IS NULL AND ${t.parkedAt} IS NULL`),
+    // El relay reintenta los apartados en cada pasada: sin esto, recorría todo el outbox.
+    index("outbox_parked_idx")
+      .on(t.seq)
+      .where(sql`${t.publishedAt} IS NULL AND ${t.parkedAt} IS NOT NULL`),
   ],
 );
 
@@ -608,8 +613,12 @@ export const auditLog = pgTable(
   },
   (t) => [
     index("audit_entity_idx").on(t.entityType, t.entityId),
-    index("audit_actor_idx").on(t.actor),
-    index("audit_occurred_idx").on(t.occurredAt),
+    // Por id sin tipo: el borrado GDPR y GET /api/audit?entityId=.
+    index("audit_entity_id_idx").on(t.entityId),
+    // La lista va de la más nueva a la más vieja por (occurred_at, id): con o sin actor y ventana.
+    index("audit_occurred_keyset_idx").on(t.occurredAt, t.id),
+    index("audit_actor_keyset_idx").on(t.actor, t.occurredAt, t.id),
+    index("audit_correlation_idx").on(t.correlationId),
   ],
 );
 
@@ -643,6 +652,8 @@ export const apiClients = pgTable(
     rowVersion: rowVersion(),
   },
   (t) => [
+    // Los clientes de un cliente (borrado GDPR, lista filtrada, cascada al borrarlo).
+    index("api_clients_customer_idx").on(t.customerId),
     check(
       "api_clients_tenant_has_customer",
       sql`${t.kind} = 'admin' OR ${t.customerId} IS NOT NULL`,
@@ -668,6 +679,8 @@ export const refreshTokens = pgTable(
   (t) => [
     index("refresh_tokens_family_idx").on(t.familyId),
     index("refresh_tokens_expires_idx").on(t.expiresAt),
+    // Borrar un cliente borra en cascada sus refresh tokens.
+    index("refresh_tokens_client_idx").on(t.clientId),
   ],
 );
 
@@ -717,6 +730,8 @@ export const idempotencyKeys = pgTable(
   (t) => [
     primaryKey({ columns: [t.actor, t.key] }),
     index("idempotency_created_idx").on(t.createdAt),
+    // Respuestas guardadas justo después de un borrado GDPR (pasada de mantenimiento).
+    index("idempotency_completed_idx").on(t.completedAt),
   ],
 );
 
@@ -750,6 +765,12 @@ export const dlqEntries = pgTable(
     unique("dlq_entries_message_uq").on(t.stream, t.streamSequence, t.messageKey),
     index("dlq_entries_keyset_idx").on(t.createdAt, t.id),
     index("dlq_entries_correlation_idx").on(t.correlationId),
+    // ¿Está en la DLQ el mensaje de esta tarea? (provisioning, al reintentar).
+    index("dlq_entries_event_idx").on(t.eventId),
+    // La lista de pendientes (replayed=false), las más nuevas primero.
+    index("dlq_entries_pending_keyset_idx")
+      .on(t.createdAt, t.id)
+      .where(sql`${t.replayedAt} IS NULL`),
   ],
 );
 

@@ -66,6 +66,13 @@ describe("responses stored after their customer was erased", () => {
       stored("before", "/api/customers", { id: erased.id }, new Date(erasedAt.getTime() - 60_000)),
       // El propio borrado repetido con su clave: solo datos borrados, se conserva.
       stored("erase", `/api/customers/${erased.id}/erase`, { id: erased.id }, later),
+      // Confirmada después del borrado (no es la carrera): la tachó su propia petición, se conserva.
+      stored(
+        "committed-after",
+        `/api/tenant-instances/${instance.id}/clients`,
+        { instanceIds: [instance.id] },
+        new Date(erasedAt.getTime() + 10_000),
+      ),
       // Otro cliente.
       stored("other", "/api/customers", { id: other.id, legalName: other.legalName }, later),
     ]);
@@ -87,6 +94,7 @@ describe("responses stored after their customer was erased", () => {
     expect(late?.responseBody).not.toContain(erased.legalName);
     expect(JSON.parse(late?.responseBody ?? "{}")).toMatchObject({ status: 409, code: "conflict" });
     expect(late?.responseHeaders).toEqual({ "content-type": "application/problem+json" });
-    for (const key of ["before", "erase", "other"]) expect((await byKey(key))?.status).toBe(201);
+    for (const key of ["before", "erase", "committed-after", "other"])
+      expect((await byKey(key))?.status).toBe(201);
   });
 });

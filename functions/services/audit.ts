@@ -1,4 +1,4 @@
-import { and, desc, eq, gte, lt } from "drizzle-orm";
+import { and, desc, eq, gte, lt, sql } from "drizzle-orm";
 import { z } from "zod";
 import { AppError } from "../../core/errors";
 import { base64url, fromBase64url } from "../../core/ids";
@@ -15,16 +15,19 @@ export interface AuditFilters {
   to?: string | undefined;
 }
 
-// Cursor opaco sobre el id (bigserial): la auditoría se lee de la más nueva a la más vieja.
-const cursorSchema = z.object({ i: z.number().int().positive() });
+// Cursor opaco sobre (occurred_at, id): la auditoría se lee de la más nueva a la más vieja, y un
+// índice por ese par (solo o detrás del actor) sirve también con una ventana de tiempo.
+const cursorSchema = z.object({ o: z.iso.datetime(), i: z.number().int().positive() });
+type AuditCursor = z.infer<typeof cursorSchema>;
 
-function encodeCursor(id: number): string {
-  return base64url(new TextEncoder().encode(JSON.stringify({ i: id })));
+function encodeCursor(occurredAt: Date, id: number): string {
+  const cursor: AuditCursor = { o: occurredAt.toISOString(), i: id };
+  return base64url(new TextEncoder().encode(JSON.stringify(cursor)));
 }
 
-function decodeCursor(cursor: string): number {
+function decodeCursor(cursor: string): AuditCursor {
   try {
-    return cursorSchema.parse(JSON.parse(new TextDecoder().decode(fromBase64url(cursor)))).i;
+    return cursorSchema.parse(JSON.parse(new TextDecoder().decode(fromBase64url(cursor))));
   } catch (err) {
     throw new AppError("validation_failed", "The cursor is invalid", {
       cause: err,
@@ -58,10 +61,12 @@ export async function listAudit(
         filters.correlationId ? eq(auditLog.correlationId, filters.correlationId) : undefined,
         from ? gte(auditLog.occurredAt, from) : undefined,
         to ? lt(auditLog.occurredAt, to) : undefined,
-        before !== undefined ? lt(auditLog.id, before) : undefined,
+        before
+          ? sql`(${auditLog.occurredAt}, ${auditLog.id}) < (${before.o}::timestamptz, ${before.i})`
+          : undefined,
       ),
     )
-    .orderBy(desc(auditLog.id))
+    .orderBy(desc(auditLog.occurredAt), desc(auditLog.id))
     .limit(page.limit + 1);
   const items = rows.slice(0, page.limit);
   const last = items[items.length - 1];
@@ -77,6 +82,6 @@ export async function listAudit(
       after: r.after ?? null,
       correlationId: r.correlationId,
     })),
-    nextCursor: rows.length > page.limit && last ? encodeCursor(last.id) : null,
+    nextCursor: rows.length > page.limit && last ? encodeCursor(last.occurredAt, last.id) : null,
   };
 }

@@ -509,6 +509,12 @@ export interface EraseExpiredOptions {
  * clientes OAuth) por un 409, como una respuesta que no se pudo guardar: repetir la petición con
  * su clave no reejecuta nada. Las claves viven 24 h; la ventana cubre eso.
  */
+/**
+ * Cuánto después del borrado puede guardarse la respuesta de una petición confirmada antes: el
+ * presupuesto de confirmación de una petición con clave (45 s), con margen.
+ */
+const LATE_RESPONSE_WINDOW = sql.raw("interval '5 minutes'");
+
 export async function redactLateStoredResponses(db: Database, now: Date): Promise<number> {
   const problem = toProblem(
     new AppError(
@@ -516,30 +522,31 @@ export async function redactLateStoredResponses(db: Database, now: Date): Promis
       "The request with this Idempotency-Key was applied, but its stored response was erased with its customer's personal data; read the resource to see the result",
     ),
   );
+  // Solo la ventana de la carrera: confirmada antes del borrado y guardada poco después (un
+  // índice sobre completed_at la acota; no se recorren todas las claves del día).
   const redacted = await db.execute(sql`
     update idempotency_keys k
     set status = ${problem.status},
         response_body = ${JSON.stringify(problem)},
         response_headers = ${JSON.stringify({ "content-type": PROBLEM_CONTENT_TYPE })}::jsonb
-    where k.status between 200 and 299
+    from customers c
+    where c.erased_at > ${now.toISOString()}::timestamptz - interval '25 hours'
+      and k.completed_at >= c.erased_at
+      and k.completed_at < c.erased_at + ${LATE_RESPONSE_WINDOW}
+      and k.committed_at <= c.erased_at
+      and k.status between 200 and 299
       and k.response_body is not null
       and k.path not like '%/erase'
-      and exists (
-        select 1 from customers c
-        where c.erased_at is not null
-          and c.erased_at > ${now.toISOString()}::timestamptz - interval '25 hours'
-          and k.completed_at >= c.erased_at
-          and (
-            position(c.id::text in k.response_body) > 0
-            or exists (
-              select 1 from tenant_instances i
-              where i.customer_id = c.id and position(i.id::text in k.response_body) > 0
-            )
-            or exists (
-              select 1 from api_clients a
-              where a.customer_id = c.id and position(a.client_id in k.response_body) > 0
-            )
-          )
+      and (
+        position(c.id::text in k.response_body) > 0
+        or exists (
+          select 1 from tenant_instances i
+          where i.customer_id = c.id and position(i.id::text in k.response_body) > 0
+        )
+        or exists (
+          select 1 from api_clients a
+          where a.customer_id = c.id and position(a.client_id in k.response_body) > 0
+        )
       )
     returning k.key`);
   return rowsOf(redacted).length;
