@@ -22,7 +22,7 @@ import { domainEventSubject, subjects } from "../../contracts/streams";
 import type { Bus } from "../../core/bus";
 import { pgErrorCode } from "../../core/http/db-errors";
 import { newId, randomToken } from "../../core/ids";
-import { type Logger, silentLogger } from "../../core/logger";
+import { eventFields, type Logger, silentLogger } from "../../core/logger";
 import { type SecretBox, secretContext } from "../../core/secret-box";
 import { type AuditEntry, auditInsert, writeAudit } from "../../db/audit";
 import { executeAll } from "../../db/batch";
@@ -62,7 +62,7 @@ export interface ProvisioningWorkerDeps {
   /** Tier Enterprise: bases propias y cifrado de su cadena de conexión. */
   dedicated?: DedicatedDatabases;
   secretBox?: SecretBox;
-  /** Para avisos fuera del contexto de un mensaje (p. ej. al publicar tras la DLQ). */
+  /** Respaldo del hook de DLQ cuando no recibe el logger del mensaje (llamado fuera del runtime). */
   logger?: Logger;
   /** Latencia simulada del paso externo (ms), como la simulación de ProvisionDatabase() del seed. */
   externalDelayMs?: number;
@@ -1266,13 +1266,15 @@ export function provisioningWorker(
         .set({ status: "queued", lastError: error, leaseUntil: null, updatedAt: sql`now()` })
         .where(and(eq(t.id, ctx.data.taskId), eq(t.leaseUntil, lease.until)));
     },
-    async onDeadLetter(info, data, signal) {
+    async onDeadLetter(info, data, signal, logger) {
       // Sin tarea legible (o sin tarea que marcar) avisa el runtime con su aviso genérico.
       if (!data) return undefined;
-      const log = (deps.logger ?? silentLogger).child({
-        taskId: data.taskId,
-        tenantInstanceId: data.tenantInstanceId,
-      });
+      // El del mensaje (intento, evento, correlación) si lo da el runtime; ya suele llevar taskId
+      // (logFields): solo se añade lo que falte, pues pino repetiría la clave en la línea.
+      const base = logger ?? deps.logger ?? silentLogger;
+      const log = base.child(
+        eventFields(base, { taskId: data.taskId, tenantInstanceId: data.tenantInstanceId }),
+      );
       const mine = info.envelope ? leases.get(info.envelope)?.until : undefined;
       for (let attempt = 1; ; attempt++) {
         const outcome = await markDeadLettered(deps.db, info, data, mine);

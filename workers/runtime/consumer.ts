@@ -69,12 +69,15 @@ export interface WorkerDefinition<T> {
    * Efectos propios del worker al pasar un mensaje a la DLQ. Si ya avisó a operaciones con su
    * propio correo (más rico), lo dice y el runtime no manda el aviso genérico. `signal` se aborta
    * cuando el runtime deja de esperarlo (tope de la contabilidad o plazo de drenado): una espera
-   * larga debe cortarse y lanzar, pues se repetirá entero en otra entrega.
+   * larga debe cortarse y lanzar, pues se repetirá entero en otra entrega. `logger` es el del
+   * mensaje (worker, secuencia, intento, correlación, evento y logFields): sus líneas dicen de qué
+   * mensaje son, también cuando llega por el advisory MAX_DELIVERIES.
    */
   onDeadLetter?(
     info: DeadLetterInfo,
     data: T | undefined,
     signal?: AbortSignal,
+    logger?: Logger,
   ): Promise<DeadLetterHandled | undefined>;
   /** Campos de log propios del mensaje (p. ej. taskId). */
   logFields?(data: T): Record<string, unknown>;
@@ -236,6 +239,8 @@ interface HeldMessage {
   attempt: number;
   abort: AbortController;
   released: boolean;
+  /** Logger actual del mensaje: crece con el sobre y los campos del worker. */
+  log(): Logger;
 }
 
 export async function ensureConsumer(
@@ -277,6 +282,51 @@ interface DeadMessage {
 /** La correlación del sobre o, si no se pudo leer, la de la cabecera del mensaje original. */
 function correlationOf(msg: DeadMessage, info: DeadLetterInfo): string | undefined {
   return info.envelope?.correlationId ?? msg.headers?.get(headers.correlationId) ?? undefined;
+}
+
+/** Correlación de la cabecera del mensaje (sin sobre legible es la única que hay). */
+function headerCorrelation(h: MsgHdrs | undefined): { correlationId: string } | undefined {
+  const correlationId = h?.get(headers.correlationId);
+  return correlationId ? { correlationId } : undefined;
+}
+
+/**
+ * Campos de log de un mensaje leído fuera del handler (advisory, devolución al broker): los mismos
+ * que el handler, para filtrar todas sus líneas por correlación, evento o campos del worker.
+ */
+function messageFields<T>(
+  def: Pick<WorkerDefinition<T>, "logFields">,
+  h: MsgHdrs | undefined,
+  envelope: EventEnvelope | undefined,
+  data: T | undefined,
+): Record<string, unknown> {
+  return {
+    ...(envelope
+      ? { correlationId: envelope.correlationId, eventId: envelope.id }
+      : headerCorrelation(h)),
+    ...(data !== undefined ? def.logFields?.(data) : undefined),
+  };
+}
+
+/** Sobre y datos de un mensaje fuera del handler, si se pueden leer; nunca lanza. */
+function readMessage<T>(
+  def: Pick<WorkerDefinition<T>, "schema">,
+  payload: Uint8Array,
+): { envelope: EventEnvelope | undefined; data: T | undefined } {
+  const envelope = eventEnvelopeSchema.safeParse(
+    parseJsonOrUndefined(new TextDecoder().decode(payload)),
+  );
+  if (!envelope.success) return { envelope: undefined, data: undefined };
+  const data = def.schema.safeParse(envelope.data.data);
+  return { envelope: envelope.data, data: data.success ? data.data : undefined };
+}
+
+/**
+ * Qué falla en un sobre: campo y motivo de zod, sin valores (el texto va a la DLQ, a la cabecera
+ * lastError y al correo de operaciones).
+ */
+function envelopeIssues(error: z.ZodError): string {
+  return error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
 }
 
 /** Sin NUL: ni `text` ni `jsonb` de Postgres lo admiten, y un mensaje así no llegaría nunca a la DLQ. */
@@ -368,7 +418,7 @@ async function deadLetter<T>(
   if (info.envelope && !def.alreadyProcessed)
     await options.processed?.mark(def.name, info.envelope.id);
   signal.throwIfAborted();
-  const handled = await def.onDeadLetter?.(info, data, signal);
+  const handled = await def.onDeadLetter?.(info, data, signal, logger);
   // Un hook que cortó su espera al abortarse no hizo su parte: ni aviso genérico ni métrica.
   signal.throwIfAborted();
   if (!handled?.operatorsAlerted) {
@@ -521,10 +571,13 @@ export async function listenMaxDeliveries<T>(
       return;
     }
     const heartbeat = setInterval(() => beat(m), ADVISORY_ACK_WAIT_MS / 3);
+    // Pasa a ser el logger del mensaje en cuanto se lee: también el fallo y el plazo lo usan.
+    const scope = {
+      log: logger.child({ advisorySequence: m.seq, streamSequence: advisory.data.stream_seq }),
+    };
     try {
       await abandonable(
-        (signal) =>
-          handleMaxDeliveriesAdvisory(def, options, logger, stream, advisory.data, signal),
+        (signal) => handleMaxDeliveriesAdvisory(def, options, scope, stream, advisory.data, signal),
         bookkeepingMs,
         "handling a MAX_DELIVERIES advisory",
         abandon.signal,
@@ -534,16 +587,16 @@ export async function listenMaxDeliveries<T>(
     } catch (err) {
       if (abandon.signal.aborted) {
         // Sin ack: la DLQ pudo quedar a medias; otro proceso lo repite entero ya.
-        logger.warn(
-          { streamSequence: advisory.data.stream_seq },
+        scope.log.warn(
           "drain deadline reached while handling a MAX_DELIVERIES advisory; returned unacknowledged",
         );
         m.nak();
         return;
       }
       const delayMs = retryDelayMs(m.info.deliveryCount);
-      logger.error(
-        { err, attempt: m.info.deliveryCount, delayMs },
+      // `attempt` es el intento del mensaje (ya en el logger); el advisory cuenta aparte.
+      scope.log.error(
+        { err, advisoryAttempt: m.info.deliveryCount, delayMs },
         "handling MAX_DELIVERIES advisory failed; will retry",
       );
       m.nak(delayMs);
@@ -650,7 +703,7 @@ export async function listenMaxDeliveries<T>(
 async function handleMaxDeliveriesAdvisory<T>(
   def: WorkerDefinition<T>,
   options: WorkerOptions,
-  logger: Logger,
+  scope: { log: Logger },
   stream: string,
   advisory: z.infer<typeof maxDeliveriesAdvisorySchema>,
   signal: AbortSignal,
@@ -658,27 +711,26 @@ async function handleMaxDeliveriesAdvisory<T>(
   const jsm = await options.bus.jsm();
   const stored = await jsm.streams.getMessage(stream, { seq: advisory.stream_seq });
   if (!stored) {
-    logger.warn(
-      { streamSequence: advisory.stream_seq },
+    scope.log.warn(
       "MAX_DELIVERIES advisory for a message no longer in the stream; nothing to dead-letter",
     );
     return;
   }
   // Un mensaje que no es JSON también va a la DLQ (con su contenido crudo), no a un bucle.
-  const envelope = eventEnvelopeSchema.safeParse(
-    parseJsonOrUndefined(new TextDecoder().decode(stored.data)),
-  );
-  const data = envelope.success ? def.schema.safeParse(envelope.data.data) : undefined;
+  const { envelope, data } = readMessage(def, stored.data);
+  // Con los intentos fallidos de copias anteriores (mensaje devuelto en un apagado).
+  const deliveries = priorAttemptsOf(stored.header) + advisory.deliveries;
+  // Desde aquí, las líneas (del runtime y del hook) llevan el contexto del mensaje, como las
+  // del handler: el intento es el del mensaje, no el del advisory.
+  const log = scope.log.child({
+    subject: stored.subject,
+    attempt: deliveries,
+    ...messageFields(def, stored.header, envelope, data),
+  });
+  scope.log = log;
   // El último intento pudo terminar el trabajo y perder solo el ack: no es un fallo.
-  if (
-    envelope.success &&
-    data?.success &&
-    (await wasProcessed(def, options, envelope.data, data.data))
-  ) {
-    logger.info(
-      { streamSequence: advisory.stream_seq, correlationId: envelope.data.correlationId },
-      "MAX_DELIVERIES advisory for a message already processed; not dead-lettered",
-    );
+  if (envelope && data !== undefined && (await wasProcessed(def, options, envelope, data))) {
+    log.info("MAX_DELIVERIES advisory for a message already processed; not dead-lettered");
     return;
   }
   await deadLetter(
@@ -686,25 +738,18 @@ async function handleMaxDeliveriesAdvisory<T>(
     options,
     { stream, data: stored.data, headers: stored.header },
     {
-      envelope: envelope.success ? envelope.data : undefined,
+      envelope,
       subject: stored.subject,
       streamSequence: advisory.stream_seq,
-      // Con los intentos fallidos de copias anteriores (mensaje devuelto en un apagado).
-      deliveries: priorAttemptsOf(stored.header) + advisory.deliveries,
+      deliveries,
       error: "worker stopped responding on its last delivery (MAX_DELIVERIES advisory)",
       permanent: false,
     },
-    data?.success ? data.data : undefined,
-    logger,
+    data,
+    log,
     signal,
   );
-  logger.error(
-    {
-      streamSequence: advisory.stream_seq,
-      correlationId: envelope.success ? envelope.data.correlationId : undefined,
-    },
-    "message dead-lettered from MAX_DELIVERIES advisory",
-  );
+  log.error("message dead-lettered from MAX_DELIVERIES advisory");
 }
 
 function domainOfStream(stream: string): Domain {
@@ -772,8 +817,9 @@ async function releaseToBroker(
       const wait = 100 * n;
       // Otro intento solo si cabe (pausa y algo de espera) en el presupuesto.
       if (n >= RELEASE_ATTEMPTS || giveUpAt - Date.now() < wait + 100) {
+        // El logger del mensaje ya lleva su secuencia, intento y correlación.
         logger.warn(
-          { err, streamSequence: msg.seq, attempts: n },
+          { err, attempts: n },
           "could not re-queue a released message; it returns when its ack wait expires (uses one delivery)",
         );
         return;
@@ -907,9 +953,19 @@ export async function startWorker<T>(
   const held = new Set<HeldMessage>();
   /** Devoluciones al broker en curso: stop() las espera antes de soltar la conexión. */
   const releasing = new Set<Promise<void>>();
-  const releaseOne = (msg: JsMsg, attempt: number) => {
-    const p = releaseToBroker(options.bus, msg, attempt, logger).finally(() => releasing.delete(p));
+  const releaseOne = (msg: JsMsg, attempt: number, log: Logger) => {
+    const p = releaseToBroker(options.bus, msg, attempt, log).finally(() => releasing.delete(p));
     releasing.add(p);
+  };
+  /** Logger de un mensaje que llegó tras la orden de parar y no empezó. */
+  const unstartedLog = (msg: JsMsg, attempt: number) => {
+    const { envelope, data } = readMessage(def, msg.data);
+    return logger.child({
+      subject: msg.subject,
+      streamSequence: msg.seq,
+      attempt,
+      ...messageFields(def, msg.headers, envelope, data),
+    });
   };
 
   // Sin demora y sin contar como fallo: el intento no falló, el proceso se va.
@@ -926,7 +982,7 @@ export async function startWorker<T>(
     );
     for (const h of held) {
       h.released = true;
-      releaseOne(h.msg, h.attempt);
+      releaseOne(h.msg, h.attempt, h.log());
       h.abort.abort(new WorkerStoppingError(`worker stopped after a ${drainTimeoutMs} ms drain`));
     }
     held.clear();
@@ -949,6 +1005,8 @@ export async function startWorker<T>(
       attempt: deliveryCount,
       abort: new AbortController(),
       released: false,
+      // El de ese momento: la devolución al broker se registra con lo que ya se sepa del mensaje.
+      log: () => log,
     };
     held.add(holding);
     const heartbeatTimer = setInterval(
@@ -957,11 +1015,21 @@ export async function startWorker<T>(
       Math.max(100, Math.floor(ackWaitMs / 3)),
     );
     try {
-      try {
-        envelope = eventEnvelopeSchema.parse(msg.json());
-      } catch (err) {
-        throw new PermanentError(`message is not a valid event envelope: ${errorMessage(err)}`);
+      // Sin el error de JSON.parse: cita el principio del payload (puede ser un secreto), y este
+      // texto va a la DLQ, a la cabecera lastError y al correo de operaciones.
+      const body = parseJsonOrUndefined(msg.string());
+      const parsedEnvelope = body === undefined ? undefined : eventEnvelopeSchema.safeParse(body);
+      if (!parsedEnvelope?.success) {
+        // Sin sobre, la correlación de la cabecera es la que identifica el mensaje en el log.
+        const correlation = headerCorrelation(msg.headers);
+        if (correlation) log = log.child(correlation);
+        throw new PermanentError(
+          parsedEnvelope
+            ? `message is not a valid event envelope: ${envelopeIssues(parsedEnvelope.error)}`
+            : "message is not valid JSON",
+        );
       }
+      envelope = parsedEnvelope.data;
       // Ya con el sobre: hasta el log de un mensaje venenoso lleva su correlación.
       log = log.child({ correlationId: envelope.correlationId, eventId: envelope.id });
       const parsed = def.schema.safeParse(envelope.data);
@@ -1135,7 +1203,8 @@ export async function startWorker<T>(
         for await (const msg of batch) {
           if (stopping) {
             // Llegó tras la orden de parar y no empezó: otro proceso lo toma ya.
-            releaseOne(msg, attemptOf(msg));
+            const attempt = attemptOf(msg);
+            releaseOne(msg, attempt, unstartedLog(msg, attempt));
             continue;
           }
           received++;
