@@ -951,6 +951,12 @@ export async function startWorker<T>(
   let batch: ConsumerMessages | undefined;
   let wakeUp: (() => void) | undefined;
   const held = new Set<HeldMessage>();
+  /**
+   * Copias del mismo evento que este proceso tiene a la vez (publicado dos veces con otro
+   * Nats-Msg-Id): se turnan, y la segunda mira la marca de procesado cuando la primera terminó.
+   * Sin turno, ambas la veían sin marcar y el handler corría dos veces (un correo repetido).
+   */
+  const sameEvent = new Map<string, Promise<void>>();
   /** Devoluciones al broker en curso: stop() las espera antes de soltar la conexión. */
   const releasing = new Set<Promise<void>>();
   const releaseOne = (msg: JsMsg, attempt: number, log: Logger) => {
@@ -1014,6 +1020,7 @@ export async function startWorker<T>(
       // Tres latidos por plazo de ack, también con plazos cortos (un piso de 1 s los dejaba llegar tarde).
       Math.max(100, Math.floor(ackWaitMs / 3)),
     );
+    let endTurn = () => {};
     try {
       // Sin el error de JSON.parse: cita el principio del payload (puede ser un secreto), y este
       // texto va a la DLQ, a la cabecera lastError y al correo de operaciones.
@@ -1041,6 +1048,18 @@ export async function startWorker<T>(
       // Por id de evento: una petición puede emitir varios eventos legítimos con la misma
       // correlación; las peticiones repetidas ya se deduplican por correlationId en la API.
       const key = envelope.id;
+      const before = sameEvent.get(key);
+      let finishTurn = () => {};
+      const turn = new Promise<void>((resolve) => {
+        finishTurn = resolve;
+      });
+      const chained = (before ?? Promise.resolve()).then(() => turn);
+      sameEvent.set(key, chained);
+      endTurn = () => {
+        finishTurn();
+        if (sameEvent.get(key) === chained) sameEvent.delete(key);
+      };
+      if (before) await withTimeout(before, handlerTimeoutMs, holding.abort);
       // Un worker que sabe por su propio estado si ya hizo el trabajo no necesita el registro
       // genérico: una consulta y un commit menos por mensaje.
       const processed = def.alreadyProcessed ? undefined : options.processed;
@@ -1171,6 +1190,7 @@ export async function startWorker<T>(
     } finally {
       held.delete(holding);
       clearInterval(heartbeatTimer);
+      endTurn();
     }
   };
 
