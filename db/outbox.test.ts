@@ -2,7 +2,7 @@ import { eq, inArray } from "drizzle-orm";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EventEnvelope } from "../contracts/events";
-import { type Bus, connectBus, ensureStreams } from "../core/bus";
+import { type Bus, connectBus } from "../core/bus";
 import { newId } from "../core/ids";
 import { silentLogger } from "../core/logger";
 import {
@@ -11,7 +11,7 @@ import {
   type TestDatabase,
 } from "../test/support/databases";
 import { captureLogs } from "../test/support/logs";
-import { startNatsForTest, type TestNats } from "../test/support/stack";
+import { startBrokerForTest, type TestNats } from "../test/support/stack";
 import {
   INLINE_PUBLISH_LIMIT,
   outboxInsert,
@@ -29,9 +29,7 @@ describe("outbox relay pass", () => {
   let db: TestDatabase;
 
   beforeAll(async () => {
-    nats = await startNatsForTest();
-    bus = await connectBus({ servers: nats.url, name: "outbox-test" });
-    await ensureStreams(bus);
+    ({ nats, bus } = await startBrokerForTest("outbox-test"));
     db = await createPgliteTestDatabase();
   });
   afterAll(async () => {

@@ -1,6 +1,6 @@
 import { eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Bus, connectBus, ensureStreams } from "../core/bus";
+import { type Bus, connectBus } from "../core/bus";
 import { silentLogger } from "../core/logger";
 import { createDb } from "../db/client";
 import { enqueueEvent, RELAY_LOCK_ID, relayOnce } from "../db/outbox";
@@ -8,7 +8,7 @@ import { outboxEvents } from "../db/schema";
 import { type DbHandle, rowsOf } from "../db/types";
 import { createPostgresTestDatabase, type TestDatabase } from "../test/support/databases";
 import { captureLogs } from "../test/support/logs";
-import { startNatsForTest, type TestNats, waitFor } from "../test/support/stack";
+import { startBrokerForTest, type TestNats, waitFor } from "../test/support/stack";
 import { startTcpProxy, type TcpProxy } from "../test/support/tcp-proxy";
 import { startOutboxRelay } from "./relay";
 
@@ -25,9 +25,7 @@ describe("outbox relay whose Postgres link goes silent mid-pass", () => {
 
   beforeAll(async () => {
     db = await createPostgresTestDatabase();
-    nats = await startNatsForTest();
-    bus = await connectBus({ servers: nats.url, name: "relay-healthy" });
-    await ensureStreams(bus);
+    ({ nats, bus } = await startBrokerForTest("relay-healthy"));
   });
 
   afterAll(async () => {

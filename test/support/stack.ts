@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ServerType, serve } from "@hono/node-server";
 import { generateSigningKey } from "../../core/auth/keys";
+import { type Bus, connectBus, ensureStreams } from "../../core/bus";
 import { randomToken } from "../../core/ids";
 import { generateEncryptionKey } from "../../core/secret-box";
 import { createNodeEdgeApp } from "../../edge/node";
@@ -62,6 +63,14 @@ export async function startNatsForTest(): Promise<TestNats> {
       rmSync(dir, { recursive: true, force: true });
     },
   });
+}
+
+/** Un nats-server propio con los streams creados y una conexión: el arranque de las pruebas de bus. */
+export async function startBrokerForTest(name: string): Promise<{ nats: TestNats; bus: Bus }> {
+  const nats = await startNatsForTest();
+  const bus = await connectBus({ servers: nats.url, name });
+  await ensureStreams(bus);
+  return { nats, bus };
 }
 
 function listen(

@@ -339,8 +339,12 @@ describe("billing worker", () => {
         from src, generate_series(1, 10000) g`);
     await d.execute(sql`
       with src as (
+        -- Un plan del mismo producto que las instancias nuevas (la FK (plan_id, product_id) lo
+        -- exige); sin esa condición, cuál salía primero dependía del plan de la consulta.
         select s.plan_id from subscriptions s join tenant_instances ti on s.tenant_instance_id = ti.id
-         where s.status = 'active' and ti.instance_code not like 'bulk-%' limit 1)
+         where s.status = 'active' and ti.instance_code not like 'bulk-%'
+           and s.product_id = (select product_id from tenant_instances where instance_code = 'bulk-1')
+         limit 1)
       insert into subscriptions (customer_id, tenant_instance_id, plan_id, product_id, status, starts_at)
       select ti.customer_id, ti.id, src.plan_id, ti.product_id, 'active', '2020-01-01'
         from tenant_instances ti, src where ti.instance_code like 'bulk-%'`);

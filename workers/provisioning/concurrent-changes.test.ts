@@ -1,7 +1,7 @@
 import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ProvisioningTaskMessage } from "../../contracts/events";
-import { type Bus, connectBus, ensureStreams } from "../../core/bus";
+import type { Bus } from "../../core/bus";
 import { newId } from "../../core/ids";
 import { silentLogger } from "../../core/logger";
 import { createDeadLetterStore } from "../../db/dead-letters";
@@ -26,7 +26,7 @@ import { offlineBus } from "../../test/support/admin";
 import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
 import { demoProvisionBody } from "../../test/support/demo";
 import { lockWaiters } from "../../test/support/lock-waiters";
-import { startNatsForTest } from "../../test/support/stack";
+import { startBrokerForTest, type startNatsForTest } from "../../test/support/stack";
 import type { HandlerContext } from "../runtime/consumer";
 import { createPostgresRegistry, type SharedTenantRegistry } from "./shared-registry";
 import { provisioningWorker } from "./worker";
@@ -44,9 +44,7 @@ describe("provisioning worker and concurrent admin changes", () => {
     database = await createPostgresTestDatabase();
     await seedDemo(database.handle.db);
     registry = createPostgresRegistry(database.url ?? "");
-    nats = await startNatsForTest();
-    bus = await connectBus({ servers: nats.url, name: "concurrent-changes-test" });
-    await ensureStreams(bus);
+    ({ nats, bus } = await startBrokerForTest("concurrent-changes-test"));
   });
   afterAll(async () => {
     await registry?.close();

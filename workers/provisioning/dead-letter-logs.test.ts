@@ -1,6 +1,6 @@
 import { eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Bus, connectBus, ensureStreams } from "../../core/bus";
+import type { Bus } from "../../core/bus";
 import { fixedBusProvider } from "../../core/bus-provider";
 import { newId } from "../../core/ids";
 import { silentLogger } from "../../core/logger";
@@ -12,7 +12,7 @@ import { provisionTenant } from "../../functions/services/provisioning";
 import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
 import { demoProvisionBody } from "../../test/support/demo";
 import { captureLogs } from "../../test/support/logs";
-import { startNatsForTest, type TestNats, waitFor } from "../../test/support/stack";
+import { startBrokerForTest, type TestNats, waitFor } from "../../test/support/stack";
 import { startWorker } from "../runtime/consumer";
 import { PermanentError } from "../runtime/errors";
 import type { SharedTenantRegistry } from "./shared-registry";
@@ -28,9 +28,7 @@ describe("provisioning dead-letter hook log lines", () => {
   beforeAll(async () => {
     database = await createPostgresTestDatabase();
     await seedDemo(database.handle.db);
-    nats = await startNatsForTest();
-    bus = await connectBus({ servers: nats.url, name: "dead-letter-logs" });
-    await ensureStreams(bus);
+    ({ nats, bus } = await startBrokerForTest("dead-letter-logs"));
   });
 
   afterAll(async () => {

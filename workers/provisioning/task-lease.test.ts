@@ -1,7 +1,7 @@
 import { and, eq, like, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventEnvelopeSchema, type ProvisioningTaskMessage } from "../../contracts/events";
-import { type Bus, connectBus, ensureStreams } from "../../core/bus";
+import type { Bus } from "../../core/bus";
 import { type BusProvider, createBusProvider } from "../../core/bus-provider";
 import { newId } from "../../core/ids";
 import { silentLogger } from "../../core/logger";
@@ -13,7 +13,7 @@ import { provisionTenant } from "../../functions/services/provisioning";
 import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
 import { demoProvisionBody } from "../../test/support/demo";
 import { scramLogin, storedRoleVerifier } from "../../test/support/scram";
-import { startNatsForTest, waitFor } from "../../test/support/stack";
+import { startBrokerForTest, type startNatsForTest, waitFor } from "../../test/support/stack";
 import { type HandlerContext, type RunningWorker, startWorker } from "../runtime/consumer";
 import { createPostgresDedicated, type DedicatedDatabases } from "./dedicated-databases";
 import { createPostgresRegistry, type SharedTenantRegistry } from "./shared-registry";
@@ -52,9 +52,7 @@ describe("provisioning task lease", () => {
   beforeAll(async () => {
     database = await createPostgresTestDatabase();
     await seedDemo(database.handle.db);
-    nats = await startNatsForTest();
-    bus = await connectBus({ servers: nats.url, name: "task-lease-test" });
-    await ensureStreams(bus);
+    ({ nats, bus } = await startBrokerForTest("task-lease-test"));
     provider = createBusProvider({ servers: nats.url, name: "task-lease-test-fn" }, silentLogger);
     real = createPostgresRegistry(database.url ?? "");
     registry = {

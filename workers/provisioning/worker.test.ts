@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ProvisioningTaskMessage } from "../../contracts/events";
-import { type Bus, connectBus, ensureStreams } from "../../core/bus";
+import type { Bus } from "../../core/bus";
 import { type BusProvider, createBusProvider } from "../../core/bus-provider";
 import { newId } from "../../core/ids";
 import { silentLogger } from "../../core/logger";
@@ -23,7 +23,7 @@ import { requestFeatureUpdate } from "../../functions/services/deprovisioning";
 import { provisionTenant } from "../../functions/services/provisioning";
 import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
 import { demoProvisionBody } from "../../test/support/demo";
-import { startNatsForTest } from "../../test/support/stack";
+import { startBrokerForTest, type startNatsForTest } from "../../test/support/stack";
 import type { HandlerContext } from "../runtime/consumer";
 import { PermanentError } from "../runtime/errors";
 import { createPgliteDedicated } from "./dedicated-databases";
@@ -42,9 +42,7 @@ describe("provisioning worker handler", () => {
   beforeAll(async () => {
     database = await createPostgresTestDatabase((q) => queries.push(q));
     await seedDemo(database.handle.db);
-    nats = await startNatsForTest();
-    bus = await connectBus({ servers: nats.url, name: "worker-handler-test" });
-    await ensureStreams(bus);
+    ({ nats, bus } = await startBrokerForTest("worker-handler-test"));
     provider = createBusProvider(
       { servers: nats.url, name: "worker-handler-test-fn" },
       silentLogger,

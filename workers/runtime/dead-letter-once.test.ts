@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { streams } from "../../contracts/streams";
-import { type Bus, connectBus, ensureStreams } from "../../core/bus";
+import type { Bus } from "../../core/bus";
 
 import { newId } from "../../core/ids";
 import { silentLogger } from "../../core/logger";
@@ -9,7 +9,7 @@ import { createDeadLetterStore } from "../../db/dead-letters";
 import { createProcessedStore } from "../../db/processed";
 import { dlqEntries } from "../../db/schema";
 import { createPgliteTestDatabase, type TestDatabase } from "../../test/support/databases";
-import { startNatsForTest, type TestNats, waitFor } from "../../test/support/stack";
+import { startBrokerForTest, type TestNats, waitFor } from "../../test/support/stack";
 import { type RunningWorker, startWorker } from "./consumer";
 import { PermanentError } from "./errors";
 
@@ -23,9 +23,7 @@ describe("a dead-lettered message delivered again", () => {
   const handled: string[] = [];
 
   beforeAll(async () => {
-    nats = await startNatsForTest();
-    bus = await connectBus({ servers: nats.url, name: "dead-letter-once" });
-    await ensureStreams(bus);
+    ({ nats, bus } = await startBrokerForTest("dead-letter-once"));
     db = await createPgliteTestDatabase();
     worker = await startWorker(
       {

@@ -3,7 +3,7 @@ import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { advisoryStream, streams } from "../../contracts/streams";
-import { type Bus, connectBus, ensureStreams } from "../../core/bus";
+import { type Bus, ensureStreams } from "../../core/bus";
 import { silentLogger } from "../../core/logger";
 import { createDeadLetterStore } from "../../db/dead-letters";
 import { dlqEntries } from "../../db/schema";
@@ -14,7 +14,7 @@ import {
 } from "../../test/support/advisories";
 import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
 import { captureLogs } from "../../test/support/logs";
-import { startNatsForTest, type TestNats, waitFor } from "../../test/support/stack";
+import { startBrokerForTest, type TestNats, waitFor } from "../../test/support/stack";
 import { startWorker, type WorkerDefinition } from "./consumer";
 import { PermanentError } from "./errors";
 
@@ -26,9 +26,7 @@ describe("dead-lettering and bookkeeping that cannot get stuck", () => {
   let bus: Bus;
   let db: TestDatabase;
   beforeAll(async () => {
-    nats = await startNatsForTest();
-    bus = await connectBus({ servers: nats.url, name: "dlq-robustness" });
-    await ensureStreams(bus);
+    ({ nats, bus } = await startBrokerForTest("dlq-robustness"));
     db = await createPostgresTestDatabase();
   });
   afterAll(async () => {

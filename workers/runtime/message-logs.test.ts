@@ -3,12 +3,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import type { EventEnvelope } from "../../contracts/events";
 import { advisoryStream, headers, streams, subjects } from "../../contracts/streams";
-import { type Bus, connectBus, ensureStreams } from "../../core/bus";
+import type { Bus } from "../../core/bus";
 import { newId } from "../../core/ids";
 import { createDeadLetterStore, type DeadLetterStore } from "../../db/dead-letters";
 import { createPgliteTestDatabase, type TestDatabase } from "../../test/support/databases";
 import { captureLogs } from "../../test/support/logs";
-import { startNatsForTest, type TestNats, waitFor } from "../../test/support/stack";
+import { startBrokerForTest, type TestNats, waitFor } from "../../test/support/stack";
 import { type HandlerContext, startWorker, type WorkerDefinition } from "./consumer";
 
 // Cada línea de log de un mensaje dice de qué mensaje es (correlación, evento, intento y los campos
@@ -20,9 +20,7 @@ describe("worker runtime log lines of a message", () => {
   let db: TestDatabase;
 
   beforeAll(async () => {
-    nats = await startNatsForTest();
-    bus = await connectBus({ servers: nats.url, name: "message-logs" });
-    await ensureStreams(bus);
+    ({ nats, bus } = await startBrokerForTest("message-logs"));
     db = await createPgliteTestDatabase();
   });
 

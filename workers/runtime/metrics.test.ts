@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
-import { type Bus, connectBus, ensureStreams } from "../../core/bus";
+import type { Bus } from "../../core/bus";
 import { newId } from "../../core/ids";
 import { silentLogger } from "../../core/logger";
-import { startNatsForTest, type TestNats, waitFor } from "../../test/support/stack";
+import { startBrokerForTest, type TestNats, waitFor } from "../../test/support/stack";
 import { type RunningWorker, startWorker } from "./consumer";
 import { BACKLOG_READ_TIMEOUT_MS, createWorkerMetrics } from "./metrics";
 
@@ -18,9 +18,7 @@ describe("worker metrics", () => {
   let entered: (() => void) | undefined;
 
   beforeAll(async () => {
-    nats = await startNatsForTest();
-    bus = await connectBus({ servers: nats.url, name: "metrics-test" });
-    await ensureStreams(bus);
+    ({ nats, bus } = await startBrokerForTest("metrics-test"));
     worker = await startWorker(
       {
         name: "metrics-test-worker",
@@ -113,9 +111,7 @@ describe("worker metrics from the start and without a broker", () => {
   const names = ["fresh-a-worker", "fresh-b-worker", "fresh-c-worker", "fresh-d-worker"];
 
   beforeAll(async () => {
-    nats = await startNatsForTest();
-    bus = await connectBus({ servers: nats.url, name: "metrics-outage-test" });
-    await ensureStreams(bus);
+    ({ nats, bus } = await startBrokerForTest("metrics-outage-test"));
     for (const name of names) {
       workers.push(
         await startWorker(

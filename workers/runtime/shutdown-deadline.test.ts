@@ -1,14 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { advisoryStream, streams } from "../../contracts/streams";
-import { type Bus, connectBus, ensureStreams } from "../../core/bus";
+import type { Bus } from "../../core/bus";
 import { silentLogger } from "../../core/logger";
 import {
   advisoryOnlyWorker,
   injectMaxDeliveriesAdvisory,
   testEnvelope,
 } from "../../test/support/advisories";
-import { startNatsForTest, type TestNats, waitFor } from "../../test/support/stack";
+import { startBrokerForTest, type TestNats, waitFor } from "../../test/support/stack";
 import { type RunningWorker, startWorker, type WorkerDefinition } from "./consumer";
 
 // El apagado no pasa del plazo de drenado por trabajo que no es el handler: advisories de
@@ -17,9 +17,7 @@ describe("shutdown within the drain deadline", () => {
   let nats: TestNats;
   let bus: Bus;
   beforeAll(async () => {
-    nats = await startNatsForTest();
-    bus = await connectBus({ servers: nats.url, name: "shutdown-deadline" });
-    await ensureStreams(bus);
+    ({ nats, bus } = await startBrokerForTest("shutdown-deadline"));
   });
   afterAll(async () => {
     await bus?.close();
