@@ -23,6 +23,7 @@ import { requestFeatureUpdate } from "../../functions/services/deprovisioning";
 import { provisionTenant } from "../../functions/services/provisioning";
 import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
 import { demoProvisionBody } from "../../test/support/demo";
+import { captureLogs } from "../../test/support/logs";
 import { startBrokerForTest, type startNatsForTest } from "../../test/support/stack";
 import type { HandlerContext } from "../runtime/consumer";
 import { PermanentError } from "../runtime/errors";
@@ -211,7 +212,18 @@ describe("provisioning worker handler", () => {
         kind: "provision" as const,
       };
       // Transitorio (no PermanentError): el runtime lo reintenta con su política.
-      const failure = await failing.handle(delivery(data)).catch((err: unknown) => err);
+      const { logger, lines } = captureLogs("enterprise-failure");
+      const failure = await failing
+        .handle({ ...delivery(data), logger })
+        .catch((err: unknown) => err);
+      // Operaciones ve qué paso falló sin consultar la tabla de pasos.
+      expect(lines).toContainEqual(
+        expect.objectContaining({
+          msg: "provisioning step failed",
+          step: "create_database",
+          error: expect.stringContaining("simulated transient failure"),
+        }),
+      );
       expect(failure).toBeInstanceOf(Error);
       expect(failure).not.toBeInstanceOf(PermanentError);
       expect((failure as Error).message).toContain("simulated transient failure");

@@ -1046,6 +1046,17 @@ async function applyStepWrites(
   return events;
 }
 
+/** Qué paso falló, en el log del mensaje: operaciones no tiene que consultar la tabla de pasos. */
+function stepFailed(
+  ctx: HandlerContext<ProvisioningTaskMessage>,
+  step: string,
+  err: unknown,
+): void {
+  // Un lease perdido no es un fallo del paso: otra ejecución sigue con la tarea.
+  if (err instanceof TaskLeaseLostError) return;
+  ctx.logger.warn({ step, error: errorMessage(err) }, "provisioning step failed");
+}
+
 /**
  * Cada paso es idempotente y queda registrado: tras una caída se saltan los ya hechos.
  * Los pasos transaccionales seguidos comparten una transacción (un commit, no uno por paso), y si
@@ -1088,6 +1099,7 @@ async function runSteps(
           attempt: false,
           error: errorMessage(err),
         }).catch(() => {});
+        stepFailed(ctx, step.name, err);
         throw err;
       }
       ctx.logger.info({ step: step.name }, "step completed");
@@ -1127,6 +1139,7 @@ async function runSteps(
         attempt: true,
         error: errorMessage(err),
       }).catch(() => {});
+      stepFailed(ctx, s.name, err);
       throw err;
     }
     for (const [, s] of batch) ctx.logger.info({ step: s.name }, "step completed");
