@@ -206,3 +206,32 @@ describe("0031 on a control plane in use", () => {
     }
   });
 });
+
+// 0032 aconseja crear antes sus índices con CONCURRENTLY; uno cancelado queda INVALID y el
+// IF NOT EXISTS lo saltaba: la migración quedaba aplicada con un índice que nadie usa.
+describe("0032 after a cancelled CREATE INDEX CONCURRENTLY", () => {
+  it("rebuilds an index left invalid instead of skipping it", async () => {
+    const old = migrationsUpTo("0031_edge_connect_marked_logins");
+    const database = await emptyDatabase("postgres", old.folder, "invalid_index");
+    const run = (statement: string) => database.handle.db.execute(sql.raw(statement));
+    try {
+      await database.handle.migrate();
+      // Lo que deja un CONCURRENTLY cancelado: el índice existe, marcado como no válido.
+      await run("create index audit_correlation_idx on audit_log (correlation_id)");
+      await run(
+        "update pg_index set indisvalid = false where indexrelid = 'audit_correlation_idx'::regclass",
+      );
+      const { migrate } = await import("drizzle-orm/node-postgres/migrator");
+      await migrate(database.handle.db as never, { migrationsFolder: MIGRATIONS_FOLDER });
+      const result = await run(`
+        select i.indisvalid from pg_index i join pg_class c on c.oid = i.indexrelid
+        where c.relname = 'audit_correlation_idx'`);
+      expect((result as unknown as { rows: { indisvalid: boolean }[] }).rows).toEqual([
+        { indisvalid: true },
+      ]);
+    } finally {
+      await database.drop();
+      old.remove();
+    }
+  });
+});

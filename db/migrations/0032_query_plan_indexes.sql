@@ -4,6 +4,22 @@
 -- cliente. Se quitan índices que ningún plan usaba o que repetían otro. En una base grande,
 -- CREATE INDEX bloquea las escrituras de su tabla mientras se construye: en producción conviene
 -- correr antes, a mano, cada CREATE INDEX con CONCURRENTLY (el IF NOT EXISTS de abajo lo salta).
+-- Un CONCURRENTLY cancelado deja el índice INVALID: se borra aquí y se vuelve a crear abajo.
+DO $$
+DECLARE
+  r record;
+BEGIN
+  FOR r IN
+    SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+    WHERE NOT i.indisvalid AND c.relname IN (
+      'api_clients_customer_idx', 'audit_entity_id_idx', 'audit_occurred_keyset_idx',
+      'audit_actor_keyset_idx', 'audit_correlation_idx', 'dlq_entries_event_idx',
+      'dlq_entries_pending_keyset_idx', 'idempotency_completed_idx', 'outbox_parked_idx',
+      'refresh_tokens_client_idx', 'tenant_instances_status_keyset_idx')
+  LOOP
+    EXECUTE format('DROP INDEX %I', r.relname);
+  END LOOP;
+END $$;--> statement-breakpoint
 DROP INDEX IF EXISTS "audit_actor_idx";--> statement-breakpoint
 DROP INDEX IF EXISTS "audit_occurred_idx";--> statement-breakpoint
 DROP INDEX IF EXISTS "overrides_subscription_idx";--> statement-breakpoint
