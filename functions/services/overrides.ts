@@ -42,6 +42,22 @@ function duplicate(subscriptionId: string, input: CreateOverrideInput, cause?: u
   );
 }
 
+/** 409 con la tarea mientras un PUT de features de la instancia espera al worker. */
+async function refuseWhileFeaturesPending(
+  tx: Executor,
+  tenantInstanceId: string,
+  action: string,
+): Promise<void> {
+  const pending = await taskInFlight(tx, tenantInstanceId, ["update_features"]);
+  if (pending) {
+    throw new AppError(
+      "conflict",
+      `A feature update of tenant instance ${tenantInstanceId} is still being applied (task ${pending.id}); ${action} once it finishes`,
+      { extra: { taskId: pending.id } },
+    );
+  }
+}
+
 export async function addOverride(
   ctx: ServiceContext,
   subscriptionId: string,
@@ -52,6 +68,9 @@ export async function addOverride(
       const sub = await subscriptionHead(tx, subscriptionId);
       if (!sub) throw notFound("Subscription", subscriptionId);
       await assertInstanceLive(tx, sub.tenantInstanceId, "its overrides cannot change");
+      // Un PUT de features aceptado antes se aplicaría después y pisaría este override, más nuevo
+      // (como al borrar uno): se pide esperar a que el worker termine esa tarea.
+      await refuseWhileFeaturesPending(tx, sub.tenantInstanceId, "add the override");
       const { field, name } = describe(input);
       // La feature o el límite deben ser del producto de la suscripción (la FK también lo exige).
       const known =
@@ -134,14 +153,7 @@ export async function removeOverride(
     await assertInstanceLive(tx, sub.tenantInstanceId, "its overrides cannot change");
     // Un PUT de features aún sin aplicar volvería a crear la fila borrada: el borrado, más nuevo,
     // se perdería. Se pide esperar a que el worker termine esa tarea.
-    const pending = await taskInFlight(tx, sub.tenantInstanceId, ["update_features"]);
-    if (pending) {
-      throw new AppError(
-        "conflict",
-        `A feature update of tenant instance ${sub.tenantInstanceId} is still being applied (task ${pending.id}); remove the override once it finishes`,
-        { extra: { taskId: pending.id } },
-      );
-    }
+    await refuseWhileFeaturesPending(tx, sub.tenantInstanceId, "remove the override");
     // Bloqueado: apply_overrides del worker cambia el valor con el mismo id; así If-Match se
     // compara con el valor vigente y un DELETE viejo no borra uno que el cliente nunca vio.
     const entity = `Override of subscription ${subscriptionId}`;

@@ -323,6 +323,19 @@ describe.each(["postgres", "pglite"] as const)("provisioning operations on %s", 
       expect((dropped.body as { detail: string }).detail).toMatch(/data was dropped/);
     });
 
+    it("refuses a new override while an accepted feature update of the instance is still pending", async () => {
+      // El PUT aceptado antes se aplicaría después y pisaría el override más nuevo (el worker
+      // ordena por el momento en que se aceptó cada uno): como al borrar un override, 409.
+      const inst = await createTestInstance(db());
+      expect((await putFeatures(inst.id, { advanced_reports: false })).status).toBe(202);
+      const added = await h.request("POST", `/api/subscriptions/${inst.subscriptionId}/overrides`, {
+        token: admin,
+        json: { featureCode: "ADVANCED_REPORTS", type: "enable" },
+      });
+      expectProblem(added, 409, "conflict");
+      expect((added.body as { taskId?: string }).taskId).toEqual(expect.any(String));
+    });
+
     it("refuses to touch decommissioned instances or ones still being provisioned", async () => {
       const gone = await createTestInstance(db(), {
         status: "decommissioned",
