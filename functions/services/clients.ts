@@ -96,6 +96,11 @@ export async function createTenantClient(
       roles: ["tenant_app"],
     },
     async (tx) => {
+      // El cliente antes que la instancia, en el mismo orden que su borrado (que toma el cliente y
+      // luego sus instancias): en el orden opuesto, Postgres abortaba uno de los dos por deadlock.
+      await assertCustomerNotDeleted(tx, instance.customerId, "it cannot get new API clients", {
+        lock: true,
+      });
       // Dentro de la transacción: una baja concurrente no deja credenciales nuevas colgando.
       const [current] = await tx
         .select({ status: tenantInstances.status })
@@ -110,7 +115,6 @@ export async function createTenantClient(
           { extra: { currentStatus: current.status } },
         );
       }
-      await assertCustomerNotDeleted(tx, instance.customerId, "it cannot get new API clients");
     },
   );
 }

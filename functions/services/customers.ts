@@ -32,11 +32,15 @@ export async function assertCustomerNotDeleted(
   db: Executor,
   customerId: string,
   what: string,
+  options: { lock?: boolean } = {},
 ): Promise<void> {
-  const [row] = await db
+  const query = db
     .select({ deletedAt: customers.deletedAt })
     .from(customers)
     .where(eq(customers.id, customerId));
+  // FOR SHARE: un borrado concurrente espera a que esta transacción termine (y la comprobación
+  // vale hasta el commit). Se toma antes que sus instancias, en el orden del borrado.
+  const [row] = options.lock ? await query.for("share") : await query;
   if (row?.deletedAt) {
     throw new AppError("conflict", `Customer ${customerId} is deleted; ${what}`, {
       extra: { customerId, customerDeletedAt: row.deletedAt.toISOString() },
