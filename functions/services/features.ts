@@ -7,7 +7,9 @@ import {
   modules,
   planFeatures,
   plans,
+  provisioningTasks,
   subscriptionFeatureOverrides,
+  tenantInstances,
 } from "../../db/schema";
 import type { Executor } from "../../db/types";
 import { assertUpdated, assertVersion, type IfMatch, notFound } from "./concurrency";
@@ -33,8 +35,10 @@ export async function loadFeature(db: Executor, id: string) {
 }
 
 /**
- * Nada en uso desaparece: si algún plan incluye estas features o algún override las nombra,
- * se rechaza el borrado con 409 diciendo cuáles y dónde.
+ * Nada en uso desaparece: si algún plan incluye estas features, algún override las nombra o un
+ * PUT de features aceptado (tarea aún sin aplicar) las pide, se rechaza el borrado con 409
+ * diciendo cuáles y dónde. El PUT bloquea las features que valida (FOR SHARE) y el borrado las
+ * toma antes de mirar: no se cruzan.
  */
 export async function assertFeaturesUnused(
   tx: Executor,
@@ -43,7 +47,7 @@ export async function assertFeaturesUnused(
   what: string,
 ): Promise<void> {
   if (codes.length === 0) return;
-  const [inPlans, inOverrides] = await Promise.all([
+  const [inPlans, inOverrides, inTasks] = await Promise.all([
     tx
       .selectDistinct({ code: planFeatures.featureCode, plan: plans.code })
       .from(planFeatures)
@@ -64,12 +68,31 @@ export async function assertFeaturesUnused(
         ),
       )
       .groupBy(subscriptionFeatureOverrides.featureCode),
+    tx
+      .select({ payload: provisioningTasks.payload })
+      .from(provisioningTasks)
+      .innerJoin(tenantInstances, eq(tenantInstances.id, provisioningTasks.tenantInstanceId))
+      .where(
+        and(
+          eq(tenantInstances.productId, productId),
+          eq(provisioningTasks.kind, "update_features"),
+          inArray(provisioningTasks.status, ["queued", "running"]),
+          sql`${provisioningTasks.payload}->'features' ?| array[${sql.join(
+            codes.map((c) => sql`${c}`),
+            sql`, `,
+          )}]::text[]`,
+        ),
+      ),
   ]);
-  if (inPlans.length === 0 && inOverrides.length === 0) return;
+  if (inPlans.length === 0 && inOverrides.length === 0 && inTasks.length === 0) return;
+  const pendingCodes = inTasks.flatMap((t) =>
+    Object.keys((t.payload as { features?: Record<string, unknown> } | null)?.features ?? {}),
+  );
   const usedCodes = [
     ...new Set([
       ...inPlans.map((r) => r.code),
       ...inOverrides.flatMap((r) => (r.code ? [r.code] : [])),
+      ...pendingCodes.filter((c) => codes.includes(c)),
     ]),
   ].sort();
   const planCodes = [...new Set(inPlans.map((r) => r.plan))].sort();
@@ -77,8 +100,16 @@ export async function assertFeaturesUnused(
   throw new AppError(
     "conflict",
     `${what} is still in use: features ${usedCodes.join(", ")} are included in ` +
-      `${planCodes.length} plan(s) or used by ${overrides} override(s); remove them first`,
-    { extra: { featuresInUse: usedCodes, plans: planCodes, overrides } },
+      `${planCodes.length} plan(s), used by ${overrides} override(s) or requested by ` +
+      `${inTasks.length} feature update(s) not yet applied; remove them first (or wait for the updates)`,
+    {
+      extra: {
+        featuresInUse: usedCodes,
+        plans: planCodes,
+        overrides,
+        pendingTasks: inTasks.length,
+      },
+    },
   );
 }
 

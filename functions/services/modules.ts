@@ -106,7 +106,8 @@ export async function deleteModule(ctx: ServiceContext, id: string, ifMatch: IfM
       const [before] = await tx.select().from(modules).where(eq(modules.id, id)).for("update");
       if (!before) throw notFound("Module", id);
       assertVersion(before.rowVersion, ifMatch, "Module", id);
-      const owned = await tx.select().from(features).where(eq(features.moduleId, id));
+      // Bloqueadas antes de mirar si se usan: un PUT de features que las valida espera o se ve.
+      const owned = await tx.select().from(features).where(eq(features.moduleId, id)).for("update");
       const codes = owned.map((f) => f.code).sort();
       await assertFeaturesUnused(tx, before.productId, codes, `Module ${before.code}`);
       await tx.delete(modules).where(eq(modules.id, id));

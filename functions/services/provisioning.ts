@@ -70,6 +70,8 @@ export async function overridesFromCustomFeatures(
             .select({ code: features.code })
             .from(features)
             .where(and(eq(features.productId, productId), inArray(features.code, featureCodes)))
+            // Hasta el commit nadie las borra: la tarea o los overrides que salen de aquí las nombran.
+            .for("share")
         ).map((r) => r.code),
   );
   const knownLimits = new Set(

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../../../core/ids";
 import {
   auditLog,
+  modules,
   outboxEvents,
   provisioningTaskSteps,
   provisioningTasks,
@@ -334,6 +335,30 @@ describe.each(["postgres", "pglite"] as const)("provisioning operations on %s", 
       });
       expectProblem(added, 409, "conflict");
       expect((added.body as { taskId?: string }).taskId).toEqual(expect.any(String));
+    });
+
+    it("refuses to delete a feature or its module while an accepted feature update still names it", async () => {
+      // El worker fallaría para siempre esa tarea (y los demás cambios del mismo PUT).
+      const inst = await createTestInstance(db());
+      const [mod] = await db().select().from(modules).where(eq(modules.productId, inst.productId));
+      if (!mod) throw new Error("demo module missing");
+      const code = `PENDING_${newId().slice(0, 6).toUpperCase()}`;
+      const created = await h.request<{ id: string }>("POST", `/api/modules/${mod.id}/features`, {
+        token: admin,
+        json: { code, name: "Pendiente" },
+      });
+      expect(created.status).toBe(201);
+      expect((await putFeatures(inst.id, { [code]: true })).status).toBe(202);
+      const deleted = await h.request("DELETE", `/api/features/${created.body.id}`, {
+        token: admin,
+      });
+      expectProblem(deleted, 409, "conflict");
+      expect(deleted.body).toMatchObject({ featuresInUse: [code], pendingTasks: 1 });
+      expectProblem(
+        await h.request("DELETE", `/api/modules/${mod.id}`, { token: admin }),
+        409,
+        "conflict",
+      );
     });
 
     it("refuses to touch decommissioned instances or ones still being provisioned", async () => {
