@@ -104,9 +104,14 @@ async function acceptTask<T>(
       }
       const taskId = newId();
       const response = planned.response(taskId);
+      const t = provisioningTasks;
       await tx.insert(provisioningTasks).values({
         id: taskId,
         tenantInstanceId,
+        // El momento de aceptarla, con la instancia ya bloqueada (no el inicio de la transacción,
+        // que pudo esperar ese bloqueo mientras se aceptaba otra cosa) y siempre después de la
+        // tarea anterior de la instancia: el worker ordena los valores pedidos por este instante.
+        createdAt: sql`greatest(clock_timestamp(), (select max(${t.createdAt}) + interval '1 millisecond' from ${t} where ${t.tenantInstanceId} = ${tenantInstanceId}))`,
         kind: planned.kind,
         status: "queued",
         correlationId: ctx.correlationId,
