@@ -235,3 +235,47 @@ describe("0032 after a cancelled CREATE INDEX CONCURRENTLY", () => {
     }
   });
 });
+
+// Migrar contra una base en uso: una transacción larga sobre una tabla que la migración altera
+// la dejaba esperando sin fin, y detrás de ella (cola de bloqueos) cada escritura de esa tabla,
+// p. ej. los intentos de login del edge. Con lock_timeout la migración se rinde y lo dice.
+describe("migrating while a long transaction holds a table", () => {
+  it("gives up after the lock timeout with a clear error, and applies on the next run", async () => {
+    const old = migrationsUpTo("0031_edge_connect_marked_logins");
+    const database = await emptyDatabase("postgres", old.folder, "lock_timeout");
+    const holder = new pg.Client({ connectionString: database.url });
+    try {
+      await database.handle.migrate();
+      old.remove();
+      await holder.connect();
+      await holder.query("begin");
+      // RowExclusive en audit_log hasta el commit: CREATE INDEX (0032) necesita Share.
+      await holder.query(
+        "insert into audit_log (actor, action, entity_type, entity_id) values ('a', 'b', 'c', 'd')",
+      );
+      const upgraded = await createNodePostgresDb({
+        url: database.url ?? "",
+        migrationsFolder: MIGRATIONS_FOLDER,
+      });
+      try {
+        const started = Date.now();
+        await expect(upgraded.migrate({ lockTimeoutMs: 300 })).rejects.toThrow(
+          /gave up waiting for a table lock/,
+        );
+        expect(Date.now() - started).toBeLessThan(10_000);
+        await holder.query("commit");
+        await upgraded.migrate({ lockTimeoutMs: 300 });
+        const applied = await upgraded.db.execute(
+          sql.raw("select count(*)::int as n from drizzle.__drizzle_migrations"),
+        );
+        expect((applied as unknown as { rows: { n: number }[] }).rows[0]?.n).toBe(33);
+      } finally {
+        await upgraded.close();
+      }
+    } finally {
+      await holder.end().catch(() => {});
+      await database.drop();
+      old.remove();
+    }
+  });
+});

@@ -15,11 +15,54 @@ export interface DbHandle {
   driver: DriverName;
   /** Nombre de la base (para derivar las bases compartidas de producto). */
   databaseName: string;
-  migrate(): Promise<void>;
+  migrate(options?: MigrateOptions): Promise<void>;
   close(): Promise<void>;
 }
 
+export interface MigrateOptions {
+  /** Espera máxima por el bloqueo de una tabla (no por el de otro proceso que migra). */
+  lockTimeoutMs?: number;
+}
+
 export const MIGRATION_LOCK_ID = 727_274_001;
+/**
+ * Una transacción larga sobre una tabla que la migración altera la haría esperar sin fin, y
+ * detrás de ella (cola de bloqueos) a cada escritura de esa tabla: mejor rendirse y reintentar.
+ */
+export const MIGRATION_LOCK_TIMEOUT_MS = 30_000;
+
+interface SqlClient {
+  query(text: string, params?: unknown[]): Promise<unknown>;
+}
+
+/**
+ * Migra bajo el advisory lock (varios procesos pueden arrancar a la vez: solo uno migra; los demás
+ * esperan lo que haga falta) y con lock_timeout para las tablas. Deja la conexión como estaba.
+ */
+export async function migrateUnderLock(
+  client: SqlClient,
+  run: () => Promise<void>,
+  options: MigrateOptions = {},
+): Promise<void> {
+  const lockTimeoutMs = options.lockTimeoutMs ?? MIGRATION_LOCK_TIMEOUT_MS;
+  await client.query("select pg_advisory_lock($1)", [MIGRATION_LOCK_ID]);
+  try {
+    await client.query(`set lock_timeout = ${Math.max(1, Math.floor(lockTimeoutMs))}`);
+    await run();
+  } catch (err) {
+    const code = (err as { code?: string; cause?: { code?: string } }).cause?.code;
+    if (code === "55P03" || (err as { code?: string }).code === "55P03") {
+      throw new Error(
+        `migration gave up waiting for a table lock after ${lockTimeoutMs} ms (a long transaction holds it); nothing was applied, retry once it ends`,
+        { cause: err },
+      );
+    }
+    throw err;
+  } finally {
+    await client.query("reset lock_timeout").catch(() => {});
+    await client.query("select pg_advisory_unlock($1)", [MIGRATION_LOCK_ID]).catch(() => {});
+  }
+}
 
 /** Observador opcional de cada consulta SQL (p. ej. contar consultas en una prueba de N+1). */
 /** Espera máxima para abrir una conexión a Postgres, en todos los pools del proyecto. */

@@ -4,7 +4,7 @@ import * as schema from "../schema";
 import {
   CONNECT_TIMEOUT_MS,
   type DbHandle,
-  MIGRATION_LOCK_ID,
+  migrateUnderLock,
   type QueryObserver,
   queryLogger,
 } from "../types";
@@ -43,16 +43,14 @@ export function createNeonDb(options: NeonOptions): DbHandle {
     db,
     driver: "neon",
     databaseName: new URL(options.url).pathname.replace(/^\//, ""),
-    async migrate() {
+    async migrate(migrateOptions) {
       const migrator = options.migrator;
       if (!migrator)
         throw new Error("migrations run from Node (npm run db:migrate), not from the edge");
       const client = await pool.connect();
       try {
-        await client.query("select pg_advisory_lock($1)", [MIGRATION_LOCK_ID]);
-        await migrator(drizzle({ client, schema }));
+        await migrateUnderLock(client, () => migrator(drizzle({ client, schema })), migrateOptions);
       } finally {
-        await client.query("select pg_advisory_unlock($1)", [MIGRATION_LOCK_ID]).catch(() => {});
         client.release();
       }
     },

@@ -5,7 +5,7 @@ import * as schema from "../schema";
 import {
   CONNECT_TIMEOUT_MS,
   type DbHandle,
-  MIGRATION_LOCK_ID,
+  migrateUnderLock,
   type QueryObserver,
   queryLogger,
 } from "../types";
@@ -32,14 +32,16 @@ export function createNodePostgresDb(options: NodePostgresOptions): DbHandle {
     db,
     driver: "node-postgres",
     databaseName: new URL(options.url).pathname.replace(/^\//, ""),
-    async migrate() {
+    async migrate(migrateOptions) {
       const client = await pool.connect();
       try {
-        // Varios procesos pueden arrancar a la vez: solo uno migra.
-        await client.query("select pg_advisory_lock($1)", [MIGRATION_LOCK_ID]);
-        await migrate(drizzle({ client, schema }), { migrationsFolder: options.migrationsFolder });
+        await migrateUnderLock(
+          client,
+          () =>
+            migrate(drizzle({ client, schema }), { migrationsFolder: options.migrationsFolder }),
+          migrateOptions,
+        );
       } finally {
-        await client.query("select pg_advisory_unlock($1)", [MIGRATION_LOCK_ID]).catch(() => {});
         client.release();
       }
     },
