@@ -92,10 +92,34 @@ function redact(value: unknown, replacements: ReadonlyMap<string, string>): unkn
   return value;
 }
 
+/**
+ * El nombre de los clientes OAuth borrados, solo donde es su nombre (`{clientId, name}` de su vista):
+ * un nombre puede ser un valor corriente ("production") que en otros campos no se toca.
+ */
+function renameClients(value: unknown, erasedNames: ReadonlyMap<string, string>): unknown {
+  if (erasedNames.size === 0) return value;
+  if (Array.isArray(value)) return value.map((v) => renameClients(v, erasedNames));
+  if (value && typeof value === "object") {
+    const entries = Object.entries(value).map(([k, v]) => [k, renameClients(v, erasedNames)]);
+    const object = Object.fromEntries(entries) as Record<string, unknown>;
+    const erased =
+      typeof object.clientId === "string" ? erasedNames.get(object.clientId) : undefined;
+    if (erased && typeof object.name === "string") object.name = erased;
+    return object;
+  }
+  return value;
+}
+
 /** Lo mismo sobre un texto JSON guardado; si no es JSON, reemplaza los valores dentro del texto. */
-function redactJsonText(text: string, replacements: ReadonlyMap<string, string>): string {
+function redactJsonText(
+  text: string,
+  replacements: ReadonlyMap<string, string>,
+  erasedNames: ReadonlyMap<string, string> = new Map(),
+): string {
   const parsed = parseJsonOrUndefined(text);
-  if (parsed !== undefined) return JSON.stringify(redact(parsed, replacements));
+  if (parsed !== undefined) {
+    return JSON.stringify(renameClients(redact(parsed, replacements), erasedNames));
+  }
   let out = text;
   for (const [from, to] of replacements) if (from) out = out.split(from).join(to);
   return out;
@@ -159,6 +183,7 @@ async function eraseWithin(
     .from(apiClients)
     .where(eq(apiClients.customerId, id));
   const clientIds = clients.map((c) => c.clientId);
+  const erasedClientNames = new Map(clients.map((c) => [c.clientId, `erased-${c.clientId}`]));
   if (clientIds.length) {
     await tx
       .update(apiClients)
@@ -176,7 +201,6 @@ async function eraseWithin(
   const replacements = new Map<string, string>([
     ...ERASED_FIELDS.map((f) => [customer[f], values[f]] as const),
     [customer.taxIdKey, erasedKey],
-    ...clients.map((c) => [c.name, `erased-${c.clientId}`] as const),
   ]);
   for (const row of history) {
     for (const snapshot of [row.before, row.after]) {
@@ -263,8 +287,8 @@ async function eraseWithin(
   }
   let redactedAuditEntries = 0;
   for (const row of [...history, ...relatedHistory]) {
-    const before = redact(row.before, replacements);
-    const after = redact(row.after, replacements);
+    const before = renameClients(redact(row.before, replacements), erasedClientNames);
+    const after = renameClients(redact(row.after, replacements), erasedClientNames);
     if (
       JSON.stringify(before) === JSON.stringify(row.before) &&
       JSON.stringify(after) === JSON.stringify(row.after)
@@ -287,7 +311,7 @@ async function eraseWithin(
     .where(mentions(idempotencyKeys.responseBody));
   for (const row of stored) {
     if (row.body === null) continue;
-    const body = redactJsonText(row.body, replacements);
+    const body = redactJsonText(row.body, replacements, erasedClientNames);
     if (body === row.body) continue;
     await tx
       .update(idempotencyKeys)

@@ -411,6 +411,14 @@ describe.each(["postgres", "pglite"] as const)("customers on %s", (kind) => {
         },
       );
       expect(named.status).toBe(201);
+      // Un nombre que es también un valor corriente: solo se cambia el nombre de ese cliente, no
+      // cada "production" de la historia (p. ej. el entorno de la instancia).
+      const plain = await h.request<{ clientId: string }>(
+        "POST",
+        `/api/tenant-instances/${instanceId}/clients`,
+        { token: admin, json: { name: "production" } },
+      );
+      expect(plain.status).toBe(201);
 
       const res = await h.request<Customer>("POST", `/api/customers/${customer.id}/erase`, {
         token: admin,
@@ -448,7 +456,7 @@ describe.each(["postgres", "pglite"] as const)("customers on %s", (kind) => {
         .from(apiClients)
         .where(eq(apiClients.customerId, customer.id));
       expect(customerClients.map((c) => c.clientId).sort()).toEqual(
-        [client.id, named.body.clientId].sort(),
+        [client.id, named.body.clientId, plain.body.clientId].sort(),
       );
       for (const secret of secrets) expect(JSON.stringify(customerClients)).not.toContain(secret);
       const namedAudit = await db()
@@ -490,7 +498,7 @@ describe.each(["postgres", "pglite"] as const)("customers on %s", (kind) => {
           (erased?.after as { revokedApiClientIds?: string[] } | undefined)?.revokedApiClientIds ??
           []
         ).sort(),
-      ).toEqual([client.id, named.body.clientId].sort());
+      ).toEqual([client.id, named.body.clientId, plain.body.clientId].sort());
       // La revocación se audita con el id público del cliente, como su creación.
       const clientAudit = await db()
         .select({ action: auditLog.action })
@@ -514,6 +522,12 @@ describe.each(["postgres", "pglite"] as const)("customers on %s", (kind) => {
         expect(JSON.stringify(instanceAudit)).not.toContain(subdomain);
       }
       expect(JSON.stringify(instanceAudit)).not.toContain(`olvido-${s}`);
+      expect(JSON.stringify(instanceAudit)).toContain('"environment":"production"');
+      const [plainRow] = await db()
+        .select({ name: apiClients.name })
+        .from(apiClients)
+        .where(eq(apiClients.clientId, plain.body.clientId));
+      expect(plainRow?.name).toBe(`erased-${plain.body.clientId}`);
       const stored = await db()
         .select()
         .from(idempotencyKeys)
