@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../core/logger";
 import { customers, idempotencyKeys, tenantInstances } from "../db/schema";
 import { seedDemo } from "../db/seed";
+import { eraseExpiredCustomers, redactLateStoredResponses } from "../functions/services/gdpr";
 import { createPostgresTestDatabase, type TestDatabase } from "../test/support/databases";
 import { runMaintenanceOnce } from "./maintenance";
 
@@ -96,5 +97,43 @@ describe("responses stored after their customer was erased", () => {
     expect(late?.responseHeaders).toEqual({ "content-type": "application/problem+json" });
     for (const key of ["before", "erase", "committed-after", "other"])
       expect((await byKey(key))?.status).toBe(201);
+  });
+
+  it("catches a request that committed after a long pass began but before that customer's erase", async () => {
+    const d = db.handle.db;
+    const [, , third] = await d.select().from(customers).orderBy(customers.id).limit(3);
+    if (!third) throw new Error("demo data missing");
+    await d
+      .update(customers)
+      .set({ deletedAt: new Date(Date.now() - 90 * 86_400_000), isActive: false })
+      .where(eq(customers.id, third.id));
+    // La pasada empezó hace 2 min (500 clientes por pasada); la petición confirmó hace 1 s.
+    const passStart = new Date(Date.now() - 120_000);
+    const committedAt = new Date(Date.now() - 1_000);
+    const erased = await eraseExpiredCustomers(d, {
+      retentionDays: 30,
+      now: passStart,
+      actor: "worker:gdpr",
+    });
+    expect(erased.erasedCustomerIds).toContain(third.id);
+    await d.insert(idempotencyKeys).values({
+      actor: "admin",
+      key: "long-pass",
+      method: "PATCH",
+      path: `/api/customers/${third.id}`,
+      requestHash: "h",
+      status: 200,
+      responseBody: JSON.stringify({ id: third.id, legalName: third.legalName }),
+      responseHeaders: { "content-type": "application/json" },
+      createdAt: new Date(committedAt.getTime() - 20),
+      committedAt,
+      completedAt: new Date(),
+    });
+    expect(await redactLateStoredResponses(d, new Date())).toBe(1);
+    const [row] = await d
+      .select()
+      .from(idempotencyKeys)
+      .where(and(eq(idempotencyKeys.actor, "admin"), eq(idempotencyKeys.key, "long-pass")));
+    expect(row?.responseBody).not.toContain(third.legalName);
   });
 });

@@ -156,7 +156,9 @@ async function eraseWithin(
 ): Promise<ErasureOutcome> {
   const id = customer.id;
   const values = erasedValues(id);
-  const at: Date | SQL = erasedAt ?? sql`now()`;
+  // El momento del borrado, ya con el cliente bloqueado (no el inicio de la transacción ni el de
+  // la pasada): una petición que confirmó antes queda antes (ver redactLateStoredResponses).
+  const at: Date | SQL = erasedAt ?? sql`clock_timestamp()`;
   const [erased] = await tx
     .update(customers)
     .set({
@@ -621,7 +623,7 @@ export async function eraseExpiredCustomers(
           .for("update");
         // Otra pasada (o un POST /erase) se adelantó.
         if (!customer) return undefined;
-        const outcome = await eraseWithin(tx, customer, options.now);
+        const outcome = await eraseWithin(tx, customer, undefined);
         for (const entry of outcome.audit) {
           await writeAudit(tx, { ...entry, actor: options.actor, correlationId });
         }
