@@ -148,6 +148,63 @@ describe("worker runtime", () => {
     }
   });
 
+  it("keeps copies of one event in turn even when the first holds its turn longer than the handler timeout", async () => {
+    // La primera copia: la consulta de procesado (600 ms) y el handler (800 ms) pasan juntos el
+    // tope del handler (1 s), cada uno sin pasarlo. La segunda esperaba con ese tope: fallaba sin
+    // haber corrido, soltaba el turno, y una tercera corría a la vez que la primera.
+    const done = new Set<string>();
+    let checks = 0;
+    let overlapping = 0;
+    let maxOverlap = 0;
+    let runs = 0;
+    const failures: string[] = [];
+    const { logger, lines } = captureLogs("turn-timeout");
+    const worker = await startWorker(
+      {
+        name: "turn-timeout-worker",
+        domain: "notifications",
+        filterSubject: "notifications.tasks.turn",
+        schema: z.object({ n: z.number() }),
+        async alreadyProcessed(envelope) {
+          checks++;
+          if (checks === 1) await new Promise((r) => setTimeout(r, 600));
+          return done.has(envelope.id);
+        },
+        async handle(ctx) {
+          overlapping++;
+          runs++;
+          maxOverlap = Math.max(maxOverlap, overlapping);
+          await new Promise((r) => setTimeout(r, 800));
+          done.add(ctx.envelope.id);
+          overlapping--;
+        },
+      },
+      { bus, logger, concurrency: 3, handlerTimeoutMs: 1_000 },
+    );
+    try {
+      const event = envelope("corr-turn", { n: 1 });
+      const copy = (id: string) =>
+        bus.js.publish("notifications.tasks.turn", JSON.stringify(event), { msgID: id });
+      await copy("turn-1");
+      await new Promise((r) => setTimeout(r, 50));
+      await copy("turn-2");
+      await new Promise((r) => setTimeout(r, 1_150));
+      await copy("turn-3");
+      const jsm = await bus.jsm();
+      await waitFor(async () => {
+        const i = await jsm.consumers.info(streams.notifications.name, "turn-timeout-worker");
+        return i.num_pending === 0 && i.num_ack_pending === 0 && i.delivered.stream_seq >= 3
+          ? i
+          : undefined;
+      });
+      for (const line of lines)
+        if (line.msg === "message failed; will retry") failures.push(String(line.err));
+      expect({ runs, maxOverlap, failures }).toEqual({ runs: 1, maxOverlap: 1, failures: [] });
+    } finally {
+      await worker.stop();
+    }
+  });
+
   it("sends a payload that fails its schema straight to the DLQ, without retries", async () => {
     await bus.publishEvent("notifications.tasks.test", envelope("corr-bad", { n: "not a number" }));
     const jsm = await bus.jsm();

@@ -1055,11 +1055,16 @@ export async function startWorker<T>(
       });
       const chained = (before ?? Promise.resolve()).then(() => turn);
       sameEvent.set(key, chained);
-      endTurn = () => {
-        finishTurn();
+      // La entrada se va cuando termina la cadena entera, no cuando una copia se rinde: una copia
+      // que llegue después sigue esperando a las que aún corren.
+      void chained.then(() => {
         if (sameEvent.get(key) === chained) sameEvent.delete(key);
-      };
-      if (before) await withTimeout(before, handlerTimeoutMs, holding.abort);
+      });
+      endTurn = finishTurn;
+      // Sin el tope del handler: la copia anterior puede tenerlo más tiempo (consulta, handler y
+      // contabilidad, cada uno con su tope) y esta no corrió nada que haya que dar por fallido.
+      // Solo el apagado corta la espera (devuelve el mensaje al broker).
+      if (before) await untilAborted(before, holding.abort.signal);
       // Un worker que sabe por su propio estado si ya hizo el trabajo no necesita el registro
       // genérico: una consulta y un commit menos por mensaje.
       const processed = def.alreadyProcessed ? undefined : options.processed;
