@@ -257,7 +257,10 @@ export async function requestFeatureUpdate(
         );
       }
       // Valida ya los códigos (422 que los nombra); el worker vuelve a escribirlos desde el payload.
-      await overridesFromCustomFeatures(tx, instance.productId, input, "body");
+      // Con las features bloqueadas hasta el commit: nadie borra una que la tarea nombra.
+      await overridesFromCustomFeatures(tx, instance.productId, input, "body", {
+        lockFeatures: true,
+      });
       // Un cambio aceptado cambia la versión de la instancia: otro PUT (o PATCH) con el ETag de
       // antes da 412 en vez de pisar este sin saberlo.
       await tx

@@ -107,7 +107,13 @@ export async function deleteModule(ctx: ServiceContext, id: string, ifMatch: IfM
       if (!before) throw notFound("Module", id);
       assertVersion(before.rowVersion, ifMatch, "Module", id);
       // Bloqueadas antes de mirar si se usan: un PUT de features que las valida espera o se ve.
-      const owned = await tx.select().from(features).where(eq(features.moduleId, id)).for("update");
+      // En orden de código, como las bloquea un PUT de features: sin deadlock entre ambos.
+      const owned = await tx
+        .select()
+        .from(features)
+        .where(eq(features.moduleId, id))
+        .orderBy(features.code)
+        .for("update");
       const codes = owned.map((f) => f.code).sort();
       await assertFeaturesUnused(tx, before.productId, codes, `Module ${before.code}`);
       await tx.delete(modules).where(eq(modules.id, id));

@@ -48,12 +48,25 @@ export function normalizeFeatureMap(
   return out;
 }
 
+/**
+ * Las features del mapa que el producto tiene, en orden de código (el mismo en que las bloquea el
+ * borrado de un módulo: sin deadlock entre ambos).
+ */
+function knownFeatures$(tx: Executor, productId: string, codes: string[]) {
+  return tx
+    .select({ code: features.code })
+    .from(features)
+    .where(and(eq(features.productId, productId), inArray(features.code, codes)))
+    .orderBy(features.code);
+}
+
 /** Traduce customFeatures a overrides; códigos desconocidos son un 422 que los nombra. */
 export async function overridesFromCustomFeatures(
   tx: Executor,
   productId: string,
   custom: Record<string, boolean | number>,
   fieldPrefix = "body.customFeatures",
+  options: { lockFeatures?: boolean } = {},
 ): Promise<Omit<OverrideRow, "subscriptionId">[]> {
   normalizeFeatureMap(custom, fieldPrefix);
   const entries = Object.entries(custom);
@@ -65,13 +78,9 @@ export async function overridesFromCustomFeatures(
   const knownFeatures = new Set(
     featureCodes.length === 0
       ? []
-      : (
-          await tx
-            .select({ code: features.code })
-            .from(features)
-            .where(and(eq(features.productId, productId), inArray(features.code, featureCodes)))
-            // Hasta el commit nadie las borra: la tarea o los overrides que salen de aquí las nombran.
-            .for("share")
+      : (options.lockFeatures
+          ? await knownFeatures$(tx, productId, featureCodes).for("share")
+          : await knownFeatures$(tx, productId, featureCodes)
         ).map((r) => r.code),
   );
   const knownLimits = new Set(
