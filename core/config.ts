@@ -26,7 +26,7 @@ export function parseEnv<T extends z.ZodTypeAny>(
   return result.data;
 }
 
-const DECIMAL_RE = /^-?\d+(\.\d+)?$/;
+const DECIMAL_RE = /^-?(\d+(\.\d+)?|\.\d+)$/;
 
 /**
  * Un número de una variable de entorno. Vacía o en blanco (`GDPR_RETENTION_DAYS=` en un .env) vale

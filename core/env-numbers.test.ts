@@ -38,6 +38,15 @@ describe.each([
   });
 });
 
+it("takes a decimal fraction written without its leading zero", () => {
+  expect(parseEnv(workersEnv, { PROVISIONING_FAILURE_RATE: ".5" }).PROVISIONING_FAILURE_RATE).toBe(
+    0.5,
+  );
+  expect(
+    parseEnv(workersEnv, { PROVISIONING_FAILURE_RATE: "0.25" }).PROVISIONING_FAILURE_RATE,
+  ).toBe(0.25);
+});
+
 it("GDPR_RETENTION_DAYS and TENANT_DATA_RETENTION_DAYS left empty keep 30 days", () => {
   const env = parseEnv(workersEnv, { GDPR_RETENTION_DAYS: "", TENANT_DATA_RETENTION_DAYS: "" });
   expect(env.GDPR_RETENTION_DAYS).toBe(30);
