@@ -19,21 +19,39 @@ export interface AuditFilters {
 // índice por ese par (solo o detrás del actor) sirve también con una ventana de tiempo.
 const cursorSchema = z.object({ o: z.iso.datetime(), i: z.number().int().positive() });
 type AuditCursor = z.infer<typeof cursorSchema>;
+// El de antes (solo el id): quien paginaba durante el despliegue sigue donde iba.
+const legacyCursorSchema = z.object({ i: z.number().int().positive() }).strict();
 
 function encodeCursor(occurredAt: Date, id: number): string {
   const cursor: AuditCursor = { o: occurredAt.toISOString(), i: id };
   return base64url(new TextEncoder().encode(JSON.stringify(cursor)));
 }
 
-function decodeCursor(cursor: string): AuditCursor {
+function decodeCursor(cursor: string): AuditCursor | { i: number } {
   try {
-    return cursorSchema.parse(JSON.parse(new TextDecoder().decode(fromBase64url(cursor))));
+    const raw: unknown = JSON.parse(new TextDecoder().decode(fromBase64url(cursor)));
+    const legacy = legacyCursorSchema.safeParse(raw);
+    return legacy.success ? legacy.data : cursorSchema.parse(raw);
   } catch (err) {
     throw new AppError("validation_failed", "The cursor is invalid", {
       cause: err,
       fields: [{ path: "query.cursor", message: "Invalid cursor" }],
     });
   }
+}
+
+/** Un cursor viejo (solo id) como uno nuevo: el instante de esa entrada. */
+async function cursorAt(db: Executor, id: number): Promise<AuditCursor> {
+  const [row] = await db
+    .select({ occurredAt: auditLog.occurredAt })
+    .from(auditLog)
+    .where(eq(auditLog.id, id));
+  if (!row) {
+    throw new AppError("validation_failed", "The cursor is invalid", {
+      fields: [{ path: "query.cursor", message: "Invalid cursor" }],
+    });
+  }
+  return { o: row.occurredAt.toISOString(), i: id };
 }
 
 export async function listAudit(
@@ -48,7 +66,8 @@ export async function listAudit(
       fields: [{ path: "query.from", message: "Later than query.to" }],
     });
   }
-  const before = page.cursor ? decodeCursor(page.cursor) : undefined;
+  const decoded = page.cursor ? decodeCursor(page.cursor) : undefined;
+  const before = decoded && !("o" in decoded) ? await cursorAt(db, decoded.i) : decoded;
   const rows = await db
     .select()
     .from(auditLog)

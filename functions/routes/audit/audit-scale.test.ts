@@ -89,4 +89,27 @@ describe("audit list at scale (Postgres)", () => {
       "2024-01-19T23:57:00.000Z",
     ]);
   });
+
+  it("still accepts a cursor issued before the list was ordered by time (id only)", async () => {
+    const entityId = newId();
+    await db()
+      .insert(auditLog)
+      .values(
+        [1, 2, 3].map((n) => ({
+          occurredAt: new Date(`2025-04-0${n}T00:00:00.000Z`),
+          actor: "legacy",
+          action: `thing.l${n}`,
+          entityType: "thing",
+          entityId,
+        })),
+      );
+    const first = await audit(`?entityId=${entityId}&limit=1`);
+    const newest = first.body.items[0];
+    if (!newest) throw new Error("no entry");
+    // El cursor de antes: solo el id de la última entrada de la página.
+    const legacy = Buffer.from(JSON.stringify({ i: newest.id })).toString("base64url");
+    const next = await audit(`?entityId=${entityId}&limit=5&cursor=${legacy}`);
+    expect(next.status).toBe(200);
+    expect(next.body.items.map((e) => e.action)).toEqual(["thing.l2", "thing.l1"]);
+  });
 });
