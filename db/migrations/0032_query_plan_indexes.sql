@@ -11,7 +11,7 @@ DECLARE
 BEGIN
   FOR r IN
     SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-    WHERE NOT i.indisvalid AND c.relname IN (
+    WHERE NOT i.indisvalid AND c.relnamespace = current_schema()::regnamespace AND c.relname IN (
       'api_clients_customer_idx', 'audit_entity_id_idx', 'audit_occurred_keyset_idx',
       'audit_actor_keyset_idx', 'audit_correlation_idx', 'dlq_entries_event_idx',
       'dlq_entries_pending_keyset_idx', 'idempotency_completed_idx', 'outbox_parked_idx',
