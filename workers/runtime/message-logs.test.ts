@@ -6,6 +6,7 @@ import { advisoryStream, headers, streams, subjects } from "../../contracts/stre
 import type { Bus } from "../../core/bus";
 import { newId } from "../../core/ids";
 import { createDeadLetterStore, type DeadLetterStore } from "../../db/dead-letters";
+import { advisoryOnlyWorker } from "../../test/support/advisories";
 import { createPgliteTestDatabase, type TestDatabase } from "../../test/support/databases";
 import { captureLogs } from "../../test/support/logs";
 import { startBrokerForTest, type TestNats, waitFor } from "../../test/support/stack";
@@ -164,23 +165,12 @@ describe("worker runtime log lines of a message", () => {
     }
   });
 
-  /**
-   * Un worker de billing cuyo consumer de trabajo no recibe nada: su mensaje solo llega a la DLQ
-   * por el advisory MAX_DELIVERIES que aquí se inyecta (como lo deja JetStream).
-   */
+  /** El worker de billing que solo recibe por advisory, con un campo de log propio del mensaje. */
   const advisoryWorker = (
     name: string,
     onDeadLetter: NonNullable<WorkerDefinition<{ n: number }>["onDeadLetter"]>,
   ): WorkerDefinition<{ n: number }> => ({
-    name,
-    domain: "billing",
-    filterSubject: `billing.tasks.${name}.work`,
-    schema: z.object({ n: z.number() }),
-    async handle() {},
-    async alreadyProcessed() {
-      return false;
-    },
-    onDeadLetter,
+    ...advisoryOnlyWorker(name, onDeadLetter),
     logFields: (data) => ({ testN: data.n }),
   });
 
