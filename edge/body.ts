@@ -34,6 +34,11 @@ export async function readCappedText(
     return undefined;
   }
   if (!request.body) return "";
+  // Con Content-Length dentro del tope, el runtime ya acota el cuerpo a ese largo (HTTP/1.1): se
+  // lee de una vez, sin el bucle por trozos (la llamada OFREP es el camino caliente del edge).
+  if (request.headers.has("content-length") && Number.isSafeInteger(declared)) {
+    return await request.text();
+  }
   const reader = request.body.getReader();
   // Decodificación por trozos: un carácter partido entre dos trozos se completa con el siguiente.
   const decoder = new TextDecoder();
