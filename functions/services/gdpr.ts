@@ -149,16 +149,12 @@ interface ErasureOutcome {
  * personales de la auditoría previa del cliente y de las respuestas guardadas por Idempotency-Key:
  * si no, el "olvido" sería solo aparente.
  */
-async function eraseWithin(
-  tx: Executor,
-  customer: CustomerRow,
-  erasedAt: Date | undefined,
-): Promise<ErasureOutcome> {
+async function eraseWithin(tx: Executor, customer: CustomerRow): Promise<ErasureOutcome> {
   const id = customer.id;
   const values = erasedValues(id);
   // El momento del borrado, ya con el cliente bloqueado (no el inicio de la transacción ni el de
   // la pasada): una petición que confirmó antes queda antes (ver redactLateStoredResponses).
-  const at: Date | SQL = erasedAt ?? sql`clock_timestamp()`;
+  const at = sql`clock_timestamp()`;
   const [erased] = await tx
     .update(customers)
     .set({
@@ -181,17 +177,12 @@ async function eraseWithin(
   // El nombre de un cliente OAuth suele llevar el del cliente («App de Zapatería Quintero»): todos
   // los suyos, revocados o no, pasan a `erased-<id>`, y su auditoría se tacha con el resto.
   const clients = await tx
-    .select({ clientId: apiClients.clientId, name: apiClients.name })
-    .from(apiClients)
-    .where(eq(apiClients.customerId, id));
+    .update(apiClients)
+    .set({ name: sql`'erased-' || ${apiClients.clientId}` })
+    .where(eq(apiClients.customerId, id))
+    .returning({ clientId: apiClients.clientId, name: apiClients.name });
   const clientIds = clients.map((c) => c.clientId);
-  const erasedClientNames = new Map(clients.map((c) => [c.clientId, `erased-${c.clientId}`]));
-  if (clientIds.length) {
-    await tx
-      .update(apiClients)
-      .set({ name: sql`'erased-' || ${apiClients.clientId}` })
-      .where(eq(apiClients.customerId, id));
-  }
+  const erasedClientNames = new Map(clients.map((c) => [c.clientId, c.name]));
 
   const history = await tx
     .select({ id: auditLog.id, before: auditLog.before, after: auditLog.after })
@@ -420,7 +411,7 @@ export async function eraseCustomerNow(ctx: ServiceContext, id: string): Promise
       target = deleted.customer;
     }
     // Los reemplazos usan los valores originales (el borrado lógico no los cambia).
-    const outcome = await eraseWithin(tx, target, undefined);
+    const outcome = await eraseWithin(tx, target);
     return {
       result: outcome.customer,
       audit: [...audit, ...outcome.audit],
@@ -529,17 +520,18 @@ export interface EraseExpiredOptions {
 }
 
 /**
- * Una petición que confirmó su cambio justo antes de un borrado guarda su respuesta (con los datos
- * del cliente) justo después, y el borrado no la vio. Cada pasada de mantenimiento reemplaza esas
- * respuestas (2xx guardadas después del borrado que mencionan al cliente, sus instancias o sus
- * clientes OAuth) por un 409, como una respuesta que no se pudo guardar: repetir la petición con
- * su clave no reejecuta nada. Las claves viven 24 h; la ventana cubre eso.
- */
-/**
  * Cuánto después del borrado puede guardarse la respuesta de una petición confirmada antes: el
  * presupuesto de confirmación de una petición con clave (45 s), con margen.
  */
 const LATE_RESPONSE_WINDOW = sql.raw("interval '5 minutes'");
+
+/**
+ * Una petición que confirmó su cambio justo antes de un borrado guarda su respuesta (con los datos
+ * del cliente) justo después, y el borrado no la vio. Cada pasada de mantenimiento reemplaza esas
+ * respuestas (2xx guardadas después del borrado que mencionan al cliente, sus instancias o sus
+ * clientes OAuth, en la ventana de arriba) por un 409, como una respuesta que no se pudo guardar:
+ * repetir la petición con su clave no reejecuta nada.
+ */
 
 export async function redactLateStoredResponses(db: Database, now: Date): Promise<number> {
   const problem = toProblem(
@@ -623,7 +615,7 @@ export async function eraseExpiredCustomers(
           .for("update");
         // Otra pasada (o un POST /erase) se adelantó.
         if (!customer) return undefined;
-        const outcome = await eraseWithin(tx, customer, undefined);
+        const outcome = await eraseWithin(tx, customer);
         for (const entry of outcome.audit) {
           await writeAudit(tx, { ...entry, actor: options.actor, correlationId });
         }
