@@ -52,7 +52,7 @@ export function normalizeFeatureMap(
  * Las features del mapa que el producto tiene, en orden de código (el mismo en que las bloquea el
  * borrado de un módulo: sin deadlock entre ambos).
  */
-function knownFeatures$(tx: Executor, productId: string, codes: string[]) {
+function knownFeaturesQuery(tx: Executor, productId: string, codes: string[]) {
   return tx
     .select({ code: features.code })
     .from(features)
@@ -79,8 +79,8 @@ export async function overridesFromCustomFeatures(
     featureCodes.length === 0
       ? []
       : (options.lockFeatures
-          ? await knownFeatures$(tx, productId, featureCodes).for("share")
-          : await knownFeatures$(tx, productId, featureCodes)
+          ? await knownFeaturesQuery(tx, productId, featureCodes).for("share")
+          : await knownFeaturesQuery(tx, productId, featureCodes)
         ).map((r) => r.code),
   );
   const knownLimits = new Set(

@@ -1049,9 +1049,8 @@ export async function startWorker<T>(
       // correlación; las peticiones repetidas ya se deduplican por correlationId en la API.
       const key = envelope.id;
       const before = sameEvent.get(key);
-      let finishTurn = () => {};
       const turn = new Promise<void>((resolve) => {
-        finishTurn = resolve;
+        endTurn = resolve;
       });
       const chained = (before ?? Promise.resolve()).then(() => turn);
       sameEvent.set(key, chained);
@@ -1060,7 +1059,6 @@ export async function startWorker<T>(
       void chained.then(() => {
         if (sameEvent.get(key) === chained) sameEvent.delete(key);
       });
-      endTurn = finishTurn;
       // Sin el tope del handler: la copia anterior puede tenerlo más tiempo (consulta, handler y
       // contabilidad, cada uno con su tope) y esta no corrió nada que haya que dar por fallido.
       // Solo el apagado corta la espera (devuelve el mensaje al broker).
