@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { DRAIN_LIMIT_BYTES, readCappedText } from "./body";
 
 /** Un cuerpo en trozos de 16 KiB que cuenta cuánto se leyó y si se canceló. */
-function streamed(total: number, declare: boolean) {
+function streamed(total: number, declare: boolean, extraHeaders: Record<string, string> = {}) {
   const seen = { pulled: 0, cancelled: false };
   const chunk = new Uint8Array(16 * 1024).fill(120);
   const body = new ReadableStream<Uint8Array>({
@@ -21,7 +21,7 @@ function streamed(total: number, declare: boolean) {
   const request = new Request("http://edge.test/x", {
     method: "POST",
     body,
-    headers: declare ? { "content-length": String(total) } : {},
+    headers: { ...(declare ? { "content-length": String(total) } : {}), ...extraHeaders },
     duplex: "half",
   } as RequestInit);
   return { request, seen };
@@ -52,4 +52,24 @@ describe("readCappedText", () => {
       expect(seen.pulled).toBeLessThanOrEqual(DRAIN_LIMIT_BYTES + 64 * 1024);
     },
   );
+
+  it("decodes multi-byte text read at once with a declared Content-Length", async () => {
+    const text = "añoño€".repeat(1000);
+    const request = new Request("http://edge.test/x", {
+      method: "POST",
+      body: text,
+      headers: { "content-length": String(new TextEncoder().encode(text).byteLength) },
+    });
+    expect(await readCappedText(request, 64 * 1024)).toBe(text);
+  });
+
+  // RFC 9112 §6.3: con Transfer-Encoding el Content-Length no cuenta; el cuerpo no lo acota.
+  it("caps a chunked body even when it also declares a small Content-Length", async () => {
+    const { request, seen } = streamed(8 * 1024 * 1024, false, {
+      "content-length": "10",
+      "transfer-encoding": "chunked",
+    });
+    expect(await readCappedText(request, 16 * 1024)).toBeUndefined();
+    expect(seen.pulled).toBeLessThanOrEqual(DRAIN_LIMIT_BYTES + 64 * 1024);
+  });
 });

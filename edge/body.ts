@@ -24,7 +24,11 @@ export async function readCappedText(
   request: Request,
   maxBytes: number,
 ): Promise<string | undefined> {
-  const declared = Number(request.headers.get("content-length") ?? "0");
+  // RFC 9112 §6.3: con Transfer-Encoding el Content-Length no cuenta (ni acota el cuerpo).
+  const length = request.headers.has("transfer-encoding")
+    ? null
+    : request.headers.get("content-length");
+  const declared = Number(length ?? "0");
   if (declared > maxBytes) {
     if (request.body) {
       const reader = request.body.getReader();
@@ -36,7 +40,7 @@ export async function readCappedText(
   if (!request.body) return "";
   // Con Content-Length dentro del tope, el runtime ya acota el cuerpo a ese largo (HTTP/1.1): se
   // lee de una vez, sin el bucle por trozos (la llamada OFREP es el camino caliente del edge).
-  if (request.headers.has("content-length") && Number.isSafeInteger(declared)) {
+  if (length !== null && Number.isSafeInteger(declared)) {
     return await request.text();
   }
   const reader = request.body.getReader();
