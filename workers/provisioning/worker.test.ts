@@ -1,7 +1,7 @@
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { eq } from "drizzle-orm";
+import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ProvisioningTaskMessage } from "../../contracts/events";
 import type { Bus } from "../../core/bus";
@@ -300,5 +300,53 @@ describe("provisioning worker handler", () => {
       .from(provisioningTasks)
       .where(eq(provisioningTasks.tenantInstanceId, id));
     expect(statuses.map((r) => r.status)).toEqual(["succeeded", "succeeded", "succeeded"]);
+  });
+
+  // Sin pausa entre pedidos: la instancia bloqueada los pone en fila y cada sello va al menos 1 ms
+  // después del anterior (created_at se lee en milisegundos: un empate dejaría ganar al último
+  // que el worker aplique, no al último aceptado).
+  it("stamps concurrent feature updates apart in acceptance order; applied in reverse, the last accepted wins", async () => {
+    const task = await newTask("handler-concurrent-order");
+    const id = task.tenantInstanceId;
+    await worker().handle(
+      delivery({ taskId: task.taskId, tenantInstanceId: id, kind: "provision" }),
+    );
+    const values = Array.from({ length: 8 }, (_, i) => 100 + i);
+    await Promise.all(
+      values.map((value) => requestFeatureUpdate(serviceContext(), id, { max_users: value })),
+    );
+    const tasks = await db()
+      .select({
+        id: provisioningTasks.id,
+        createdAt: provisioningTasks.createdAt,
+        payload: provisioningTasks.payload,
+      })
+      .from(provisioningTasks)
+      .where(
+        and(
+          eq(provisioningTasks.tenantInstanceId, id),
+          eq(provisioningTasks.kind, "update_features"),
+        ),
+      )
+      .orderBy(provisioningTasks.createdAt);
+    expect(tasks).toHaveLength(values.length);
+    expect(new Set(tasks.map((t) => t.createdAt.getTime())).size).toBe(values.length);
+    for (const t of [...tasks].reverse()) {
+      await worker().handle(
+        delivery({ taskId: t.id, tenantInstanceId: id, kind: "update_features" }),
+      );
+    }
+    const lastAccepted = tasks.at(-1)?.payload as { features: { max_users: number } };
+    const [row] = await db()
+      .select({ value: subscriptionFeatureOverrides.value })
+      .from(subscriptionFeatureOverrides)
+      .innerJoin(subscriptions, eq(subscriptions.id, subscriptionFeatureOverrides.subscriptionId))
+      .where(
+        and(
+          eq(subscriptions.tenantInstanceId, id),
+          eq(subscriptionFeatureOverrides.limitName, "max_users"),
+        ),
+      );
+    expect(row?.value).toBe(lastAccepted.features.max_users);
   });
 });
