@@ -221,13 +221,24 @@ describe("0032 after a cancelled CREATE INDEX CONCURRENTLY", () => {
       await run(
         "update pg_index set indisvalid = false where indexrelid = 'audit_correlation_idx'::regclass",
       );
+      // Uno del mismo nombre en otro esquema (otra app en la misma base) no es asunto nuestro.
+      await run("create schema other_app");
+      await run("create table other_app.audit_log (correlation_id text)");
+      await run("create index audit_correlation_idx on other_app.audit_log (correlation_id)");
+      await run(
+        "update pg_index set indisvalid = false where indexrelid = 'other_app.audit_correlation_idx'::regclass",
+      );
       const { migrate } = await import("drizzle-orm/node-postgres/migrator");
       await migrate(database.handle.db as never, { migrationsFolder: MIGRATIONS_FOLDER });
       const result = await run(`
-        select i.indisvalid from pg_index i join pg_class c on c.oid = i.indexrelid
-        where c.relname = 'audit_correlation_idx'`);
-      expect((result as unknown as { rows: { indisvalid: boolean }[] }).rows).toEqual([
-        { indisvalid: true },
+        select n.nspname, i.indisvalid from pg_index i join pg_class c on c.oid = i.indexrelid
+        join pg_namespace n on n.oid = c.relnamespace
+        where c.relname = 'audit_correlation_idx' order by n.nspname`);
+      expect(
+        (result as unknown as { rows: { nspname: string; indisvalid: boolean }[] }).rows,
+      ).toEqual([
+        { nspname: "other_app", indisvalid: false },
+        { nspname: "public", indisvalid: true },
       ]);
     } finally {
       await database.drop();
