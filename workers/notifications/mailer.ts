@@ -7,6 +7,8 @@ export interface Mail {
   text: string;
   /** Id estable (el del evento): un reenvío tras una caída lleva el mismo Message-ID. */
   messageId: string;
+  /** La del handler: al vencer el drenaje de un SIGTERM se corta el envío en vez de seguir. */
+  signal?: AbortSignal;
 }
 
 export interface Mailer {
@@ -16,9 +18,28 @@ export interface Mailer {
   logOnly: boolean;
 }
 
-export function createMailer(options: { smtpUrl?: string; from: string }): Mailer {
+/**
+ * Plazos SMTP (ms). Los de nodemailer (2 min de conexión, 10 min de socket inactivo) dejaban un
+ * servidor que saluda y calla ocupando un hueco del worker ~10 min por intento, con los avisos a
+ * operaciones detrás. Un parámetro de SMTP_URL (`?socketTimeout=60000`) manda sobre estos.
+ */
+export const SMTP_TIMEOUTS = {
+  connectionTimeout: 10_000,
+  greetingTimeout: 10_000,
+  socketTimeout: 30_000,
+} as const;
+
+export function createMailer(options: {
+  smtpUrl?: string;
+  from: string;
+  timeouts?: Partial<Record<keyof typeof SMTP_TIMEOUTS, number>>;
+}): Mailer {
   const transport: Transporter = options.smtpUrl
-    ? nodemailer.createTransport(options.smtpUrl)
+    ? nodemailer.createTransport({
+        ...SMTP_TIMEOUTS,
+        ...options.timeouts,
+        url: options.smtpUrl,
+      })
     : nodemailer.createTransport({ jsonTransport: true });
   return {
     logOnly: !options.smtpUrl,
@@ -30,6 +51,7 @@ export function createMailer(options: { smtpUrl?: string; from: string }): Maile
           subject: mail.subject,
           text: mail.text,
           messageId: `<${mail.messageId}@farutech.orchestrator>`,
+          ...(mail.signal ? { signal: mail.signal } : {}),
         });
       } catch (err) {
         throw classifySmtpError(err);

@@ -88,6 +88,7 @@ export function notificationWorker(deps: NotificationWorkerDeps): WorkerDefiniti
           to: deps.opsEmail,
           ...deadLetterMail(data, ctx.envelope),
           messageId: ctx.envelope.id,
+          signal: ctx.signal,
         });
         logSent(deps.mailer, ctx.logger, "dead_lettered");
         return;
@@ -110,6 +111,7 @@ export function notificationWorker(deps: NotificationWorkerDeps): WorkerDefiniti
             "Equipo Farutech",
           ].join("\n"),
           messageId: ctx.envelope.id,
+          signal: ctx.signal,
         });
       } else {
         await deps.mailer.send({
@@ -124,6 +126,7 @@ export function notificationWorker(deps: NotificationWorkerDeps): WorkerDefiniti
             "Inspeccione y reprocese: npm run dlq -- list",
           ].join("\n"),
           messageId: ctx.envelope.id,
+          signal: ctx.signal,
         });
       }
       logSent(deps.mailer, ctx.logger, "customerId" in data ? "welcome" : "provisioning_failed");
