@@ -65,7 +65,10 @@ export function mediaTypeOf(contentType: string | undefined): string {
 }
 
 /** Cuerpo application/x-www-form-urlencoded, el único que aceptan /oauth/token y /oauth/revoke. */
-export async function readForm(c: Context<EdgeEnv>): Promise<URLSearchParams> {
+export async function readForm(
+  c: Context<EdgeEnv>,
+  params: readonly string[],
+): Promise<URLSearchParams> {
   if (mediaTypeOf(c.req.header("content-type")) !== FORM_MEDIA_TYPE) {
     throw new OAuthFailure(
       "invalid_request",
@@ -82,14 +85,13 @@ export async function readForm(c: Context<EdgeEnv>): Promise<URLSearchParams> {
     );
   }
   const form = new URLSearchParams(text);
-  // RFC 6749 §3.1 y §3.2, RFC 7009 §2.1: ningún parámetro puede repetirse; con dos client_id o
-  // dos grant_type, cada capa podría leer uno distinto.
-  const seen = new Set<string>();
-  for (const name of form.keys()) {
-    if (seen.has(name)) {
+  // RFC 6749 §3.1 y §3.2, RFC 7009 §2.1: los parámetros que el endpoint lee no pueden repetirse
+  // (con dos client_id o dos grant_type, cada capa podría leer uno distinto); los demás se
+  // ignoran, también repetidos (RFC 8707 repite `resource`). El nombre del error es el nuestro.
+  for (const name of params) {
+    if (form.getAll(name).length > 1) {
       throw new OAuthFailure("invalid_request", `Parameter ${name} is repeated`, 400);
     }
-    seen.add(name);
   }
   return form;
 }

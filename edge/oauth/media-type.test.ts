@@ -82,4 +82,49 @@ describe.each(["node", "workerd"])("OAuth form media type on %s", (runtime) => {
     const revoke = await post("/oauth/revoke", contentType, `token=${refresh_token}`, auth);
     expect(revoke.status, await revoke.text()).toBe(200);
   });
+
+  // RFC 6749 §3.2: los parámetros que el servidor no conoce se ignoran, también repetidos (RFC
+  // 8707 repite `resource`); solo los que lee no pueden ir dos veces.
+  it("ignores repeated parameters it does not read and rejects repeated ones it does", async () => {
+    const form = "application/x-www-form-urlencoded";
+    const auth = await newClient();
+    const token = await post(
+      "/oauth/token",
+      form,
+      "grant_type=client_credentials&resource=https%3A%2F%2Fa&resource=https%3A%2F%2Fb&foo=1&foo=2",
+      auth,
+    );
+    const text = await token.text();
+    expect(token.status, text).toBe(200);
+    const { refresh_token } = JSON.parse(text) as { refresh_token: string };
+    const revoke = await post("/oauth/revoke", form, `token=${refresh_token}&x=1&x=2`, auth);
+    expect(revoke.status, await revoke.text()).toBe(200);
+    for (const [path, body, name] of [
+      ["/oauth/token", "grant_type=client_credentials&grant_type=refresh_token", "grant_type"],
+      ["/oauth/token", "grant_type=client_credentials&scope=a&scope=b", "scope"],
+      ["/oauth/revoke", "token=a&token=b", "token"],
+      ["/oauth/revoke", "token=a&token_type_hint=x&token_type_hint=y", "token_type_hint"],
+    ] as const) {
+      const res = await post(path, form, body, auth);
+      expect(res.status).toBe(400);
+      expect(await res.json()).toEqual({
+        error: "invalid_request",
+        error_description: `Parameter ${name} is repeated`,
+      });
+    }
+  });
+
+  // RFC 6749 §5.2: error_description solo lleva ASCII visible sin comillas ni barra invertida.
+  it("does not echo the client's input into error_description", async () => {
+    const res = await post(
+      "/oauth/token",
+      "application/x-www-form-urlencoded",
+      `grant_type=${encodeURIComponent('x"\\é\n<b>')}`,
+      await newClient(),
+    );
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: string; error_description: string };
+    expect(body.error).toBe("unsupported_grant_type");
+    expect(body.error_description).toMatch(/^[\x20-\x21\x23-\x5B\x5D-\x7E]+$/);
+  });
 });

@@ -19,12 +19,14 @@ async function isOurAccessToken(verifier: TokenVerifier, token: string): Promise
   }
 }
 
+const REVOKE_PARAMS = ["token", "token_type_hint", "client_id", "client_secret"];
+
 /** RFC 7009: revocación de tokens. Responde 200 también si el token no existe o es de otro. */
 export function registerOAuthRevoke(app: Hono<EdgeEnv>): void {
   app.post(
     "/oauth/revoke",
     oauthHandler(async (c) => {
-      const form = await readForm(c);
+      const form = await readForm(c, REVOKE_PARAMS);
       const token = form.get("token");
       if (!token) throw new OAuthFailure("invalid_request", "token is required", 400);
       const credentials = clientCredentials(c.req.header("authorization"), form);

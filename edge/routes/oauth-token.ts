@@ -10,17 +10,21 @@ import { noStore, OAuthFailure, oauthHandler, readForm } from "../oauth/errors";
 const invalidGrant = () =>
   new OAuthFailure("invalid_grant", "The refresh token is invalid, expired or revoked", 400);
 
+/** Los parámetros que lee /oauth/token (scope se acepta y se ignora: los roles son del cliente). */
+const TOKEN_PARAMS = ["grant_type", "refresh_token", "scope", "client_id", "client_secret"];
+
 export function registerOAuthToken(app: Hono<EdgeEnv>): void {
   app.post(
     "/oauth/token",
     oauthHandler(async (c) => {
-      const form = await readForm(c);
+      const form = await readForm(c, TOKEN_PARAMS);
       const grantType = form.get("grant_type");
       if (!grantType) throw new OAuthFailure("invalid_request", "grant_type is required", 400);
       if (grantType !== "client_credentials" && grantType !== "refresh_token") {
+        // Sin repetir el valor: RFC 6749 §5.2 limita los caracteres de error_description.
         throw new OAuthFailure(
           "unsupported_grant_type",
-          `Grant type ${grantType} is not supported`,
+          "Only the client_credentials and refresh_token grant types are supported",
           400,
         );
       }
