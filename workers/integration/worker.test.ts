@@ -15,6 +15,8 @@ interface Hit {
   path: string;
   status: number;
   eventId: string;
+  /** occurredAt del cuerpo firmado. */
+  occurredAt: string;
 }
 
 // Entregas por endpoint independientes: el fallo de uno no bloquea ni reenvía a los demás.
@@ -28,11 +30,20 @@ describe("integration worker: independent webhook endpoints", () => {
 
   beforeAll(async () => {
     receiver = createServer((req, res) => {
-      req.resume();
+      const chunks: Buffer[] = [];
+      req.on("data", (chunk: Buffer) => chunks.push(chunk));
       req.on("end", () => {
         const path = req.url ?? "";
         const status = answers.get(path)?.() ?? 204;
-        hits.push({ path, status, eventId: String(req.headers["farutech-event-id"] ?? "") });
+        const body = JSON.parse(Buffer.concat(chunks).toString() || "{}") as {
+          occurredAt?: string;
+        };
+        hits.push({
+          path,
+          status,
+          eventId: String(req.headers["farutech-event-id"] ?? ""),
+          occurredAt: body.occurredAt ?? "",
+        });
         // Una redirección apunta a otra ruta de este mismo receptor.
         const location = status >= 300 && status < 400 ? { location: `/redirected${path}` } : {};
         res.writeHead(status, location).end();
@@ -158,6 +169,12 @@ describe("integration worker: independent webhook endpoints", () => {
       [first, middle, last].flatMap((e) => hitsOf(e.path).map((h) => h.eventId)),
     );
     expect(eventIds.size).toBe(1);
+    // Y con la hora del cambio, no la del replay: un receptor que ordena por ella no toma el
+    // evento reprocesado por el más nuevo.
+    const occurred = new Set(
+      [first, middle, last].flatMap((e) => hitsOf(e.path).map((h) => h.occurredAt)),
+    );
+    expect([...occurred]).toHaveLength(1);
   }, 60_000);
 
   it("does not follow a redirect with the signed body: the endpoint is misconfigured (permanent)", async () => {

@@ -30,6 +30,8 @@ export interface IntegrationWorkerDeps {
  */
 export const integrationEventSchema = entitlementsChangedSchema.extend({
   webhookEventId: z.uuid().optional(),
+  /** La hora del cambio original: un replay no la reemplaza por la suya en el cuerpo firmado. */
+  webhookOccurredAt: z.iso.datetime().optional(),
 });
 export type IntegrationEvent = z.infer<typeof integrationEventSchema>;
 
@@ -164,7 +166,7 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
     schema: integrationEventSchema,
     logFields: (data) => ({ tenantInstanceId: data.tenantInstanceId }),
     async handle(ctx) {
-      const { webhookEventId, ...data } = ctx.data;
+      const { webhookEventId, webhookOccurredAt, ...data } = ctx.data;
       const eventId = webhookEventId ?? ctx.envelope.id;
       const [instance] = await deps.db
         .select({ productId: tenantInstances.productId })
@@ -199,7 +201,7 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
       const body = JSON.stringify({
         id: eventId,
         type: ctx.envelope.type,
-        occurredAt: ctx.envelope.occurredAt,
+        occurredAt: webhookOccurredAt ?? ctx.envelope.occurredAt,
         data,
       });
       const outcomes = await inLanes(pending, DELIVERY_LANES, async (endpoint) => {
@@ -225,11 +227,13 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
     },
     async onDeadLetter(info, data) {
       if (!info.envelope || !data || data.webhookEventId) return;
-      // La copia consultable guarda la clave de entrega: su replay salta los endpoints ya servidos.
+      // La copia consultable guarda la clave de entrega (su replay salta los endpoints ya servidos)
+      // y la hora del cambio (el replay lleva la original, no la suya).
+      const withEventId = sql`jsonb_set(${dlqEntries.envelope}, '{data,webhookEventId}', to_jsonb(${info.envelope.id}::text))`;
       await deps.db
         .update(dlqEntries)
         .set({
-          envelope: sql`jsonb_set(${dlqEntries.envelope}, '{data,webhookEventId}', to_jsonb(${info.envelope.id}::text))`,
+          envelope: sql`jsonb_set(${withEventId}, '{data,webhookOccurredAt}', to_jsonb(${info.envelope.occurredAt}::text))`,
         })
         .where(
           and(
