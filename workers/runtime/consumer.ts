@@ -413,11 +413,6 @@ async function deadLetter<T>(
     deliveries: info.deliveries,
   });
   signal.throwIfAborted();
-  // Ya está en la DLQ: si JetStream lo entrega otra vez (un consumer recreado relee el stream),
-  // no se ejecuta de nuevo. Su reproceso lleva otro id de evento.
-  if (info.envelope && !def.alreadyProcessed)
-    await options.processed?.mark(def.name, info.envelope.id);
-  signal.throwIfAborted();
   const handled = await def.onDeadLetter?.(info, data, signal, logger);
   // Un hook que cortó su espera al abortarse no hizo su parte: ni aviso genérico ni métrica.
   signal.throwIfAborted();
@@ -428,6 +423,11 @@ async function deadLetter<T>(
       logger,
     );
   }
+  // Marca de procesado al final: si un paso anterior falla (el aviso, con NATS lento), la
+  // reentrega repite la DLQ entera en vez de confirmarse como ya hecha sin aviso ni métrica. Hecha,
+  // un consumer recreado que relee el stream no lo ejecuta de nuevo (su reproceso lleva otro id).
+  if (info.envelope && !def.alreadyProcessed)
+    await options.processed?.mark(def.name, info.envelope.id);
   options.metrics?.deadLettered.inc({ worker: def.name });
 }
 
