@@ -1,4 +1,5 @@
 import { inspect } from "node:util";
+import pino from "pino";
 import { ConfigError } from "./config";
 import { DataDirInUseError } from "./dir-lock";
 import { errorMessage } from "./http/db-errors";
@@ -28,9 +29,18 @@ export function failCli(err: unknown): never {
 }
 
 /** Logger de un CLI: un LOG_LEVEL inválido termina en una línea que lo nombra, sin pila. */
-export function cliLogger(service: string, defaultLevel: string): Logger {
+export function cliLogger(
+  service: string,
+  defaultLevel: string,
+  options: { stderr?: boolean } = {},
+): Logger {
   try {
-    return createLogger({ service, level: process.env.LOG_LEVEL ?? defaultLevel });
+    return createLogger({
+      service,
+      level: process.env.LOG_LEVEL ?? defaultLevel,
+      // En un CLI cuya salida es el resultado (dlq, publish:test), los logs van aparte.
+      ...(options.stderr ? { destination: pino.destination(2) } : {}),
+    });
   } catch (err) {
     return failCli(err);
   }

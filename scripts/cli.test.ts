@@ -136,7 +136,7 @@ describe("operator CLIs", () => {
     expect(unknown.err).toContain("does not exist");
     expect((await dlq("frobnicate")).code).toBe(2);
     // Sin orden, o con de más: el uso, sin tocar la base (aquí no existe).
-    for (const args of [[], ["list", "junk"], ["show"]]) {
+    for (const args of [[], ["list", "junk"], ["show"], ["show", "--all"]]) {
       const r = await runScript("scripts/dlq.ts", args, {
         ...process.env,
         DATABASE_URL: "postgres://postgres@127.0.0.1:1/none",
@@ -205,6 +205,39 @@ describe("operator CLIs", () => {
       );
     expect(pending).toHaveLength(1);
   });
+
+  // Con el LOG_LEVEL de siempre (no silent): el aviso del broker caído salía como JSON con la
+  // pila entera en medio de la salida, y el resumen contaba como reenviado lo que quedó en cola.
+  it("dlq replay and publish:test with NATS unreachable say so in one line, without a stack trace", async () => {
+    const a = entry(6, "connect ECONNREFUSED");
+    const b = entry(7, "connect ECONNREFUSED");
+    await db.handle.db.insert(dlqEntries).values([a, b]);
+    const env = {
+      ...process.env,
+      NATS_URL: "nats://127.0.0.1:1",
+      DATABASE_URL: db.url,
+      LOG_LEVEL: undefined,
+    };
+    const all = await runScript("scripts/dlq.ts", ["replay", "--all"], env);
+    expect(all.out).toContain(`queued ${a.id}`);
+    expect(all.out).toContain(`queued ${b.id}`);
+    // Las entradas rotas de otras pruebas de este archivo se saltan (y el código es 1 por ellas).
+    expect(`${all.out}${all.err}`).toMatch(
+      /0 entries replayed, 2 queued for the workers' outbox relay \(NATS not reachable\), \d+ skipped/,
+    );
+    const provision = await runScript(
+      "scripts/publish-test.ts",
+      ["--count", "1", "--type", "provision"],
+      env,
+    );
+    expect(provision.code, provision.err).toBe(0);
+    expect(provision.out.match(/^task /gm)).toHaveLength(1);
+    expect(provision.err).toContain("NATS not reachable at nats://127.0.0.1:1");
+    for (const r of [all, provision]) {
+      expect(`${r.out}${r.err}`).not.toMatch(/\n\s+at |"stack"/);
+      expect(r.out).not.toContain('"level"');
+    }
+  }, 60_000);
 
   it("publish:test publishes poison messages and real provisionings, and explains failures in one line", async () => {
     const poison = await run("scripts/publish-test.ts", ["--count", "3", "--type", "poison"]);

@@ -7,6 +7,7 @@ import { natsConnectionFromEnv } from "../core/config";
 import { AppError } from "../core/errors";
 import { errorMessage } from "../core/http/db-errors";
 import { newId } from "../core/ids";
+import { silentLogger } from "../core/logger";
 import { createDb, dbConfigFromEnv } from "../db/client";
 import { dlqEntries } from "../db/schema";
 import { replayDeadLetter, toDlqEntry } from "../functions/services/dlq";
@@ -25,7 +26,8 @@ const usage = "usage: npm run dlq -- list | show <id> | replay <id> | replay --a
 const wellFormed =
   extra.length === 0 &&
   ((command === "list" && arg === undefined) ||
-    ((command === "show" || command === "replay") && arg !== undefined));
+    (command === "show" && arg !== undefined && arg !== "--all") ||
+    (command === "replay" && arg !== undefined));
 if (!wellFormed) {
   console.error(usage);
   process.exit(command === "--help" || command === "-h" ? 0 : 2);
@@ -37,19 +39,25 @@ if ((command === "show" || command === "replay") && arg && arg !== "--all") {
     process.exit(2);
   }
 }
-const logger = cliLogger("dlq-cli", "warn");
+const logger = cliLogger("dlq-cli", "warn", { stderr: true });
 const db = await createDb({ ...dbConfigFromEnv(), pgliteMustExist: true }).catch(failCli);
 // Sin NATS_URL no se usa el broker por defecto (127.0.0.1:4222 puede ser otro sistema; el de
 // `npm start` escucha en otro puerto): el reenvío queda en el outbox, como con admin:client.
+// Un broker caído no es un fallo del reenvío (queda en el outbox) y cada línea lo dice: el aviso
+// del proveedor, con su pila, sobra.
 const bus = process.env.NATS_URL
-  ? createBusProvider(natsConnectionFromEnv(process.env, "dlq-cli"), logger)
+  ? createBusProvider(natsConnectionFromEnv(process.env, "dlq-cli"), silentLogger)
   : fixedBusProvider(undefined);
+const natsState = process.env.NATS_URL ? "not reachable" : "not set (NATS_URL)";
 /** Con el broker a mano el reenvío se publica ya; si no, lo publica el relay de los workers. */
 const replayed = async (entry: { id: string; subject: string }) =>
   // Sin viaje al broker por entrada (replay --all puede llevar miles): basta la conexión abierta.
   (await bus.get())?.isConnected()
-    ? `replayed ${entry.id} (${entry.subject})`
-    : `queued ${entry.id} (${entry.subject}) for replay: NATS ${process.env.NATS_URL ? "not reachable" : "not set (NATS_URL)"}, the workers' outbox relay publishes it`;
+    ? { published: true, line: `replayed ${entry.id} (${entry.subject})` }
+    : {
+        published: false,
+        line: `queued ${entry.id} (${entry.subject}) for replay: NATS ${natsState}, the workers' outbox relay publishes it`,
+      };
 const ctx = {
   db: db.db,
   bus,
@@ -83,13 +91,16 @@ try {
       // En el orden en que murieron: dos tareas de una misma instancia no se adelantan.
       .orderBy(asc(dlqEntries.createdAt), asc(dlqEntries.id));
     let done = 0;
+    let queued = 0;
     let skipped = 0;
     let failed: string | undefined;
     for (const { id } of pending) {
       try {
         const entry = await replayDeadLetter(ctx, id);
-        console.log(await replayed(entry));
-        done++;
+        const result = await replayed(entry);
+        console.log(result.line);
+        if (result.published) done++;
+        else queued++;
       } catch (err) {
         // Una entrada que no se puede reprocesar (tarea ya en curso, instancia dada de baja) no
         // detiene al resto; el operador ve por qué.
@@ -104,8 +115,10 @@ try {
         break;
       }
     }
-    const notAttempted = pending.length - done - skipped - (failed ? 1 : 0);
-    const summary = `${done} entries replayed, ${skipped} skipped${failed ? `, 1 failed, ${notAttempted} not attempted` : ""}`;
+    const notAttempted = pending.length - done - queued - skipped - (failed ? 1 : 0);
+    const waiting =
+      queued > 0 ? `, ${queued} queued for the workers' outbox relay (NATS ${natsState})` : "";
+    const summary = `${done} entries replayed${waiting}, ${skipped} skipped${failed ? `, 1 failed, ${notAttempted} not attempted` : ""}`;
     // Con alguna saltada, un runbook o un script no deben tomarlo por un éxito completo.
     if (skipped > 0 || failed) {
       console.error(summary);
@@ -115,7 +128,7 @@ try {
     }
   } else if (command === "replay" && arg) {
     const entry = await replayDeadLetter(ctx, arg);
-    console.log(`${await replayed(entry)}, replay #${entry.replayCount}`);
+    console.log(`${(await replayed(entry)).line}, replay #${entry.replayCount}`);
   } else {
     console.error(usage);
     process.exitCode = 2;

@@ -7,6 +7,7 @@ import { cliLogger } from "../core/cli";
 import { natsConnectionFromEnv } from "../core/config";
 import { errorMessage } from "../core/http/db-errors";
 import { newId } from "../core/ids";
+import { silentLogger } from "../core/logger";
 import { withoutCredentials } from "../core/redact-url";
 import { createDb, dbConfigFromEnv } from "../db/client";
 import { demoProvisionBody } from "../db/seed";
@@ -53,7 +54,7 @@ if (!Number.isInteger(count) || count < 1 || count > 10_000) {
 const nats = natsConnectionFromEnv(process.env, "publish-test");
 // Para los mensajes: a dónde se conecta, sin usuario ni contraseña.
 const natsUrl = withoutCredentials(String(nats.servers));
-const logger = cliLogger("publish-test", "warn");
+const logger = cliLogger("publish-test", "warn", { stderr: true });
 
 if (!["poison", "billing", "provision"].includes(values.type)) {
   console.error(`--type must be provision, billing or poison\n${usage}`);
@@ -76,7 +77,8 @@ async function main(): Promise<void> {
     console.log(`${count} poison messages published to ${subjects.provision}`);
     await bus.close();
   } else if (values.type === "billing" || values.type === "provision") {
-    const bus = createBusProvider({ ...nats, ensureStreams: true }, logger);
+    // Sin el aviso del proveedor (JSON con la pila): lo que pasa se dice abajo en una línea.
+    const bus = createBusProvider({ ...nats, ensureStreams: true }, silentLogger);
     if (values.type === "billing") {
       const busConn = await bus.get();
       if (!busConn) throw new Error(`NATS not reachable at ${natsUrl}`);
@@ -109,6 +111,11 @@ async function main(): Promise<void> {
         });
         const { response } = await provisionTenant(ctx, body);
         console.log(`task ${response.taskId} → instance ${response.tenantCode}`);
+      }
+      if (!(await bus.get())?.isConnected()) {
+        console.error(
+          `NATS not reachable at ${natsUrl}: the tasks are in the outbox; the workers' relay publishes them`,
+        );
       }
       await db.close();
     }
