@@ -5,7 +5,13 @@ import { AppError } from "../core/errors";
 import { installBase } from "../core/http/base";
 import { validationHook } from "../core/http/problem";
 import type { AdminDeps, AdminEnv } from "./env";
-import { rejectUndeclaredBody, withBodyErrors, withProtocolHeaders } from "./openapi";
+import {
+  rejectUndeclaredBody,
+  withBodyErrors,
+  withProtocolHeaders,
+  withRequiredRoles,
+  withTimestampFormats,
+} from "./openapi";
 import { registerAccess } from "./routes/access";
 import { registerAudit } from "./routes/audit";
 import { registerBilling } from "./routes/billing";
@@ -73,7 +79,13 @@ export function createAdminApp(deps: AdminDeps): OpenAPIHono<AdminEnv> {
   // Se genera una vez (las rutas ya están registradas) y se sirve igual a cada petición.
   let document: ReturnType<typeof app.getOpenAPI31Document> | undefined;
   app.get("/openapi.json", (c) => {
-    document ??= withBodyErrors(withProtocolHeaders(app.getOpenAPI31Document(OPENAPI_INFO)));
+    // Primero los 413/415: withProtocolHeaders marca también el 415 que se repite.
+    document ??= withTimestampFormats(
+      withRequiredRoles(
+        withProtocolHeaders(withBodyErrors(app.getOpenAPI31Document(OPENAPI_INFO))),
+        app.routes,
+      ),
+    );
     return c.json(document);
   });
   app.get("/docs", Scalar({ url: "/openapi.json", pageTitle: "Farutech Orchestrator Admin API" }));

@@ -13,6 +13,8 @@ interface Operation {
   operationId?: string;
   tags?: string[];
   security?: Record<string, string[]>[];
+  "x-required-roles"?: string[];
+  description?: string;
   parameters?: (Parameter | { $ref: string })[];
   requestBody?: unknown;
 }
@@ -84,6 +86,16 @@ function endpointsOf(doc: OpenApiDoc): Endpoint[] {
   );
 }
 
+/** Los roles que el documento dice que la operación exige (security, extensión y descripción). */
+function documentedRoles(endpoint: Endpoint): string[] {
+  const roles = endpoint.op["x-required-roles"] ?? [];
+  expect(endpoint.op.security, endpoint.label).toEqual([{ Bearer: roles }]);
+  expect(endpoint.op.description ?? "", endpoint.label).toContain(
+    `Requiere uno de los roles: ${roles.join(", ")}.`,
+  );
+  return roles;
+}
+
 /** Ruta concreta: un uuid nuevo donde se pide uuid (no existe: 404 tras el guard), o el ejemplo. */
 function concretePath(endpoint: Endpoint): string {
   const params = (endpoint.op.parameters ?? []).filter((p): p is Parameter => "in" in p);
@@ -118,7 +130,7 @@ describe("admin API authorization matrix", () => {
     });
   }
 
-  it("covers every route the app serves, each with Bearer security and a policy", () => {
+  it("covers every route the app serves, each documenting the roles of its policy", () => {
     expect(endpoints.length).toBeGreaterThan(20);
     const documented = new Set(endpoints.map((e) => `${e.method} ${e.path}`));
     // Una ruta fuera del documento no pasaría por esta matriz: se exige que esté en él.
@@ -127,8 +139,9 @@ describe("admin API authorization matrix", () => {
       .map((r) => `${r.method.toLowerCase()} ${r.path.replace(/:([A-Za-z0-9_]+)/g, "{$1}")}`);
     expect(served.filter((route) => !documented.has(route))).toEqual([]);
     for (const endpoint of endpoints) {
-      expect(endpoint.op.security, endpoint.label).toEqual([{ Bearer: [] }]);
       expect(allowedRoles(endpoint).length, endpoint.label).toBeGreaterThan(0);
+      // Lo que el documento promete es la política de roles.ts (en el mismo orden).
+      expect(documentedRoles(endpoint), endpoint.label).toEqual(allowedRoles(endpoint));
     }
     // Una excepción que ya no nombra ninguna operación es una política muerta.
     const ids = new Set(endpoints.map((e) => e.op.operationId));
@@ -154,11 +167,12 @@ describe("admin API authorization matrix", () => {
   it.each([
     ...roles.map((role) => ({ name: role, tokenRoles: [role] as string[] })),
     { name: "no role", tokenRoles: [] as string[] },
-  ])("with $name answers 403 exactly where the guard forbids it", async ({ tokenRoles }) => {
+  ])("with $name answers 403 exactly where the document says so", async ({ tokenRoles }) => {
     const token = await h.token(tokenRoles);
     const wrong: string[] = [];
     for (const endpoint of endpoints) {
-      const allowed = allowedRoles(endpoint).some((role) => tokenRoles.includes(role));
+      // Los roles del documento frente a lo que el guard deja pasar de verdad.
+      const allowed = documentedRoles(endpoint).some((role) => tokenRoles.includes(role));
       const res = await call(endpoint, token);
       const body = res.body as { code?: unknown } | null;
       if (allowed) {

@@ -23,9 +23,16 @@ interface OpenApiDoc {
 }
 interface SchemaNode {
   description?: string;
+  minProperties?: number;
+  uniqueItems?: boolean;
+  format?: string;
+  type?: string | string[];
   example?: unknown;
   properties?: Record<string, SchemaNode>;
   items?: SchemaNode;
+  anyOf?: SchemaNode[];
+  oneOf?: SchemaNode[];
+  allOf?: SchemaNode[];
   $ref?: string;
 }
 
@@ -163,6 +170,80 @@ describe("OpenAPI document", () => {
       if (schema.endsWith("Page")) continue;
       if (!Object.keys(ok.headers ?? {}).includes("ETag")) missing.push(path);
     }
+    expect(missing).toEqual([]);
+  });
+
+  it("declares the server's rules on request bodies: at least one field, roles without repeats", async () => {
+    const schemas = doc.components?.schemas ?? {};
+    const bodySchema = (op: { requestBody?: unknown }) => {
+      const body = op.requestBody as
+        | { content?: Record<string, { schema?: SchemaNode }> }
+        | undefined;
+      const schema = body?.content?.["application/json"]?.schema;
+      return schema?.$ref ? schemas[schema.$ref.split("/").at(-1) ?? ""] : schema;
+    };
+    const token = await h.token(["platform_admin"]);
+    const wrong: string[] = [];
+    let partial = 0;
+    for (const [path, ops] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(ops)) {
+        const isPartial = method === "patch" || (method === "put" && path.endsWith("/features"));
+        if (!isPartial || !op.requestBody) continue;
+        partial++;
+        if (bodySchema(op)?.minProperties !== 1) wrong.push(`${method} ${path}: minProperties`);
+        // Y es verdad: {} es un 400 (la validación va antes de buscar el recurso).
+        const concrete = path.replace(/\{[^}]+\}/g, () => crypto.randomUUID());
+        const res = await h.request(method.toUpperCase(), concrete, { token, json: {} });
+        if (res.status !== 400) wrong.push(`${method} ${path}: {} answered ${res.status}`);
+      }
+    }
+    expect(partial).toBeGreaterThanOrEqual(9);
+    expect(schemas.CreateAdminClient?.properties?.roles?.uniqueItems).toBe(true);
+    const repeated = await h.request("POST", "/api/admin-clients", {
+      token,
+      json: { name: "Roles repetidos", roles: ["support", "support"] },
+    });
+    expect(repeated.status).toBe(400);
+    expect(wrong).toEqual([]);
+  });
+
+  it("declares format date-time on every timestamp a response carries", () => {
+    const schemas = doc.components?.schemas ?? {};
+    const missing: string[] = [];
+    const seen = new Set<SchemaNode>();
+    const visit = (node: SchemaNode | undefined, where: string) => {
+      if (!node || seen.has(node)) return;
+      seen.add(node);
+      if (node.$ref) return visit(schemas[node.$ref.split("/").at(-1) ?? ""], node.$ref);
+      for (const [name, prop] of Object.entries(node.properties ?? {})) {
+        const types = [prop.type ?? []].flat();
+        if (/At$/.test(name) && types.includes("string") && prop.format !== "date-time") {
+          missing.push(`${where}.${name}`);
+        }
+        visit(prop, `${where}.${name}`);
+      }
+      visit(node.items, `${where}[]`);
+      for (const branch of [...(node.anyOf ?? []), ...(node.oneOf ?? []), ...(node.allOf ?? [])])
+        visit(branch, where);
+    };
+    let timestamps = 0;
+    for (const [path, ops] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(ops)) {
+        for (const [status, response] of Object.entries(op.responses ?? {})) {
+          const content = (response as { content?: Record<string, { schema?: SchemaNode }> })
+            .content;
+          for (const media of Object.values(content ?? {})) {
+            visit(media.schema, `${method} ${path} ${status}`);
+          }
+        }
+      }
+    }
+    for (const node of seen) {
+      timestamps += Object.values(node.properties ?? {}).filter(
+        (p) => p.format === "date-time",
+      ).length;
+    }
+    expect(timestamps).toBeGreaterThan(20);
     expect(missing).toEqual([]);
   });
 

@@ -2,6 +2,101 @@ import { type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Env, MiddlewareHandler } from "hono";
 import { matchedRoutes } from "hono/route";
 import { AppError, type FieldError } from "../core/errors";
+import { guardedRoles } from "./middleware/auth";
+
+const uuidExample = "0b8f2c1e-6f7a-4d7e-9a55-2f1d3c4b5a69";
+
+// Miembros de extensión que los servicios añaden con AppError({ extra }): se declaran para que un
+// cliente generado los conserve en vez de descartarlos.
+const problemExtensions = {
+  currentStatus: z.string().optional().openapi({
+    description: "Estado actual que impide la operación (instancia, cliente OAuth…)",
+    example: "suspended",
+  }),
+  tenantInstanceId: z.uuid().optional().openapi({
+    description: "Instancia a la que se refiere el conflicto",
+    example: uuidExample,
+  }),
+  databaseTier: z.string().optional().openapi({
+    description: "Tier de base de la instancia (409 al pedir la conexión de una Standard)",
+    example: "standard",
+  }),
+  unknownCodes: z
+    .array(z.string())
+    .optional()
+    .openapi({
+      description: "Códigos de feature o límite que no existen en el producto",
+      example: ["NO_SUCH_FEATURE"],
+    }),
+  featuresInUse: z
+    .array(z.string())
+    .optional()
+    .openapi({
+      description: "Features que siguen en uso y bloquean el borrado",
+      example: ["VET_AGENDA"],
+    }),
+  plans: z
+    .array(z.string())
+    .optional()
+    .openapi({
+      description: "Códigos de los planes que incluyen esas features",
+      example: ["VET_STARTER"],
+    }),
+  overrides: z.number().int().optional().openapi({
+    description: "Cuántos overrides usan esas features",
+    example: 2,
+  }),
+  pendingTasks: z.number().int().optional().openapi({
+    description: "Cuántas actualizaciones de features aún no aplicadas las piden",
+    example: 1,
+  }),
+  subscriptions: z.number().int().optional().openapi({
+    description: "Suscripciones que aún tienen el plan",
+    example: 3,
+  }),
+  historicalSubscriptions: z.number().int().optional().openapi({
+    description: "Suscripciones que tuvieron el plan (queda en su historia de facturación)",
+    example: 3,
+  }),
+  subscriptionId: z.uuid().optional().openapi({
+    description: "Suscripción que ya existe para la instancia",
+    example: uuidExample,
+  }),
+  taskId: z.uuid().optional().openapi({
+    description: "Tarea de provisioning en curso o que ya atiende la petición",
+    example: uuidExample,
+  }),
+  purge: z.boolean().optional().openapi({
+    description: "Si la baja en curso borra los datos",
+    example: false,
+  }),
+  deprovisionTaskId: z.uuid().optional().openapi({
+    description: "Baja en curso que impide el replay",
+    example: uuidExample,
+  }),
+  taskStatus: z.string().optional().openapi({
+    description: "Estado de la tarea de la entrada del DLQ",
+    example: "succeeded",
+  }),
+  instanceStatus: z.string().optional().openapi({
+    description: "Estado de la instancia de la entrada del DLQ",
+    example: "decommissioned",
+  }),
+  replayedAt: z.string().optional().openapi({
+    description: "Cuándo se repitió ya la entrada del DLQ (ISO 8601 UTC)",
+    format: "date-time",
+    example: "2026-01-24T13:20:07.500Z",
+  }),
+  customerId: z.uuid().optional().openapi({
+    description: "Cliente borrado (GDPR) al que se refiere",
+    example: uuidExample,
+  }),
+  customerDeletedAt: z.string().optional().openapi({
+    description: "Cuándo se borró el cliente (ISO 8601 UTC)",
+    format: "date-time",
+    example: "2026-01-24T13:20:00.000Z",
+  }),
+};
 
 export const problemSchema = z
   .object({
@@ -36,19 +131,43 @@ export const problemSchema = z
       )
       .optional()
       .openapi({ description: "Campos que fallaron la validación" }),
+    ...problemExtensions,
   })
-  .openapi("Problem", { description: "RFC 9457 problem details" });
+  .openapi("Problem", {
+    description:
+      "RFC 9457 problem details. Los campos después de errors son extensiones (RFC 9457 §3.2) que " +
+      "solo trae el problema que las nombra; un cliente debe ignorar las que no conozca.",
+  });
 
 const problem = (description: string) => ({
   description,
   content: { "application/problem+json": { schema: problemSchema } },
 });
 
+// Lo pone el renderer de errores (core/http/problem.ts) en todo 401 y en el 403 de un token Bearer.
+const challenged = (description: string, challenge: string, example: string) => ({
+  ...problem(description),
+  headers: {
+    "WWW-Authenticate": {
+      description: challenge,
+      schema: { type: "string" as const, example },
+    },
+  },
+});
+
 /** Respuestas de error compartidas por todas las rutas. */
 export const errorResponses = {
   400: problem("La petición es inválida"),
-  401: problem("Falta el token o es inválido"),
-  403: problem("El token no tiene el rol necesario"),
+  401: challenged(
+    "Falta el token o es inválido",
+    'Reto Bearer (RFC 6750); con un token inválido lleva error="invalid_token"',
+    'Bearer realm="farutech"',
+  ),
+  403: challenged(
+    "El token no tiene el rol necesario",
+    'Reto Bearer con error="insufficient_scope" (si se envió un token Bearer)',
+    'Bearer realm="farutech", error="insufficient_scope"',
+  ),
   404: problem("El recurso no existe"),
   409: problem("Conflicto con el estado actual"),
   422: problem("La petición es válida pero no puede aplicarse"),
@@ -122,6 +241,14 @@ export const etagHeader = {
   ETag: { schema: { type: "string" as const }, description: "Versión para If-Match" },
 };
 
+/** Respuestas con un secreto (credenciales, cadena de conexión): ni proxies ni navegador las guardan. */
+export const noStoreHeader = {
+  "Cache-Control": {
+    schema: { type: "string" as const, enum: ["no-store"], example: "no-store" },
+    description: "no-store: la respuesta lleva un secreto y no se guarda en ninguna cache",
+  },
+};
+
 /** ETag de un recurso que no se edita con If-Match (tarea, DLQ): solo dice si cambió. */
 export const contentEtagHeader = {
   ETag: {
@@ -132,6 +259,10 @@ export const contentEtagHeader = {
 
 type OpenApiDocument = ReturnType<OpenAPIHono["getOpenAPI31Document"]>;
 type Operation = {
+  operationId?: string;
+  description?: string;
+  security?: Record<string, string[]>[];
+  "x-required-roles"?: string[];
   parameters?: unknown[];
   requestBody?: unknown;
   responses?: Record<string, { headers?: Record<string, unknown>; [key: string]: unknown }>;
@@ -302,6 +433,26 @@ const REPLAYED_HEADER = {
   schema: { type: "string", enum: ["true"], example: "true" },
 };
 
+// Errores que el middleware de idempotencia guarda y repite (isFinalOutcome): el mismo cuerpo
+// siempre los produce. 413 no: bodyLimit lo responde antes de que la clave se mire.
+const REPLAYED_ERROR_STATUSES = new Set(["400", "415"]);
+
+const uriReference = (description: string, example: string) => ({
+  description,
+  schema: { type: "string", format: "uri-reference", example },
+});
+const LOCATION_HEADERS: Record<string, ReturnType<typeof uriReference>> = {
+  "201": uriReference("URL relativa del recurso creado", `/api/customers/${uuidExample}`),
+  "202": uriReference(
+    "URL relativa de la tarea (/api/provisioning/tasks/{taskId}) que sigue la operación asíncrona",
+    `/api/provisioning/tasks/${uuidExample}`,
+  ),
+};
+
+// 201/202 que no nombran un recurso nuevo: el límite vive dentro del producto que se devuelve, el
+// replay del DLQ devuelve la misma entrada y el ciclo de facturación no tiene recurso que consultar.
+const WITHOUT_LOCATION = new Set(["addProductLimit", "replayDeadLetter", "triggerBillingCycle"]);
+
 const isTaskDedupedByCorrelation = (method: string, path: string) =>
   path.startsWith("/api/provisioning/{") && (method === "delete" || method === "put");
 
@@ -318,10 +469,17 @@ export function withProtocolHeaders(doc: OpenApiDocument): OpenApiDocument {
       const replays = method === "post" || isTaskDedupedByCorrelation(method, path);
       if (method === "post") shared.unshift(ref("IdempotencyKey"));
       op.parameters = [...(op.parameters ?? []), ...shared];
-      if (!replays) continue;
       for (const [status, response] of Object.entries(op.responses ?? {})) {
-        if (!status.startsWith("2")) continue;
-        response.headers = { ...response.headers, "idempotent-replayed": REPLAYED_HEADER };
+        const location = LOCATION_HEADERS[status];
+        if (location && !WITHOUT_LOCATION.has(op.operationId ?? "")) {
+          response.headers = { Location: location, ...response.headers };
+        }
+        const replayed =
+          (replays && status.startsWith("2")) ||
+          (method === "post" && REPLAYED_ERROR_STATUSES.has(status));
+        if (replayed) {
+          response.headers = { ...response.headers, "idempotent-replayed": REPLAYED_HEADER };
+        }
       }
     }
   }
@@ -329,5 +487,99 @@ export function withProtocolHeaders(doc: OpenApiDocument): OpenApiDocument {
     ...doc.components,
     parameters: { ...doc.components?.parameters, ...PROTOCOL_PARAMETERS },
   };
+  return doc;
+}
+
+/**
+ * Documento OpenAPI con los roles de cada operación, leídos del guard (requireRole) que la ruta
+ * tiene de verdad: `security` con los roles (OpenAPI 3.1 lo permite en esquemas no OAuth),
+ * `x-required-roles` para programas y una frase en la descripción para personas.
+ */
+export function withRequiredRoles(
+  doc: OpenApiDocument,
+  routes: readonly { method: string; path: string; handler: unknown }[],
+): OpenApiDocument {
+  for (const route of routes) {
+    const roles = guardedRoles(route.handler);
+    if (!roles) continue;
+    const path = route.path.replace(/:([A-Za-z0-9_]+)/g, "{$1}");
+    const item = doc.paths?.[path] as Record<string, Operation> | undefined;
+    const op = item?.[route.method.toLowerCase()];
+    if (!op) continue;
+    op.security = [{ Bearer: [...roles] }];
+    op["x-required-roles"] = [...roles];
+    const sentence = `Requiere uno de los roles: ${roles.join(", ")}.`;
+    op.description = op.description ? `${op.description}\n\n${sentence}` : sentence;
+  }
+  return doc;
+}
+
+type SchemaNode = { [keyword: string]: unknown };
+const isSchemaNode = (value: unknown): value is SchemaNode =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
+
+// Toda marca de tiempo que la API devuelve (createdAt, expiresAt, occurredAt…) sale de
+// toISOString(): ISO 8601 en UTC. Se documenta aquí, una vez, y no en cada z.string() de respuesta;
+// openapi-headers.test.ts valida respuestas reales con ajv y sus formatos.
+const TIMESTAMP_PROPERTY = /At$/;
+
+/** Esquemas con nombre que alcanza `value` (siguiendo $ref), en `into`. */
+function collectRefs(value: unknown, schemas: Record<string, unknown>, into: Set<string>): void {
+  if (Array.isArray(value)) {
+    for (const item of value) collectRefs(item, schemas, into);
+    return;
+  }
+  if (!isSchemaNode(value)) return;
+  if (typeof value.$ref === "string") {
+    const name = value.$ref.split("/").at(-1) ?? "";
+    if (into.has(name)) return;
+    into.add(name);
+    collectRefs(schemas[name], schemas, into);
+    return;
+  }
+  for (const child of Object.values(value)) collectRefs(child, schemas, into);
+}
+
+/** format: date-time en las propiedades *At de tipo string de este esquema y los que anida. */
+function markTimestamps(node: unknown): void {
+  if (Array.isArray(node)) {
+    for (const item of node) markTimestamps(item);
+    return;
+  }
+  if (!isSchemaNode(node) || typeof node.$ref === "string") return;
+  const properties = isSchemaNode(node.properties) ? node.properties : {};
+  for (const [name, prop] of Object.entries(properties)) {
+    if (!isSchemaNode(prop) || !TIMESTAMP_PROPERTY.test(name) || prop.format) continue;
+    if ([prop.type].flat().includes("string")) prop.format = "date-time";
+  }
+  for (const child of Object.values(node)) markTimestamps(child);
+}
+
+/**
+ * Documento OpenAPI con `format: date-time` en las marcas de tiempo de las respuestas. Solo en
+ * esquemas que ninguna petición usa: en un cuerpo o parámetro, lo que se acepta lo dice zod.
+ */
+export function withTimestampFormats(doc: OpenApiDocument): OpenApiDocument {
+  const schemas = (doc.components?.schemas ?? {}) as Record<string, unknown>;
+  const inRequests = new Set<string>();
+  const inResponses = new Set<string>();
+  const responseSchemas: unknown[] = [];
+  for (const item of Object.values(doc.paths ?? {})) {
+    for (const value of Object.values(item ?? {})) {
+      const op = value as Operation;
+      collectRefs([op.requestBody, op.parameters], schemas, inRequests);
+      for (const response of Object.values(op.responses ?? {})) {
+        const content = isSchemaNode(response.content) ? response.content : {};
+        for (const media of Object.values(content)) {
+          if (isSchemaNode(media)) responseSchemas.push(media.schema);
+        }
+      }
+    }
+  }
+  collectRefs(responseSchemas, schemas, inResponses);
+  markTimestamps(responseSchemas);
+  for (const name of inResponses) {
+    if (!inRequests.has(name)) markTimestamps(schemas[name]);
+  }
   return doc;
 }

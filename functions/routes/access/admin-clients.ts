@@ -10,6 +10,7 @@ import {
   errorResponses,
   etagHeader,
   ifMatchHeader,
+  noStoreHeader,
   pageSchema,
   paginationQuery,
 } from "../../openapi";
@@ -42,7 +43,7 @@ const create = createRoute({
   responses: {
     201: {
       description: "Creado: guarde clientSecret, no se puede volver a leer",
-      headers: etagHeader,
+      headers: { ...etagHeader, ...noStoreHeader },
       content: { "application/json": { schema: apiClientCredentialsSchema } },
     },
     ...errorResponses,

@@ -23,6 +23,7 @@ export const createAdminClientSchema = z
       .max(adminRoles.length)
       .refine((r) => new Set(r).size === r.length, { message: "Roles must not repeat" })
       .openapi({
+        uniqueItems: true,
         description: "Roles del cliente (platform_admin, catalog_manager o support)",
         example: ["catalog_manager"],
       }),

@@ -2,7 +2,13 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AdminEnv } from "../../env";
 import { withoutClientSecret, writeGuard } from "../../middleware/guards";
 import { TENANT_WRITE } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, etagHeader, uuidParam } from "../../openapi";
+import {
+  bearerSecurity,
+  errorResponses,
+  etagHeader,
+  noStoreHeader,
+  uuidParam,
+} from "../../openapi";
 import { createTenantClient } from "../../services/clients";
 import { etagFor } from "../../services/concurrency";
 import { serviceContext } from "../../services/context";
@@ -27,7 +33,7 @@ const create = createRoute({
   responses: {
     201: {
       description: "Creado: guarde clientSecret, no se puede volver a leer",
-      headers: etagHeader,
+      headers: { ...etagHeader, ...noStoreHeader },
       content: { "application/json": { schema: apiClientCredentialsSchema } },
     },
     ...errorResponses,

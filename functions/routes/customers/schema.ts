@@ -103,7 +103,8 @@ export const updateCustomerSchema = z
   .refine((v) => Object.values(v).some((x) => x !== undefined), {
     message: "At least one of legalName, billingEmail or isActive is required",
   })
-  .openapi("UpdateCustomer");
+  // El refine no sale en el documento: minProperties dice lo mismo a quien genere clientes.
+  .openapi("UpdateCustomer", { minProperties: 1 });
 
 export type CreateCustomerInput = z.infer<typeof createCustomerSchema>;
 export type UpdateCustomerInput = z.infer<typeof updateCustomerSchema>;

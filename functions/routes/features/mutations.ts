@@ -2,7 +2,14 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AdminEnv } from "../../env";
 import { writeGuard } from "../../middleware/guards";
 import { CATALOG_WRITE } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, ifMatchHeader, jsonBody, uuidParam } from "../../openapi";
+import {
+  bearerSecurity,
+  errorResponses,
+  etagHeader,
+  ifMatchHeader,
+  jsonBody,
+  uuidParam,
+} from "../../openapi";
 import { etagFor, expectedVersion } from "../../services/concurrency";
 import { serviceContext } from "../../services/context";
 import { createFeature, deleteFeature, updateFeature } from "../../services/features";
@@ -23,7 +30,11 @@ const create = createRoute({
     body: jsonBody(createFeatureSchema),
   },
   responses: {
-    201: { description: "Creada", content: { "application/json": { schema: featureSchema } } },
+    201: {
+      description: "Creada",
+      headers: etagHeader,
+      content: { "application/json": { schema: featureSchema } },
+    },
     ...errorResponses,
   },
 });
@@ -38,7 +49,11 @@ const update = createRoute({
   middleware: writeGuard(CATALOG_WRITE),
   request: { params: featureId, headers: ifMatchHeader, body: jsonBody(updateFeatureSchema) },
   responses: {
-    200: { description: "Modificada", content: { "application/json": { schema: featureSchema } } },
+    200: {
+      description: "Modificada",
+      headers: etagHeader,
+      content: { "application/json": { schema: featureSchema } },
+    },
     ...errorResponses,
     412: errorResponses[409],
   },

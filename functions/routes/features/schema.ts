@@ -74,7 +74,8 @@ export const updateFeatureSchema = z
   .refine((v) => Object.values(v).some((x) => x !== undefined), {
     message: "At least one of name, description or isPremium is required",
   })
-  .openapi("UpdateFeature");
+  // El refine no sale en el documento: minProperties dice lo mismo a quien genere clientes.
+  .openapi("UpdateFeature", { minProperties: 1 });
 
 export type FeatureRow = typeof features.$inferSelect;
 

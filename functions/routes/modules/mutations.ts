@@ -2,7 +2,14 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AdminEnv } from "../../env";
 import { writeGuard } from "../../middleware/guards";
 import { CATALOG_WRITE } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, ifMatchHeader, jsonBody, uuidParam } from "../../openapi";
+import {
+  bearerSecurity,
+  errorResponses,
+  etagHeader,
+  ifMatchHeader,
+  jsonBody,
+  uuidParam,
+} from "../../openapi";
 import { etagFor, expectedVersion } from "../../services/concurrency";
 import { serviceContext } from "../../services/context";
 import { createModule, deleteModule, updateModule } from "../../services/modules";
@@ -23,7 +30,11 @@ const create = createRoute({
     body: jsonBody(createModuleSchema),
   },
   responses: {
-    201: { description: "Creado", content: { "application/json": { schema: moduleSchema } } },
+    201: {
+      description: "Creado",
+      headers: etagHeader,
+      content: { "application/json": { schema: moduleSchema } },
+    },
     ...errorResponses,
   },
 });
@@ -38,7 +49,11 @@ const update = createRoute({
   middleware: writeGuard(CATALOG_WRITE),
   request: { params: moduleId, headers: ifMatchHeader, body: jsonBody(updateModuleSchema) },
   responses: {
-    200: { description: "Modificado", content: { "application/json": { schema: moduleSchema } } },
+    200: {
+      description: "Modificado",
+      headers: etagHeader,
+      content: { "application/json": { schema: moduleSchema } },
+    },
     ...errorResponses,
     412: errorResponses[409],
   },

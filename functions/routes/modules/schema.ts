@@ -50,7 +50,8 @@ export const updateModuleSchema = z
   .refine((v) => Object.values(v).some((x) => x !== undefined), {
     message: "At least one of name or description is required",
   })
-  .openapi("UpdateModule");
+  // El refine no sale en el documento: minProperties dice lo mismo a quien genere clientes.
+  .openapi("UpdateModule", { minProperties: 1 });
 
 export type ModuleRow = typeof modules.$inferSelect;
 

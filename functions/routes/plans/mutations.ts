@@ -2,7 +2,14 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AdminEnv } from "../../env";
 import { writeGuard } from "../../middleware/guards";
 import { CATALOG_WRITE } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, ifMatchHeader, jsonBody, uuidParam } from "../../openapi";
+import {
+  bearerSecurity,
+  errorResponses,
+  etagHeader,
+  ifMatchHeader,
+  jsonBody,
+  uuidParam,
+} from "../../openapi";
 import { etagFor, expectedVersion } from "../../services/concurrency";
 import { serviceContext } from "../../services/context";
 import { createPlan, deletePlan, updatePlan } from "../../services/plans";
@@ -20,7 +27,11 @@ const create = createRoute({
   middleware: writeGuard(CATALOG_WRITE),
   request: { body: jsonBody(createPlanSchema) },
   responses: {
-    201: { description: "Creado", content: { "application/json": { schema: planSchema } } },
+    201: {
+      description: "Creado",
+      headers: etagHeader,
+      content: { "application/json": { schema: planSchema } },
+    },
     ...errorResponses,
   },
 });
@@ -37,7 +48,11 @@ const update = createRoute({
   middleware: writeGuard(CATALOG_WRITE),
   request: { params: planId, headers: ifMatchHeader, body: jsonBody(updatePlanSchema) },
   responses: {
-    200: { description: "Modificado", content: { "application/json": { schema: planSchema } } },
+    200: {
+      description: "Modificado",
+      headers: etagHeader,
+      content: { "application/json": { schema: planSchema } },
+    },
     ...errorResponses,
     412: errorResponses[409],
   },

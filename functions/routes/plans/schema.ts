@@ -133,7 +133,8 @@ export const updatePlanSchema = z
     message:
       "At least one of name, price, currency, maxUsers, includedFeatures or limits is required",
   })
-  .openapi("UpdatePlan");
+  // El refine no sale en el documento: minProperties dice lo mismo a quien genere clientes.
+  .openapi("UpdatePlan", { minProperties: 1 });
 
 export function toPlan(d: PlanDetails) {
   const p = d.plan;

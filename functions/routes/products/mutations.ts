@@ -2,7 +2,14 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AdminEnv } from "../../env";
 import { writeGuard } from "../../middleware/guards";
 import { CATALOG_WRITE } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, ifMatchHeader, jsonBody, uuidParam } from "../../openapi";
+import {
+  bearerSecurity,
+  errorResponses,
+  etagHeader,
+  ifMatchHeader,
+  jsonBody,
+  uuidParam,
+} from "../../openapi";
 import { etagFor, expectedVersion } from "../../services/concurrency";
 import { serviceContext } from "../../services/context";
 import {
@@ -31,7 +38,11 @@ const create = createRoute({
   middleware: writeGuard(CATALOG_WRITE),
   request: { body: jsonBody(createProductSchema) },
   responses: {
-    201: { description: "Creado", content: { "application/json": { schema: productSchema } } },
+    201: {
+      description: "Creado",
+      headers: etagHeader,
+      content: { "application/json": { schema: productSchema } },
+    },
     ...errorResponses,
   },
 });
@@ -46,7 +57,11 @@ const update = createRoute({
   middleware: writeGuard(CATALOG_WRITE),
   request: { params: idParams, headers: ifMatchHeader, body: jsonBody(updateProductSchema) },
   responses: {
-    200: { description: "Modificado", content: { "application/json": { schema: productSchema } } },
+    200: {
+      description: "Modificado",
+      headers: etagHeader,
+      content: { "application/json": { schema: productSchema } },
+    },
     ...errorResponses,
     412: errorResponses[409],
   },
@@ -74,7 +89,11 @@ const addLimit = createRoute({
   middleware: writeGuard(CATALOG_WRITE),
   request: { params: idParams, body: jsonBody(addLimitSchema) },
   responses: {
-    201: { description: "Agregado", content: { "application/json": { schema: productSchema } } },
+    201: {
+      description: "Agregado",
+      headers: etagHeader,
+      content: { "application/json": { schema: productSchema } },
+    },
     ...errorResponses,
   },
 });

@@ -111,7 +111,8 @@ export const updateProductSchema = z
   .refine((v) => Object.values(v).some((x) => x !== undefined), {
     message: "At least one of name, description or version is required",
   })
-  .openapi("UpdateProduct");
+  // El refine no sale en el documento: minProperties dice lo mismo a quien genere clientes.
+  .openapi("UpdateProduct", { minProperties: 1 });
 
 export const addLimitSchema = z
   .strictObject({

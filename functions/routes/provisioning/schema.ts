@@ -140,7 +140,10 @@ export const taskSchema = z
 export const featureMapSchema = featureEntries()
   .refine((m) => Object.keys(m).length > 0, { message: "At least one feature or limit" })
   .refine((m) => Object.keys(m).length <= 200, { message: "At most 200 entries" })
+  // Los refine no salen en el documento: min/maxProperties dicen lo mismo.
   .openapi("FeatureUpdate", {
+    minProperties: 1,
+    maxProperties: 200,
     description:
       "Mapa plano: un booleano habilita (true) o deshabilita (false) una feature; un número fija un límite",
     example: { max_users: 200, advanced_reports: true },

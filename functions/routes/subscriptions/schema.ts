@@ -74,7 +74,8 @@ export const updateSubscriptionSchema = z
   .refine((v) => Object.values(v).some((x) => x !== undefined), {
     message: "At least one of planId, status, startsAt or expiresAt is required",
   })
-  .openapi("UpdateSubscription");
+  // El refine no sale en el documento: minProperties dice lo mismo a quien genere clientes.
+  .openapi("UpdateSubscription", { minProperties: 1 });
 
 export type CreateSubscriptionInput = z.infer<typeof createSubscriptionSchema>;
 export type UpdateSubscriptionInput = z.infer<typeof updateSubscriptionSchema>;

@@ -2,7 +2,7 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AdminEnv } from "../../env";
 import { readGuard } from "../../middleware/guards";
 import { TENANT_WRITE } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, uuidParam } from "../../openapi";
+import { bearerSecurity, errorResponses, noStoreHeader, uuidParam } from "../../openapi";
 import { readTenantConnection } from "../../services/connection-strings";
 import { serviceContext } from "../../services/context";
 
@@ -44,6 +44,7 @@ const route = createRoute({
   responses: {
     200: {
       description: "La cadena de conexión",
+      headers: noStoreHeader,
       content: { "application/json": { schema: connectionSchema } },
     },
     ...errorResponses,

@@ -118,7 +118,8 @@ export const updateTenantInstanceSchema = z
   .refine((v) => v.environment !== undefined || v.subdomainUrl !== undefined, {
     message: "At least one of environment or subdomainUrl is required",
   })
-  .openapi("UpdateTenantInstance");
+  // El refine no sale en el documento: minProperties dice lo mismo a quien genere clientes.
+  .openapi("UpdateTenantInstance", { minProperties: 1 });
 
 export const tenantCodeParam = z
   .string()

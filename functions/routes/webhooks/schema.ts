@@ -71,7 +71,8 @@ export const updateWebhookSchema = z
   .refine((v) => v.url !== undefined || v.active !== undefined, {
     message: "At least one of url or active is required",
   })
-  .openapi("UpdateWebhookEndpoint");
+  // El refine no sale en el documento: minProperties dice lo mismo a quien genere clientes.
+  .openapi("UpdateWebhookEndpoint", { minProperties: 1 });
 
 export const createdWebhookSchema = webhookSchema
   .extend({
