@@ -814,6 +814,12 @@ export const webhookEndpoints = pgTable(
     secretEncrypted: text("secret_encrypted").notNull(),
     encryptionKeyId: text("encryption_key_id").notNull(),
     active: boolean("active").notNull().default(true),
+    /**
+     * Eventos seguidos que terminaron en la DLQ sin llegarle; una entrega buena la vuelve a 0. Al
+     * llegar a WEBHOOK_DISABLE_AFTER_FAILURES el worker lo desactiva (un destino roto no llena la
+     * DLQ ni el correo de operaciones con un aviso por instancia del producto).
+     */
+    consecutiveFailures: integer("consecutive_failures").notNull().default(0),
     createdAt: createdAt(),
     // La sube un trigger (0024) solo si cambia lo que se muestra: re-cifrar el secreto no la toca.
     rowVersion: rowVersion(),

@@ -19,7 +19,7 @@ import { createDeadLetterStore } from "../db/dead-letters";
 import { createProcessedStore } from "../db/processed";
 import type { DbHandle } from "../db/types";
 import { billingWorker } from "./billing/worker";
-import { integrationWorker } from "./integration/worker";
+import { DEFAULT_WEBHOOK_DISABLE_AFTER_FAILURES, integrationWorker } from "./integration/worker";
 import { startMaintenance } from "./maintenance";
 import { createMailer } from "./notifications/mailer";
 import { notificationWorker } from "./notifications/worker";
@@ -74,6 +74,10 @@ export const workersEnv = encryptionEnv
     TENANT_DB_MAX_POOLS: envNumber(z.number().int().min(1).max(1000).default(20)),
     // Webhooks a direcciones privadas o locales: solo en desarrollo y pruebas (receptor local).
     WEBHOOK_ALLOW_PRIVATE_TARGETS: z.stringbool().default(false),
+    // Eventos seguidos en la DLQ tras los que un endpoint de webhook se desactiva (0: nunca).
+    WEBHOOK_DISABLE_AFTER_FAILURES: envNumber(
+      z.number().int().min(0).max(1_000_000).default(DEFAULT_WEBHOOK_DISABLE_AFTER_FAILURES),
+    ),
   });
 export type WorkersEnv = z.infer<typeof workersEnv>;
 
@@ -203,6 +207,7 @@ export async function startWorkers(
       db: deps.db.db,
       secretBox,
       allowPrivateTargets: env.WEBHOOK_ALLOW_PRIVATE_TARGETS,
+      disableAfterFailures: env.WEBHOOK_DISABLE_AFTER_FAILURES,
     });
     workers.push(await startWorker(integration, options));
   } else {

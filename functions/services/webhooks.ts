@@ -118,9 +118,11 @@ export async function updateWebhook(
     );
     if (changed.length === 0) return { result: before, audit: [] };
     // row_version la sube el trigger de la tabla (migración 0024), solo si cambia url o active.
+    // Reactivado o con otra URL: la racha de fallos que lo desactivó (worker) empieza de nuevo.
+    const fresh = changed.includes("url") || (changed.includes("active") && input.active === true);
     const [updated] = await tx
       .update(webhookEndpoints)
-      .set(input)
+      .set(fresh ? { ...input, consecutiveFailures: 0 } : input)
       .where(eq(webhookEndpoints.id, id))
       .returning();
     if (!updated) throw new Error("webhook update returned nothing");

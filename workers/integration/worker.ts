@@ -1,10 +1,13 @@
-import { and, asc, eq, or, sql } from "drizzle-orm";
+import { and, asc, eq, gt, inArray, or, sql } from "drizzle-orm";
 import { z } from "zod";
 import { entitlementsChangedSchema } from "../../contracts/events";
 import { streams, subjects } from "../../contracts/streams";
+import { type Logger, silentLogger } from "../../core/logger";
 import { redactUrl } from "../../core/redact-url";
 import { type SecretBox, secretContext } from "../../core/secret-box";
 import { SIGNATURE_HEADER, signWebhook } from "../../core/webhook-signature";
+import { writeAudit } from "../../db/audit";
+import { executeAll } from "../../db/batch";
 import { dlqEntries, tenantInstances, webhookDeliveries, webhookEndpoints } from "../../db/schema";
 import type { Database } from "../../db/types";
 import type { WorkerDefinition } from "../runtime/consumer";
@@ -22,7 +25,15 @@ export interface IntegrationWorkerDeps {
   timeoutMs?: number;
   /** Entregar también a direcciones privadas o locales (WEBHOOK_ALLOW_PRIVATE_TARGETS). */
   allowPrivateTargets?: boolean;
+  /**
+   * Eventos seguidos en la DLQ tras los que un endpoint se desactiva
+   * (WEBHOOK_DISABLE_AFTER_FAILURES; 0, nunca).
+   */
+  disableAfterFailures?: number;
 }
+
+export const DEFAULT_WEBHOOK_DISABLE_AFTER_FAILURES = 20;
+const WORKER_ACTOR = "system:integration-worker";
 
 /**
  * El replay de la DLQ publica los mismos datos con un id de evento nuevo: la clave de entrega
@@ -144,10 +155,19 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
       return { ok: false, permanent: isPermanentStatus(status), reason: `answered ${status}` };
     }
     try {
-      await deps.db
-        .insert(webhookDeliveries)
-        .values({ eventId, endpointId: endpoint.id })
-        .onConflictDoNothing();
+      // Con la entrega, la racha de fallos del endpoint vuelve a 0 (sin escribir si ya lo estaba).
+      await executeAll(deps.db, [
+        deps.db
+          .insert(webhookDeliveries)
+          .values({ eventId, endpointId: endpoint.id })
+          .onConflictDoNothing(),
+        deps.db
+          .update(webhookEndpoints)
+          .set({ consecutiveFailures: 0 })
+          .where(
+            and(eq(webhookEndpoints.id, endpoint.id), gt(webhookEndpoints.consecutiveFailures, 0)),
+          ),
+      ]);
     } catch (err) {
       // Entregado pero sin registrar: se reenviará (el receptor deduplica por id de evento).
       return {
@@ -159,6 +179,111 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
     return { ok: true };
   };
 
+  /** Endpoints activos que deben recibir los eventos de la instancia, en orden de id. */
+  const endpointsFor = (tenantInstanceId: string, productId: string) =>
+    deps.db
+      .select()
+      .from(webhookEndpoints)
+      .where(
+        and(
+          eq(webhookEndpoints.active, true),
+          or(
+            eq(webhookEndpoints.tenantInstanceId, tenantInstanceId),
+            eq(webhookEndpoints.productId, productId),
+          ),
+        ),
+      )
+      .orderBy(asc(webhookEndpoints.id));
+
+  const productOf = async (tenantInstanceId: string) => {
+    const [instance] = await deps.db
+      .select({ productId: tenantInstances.productId })
+      .from(tenantInstances)
+      .where(eq(tenantInstances.id, tenantInstanceId));
+    return instance?.productId;
+  };
+
+  /** Los endpoints que aún no recibieron el evento. */
+  const pendingOf = async (endpoints: Endpoint[], eventId: string) => {
+    const delivered = new Set(
+      (
+        await deps.db
+          .select({ endpointId: webhookDeliveries.endpointId })
+          .from(webhookDeliveries)
+          .where(eq(webhookDeliveries.eventId, eventId))
+      ).map((r) => r.endpointId),
+    );
+    return endpoints.filter((e) => !delivered.has(e.id));
+  };
+
+  const disableAfter = deps.disableAfterFailures ?? DEFAULT_WEBHOOK_DISABLE_AFTER_FAILURES;
+
+  /**
+   * Un evento en la DLQ suma uno a la racha de cada endpoint que no lo recibió; el que llega al
+   * tope se desactiva (auditado). Sin esto, un destino roto de un producto con miles de instancias
+   * dejaba una entrada de DLQ y un correo a operaciones por instancia en cada cambio del catálogo.
+   */
+  const countDeadLetter = async (data: IntegrationEvent, eventId: string, logger: Logger) => {
+    const productId = await productOf(data.tenantInstanceId);
+    if (!productId) return;
+    const endpoints = await endpointsFor(data.tenantInstanceId, productId);
+    if (endpoints.length === 0) return;
+    const failed = (await pendingOf(endpoints, eventId)).map((e) => e.id);
+    if (failed.length === 0) return;
+    const disabled = await deps.db.transaction(async (tx) => {
+      const counted = await tx
+        .update(webhookEndpoints)
+        .set({ consecutiveFailures: sql`${webhookEndpoints.consecutiveFailures} + 1` })
+        .where(inArray(webhookEndpoints.id, failed))
+        .returning({
+          id: webhookEndpoints.id,
+          consecutiveFailures: webhookEndpoints.consecutiveFailures,
+        });
+      const reached = counted.filter(
+        (c) => disableAfter > 0 && c.consecutiveFailures >= disableAfter,
+      );
+      if (reached.length === 0) return [];
+      const off = await tx
+        .update(webhookEndpoints)
+        .set({ active: false })
+        .where(
+          and(
+            inArray(
+              webhookEndpoints.id,
+              reached.map((r) => r.id),
+            ),
+            eq(webhookEndpoints.active, true),
+          ),
+        )
+        .returning({
+          id: webhookEndpoints.id,
+          consecutiveFailures: webhookEndpoints.consecutiveFailures,
+        });
+      for (const endpoint of off) {
+        await writeAudit(tx, {
+          actor: WORKER_ACTOR,
+          action: "webhook.disabled",
+          entityType: "webhook_endpoint",
+          entityId: endpoint.id,
+          before: { active: true },
+          after: {
+            active: false,
+            consecutiveFailures: endpoint.consecutiveFailures,
+            reason: `${endpoint.consecutiveFailures} consecutive events dead-lettered`,
+          },
+          correlationId: eventId,
+        });
+      }
+      return off;
+    });
+    for (const endpoint of disabled) {
+      logger.error(
+        { webhookId: endpoint.id, consecutiveFailures: endpoint.consecutiveFailures },
+        "webhook endpoint disabled after consecutive dead-lettered events; fix it and PATCH active=true",
+      );
+    }
+  };
+
   return {
     name: INTEGRATION_WORKER,
     domain: "integration",
@@ -168,35 +293,12 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
     async handle(ctx) {
       const { webhookEventId, webhookOccurredAt, ...data } = ctx.data;
       const eventId = webhookEventId ?? ctx.envelope.id;
-      const [instance] = await deps.db
-        .select({ productId: tenantInstances.productId })
-        .from(tenantInstances)
-        .where(eq(tenantInstances.id, data.tenantInstanceId));
-      if (!instance) return;
-      const endpoints = await deps.db
-        .select()
-        .from(webhookEndpoints)
-        .where(
-          and(
-            eq(webhookEndpoints.active, true),
-            or(
-              eq(webhookEndpoints.tenantInstanceId, data.tenantInstanceId),
-              eq(webhookEndpoints.productId, instance.productId),
-            ),
-          ),
-        )
-        .orderBy(asc(webhookEndpoints.id));
+      const productId = await productOf(data.tenantInstanceId);
+      if (!productId) return;
+      const endpoints = await endpointsFor(data.tenantInstanceId, productId);
       // Sin endpoints (lo común) no hace falta mirar entregas: una consulta menos por evento.
       if (endpoints.length === 0) return;
-      const delivered = new Set(
-        (
-          await deps.db
-            .select({ endpointId: webhookDeliveries.endpointId })
-            .from(webhookDeliveries)
-            .where(eq(webhookDeliveries.eventId, eventId))
-        ).map((r) => r.endpointId),
-      );
-      const pending = endpoints.filter((e) => !delivered.has(e.id));
+      const pending = await pendingOf(endpoints, eventId);
       if (pending.length === 0) return;
       const body = JSON.stringify({
         id: eventId,
@@ -225,8 +327,10 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
       if (failures.every((f) => f.permanent)) throw new PermanentError(message);
       throw new Error(message);
     },
-    async onDeadLetter(info, data) {
-      if (!info.envelope || !data || data.webhookEventId) return;
+    async onDeadLetter(info, data, _signal, logger) {
+      if (!info.envelope || !data) return;
+      await countDeadLetter(data, data.webhookEventId ?? info.envelope.id, logger ?? silentLogger);
+      if (data.webhookEventId) return;
       // La copia consultable guarda la clave de entrega (su replay salta los endpoints ya servidos)
       // y la hora del cambio (el replay lleva la original, no la suya).
       const withEventId = sql`jsonb_set(${dlqEntries.envelope}, '{data,webhookEventId}', to_jsonb(${info.envelope.id}::text))`;
