@@ -85,21 +85,22 @@ export async function reserveClientAuthAttempt(
 }
 
 /**
- * Cierra un intento reservado: un fallo pasa de en curso a confirmado; un acierto (o un intento que
- * no llegó al secreto) solo libera su hueco, así los aciertos no acercan al bloqueo. Si la ventana
- * ya cambió, no toca la nueva.
+ * Cierra un intento reservado: un fallo pasa de en curso a confirmado; un acierto solo libera su
+ * hueco (los aciertos no acercan al bloqueo) y hace conocido al origen; `released` (un intento que
+ * no llegó a comprobar el secreto) solo libera el hueco. Si la ventana ya cambió, no toca la nueva.
  */
 export async function recordClientAuthOutcome(
   db: Executor,
   key: AuthAttemptKey,
   windowStartedAt: Date,
-  failed: boolean,
+  outcome: "failed" | "succeeded" | "released",
 ): Promise<void> {
   await db
     .update(clientAuthFailures)
     .set({
       pending: sql`greatest(${clientAuthFailures.pending} - 1, 0)`,
-      ...(failed ? { failures: sql`${clientAuthFailures.failures} + 1` } : {}),
+      ...(outcome === "failed" ? { failures: sql`${clientAuthFailures.failures} + 1` } : {}),
+      ...(outcome === "succeeded" ? { lastSuccessAt: sql`now()` } : {}),
     })
     .where(
       and(
@@ -108,4 +109,72 @@ export async function recordClientAuthOutcome(
         eq(clientAuthFailures.windowStartedAt, windowStartedAt),
       ),
     );
+}
+
+/** `source` de la fila que suma los fallos de un client_id desde todos los orígenes. */
+export const ALL_SOURCES = "*";
+
+/**
+ * Un origen con un acierto en este plazo es conocido. Es el mismo día que mantenimiento guarda
+ * las filas sin intentos: un cliente que pide tokens a diario conserva la suya.
+ */
+const KNOWN_SOURCE_INTERVAL = sql`interval '1 day'`;
+
+/**
+ * Segundos que faltan si el client_id llegó a `maxFailures` fallos sumando todos los orígenes en
+ * la ventana y `key.source` no tuvo un acierto reciente; undefined si puede intentarlo. Así un
+ * ataque repartido en miles de direcciones (una /48 de IPv6 son 65 536 cubos) no prueba secretos
+ * sin fin, y la aplicación legítima, desde un origen donde ya entró, no queda fuera.
+ */
+export async function lockedForNewSources(
+  db: Executor,
+  key: AuthAttemptKey,
+  policy: LockoutPolicy,
+): Promise<number | undefined> {
+  const window = sql`make_interval(secs => ${policy.windowSeconds})`;
+  const known = db
+    .select({ one: sql`1` })
+    .from(clientAuthFailures)
+    .where(
+      and(
+        eq(clientAuthFailures.clientId, key.clientId),
+        eq(clientAuthFailures.source, key.source),
+        sql`${clientAuthFailures.lastSuccessAt} > now() - ${KNOWN_SOURCE_INTERVAL}`,
+      ),
+    );
+  const [row] = await db
+    .select({
+      retryAfter: sql<number>`ceil(extract(epoch from (${clientAuthFailures.windowStartedAt} + ${window} - now())))::int`,
+    })
+    .from(clientAuthFailures)
+    .where(
+      and(
+        eq(clientAuthFailures.clientId, key.clientId),
+        eq(clientAuthFailures.source, ALL_SOURCES),
+        sql`${clientAuthFailures.failures} >= ${policy.maxFailures}`,
+        sql`${clientAuthFailures.windowStartedAt} > now() - ${window}`,
+        sql`not exists (${known})`,
+      ),
+    );
+  if (!row) return undefined;
+  return Math.min(policy.windowSeconds, Math.max(1, Number(row.retryAfter)));
+}
+
+/** Suma un fallo del client_id en la fila de todos los orígenes (nueva ventana si la otra venció). */
+export async function recordFailureAllSources(
+  db: Executor,
+  clientId: string,
+  windowSeconds: number,
+): Promise<void> {
+  const expired = sql`${clientAuthFailures.windowStartedAt} <= now() - make_interval(secs => ${windowSeconds})`;
+  await db
+    .insert(clientAuthFailures)
+    .values({ clientId, source: ALL_SOURCES, windowStartedAt: sql`now()`, failures: 1 })
+    .onConflictDoUpdate({
+      target: [clientAuthFailures.clientId, clientAuthFailures.source],
+      set: {
+        failures: sql`CASE WHEN ${expired} THEN 1 ELSE ${clientAuthFailures.failures} + 1 END`,
+        windowStartedAt: sql`CASE WHEN ${expired} THEN now() ELSE ${clientAuthFailures.windowStartedAt} END`,
+      },
+    });
 }

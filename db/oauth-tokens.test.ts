@@ -115,7 +115,7 @@ describe.each<DatabaseKind>(["postgres", "pglite"])("OAuth tables on %s", (kind)
     expect(granted).toHaveLength(5);
     expect(reservations.filter((r) => r.kind === "busy")).toHaveLength(3);
     for (const r of granted)
-      await recordClientAuthOutcome(db.handle.db, key, r.windowStartedAt, true);
+      await recordClientAuthOutcome(db.handle.db, key, r.windowStartedAt, "failed");
     const locked = await reserveClientAuthAttempt(db.handle.db, key, policy);
     if (locked.kind !== "locked") throw new Error(`expected locked, got ${locked.kind}`);
     expect(locked.retryAfter).toBeGreaterThanOrEqual(59);
@@ -168,11 +168,11 @@ describe.each<DatabaseKind>(["postgres", "pglite"])("OAuth tables on %s", (kind)
     expect(row).toMatchObject({ failures: 0, pending: 1 });
     // Los fallos confirmados, en cambio, siguen contando hasta que vence la ventana.
     if (again.kind !== "granted") throw new Error("expected a granted attempt");
-    await recordClientAuthOutcome(db.handle.db, key, again.windowStartedAt, true);
+    await recordClientAuthOutcome(db.handle.db, key, again.windowStartedAt, "failed");
     for (let i = 0; i < 2; i++) {
       const r = await reserveClientAuthAttempt(db.handle.db, key, policy);
       if (r.kind !== "granted") throw new Error("expected a granted attempt");
-      await recordClientAuthOutcome(db.handle.db, key, r.windowStartedAt, true);
+      await recordClientAuthOutcome(db.handle.db, key, r.windowStartedAt, "failed");
     }
     await db.handle.db
       .update(clientAuthFailures)
@@ -187,7 +187,7 @@ describe.each<DatabaseKind>(["postgres", "pglite"])("OAuth tables on %s", (kind)
     for (let i = 0; i < 5; i++) {
       const r = await reserveClientAuthAttempt(db.handle.db, key, policy);
       if (r.kind !== "granted") throw new Error("a released attempt must not count");
-      await recordClientAuthOutcome(db.handle.db, key, r.windowStartedAt, false);
+      await recordClientAuthOutcome(db.handle.db, key, r.windowStartedAt, "succeeded");
     }
     const stale = await reserveClientAuthAttempt(db.handle.db, key, policy);
     if (stale.kind !== "granted") throw new Error("expected an allowed attempt");
@@ -198,7 +198,7 @@ describe.each<DatabaseKind>(["postgres", "pglite"])("OAuth tables on %s", (kind)
     const fresh = await reserveClientAuthAttempt(db.handle.db, key, policy);
     expect(fresh.kind).toBe("granted");
     // El fallo de la ventana vieja no cuenta en la nueva, ni le quita su intento en curso.
-    await recordClientAuthOutcome(db.handle.db, key, stale.windowStartedAt, true);
+    await recordClientAuthOutcome(db.handle.db, key, stale.windowStartedAt, "failed");
     const [row] = await db.handle.db
       .select()
       .from(clientAuthFailures)

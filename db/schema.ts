@@ -700,6 +700,9 @@ export const clientAuthFailures = pgTable(
     // Hasta cuándo cuentan los intentos en curso: uno cuyo proceso murió a mitad del hash no
     // retiene su hueco hasta el fin de la ventana, solo hasta aquí.
     pendingUntil: timestamp("pending_until", { withTimezone: true, precision: 3 }),
+    // Último acierto desde este origen: con el client_id bloqueado en todos los orígenes, uno
+    // conocido (la aplicación legítima) sigue entrando.
+    lastSuccessAt: timestamp("last_success_at", { withTimezone: true, precision: 3 }),
   },
   (t) => [primaryKey({ columns: [t.clientId, t.source] })],
 );

@@ -20,6 +20,8 @@ const oauthEnv = z.object({
   AUTH_CLIENT_FAILURE_WINDOW: envNumber(z.number().int().min(1).max(86_400).default(60)),
   // Fallos de un origen con cualquier client_id: inventar uno por intento no salta el límite.
   AUTH_SOURCE_FAILURE_LIMIT: envNumber(z.number().int().min(1).default(100)),
+  // Fallos de un client_id desde todos los orígenes: un ataque repartido tampoco prueba sin fin.
+  AUTH_CLIENT_FAILURE_LIMIT_ALL_SOURCES: envNumber(z.number().int().min(1).default(50)),
 });
 
 // Cota de la especificación: un cambio en la API admin se ve en el edge en ≤ 2 s.
@@ -62,6 +64,7 @@ export async function createEdgeDeps(
       maxClientAuthFailures: env.AUTH_CLIENT_FAILURE_LIMIT,
       clientAuthFailureWindowSeconds: env.AUTH_CLIENT_FAILURE_WINDOW,
       maxSourceAuthFailures: env.AUTH_SOURCE_FAILURE_LIMIT,
+      maxClientAuthFailuresAllSources: env.AUTH_CLIENT_FAILURE_LIMIT_ALL_SOURCES,
     },
     entitlements: createEntitlementsStore(
       {

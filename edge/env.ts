@@ -35,6 +35,11 @@ export interface OAuthSettings {
   clientAuthFailureWindowSeconds: number;
   /** Fallos de un origen con cualquier client_id en la misma ventana. */
   maxSourceAuthFailures: number;
+  /**
+   * Fallos de un client_id sumando todos los orígenes en la ventana: a partir de ahí solo entran
+   * los orígenes con un acierto reciente.
+   */
+  maxClientAuthFailuresAllSources: number;
 }
 
 export interface EdgeEnv {

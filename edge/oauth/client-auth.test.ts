@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { randomToken } from "../../core/ids";
 import { silentLogger } from "../../core/logger";
 import { hashSecret } from "../../core/secret-hash";
-import { apiClients } from "../../db/schema";
+import { apiClients, clientAuthFailures } from "../../db/schema";
 import { createApiClient } from "../../test/support/clients";
 import { createPgliteTestDatabase, type TestDatabase } from "../../test/support/databases";
 import { authenticateClient, clientAuthSource, UNKNOWN_SOURCE } from "./client-auth";
@@ -92,6 +92,7 @@ describe("authenticateClient after the client's secret changes", () => {
     maxClientAuthFailures: 5,
     clientAuthFailureWindowSeconds: 60,
     maxSourceAuthFailures: 100,
+    maxClientAuthFailuresAllSources: 50,
   };
   const outcome = (credentials: { id: string; secret: string }, source: string) =>
     authenticateClient(db.handle.db, credentials, source, settings, silentLogger).then(
@@ -147,5 +148,62 @@ describe("authenticateClient after the client's secret changes", () => {
       gate.release();
       await during;
     }
+  });
+});
+
+// El límite por origen no frena un ataque repartido (una /48 de IPv6 son 65 536 cubos de 5): el
+// client_id tiene además un tope sumando todos los orígenes, y pasado ese tope solo entran los
+// orígenes con un acierto reciente (la aplicación legítima no queda fuera).
+describe("authenticateClient under failures spread over many sources", () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createPgliteTestDatabase();
+  });
+  afterAll(async () => db?.drop());
+
+  const settings = {
+    refreshTokenTtlSeconds: 86_400,
+    maxClientAuthFailures: 5,
+    clientAuthFailureWindowSeconds: 60,
+    maxSourceAuthFailures: 100,
+    maxClientAuthFailuresAllSources: 8,
+  };
+  const outcome = (credentials: { id: string; secret: string }, source: string) =>
+    authenticateClient(db.handle.db, credentials, source, settings, silentLogger).then(
+      () => 200,
+      (err: unknown) => (err instanceof OAuthFailure ? err.status : String(err)),
+    );
+
+  it("locks the client id for sources without a recent success once all sources add up", async () => {
+    const client = await createApiClient(db.handle.db, { kind: "admin", roles: ["support"] });
+    const wrong = { id: client.id, secret: "wrong-secret" };
+    const known = "198.51.100.10";
+    expect(await outcome(client, known)).toBe(200);
+
+    // Cinco fallos desde un origen (que queda bloqueado) y tres desde otro: ocho en total.
+    for (let i = 0; i < 5; i++) expect(await outcome(wrong, "2001:db8:0:1::/64")).toBe(401);
+    expect(await outcome(wrong, "2001:db8:0:1::/64")).toBe(429);
+    for (let i = 0; i < 3; i++) expect(await outcome(wrong, "2001:db8:0:2::/64")).toBe(401);
+
+    // Un origen nuevo ya no prueba nada, ni con el secreto correcto.
+    expect(await outcome(wrong, "2001:db8:0:3::/64")).toBe(429);
+    expect(await outcome(client, "2001:db8:0:4::/64")).toBe(429);
+    // El origen donde el cliente ya entró sigue entrando.
+    expect(await outcome(client, known)).toBe(200);
+    // Un 429 de este tope no cuenta como fallo del origen (el secreto no se miró).
+    const rows = await db.handle.db
+      .select({ source: clientAuthFailures.source, failures: clientAuthFailures.failures })
+      .from(clientAuthFailures)
+      .where(eq(clientAuthFailures.clientId, client.id));
+    const failuresOf = (source: string) => rows.find((r) => r.source === source)?.failures;
+    expect(failuresOf("2001:db8:0:4::/64")).toBe(0);
+    expect(failuresOf("*")).toBe(8);
+
+    // Vencida la ventana, un origen nuevo vuelve a poder entrar.
+    await db.handle.db
+      .update(clientAuthFailures)
+      .set({ windowStartedAt: new Date(Date.now() - 61_000) })
+      .where(eq(clientAuthFailures.clientId, client.id));
+    expect(await outcome(client, "2001:db8:0:4::/64")).toBe(200);
   });
 });

@@ -6,7 +6,9 @@ import { hashSecret, verifySecret } from "../../core/secret-hash";
 import {
   type AuthAttemptKey,
   type LockoutPolicy,
+  lockedForNewSources,
   recordClientAuthOutcome,
+  recordFailureAllSources,
   reserveClientAuthAttempt,
 } from "../../db/client-auth-failures";
 import { apiClients } from "../../db/schema";
@@ -171,7 +173,9 @@ async function secretMatches(client: ApiClient, secret: string): Promise<boolean
  * el secreto, pero el cliente legítimo sigue entrando desde el suyo. Los client_id que no existen
  * comparten otro cubo por origen (`AUTH_SOURCE_FAILURE_LIMIT`): inventar uno por intento no da
  * hashes sin fin ni una fila por intento, y no toca a los clientes que sí existen. Solo cuentan
- * los fallos. Los contadores viven en Postgres para valer entre isolates de workerd; el hash
+ * los fallos. Sumando todos los orígenes, el client_id tiene otro tope
+ * (`maxClientAuthFailuresAllSources`): pasado, solo entran los orígenes con un acierto reciente.
+ * Los contadores viven en Postgres para valer entre isolates de workerd; el hash
  * lento corre sin transacción ni fila bloqueadas. Un intento que encuentra su cubo lleno de
  * intentos en curso (réplicas que arrancan a la vez detrás de una IP) espera su turno.
  */
@@ -214,16 +218,42 @@ export async function authenticateClient(
       reservation.retryAfter,
     );
   }
+  if (client) {
+    const retryAfter = await lockedForNewSources(db, key, {
+      maxFailures: settings.maxClientAuthFailuresAllSources,
+      windowSeconds,
+    }).catch(async (err: unknown) => {
+      await recordClientAuthOutcome(db, key, reservation.windowStartedAt, "released").catch(
+        () => {},
+      );
+      throw err;
+    });
+    if (retryAfter !== undefined) {
+      // Devuelve su hueco sin contarlo como fallo: el secreto no se miró.
+      await recordClientAuthOutcome(db, key, reservation.windowStartedAt, "released");
+      logger.warn(
+        { ...who, source, retryAfter },
+        "client authentication locked out for sources without a recent success",
+      );
+      throw new OAuthFailure("invalid_client", "Too many failed attempts", 429, retryAfter);
+    }
+  }
   let valid = false;
   try {
     if (client) valid = await secretMatches(client, credentials.secret);
     // Un client_id desconocido también paga el hash lento: el tiempo de respuesta es el mismo.
     else await verifySecret(credentials.secret, await dummyHash());
   } catch (err) {
-    await recordClientAuthOutcome(db, key, reservation.windowStartedAt, false).catch(() => {});
+    await recordClientAuthOutcome(db, key, reservation.windowStartedAt, "released").catch(() => {});
     throw err;
   }
-  await recordClientAuthOutcome(db, key, reservation.windowStartedAt, !valid);
+  await recordClientAuthOutcome(
+    db,
+    key,
+    reservation.windowStartedAt,
+    valid ? "succeeded" : "failed",
+  );
+  if (client && !valid) await recordFailureAllSources(db, clientId, windowSeconds);
   if (!client || !valid) {
     logger.info({ ...who, source }, "client authentication failed");
     throw invalidClient();

@@ -1,0 +1,2 @@
+-- Último acierto por origen: con un client_id bloqueado en todos los orígenes, los conocidos siguen entrando.
+ALTER TABLE "client_auth_failures" ADD COLUMN "last_success_at" timestamp (3) with time zone;
