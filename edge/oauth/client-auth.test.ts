@@ -6,6 +6,7 @@ import { hashSecret } from "../../core/secret-hash";
 import { apiClients, clientAuthFailures } from "../../db/schema";
 import { createApiClient } from "../../test/support/clients";
 import { createPgliteTestDatabase, type TestDatabase } from "../../test/support/databases";
+import type { OAuthSettings } from "../env";
 import { authenticateClient, clientAuthSource, UNKNOWN_SOURCE } from "./client-auth";
 import { OAuthFailure } from "./errors";
 
@@ -77,35 +78,43 @@ describe("clientAuthSource", () => {
   });
 });
 
-// El recuerdo de secretos verificados no sobrevive a un cambio de secreto, ni siquiera si el
-// cambio llega mientras otro intento con el secreto viejo está comprobándose: la compuerta de
-// verifySecret (arriba) retiene esa comprobación hasta que el cambio está confirmado.
-describe("authenticateClient after the client's secret changes", () => {
+/** Una base PGlite por describe y el resultado de autenticar (200 o el estado del error). */
+function authHarness(overrides: Partial<OAuthSettings> = {}) {
   let db: TestDatabase;
   beforeAll(async () => {
     db = await createPgliteTestDatabase();
   });
   afterAll(async () => db?.drop());
-
-  const settings = {
+  const settings: OAuthSettings = {
     refreshTokenTtlSeconds: 86_400,
     maxClientAuthFailures: 5,
     clientAuthFailureWindowSeconds: 60,
     maxSourceAuthFailures: 100,
     maxClientAuthFailuresAllSources: 50,
+    ...overrides,
   };
-  const outcome = (credentials: { id: string; secret: string }, source: string) =>
-    authenticateClient(db.handle.db, credentials, source, settings, silentLogger).then(
-      () => 200,
-      (err: unknown) => (err instanceof OAuthFailure ? err.status : String(err)),
-    );
+  return {
+    db: () => db.handle.db,
+    outcome: (credentials: { id: string; secret: string }, source: string) =>
+      authenticateClient(db.handle.db, credentials, source, settings, silentLogger).then(
+        () => 200,
+        (err: unknown) => (err instanceof OAuthFailure ? err.status : String(err)),
+      ),
+  };
+}
+
+// El recuerdo de secretos verificados no sobrevive a un cambio de secreto, ni siquiera si el
+// cambio llega mientras otro intento con el secreto viejo está comprobándose: la compuerta de
+// verifySecret (arriba) retiene esa comprobación hasta que el cambio está confirmado.
+describe("authenticateClient after the client's secret changes", () => {
+  const { db, outcome } = authHarness();
 
   it("rejects the old secret after a change made while it was being checked", async () => {
-    const client = await createApiClient(db.handle.db, {
+    const client = await createApiClient(db(), {
       kind: "admin",
       roles: ["platform_admin"],
     });
-    const [row] = await db.handle.db
+    const [row] = await db()
       .select({ secretHash: apiClients.secretHash })
       .from(apiClients)
       .where(eq(apiClients.clientId, client.id));
@@ -118,7 +127,7 @@ describe("authenticateClient after the client's secret changes", () => {
       // La primera comprobación ya está en curso (compartible) contra el hash viejo.
       await gate.entered;
       const fresh = randomToken(24);
-      await db.handle.db
+      await db()
         .update(apiClients)
         .set({ secretHash: await hashSecret(fresh) })
         .where(eq(apiClients.clientId, client.id));
@@ -155,27 +164,10 @@ describe("authenticateClient after the client's secret changes", () => {
 // client_id tiene además un tope sumando todos los orígenes, y pasado ese tope solo entran los
 // orígenes con un acierto reciente (la aplicación legítima no queda fuera).
 describe("authenticateClient under failures spread over many sources", () => {
-  let db: TestDatabase;
-  beforeAll(async () => {
-    db = await createPgliteTestDatabase();
-  });
-  afterAll(async () => db?.drop());
-
-  const settings = {
-    refreshTokenTtlSeconds: 86_400,
-    maxClientAuthFailures: 5,
-    clientAuthFailureWindowSeconds: 60,
-    maxSourceAuthFailures: 100,
-    maxClientAuthFailuresAllSources: 8,
-  };
-  const outcome = (credentials: { id: string; secret: string }, source: string) =>
-    authenticateClient(db.handle.db, credentials, source, settings, silentLogger).then(
-      () => 200,
-      (err: unknown) => (err instanceof OAuthFailure ? err.status : String(err)),
-    );
+  const { db, outcome } = authHarness({ maxClientAuthFailuresAllSources: 8 });
 
   it("locks the client id for sources without a recent success once all sources add up", async () => {
-    const client = await createApiClient(db.handle.db, { kind: "admin", roles: ["support"] });
+    const client = await createApiClient(db(), { kind: "admin", roles: ["support"] });
     const wrong = { id: client.id, secret: "wrong-secret" };
     const known = "198.51.100.10";
     expect(await outcome(client, known)).toBe(200);
@@ -191,7 +183,7 @@ describe("authenticateClient under failures spread over many sources", () => {
     // El origen donde el cliente ya entró sigue entrando.
     expect(await outcome(client, known)).toBe(200);
     // Un 429 de este tope no cuenta como fallo del origen (el secreto no se miró).
-    const rows = await db.handle.db
+    const rows = await db()
       .select({ source: clientAuthFailures.source, failures: clientAuthFailures.failures })
       .from(clientAuthFailures)
       .where(eq(clientAuthFailures.clientId, client.id));
@@ -200,7 +192,7 @@ describe("authenticateClient under failures spread over many sources", () => {
     expect(failuresOf("*")).toBe(8);
 
     // Vencida la ventana, un origen nuevo vuelve a poder entrar.
-    await db.handle.db
+    await db()
       .update(clientAuthFailures)
       .set({ windowStartedAt: new Date(Date.now() - 61_000) })
       .where(eq(clientAuthFailures.clientId, client.id));
