@@ -173,6 +173,17 @@ describe("OpenAPI document", () => {
     expect(missing).toEqual([]);
   });
 
+  it("describes 412 as a stale If-Match, not as the 409 conflict", () => {
+    const wrong: string[] = [];
+    for (const [path, ops] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(ops)) {
+        const stale = op.responses?.["412"] as { description?: string } | undefined;
+        if (stale && !stale.description?.includes("If-Match")) wrong.push(`${method} ${path}`);
+      }
+    }
+    expect(wrong).toEqual([]);
+  });
+
   it("declares the server's rules on request bodies: at least one field, roles without repeats", async () => {
     const schemas = doc.components?.schemas ?? {};
     const bodySchema = (op: { requestBody?: unknown }) => {

@@ -175,6 +175,11 @@ export const errorResponses = {
   503: problem("Dependencia no disponible"),
 } as const;
 
+/** If-Match con una versión que ya no es la actual: se relee el recurso (y su ETag) y se repite. */
+export const preconditionFailed = problem(
+  "El If-Match no coincide con la versión actual del recurso: otro cambio llegó antes",
+);
+
 export const bearerSecurity = [{ Bearer: [] }];
 
 /** Código de catálogo en la ruta (`…/by-code/{code}`). */

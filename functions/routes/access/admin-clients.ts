@@ -13,6 +13,7 @@ import {
   noStoreHeader,
   pageSchema,
   paginationQuery,
+  preconditionFailed,
 } from "../../openapi";
 import { createAdminClient, revokeClient, toApiClient } from "../../services/clients";
 import { etagFor, expectedVersion, notFound } from "../../services/concurrency";
@@ -115,7 +116,7 @@ const revoke = createRoute({
   security: bearerSecurity,
   middleware: writeGuard(ACCESS_WRITE),
   request: { params: z.object({ clientId: clientIdParam }), headers: ifMatchHeader },
-  responses: { 204: { description: "Revocado" }, ...errorResponses, 412: errorResponses[409] },
+  responses: { 204: { description: "Revocado" }, ...errorResponses, 412: preconditionFailed },
 });
 
 export function registerAdminClients(app: OpenAPIHono<AdminEnv>): void {

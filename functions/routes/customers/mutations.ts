@@ -8,6 +8,7 @@ import {
   etagHeader,
   ifMatchHeader,
   jsonBody,
+  preconditionFailed,
   uuidParam,
 } from "../../openapi";
 import { etagFor, expectedVersion } from "../../services/concurrency";
@@ -44,7 +45,7 @@ const update = createRoute({
   security: bearerSecurity,
   middleware: writeGuard(TENANT_WRITE),
   request: { params: idParams, headers: ifMatchHeader, body: jsonBody(updateCustomerSchema) },
-  responses: { 200: customerBody("Modificado"), ...errorResponses, 412: errorResponses[409] },
+  responses: { 200: customerBody("Modificado"), ...errorResponses, 412: preconditionFailed },
 });
 
 const remove = createRoute({
@@ -59,7 +60,7 @@ const remove = createRoute({
   security: bearerSecurity,
   middleware: writeGuard(TENANT_WRITE),
   request: { params: idParams, headers: ifMatchHeader },
-  responses: { 204: { description: "Borrado" }, ...errorResponses, 412: errorResponses[409] },
+  responses: { 204: { description: "Borrado" }, ...errorResponses, 412: preconditionFailed },
 });
 
 const erase = createRoute({

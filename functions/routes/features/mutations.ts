@@ -8,6 +8,7 @@ import {
   etagHeader,
   ifMatchHeader,
   jsonBody,
+  preconditionFailed,
   uuidParam,
 } from "../../openapi";
 import { etagFor, expectedVersion } from "../../services/concurrency";
@@ -55,7 +56,7 @@ const update = createRoute({
       content: { "application/json": { schema: featureSchema } },
     },
     ...errorResponses,
-    412: errorResponses[409],
+    412: preconditionFailed,
   },
 });
 
@@ -68,7 +69,7 @@ const remove = createRoute({
   security: bearerSecurity,
   middleware: writeGuard(CATALOG_WRITE),
   request: { params: featureId, headers: ifMatchHeader },
-  responses: { 204: { description: "Borrada" }, ...errorResponses, 412: errorResponses[409] },
+  responses: { 204: { description: "Borrada" }, ...errorResponses, 412: preconditionFailed },
 });
 
 export function registerFeatureMutations(app: OpenAPIHono<AdminEnv>): void {

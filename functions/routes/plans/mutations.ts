@@ -8,6 +8,7 @@ import {
   etagHeader,
   ifMatchHeader,
   jsonBody,
+  preconditionFailed,
   uuidParam,
 } from "../../openapi";
 import { etagFor, expectedVersion } from "../../services/concurrency";
@@ -54,7 +55,7 @@ const update = createRoute({
       content: { "application/json": { schema: planSchema } },
     },
     ...errorResponses,
-    412: errorResponses[409],
+    412: preconditionFailed,
   },
 });
 
@@ -67,7 +68,7 @@ const remove = createRoute({
   security: bearerSecurity,
   middleware: writeGuard(CATALOG_WRITE),
   request: { params: planId, headers: ifMatchHeader },
-  responses: { 204: { description: "Borrado" }, ...errorResponses, 412: errorResponses[409] },
+  responses: { 204: { description: "Borrado" }, ...errorResponses, 412: preconditionFailed },
 });
 
 export function registerPlanMutations(app: OpenAPIHono<AdminEnv>): void {

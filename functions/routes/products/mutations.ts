@@ -8,6 +8,7 @@ import {
   etagHeader,
   ifMatchHeader,
   jsonBody,
+  preconditionFailed,
   uuidParam,
 } from "../../openapi";
 import { etagFor, expectedVersion } from "../../services/concurrency";
@@ -63,7 +64,7 @@ const update = createRoute({
       content: { "application/json": { schema: productSchema } },
     },
     ...errorResponses,
-    412: errorResponses[409],
+    412: preconditionFailed,
   },
 });
 
@@ -76,7 +77,7 @@ const remove = createRoute({
   security: bearerSecurity,
   middleware: writeGuard(CATALOG_WRITE),
   request: { params: idParams, headers: ifMatchHeader },
-  responses: { 204: { description: "Borrado" }, ...errorResponses, 412: errorResponses[409] },
+  responses: { 204: { description: "Borrado" }, ...errorResponses, 412: preconditionFailed },
 });
 
 const addLimit = createRoute({

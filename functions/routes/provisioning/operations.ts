@@ -2,7 +2,13 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AdminEnv } from "../../env";
 import { writeGuard } from "../../middleware/guards";
 import { TENANT_WRITE } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, ifMatchHeader, uuidParam } from "../../openapi";
+import {
+  bearerSecurity,
+  errorResponses,
+  ifMatchHeader,
+  preconditionFailed,
+  uuidParam,
+} from "../../openapi";
 import { expectedVersion } from "../../services/concurrency";
 import { serviceContext } from "../../services/context";
 import { requestDeprovision, requestFeatureUpdate } from "../../services/deprovisioning";
@@ -41,7 +47,7 @@ const deprovision = createRoute({
       content: { "application/json": { schema: deprovisionResponseSchema } },
     },
     ...errorResponses,
-    412: errorResponses[409],
+    412: preconditionFailed,
   },
 });
 
@@ -64,7 +70,7 @@ const updateFeatures = createRoute({
       content: { "application/json": { schema: featureUpdateResponseSchema } },
     },
     ...errorResponses,
-    412: errorResponses[409],
+    412: preconditionFailed,
   },
 });
 

@@ -8,6 +8,7 @@ import {
   etagHeader,
   ifMatchHeader,
   jsonBody,
+  preconditionFailed,
   uuidParam,
 } from "../../openapi";
 import { etagFor, expectedVersion } from "../../services/concurrency";
@@ -55,7 +56,7 @@ const update = createRoute({
   security: bearerSecurity,
   middleware: writeGuard(TENANT_WRITE),
   request: { params: idParams, headers: ifMatchHeader, body: jsonBody(updateSubscriptionSchema) },
-  responses: { 200: subscriptionBody("Modificada"), ...errorResponses, 412: errorResponses[409] },
+  responses: { 200: subscriptionBody("Modificada"), ...errorResponses, 412: preconditionFailed },
 });
 
 const cancel = createRoute({
@@ -67,7 +68,7 @@ const cancel = createRoute({
   security: bearerSecurity,
   middleware: writeGuard(TENANT_WRITE),
   request: { params: idParams, headers: ifMatchHeader },
-  responses: { 204: { description: "Cancelada" }, ...errorResponses, 412: errorResponses[409] },
+  responses: { 204: { description: "Cancelada" }, ...errorResponses, 412: preconditionFailed },
 });
 
 export function registerSubscriptionMutations(app: OpenAPIHono<AdminEnv>): void {

@@ -11,6 +11,7 @@ import {
   ifMatchHeader,
   pageSchema,
   paginationQuery,
+  preconditionFailed,
   uuidParam,
 } from "../../openapi";
 import { etagFor, expectedVersion, notFound } from "../../services/concurrency";
@@ -102,7 +103,7 @@ const remove = createRoute({
   security: bearerSecurity,
   middleware: writeGuard(TENANT_WRITE),
   request: { params: overrideParams, headers: ifMatchHeader },
-  responses: { 204: { description: "Borrado" }, ...errorResponses, 412: errorResponses[409] },
+  responses: { 204: { description: "Borrado" }, ...errorResponses, 412: preconditionFailed },
 });
 
 export function registerOverrides(app: OpenAPIHono<AdminEnv>): void {

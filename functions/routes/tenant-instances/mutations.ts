@@ -7,6 +7,7 @@ import {
   errorResponses,
   etagHeader,
   ifMatchHeader,
+  preconditionFailed,
   uuidParam,
 } from "../../openapi";
 import { compositeEtagFor, expectedVersion } from "../../services/concurrency";
@@ -37,7 +38,7 @@ const update = createRoute({
       content: { "application/json": { schema: updateTenantInstanceSchema } },
     },
   },
-  responses: { 200: ok("Modificada"), ...errorResponses, 412: errorResponses[409] },
+  responses: { 200: ok("Modificada"), ...errorResponses, 412: preconditionFailed },
 });
 
 const statusRoute = (transition: "suspend" | "reactivate") =>
@@ -56,7 +57,7 @@ const statusRoute = (transition: "suspend" | "reactivate") =>
     responses: {
       200: ok(transition === "suspend" ? "Suspendida" : "Reactivada"),
       ...errorResponses,
-      412: errorResponses[409],
+      412: preconditionFailed,
     },
   });
 

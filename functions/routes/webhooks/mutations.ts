@@ -8,6 +8,7 @@ import {
   etagHeader,
   ifMatchHeader,
   jsonBody,
+  preconditionFailed,
   uuidParam,
 } from "../../openapi";
 import { etagFor, expectedVersion } from "../../services/concurrency";
@@ -59,7 +60,7 @@ const update = createRoute({
       content: { "application/json": { schema: webhookSchema } },
     },
     ...errorResponses,
-    412: errorResponses[409],
+    412: preconditionFailed,
   },
 });
 
@@ -72,7 +73,7 @@ const remove = createRoute({
   security: bearerSecurity,
   middleware: writeGuard(TENANT_WRITE),
   request: { params: idParams, headers: ifMatchHeader },
-  responses: { 204: { description: "Borrado" }, ...errorResponses, 412: errorResponses[409] },
+  responses: { 204: { description: "Borrado" }, ...errorResponses, 412: preconditionFailed },
 });
 
 export function registerWebhookMutations(app: OpenAPIHono<AdminEnv>): void {
