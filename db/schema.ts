@@ -817,12 +817,6 @@ export const webhookEndpoints = pgTable(
     secretEncrypted: text("secret_encrypted").notNull(),
     encryptionKeyId: text("encryption_key_id").notNull(),
     active: boolean("active").notNull().default(true),
-    /**
-     * Eventos seguidos que terminaron en la DLQ sin llegarle; una entrega buena la vuelve a 0. Al
-     * llegar a WEBHOOK_DISABLE_AFTER_FAILURES el worker lo desactiva (un destino roto no llena la
-     * DLQ ni el correo de operaciones con un aviso por instancia del producto).
-     */
-    consecutiveFailures: integer("consecutive_failures").notNull().default(0),
     createdAt: createdAt(),
     // La sube un trigger (0024) solo si cambia lo que se muestra: re-cifrar el secreto no la toca.
     rowVersion: rowVersion(),
@@ -836,6 +830,24 @@ export const webhookEndpoints = pgTable(
     index("webhook_endpoints_instance_idx").on(t.tenantInstanceId),
     index("webhook_endpoints_keyset_idx").on(t.createdAt, t.id),
   ],
+);
+
+/**
+ * Eventos cuya entrega a un endpoint falló del todo (van a la DLQ), uno por (endpoint, evento): una
+ * reentrega o un replay del mismo evento no cuenta dos veces. Una entrega buena los borra; al llegar
+ * a WEBHOOK_DISABLE_AFTER_FAILURES el worker desactiva el endpoint (un destino roto no llena la DLQ
+ * ni el correo de operaciones con un aviso por instancia del producto).
+ */
+export const webhookFailures = pgTable(
+  "webhook_failures",
+  {
+    endpointId: uuid("endpoint_id")
+      .notNull()
+      .references(() => webhookEndpoints.id, { onDelete: "cascade" }),
+    eventId: uuid("event_id").notNull(),
+    failedAt: timestamp("failed_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.endpointId, t.eventId] })],
 );
 
 // Entregas confirmadas por (evento, endpoint): una reentrega o un replay solo envía a los pendientes.

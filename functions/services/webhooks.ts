@@ -2,7 +2,7 @@ import { eq } from "drizzle-orm";
 import { AppError } from "../../core/errors";
 import { newId, randomToken } from "../../core/ids";
 import { type SecretBox, secretContext } from "../../core/secret-box";
-import { products, tenantInstances, webhookEndpoints } from "../../db/schema";
+import { products, tenantInstances, webhookEndpoints, webhookFailures } from "../../db/schema";
 import type { Tx } from "../../db/types";
 import {
   auditedWebhook,
@@ -119,10 +119,12 @@ export async function updateWebhook(
     if (changed.length === 0) return { result: before, audit: [] };
     // row_version la sube el trigger de la tabla (migración 0024), solo si cambia url o active.
     // Reactivado o con otra URL: la racha de fallos que lo desactivó (worker) empieza de nuevo.
-    const fresh = changed.includes("url") || (changed.includes("active") && input.active === true);
+    if (changed.includes("url") || (changed.includes("active") && input.active === true)) {
+      await tx.delete(webhookFailures).where(eq(webhookFailures.endpointId, id));
+    }
     const [updated] = await tx
       .update(webhookEndpoints)
-      .set(fresh ? { ...input, consecutiveFailures: 0 } : input)
+      .set(input)
       .where(eq(webhookEndpoints.id, id))
       .returning();
     if (!updated) throw new Error("webhook update returned nothing");

@@ -1,18 +1,27 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { and, count, eq, sql } from "drizzle-orm";
+import { and, count, eq, isNull, like, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { streams } from "../../contracts/streams";
 import { createSecretBox, secretContext } from "../../core/secret-box";
-import { auditLog, dlqEntries, tenantInstances, webhookEndpoints } from "../../db/schema";
+import {
+  auditLog,
+  dlqEntries,
+  outboxEvents,
+  tenantInstances,
+  webhookEndpoints,
+} from "../../db/schema";
 import { seedDemo } from "../../db/seed";
 import { call } from "../../test/support/http";
 import { startTestStack, type TestStack, waitFor } from "../../test/support/stack";
+import { INTEGRATION_WORKER } from "./worker";
 
 // Un endpoint roto de un producto recibe los eventos de todas sus instancias: sin tope, cada
 // cambio del catálogo dejaba una entrada de DLQ y un correo a operaciones por instancia, siempre.
-// Tras WEBHOOK_DISABLE_AFTER_FAILURES eventos seguidos en la DLQ se desactiva (auditado); una
-// entrega buena reinicia la racha, y reactivarlo por la API también.
+// Tras WEBHOOK_DISABLE_AFTER_FAILURES eventos seguidos sin entregar se desactiva (auditado); cada
+// evento cuenta una vez (también si se reprocesa), una entrega buena reinicia la racha, y
+// reactivarlo por la API también.
 describe("integration worker: an endpoint that keeps failing is disabled", () => {
   let stack: TestStack;
   let receiver: Server;
@@ -53,11 +62,32 @@ describe("integration worker: an endpoint that keeps failing is disabled", () =>
     const [row] = await db()
       .select({
         active: webhookEndpoints.active,
-        failures: webhookEndpoints.consecutiveFailures,
+        failures: sql<number>`(select count(*)::int from webhook_failures f where f.endpoint_id = ${webhookEndpoints.id})`,
       })
       .from(webhookEndpoints)
       .where(eq(webhookEndpoints.id, id));
     return row;
+  };
+  /** Hasta que el endpoint tenga ese estado (el worker lo escribe después de la entrada de DLQ). */
+  const untilState = (id: string, state: { active: boolean; failures: number }) => async () => {
+    const row = await failuresOf(id);
+    return row?.active === state.active && row.failures === state.failures;
+  };
+
+  /** El outbox publicado y el consumer del worker sin nada pendiente ni sin ack. */
+  const settled = async () => {
+    const [unpublished] = await db()
+      .select({ n: count() })
+      .from(outboxEvents)
+      .where(and(like(outboxEvents.subject, "integration.%"), isNull(outboxEvents.publishedAt)));
+    if ((unpublished?.n ?? 1) > 0) return false;
+    const bus = stack.workers?.bus;
+    if (!bus) throw new Error("the stack runs its workers");
+    const info = await (await bus.jsm()).consumers.info(
+      streams.integration.name,
+      INTEGRATION_WORKER,
+    );
+    return info.num_pending === 0 && info.num_ack_pending === 0;
   };
 
   it("disables it after three events in a row reach the DLQ, and PATCH active=true starts over", async () => {
@@ -93,41 +123,47 @@ describe("integration worker: an endpoint that keeps failing is disabled", () =>
       suspended = !suspended;
       await waitFor(async () => ((await until()) ? true : undefined), { timeoutMs: 20_000 });
     };
-    const deadLettered = (n: number) => async () => (await deadLetters()) >= n;
 
-    // Dos fallos, una entrega buena (la racha vuelve a 0) y tres fallos más: desactivado.
-    await change(deadLettered(1));
-    await change(deadLettered(2));
-    expect(await failuresOf(endpointId)).toEqual({ active: true, failures: 2 });
+    // Un fallo; el replay del mismo evento vuelve a fallar (otra entrada de DLQ) pero no suma.
+    await change(untilState(endpointId, { active: true, failures: 1 }));
+    const [first] = await db()
+      .select({ id: dlqEntries.id })
+      .from(dlqEntries)
+      .where(eq(dlqEntries.domain, "integration"));
+    await waitFor(async () => ((await deadLetters()) === 1 ? true : undefined));
+    const replay = await call(`${stack.adminUrl}/api/dlq/${first?.id}/replay`, {
+      token,
+      json: {},
+    });
+    expect(replay.status).toBe(202);
+    await waitFor(async () => ((await deadLetters()) === 2 ? true : undefined), {
+      timeoutMs: 20_000,
+    });
+    expect(await failuresOf(endpointId)).toEqual({ active: true, failures: 1 });
+
+    // Otro fallo, una entrega buena (la racha vuelve a 0) y tres fallos más: desactivado.
+    await change(untilState(endpointId, { active: true, failures: 2 }));
     status = 204;
-    const before = hits;
-    await change(async () => hits > before && (await failuresOf(endpointId))?.failures === 0);
+    await change(untilState(endpointId, { active: true, failures: 0 }));
     status = 410;
-    await change(deadLettered(3));
-    await change(deadLettered(4));
-    await change(deadLettered(5));
-    expect(await failuresOf(endpointId)).toEqual({ active: false, failures: 3 });
+    await change(untilState(endpointId, { active: true, failures: 1 }));
+    await change(untilState(endpointId, { active: true, failures: 2 }));
+    await change(untilState(endpointId, { active: false, failures: 3 }));
     const [audit] = await db()
       .select()
       .from(auditLog)
       .where(and(eq(auditLog.entityId, endpointId), eq(auditLog.action, "webhook.disabled")));
     expect(audit).toMatchObject({
       actor: "system:integration-worker",
-      after: { active: false, consecutiveFailures: 3 },
+      after: { active: false, failedEvents: 3 },
     });
 
     // Desactivado: el siguiente cambio ya no lo intenta ni deja otra entrada en la DLQ.
+    await waitFor(async () => ((await deadLetters()) === 6 ? true : undefined));
     const hitsWhenDisabled = hits;
-    await change(async () => {
-      const [pending] = await db()
-        .select({ n: count() })
-        .from(sql`outbox_events`)
-        .where(sql`published_at is null`);
-      return (pending?.n ?? 1) === 0;
-    });
-    await new Promise((r) => setTimeout(r, 1_000));
+    await change(settled);
     expect(hits).toBe(hitsWhenDisabled);
-    expect(await deadLetters()).toBe(5);
+    expect(await deadLetters()).toBe(6);
 
     const reactivated = await call(`${stack.adminUrl}/api/webhooks/${endpointId}`, {
       method: "PATCH",

@@ -1,14 +1,21 @@
-import { and, asc, eq, gt, inArray, or, sql } from "drizzle-orm";
+import { and, asc, count, eq, inArray, or, sql } from "drizzle-orm";
 import { z } from "zod";
 import { entitlementsChangedSchema } from "../../contracts/events";
 import { streams, subjects } from "../../contracts/streams";
-import { type Logger, silentLogger } from "../../core/logger";
+import type { Logger } from "../../core/logger";
 import { redactUrl } from "../../core/redact-url";
+import { MAX_DELIVER } from "../../core/retry-policy";
 import { type SecretBox, secretContext } from "../../core/secret-box";
 import { SIGNATURE_HEADER, signWebhook } from "../../core/webhook-signature";
 import { writeAudit } from "../../db/audit";
 import { executeAll } from "../../db/batch";
-import { dlqEntries, tenantInstances, webhookDeliveries, webhookEndpoints } from "../../db/schema";
+import {
+  dlqEntries,
+  tenantInstances,
+  webhookDeliveries,
+  webhookEndpoints,
+  webhookFailures,
+} from "../../db/schema";
 import type { Database } from "../../db/types";
 import type { WorkerDefinition } from "../runtime/consumer";
 import { errorMessage, PermanentError } from "../runtime/errors";
@@ -155,18 +162,13 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
       return { ok: false, permanent: isPermanentStatus(status), reason: `answered ${status}` };
     }
     try {
-      // Con la entrega, la racha de fallos del endpoint vuelve a 0 (sin escribir si ya lo estaba).
+      // Con la entrega, la racha de fallos del endpoint vuelve a 0.
       await executeAll(deps.db, [
         deps.db
           .insert(webhookDeliveries)
           .values({ eventId, endpointId: endpoint.id })
           .onConflictDoNothing(),
-        deps.db
-          .update(webhookEndpoints)
-          .set({ consecutiveFailures: 0 })
-          .where(
-            and(eq(webhookEndpoints.id, endpoint.id), gt(webhookEndpoints.consecutiveFailures, 0)),
-          ),
+        deps.db.delete(webhookFailures).where(eq(webhookFailures.endpointId, endpoint.id)),
       ]);
     } catch (err) {
       // Entregado pero sin registrar: se reenviará (el receptor deduplica por id de evento).
@@ -219,29 +221,24 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
   const disableAfter = deps.disableAfterFailures ?? DEFAULT_WEBHOOK_DISABLE_AFTER_FAILURES;
 
   /**
-   * Un evento en la DLQ suma uno a la racha de cada endpoint que no lo recibió; el que llega al
-   * tope se desactiva (auditado). Sin esto, un destino roto de un producto con miles de instancias
-   * dejaba una entrada de DLQ y un correo a operaciones por instancia en cada cambio del catálogo.
+   * Entrega fallida del todo (el evento va a la DLQ): una fila por endpoint que falló y evento, así
+   * una reentrega o un replay del mismo evento no cuenta dos veces. El que llega al tope se
+   * desactiva (auditado). Sin esto, un destino roto de un producto con miles de instancias dejaba
+   * una entrada de DLQ y un correo a operaciones por instancia en cada cambio del catálogo.
    */
-  const countDeadLetter = async (data: IntegrationEvent, eventId: string, logger: Logger) => {
-    const productId = await productOf(data.tenantInstanceId);
-    if (!productId) return;
-    const endpoints = await endpointsFor(data.tenantInstanceId, productId);
-    if (endpoints.length === 0) return;
-    const failed = (await pendingOf(endpoints, eventId)).map((e) => e.id);
-    if (failed.length === 0) return;
+  const countFailures = async (endpointIds: string[], eventId: string, logger: Logger) => {
     const disabled = await deps.db.transaction(async (tx) => {
-      const counted = await tx
-        .update(webhookEndpoints)
-        .set({ consecutiveFailures: sql`${webhookEndpoints.consecutiveFailures} + 1` })
-        .where(inArray(webhookEndpoints.id, failed))
-        .returning({
-          id: webhookEndpoints.id,
-          consecutiveFailures: webhookEndpoints.consecutiveFailures,
-        });
-      const reached = counted.filter(
-        (c) => disableAfter > 0 && c.consecutiveFailures >= disableAfter,
-      );
+      await tx
+        .insert(webhookFailures)
+        .values(endpointIds.map((endpointId) => ({ endpointId, eventId })))
+        .onConflictDoNothing();
+      if (disableAfter === 0) return [];
+      const streaks = await tx
+        .select({ endpointId: webhookFailures.endpointId, events: count() })
+        .from(webhookFailures)
+        .where(inArray(webhookFailures.endpointId, endpointIds))
+        .groupBy(webhookFailures.endpointId);
+      const reached = streaks.filter((r) => r.events >= disableAfter);
       if (reached.length === 0) return [];
       const off = await tx
         .update(webhookEndpoints)
@@ -250,36 +247,34 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
           and(
             inArray(
               webhookEndpoints.id,
-              reached.map((r) => r.id),
+              reached.map((r) => r.endpointId),
             ),
             eq(webhookEndpoints.active, true),
           ),
         )
-        .returning({
-          id: webhookEndpoints.id,
-          consecutiveFailures: webhookEndpoints.consecutiveFailures,
-        });
-      for (const endpoint of off) {
+        .returning({ id: webhookEndpoints.id });
+      const events = new Map(reached.map((r) => [r.endpointId, r.events]));
+      for (const { id } of off) {
         await writeAudit(tx, {
           actor: WORKER_ACTOR,
           action: "webhook.disabled",
           entityType: "webhook_endpoint",
-          entityId: endpoint.id,
+          entityId: id,
           before: { active: true },
           after: {
             active: false,
-            consecutiveFailures: endpoint.consecutiveFailures,
-            reason: `${endpoint.consecutiveFailures} consecutive events dead-lettered`,
+            failedEvents: events.get(id),
+            reason: `${events.get(id)} events in a row not delivered`,
           },
           correlationId: eventId,
         });
       }
-      return off;
+      return off.map(({ id }) => ({ id, failedEvents: events.get(id) }));
     });
     for (const endpoint of disabled) {
       logger.error(
-        { webhookId: endpoint.id, consecutiveFailures: endpoint.consecutiveFailures },
-        "webhook endpoint disabled after consecutive dead-lettered events; fix it and PATCH active=true",
+        { webhookId: endpoint.id, failedEvents: endpoint.failedEvents },
+        "webhook endpoint disabled after consecutive undelivered events; fix it and PATCH active=true",
       );
     }
   };
@@ -322,15 +317,23 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
         if (outcome && !outcome.ok) failures.push({ endpoint, ...outcome });
       });
       if (failures.length === 0) return;
+      // Fallo definitivo (el runtime lo manda a la DLQ): cuenta para la racha de cada endpoint que
+      // falló; uno que no se intentó (la base caída, el plazo vencido) no se cuenta.
+      const final = failures.every((f) => f.permanent) || ctx.deliveryCount >= MAX_DELIVER;
+      if (final) {
+        await countFailures(
+          failures.map((f) => f.endpoint.id),
+          eventId,
+          ctx.logger,
+        );
+      }
       const message = describeFailures(failures, endpoints.length);
       // Con algún fallo transitorio se reintenta (también los permanentes, que no bloquean a nadie).
       if (failures.every((f) => f.permanent)) throw new PermanentError(message);
       throw new Error(message);
     },
-    async onDeadLetter(info, data, _signal, logger) {
-      if (!info.envelope || !data) return;
-      await countDeadLetter(data, data.webhookEventId ?? info.envelope.id, logger ?? silentLogger);
-      if (data.webhookEventId) return;
+    async onDeadLetter(info, data) {
+      if (!info.envelope || !data || data.webhookEventId) return;
       // La copia consultable guarda la clave de entrega (su replay salta los endpoints ya servidos)
       // y la hora del cambio (el replay lleva la original, no la suya).
       const withEventId = sql`jsonb_set(${dlqEntries.envelope}, '{data,webhookEventId}', to_jsonb(${info.envelope.id}::text))`;
