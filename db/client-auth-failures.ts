@@ -121,18 +121,13 @@ export const ALL_SOURCES = "*";
 const KNOWN_SOURCE_INTERVAL = sql`interval '1 day'`;
 
 /**
- * Segundos que faltan si el client_id llegó a `maxFailures` fallos sumando todos los orígenes en
- * la ventana y `key.source` no tuvo un acierto reciente; undefined si puede intentarlo. Así un
- * ataque repartido en miles de direcciones (una /48 de IPv6 son 65 536 cubos) no prueba secretos
- * sin fin, y la aplicación legítima, desde un origen donde ya entró, no queda fuera.
+ * ¿Tuvo `key.source` un acierto de `key.clientId` en el último día? Con el tope de todos los
+ * orígenes lleno, solo esos entran: un ataque repartido en miles de direcciones (una /48 de IPv6
+ * son 65 536 cubos) no prueba secretos sin fin, y la aplicación legítima, desde donde ya entró,
+ * no queda fuera.
  */
-export async function lockedForNewSources(
-  db: Executor,
-  key: AuthAttemptKey,
-  policy: LockoutPolicy,
-): Promise<number | undefined> {
-  const window = sql`make_interval(secs => ${policy.windowSeconds})`;
-  const known = db
+export async function isKnownSource(db: Executor, key: AuthAttemptKey): Promise<boolean> {
+  const [row] = await db
     .select({ one: sql`1` })
     .from(clientAuthFailures)
     .where(
@@ -142,39 +137,5 @@ export async function lockedForNewSources(
         sql`${clientAuthFailures.lastSuccessAt} > now() - ${KNOWN_SOURCE_INTERVAL}`,
       ),
     );
-  const [row] = await db
-    .select({
-      retryAfter: sql<number>`ceil(extract(epoch from (${clientAuthFailures.windowStartedAt} + ${window} - now())))::int`,
-    })
-    .from(clientAuthFailures)
-    .where(
-      and(
-        eq(clientAuthFailures.clientId, key.clientId),
-        eq(clientAuthFailures.source, ALL_SOURCES),
-        sql`${clientAuthFailures.failures} >= ${policy.maxFailures}`,
-        sql`${clientAuthFailures.windowStartedAt} > now() - ${window}`,
-        sql`not exists (${known})`,
-      ),
-    );
-  if (!row) return undefined;
-  return Math.min(policy.windowSeconds, Math.max(1, Number(row.retryAfter)));
-}
-
-/** Suma un fallo del client_id en la fila de todos los orígenes (nueva ventana si la otra venció). */
-export async function recordFailureAllSources(
-  db: Executor,
-  clientId: string,
-  windowSeconds: number,
-): Promise<void> {
-  const expired = sql`${clientAuthFailures.windowStartedAt} <= now() - make_interval(secs => ${windowSeconds})`;
-  await db
-    .insert(clientAuthFailures)
-    .values({ clientId, source: ALL_SOURCES, windowStartedAt: sql`now()`, failures: 1 })
-    .onConflictDoUpdate({
-      target: [clientAuthFailures.clientId, clientAuthFailures.source],
-      set: {
-        failures: sql`CASE WHEN ${expired} THEN 1 ELSE ${clientAuthFailures.failures} + 1 END`,
-        windowStartedAt: sql`CASE WHEN ${expired} THEN now() ELSE ${clientAuthFailures.windowStartedAt} END`,
-      },
-    });
+  return row !== undefined;
 }

@@ -1,4 +1,4 @@
-import { eq } from "drizzle-orm";
+import { and, eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { randomToken } from "../../core/ids";
 import { silentLogger } from "../../core/logger";
@@ -197,5 +197,25 @@ describe("authenticateClient under failures spread over many sources", () => {
       .set({ windowStartedAt: new Date(Date.now() - 61_000) })
       .where(eq(clientAuthFailures.clientId, client.id));
     expect(await outcome(client, "2001:db8:0:4::/64")).toBe(200);
+  });
+
+  // Una ráfaga simultánea desde muchos orígenes: el tope se reserva antes del hash, como el de
+  // cada origen, así que no se comprueban más secretos que el tope aunque lleguen todos a la vez.
+  it("checks no more secrets than the ceiling when many sources try at once", async () => {
+    const client = await createApiClient(db(), { kind: "admin", roles: ["support"] });
+    const wrong = { id: client.id, secret: "wrong-secret" };
+    const attempts = Array.from({ length: 20 }, (_, n) =>
+      Array.from({ length: 5 }, () => outcome(wrong, `2001:db8:1:${n}::/64`)),
+    ).flat();
+    const statuses = await Promise.all(attempts);
+    const checked = statuses.filter((s) => s === 401).length;
+    expect(checked).toBeGreaterThan(0);
+    expect(checked).toBeLessThanOrEqual(8);
+    expect(statuses.filter((s) => s !== 401 && s !== 429)).toEqual([]);
+    const [all] = await db()
+      .select({ failures: clientAuthFailures.failures, pending: clientAuthFailures.pending })
+      .from(clientAuthFailures)
+      .where(and(eq(clientAuthFailures.clientId, client.id), eq(clientAuthFailures.source, "*")));
+    expect(all).toEqual({ failures: checked, pending: 0 });
   });
 });

@@ -4,11 +4,11 @@ import { sha256Hex } from "../../core/ids";
 import type { Logger } from "../../core/logger";
 import { hashSecret, verifySecret } from "../../core/secret-hash";
 import {
+  ALL_SOURCES,
   type AuthAttemptKey,
+  isKnownSource,
   type LockoutPolicy,
-  lockedForNewSources,
   recordClientAuthOutcome,
-  recordFailureAllSources,
   reserveClientAuthAttempt,
 } from "../../db/client-auth-failures";
 import { apiClients } from "../../db/schema";
@@ -218,24 +218,33 @@ export async function authenticateClient(
       reservation.retryAfter,
     );
   }
+  // Tope del client_id sumando todos los orígenes: también una reserva (los intentos en curso
+  // cuentan), así una ráfaga desde miles de orígenes a la vez no pasa de él. Sin hueco, solo entra
+  // un origen con un acierto reciente, y sin ocupar hueco del tope.
+  const release = (k: AuthAttemptKey, windowStartedAt: Date) =>
+    recordClientAuthOutcome(db, k, windowStartedAt, "released").catch(() => {});
+  const allKey = { clientId, source: ALL_SOURCES };
+  let all: Date | undefined;
   if (client) {
-    const retryAfter = await lockedForNewSources(db, key, {
-      maxFailures: settings.maxClientAuthFailuresAllSources,
-      windowSeconds,
-    }).catch(async (err: unknown) => {
-      await recordClientAuthOutcome(db, key, reservation.windowStartedAt, "released").catch(
-        () => {},
-      );
+    try {
+      const shared = await reserveClientAuthAttempt(db, allKey, {
+        maxFailures: settings.maxClientAuthFailuresAllSources,
+        windowSeconds,
+      });
+      if (shared.kind === "granted") all = shared.windowStartedAt;
+      else if (!(await isKnownSource(db, key))) {
+        // Devuelve su hueco sin contarlo como fallo: el secreto no se miró.
+        await release(key, reservation.windowStartedAt);
+        const retryAfter = shared.kind === "locked" ? shared.retryAfter : 1;
+        logger.warn(
+          { ...who, source, retryAfter },
+          "client authentication locked out for sources without a recent success",
+        );
+        throw new OAuthFailure("invalid_client", "Too many failed attempts", 429, retryAfter);
+      }
+    } catch (err) {
+      if (!(err instanceof OAuthFailure)) await release(key, reservation.windowStartedAt);
       throw err;
-    });
-    if (retryAfter !== undefined) {
-      // Devuelve su hueco sin contarlo como fallo: el secreto no se miró.
-      await recordClientAuthOutcome(db, key, reservation.windowStartedAt, "released");
-      logger.warn(
-        { ...who, source, retryAfter },
-        "client authentication locked out for sources without a recent success",
-      );
-      throw new OAuthFailure("invalid_client", "Too many failed attempts", 429, retryAfter);
     }
   }
   let valid = false;
@@ -244,7 +253,8 @@ export async function authenticateClient(
     // Un client_id desconocido también paga el hash lento: el tiempo de respuesta es el mismo.
     else await verifySecret(credentials.secret, await dummyHash());
   } catch (err) {
-    await recordClientAuthOutcome(db, key, reservation.windowStartedAt, "released").catch(() => {});
+    await release(key, reservation.windowStartedAt);
+    if (all) await release(allKey, all);
     throw err;
   }
   await recordClientAuthOutcome(
@@ -253,7 +263,7 @@ export async function authenticateClient(
     reservation.windowStartedAt,
     valid ? "succeeded" : "failed",
   );
-  if (client && !valid) await recordFailureAllSources(db, clientId, windowSeconds);
+  if (all) await recordClientAuthOutcome(db, allKey, all, valid ? "released" : "failed");
   if (!client || !valid) {
     logger.info({ ...who, source }, "client authentication failed");
     throw invalidClient();
