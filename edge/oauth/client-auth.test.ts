@@ -218,4 +218,14 @@ describe("authenticateClient under failures spread over many sources", () => {
       .where(and(eq(clientAuthFailures.clientId, client.id), eq(clientAuthFailures.source, "*")));
     expect(all).toEqual({ failures: checked, pending: 0 });
   });
+
+  // Réplicas nuevas que arrancan a la vez con el secreto correcto: el tope lleno de intentos en
+  // curso (no de fallos) las hace esperar su turno, no las rechaza.
+  it("lets a burst of new sources with the right secret through, in turns", async () => {
+    const client = await createApiClient(db(), { kind: "admin", roles: ["support"] });
+    const statuses = await Promise.all(
+      Array.from({ length: 20 }, (_, n) => outcome(client, `203.0.113.${n + 1}`)),
+    );
+    expect(statuses).toEqual(Array.from({ length: 20 }, () => 200));
+  });
 });

@@ -227,20 +227,30 @@ export async function authenticateClient(
   let all: Date | undefined;
   if (client) {
     try {
-      const shared = await reserveClientAuthAttempt(db, allKey, {
-        maxFailures: settings.maxClientAuthFailuresAllSources,
-        windowSeconds,
-      });
+      const policy = { maxFailures: settings.maxClientAuthFailuresAllSources, windowSeconds };
+      let shared = await reserveClientAuthAttempt(db, allKey, policy);
+      // Un origen conocido no espera; uno nuevo espera su turno si solo está lleno de intentos
+      // en curso (réplicas nuevas que arrancan a la vez), como en el cubo de su origen.
+      const known = shared.kind !== "granted" && (await isKnownSource(db, key));
+      if (shared.kind === "busy" && !known) shared = await reserveWhenFree(db, allKey, policy);
       if (shared.kind === "granted") all = shared.windowStartedAt;
-      else if (!(await isKnownSource(db, key))) {
+      else if (!known) {
         // Devuelve su hueco sin contarlo como fallo: el secreto no se miró.
         await release(key, reservation.windowStartedAt);
+        const busy = shared.kind === "busy";
         const retryAfter = shared.kind === "locked" ? shared.retryAfter : 1;
         logger.warn(
           { ...who, source, retryAfter },
-          "client authentication locked out for sources without a recent success",
+          busy
+            ? "client authentication busy across sources"
+            : "client authentication locked out for sources without a recent success",
         );
-        throw new OAuthFailure("invalid_client", "Too many failed attempts", 429, retryAfter);
+        throw new OAuthFailure(
+          "invalid_client",
+          busy ? "Too many concurrent attempts; retry shortly" : "Too many failed attempts",
+          429,
+          retryAfter,
+        );
       }
     } catch (err) {
       if (!(err instanceof OAuthFailure)) await release(key, reservation.windowStartedAt);
