@@ -17,7 +17,7 @@ import { type Bus, ensureStreams, headerValue } from "../../core/bus";
 import { parseJsonOrUndefined } from "../../core/ids";
 import type { Logger } from "../../core/logger";
 import { afterFailure, MAX_DELIVER, retryDelayMs } from "../../core/retry-policy";
-import type { DeadLetterStore } from "../../db/dead-letters";
+import type { DeadLetterStore, RecordedDeadLetter } from "../../db/dead-letters";
 import type { ProcessedStore } from "../../db/processed";
 import { alertOperators } from "./dead-letter-alert";
 import { errorMessage, isPermanent, PermanentError } from "./errors";
@@ -112,6 +112,17 @@ export class HandlerTimeoutError extends Error {
  */
 class DeliveryBudgetExhaustedError extends Error {
   override name = "DeliveryBudgetExhaustedError";
+}
+
+/**
+ * La DLQ de este mensaje empezó (su entrada existe) pero no terminó (p. ej. falló el aviso): la
+ * reentrega la completa sin volver a ejecutar el handler.
+ */
+class UnfinishedDeadLetterError extends Error {
+  override name = "UnfinishedDeadLetterError";
+  constructor(readonly entry: RecordedDeadLetter) {
+    super(entry.error);
+  }
 }
 
 /** Razón del abort de un handler que seguía en curso al vencer el plazo de drenado. */
@@ -1063,6 +1074,16 @@ export async function startWorker<T>(
       // contabilidad, cada uno con su tope) y esta no corrió nada que haya que dar por fallido.
       // Solo el apagado corta la espera (devuelve el mensaje al broker).
       if (before) await untilAborted(before, holding.abort.signal);
+      // Solo en una reentrega (una consulta): si su DLQ quedó a medias, se termina en vez de
+      // ejecutar el handler otra vez (un acierto ahora dejaría una entrada de DLQ de algo hecho).
+      if (deliveryCount > 1 && options.deadLetters?.find) {
+        const earlier = await withTimeout(
+          options.deadLetters.find(msg.info.stream, msg.seq, key),
+          handlerTimeoutMs,
+          holding.abort,
+        );
+        if (earlier) throw new UnfinishedDeadLetterError(earlier);
+      }
       // Un worker que sabe por su propio estado si ya hizo el trabajo no necesita el registro
       // genérico: una consulta y un commit menos por mensaje.
       const processed = def.alreadyProcessed ? undefined : options.processed;
@@ -1113,10 +1134,13 @@ export async function startWorker<T>(
         log.info("message returned to the broker on shutdown; another process takes it");
         return;
       }
+      const resumed = err instanceof UnfinishedDeadLetterError ? err.entry : undefined;
       const error = errorMessage(err);
       const exhausted = err instanceof DeliveryBudgetExhaustedError;
-      const permanent = isPermanent(err);
-      const outcome = afterFailure(deliveryCount, permanent);
+      const permanent = resumed ? resumed.errorKind === "permanent" : isPermanent(err);
+      const outcome = resumed
+        ? ({ action: "dead_letter" } as const)
+        : afterFailure(deliveryCount, permanent);
       timer?.({ outcome: "failure" });
       if (outcome.action === "retry") {
         log.warn({ err, delayMs: outcome.delayMs }, "message failed; will retry");
@@ -1137,8 +1161,9 @@ export async function startWorker<T>(
         envelope,
         subject: msg.subject,
         streamSequence: msg.seq,
-        // Sin ejecutar la entrega de más: cuentan los intentos que sí corrieron.
-        deliveries: exhausted ? deliveryCount - 1 : deliveryCount,
+        // Sin ejecutar la entrega de más: cuentan los intentos que sí corrieron (al retomar una
+        // DLQ a medias, los de su entrada).
+        deliveries: resumed?.deliveries ?? (exhausted ? deliveryCount - 1 : deliveryCount),
         error,
         permanent,
       };

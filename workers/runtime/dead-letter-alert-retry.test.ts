@@ -14,14 +14,15 @@ import { PermanentError } from "./errors";
 import { createWorkerMetrics } from "./metrics";
 
 // El aviso a operaciones es el último paso de la DLQ. Si su publicación falla (NATS lento un
-// momento), el mensaje queda sin ack y su reentrega debe completar la DLQ: antes ya estaba marcado
-// como procesado, la reentrega se confirmaba sin más y ni el aviso ni la métrica llegaban nunca.
+// momento), el mensaje queda sin ack y su reentrega completa la DLQ sin ejecutar el handler otra
+// vez: antes ya estaba marcado como procesado y la reentrega se confirmaba sin aviso ni métrica.
 describe("dead letter whose operator alert fails for a moment", () => {
   let nats: TestNats;
   let bus: Bus;
   let db: TestDatabase;
   let worker: RunningWorker;
   let alertFailures = 0;
+  let handled = 0;
   const metrics = createWorkerMetrics();
 
   beforeAll(async () => {
@@ -49,8 +50,11 @@ describe("dead letter whose operator alert fails for a moment", () => {
         domain: "billing",
         filterSubject: "billing.tasks.>",
         schema: z.object({ n: z.number() }),
+        // Solo la primera vez: si la reentrega volviera a ejecutarlo, acabaría "procesado" con su
+        // entrada de DLQ ya guardada y sin aviso.
         async handle() {
-          throw new PermanentError("rejected");
+          handled++;
+          if (handled === 1) throw new PermanentError("rejected");
         },
       },
       {
@@ -91,6 +95,7 @@ describe("dead letter whose operator alert fails for a moment", () => {
     );
     expect(alertFailures).toBe(3);
     expect(alerts).toBe(1);
+    expect(handled).toBe(1);
     expect(await db.handle.db.select().from(dlqEntries)).toHaveLength(1);
     const dead = await metrics.deadLettered.get();
     expect(dead.values.find((v) => v.labels.worker === "alert-retry-worker")?.value).toBe(1);
