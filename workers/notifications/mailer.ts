@@ -21,12 +21,14 @@ export interface Mailer {
 /**
  * Plazos SMTP (ms). Los de nodemailer (2 min de conexión, 10 min de socket inactivo) dejaban un
  * servidor que saluda y calla ocupando un hueco del worker ~10 min por intento, con los avisos a
- * operaciones detrás. Un parámetro de SMTP_URL (`?socketTimeout=60000`) manda sobre estos.
+ * operaciones detrás. Un parámetro de SMTP_URL (`?socketTimeout=600000`) manda sobre estos.
  */
 export const SMTP_TIMEOUTS = {
   connectionTimeout: 10_000,
   greetingTimeout: 10_000,
-  socketTimeout: 30_000,
+  // Unos minutos, no segundos: tras el fin de DATA un relay puede tardar en analizar el correo
+  // (RFC 5321 §4.5.3.2.6 sugiere 10 min) y cortar antes lo reenviaría, duplicado.
+  socketTimeout: 180_000,
 } as const;
 
 export function createMailer(options: {
