@@ -179,6 +179,35 @@ describe("SwrCache freshness", () => {
   });
 });
 
+// Una carga colgada más allá de maxAgeMs se reemplaza por otra; si la vieja termina después, no
+// pisa la nueva en la cache compartida: otro isolate, con la base caída, serviría la vieja.
+describe("SwrCache shared tier", () => {
+  it("does not let an older load that finishes late overwrite a newer shared entry", async () => {
+    const clock = new FakeClock();
+    const origin = new ControlledOrigin();
+    const store = new Map<string, CacheEntry<string>>();
+    const shared: SharedTier<string> = {
+      get: async (k) => store.get(k),
+      put: async (k, e) => {
+        store.set(k, e);
+      },
+    };
+    const cache = makeCache(clock, { shared });
+    const first = cache.get("a", origin.loader);
+    await flush();
+    clock.advance(2_100);
+    const second = cache.get("a", origin.loader);
+    await flush();
+    expect(origin.pending).toHaveLength(2);
+    origin.pending[1]?.resolve("after-suspension");
+    expect(await second).toMatchObject({ value: "after-suspension" });
+    origin.pending[0]?.resolve("before-suspension");
+    await first.catch(() => undefined);
+    await flush();
+    expect(store.get("test:v1:a")?.value).toBe("after-suspension");
+  });
+});
+
 describe("SwrCache in-flight deduplication", () => {
   it("runs one origin load per key for concurrent misses", async () => {
     const clock = new FakeClock();

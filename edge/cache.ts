@@ -160,10 +160,11 @@ export class SwrCache<V> {
     return entry;
   }
 
-  private remember(key: string, entry: CacheEntry<V>): void {
+  /** Guarda la entrada; false si había una más nueva (y la deja). */
+  private remember(key: string, entry: CacheEntry<V>): boolean {
     const current = this.memory.get(key);
     // Una carga más vieja que termina tarde no pisa una más nueva.
-    if (current && current.loadedAt > entry.loadedAt) return;
+    if (current && current.loadedAt > entry.loadedAt) return false;
     this.memory.delete(key);
     this.memory.set(key, entry);
     while (this.memory.size > this.options.maxEntries) {
@@ -171,6 +172,7 @@ export class SwrCache<V> {
       if (oldest === undefined) break;
       this.memory.delete(oldest);
     }
+    return true;
   }
 
   private async fromShared(key: string): Promise<CacheEntry<V> | undefined> {
@@ -218,9 +220,10 @@ export class SwrCache<V> {
       }
       this.failedAt.delete(key);
       const entry: CacheEntry<V> = { value, loadedAt: startedAt };
-      this.remember(key, entry);
+      // Tampoco en la cache compartida: otro isolate, con la base caída, serviría la vieja.
+      const kept = this.remember(key, entry);
       const shared = this.options.shared;
-      if (shared) {
+      if (shared && kept) {
         const put = shared.put(key, entry).catch((err: unknown) => {
           this.options.onError?.(err, key, "shared");
         });
