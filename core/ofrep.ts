@@ -9,8 +9,10 @@ import type { EntitlementInput, VersionedEntitlements } from "./entitlements";
 // - TARGETING_MATCH: un override de la suscripción decide el valor (Enable/Disable o valor de
 //   límite): es una regla específica de ese tenant.
 // - STATIC: el valor sale del plan tal cual (incluida o no, límite del plan).
+// - STALE: la base no responde y se sirve la última versión conocida, pasada la cota de 2 s
+//   (x-entitlements-stale: 1): los proveedores OFREP no ven cabeceras, el cuerpo lo dice.
 
-export type OfrepReason = "STATIC" | "TARGETING_MATCH" | "DISABLED";
+export type OfrepReason = "STATIC" | "TARGETING_MATCH" | "DISABLED" | "STALE";
 export type OfrepErrorCode =
   | "PARSE_ERROR"
   | "TARGETING_KEY_MISSING"
@@ -82,19 +84,19 @@ export function evaluateFlag(
   ent: VersionedEntitlements,
   overridden: OverriddenKeys,
   key: string,
+  stale = false,
 ): OfrepEvaluation | undefined {
   const active = ent.status === "active";
+  // DISABLED manda: una copia vieja nunca da más de lo que dice.
+  const reasonOf = (overriddenKey: boolean): OfrepReason =>
+    !active ? "DISABLED" : stale ? "STALE" : overriddenKey ? "TARGETING_MATCH" : "STATIC";
   // Object.hasOwn: una clave como "__proto__" o "toString" no es un flag.
   if (Object.hasOwn(ent.features, key)) {
     const value = ent.features[key] === true;
     return {
       key,
       value,
-      reason: !active
-        ? "DISABLED"
-        : overridden.features.includes(key)
-          ? "TARGETING_MATCH"
-          : "STATIC",
+      reason: reasonOf(overridden.features.includes(key)),
       variant: value ? "on" : "off",
       metadata: metadataOf(ent),
     };
@@ -103,7 +105,7 @@ export function evaluateFlag(
     return {
       key,
       value: ent.limits[key] ?? 0,
-      reason: !active ? "DISABLED" : overridden.limits.includes(key) ? "TARGETING_MATCH" : "STATIC",
+      reason: reasonOf(overridden.limits.includes(key)),
       metadata: metadataOf(ent),
     };
   }
@@ -114,11 +116,12 @@ export function evaluateFlag(
 export function evaluateAllFlags(
   ent: VersionedEntitlements,
   overridden: OverriddenKeys,
+  stale = false,
 ): OfrepEvaluation[] {
   const keys = [...Object.keys(ent.features), ...Object.keys(ent.limits)];
   const flags: OfrepEvaluation[] = [];
   for (const key of new Set(keys)) {
-    const flag = evaluateFlag(ent, overridden, key);
+    const flag = evaluateFlag(ent, overridden, key, stale);
     if (flag) flags.push(flag);
   }
   return flags;

@@ -103,10 +103,14 @@ export async function loadResolvedEntitlements(
 // petición. WeakMap: se van con la entrada cuando la cache la reemplaza o la expulsa.
 const serialized = new WeakMap<
   ResolvedEntitlements,
-  { entitlements?: string; ofrepBulk?: string }
+  { entitlements?: string; ofrepBulk?: string; ofrepBulkStale?: string }
 >();
 
-function memoOf(value: ResolvedEntitlements): { entitlements?: string; ofrepBulk?: string } {
+function memoOf(value: ResolvedEntitlements): {
+  entitlements?: string;
+  ofrepBulk?: string;
+  ofrepBulkStale?: string;
+} {
   let memo = serialized.get(value);
   if (!memo) {
     memo = {};
@@ -122,9 +126,15 @@ export function entitlementsJson(value: ResolvedEntitlements): string {
   return memo.entitlements;
 }
 
-/** Respuesta bulk de OFREP serializada (`{flags: [...]}`). */
-export function ofrepBulkJson(value: ResolvedEntitlements): string {
+/** Respuesta bulk de OFREP serializada (`{flags: [...]}`); servida vieja, con reason STALE. */
+export function ofrepBulkJson(value: ResolvedEntitlements, stale = false): string {
   const memo = memoOf(value);
+  if (stale) {
+    memo.ofrepBulkStale ??= JSON.stringify({
+      flags: evaluateAllFlags(value.entitlements, value.overridden, true),
+    });
+    return memo.ofrepBulkStale;
+  }
   memo.ofrepBulk ??= JSON.stringify({
     flags: evaluateAllFlags(value.entitlements, value.overridden),
   });

@@ -258,7 +258,26 @@ describe("stale-if-error: the database goes away", () => {
     const staleBulk = await bulk(known);
     expect(staleBulk.status).toBe(200);
     expect(staleBulk.headers.get("x-entitlements-stale")).toBe("1");
-    expect(await staleBulk.json()).toEqual(warmFlags);
+    // Los mismos valores; en el cuerpo, reason STALE (un proveedor OFREP no ve la cabecera) y otro
+    // ETag (un 304 no confirma la copia fresca).
+    type Flags = { flags: { key: string; value: unknown; reason: string }[] };
+    const staleFlags = (await staleBulk.json()) as Flags;
+    const fresh = warmFlags as Flags;
+    expect(staleFlags.flags.map((f) => [f.key, f.value])).toEqual(
+      fresh.flags.map((f) => [f.key, f.value]),
+    );
+    expect(fresh.flags.every((f) => f.reason !== "STALE")).toBe(true);
+    expect(new Set(staleFlags.flags.map((f) => f.reason))).toEqual(new Set(["STALE"]));
+    expect(staleBulk.headers.get("etag")).not.toBe(warmBulk.headers.get("etag"));
+    const staleOne = await edge.fetch(
+      `/ofrep/v1/evaluate/flags/${encodeURIComponent(fresh.flags[0]?.key ?? "")}`,
+      {
+        method: "POST",
+        headers: { ...auth, "content-type": "application/json" },
+        body: JSON.stringify({ context: { targetingKey: known } }),
+      },
+    );
+    expect(await staleOne.json()).toMatchObject({ reason: "STALE" });
 
     // Nada conocido de esta instancia: problem+json 503 (y el 500 GENERAL de OFREP).
     const res = await edge.fetch(`/v1/entitlements?instanceId=${unknown}`, { headers: auth });

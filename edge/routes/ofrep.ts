@@ -108,7 +108,8 @@ export function registerOfrep(app: Hono<EdgeEnv>): void {
     const evaluated = await evaluate(c);
     if (!evaluated.ok) return evaluated.response;
     const { value, stale } = evaluated.result;
-    const etag = `"${value.ofrepVersion}"`;
+    // Otro cuerpo (reason STALE), otro ETag: un 304 no puede confirmar la copia fresca.
+    const etag = stale ? `"${value.ofrepVersion}-stale"` : `"${value.ofrepVersion}"`;
     const headers: Record<string, string> = {
       "content-type": "application/json",
       etag,
@@ -117,7 +118,7 @@ export function registerOfrep(app: Hono<EdgeEnv>): void {
     };
     if (stale) headers[STALE_HEADER] = "1";
     if (etagMatches(c.req.header("if-none-match"), etag)) return notModified(c, headers);
-    return c.body(ofrepBulkJson(value), 200, headers);
+    return c.body(ofrepBulkJson(value, stale), 200, headers);
   });
 
   app.post("/ofrep/v1/evaluate/flags/:key", async (c) => {
@@ -125,7 +126,7 @@ export function registerOfrep(app: Hono<EdgeEnv>): void {
     const evaluated = await evaluate(c, key);
     if (!evaluated.ok) return evaluated.response;
     const { value, stale } = evaluated.result;
-    const flag = evaluateFlag(value.entitlements, value.overridden, key);
+    const flag = evaluateFlag(value.entitlements, value.overridden, key, stale);
     if (!flag) {
       return failure(c, 404, {
         key,
