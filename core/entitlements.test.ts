@@ -163,13 +163,19 @@ describe("resolveEntitlements: nada activo fuera de una suscripción vigente", (
     });
   }
 
-  it("sin plan: status no_subscription, features false y sin límites", () => {
-    const input = baseInput({ plan: null, overrides: [enable("sso")] });
+  // Los límites del producto, en 0: una app que pide uno no cae en su valor por defecto (quizá
+  // más generoso que el de una suscripción suspendida, que también da 0).
+  it("sin plan: status no_subscription, features false y los límites del producto en 0", () => {
+    const input = baseInput({
+      plan: null,
+      overrides: [enable("sso")],
+      productLimits: ["storage_gb"],
+    });
     const r = resolveEntitlements(input);
     expect(r.status).toBe("no_subscription");
     expect(r.planCode).toBeNull();
     expect(r.features).toEqual({ billing: false, inventory: false, reports: false, sso: false });
-    expect(r.limits).toEqual({});
+    expect(r.limits).toEqual({ max_users: 0, storage_gb: 0 });
   });
 
   it("activa cuando startsAt == now y expiresAt es null", () => {
@@ -402,12 +408,17 @@ describe("propiedades de resolveEntitlements", () => {
         const input = toInput(s);
         const active = expectedStatus(input) === "active";
         const r = resolveEntitlements(input);
+        const expected: Record<string, number> = {};
         if (input.plan === null) {
-          expect(r.limits).toEqual({});
+          // Sin plan nada está activo: max_users y los límites con override, en 0.
+          expect(active).toBe(false);
+          for (const name of ["max_users", ...s.limitOverrides.map((o) => o.name)]) {
+            expected[name] = 0;
+          }
+          expect(r.limits).toEqual(expected);
           return;
         }
         const planValues: Record<string, number> = { ...s.planLimits, max_users: s.maxUsers };
-        const expected: Record<string, number> = {};
         const names = new Set([...Object.keys(planValues), ...s.limitOverrides.map((o) => o.name)]);
         for (const name of names) {
           const override = s.limitOverrides.find((o) => o.name === name)?.value;

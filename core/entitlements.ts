@@ -12,6 +12,11 @@ export interface EntitlementInput {
   productCode: string;
   /** Todos los códigos de feature del producto: el documento los lista todos, activos o no. */
   productFeatures: readonly string[];
+  /**
+   * Los nombres de límite del producto: sin suscripción activa (o sin ninguna) se listan en 0, así
+   * una app no cae en su valor por defecto (que pudiera ser más generoso) al pedir uno.
+   */
+  productLimits?: readonly string[];
   subscription: {
     status: SubscriptionStatus;
     startsAt: Date;
@@ -102,14 +107,18 @@ export function resolveEntitlements(input: EntitlementInput): Entitlements {
   }
 
   const limits: Record<string, number> = {};
-  if (input.plan) {
-    // MaxUsers del plan es la fuente de max_users; un límite homónimo del plan no lo pisa.
-    const base: Record<string, number> = { ...input.plan.limits, max_users: input.plan.maxUsers };
-    for (const name of [...new Set([...Object.keys(base), ...limitOverrides.keys()])].sort()) {
-      const value = limitOverrides.get(name) ?? base[name];
-      // Sin suscripción activa los límites valen 0: nada puede consumirse.
-      if (value !== undefined) limits[name] = active ? value : 0;
-    }
+  // MaxUsers del plan es la fuente de max_users; un límite homónimo del plan no lo pisa.
+  const base: Record<string, number> = input.plan
+    ? { ...input.plan.limits, max_users: input.plan.maxUsers }
+    : {};
+  // Sin suscripción activa (o sin suscripción ni plan) los límites valen 0, también los del
+  // producto que el plan no fija: nada puede consumirse.
+  const known = active ? [] : [...(input.productLimits ?? []), "max_users"];
+  const names = new Set([...Object.keys(base), ...limitOverrides.keys(), ...known]);
+  for (const name of [...names].sort()) {
+    const value = limitOverrides.get(name) ?? base[name];
+    if (!active) limits[name] = 0;
+    else if (value !== undefined && input.plan) limits[name] = value;
   }
 
   return {

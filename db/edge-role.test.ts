@@ -58,6 +58,7 @@ describe("the edge database role", () => {
       "select * from plans",
       "select * from plan_features",
       "select * from plan_limits",
+      "select name from product_limits",
       "select * from subscriptions",
       "select * from subscription_feature_overrides",
       "select * from api_clients",

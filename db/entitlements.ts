@@ -5,6 +5,7 @@ import {
   planFeatures,
   planLimits,
   plans,
+  productLimits,
   products,
   subscriptionFeatureOverrides,
   subscriptions,
@@ -38,6 +39,8 @@ export async function loadEntitlementInput(
       plan: plans,
       productFeatures: sql<string[]>`(select coalesce(json_agg(${features.code}), '[]'::json)
         from ${features} where ${features.productId} = ${tenantInstances.productId})`,
+      productLimits: sql<string[]>`(select coalesce(json_agg(${productLimits.name}), '[]'::json)
+        from ${productLimits} where ${productLimits.productId} = ${tenantInstances.productId})`,
       includedFeatures: sql<
         string[]
       >`(select coalesce(json_agg(${planFeatures.featureCode}), '[]'::json)
@@ -63,6 +66,7 @@ export async function loadEntitlementInput(
     instance: { id: head.instanceId, status: head.instanceStatus },
     productCode: head.productCode,
     productFeatures: head.productFeatures,
+    productLimits: head.productLimits,
     subscription: head.subscription
       ? {
           status: head.subscription.status,

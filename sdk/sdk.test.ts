@@ -843,7 +843,8 @@ describe("entitlements", () => {
     });
     const { client } = testClient({ clientId: bare.id, clientSecret: bare.secret, instanceId });
     expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(false);
-    expect(await client.limit("max_users")).toBeUndefined();
+    // En 0, no ausente: la app no cae en su valor por defecto.
+    expect(await client.limit("max_users")).toBe(0);
     const snapshot = await client.snapshot();
     expect(snapshot).toMatchObject({
       source: "edge",
@@ -852,8 +853,9 @@ describe("entitlements", () => {
       productCode: "FARUTECH_VET",
       planCode: null,
       status: "no_subscription",
-      limits: {},
     });
+    expect(snapshot.limits.max_users).toBe(0);
+    expect(Object.values(snapshot.limits).every((n) => n === 0)).toBe(true);
     expect(Object.keys(snapshot.features)).toEqual(Object.keys(expectedNorte().features).sort());
     expect(Object.values(snapshot.features).every((on) => !on)).toBe(true);
     await client.close();
