@@ -46,9 +46,11 @@ interface Container {
   readinessProbe?: Probe;
   livenessProbe?: Probe;
   resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
+  lifecycle?: { preStop?: { exec?: { command: string[] } } };
 }
 interface PodSpec {
   containers: Container[];
+  initContainers?: Container[];
   terminationGracePeriodSeconds?: number;
   volumes?: { name: string; configMap?: { name: string } }[];
 }
@@ -220,6 +222,35 @@ describe("infra/k8s manifests", () => {
     );
   });
 
+  // Un Job aparte no se ordena con el rollout (el código nuevo arrancaba contra el esquema viejo)
+  // y con otra etiqueta de imagen ni se vuelve a crear (su plantilla es inmutable).
+  it("migrates in an initContainer of every pod that runs our code, with the same image", () => {
+    expect(byKind("Job")).toEqual([]);
+    const ours = workloads().filter((w) =>
+      w.pod.containers.some((c) => c.image.startsWith("farutech/")),
+    );
+    expect(ours.map((w) => w.name).sort()).toEqual(["farutech-functions", "farutech-worker"]);
+    for (const w of ours) {
+      const [init] = w.pod.initContainers ?? [];
+      expect(init?.command, w.name).toEqual(["node", "dist/db-cli.js", "migrate"]);
+      expect(init?.image).toBe(w.pod.containers[0]?.image);
+      const secret = init?.env?.find((e) => e.name === "DATABASE_URL")?.valueFrom?.secretKeyRef;
+      expect(secret).toEqual({ name: "farutech-secrets", key: "DATABASE_URL" });
+    }
+  });
+
+  it("keeps serving while the Service drops a stopping functions pod, within its grace period", () => {
+    const functions = workload("farutech-functions");
+    const [container] = functions.pod.containers;
+    const preStop = container?.lifecycle?.preStop?.exec?.command ?? [];
+    expect(preStop[0]).toBe("sleep");
+    const seconds = Number(preStop[1]);
+    expect(seconds).toBeGreaterThanOrEqual(5);
+    expect((seconds * 1000 + COMMIT_BUDGET_MS) / 1000).toBeLessThanOrEqual(
+      functions.pod.terminationGracePeriodSeconds ?? 30,
+    );
+  });
+
   it("gives the worker more than its 30 s drain and scales it with an HPA", () => {
     const worker = workload("farutech-worker");
     expect(worker.pod.terminationGracePeriodSeconds ?? 30).toBeGreaterThan(30);
@@ -328,10 +359,11 @@ describe("infra/k8s manifests", () => {
     ];
     expect(conf).toMatch(/authorization\s*\{\s*token:\s*\$NATS_TOKEN\s*\}/);
     // nats-server relee el valor como configuración: el token documentado empieza por una letra.
-    const generated = /--from-literal=NATS_TOKEN="([^"]*)"/.exec(
+    const generated = /printf 'NATS_TOKEN=([^']*)' "\$\(openssl rand -hex (\d+)\)"/.exec(
       readFileSync(join(DIR, "README.md"), "utf8"),
-    )?.[1];
-    expect(generated).toMatch(/^[a-z]+_\$\(openssl rand -hex \d+\)$/);
+    );
+    expect(generated?.[1]).toMatch(/^[a-z]+_%s\\n$/);
+    expect(Number(generated?.[2])).toBeGreaterThanOrEqual(16);
     // La monitorización (sin autenticación) no se expone por el Service.
     const service = byKind("Service").find((s) => s.metadata.name === "nats");
     if (!service) throw new Error("no nats Service");
