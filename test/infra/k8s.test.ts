@@ -7,8 +7,12 @@ import * as networkingV1 from "kubernetes-models/networking.k8s.io/v1";
 import * as coreV1 from "kubernetes-models/v1";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
+import { parseEnv } from "../../core/config";
+import { generateEncryptionKey } from "../../core/secret-box";
 import { COMMIT_BUDGET_MS } from "../../functions/middleware/idempotency";
+import { functionsEnv } from "../../functions/runtime";
 import { ENTRY_POINTS } from "../../scripts/build";
+import { workersEnv } from "../../workers/runtime";
 import { SHUTDOWN_DEADLINE_MS } from "../../workers/runtime/consumer";
 import { envVarsReadByCode } from "./env-vars";
 
@@ -280,6 +284,33 @@ describe("infra/k8s manifests", () => {
       for (const c of w.pod.containers)
         for (const e of c.env ?? [])
           expect(`${e.name}=${e.value ?? ""}`).not.toMatch(/(PASSWORD|SECRET|KEYS|DATABASE_URL)=./);
+  });
+
+  // Los nombres no bastan: un valor que el esquema rechaza ("1e3", un tope superado) deja al pod
+  // en bucle de reinicios. ConfigMap, valores literales y Secrets (con valores de ejemplo válidos)
+  // pasan por el esquema del componente.
+  it("gives functions and workers an environment their own schema accepts", () => {
+    const configMaps = new Map(byKind("ConfigMap").map((c) => [c.metadata.name, c]));
+    const secretValues: Record<string, string> = {
+      DATABASE_URL: "postgres://farutech:example@postgres:5432/farutech",
+      ENCRYPTION_KEYS: JSON.stringify([generateEncryptionKey("k8s-test")]),
+      NATS_TOKEN: "nats_example",
+      SMTP_URL: "smtp://user:pass@smtp.example.com:587",
+    };
+    for (const [name, schema] of [
+      ["farutech-functions", functionsEnv],
+      ["farutech-worker", workersEnv],
+    ] as const) {
+      const [c] = workload(name).pod.containers;
+      const env: Record<string, string> = {};
+      for (const from of c?.envFrom ?? [])
+        Object.assign(env, configMaps.get(from.configMapRef?.name ?? "")?.data ?? {});
+      for (const e of c?.env ?? []) {
+        const ref = e.valueFrom?.secretKeyRef;
+        env[e.name] = ref ? (secretValues[ref.key] ?? "") : (e.value ?? "");
+      }
+      expect(() => parseEnv(schema, env), name).not.toThrow();
+    }
   });
 
   it("ConfigMaps referenced by pods exist, and app settings are ones the code reads", () => {

@@ -1,8 +1,14 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { generateSigningKey } from "../../core/auth/keys";
+import { parseEnv } from "../../core/config";
+import { generateEncryptionKey } from "../../core/secret-box";
 import { SST_LINKS } from "../../core/sst-links";
+import { edgeEnv } from "../../edge/config";
+import { functionsEnv } from "../../functions/runtime";
 import { findNatsServer } from "../../infra/nats/local-server";
+import { workersEnv } from "../../workers/runtime";
 import { SHUTDOWN_DEADLINE_MS } from "../../workers/runtime/consumer";
 import { readStages } from "./dockerfile";
 import { envVarsReadByCode } from "./env-vars";
@@ -217,6 +223,40 @@ describe("sst.config.ts (evaluated with stand-ins for SST)", () => {
     const health = (service.args.health as { command: string[] }).command.join(" ");
     const port = (service.args.environment as Record<string, string>).METRICS_PORT;
     expect(health).toContain(`http://127.0.0.1:${port}/healthz`);
+  });
+
+  // Los nombres no bastan: un valor que el esquema del componente rechaza ("1e3", un tope
+  // superado) lo deja sin arrancar (workers en bucle de reinicios, edge en 500). Con valores de
+  // ejemplo válidos para cada link, el entorno entero de cada componente pasa por su esquema.
+  it("gives each component an environment its own schema accepts, NATS token included", async () => {
+    const linkValues: Record<string, string> = {
+      DATABASE_URL: "postgres://farutech@db.example.com/farutech?sslmode=require",
+      NATS_URL: "nats://nats.example.com:4222",
+      NATS_WS_URL: "wss://nats.example.com",
+      NATS_TOKEN: "nats_example",
+      AUTH_SIGNING_KEYS: JSON.stringify([await generateSigningKey("sst-test")]),
+      ENCRYPTION_KEYS: JSON.stringify([generateEncryptionKey("sst-test")]),
+      SMTP_URL: "smtp://user:pass@smtp.example.com:587",
+    };
+    const envFor = (args: Record<string, unknown>) => {
+      const env: Record<string, string> = {};
+      for (const name of linkedSecrets(args)) {
+        const variable = SST_LINKS[name as keyof typeof SST_LINKS];
+        env[variable] = linkValues[variable] ?? "";
+      }
+      for (const [k, v] of Object.entries((args.environment ?? {}) as object))
+        env[k] = String(unwrap(v));
+      return env;
+    };
+    const lambda = routes[0]?.handler ?? {};
+    const workers = one("sst:aws:Service", "Workers").args;
+    const edge = one("sst:cloudflare:Worker", "Edge").args;
+    expect(() => parseEnv(functionsEnv, envFor(lambda))).not.toThrow();
+    expect(() => parseEnv(workersEnv, envFor(workers))).not.toThrow();
+    expect(() => parseEnv(edgeEnv, envFor(edge))).not.toThrow();
+    // NATS exige token (infra/nats): quien publica o consume lo necesita.
+    expect(linkedSecrets(lambda)).toContain("NatsToken");
+    expect(linkedSecrets(workers)).toContain("NatsToken");
   });
 
   it("`sst dev` runs the workers locally with an npm script that exists", () => {
