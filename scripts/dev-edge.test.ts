@@ -11,7 +11,7 @@ import { createApiClient } from "../test/support/clients";
 import { createPostgresTestDatabase, type TestDatabase } from "../test/support/databases";
 import { formPost } from "../test/support/edge";
 import { waitFor } from "../test/support/stack";
-import { dotenvFile, wranglerDevArgs, writePrivateEnvFile } from "./dev-edge";
+import { dotenvFile, edgeVarsFrom, wranglerDevArgs, writePrivateEnvFile } from "./dev-edge";
 
 /** `npm run dev:edge` con la línea de package.json, en su propio grupo de procesos (una terminal). */
 function spawnDevEdge(env: NodeJS.ProcessEnv): ChildProcess {
@@ -42,6 +42,34 @@ describe("dev:edge launch", () => {
     AUTH_SIGNING_KEYS: '[{"kty":"EC","d":"private-part"}]',
     AUTH_ISSUER: "http://127.0.0.1:8787",
   };
+
+  it("passes on the edge settings set in the shell, and only those, under its own values", () => {
+    const vars = edgeVarsFrom(
+      {
+        ENTITLEMENTS_MAX_AGE_MS: "1500",
+        AUTH_CLIENT_FAILURE_LIMIT_ALL_SOURCES: "9",
+        LOG_LEVEL: "debug",
+        AUTH_ISSUER: "http://from-shell",
+        HOME: "/home/dev",
+        PGPASSWORD: "not-for-the-edge",
+      },
+      {
+        DATABASE_URL: "postgres://u@127.0.0.1/db",
+        NEON_WSPROXY: "127.0.0.1:1",
+        AUTH_SIGNING_KEYS: "[]",
+        AUTH_ISSUER: "http://127.0.0.1:8787",
+      },
+    );
+    expect(vars).toEqual({
+      ENTITLEMENTS_MAX_AGE_MS: "1500",
+      AUTH_CLIENT_FAILURE_LIMIT_ALL_SOURCES: "9",
+      LOG_LEVEL: "debug",
+      DATABASE_URL: "postgres://u@127.0.0.1/db",
+      NEON_WSPROXY: "127.0.0.1:1",
+      AUTH_SIGNING_KEYS: "[]",
+      AUTH_ISSUER: "http://127.0.0.1:8787",
+    });
+  });
 
   it("keeps every variable off wrangler's command line", () => {
     const args = wranglerDevArgs(8787, ["edge/.dev.vars", "/tmp/x/edge.env"]).join(" ");

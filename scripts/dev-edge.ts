@@ -8,6 +8,7 @@ import { cliLogger, failCli } from "../core/cli";
 import { envNumber, parseEnv } from "../core/config";
 import { startWsProxy } from "../infra/wsproxy/wsproxy";
 import { ensureLocalSigningKeys } from "./dev-credentials";
+import { isEdgeVar } from "./edge-container";
 import { dotenvFile, writePrivateEnvFile } from "./env-file";
 
 export { dotenvFile, writePrivateEnvFile };
@@ -21,9 +22,21 @@ const devEdgeEnv = z.object({
   WSPROXY_PORT: envNumber(z.number().int().min(0).max(65_535).default(0)),
 });
 
-/** Las variables del edge que dev-edge le da a wrangler (secretas o no, van por el mismo archivo). */
+/** Las variables del edge que dev-edge calcula (secretas o no, van por el mismo archivo). */
 const EDGE_VARS = ["DATABASE_URL", "NEON_WSPROXY", "AUTH_SIGNING_KEYS", "AUTH_ISSUER"] as const;
 type EdgeVars = Record<(typeof EDGE_VARS)[number], string>;
+
+/**
+ * Todo lo que el edge lee del entorno de la shell (LOG_LEVEL, AUTH_*, ENTITLEMENTS_*), y encima
+ * lo calculado: en workerd el edge solo ve el archivo, y una variable puesta en la shell (p. ej.
+ * ENTITLEMENTS_MAX_AGE_MS) se perdía sin aviso.
+ */
+export function edgeVarsFrom(env: NodeJS.ProcessEnv, computed: EdgeVars): Record<string, string> {
+  const fromShell = Object.entries(env).filter(
+    (entry): entry is [string, string] => entry[1] !== undefined && isEdgeVar(entry[0]),
+  );
+  return { ...Object.fromEntries(fromShell), ...computed };
+}
 
 // node con el bin de wrangler, sin npx: un proceso intermedio menos entre las señales y wrangler.
 const WRANGLER_BIN = createRequire(import.meta.url).resolve("wrangler/bin/wrangler.js");
@@ -72,7 +85,7 @@ async function main() {
   };
   let envFile: ReturnType<typeof writePrivateEnvFile>;
   try {
-    envFile = writePrivateEnvFile(dotenvFile(vars));
+    envFile = writePrivateEnvFile(dotenvFile(edgeVarsFrom(process.env, vars)));
   } catch (err) {
     await proxy.close();
     throw err;
@@ -86,6 +99,7 @@ async function main() {
     WRANGLER_SEND_METRICS: "false",
     CLOUDFLARE_CF_FETCH_ENABLED: "false",
   };
+  for (const name of Object.keys(env)) if (isEdgeVar(name)) delete env[name];
   for (const name of EDGE_VARS) delete env[name];
   // Con --env-file wrangler ya no lee edge/.dev.vars por su cuenta: va delante, y lo de dev-edge pisa.
   const devVars = join(dirname(WRANGLER_CONFIG), ".dev.vars");
