@@ -168,6 +168,12 @@ describe("npm run build bundles", () => {
         await exit;
         expect(existsSync(file)).toBe(false);
       } finally {
+        // SIGTERM primero: edge-container lo pasa a wrangler; un SIGKILL directo dejaba wrangler y
+        // workerd huérfanos (girando) si una aserción fallaba antes de pararlo.
+        if (run.exitCode === null && run.signalCode === null) {
+          run.kill("SIGTERM");
+          await Promise.race([exit, new Promise((r) => setTimeout(r, 10_000))]);
+        }
         run.kill("SIGKILL");
       }
     } finally {
