@@ -71,6 +71,18 @@ function makeCache(clock: FakeClock, patch: Partial<SwrCacheOptions<string>> = {
   });
 }
 
+/** Una cache compartida en memoria (la Cache API de otro isolate), con su mapa a la vista. */
+function memoryShared() {
+  const store = new Map<string, CacheEntry<string>>();
+  const shared: SharedTier<string> = {
+    get: async (k) => store.get(k),
+    put: async (k, e) => {
+      store.set(k, e);
+    },
+  };
+  return { store, shared };
+}
+
 /** Carga y resuelve al instante con `value`. */
 async function prime(
   cache: SwrCache<string>,
@@ -162,13 +174,7 @@ describe("SwrCache freshness", () => {
   it("does not read entries of another namespace (cache schema version)", async () => {
     const clock = new FakeClock();
     const origin = new ControlledOrigin();
-    const store = new Map<string, CacheEntry<string>>();
-    const shared: SharedTier<string> = {
-      get: async (k) => store.get(k),
-      put: async (k, e) => {
-        store.set(k, e);
-      },
-    };
+    const { store, shared } = memoryShared();
     await prime(makeCache(clock, { shared }), origin, "a", "old-shape");
     expect([...store.keys()]).toEqual(["test:v1:a"]);
     const next = makeCache(clock, { shared, namespace: "test:v2" });
@@ -185,13 +191,7 @@ describe("SwrCache shared tier", () => {
   it("does not let an older load that finishes late overwrite a newer shared entry", async () => {
     const clock = new FakeClock();
     const origin = new ControlledOrigin();
-    const store = new Map<string, CacheEntry<string>>();
-    const shared: SharedTier<string> = {
-      get: async (k) => store.get(k),
-      put: async (k, e) => {
-        store.set(k, e);
-      },
-    };
+    const { store, shared } = memoryShared();
     const cache = makeCache(clock, { shared });
     const first = cache.get("a", origin.loader);
     await flush();
@@ -366,13 +366,7 @@ describe("SwrCache stale-if-error", () => {
   it("uses a newer shared entry (another isolate loaded it) before the origin", async () => {
     const clock = new FakeClock();
     const origin = new ControlledOrigin();
-    const store = new Map<string, CacheEntry<string>>();
-    const shared: SharedTier<string> = {
-      get: async (k) => store.get(k),
-      put: async (k, e) => {
-        store.set(k, e);
-      },
-    };
+    const { shared } = memoryShared();
     const isolateA = makeCache(clock, { shared });
     const isolateB = makeCache(clock, { shared });
     await prime(isolateA, origin, "a", "v1");
