@@ -263,17 +263,14 @@ export async function authenticateClient(
     // Un client_id desconocido también paga el hash lento: el tiempo de respuesta es el mismo.
     else await verifySecret(credentials.secret, await dummyHash());
   } catch (err) {
-    await release(key, reservation.windowStartedAt);
-    if (all) await release(allKey, all);
+    await Promise.all([release(key, reservation.windowStartedAt), all && release(allKey, all)]);
     throw err;
   }
-  await recordClientAuthOutcome(
-    db,
-    key,
-    reservation.windowStartedAt,
-    valid ? "succeeded" : "failed",
-  );
-  if (all) await recordClientAuthOutcome(db, allKey, all, valid ? "released" : "failed");
+  // Filas distintas: las dos a la vez, no un viaje a la base detrás del otro.
+  await Promise.all([
+    recordClientAuthOutcome(db, key, reservation.windowStartedAt, valid ? "succeeded" : "failed"),
+    all && recordClientAuthOutcome(db, allKey, all, valid ? "released" : "failed"),
+  ]);
   if (!client || !valid) {
     logger.info({ ...who, source }, "client authentication failed");
     throw invalidClient();

@@ -227,12 +227,13 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
    * una entrada de DLQ y un correo a operaciones por instancia en cada cambio del catálogo.
    */
   const countFailures = async (endpointIds: string[], eventId: string, logger: Logger) => {
+    // Sin tope no hay racha que llevar.
+    if (disableAfter === 0) return;
     const disabled = await deps.db.transaction(async (tx) => {
       await tx
         .insert(webhookFailures)
         .values(endpointIds.map((endpointId) => ({ endpointId, eventId })))
         .onConflictDoNothing();
-      if (disableAfter === 0) return [];
       const streaks = await tx
         .select({ endpointId: webhookFailures.endpointId, events: count() })
         .from(webhookFailures)
@@ -319,8 +320,8 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
       if (failures.length === 0) return;
       // Fallo definitivo (el runtime lo manda a la DLQ): cuenta para la racha de cada endpoint que
       // falló; uno que no se intentó (la base caída, el plazo vencido) no se cuenta.
-      const final = failures.every((f) => f.permanent) || ctx.deliveryCount >= MAX_DELIVER;
-      if (final) {
+      const allPermanent = failures.every((f) => f.permanent);
+      if (allPermanent || ctx.deliveryCount >= MAX_DELIVER) {
         await countFailures(
           failures.map((f) => f.endpoint.id),
           eventId,
@@ -329,7 +330,7 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
       }
       const message = describeFailures(failures, endpoints.length);
       // Con algún fallo transitorio se reintenta (también los permanentes, que no bloquean a nadie).
-      if (failures.every((f) => f.permanent)) throw new PermanentError(message);
+      if (allPermanent) throw new PermanentError(message);
       throw new Error(message);
     },
     async onDeadLetter(info, data) {
