@@ -101,16 +101,14 @@ export async function loadResolvedEntitlements(
 
 // Cuerpos JSON ya serializados por valor cacheado: el camino caliente no re-serializa en cada
 // petición. WeakMap: se van con la entrada cuando la cache la reemplaza o la expulsa.
-const serialized = new WeakMap<
-  ResolvedEntitlements,
-  { entitlements?: string; ofrepBulk?: string; ofrepBulkStale?: string }
->();
-
-function memoOf(value: ResolvedEntitlements): {
+interface SerializedBodies {
   entitlements?: string;
   ofrepBulk?: string;
   ofrepBulkStale?: string;
-} {
+}
+const serialized = new WeakMap<ResolvedEntitlements, SerializedBodies>();
+
+function memoOf(value: ResolvedEntitlements): SerializedBodies {
   let memo = serialized.get(value);
   if (!memo) {
     memo = {};
