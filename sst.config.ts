@@ -7,6 +7,12 @@
 
 /** El worker drena hasta 30 s tras SIGTERM (workers/main.ts); ECS espera un poco más. */
 const WORKER_STOP_TIMEOUT_S = 45;
+/**
+ * Los de edge/wrangler.toml: SST publica por defecto con su propia fecha (2024-04-04) y
+ * nodejs_compat, un runtime que ninguna prueba ejercita (las del edge corren con wrangler.toml).
+ */
+const EDGE_COMPATIBILITY_DATE = "2025-09-01";
+const EDGE_COMPATIBILITY_FLAGS: string[] = [];
 
 export default $config({
   app(input) {
@@ -48,6 +54,12 @@ export default $config({
       domain: edgeDomain,
       link: [edgeDatabaseUrl, signingKeys],
       environment: common,
+      transform: {
+        worker: (args) => {
+          args.compatibilityDate = EDGE_COMPATIBILITY_DATE;
+          args.compatibilityFlags = EDGE_COMPATIBILITY_FLAGS;
+        },
+      },
     });
 
     const api = new sst.aws.ApiGatewayV2("AdminApi");

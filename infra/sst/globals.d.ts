@@ -101,6 +101,12 @@ declare namespace sst {
   }
 
   namespace cloudflare {
+    /** Argumentos del recurso de Pulumi (cloudflare.WorkersScript) que SST crea. */
+    interface WorkerScriptArgs {
+      compatibilityDate?: SstInput<string>;
+      compatibilityFlags?: SstInput<string[]>;
+    }
+
     class Worker implements SstLinkable {
       constructor(
         name: string,
@@ -110,6 +116,7 @@ declare namespace sst {
           domain?: string;
           link?: SstLinkable[];
           environment?: Record<string, SstInput<string>>;
+          transform?: { worker?: (args: WorkerScriptArgs) => void };
         },
       );
       readonly urn: SstOutput<string>;
