@@ -1,3 +1,4 @@
+import { errors } from "@nats-io/nats-core";
 import { type Bus, type BusOptions, connectBus, ensureStreams } from "./bus";
 import type { Logger } from "./logger";
 
@@ -5,6 +6,18 @@ export interface BusProvider {
   get(): Promise<Bus | undefined>;
   ping(): Promise<boolean>;
   close(): Promise<void>;
+  /** Por qué falló el último intento de conexión, en palabras de operador; undefined si no falló. */
+  failure(): BusFailure | undefined;
+}
+
+/** Un broker que no contesta y uno que rechaza las credenciales se arreglan distinto. */
+export type BusFailure = "not reachable" | "refused the credentials";
+
+function busFailure(err: unknown): BusFailure {
+  return err instanceof errors.AuthorizationError ||
+    err instanceof errors.UserAuthenticationExpiredError
+    ? "refused the credentials"
+    : "not reachable";
 }
 
 /**
@@ -16,6 +29,7 @@ export function fixedBusProvider(bus: Bus | undefined): BusProvider {
     get: async () => bus,
     ping: async () => bus?.isConnected() ?? false,
     close: async () => {},
+    failure: () => undefined,
   };
 }
 
@@ -29,6 +43,7 @@ export function createBusProvider(
 ): BusProvider {
   let current: Promise<Bus> | undefined;
   let lastFailure = 0;
+  let lastError: unknown;
   const connect = async (): Promise<Bus> => {
     const bus = await connectBus({ ...options, logger });
     if (options.ensureStreams) await ensureStreams(bus);
@@ -45,11 +60,14 @@ export function createBusProvider(
         current = connect();
       }
       try {
-        return await current;
+        const bus = await current;
+        lastError = undefined;
+        return bus;
       } catch (err) {
         logger.warn({ err }, "message bus unavailable");
         current = undefined;
         lastFailure = Date.now();
+        lastError = err;
         return undefined;
       }
     },
@@ -63,6 +81,7 @@ export function createBusProvider(
         return false;
       }
     },
+    failure: () => (lastError === undefined ? undefined : busFailure(lastError)),
     async close() {
       const pending = current;
       current = undefined;

@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { and, count, eq, isNull } from "drizzle-orm";
+import getPort from "get-port";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { streams, subjects } from "../contracts/streams";
 import { connectBus, ensureStreams } from "../core/bus";
@@ -17,8 +18,9 @@ import {
   webhookEndpoints,
 } from "../db/schema";
 import { seedDemo } from "../db/seed";
+import { findNatsServer } from "../infra/nats/local-server";
 import { createPostgresTestDatabase, type TestDatabase } from "../test/support/databases";
-import { startNatsForTest, type TestNats } from "../test/support/stack";
+import { startNatsForTest, type TestNats, waitFor } from "../test/support/stack";
 
 interface Run {
   code: number | null;
@@ -236,6 +238,55 @@ describe("operator CLIs", () => {
     for (const r of [all, provision]) {
       expect(`${r.out}${r.err}`).not.toMatch(/\n\s+at |"stack"/);
       expect(r.out).not.toContain('"level"');
+    }
+  }, 60_000);
+
+  // Un broker que rechaza las credenciales no es un broker caído: el operador debe mirar
+  // NATS_TOKEN / NATS_USER, no la red.
+  it("dlq replay and publish:test name a broker that refuses the credentials, not an unreachable one", async () => {
+    const port = await getPort({ host: "127.0.0.1" });
+    const server = spawn(
+      findNatsServer(),
+      ["-a", "127.0.0.1", "-p", String(port), "--auth", "right-token"],
+      {
+        stdio: "ignore",
+      },
+    );
+    try {
+      await waitFor(async () => {
+        // Hasta que escuche: mientras arranca, la conexión se rechaza.
+        const probe = await connectBus({
+          servers: `nats://127.0.0.1:${port}`,
+          token: "right-token",
+          name: "cli-auth-probe",
+        }).catch(() => undefined);
+        await probe?.close();
+        return probe ? true : undefined;
+      });
+      const c = entry(8, "connect ECONNREFUSED");
+      await db.handle.db.insert(dlqEntries).values(c);
+      const env = {
+        ...process.env,
+        NATS_URL: `nats://127.0.0.1:${port}`,
+        NATS_TOKEN: "wrong-token",
+        DATABASE_URL: db.url,
+        LOG_LEVEL: undefined,
+      };
+      const one = await runScript("scripts/dlq.ts", ["replay", c.id], env);
+      expect(one.code, one.err).toBe(0);
+      expect(one.out).toContain(`queued ${c.id}`);
+      expect(one.out).toContain("NATS refused the credentials");
+      expect(one.out).not.toContain("not reachable");
+      const billing = await runScript(
+        "scripts/publish-test.ts",
+        ["--count", "1", "--type", "billing"],
+        env,
+      );
+      expect(billing.code).toBe(1);
+      expect(billing.err).toContain(`NATS refused the credentials at nats://127.0.0.1:${port}`);
+      expect(`${billing.out}${billing.err}`).not.toContain("wrong-token");
+    } finally {
+      server.kill("SIGKILL");
     }
   }, 60_000);
 

@@ -48,7 +48,8 @@ const db = await createDb({ ...dbConfigFromEnv(), pgliteMustExist: true }).catch
 const bus = process.env.NATS_URL
   ? createBusProvider(natsConnectionFromEnv(process.env, "dlq-cli"), silentLogger)
   : fixedBusProvider(undefined);
-const natsState = process.env.NATS_URL ? "not reachable" : "not set (NATS_URL)";
+const natsState = () =>
+  process.env.NATS_URL ? (bus.failure() ?? "not reachable") : "not set (NATS_URL)";
 /** Con el broker a mano el reenvío se publica ya; si no, lo publica el relay de los workers. */
 const replayed = async (entry: { id: string; subject: string }) =>
   // Sin viaje al broker por entrada (replay --all puede llevar miles): basta la conexión abierta.
@@ -56,7 +57,7 @@ const replayed = async (entry: { id: string; subject: string }) =>
     ? { published: true, line: `replayed ${entry.id} (${entry.subject})` }
     : {
         published: false,
-        line: `queued ${entry.id} (${entry.subject}) for replay: NATS ${natsState}, the workers' outbox relay publishes it`,
+        line: `queued ${entry.id} (${entry.subject}) for replay: NATS ${natsState()}, the workers' outbox relay publishes it`,
       };
 const ctx = {
   db: db.db,
@@ -117,7 +118,7 @@ try {
     }
     const notAttempted = pending.length - done - queued - skipped - (failed ? 1 : 0);
     const waiting =
-      queued > 0 ? `, ${queued} queued for the workers' outbox relay (NATS ${natsState})` : "";
+      queued > 0 ? `, ${queued} queued for the workers' outbox relay (NATS ${natsState()})` : "";
     const summary = `${done} entries replayed${waiting}, ${skipped} skipped${failed ? `, 1 failed, ${notAttempted} not attempted` : ""}`;
     // Con alguna saltada, un runbook o un script no deben tomarlo por un éxito completo.
     if (skipped > 0 || failed) {

@@ -81,7 +81,7 @@ async function main(): Promise<void> {
     const bus = createBusProvider({ ...nats, ensureStreams: true }, silentLogger);
     if (values.type === "billing") {
       const busConn = await bus.get();
-      if (!busConn) throw new Error(`NATS not reachable at ${natsUrl}`);
+      if (!busConn) throw new Error(`NATS ${bus.failure() ?? "not reachable"} at ${natsUrl}`);
       const period = lastClosedPeriod();
       for (let i = 0; i < count; i++) {
         await busConn.publishEvent(subjects.billingCycle, {
@@ -114,7 +114,7 @@ async function main(): Promise<void> {
       }
       if (!(await bus.get())?.isConnected()) {
         console.error(
-          `NATS not reachable at ${natsUrl}: the tasks are in the outbox; the workers' relay publishes them`,
+          `NATS ${bus.failure() ?? "not reachable"} at ${natsUrl}: the tasks are in the outbox; the workers' relay publishes them`,
         );
       }
       await db.close();
