@@ -65,7 +65,7 @@ export async function freshDatabase(
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
   await admin.query(`drop database if exists "${name}" with (force)`);
-  await admin.query(`create database "${name}"`);
+  await admin.query(`create database "${name}" template template0`);
   await admin.end();
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
@@ -79,6 +79,12 @@ export async function freshDatabase(
         [`${name}%`],
       );
       for (const r of rows) await c.query(`drop database if exists "${r.datname}" with (force)`);
+      // Los roles de aplicación de las bases compartidas son del servidor: sin esto quedaban.
+      const roles = await c.query<{ rolname: string }>(
+        "select rolname from pg_roles where starts_with(rolname, $1)",
+        [`${name}_`],
+      );
+      for (const r of roles.rows) await c.query(`drop role if exists "${r.rolname}"`);
       await c.end();
     },
   };

@@ -17,7 +17,7 @@ describe("createDb with the Neon serverless driver", () => {
     proxy = await startWsProxy();
     const admin = new pg.Client({ connectionString: inject("pgAdminUrl") });
     await admin.connect();
-    await admin.query(`create database "${name}"`);
+    await admin.query(`create database "${name}" template template0`);
     await admin.end();
     const u = new URL(inject("pgAdminUrl"));
     u.pathname = `/${name}`;

@@ -135,7 +135,7 @@ describe("the edge database role", () => {
     const otherUrl = new URL(adminUrl);
     otherUrl.pathname = `/${otherName}`;
     try {
-      await admin.query(`create database "${otherName}"`);
+      await admin.query(`create database "${otherName}" template template0`);
       const other = await createDb({ url: otherUrl.toString() });
       try {
         await other.migrate();
@@ -168,7 +168,7 @@ describe("edge users of other control planes on the same server", () => {
     const name = `farutech_test_${runId}_${process.pid}_${suffix}`;
     const admin = new pg.Client({ connectionString: adminUrl });
     await admin.connect();
-    await admin.query(`create database "${name}"`);
+    await admin.query(`create database "${name}" template template0`);
     const url = new URL(adminUrl);
     url.pathname = `/${name}`;
     const handle = await createDb({ url: url.toString() });

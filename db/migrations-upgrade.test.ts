@@ -47,7 +47,7 @@ async function emptyDatabase(
       await c.end();
     }
   };
-  await admin(`create database "${name}"`);
+  await admin(`create database "${name}" template template0`);
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
   const handle = await createNodePostgresDb({ url: url.toString(), migrationsFolder: folder });

@@ -28,7 +28,7 @@ export default async function setup(project: TestProject) {
       `Tests need a real Postgres at ${adminUrl} (set TEST_DATABASE_URL to override): ${String(err)}`,
     );
   }
-  await admin.query(`create database "${template}"`);
+  await admin.query(`create database "${template}" template template0`);
   const url = new URL(adminUrl);
   url.pathname = `/${template}`;
   const handle = await createDb({ url: url.toString() });

@@ -71,6 +71,12 @@ export function createPostgresDedicated(
     );
     return rows.map((r) => r.rolname);
   };
+  /** La misma conexión de administración, a otra base del servidor. */
+  const databaseUrl = (database: string) => {
+    const url = new URL(adminUrl);
+    url.pathname = `/${encodeURIComponent(database)}`;
+    return url.toString();
+  };
   const refuseForeign = async (admin: pg.Client, name: string) => {
     if ((await foreign(admin, [name])).length > 0) {
       throw new PermanentError(
@@ -105,22 +111,41 @@ export function createPostgresDedicated(
         if (exists.rowCount) await admin.query(`alter role "${name}" with ${options}`);
         else await admin.query(`create role "${name}" with ${options}`);
         await admin.query(`comment on role "${name}" is ${admin.escapeLiteral(marker)}`);
+        // De template0, no de template1: a template1 entra PUBLIC, y un tenant conectado ahí
+        // bloquearía toda CREATE DATABASE del servidor (55006) o dejaría objetos suyos que se
+        // copiarían a las bases de los demás. Y la base es del orquestador, no del tenant: el
+        // dueño puede ALTER DATABASE (SET role, read only, allow_connections) y con eso impedir
+        // que la baja de otro tenant limpie lo que le dejó ahí.
         try {
-          await admin.query(`create database "${name}" owner "${name}"`);
+          await admin.query(`create database "${name}" template template0`);
         } catch (err) {
           if (pgErrorCode(err) !== "42P04" && pgErrorCode(err) !== "23505") throw err;
-          // Ya existía: solo sirve si es del rol del tenant (si no, es de otro).
-          const { rows } = await admin.query<{ owner: string }>(
-            "select pg_get_userbyid(datdba) as owner from pg_database where datname = $1",
+          // Ya existía: solo sirve si es nuestra (o del rol del tenant, como la creaban antes).
+          const { rows } = await admin.query<{ owner: string; me: string }>(
+            `select pg_get_userbyid(datdba) as owner, current_user as me
+               from pg_database where datname = $1`,
             [name],
           );
-          if (rows[0]?.owner !== name) {
-            throw new PermanentError(`Database ${name} exists and is not owned by its tenant role`);
+          const owner = rows[0]?.owner;
+          if (owner === name) await admin.query(`alter database "${name}" owner to current_user`);
+          else if (owner !== rows[0]?.me) {
+            throw new PermanentError(
+              `Database ${name} exists and is not owned by the orchestrator`,
+            );
           }
         }
         await admin.query(`revoke all on database "${name}" from public`);
+        await admin.query(`grant connect, temporary on database "${name}" to "${name}"`);
+        // El tenant crea sus tablas en public (su esquema), sin ser dueño de la base.
+        const inside = new pg.Client({ connectionString: databaseUrl(name) });
+        await inside.connect();
+        try {
+          await inside.query(`alter schema public owner to "${name}"`);
+        } finally {
+          await inside.end();
+        }
         // Y ningún rol de tenant entra en la base del plano de control (solo su dueño).
-        await revokePublicAccess(admin, new URL(adminUrl).pathname.slice(1));
+        await revokePublicAccess(admin, controlPlane);
       } finally {
         await admin.end();
       }
@@ -171,11 +196,14 @@ export function createPostgresDedicated(
           [name],
         );
         for (const { datname } of rows) {
-          const url = new URL(adminUrl);
-          url.pathname = `/${encodeURIComponent(datname)}`;
-          const other = new pg.Client({ connectionString: url.toString() });
+          const other = new pg.Client({ connectionString: databaseUrl(datname) });
           await other.connect();
           try {
+            // Lo que el dueño de esa base le haya puesto a las sesiones (ALTER DATABASE SET role o
+            // read only) no cambia quién limpia ni deja la sesión de solo lectura.
+            await other.query(
+              "set role none; set session characteristics as transaction read write",
+            );
             await other.query(`drop owned by "${name}"`);
           } finally {
             await other.end();

@@ -95,6 +95,68 @@ describe("Enterprise tenant role confinement", () => {
     expect(await reach(u.toString())).toMatch(/^refused 28(000|P01)$/);
   });
 
+  // template1 acepta conexiones de PUBLIC: un tenant conectado ahí bloqueaba toda CREATE DATABASE
+  // del servidor (55006 tras 5 s), la de otros tenants y la de la base compartida de un producto.
+  // (Las demás pruebas crean sus bases de su propia plantilla o de template0: esta no las frena.)
+  it("a tenant holding a connection to template1 does not block provisioning anyone else", async () => {
+    const holder = new pg.Client({ connectionString: at("template1") });
+    await holder.connect();
+    const c = newId();
+    try {
+      await dedicated.create(c, randomToken(24));
+      await registry.register("FARUTECH_TPL", {
+        tenantInstanceId: newId(),
+        tenantCode: "tpl-1",
+        customerId: newId(),
+      });
+    } finally {
+      await holder.end();
+      await dedicated.drop(c).catch(() => {});
+    }
+  });
+
+  // El dueño de una base puede ALTER DATABASE (SET role, read only, allow_connections): así un
+  // tenant dueño de la suya impedía limpiar lo que le había concedido ahí a otro tenant, y la baja
+  // de ese otro fallaba para siempre con su rol aún con LOGIN.
+  it("does not own its database, so it cannot block another tenant's removal from there", async () => {
+    const attacker = newId();
+    const victim = newId();
+    const attackerPw = randomToken(24);
+    await dedicated.create(attacker, attackerPw);
+    await dedicated.create(victim, randomToken(24));
+    const own = new pg.Client({
+      connectionString: dedicated.connectionString(attacker, attackerPw),
+    });
+    await own.connect();
+    try {
+      // Sus tablas las sigue creando (el esquema public es suyo).
+      await own.query("create table bait (x int)");
+      await own.query(`grant select on bait to "${dedicatedName(victim)}"`);
+      for (const sql of [
+        `alter database "${dedicatedName(attacker)}" set default_transaction_read_only = on`,
+        `alter database "${dedicatedName(attacker)}" set role = "${dedicatedName(attacker)}"`,
+        `alter database "${dedicatedName(attacker)}" allow_connections false`,
+      ]) {
+        await expect(own.query(sql), sql).rejects.toSatisfy((e) => pgErrorCode(e) === "42501");
+      }
+    } finally {
+      await own.end();
+    }
+    await dedicated.drop(victim);
+    const admin = new pg.Client({ connectionString: control.url });
+    await admin.connect();
+    try {
+      const { rows } = await admin.query(
+        "select count(*)::int as n from pg_roles where rolname = $1",
+        [dedicatedName(victim)],
+      );
+      expect(rows).toEqual([{ n: 0 }]);
+    } finally {
+      await admin.end();
+      await dedicated.drop(attacker);
+    }
+  });
+
   it("has a connection limit and no elevated attributes", async () => {
     const admin = new pg.Client({ connectionString: control.url });
     await admin.connect();

@@ -248,7 +248,7 @@ describe.each([
     }
   });
 
-  it("applies the baseline again without losing data, and an app table added later inherits the grants", async () => {
+  it("applies the baseline again without losing data; a table or view added later is the app's only once its migration grants it", async () => {
     // Otros procesos (o un reinicio) vuelven a aplicar la base: es idempotente.
     expect(new Set(await fx.reopen(a.tenantInstanceId))).toEqual(new Set([true]));
     const s = await fx.session();
@@ -260,11 +260,30 @@ describe.each([
             references farutech_tenants (tenant_id) on delete cascade,
           name text not null
         );
+        create or replace view vet_record_summary as
+          select tenant_id, kind, data from farutech_app_records;`);
+      // Sin el GRANT de su migración, ni la tabla (aún sin política) ni la vista (corre con los
+      // derechos de su dueño, por encima del RLS) son del rol de la app: fallan cerradas.
+      for (const sql of [
+        "select count(*) from vet_patients",
+        "insert into vet_patients (name) values ('colado')",
+        "select count(*) from vet_record_summary",
+        "select nextval('vet_patients_id_seq')",
+      ]) {
+        await expect(
+          s.asTenant(a.tenantInstanceId, (q) => q(sql)),
+          sql,
+        ).rejects.toSatisfy((e) => errorCode(e) === "42501");
+      }
+      // La migración de la app: política y GRANT juntos.
+      await s.asOwner(`
         alter table vet_patients enable row level security;
         alter table vet_patients force row level security;
         drop policy if exists isolation on vet_patients;
         create policy isolation on vet_patients
-          using (tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid);`);
+          using (tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid);
+        grant select, insert, update, delete on vet_patients to "${fx.role}";
+        grant usage on sequence vet_patients_id_seq to "${fx.role}";`);
       await s.asTenant(a.tenantInstanceId, (q) =>
         q("insert into vet_patients (name) values ('luna'), ('sol')"),
       );
@@ -351,6 +370,8 @@ describe.each([
             references farutech_tenants (tenant_id) on delete cascade,
           owner_id bigint not null references a_owners (id),
           name text not null);
+        grant select, insert, update, delete on a_owners, b_pets to "${fx.role}";
+        grant usage on sequence a_owners_id_seq, b_pets_id_seq to "${fx.role}";
         create schema vet;
         create table vet.visits (
           id bigserial primary key,
@@ -422,7 +443,8 @@ describe.each([
         alter table hidden_notes enable row level security;
         alter table hidden_notes force row level security;
         create policy app_only on hidden_notes to "${fx.role}"
-          using (tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid);`);
+          using (tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid);
+        grant select, insert, update, delete on hidden_notes to "${fx.role}";`);
     } finally {
       await s1.close();
     }

@@ -71,10 +71,13 @@ const BASELINE = (role: string) => `
   grant usage on schema public to "${role}";
   grant select on farutech_tenants to "${role}";
   grant select, insert, update, delete on farutech_app_records to "${role}";
-  -- Las tablas que el dueño cree después (migraciones de la app) también quedan para el rol.
+  -- Una tabla o vista que se cree después NO queda para el rol por sí sola: sin su política de
+  -- RLS dejaría a cada tenant ver y tocar las filas de los demás (y una vista corre con los
+  -- derechos de su dueño). La migración de la app la concede junto con su política (ADR 0003).
+  -- Se revoca lo que concedían las versiones anteriores.
   alter default privileges in schema public
-    grant select, insert, update, delete on tables to "${role}";
-  alter default privileges in schema public grant usage, select on sequences to "${role}";
+    revoke select, insert, update, delete on tables from "${role}";
+  alter default privileges in schema public revoke usage, select on sequences from "${role}";
   -- El registro lo escribe el dueño (el orquestador): sin FORCE; la app solo ve su fila.
   alter table farutech_tenants enable row level security;
   drop policy if exists farutech_tenant_self on farutech_tenants;
@@ -215,7 +218,7 @@ export function createPostgresRegistry(
 ): SharedTenantRegistry & { appRole(productCode: string): string } {
   const pools = new Map<string, Promise<pg.Pool>>();
   const control = new URL(controlUrl);
-  const controlDb = control.pathname.replace(/^\//, "");
+  const controlDb = decodeURIComponent(control.pathname.replace(/^\//, ""));
   const appRole = (productCode: string) =>
     sharedAppRoleName(sharedDatabaseName(controlDb, productCode));
 
@@ -228,7 +231,8 @@ export function createPostgresRegistry(
         const admin = new pgModule.Client({ connectionString: controlUrl });
         await admin.connect();
         try {
-          await admin.query(`create database "${name}"`).catch((err) => {
+          // De template0: a template1 entra PUBLIC (ver dedicated-databases.ts).
+          await admin.query(`create database "${name}" template template0`).catch((err) => {
             // 42P04: ya existe; 23505: otra creación concurrente ganó.
             if (pgErrorCode(err) !== "42P04" && pgErrorCode(err) !== "23505") throw err;
           });
@@ -239,7 +243,7 @@ export function createPostgresRegistry(
           await admin.end();
         }
         const url = new URL(controlUrl);
-        url.pathname = `/${name}`;
+        url.pathname = `/${encodeURIComponent(name)}`;
         // Acotado por producto y proceso; con la concurrencia del worker (16) un pool de 2
         // encolaba los registros y era el cuello de botella del pipeline.
         const p = new pgModule.Pool({ connectionString: url.toString(), max: SHARED_POOL_SIZE });
