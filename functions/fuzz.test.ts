@@ -145,6 +145,11 @@ describe.each(["postgres", "pglite"] as const)("admin API fuzzing on %s", (kind)
               expect(res.headers.get("content-type"), `${op.method} ${url}`).toContain(
                 "application/problem+json",
               );
+              // Y el documento declara ese estado para la operación.
+              expect(
+                doc.paths[op.path]?.[op.method.toLowerCase()]?.responses?.[res.status],
+                `${op.method} ${op.path} ${res.status} undeclared`,
+              ).toBeDefined();
               expect(text).not.toMatch(/\bat .+\.(ts|js):\d+/);
             }
           },
@@ -208,6 +213,10 @@ describe.each(["postgres", "pglite"] as const)("admin API fuzzing on %s", (kind)
             expect(res.headers.get("content-type"), `${method} ${pathname}`).toContain(
               "application/problem+json",
             );
+            expect(
+              op.responses?.[res.status],
+              `${method} ${path} ${res.status} undeclared`,
+            ).toBeDefined();
           }
         },
       ),
@@ -257,6 +266,7 @@ interface JsonSchema {
 interface OpenApiOperation {
   parameters?: { name: string; in: string; required?: boolean; schema?: JsonSchema }[];
   requestBody?: { content?: Record<string, { schema?: JsonSchema }> };
+  responses?: Record<string, unknown>;
 }
 
 interface OpenApiDoc {

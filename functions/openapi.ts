@@ -175,6 +175,14 @@ export const errorResponses = {
   503: problem("Dependencia no disponible"),
 } as const;
 
+const { 404: notFound, 409: _conflict, 422: _unprocessable, ...anyOperation } = errorResponses;
+
+/** Una lista sin recurso padre: no hay 404, ni conflicto ni regla de negocio que romper. */
+export const listErrorResponses = anyOperation;
+
+/** Una lectura de un recurso (o de una lista que cuelga de uno): 404 si no existe. */
+export const readErrorResponses = { ...anyOperation, 404: notFound };
+
 /** If-Match con una versión que ya no es la actual: se relee el recurso (y su ETag) y se repite. */
 export const preconditionFailed = problem(
   "El If-Match no coincide con la versión actual del recurso: otro cambio llegó antes",

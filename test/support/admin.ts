@@ -35,6 +35,31 @@ export interface AdminHarness {
   stop(): Promise<void>;
 }
 
+interface OpenApiPaths {
+  paths: Record<string, Record<string, { responses?: Record<string, unknown> }>>;
+}
+
+/** La operación del documento que atiende `method pathname`: la de más segmentos fijos. */
+export function operationFor(
+  doc: OpenApiPaths,
+  method: string,
+  pathname: string,
+): { template: string; responses: Record<string, unknown> } | undefined {
+  let best: { template: string; responses: Record<string, unknown>; fixed: number } | undefined;
+  for (const [template, item] of Object.entries(doc.paths)) {
+    const op = item[method.toLowerCase()];
+    if (!op) continue;
+    const segments = template.split("/");
+    const actual = pathname.split("/");
+    if (segments.length !== actual.length) continue;
+    const fits = segments.every((seg, i) => /^\{.+\}$/.test(seg) || seg === actual[i]);
+    if (!fits) continue;
+    const fixed = segments.filter((seg) => !seg.startsWith("{")).length;
+    if (!best || fixed > best.fixed) best = { template, responses: op.responses ?? {}, fixed };
+  }
+  return best;
+}
+
 /** La API admin en proceso (app.request) sobre una base real, con tokens firmados de verdad. */
 export async function startAdminHarness(
   kind: DatabaseKind,
@@ -53,6 +78,16 @@ export async function startAdminHarness(
     baseDomain: "farutech.test",
     ...(options.secretBox ? { secretBox: options.secretBox } : {}),
   });
+  // Cada respuesta de cualquier prueba se compara con /openapi.json: un estado que la operación
+  // no declara hace fallar la prueba (el documento no puede prometer menos de lo que pasa).
+  let doc: OpenApiPaths | undefined;
+  const undeclared = async (method: string, path: string, status: number) => {
+    if (method === "HEAD" || method === "OPTIONS") return undefined;
+    doc ??= (await (await app.request("/openapi.json")).json()) as OpenApiPaths;
+    const op = operationFor(doc, method, new URL(path, "http://admin.test").pathname);
+    if (!op || op.responses[String(status)]) return undefined;
+    return `${method} ${op.template} answered ${status}, which /openapi.json does not declare for it`;
+  };
   return {
     db,
     app,
@@ -69,6 +104,8 @@ export async function startAdminHarness(
         body = JSON.stringify(init.json);
       }
       const res = await app.request(path, { method, headers, body });
+      const mismatch = await undeclared(method.toUpperCase(), path, res.status);
+      if (mismatch) throw new Error(mismatch);
       const text = await res.text();
       let parsed: unknown = text;
       try {

@@ -10,10 +10,12 @@ import {
   errorResponses,
   etagHeader,
   ifMatchHeader,
+  listErrorResponses,
   noStoreHeader,
   pageSchema,
   paginationQuery,
   preconditionFailed,
+  readErrorResponses,
 } from "../../openapi";
 import { createAdminClient, revokeClient, toApiClient } from "../../services/clients";
 import { etagFor, expectedVersion, notFound } from "../../services/concurrency";
@@ -84,7 +86,7 @@ const list = createRoute({
       description: "Una página",
       content: { "application/json": { schema: pageSchema(apiClientSchema, "ApiClientPage") } },
     },
-    ...errorResponses,
+    ...listErrorResponses,
   },
 });
 
@@ -103,7 +105,7 @@ const getOne = createRoute({
       headers: etagHeader,
       content: { "application/json": { schema: apiClientSchema } },
     },
-    ...errorResponses,
+    ...readErrorResponses,
   },
 });
 

@@ -2,7 +2,7 @@ import { createRoute, type OpenAPIHono } from "@hono/zod-openapi";
 import type { AdminEnv } from "../../env";
 import { readGuard } from "../../middleware/guards";
 import { TENANT_READ } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, pageSchema } from "../../openapi";
+import { bearerSecurity, listErrorResponses, pageSchema } from "../../openapi";
 import { listAudit } from "../../services/audit";
 import { auditEntrySchema, auditQuerySchema } from "./schema";
 
@@ -20,7 +20,7 @@ const route = createRoute({
       description: "Una página",
       content: { "application/json": { schema: pageSchema(auditEntrySchema, "AuditPage") } },
     },
-    ...errorResponses,
+    ...listErrorResponses,
   },
 });
 

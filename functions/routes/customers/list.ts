@@ -4,7 +4,7 @@ import { customers } from "../../../db/schema";
 import type { AdminEnv } from "../../env";
 import { readGuard } from "../../middleware/guards";
 import { TENANT_READ } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, pageSchema, paginationQuery } from "../../openapi";
+import { bearerSecurity, listErrorResponses, pageSchema, paginationQuery } from "../../openapi";
 import { keyset, toPage } from "../../services/pagination";
 import { customerSchema, toCustomer } from "./schema";
 
@@ -35,7 +35,7 @@ const route = createRoute({
       description: "Una página",
       content: { "application/json": { schema: pageSchema(customerSchema, "CustomerPage") } },
     },
-    ...errorResponses,
+    ...listErrorResponses,
   },
 });
 

@@ -8,8 +8,10 @@ import {
   bearerSecurity,
   contentEtagHeader,
   errorResponses,
+  listErrorResponses,
   pageSchema,
   paginationQuery,
+  readErrorResponses,
   uuidParam,
 } from "../../openapi";
 import { contentEtagFor, notFound } from "../../services/concurrency";
@@ -93,7 +95,7 @@ const list = createRoute({
       description: "Una página",
       content: { "application/json": { schema: pageSchema(dlqEntrySchema, "DlqEntryPage") } },
     },
-    ...errorResponses,
+    ...listErrorResponses,
   },
 });
 
@@ -112,7 +114,7 @@ const get = createRoute({
       headers: contentEtagHeader,
       content: { "application/json": { schema: dlqEntrySchema } },
     },
-    ...errorResponses,
+    ...readErrorResponses,
   },
 });
 

@@ -4,7 +4,13 @@ import { features } from "../../../db/schema";
 import type { AdminEnv } from "../../env";
 import { readGuard } from "../../middleware/guards";
 import { CATALOG_READ } from "../../middleware/roles";
-import { bearerSecurity, codeParam, errorResponses, etagHeader, uuidParam } from "../../openapi";
+import {
+  bearerSecurity,
+  codeParam,
+  etagHeader,
+  readErrorResponses,
+  uuidParam,
+} from "../../openapi";
 import { etagFor, notFound } from "../../services/concurrency";
 import { loadFeature } from "../../services/features";
 import { notFoundByCode } from "../../services/modules";
@@ -27,7 +33,7 @@ const route = createRoute({
       },
       content: { "application/json": { schema: featureSchema } },
     },
-    ...errorResponses,
+    ...readErrorResponses,
   },
 });
 
@@ -52,7 +58,7 @@ const byCode = createRoute({
       headers: etagHeader,
       content: { "application/json": { schema: featureSchema } },
     },
-    ...errorResponses,
+    ...readErrorResponses,
   },
 });
 

@@ -4,7 +4,13 @@ import { modules } from "../../../db/schema";
 import type { AdminEnv } from "../../env";
 import { readGuard } from "../../middleware/guards";
 import { CATALOG_READ } from "../../middleware/roles";
-import { bearerSecurity, codeParam, errorResponses, etagHeader, uuidParam } from "../../openapi";
+import {
+  bearerSecurity,
+  codeParam,
+  etagHeader,
+  readErrorResponses,
+  uuidParam,
+} from "../../openapi";
 import { etagFor, notFound } from "../../services/concurrency";
 import { loadModule, notFoundByCode } from "../../services/modules";
 import { moduleSchema, toModule } from "./schema";
@@ -26,7 +32,7 @@ const route = createRoute({
       },
       content: { "application/json": { schema: moduleSchema } },
     },
-    ...errorResponses,
+    ...readErrorResponses,
   },
 });
 
@@ -50,7 +56,7 @@ const byCode = createRoute({
       headers: etagHeader,
       content: { "application/json": { schema: moduleSchema } },
     },
-    ...errorResponses,
+    ...readErrorResponses,
   },
 });
 

@@ -6,9 +6,9 @@ import { readGuard } from "../../middleware/guards";
 import { CATALOG_READ } from "../../middleware/roles";
 import {
   bearerSecurity,
-  errorResponses,
   pageSchema,
   paginationQuery,
+  readErrorResponses,
   uuidParam,
 } from "../../openapi";
 import { notFound } from "../../services/concurrency";
@@ -33,7 +33,7 @@ const route = createRoute({
       description: "Una página",
       content: { "application/json": { schema: pageSchema(moduleSchema, "ModulePage") } },
     },
-    ...errorResponses,
+    ...readErrorResponses,
   },
 });
 

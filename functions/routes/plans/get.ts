@@ -2,7 +2,7 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AdminEnv } from "../../env";
 import { readGuard } from "../../middleware/guards";
 import { CATALOG_READ } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, etagHeader, uuidParam } from "../../openapi";
+import { bearerSecurity, etagHeader, readErrorResponses, uuidParam } from "../../openapi";
 import { etagFor, notFound } from "../../services/concurrency";
 import { loadPlan, loadPlanByCode } from "../../services/plans";
 import { planSchema, toPlan } from "./schema";
@@ -22,7 +22,7 @@ const byId = createRoute({
       headers: etagHeader,
       content: { "application/json": { schema: planSchema } },
     },
-    ...errorResponses,
+    ...readErrorResponses,
   },
 });
 
@@ -52,7 +52,7 @@ const byCode = createRoute({
       headers: etagHeader,
       content: { "application/json": { schema: planSchema } },
     },
-    ...errorResponses,
+    ...readErrorResponses,
   },
 });
 

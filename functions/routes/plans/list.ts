@@ -4,7 +4,7 @@ import { plans } from "../../../db/schema";
 import type { AdminEnv } from "../../env";
 import { readGuard } from "../../middleware/guards";
 import { CATALOG_READ } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, pageSchema, paginationQuery } from "../../openapi";
+import { bearerSecurity, listErrorResponses, pageSchema, paginationQuery } from "../../openapi";
 import { keyset, toPage } from "../../services/pagination";
 import { planDetails } from "../../services/plans";
 import { planSchema, toPlan } from "./schema";
@@ -34,7 +34,7 @@ const route = createRoute({
       description: "Una página",
       content: { "application/json": { schema: pageSchema(planSchema, "PlanPage") } },
     },
-    ...errorResponses,
+    ...listErrorResponses,
   },
 });
 

@@ -4,7 +4,7 @@ import { products } from "../../../db/schema";
 import type { AdminEnv } from "../../env";
 import { readGuard } from "../../middleware/guards";
 import { CATALOG_READ } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, etagHeader, uuidParam } from "../../openapi";
+import { bearerSecurity, etagHeader, readErrorResponses, uuidParam } from "../../openapi";
 import { etagFor, notFound } from "../../services/concurrency";
 import { loadProduct } from "../../services/products";
 import { productSchema, toProduct } from "./schema";
@@ -24,7 +24,7 @@ const byId = createRoute({
       headers: etagHeader,
       content: { "application/json": { schema: productSchema } },
     },
-    ...errorResponses,
+    ...readErrorResponses,
   },
 });
 
@@ -54,7 +54,7 @@ const byCode = createRoute({
       headers: etagHeader,
       content: { "application/json": { schema: productSchema } },
     },
-    ...errorResponses,
+    ...readErrorResponses,
   },
 });
 

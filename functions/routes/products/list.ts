@@ -4,7 +4,7 @@ import { productLimits, products } from "../../../db/schema";
 import type { AdminEnv } from "../../env";
 import { readGuard } from "../../middleware/guards";
 import { CATALOG_READ } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, pageSchema, paginationQuery } from "../../openapi";
+import { bearerSecurity, listErrorResponses, pageSchema, paginationQuery } from "../../openapi";
 import { keyset, toPage } from "../../services/pagination";
 import { productSchema, toProduct } from "./schema";
 
@@ -22,7 +22,7 @@ const route = createRoute({
       description: "Una página",
       content: { "application/json": { schema: pageSchema(productSchema, "ProductPage") } },
     },
-    ...errorResponses,
+    ...listErrorResponses,
   },
 });
 

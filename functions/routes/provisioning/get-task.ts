@@ -5,7 +5,7 @@ import { provisioningTaskSteps, provisioningTasks } from "../../../db/schema";
 import type { AdminEnv } from "../../env";
 import { readGuard } from "../../middleware/guards";
 import { TENANT_READ } from "../../middleware/roles";
-import { bearerSecurity, contentEtagHeader, errorResponses, uuidParam } from "../../openapi";
+import { bearerSecurity, contentEtagHeader, readErrorResponses, uuidParam } from "../../openapi";
 import { contentEtagFor } from "../../services/concurrency";
 import { taskSchema } from "./schema";
 import { toTaskView } from "./task-view";
@@ -25,7 +25,7 @@ const route = createRoute({
       headers: contentEtagHeader,
       content: { "application/json": { schema: taskSchema } },
     },
-    ...errorResponses,
+    ...readErrorResponses,
   },
 });
 

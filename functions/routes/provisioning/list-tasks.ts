@@ -4,7 +4,7 @@ import { provisioningTaskSteps, provisioningTasks } from "../../../db/schema";
 import type { AdminEnv } from "../../env";
 import { readGuard } from "../../middleware/guards";
 import { TENANT_READ } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, pageSchema, paginationQuery } from "../../openapi";
+import { bearerSecurity, listErrorResponses, pageSchema, paginationQuery } from "../../openapi";
 import { keyset, toPage } from "../../services/pagination";
 import { taskSchema } from "./schema";
 import { toTaskView } from "./task-view";
@@ -38,7 +38,7 @@ const route = createRoute({
         "application/json": { schema: pageSchema(taskSchema, "ProvisioningTaskPage") },
       },
     },
-    ...errorResponses,
+    ...listErrorResponses,
   },
 });
 

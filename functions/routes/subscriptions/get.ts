@@ -2,7 +2,7 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AdminEnv } from "../../env";
 import { readGuard } from "../../middleware/guards";
 import { TENANT_READ } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, etagHeader, uuidParam } from "../../openapi";
+import { bearerSecurity, etagHeader, readErrorResponses, uuidParam } from "../../openapi";
 import { etagFor, notFound } from "../../services/concurrency";
 import { loadSubscription } from "../../services/subscriptions";
 import { subscriptionSchema, toSubscription } from "./schema";
@@ -22,7 +22,7 @@ const route = createRoute({
       headers: etagHeader,
       content: { "application/json": { schema: subscriptionSchema } },
     },
-    ...errorResponses,
+    ...readErrorResponses,
   },
 });
 

@@ -4,7 +4,7 @@ import { plans, subscriptions } from "../../../db/schema";
 import type { AdminEnv } from "../../env";
 import { readGuard } from "../../middleware/guards";
 import { TENANT_READ } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, pageSchema, paginationQuery } from "../../openapi";
+import { bearerSecurity, listErrorResponses, pageSchema, paginationQuery } from "../../openapi";
 import { keyset, toPage } from "../../services/pagination";
 import { subscriptionSchema, subscriptionStatuses, toSubscription } from "./schema";
 
@@ -37,7 +37,7 @@ const route = createRoute({
         "application/json": { schema: pageSchema(subscriptionSchema, "SubscriptionPage") },
       },
     },
-    ...errorResponses,
+    ...listErrorResponses,
   },
 });
 

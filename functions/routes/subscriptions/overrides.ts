@@ -12,6 +12,7 @@ import {
   pageSchema,
   paginationQuery,
   preconditionFailed,
+  readErrorResponses,
   uuidParam,
 } from "../../openapi";
 import { etagFor, expectedVersion, notFound } from "../../services/concurrency";
@@ -38,7 +39,7 @@ const list = createRoute({
         "application/json": { schema: pageSchema(overrideSchema, "SubscriptionOverridePage") },
       },
     },
-    ...errorResponses,
+    ...readErrorResponses,
   },
 });
 
@@ -62,7 +63,7 @@ const get = createRoute({
       headers: etagHeader,
       content: { "application/json": { schema: overrideSchema } },
     },
-    ...errorResponses,
+    ...readErrorResponses,
   },
 });
 

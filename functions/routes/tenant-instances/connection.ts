@@ -2,7 +2,13 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { AdminEnv } from "../../env";
 import { readGuard } from "../../middleware/guards";
 import { TENANT_WRITE } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, noStoreHeader, uuidParam } from "../../openapi";
+import {
+  bearerSecurity,
+  errorResponses,
+  noStoreHeader,
+  readErrorResponses,
+  uuidParam,
+} from "../../openapi";
 import { readTenantConnection } from "../../services/connection-strings";
 import { serviceContext } from "../../services/context";
 
@@ -47,7 +53,8 @@ const route = createRoute({
       headers: noStoreHeader,
       content: { "application/json": { schema: connectionSchema } },
     },
-    ...errorResponses,
+    ...readErrorResponses,
+    409: errorResponses[409],
   },
 });
 

@@ -4,7 +4,7 @@ import { tenantInstances } from "../../../db/schema";
 import type { AdminEnv } from "../../env";
 import { readGuard } from "../../middleware/guards";
 import { TENANT_READ } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, etagHeader, uuidParam } from "../../openapi";
+import { bearerSecurity, etagHeader, readErrorResponses, uuidParam } from "../../openapi";
 import { compositeEtagFor, notFound } from "../../services/concurrency";
 import { loadInstanceView } from "../../services/tenant-instances";
 import { tenantCodeParam, tenantInstanceSchema } from "./schema";
@@ -24,7 +24,7 @@ const byId = createRoute({
   security: bearerSecurity,
   middleware: readGuard(TENANT_READ),
   request: { params: z.object({ id: uuidParam("id", "Id de la instancia") }) },
-  responses: { 200: ok, ...errorResponses },
+  responses: { 200: ok, ...readErrorResponses },
 });
 
 const byCode = createRoute({
@@ -36,7 +36,7 @@ const byCode = createRoute({
   security: bearerSecurity,
   middleware: readGuard(TENANT_READ),
   request: { params: z.object({ tenantCode: tenantCodeParam }) },
-  responses: { 200: ok, ...errorResponses },
+  responses: { 200: ok, ...readErrorResponses },
 });
 
 export function registerGetTenantInstance(app: OpenAPIHono<AdminEnv>): void {

@@ -4,7 +4,7 @@ import { tenantInstances } from "../../../db/schema";
 import type { AdminEnv } from "../../env";
 import { readGuard } from "../../middleware/guards";
 import { TENANT_READ } from "../../middleware/roles";
-import { bearerSecurity, errorResponses, pageSchema, paginationQuery } from "../../openapi";
+import { bearerSecurity, listErrorResponses, pageSchema, paginationQuery } from "../../openapi";
 import { keyset, toPage } from "../../services/pagination";
 import { selectInstanceViews, toTenantInstance } from "../../services/tenant-instances";
 import { instanceStatuses, tenantInstanceSchema } from "./schema";
@@ -42,7 +42,7 @@ const route = createRoute({
         "application/json": { schema: pageSchema(tenantInstanceSchema, "TenantInstancePage") },
       },
     },
-    ...errorResponses,
+    ...listErrorResponses,
   },
 });
 

@@ -7,10 +7,11 @@ import { readGuard } from "../../middleware/guards";
 import { TENANT_READ } from "../../middleware/roles";
 import {
   bearerSecurity,
-  errorResponses,
   etagHeader,
+  listErrorResponses,
   pageSchema,
   paginationQuery,
+  readErrorResponses,
   uuidParam,
 } from "../../openapi";
 import { etagFor, notFound } from "../../services/concurrency";
@@ -45,7 +46,7 @@ const listRoute = createRoute({
         "application/json": { schema: pageSchema(webhookSchema, "WebhookEndpointPage") },
       },
     },
-    ...errorResponses,
+    ...listErrorResponses,
   },
 });
 
@@ -64,7 +65,7 @@ const getRoute = createRoute({
       headers: etagHeader,
       content: { "application/json": { schema: webhookSchema } },
     },
-    ...errorResponses,
+    ...readErrorResponses,
   },
 });
 
