@@ -142,6 +142,18 @@ export function errorMessage(err: unknown): string {
     if (err.message.startsWith("Failed query:")) return "database error";
     return withoutEmails(err.message);
   }
+  // Lo que se lanza sin ser un Error (p. ej. el ErrnoError de Emscripten dentro de PGlite): su
+  // mensaje, o su nombre y códigos, no "[object Object]".
+  if (err !== null && typeof err === "object") {
+    const { message, name, code, errno } = err as Record<string, unknown>;
+    if (typeof message === "string" && message) return withoutEmails(message);
+    const parts = [
+      typeof name === "string" ? name : "error",
+      typeof code === "string" ? code : undefined,
+      typeof errno === "number" ? `errno ${errno}` : undefined,
+    ];
+    return parts.filter(Boolean).join(" ");
+  }
   return withoutEmails(String(err));
 }
 

@@ -1,10 +1,11 @@
 import { resolve } from "node:path";
-import { PGlite } from "@electric-sql/pglite";
+import type { PGlite } from "@electric-sql/pglite";
 import { drizzle } from "drizzle-orm/pglite";
 import { migrate } from "drizzle-orm/pglite/migrator";
 import { ensurePrivateDir, lockDataDir } from "../../core/dir-lock";
 import * as schema from "../schema";
 import { type DbHandle, type QueryObserver, queryLogger } from "../types";
+import { openPglite } from "./open-pglite";
 
 export interface PgliteOptions {
   /** Carpeta de datos, o `memory://` para una base efímera. */
@@ -25,7 +26,7 @@ export async function createPgliteDb(options: PgliteOptions): Promise<DbHandle> 
   }
   let client: PGlite;
   try {
-    client = await PGlite.create(options.dataDir);
+    client = await openPglite(options.dataDir);
   } catch (err) {
     unlock();
     throw err;

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import pg from "pg";
 import { ensurePrivateDir } from "../../core/dir-lock";
 import { pgErrorCode } from "../../core/http/db-errors";
+import { openPglite } from "../../db/drivers/open-pglite";
 import { scramSha256Verifier } from "../../db/scram";
 import { PermanentError } from "../runtime/errors";
 import { revokePublicAccess } from "./database-acl";
@@ -231,9 +232,8 @@ export function createPgliteDedicated(dataDir: string): DedicatedDatabases {
       mkdirSync(dirOf(tenantInstanceId), { recursive: true });
     },
     async applyBaseline(connectionString, productCode) {
-      const { PGlite } = await import("@electric-sql/pglite");
       const path = connectionString.replace(/^pglite:\/\//, "");
-      const db = await PGlite.create(path === "memory" ? "memory://" : path);
+      const db = await openPglite(path === "memory" ? "memory://" : path);
       try {
         await db.exec(BASELINE(productCode));
       } finally {

@@ -5,6 +5,7 @@ import type { PGlite } from "@electric-sql/pglite";
 import type pg from "pg";
 import { ensurePrivateDir } from "../../core/dir-lock";
 import { pgErrorCode } from "../../core/http/db-errors";
+import { openPglite } from "../../db/drivers/open-pglite";
 import { survivePoolConnectionErrors } from "../../db/drivers/pool-errors";
 import { PermanentError } from "../runtime/errors";
 import { revokePublicAccess } from "./database-acl";
@@ -324,7 +325,6 @@ export function createPgliteRegistry(dataDir: string): SharedTenantRegistry {
     let db = dbs.get(productCode);
     if (!db) {
       db = (async () => {
-        const { PGlite } = await import("@electric-sql/pglite");
         const dir = dataDir.startsWith("memory://")
           ? "memory://"
           : join(dataDir, productCode.toLowerCase());
@@ -332,7 +332,7 @@ export function createPgliteRegistry(dataDir: string): SharedTenantRegistry {
           ensurePrivateDir(dataDir);
           mkdirSync(dir, { recursive: true });
         }
-        const instance = await PGlite.create(dir);
+        const instance = await openPglite(dir);
         // Un solo proceso abre la carpeta: no hace falta lock.
         await instance.transaction((tx) => tx.exec(BASELINE(PGLITE_APP_ROLE)));
         return instance;
