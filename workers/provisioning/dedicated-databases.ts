@@ -220,8 +220,14 @@ export function createPostgresDedicated(
 }
 
 /** Modo embebido: la base propia de un tenant es una carpeta PGlite (`pglite://<ruta>`). */
-export function createPgliteDedicated(dataDir: string): DedicatedDatabases {
+export function createPgliteDedicated(
+  dataDir: string,
+  { open = openPglite }: { open?: typeof openPglite } = {},
+): DedicatedDatabases {
   const dirOf = (tenantInstanceId: string) => join(dataDir, dedicatedName(tenantInstanceId));
+  // Un PGlite abierto ocupa ~150-200 MB: con la concurrencia del worker, 8 tareas Enterprise a la
+  // vez llevaban el proceso a más de 2 GB. El esquema se aplica de una base en una.
+  let applying: Promise<unknown> = Promise.resolve();
   return {
     // PGlite no tiene roles: la contraseña no se usa.
     connectionString: (tenantInstanceId) =>
@@ -231,14 +237,18 @@ export function createPgliteDedicated(dataDir: string): DedicatedDatabases {
       ensurePrivateDir(dataDir);
       mkdirSync(dirOf(tenantInstanceId), { recursive: true });
     },
-    async applyBaseline(connectionString, productCode) {
+    applyBaseline(connectionString, productCode) {
       const path = connectionString.replace(/^pglite:\/\//, "");
-      const db = await openPglite(path === "memory" ? "memory://" : path);
-      try {
-        await db.exec(BASELINE(productCode));
-      } finally {
-        await db.close();
-      }
+      const run = applying.then(async () => {
+        const db = await open(path === "memory" ? "memory://" : path);
+        try {
+          await db.exec(BASELINE(productCode));
+        } finally {
+          await db.close();
+        }
+      });
+      applying = run.catch(() => {});
+      return run;
     },
     // PGlite no tiene roles ni sesiones de red: nadie más entra en la carpeta.
     async disableLogin() {

@@ -514,3 +514,39 @@ describe("shared database names", () => {
     expect(sharedDatabaseName("farutech", PRODUCT)).toBe("farutech_app_farutech_vet");
   });
 });
+
+// Cada PGlite de producto abierto ocupa ~150-200 MB: abiertos para siempre, la memoria del modo
+// embebido crecía con cada producto. Se cierran los que sobran y se reabren sin perder nada.
+describe("embedded shared databases kept open", () => {
+  it("keeps at most maxOpen product databases open and reopens the others with their data", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "farutech-shared-bound-"));
+    const registry = createPgliteRegistry(dir, { maxOpen: 1 });
+    const products = ["FARUTECH_VET", "FARUTECH_ERP", "FARUTECH_POS"];
+    const tenants = products.map((product, i) => ({
+      product,
+      tenant: { tenantInstanceId: newId(), tenantCode: `bound-${i}`, customerId: newId() },
+    }));
+    try {
+      // A la vez: mientras alguno está en uso no se cierra; al terminar quedan como mucho maxOpen.
+      await Promise.all(tenants.map(({ product, tenant }) => registry.register(product, tenant)));
+      expect(registry.openProducts().length).toBeLessThanOrEqual(1);
+      for (const { product, tenant } of tenants) {
+        expect(await registry.isRegistered(product, tenant.tenantInstanceId)).toBe(true);
+        expect(registry.openProducts()).toEqual([product]);
+      }
+      // Una tras otra, alternando: cada reapertura espera al cierre de la anterior.
+      for (let round = 0; round < 2; round++) {
+        for (const { product, tenant } of tenants) {
+          expect(await registry.isRegistered(product, tenant.tenantInstanceId)).toBe(true);
+        }
+      }
+      expect(
+        await registry.deactivate("FARUTECH_VET", [tenants[0]?.tenant.tenantInstanceId ?? ""]),
+      ).toBe(1);
+      expect(registry.openProducts()).toEqual(["FARUTECH_VET"]);
+    } finally {
+      await registry.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});

@@ -318,63 +318,113 @@ export function createPostgresRegistry(
 /** Nombre del rol de aplicación en el modo embebido (cada producto es su propio PGlite). */
 export const PGLITE_APP_ROLE = "farutech_app_rw";
 
+/**
+ * Bases PGlite de producto abiertas a la vez en el modo embebido. Cada una ocupa ~150-200 MB en el
+ * proceso: abiertas para siempre, la memoria crecía con cada producto. Las demás se cierran (la
+ * menos usada, sin nadie dentro) y se reabren al necesitarlas.
+ */
+export const PGLITE_OPEN_PRODUCTS = 2;
+
 /** Modo embebido: la base compartida de cada producto es una carpeta PGlite propia. */
-export function createPgliteRegistry(dataDir: string): SharedTenantRegistry {
-  const dbs = new Map<string, Promise<PGlite>>();
-  const dbFor = (productCode: string) => {
-    let db = dbs.get(productCode);
-    if (!db) {
-      db = (async () => {
-        const dir = dataDir.startsWith("memory://")
-          ? "memory://"
-          : join(dataDir, productCode.toLowerCase());
-        if (dir !== "memory://") {
-          ensurePrivateDir(dataDir);
-          mkdirSync(dir, { recursive: true });
-        }
-        const instance = await openPglite(dir);
-        // Un solo proceso abre la carpeta: no hace falta lock.
-        await instance.transaction((tx) => tx.exec(BASELINE(PGLITE_APP_ROLE)));
-        return instance;
-      })();
-      db.catch(() => dbs.delete(productCode));
-      dbs.set(productCode, db);
+export function createPgliteRegistry(
+  dataDir: string,
+  { maxOpen = PGLITE_OPEN_PRODUCTS }: { maxOpen?: number } = {},
+): SharedTenantRegistry & { openProducts(): string[] } {
+  interface Entry {
+    db: Promise<PGlite>;
+    users: number;
+    lastUsed: number;
+  }
+  const entries = new Map<string, Entry>();
+  /** Cierres en curso: una carpeta no se reabre hasta que su instancia anterior terminó de cerrar. */
+  const closing = new Map<string, Promise<void>>();
+  const open = async (productCode: string) => {
+    await closing.get(productCode);
+    const dir = dataDir.startsWith("memory://")
+      ? "memory://"
+      : join(dataDir, productCode.toLowerCase());
+    if (dir !== "memory://") {
+      ensurePrivateDir(dataDir);
+      mkdirSync(dir, { recursive: true });
     }
-    return db;
+    const instance = await openPglite(dir);
+    // Un solo proceso abre la carpeta: no hace falta lock.
+    await instance.transaction((tx) => tx.exec(BASELINE(PGLITE_APP_ROLE)));
+    return instance;
+  };
+  const close = (productCode: string, entry: Entry) => {
+    entries.delete(productCode);
+    const done = entry.db
+      .then((d) => d.close())
+      .catch(() => {})
+      .finally(() => {
+        if (closing.get(productCode) === done) closing.delete(productCode);
+      });
+    closing.set(productCode, done);
+    return done;
+  };
+  // En memoria no hay carpeta de la que reabrir: cerrar sería perder los datos.
+  const evict = () => {
+    if (dataDir.startsWith("memory://")) return;
+    while (entries.size > maxOpen) {
+      const idle = [...entries]
+        .filter(([, e]) => e.users === 0)
+        .sort(([, a], [, b]) => a.lastUsed - b.lastUsed)[0];
+      if (!idle) return;
+      void close(...idle);
+    }
+  };
+  const use = async <T>(productCode: string, fn: (db: PGlite) => Promise<T>): Promise<T> => {
+    let entry = entries.get(productCode);
+    if (!entry) {
+      const created: Entry = { db: open(productCode), users: 0, lastUsed: 0 };
+      created.db.catch(() => {
+        if (entries.get(productCode) === created) entries.delete(productCode);
+      });
+      entries.set(productCode, created);
+      entry = created;
+    }
+    entry.users++;
+    try {
+      return await fn(await entry.db);
+    } finally {
+      entry.users--;
+      entry.lastUsed = performance.now();
+      evict();
+    }
   };
   return {
+    openProducts: () => [...entries.keys()],
     async register(productCode, t) {
-      await (await dbFor(productCode)).query(INSERT, [
-        t.tenantInstanceId,
-        t.tenantCode,
-        t.customerId,
-      ]);
+      await use(productCode, (db) =>
+        db.query(INSERT, [t.tenantInstanceId, t.tenantCode, t.customerId]),
+      );
     },
     async deactivate(productCode, ids) {
       if (ids.length === 0) return 0;
-      return (await (await dbFor(productCode)).query(DEACTIVATE, [ids])).affectedRows ?? 0;
+      return use(productCode, async (db) => (await db.query(DEACTIVATE, [ids])).affectedRows ?? 0);
     },
     async isRegistered(productCode, id) {
-      const r = await (await dbFor(productCode)).query(
-        "select 1 from farutech_tenants where tenant_id = $1",
-        [id],
-      );
-      return r.rows.length > 0;
+      return use(productCode, async (db) => {
+        const r = await db.query("select 1 from farutech_tenants where tenant_id = $1", [id]);
+        return r.rows.length > 0;
+      });
     },
     async dropTenant(productCode, id) {
-      const db = await dbFor(productCode);
-      const rowsDeleted = await db.transaction((tx) =>
-        deleteTenantRows(async (text, params) => {
-          const r = await tx.query(text, params);
-          return { rows: r.rows, count: r.affectedRows ?? 0 };
-        }, id),
+      const rowsDeleted = await use(productCode, (db) =>
+        db.transaction((tx) =>
+          deleteTenantRows(async (text, params) => {
+            const r = await tx.query(text, params);
+            return { rows: r.rows, count: r.affectedRows ?? 0 };
+          }, id),
+        ),
       );
       return { rowsDeleted };
     },
     async close() {
-      const all = [...dbs.values()];
-      dbs.clear();
-      await Promise.allSettled(all.map(async (d) => (await d).close()));
+      const all = [...entries];
+      for (const [code, entry] of all) void close(code, entry);
+      await Promise.allSettled([...closing.values()]);
     },
   };
 }
