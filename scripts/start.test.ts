@@ -302,6 +302,51 @@ describe("npm start (embedded mode)", () => {
     );
   });
 
+  // Antes nadie miraba a su nats-server: muerto, la API seguía aceptando tareas (202) que ningún
+  // worker recibía, y /readyz quedaba en 503 hasta que alguien reiniciara todo a mano.
+  it("restarts its nats-server when it dies, and the API is ready again (clients reconnect to the same port)", {
+    timeout: 90_000,
+  }, async () => {
+    const proc = spawn(process.execPath, ["--import", "tsx", "scripts/start.ts"], {
+      env: { ...env, LOG_LEVEL: "info" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child = proc;
+    let log = "";
+    for (const stream of [proc.stdout, proc.stderr]) {
+      stream?.on("data", (d: Buffer) => {
+        log += d.toString();
+      });
+    }
+    await untilRunning(proc);
+    const creds = JSON.parse(
+      readFileSync(join(dataDir, "dev-credentials.json"), "utf8"),
+    ) as Credentials;
+    const [first] = natsServersOf(dataDir);
+    expect(first).toBeDefined();
+    process.kill(first?.pid ?? 0, "SIGKILL");
+    const second = await waitFor(
+      async () => natsServersOf(dataDir).find((s) => s.pid !== first?.pid),
+      { timeoutMs: 20_000, intervalMs: 100 },
+    );
+    expect(second.pid).not.toBe(first?.pid);
+    await waitFor(async () => (log.includes("local nats-server restarted") ? true : undefined));
+    expect(log).toContain("local nats-server exited; restarting it");
+    // Los clientes vuelven a conectarse solos: /readyz mira la base y el broker.
+    await waitFor(
+      async () => ((await fetch(`${creds.adminUrl}/readyz`)).status === 200 ? true : undefined),
+      { timeoutMs: 20_000, intervalMs: 200 },
+    );
+    const exited = new Promise<number | null>((resolve) => proc.once("exit", resolve));
+    proc.kill("SIGTERM");
+    expect(await exited).toBe(0);
+    child = undefined;
+    await waitFor(async () => (natsServersOf(dataDir).length === 0 ? true : undefined), {
+      timeoutMs: 10_000,
+      intervalMs: 100,
+    });
+  });
+
   it.skipIf(process.platform !== "linux")(
     "takes its nats-server with it when it is killed without a chance to clean up",
     {

@@ -45,7 +45,28 @@ async function main() {
   }
   lockDataDir(join(DATA_DIR, "farutech.lock"), `The data folder ${DATA_DIR}`);
 
+  let stoppingSince: number | undefined;
   let nats: LocalNats | undefined;
+  // Si su nats-server muere (un kill, el OOM killer), se relanza en los mismos puertos y con el
+  // mismo store: sin esto la API seguía aceptando tareas que ningún worker recibía, sin aviso.
+  let lastNatsExit = 0;
+  let natsExits = 0;
+  const restartNats = (exit: { code: number | null; signal: NodeJS.Signals | null }) => {
+    if (stoppingSince !== undefined) return;
+    // Una caída tras un rato estable vuelve a empezar la espera; seguidas, espera más cada vez.
+    if (Date.now() - lastNatsExit > 60_000) natsExits = 0;
+    lastNatsExit = Date.now();
+    const delayMs = Math.min(30_000, 1_000 * 2 ** natsExits++);
+    logger.error({ ...exit, retryInMs: delayMs }, "local nats-server exited; restarting it");
+    setTimeout(() => {
+      if (stoppingSince !== undefined) return;
+      nats?.restart().then(
+        () => logger.info({ url: nats?.url }, "local nats-server restarted"),
+        // Un arranque fallido deja su proceso muerto: vuelve a pasar por aquí si llegó a lanzarse.
+        (err: unknown) => logger.error({ err }, "local nats-server could not be restarted"),
+      );
+    }, delayMs).unref();
+  };
   if (!env.NATS_URL) {
     try {
       // Puertos propios: no choca con un broker que ya escuche en 4222.
@@ -53,6 +74,7 @@ async function main() {
         dataDir: join(DATA_DIR, "nats"),
         port: await getPort({ host: "127.0.0.1", port: portNumbers(14222, 14240) }),
         wsPort: await getPort({ host: "127.0.0.1", port: portNumbers(14280, 14299) }),
+        onUnexpectedExit: restartNats,
       });
     } catch (err) {
       if (err instanceof NatsServerMissingError) {
@@ -140,7 +162,6 @@ async function main() {
     ].join("\n"),
   );
 
-  let stoppingSince: number | undefined;
   const shutdown = async (signal: string) => {
     if (stoppingSince !== undefined) {
       // Un mismo Ctrl-C puede llegar dos veces (un envoltorio que lo reenvía, p. ej. el CLI de tsx):

@@ -11,6 +11,8 @@ export interface LocalNatsOptions {
   wsPort?: number;
   /** Binario; por defecto `nats-server` del PATH (o /usr/sbin). */
   binary?: string;
+  /** El servidor terminó sin que lo parara stop() (lo mató alguien, se cayó): su dueño decide. */
+  onUnexpectedExit?: (exit: { code: number | null; signal: NodeJS.Signals | null }) => void;
 }
 
 export interface LocalNats {
@@ -98,6 +100,11 @@ export async function startLocalNats(options: LocalNatsOptions): Promise<LocalNa
   const launch = async () => {
     const proc = spawnTiedToParent(binary, ["-c", configPath], spawnOptions, "SIGKILL");
     child = proc;
+    proc.once("exit", (code, signal) => {
+      if (child !== proc) return;
+      child = undefined;
+      options.onUnexpectedExit?.({ code, signal });
+    });
     await waitForReady(proc, 10_000);
     // Sin consumir stderr el pipe se llenaría y bloquearía al servidor.
     proc.stderr?.resume();
