@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -23,7 +23,11 @@ describe("embedded product and tenant folders", () => {
 
   it("refuses to start empty when this installation's databases are still in the old shared place", () => {
     const parent = join(root, "upgraded");
-    mkdirSync(join(parent, "apps"), { recursive: true });
+    // Una carpeta `apps` de otro proyecto, sin bases PGlite, no cuenta.
+    mkdirSync(join(parent, "apps", "my-unrelated-project"), { recursive: true });
+    expect(embeddedDirFor(join(parent, "db"), "apps")).toBe(join(parent, "db-apps"));
+    mkdirSync(join(parent, "apps", "farutech_vet"), { recursive: true });
+    writeFileSync(join(parent, "apps", "farutech_vet", "PG_VERSION"), "17\n");
     expect(() => embeddedDirFor(join(parent, "db"), "apps")).toThrow(
       `now kept in ${join(parent, "db")}-apps; move this installation's ones there from ${join(parent, "apps")}`,
     );

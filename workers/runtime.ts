@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { z } from "zod";
 import { type Bus, connectBus, ensureStreams } from "../core/bus";
@@ -115,8 +115,14 @@ export function embeddedDirFor(pgliteDir: string, kind: "apps" | "tenants"): str
   const own = `${dir}-${kind}`;
   // Antes iban a `<padre>/<kind>` (compartida con las carpetas hermanas): empezar con una vacía
   // dejaría los tenants de antes sin registrar y sus datos sin borrar en una baja.
+  // Solo si de verdad guarda bases PGlite (una subcarpeta con PG_VERSION): una carpeta `apps` o
+  // `tenants` de otro proyecto junto a la base no impide arrancar.
   const legacy = join(dirname(dir), kind);
-  if (existsSync(legacy) && !existsSync(own)) {
+  const holdsDatabases = () =>
+    readdirSync(legacy, { withFileTypes: true }).some(
+      (entry) => entry.isDirectory() && existsSync(join(legacy, entry.name, "PG_VERSION")),
+    );
+  if (existsSync(legacy) && !existsSync(own) && holdsDatabases()) {
     throw new ConfigError(
       `The embedded ${kind} databases of ${dir} are now kept in ${own}; move this installation's ones there from ${legacy} (that folder is shared by every installation next to ${dir})`,
     );
