@@ -19,6 +19,7 @@ import {
   type Flight,
   isLive,
   edgeUrl as joinEdgeUrl,
+  notFromEdge,
   rateLimited,
   readJson,
   retryAfterMs,
@@ -40,7 +41,10 @@ export interface FarutechClientOptions {
   instanceId: string;
   /** fetch a usar (por defecto el global). */
   fetch?: FetchLike;
-  /** Qué responder si el edge nunca respondió. Sin él, isEnabled/limit fallan con FarutechUnavailableError. */
+  /**
+   * Qué responder si el edge no respondió a la primera carga (o el snapshot pasó maxStaleMs). Sin él,
+   * isEnabled/limit fallan con FarutechUnavailableError.
+   */
   fallback?: EntitlementsFallback;
   /** Edad máxima del snapshot antes de revalidar con If-None-Match (por defecto 5 s). */
   maxAgeMs?: number;
@@ -78,8 +82,9 @@ export interface FarutechClient {
   /** Revalida ya, sin mirar maxAgeMs; aquí sí se lanza FarutechUnavailableError. */
   refresh(): Promise<EdgeSnapshot>;
   /**
-   * Lectura síncrona del último snapshot (o del fallback); si está viejo, revalida en segundo plano.
-   * En un Worker pasa `ctx`: la revalidación va a `ctx.waitUntil` y no muere con la petición.
+   * Lectura síncrona del último snapshot (o del fallback, tras fallar la primera carga; antes,
+   * undefined); si está viejo, revalida en segundo plano. En un Worker pasa `ctx`: la revalidación
+   * y la renovación del token en curso van a `ctx.waitUntil` y no mueren con la petición.
    */
   peek(scope?: BackgroundScope): EntitlementsSnapshot | undefined;
   accessToken(): Promise<string>;
@@ -97,8 +102,10 @@ interface EdgeState {
   /** El edge respondió con su propia copia vieja (x-entitlements-stale: su base no respondió). */
   servedStale: boolean;
   fetchedAt: number;
-  /** Última confirmación fresca: un 200/304 marcado stale no la renueva (cuenta para maxStaleMs). */
+  /** Última confirmación fresca: un 200/304 marcado stale no la renueva. */
   validatedAt: number;
+  /** validatedAt en el reloj sin pasos atrás (ver steady()): es lo que cuenta para maxStaleMs. */
+  validatedSteady: number;
   /** Última respuesta del edge, fresca o no (cuenta para maxAgeMs). */
   checkedAt: number;
 }
@@ -129,6 +136,14 @@ async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolea
 }
 
 const EDGE_STALE_HEADER = "x-entitlements-stale";
+
+/** ¿Es el problem+json del edge (core/http/problem.ts)? Un proxy o un WAF responden otra cosa. */
+function isProblem(res: Response): boolean {
+  const mediaType = res.headers.get("content-type")?.split(";")[0]?.trim().toLowerCase();
+  return mediaType === "application/problem+json";
+}
+
+const ignore = () => undefined;
 
 /** El snapshot que recibe la app es suyo: cambiarlo no cambia lo que responde isEnabled. */
 function copyOf<T extends Pick<Entitlements, "features" | "limits">>(snapshot: T): T {
@@ -164,6 +179,9 @@ class Client implements FarutechClient {
   private loads = 0;
   private applied = 0;
   private closed = false;
+  /** Último valor visto de `now` y cuánto retrocedió en total (ver steady()). */
+  private lastWall = Number.NEGATIVE_INFINITY;
+  private stepsBack = 0;
 
   constructor(private readonly options: FarutechClientOptions) {
     for (const key of ["edgeUrl", "clientId", "clientSecret", "instanceId"] as const) {
@@ -222,7 +240,14 @@ class Client implements FarutechClient {
       return this.afterFailure(this.failure.error);
     }
     const revalidation = this.revalidate();
-    if (this.edge && view && !(await settlesWithin(revalidation, this.graceMs))) {
+    // La espera se paga una vez por revalidación: quien llega cuando ya venció no la repite
+    // contra la misma carga colgada (sirve lo último en el acto).
+    const graceEnd = (this.inflight?.startedAt ?? Date.now()) + this.graceMs;
+    if (
+      this.edge &&
+      view &&
+      !(await settlesWithin(revalidation, Math.max(0, graceEnd - Date.now())))
+    ) {
       // Con un snapshot servible, un edge que no responde (sin rechazar la conexión) no frena cada
       // llamada de la app hasta timeoutMs: se sirve lo último, marcado stale, y la carga sigue.
       return { ...view, stale: true };
@@ -251,14 +276,15 @@ class Client implements FarutechClient {
     const backingOff =
       this.failure && this.age(this.failure.at) < this.backoffMs(this.failure.error);
     const loading = isLive(this.inflight, this.transport.timeoutMs);
+    // Sin waitUntil, workerd corta también la renovación del token, quizá con el refresh token ya
+    // rotado en el edge: la que esté en curso (de una llamada anterior o de esta carga) va también.
+    const background: Promise<unknown>[] = scope ? [this.tokens.settled()] : [];
     if (!this.closed && due && !backingOff && !loading) {
       // El error ya quedó en el log y en this.failure; aquí no hay quien lo reciba.
-      const background = this.revalidate().then(
-        () => undefined,
-        () => undefined,
-      );
-      scope?.waitUntil(background);
+      const revalidation = this.revalidate().then(ignore, ignore);
+      background.push(revalidation.then(() => this.tokens.settled()));
     }
+    scope?.waitUntil(Promise.all(background));
     const view = this.view();
     return view && copyOf(view);
   }
@@ -322,10 +348,10 @@ class Client implements FarutechClient {
       await awaitFlight(this.inflight, timeoutMs).catch(() => undefined);
     }
     await this.tokens.settled();
-    const refreshToken = this.tokens.retire((late) => {
+    const refreshTokens = this.tokens.retire((late) => {
       void this.revoke(late);
     });
-    if (refreshToken) await this.revoke(refreshToken);
+    for (const refreshToken of refreshTokens) await this.revoke(refreshToken);
   }
 
   private async revoke(refreshToken: string): Promise<void> {
@@ -353,28 +379,44 @@ class Client implements FarutechClient {
   }
 
   /**
-   * Cuánto pasó desde `since`. Un reloj que retrocedió (el `now` de la app, un ajuste de NTP) no
-   * deja "fresco" lo viejo durante lo que retrocedió: una edad negativa cuenta como vencida.
+   * Cuánto pasó desde `since`, para decidir si revalidar o reintentar. Un reloj que retrocedió (el
+   * `now` de la app, un ajuste de NTP) no deja "fresco" lo viejo durante lo que retrocedió: una edad
+   * negativa cuenta como vencida (se pregunta al edge).
    */
   private age(since: number): number {
     const age = this.now() - since;
     return age < 0 ? Number.POSITIVE_INFINITY : age;
   }
 
+  /**
+   * `wall` sin los pasos atrás del reloj: lo que retrocede se suma y este reloj nunca baja. Mide
+   * maxStaleMs: un paso atrás durante una caída no vence el último snapshot (edad negativa) ni lo
+   * rejuvenece (le daría más de maxStaleMs).
+   */
+  private steady(wall: number): number {
+    if (wall < this.lastWall) this.stepsBack += this.lastWall - wall;
+    this.lastWall = wall;
+    return wall + this.stepsBack;
+  }
+
   private assertOpen(): void {
     if (this.closed) throw new FarutechError("closed", "This Farutech client was closed");
   }
 
-  private view(): EntitlementsSnapshot | undefined {
+  /** `failed`: ya falló un intento de carga (solo entonces el fallback, sin snapshot). */
+  private view(failed = this.failure !== undefined): EntitlementsSnapshot | undefined {
     // Credenciales rechazadas o 403 en el último intento: ni snapshot viejo ni fallback, tampoco
     // por peek(). Un cliente revocado no sigue funcionando con datos de antes.
     if (this.failure && !(this.failure.error instanceof FarutechUnavailableError)) return undefined;
+    // Antes del primer fallo no hay fallback: el edge aún no respondió porque no se le preguntó
+    // (o la carga sigue en curso). Servirlo negaba la primera petición de cada isolate.
+    if (!this.edge && !failed) return undefined;
     // Sin una confirmación fresca hace más de maxStaleMs (el edge caído o sirviendo su copia
     // vieja), el snapshot ya no se sirve: fallback o error.
     const tooOld =
       this.edge !== undefined &&
       (this.failure !== undefined || this.edge.servedStale) &&
-      this.age(this.edge.validatedAt) > this.maxStaleMs;
+      this.steady(this.now()) - this.edge.validatedSteady > this.maxStaleMs;
     if (this.edge && !tooOld) {
       return {
         ...this.edge.body,
@@ -397,7 +439,7 @@ class Client implements FarutechClient {
 
   /** Solo la indisponibilidad se cubre con snapshot viejo o fallback; auth y 403 siempre se lanzan. */
   private afterFailure(error: FarutechError): EntitlementsSnapshot {
-    const view = this.view();
+    const view = this.view(true);
     if (error instanceof FarutechUnavailableError && view) return view;
     throw error;
   }
@@ -458,12 +500,14 @@ class Client implements FarutechClient {
     let token = await this.tokens.accessToken();
     let res = await this.getEntitlements(token);
     // Puede ser una rotación de claves del edge: un token nuevo y un solo reintento, con backoff.
-    if (res.status === 401 && this.tokens.invalidate(token)) {
+    // El 401 de un proxy no dice nada del token.
+    if (res.status === 401 && isProblem(res) && this.tokens.invalidate(token)) {
       token = await this.tokens.accessToken();
       res = await this.getEntitlements(token);
     }
     if (res.status !== 401) this.tokens.accepted(token);
     const now = this.now();
+    const steadyNow = this.steady(now);
     // x-entitlements-stale: el edge no llegó a su base y responde con su copia. Es una respuesta,
     // pero no una confirmación fresca: no renueva validatedAt (ver maxStaleMs).
     const servedStale = res.headers.get(EDGE_STALE_HEADER) === "1";
@@ -474,12 +518,18 @@ class Client implements FarutechClient {
       if (!current) return this.edgeView(previous);
       this.applied = generation;
       previous.checkedAt = now;
-      if (!servedStale) previous.validatedAt = now;
+      if (!servedStale) {
+        previous.validatedAt = now;
+        previous.validatedSteady = steadyNow;
+      }
       previous.servedStale = servedStale;
       return this.edgeView(previous);
     }
     if (res.status === 200) {
-      const received = parseEntitlements(await readJson(res, this.transport.timeoutMs));
+      const json = await readJson(res, this.transport.timeoutMs);
+      // Un 200 que no es JSON (un portal cautivo, la página de un proxy) no viene del edge.
+      if (!json) throw notFromEdge(res, "/v1/entitlements", "a JSON body");
+      const received = parseEntitlements(json);
       // Un proxy o una cache intermedia mal configurados no pueden dar a esta app los permisos de
       // otra instancia.
       if (received.instanceId.toLowerCase() !== this.instanceId.toLowerCase()) {
@@ -507,6 +557,7 @@ class Client implements FarutechClient {
         fetchedAt: now,
         // Sin confirmación fresca previa no hay otra referencia que ahora.
         validatedAt: servedStale && previous ? previous.validatedAt : now,
+        validatedSteady: servedStale && previous ? previous.validatedSteady : steadyNow,
         checkedAt: now,
       };
       if (!current) return this.edgeView(next);
@@ -520,13 +571,16 @@ class Client implements FarutechClient {
     }
     if (res.status >= 500) throw serverFailure(res, "/v1/entitlements");
     if (res.status === 429) throw rateLimited(res, "/v1/entitlements");
-    const problem = await readJson(res, this.transport.timeoutMs);
-    const detail = stringField(problem, "detail") ?? `HTTP ${res.status}`;
+    // Solo el problem+json del edge (con su `code`) habla de este cliente o de la instancia. La
+    // página 404 de un proxy o el 403 HTML de un WAF son el edge no disponible: snapshot o fallback.
+    const problem = isProblem(res) ? await readJson(res, this.transport.timeoutMs) : undefined;
     const code = stringField(problem, "code");
+    if (!code) throw notFromEdge(res, "/v1/entitlements", "the edge's problem+json");
+    const detail = stringField(problem, "detail") ?? `HTTP ${res.status}`;
     // El código documentado (RFC 6750), sea cual sea el del problem+json del edge ("unauthorized").
     if (res.status === 401) throw new FarutechAuthError("invalid_token", detail, 401);
-    if (res.status === 403) throw new FarutechForbiddenError(code ?? "forbidden", detail, 403);
-    throw new FarutechError(code ?? `http_${res.status}`, detail, res.status);
+    if (res.status === 403) throw new FarutechForbiddenError(code, detail, 403);
+    throw new FarutechError(code, detail, res.status);
   }
 
   private edgeView(state: EdgeState): EdgeSnapshot {

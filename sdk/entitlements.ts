@@ -26,7 +26,7 @@ export interface EdgeSnapshot extends Entitlements {
   validatedAt: number;
 }
 
-/** Sin respuesta del edge todavía: lo que dice la opción `fallback`. */
+/** El edge no respondió a la carga (sin snapshot, o pasado maxStaleMs): la opción `fallback`. */
 export interface FallbackSnapshot {
   source: "fallback";
   stale: true;

@@ -131,6 +131,22 @@ export function serverFailure(res: Response, what: string): FarutechUnavailableE
   );
 }
 
+/**
+ * Una respuesta que no es del edge (la página de un proxy, el 403 HTML de un WAF, un portal cautivo,
+ * un despliegue a medias): no dice nada del cliente ni de la instancia, es el edge no disponible.
+ */
+export function notFromEdge(
+  res: Response,
+  what: string,
+  missing: string,
+): FarutechUnavailableError {
+  return new FarutechUnavailableError(
+    "server_error",
+    `${what} answered HTTP ${res.status} without ${missing}`,
+    res.status,
+  );
+}
+
 /** 429: el edge pide esperar (Retry-After); como un 5xx, no como credenciales malas. */
 export function rateLimited(res: Response, what: string): FarutechUnavailableError {
   return new FarutechUnavailableError(

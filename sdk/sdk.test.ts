@@ -1,4 +1,5 @@
 import { execFile, execFileSync } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { createRequire } from "node:module";
@@ -139,7 +140,7 @@ interface Tamper {
   /** Reescribe el cuerpo de un 200 de /oauth/token. */
   transform?: (body: Record<string, unknown>) => Record<string, unknown>;
   /** Respuesta simulada en lugar de la del edge (fallos que el edge real no da a voluntad). */
-  fault?: (path: string, request: Request) => Response | Promise<Response> | undefined;
+  fault?: (path: string, request: Request) => Response | undefined | Promise<Response | undefined>;
 }
 
 /** fetch real que anota cada petición al edge (y los refresh tokens que emite). */
@@ -196,6 +197,48 @@ function neverAnswers(request: Request): Promise<Response> {
     if (request.signal.aborted) reject(request.signal.reason);
     request.signal.addEventListener("abort", () => reject(request.signal.reason), { once: true });
   });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Repite `probe` hasta que devuelva algo (o falla pasado `timeoutMs`). */
+async function until<T>(probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await sleep(50);
+  }
+}
+
+/** grant_type de una petición a /oauth/token, sin consumir su cuerpo. */
+async function grantOf(request: Request): Promise<string | null> {
+  return new URLSearchParams(await request.clone().text()).get("grant_type");
+}
+
+/** Un `ctx` de Worker que guarda lo que recibe waitUntil. */
+function fakeCtx() {
+  const handed: Promise<unknown>[] = [];
+  return {
+    scope: {
+      waitUntil(promise: Promise<unknown>) {
+        handed.push(promise);
+      },
+    },
+    all: () => Promise.all(handed),
+  };
+}
+
+/** ¿Terminó ya `promise`? Sin E/S de por medio basta con dejar correr las microtareas. */
+async function hasSettled(promise: Promise<unknown>): Promise<boolean> {
+  let settled = false;
+  const mark = () => {
+    settled = true;
+  };
+  promise.then(mark, mark);
+  await new Promise((r) => setImmediate(r));
+  return settled;
 }
 
 /**
@@ -477,6 +520,132 @@ describe("tokens", () => {
       ["refresh_token", 503],
       ["refresh_token", 200],
     ]);
+    await client.close();
+  });
+
+  it("peek(ctx) hands the token renewal in flight to waitUntil, not only the revalidation", async () => {
+    // En workerd, lo que nadie pasa a ctx.waitUntil muere al responder: una renovación cortada
+    // después de que el edge rotó el refresh token deja al SDK con uno ya usado. El edge real
+    // retiene aquí cada refresh hasta que la prueba lo suelta.
+    const held: (() => void)[] = [];
+    const { client, clock, recorder } = testClient(
+      { timeoutMs: 60_000 },
+      {
+        fault: async (path, request) => {
+          if (path !== "/oauth/token" || (await grantOf(request)) !== "refresh_token") return;
+          await new Promise<void>((resolve) => held.push(resolve));
+          return fetch(request);
+        },
+      },
+    );
+    const release = async () => (await until(async () => held.shift()))();
+    const first = await client.accessToken();
+    expect(await client.snapshot()).toMatchObject({ source: "edge" });
+
+    // Una llamada anterior de la misma petición lanzó la renovación; el snapshot está fresco y
+    // peek(ctx) no revalida, pero la renovación va igual a waitUntil.
+    clock.t += ACCESS_TOKEN_TTL_S * 900;
+    expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(true);
+    const request1 = fakeCtx();
+    expect(client.peek(request1.scope)).toMatchObject({ source: "edge" });
+    expect(await hasSettled(request1.all())).toBe(false);
+    await release();
+    await request1.all();
+    const second = await client.accessToken();
+    expect(second).not.toBe(first);
+
+    // La revalidación que lanza peek(ctx) pide la renovación: waitUntil espera a las dos.
+    clock.t += ACCESS_TOKEN_TTL_S * 900;
+    const request2 = fakeCtx();
+    client.peek(request2.scope);
+    await client.refresh(); // la misma revalidación, ya terminada
+    expect(await hasSettled(request2.all())).toBe(false);
+    await release();
+    await request2.all();
+    expect(await client.accessToken()).not.toBe(second);
+    expect(recorder.tokens().map((c) => [c.grantType, c.status])).toEqual([
+      ["client_credentials", 200],
+      ["refresh_token", 200],
+      ["refresh_token", 200],
+    ]);
+    await client.close();
+  });
+
+  it("never presents a refresh token again after a renewal whose answer did not come", async () => {
+    // El edge real recibe el refresh y lo rota, pero la respuesta no llega nunca (ni el abort del
+    // timeout la termina): como cuando workerd corta la E/S de una petición que ya respondió.
+    let rotated: string | undefined;
+    const { client, clock, recorder } = testClient(
+      { timeoutMs: 300 },
+      {
+        fault: async (path, request) => {
+          if (path !== "/oauth/token" || rotated || (await grantOf(request)) !== "refresh_token") {
+            return;
+          }
+          const res = await fetch(request.url, {
+            method: "POST",
+            headers: request.headers,
+            body: await request.text(),
+          });
+          rotated = ((await res.json()) as { refresh_token?: string }).refresh_token;
+          return new Promise<Response>(() => {});
+        },
+      },
+    );
+    const first = await client.accessToken();
+    clock.t += ACCESS_TOKEN_TTL_S * 900;
+    expect(await client.accessToken()).toBe(first);
+    const lost = await until(async () => rotated);
+    await sleep(400); // pasado timeoutMs: la renovación colgada se da por perdida
+    clock.t += ACCESS_TOKEN_TTL_S * 1000;
+    expect(await client.accessToken()).not.toBe(first);
+    // Volver a presentar el refresh token sería un reuso: el edge revocaría la familia y daría la
+    // alarma de robo. Se empieza de nuevo con client_credentials.
+    expect(recorder.tokens().map((c) => [c.grantType, c.status])).toEqual([
+      ["client_credentials", 200],
+      ["refresh_token", 0],
+      ["client_credentials", 200],
+    ]);
+    // close() revoca también esa familia: el refresh token rotado que nunca llegó ya no sirve.
+    await client.close();
+    const reuse = await fetch(
+      `${edge.url}/oauth/token`,
+      formPost({
+        grant_type: "refresh_token",
+        refresh_token: lost,
+        client_id: tenant.id,
+        client_secret: tenant.secret,
+      }),
+    );
+    expect(reuse.status).toBe(400);
+  });
+
+  it("honours the Retry-After of a 503 from the token endpoint while it has no valid token", async () => {
+    let down = true;
+    const { client, clock, recorder } = testClient(
+      {},
+      {
+        fault: (path) =>
+          down && path === "/oauth/token"
+            ? new Response(null, { status: 503, headers: { "retry-after": "30" } })
+            : undefined,
+      },
+    );
+    await expect(client.accessToken()).rejects.toMatchObject({
+      name: "FarutechUnavailableError",
+      code: "server_error",
+      status: 503,
+      retryAfterSeconds: 30,
+    });
+    // Dentro del Retry-After: el mismo error, sin una petición de token por llamada.
+    clock.t += 29_999;
+    await expect(client.accessToken()).rejects.toMatchObject({ code: "server_error", status: 503 });
+    await expect(client.ofrepHeaders()).rejects.toBeInstanceOf(FarutechUnavailableError);
+    expect(recorder.tokens().map((c) => c.status)).toEqual([503]);
+    clock.t += 1;
+    down = false;
+    expect(await client.accessToken()).toEqual(expect.any(String));
+    expect(recorder.tokens().map((c) => c.status)).toEqual([503, 200]);
     await client.close();
   });
 
@@ -892,7 +1061,39 @@ describe("entitlements", () => {
     await client.close();
   });
 
-  it("does not make app calls wait for an edge that stops answering while it has a snapshot", async () => {
+  it("keeps the last snapshot through a backward clock step during an outage, and still drops it after maxStaleMs", async () => {
+    let down = false;
+    const maxStaleMs = 60_000;
+    const { client, clock } = testClient(
+      { maxStaleMs },
+      {
+        fault: (path) =>
+          down && path === "/v1/entitlements"
+            ? Promise.reject(new TypeError("fetch failed"))
+            : undefined,
+      },
+    );
+    expect(await client.snapshot()).toMatchObject({ source: "edge", stale: false });
+    down = true;
+    clock.t += 6_000;
+    expect(await client.snapshot()).toMatchObject({ source: "edge", stale: true });
+    // NTP retrasa el reloj un minuto: el snapshot sigue sin confirmar desde hace 6 s, no "-54 s".
+    clock.t -= 60_000;
+    expect(await client.snapshot()).toMatchObject({ source: "edge", stale: true });
+    expect(client.peek()).toMatchObject({ source: "edge", stale: true });
+    // El paso atrás tampoco le da más vida: maxStaleMs cuenta el tiempo que pasó de verdad.
+    clock.t += maxStaleMs - 6_000;
+    expect(await client.limit("max_users")).toBe(100);
+    clock.t += 1;
+    await expect(client.snapshot()).rejects.toMatchObject({
+      name: "FarutechUnavailableError",
+      code: "unreachable",
+    });
+    down = false;
+    await client.close();
+  });
+
+  it("does not make app calls wait for an edge that stops answering while it has a snapshot, and waits for a hung revalidation only once", async () => {
     // La revalidación queda retenida hasta que la prueba la suelta, con un timeout de un minuto:
     // las llamadas solo pueden terminar sin esperarla (ni a su timeout) si sirven lo último.
     let blackhole = false;
@@ -922,6 +1123,14 @@ describe("entitlements", () => {
       expect(recorder.entitlements().map((c) => c.status)).toEqual([200, 0]);
       expect(snapshots.every((s) => s.source === "edge" && s.stale)).toBe(true);
       expect(snapshots.every((s) => s.features.DIGITAL_RECORDS === true)).toBe(true);
+      // Las llamadas siguientes, una tras otra contra la misma carga colgada, ya no la esperan:
+      // 8 esperas serían 2 s; ninguna, milisegundos.
+      const started = performance.now();
+      for (let i = 0; i < 8; i++) {
+        expect(await client.snapshot()).toMatchObject({ source: "edge", stale: true });
+      }
+      expect(performance.now() - started).toBeLessThan(500);
+      expect(recorder.entitlements().map((c) => c.status)).toEqual([200, 0]);
     } finally {
       // Suelta la revalidación: close() espera lo que esté en vuelo.
       open();
@@ -1090,6 +1299,95 @@ describe("entitlements", () => {
       expect(await client.isEnabled(key), key).toBe(false);
     }
     await client.close();
+  });
+
+  it("peek() gives undefined before the first load, and the fallback only once a load failed", async () => {
+    // El fallback de "Uso en diez líneas" con el patrón de Workers del README: la primera petición
+    // de un isolate espera la carga en lugar de negar con el fallback.
+    const fallback = { features: {}, limits: {} };
+    const { client } = testClient({ fallback });
+    const ctx = fakeCtx();
+    const snapshot = client.peek(ctx.scope);
+    expect(snapshot).toBeUndefined();
+    const enabled = snapshot
+      ? snapshot.features.DIGITAL_RECORDS === true
+      : await client.isEnabled("DIGITAL_RECORDS");
+    expect(enabled).toBe(true);
+    await ctx.all();
+    await client.close();
+
+    // Con el edge caído: nada antes de preguntarle; el fallback cuando la carga falló.
+    const down = testClient({ edgeUrl: `http://127.0.0.1:${await getPort()}`, fallback });
+    expect(down.client.peek()).toBeUndefined();
+    expect(await down.client.snapshot()).toMatchObject({ source: "fallback" });
+    expect(down.client.peek()).toMatchObject({ source: "fallback", stale: true });
+    await down.client.close();
+  });
+
+  it("takes what does not come from the edge on /v1/entitlements (a proxy's 404, a WAF's 403, a captive portal) as unavailable", async () => {
+    let answer: (() => Response) | undefined;
+    const html = (status: number) => () =>
+      new Response("<html>Not here</html>", { status, headers: { "content-type": "text/html" } });
+    const { client, clock } = testClient(
+      {},
+      { fault: (path) => (path === "/v1/entitlements" ? answer?.() : undefined) },
+    );
+    expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(true);
+    const notEdge = [
+      html(404),
+      html(403),
+      html(401),
+      html(200),
+      // JSON, pero no el problem+json del edge (un API gateway).
+      () => Response.json({ message: "Not Found" }, { status: 404 }),
+    ];
+    for (const respond of notEdge) {
+      answer = respond;
+      const { status } = respond();
+      clock.t += MAX_AGE_MS;
+      expect(await client.snapshot()).toMatchObject({ source: "edge", stale: true });
+      expect(client.peek()).toMatchObject({ source: "edge", stale: true });
+      await expect(client.refresh()).rejects.toMatchObject({
+        name: "FarutechUnavailableError",
+        code: "server_error",
+        status,
+      });
+    }
+    answer = undefined;
+    clock.t += MAX_AGE_MS;
+    expect(await client.snapshot()).toMatchObject({ source: "edge", stale: false });
+    await client.close();
+
+    // Sin snapshot: el fallback.
+    const cold = testClient(
+      { fallback: { features: { DIGITAL_RECORDS: true } } },
+      { fault: (path) => (path === "/v1/entitlements" ? html(404)() : undefined) },
+    );
+    expect(await cold.client.isEnabled("DIGITAL_RECORDS")).toBe(true);
+    expect(await cold.client.snapshot()).toMatchObject({ source: "fallback" });
+    await cold.client.close();
+
+    // El 404 del edge de verdad (problem+json: la instancia no existe) sí se lanza, con fallback.
+    const missing = randomUUID();
+    const lost = await createApiClient(db.handle.db, {
+      kind: "tenant",
+      roles: ["tenant_app"],
+      customerId: patitasId,
+      instanceIds: [missing],
+    });
+    const orphan = testClient({
+      clientId: lost.id,
+      clientSecret: lost.secret,
+      instanceId: missing,
+      fallback: { features: { DIGITAL_RECORDS: true } },
+    });
+    await expect(orphan.client.isEnabled("DIGITAL_RECORDS")).rejects.toMatchObject({
+      name: "FarutechError",
+      code: "not_found",
+      status: 404,
+    });
+    expect(orphan.client.peek()).toBeUndefined();
+    await orphan.client.close();
   });
 
   it("without a snapshot and with the edge down, uses the fallback or throws", async () => {
@@ -1446,18 +1744,47 @@ describe("as a published package in plain Node", () => {
 describe("in workerd", () => {
   /**
    * Un edge de mentira cuyas respuestas de /v1/entitlements, con `hold`, quedan retenidas hasta
-   * que la prueba las suelta: el orden de los hechos lo decide la prueba, no los relojes.
+   * que la prueba las suelta: el orden de los hechos lo decide la prueba, no los relojes. Su
+   * /oauth/token rota los refresh tokens como el real y anota cada petición.
    */
   async function heldEdge() {
     let version = 0;
+    let issued = 0;
+    const used = new Set<string>();
     const state = {
       hold: false,
       held: [] as { version: string; release: () => void; released: boolean }[],
+      tokenTtlS: 300,
+      /** Cuánto tarda en responder un refresh ya rotado (firmar, escribir en la base). */
+      rotationMs: 0,
+      tokens: [] as { grant: string; at: number; answered: boolean; reused: boolean }[],
     };
     const fake = new Hono();
-    fake.post("/oauth/token", (c) =>
-      c.json({ access_token: "tok", token_type: "Bearer", expires_in: 300 }),
-    );
+    fake.post("/oauth/token", async (c) => {
+      const form = new URLSearchParams(await c.req.text());
+      const presented = form.get("refresh_token");
+      const entry = {
+        grant: presented ? `refresh ${presented}` : (form.get("grant_type") ?? ""),
+        at: Date.now(),
+        answered: false,
+        reused: presented !== null && used.has(presented),
+      };
+      state.tokens.push(entry);
+      // Como el edge real: rota el refresh token al recibirlo, y uno ya usado es un reuso.
+      if (entry.reused) return c.json({ error: "invalid_grant" }, 400);
+      if (presented) {
+        used.add(presented);
+        await sleep(state.rotationMs);
+      }
+      issued += 1;
+      entry.answered = true;
+      return c.json({
+        access_token: `tok${issued}`,
+        token_type: "Bearer",
+        expires_in: state.tokenTtlS,
+        refresh_token: `rt${issued}`,
+      });
+    });
     fake.get("/v1/entitlements", async (c) => {
       version += 1;
       const current = `v${version}`;
@@ -1541,17 +1868,6 @@ describe("in workerd", () => {
     return { worker, read };
   }
 
-  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-  /** Repite `probe` hasta que devuelva algo (o falla pasado `timeoutMs`). */
-  const until = async <T>(probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const value = await probe();
-      if (value !== undefined) return value;
-      if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-      await sleep(50);
-    }
-  };
   const versionNumber = (v: string | null | undefined) => Number(v?.slice(1) ?? 0);
 
   it("peek() with ctx keeps revalidating after the response; a later request does not wait on a load its request abandoned", async () => {
@@ -1603,6 +1919,42 @@ describe("in workerd", () => {
         return versionNumber(version) > versionNumber(abandoned.version) ? version : undefined;
       }, 20_000);
       expect(abandoned.released).toBe(false);
+    } finally {
+      await worker.stop();
+      await edgeServer.stop();
+    }
+  }, 90_000);
+
+  it("peek(ctx) lets a token renewal finish after the response; a renewal cut without ctx never makes the SDK present its refresh token again", async () => {
+    const edgeServer = await heldEdge();
+    // Renueva a los 4,8 s y vence a los 6 s. La renovación responde 400 ms después de rotar: más
+    // tarde que la petición del worker que la lanzó.
+    edgeServer.state.tokenTtlS = 6;
+    edgeServer.state.rotationMs = 400;
+    const { tokens } = edgeServer.state;
+    const { worker, read } = await probe(edgeServer.url, 1_500);
+    const sleepUntil = (at: number) => sleep(Math.max(0, at - Date.now()));
+    try {
+      await read("/snapshot");
+      // Pasado el 80 %: peek(ctx) revalida y la renovación con rt1 va en segundo plano. Con
+      // ctx.waitUntil termina después de responder y el SDK se queda con rt2.
+      await sleepUntil((tokens[0]?.at ?? 0) + 5_200);
+      await read("/peek?ctx");
+      await until(async () => tokens[1]?.answered || undefined);
+      // Sin ctx (snapshot()): la renovación con rt2 muere con la petición, ya rotada en el edge.
+      await sleepUntil((tokens[1]?.at ?? 0) + 5_200);
+      await read("/snapshot");
+      // Vencido el token y perdida la renovación (timeout de 1,5 s), el SDK pide otro: con
+      // client_credentials, no con rt2, que el edge tomaría por robado.
+      await sleepUntil((tokens[1]?.at ?? 0) + 7_200);
+      await read("/snapshot");
+      expect(tokens.map((t) => t.grant)).toEqual([
+        "client_credentials",
+        "refresh rt1",
+        "refresh rt2",
+        "client_credentials",
+      ]);
+      expect(tokens.filter((t) => t.reused)).toEqual([]);
     } finally {
       await worker.stop();
       await edgeServer.stop();

@@ -4,6 +4,7 @@ import {
   type FarutechLogger,
   type Flight,
   isLive,
+  notFromEdge,
   rateLimited,
   readJson,
   retryAfterMs,
@@ -78,12 +79,34 @@ function isTransient(err: unknown): err is FarutechUnavailableError {
   return err instanceof FarutechUnavailableError;
 }
 
+/**
+ * ¿La respuesta dice que el refresh token sigue sin usar? Sí con un status que no es 200 (4xx, 429,
+ * 5xx: el edge respondió sin rotarlo), salvo invalid_grant (ya no sirve). Sin respuesta (timeout,
+ * conexión cortada) o con un 200 ilegible, el edge pudo haberlo rotado.
+ */
+function refreshTokenKept(err: unknown): boolean {
+  return (
+    err instanceof FarutechError &&
+    err.status !== undefined &&
+    err.status !== 200 &&
+    err.code !== "invalid_grant"
+  );
+}
+
 /** Tokens OAuth del cliente: uno a la vez (single-flight), renovado antes de vencer. */
 export class TokenSource {
   private current: Token | undefined;
   private inflight: Flight<Token> | undefined;
-  /** Último 429 y hasta cuándo pidió esperar: sin token válido tampoco se pregunta antes. */
-  private rateLimit: { until: number; error: FarutechUnavailableError } | undefined;
+  /**
+   * Último 429 (o 503 con Retry-After) y hasta cuándo pidió esperar: sin token válido tampoco se
+   * pregunta antes.
+   */
+  private retryLater: { until: number; error: FarutechUnavailableError } | undefined;
+  /**
+   * Refresh token presentado cuya respuesta no llegó: pudo quedar rotado a uno que nunca se recibió.
+   * close() revoca su familia junto con el actual.
+   */
+  private unanswered: string | undefined;
   /** Tras close(): un token que llegue tarde no se guarda, se entrega para revocarlo. */
   private retired: ((refreshToken: string) => void) | undefined;
   private readonly refreshRatio: number;
@@ -117,7 +140,7 @@ export class TokenSource {
     // Tras un fallo no se vuelve a pedir hasta que pase la espera: el token actual aún vale
     // y así ninguna llamada de la app paga un timeout por intento.
     if (valid && this.renewal.active(now)) return valid.accessToken;
-    if (!valid && this.rateLimit && now < this.rateLimit.until) throw this.rateLimit.error;
+    if (!valid && this.retryLater && now < this.retryLater.until) throw this.retryLater.error;
     const timeoutMs = this.options.transport.timeoutMs;
     if (valid) {
       // Renovar antes de tiempo da margen: el token aún vale, así que la renovación va en segundo
@@ -164,14 +187,17 @@ export class TokenSource {
   }
 
   /**
-   * Olvida los tokens y devuelve el refresh token para revocarlo. Uno que llegue después (una
+   * Olvida los tokens y devuelve los refresh tokens para revocarlos. Uno que llegue después (una
    * petición aún en vuelo) no se guarda: va a `revokeLate`.
    */
-  retire(revokeLate: (refreshToken: string) => void): string | undefined {
-    const refreshToken = this.current?.refreshToken;
+  retire(revokeLate: (refreshToken: string) => void): string[] {
+    const refreshTokens = [this.current?.refreshToken, this.unanswered].filter(
+      (token): token is string => token !== undefined,
+    );
     this.current = undefined;
+    this.unanswered = undefined;
     this.retired = revokeLate;
-    return refreshToken;
+    return refreshTokens;
   }
 
   authorization(): string {
@@ -203,7 +229,7 @@ export class TokenSource {
       promise: this.obtain(generation).then(
         (token) => {
           this.renewal.reset();
-          this.rateLimit = undefined;
+          this.retryLater = undefined;
           this.credentialsRejected = undefined;
           this.rejectedRetry.reset();
           return token;
@@ -223,9 +249,11 @@ export class TokenSource {
           // Cualquier otro fallo (también una respuesta malformada) espera antes del siguiente
           // intento: con el token aún válido, la renovación no se repite en cada llamada.
           this.renewal.fail(now, waitForMs);
-          if (isTransient(err) && err.status === 429) {
-            const waitMs = Math.max(waitForMs, BACKOFF_BASE_MS);
-            this.rateLimit = { until: now + waitMs, error: err };
+          if (isTransient(err)) {
+            // Un 503 con Retry-After pide lo mismo que un 429: sin token válido, cada llamada de la
+            // app volvía a preguntar antes de tiempo.
+            const waitMs = err.status === 429 ? Math.max(waitForMs, BACKOFF_BASE_MS) : waitForMs;
+            if (waitMs > 0) this.retryLater = { until: now + waitMs, error: err };
           }
           throw err;
         },
@@ -239,14 +267,37 @@ export class TokenSource {
   }
 
   private async obtain(generation: number): Promise<Token> {
-    const refreshToken = this.current?.refreshToken;
-    if (refreshToken) {
+    const held = this.current;
+    const refreshToken = held?.refreshToken;
+    if (held && refreshToken) {
+      // El edge lo rota al recibirlo: si la respuesta no llega (timeout, workerd que corta la
+      // petición), presentarlo otra vez es un reuso y el edge revoca la familia como ante un robo.
+      // Se da por gastado ya; vuelve solo si el edge responde sin rotarlo.
+      this.current = { ...held, refreshToken: undefined };
+      this.unanswered = refreshToken;
+      const answered = () => {
+        if (this.unanswered === refreshToken) this.unanswered = undefined;
+      };
       try {
-        return await this.request(
+        const token = await this.request(
           { grant_type: "refresh_token", refresh_token: refreshToken },
           generation,
         );
+        answered();
+        return token;
       } catch (err) {
+        const kept = refreshTokenKept(err);
+        // invalid_grant también es una respuesta: ese refresh token ya no sirve a nadie.
+        if (kept || err instanceof FarutechAuthError) answered();
+        const current = this.current;
+        if (
+          kept &&
+          generation === this.started &&
+          current?.accessToken === held.accessToken &&
+          !current.refreshToken
+        ) {
+          this.current = { ...current, refreshToken };
+        }
         // Vencido, revocado o reusado: el secreto del cliente sigue sirviendo para empezar de nuevo.
         if (!(err instanceof FarutechAuthError && err.code === "invalid_grant")) throw err;
         this.options.logger.debug({}, "refresh token rejected, using client credentials");
@@ -274,11 +325,7 @@ export class TokenSource {
       // Un 4xx sin error OAuth (404 o 403 de un proxy, un WAF, un despliegue a medias) no dice
       // nada de las credenciales: es el edge no disponible, no un cliente rechazado.
       if (!oauthError && res.status !== 401) {
-        throw new FarutechUnavailableError(
-          "server_error",
-          `Token endpoint answered HTTP ${res.status} without an OAuth error`,
-          res.status,
-        );
+        throw notFromEdge(res, "Token endpoint", "an OAuth error");
       }
       const code = oauthError ?? "invalid_client";
       const description = stringField(body, "error_description") ?? `HTTP ${res.status}`;
