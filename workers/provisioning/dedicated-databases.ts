@@ -1,5 +1,5 @@
 import { mkdirSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import pg from "pg";
 import { ensurePrivateDir } from "../../core/dir-lock";
 import { pgErrorCode } from "../../core/http/db-errors";
@@ -238,9 +238,12 @@ export function createPgliteDedicated(
       mkdirSync(dirOf(tenantInstanceId), { recursive: true });
     },
     applyBaseline(connectionString, productCode) {
-      const path = connectionString.replace(/^pglite:\/\//, "");
+      const stored = connectionString.replace(/^pglite:\/\//, "");
+      // La cadena guardada lleva la ruta absoluta del día del alta: con la carpeta de datos movida
+      // (copiada a otro disco) apuntaría a la copia vieja. La carpeta del tenant sale de la actual.
+      const path = stored === "memory" ? "memory://" : join(dataDir, basename(stored));
       const run = applying.then(async () => {
-        const db = await open(path === "memory" ? "memory://" : path);
+        const db = await open(path);
         try {
           await db.exec(BASELINE(productCode));
         } finally {

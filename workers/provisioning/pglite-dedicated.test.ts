@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -45,6 +45,24 @@ describe("embedded Enterprise databases", () => {
       } finally {
         await db.close();
       }
+    }
+  }, 60_000);
+
+  it("applies the baseline in the current data folder when the stored string names an older one", async () => {
+    const moved = join(dir, "moved");
+    const dedicated = createPgliteDedicated(moved);
+    const id = newId();
+    await dedicated.create(id, "");
+    // La cadena que guardó el alta, cuando la carpeta de datos estaba en otro sitio.
+    const stale = `pglite://${join(dir, "before-the-move", `t_${id.replaceAll("-", "_")}`)}`;
+    await dedicated.applyBaseline(stale, "FARUTECH_ERP");
+    expect(existsSync(join(dir, "before-the-move"))).toBe(false);
+    const db = await openPglite(dedicated.connectionString(id, "").replace("pglite://", ""));
+    try {
+      const { rows } = await db.query("select value from farutech_tenant_metadata");
+      expect(rows).toEqual([{ value: "FARUTECH_ERP" }]);
+    } finally {
+      await db.close();
     }
   }, 60_000);
 });
