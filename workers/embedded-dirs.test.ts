@@ -23,9 +23,11 @@ describe("embedded product and tenant folders", () => {
 
   it("refuses to start empty when this installation's databases are still in the old shared place", () => {
     const parent = join(root, "upgraded");
-    // Una carpeta `apps` de otro proyecto, sin bases PGlite, no cuenta.
+    // Una carpeta `apps` de otro proyecto, sin bases PGlite, no cuenta; tampoco un archivo `tenants`.
     mkdirSync(join(parent, "apps", "my-unrelated-project"), { recursive: true });
+    writeFileSync(join(parent, "tenants"), "not a folder");
     expect(embeddedDirFor(join(parent, "db"), "apps")).toBe(join(parent, "db-apps"));
+    expect(embeddedDirFor(join(parent, "db"), "tenants")).toBe(join(parent, "db-tenants"));
     mkdirSync(join(parent, "apps", "farutech_vet"), { recursive: true });
     writeFileSync(join(parent, "apps", "farutech_vet", "PG_VERSION"), "17\n");
     expect(() => embeddedDirFor(join(parent, "db"), "apps")).toThrow(

@@ -118,10 +118,16 @@ export function embeddedDirFor(pgliteDir: string, kind: "apps" | "tenants"): str
   // Solo si de verdad guarda bases PGlite (una subcarpeta con PG_VERSION): una carpeta `apps` o
   // `tenants` de otro proyecto junto a la base no impide arrancar.
   const legacy = join(dirname(dir), kind);
-  const holdsDatabases = () =>
-    readdirSync(legacy, { withFileTypes: true }).some(
-      (entry) => entry.isDirectory() && existsSync(join(legacy, entry.name, "PG_VERSION")),
-    );
+  const holdsDatabases = () => {
+    try {
+      return readdirSync(legacy, { withFileTypes: true }).some(
+        (entry) => entry.isDirectory() && existsSync(join(legacy, entry.name, "PG_VERSION")),
+      );
+    } catch {
+      // Un archivo con ese nombre, o una carpeta ajena que no se puede leer: no son nuestras bases.
+      return false;
+    }
+  };
   if (existsSync(legacy) && !existsSync(own) && holdsDatabases()) {
     throw new ConfigError(
       `The embedded ${kind} databases of ${dir} are now kept in ${own}; move this installation's ones there from ${legacy} (that folder is shared by every installation next to ${dir})`,

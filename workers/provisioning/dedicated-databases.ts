@@ -136,7 +136,9 @@ export function createPostgresDedicated(
           }
         }
         await admin.query(`revoke all on database "${name}" from public`);
-        await admin.query(`grant connect, temporary on database "${name}" to "${name}"`);
+        // CREATE: sus migraciones pueden crear esquemas y extensiones de confianza (pg_trgm,
+        // citext…); no da ALTER DATABASE, que sigue siendo solo del dueño.
+        await admin.query(`grant connect, temporary, create on database "${name}" to "${name}"`);
         // El tenant crea sus tablas en public (su esquema), sin ser dueño de la base.
         const inside = new pg.Client({ connectionString: databaseUrl(name) });
         await inside.connect();

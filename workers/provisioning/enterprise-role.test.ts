@@ -129,8 +129,9 @@ describe("Enterprise tenant role confinement", () => {
     });
     await own.connect();
     try {
-      // Sus tablas las sigue creando (el esquema public es suyo).
+      // Sus tablas, esquemas y extensiones de confianza los sigue creando (public es suyo).
       await own.query("create table bait (x int)");
+      await own.query("create schema app; create table app.t (x int); create extension citext");
       await own.query(`grant select on bait to "${dedicatedName(victim)}"`);
       for (const sql of [
         `alter database "${dedicatedName(attacker)}" set default_transaction_read_only = on`,
