@@ -52,7 +52,8 @@ async function main() {
   let lastNatsExit = 0;
   let natsExits = 0;
   const restartNats = (exit: { code: number | null; signal: NodeJS.Signals | null }) => {
-    if (stoppingSince !== undefined) return;
+    // Durante el propio arranque (aún sin `nats`) el fallo lo dice startLocalNats.
+    if (stoppingSince !== undefined || !nats) return;
     // Una caída tras un rato estable vuelve a empezar la espera; seguidas, espera más cada vez.
     if (Date.now() - lastNatsExit > 60_000) natsExits = 0;
     lastNatsExit = Date.now();
@@ -62,8 +63,12 @@ async function main() {
       if (stoppingSince !== undefined) return;
       nats?.restart().then(
         () => logger.info({ url: nats?.url }, "local nats-server restarted"),
-        // Un arranque fallido deja su proceso muerto: vuelve a pasar por aquí si llegó a lanzarse.
-        (err: unknown) => logger.error({ err }, "local nats-server could not be restarted"),
+        // Uno que no quedó listo (vivo o no) se para y se vuelve a intentar más tarde.
+        async (err: unknown) => {
+          logger.error({ err }, "local nats-server could not be restarted");
+          await nats?.stop();
+          restartNats({ code: null, signal: null });
+        },
       );
     }, delayMs).unref();
   };

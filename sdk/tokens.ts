@@ -80,9 +80,11 @@ function isTransient(err: unknown): err is FarutechUnavailableError {
 }
 
 /**
- * ¿La respuesta dice que el refresh token sigue sin usar? Sí con un status que no es 200 (4xx, 429,
- * 5xx: el edge respondió sin rotarlo), salvo invalid_grant (ya no sirve). Sin respuesta (timeout,
- * conexión cortada) o con un 200 ilegible, el edge pudo haberlo rotado.
+ * ¿La respuesta dice que el refresh token sigue sin usar? Se supone que sí con un status que no es
+ * 200 (4xx, 429, 5xx), salvo invalid_grant (ya no sirve). No es seguro con un 5xx: el edge rota en
+ * la base antes de firmar, y un fallo después deja el token rotado (la siguiente renovación recibe
+ * invalid_grant y vuelve a client_credentials). Sin respuesta (timeout, conexión cortada) o con un
+ * 200 ilegible, el edge pudo haberlo rotado.
  */
 function refreshTokenKept(err: unknown): boolean {
   return (
