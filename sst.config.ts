@@ -8,11 +8,14 @@
 /** El worker drena hasta 30 s tras SIGTERM (workers/main.ts); ECS espera un poco más. */
 const WORKER_STOP_TIMEOUT_S = 45;
 /**
- * Los de edge/wrangler.toml: SST publica por defecto con su propia fecha (2024-04-04) y
- * nodejs_compat, un runtime que ninguna prueba ejercita (las del edge corren con wrangler.toml).
+ * La fecha de edge/wrangler.toml, con la que corren las pruebas del edge (SST trae 2024-04-04).
+ * nodejs_compat, que wrangler.toml no lleva, solo lo pide el envoltorio con que SST publica el
+ * worker (`wrapCloudflareHandler` de "sst" importa node:process y node:crypto). Ese runtime no lo
+ * ejercitan las pruebas: con el flag, wrangler empaqueta otras variantes de dependencias (p. ej.
+ * node:stream), así que hay que probar el despliegue de SST en un stage antes de producción.
  */
 const EDGE_COMPATIBILITY_DATE = "2025-09-01";
-const EDGE_COMPATIBILITY_FLAGS: string[] = [];
+const EDGE_COMPATIBILITY_FLAGS = ["nodejs_compat"];
 
 export default $config({
   app(input) {

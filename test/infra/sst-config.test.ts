@@ -203,21 +203,22 @@ describe("sst.config.ts (evaluated with stand-ins for SST)", () => {
     expect(readFileSync("edge/routes/well-known.ts", "utf8")).toContain("/.well-known/jwks.json");
   });
 
-  it("publishes the edge with the compatibility date and flags of edge/wrangler.toml, the runtime its tests run in", async () => {
+  it("publishes the edge with the compatibility date of edge/wrangler.toml, plus nodejs_compat for SST's wrapper", async () => {
     const edge = one("sst:cloudflare:Worker", "Edge");
     const transform = (edge.args.transform as { worker?: (args: object) => void } | undefined)
       ?.worker;
     expect(transform, "transform.worker").toBeTypeOf("function");
-    // Los valores por defecto del componente de SST, que el transform debe reemplazar.
+    // Otros valores (SST trae 2024-04-04), que el transform debe reemplazar.
     const script: Record<string, unknown> = {
       compatibilityDate: "2024-04-04",
-      compatibilityFlags: ["nodejs_compat"],
+      compatibilityFlags: ["nodejs_als"],
     };
     transform?.(script);
     const { unstable_readConfig } = await import("wrangler");
     const wrangler = unstable_readConfig({ config: "edge/wrangler.toml" });
     expect(script.compatibilityDate).toBe(wrangler.compatibility_date);
-    expect(script.compatibilityFlags).toEqual(wrangler.compatibility_flags);
+    // Más nodejs_compat: el envoltorio de SST importa node:process y node:crypto.
+    expect(script.compatibilityFlags).toEqual([...wrangler.compatibility_flags, "nodejs_compat"]);
   });
 
   it("runs the workers as a container Service on a Cluster, built from the Dockerfile's worker target", () => {
