@@ -193,6 +193,18 @@ export async function startWorkers(
   }
   const secretBox = await secretBoxFromEnv(env);
   const dedicated = dedicatedFor(deps.db, env);
+  // Una vez al arrancar, sin frenar el arranque; varios procesos a la vez repiten lo mismo.
+  void dedicated.adoptLegacyDatabases().then(
+    (adopted) => {
+      if (adopted > 0)
+        deps.logger.info(
+          { adopted },
+          "tenant databases of an earlier version now belong to the orchestrator",
+        );
+    },
+    (err: unknown) =>
+      deps.logger.error({ err }, "could not take over tenant databases of an earlier version"),
+  );
   const workers = [
     await startWorker(
       provisioningWorker({

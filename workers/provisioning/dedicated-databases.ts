@@ -28,6 +28,11 @@ export interface DedicatedDatabases {
   disableLogin(...tenantInstanceIds: string[]): Promise<number>;
   /** Borra base y rol del tenant (idempotente: lo que ya no existe se salta). */
   drop(tenantInstanceId: string): Promise<void>;
+  /**
+   * Las bases de tenants creadas por versiones anteriores eran de su rol (que así podía ALTER
+   * DATABASE): pasan al orquestador con los permisos de ahora. Devuelve cuántas cambió.
+   */
+  adoptLegacyDatabases(): Promise<number>;
   /** Cierra las conexiones abiertas (al parar el worker). */
   close(): Promise<void>;
 }
@@ -78,6 +83,35 @@ export function createPostgresDedicated(
     url.pathname = `/${encodeURIComponent(database)}`;
     return url.toString();
   };
+  /**
+   * Deja la base del tenant como debe estar (idempotente): del orquestador (o del rol del tenant,
+   * como la creaban antes, y entonces pasa al orquestador), sin PUBLIC, con CONNECT, TEMPORARY y
+   * CREATE para el tenant y su esquema public.
+   */
+  const secure = async (admin: pg.Client, name: string) => {
+    const { rows } = await admin.query<{ owner: string; me: string }>(
+      `select pg_get_userbyid(datdba) as owner, current_user as me
+         from pg_database where datname = $1`,
+      [name],
+    );
+    const owner = rows[0]?.owner;
+    if (owner === name) await admin.query(`alter database "${name}" owner to current_user`);
+    else if (owner !== rows[0]?.me) {
+      throw new PermanentError(`Database ${name} exists and is not owned by the orchestrator`);
+    }
+    await admin.query(`revoke all on database "${name}" from public`);
+    // CREATE: sus migraciones pueden crear esquemas y extensiones de confianza (pg_trgm,
+    // citext…); no da ALTER DATABASE, que sigue siendo solo del dueño.
+    await admin.query(`grant connect, temporary, create on database "${name}" to "${name}"`);
+    // El tenant crea sus tablas en public (su esquema), sin ser dueño de la base.
+    const inside = new pg.Client({ connectionString: databaseUrl(name) });
+    await inside.connect();
+    try {
+      await inside.query(`alter schema public owner to "${name}"`);
+    } finally {
+      await inside.end();
+    }
+  };
   const refuseForeign = async (admin: pg.Client, name: string) => {
     if ((await foreign(admin, [name])).length > 0) {
       throw new PermanentError(
@@ -121,32 +155,8 @@ export function createPostgresDedicated(
           await admin.query(`create database "${name}" template template0`);
         } catch (err) {
           if (pgErrorCode(err) !== "42P04" && pgErrorCode(err) !== "23505") throw err;
-          // Ya existía: solo sirve si es nuestra (o del rol del tenant, como la creaban antes).
-          const { rows } = await admin.query<{ owner: string; me: string }>(
-            `select pg_get_userbyid(datdba) as owner, current_user as me
-               from pg_database where datname = $1`,
-            [name],
-          );
-          const owner = rows[0]?.owner;
-          if (owner === name) await admin.query(`alter database "${name}" owner to current_user`);
-          else if (owner !== rows[0]?.me) {
-            throw new PermanentError(
-              `Database ${name} exists and is not owned by the orchestrator`,
-            );
-          }
         }
-        await admin.query(`revoke all on database "${name}" from public`);
-        // CREATE: sus migraciones pueden crear esquemas y extensiones de confianza (pg_trgm,
-        // citext…); no da ALTER DATABASE, que sigue siendo solo del dueño.
-        await admin.query(`grant connect, temporary, create on database "${name}" to "${name}"`);
-        // El tenant crea sus tablas en public (su esquema), sin ser dueño de la base.
-        const inside = new pg.Client({ connectionString: databaseUrl(name) });
-        await inside.connect();
-        try {
-          await inside.query(`alter schema public owner to "${name}"`);
-        } finally {
-          await inside.end();
-        }
+        await secure(admin, name);
         // Y ningún rol de tenant entra en la base del plano de control (solo su dueño).
         await revokePublicAccess(admin, controlPlane);
       } finally {
@@ -217,6 +227,21 @@ export function createPostgresDedicated(
         await admin.end();
       }
     },
+    async adoptLegacyDatabases() {
+      const admin = new pg.Client({ connectionString: adminUrl });
+      await admin.connect();
+      try {
+        const { rows } = await admin.query<{ datname: string }>(
+          `select d.datname from pg_database d join pg_roles r on r.oid = d.datdba
+            where d.datname = r.rolname and shobj_description(r.oid, 'pg_authid') = $1`,
+          [marker],
+        );
+        for (const { datname } of rows) await secure(admin, datname);
+        return rows.length;
+      } finally {
+        await admin.end();
+      }
+    },
     close: () => pools.closeAll(),
   };
 }
@@ -257,6 +282,9 @@ export function createPgliteDedicated(
     },
     // PGlite no tiene roles ni sesiones de red: nadie más entra en la carpeta.
     async disableLogin() {
+      return 0;
+    },
+    async adoptLegacyDatabases() {
       return 0;
     },
     async drop(tenantInstanceId) {

@@ -158,6 +158,41 @@ describe("Enterprise tenant role confinement", () => {
     }
   });
 
+  // Las creadas por versiones anteriores eran del rol del tenant: al arrancar, los workers las
+  // pasan al orquestador (si no, ese tenant aún podía bloquear la baja de otros).
+  it("takes over a tenant database created owned by its role by an earlier version", async () => {
+    const legacy = newId();
+    const pw = randomToken(24);
+    await dedicated.create(legacy, pw);
+    const name = dedicatedName(legacy);
+    const admin = new pg.Client({ connectionString: control.url });
+    await admin.connect();
+    try {
+      // Como la dejaba la versión anterior.
+      await admin.query(`alter database "${name}" owner to "${name}"`);
+      expect(await dedicated.adoptLegacyDatabases()).toBeGreaterThanOrEqual(1);
+      const { rows } = await admin.query<{ owner: string; me: string }>(
+        "select pg_get_userbyid(datdba) as owner, current_user as me from pg_database where datname = $1",
+        [name],
+      );
+      expect(rows[0]?.owner).toBe(rows[0]?.me);
+      expect(await dedicated.adoptLegacyDatabases()).toBe(0);
+      const own = new pg.Client({ connectionString: dedicated.connectionString(legacy, pw) });
+      await own.connect();
+      try {
+        await expect(
+          own.query(`alter database "${name}" allow_connections false`),
+        ).rejects.toSatisfy((e) => pgErrorCode(e) === "42501");
+        await own.query("create table still_works (x int)");
+      } finally {
+        await own.end();
+      }
+    } finally {
+      await admin.end();
+      await dedicated.drop(legacy);
+    }
+  });
+
   it("has a connection limit and no elevated attributes", async () => {
     const admin = new pg.Client({ connectionString: control.url });
     await admin.connect();

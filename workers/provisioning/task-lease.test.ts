@@ -349,6 +349,7 @@ describe("provisioning task lease", () => {
       applyBaseline: (url, product) => real.applyBaseline(url, product),
       disableLogin: (...codes) => real.disableLogin(...codes),
       drop: (code) => real.drop(code),
+      adoptLegacyDatabases: () => real.adoptLegacyDatabases(),
       close: () => real.close(),
     };
     const def = provisioningWorker({
