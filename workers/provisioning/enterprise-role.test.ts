@@ -170,7 +170,10 @@ describe("Enterprise tenant role confinement", () => {
     try {
       // Como la dejaba la versión anterior.
       await admin.query(`alter database "${name}" owner to "${name}"`);
-      expect(await dedicated.adoptLegacyDatabases()).toBeGreaterThanOrEqual(1);
+      // Varios procesos de workers arrancan a la vez: sin serializar, "tuple concurrently updated".
+      const processes = [1, 2, 3, 4].map(() => createPostgresDedicated(control.url ?? ""));
+      await Promise.all(processes.map((p) => p.adoptLegacyDatabases()));
+      await Promise.all(processes.map((p) => p.close()));
       const { rows } = await admin.query<{ owner: string; me: string }>(
         "select pg_get_userbyid(datdba) as owner, current_user as me from pg_database where datname = $1",
         [name],
