@@ -51,15 +51,19 @@ async function main() {
   // mismo store: sin esto la API seguía aceptando tareas que ningún worker recibía, sin aviso.
   let lastNatsExit = 0;
   let natsExits = 0;
+  let restartPending = false;
   const restartNats = (exit: { code: number | null; signal: NodeJS.Signals | null }) => {
-    // Durante el propio arranque (aún sin `nats`) el fallo lo dice startLocalNats.
-    if (stoppingSince !== undefined || !nats) return;
+    // Durante el propio arranque (aún sin `nats`) el fallo lo dice startLocalNats. Un relanzamiento
+    // que falla puede avisar dos veces (su proceso muere y su promesa se rechaza): uno basta.
+    if (stoppingSince !== undefined || !nats || restartPending) return;
+    restartPending = true;
     // Una caída tras un rato estable vuelve a empezar la espera; seguidas, espera más cada vez.
     if (Date.now() - lastNatsExit > 60_000) natsExits = 0;
     lastNatsExit = Date.now();
     const delayMs = Math.min(30_000, 1_000 * 2 ** natsExits++);
     logger.error({ ...exit, retryInMs: delayMs }, "local nats-server exited; restarting it");
     setTimeout(() => {
+      restartPending = false;
       if (stoppingSince !== undefined) return;
       nats?.restart().then(
         () => logger.info({ url: nats?.url }, "local nats-server restarted"),
