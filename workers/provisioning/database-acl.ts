@@ -7,11 +7,26 @@ import type pg from "pg";
  */
 export const DATABASE_ACL_LOCK_ID = 727_274_005;
 
-/** Nadie más que su dueño (y quien tenga un GRANT explícito) entra en `database`. */
-export async function revokePublicAccess(client: pg.ClientBase, database: string): Promise<void> {
+/** `fn` en una transacción que tiene el lock de ACL de bases (lo suelta al terminar). */
+export async function withDatabaseAclLock<T>(
+  client: pg.ClientBase,
+  fn: () => Promise<T>,
+): Promise<T> {
   await client.query("begin");
   try {
     await client.query("select pg_advisory_xact_lock($1)", [DATABASE_ACL_LOCK_ID]);
+    const result = await fn();
+    await client.query("commit");
+    return result;
+  } catch (err) {
+    await client.query("rollback").catch(() => {});
+    throw err;
+  }
+}
+
+/** Nadie más que su dueño (y quien tenga un GRANT explícito) entra en `database`. */
+export async function revokePublicAccess(client: pg.ClientBase, database: string): Promise<void> {
+  await withDatabaseAclLock(client, async () => {
     // Lo común es que ya esté revocado: entonces no se toca la fila.
     const { rows } = await client.query<{ open: boolean }>(
       `select has_database_privilege('public', $1, 'CONNECT')
@@ -21,9 +36,5 @@ export async function revokePublicAccess(client: pg.ClientBase, database: string
     if (rows[0]?.open) {
       await client.query(`revoke connect, temporary on database "${database}" from public`);
     }
-    await client.query("commit");
-  } catch (err) {
-    await client.query("rollback").catch(() => {});
-    throw err;
-  }
+  });
 }

@@ -6,7 +6,7 @@ import { pgErrorCode } from "../../core/http/db-errors";
 import { openPglite } from "../../db/drivers/open-pglite";
 import { scramSha256Verifier } from "../../db/scram";
 import { PermanentError } from "../runtime/errors";
-import { DATABASE_ACL_LOCK_ID, revokePublicAccess } from "./database-acl";
+import { revokePublicAccess, withDatabaseAclLock } from "./database-acl";
 import { createTenantPools, type TenantPools, type TenantPoolsOptions } from "./tenant-pools";
 
 /** Tier Enterprise: una base y un rol propios por tenant, con el esquema base del producto. */
@@ -90,9 +90,7 @@ export function createPostgresDedicated(
    */
   const secure = async (admin: pg.Client, name: string) => {
     // Reescribe la fila de pg_database: serializado con los demás procesos (ver database-acl.ts).
-    await admin.query("begin");
-    try {
-      await admin.query("select pg_advisory_xact_lock($1)", [DATABASE_ACL_LOCK_ID]);
+    await withDatabaseAclLock(admin, async () => {
       const { rows } = await admin.query<{ owner: string; me: string }>(
         `select pg_get_userbyid(datdba) as owner, current_user as me
            from pg_database where datname = $1`,
@@ -107,11 +105,7 @@ export function createPostgresDedicated(
       // CREATE: sus migraciones pueden crear esquemas y extensiones de confianza (pg_trgm,
       // citext…); no da ALTER DATABASE, que sigue siendo solo del dueño.
       await admin.query(`grant connect, temporary, create on database "${name}" to "${name}"`);
-      await admin.query("commit");
-    } catch (err) {
-      await admin.query("rollback").catch(() => {});
-      throw err;
-    }
+    });
     // El tenant crea sus tablas en public (su esquema), sin ser dueño de la base.
     const inside = new pg.Client({ connectionString: databaseUrl(name) });
     await inside.connect();
