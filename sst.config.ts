@@ -10,12 +10,24 @@ const WORKER_STOP_TIMEOUT_S = 45;
 /**
  * La fecha de edge/wrangler.toml, con la que corren las pruebas del edge (SST trae 2024-04-04).
  * nodejs_compat, que wrangler.toml no lleva, solo lo pide el envoltorio con que SST publica el
- * worker (`wrapCloudflareHandler` de "sst" importa node:process y node:crypto). Ese runtime no lo
- * ejercitan las pruebas: con el flag, wrangler empaqueta otras variantes de dependencias (p. ej.
- * node:stream), así que hay que probar el despliegue de SST en un stage antes de producción.
+ * worker (`wrapCloudflareHandler` de "sst" importa node:process y node:crypto).
  */
 const EDGE_COMPATIBILITY_DATE = "2025-09-01";
 const EDGE_COMPATIBILITY_FLAGS = ["nodejs_compat"];
+/**
+ * SST empaqueta el worker con esbuild para Node (platform node, sin el campo `browser`): tomaba la
+ * variante Node de las dependencias (pino con require("os") y worker_threads) y el worker no
+ * arrancaba en workerd. Se resuelve como wrangler, con el que corren las pruebas del edge;
+ * test/infra/sst-edge.test.ts corre en workerd el bundle hecho así.
+ */
+const EDGE_ESBUILD = {
+  platform: "browser",
+  conditions: ["workerd", "worker", "browser"],
+  mainFields: ["browser", "module", "main"],
+  // Los da workerd con nodejs_compat (el envoltorio de SST importa node:process).
+  external: ["node:*"],
+  define: { "process.env.NODE_ENV": '"production"' },
+};
 
 export default $config({
   app(input) {
@@ -57,6 +69,7 @@ export default $config({
       domain: edgeDomain,
       link: [edgeDatabaseUrl, signingKeys],
       environment: common,
+      build: { esbuild: EDGE_ESBUILD },
       transform: {
         worker: (args) => {
           args.compatibilityDate = EDGE_COMPATIBILITY_DATE;

@@ -116,6 +116,8 @@ declare namespace sst {
           domain?: string;
           link?: SstLinkable[];
           environment?: Record<string, SstInput<string>>;
+          /** `esbuild` se aplica sobre las opciones con que SST empaqueta el worker. */
+          build?: { esbuild?: Record<string, unknown>; minify?: boolean };
           transform?: { worker?: (args: WorkerScriptArgs) => void };
         },
       );

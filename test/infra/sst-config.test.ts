@@ -12,76 +12,27 @@ import { workersEnv } from "../../workers/runtime";
 import { SHUTDOWN_DEADLINE_MS } from "../../workers/runtime/consumer";
 import { readStages } from "./dockerfile";
 import { envVarsReadByCode } from "./env-vars";
+import {
+  FakeOutput,
+  installSstStandIns,
+  type LoadedConfig,
+  type Recorded,
+  type SstRun,
+  unwrap,
+} from "./sst-standins";
 
 // sst.config.ts sin SST: `sst` descarga Pulumi y necesita cuentas de AWS y Cloudflare, imposible
 // aquí. SST es una herramienta de nube de terceros, así que esta prueba la SIMULA: instala dobles
-// de sus globales ($config, $app, $dev, $jsonParse, sst.*) que solo anotan qué se construye y con
-// qué argumentos, evalúa run() y comprueba el cableado contra el repo (handlers, Dockerfile,
+// de sus globales (test/infra/sst-standins.ts) que solo anotan qué se construye y con qué
+// argumentos, evalúa run() y comprueba el cableado contra el repo (handlers, Dockerfile,
 // scripts, variables que lee el código). Los tipos del config los revisa tsc con infra/sst.
-
-interface Recorded {
-  type: string;
-  name: string;
-  args: Record<string, unknown>;
-  instance: object;
-}
-
-class FakeOutput<T> {
-  constructor(readonly value: T) {}
-  apply<U>(fn: (value: T) => U): FakeOutput<U> {
-    return new FakeOutput(fn(this.value));
-  }
-}
-
-const unwrap = (v: unknown): unknown => (v instanceof FakeOutput ? v.value : v);
+// test/infra/sst-edge.test.ts corre en workerd el edge empaquetado como lo empaqueta SST.
 
 let calls: Recorded[] = [];
-const routes: { route: string; handler: Record<string, unknown> }[] = [];
-
-function component(type: string) {
-  return class {
-    readonly urn: FakeOutput<string>;
-    readonly url: FakeOutput<string>;
-    constructor(name: string, args: Record<string, unknown> = {}) {
-      this.urn = new FakeOutput(`urn:pulumi:test::farutech::${type}::${name}`);
-      this.url = new FakeOutput(`https://${name.toLowerCase()}.example`);
-      calls.push({ type, name, args, instance: this });
-    }
-  };
-}
-
-const ApiGatewayV2 = class extends component("sst:aws:ApiGatewayV2") {
-  route(route: string, handler: Record<string, unknown>) {
-    routes.push({ route, handler });
-  }
-};
-
-const globals = {
-  $config: (config: unknown) => config,
-  $app: { name: "farutech-orchestrator", stage: "production" },
-  $dev: false,
-  $jsonParse: (text: unknown) => new FakeOutput(JSON.parse(String(unwrap(text)))),
-  sst: {
-    Secret: component("sst:sst:Secret"),
-    aws: {
-      ApiGatewayV2,
-      Vpc: component("sst:aws:Vpc"),
-      Cluster: component("sst:aws:Cluster"),
-      Service: component("sst:aws:Service"),
-    },
-    cloudflare: { Worker: component("sst:cloudflare:Worker") },
-    x: { DevCommand: component("sst:x:DevCommand") },
-  },
-};
-
-interface LoadedConfig {
-  app(input?: { stage?: string }): Record<string, unknown>;
-  run(): Promise<Record<string, unknown>>;
-}
-
+let routes: SstRun["routes"] = [];
 let config: LoadedConfig;
 let outputs: Record<string, unknown>;
-const g = globalThis as Record<string, unknown>;
+let standIns: Awaited<ReturnType<typeof installSstStandIns>>;
 
 function one(type: string, name?: string): Recorded {
   const found = calls.filter((c) => c.type === type && (name === undefined || c.name === name));
@@ -106,30 +57,20 @@ function envOf(args: Record<string, unknown>): Set<string> {
 }
 
 async function runFor(stage: string): Promise<Record<string, unknown>> {
-  calls = [];
-  routes.length = 0;
-  g.$app = { name: "farutech-orchestrator", stage };
-  return config.run();
+  ({ calls, routes, outputs } = await standIns.run(stage));
+  return outputs;
 }
 
 describe("sst.config.ts (evaluated with stand-ins for SST)", () => {
-  const saved: Record<string, unknown> = {};
   const known = envVarsReadByCode();
 
   beforeAll(async () => {
-    for (const [k, v] of Object.entries(globals)) {
-      saved[k] = g[k];
-      g[k] = v;
-    }
-    // Ruta en variable: el tsc del repo no debe seguir el import (infra/sst tiene sus tipos).
-    const path = "../../sst.config.ts";
-    config = ((await import(path)) as { default: LoadedConfig }).default;
+    standIns = await installSstStandIns();
+    config = standIns.config;
     outputs = await runFor("production");
   });
 
-  afterAll(() => {
-    for (const k of Object.keys(globals)) g[k] = saved[k];
-  });
+  afterAll(() => standIns?.restore());
 
   it("names the app, keeps production resources, and enables AWS and Cloudflare", () => {
     const prod = config.app({ stage: "production" });

@@ -1,8 +1,10 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { builtinModules } from "node:module";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, parse, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { type BuildOptions, build } from "esbuild";
 import { type Unstable_DevWorker, unstable_dev } from "wrangler";
 import { generateSigningKey } from "../../core/auth/keys";
 import { type AccessClaims, createTokenSigner } from "../../core/auth/tokens";
@@ -121,6 +123,100 @@ export function bundleWorker(entry: string, args: string[]): WorkerBundle {
 export function bundleEdge(): WorkerBundle {
   const config = fileURLToPath(new URL("../../edge/wrangler.toml", import.meta.url));
   return bundleWorker("", ["--config", config]);
+}
+
+/**
+ * Cómo empaqueta SST un `sst.cloudflare.Worker` (platform/src/runtime/cloudflare.ts de sst/sst):
+ * esbuild para Node con estas opciones, luego `build.esbuild` del componente encima, los módulos
+ * de Node como externos `node:*` y el handler envuelto con `wrapCloudflareHandler` del SDK.
+ * Dos versiones de SST difieren en `conditions`; `sstConditions` elige cuál.
+ */
+export const SST_WORKER_CONDITIONS = {
+  v3: ["workerd", "worker", "browser"],
+  later: ["worker"],
+} as const;
+
+/**
+ * Doble del `wrapCloudflareHandler` del SDK `sst` (no se instala: arrastra aws-sdk y el binario
+ * de SST). Hace lo mismo: pasa los bindings a `Resource` y llama al handler. Como el del SDK,
+ * importa node:process y node:crypto: por eso el worker desplegado necesita nodejs_compat.
+ */
+const SST_WRAPPER_STAND_IN = `
+import { env } from "node:process";
+import { createDecipheriv } from "node:crypto";
+export const Resource = { ...env };
+void createDecipheriv;
+function fromCloudflareEnv(input) {
+  for (let [key, value] of Object.entries(input)) {
+    if (typeof value === "string") {
+      try { value = JSON.parse(value); } catch {}
+    }
+    Resource[key] = value;
+  }
+}
+export function wrapCloudflareHandler(handler) {
+  const result = {};
+  for (const [key, fn] of Object.entries(handler)) {
+    result[key] = (req, env, ...rest) => {
+      fromCloudflareEnv(env);
+      return fn(req, env, ...rest);
+    };
+  }
+  return result;
+}
+`;
+
+/** Empaqueta `handler` como lo haría SST con el `build.esbuild` dado (el de sst.config.ts). */
+export async function bundleWorkerAsSst(
+  handler: string,
+  esbuildOverrides: BuildOptions = {},
+  sstConditions: keyof typeof SST_WORKER_CONDITIONS = "v3",
+): Promise<WorkerBundle> {
+  const dir = mkdtempSync(join(tmpdir(), "farutech-sst-bundle-"));
+  const wrapper = join(dir, "sst-wrapper.mjs");
+  writeFileSync(wrapper, SST_WRAPPER_STAND_IN);
+  const entry = parse(resolve(handler));
+  const builtins = new Set(builtinModules);
+  const script = join(dir, "out", "index.mjs");
+  await build({
+    stdin: {
+      contents: [
+        `import handler from ${JSON.stringify(join(entry.dir, entry.name))};`,
+        `import { wrapCloudflareHandler } from ${JSON.stringify(wrapper)};`,
+        "export default wrapCloudflareHandler(handler);",
+      ].join("\n"),
+      loader: "ts",
+      resolveDir: entry.dir,
+    },
+    platform: "node",
+    keepNames: true,
+    bundle: true,
+    logLevel: "silent",
+    format: "esm",
+    target: "esnext",
+    mainFields: ["module", "main"],
+    outfile: script,
+    sourcemap: false,
+    conditions: [...SST_WORKER_CONDITIONS[sstConditions]],
+    ...esbuildOverrides,
+    plugins: [
+      {
+        name: "node-prefix",
+        setup(b) {
+          b.onResolve({ filter: /.*/ }, (args) =>
+            builtins.has(args.path) ? { path: `node:${args.path}`, external: true } : undefined,
+          );
+        },
+      },
+      ...(esbuildOverrides.plugins ?? []),
+    ],
+    external: [...(esbuildOverrides.external ?? []), "cloudflare:workers"],
+  });
+  return {
+    dir: join(dir, "out"),
+    script,
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }
 
 /** POST form-encoded, como piden /oauth/token y /oauth/revoke. */
