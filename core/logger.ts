@@ -56,6 +56,17 @@ export function createLogger({ service, level: raw, destination }: LoggerOptions
       // `error` y `cause` también: un Error bajo otra clave llevaría las propiedades enumerables de
       // drizzle (`query`, `params`). Un texto bajo `error` queda como está.
       serializers: { err: loggableError, error: errorOrText, cause: errorOrText },
+      // En workerd (el edge) pino es su versión de navegador: sin esto no redacta ni aplica los
+      // serializadores, y escribe sin nivel, hora ni servicio (no lee `base`). Así, un objeto por
+      // entrada con los mismos campos que en Node (Workers Logs indexa sus campos).
+      browser: {
+        asObject: true,
+        serialize: true,
+        formatters: {
+          level: (label) => ({ level: label }),
+          log: (entry) => ({ service, ...entry }),
+        },
+      },
     },
     destination,
   );
