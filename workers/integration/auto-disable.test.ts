@@ -1,10 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { and, count, eq, isNull, like, sql } from "drizzle-orm";
+import { and, count, eq, isNull, like, ne, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { streams } from "../../contracts/streams";
-import { createSecretBox, secretContext } from "../../core/secret-box";
+import { createSecretBox, generateEncryptionKey, secretContext } from "../../core/secret-box";
 import {
   auditLog,
   dlqEntries,
@@ -173,4 +173,60 @@ describe("integration worker: an endpoint that keeps failing is disabled", () =>
     expect(reactivated.status).toBe(200);
     expect(await failuresOf(endpointId)).toEqual({ active: true, failures: 0 });
   }, 120_000);
+
+  // Rotación de ENCRYPTION_KEYS a medio desplegar: la API ya sella con la clave nueva y este worker
+  // aún no la tiene. Es un fallo de la plataforma, no del receptor: se reintenta y va a la DLQ (se
+  // repite al arreglar las claves), sin enviar nada y sin contar para desactivar el endpoint.
+  it("does not blame the receiver when this worker lacks the key its secret was sealed with", async () => {
+    const [vet] = await db()
+      .select({ productId: tenantInstances.productId })
+      .from(tenantInstances)
+      .where(eq(tenantInstances.instanceCode, "vet-norte"));
+    const [instance] = await db()
+      .select({ id: tenantInstances.id })
+      .from(tenantInstances)
+      .where(
+        and(
+          eq(tenantInstances.status, "active"),
+          ne(tenantInstances.productId, vet?.productId ?? ""),
+        ),
+      );
+    if (!instance) throw new Error("demo needs an active instance of another product");
+    const known = JSON.parse(stack.env.ENCRYPTION_KEYS ?? "[]") as unknown[];
+    const rotated = await createSecretBox(
+      JSON.stringify([generateEncryptionKey("rotated-in"), ...known]),
+    );
+    const endpointId = randomUUID();
+    await db()
+      .insert(webhookEndpoints)
+      .values({
+        id: endpointId,
+        tenantInstanceId: instance.id,
+        url: `${baseUrl}/rotating`,
+        secretEncrypted: await rotated.encrypt(
+          `whsec_${randomUUID()}`,
+          secretContext.webhookSecret(endpointId),
+        ),
+        encryptionKeyId: rotated.activeKeyId,
+      });
+    const before = await deadLetters();
+    const hitsBefore = hits;
+    const token = await stack.adminToken();
+    const res = await call(`${stack.adminUrl}/api/tenant-instances/${instance.id}/suspend`, {
+      token,
+      json: {},
+    });
+    expect(res.status).toBe(200);
+    await waitFor(async () => ((await deadLetters()) > before ? true : undefined), {
+      timeoutMs: 30_000,
+    });
+    const [entry] = await db()
+      .select({ error: dlqEntries.error, deliveries: dlqEntries.deliveries })
+      .from(dlqEntries)
+      .where(and(eq(dlqEntries.domain, "integration"), like(dlqEntries.error, `%${endpointId}%`)));
+    expect(entry?.error).toContain("no key with id rotated-in");
+    expect(entry?.deliveries).toBe(5);
+    expect(hits).toBe(hitsBefore);
+    expect(await failuresOf(endpointId)).toEqual({ active: true, failures: 0 });
+  }, 60_000);
 });

@@ -55,12 +55,16 @@ export type IntegrationEvent = z.infer<typeof integrationEventSchema>;
 
 type Endpoint = typeof webhookEndpoints.$inferSelect;
 
-type DeliveryOutcome = { ok: true } | { ok: false; permanent: boolean; reason: string };
+type DeliveryOutcome =
+  | { ok: true }
+  /** `platform`: la falla es nuestra (p. ej. sin la clave del secreto), no del receptor. */
+  | { ok: false; permanent: boolean; reason: string; platform?: boolean };
 
 interface EndpointFailure {
   endpoint: Endpoint;
   permanent: boolean;
   reason: string;
+  platform?: boolean;
 }
 
 /** 4xx (salvo 408 y 429) no mejora reintentando. */
@@ -113,11 +117,7 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
   const timeoutMs = deps.timeoutMs ?? 5_000;
   const send = webhookFetch(deps.allowPrivateTargets ?? false);
 
-  const post = async (endpoint: Endpoint, eventId: string, body: string) => {
-    const secret = await deps.secretBox.decrypt(
-      endpoint.secretEncrypted,
-      secretContext.webhookSecret(endpoint.id),
-    );
+  const post = async (endpoint: Endpoint, secret: string, eventId: string, body: string) => {
     const timestamp = Math.floor(Date.now() / 1000);
     const res = await send(endpoint.url, {
       method: "POST",
@@ -144,9 +144,21 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
       // Registrado antes de que la API lo rechazara: fetch no lo envía nunca, reintentar no sirve.
       return { ok: false, permanent: true, reason: "has a user or password in its URL" };
     }
+    let secret: string;
+    try {
+      secret = await deps.secretBox.decrypt(
+        endpoint.secretEncrypted,
+        secretContext.webhookSecret(endpoint.id),
+      );
+    } catch (err) {
+      // Sin la clave con que se selló (ENCRYPTION_KEYS a medio rotar): el receptor no tiene la
+      // culpa. Se reintenta (otro worker puede tenerla) y no cuenta para desactivar el endpoint.
+      const reason = `signing secret cannot be decrypted by this worker: ${errorMessage(err)}`;
+      return { ok: false, permanent: false, platform: true, reason };
+    }
     let status: number;
     try {
-      status = await post(endpoint, eventId, body);
+      status = await post(endpoint, secret, eventId, body);
     } catch (err) {
       if (isBlockedDestination(err)) {
         // Reintentar no cambia la red del destino; tampoco se dice si algo respondió allí.
@@ -305,6 +317,11 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
       const outcomes = await inLanes(pending, DELIVERY_LANES, async (endpoint) => {
         const outcome = await deliver(endpoint, eventId, body);
         if (outcome.ok) ctx.logger.info({ webhookId: endpoint.id }, "webhook delivered");
+        else if (outcome.platform)
+          ctx.logger.error(
+            { webhookId: endpoint.id, reason: outcome.reason },
+            "webhook not sent: check ENCRYPTION_KEYS on the workers",
+          );
         else
           ctx.logger.warn(
             { webhookId: endpoint.id, permanent: outcome.permanent, reason: outcome.reason },
@@ -319,11 +336,12 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
       });
       if (failures.length === 0) return;
       // Fallo definitivo (el runtime lo manda a la DLQ): cuenta para la racha de cada endpoint que
-      // falló; uno que no se intentó (la base caída, el plazo vencido) no se cuenta.
+      // falló; uno que no se intentó (la base caída, el plazo vencido, sin su clave) no se cuenta.
       const allPermanent = failures.every((f) => f.permanent);
-      if (allPermanent || ctx.deliveryCount >= MAX_DELIVER) {
+      const receivers = failures.filter((f) => !f.platform);
+      if ((allPermanent || ctx.deliveryCount >= MAX_DELIVER) && receivers.length > 0) {
         await countFailures(
-          failures.map((f) => f.endpoint.id),
+          receivers.map((f) => f.endpoint.id),
           eventId,
           ctx.logger,
         );
