@@ -1,4 +1,4 @@
-import { exportJWK, generateKeyPair, type JWK } from "jose";
+import { CompactSign, compactVerify, exportJWK, generateKeyPair, importJWK, type JWK } from "jose";
 import { z } from "zod";
 import { assertUniqueKeyIds, invalidConfiguration, parseKeysJson } from "../config-error";
 
@@ -40,6 +40,32 @@ export function parseSigningKeys(raw: string): PrivateJwk[] {
     parsed.data.map((k) => k.kid),
   );
   return parsed.data;
+}
+
+/**
+ * Cada clave firma y su parte pública verifica lo firmado. Una mal copiada o con la `d` de otra se
+ * rechaza al arrancar, con su kid: si no, pasaba el paso 1 de la rotación (solo se publica) y al
+ * ponerla primera el edge caía con un «Invalid keyData» sin variable ni kid.
+ */
+export async function assertUsableSigningKeys(keys: PrivateJwk[]): Promise<void> {
+  const probe = new TextEncoder().encode("farutech signing key check");
+  for (const key of keys) {
+    try {
+      const { kty, crv, x, y } = key;
+      const publicKey = await importJWK({ kty, crv, x, y }, SIGNING_ALG);
+      const jws = await new CompactSign(probe)
+        .setProtectedHeader({ alg: SIGNING_ALG })
+        .sign(await importJWK(key, SIGNING_ALG));
+      await compactVerify(jws, publicKey);
+    } catch {
+      throw invalidConfiguration([
+        [
+          "AUTH_SIGNING_KEYS",
+          `key ${key.kid} is not a usable EC P-256 key pair (d must be the private key of x and y)`,
+        ],
+      ]);
+    }
+  }
 }
 
 export function parsePublicJwks(raw: string): PublicJwks {

@@ -10,7 +10,7 @@ import {
 } from "jose";
 import { z } from "zod";
 import { AppError } from "../errors";
-import { type PrivateJwk, type PublicJwks, SIGNING_ALG } from "./keys";
+import { assertUsableSigningKeys, type PrivateJwk, type PublicJwks, SIGNING_ALG } from "./keys";
 
 export const roles = ["platform_admin", "catalog_manager", "support", "tenant_app"] as const;
 export type Role = (typeof roles)[number];
@@ -50,6 +50,8 @@ export async function createTokenSigner(
 ): Promise<TokenSigner> {
   const active = keys[0];
   if (!active) throw new Error("at least one signing key is required");
+  // Todas, no solo la activa: las demás se publican y mañana firmarán.
+  await assertUsableSigningKeys(keys);
   const key = await importJWK(active, SIGNING_ALG);
   return {
     async sign(claims) {
