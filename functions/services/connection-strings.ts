@@ -1,5 +1,6 @@
 import { eq } from "drizzle-orm";
 import { AppError } from "../../core/errors";
+import { errorMessage } from "../../core/http/db-errors";
 import { type SecretBox, secretContext } from "../../core/secret-box";
 import { tenantInstances } from "../../db/schema";
 import { notFound } from "./concurrency";
@@ -63,11 +64,12 @@ export async function readTenantConnection(
     let connectionString: string;
     try {
       connectionString = await box.decrypt(row.sealed, secretContext.connectionString(id));
-    } catch {
-      // Sin la causa: la de AES-GCM no le dice nada al operador; basta saber con qué clave se selló.
+    } catch (err) {
+      // La causa de la caja (clave que falta, v1 rechazado, fila ajena) dice qué arreglar y no
+      // lleva el secreto; la de WebCrypto ya la traduce ella.
       throw new AppError(
         "unavailable",
-        `The connection string of tenant instance ${id} cannot be decrypted with ENCRYPTION_KEYS (sealed with key ${row.keyId ?? "unknown"})`,
+        `The connection string of tenant instance ${id} cannot be decrypted with ENCRYPTION_KEYS (sealed with key ${row.keyId ?? "unknown"}): ${errorMessage(err)}`,
       );
     }
     return {

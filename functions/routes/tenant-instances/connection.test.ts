@@ -118,4 +118,16 @@ describe.each(["postgres", "pglite"] as const)("tenant instance connection on %s
       ),
     ).rejects.toMatchObject({ code: "unavailable" });
   });
+
+  // El operador debe saber qué arreglar: la clave que falta en ENCRYPTION_KEYS (a medio rotar) o el
+  // formato v1 rechazado (correr secrets:reseal). Antes solo oía «no se puede descifrar».
+  it("says why a string cannot be read: a key missing from ENCRYPTION_KEYS", async () => {
+    const [, , third = ""] = ids;
+    const elsewhere = await createSecretBox(JSON.stringify([generateEncryptionKey("retired")]));
+    const sealed = await elsewhere.encrypt("postgres://x", secretContext.connectionString(third));
+    await makeEnterprise(third, sealed);
+    const res = await read(third, admin);
+    expectProblem(res, 503, "unavailable");
+    expect((res.body as { detail: string }).detail).toContain("no key with id retired");
+  });
 });
