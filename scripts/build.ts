@@ -12,6 +12,8 @@ export const ENTRY_POINTS = {
   workers: "workers/main.ts",
   "db-cli": "db/cli.ts",
   "functions-cli": "functions/cli.ts",
+  // Rotación de ENCRYPTION_KEYS desde la imagen: `node dist/reseal-secrets.js [--check]`.
+  "reseal-secrets": "scripts/reseal-secrets.ts",
   // Entrada de la imagen del edge: sin dependencias de npm (esa imagen no las trae).
   "edge-container": "scripts/edge-container.ts",
 } as const;

@@ -2,13 +2,15 @@ import { userInfo } from "node:os";
 import { cliLogger, failCli } from "../core/cli";
 import { invalidConfiguration } from "../core/config";
 import { createSecretBox } from "../core/secret-box";
+import { envWithSstLinks } from "../core/sst-links";
 import { createDb, dbConfigFromEnv } from "../db/client";
 import { resealSecrets } from "../db/secrets";
 
 // npm run secrets:reseal [-- --check]
 // Tras poner una clave nueva al frente de ENCRYPTION_KEYS: vuelve a cifrar con ella los secretos
 // guardados con las viejas. --check solo cuenta. Una clave se puede retirar cuando su kid ya no
-// aparece en "remaining".
+// aparece en "remaining". En las imágenes: `node dist/reseal-secrets.js [--check]`; con SST, los
+// valores llegan como links (`sst shell`), como al resto de los CLI.
 const args = process.argv.slice(2);
 if (args.some((a) => a !== "--check")) {
   // --help es una pregunta, no un error: el uso por stdout y 0.
@@ -18,12 +20,13 @@ if (args.some((a) => a !== "--check")) {
 }
 const dryRun = args.includes("--check");
 cliLogger("reseal-cli", "warn");
+const env = envWithSstLinks(process.env);
 try {
-  if (!process.env.ENCRYPTION_KEYS) {
+  if (!env.ENCRYPTION_KEYS) {
     throw invalidConfiguration([["ENCRYPTION_KEYS", "is required to read and seal secrets"]]);
   }
-  const box = await createSecretBox(process.env.ENCRYPTION_KEYS);
-  const db = await createDb({ ...dbConfigFromEnv(), pgliteMustExist: true });
+  const box = await createSecretBox(env.ENCRYPTION_KEYS);
+  const db = await createDb({ ...dbConfigFromEnv(env), pgliteMustExist: true });
   try {
     const report = await resealSecrets(db.db, box, { dryRun, actor: `cli:${userInfo().username}` });
     console.log(

@@ -6,6 +6,7 @@ import { eq } from "drizzle-orm";
 import getPort from "get-port";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateSigningKey } from "../../core/auth/keys";
+import { generateEncryptionKey } from "../../core/secret-box";
 import { verifySecret } from "../../core/secret-hash";
 import { apiClients } from "../../db/schema";
 import { startWsProxy } from "../../infra/wsproxy/wsproxy";
@@ -202,6 +203,22 @@ describe("npm run build bundles", () => {
     );
     expect(await linked.exit, linked.output()).toBe(0);
     expect(linked.output()).toContain('"driver":"node-postgres"');
+  });
+
+  // Rotar la clave de cifrado desde la imagen (ECS, Kubernetes) o con los links de SST: antes el
+  // reseal solo existía con el repo y tsx, y leía ENCRYPTION_KEYS y DATABASE_URL a mano.
+  it("reseal-secrets counts sealed secrets from the image, with settings given as SST links", async () => {
+    const keys = JSON.stringify([generateEncryptionKey("build-test")]);
+    const run = runBundle(
+      "reseal-secrets.js",
+      {
+        SST_RESOURCE_DatabaseUrl: JSON.stringify({ value: db.url }),
+        SST_RESOURCE_EncryptionKeys: JSON.stringify({ value: keys }),
+      },
+      ["--check"],
+    );
+    expect(await run.exit, run.output()).toBe(0);
+    expect(run.output()).toContain("would reseal 0 secret(s) with key build-test");
   });
 
   it("functions-cli creates the first admin client of a new deployment and prints its secret once", async () => {
