@@ -128,6 +128,6 @@ describe.each(["postgres", "pglite"] as const)("tenant instance connection on %s
     await makeEnterprise(third, sealed);
     const res = await read(third, admin);
     expectProblem(res, 503, "unavailable");
-    expect((res.body as { detail: string }).detail).toContain("no key with id retired");
+    expect((res.body as unknown as { detail: string }).detail).toContain("no key with id retired");
   });
 });
