@@ -21,6 +21,7 @@ export const secretContext = {
   connectionString: (tenantInstanceId: string) =>
     `tenant_instances/${tenantInstanceId}/connection_string`,
   webhookSecret: (webhookId: string) => `webhook_endpoints/${webhookId}/secret`,
+  previousWebhookSecret: (webhookId: string) => `webhook_endpoints/${webhookId}/previous_secret`,
 };
 
 /** Versión y kid de un secreto cifrado, sin descifrarlo (para rotar y revisar). */

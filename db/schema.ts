@@ -820,11 +820,22 @@ export const webhookEndpoints = pgTable(
     createdAt: createdAt(),
     // La sube un trigger (0024) solo si cambia lo que se muestra: re-cifrar el secreto no la toca.
     rowVersion: rowVersion(),
+    // Tras rotar el secreto, el anterior también firma hasta su vencimiento (el receptor cambia
+    // el suyo sin perder eventos). Cifrado con su propio contexto.
+    previousSecretEncrypted: text("previous_secret_encrypted"),
+    previousSecretExpiresAt: timestamp("previous_secret_expires_at", {
+      withTimezone: true,
+      precision: 3,
+    }),
   },
   (t) => [
     check(
       "webhook_endpoints_one_target",
       sql`(${t.productId} IS NULL) <> (${t.tenantInstanceId} IS NULL)`,
+    ),
+    check(
+      "webhook_endpoints_previous_secret_expires",
+      sql`(${t.previousSecretEncrypted} IS NULL) = (${t.previousSecretExpiresAt} IS NULL)`,
     ),
     index("webhook_endpoints_product_idx").on(t.productId),
     index("webhook_endpoints_instance_idx").on(t.tenantInstanceId),

@@ -55,16 +55,22 @@ describe.each(["postgres", "pglite"] as const)("resealing secrets on %s", (kind)
       url: "https://hooks.example/x",
       secretEncrypted: await before.encrypt("whsec_1", secretContext.webhookSecret(webhookId)),
       encryptionKeyId: "k2025",
+      // Rotación en curso: el anterior también ata la clave vieja.
+      previousSecretEncrypted: await before.encrypt(
+        "whsec_0",
+        secretContext.previousWebhookSecret(webhookId),
+      ),
+      previousSecretExpiresAt: new Date(Date.now() + 3_600_000),
     });
 
     const box = await createSecretBox(JSON.stringify([fresh, old]));
     const check = await resealSecrets(db.handle.db, box, { dryRun: true, actor: "test" });
-    expect(check).toMatchObject({ resealed: 3, remaining: { "v2.k2025": 4 } });
+    expect(check).toMatchObject({ resealed: 4, remaining: { "v2.k2025": 5 } });
     expect(check.failed).toHaveLength(1);
 
     const report = await resealSecrets(db.handle.db, box, { dryRun: false, actor: "test" });
-    expect(report.resealed).toBe(3);
-    expect(report.remaining).toEqual({ "v2.k2026": 3, "v2.k2025": 1 });
+    expect(report.resealed).toBe(4);
+    expect(report.remaining).toEqual({ "v2.k2026": 4, "v2.k2025": 1 });
     expect(report.failed).toEqual([
       {
         column: "tenant_instances.connection_string",
@@ -94,12 +100,19 @@ describe.each(["postgres", "pglite"] as const)("resealing secrets on %s", (kind)
     expect(
       await only.decrypt(hook?.secretEncrypted ?? "", secretContext.webhookSecret(webhookId)),
     ).toBe("whsec_1");
+    expect(
+      await only.decrypt(
+        hook?.previousSecretEncrypted ?? "",
+        secretContext.previousWebhookSecret(webhookId),
+      ),
+    ).toBe("whsec_0");
+    expect(hook?.encryptionKeyId).toBe("k2026");
     const audit = await db.handle.db
       .select()
       .from(auditLog)
       .where(eq(auditLog.action, "secrets.resealed"));
     expect(audit.map((a) => a.after)).toEqual([
-      { resealed: 3, from: { "v2.k2025": 3 }, failed: 1 },
+      { resealed: 4, from: { "v2.k2025": 4 }, failed: 1 },
     ]);
     // Una segunda pasada no tiene nada que hacer.
     expect(

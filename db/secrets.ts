@@ -4,24 +4,49 @@ import { writeAudit } from "./audit";
 import { tenantInstances, webhookEndpoints } from "./schema";
 import type { Database } from "./types";
 
-/** Columnas cifradas del proyecto, con el contexto (AAD) de cada fila. */
+/**
+ * Columnas cifradas del proyecto, con el contexto (AAD) de cada fila. `save` escribe el secreto
+ * vuelto a cifrar con compare-and-set: si otro lo cambió entretanto, queda como lo dejó ese otro.
+ */
 const SEALED = [
   {
     name: "tenant_instances.connection_string",
     table: tenantInstances,
     sealed: tenantInstances.connectionStringEncrypted,
     context: secretContext.connectionString,
-    write: (sealed: string, keyId: string) => ({
-      connectionStringEncrypted: sealed,
-      encryptionKeyId: keyId,
-    }),
+    save: (db: Database, id: string, from: string, to: string, keyId: string) =>
+      db
+        .update(tenantInstances)
+        .set({ connectionStringEncrypted: to, encryptionKeyId: keyId })
+        .where(
+          and(eq(tenantInstances.id, id), eq(tenantInstances.connectionStringEncrypted, from)),
+        ),
   },
   {
     name: "webhook_endpoints.secret",
     table: webhookEndpoints,
     sealed: webhookEndpoints.secretEncrypted,
     context: secretContext.webhookSecret,
-    write: (sealed: string, keyId: string) => ({ secretEncrypted: sealed, encryptionKeyId: keyId }),
+    save: (db: Database, id: string, from: string, to: string, keyId: string) =>
+      db
+        .update(webhookEndpoints)
+        .set({ secretEncrypted: to, encryptionKeyId: keyId })
+        .where(and(eq(webhookEndpoints.id, id), eq(webhookEndpoints.secretEncrypted, from))),
+  },
+  {
+    // El anterior de una rotación también ata su clave mientras exista. encryption_key_id es la
+    // del secreto actual: esta columna no la cambia.
+    name: "webhook_endpoints.previous_secret",
+    table: webhookEndpoints,
+    sealed: webhookEndpoints.previousSecretEncrypted,
+    context: secretContext.previousWebhookSecret,
+    save: (db: Database, id: string, from: string, to: string) =>
+      db
+        .update(webhookEndpoints)
+        .set({ previousSecretEncrypted: to })
+        .where(
+          and(eq(webhookEndpoints.id, id), eq(webhookEndpoints.previousSecretEncrypted, from)),
+        ),
   },
 ] as const;
 
@@ -80,10 +105,7 @@ export async function resealSecrets(
         fromKeys[from] = (fromKeys[from] ?? 0) + 1;
         report.resealed++;
         if (options.dryRun) continue;
-        await db
-          .update(spec.table)
-          .set(spec.write(await box.encrypt(plain, context), box.activeKeyId))
-          .where(and(eq(spec.table.id, row.id), eq(spec.sealed, row.sealed)));
+        await spec.save(db, row.id, row.sealed, await box.encrypt(plain, context), box.activeKeyId);
       }
       if (rows.length < BATCH) break;
     }

@@ -1,5 +1,6 @@
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import { AppError } from "../../core/errors";
+import { errorMessage } from "../../core/http/db-errors";
 import { newId, randomToken } from "../../core/ids";
 import { type SecretBox, secretContext } from "../../core/secret-box";
 import { products, tenantInstances, webhookEndpoints, webhookFailures } from "../../db/schema";
@@ -13,18 +14,25 @@ import {
 import { assertVersion, type IfMatch, notFound } from "./concurrency";
 import { domainEvent, mutate, type ServiceContext } from "./mutation";
 
-export async function createWebhook(
-  ctx: ServiceContext,
-  box: SecretBox | undefined,
-  input: CreateWebhookInput,
-): Promise<{ row: WebhookRow; secret: string }> {
+function boxForSecrets(box: SecretBox | undefined): SecretBox {
   if (!box) {
     throw new AppError(
       "unavailable",
       "Webhooks need ENCRYPTION_KEYS to store their signing secrets",
     );
   }
-  const secret = `whsec_${randomToken(24)}`;
+  return box;
+}
+
+const newWebhookSecret = () => `whsec_${randomToken(24)}`;
+
+export async function createWebhook(
+  ctx: ServiceContext,
+  maybeBox: SecretBox | undefined,
+  input: CreateWebhookInput,
+): Promise<{ row: WebhookRow; secret: string }> {
+  const box = boxForSecrets(maybeBox);
+  const secret = newWebhookSecret();
   // El id va en el contexto del secreto cifrado: se fija antes de insertar.
   const id = newId();
   const sealed = await box.encrypt(secret, secretContext.webhookSecret(id));
@@ -141,6 +149,68 @@ export async function updateWebhook(
         },
       ],
       events: [domainEvent("webhook", "updated", { webhookId: id, changed })],
+    };
+  });
+}
+
+/**
+ * Secreto nuevo para un endpoint (p. ej. tras una filtración). Con `overlapSeconds` > 0 el actual
+ * pasa a anterior y sigue firmando junto al nuevo hasta vencer: el receptor cambia el suyo sin
+ * rechazar eventos. Con 0, el actual deja de valer ya (y el anterior de otra rotación, también).
+ */
+export async function rotateWebhookSecret(
+  ctx: ServiceContext,
+  maybeBox: SecretBox | undefined,
+  id: string,
+  overlapSeconds: number,
+): Promise<{ row: WebhookRow; secret: string }> {
+  const box = boxForSecrets(maybeBox);
+  const secret = newWebhookSecret();
+  const sealed = await box.encrypt(secret, secretContext.webhookSecret(id));
+  return mutate(ctx, async (tx) => {
+    // Sin If-Match: rotar no cambia lo que muestra el endpoint (ni su versión).
+    const before = await lockWebhook(tx, id, undefined);
+    let previous: string | null = null;
+    if (overlapSeconds > 0) {
+      let current: string;
+      try {
+        current = await box.decrypt(before.secretEncrypted, secretContext.webhookSecret(id));
+      } catch (err) {
+        throw new AppError(
+          "unavailable",
+          `The current secret of webhook ${id} cannot be decrypted with ENCRYPTION_KEYS, so it cannot keep signing during an overlap (${errorMessage(err)}); rotate with overlapSeconds 0`,
+        );
+      }
+      previous = await box.encrypt(current, secretContext.previousWebhookSecret(id));
+    }
+    const [updated] = await tx
+      .update(webhookEndpoints)
+      .set({
+        secretEncrypted: sealed,
+        encryptionKeyId: box.activeKeyId,
+        previousSecretEncrypted: previous,
+        previousSecretExpiresAt: previous
+          ? sql`now() + make_interval(secs => ${overlapSeconds})`
+          : null,
+      })
+      .where(eq(webhookEndpoints.id, id))
+      .returning();
+    if (!updated) throw new Error("webhook update returned nothing");
+    const previousSecretExpiresAt = updated.previousSecretExpiresAt?.toISOString() ?? null;
+    return {
+      result: { row: updated, secret },
+      audit: [
+        {
+          action: "webhook.secret_rotated",
+          entityType: "webhook_endpoint",
+          entityId: id,
+          before: auditedWebhook(before),
+          after: { ...auditedWebhook(updated), previousSecretExpiresAt },
+        },
+      ],
+      events: [
+        domainEvent("webhook", "secret_rotated", { webhookId: id, previousSecretExpiresAt }),
+      ],
     };
   });
 }

@@ -1,14 +1,15 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { eq } from "drizzle-orm";
+import { and, eq, ne } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SIGNATURE_HEADER, verifyWebhook } from "../../core/webhook-signature";
-import { tenantInstances } from "../../db/schema";
+import { auditLog, tenantInstances } from "../../db/schema";
 import { seedDemo } from "../../db/seed";
 import { call, expectProblem } from "../support/http";
 import { startTestStack, type TestStack, waitFor } from "../support/stack";
 
 interface Received {
+  path: string;
   body: string;
   signature: string;
   eventId: string;
@@ -35,6 +36,7 @@ describe("signed webhooks", () => {
           return;
         }
         received.push({
+          path: req.url ?? "",
           body,
           signature: String(req.headers[SIGNATURE_HEADER.toLowerCase()] ?? ""),
           eventId: String(req.headers["farutech-event-id"] ?? ""),
@@ -188,4 +190,106 @@ describe("signed webhooks", () => {
       "validation_failed",
     );
   });
+
+  // Tras una filtración (o por higiene) el receptor necesita un secreto nuevo sin perder eventos:
+  // durante el solape cada entrega lleva una firma por secreto y vale cualquiera de los dos.
+  it("rotates the signing secret: both secrets verify during the overlap, only the new one without it", async () => {
+    const token = await stack.adminToken();
+    const [instance] = await stack.db.handle.db
+      .select()
+      .from(tenantInstances)
+      .where(
+        and(eq(tenantInstances.status, "active"), ne(tenantInstances.instanceCode, "vet-norte")),
+      )
+      .limit(1);
+    if (!instance) throw new Error("demo data missing");
+    const path = "/hooks?rotation=1";
+    const created = await call<{ id: string; secret: string }>(`${stack.adminUrl}/api/webhooks`, {
+      token,
+      json: { tenantInstanceId: instance.id, url: `${url}?rotation=1` },
+    });
+    expect(created.status).toBe(201);
+    const rotateUrl = `${stack.adminUrl}/api/webhooks/${created.body.id}/rotate-secret`;
+    type Rotated = { id: string; secret: string | null; previousSecretExpiresAt: string | null };
+    const rotated = await call<Rotated>(rotateUrl, {
+      token,
+      json: { overlapSeconds: 3600 },
+      headers: { "idempotency-key": `rotate-${created.body.id}` },
+    });
+    expect(rotated.status).toBe(200);
+    expect(rotated.body).toMatchObject({
+      id: created.body.id,
+      secret: expect.stringMatching(/^whsec_/),
+    });
+    expect(rotated.body.secret).not.toBe(created.body.secret);
+    const until = Date.parse(rotated.body.previousSecretExpiresAt ?? "");
+    expect(until - Date.now()).toBeGreaterThan(3500_000);
+    expect(until - Date.now()).toBeLessThanOrEqual(3600_000);
+    // Repetida con la misma clave: la misma rotación, sin volver a mostrar el secreto.
+    const replayed = await call<Rotated>(rotateUrl, {
+      token,
+      json: { overlapSeconds: 3600 },
+      headers: { "idempotency-key": `rotate-${created.body.id}` },
+    });
+    expect(replayed.status).toBe(200);
+    expect(replayed.body.secret).toBeNull();
+
+    let transitions = 0;
+    const nextDelivery = async () => {
+      const before = received.filter((r) => r.path === path).length;
+      const action = transitions++ % 2 === 0 ? "suspend" : "reactivate";
+      const res = await call(`${stack.adminUrl}/api/tenant-instances/${instance.id}/${action}`, {
+        token,
+        json: {},
+      });
+      expect(res.status).toBe(200);
+      return waitFor(async () => received.filter((r) => r.path === path)[before], {
+        timeoutMs: 15_000,
+      });
+    };
+    const verifies = (secret: string | null, d: Received) =>
+      verifyWebhook(secret ?? "", d.body, d.signature, Math.floor(Date.now() / 1000));
+
+    const during = await nextDelivery();
+    expect(during.signature.match(/v1=/g)).toHaveLength(2);
+    expect(await verifies(rotated.body.secret, during)).toBe(true);
+    expect(await verifies(created.body.secret, during)).toBe(true);
+    expect(await verifies("whsec_wrong", during)).toBe(false);
+
+    // Sin solape (secreto filtrado): el anterior deja de firmar ya.
+    const cut = await call<Rotated>(rotateUrl, { token, json: { overlapSeconds: 0 } });
+    expect(cut.status).toBe(200);
+    expect(cut.body.previousSecretExpiresAt).toBeNull();
+    const after = await nextDelivery();
+    expect(after.signature.match(/v1=/g)).toHaveLength(1);
+    expect(await verifies(cut.body.secret, after)).toBe(true);
+    expect(await verifies(rotated.body.secret, after)).toBe(false);
+    expect(await verifies(created.body.secret, after)).toBe(false);
+
+    // Auditado, sin secretos.
+    const audits = await stack.db.handle.db
+      .select()
+      .from(auditLog)
+      .where(
+        and(eq(auditLog.entityId, created.body.id), eq(auditLog.action, "webhook.secret_rotated")),
+      );
+    expect(audits).toHaveLength(2);
+    expect(JSON.stringify(audits)).not.toContain("whsec_");
+
+    expectProblem(
+      await call(rotateUrl, { token, json: { overlapSeconds: 8 * 86_400 } }),
+      400,
+      "validation_failed",
+    );
+    const support = await stack.token({ kind: "admin", roles: ["support"] });
+    expectProblem(await call(rotateUrl, { token: support, json: {} }), 403, "forbidden");
+    expectProblem(
+      await call(`${stack.adminUrl}/api/webhooks/${instance.id}/rotate-secret`, {
+        token,
+        json: {},
+      }),
+      404,
+      "not_found",
+    );
+  }, 60_000);
 });

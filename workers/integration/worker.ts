@@ -117,13 +117,13 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
   const timeoutMs = deps.timeoutMs ?? 5_000;
   const send = webhookFetch(deps.allowPrivateTargets ?? false);
 
-  const post = async (endpoint: Endpoint, secret: string, eventId: string, body: string) => {
+  const post = async (endpoint: Endpoint, secrets: string[], eventId: string, body: string) => {
     const timestamp = Math.floor(Date.now() / 1000);
     const res = await send(endpoint.url, {
       method: "POST",
       headers: {
         "content-type": "application/json",
-        [SIGNATURE_HEADER]: await signWebhook(secret, body, timestamp),
+        [SIGNATURE_HEADER]: await signWebhook(secrets, body, timestamp),
         "Farutech-Event-Id": eventId,
       },
       body,
@@ -144,12 +144,22 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
       // Registrado antes de que la API lo rechazara: fetch no lo envía nunca, reintentar no sirve.
       return { ok: false, permanent: true, reason: "has a user or password in its URL" };
     }
-    let secret: string;
+    let secrets: string[];
     try {
-      secret = await deps.secretBox.decrypt(
-        endpoint.secretEncrypted,
-        secretContext.webhookSecret(endpoint.id),
-      );
+      secrets = [
+        await deps.secretBox.decrypt(
+          endpoint.secretEncrypted,
+          secretContext.webhookSecret(endpoint.id),
+        ),
+      ];
+      // Rotación en curso: también firma el anterior, hasta que vence.
+      const previous = endpoint.previousSecretEncrypted;
+      const until = endpoint.previousSecretExpiresAt;
+      if (previous && until && until.getTime() > Date.now()) {
+        secrets.push(
+          await deps.secretBox.decrypt(previous, secretContext.previousWebhookSecret(endpoint.id)),
+        );
+      }
     } catch (err) {
       // Sin la clave con que se selló (ENCRYPTION_KEYS a medio rotar): el receptor no tiene la
       // culpa. Se reintenta (otro worker puede tenerla) y no cuenta para desactivar el endpoint.
@@ -158,7 +168,7 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
     }
     let status: number;
     try {
-      status = await post(endpoint, secret, eventId, body);
+      status = await post(endpoint, secrets, eventId, body);
     } catch (err) {
       if (isBlockedDestination(err)) {
         // Reintentar no cambia la red del destino; tampoco se dice si algo respondió allí.

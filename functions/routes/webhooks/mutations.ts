@@ -13,10 +13,17 @@ import {
 } from "../../openapi";
 import { etagFor, expectedVersion } from "../../services/concurrency";
 import { serviceContext } from "../../services/context";
-import { createWebhook, deleteWebhook, updateWebhook } from "../../services/webhooks";
+import {
+  createWebhook,
+  deleteWebhook,
+  rotateWebhookSecret,
+  updateWebhook,
+} from "../../services/webhooks";
 import {
   createdWebhookSchema,
   createWebhookSchema,
+  rotatedWebhookSchema,
+  rotateWebhookSecretSchema,
   toWebhook,
   updateWebhookSchema,
   webhookSchema,
@@ -49,7 +56,7 @@ const update = createRoute({
   path: "/api/webhooks/{id}",
   tags: ["webhooks"],
   summary: "Cambia la URL de un endpoint o lo pausa/reanuda (If-Match opcional)",
-  description: "El secreto de firma no cambia ni se muestra.",
+  description: "El secreto de firma no se muestra; se cambia con rotate-secret.",
   security: bearerSecurity,
   middleware: writeGuard(TENANT_WRITE),
   request: { params: idParams, headers: ifMatchHeader, body: jsonBody(updateWebhookSchema) },
@@ -61,6 +68,27 @@ const update = createRoute({
     },
     ...errorResponses,
     412: preconditionFailed,
+  },
+});
+
+const rotate = createRoute({
+  operationId: "rotateWebhookSecret",
+  method: "post",
+  path: "/api/webhooks/{id}/rotate-secret",
+  tags: ["webhooks"],
+  summary: "Genera un secreto de firma nuevo (el anterior sigue firmando durante el solape)",
+  description:
+    "Devuelve el secreto nuevo una sola vez. Mientras dure el solape cada entrega lleva dos firmas `v1=` (la del nuevo primero): el receptor acepta si alguna coincide con el secreto que tenga.",
+  security: bearerSecurity,
+  middleware: writeGuard(TENANT_WRITE, { redactStoredBody: withoutSecretField("secret") }),
+  request: { params: idParams, body: jsonBody(rotateWebhookSecretSchema) },
+  responses: {
+    200: {
+      description: "Rotado",
+      headers: etagHeader,
+      content: { "application/json": { schema: rotatedWebhookSchema } },
+    },
+    ...errorResponses,
   },
 });
 
@@ -97,6 +125,24 @@ export function registerWebhookMutations(app: OpenAPIHono<AdminEnv>): void {
     );
     c.header("etag", etagFor(row.rowVersion));
     return c.json(toWebhook(row, { fullUrl: true }), 200);
+  });
+  app.openapi(rotate, async (c) => {
+    const { row, secret } = await rotateWebhookSecret(
+      serviceContext(c),
+      c.var.deps.secretBox,
+      c.req.valid("param").id,
+      c.req.valid("json").overlapSeconds,
+    );
+    c.header("etag", etagFor(row.rowVersion));
+    const until = row.previousSecretExpiresAt;
+    return c.json(
+      {
+        ...toWebhook(row, { fullUrl: true }),
+        secret,
+        previousSecretExpiresAt: until ? until.toISOString() : null,
+      },
+      200,
+    );
   });
   app.openapi(remove, async (c) => {
     await deleteWebhook(serviceContext(c), c.req.valid("param").id, expectedVersion(c));

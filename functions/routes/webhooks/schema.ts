@@ -84,6 +84,35 @@ export const createdWebhookSchema = webhookSchema
   })
   .openapi("WebhookEndpointCreated");
 
+/** Tope del solape: una semana basta para que el receptor cambie su secreto. */
+export const MAX_SECRET_OVERLAP_SECONDS = 7 * 86_400;
+
+export const rotateWebhookSecretSchema = z
+  .strictObject({
+    overlapSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(MAX_SECRET_OVERLAP_SECONDS)
+      .default(86_400)
+      .openapi({
+        description:
+          "Segundos en que el secreto actual sigue firmando junto al nuevo (por defecto 86400; 0 lo invalida ya, p. ej. tras una filtración; como mucho 604800)",
+        example: 86_400,
+      }),
+  })
+  .openapi("RotateWebhookSecret");
+
+export const rotatedWebhookSchema = createdWebhookSchema
+  .extend({
+    previousSecretExpiresAt: z.string().nullable().openapi({
+      description:
+        "Hasta cuándo firma también el secreto anterior (cabecera con dos `v1=`); null si ya no firma",
+      example: "2026-01-25T13:20:00.000Z",
+    }),
+  })
+  .openapi("WebhookSecretRotated");
+
 export type CreateWebhookInput = z.infer<typeof createWebhookSchema>;
 export type UpdateWebhookInput = z.infer<typeof updateWebhookSchema>;
 export type WebhookRow = typeof webhookEndpoints.$inferSelect;
