@@ -71,6 +71,13 @@ describe("secret box (AES-256-GCM)", () => {
     expect(String((err as Error).message)).toMatch(/ENCRYPTION_KEYS.*k1/);
   });
 
+  it("says which key ids are allowed when one is not (a dot, as in enc.2025)", async () => {
+    const key = { ...generateEncryptionKey("x"), kid: "enc.2025" };
+    await expect(createSecretBox(JSON.stringify([key]))).rejects.toThrow(
+      /ENCRYPTION_KEYS: key id enc\.2025 must be 1-40 letters, digits, _ or -/,
+    );
+  });
+
   it("refuses two keys with the same id: the second would silently replace the first", async () => {
     const a = generateEncryptionKey("k1");
     const b = { ...generateEncryptionKey("k1"), kid: "k1" };

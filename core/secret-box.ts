@@ -30,9 +30,9 @@ export function sealedKeyOf(sealed: string): { version: string; kid: string } | 
   return version && kid ? { version, kid } : undefined;
 }
 
-const keysSchema = z
-  .array(z.object({ kid: z.string().regex(/^[A-Za-z0-9_-]{1,40}$/), key: z.string() }))
-  .min(1);
+// El kid va en el texto cifrado (`v2.<kid>.…`): sin puntos.
+const KID_RE = /^[A-Za-z0-9_-]{1,40}$/;
+const keysSchema = z.array(z.object({ kid: z.string(), key: z.string() })).min(1);
 
 /**
  * La caja de ENCRYPTION_KEYS, o undefined sin claves. Con ENCRYPTION_ACCEPT_V1=false no abre el
@@ -57,6 +57,12 @@ export async function createSecretBox(
   if (!parsed.success) {
     throw invalidConfiguration([
       ["ENCRYPTION_KEYS", "must be a JSON array of { kid, key } (32-byte base64url keys)"],
+    ]);
+  }
+  const badKid = parsed.data.find((k) => !KID_RE.test(k.kid));
+  if (badKid) {
+    throw invalidConfiguration([
+      ["ENCRYPTION_KEYS", `key id ${badKid.kid} must be 1-40 letters, digits, _ or -`],
     ]);
   }
   const keys = new Map<string, Awaited<ReturnType<typeof crypto.subtle.importKey>>>();

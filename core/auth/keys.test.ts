@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "../config-error";
-import { generateSigningKey, parseSigningKeys } from "./keys";
+import { generateSigningKey, parsePublicJwks, parseSigningKeys, publicJwksOf } from "./keys";
 import { createTokenSigner } from "./tokens";
 
 describe("AUTH_SIGNING_KEYS", () => {
@@ -49,5 +49,15 @@ describe("AUTH_SIGNING_KEYS usability", () => {
       roles: [],
     });
     expect(token.split(".")).toHaveLength(3);
+  });
+});
+
+describe("AUTH_PUBLIC_JWKS", () => {
+  it("refuses two keys with the same kid, like the private set", async () => {
+    const pub = async (kid: string) => publicJwksOf([await generateSigningKey(kid)]).keys[0];
+    const raw = JSON.stringify({ keys: [await pub("k1"), await pub("k1")] });
+    expect(() => parsePublicJwks(raw)).toThrow(
+      /AUTH_PUBLIC_JWKS: key id k1 appears more than once/,
+    );
   });
 });

@@ -77,6 +77,11 @@ export function parsePublicJwks(raw: string): PublicJwks {
       ["AUTH_PUBLIC_JWKS", "must be a JWKS document with at least one key"],
     ]);
   }
+  // Como en AUTH_SIGNING_KEYS: con dos iguales, el verificador usaría una y rechazaría tokens.
+  assertUniqueKeyIds(
+    "AUTH_PUBLIC_JWKS",
+    parsed.data.keys.map((k) => k.kid),
+  );
   return { keys: parsed.data.keys as JWK[] };
 }
 
