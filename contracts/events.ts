@@ -12,7 +12,7 @@ export type EventEnvelope = z.infer<typeof eventEnvelopeSchema>;
 export const provisioningTaskMessageSchema = z.object({
   taskId: z.uuid(),
   tenantInstanceId: z.uuid(),
-  kind: z.enum(["provision", "deprovision", "update_features"]),
+  kind: z.enum(["provision", "deprovision", "update_features", "rotate_credentials"]),
 });
 export type ProvisioningTaskMessage = z.infer<typeof provisioningTaskMessageSchema>;
 

@@ -57,6 +57,7 @@ export const subjects = {
   provision: "provisioning.tasks.provision",
   deprovision: "provisioning.tasks.deprovision",
   updateFeatures: "provisioning.tasks.update_features",
+  rotateCredentials: "provisioning.tasks.rotate_credentials",
   welcomeNotification: "notifications.tasks.welcome",
   provisioningFailedNotification: "notifications.tasks.provisioning_failed",
   deadLetteredNotification: "notifications.tasks.dead_lettered",

@@ -20,6 +20,8 @@ export interface SecretBox {
 export const secretContext = {
   connectionString: (tenantInstanceId: string) =>
     `tenant_instances/${tenantInstanceId}/connection_string`,
+  pendingConnectionString: (tenantInstanceId: string) =>
+    `tenant_instances/${tenantInstanceId}/pending_connection_string`,
   webhookSecret: (webhookId: string) => `webhook_endpoints/${webhookId}/secret`,
   previousWebhookSecret: (webhookId: string) => `webhook_endpoints/${webhookId}/previous_secret`,
 };

@@ -43,7 +43,12 @@ export const subscriptionStatus = pgEnum("subscription_status", [
   "cancelled",
 ]);
 export const overrideType = pgEnum("override_type", ["enable", "disable"]);
-export const taskKind = pgEnum("task_kind", ["provision", "deprovision", "update_features"]);
+export const taskKind = pgEnum("task_kind", [
+  "provision",
+  "deprovision",
+  "update_features",
+  "rotate_credentials",
+]);
 export const taskStatus = pgEnum("task_status", [
   "queued",
   "running",
@@ -294,6 +299,9 @@ export const tenantInstances = pgTable(
     databaseTier: databaseTier("database_tier").notNull(),
     connectionStringEncrypted: text("connection_string_encrypted"),
     encryptionKeyId: text("encryption_key_id"),
+    // Rotación de la contraseña del rol en curso: la cadena nueva, fijada antes de tocar el rol
+    // (un reintento pone la misma); pasa a connection_string_encrypted al terminar.
+    pendingConnectionStringEncrypted: text("pending_connection_string_encrypted"),
     status: instanceStatus("status").notNull().default("provisioning"),
     kubernetesNamespace: text("kubernetes_namespace").notNull(),
     subdomainUrl: text("subdomain_url").notNull(),

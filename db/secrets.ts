@@ -23,6 +23,23 @@ const SEALED = [
         ),
   },
   {
+    // La de una rotación de contraseña en curso (o que murió en la DLQ).
+    name: "tenant_instances.pending_connection_string",
+    table: tenantInstances,
+    sealed: tenantInstances.pendingConnectionStringEncrypted,
+    context: secretContext.pendingConnectionString,
+    save: (db: Database, id: string, from: string, to: string) =>
+      db
+        .update(tenantInstances)
+        .set({ pendingConnectionStringEncrypted: to })
+        .where(
+          and(
+            eq(tenantInstances.id, id),
+            eq(tenantInstances.pendingConnectionStringEncrypted, from),
+          ),
+        ),
+  },
+  {
     name: "webhook_endpoints.secret",
     table: webhookEndpoints,
     sealed: webhookEndpoints.secretEncrypted,

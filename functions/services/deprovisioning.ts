@@ -7,6 +7,8 @@ import { canonicalJson, newId, sha256Hex } from "../../core/ids";
 import { provisioningTasks, subscriptions, tenantInstances } from "../../db/schema";
 import type { Tx } from "../../db/types";
 import {
+  type CredentialRotationResponse,
+  credentialRotationResponseSchema,
   type DeprovisionResponse,
   deprovisionResponseSchema,
   type FeatureMap,
@@ -22,7 +24,13 @@ import { assertInstanceIfMatch, taskInFlight } from "./tenant-instances";
 // El correlation id de la petición es el de la tarea: repetir la misma petición con el mismo id
 // devuelve la misma tarea (seed: "un correlationId hace de una petición repetida un no-op").
 
-type TaskKind = "deprovision" | "update_features";
+type TaskKind = "deprovision" | "update_features" | "rotate_credentials";
+
+const TASK_SUBJECTS: Record<TaskKind, string> = {
+  deprovision: subjects.deprovision,
+  update_features: subjects.updateFeatures,
+  rotate_credentials: subjects.rotateCredentials,
+};
 
 export interface TaskAccepted<T> {
   response: T;
@@ -132,8 +140,7 @@ async function acceptTask<T>(
         ],
         events: [
           {
-            subject:
-              planned.kind === "deprovision" ? subjects.deprovision : subjects.updateFeatures,
+            subject: TASK_SUBJECTS[planned.kind],
             type: `provisioning.${planned.kind}_requested`,
             data: { taskId, tenantInstanceId, kind: planned.kind },
           },
@@ -278,6 +285,60 @@ export async function requestFeatureUpdate(
           features,
         }),
         audit: { action: "tenant_instance.features_update_requested", after: { features } },
+      };
+    },
+  );
+}
+
+/**
+ * POST /api/provisioning/{id}/rotate-credentials: contraseña nueva para el rol de la base propia de
+ * una instancia Enterprise (p. ej. tras filtrarse su cadena). El worker fija la nueva, la pone al
+ * rol y la guarda; las sesiones abiertas siguen, las nuevas necesitan la cadena nueva
+ * (GET …/connection). Con una rotación en curso, la misma tarea.
+ */
+export async function requestCredentialRotation(
+  ctx: ServiceContext,
+  tenantInstanceId: string,
+  ifMatch?: IfMatch,
+): Promise<TaskAccepted<CredentialRotationResponse>> {
+  return acceptTask<CredentialRotationResponse>(
+    ctx,
+    tenantInstanceId,
+    { kind: "rotate_credentials" },
+    credentialRotationResponseSchema,
+    async (tx, instance) => {
+      const running = await taskInFlight(tx, tenantInstanceId, ["rotate_credentials"]);
+      if (running) {
+        const existing = credentialRotationResponseSchema.safeParse(running.response);
+        if (existing.success) return { existing: existing.data };
+      }
+      await assertInstanceIfMatch(tx, instance, ifMatch);
+      if (instance.databaseTier !== "enterprise") {
+        throw new AppError(
+          "conflict",
+          `Tenant instance ${tenantInstanceId} is Standard: it has no database role of its own`,
+          { extra: { databaseTier: instance.databaseTier } },
+        );
+      }
+      if (instance.status === "decommissioned") {
+        throw statusConflict(instance, "its login is disabled");
+      }
+      if (!instance.connectionStringEncrypted) {
+        throw statusConflict(instance, "it has no database yet; rotate once provisioning succeeds");
+      }
+      if (await taskInFlight(tx, tenantInstanceId, ["deprovision"])) {
+        throw statusConflict(instance, "it is being deprovisioned");
+      }
+      return {
+        kind: "rotate_credentials",
+        payload: {},
+        response: (taskId) => ({
+          tenantInstanceId,
+          taskId,
+          kind: "rotate_credentials",
+          status: "rotating_credentials",
+        }),
+        audit: { action: "tenant_instance.credentials_rotation_requested", after: {} },
       };
     },
   );

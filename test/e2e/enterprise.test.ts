@@ -13,6 +13,7 @@ import { dedicatedName } from "../../workers/provisioning/dedicated-databases";
 import { createPostgresRegistry } from "../../workers/provisioning/shared-registry";
 import { demoProvisionBody } from "../support/demo";
 import { call } from "../support/http";
+import { scramLogin, storedRoleVerifier } from "../support/scram";
 import { startTestStack, type TestStack, waitFor, waitForTask } from "../support/stack";
 
 // Tier Enterprise: base y rol propios, esquema aplicado y cadena de conexión cifrada.
@@ -195,6 +196,99 @@ describe("Enterprise tier provisioning", () => {
     );
     await admin.end();
     expect(left.rows).toEqual([{ dbs: 1 }]);
+  }, 60_000);
+
+  // Una cadena de conexión filtrada (la app hija la tiene): contraseña nueva para el rol sin perder
+  // datos. La vieja deja de entrar; la nueva la da GET …/connection; lo abierto sigue.
+  it("rotates the tenant role's password: the old string stops working, the new one reaches the same data", async () => {
+    const token = await stack.adminToken();
+    const res = await call<{ taskId: string; tenantInstanceId: string }>(
+      `${stack.adminUrl}/api/provisioning/provision`,
+      {
+        token,
+        json: await demoProvisionBody(stack.db.handle.db, "ent-rotate", {
+          databaseTier: "enterprise",
+        }),
+      },
+    );
+    expect(res.status).toBe(202);
+    expect((await waitForTask(stack.adminUrl, token, res.body.taskId)).status).toBe("succeeded");
+    const id = res.body.tenantInstanceId;
+    const read = async () =>
+      (
+        await call<{ connectionString: string }>(
+          `${stack.adminUrl}/api/tenant-instances/${id}/connection`,
+          { token },
+        )
+      ).body.connectionString;
+    const before = await read();
+    const app = new pg.Client({ connectionString: before });
+    app.on("error", () => {});
+    await app.connect();
+    await app.query("create table kept (v text); insert into kept values ('still here')");
+
+    const rotate = () =>
+      call<{ taskId: string; kind: string }>(
+        `${stack.adminUrl}/api/provisioning/${id}/rotate-credentials`,
+        { token, method: "POST" },
+      );
+    const accepted = await rotate();
+    expect(accepted.status).toBe(202);
+    expect(accepted.body.kind).toBe("rotate_credentials");
+    const task = await waitForTask(stack.adminUrl, token, accepted.body.taskId);
+    expect(task.status).toBe("succeeded");
+    expect(task.steps.map((s) => s.name)).toEqual([
+      "prepare_password",
+      "set_password",
+      "store_connection_string",
+    ]);
+
+    const after = await read();
+    expect(after).not.toBe(before);
+    const [u0, u1] = [new URL(before), new URL(after)];
+    expect([u1.username, u1.host, u1.pathname]).toEqual([u0.username, u0.host, u0.pathname]);
+    // El Postgres local entra con trust: la contraseña se prueba contra el verificador guardado.
+    const verifier = await storedRoleVerifier(stack.db.url ?? "", dedicatedName(id));
+    expect(await scramLogin(verifier, decodeURIComponent(u1.password))).toBe(true);
+    expect(await scramLogin(verifier, decodeURIComponent(u0.password))).toBe(false);
+    const fresh = new pg.Client({ connectionString: after });
+    await fresh.connect();
+    expect((await fresh.query("select v from kept")).rows).toEqual([{ v: "still here" }]);
+    await fresh.end();
+    // La sesión abierta antes de rotar sigue.
+    expect((await app.query("select 1 as ok")).rows).toEqual([{ ok: 1 }]);
+    await app.end();
+
+    const [row] = await stack.db.handle.db
+      .select()
+      .from(tenantInstances)
+      .where(eq(tenantInstances.id, id));
+    expect(row?.pendingConnectionStringEncrypted).toBeNull();
+    const audits = await stack.db.handle.db
+      .select({ action: auditLog.action, after: auditLog.after })
+      .from(auditLog)
+      .where(eq(auditLog.entityId, id));
+    expect(audits.map((a) => a.action)).toEqual(
+      expect.arrayContaining([
+        "tenant_instance.credentials_rotation_requested",
+        "tenant_instance.credentials_rotated",
+      ]),
+    );
+    expect(JSON.stringify(audits)).not.toContain(u1.password);
+
+    // Standard: no hay rol propio que rotar.
+    const standard = await call<{ taskId: string; tenantInstanceId: string }>(
+      `${stack.adminUrl}/api/provisioning/provision`,
+      { token, json: await demoProvisionBody(stack.db.handle.db, "std-rotate") },
+    );
+    expect((await waitForTask(stack.adminUrl, token, standard.body.taskId)).status).toBe(
+      "succeeded",
+    );
+    const conflict = await call<{ code: string }>(
+      `${stack.adminUrl}/api/provisioning/${standard.body.tenantInstanceId}/rotate-credentials`,
+      { token, method: "POST" },
+    );
+    expect([conflict.status, conflict.body.code]).toEqual([409, "conflict"]);
   }, 60_000);
 
   it("erasing the customer (GDPR) decommissions its instances and drops their data: own database and role, and the shared registry row", async () => {

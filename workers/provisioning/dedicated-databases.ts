@@ -18,6 +18,11 @@ export interface DedicatedDatabases {
    * una ejecución repetida o tardía del paso no invalida la cadena guardada.
    */
   create(tenantInstanceId: string, password: string): Promise<void>;
+  /**
+   * Contraseña nueva para el rol de un tenant que ya existe (idempotente con la misma). Las
+   * sesiones abiertas siguen; las nuevas necesitan la nueva.
+   */
+  setPassword(tenantInstanceId: string, password: string): Promise<void>;
   /** Aplica el esquema base del producto usando la cadena del tenant (idempotente). */
   applyBaseline(connectionString: string, productCode: string): Promise<void>;
   /**
@@ -166,6 +171,22 @@ export function createPostgresDedicated(
         await admin.end();
       }
     },
+    async setPassword(tenantInstanceId, password) {
+      const name = dedicatedName(tenantInstanceId);
+      const admin = new pg.Client({ connectionString: adminUrl });
+      await admin.connect();
+      try {
+        await refuseForeign(admin, name);
+        const exists = await admin.query("select 1 from pg_roles where rolname = $1", [name]);
+        if (!exists.rowCount) {
+          throw new PermanentError(`Database role ${name} does not exist; nothing to rotate`);
+        }
+        // Solo el verificador SCRAM viaja al servidor (ver scram.ts).
+        await admin.query(`alter role "${name}" with password '${scramSha256Verifier(password)}'`);
+      } finally {
+        await admin.end();
+      }
+    },
     async applyBaseline(connectionString, productCode) {
       await pools.acquire(connectionString).query(BASELINE(productCode));
     },
@@ -283,6 +304,8 @@ export function createPgliteDedicated(
       applying = run.catch(() => {});
       return run;
     },
+    // PGlite no tiene roles: no hay contraseña que cambiar.
+    async setPassword() {},
     // PGlite no tiene roles ni sesiones de red: nadie más entra en la carpeta.
     async disableLogin() {
       return 0;

@@ -347,6 +347,7 @@ describe("provisioning task lease", () => {
         return real.create(code, password);
       },
       applyBaseline: (url, product) => real.applyBaseline(url, product),
+      setPassword: (code, password) => real.setPassword(code, password),
       disableLogin: (...codes) => real.disableLogin(...codes),
       drop: (code) => real.drop(code),
       adoptLegacyDatabases: () => real.adoptLegacyDatabases(),

@@ -291,13 +291,16 @@ function passwordOf(connectionString: string): string {
   }
 }
 
+/** Lo que necesitan los pasos de bases propias (Enterprise). */
+function enterpriseNeeds(deps: ProvisioningWorkerDeps) {
+  if (!deps.dedicated || !deps.secretBox) {
+    throw new PermanentError("Enterprise provisioning needs ENCRYPTION_KEYS in the workers");
+  }
+  return { dedicated: deps.dedicated, box: deps.secretBox };
+}
+
 function enterpriseSteps(deps: ProvisioningWorkerDeps, random: () => number): Step[] {
-  const need = () => {
-    if (!deps.dedicated || !deps.secretBox) {
-      throw new PermanentError("Enterprise provisioning needs ENCRYPTION_KEYS in the workers");
-    }
-    return { dedicated: deps.dedicated, box: deps.secretBox };
-  };
+  const need = () => enterpriseNeeds(deps);
   return [
     {
       // La contraseña se fija una sola vez, bajo el lease y antes de tocar el rol: un reintento, o
@@ -776,6 +779,101 @@ function updateFeatureSteps(): Step[] {
   ];
 }
 
+/**
+ * Contraseña nueva para el rol de una base Enterprise. La cadena nueva se fija primero, bajo el
+ * lease y una sola vez (un reintento o una ejecución tardía pone la misma al rol); luego se pone
+ * al rol, y al final reemplaza a la guardada, con su auditoría, en una transacción.
+ */
+function rotateCredentialSteps(deps: ProvisioningWorkerDeps): Step[] {
+  const need = () => enterpriseNeeds(deps);
+  return [
+    {
+      name: "prepare_password",
+      kind: "external",
+      async run(task) {
+        const { dedicated, box } = need();
+        const { instance } = task.snapshot;
+        if (instance.databaseTier !== "enterprise" || instance.status === "decommissioned") {
+          throw new PermanentError(
+            `tenant instance ${instance.id} has no database role to rotate (${instance.databaseTier}, ${instance.status})`,
+          );
+        }
+        const candidate = await box.encrypt(
+          dedicated.connectionString(instance.id, randomToken(24)),
+          secretContext.pendingConnectionString(instance.id),
+        );
+        const t = tenantInstances;
+        const [stored] = await task.lease.withToken((until) =>
+          deps.db
+            .update(t)
+            .set({
+              pendingConnectionStringEncrypted: sql`coalesce(${t.pendingConnectionStringEncrypted}, ${candidate})`,
+            })
+            .where(and(eq(t.id, instance.id), task.lease.owns(until)))
+            .returning({ pending: t.pendingConnectionStringEncrypted }),
+        );
+        if (!stored?.pending) {
+          task.lease.lose();
+          throw new TaskLeaseLostError(`provisioning task ${task.taskId} lost its lease`);
+        }
+      },
+    },
+    {
+      name: "set_password",
+      kind: "external",
+      async run(task) {
+        const { dedicated, box } = need();
+        const { instance } = await loadInstance(deps.db, task.tenantInstanceId);
+        if (!instance.pendingConnectionStringEncrypted) {
+          throw new PermanentError(`tenant instance ${instance.id} has no pending credentials`);
+        }
+        const pending = await box.decrypt(
+          instance.pendingConnectionStringEncrypted,
+          secretContext.pendingConnectionString(instance.id),
+        );
+        await dedicated.setPassword(instance.id, passwordOf(pending));
+      },
+    },
+    {
+      name: "store_connection_string",
+      kind: "transactional",
+      async run(tx, task) {
+        const { box } = need();
+        const { instance } = await loadInstanceLocked(tx, task.tenantInstanceId);
+        const pending = instance.pendingConnectionStringEncrypted;
+        if (!pending) return {};
+        const plain = await box.decrypt(
+          pending,
+          secretContext.pendingConnectionString(instance.id),
+        );
+        const sealed = await box.encrypt(plain, secretContext.connectionString(instance.id));
+        return {
+          statements: [
+            tx
+              .update(tenantInstances)
+              .set({
+                connectionStringEncrypted: sealed,
+                encryptionKeyId: box.activeKeyId,
+                pendingConnectionStringEncrypted: null,
+                updatedAt: sql`now()`,
+              })
+              .where(eq(tenantInstances.id, instance.id)),
+          ],
+          audit: [
+            {
+              action: "tenant_instance.credentials_rotated",
+              entityType: "tenant_instance",
+              entityId: instance.id,
+              before: { encryptionKeyId: instance.encryptionKeyId },
+              after: { encryptionKeyId: box.activeKeyId },
+            },
+          ],
+        };
+      },
+    },
+  ];
+}
+
 function stepsFor(
   kind: ProvisioningTaskMessage["kind"],
   deps: ProvisioningWorkerDeps,
@@ -789,6 +887,8 @@ function stepsFor(
       return deprovisionSteps(deps, tier, payload);
     case "update_features":
       return updateFeatureSteps();
+    case "rotate_credentials":
+      return rotateCredentialSteps(deps);
   }
 }
 

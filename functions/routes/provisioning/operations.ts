@@ -11,8 +11,13 @@ import {
 } from "../../openapi";
 import { expectedVersion } from "../../services/concurrency";
 import { serviceContext } from "../../services/context";
-import { requestDeprovision, requestFeatureUpdate } from "../../services/deprovisioning";
 import {
+  requestCredentialRotation,
+  requestDeprovision,
+  requestFeatureUpdate,
+} from "../../services/deprovisioning";
+import {
+  credentialRotationResponseSchema,
   deprovisionQuerySchema,
   deprovisionResponseSchema,
   featureMapSchema,
@@ -74,6 +79,27 @@ const updateFeatures = createRoute({
   },
 });
 
+const rotateCredentials = createRoute({
+  operationId: "rotateTenantDatabaseCredentials",
+  method: "post",
+  path: "/api/provisioning/{tenantInstanceId}/rotate-credentials",
+  tags: ["provisioning"],
+  summary: "Contraseña nueva para el rol de la base propia de una instancia Enterprise (asíncrono)",
+  description:
+    "Tras terminar la tarea, las conexiones nuevas necesitan la cadena nueva (GET /api/tenant-instances/{id}/connection); las abiertas siguen. Con una rotación en curso devuelve la misma tarea.",
+  security: bearerSecurity,
+  middleware: writeGuard(TENANT_WRITE),
+  request: { params, headers: ifMatchHeader },
+  responses: {
+    202: {
+      description: "Aceptado: un worker cambia la contraseña y guarda la cadena nueva",
+      content: { "application/json": { schema: credentialRotationResponseSchema } },
+    },
+    ...errorResponses,
+    412: preconditionFailed,
+  },
+});
+
 export function registerProvisioningOperations(app: OpenAPIHono<AdminEnv>): void {
   app.openapi(deprovision, async (c) => {
     const { tenantInstanceId } = c.req.valid("param");
@@ -81,6 +107,17 @@ export function registerProvisioningOperations(app: OpenAPIHono<AdminEnv>): void
       serviceContext(c),
       tenantInstanceId,
       { purge: c.req.valid("query").purge === "true" },
+      expectedVersion(c),
+    );
+    if (replayed) c.header("idempotent-replayed", "true");
+    c.header("location", `/api/provisioning/tasks/${response.taskId}`);
+    return c.json(response, 202);
+  });
+  app.openapi(rotateCredentials, async (c) => {
+    const { tenantInstanceId } = c.req.valid("param");
+    const { response, replayed } = await requestCredentialRotation(
+      serviceContext(c),
+      tenantInstanceId,
       expectedVersion(c),
     );
     if (replayed) c.header("idempotent-replayed", "true");

@@ -108,7 +108,7 @@ export const taskSchema = z
       example: "5c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
     }),
     kind: z
-      .enum(["provision", "deprovision", "update_features"])
+      .enum(["provision", "deprovision", "update_features", "rotate_credentials"])
       .openapi({ description: "Tipo de tarea", example: "provision" }),
     status: z.enum(["queued", "running", "succeeded", "failed", "dead_lettered"]).openapi({
       description: "queued también indica que espera un reintento",
@@ -175,6 +175,27 @@ export const featureUpdateResponseSchema = z
   .openapi("FeatureUpdateAccepted");
 
 export type FeatureUpdateResponse = z.infer<typeof featureUpdateResponseSchema>;
+
+export const credentialRotationResponseSchema = z
+  .object({
+    tenantInstanceId: z.uuid().openapi({
+      description: "Instancia Enterprise cuya base cambia de contraseña",
+      example: "5c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
+    }),
+    taskId: z.uuid().openapi({
+      description: "Tarea que rota la contraseña",
+      example: "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b",
+    }),
+    kind: z
+      .literal("rotate_credentials")
+      .openapi({ description: "Tipo de tarea", example: "rotate_credentials" }),
+    status: z
+      .literal("rotating_credentials")
+      .openapi({ description: "La tarea está en cola", example: "rotating_credentials" }),
+  })
+  .openapi("CredentialRotationAccepted");
+
+export type CredentialRotationResponse = z.infer<typeof credentialRotationResponseSchema>;
 
 export const deprovisionQuerySchema = z.strictObject({
   purge: z.enum(["true", "false"]).optional().openapi({
