@@ -125,13 +125,16 @@ async function alreadyReplayed(tx: Tx, id: string): Promise<AppError> {
 /**
  * Solo una tarea que sigue muerta se reprocesa: un segundo replay (o uno de una tarea ya
  * terminada) correría el trabajo dos veces, y una instancia dada de baja no vuelve a crearse ni a
- * cambiar de features (repetir la baja sí es inocuo).
+ * cambiar de features (repetir la baja sí es inocuo). También una `queued` sin lease vigente: la
+ * deja así un worker de otra versión que no pudo leer su mensaje (lo manda a la DLQ sin tocarla);
+ * si además tuviera otro mensaje vivo, el lease hace que corra una sola vez.
  */
 async function assertReplayable(tx: Tx, message: ProvisioningTaskMessage): Promise<void> {
   const [current] = await tx
     .select({
       status: provisioningTasks.status,
       kind: provisioningTasks.kind,
+      leaseFree: sql<boolean>`(${provisioningTasks.leaseUntil} is null or ${provisioningTasks.leaseUntil} < now())`,
       instanceStatus: tenantInstances.status,
     })
     .from(provisioningTasks)
@@ -139,10 +142,11 @@ async function assertReplayable(tx: Tx, message: ProvisioningTaskMessage): Promi
     .where(eq(provisioningTasks.id, message.taskId))
     .for("update", { of: provisioningTasks });
   if (!current) return;
-  if (current.status !== "dead_lettered" && current.status !== "failed") {
+  const stuck = current.status === "queued" && current.leaseFree;
+  if (current.status !== "dead_lettered" && current.status !== "failed" && !stuck) {
     throw new AppError(
       "conflict",
-      `Provisioning task ${message.taskId} is ${current.status}; only a dead-lettered task can be replayed`,
+      `Provisioning task ${message.taskId} is ${current.status}; only a dead-lettered task (or a queued one no worker holds) can be replayed`,
       { extra: { taskStatus: current.status } },
     );
   }

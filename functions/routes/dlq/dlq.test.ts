@@ -29,7 +29,13 @@ describe.each(["postgres", "pglite"] as const)("DLQ replay on %s", (kind) => {
   afterAll(async () => h?.stop());
 
   /** Una tarea muerta en la DLQ, como la deja el worker tras el último intento. */
-  async function deadTask(taskKind: Kind, instanceStatus: "failed" | "decommissioned") {
+  async function deadTask(
+    taskKind: Kind,
+    instanceStatus: "failed" | "decommissioned",
+    task: { status: "dead_lettered" | "queued" | "running"; leaseUntil?: Date } = {
+      status: "dead_lettered",
+    },
+  ) {
     const db = h.db.handle.db;
     const instanceId = await insertInstance(db, {
       customerId,
@@ -42,7 +48,8 @@ describe.each(["postgres", "pglite"] as const)("DLQ replay on %s", (kind) => {
       id: taskId,
       tenantInstanceId: instanceId,
       kind: taskKind,
-      status: "dead_lettered",
+      status: task.status,
+      leaseUntil: task.leaseUntil ?? null,
       correlationId,
       requestHash: "x",
       response: {},
@@ -108,6 +115,22 @@ describe.each(["postgres", "pglite"] as const)("DLQ replay on %s", (kind) => {
 
     expectProblem(await replay(dead.entryId), 409, "conflict");
     expect(await republished(dead.correlationId)).toBe(1);
+  });
+
+  // Un worker de la versión anterior (durante un despliegue) no reconoce el mensaje: lo manda a la
+  // DLQ por su esquema sin tocar la tarea, que queda `queued` sin lease. Antes, el replay lo
+  // rechazaba (409) y la tarea quedaba en curso para siempre, bloqueando a la instancia.
+  it("replays the message of a task left queued, with no live lease, by a worker that could not read it", async () => {
+    const stuck = await deadTask("update_features", "failed", { status: "queued" });
+    expect((await replay(stuck.entryId)).status).toBe(202);
+    expect(await republished(stuck.correlationId)).toBe(1);
+    // Con su lease vigente la tarea corre en algún worker: no se publica otra copia.
+    const running = await deadTask("update_features", "failed", {
+      status: "running",
+      leaseUntil: new Date(Date.now() + 60_000),
+    });
+    expectProblem(await replay(running.entryId), 409, "conflict");
+    expect(await republished(running.correlationId)).toBe(0);
   });
 
   /** Una entrada muerta de otro worker (correo, webhook, factura): sin tarea de provisioning. */
