@@ -1379,8 +1379,11 @@ export function provisioningWorker(
         .set({ status: "queued", lastError: error, leaseUntil: null, updatedAt: sql`now()` })
         .where(and(eq(t.id, ctx.data.taskId), eq(t.leaseUntil, lease.until)));
     },
-    async onDeadLetter(info, data, signal, logger) {
-      // Sin tarea legible (o sin tarea que marcar) avisa el runtime con su aviso genérico.
+    async onDeadLetter(info, parsed, signal, logger) {
+      // Un mensaje que no pasa el esquema (p. ej. un tipo de tarea de una versión más nueva) aún
+      // nombra su tarea: se marca muerta para que no quede en curso para siempre y se pueda
+      // reprocesar. Sin tarea legible avisa el runtime con su aviso genérico.
+      const data = parsed ?? taskOfUnreadable(info.envelope?.data);
       if (!data) return undefined;
       // El del mensaje (intento, evento, correlación) si lo da el runtime; ya suele llevar taskId
       // (logFields): solo se añade lo que falte, pues pino repetiría la clave en la línea.
@@ -1418,6 +1421,15 @@ export function provisioningWorker(
   };
 }
 
+const taskRefSchema = z.object({ taskId: z.uuid(), tenantInstanceId: z.uuid() });
+type TaskRef = z.infer<typeof taskRefSchema>;
+
+/** La tarea que nombra un mensaje ilegible para este worker, si nombra una. */
+function taskOfUnreadable(data: unknown): TaskRef | undefined {
+  const ref = taskRefSchema.safeParse(data);
+  return ref.success ? ref.data : undefined;
+}
+
 /**
  * Marca la tarea como muerta, con su instancia fallida, la auditoría y el aviso a operaciones,
  * salvo que esté terminada o que otra ejecución tenga su lease vigente (`mine`: el de esta entrega).
@@ -1425,7 +1437,7 @@ export function provisioningWorker(
 async function markDeadLettered(
   db: Database,
   info: DeadLetterInfo,
-  data: ProvisioningTaskMessage,
+  data: TaskRef,
   mine: Date | undefined,
 ): Promise<
   | { state: "marked"; queued: QueuedEvent[] }
@@ -1448,6 +1460,8 @@ async function markDeadLettered(
       .where(
         and(
           eq(t.id, data.taskId),
+          // Un mensaje que nombra la tarea de otra instancia no la marca.
+          eq(t.tenantInstanceId, data.tenantInstanceId),
           notInArray(t.status, FINISHED_STATUSES),
           mine ? or(leaseFree(), eq(t.leaseUntil, mine)) : leaseFree(),
         ),
@@ -1457,7 +1471,7 @@ async function markDeadLettered(
       const [row] = await tx
         .select({ status: t.status, busyForMs: leaseRemainingMs() })
         .from(t)
-        .where(eq(t.id, data.taskId));
+        .where(and(eq(t.id, data.taskId), eq(t.tenantInstanceId, data.tenantInstanceId)));
       if (!row || row.status === "succeeded" || row.status === "dead_lettered") {
         return { state: "finished" as const };
       }
