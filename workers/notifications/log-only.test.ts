@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { newId } from "../../core/ids";
 import { captureLogs } from "../../test/support/logs";
+import { PermanentError } from "../runtime/errors";
 import { createMailer } from "./mailer";
 import { notificationWorker } from "./worker";
 
@@ -66,5 +67,57 @@ describe("notification log fields", () => {
     expect(worker.logFields?.({ tenantInstanceId, customerId: newId() })).toEqual({
       tenantInstanceId,
     });
+  });
+});
+
+// Qué aviso es lo dice su subject. Antes, la forma del mensaje: uno de un tipo nuevo (de una
+// versión más nueva) que trajera tenantInstanceId y customerId salía como bienvenida al cliente.
+describe("notification dispatch", () => {
+  const sent: string[] = [];
+  const worker = notificationWorker({
+    db: undefined as never,
+    mailer: {
+      logOnly: false,
+      async send(mail) {
+        sent.push(mail.subject);
+      },
+      close() {},
+    } as ReturnType<typeof createMailer>,
+    opsEmail: "ops-alerts@farutech.test",
+  });
+  const deliver = (subject: string, data: Record<string, unknown>) =>
+    worker.handle({
+      data: data as never,
+      envelope: {
+        id: newId(),
+        type: "notification.x",
+        occurredAt: new Date().toISOString(),
+        correlationId: null,
+        data,
+      },
+      subject,
+      deliveryCount: 1,
+      logger: captureLogs("dispatch-test").logger,
+      heartbeat: () => {},
+      signal: new AbortController().signal,
+    });
+
+  it("does not take a notification of an unknown subject for a welcome", async () => {
+    const look = { tenantInstanceId: newId(), customerId: newId(), reason: "renewal" };
+    await expect(deliver("notifications.tasks.subscription_renewed", look)).rejects.toThrow(
+      /notifications\.tasks\.subscription_renewed/,
+    );
+    expect(sent).toEqual([]);
+  });
+
+  it("refuses, as permanent, data that does not match its subject", async () => {
+    const err = await deliver("notifications.tasks.welcome", {
+      taskId: newId(),
+      tenantInstanceId: newId(),
+      error: "boom",
+      deliveries: 5,
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PermanentError);
+    expect(sent).toEqual([]);
   });
 });

@@ -1,10 +1,13 @@
 import { eq } from "drizzle-orm";
 import type { z } from "zod";
 import {
-  type deadLetteredNotificationSchema,
+  deadLetteredNotificationSchema,
   type EventEnvelope,
   notificationSchema,
+  provisioningFailedNotificationSchema,
+  welcomeNotificationSchema,
 } from "../../contracts/events";
+import { subjects } from "../../contracts/streams";
 import type { Logger } from "../../core/logger";
 import { customers, products, tenantInstances } from "../../db/schema";
 import type { Database } from "../../db/types";
@@ -69,6 +72,43 @@ function logSent(mailer: Mailer, logger: Logger, notification: string): void {
   else logger.info({ notification }, "notification sent");
 }
 
+const BY_SUBJECT = {
+  [subjects.welcomeNotification]: ["welcome", welcomeNotificationSchema],
+  [subjects.provisioningFailedNotification]: [
+    "provisioning_failed",
+    provisioningFailedNotificationSchema,
+  ],
+  [subjects.deadLetteredNotification]: ["dead_lettered", deadLetteredNotificationSchema],
+} as const;
+
+type Parsed =
+  | { kind: "welcome"; notification: z.infer<typeof welcomeNotificationSchema> }
+  | {
+      kind: "provisioning_failed";
+      notification: z.infer<typeof provisioningFailedNotificationSchema>;
+    }
+  | { kind: "dead_lettered"; notification: DeadLetteredNotification };
+
+/**
+ * Qué aviso es lo dice el subject, no la forma de los datos: uno de un tipo nuevo (de una versión
+ * más nueva) que trajera tenantInstanceId y customerId salía como bienvenida. Un subject que esta
+ * versión no conoce se reintenta (otro worker, ya actualizado, puede tomarlo) hasta la DLQ.
+ */
+function parseFor(subject: string, data: unknown): Parsed {
+  const entry = (BY_SUBJECT as Record<string, (typeof BY_SUBJECT)[keyof typeof BY_SUBJECT]>)[
+    subject
+  ];
+  if (!entry) {
+    throw new Error(`no notification for subject ${subject} in this worker version`);
+  }
+  const [kind, schema] = entry;
+  const parsed = schema.safeParse(data);
+  if (!parsed.success) {
+    throw new PermanentError(`notification data does not match its subject ${subject}`);
+  }
+  return { kind, notification: parsed.data } as Parsed;
+}
+
 // Correo de bienvenida al cliente y alertas a operaciones (seed 001 §4, NotificationWorker).
 export function notificationWorker(deps: NotificationWorkerDeps): WorkerDefinition<Notification> {
   return {
@@ -82,19 +122,19 @@ export function notificationWorker(deps: NotificationWorkerDeps): WorkerDefiniti
       ...("tenantInstanceId" in data ? { tenantInstanceId: data.tenantInstanceId } : {}),
     }),
     async handle(ctx) {
-      const data = ctx.data;
-      if ("domain" in data) {
+      const data = parseFor(ctx.subject, ctx.data);
+      if (data.kind === "dead_lettered") {
         await deps.mailer.send({
           to: deps.opsEmail,
-          ...deadLetterMail(data, ctx.envelope),
+          ...deadLetterMail(data.notification, ctx.envelope),
           messageId: ctx.envelope.id,
           signal: ctx.signal,
         });
         logSent(deps.mailer, ctx.logger, "dead_lettered");
         return;
       }
-      const info = await instanceContext(deps.db, data.tenantInstanceId);
-      if ("customerId" in data) {
+      const info = await instanceContext(deps.db, data.notification.tenantInstanceId);
+      if (data.kind === "welcome") {
         // Un cliente borrado por GDPR ya no recibe correos.
         if (info.erasedAt) {
           ctx.logger.info("welcome skipped: customer erased");
@@ -114,13 +154,14 @@ export function notificationWorker(deps: NotificationWorkerDeps): WorkerDefiniti
           signal: ctx.signal,
         });
       } else {
+        const failure = data.notification;
         await deps.mailer.send({
           to: deps.opsEmail,
           subject: `[Farutech] Provisioning en DLQ: ${info.tenantCode}`,
           text: [
-            `La tarea ${data.taskId} de la instancia ${info.tenantCode} (${info.customerName})`,
-            `falló ${data.deliveries} veces y quedó en la DLQ.`,
-            `Último error: ${data.error}`,
+            `La tarea ${failure.taskId} de la instancia ${info.tenantCode} (${info.customerName})`,
+            `falló ${failure.deliveries} veces y quedó en la DLQ.`,
+            `Último error: ${failure.error}`,
             `Correlación: ${ctx.envelope.correlationId ?? "-"}`,
             "",
             "Inspeccione y reprocese: npm run dlq -- list",
@@ -129,7 +170,7 @@ export function notificationWorker(deps: NotificationWorkerDeps): WorkerDefiniti
           signal: ctx.signal,
         });
       }
-      logSent(deps.mailer, ctx.logger, "customerId" in data ? "welcome" : "provisioning_failed");
+      logSent(deps.mailer, ctx.logger, data.kind);
     },
   };
 }
