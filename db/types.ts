@@ -20,16 +20,21 @@ export interface DbHandle {
 }
 
 export interface MigrateOptions {
-  /** Espera máxima por el bloqueo de una tabla (no por el de otro proceso que migra). */
+  /** Espera máxima de cada intento por el bloqueo de una tabla (no por otro proceso que migra). */
   lockTimeoutMs?: number;
+  /** Cuánto se reintenta en total antes de rendirse. */
+  lockBudgetMs?: number;
 }
 
 export const MIGRATION_LOCK_ID = 727_274_001;
 /**
  * Una transacción larga sobre una tabla que la migración altera la haría esperar sin fin, y
- * detrás de ella (cola de bloqueos) a cada escritura de esa tabla: mejor rendirse y reintentar.
+ * detrás de ella (cola de bloqueos) a cada escritura de esa tabla (p. ej. los logins del edge).
+ * Cada intento espera poco y suelta (todo se deshace); entre intentos, esas escrituras pasan.
  */
-export const MIGRATION_LOCK_TIMEOUT_MS = 30_000;
+export const MIGRATION_LOCK_TIMEOUT_MS = 3_000;
+export const MIGRATION_LOCK_BUDGET_MS = 30_000;
+const MIGRATION_LOCK_PAUSE_MS = 1_000;
 
 interface SqlClient {
   query(text: string, params?: unknown[]): Promise<unknown>;
@@ -45,19 +50,28 @@ export async function migrateUnderLock(
   options: MigrateOptions = {},
 ): Promise<void> {
   const lockTimeoutMs = options.lockTimeoutMs ?? MIGRATION_LOCK_TIMEOUT_MS;
+  const budgetMs = options.lockBudgetMs ?? MIGRATION_LOCK_BUDGET_MS;
+  const started = Date.now();
   await client.query("select pg_advisory_lock($1)", [MIGRATION_LOCK_ID]);
   try {
     await client.query(`set lock_timeout = ${Math.max(1, Math.floor(lockTimeoutMs))}`);
-    await run();
-  } catch (err) {
-    const code = (err as { code?: string; cause?: { code?: string } }).cause?.code;
-    if (code === "55P03" || (err as { code?: string }).code === "55P03") {
-      throw new Error(
-        `migration gave up waiting for a table lock after ${lockTimeoutMs} ms (a long transaction holds it); nothing was applied, retry once it ends`,
-        { cause: err },
-      );
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await run();
+        return;
+      } catch (err) {
+        const code = (err as { code?: string; cause?: { code?: string } }).cause?.code;
+        if (code !== "55P03" && (err as { code?: string }).code !== "55P03") throw err;
+        const waited = Date.now() - started;
+        if (waited + MIGRATION_LOCK_PAUSE_MS + lockTimeoutMs > budgetMs) {
+          throw new Error(
+            `migration gave up waiting for a table lock after ${attempt} attempt(s) in ${waited} ms (a long transaction holds it); nothing was applied, retry once it ends`,
+            { cause: err },
+          );
+        }
+        await new Promise((r) => setTimeout(r, MIGRATION_LOCK_PAUSE_MS));
+      }
     }
-    throw err;
   } finally {
     await client.query("reset lock_timeout").catch(() => {});
     await client.query("select pg_advisory_unlock($1)", [MIGRATION_LOCK_ID]).catch(() => {});
