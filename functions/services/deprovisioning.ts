@@ -323,8 +323,15 @@ export async function requestCredentialRotation(
       if (instance.status === "decommissioned") {
         throw statusConflict(instance, "its login is disabled");
       }
-      if (!instance.connectionStringEncrypted) {
-        throw statusConflict(instance, "it has no database yet; rotate once provisioning succeeds");
+      // La cadena se guarda antes de crear el rol: solo una instancia ya provisionada (y sin otra
+      // provisión en curso, p. ej. un replay) tiene un rol al que cambiarle la contraseña.
+      const provisioned = instance.status === "active" || instance.status === "suspended";
+      if (
+        !provisioned ||
+        !instance.connectionStringEncrypted ||
+        (await taskInFlight(tx, tenantInstanceId, ["provision"]))
+      ) {
+        throw statusConflict(instance, "rotate its credentials once provisioning succeeds");
       }
       if (await taskInFlight(tx, tenantInstanceId, ["deprovision"])) {
         throw statusConflict(instance, "it is being deprovisioned");

@@ -5,9 +5,11 @@ import { PGlite } from "@electric-sql/pglite";
 import { and, eq } from "drizzle-orm";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { subjects } from "../../contracts/streams";
 import { newId } from "../../core/ids";
 import { createSecretBox, generateEncryptionKey, secretContext } from "../../core/secret-box";
-import { auditLog, tenantInstances } from "../../db/schema";
+import { enqueueEvent } from "../../db/outbox";
+import { auditLog, provisioningTasks, tenantInstances } from "../../db/schema";
 import { seedDemo } from "../../db/seed";
 import { dedicatedName } from "../../workers/provisioning/dedicated-databases";
 import { createPostgresRegistry } from "../../workers/provisioning/shared-registry";
@@ -289,6 +291,59 @@ describe("Enterprise tier provisioning", () => {
       { token, method: "POST" },
     );
     expect([conflict.status, conflict.body.code]).toEqual([409, "conflict"]);
+  }, 60_000);
+
+  // Una rotación que el worker toma cuando la instancia ya se dio de baja con purge (la baja llegó
+  // entre la aceptación y el worker): no va a la DLQ ni guarda una cadena de una base que ya no
+  // existe; termina sin tocar nada. Antes moría como permanente (y avisaba a operaciones).
+  it("a rotation that starts after a purge finishes without storing credentials", async () => {
+    const token = await stack.adminToken();
+    const res = await call<{ taskId: string; tenantInstanceId: string }>(
+      `${stack.adminUrl}/api/provisioning/provision`,
+      {
+        token,
+        json: await demoProvisionBody(stack.db.handle.db, "ent-late", {
+          databaseTier: "enterprise",
+        }),
+      },
+    );
+    expect((await waitForTask(stack.adminUrl, token, res.body.taskId)).status).toBe("succeeded");
+    const id = res.body.tenantInstanceId;
+    const purge = await call<{ taskId: string }>(
+      `${stack.adminUrl}/api/provisioning/${id}?purge=true`,
+      { token, method: "DELETE" },
+    );
+    expect((await waitForTask(stack.adminUrl, token, purge.body.taskId)).status).toBe("succeeded");
+    // La tarea de rotación aceptada antes de la baja (la API ya no la acepta sobre una dada de baja).
+    const taskId = newId();
+    await stack.db.handle.db.transaction(async (tx) => {
+      await tx.insert(provisioningTasks).values({
+        id: taskId,
+        tenantInstanceId: id,
+        kind: "rotate_credentials",
+        status: "queued",
+        correlationId: `late-${taskId}`,
+        requestHash: "late",
+        response: {},
+        payload: {},
+      });
+      await enqueueEvent(tx, {
+        subject: subjects.rotateCredentials,
+        type: "provisioning.rotate_credentials_requested",
+        correlationId: `late-${taskId}`,
+        data: { taskId, tenantInstanceId: id, kind: "rotate_credentials" },
+      });
+    });
+    expect((await waitForTask(stack.adminUrl, token, taskId)).status).toBe("succeeded");
+    const [row] = await stack.db.handle.db
+      .select()
+      .from(tenantInstances)
+      .where(eq(tenantInstances.id, id));
+    expect(row).toMatchObject({
+      status: "decommissioned",
+      connectionStringEncrypted: null,
+      pendingConnectionStringEncrypted: null,
+    });
   }, 60_000);
 
   it("erasing the customer (GDPR) decommissions its instances and drops their data: own database and role, and the shared registry row", async () => {

@@ -64,6 +64,8 @@ export async function dropTenantData(
         // La base ya no existe: la cadena cifrada no sirve y no se guarda.
         connectionStringEncrypted: null,
         encryptionKeyId: null,
+        // Ni la de una rotación de contraseña a medias.
+        pendingConnectionStringEncrypted: null,
         rowVersion: sql`${tenantInstances.rowVersion} + 1`,
         updatedAt: sql`now()`,
       })

@@ -779,10 +779,15 @@ function updateFeatureSteps(): Step[] {
   ];
 }
 
+/** Una instancia cuyo rol sigue en uso: ni en provisión ni dada de baja (o sin datos). */
+const rotatable = (instance: InstanceRow["instance"]) =>
+  (instance.status === "active" || instance.status === "suspended") && !instance.dataDroppedAt;
+
 /**
  * Contraseña nueva para el rol de una base Enterprise. La cadena nueva se fija primero, bajo el
  * lease y una sola vez (un reintento o una ejecución tardía pone la misma al rol); luego se pone
- * al rol, y al final reemplaza a la guardada, con su auditoría, en una transacción.
+ * al rol, y al final reemplaza a la guardada, con su auditoría, en una transacción. Si entretanto
+ * la instancia se dio de baja, la rotación no toca el rol y termina sin guardar nada.
  */
 function rotateCredentialSteps(deps: ProvisioningWorkerDeps): Step[] {
   const need = () => enterpriseNeeds(deps);
@@ -792,12 +797,12 @@ function rotateCredentialSteps(deps: ProvisioningWorkerDeps): Step[] {
       kind: "external",
       async run(task) {
         const { dedicated, box } = need();
-        const { instance } = task.snapshot;
-        if (instance.databaseTier !== "enterprise" || instance.status === "decommissioned") {
-          throw new PermanentError(
-            `tenant instance ${instance.id} has no database role to rotate (${instance.databaseTier}, ${instance.status})`,
-          );
+        // El estado actual, no el de la foto de la entrega (solo vale para lo inmutable).
+        const { instance } = await loadInstance(deps.db, task.tenantInstanceId);
+        if (instance.databaseTier !== "enterprise") {
+          throw new PermanentError(`tenant instance ${instance.id} has no database role to rotate`);
         }
+        if (!rotatable(instance)) return;
         const candidate = await box.encrypt(
           dedicated.connectionString(instance.id, randomToken(24)),
           secretContext.pendingConnectionString(instance.id),
@@ -824,13 +829,14 @@ function rotateCredentialSteps(deps: ProvisioningWorkerDeps): Step[] {
       async run(task) {
         const { dedicated, box } = need();
         const { instance } = await loadInstance(deps.db, task.tenantInstanceId);
-        if (!instance.pendingConnectionStringEncrypted) {
-          throw new PermanentError(`tenant instance ${instance.id} has no pending credentials`);
-        }
+        if (!instance.pendingConnectionStringEncrypted || !rotatable(instance)) return;
         const pending = await box.decrypt(
           instance.pendingConnectionStringEncrypted,
           secretContext.pendingConnectionString(instance.id),
         );
+        // Justo antes de tocar el rol: una ejecución que perdió la tarea (GC, red) no pone tarde
+        // una contraseña que otra rotación ya reemplazó.
+        task.lease.check();
         await dedicated.setPassword(instance.id, passwordOf(pending));
       },
     },
@@ -842,6 +848,25 @@ function rotateCredentialSteps(deps: ProvisioningWorkerDeps): Step[] {
         const { instance } = await loadInstanceLocked(tx, task.tenantInstanceId);
         const pending = instance.pendingConnectionStringEncrypted;
         if (!pending) return {};
+        if (!rotatable(instance)) {
+          // Dada de baja a mitad de la rotación: su cadena ya no se guarda (ni la pendiente).
+          return {
+            statements: [
+              tx
+                .update(tenantInstances)
+                .set({ pendingConnectionStringEncrypted: null })
+                .where(eq(tenantInstances.id, instance.id)),
+            ],
+            audit: [
+              {
+                action: "tenant_instance.credentials_rotation_skipped",
+                entityType: "tenant_instance",
+                entityId: instance.id,
+                after: { status: instance.status },
+              },
+            ],
+          };
+        }
         const plain = await box.decrypt(
           pending,
           secretContext.pendingConnectionString(instance.id),

@@ -390,6 +390,52 @@ describe.each(["postgres", "pglite"] as const)("provisioning operations on %s", 
     });
   });
 
+  // La cadena de una base Enterprise se guarda antes de crear su rol: rotar a mitad del alta
+  // fallaba (rol inexistente) o, peor, el alta volvía a poner la contraseña vieja después.
+  describe("credential rotation", () => {
+    const rotate = (id: string, token = admin) =>
+      h.request<{ taskId: string; kind: string }>(
+        "POST",
+        `/api/provisioning/${id}/rotate-credentials`,
+        { token },
+      );
+    const enterprise = async (status: "provisioning" | "active" | "failed") => {
+      const instance = await createTestInstance(db(), { status });
+      await db()
+        .update(tenantInstances)
+        .set({
+          databaseTier: "enterprise",
+          connectionStringEncrypted: "v2.k.iv.ct",
+          encryptionKeyId: "k",
+        })
+        .where(eq(tenantInstances.id, instance.id));
+      return instance;
+    };
+
+    it("accepts an active Enterprise instance once (the same task while pending), and nothing else", async () => {
+      const ready = await enterprise("active");
+      const first = await rotate(ready.id);
+      expect(first.status).toBe(202);
+      expect(first.body.kind).toBe("rotate_credentials");
+      const again = await rotate(ready.id);
+      expect(again.status).toBe(202);
+      expect(again.body.taskId).toBe(first.body.taskId);
+      expect(again.headers.get("idempotent-replayed")).toBe("true");
+
+      for (const status of ["provisioning", "failed"] as const) {
+        const half = await enterprise(status);
+        const res = await rotate(half.id);
+        expectProblem(res, 409, "conflict");
+        expect(res.body).toMatchObject({ currentStatus: status });
+      }
+      const standard = await createTestInstance(db());
+      expectProblem(await rotate(standard.id), 409, "conflict");
+      expectProblem(await rotate(newId()), 404, "not_found");
+      const support = await h.token(["support"]);
+      expectProblem(await rotate(ready.id, support), 403, "forbidden");
+    });
+  });
+
   describe("task list", () => {
     type TaskPage = {
       items: { taskId: string; kind: string; status: string; steps: { name: string }[] }[];
