@@ -257,7 +257,12 @@ describe("signed webhooks", () => {
     expect(await verifies("whsec_wrong", during)).toBe(false);
 
     // Sin solape (secreto filtrado): el anterior deja de firmar ya.
-    const cut = await call<Rotated>(rotateUrl, { token, json: { overlapSeconds: 0 } });
+    const key = (name: string) => ({ "idempotency-key": `${name}-${created.body.id}` });
+    const cut = await call<Rotated>(rotateUrl, {
+      token,
+      json: { overlapSeconds: 0 },
+      headers: key("cut"),
+    });
     expect(cut.status).toBe(200);
     expect(cut.body.previousSecretExpiresAt).toBeNull();
     const after = await nextDelivery();
@@ -277,16 +282,26 @@ describe("signed webhooks", () => {
     expect(JSON.stringify(audits)).not.toContain("whsec_");
 
     expectProblem(
-      await call(rotateUrl, { token, json: { overlapSeconds: 8 * 86_400 } }),
+      await call(rotateUrl, { token, json: { overlapSeconds: 8 * 86_400 }, headers: key("max") }),
       400,
       "validation_failed",
     );
+    // Sin Idempotency-Key no se rota: un reintento sin ella dejaría fuera al receptor.
+    const keyless = await call(rotateUrl, { token, json: {} });
+    expectProblem(keyless, 400, "validation_failed");
+    expect(JSON.stringify(keyless.body)).toContain("header.Idempotency-Key");
+    expect(cut.headers.get("cache-control")).toBe("no-store");
     const support = await stack.token({ kind: "admin", roles: ["support"] });
-    expectProblem(await call(rotateUrl, { token: support, json: {} }), 403, "forbidden");
+    expectProblem(
+      await call(rotateUrl, { token: support, json: {}, headers: key("support") }),
+      403,
+      "forbidden",
+    );
     expectProblem(
       await call(`${stack.adminUrl}/api/webhooks/${instance.id}/rotate-secret`, {
         token,
         json: {},
+        headers: key("unknown"),
       }),
       404,
       "not_found",

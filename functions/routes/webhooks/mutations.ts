@@ -1,4 +1,5 @@
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import { AppError } from "../../../core/errors";
 import type { AdminEnv } from "../../env";
 import { withoutSecretField, writeGuard } from "../../middleware/guards";
 import { TENANT_WRITE } from "../../middleware/roles";
@@ -8,6 +9,7 @@ import {
   etagHeader,
   ifMatchHeader,
   jsonBody,
+  noStoreHeader,
   preconditionFailed,
   uuidParam,
 } from "../../openapi";
@@ -43,7 +45,7 @@ const create = createRoute({
   responses: {
     201: {
       description: "Registrado",
-      headers: etagHeader,
+      headers: { ...etagHeader, ...noStoreHeader },
       content: { "application/json": { schema: createdWebhookSchema } },
     },
     ...errorResponses,
@@ -78,14 +80,14 @@ const rotate = createRoute({
   tags: ["webhooks"],
   summary: "Genera un secreto de firma nuevo (el anterior sigue firmando durante el solape)",
   description:
-    "Devuelve el secreto nuevo una sola vez. Mientras dure el solape cada entrega lleva dos firmas `v1=` (la del nuevo primero): el receptor acepta si alguna coincide con el secreto que tenga.",
+    "Devuelve el secreto nuevo una sola vez. Mientras dure el solape cada entrega lleva dos firmas `v1=` (la del nuevo primero): el receptor acepta si alguna coincide con el secreto que tenga. Idempotency-Key es obligatoria aquí (400 sin ella): un reintento sin clave generaría otro secreto y el anterior pasaría a ser el que nadie vio, dejando fuera al receptor.",
   security: bearerSecurity,
   middleware: writeGuard(TENANT_WRITE, { redactStoredBody: withoutSecretField("secret") }),
   request: { params: idParams, body: jsonBody(rotateWebhookSecretSchema) },
   responses: {
     200: {
       description: "Rotado",
-      headers: etagHeader,
+      headers: { ...etagHeader, ...noStoreHeader },
       content: { "application/json": { schema: rotatedWebhookSchema } },
     },
     ...errorResponses,
@@ -113,6 +115,7 @@ export function registerWebhookMutations(app: OpenAPIHono<AdminEnv>): void {
     );
     c.header("location", `/api/webhooks/${row.id}`);
     c.header("etag", etagFor(row.rowVersion));
+    c.header("cache-control", "no-store");
     // Solo platform_admin registra y cambia endpoints: ve la URL entera.
     return c.json({ ...toWebhook(row, { fullUrl: true }), secret }, 201);
   });
@@ -127,6 +130,13 @@ export function registerWebhookMutations(app: OpenAPIHono<AdminEnv>): void {
     return c.json(toWebhook(row, { fullUrl: true }), 200);
   });
   app.openapi(rotate, async (c) => {
+    if (c.req.header("idempotency-key") === undefined) {
+      throw new AppError(
+        "validation_failed",
+        "Rotating a webhook secret needs an Idempotency-Key: a retry without one would generate another secret and drop the one the receiver still has",
+        { fields: [{ path: "header.Idempotency-Key", message: "Required for this operation" }] },
+      );
+    }
     const { row, secret } = await rotateWebhookSecret(
       serviceContext(c),
       c.var.deps.secretBox,
@@ -134,6 +144,8 @@ export function registerWebhookMutations(app: OpenAPIHono<AdminEnv>): void {
       c.req.valid("json").overlapSeconds,
     );
     c.header("etag", etagFor(row.rowVersion));
+    // Lleva un secreto: ningún intermediario lo guarda.
+    c.header("cache-control", "no-store");
     const until = row.previousSecretExpiresAt;
     return c.json(
       {
