@@ -111,6 +111,7 @@ describe("workers maintenance pass", () => {
       droppedTenantData: 0,
       expiredRefreshTokens: 1,
       prunedDeliveryRecords: 0,
+      forgottenWebhookSecrets: 0,
       subscriptionBoundariesAnnounced: 0,
       failedCustomerErasures: 0,
       failedSteps: [],
@@ -153,6 +154,7 @@ describe("workers maintenance pass", () => {
       droppedTenantData: 0,
       expiredRefreshTokens: 0,
       prunedDeliveryRecords: 0,
+      forgottenWebhookSecrets: 0,
       subscriptionBoundariesAnnounced: 0,
       failedCustomerErasures: 0,
       failedSteps: [],
@@ -247,6 +249,40 @@ describe("workers maintenance pass", () => {
     const marks = await db.handle.db.select().from(processedMessages);
     expect(marks.map((m) => m.messageId)).toEqual(["recent"]);
     expect(await db.handle.db.select().from(webhookDeliveries)).toHaveLength(1);
+  });
+
+  it("forgets a webhook's previous secret once its rotation overlap ended, not before", async () => {
+    const now = new Date("2026-09-01T00:00:00Z");
+    const productId = (await db.handle.db.select({ id: products.id }).from(products).limit(1))[0]
+      ?.id;
+    const endpoint = (until: Date) => ({
+      url: "https://hooks.example/rotated",
+      secretEncrypted: "x",
+      encryptionKeyId: "k1",
+      productId,
+      previousSecretEncrypted: "old",
+      previousSecretExpiresAt: until,
+    });
+    const rows = await db.handle.db
+      .insert(webhookEndpoints)
+      .values([endpoint(new Date(now.getTime() - 1000)), endpoint(new Date(now.getTime() + 1000))])
+      .returning({ id: webhookEndpoints.id });
+    const result = await runMaintenanceOnce(
+      { db: db.handle.db, logger: silentLogger, retentionDays: 30 },
+      now,
+    );
+    expect(result.forgottenWebhookSecrets).toBe(1);
+    const after = await db.handle.db
+      .select({ id: webhookEndpoints.id, previous: webhookEndpoints.previousSecretEncrypted })
+      .from(webhookEndpoints)
+      .where(
+        inArray(
+          webhookEndpoints.id,
+          rows.map((r) => r.id),
+        ),
+      );
+    expect(after.find((r) => r.id === rows[0]?.id)?.previous).toBeNull();
+    expect(after.find((r) => r.id === rows[1]?.id)?.previous).toBe("old");
   });
 
   it("announces subscriptions that started or expired since the last pass, once", async () => {

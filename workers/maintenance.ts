@@ -16,6 +16,7 @@ import {
   subscriptions,
   tenantInstances,
   webhookDeliveries,
+  webhookEndpoints,
 } from "../db/schema";
 import { type Database, rowsOf } from "../db/types";
 import {
@@ -54,6 +55,8 @@ export interface MaintenanceResult {
   expiredRefreshTokens: number;
   /** Filas de outbox publicadas, marcas de procesado y entregas de webhooks ya viejas. */
   prunedDeliveryRecords: number;
+  /** Secretos anteriores de webhooks cuyo solape de rotación terminó (ya no firman). */
+  forgottenWebhookSecrets: number;
   /** entitlements.changed emitidos por suscripciones que empezaron o vencieron. */
   subscriptionBoundariesAnnounced: number;
   /** Respuestas guardadas después del borrado de su cliente, reemplazadas por un 409. */
@@ -90,6 +93,16 @@ async function pruneDeliveryRecords(db: Database, now: Date): Promise<number> {
     .where(lt(webhookDeliveries.deliveredAt, olderThan(DELIVERY_MARK_RETENTION_DAYS)))
     .returning({ id: webhookDeliveries.eventId });
   return outbox.length + processed.length + deliveries.length;
+}
+
+/** El secreto anterior de una rotación ya vencida no firma: se borra (suele ser el filtrado). */
+async function forgetRotatedWebhookSecrets(db: Database, now: Date): Promise<number> {
+  const forgotten = await db
+    .update(webhookEndpoints)
+    .set({ previousSecretEncrypted: null, previousSecretExpiresAt: null })
+    .where(lt(webhookEndpoints.previousSecretExpiresAt, sql`${now.toISOString()}::timestamptz`))
+    .returning({ id: webhookEndpoints.id });
+  return forgotten.length;
 }
 
 async function dropExpiredTenantData(
@@ -398,6 +411,11 @@ export async function runMaintenanceOnce(
     prunedDeliveryRecords: await step(
       "prunedDeliveryRecords",
       () => pruneDeliveryRecords(options.db, now),
+      0,
+    ),
+    forgottenWebhookSecrets: await step(
+      "forgottenWebhookSecrets",
+      () => forgetRotatedWebhookSecrets(options.db, now),
       0,
     ),
     subscriptionBoundariesAnnounced: await step(
