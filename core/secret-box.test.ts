@@ -71,11 +71,16 @@ describe("secret box (AES-256-GCM)", () => {
     expect(String((err as Error).message)).toMatch(/ENCRYPTION_KEYS.*k1/);
   });
 
-  it("says which key ids are allowed when one is not (a dot, as in enc.2025)", async () => {
-    const key = { ...generateEncryptionKey("x"), kid: "enc.2025" };
-    await expect(createSecretBox(JSON.stringify([key]))).rejects.toThrow(
-      /ENCRYPTION_KEYS: key id enc\.2025 must be 1-40 letters, digits, _ or -/,
+  it("says which key ids are allowed when one is not, without echoing the value", async () => {
+    const ok = generateEncryptionKey("k1");
+    const dotted = { ...generateEncryptionKey("x"), kid: "enc.2025" };
+    await expect(createSecretBox(JSON.stringify([ok, dotted]))).rejects.toThrow(
+      /ENCRYPTION_KEYS: the kid of key #2 must be 1-40 letters, digits, _ or -/,
     );
+    // kid y key intercambiados: el mensaje no repite la clave.
+    const swapped = { kid: ok.key, key: "k1" };
+    const err = await createSecretBox(JSON.stringify([swapped])).catch((e: unknown) => e);
+    expect(String((err as Error).message)).not.toContain(ok.key);
   });
 
   it("refuses two keys with the same id: the second would silently replace the first", async () => {

@@ -61,10 +61,11 @@ export async function createSecretBox(
       ["ENCRYPTION_KEYS", "must be a JSON array of { kid, key } (32-byte base64url keys)"],
     ]);
   }
-  const badKid = parsed.data.find((k) => !KID_RE.test(k.kid));
-  if (badKid) {
+  // Por su posición, no su valor: con kid y key intercambiados, el valor sería la clave.
+  const badKid = parsed.data.findIndex((k) => !KID_RE.test(k.kid));
+  if (badKid >= 0) {
     throw invalidConfiguration([
-      ["ENCRYPTION_KEYS", `key id ${badKid.kid} must be 1-40 letters, digits, _ or -`],
+      ["ENCRYPTION_KEYS", `the kid of key #${badKid + 1} must be 1-40 letters, digits, _ or -`],
     ]);
   }
   const keys = new Map<string, Awaited<ReturnType<typeof crypto.subtle.importKey>>>();
