@@ -127,6 +127,15 @@ export function createPostgresDedicated(
       );
     }
   };
+  /**
+   * ¿Existe el rol? Antes de cambiarle la contraseña a un rol que ya existe: que sea de este plano
+   * de control (si no, PermanentError).
+   */
+  const ownRoleExists = async (admin: pg.Client, name: string) => {
+    await refuseForeign(admin, name);
+    const exists = await admin.query("select 1 from pg_roles where rolname = $1", [name]);
+    return (exists.rowCount ?? 0) > 0;
+  };
   return {
     pools,
     connectionString(tenantInstanceId, password) {
@@ -144,14 +153,12 @@ export function createPostgresDedicated(
       try {
         // Rol primero; si ya existe (reintento), se le vuelve a poner la misma contraseña.
         // El SQL lleva el verificador SCRAM, no la contraseña (ver scram.ts).
-        // Antes de cambiarle la contraseña a un rol que ya existe: que sea de este plano de control.
-        await refuseForeign(admin, name);
-        const exists = await admin.query("select 1 from pg_roles where rolname = $1", [name]);
+        const exists = await ownRoleExists(admin, name);
         const verifier = scramSha256Verifier(password);
         // Con tope de conexiones: la app hija tiene las credenciales y sin él podría agotar
         // max_connections del servidor, que comparten el plano de control y los demás tenants.
         const options = `login connection limit ${ENTERPRISE_ROLE_CONNECTION_LIMIT} password '${verifier}'`;
-        if (exists.rowCount) await admin.query(`alter role "${name}" with ${options}`);
+        if (exists) await admin.query(`alter role "${name}" with ${options}`);
         else await admin.query(`create role "${name}" with ${options}`);
         await admin.query(`comment on role "${name}" is ${admin.escapeLiteral(marker)}`);
         // De template0, no de template1: a template1 entra PUBLIC, y un tenant conectado ahí
@@ -176,9 +183,7 @@ export function createPostgresDedicated(
       const admin = new pg.Client({ connectionString: adminUrl });
       await admin.connect();
       try {
-        await refuseForeign(admin, name);
-        const exists = await admin.query("select 1 from pg_roles where rolname = $1", [name]);
-        if (!exists.rowCount) {
+        if (!(await ownRoleExists(admin, name))) {
           throw new PermanentError(`Database role ${name} does not exist; nothing to rotate`);
         }
         // Solo el verificador SCRAM viaja al servidor (ver scram.ts).
