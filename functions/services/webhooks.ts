@@ -163,7 +163,7 @@ export async function rotateWebhookSecret(
   maybeBox: SecretBox | undefined,
   id: string,
   overlapSeconds: number,
-): Promise<{ row: WebhookRow; secret: string }> {
+): Promise<{ row: WebhookRow; secret: string; previousSecretExpiresAt: string | null }> {
   const box = boxForSecrets(maybeBox);
   const secret = newWebhookSecret();
   const sealed = await box.encrypt(secret, secretContext.webhookSecret(id));
@@ -198,7 +198,7 @@ export async function rotateWebhookSecret(
     if (!updated) throw new Error("webhook update returned nothing");
     const previousSecretExpiresAt = updated.previousSecretExpiresAt?.toISOString() ?? null;
     return {
-      result: { row: updated, secret },
+      result: { row: updated, secret, previousSecretExpiresAt },
       audit: [
         {
           action: "webhook.secret_rotated",
