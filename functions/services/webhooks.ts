@@ -163,12 +163,12 @@ export async function rotateWebhookSecret(
   maybeBox: SecretBox | undefined,
   id: string,
   overlapSeconds: number,
-): Promise<{ row: WebhookRow; secret: string; previousSecretExpiresAt: string | null }> {
+): Promise<{ row: WebhookRow; secret: string }> {
   const box = boxForSecrets(maybeBox);
   const secret = newWebhookSecret();
   const sealed = await box.encrypt(secret, secretContext.webhookSecret(id));
   return mutate(ctx, async (tx) => {
-    // Sin If-Match: rotar no cambia lo que muestra el endpoint (ni su versión).
+    // Sin If-Match: la rotación no pisa un cambio de url o active (sí sube la versión, migración 0039).
     const before = await lockWebhook(tx, id, undefined);
     let previous: string | null = null;
     if (overlapSeconds > 0) {
@@ -198,14 +198,14 @@ export async function rotateWebhookSecret(
     if (!updated) throw new Error("webhook update returned nothing");
     const previousSecretExpiresAt = updated.previousSecretExpiresAt?.toISOString() ?? null;
     return {
-      result: { row: updated, secret, previousSecretExpiresAt },
+      result: { row: updated, secret },
       audit: [
         {
           action: "webhook.secret_rotated",
           entityType: "webhook_endpoint",
           entityId: id,
           before: auditedWebhook(before),
-          after: { ...auditedWebhook(updated), previousSecretExpiresAt },
+          after: auditedWebhook(updated),
         },
       ],
       events: [

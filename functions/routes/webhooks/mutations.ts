@@ -137,7 +137,7 @@ export function registerWebhookMutations(app: OpenAPIHono<AdminEnv>): void {
         { fields: [{ path: "header.Idempotency-Key", message: "Required for this operation" }] },
       );
     }
-    const { row, secret, previousSecretExpiresAt } = await rotateWebhookSecret(
+    const { row, secret } = await rotateWebhookSecret(
       serviceContext(c),
       c.var.deps.secretBox,
       c.req.valid("param").id,
@@ -146,7 +146,7 @@ export function registerWebhookMutations(app: OpenAPIHono<AdminEnv>): void {
     c.header("etag", etagFor(row.rowVersion));
     // Lleva un secreto: ningún intermediario lo guarda.
     c.header("cache-control", "no-store");
-    return c.json({ ...toWebhook(row, { fullUrl: true }), secret, previousSecretExpiresAt }, 200);
+    return c.json({ ...toWebhook(row, { fullUrl: true }), secret }, 200);
   });
   app.openapi(remove, async (c) => {
     await deleteWebhook(serviceContext(c), c.req.valid("param").id, expectedVersion(c));

@@ -21,6 +21,11 @@ export const webhookSchema = z
       example: "https://vet.example/hooks/farutech",
     }),
     active: z.boolean().openapi({ description: "Si recibe eventos", example: true }),
+    previousSecretExpiresAt: z.string().nullable().openapi({
+      description:
+        "Tras rotar el secreto: hasta cuándo firma también el anterior (cabecera con dos `v1=`); null si solo firma el actual",
+      example: "2026-01-25T13:20:00.000Z",
+    }),
     createdAt: z.string().openapi({ description: "Alta", example: "2026-01-24T13:20:00.000Z" }),
   })
   .openapi("WebhookEndpoint");
@@ -103,15 +108,7 @@ export const rotateWebhookSecretSchema = z
   })
   .openapi("RotateWebhookSecret");
 
-export const rotatedWebhookSchema = createdWebhookSchema
-  .extend({
-    previousSecretExpiresAt: z.string().nullable().openapi({
-      description:
-        "Hasta cuándo firma también el secreto anterior (cabecera con dos `v1=`); null si ya no firma",
-      example: "2026-01-25T13:20:00.000Z",
-    }),
-  })
-  .openapi("WebhookSecretRotated");
+export const rotatedWebhookSchema = createdWebhookSchema.openapi("WebhookSecretRotated");
 
 export type CreateWebhookInput = z.infer<typeof createWebhookSchema>;
 export type UpdateWebhookInput = z.infer<typeof updateWebhookSchema>;
@@ -127,6 +124,8 @@ export const toWebhook = (r: WebhookRow, options: { fullUrl: boolean }) => ({
   tenantInstanceId: r.tenantInstanceId,
   url: options.fullUrl ? r.url : redactUrl(r.url),
   active: r.active,
+  // Una fecha ya pasada se muestra tal cual hasta que el mantenimiento la borra: dice cuándo acabó.
+  previousSecretExpiresAt: r.previousSecretExpiresAt?.toISOString() ?? null,
   createdAt: r.createdAt.toISOString(),
 });
 

@@ -1,11 +1,18 @@
 import { eq, like, or } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newId } from "../../../core/ids";
-import { createSecretBox, generateEncryptionKey } from "../../../core/secret-box";
+import { silentLogger } from "../../../core/logger";
+import {
+  createSecretBox,
+  generateEncryptionKey,
+  type SecretBox,
+  secretContext,
+} from "../../../core/secret-box";
 import { auditLog, outboxEvents, webhookEndpoints } from "../../../db/schema";
 import { seedDemo } from "../../../db/seed";
 import { type AdminHarness, startAdminHarness } from "../../../test/support/admin";
 import { expectProblem } from "../../../test/support/http";
+import { runMaintenanceOnce } from "../../../workers/maintenance";
 import { createTestInstance } from "../tenant-instances/test-fixtures";
 import { webhookSchema } from "./schema";
 
@@ -17,11 +24,11 @@ describe.each(["postgres", "pglite"] as const)("webhook endpoints on %s", (kind)
   let h: AdminHarness;
   let admin: string;
   let support: string;
+  let box: SecretBox;
 
   beforeAll(async () => {
-    h = await startAdminHarness(kind, undefined, {
-      secretBox: await createSecretBox(JSON.stringify([generateEncryptionKey("webhooks-test")])),
-    });
+    box = await createSecretBox(JSON.stringify([generateEncryptionKey("webhooks-test")]));
+    h = await startAdminHarness(kind, undefined, { secretBox: box });
     await seedDemo(h.db.handle.db);
     admin = await h.token(["platform_admin"]);
     support = await h.token(["support"]);
@@ -54,8 +61,11 @@ describe.each(["postgres", "pglite"] as const)("webhook endpoints on %s", (kind)
       db().select().from(outboxEvents).where(like(outboxEvents.type, "webhook.%")),
     ]);
     for (const rows of [...tables, ...responses]) {
-      expect(JSON.stringify(rows)).not.toContain(SEALED);
-      expect(JSON.stringify(rows)).not.toMatch(/secret|encryption/i);
+      // Ningún campo con el secreto o su clave (previousSecretExpiresAt es solo una fecha).
+      const text = JSON.stringify(rows).replaceAll('"previousSecretExpiresAt":', '"overlapEnd":');
+      expect(text).not.toContain(SEALED);
+      expect(text).not.toContain("whsec_");
+      expect(text).not.toMatch(/"[^"]*(secret|encryption)[^"]*":/i);
     }
   }
 
@@ -138,6 +148,49 @@ describe.each(["postgres", "pglite"] as const)("webhook endpoints on %s", (kind)
       changed: ["url", "active"],
     });
     await expectSecretNowhere([got.body, paused.body, moved.body, again.body]);
+  });
+
+  it("shows the overlap of a secret rotation on GET, with a new ETag when it starts and when it is forgotten", async () => {
+    const row = await insertEndpoint();
+    // Un secreto sellado de verdad: el solape lo vuelve a sellar como «anterior».
+    await db()
+      .update(webhookEndpoints)
+      .set({ secretEncrypted: await box.encrypt("whsec_old", secretContext.webhookSecret(row.id)) })
+      .where(eq(webhookEndpoints.id, row.id));
+    const path = `/api/webhooks/${row.id}`;
+    const before = await h.request("GET", path, { token: support });
+    expect(before.headers.get("etag")).toBe('"v1"');
+    expect(webhookSchema.strict().parse(before.body).previousSecretExpiresAt).toBeNull();
+
+    const rotated = await h.request("POST", `${path}/rotate-secret`, {
+      token: admin,
+      json: { overlapSeconds: 3600 },
+      headers: { "idempotency-key": `overlap-${row.id}` },
+    });
+    expect(rotated.status).toBe(200);
+    const until = (rotated.body as { previousSecretExpiresAt: string }).previousSecretExpiresAt;
+    expect(Date.parse(until) - Date.now()).toBeGreaterThan(3_500_000);
+    const during = await h.request("GET", path, { token: support });
+    expect(during.headers.get("etag")).toBe('"v2"');
+    expect(rotated.headers.get("etag")).toBe('"v2"');
+    expect(webhookSchema.strict().parse(during.body).previousSecretExpiresAt).toBe(until);
+    // Quien guardó la versión anterior no recibe un 304 con el dato viejo.
+    const revalidated = await h.request("GET", path, {
+      token: support,
+      headers: { "if-none-match": '"v1"' },
+    });
+    expect(revalidated.status).toBe(200);
+
+    // El mantenimiento olvida el secreto anterior cuando vence: también cambia lo que se muestra.
+    await db()
+      .update(webhookEndpoints)
+      .set({ previousSecretExpiresAt: new Date(Date.now() - 1000) })
+      .where(eq(webhookEndpoints.id, row.id));
+    await runMaintenanceOnce({ db: db(), logger: silentLogger, retentionDays: 30 }, new Date());
+    const after = await h.request("GET", path, { token: support });
+    expect(webhookSchema.strict().parse(after.body).previousSecretExpiresAt).toBeNull();
+    expect(after.headers.get("etag")).toBe('"v4"');
+    await expectSecretNowhere([before.body, during.body, after.body]);
   });
 
   it("answers 404 naming the field for an unknown product or instance, as the other creates do", async () => {
