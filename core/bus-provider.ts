@@ -1,5 +1,6 @@
 import { errors } from "@nats-io/nats-core";
 import { type Bus, type BusOptions, connectBus, ensureStreams } from "./bus";
+import { errorMessage } from "./http/db-errors";
 import type { Logger } from "./logger";
 
 export interface BusProvider {
@@ -11,9 +12,19 @@ export interface BusProvider {
 }
 
 /** Un broker que no contesta y uno que rechaza las credenciales se arreglan distinto. */
-export type BusFailure = "not reachable" | "refused the credentials";
+export type BusFailure =
+  | "not reachable"
+  | "refused the credentials"
+  | "answered but its JetStream streams could not be set up";
+
+/** NATS contestó pero JetStream no (sin JetStream, recuperando su store, sin permiso, config en conflicto). */
+class StreamSetupError extends Error {
+  override name = "StreamSetupError";
+}
 
 function busFailure(err: unknown): BusFailure {
+  if (err instanceof StreamSetupError)
+    return "answered but its JetStream streams could not be set up";
   return err instanceof errors.AuthorizationError ||
     err instanceof errors.UserAuthenticationExpiredError
     ? "refused the credentials"
@@ -46,7 +57,17 @@ export function createBusProvider(
   let lastError: unknown;
   const connect = async (): Promise<Bus> => {
     const bus = await connectBus({ ...options, logger });
-    if (options.ensureStreams) await ensureStreams(bus);
+    if (options.ensureStreams) {
+      try {
+        await ensureStreams(bus);
+      } catch (err) {
+        // Cada intento abre su conexión: sin cerrarla, quedaría reconectando para siempre.
+        await bus.close().catch(() => {});
+        throw new StreamSetupError(`JetStream streams could not be set up: ${errorMessage(err)}`, {
+          cause: err,
+        });
+      }
+    }
     bus.nc.closed().then(() => {
       current = undefined;
     });
