@@ -41,7 +41,10 @@ describe("bus provider when the streams cannot be set up", () => {
       .num_connections;
 
   it("closes the connection of each failed attempt instead of leaking it", async () => {
-    const provider = createBusProvider({ servers: url, ensureStreams: true }, silentLogger);
+    const provider = createBusProvider(
+      { servers: url, name: "bus-provider-test", ensureStreams: true },
+      silentLogger,
+    );
     for (let attempt = 0; attempt < 3; attempt++) {
       expect(await provider.get()).toBeUndefined();
       expect(provider.failure()).toBe("answered but its JetStream streams could not be set up");
