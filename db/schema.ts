@@ -543,6 +543,8 @@ export const outboxEvents = pgTable(
     index("outbox_parked_idx")
       .on(t.seq)
       .where(sql`${t.publishedAt} IS NULL AND ${t.parkedAt} IS NOT NULL`),
+    // El mantenimiento borra lo publicado hace más de una semana.
+    index("outbox_published_idx").on(t.publishedAt).where(sql`${t.publishedAt} IS NOT NULL`),
   ],
 );
 
@@ -639,7 +641,11 @@ export const processedMessages = pgTable(
       .notNull()
       .defaultNow(),
   },
-  (t) => [primaryKey({ columns: [t.consumer, t.messageId] })],
+  (t) => [
+    primaryKey({ columns: [t.consumer, t.messageId] }),
+    // El mantenimiento borra las marcas viejas por fecha (sin esto, recorre la tabla entera).
+    index("processed_messages_processed_at_idx").on(t.processedAt),
+  ],
 );
 
 // Clientes OAuth (client_credentials); el secreto solo se guarda como hash lento.
@@ -712,7 +718,10 @@ export const clientAuthFailures = pgTable(
     // conocido (la aplicación legítima) sigue entrando.
     lastSuccessAt: timestamp("last_success_at", { withTimezone: true, precision: 3 }),
   },
-  (t) => [primaryKey({ columns: [t.clientId, t.source] })],
+  (t) => [
+    primaryKey({ columns: [t.clientId, t.source] }),
+    index("client_auth_failures_window_idx").on(t.windowStartedAt),
+  ],
 );
 
 // Hasta dónde llegó cada tarea periódica de los workers que mira el reloj (una fila por tarea).
@@ -884,5 +893,6 @@ export const webhookDeliveries = pgTable(
   (t) => [
     primaryKey({ columns: [t.eventId, t.endpointId] }),
     index("webhook_deliveries_endpoint_idx").on(t.endpointId),
+    index("webhook_deliveries_delivered_at_idx").on(t.deliveredAt),
   ],
 );

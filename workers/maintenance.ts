@@ -1,4 +1,5 @@
-import { and, eq, isNotNull, isNull, lt, or, sql } from "drizzle-orm";
+import { and, eq, isNotNull, isNull, lt, or, type SQL, sql } from "drizzle-orm";
+import type { PgTable } from "drizzle-orm/pg-core";
 import { subjects, TASK_MESSAGE_RETENTION_DAYS } from "../contracts/streams";
 import type { Bus } from "../core/bus";
 import { fixedBusProvider } from "../core/bus-provider";
@@ -38,6 +39,8 @@ export interface MaintenanceOptions {
   logger: Logger;
   retentionDays: number;
   intervalMs?: number;
+  /** Filas por sentencia en los borrados de limpieza (DELETE_BATCH_SIZE). */
+  deleteBatchSize?: number;
   /** Borrado de datos de tenants dados de baja cuando vence su retención (batchSize: 50 por tanda). */
   tenantData?: Omit<TenantDataStores, "db"> & { retentionDays: number; batchSize?: number };
 }
@@ -72,27 +75,61 @@ const PUBLISHED_OUTBOX_RETENTION_DAYS = 7;
 /** Marcas de idempotencia: más que lo que JetStream guarda el mensaje (no puede reaparecer). */
 const DELIVERY_MARK_RETENTION_DAYS = TASK_MESSAGE_RETENTION_DAYS + 1;
 
-async function pruneDeliveryRecords(db: Database, now: Date): Promise<number> {
+async function pruneDeliveryRecords(db: Database, now: Date, batch: number): Promise<number> {
   const olderThan = (days: number) =>
     sql`${now.toISOString()}::timestamptz - make_interval(days => ${days})`;
-  const outbox = await db
-    .delete(outboxEvents)
-    .where(
-      and(
-        isNotNull(outboxEvents.publishedAt),
-        lt(outboxEvents.publishedAt, olderThan(PUBLISHED_OUTBOX_RETENTION_DAYS)),
-      ),
-    )
-    .returning({ id: outboxEvents.id });
-  const processed = await db
-    .delete(processedMessages)
-    .where(lt(processedMessages.processedAt, olderThan(DELIVERY_MARK_RETENTION_DAYS)))
-    .returning({ id: processedMessages.messageId });
-  const deliveries = await db
-    .delete(webhookDeliveries)
-    .where(lt(webhookDeliveries.deliveredAt, olderThan(DELIVERY_MARK_RETENTION_DAYS)))
-    .returning({ id: webhookDeliveries.eventId });
-  return outbox.length + processed.length + deliveries.length;
+  const outbox = await deleteInBatches(
+    db,
+    outboxEvents,
+    and(
+      isNotNull(outboxEvents.publishedAt),
+      lt(outboxEvents.publishedAt, olderThan(PUBLISHED_OUTBOX_RETENTION_DAYS)),
+    ),
+    batch,
+  );
+  const processed = await deleteInBatches(
+    db,
+    processedMessages,
+    lt(processedMessages.processedAt, olderThan(DELIVERY_MARK_RETENTION_DAYS)),
+    batch,
+  );
+  const deliveries = await deleteInBatches(
+    db,
+    webhookDeliveries,
+    lt(webhookDeliveries.deliveredAt, olderThan(DELIVERY_MARK_RETENTION_DAYS)),
+    batch,
+  );
+  return outbox + processed + deliveries;
+}
+
+/** Filas borradas por sentencia: acota la duración de cada borrado y lo que vuelve al proceso. */
+export const DELETE_BATCH_SIZE = 5_000;
+
+/**
+ * Borra por tandas de `batch` filas, cada una su propia sentencia (y transacción), y cuenta en la
+ * base: un atraso de millones de filas (el primer despliegue sobre una base grande, días sin
+ * mantenimiento) no bloquea minutos ni trae millones de ids a memoria.
+ */
+async function deleteInBatches(
+  db: Database,
+  table: PgTable,
+  where: SQL | undefined,
+  batch: number,
+): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const [row] = rowsOf<{ n: number }>(
+      await db.execute(sql`with doomed as (
+          select ctid from ${table} where ${where ?? sql`true`} limit ${batch}
+        ), gone as (
+          delete from ${table} where ctid in (select ctid from doomed) returning 1
+        )
+        select count(*)::int as n from gone`),
+    );
+    const n = Number(row?.n ?? 0);
+    total += n;
+    if (n < batch) return total;
+  }
 }
 
 /** El secreto anterior de una rotación ya vencida no firma: se borra (suele ser el filtrado). */
@@ -303,6 +340,7 @@ export async function runMaintenanceOnce(
   // El reloj de la base, no el del proceso: con varios workers de relojes desparejos, la marca
   // de los avisos de suscripción y los plazos de retención no adelantan (las pruebas fijan `at`).
   const now = at ?? (await databaseNow(options.db));
+  const batch = options.deleteBatchSize ?? DELETE_BATCH_SIZE;
   // Cada paso por su cuenta: uno que falla (y fallaría en cada pasada) no frena a los demás.
   const failedSteps: string[] = [];
   const step = async <T>(name: string, work: () => Promise<T>, fallback: T): Promise<T> => {
@@ -346,18 +384,13 @@ export async function runMaintenanceOnce(
   );
   const expiredIdempotencyKeys = await step(
     "expiredIdempotencyKeys",
-    async () =>
-      (
-        await options.db
-          .delete(idempotencyKeys)
-          .where(
-            lt(
-              idempotencyKeys.createdAt,
-              sql`${now.toISOString()}::timestamptz - interval '24 hours'`,
-            ),
-          )
-          .returning({ key: idempotencyKeys.key })
-      ).length,
+    () =>
+      deleteInBatches(
+        options.db,
+        idempotencyKeys,
+        lt(idempotencyKeys.createdAt, sql`${now.toISOString()}::timestamptz - interval '24 hours'`),
+        batch,
+      ),
     0,
   );
   const deactivatedTenants = await step(
@@ -380,21 +413,20 @@ export async function runMaintenanceOnce(
   const expiredRefreshTokens = await step(
     "expiredRefreshTokens",
     async () => {
-      const deleted = await options.db
-        .delete(refreshTokens)
-        .where(
-          lt(refreshTokens.expiresAt, sql`${now.toISOString()}::timestamptz - interval '1 day'`),
-        )
-        .returning({ tokenHash: refreshTokens.tokenHash });
-      await options.db
-        .delete(clientAuthFailures)
-        .where(
-          lt(
-            clientAuthFailures.windowStartedAt,
-            sql`${now.toISOString()}::timestamptz - interval '1 day'`,
-          ),
-        );
-      return deleted.length;
+      const dayBefore = sql`${now.toISOString()}::timestamptz - interval '1 day'`;
+      const deleted = await deleteInBatches(
+        options.db,
+        refreshTokens,
+        lt(refreshTokens.expiresAt, dayBefore),
+        batch,
+      );
+      await deleteInBatches(
+        options.db,
+        clientAuthFailures,
+        lt(clientAuthFailures.windowStartedAt, dayBefore),
+        batch,
+      );
+      return deleted;
     },
     0,
   );
@@ -410,7 +442,7 @@ export async function runMaintenanceOnce(
     expiredRefreshTokens,
     prunedDeliveryRecords: await step(
       "prunedDeliveryRecords",
-      () => pruneDeliveryRecords(options.db, now),
+      () => pruneDeliveryRecords(options.db, now, batch),
       0,
     ),
     forgottenWebhookSecrets: await step(
@@ -438,16 +470,52 @@ export interface RunningMaintenance {
   stop(): Promise<void>;
 }
 
+/** Fila de maintenance_watermarks con la que las réplicas se reparten las pasadas. */
+const PASS_CLAIM = "maintenance_pass_claimed_until";
+
+/**
+ * ¿Le toca a este proceso? Una pasada por intervalo entre todas las réplicas: la primera que llega
+ * la reclama hasta casi el próximo tick; si muere, otra la toma en el intervalo siguiente.
+ */
+async function claimPass(db: Database, intervalMs: number): Promise<boolean> {
+  const until = sql`clock_timestamp() + make_interval(secs => ${(intervalMs * 0.9) / 1000})`;
+  const claimed = await db
+    .insert(maintenanceWatermarks)
+    .values({ name: PASS_CLAIM, at: until })
+    .onConflictDoUpdate({
+      target: maintenanceWatermarks.name,
+      set: { at: until },
+      setWhere: lt(maintenanceWatermarks.at, sql`clock_timestamp()`),
+    })
+    .returning({ at: maintenanceWatermarks.at });
+  return claimed.length > 0;
+}
+
 export function startMaintenance(options: MaintenanceOptions): RunningMaintenance {
   const logger = options.logger.child({ component: "maintenance" });
-  let running: Promise<unknown> = Promise.resolve();
+  const intervalMs = options.intervalMs ?? 3_600_000;
+  let running: Promise<unknown> | undefined;
+  const pass = async () => {
+    if (!(await claimPass(options.db, intervalMs))) {
+      logger.info("maintenance pass skipped: another worker ran one this interval");
+      return;
+    }
+    await runMaintenanceOnce({ ...options, logger });
+  };
   const tick = () => {
-    running = runMaintenanceOnce({ ...options, logger }).catch((err: unknown) =>
-      logger.error({ err }, "maintenance pass failed"),
-    );
+    // Una pasada larga (un atraso grande, muchas bajas que borrar) no se apila con la siguiente.
+    if (running) {
+      logger.warn({ intervalMs }, "maintenance pass still running; this tick is skipped");
+      return;
+    }
+    running = pass()
+      .catch((err: unknown) => logger.error({ err }, "maintenance pass failed"))
+      .finally(() => {
+        running = undefined;
+      });
   };
   tick();
-  const timer = setInterval(tick, options.intervalMs ?? 3_600_000);
+  const timer = setInterval(tick, intervalMs);
   timer.unref();
   return {
     async stop() {
