@@ -56,30 +56,48 @@ export const notificationSchema = z.union([
 export const FIRST_BILLING_PERIOD = "2000-01";
 
 /**
- * ¿Se puede facturar el periodo (YYYY-MM)? Un mes ya cerrado, desde FIRST_BILLING_PERIOD. La
- * factura cobra lo que estuvo activo en el mes con el plan y el precio del cierre, y no se
- * rehace: un mes abierto (o uno por venir) quedaría facturado con lo que aún puede cambiar
- * (una baja o un cambio de plan antes de fin de mes).
+ * Minutos tras el fin de mes antes de facturarlo: las filas llevan la hora en que empezó su
+ * transacción, así que una que empezó el día 31 y confirma pasada la medianoche ya tiene que estar
+ * a la vista. Ninguna transacción del orquestador dura tanto.
  */
-export function isBillablePeriod(period: string, now = new Date()): boolean {
-  if (!/^[0-9]{4}-(0[1-9]|1[0-2])$/.test(period)) return false;
-  return period >= FIRST_BILLING_PERIOD && period <= lastClosedPeriod(now);
+export const BILLING_CLOSE_GRACE_MINUTES = 10;
+
+const PERIOD_FORMAT = /^[0-9]{4}-(0[1-9]|1[0-2])$/;
+
+/** Un mes bien escrito (YYYY-MM) desde FIRST_BILLING_PERIOD; si ya cerró lo dice la base. */
+export function isPeriodFormat(period: string): boolean {
+  return PERIOD_FORMAT.test(period) && period >= FIRST_BILLING_PERIOD;
 }
 
-/** El último mes cerrado (YYYY-MM, UTC): el anterior al de `now`. */
+/**
+ * ¿Se puede facturar el periodo (YYYY-MM) a la hora `now` (la de la base)? Un mes ya cerrado
+ * (más el margen), desde FIRST_BILLING_PERIOD. La factura cobra lo que estuvo activo en el mes con
+ * el plan y el precio del cierre, y no se rehace: un mes abierto (o uno por venir) quedaría
+ * facturado con lo que aún puede cambiar (una baja o un cambio de plan antes de fin de mes).
+ */
+export function isBillablePeriod(period: string, now: Date): boolean {
+  return isPeriodFormat(period) && period <= lastClosedPeriod(now);
+}
+
+/** El último mes facturable (YYYY-MM, UTC) a la hora `now`: el anterior, pasado el margen. */
 export function lastClosedPeriod(now = new Date()): string {
-  const last = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1));
+  const t = new Date(now.getTime() - BILLING_CLOSE_GRACE_MINUTES * 60_000);
+  const last = new Date(Date.UTC(t.getUTCFullYear(), t.getUTCMonth() - 1, 1));
   return `${last.getUTCFullYear()}-${String(last.getUTCMonth() + 1).padStart(2, "0")}`;
 }
 
-// Con la hora del worker, que nunca es anterior a la de la petición: lo aceptado sigue valiendo.
+/** Desde cuándo se puede facturar el periodo (fin de mes más el margen). */
+export function periodClosesAt(period: string): Date {
+  const [y, m] = period.split("-").map(Number);
+  return new Date(Date.UTC(y ?? 1970, m ?? 1, 1) + BILLING_CLOSE_GRACE_MINUTES * 60_000);
+}
+
+// Solo la forma: si el mes ya cerró lo decide el worker con el reloj de la base (el del host
+// puede ir atrasado o adelantado respecto del de la API que lo aceptó).
 export const billingCycleSchema = z.object({
   period: z
     .string()
-    .refine(
-      (p) => isBillablePeriod(p),
-      `period must be a closed month (YYYY-MM) from ${FIRST_BILLING_PERIOD} to last month`,
-    ),
+    .refine(isPeriodFormat, `period must be a month (YYYY-MM) from ${FIRST_BILLING_PERIOD}`),
 });
 
 export const entitlementsChangedSchema = z.object({

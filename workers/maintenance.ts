@@ -5,6 +5,7 @@ import type { Bus } from "../core/bus";
 import { fixedBusProvider } from "../core/bus-provider";
 import { newId } from "../core/ids";
 import type { Logger } from "../core/logger";
+import { databaseNow } from "../db/clock";
 import { outboxInsert, publishQueued, type QueuedEvent } from "../db/outbox";
 import {
   clientAuthFailures,
@@ -245,13 +246,6 @@ async function disableDecommissionedLogins(
 }
 
 const BOUNDARIES = "subscription_boundaries";
-
-async function databaseNow(db: Database): Promise<Date> {
-  const [row] = rowsOf<{ ms: number | string }>(
-    await db.execute(sql`select (extract(epoch from clock_timestamp()) * 1000)::float8 as ms`),
-  );
-  return row ? new Date(Math.floor(Number(row.ms))) : new Date();
-}
 
 /**
  * Una suscripción que empieza (starts_at) o vence (expires_at) cambia lo que su instancia puede

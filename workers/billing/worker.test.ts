@@ -1,6 +1,11 @@
 import { and, count, eq, like, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { billingCycleSchema, isBillablePeriod, lastClosedPeriod } from "../../contracts/events";
+import {
+  billingCycleSchema,
+  isBillablePeriod,
+  lastClosedPeriod,
+  periodClosesAt,
+} from "../../contracts/events";
 import { newId } from "../../core/ids";
 import { silentLogger } from "../../core/logger";
 import {
@@ -17,6 +22,7 @@ import {
 import { seedDemo } from "../../db/seed";
 import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
 import type { HandlerContext } from "../runtime/consumer";
+import { PermanentError } from "../runtime/errors";
 import { billingWorker } from "./worker";
 
 type Cycle = { period: string };
@@ -52,6 +58,37 @@ describe("billing worker", () => {
   const invoicesOf = async (period: string) =>
     (await db.handle.db.select({ n: count() }).from(invoices).where(eq(invoices.period, period)))[0]
       ?.n ?? 0;
+
+  /** El mes (YYYY-MM, UTC) de hace `n` meses. */
+  const monthsAgo = (n: number) => {
+    const now = new Date();
+    return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - n, 1))
+      .toISOString()
+      .slice(0, 7);
+  };
+
+  /** Lleva atrás toda la historia (fechas y tramos) de estas suscripciones y sus instancias. */
+  const shiftHistory = async (
+    rows: { subscriptionId: string; instanceId: string }[],
+    by: string,
+  ) => {
+    const d = db.handle.db;
+    const subs = sql.join(
+      rows.map((r) => sql`${r.subscriptionId}::uuid`),
+      sql`, `,
+    );
+    const insts = sql.join(
+      rows.map((r) => sql`${r.instanceId}::uuid`),
+      sql`, `,
+    );
+    const interval = sql`${by}::interval`;
+    await d.execute(sql`update subscriptions set starts_at = starts_at - ${interval}
+      where id in (${subs})`);
+    await d.execute(sql`update subscription_active_periods set active_from = active_from - ${interval},
+      active_until = active_until - ${interval} where subscription_id in (${subs})`);
+    await d.execute(sql`update tenant_instance_active_periods set active_from = active_from - ${interval},
+      active_until = active_until - ${interval} where tenant_instance_id in (${insts})`);
+  };
 
   /**
    * Da de alta `count` instancias activas, copiadas de una de la demo, cada una con su suscripción
@@ -100,13 +137,17 @@ describe("billing worker", () => {
   };
 
   it("bills every subscription across chunk boundaries, once, with one audit row per invoice", async () => {
-    // Las suscripciones de la demo empiezan hoy: este mes y el siguiente les tocan.
-    const now = new Date();
-    const month = (offset: number) =>
-      new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + offset, 1))
-        .toISOString()
-        .slice(0, 7);
-    const [current, next] = [month(0), month(1)];
+    // Las suscripciones de la demo empiezan hoy: su historia se lleva dos años atrás, y se
+    // facturan dos meses ya cerrados de ese tramo.
+    const d = db.handle.db;
+    await d.execute(sql`update subscriptions set starts_at = starts_at - interval '2 years'`);
+    await d.execute(
+      sql`update subscription_active_periods set active_from = active_from - interval '2 years'`,
+    );
+    await d.execute(
+      sql`update tenant_instance_active_periods set active_from = active_from - interval '2 years'`,
+    );
+    const [current, next] = [monthsAgo(13), monthsAgo(12)];
     const whole = billingWorker({ db: db.handle.db });
     await whole.handle(cycle(current));
     const expected = await invoicesOf(current);
@@ -126,17 +167,12 @@ describe("billing worker", () => {
 
   it("bills what was active during the period even if it is cancelled or suspended by the billing run", async () => {
     const d = db.handle.db;
-    const now = new Date();
-    const month = (offset: number) =>
-      new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + offset, 1))
-        .toISOString()
-        .slice(0, 7);
     // Cuatro instancias activas con su suscripción activa desde hace un año (la tercera, pendiente).
     const rows = await addInstances("period", 4, "now() - interval '1 year'", 3);
     const neverActive = rows.find((r) => r.status === "pending");
     const [cancelled, suspendedInstance, stillActive] = rows.filter((r) => r !== neverActive);
     if (!cancelled || !suspendedInstance || !neverActive || !stillActive) throw new Error("setup");
-    // Hoy (dentro del mes en curso): una suscripción se cancela, una instancia se suspende.
+    // Hoy: una suscripción se cancela, una instancia se suspende (luego todo se lleva un año atrás).
     await d.execute(
       sql`update subscriptions set status = 'cancelled' where id = ${cancelled.subscriptionId}`,
     );
@@ -155,14 +191,16 @@ describe("billing worker", () => {
       sql`update subscriptions set status = 'active' where id = ${stillActive.subscriptionId}`,
     );
 
-    // El mes en curso: las dos que dejaron de estar activas hoy lo estuvieron en él, y se cobran.
-    const current = await billed(month(0));
+    // Solo se factura un mes cerrado: la historia de estas cuatro se lleva un año atrás entera.
+    await shiftHistory(rows, "1 year");
+    // El mes de los cambios: las dos que dejaron de estar activas lo estuvieron en él, y se cobran.
+    const current = await billed(monthsAgo(12));
     expect(current.has(cancelled.subscriptionId)).toBe(true);
     expect(current.has(suspendedInstance.subscriptionId)).toBe(true);
     expect(current.has(stillActive.subscriptionId)).toBe(true);
     expect(current.has(neverActive.subscriptionId)).toBe(false);
     // El mes siguiente: ya no estaban activas en ningún momento de él.
-    const next = await billed(month(1));
+    const next = await billed(monthsAgo(11));
     expect(next.has(cancelled.subscriptionId)).toBe(false);
     expect(next.has(suspendedInstance.subscriptionId)).toBe(false);
     expect(next.has(neverActive.subscriptionId)).toBe(false);
@@ -348,13 +386,17 @@ describe("billing worker", () => {
       insert into subscriptions (customer_id, tenant_instance_id, plan_id, product_id, status, starts_at)
       select ti.customer_id, ti.id, src.plan_id, ti.product_id, 'active', '2020-01-01'
         from tenant_instances ti, src where ti.instance_code like 'bulk-%'`);
-    // Se dieron de alta activas hoy: el mes en curso es el que les toca.
-    const current = new Date().toISOString().slice(0, 7);
-    await billingWorker({ db: d }).handle(cycle(current));
-    expect(await invoicesOf(current)).toBeGreaterThanOrEqual(10_000);
+    // Se dieron de alta activas hoy: su historia se lleva atrás para facturar un mes cerrado.
+    await d.execute(sql`update subscription_active_periods set active_from = '2020-01-01'
+      where active_from > now() - interval '1 hour'`);
+    await d.execute(sql`update tenant_instance_active_periods set active_from = '2020-01-01'
+      where active_from > now() - interval '1 hour'`);
+    const period = "2021-06";
+    await billingWorker({ db: d }).handle(cycle(period));
+    expect(await invoicesOf(period)).toBeGreaterThanOrEqual(10_000);
   }, 60_000);
 
-  it("accepts closed months only, from 2000-01 to last month", () => {
+  it("accepts closed months only, from 2000-01 to last month, ten minutes after it ends", () => {
     const now = new Date("2026-11-23T12:00:00Z");
     expect(isBillablePeriod("2026-10", now)).toBe(true);
     expect(isBillablePeriod("2000-01", now)).toBe(true);
@@ -370,11 +412,25 @@ describe("billing worker", () => {
     ]) {
       expect(isBillablePeriod(p, now)).toBe(false);
     }
-    // El 1 de enero a las 00:00 UTC diciembre ya cerró; un milisegundo antes, no.
-    expect(isBillablePeriod("2026-12", new Date("2027-01-01T00:00:00Z"))).toBe(true);
-    expect(isBillablePeriod("2026-12", new Date("2026-12-31T23:59:59.999Z"))).toBe(false);
+    // Diciembre se factura desde el 1 de enero a las 00:10 UTC (el margen para las transacciones
+    // que empezaron el 31); un milisegundo antes, no.
+    expect(isBillablePeriod("2026-12", new Date("2027-01-01T00:10:00Z"))).toBe(true);
+    expect(isBillablePeriod("2026-12", new Date("2027-01-01T00:09:59.999Z"))).toBe(false);
+    expect(periodClosesAt("2026-12").toISOString()).toBe("2027-01-01T00:10:00.000Z");
     expect(lastClosedPeriod(new Date("2027-01-10T00:00:00Z"))).toBe("2026-12");
-    // El worker rechaza (error permanente de esquema) un periodo fuera de rango.
-    expect(billingCycleSchema.safeParse({ period: "9999-12" }).success).toBe(false);
+    // El esquema del worker solo mira la forma (error permanente): la hora la pone la base.
+    expect(billingCycleSchema.safeParse({ period: "1999-12" }).success).toBe(false);
+    expect(billingCycleSchema.safeParse({ period: "2026-13" }).success).toBe(false);
+    expect(billingCycleSchema.safeParse({ period: "9999-12" }).success).toBe(true);
+  });
+
+  it("refuses, by the database clock, a period that has not closed: to the DLQ, billed nothing", async () => {
+    const current = monthsAgo(0);
+    const open = billingWorker({ db: db.handle.db }).handle(cycle(current));
+    await expect(open).rejects.toBeInstanceOf(PermanentError);
+    await expect(open).rejects.toThrow(
+      `period ${current} has not closed yet: it can be billed from ${periodClosesAt(current).toISOString()}`,
+    );
+    expect(await invoicesOf(current)).toBe(0);
   });
 });

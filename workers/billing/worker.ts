@@ -1,7 +1,8 @@
 import { and, asc, eq, exists, gt, type SQL, sql } from "drizzle-orm";
 import type { z } from "zod";
-import { billingCycleSchema } from "../../contracts/events";
+import { billingCycleSchema, isBillablePeriod, periodClosesAt } from "../../contracts/events";
 import { auditInsert } from "../../db/audit";
+import { databaseNow } from "../../db/clock";
 import {
   invoices,
   planPricePeriods,
@@ -13,6 +14,7 @@ import {
 } from "../../db/schema";
 import type { Database } from "../../db/types";
 import type { WorkerDefinition } from "../runtime/consumer";
+import { PermanentError } from "../runtime/errors";
 
 export const BILLING_WORKER = "billing-worker";
 const ACTOR = "worker:billing";
@@ -89,7 +91,15 @@ export function billingWorker(deps: {
     schema: billingCycleSchema,
     logFields: (data) => ({ period: data.period }),
     async handle(ctx) {
-      const { start, end } = periodBounds(ctx.data.period);
+      const { period } = ctx.data;
+      // Con el reloj de la base, el mismo con que la API lo aceptó: un mes sin cerrar (publicado a
+      // mano, o un host adelantado) no se factura con datos que aún cambian; se reprocesa después.
+      if (!isBillablePeriod(period, await databaseNow(deps.db))) {
+        throw new PermanentError(
+          `period ${period} has not closed yet: it can be billed from ${periodClosesAt(period).toISOString()} (database clock); replay this entry then`,
+        );
+      }
+      const { start, end } = periodBounds(period);
       let issued = 0;
       // Por tramos de suscripciones en orden de id: cada tramo es su propia transacción.
       for (let after: string | undefined; ; ) {
