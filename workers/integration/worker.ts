@@ -1,4 +1,4 @@
-import { and, asc, count, eq, inArray, or, sql } from "drizzle-orm";
+import { and, asc, count, eq, getTableColumns, inArray, or, sql } from "drizzle-orm";
 import { z } from "zod";
 import { entitlementsChangedSchema } from "../../contracts/events";
 import { streams, subjects } from "../../contracts/streams";
@@ -53,7 +53,11 @@ export const integrationEventSchema = entitlementsChangedSchema.extend({
 });
 export type IntegrationEvent = z.infer<typeof integrationEventSchema>;
 
-type Endpoint = typeof webhookEndpoints.$inferSelect;
+/** Un endpoint y si su secreto anterior sigue firmando (decidido con el reloj de la base). */
+type Endpoint = typeof webhookEndpoints.$inferSelect & { previousSigns: boolean };
+
+/** Desfase con la base a partir del cual se avisa: los receptores toleran ±300 s. */
+const CLOCK_SKEW_WARNING_MS = 30_000;
 
 type DeliveryOutcome =
   | { ok: true }
@@ -117,8 +121,13 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
   const timeoutMs = deps.timeoutMs ?? 5_000;
   const send = webhookFetch(deps.allowPrivateTargets ?? false);
 
+  // Diferencia entre el reloj de la base y el de este host, medida en cada lectura de endpoints:
+  // la firma lleva la hora de la base, así un host con la hora corrida no hace rechazar (y
+  // desactivar) todos los webhooks por una marca fuera de la tolerancia del receptor.
+  let clockOffsetMs = 0;
+  let skewWarnedAt = 0;
   const post = async (endpoint: Endpoint, secrets: string[], eventId: string, body: string) => {
-    const timestamp = Math.floor(Date.now() / 1000);
+    const timestamp = Math.floor((Date.now() + clockOffsetMs) / 1000);
     const res = await send(endpoint.url, {
       method: "POST",
       headers: {
@@ -154,8 +163,7 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
       ];
       // Rotación en curso: también firma el anterior, hasta que vence.
       const previous = endpoint.previousSecretEncrypted;
-      const until = endpoint.previousSecretExpiresAt;
-      if (previous && until && until.getTime() > Date.now()) {
+      if (previous && endpoint.previousSigns) {
         secrets.push(
           await deps.secretBox.decrypt(previous, secretContext.previousWebhookSecret(endpoint.id)),
         );
@@ -203,10 +211,22 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
     return { ok: true };
   };
 
-  /** Endpoints activos que deben recibir los eventos de la instancia, en orden de id. */
-  const endpointsFor = (tenantInstanceId: string, productId: string) =>
-    deps.db
-      .select()
+  /**
+   * Endpoints activos que deben recibir los eventos de la instancia, en orden de id, y la hora de
+   * la base (el vencimiento del secreto anterior lo fijó ella: con ella se compara).
+   */
+  const endpointsFor = async (
+    tenantInstanceId: string,
+    productId: string,
+    logger: Logger,
+  ): Promise<Endpoint[]> => {
+    const sentAt = Date.now();
+    const rows = await deps.db
+      .select({
+        ...getTableColumns(webhookEndpoints),
+        previousSigns: sql<boolean>`coalesce(${webhookEndpoints.previousSecretExpiresAt} > clock_timestamp(), false)`,
+        databaseMs: sql<number>`(extract(epoch from clock_timestamp()) * 1000)::float8`,
+      })
       .from(webhookEndpoints)
       .where(
         and(
@@ -218,6 +238,20 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
         ),
       )
       .orderBy(asc(webhookEndpoints.id));
+    const [first] = rows;
+    if (first) {
+      // La mitad del viaje de ida y vuelta: la base leyó su reloj en algún punto intermedio.
+      clockOffsetMs = Number(first.databaseMs) - (sentAt + Date.now()) / 2;
+      if (Math.abs(clockOffsetMs) > CLOCK_SKEW_WARNING_MS && Date.now() - skewWarnedAt > 600_000) {
+        skewWarnedAt = Date.now();
+        logger.warn(
+          { clockOffsetMs: Math.round(clockOffsetMs) },
+          "this host's clock differs from the database's; webhook signatures use the database clock (check NTP)",
+        );
+      }
+    }
+    return rows.map(({ databaseMs: _ms, ...endpoint }) => endpoint);
+  };
 
   const productOf = async (tenantInstanceId: string) => {
     const [instance] = await deps.db
@@ -313,7 +347,7 @@ export function integrationWorker(deps: IntegrationWorkerDeps): WorkerDefinition
       const eventId = webhookEventId ?? ctx.envelope.id;
       const productId = await productOf(data.tenantInstanceId);
       if (!productId) return;
-      const endpoints = await endpointsFor(data.tenantInstanceId, productId);
+      const endpoints = await endpointsFor(data.tenantInstanceId, productId, ctx.logger);
       // Sin endpoints (lo común) no hace falta mirar entregas: una consulta menos por evento.
       if (endpoints.length === 0) return;
       const pending = await pendingOf(endpoints, eventId);
