@@ -2,6 +2,7 @@ import { and, eq, sql } from "drizzle-orm";
 import { AppError } from "../../core/errors";
 import { pgConstraint, pgErrorCode } from "../../core/http/db-errors";
 import { newId } from "../../core/ids";
+import { transactionStart } from "../../db/clock";
 import { customers, plans, subscriptions, tenantInstances } from "../../db/schema";
 import type { Executor } from "../../db/types";
 import { INSTANT_RANGE_MESSAGE, instantInRange } from "../routes/instant";
@@ -127,7 +128,9 @@ export async function createSubscription(
         .from(subscriptions)
         .where(eq(subscriptions.tenantInstanceId, instance.id));
       if (existing) throw alreadySubscribed(instance.id, existing.id);
-      const startsAt = toDate(input.startsAt, "startsAt") ?? new Date();
+      // Sin fecha, la de la base (la de updated_at), no la del host de la API: con un host
+      // adelantado, starts_at > updated_at y el mantenimiento avisaría un «empezó» que no hubo.
+      const startsAt = toDate(input.startsAt, "startsAt") ?? (await transactionStart(tx));
       const expiresAt = toDate(input.expiresAt, "expiresAt") ?? null;
       assertPeriod(startsAt, expiresAt);
       const [row] = await tx

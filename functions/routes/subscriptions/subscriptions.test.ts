@@ -1,6 +1,6 @@
 import { and, eq } from "drizzle-orm";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { demoProducts } from "../../../db/demo-data";
 import { auditLog, outboxEvents } from "../../../db/schema";
 import { type AdminHarness, startSeededAdmin } from "../../../test/support/admin";
@@ -305,6 +305,30 @@ describe.each(["postgres", "pglite"] as const)("subscriptions on %s", (kind) => 
           expect(res.headers.get("etag")).toBe('"v3"');
         } finally {
           await other.end();
+        }
+      },
+    );
+
+    // En PGlite la base corre en el mismo proceso y su reloj es el del host: no hay dos relojes.
+    it.skipIf(kind === "pglite")(
+      "starts a subscription without startsAt at the database time, not at the API host's",
+      async () => {
+        const { instanceId } = await bareInstance();
+        const realNow = Date.now();
+        // El host de la API, una hora adelantado (el token se firma y verifica con esa hora).
+        vi.useFakeTimers({ toFake: ["Date"] });
+        try {
+          vi.setSystemTime(realNow + 3_600_000);
+          const token = await h.token(["platform_admin"]);
+          const res = await h.request<Sub>("POST", "/api/subscriptions", {
+            token,
+            json: { tenantInstanceId: instanceId, planId: vetStarter },
+          });
+          expect(res.status).toBe(201);
+          const startsAt = Date.parse(subscriptionSchema.parse(res.body).startsAt);
+          expect(Math.abs(startsAt - realNow)).toBeLessThan(60_000);
+        } finally {
+          vi.useRealTimers();
         }
       },
     );
