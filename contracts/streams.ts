@@ -7,7 +7,19 @@ export interface StreamSpec {
   domain: Domain;
   tasksSubject: string;
   dlqSubject: string;
+  /**
+   * Tope propio del stream. Sin él, todos comparten el max_file_store del servidor y uno lleno
+   * (el de eventos de dominio, p. ej.) deja sin lugar a los demás: ni tareas ni DLQ se publican.
+   */
+  maxBytes: number;
+  /**
+   * Lleno: "new" rechaza lo nuevo (queda en el outbox y se reintenta: una tarea sin procesar no
+   * se pierde); "old" descarta lo más viejo (eventos de dominio, que nadie más espera).
+   */
+  discard: "new" | "old";
 }
+
+const MiB = 1024 * 1024;
 
 export const streams: Record<Domain, StreamSpec> = {
   provisioning: {
@@ -15,24 +27,32 @@ export const streams: Record<Domain, StreamSpec> = {
     domain: "provisioning",
     tasksSubject: "provisioning.tasks.>",
     dlqSubject: "provisioning.dlq",
+    maxBytes: 256 * MiB,
+    discard: "new",
   },
   notifications: {
     name: "NOTIFICATIONS",
     domain: "notifications",
     tasksSubject: "notifications.tasks.>",
     dlqSubject: "notifications.dlq",
+    maxBytes: 256 * MiB,
+    discard: "new",
   },
   billing: {
     name: "BILLING",
     domain: "billing",
     tasksSubject: "billing.tasks.>",
     dlqSubject: "billing.dlq",
+    maxBytes: 64 * MiB,
+    discard: "new",
   },
   integration: {
     name: "INTEGRATION",
     domain: "integration",
     tasksSubject: "integration.tasks.>",
     dlqSubject: "integration.dlq",
+    maxBytes: 1024 * MiB,
+    discard: "old",
   },
 };
 
@@ -47,8 +67,11 @@ export const TASK_MESSAGE_RETENTION_DAYS = 30;
  * Advisories MAX_DELIVERIES de nuestros streams, guardados en un stream propio: si ningún worker
  * escucha en ese momento o la base no responde, el advisory espera y no se pierde el mensaje.
  */
+// Los topes suman 1,6 GiB: caben en el max_file_store más chico que se usa (2 GB, nats-server de
+// `npm start` y de las pruebas); JetStream reserva el tope de cada stream al crearlo.
 export const advisoryStream = {
   name: "FARUTECH_ADVISORIES",
+  maxBytes: 64 * MiB,
   subjectFor: (stream: string, consumer: string) =>
     `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${stream}.${consumer}`,
 } as const;

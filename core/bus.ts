@@ -1,4 +1,5 @@
 import {
+  DiscardPolicy,
   type JetStreamClient,
   type JetStreamManager,
   jetstream,
@@ -151,27 +152,41 @@ export async function ensureStreams(bus: Bus): Promise<void> {
       duplicate_window: 2 * 60 * 1_000_000_000,
       max_age: TASK_MESSAGE_RETENTION_DAYS * 86_400 * 1_000_000_000,
     };
-    await upsertStream(jsm, config);
+    await upsertStream(jsm, config, {
+      max_bytes: spec.maxBytes,
+      discard: spec.discard === "new" ? DiscardPolicy.New : DiscardPolicy.Old,
+    });
   }
-  await upsertStream(jsm, {
-    name: advisoryStream.name,
-    subjects: domains.map((d) => advisoryStream.subjectFor(streams[d].name, "*")),
-    // Un advisory sin atender más de dos semanas ya no tiene mensaje original que recuperar.
-    max_age: 14 * 86_400 * 1_000_000_000,
-  });
+  await upsertStream(
+    jsm,
+    {
+      name: advisoryStream.name,
+      subjects: domains.map((d) => advisoryStream.subjectFor(streams[d].name, "*")),
+      // Un advisory sin atender más de dos semanas ya no tiene mensaje original que recuperar.
+      max_age: 14 * 86_400 * 1_000_000_000,
+    },
+    { max_bytes: advisoryStream.maxBytes, discard: DiscardPolicy.Old },
+  );
 }
 
+/**
+ * Crea el stream, o actualiza lo que el código define. El tope de tamaño (`limits`) se pone al
+ * crearlo o si no tiene ninguno: uno que un operador ajustó a mano se respeta.
+ */
 async function upsertStream(
   jsm: JetStreamManager,
   config: Partial<StreamConfig> & { name: string },
+  limits: Pick<StreamConfig, "max_bytes" | "discard">,
 ): Promise<void> {
+  let current: StreamConfig;
   try {
-    await jsm.streams.info(config.name);
-    await jsm.streams.update(config.name, config);
+    current = (await jsm.streams.info(config.name)).config;
   } catch (err) {
     if (!isStreamNotFound(err)) throw err;
-    await jsm.streams.add(config);
+    await jsm.streams.add({ ...config, ...limits });
+    return;
   }
+  await jsm.streams.update(config.name, current.max_bytes > 0 ? config : { ...config, ...limits });
 }
 
 function isStreamNotFound(err: unknown): boolean {
