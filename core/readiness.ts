@@ -21,10 +21,13 @@ export async function within<T>(ms: number, work: Promise<T>): Promise<T> {
 /**
  * Base de datos y broker alcanzables, cada uno con tope de 2 s. La usan /readyz de la función
  * admin y de los workers: sin dependencias el pod sale del Service, pero no se reinicia.
+ * `brokerRequired: false` (la API admin): el broker caído se informa pero no saca al pod, porque
+ * las escrituras siguen (sus eventos esperan en el outbox); sacarlo apagaría la API justo entonces.
  */
 export async function checkReadiness(deps: {
   database: () => Promise<unknown>;
   broker: () => Promise<boolean>;
+  brokerRequired?: boolean;
   onDatabaseError?: (err: unknown) => void;
 }): Promise<Readiness> {
   const [database, broker] = await Promise.all([
@@ -40,6 +43,6 @@ export async function checkReadiness(deps: {
       () => "failing" as const,
     ),
   ]);
-  const ready = database === "ok" && broker === "ok";
+  const ready = database === "ok" && (broker === "ok" || deps.brokerRequired === false);
   return { status: ready ? "ready" : "not_ready", checks: { database, broker } };
 }

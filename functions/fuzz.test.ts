@@ -94,17 +94,14 @@ describe.each(["postgres", "pglite"] as const)("admin API fuzzing on %s", (kind)
       ),
     );
     realValues = rowsOf<{ value: string }>(ids).map((r) => r.value);
-    // /readyz responde 503 a propósito cuando una dependencia falla (aquí no hay broker).
-    operations = Object.entries(doc.paths)
-      .filter(([path]) => path !== "/readyz")
-      .flatMap(([path, ops]) =>
-        Object.entries(ops).map(([method, op]) => ({
-          method: method.toUpperCase(),
-          path,
-          params: (op.parameters ?? []).filter((p) => p.in === "path").map((p) => p.name),
-          query: (op.parameters ?? []).filter((p) => p.in === "query").map((p) => p.name),
-        })),
-      );
+    operations = Object.entries(doc.paths).flatMap(([path, ops]) =>
+      Object.entries(ops).map(([method, op]) => ({
+        method: method.toUpperCase(),
+        path,
+        params: (op.parameters ?? []).filter((p) => p.in === "path").map((p) => p.name),
+        query: (op.parameters ?? []).filter((p) => p.in === "query").map((p) => p.name),
+      })),
+    );
   });
   afterAll(async () => h?.stop());
 
@@ -161,9 +158,9 @@ describe.each(["postgres", "pglite"] as const)("admin API fuzzing on %s", (kind)
   }, 180_000);
 
   it("never answers 5xx to schema-shaped requests that reach the handlers", async () => {
-    const schemaOps = Object.entries(doc.paths)
-      .filter(([path]) => path !== "/readyz")
-      .flatMap(([path, ops]) => Object.entries(ops).map(([method, op]) => ({ path, method, op })));
+    const schemaOps = Object.entries(doc.paths).flatMap(([path, ops]) =>
+      Object.entries(ops).map(([method, op]) => ({ path, method, op })),
+    );
     const statuses = new Map<number, number>();
     await fc.assert(
       fc.asyncProperty(
