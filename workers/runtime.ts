@@ -14,6 +14,7 @@ import {
 } from "../core/config";
 import type { Logger } from "../core/logger";
 import { secretBoxFromEnv } from "../core/secret-box";
+import { readControlPlaneBacklog } from "../db/backlog";
 import { DEFAULT_PGLITE_DIR } from "../db/client";
 import { createDeadLetterStore } from "../db/dead-letters";
 import { createProcessedStore } from "../db/processed";
@@ -173,6 +174,7 @@ export async function startWorkers(
   });
   await ensureStreams(bus);
   const metrics = createWorkerMetrics();
+  metrics.trackControlPlane(() => readControlPlaneBacklog(deps.db.db));
   const registry = deps.registry ?? registryFor(deps.db, env);
   const options = {
     processed: createProcessedStore(deps.db.db),

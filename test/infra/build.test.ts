@@ -276,6 +276,9 @@ describe("npm run build bundles", () => {
     await waitFor(() => okAt(`http://127.0.0.1:${port}/healthz`), { timeoutMs: 30_000 });
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     expect(metrics).toContain("farutech_worker_messages_processed_total");
+    // Lo que espera en la base, leído por el proceso desplegado (outbox y DLQ).
+    expect(metrics).toContain('farutech_outbox_events{state="unpublished"}');
+    expect(metrics).toContain('farutech_dlq_entries_unreplayed{domain="provisioning"} 0');
     run.child.kill("SIGTERM");
     expect(await run.exit, run.output()).toBe(0);
     expect(run.output()).toContain("workers draining");

@@ -1,5 +1,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { domains } from "../../contracts/streams";
 import { within } from "../../core/readiness";
+import type { ControlPlaneBacklog } from "../../db/backlog";
 
 export interface WorkerMetrics {
   registry: Registry;
@@ -15,6 +17,8 @@ export interface WorkerMetrics {
    * dónde leer los pendientes de su consumer al hacer scrape.
    */
   track(worker: string, read: () => Promise<ConsumerBacklog>): void;
+  /** De dónde leer, al hacer scrape, lo que espera en la base (outbox y DLQ). */
+  trackControlPlane(read: () => Promise<ControlPlaneBacklog>): void;
 }
 
 /** Tope de cada lectura de pendientes: sin broker, el scrape responde igual (sin esos datos). */
@@ -56,6 +60,57 @@ export function createWorkerMetrics(): WorkerMetrics {
       else gauge.remove({ worker });
     }
   };
+  let controlPlaneSource: (() => Promise<ControlPlaneBacklog>) | undefined;
+  let controlPlaneReading: Promise<ControlPlaneBacklog | undefined> | undefined;
+  /** Una lectura por scrape para las cuatro gauges; sin base, sin dato (la serie desaparece). */
+  const readControlPlane = () => {
+    if (!controlPlaneSource) return Promise.resolve(undefined);
+    controlPlaneReading ??= within(BACKLOG_READ_TIMEOUT_MS, controlPlaneSource())
+      .catch(() => undefined)
+      .finally(() => {
+        controlPlaneReading = undefined;
+      });
+    return controlPlaneReading;
+  };
+  // Con etiqueta, para que sin dato la serie desaparezca (una gauge sin etiquetas mostraría 0:
+  // «no hay atraso» justo cuando no se puede saber).
+  new Gauge({
+    name: "farutech_outbox_events",
+    help: "Outbox events not yet published to NATS: unpublished (the relay's queue) and parked (failing repeatedly with NATS up, e.g. a full stream; retried every minute). The same in every worker process: use max, not sum",
+    labelNames: ["state"],
+    registers: [registry],
+    async collect() {
+      const backlog = await readControlPlane();
+      this.reset();
+      if (!backlog) return;
+      this.set({ state: "unpublished" }, backlog.unpublished);
+      this.set({ state: "parked" }, backlog.parked);
+    },
+  });
+  new Gauge({
+    name: "farutech_outbox_oldest_event_age_seconds",
+    help: "Age of the oldest unpublished outbox event (parked ones excluded): the relay's lag, 0 when none waits",
+    labelNames: ["state"],
+    registers: [registry],
+    async collect() {
+      const backlog = await readControlPlane();
+      this.reset();
+      if (backlog) this.set({ state: "unpublished" }, backlog.oldestUnpublishedSeconds);
+    },
+  });
+  new Gauge({
+    name: "farutech_dlq_entries_unreplayed",
+    help: "DLQ entries never replayed, per domain; the same in every worker process (use max, not sum)",
+    labelNames: ["domain"],
+    registers: [registry],
+    async collect() {
+      const backlog = await readControlPlane();
+      this.reset();
+      if (!backlog) return;
+      // Cada dominio con su serie, también en 0: una alerta `> 0` ve nacer la primera entrada.
+      for (const domain of domains) this.set({ domain }, backlog.deadLetters[domain] ?? 0);
+    },
+  });
   collectDefaultMetrics({ register: registry });
   const metrics: WorkerMetrics = {
     registry,
@@ -107,6 +162,9 @@ export function createWorkerMetrics(): WorkerMetrics {
         counter.inc({ worker }, 0);
       }
       pendingSources.set(worker, read);
+    },
+    trackControlPlane(read) {
+      controlPlaneSource = read;
     },
   };
   return metrics;
