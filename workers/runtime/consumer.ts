@@ -1016,7 +1016,9 @@ export async function startWorker<T>(
       streamSequence: msg.seq,
       attempt: deliveryCount,
     });
-    const timer = options.metrics?.duration.startTimer({ worker: def.name });
+    // Solo el handler: la espera tras otra copia del mismo evento y las consultas previas no cuentan
+    // (una copia que esperó 15 min a otra colgada no es un handler de 15 min).
+    let timer: ((labels: { outcome: string }) => number) | undefined;
     const holding: HeldMessage = {
       msg,
       attempt: deliveryCount,
@@ -1073,7 +1075,10 @@ export async function startWorker<T>(
       // Sin el tope del handler: la copia anterior puede tenerlo más tiempo (consulta, handler y
       // contabilidad, cada uno con su tope) y esta no corrió nada que haya que dar por fallido.
       // Solo el apagado corta la espera (devuelve el mensaje al broker).
-      if (before) await untilAborted(before, holding.abort.signal);
+      if (before) {
+        log.info("waiting for an earlier copy of this event to finish");
+        await untilAborted(before, holding.abort.signal);
+      }
       // Solo en una reentrega (una consulta): si su DLQ quedó a medias, se termina en vez de
       // ejecutar el handler otra vez (un acierto ahora dejaría una entrada de DLQ de algo hecho).
       if (deliveryCount > 1 && options.deadLetters?.find) {
@@ -1116,6 +1121,7 @@ export async function startWorker<T>(
         heartbeat: () => msg.working(),
         signal: holding.abort.signal,
       };
+      timer = options.metrics?.duration.startTimer({ worker: def.name });
       const handling = def.handle(handlerCtx);
       // Si vence el tope, el handler colgado sigue sin latir ni confirmar: que no quede un rechazo sin atender.
       handling.catch(() => {});

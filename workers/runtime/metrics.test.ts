@@ -156,3 +156,75 @@ describe("worker metrics from the start and without a broker", () => {
     expect(text).not.toContain("farutech_worker_consumer_ack_pending{");
   }, 30_000);
 });
+
+// La duración del handler es la del handler: una copia del mismo evento que esperó a otra (p. ej.
+// colgada) no se registra como un handler lento.
+describe("handler duration of a copy that waited for another", () => {
+  let nats: TestNats;
+  let bus: Bus;
+  let worker: RunningWorker;
+  const metrics = createWorkerMetrics();
+  let calls = 0;
+  let entered = () => {};
+  let release = () => {};
+
+  beforeAll(async () => {
+    ({ nats, bus } = await startBrokerForTest("metrics-wait-test"));
+    worker = await startWorker(
+      {
+        name: "wait-test-worker",
+        domain: "integration",
+        filterSubject: "integration.tasks.wait",
+        schema: z.object({}),
+        async handle() {
+          calls++;
+          if (calls === 1) {
+            entered();
+            await new Promise<void>((resolve) => {
+              release = resolve;
+            });
+            throw new Error("the first copy fails after a long wait");
+          }
+        },
+      },
+      { bus, logger: silentLogger, metrics, concurrency: 2 },
+    );
+  });
+  afterAll(async () => {
+    await worker?.stop({ drainTimeoutMs: 1_000 });
+    await bus?.close();
+    await nats?.dispose();
+  });
+
+  it("records only the time the handler ran, not the wait behind the earlier copy", async () => {
+    const event = {
+      id: newId(),
+      type: "t",
+      occurredAt: new Date().toISOString(),
+      correlationId: newId(),
+      data: {},
+    };
+    const started = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    await bus.publishEvent("integration.tasks.wait", event);
+    await started;
+    // La misma entrega otra vez, con otro Nats-Msg-Id (p. ej. un replay o un reenvío a mano).
+    await bus.js.publish("integration.tasks.wait", JSON.stringify(event), { msgID: newId() });
+    await new Promise((r) => setTimeout(r, 1_500));
+    release();
+    const text = await waitFor(async () => {
+      const t = await metrics.registry.metrics();
+      return t.includes('farutech_worker_messages_processed_total{worker="wait-test-worker"} 1')
+        ? t
+        : undefined;
+    });
+    const sum = Number(
+      /^farutech_worker_handler_duration_seconds_sum\{worker="wait-test-worker",outcome="success"\} (\S+)$/m.exec(
+        text,
+      )?.[1],
+    );
+    expect(sum).toBeGreaterThanOrEqual(0);
+    expect(sum).toBeLessThan(0.5);
+  });
+});
