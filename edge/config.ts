@@ -30,7 +30,9 @@ const entitlementsCacheEnv = z.object({
   ENTITLEMENTS_MAX_AGE_MS: envNumber(z.number().int().min(0).max(2_000).default(2_000)),
   ENTITLEMENTS_STALE_IF_ERROR_S: envNumber(z.number().int().min(0).max(86_400).default(3_600)),
   ENTITLEMENTS_LOAD_TIMEOUT_MS: envNumber(z.number().int().min(50).max(30_000).default(1_500)),
-  ENTITLEMENTS_CACHE_MAX_ENTRIES: envNumber(z.number().int().min(1).default(10_000)),
+  // Una entrada pesa de 5 KiB (10 features) a 32 KiB (100): 2000 caben en los 128 MB de un
+  // isolate con holgura; 10 000 de las grandes lo hacían reiniciar (y volver a cargar todo de Neon).
+  ENTITLEMENTS_CACHE_MAX_ENTRIES: envNumber(z.number().int().min(1).default(2_000)),
 });
 
 export const edgeEnv = authEnv
