@@ -123,20 +123,35 @@ describe("npm run build bundles", () => {
             EDGE_PORT: String(port),
             LOG_LEVEL: "warn",
           },
-          stdio: "ignore",
+          stdio: ["ignore", "pipe", "pipe"],
         },
       );
+      // Lo que dijeron edge-container y wrangler: si no arranca, la falla lo muestra.
+      let output = "";
+      for (const stream of [run.stdout, run.stderr]) {
+        stream?.on("data", (chunk: Buffer) => {
+          output = (output + chunk.toString()).slice(-4_000);
+        });
+      }
       const exit = new Promise<number | null>((res) => run.on("exit", (code) => res(code)));
       try {
         const jwks = await waitFor(
           async () => {
+            // Si terminó antes de responder, no hay nada que esperar.
+            if (run.exitCode !== null || run.signalCode !== null) {
+              throw new Error(
+                `edge-container exited (${run.exitCode ?? run.signalCode}):\n${output}`,
+              );
+            }
             const res = await fetch(`http://127.0.0.1:${port}/.well-known/jwks.json`).catch(
               () => undefined,
             );
             return res?.ok ? ((await res.json()) as { keys: { kid: string }[] }) : undefined;
           },
           { timeoutMs: 60_000, intervalMs: 200 },
-        );
+        ).catch((err: unknown) => {
+          throw new Error(`${String(err)}; output:\n${output}`);
+        });
         expect(jwks.keys.map((k) => k.kid)).toContain("edge-container-1");
         // Y llega a la base con el usuario del edge (la migración 0028 le da lo que usa).
         const token = await fetch(`http://127.0.0.1:${port}/oauth/token`, {
