@@ -62,7 +62,7 @@ export const FIRST_BILLING_PERIOD = "2000-01";
  */
 export const BILLING_CLOSE_GRACE_MINUTES = 10;
 
-const PERIOD_FORMAT = /^[0-9]{4}-(0[1-9]|1[0-2])$/;
+export const PERIOD_FORMAT = /^[0-9]{4}-(0[1-9]|1[0-2])$/;
 
 /** Un mes bien escrito (YYYY-MM) desde FIRST_BILLING_PERIOD; si ya cerró lo dice la base. */
 export function isPeriodFormat(period: string): boolean {
@@ -86,10 +86,17 @@ export function lastClosedPeriod(now = new Date()): string {
   return `${last.getUTCFullYear()}-${String(last.getUTCMonth() + 1).padStart(2, "0")}`;
 }
 
+/** Inicio y fin (excluido) del periodo YYYY-MM, en UTC. */
+export function periodBounds(period: string): { start: Date; end: Date } {
+  const [y, m] = period.split("-").map(Number);
+  const start = new Date(Date.UTC(y ?? 1970, (m ?? 1) - 1, 1));
+  const end = new Date(Date.UTC(y ?? 1970, m ?? 1, 1));
+  return { start, end };
+}
+
 /** Desde cuándo se puede facturar el periodo (fin de mes más el margen). */
 export function periodClosesAt(period: string): Date {
-  const [y, m] = period.split("-").map(Number);
-  return new Date(Date.UTC(y ?? 1970, m ?? 1, 1) + BILLING_CLOSE_GRACE_MINUTES * 60_000);
+  return new Date(periodBounds(period).end.getTime() + BILLING_CLOSE_GRACE_MINUTES * 60_000);
 }
 
 // Solo la forma: si el mes ya cerró lo decide el worker con el reloj de la base (el del host

@@ -1,6 +1,11 @@
 import { and, asc, eq, exists, gt, type SQL, sql } from "drizzle-orm";
 import type { z } from "zod";
-import { billingCycleSchema, isBillablePeriod, periodClosesAt } from "../../contracts/events";
+import {
+  billingCycleSchema,
+  isBillablePeriod,
+  periodBounds,
+  periodClosesAt,
+} from "../../contracts/events";
 import { auditInsert } from "../../db/audit";
 import { databaseNow } from "../../db/clock";
 import {
@@ -18,13 +23,6 @@ import { PermanentError } from "../runtime/errors";
 
 export const BILLING_WORKER = "billing-worker";
 const ACTOR = "worker:billing";
-
-export function periodBounds(period: string): { start: Date; end: Date } {
-  const [y, m] = period.split("-").map(Number);
-  const start = new Date(Date.UTC(y ?? 1970, (m ?? 1) - 1, 1));
-  const end = new Date(Date.UTC(y ?? 1970, m ?? 1, 1));
-  return { start, end };
-}
 
 const sp = subscriptionActivePeriods;
 const ip = tenantInstanceActivePeriods;

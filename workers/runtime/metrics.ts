@@ -62,7 +62,7 @@ export function createWorkerMetrics(): WorkerMetrics {
   };
   let controlPlaneSource: (() => Promise<ControlPlaneBacklog>) | undefined;
   let controlPlaneReading: Promise<ControlPlaneBacklog | undefined> | undefined;
-  /** Una lectura por scrape para las cuatro gauges; sin base, sin dato (la serie desaparece). */
+  /** Una lectura por scrape para las tres gauges; sin base, sin dato (la serie desaparece). */
   const readControlPlane = () => {
     if (!controlPlaneSource) return Promise.resolve(undefined);
     controlPlaneReading ??= within(BACKLOG_READ_TIMEOUT_MS, controlPlaneSource())

@@ -5,6 +5,7 @@ import {
   isBillablePeriod,
   isPeriodFormat,
   lastClosedPeriod,
+  PERIOD_FORMAT,
 } from "../../../contracts/events";
 import { subjects } from "../../../contracts/streams";
 import { AppError } from "../../../core/errors";
@@ -19,7 +20,7 @@ import { mutate } from "../../services/mutation";
 const period = z
   .string()
   // Un mes mal escrito es solo "YYYY-MM": el rango y la pista no le aplican.
-  .regex(/^[0-9]{4}-(0[1-9]|1[0-2])$/, { error: "YYYY-MM", abort: true })
+  .regex(PERIOD_FORMAT, { error: "YYYY-MM", abort: true })
   // Lo que no depende de la hora; si ya cerró se mira con el reloj de la base (abajo).
   .refine(isPeriodFormat, `period must be a closed month from ${FIRST_BILLING_PERIOD}`)
   .openapi({
