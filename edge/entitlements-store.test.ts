@@ -155,11 +155,16 @@ describe("entitlements store: the served status is evaluated at read time", () =
 
   it("a fresh memory hit past expiresAt is already expired", async () => {
     const { store, c, loaded, expiresAt, setClock } = await scenario({ reachable: true });
+    // Cuánto le queda a lo servido: el edge lo manda en x-entitlements-valid-for.
+    expect(loaded.changesInMs).toBe(60_000);
     setClock(expiresAt - 1);
-    expect((await store.read(c, instanceId)).value).toBe(loaded.value);
+    const before = await store.read(c, instanceId);
+    expect(before.value).toBe(loaded.value);
+    expect(before.changesInMs).toBe(1);
     setClock(expiresAt);
     const hit = await store.read(c, instanceId);
     expect(hit).toMatchObject({ tier: "memory", stale: false });
+    expect(hit.changesInMs).toBeUndefined();
     expect(hit.value?.entitlements.status).toBe("expired");
     expect(hit.value?.entitlements.version).not.toBe(loaded.value?.entitlements.version);
   });

@@ -47,6 +47,11 @@ export function entitlementsAt(cached: CachedEntitlements, now: number): Resolve
   return value;
 }
 
+/** Próximo instante (ms epoch) posterior a `now` en que lo servido cambia por el reloj. */
+export function nextChangeAfter(cached: CachedEntitlements, now: number): number | undefined {
+  return cached.upcoming.find((next) => now < next.from)?.from;
+}
+
 export interface EntitlementsCacheSettings {
   freshMs: number;
   maxAgeMs: number;
@@ -59,9 +64,17 @@ export interface EntitlementsCacheSettings {
   now?: () => number;
 }
 
+export interface EntitlementsRead extends CacheResult<ResolvedEntitlements> {
+  /**
+   * Ms hasta que lo servido deje de regir solo por el paso del tiempo (la suscripción empieza o
+   * vence); ausente si nada cambia así. Quien guarda la respuesta no la usa más allá.
+   */
+  changesInMs?: number;
+}
+
 export interface EntitlementsStore {
   /** Entitlements de una instancia; null si no existe. Lanza OriginUnavailableError sin base ni copia. */
-  read(c: Context<EdgeEnv>, instanceId: string): Promise<CacheResult<ResolvedEntitlements>>;
+  read(c: Context<EdgeEnv>, instanceId: string): Promise<EntitlementsRead>;
 }
 
 async function resolved(
@@ -172,7 +185,14 @@ export function createEntitlementsStore(
         waitUntilOf(c),
       );
       // En todo nivel (memoria, Cache API, origen) y fresca o stale: rige el tramo de ahora.
-      return { ...result, value: result.value && entitlementsAt(result.value, now()) };
+      const at = now();
+      if (!result.value) return { ...result, value: null };
+      const changesAt = nextChangeAfter(result.value, at);
+      return {
+        ...result,
+        value: entitlementsAt(result.value, at),
+        ...(changesAt === undefined ? {} : { changesInMs: changesAt - at }),
+      };
     },
   };
 }

@@ -108,6 +108,11 @@ interface EdgeState {
   validatedSteady: number;
   /** Última respuesta del edge, fresca o no (cuenta para maxAgeMs). */
   checkedAt: number;
+  /**
+   * Instante (reloj steady) en que `body` deja de regir por el paso del tiempo (la suscripción
+   * vence o empieza), según x-entitlements-valid-for; undefined si nada cambia así.
+   */
+  lapsesSteady: number | undefined;
 }
 
 const DEFAULT_MAX_AGE_MS = 5_000;
@@ -136,6 +141,19 @@ async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolea
 }
 
 const EDGE_STALE_HEADER = "x-entitlements-stale";
+const EDGE_VALID_FOR_HEADER = "x-entitlements-valid-for";
+
+/** Cuándo (reloj steady) deja de regir lo que trae `res`; undefined sin cabecera o si no se entiende. */
+function lapsesAt(res: Response, steadyNow: number): number | undefined {
+  const raw = res.headers.get(EDGE_VALID_FOR_HEADER)?.trim();
+  return raw && /^\d{1,10}$/.test(raw) ? steadyNow + Number(raw) * 1000 : undefined;
+}
+
+/** El primero de dos instantes, donde undefined es "nunca". */
+function earliest(a: number | undefined, b: number | undefined): number | undefined {
+  if (a === undefined) return b;
+  return b === undefined ? a : Math.min(a, b);
+}
 
 /** ¿Es el problem+json del edge (core/http/problem.ts)? Un proxy o un WAF responden otra cosa. */
 function isProblem(res: Response): boolean {
@@ -233,7 +251,7 @@ class Client implements FarutechClient {
   private async current(): Promise<EntitlementsSnapshot> {
     this.assertOpen();
     const view = this.view();
-    if (this.edge && view && this.age(this.edge.checkedAt) < this.maxAgeMs) return view;
+    if (this.edge && view && !this.due(this.edge)) return view;
     // Tras un fallo se espera maxAgeMs antes de volver a intentar: sin martillar al edge caído
     // ni sumar un timeout a cada llamada de la app.
     if (this.failure && this.age(this.failure.at) < this.backoffMs(this.failure.error)) {
@@ -272,7 +290,7 @@ class Client implements FarutechClient {
   }
 
   peek(scope?: BackgroundScope): EntitlementsSnapshot | undefined {
-    const due = !this.edge || this.age(this.edge.checkedAt) >= this.maxAgeMs;
+    const due = !this.edge || this.due(this.edge);
     const backingOff =
       this.failure && this.age(this.failure.at) < this.backoffMs(this.failure.error);
     const loading = isLive(this.inflight, this.transport.timeoutMs);
@@ -399,6 +417,20 @@ class Client implements FarutechClient {
     return wall + this.stepsBack;
   }
 
+  /** ¿Toca preguntar al edge? Pasó maxAgeMs, o lo guardado ya no rige (ver lapsed()). */
+  private due(state: EdgeState): boolean {
+    return this.age(state.checkedAt) >= this.maxAgeMs || this.lapsed(state);
+  }
+
+  /**
+   * ¿Cambió ya lo guardado por el paso del tiempo? La suscripción venció (o empezó) y el documento
+   * no lo dice: no se sirve, ni dentro de maxStaleMs (una suscripción vencida no sigue activa
+   * porque el edge no responda). Se vuelve a preguntar; sin respuesta, fallback o error.
+   */
+  private lapsed(state: EdgeState): boolean {
+    return state.lapsesSteady !== undefined && this.steady(this.now()) >= state.lapsesSteady;
+  }
+
   private assertOpen(): void {
     if (this.closed) throw new FarutechError("closed", "This Farutech client was closed");
   }
@@ -417,7 +449,7 @@ class Client implements FarutechClient {
       this.edge !== undefined &&
       (this.failure !== undefined || this.edge.servedStale) &&
       this.steady(this.now()) - this.edge.validatedSteady > this.maxStaleMs;
-    if (this.edge && !tooOld) {
+    if (this.edge && !tooOld && !this.lapsed(this.edge)) {
       return {
         ...this.edge.body,
         source: "edge",
@@ -518,6 +550,7 @@ class Client implements FarutechClient {
       if (!current) return this.edgeView(previous);
       this.applied = generation;
       previous.checkedAt = now;
+      previous.lapsesSteady = lapsesAt(res, steadyNow);
       if (!servedStale) {
         previous.validatedAt = now;
         previous.validatedSteady = steadyNow;
@@ -559,6 +592,11 @@ class Client implements FarutechClient {
         validatedAt: servedStale && previous ? previous.validatedAt : now,
         validatedSteady: servedStale && previous ? previous.validatedSteady : steadyNow,
         checkedAt: now,
+        // Una combinación con lo anterior deja de regir cuando deje de regir cualquiera de las dos.
+        lapsesSteady:
+          body === received
+            ? lapsesAt(res, steadyNow)
+            : earliest(previous?.lapsesSteady, lapsesAt(res, steadyNow)),
       };
       if (!current) return this.edgeView(next);
       this.applied = generation;

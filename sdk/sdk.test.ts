@@ -1233,6 +1233,83 @@ describe("entitlements", () => {
     await bare.close();
   });
 
+  /** Pone a vet-norte a vencer en `inMs` (reloj real: el del edge) y devuelve cómo deshacerlo. */
+  async function norteExpiresIn(inMs: number) {
+    const database = db.handle.db;
+    const subscriptionId = await norteSubscriptionId(database);
+    const [before] = await database
+      .select({ expiresAt: subscriptions.expiresAt })
+      .from(subscriptions)
+      .where(eq(subscriptions.id, subscriptionId));
+    await database
+      .update(subscriptions)
+      .set({ expiresAt: new Date(Date.now() + inMs) })
+      .where(eq(subscriptions.id, subscriptionId));
+    return () =>
+      database
+        .update(subscriptions)
+        .set({ expiresAt: before?.expiresAt ?? null })
+        .where(eq(subscriptions.id, subscriptionId));
+  }
+
+  it("does not serve an active snapshot past the subscription's expiry while the edge is down", async () => {
+    const restore = await norteExpiresIn(60_000);
+    const { client, clock } = testClient({ fallback: { features: {}, limits: { max_users: 5 } } });
+    const { client: bare, clock: bareClock } = testClient();
+    try {
+      expect(await client.snapshot()).toMatchObject({ status: "active", stale: false });
+      expect(await bare.isEnabled("DIGITAL_RECORDS")).toBe(true);
+      if (!edge.server) throw new Error("edge not running");
+      await stopServer(edge.server);
+      edge.server = undefined;
+      try {
+        // Dentro de maxStaleMs (1 h) y antes del vencimiento: lo último, stale.
+        clock.t += 30_000;
+        bareClock.t += 30_000;
+        expect(await client.snapshot()).toMatchObject({ source: "edge", status: "active" });
+        expect(await bare.limit("max_users")).toBe(100);
+        // Vencida la suscripción (el edge lo dijo con x-entitlements-valid-for): ya no vale,
+        // aunque falte casi una hora para maxStaleMs.
+        clock.t += 31_000;
+        bareClock.t += 31_000;
+        expect(await client.snapshot()).toMatchObject({ source: "fallback", stale: true });
+        expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(false);
+        expect(client.peek()).toMatchObject({ source: "fallback" });
+        await expect(bare.isEnabled("DIGITAL_RECORDS")).rejects.toBeInstanceOf(
+          FarutechUnavailableError,
+        );
+        expect(bare.peek()).toBeUndefined();
+      } finally {
+        await edge.start();
+      }
+    } finally {
+      await restore();
+      await client.close();
+      await bare.close();
+    }
+  });
+
+  it("asks the edge again when the subscription's expiry passes, even within maxAge", async () => {
+    const restore = await norteExpiresIn(1_500);
+    const { client, clock, recorder } = testClient({ maxAgeMs: 600_000 });
+    try {
+      expect(await client.snapshot()).toMatchObject({ status: "active" });
+      // El edge evalúa el vencimiento con su reloj (el real): se espera a que pase de verdad.
+      await sleep(1_600);
+      clock.t += 2_000;
+      expect(await client.snapshot()).toMatchObject({ source: "edge", status: "expired" });
+      expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(false);
+      expect(recorder.entitlements().map((c) => c.status)).toEqual([200, 200]);
+      // El documento vencido no cambia más por el reloj: maxAge vuelve a mandar.
+      clock.t += 60_000;
+      await client.snapshot();
+      expect(recorder.entitlements()).toHaveLength(2);
+    } finally {
+      await restore();
+      await client.close();
+    }
+  });
+
   it("marks the snapshot stale when the edge answers from its own copy", async () => {
     if (!db.url) throw new Error("postgres url missing");
     // El mismo edge, en proceso y con su propia conexión: cerrarla es "la base del edge cayó",

@@ -13,6 +13,14 @@ const querySchema = z.object({ instanceId: z.uuid().transform((id) => id.toLower
 /** Cabecera de respuesta servida pasada la cota de frescura porque la base no respondió. */
 export const STALE_HEADER = "x-entitlements-stale";
 
+/**
+ * Segundos (hacia arriba: nunca 0) en que este documento deja de regir solo porque pasa el tiempo: la
+ * suscripción vence o empieza. Relativo, no una fecha: el reloj del cliente puede estar corrido.
+ * Con él, un cliente que guarda el documento (el SDK) no lo sirve pasado ese instante aunque el
+ * edge no le responda.
+ */
+export const VALID_FOR_HEADER = "x-entitlements-valid-for";
+
 export function etagMatches(header: string | undefined, etag: string): boolean {
   if (!header) return false;
   if (header.trim() === "*") return true;
@@ -65,6 +73,9 @@ export function registerEntitlements(app: Hono<EdgeEnv>): void {
       vary: "authorization",
     };
     if (result.stale) headers[STALE_HEADER] = "1";
+    if (result.changesInMs !== undefined) {
+      headers[VALID_FOR_HEADER] = String(Math.ceil(result.changesInMs / 1000));
+    }
     if (etagMatches(c.req.header("if-none-match"), etag)) {
       return notModified(c, headers);
     }
