@@ -42,7 +42,8 @@ export interface FarutechClientOptions {
   /** fetch a usar (por defecto el global). */
   fetch?: FetchLike;
   /**
-   * Qué responder si el edge no respondió a la primera carga (o el snapshot pasó maxStaleMs). Sin él,
+   * Qué responder si el edge no respondió a la primera carga (o el snapshot pasó maxStaleMs, o venció
+   * por el paso del tiempo y el edge no respondió al volver a preguntarle). Sin él,
    * isEnabled/limit fallan con FarutechUnavailableError.
    */
   fallback?: EntitlementsFallback;
@@ -77,13 +78,13 @@ export interface FarutechClient {
   isEnabled(code: string): Promise<boolean>;
   /** Valor del límite, o undefined si el plan no lo define. */
   limit(name: string): Promise<number | undefined>;
-  /** Snapshot revalidado si pasó maxAgeMs; viejo (stale) o fallback si el edge no responde. */
+  /** Snapshot revalidado si pasó maxAgeMs o venció; viejo (stale) o fallback si el edge no responde. */
   snapshot(): Promise<EntitlementsSnapshot>;
   /** Revalida ya, sin mirar maxAgeMs; aquí sí se lanza FarutechUnavailableError. */
   refresh(): Promise<EdgeSnapshot>;
   /**
    * Lectura síncrona del último snapshot (o del fallback, tras fallar la primera carga; antes,
-   * undefined); si está viejo, revalida en segundo plano. En un Worker pasa `ctx`: la revalidación
+   * undefined; igual con un snapshot vencido); si está viejo o vencido, revalida en segundo plano. En un Worker pasa `ctx`: la revalidación
    * y la renovación del token en curso van a `ctx.waitUntil` y no mueren con la petición.
    */
   peek(scope?: BackgroundScope): EntitlementsSnapshot | undefined;
@@ -143,10 +144,17 @@ async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolea
 const EDGE_STALE_HEADER = "x-entitlements-stale";
 const EDGE_VALID_FOR_HEADER = "x-entitlements-valid-for";
 
-/** Cuándo (reloj steady) deja de regir lo que trae `res`; undefined sin cabecera o si no se entiende. */
-function lapsesAt(res: Response, steadyNow: number): number | undefined {
-  const raw = res.headers.get(EDGE_VALID_FOR_HEADER)?.trim();
-  return raw && /^\d{1,10}$/.test(raw) ? steadyNow + Number(raw) * 1000 : undefined;
+/**
+ * Cuándo (reloj steady) deja de regir lo que trae `res`; undefined sin la cabecera. Cuenta desde
+ * que llegó (el edge redondea hacia arriba: a lo sumo ~1 s más el viaje de la respuesta). Un 0 (el
+ * edge nunca lo manda) vale 1 s: un documento recién llegado no nace vencido. Una cabecera que no
+ * se entiende (un proxy que juntó dos) no es "nunca cambia": rige hasta la próxima revalidación.
+ */
+function lapsesAt(res: Response, steadyNow: number, maxAgeMs: number): number | undefined {
+  const raw = res.headers.get(EDGE_VALID_FOR_HEADER);
+  if (raw === null) return undefined;
+  const seconds = /^\d{1,10}$/.test(raw.trim()) ? Number(raw.trim()) : undefined;
+  return steadyNow + (seconds === undefined ? maxAgeMs : Math.max(1, seconds) * 1000);
 }
 
 /** El primero de dos instantes, donde undefined es "nunca". */
@@ -449,7 +457,8 @@ class Client implements FarutechClient {
       this.edge !== undefined &&
       (this.failure !== undefined || this.edge.servedStale) &&
       this.steady(this.now()) - this.edge.validatedSteady > this.maxStaleMs;
-    if (this.edge && !tooOld && !this.lapsed(this.edge)) {
+    const lapsed = this.edge !== undefined && this.lapsed(this.edge);
+    if (this.edge && !tooOld && !lapsed) {
       return {
         ...this.edge.body,
         source: "edge",
@@ -458,6 +467,9 @@ class Client implements FarutechClient {
         validatedAt: this.edge.validatedAt,
       };
     }
+    // Lo guardado venció por el reloj y aún no se volvió a preguntar: como antes de la primera
+    // carga, se espera al edge (el fallback negaría permisos con el edge funcionando).
+    if (lapsed && !failed) return undefined;
     const fallback = this.options.fallback;
     if (!fallback) return undefined;
     return {
@@ -550,13 +562,16 @@ class Client implements FarutechClient {
       if (!current) return this.edgeView(previous);
       this.applied = generation;
       previous.checkedAt = now;
-      previous.lapsesSteady = lapsesAt(res, steadyNow);
+      // Una copia vieja del edge (quizá cargada antes de que la suscripción tuviera fecha de fin)
+      // no aplaza ni borra un vencimiento ya conocido; solo una respuesta fresca lo reemplaza.
+      const lapses = lapsesAt(res, steadyNow, this.maxAgeMs);
+      previous.lapsesSteady = servedStale ? earliest(previous.lapsesSteady, lapses) : lapses;
       if (!servedStale) {
         previous.validatedAt = now;
         previous.validatedSteady = steadyNow;
       }
       previous.servedStale = servedStale;
-      return this.edgeView(previous);
+      return this.usable(previous);
     }
     if (res.status === 200) {
       const json = await readJson(res, this.transport.timeoutMs);
@@ -580,7 +595,7 @@ class Client implements FarutechClient {
         this.applied = generation;
         previous.checkedAt = now;
         previous.servedStale = true;
-        return this.edgeView(previous);
+        return this.usable(previous);
       }
       const next: EdgeState = {
         body,
@@ -595,8 +610,8 @@ class Client implements FarutechClient {
         // Una combinación con lo anterior deja de regir cuando deje de regir cualquiera de las dos.
         lapsesSteady:
           body === received
-            ? lapsesAt(res, steadyNow)
-            : earliest(previous?.lapsesSteady, lapsesAt(res, steadyNow)),
+            ? lapsesAt(res, steadyNow, this.maxAgeMs)
+            : earliest(previous?.lapsesSteady, lapsesAt(res, steadyNow, this.maxAgeMs)),
       };
       if (!current) return this.edgeView(next);
       this.applied = generation;
@@ -605,7 +620,7 @@ class Client implements FarutechClient {
         { instanceId: body.instanceId, version: body.version },
         "entitlements updated",
       );
-      return this.edgeView(next);
+      return this.usable(next);
     }
     if (res.status >= 500) throw serverFailure(res, "/v1/entitlements");
     if (res.status === 429) throw rateLimited(res, "/v1/entitlements");
@@ -619,6 +634,22 @@ class Client implements FarutechClient {
     if (res.status === 401) throw new FarutechAuthError("invalid_token", detail, 401);
     if (res.status === 403) throw new FarutechForbiddenError(code, detail, 403);
     throw new FarutechError(code, detail, res.status);
+  }
+
+  /**
+   * Lo que deja una respuesta aplicada, si aún rige. Una copia vieja del edge que no sabe del
+   * vencimiento ya pasado (se cargó antes) no lo deshace: la carga cuenta como fallida (edge no
+   * disponible), así que hay backoff en vez de una petición por llamada, y refresh() no devuelve
+   * como del edge algo que ya venció. Una respuesta fresca nunca llega vencida (ver lapsesAt).
+   */
+  private usable(state: EdgeState): EdgeSnapshot {
+    if (this.lapsed(state)) {
+      throw new FarutechUnavailableError(
+        "lapsed",
+        "The edge answered from its own stale copy, which predates a subscription change that is already due",
+      );
+    }
+    return this.edgeView(state);
   }
 
   private edgeView(state: EdgeState): EdgeSnapshot {

@@ -1310,6 +1310,112 @@ describe("entitlements", () => {
     }
   });
 
+  /** La respuesta real del edge con las cabeceras que `edit` cambie. */
+  async function edited(request: Request, edit: (headers: Headers) => void): Promise<Response> {
+    const res = await fetch(request);
+    const headers = new Headers(res.headers);
+    edit(headers);
+    return new Response(res.body, { status: res.status, headers });
+  }
+
+  it("keeps a known expiry when the edge answers 304 from an older copy that does not know it", async () => {
+    const restore = await norteExpiresIn(60_000);
+    // Tras la primera respuesta, el edge "pierde su base" y contesta con una copia cargada antes
+    // de que la suscripción tuviera fin: mismo contenido (304) y sin x-entitlements-valid-for.
+    let olderCopy = false;
+    const fault = async (path: string, request: Request) => {
+      if (!olderCopy || path !== "/v1/entitlements") return undefined;
+      return edited(request, (headers) => {
+        headers.set("x-entitlements-stale", "1");
+        headers.delete("x-entitlements-valid-for");
+      });
+    };
+    const { client, clock, recorder } = testClient(
+      { fallback: { features: {}, limits: { max_users: 5 } } },
+      { fault },
+    );
+    try {
+      expect(await client.snapshot()).toMatchObject({ status: "active", stale: false });
+      olderCopy = true;
+      clock.t += 30_000;
+      expect(await client.snapshot()).toMatchObject({ source: "edge", stale: true });
+      expect(recorder.entitlements().map((c) => c.status)).toEqual([200, 304]);
+      clock.t += 31_000;
+      // Vencida: la copia (304, sin plazo) no la resucita. Fallback, y sin martillar al edge.
+      expect(await client.snapshot()).toMatchObject({ source: "fallback" });
+      expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(false);
+      expect(client.peek()).toMatchObject({ source: "fallback" });
+      expect(recorder.entitlements()).toHaveLength(3);
+      await expect(client.refresh()).rejects.toMatchObject({ code: "lapsed" });
+    } finally {
+      await restore();
+      await client.close();
+    }
+  });
+
+  it("peek() waits for the edge, without the fallback, when the snapshot lapses with the edge up", async () => {
+    const restore = await norteExpiresIn(1_500);
+    const { client, clock } = testClient({
+      maxAgeMs: 600_000,
+      fallback: { features: { DIGITAL_RECORDS: true }, limits: {} },
+    });
+    try {
+      expect(client.peek()).toBeUndefined();
+      expect(await client.snapshot()).toMatchObject({ source: "edge", status: "active" });
+      await sleep(1_600);
+      clock.t += 2_000;
+      const ctx = fakeCtx();
+      // Venció y aún no se volvió a preguntar: ni lo vencido ni el fallback.
+      expect(client.peek(ctx.scope)).toBeUndefined();
+      await ctx.all();
+      expect(client.peek()).toMatchObject({ source: "edge", status: "expired" });
+    } finally {
+      await restore();
+      await client.close();
+    }
+  });
+
+  it("reads an x-entitlements-valid-for of 0 as one second and an unreadable one as maxAge", async () => {
+    const restore = await norteExpiresIn(60_000);
+    let value = "0";
+    const fault = (path: string, request: Request) =>
+      path === "/v1/entitlements"
+        ? edited(request, (headers) => headers.set("x-entitlements-valid-for", value))
+        : undefined;
+    const { client, recorder } = testClient({}, { fault });
+    const { client: merged, clock: mergedClock } = testClient(
+      { fallback: { features: {}, limits: { max_users: 5 } } },
+      {
+        fault: (path, request) =>
+          path === "/v1/entitlements"
+            ? edited(request, (headers) => headers.set("x-entitlements-valid-for", "60, 60"))
+            : undefined,
+      },
+    );
+    try {
+      // Un 0 no deja un documento recién llegado vencido (ni una petición por llamada).
+      expect(await client.snapshot()).toMatchObject({ source: "edge", status: "active" });
+      expect(await client.isEnabled("DIGITAL_RECORDS")).toBe(true);
+      expect(recorder.entitlements()).toHaveLength(1);
+      value = "60";
+      // "60, 60" (dos cabeceras juntadas) no es "nunca cambia": vale hasta la próxima revalidación.
+      expect(await merged.limit("max_users")).toBe(100);
+      if (!edge.server) throw new Error("edge not running");
+      await stopServer(edge.server);
+      edge.server = undefined;
+      try {
+        mergedClock.t += MAX_AGE_MS;
+        expect(await merged.limit("max_users")).toBe(5);
+      } finally {
+        await edge.start();
+      }
+    } finally {
+      await restore();
+      await client.close();
+      await merged.close();
+    }
+  });
+
   it("marks the snapshot stale when the edge answers from its own copy", async () => {
     if (!db.url) throw new Error("postgres url missing");
     // El mismo edge, en proceso y con su propia conexión: cerrarla es "la base del edge cayó",
