@@ -6,8 +6,14 @@ import {
   provisioningTaskMessageSchema,
 } from "../../contracts/events";
 import { AppError } from "../../core/errors";
-import { dlqEntries, provisioningTasks, tenantInstances } from "../../db/schema";
-import type { Tx } from "../../db/types";
+import {
+  auditLog,
+  dlqEntries,
+  provisioningTasks,
+  subscriptions,
+  tenantInstances,
+} from "../../db/schema";
+import { rowsOf, type Tx } from "../../db/types";
 import { notFound } from "./concurrency";
 import { entitlementsChanged } from "./entitlement-events";
 import { mutate, type ServiceContext } from "./mutation";
@@ -157,6 +163,7 @@ async function assertReplayable(tx: Tx, message: ProvisioningTaskMessage): Promi
       { extra: { taskStatus: current.status, instanceStatus: current.instanceStatus } },
     );
   }
+  if (current.kind === "update_features") await refuseIfOverridesRemovedSince(tx, message);
   if (current.kind !== "deprovision") {
     // Con una baja pedida, reprocesar el alta o las features correría contra una instancia que
     // está por desaparecer (y una base creada tras el purge no se borraría nunca). La fila de la
@@ -175,6 +182,52 @@ async function assertReplayable(tx: Tx, message: ProvisioningTaskMessage): Promi
       );
     }
   }
+}
+
+/**
+ * Un PUT de features viejo no resucita un override borrado después de aceptarlo. El worker ordena
+ * los valores por `requested_at` contra la fila vigente, pero un borrado no deja fila con la que
+ * comparar: aplicar la tarea la volvería a crear. Mientras la tarea está en curso la API no deja
+ * borrar (refuseWhileFeaturesPending); muerta sí, así que se comprueba aquí, con el audit del
+ * borrado (se escribe en la misma transacción). Se rechaza entera: un operador manda un PUT nuevo
+ * con lo que debe regir ahora.
+ */
+async function refuseIfOverridesRemovedSince(
+  tx: Tx,
+  message: ProvisioningTaskMessage,
+): Promise<void> {
+  const [task] = await tx
+    .select({ createdAt: provisioningTasks.createdAt, payload: provisioningTasks.payload })
+    .from(provisioningTasks)
+    .where(eq(provisioningTasks.id, message.taskId));
+  const features = (task?.payload as { features?: Record<string, unknown> } | null)?.features;
+  if (!task || !features) return;
+  // Como los guarda el worker: features en mayúsculas, límites en minúsculas.
+  const keys = new Set(
+    Object.entries(features).map(([key, value]) =>
+      typeof value === "boolean" ? `feature:${key.toUpperCase()}` : `limit:${key.toLowerCase()}`,
+    ),
+  );
+  const removed = rowsOf<{ key: string; removedAt: string }>(
+    await tx.execute(sql`
+      select case when a.before->>'featureCode' is not null and a.before->>'limitName' is null
+               then 'feature:' || (a.before->>'featureCode')
+               else 'limit:' || (a.before->>'limitName') end as key,
+             max(a.occurred_at)::text as "removedAt"
+        from ${subscriptions} s
+        join ${auditLog} a on a.entity_type = 'subscription' and a.entity_id = s.id::text
+       where s.tenant_instance_id = ${message.tenantInstanceId}
+         and a.action = 'subscription.override_removed'
+         and a.occurred_at >= ${task.createdAt.toISOString()}::timestamptz
+       group by 1`),
+  ).filter((row) => keys.has(row.key));
+  if (removed.length === 0) return;
+  const names = removed.map((row) => row.key.replace(/^(feature|limit):/, ""));
+  throw new AppError(
+    "conflict",
+    `Override(s) ${names.join(", ")} were removed after feature update task ${message.taskId} was accepted; replaying it would bring them back. Send a new PUT /api/provisioning/${message.tenantInstanceId}/features with what should apply now`,
+    { extra: { removedOverrides: names } },
+  );
 }
 
 export function toDlqEntry(e: DlqEntryRow) {

@@ -19,6 +19,7 @@ import { provisionRequestSchema } from "../../functions/routes/provisioning/sche
 import { softDeleteWithin } from "../../functions/services/customers";
 import { requestDeprovision, requestFeatureUpdate } from "../../functions/services/deprovisioning";
 import { replayDeadLetter } from "../../functions/services/dlq";
+import { removeOverride } from "../../functions/services/overrides";
 import { provisionTenant } from "../../functions/services/provisioning";
 import { loadSubscription } from "../../functions/services/subscriptions";
 import { assertInstanceLive } from "../../functions/services/tenant-instances";
@@ -208,6 +209,67 @@ describe("provisioning worker and concurrent admin changes", () => {
     await replayDeadLetter(service(), provisionEntry);
     expect(await taskStatus(task.taskId)).toBe("queued");
     expect(await state(id)).toEqual({ instance: "provisioning", subscription: "pending" });
+  });
+
+  async function overridesOf(tenantInstanceId: string) {
+    const [sub] = await db()
+      .select({ id: subscriptions.id })
+      .from(subscriptions)
+      .where(eq(subscriptions.tenantInstanceId, tenantInstanceId));
+    if (!sub) throw new Error("instance without subscription");
+    const rows = await db()
+      .select()
+      .from(subscriptionFeatureOverrides)
+      .where(eq(subscriptionFeatureOverrides.subscriptionId, sub.id));
+    return { subscriptionId: sub.id, rows };
+  }
+
+  it("refuses to replay a feature update that would bring back an override removed after it", async () => {
+    const task = await newTask("replay-after-removal");
+    const id = task.tenantInstanceId;
+    await worker().handle(
+      delivery({ taskId: task.taskId, tenantInstanceId: id, kind: "provision" }),
+    );
+    const first = await requestFeatureUpdate(service(), id, {
+      max_users: 20,
+      ADVANCED_REPORTS: true,
+    });
+    await worker().handle(
+      delivery({ taskId: first.response.taskId, tenantInstanceId: id, kind: "update_features" }),
+    );
+    // Un PUT posterior muere; después el operador borra el override de max_users (ya no hay
+    // tarea en curso que lo impida).
+    const stale = await requestFeatureUpdate(service(), id, { max_users: 50 });
+    const message = {
+      taskId: stale.response.taskId,
+      tenantInstanceId: id,
+      kind: "update_features" as const,
+    };
+    const entry = await deadLetter(message);
+    const { subscriptionId, rows } = await overridesOf(id);
+    const maxUsers = rows.find((r) => r.limitName === "max_users");
+    if (!maxUsers) throw new Error("max_users override missing");
+    await removeOverride(service(), subscriptionId, maxUsers.id, undefined);
+
+    await expect(replayDeadLetter(service(), entry)).rejects.toMatchObject({
+      code: "conflict",
+      message: expect.stringContaining("max_users"),
+    });
+    expect(await taskStatus(stale.response.taskId)).toBe("dead_lettered");
+    const [unreplayed] = await db().select().from(dlqEntries).where(eq(dlqEntries.id, entry));
+    expect(unreplayed?.replayedAt).toBeNull();
+    expect((await overridesOf(id)).rows.map((r) => r.featureCode ?? r.limitName)).toEqual([
+      "ADVANCED_REPORTS",
+    ]);
+
+    // Borrar otro override (no uno que la tarea toca) no impide reprocesarla.
+    const other = await requestFeatureUpdate(service(), id, { max_users: 70 });
+    const otherEntry = await deadLetter({ ...message, taskId: other.response.taskId });
+    const reports = (await overridesOf(id)).rows.find((r) => r.featureCode === "ADVANCED_REPORTS");
+    if (!reports) throw new Error("ADVANCED_REPORTS override missing");
+    await removeOverride(service(), subscriptionId, reports.id, undefined);
+    await replayDeadLetter(service(), otherEntry);
+    expect(await taskStatus(other.response.taskId)).toBe("queued");
   });
 
   it("does not apply a feature update accepted before a deprovision that finished first", async () => {
