@@ -56,6 +56,8 @@ export interface MaintenanceResult {
   /** Enterprise dadas de baja cuyo rol perdió ahora el LOGIN. */
   disabledTenantLogins: number;
   droppedTenantData: number;
+  /** Datos de tenants ya borrados que una escritura tardía volvió a crear, y se borraron otra vez. */
+  removedLateTenantWrites: number;
   expiredRefreshTokens: number;
   /** Filas de outbox publicadas, marcas de procesado y entregas de webhooks ya viejas. */
   prunedDeliveryRecords: number;
@@ -245,6 +247,53 @@ async function disableDecommissionedLogins(
   }
 }
 
+/**
+ * Cuánto después de borrar los datos de un tenant se vuelve a mirar. Una entrega abandonada (el
+ * proceso congelado más que su lease, o colgado más que WORKER_HANDLER_TIMEOUT_MS) puede completar
+ * su paso externo después de la baja: el registro en la base compartida o el CREATE ROLE/DATABASE
+ * de Enterprise reaparecen, activos y sin nadie que los borre (data_dropped_at ya está puesto).
+ */
+export const LATE_WRITE_WINDOW_DAYS = 2;
+
+async function removeLateTenantWrites(
+  options: Omit<MaintenanceOptions, "intervalMs">,
+  now: Date,
+): Promise<number> {
+  const stores = options.tenantData;
+  if (!stores) return 0;
+  const t = tenantInstances;
+  const rows = await options.db
+    .select({ id: t.id, tier: t.databaseTier, productCode: products.code })
+    .from(t)
+    .innerJoin(products, eq(products.id, t.productId))
+    .where(
+      and(
+        isNotNull(t.dataDroppedAt),
+        sql`${t.dataDroppedAt} > ${now.toISOString()}::timestamptz - make_interval(days => ${LATE_WRITE_WINDOW_DAYS})`,
+      ),
+    );
+  let removed = 0;
+  for (const row of rows) {
+    try {
+      if (row.tier === "enterprise") {
+        if (!stores.dedicated || !(await stores.dedicated.exists(row.id))) continue;
+        await stores.dedicated.drop(row.id);
+      } else {
+        if (!(await stores.registry.isRegistered(row.productCode, row.id))) continue;
+        await stores.registry.dropTenant(row.productCode, row.id);
+      }
+      removed++;
+      options.logger.warn(
+        { tenantInstanceId: row.id, databaseTier: row.tier },
+        "tenant data reappeared after it was dropped (a late write of an abandoned task); dropped it again",
+      );
+    } catch (err) {
+      options.logger.error({ err, tenantInstanceId: row.id }, "late tenant write removal failed");
+    }
+  }
+  return removed;
+}
+
 const BOUNDARIES = "subscription_boundaries";
 
 /**
@@ -402,6 +451,11 @@ export async function runMaintenanceOnce(
     () => dropExpiredTenantData(options, now),
     0,
   );
+  const removedLateTenantWrites = await step(
+    "removedLateTenantWrites",
+    () => removeLateTenantWrites(options, now),
+    0,
+  );
   // Refresh tokens vencidos (usados o no) ya no sirven ni para detectar reuso: un token vencido
   // es invalid_grant sin tocar su familia. Las ventanas de bloqueo viejas tampoco cuentan.
   const expiredRefreshTokens = await step(
@@ -433,6 +487,7 @@ export async function runMaintenanceOnce(
     deactivatedTenants,
     disabledTenantLogins,
     droppedTenantData,
+    removedLateTenantWrites,
     expiredRefreshTokens,
     prunedDeliveryRecords: await step(
       "prunedDeliveryRecords",

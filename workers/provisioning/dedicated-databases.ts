@@ -1,4 +1,4 @@
-import { mkdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { basename, join } from "node:path";
 import pg from "pg";
 import { ensurePrivateDir } from "../../core/dir-lock";
@@ -33,6 +33,8 @@ export interface DedicatedDatabases {
   disableLogin(...tenantInstanceIds: string[]): Promise<number>;
   /** Borra base y rol del tenant (idempotente: lo que ya no existe se salta). */
   drop(tenantInstanceId: string): Promise<void>;
+  /** ¿Queda algo del tenant (base o rol)? Para ver si una escritura tardía lo volvió a crear. */
+  exists(tenantInstanceId: string): Promise<boolean>;
   /**
    * Las bases de tenants creadas por versiones anteriores eran de su rol (que así podía ALTER
    * DATABASE): pasan al orquestador con los permisos de ahora. Devuelve cuántas cambió.
@@ -220,6 +222,20 @@ export function createPostgresDedicated(
         await admin.end();
       }
     },
+    async exists(tenantInstanceId) {
+      const admin = new pg.Client({ connectionString: adminUrl });
+      await admin.connect();
+      try {
+        const { rows } = await admin.query<{ found: boolean }>(
+          `select exists (select 1 from pg_database where datname = $1)
+               or exists (select 1 from pg_roles where rolname = $1) as found`,
+          [dedicatedName(tenantInstanceId)],
+        );
+        return rows[0]?.found === true;
+      } finally {
+        await admin.end();
+      }
+    },
     async drop(tenantInstanceId) {
       const name = dedicatedName(tenantInstanceId);
       // Primero se cierran nuestras conexiones; `with (force)` (PG13+) corta las de la app hija.
@@ -317,6 +333,9 @@ export function createPgliteDedicated(
     },
     async adoptLegacyDatabases() {
       return 0;
+    },
+    async exists(tenantInstanceId) {
+      return !dataDir.startsWith("memory://") && existsSync(dirOf(tenantInstanceId));
     },
     async drop(tenantInstanceId) {
       if (dataDir.startsWith("memory://")) return;

@@ -350,6 +350,7 @@ describe("provisioning task lease", () => {
       setPassword: (code, password) => real.setPassword(code, password),
       disableLogin: (...codes) => real.disableLogin(...codes),
       drop: (code) => real.drop(code),
+      exists: (code) => real.exists(code),
       adoptLegacyDatabases: () => real.adoptLegacyDatabases(),
       close: () => real.close(),
     };

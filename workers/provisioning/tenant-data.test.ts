@@ -8,7 +8,7 @@ import { silentLogger } from "../../core/logger";
 import { auditLog, outboxEvents, products, tenantInstances } from "../../db/schema";
 import { seedDemo } from "../../db/seed";
 import { createTestDatabase, type TestDatabase } from "../../test/support/databases";
-import { runMaintenanceOnce } from "../maintenance";
+import { LATE_WRITE_WINDOW_DAYS, runMaintenanceOnce } from "../maintenance";
 import { PermanentError } from "../runtime/errors";
 import {
   createPgliteDedicated,
@@ -205,6 +205,43 @@ describe.each(["postgres", "pglite"] as const)("tenant data retention on %s", (k
       droppedTenantData: 1,
     });
     expect(await registry.isRegistered(recent.productCode, recent.instance.id)).toBe(false);
+  });
+
+  it("drops again what a late write of an abandoned task put back after the data was dropped", async () => {
+    // Sigue a la prueba anterior: `expired` (Standard) y la Enterprise ya tienen data_dropped_at.
+    const [expired, , , enterprise] = await instances();
+    if (!expired || !enterprise) throw new Error("demo data missing");
+    expect(expired.instance.dataDroppedAt).toBeInstanceOf(Date);
+    expect(enterprise.instance.dataDroppedAt).toBeInstanceOf(Date);
+    const options = {
+      db: db.handle.db,
+      logger: silentLogger,
+      retentionDays: 3650,
+      tenantData: { registry, dedicated, retentionDays: 30 },
+    };
+    // Lo que hace una entrega abandonada que despierta tarde: registra y crea base y rol.
+    const lateRegister = () =>
+      registry.register(expired.productCode, {
+        tenantInstanceId: expired.instance.id,
+        tenantCode: expired.instance.tenantCode,
+        customerId: expired.instance.customerId,
+      });
+    await lateRegister();
+    await dedicated.create(enterpriseId, "late-pw");
+    expect(await enterpriseExists()).toBe(true);
+    expect(await dedicated.exists(enterpriseId)).toBe(true);
+
+    expect(await runMaintenanceOnce(options, now)).toMatchObject({ removedLateTenantWrites: 2 });
+    expect(await registry.isRegistered(expired.productCode, expired.instance.id)).toBe(false);
+    expect(await enterpriseExists()).toBe(false);
+    expect(await dedicated.exists(enterpriseId)).toBe(false);
+    expect(await runMaintenanceOnce(options, now)).toMatchObject({ removedLateTenantWrites: 0 });
+
+    // Pasada la ventana ya no se mira (una pasada no recorre todas las bajas de la historia).
+    await lateRegister();
+    const later = new Date(now.getTime() + (LATE_WRITE_WINDOW_DAYS + 1) * DAY);
+    expect(await runMaintenanceOnce(options, later)).toMatchObject({ removedLateTenantWrites: 0 });
+    await registry.dropTenant(expired.productCode, expired.instance.id);
   });
 
   it("keeps dropping later tenants in the same pass when the oldest ones fail", async () => {
