@@ -84,8 +84,9 @@ export interface FarutechClient {
   refresh(): Promise<EdgeSnapshot>;
   /**
    * Lectura síncrona del último snapshot (o del fallback, tras fallar la primera carga; antes,
-   * undefined; igual con un snapshot vencido); si está viejo o vencido, revalida en segundo plano. En un Worker pasa `ctx`: la revalidación
-   * y la renovación del token en curso van a `ctx.waitUntil` y no mueren con la petición.
+   * undefined; igual con un snapshot vencido); si está viejo o vencido, revalida en segundo plano.
+   * En un Worker pasa `ctx`: la revalidación y la renovación del token en curso van a
+   * `ctx.waitUntil` y no mueren con la petición.
    */
   peek(scope?: BackgroundScope): EntitlementsSnapshot | undefined;
   accessToken(): Promise<string>;
