@@ -14,10 +14,10 @@ const querySchema = z.object({ instanceId: z.uuid().transform((id) => id.toLower
 export const STALE_HEADER = "x-entitlements-stale";
 
 /**
- * Segundos (hacia arriba: nunca 0) en que este documento deja de regir solo porque pasa el tiempo: la
- * suscripción vence o empieza. Relativo, no una fecha: el reloj del cliente puede estar corrido.
- * Con él, un cliente que guarda el documento (el SDK) no lo sirve pasado ese instante aunque el
- * edge no le responda.
+ * Segundos (hacia arriba: nunca 0) en que este documento deja de regir solo porque pasa el
+ * tiempo: la suscripción vence o empieza. Relativo, no una fecha: el reloj del cliente puede estar
+ * corrido. Con él, un cliente que guarda el documento (el SDK) no lo sirve pasado ese instante
+ * aunque el edge no le responda.
  */
 export const VALID_FOR_HEADER = "x-entitlements-valid-for";
 

@@ -208,18 +208,16 @@ async function refuseIfOverridesRemovedSince(
       typeof value === "boolean" ? `feature:${key.toUpperCase()}` : `limit:${key.toLowerCase()}`,
     ),
   );
-  const removed = rowsOf<{ key: string; removedAt: string }>(
+  // Un override es de un límite (limitName) o de una feature (featureCode), nunca de los dos.
+  const removed = rowsOf<{ key: string }>(
     await tx.execute(sql`
-      select case when a.before->>'featureCode' is not null and a.before->>'limitName' is null
-               then 'feature:' || (a.before->>'featureCode')
-               else 'limit:' || (a.before->>'limitName') end as key,
-             max(a.occurred_at)::text as "removedAt"
+      select distinct coalesce('limit:' || (a.before->>'limitName'),
+                               'feature:' || (a.before->>'featureCode')) as key
         from ${subscriptions} s
         join ${auditLog} a on a.entity_type = 'subscription' and a.entity_id = s.id::text
        where s.tenant_instance_id = ${message.tenantInstanceId}
          and a.action = 'subscription.override_removed'
-         and a.occurred_at >= ${task.createdAt.toISOString()}::timestamptz
-       group by 1`),
+         and a.occurred_at >= ${task.createdAt.toISOString()}::timestamptz`),
   ).filter((row) => keys.has(row.key));
   if (removed.length === 0) return;
   const names = removed.map((row) => row.key.replace(/^(feature|limit):/, ""));
