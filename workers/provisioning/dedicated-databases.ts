@@ -9,20 +9,30 @@ import { PermanentError } from "../runtime/errors";
 import { revokePublicAccess, withDatabaseAclLock } from "./database-acl";
 import { createTenantPools, type TenantPools, type TenantPoolsOptions } from "./tenant-pools";
 
+/**
+ * Comprobación que corre en la misma transacción que el cambio del rol, en la conexión de
+ * administración (la base del plano de control): lanza si quien pide el cambio ya no tiene la
+ * tarea. Así una ejecución abandonada que llega tarde no pisa lo que hizo otra después.
+ */
+export type RoleFence = (client: {
+  query(text: string, params: unknown[]): Promise<{ rowCount: number | null }>;
+}) => Promise<void>;
+
 /** Tier Enterprise: una base y un rol propios por tenant, con el esquema base del producto. */
 export interface DedicatedDatabases {
   /** La cadena de conexión del tenant con esa contraseña (sin tocar el servidor). */
   connectionString(tenantInstanceId: string, password: string): string;
   /**
    * Crea (o reusa) base y rol, y deja al rol esa contraseña. Idempotente con la misma contraseña:
-   * una ejecución repetida o tardía del paso no invalida la cadena guardada.
+   * una ejecución repetida o tardía del paso no invalida la cadena guardada. Con `fence`, el rol
+   * solo se crea o cambia si la valla pasa (y entonces también la base).
    */
-  create(tenantInstanceId: string, password: string): Promise<void>;
+  create(tenantInstanceId: string, password: string, fence?: RoleFence): Promise<void>;
   /**
    * Contraseña nueva para el rol de un tenant que ya existe (idempotente con la misma). Las
-   * sesiones abiertas siguen; las nuevas necesitan la nueva.
+   * sesiones abiertas siguen; las nuevas necesitan la nueva. Con `fence`, solo si la valla pasa.
    */
-  setPassword(tenantInstanceId: string, password: string): Promise<void>;
+  setPassword(tenantInstanceId: string, password: string, fence?: RoleFence): Promise<void>;
   /** Aplica el esquema base del producto usando la cadena del tenant (idempotente). */
   applyBaseline(connectionString: string, productCode: string): Promise<void>;
   /**
@@ -138,6 +148,29 @@ export function createPostgresDedicated(
     const exists = await admin.query("select 1 from pg_roles where rolname = $1", [name]);
     return (exists.rowCount ?? 0) > 0;
   };
+  /**
+   * Corre `change` (sentencias sobre el rol, transaccionales en Postgres) en una transacción con
+   * la valla: la fila que esta bloquea ordena el cambio con el de cualquier otra ejecución.
+   */
+  const fenced = async (
+    admin: pg.Client,
+    fence: RoleFence | undefined,
+    change: () => Promise<void>,
+  ) => {
+    if (!fence) return change();
+    await admin.query("begin");
+    try {
+      // Si este proceso se detiene con la transacción abierta, el servidor la corta: no deja
+      // bloqueada la fila de la tarea a las demás entregas.
+      await admin.query("set local idle_in_transaction_session_timeout = '30s'");
+      await fence(admin);
+      await change();
+      await admin.query("commit");
+    } catch (err) {
+      await admin.query("rollback").catch(() => {});
+      throw err;
+    }
+  };
   return {
     pools,
     connectionString(tenantInstanceId, password) {
@@ -148,21 +181,23 @@ export function createPostgresDedicated(
       url.pathname = `/${name}`;
       return url.toString();
     },
-    async create(tenantInstanceId, password) {
+    async create(tenantInstanceId, password, fence) {
       const name = dedicatedName(tenantInstanceId);
       const admin = new pg.Client({ connectionString: adminUrl });
       await admin.connect();
       try {
         // Rol primero; si ya existe (reintento), se le vuelve a poner la misma contraseña.
         // El SQL lleva el verificador SCRAM, no la contraseña (ver scram.ts).
-        const exists = await ownRoleExists(admin, name);
-        const verifier = scramSha256Verifier(password);
-        // Con tope de conexiones: la app hija tiene las credenciales y sin él podría agotar
-        // max_connections del servidor, que comparten el plano de control y los demás tenants.
-        const options = `login connection limit ${ENTERPRISE_ROLE_CONNECTION_LIMIT} password '${verifier}'`;
-        if (exists) await admin.query(`alter role "${name}" with ${options}`);
-        else await admin.query(`create role "${name}" with ${options}`);
-        await admin.query(`comment on role "${name}" is ${admin.escapeLiteral(marker)}`);
+        await fenced(admin, fence, async () => {
+          const exists = await ownRoleExists(admin, name);
+          const verifier = scramSha256Verifier(password);
+          // Con tope de conexiones: la app hija tiene las credenciales y sin él podría agotar
+          // max_connections del servidor, que comparten el plano de control y los demás tenants.
+          const options = `login connection limit ${ENTERPRISE_ROLE_CONNECTION_LIMIT} password '${verifier}'`;
+          if (exists) await admin.query(`alter role "${name}" with ${options}`);
+          else await admin.query(`create role "${name}" with ${options}`);
+          await admin.query(`comment on role "${name}" is ${admin.escapeLiteral(marker)}`);
+        });
         // De template0, no de template1: a template1 entra PUBLIC, y un tenant conectado ahí
         // bloquearía toda CREATE DATABASE del servidor (55006) o dejaría objetos suyos que se
         // copiarían a las bases de los demás. Y la base es del orquestador, no del tenant: el
@@ -180,16 +215,20 @@ export function createPostgresDedicated(
         await admin.end();
       }
     },
-    async setPassword(tenantInstanceId, password) {
+    async setPassword(tenantInstanceId, password, fence) {
       const name = dedicatedName(tenantInstanceId);
       const admin = new pg.Client({ connectionString: adminUrl });
       await admin.connect();
       try {
-        if (!(await ownRoleExists(admin, name))) {
-          throw new PermanentError(`Database role ${name} does not exist; nothing to rotate`);
-        }
-        // Solo el verificador SCRAM viaja al servidor (ver scram.ts).
-        await admin.query(`alter role "${name}" with password '${scramSha256Verifier(password)}'`);
+        await fenced(admin, fence, async () => {
+          if (!(await ownRoleExists(admin, name))) {
+            throw new PermanentError(`Database role ${name} does not exist; nothing to rotate`);
+          }
+          // Solo el verificador SCRAM viaja al servidor (ver scram.ts).
+          await admin.query(
+            `alter role "${name}" with password '${scramSha256Verifier(password)}'`,
+          );
+        });
       } finally {
         await admin.end();
       }

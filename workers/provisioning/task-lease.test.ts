@@ -5,10 +5,16 @@ import type { Bus } from "../../core/bus";
 import { type BusProvider, createBusProvider } from "../../core/bus-provider";
 import { newId } from "../../core/ids";
 import { silentLogger } from "../../core/logger";
-import { createSecretBox, generateEncryptionKey, secretContext } from "../../core/secret-box";
+import {
+  createSecretBox,
+  generateEncryptionKey,
+  type SecretBox,
+  secretContext,
+} from "../../core/secret-box";
 import { outboxEvents, provisioningTasks, tenantInstances } from "../../db/schema";
 import { seedDemo } from "../../db/seed";
 import { provisionRequestSchema } from "../../functions/routes/provisioning/schema";
+import { requestCredentialRotation } from "../../functions/services/deprovisioning";
 import { provisionTenant } from "../../functions/services/provisioning";
 import { createPostgresTestDatabase, type TestDatabase } from "../../test/support/databases";
 import { demoProvisionBody } from "../../test/support/demo";
@@ -33,6 +39,25 @@ function gate(): Gate {
     fail = reject;
   });
   return { promise, open, fail };
+}
+
+/** Las bases propias reales, con algunas operaciones reemplazadas (para detenerlas a mitad). */
+function wrapDedicated(
+  real: DedicatedDatabases,
+  overrides: Partial<DedicatedDatabases>,
+): DedicatedDatabases {
+  return {
+    connectionString: (id, password) => real.connectionString(id, password),
+    create: (id, password, fence) => real.create(id, password, fence),
+    applyBaseline: (url, product) => real.applyBaseline(url, product),
+    setPassword: (id, password, fence) => real.setPassword(id, password, fence),
+    disableLogin: (...ids) => real.disableLogin(...ids),
+    drop: (id) => real.drop(id),
+    exists: (id) => real.exists(id),
+    adoptLegacyDatabases: () => real.adoptLegacyDatabases(),
+    close: () => real.close(),
+    ...overrides,
+  };
 }
 
 // El lease de una tarea de aprovisionamiento contra Postgres y un nats-server reales: dos
@@ -80,21 +105,82 @@ describe("provisioning task lease", () => {
   const db = () => database.handle.db;
   const callsFor = (id: string) => calls.filter((c) => c.tenantInstanceId === id);
 
+  const serviceContext = (correlationId: string) => ({
+    db: db(),
+    bus: provider,
+    logger: silentLogger,
+    actor: "test",
+    correlationId,
+    baseDomain: "test.local",
+  });
+
+  /**
+   * ¿Entra el rol con la contraseña de la cadena guardada? El Postgres local entra con trust: se
+   * comprueba contra el verificador SCRAM del rol.
+   */
+  async function storedConnectionLogsIn(box: SecretBox, tenantInstanceId: string) {
+    const [instance] = await db()
+      .select({ sealed: tenantInstances.connectionStringEncrypted })
+      .from(tenantInstances)
+      .where(eq(tenantInstances.id, tenantInstanceId));
+    const url = new URL(
+      await box.decrypt(instance?.sealed ?? "", secretContext.connectionString(tenantInstanceId)),
+    );
+    const verifier = await storedRoleVerifier(database.url ?? "", url.username);
+    return scramLogin(verifier, decodeURIComponent(url.password));
+  }
+
+  /**
+   * El worker real con esas bases propias, lease de 600 ms: `run` es una entrega; `runToTheEnd`,
+   * entregas nuevas hasta que una toma la tarea (una abandonada la retiene hasta que vence).
+   */
+  function enterpriseRunner(dedicated: DedicatedDatabases, box: SecretBox) {
+    const def = provisioningWorker({
+      db: db(),
+      bus,
+      registry,
+      failureRate: 0,
+      leaseMs: 600,
+      dedicated,
+      secretBox: box,
+    });
+    const run = (data: ProvisioningTaskMessage, deliveryCount: number, signal: AbortSignal) =>
+      def.handle({
+        data,
+        envelope: {
+          id: newId(),
+          type: "provisioning.requested",
+          occurredAt: new Date().toISOString(),
+          correlationId: newId(),
+          data,
+        },
+        subject: `provisioning.tasks.${data.kind}`,
+        deliveryCount,
+        logger: silentLogger,
+        heartbeat: () => {},
+        signal,
+      });
+    const runToTheEnd = (data: ProvisioningTaskMessage) =>
+      waitFor(
+        async () => {
+          try {
+            await run(data, 2, new AbortController().signal);
+            return true;
+          } catch (err) {
+            if (err instanceof TaskBusyError) return undefined;
+            throw err;
+          }
+        },
+        { timeoutMs: 10_000 },
+      );
+    return { run, runToTheEnd };
+  }
+
   async function newTask(code: string, overrides: { databaseTier?: "enterprise" } = {}) {
     const correlationId = newId();
     const base = await demoProvisionBody(db(), code, overrides);
     const body = provisionRequestSchema.parse({ ...base, instanceCode: code, correlationId });
-    const { response } = await provisionTenant(
-      {
-        db: db(),
-        bus: provider,
-        logger: silentLogger,
-        actor: "test",
-        correlationId,
-        baseDomain: "test.local",
-      },
-      body,
-    );
+    const { response } = await provisionTenant(serviceContext(correlationId), body);
     return { ...response, correlationId };
   }
 
@@ -339,73 +425,30 @@ describe("provisioning task lease", () => {
     // La primera ejecución se queda colgada justo antes de tocar el rol (conexión lenta, GC…).
     const held = gate();
     let creates = 0;
-    const dedicated: DedicatedDatabases = {
-      connectionString: (code, password) => real.connectionString(code, password),
-      create: async (code, password) => {
+    const dedicated = wrapDedicated(real, {
+      create: async (code, password, fence) => {
         creates += 1;
         if (creates === 1) await held.promise;
-        return real.create(code, password);
+        return real.create(code, password, fence);
       },
-      applyBaseline: (url, product) => real.applyBaseline(url, product),
-      setPassword: (code, password) => real.setPassword(code, password),
-      disableLogin: (...codes) => real.disableLogin(...codes),
-      drop: (code) => real.drop(code),
-      exists: (code) => real.exists(code),
-      adoptLegacyDatabases: () => real.adoptLegacyDatabases(),
-      close: () => real.close(),
-    };
-    const def = provisioningWorker({
-      db: db(),
-      bus,
-      registry,
-      failureRate: 0,
-      leaseMs: 600,
-      dedicated,
-      secretBox: box,
     });
+    const { run, runToTheEnd } = enterpriseRunner(dedicated, box);
     const task = await newTask("lease-enterprise", { databaseTier: "enterprise" });
     const data: ProvisioningTaskMessage = {
       taskId: task.taskId,
       tenantInstanceId: task.tenantInstanceId,
       kind: "provision",
     };
-    const run = (deliveryCount: number, signal: AbortSignal) =>
-      def.handle({
-        data,
-        envelope: {
-          id: newId(),
-          type: "provisioning.requested",
-          occurredAt: new Date().toISOString(),
-          correlationId: task.correlationId,
-          data,
-        },
-        subject: "provisioning.tasks.provision",
-        deliveryCount,
-        logger: silentLogger,
-        heartbeat: () => {},
-        signal,
-      });
     try {
       const timedOut = new AbortController();
-      const abandoned = run(1, timedOut.signal).then(
+      const abandoned = run(data, 1, timedOut.signal).then(
         () => undefined,
         (err: unknown) => err,
       );
       await waitFor(async () => (creates > 0 ? true : undefined));
       // El runtime abandona el handler por timeout: deja de prorrogar y otra entrega lo reemplaza.
       timedOut.abort();
-      await waitFor(
-        async () => {
-          try {
-            await run(2, new AbortController().signal);
-            return true;
-          } catch (err) {
-            if (err instanceof TaskBusyError) return undefined;
-            throw err;
-          }
-        },
-        { timeoutMs: 10_000 },
-      );
+      await runToTheEnd(data);
       expect((await taskRow(task.taskId)).status).toBe("succeeded");
 
       // La ejecución abandonada llega tarde al ALTER ROLE y después ve que perdió el lease.
@@ -413,20 +456,71 @@ describe("provisioning task lease", () => {
       expect(await abandoned).toMatchObject({ name: "TaskLeaseLostError" });
       expect(creates).toBe(2);
 
-      // La contraseña de la cadena guardada es la que el rol acepta (el Postgres local entra con
-      // trust: se comprueba contra el verificador SCRAM del rol).
-      const [instance] = await db()
-        .select({ sealed: tenantInstances.connectionStringEncrypted })
-        .from(tenantInstances)
-        .where(eq(tenantInstances.id, task.tenantInstanceId));
-      const url = new URL(
-        await box.decrypt(
-          instance?.sealed ?? "",
-          secretContext.connectionString(task.tenantInstanceId),
-        ),
+      // La contraseña de la cadena guardada es la que el rol acepta.
+      expect(await storedConnectionLogsIn(box, task.tenantInstanceId)).toBe(true);
+    } finally {
+      held.open();
+      await real.drop(task.tenantInstanceId).catch(() => {});
+      await real.close();
+    }
+  }, 30_000);
+
+  it("does not put an older rotation's password back on the role when its abandoned run reaches ALTER ROLE after a newer rotation", async () => {
+    const real = createPostgresDedicated(database.url ?? "");
+    const box = await createSecretBox(JSON.stringify([generateEncryptionKey("rotation")]));
+    // La primera rotación se queda colgada justo después de su última comprobación del lease y
+    // antes de que el ALTER ROLE llegue al servidor (conexión lenta, GC…).
+    const held = gate();
+    let passwordsSet = 0;
+    const dedicated = wrapDedicated(real, {
+      setPassword: async (id, password, fence) => {
+        passwordsSet += 1;
+        if (passwordsSet === 1) await held.promise;
+        return real.setPassword(id, password, fence);
+      },
+    });
+    const { run, runToTheEnd } = enterpriseRunner(dedicated, box);
+    const rotation = async () => {
+      // Cada pedido con su correlación: con la misma sería el mismo pedido (idempotencia).
+      const { response } = await requestCredentialRotation(
+        serviceContext(newId()),
+        task.tenantInstanceId,
       );
-      const verifier = await storedRoleVerifier(database.url ?? "", url.username);
-      expect(await scramLogin(verifier, decodeURIComponent(url.password))).toBe(true);
+      const data: ProvisioningTaskMessage = {
+        taskId: response.taskId,
+        tenantInstanceId: task.tenantInstanceId,
+        kind: "rotate_credentials",
+      };
+      return data;
+    };
+    const task = await newTask("lease-rotation", { databaseTier: "enterprise" });
+    try {
+      await runToTheEnd({
+        taskId: task.taskId,
+        tenantInstanceId: task.tenantInstanceId,
+        kind: "provision",
+      });
+      const first = await rotation();
+      const timedOut = new AbortController();
+      const abandoned = run(first, 1, timedOut.signal).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      await waitFor(async () => (passwordsSet > 0 ? true : undefined));
+      // El runtime abandona el handler por timeout; otra entrega termina la primera rotación y
+      // después un operador pide otra, que también termina.
+      timedOut.abort();
+      await runToTheEnd(first);
+      expect((await taskRow(first.taskId)).status).toBe("succeeded");
+      const second = await rotation();
+      await runToTheEnd(second);
+      expect((await taskRow(second.taskId)).status).toBe("succeeded");
+
+      // Ahora la primera ejecución llega a su ALTER ROLE: no debe poner su contraseña.
+      held.open();
+      expect(await abandoned).toMatchObject({ name: "TaskLeaseLostError" });
+      expect(passwordsSet).toBe(3);
+      expect(await storedConnectionLogsIn(box, task.tenantInstanceId)).toBe(true);
     } finally {
       held.open();
       await real.drop(task.tenantInstanceId).catch(() => {});

@@ -46,7 +46,7 @@ import {
 import type { Database, Tx } from "../../db/types";
 import type { DeadLetterInfo, HandlerContext, WorkerDefinition } from "../runtime/consumer";
 import { errorMessage, PermanentError } from "../runtime/errors";
-import type { DedicatedDatabases } from "./dedicated-databases";
+import type { DedicatedDatabases, RoleFence } from "./dedicated-databases";
 import type { SharedTenantRegistry } from "./shared-registry";
 import { dropTenantData } from "./tenant-data";
 
@@ -164,6 +164,26 @@ class TaskLease {
   owns(until: Date): SQL {
     const t = provisioningTasks;
     return sql`exists (select 1 from ${t} where ${and(eq(t.id, this.taskId), eq(t.leaseUntil, until))})`;
+  }
+
+  /**
+   * Valla para un cambio de rol (ver RoleFence): bloquea la fila de la tarea si sigue siendo de
+   * esta ejecución. Otra entrega que quiera tomarla (o nuestra prórroga) espera al commit, así que
+   * el rol no cambia después de que otra ejecución siguió adelante; `check()` antes del paso no
+   * basta, el ALTER ROLE puede llegar al servidor mucho después.
+   */
+  fence(): RoleFence {
+    return (client) =>
+      this.withToken(async (until) => {
+        const { rowCount } = await client.query(
+          "select 1 from provisioning_tasks where id = $1 and lease_until = $2::timestamptz for update",
+          [this.taskId, until.toISOString()],
+        );
+        if (!rowCount) {
+          this.lose();
+          throw new TaskLeaseLostError(`provisioning task ${this.taskId} lost its lease`);
+        }
+      });
   }
 
   /** Registra el resultado de una prórroga pedida en `requestedAt` (null: el lease ya no es suyo). */
@@ -332,7 +352,8 @@ function enterpriseSteps(deps: ProvisioningWorkerDeps, random: () => number): St
           task.lease.lose();
           throw new TaskLeaseLostError(`provisioning task ${task.taskId} lost its lease`);
         }
-        await dedicated.create(instance.id, passwordOf(await box.decrypt(stored.sealed, context)));
+        const password = passwordOf(await box.decrypt(stored.sealed, context));
+        await dedicated.create(instance.id, password, task.lease.fence());
       },
     },
     {
@@ -834,10 +855,10 @@ function rotateCredentialSteps(deps: ProvisioningWorkerDeps): Step[] {
           instance.pendingConnectionStringEncrypted,
           secretContext.pendingConnectionString(instance.id),
         );
-        // Justo antes de tocar el rol: una ejecución que perdió la tarea (GC, red) no pone tarde
-        // una contraseña que otra rotación ya reemplazó.
+        // Con la valla del lease: una ejecución que perdió la tarea (GC, red) no pone tarde una
+        // contraseña que otra rotación ya reemplazó.
         task.lease.check();
-        await dedicated.setPassword(instance.id, passwordOf(pending));
+        await dedicated.setPassword(instance.id, passwordOf(pending), task.lease.fence());
       },
     },
     {
