@@ -141,12 +141,10 @@ async function assertReplayable(tx: Tx, message: ProvisioningTaskMessage): Promi
       status: provisioningTasks.status,
       kind: provisioningTasks.kind,
       leaseFree: sql<boolean>`(${provisioningTasks.leaseUntil} is null or ${provisioningTasks.leaseUntil} < now())`,
-      instanceStatus: tenantInstances.status,
     })
     .from(provisioningTasks)
-    .leftJoin(tenantInstances, eq(tenantInstances.id, provisioningTasks.tenantInstanceId))
     .where(eq(provisioningTasks.id, message.taskId))
-    .for("update", { of: provisioningTasks });
+    .for("update");
   if (!current) return;
   const stuck = current.status === "queued" && current.leaseFree;
   if (current.status !== "dead_lettered" && current.status !== "failed" && !stuck) {
@@ -156,23 +154,24 @@ async function assertReplayable(tx: Tx, message: ProvisioningTaskMessage): Promi
       { extra: { taskStatus: current.status } },
     );
   }
-  if (current.instanceStatus === "decommissioned" && current.kind !== "deprovision") {
-    throw new AppError(
-      "conflict",
-      `Tenant instance ${message.tenantInstanceId} is decommissioned; its ${current.kind} task cannot be replayed`,
-      { extra: { taskStatus: current.status, instanceStatus: current.instanceStatus } },
-    );
-  }
   if (current.kind === "update_features") await refuseIfOverridesRemovedSince(tx, message);
   if (current.kind !== "deprovision") {
-    // Con una baja pedida, reprocesar el alta o las features correría contra una instancia que
-    // está por desaparecer (y una base creada tras el purge no se borraría nunca). La fila de la
-    // instancia bloqueada ordena este replay con el DELETE, que también la bloquea.
-    await tx
-      .select({ id: tenantInstances.id })
+    // Con una baja pedida o terminada, reprocesar el alta o las features correría contra una
+    // instancia que está por desaparecer o ya no está (y una base creada tras el purge no se
+    // borraría nunca). El estado se lee con la fila bloqueada: así este replay queda ordenado con
+    // el DELETE y con el worker que la da de baja, que también la bloquean.
+    const [instance] = await tx
+      .select({ status: tenantInstances.status })
       .from(tenantInstances)
       .where(eq(tenantInstances.id, message.tenantInstanceId))
       .for("update");
+    if (instance?.status === "decommissioned") {
+      throw new AppError(
+        "conflict",
+        `Tenant instance ${message.tenantInstanceId} is decommissioned; its ${current.kind} task cannot be replayed`,
+        { extra: { taskStatus: current.status, instanceStatus: instance.status } },
+      );
+    }
     const deprovision = await taskInFlight(tx, message.tenantInstanceId, ["deprovision"]);
     if (deprovision) {
       throw new AppError(

@@ -211,6 +211,44 @@ describe("provisioning worker and concurrent admin changes", () => {
     expect(await state(id)).toEqual({ instance: "provisioning", subscription: "pending" });
   });
 
+  it("refuses a replay whose instance is decommissioned while the replay waits for its lock", async () => {
+    const task = await newTask("replay-vs-decommission");
+    const id = task.tenantInstanceId;
+    await worker().handle(
+      delivery({ taskId: task.taskId, tenantInstanceId: id, kind: "provision" }),
+    );
+    const update = await requestFeatureUpdate(service(), id, { max_users: 40 });
+    const entry = await deadLetter({
+      taskId: update.response.taskId,
+      tenantInstanceId: id,
+      kind: "update_features",
+    });
+    // Otra transacción tiene la instancia bloqueada y la deja dada de baja, como una baja que
+    // termina justo cuando el replay ya leyó la instancia y espera su bloqueo.
+    let replayed: Promise<unknown> | undefined;
+    await db().transaction(async (tx) => {
+      await tx
+        .select({ id: tenantInstances.id })
+        .from(tenantInstances)
+        .where(eq(tenantInstances.id, id))
+        .for("update");
+      replayed = replayDeadLetter(service(), entry).then(
+        () => "replayed",
+        (err: unknown) => err,
+      );
+      expect(await lockWaiters(database.url)).toBeGreaterThan(0);
+      await tx
+        .update(tenantInstances)
+        .set({ status: "decommissioned" })
+        .where(eq(tenantInstances.id, id));
+    });
+    expect(await replayed).toMatchObject({
+      code: "conflict",
+      message: expect.stringContaining("decommissioned"),
+    });
+    expect(await taskStatus(update.response.taskId)).toBe("dead_lettered");
+  });
+
   async function overridesOf(tenantInstanceId: string) {
     const [sub] = await db()
       .select({ id: subscriptions.id })
