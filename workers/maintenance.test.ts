@@ -6,6 +6,7 @@ import { silentLogger } from "../core/logger";
 import {
   clientAuthFailures,
   customers,
+  dlqEntries,
   idempotencyKeys,
   maintenanceWatermarks,
   outboxEvents,
@@ -198,7 +199,7 @@ describe("workers maintenance pass", () => {
     expect(next.failed).toEqual([]);
   });
 
-  it("prunes published outbox rows after a week and delivery marks after the stream keeps messages", async () => {
+  it("prunes published outbox rows after a week, and delivery marks and replayed DLQ entries after the stream keeps messages", async () => {
     const now = new Date("2026-09-01T00:00:00Z");
     const day = 86_400_000;
     const ago = (days: number) => new Date(now.getTime() - days * day);
@@ -233,11 +234,48 @@ describe("workers maintenance pass", () => {
       { eventId: newId(), endpointId: webhook.id, deliveredAt: ago(2) },
     ]);
 
+    // Entradas de DLQ: una reprocesada hace más de lo que el stream guarda el mensaje se va; una
+    // reprocesada hace poco, o una vieja sin reprocesar (trabajo pendiente del operador), quedan.
+    const deadLetter = (createdAt: Date, replayedAt: Date | null) => {
+      const id = newId();
+      return {
+        domain: "billing",
+        stream: "BILLING",
+        streamSequence: 1,
+        messageKey: id,
+        subject: "billing.tasks.cycle",
+        rawPayload: "{}",
+        error: "boom",
+        errorKind: "permanent",
+        deliveries: 5,
+        createdAt,
+        replayedAt,
+      };
+    };
+    const deadLetters = [
+      deadLetter(ago(45), ago(40)),
+      deadLetter(ago(45), ago(5)),
+      deadLetter(ago(100), null),
+    ];
+    await db.handle.db.insert(dlqEntries).values(deadLetters);
+
     const result = await runMaintenanceOnce(
       { db: db.handle.db, logger: silentLogger, retentionDays: 30 },
       now,
     );
-    expect(result.prunedDeliveryRecords).toBe(3);
+    expect(result.prunedDeliveryRecords).toBe(4);
+    const keptDeadLetters = await db.handle.db
+      .select({ key: dlqEntries.messageKey })
+      .from(dlqEntries)
+      .where(
+        inArray(
+          dlqEntries.messageKey,
+          deadLetters.map((d) => d.messageKey),
+        ),
+      );
+    expect(keptDeadLetters.map((d) => d.key).sort()).toEqual(
+      [deadLetters[1]?.messageKey, deadLetters[2]?.messageKey].sort(),
+    );
     const left = await db.handle.db
       .select({ id: outboxEvents.id })
       .from(outboxEvents)

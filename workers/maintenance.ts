@@ -9,6 +9,7 @@ import { databaseNow } from "../db/clock";
 import { outboxInsert, publishQueued, type QueuedEvent } from "../db/outbox";
 import {
   clientAuthFailures,
+  dlqEntries,
   idempotencyKeys,
   maintenanceWatermarks,
   outboxEvents,
@@ -59,7 +60,10 @@ export interface MaintenanceResult {
   /** Datos de tenants ya borrados que una escritura tardía volvió a crear, y se borraron otra vez. */
   removedLateTenantWrites: number;
   expiredRefreshTokens: number;
-  /** Filas de outbox publicadas, marcas de procesado y entregas de webhooks ya viejas. */
+  /**
+   * Filas de outbox publicadas, marcas de procesado, entregas de webhooks y entradas de DLQ ya
+   * reprocesadas, ya viejas.
+   */
   prunedDeliveryRecords: number;
   /** Secretos anteriores de webhooks cuyo solape de rotación terminó (ya no firman). */
   forgottenWebhookSecrets: number;
@@ -102,7 +106,19 @@ async function pruneDeliveryRecords(db: Database, now: Date, batch: number): Pro
     lt(webhookDeliveries.deliveredAt, olderThan(DELIVERY_MARK_RETENTION_DAYS)),
     batch,
   );
-  return outbox + processed + deliveries;
+  // Una entrada ya reprocesada solo sirve de historia (la DLQ con replayed=true); pasado lo que
+  // el stream guarda el mensaje, su original no puede volver a morir y la entrada se va. Las que
+  // siguen sin reprocesar son trabajo del operador: esas no vencen.
+  const deadLetters = await deleteInBatches(
+    db,
+    dlqEntries,
+    and(
+      isNotNull(dlqEntries.replayedAt),
+      lt(dlqEntries.replayedAt, olderThan(DELIVERY_MARK_RETENTION_DAYS)),
+    ),
+    batch,
+  );
+  return outbox + processed + deliveries + deadLetters;
 }
 
 /** Filas borradas por sentencia: acota la duración de cada borrado y lo que vuelve al proceso. */
