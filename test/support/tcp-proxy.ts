@@ -8,6 +8,10 @@ export interface TcpProxy {
   hold(): void;
   /** Reenvía lo retenido y sigue reenviando. */
   release(): void;
+  /** Corta las conexiones abiertas y rechaza las nuevas (un Postgres que se reinicia). */
+  down(): void;
+  /** Vuelve a aceptar conexiones. */
+  up(): void;
   close(): Promise<void>;
 }
 
@@ -22,6 +26,7 @@ export async function startTcpProxy(
 ): Promise<TcpProxy> {
   const delayMs = options.delayMs ?? 0;
   let holding = false;
+  let refusing = false;
   const held: { to: Socket; chunk: Buffer }[] = [];
   const sockets = new Set<Socket>();
   let accepted = 0;
@@ -31,6 +36,10 @@ export async function startTcpProxy(
     else write();
   };
   const server = createServer((client) => {
+    if (refusing) {
+      client.destroy();
+      return;
+    }
     accepted++;
     const upstream = tcpConnect(targetPort, "127.0.0.1");
     sockets.add(client).add(upstream);
@@ -60,6 +69,14 @@ export async function startTcpProxy(
     release() {
       holding = false;
       for (const { to, chunk } of held.splice(0)) forward(to, chunk);
+    },
+    down() {
+      refusing = true;
+      for (const s of sockets) s.destroy();
+      sockets.clear();
+    },
+    up() {
+      refusing = false;
     },
     async close() {
       for (const s of sockets) s.destroy();

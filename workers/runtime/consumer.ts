@@ -14,6 +14,7 @@ import { z } from "zod";
 import { type EventEnvelope, eventEnvelopeSchema } from "../../contracts/events";
 import { advisoryStream, type Domain, headers, streams } from "../../contracts/streams";
 import { type Bus, ensureStreams, headerValue } from "../../core/bus";
+import { isDatabaseUnavailable } from "../../core/http/db-errors";
 import { parseJsonOrUndefined } from "../../core/ids";
 import type { Logger } from "../../core/logger";
 import { afterFailure, MAX_DELIVER, retryDelayMs } from "../../core/retry-policy";
@@ -99,7 +100,20 @@ export interface WorkerOptions {
    * reintenta (los pasos son idempotentes).
    */
   handlerTimeoutMs?: number;
+  /**
+   * Cuánto se retiene, como mucho, un mensaje cuya entrega falló porque la base no responde
+   * (reinicio, failover): se reintenta en el lugar sin gastar entregas. Pasado el plazo sigue la
+   * política de reintentos de siempre.
+   */
+  databaseOutageHoldMs?: number;
 }
+
+/**
+ * Un failover de Postgres dura de segundos a un minuto: sin esto, los 5 intentos (7,5 s) se
+ * agotaban y cada mensaje de ese rato iba a la DLQ (y cada alta, a failed). Con tope: una consulta
+ * que tira el servidor cada vez no puede retenerse para siempre.
+ */
+export const DEFAULT_DATABASE_OUTAGE_HOLD_MS = 10 * 60_000;
 
 export class HandlerTimeoutError extends Error {
   override name = "HandlerTimeoutError";
@@ -912,6 +926,7 @@ export async function startWorker<T>(
   const concurrency = Math.max(1, options.concurrency ?? 4);
   const ackWaitMs = options.ackWaitMs ?? 30_000;
   const handlerTimeoutMs = options.handlerTimeoutMs ?? DEFAULT_HANDLER_TIMEOUT_MS;
+  const outageHoldMs = options.databaseOutageHoldMs ?? DEFAULT_DATABASE_OUTAGE_HOLD_MS;
   // Lo que no es el handler (marca, reintento, DLQ) es trabajo corto contra la base y el bus.
   const bookkeepingMs = bookkeepingMsOf(options);
   const logger = options.logger.child({ worker: def.name });
@@ -1005,7 +1020,14 @@ export async function startWorker<T>(
     held.clear();
   };
 
-  const process = async (msg: JsMsg) => {
+  /** Retención en curso de un mensaje por una caída de la base: desde cuándo y cuántas esperas. */
+  interface Outage {
+    since: number;
+    waits: number;
+  }
+
+  /** Corre la entrega; devuelve la retención si la base no respondió y hay que volver a correrla. */
+  const processOnce = async (msg: JsMsg, outage?: Outage): Promise<Outage | undefined> => {
     // Las políticas de reintento y DLQ cuentan intentos, no entregas de esta copia.
     const deliveryCount = attemptOf(msg);
     let envelope: EventEnvelope | undefined;
@@ -1141,13 +1163,37 @@ export async function startWorker<T>(
         return;
       }
       const resumed = err instanceof UnfinishedDeadLetterError ? err.entry : undefined;
+      timer?.({ outcome: "failure" });
+      timer = undefined;
+      // La base no responde: no es un fallo del mensaje. Se retiene (el latido sigue) y se vuelve
+      // a correr en el lugar, sin nak: el intento no cuenta. Una línea al empezar a esperar.
+      const since = outage?.since ?? Date.now();
+      if (!resumed && isDatabaseUnavailable(err) && Date.now() - since < outageHoldMs) {
+        const waits = (outage?.waits ?? 0) + 1;
+        if (waits === 1) log.warn({ err }, "database unavailable; holding the message");
+        if (!stopping) {
+          held.add(holding);
+          await pause(retryDelayMs(Math.min(waits, MAX_DELIVER)), drain.signal);
+          held.delete(holding);
+        }
+        // Al apagar no se espera a la base: el mensaje vuelve ya al broker (otro proceso lo toma).
+        if (stopping && !holding.released) {
+          holding.released = true;
+          releaseOne(msg, deliveryCount, log);
+        }
+        if (holding.released) {
+          log.info("message returned to the broker on shutdown; another process takes it");
+          return;
+        }
+        return { since, waits };
+      }
+      if (outage) log.warn({ err, heldMs: Date.now() - since }, "database outage hold ended");
       const error = errorMessage(err);
       const exhausted = err instanceof DeliveryBudgetExhaustedError;
       const permanent = resumed ? resumed.errorKind === "permanent" : isPermanent(err);
       const outcome = resumed
         ? ({ action: "dead_letter" } as const)
         : afterFailure(deliveryCount, permanent);
-      timer?.({ outcome: "failure" });
       if (outcome.action === "retry") {
         log.warn({ err, delayMs: outcome.delayMs }, "message failed; will retry");
         const retrying = handlerCtx && def.onRetry?.(handlerCtx, error, outcome.delayMs);
@@ -1226,6 +1272,13 @@ export async function startWorker<T>(
       clearInterval(heartbeatTimer);
       endTurn();
     }
+  };
+
+  /** Una entrega: se vuelve a correr en el lugar mientras dure la retención por la base. */
+  const process = async (msg: JsMsg) => {
+    let outage: Outage | undefined;
+    do outage = await processOnce(msg, outage);
+    while (outage);
   };
 
   const start = (msg: JsMsg) => {
