@@ -24,6 +24,12 @@ export interface DbConfig {
   max?: number | undefined;
   /** Espera máxima para abrir una conexión (10 s): una base que no responde falla, no cuelga. */
   connectTimeoutMs?: number | undefined;
+  /**
+   * Tope de cada sentencia en el servidor (statement_timeout; 0 o sin valor, sin tope). La API
+   * admin lo usa: una espera de bloqueo sin fin es un 503, no una petición colgada. Solo con
+   * node-postgres (con Neon, el tope es el de la Lambda).
+   */
+  statementTimeoutMs?: number | undefined;
   onQuery?: QueryObserver | undefined;
 }
 
@@ -83,6 +89,7 @@ export async function createDb(config: DbConfig = {}): Promise<DbHandle> {
     migrationsFolder: MIGRATIONS_FOLDER,
     max: config.max,
     connectTimeoutMs: config.connectTimeoutMs,
+    statementTimeoutMs: config.statementTimeoutMs,
     onQuery: config.onQuery,
   });
 }

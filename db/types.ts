@@ -55,6 +55,8 @@ export async function migrateUnderLock(
   await client.query("select pg_advisory_lock($1)", [MIGRATION_LOCK_ID]);
   try {
     await client.query(`set lock_timeout = ${Math.max(1, Math.floor(lockTimeoutMs))}`);
+    // Un CREATE INDEX sobre una tabla grande puede tardar: el tope de las peticiones no aplica.
+    await client.query("set statement_timeout = 0");
     for (let attempt = 1; ; attempt++) {
       try {
         await run();
@@ -74,6 +76,7 @@ export async function migrateUnderLock(
     }
   } finally {
     await client.query("reset lock_timeout").catch(() => {});
+    await client.query("reset statement_timeout").catch(() => {});
     await client.query("select pg_advisory_unlock($1)", [MIGRATION_LOCK_ID]).catch(() => {});
   }
 }

@@ -30,6 +30,9 @@ export const functionsEnv = encryptionEnv
     // Las funciones usan el transporte WebSocket de NATS (portable); NATS_URL queda como respaldo.
     NATS_WS_URL: z.string().optional(),
     NATS_URL: z.string().optional(),
+    // Tope de cada sentencia de la API (0: sin tope). Una espera de bloqueo es un 503 con
+    // Retry-After, no una petición colgada que retiene una conexión del pool.
+    DB_STATEMENT_TIMEOUT_MS: envNumber(z.number().int().min(0).default(30_000)),
   });
 
 export type FunctionsEnv = z.infer<typeof functionsEnv>;
@@ -55,6 +58,7 @@ export async function createAdminRuntime(
       driver: env.DATABASE_DRIVER,
       neonWsProxy: env.NEON_WSPROXY,
       pgliteDataDir: env.PGLITE_DATA_DIR,
+      statementTimeoutMs: env.DB_STATEMENT_TIMEOUT_MS,
     }));
   const servers = env.NATS_WS_URL ?? env.NATS_URL;
   if (!servers)

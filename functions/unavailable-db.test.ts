@@ -1,5 +1,6 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { Writable } from "node:stream";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateSigningKey, publicJwksOf } from "../core/auth/keys";
 import { createTokenSigner, createTokenVerifier } from "../core/auth/tokens";
@@ -82,6 +83,48 @@ describe("admin API when the database is away", () => {
       db = await createTestDatabase("postgres");
     });
     afterAll(async () => db?.drop());
+
+    it("answers 503 with Retry-After, not a request that hangs, when a statement waits past the statement timeout", async () => {
+      const handle = await createDb({ url: db.url, statementTimeoutMs: 300 });
+      const holder = new pg.Client({ connectionString: db.url });
+      await holder.connect();
+      try {
+        const lines: string[] = [];
+        const { app, token } = await adminOver(handle.db, lines);
+        const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
+        const created = await app.request("/api/customers", {
+          method: "POST",
+          headers,
+          body: JSON.stringify({
+            legalName: "Clínica Bloqueada",
+            taxId: "900777",
+            billingEmail: "x@bloqueada.example",
+            country: "CO",
+          }),
+        });
+        expect(created.status).toBe(201);
+        const { id } = (await created.json()) as { id: string };
+        // Otra sesión retiene la fila (una migración, una transacción olvidada).
+        await holder.query("begin");
+        await holder.query("select 1 from customers where id = $1 for update", [id]);
+        const release = setTimeout(() => holder.query("rollback").catch(() => {}), 5_000);
+        const started = Date.now();
+        const res = await app.request(`/api/customers/${id}`, {
+          method: "PATCH",
+          headers,
+          body: JSON.stringify({ legalName: "Clínica Liberada" }),
+        });
+        clearTimeout(release);
+        expect(Date.now() - started).toBeLessThan(4_000);
+        expect(res.status).toBe(503);
+        expect(res.headers.get("content-type")).toContain("application/problem+json");
+        expect(res.headers.get("retry-after")).toMatch(/^\d+$/);
+        expect(await res.json()).toMatchObject({ status: 503, code: "unavailable" });
+      } finally {
+        await holder.end().catch(() => {});
+        await handle.close().catch(() => {});
+      }
+    });
 
     it("logs a failed query without its SQL parameters", async () => {
       const lines: string[] = [];

@@ -112,6 +112,11 @@ export function mapDatabaseError(err: unknown): AppError | undefined {
     case "54000":
     case "22001":
       return new AppError("bad_request", "A value is too long", { cause: err });
+    // statement_timeout (o un operador que canceló la consulta): la base no contestó a tiempo.
+    case "57014":
+      return new AppError("unavailable", "The database did not answer in time; retry later", {
+        cause: err,
+      });
     case "40001":
     case "40P01":
       return new AppError("conflict", "The change conflicted with a concurrent one; retry it", {

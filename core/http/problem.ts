@@ -106,6 +106,9 @@ export function bearerChallenge(
   return undefined;
 }
 
+/** Retry-After de un 503: lo que suele tardar un reinicio o failover de la base. */
+export const RETRY_AFTER_UNAVAILABLE_SECONDS = 5;
+
 export function problemErrorHandler<E extends Env>(): ErrorHandler<E> {
   return (err, c) => {
     const appError = normalizeError(err);
@@ -119,6 +122,8 @@ export function problemErrorHandler<E extends Env>(): ErrorHandler<E> {
     const headers: Record<string, string> = {};
     const challenge = bearerChallenge(appError.code, c.req.header("authorization"));
     if (challenge) headers["www-authenticate"] = challenge;
+    // Algo de este lado no está (base, bus): vale reintentar, y el SDK respeta la cabecera.
+    if (appError.status === 503) headers["retry-after"] = String(RETRY_AFTER_UNAVAILABLE_SECONDS);
     return problemResponse(
       toProblem(appError, new URL(c.req.url).pathname, (c.var as ProblemVariables).requestId),
       headers,

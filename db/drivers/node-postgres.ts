@@ -16,6 +16,7 @@ export interface NodePostgresOptions {
   migrationsFolder: string;
   max?: number;
   connectTimeoutMs?: number | undefined;
+  statementTimeoutMs?: number | undefined;
   onQuery?: QueryObserver;
 }
 
@@ -25,6 +26,12 @@ export function createNodePostgresDb(options: NodePostgresOptions): DbHandle {
     max: options.max ?? 10,
     // Sin tope, una base que acepta la conexión y no responde colgaría cada petición.
     connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
+    // Va en el arranque de cada conexión: sin un viaje más.
+    ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
+    // Una base que desaparece sin cerrar (host caído, NAT que olvida) se detecta en la conexión
+    // ociosa o en transacción, no tras los ~15 min de retransmisiones del kernel.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
   });
   survivePoolConnectionErrors(pool);
   const db = drizzle({ client: pool, schema, logger: queryLogger(options.onQuery) });
