@@ -100,6 +100,12 @@ async function connectTransport(options: BusOptions): Promise<NatsConnection> {
   return connect(common);
 }
 
+/**
+ * Espera máxima del drain al cerrar el bus: cabe, con el cierre de la base, en el margen de cierre
+ * de los workers (CLOSE_BUDGET_MS, 4 s) y en el apagado de la API.
+ */
+export const BUS_CLOSE_DRAIN_MS = 3_000;
+
 // El único cliente del bus del proyecto.
 export async function connectBus(options: BusOptions): Promise<Bus> {
   const nc = await connectTransport(options);
@@ -135,7 +141,25 @@ export async function connectBus(options: BusOptions): Promise<Bus> {
       return { seq: ack.seq, duplicate: ack.duplicate };
     },
     async close() {
-      if (!nc.isClosed()) await nc.drain().catch(() => nc.close());
+      if (nc.isClosed()) return;
+      // El drain espera la respuesta del servidor: con un enlace mudo no llegaría nunca. Pasado
+      // el plazo se cierra sin drenar (lo publicado sin ack sigue en el outbox).
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const deadline = new Promise<"late">((resolve) => {
+        timer = setTimeout(() => resolve("late"), BUS_CLOSE_DRAIN_MS);
+      });
+      const drained = await Promise.race([
+        nc.drain().then(() => "drained" as const),
+        deadline,
+      ]).catch(() => "failed" as const);
+      clearTimeout(timer);
+      if (drained === "late") {
+        options.logger?.warn(
+          { bus: options.name, drainMs: BUS_CLOSE_DRAIN_MS },
+          "message bus did not drain in time; closing it",
+        );
+      }
+      if (!nc.isClosed()) await nc.close().catch(() => {});
     },
   };
 }

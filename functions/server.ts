@@ -14,9 +14,22 @@ const server = serve({ fetch: app.fetch, port: runtime.env.PORT, hostname: "0.0.
   runtime.deps.logger.info({ port: info.port }, "admin API listening");
 });
 
+/**
+ * Tope del apagado: dentro de los 30 s de gracia de un contenedor. Una petición que no termina o
+ * un cierre colgado no dejan el proceso vivo hasta el SIGKILL sin decir por qué.
+ */
+const SHUTDOWN_DEADLINE_MS = 25_000;
+
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.once(signal, () => {
     runtime.deps.logger.info({ signal }, "admin API shutting down");
+    setTimeout(() => {
+      runtime.deps.logger.error(
+        { deadlineMs: SHUTDOWN_DEADLINE_MS },
+        "admin API shutdown deadline reached; exiting with requests or connections still open",
+      );
+      process.exit(1);
+    }, SHUTDOWN_DEADLINE_MS).unref();
     server.close(() => {
       runtime.close().finally(() => process.exit(0));
     });
