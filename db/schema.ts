@@ -628,6 +628,8 @@ export const auditLog = pgTable(
     // La lista va de la más nueva a la más vieja por (occurred_at, id): con o sin actor y ventana.
     index("audit_occurred_keyset_idx").on(t.occurredAt, t.id),
     index("audit_actor_keyset_idx").on(t.actor, t.occurredAt, t.id),
+    // GET /api/audit?action=…: sin él, cada filtro por acción leía la tabla entera (que crece sin tope).
+    index("audit_action_keyset_idx").on(t.action, t.occurredAt, t.id),
     index("audit_correlation_idx").on(t.correlationId),
   ],
 );
