@@ -4,6 +4,7 @@ import { AppError } from "../../core/errors";
 import { base64url, fromBase64url } from "../../core/ids";
 import { auditLog } from "../../db/schema";
 import type { Executor } from "../../db/types";
+import { instantInRange } from "../routes/instant";
 
 export interface AuditFilters {
   entityType?: string | undefined;
@@ -17,7 +18,10 @@ export interface AuditFilters {
 
 // Cursor opaco sobre (occurred_at, id): la auditoría se lee de la más nueva a la más vieja, y un
 // índice por ese par (solo o detrás del actor) sirve también con una ventana de tiempo.
-const cursorSchema = z.object({ o: z.iso.datetime(), i: z.number().int().positive() });
+const cursorSchema = z.object({
+  o: z.iso.datetime().refine(instantInRange),
+  i: z.number().int().positive(),
+});
 type AuditCursor = z.infer<typeof cursorSchema>;
 // El de antes (solo el id): quien paginaba durante el despliegue sigue donde iba.
 const legacyCursorSchema = z.object({ i: z.number().int().positive() }).strict();

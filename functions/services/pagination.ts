@@ -2,8 +2,10 @@ import { type AnyColumn, asc, type SQL, sql } from "drizzle-orm";
 import { z } from "zod";
 import { AppError } from "../../core/errors";
 import { base64url, fromBase64url } from "../../core/ids";
+import { instantInRange } from "../routes/instant";
 
-const cursorSchema = z.object({ t: z.iso.datetime(), i: z.uuid() });
+// Con los años de toda fecha de la API: uno fuera de rango lo rechazaba Postgres (un 400 sin campo).
+const cursorSchema = z.object({ t: z.iso.datetime().refine(instantInRange), i: z.uuid() });
 
 export function encodeCursor(createdAt: Date, id: string): string {
   return base64url(new TextEncoder().encode(JSON.stringify({ t: createdAt.toISOString(), i: id })));

@@ -156,6 +156,7 @@ describe.each(["postgres", "pglite"] as const)("audit log on %s", (kind) => {
       for (const query of [
         "?cursor=%%%",
         `?cursor=${Buffer.from(JSON.stringify({ i: -3 })).toString("base64url")}`,
+        `?cursor=${Buffer.from(JSON.stringify({ o: "0000-01-01T00:00:00Z", i: 3 })).toString("base64url")}`,
         "?from=yesterday",
         "?to=2020-13-01T00:00:00Z",
         "?from=2020-02-01T00:00:00Z&to=2020-01-01T00:00:00Z",

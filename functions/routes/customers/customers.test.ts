@@ -139,6 +139,20 @@ describe.each(["postgres", "pglite"] as const)("customers on %s", (kind) => {
       ).toBe(true);
     });
 
+    it("rejects a cursor whose instant falls outside years 1970-9999 with 400 naming it", async () => {
+      const cursor = (t: string) =>
+        Buffer.from(JSON.stringify({ t, i: "00000000-0000-4000-8000-000000000000" })).toString(
+          "base64url",
+        );
+      for (const t of ["0000-01-01T00:00:00Z", "0049-06-01T00:00:00Z"]) {
+        const res = await h.request("GET", `/api/customers?cursor=${cursor(t)}`, {
+          token: support,
+        });
+        expectProblem(res, 400, "validation_failed");
+        expect((res.body as { errors: { path: string }[] }).errors[0]?.path).toBe("query.cursor");
+      }
+    });
+
     it("paginates the list with a cursor", async () => {
       const first = await h.request<Page>("GET", "/api/customers?limit=2", { token: support });
       expect(first.body.items).toHaveLength(2);

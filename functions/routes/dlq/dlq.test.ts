@@ -200,6 +200,14 @@ describe.each(["postgres", "pglite"] as const)("DLQ replay on %s", (kind) => {
     },
   );
 
+  it("rejects an empty correlationId filter (400) instead of listing every entry", async () => {
+    const res = await h.request("GET", "/api/dlq?correlationId=", { token: admin });
+    expectProblem(res, 400, "validation_failed");
+    expect((res.body as { errors: { path: string }[] }).errors[0]?.path).toBe(
+      "query.correlationId",
+    );
+  });
+
   it("gives one entry a strong ETag that changes when it is replayed", async () => {
     const dead = await deadMessage("notifications");
     const get = () => h.request("GET", `/api/dlq/${dead.entryId}`, { token: admin });

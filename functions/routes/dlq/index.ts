@@ -85,6 +85,7 @@ const list = createRoute({
         .openapi({ description: "true: ya reprocesados; false: pendientes", example: "false" }),
       correlationId: z
         .string()
+        .min(1)
         .max(128)
         .optional()
         .openapi({ description: "Filtra por correlación", example: "pedido-0001" }),
