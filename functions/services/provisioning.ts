@@ -171,6 +171,9 @@ async function provisionReferences(db: Database, input: ProvisionRequest) {
       planId: plans.id,
       planProductId: plans.productId,
       planCode: plans.code,
+      // El reloj de la base en el mismo viaje: created_at no sale del reloj del host (ver abajo).
+      databaseNowMs:
+        sql<number>`floor(extract(epoch from clock_timestamp()) * 1000)::float8`.mapWith(Number),
     })
     .from(sql`(select 1) as probe`)
     .leftJoin(customers, and(eq(customers.id, input.customerId), isNull(customers.deletedAt)))
@@ -201,6 +204,7 @@ async function provisionReferences(db: Database, input: ProvisionRequest) {
     customer: { id: refs.customerId, legalName: refs.legalName },
     product: { id: refs.productId, code: refs.productCode },
     plan: { id: refs.planId, code: refs.planCode },
+    databaseNow: new Date(refs.databaseNowMs),
   };
 }
 
@@ -215,12 +219,14 @@ export async function provisionTenant(
   const tenantInstanceId = newId();
   const taskId = newId();
   try {
-    const { customer, product, plan } = await provisionReferences(ctx.db, input);
+    const { customer, product, plan, databaseNow } = await provisionReferences(ctx.db, input);
     const overrides = await overridesFromCustomFeatures(ctx.db, product.id, input.customFeatures);
 
     // Ruta caliente: todas las filas (instancia, suscripción, overrides, tarea, outbox y
-    // auditoría) en una sola sentencia atómica; un viaje a la base en lugar de diez.
-    const now = new Date();
+    // auditoría) en una sola sentencia atómica; un viaje a la base en lugar de diez. La hora es la
+    // de la base, como la de toda otra fila: con la del host (reloj desparejo) las instancias
+    // quedaban fuera de orden en las listas, que paginan por created_at.
+    const now = databaseNow;
     const tenantCode = tenantCodeFor(customer.legalName, input.instanceCode, tenantInstanceId);
     const instance = {
       id: tenantInstanceId,
