@@ -2,9 +2,13 @@ import { type SQL, sql } from "drizzle-orm";
 import { type Database, rowsOf, type Tx } from "./types";
 
 /** Un reloj de la base en milisegundos desde la época (hacia abajo, como timestamptz(3)). */
+export function clockMs(clock: SQL = sql`clock_timestamp()`): SQL<number> {
+  return sql<number>`floor(extract(epoch from ${clock}) * 1000)::float8`;
+}
+
 async function readClock(db: Database | Tx, clock: SQL): Promise<Date> {
   const [row] = rowsOf<{ ms: number | string }>(
-    await db.execute(sql`select floor(extract(epoch from ${clock}) * 1000)::float8 as ms`),
+    await db.execute(sql`select ${clockMs(clock)} as ms`),
   );
   if (!row) throw new Error("the database did not return its clock");
   return new Date(Number(row.ms));

@@ -112,10 +112,8 @@ async function pruneDeliveryRecords(db: Database, now: Date, batch: number): Pro
   const deadLetters = await deleteInBatches(
     db,
     dlqEntries,
-    and(
-      isNotNull(dlqEntries.replayedAt),
-      lt(dlqEntries.replayedAt, olderThan(DELIVERY_MARK_RETENTION_DAYS)),
-    ),
+    // Sin replay (null) la comparación no es verdadera: esas no se tocan.
+    lt(dlqEntries.replayedAt, olderThan(DELIVERY_MARK_RETENTION_DAYS)),
     batch,
   );
   return outbox + processed + deliveries + deadLetters;

@@ -6,6 +6,7 @@ import { canonicalJson, newId, sha256Hex } from "../../core/ids";
 import { kubernetesNamespaceFor, subdomainUrlFor, tenantCodeFor } from "../../core/tenancy";
 import { auditInsert } from "../../db/audit";
 import { executeAll } from "../../db/batch";
+import { clockMs } from "../../db/clock";
 import { outboxInsert, publishQueued } from "../../db/outbox";
 import {
   customers,
@@ -172,8 +173,7 @@ async function provisionReferences(db: Database, input: ProvisionRequest) {
       planProductId: plans.productId,
       planCode: plans.code,
       // El reloj de la base en el mismo viaje: created_at no sale del reloj del host (ver abajo).
-      databaseNowMs:
-        sql<number>`floor(extract(epoch from clock_timestamp()) * 1000)::float8`.mapWith(Number),
+      databaseNowMs: clockMs().mapWith(Number),
     })
     .from(sql`(select 1) as probe`)
     .leftJoin(customers, and(eq(customers.id, input.customerId), isNull(customers.deletedAt)))

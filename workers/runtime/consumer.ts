@@ -17,7 +17,7 @@ import { type Bus, ensureStreams, headerValue } from "../../core/bus";
 import { isDatabaseUnavailable } from "../../core/http/db-errors";
 import { parseJsonOrUndefined } from "../../core/ids";
 import type { Logger } from "../../core/logger";
-import { afterFailure, MAX_DELIVER, retryDelayMs } from "../../core/retry-policy";
+import { afterFailure, backoffDelayMs, MAX_DELIVER, retryDelayMs } from "../../core/retry-policy";
 import type { DeadLetterStore, RecordedDeadLetter } from "../../db/dead-letters";
 import type { ProcessedStore } from "../../db/processed";
 import { alertOperators } from "./dead-letter-alert";
@@ -1173,7 +1173,7 @@ export async function startWorker<T>(
         if (waits === 1) log.warn({ err }, "database unavailable; holding the message");
         if (!stopping) {
           held.add(holding);
-          await pause(retryDelayMs(Math.min(waits, MAX_DELIVER)), drain.signal);
+          await pause(backoffDelayMs(waits), drain.signal);
           held.delete(holding);
         }
         // Al apagar no se espera a la base: el mensaje vuelve ya al broker (otro proceso lo toma).
